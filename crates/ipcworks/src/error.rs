@@ -1,0 +1,170 @@
+//! The one error type of the library.
+
+use std::io;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in ipcworks, in the user's terms.
+///
+/// Every variant converts into [`std::io::Error`] with a fitting
+/// [`io::ErrorKind`], so `?` works in functions returning `io::Result`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name given for a named object breaks a rule; `rule` says which.
+    #[error("invalid name {name:?}: {rule}")]
+    NameInvalid {
+        /// The name as given.
+        name: String,
+        /// The rule it breaks, in plain words.
+        rule: &'static str,
+    },
+
+    /// No object of that name exists.
+    #[error("{kind} {name:?} does not exist (create it first, or check the name)")]
+    NotFound {
+        /// What kind of object was looked for ("shared memory segment", …).
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+
+    /// An object of that name exists already and exclusive creation was asked.
+    #[error("{kind} {name:?} already exists (open it, or remove it first)")]
+    AlreadyExists {
+        /// What kind of object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+
+    /// The kernel refused access to the object.
+    #[error("permission denied for {name:?} (check its owner and mode)")]
+    PermissionDenied {
+        /// The object's name.
+        name: String,
+    },
+
+    /// An object exists under the name but is not safe to use: owned by
+    /// another user, looser mode than asked, a symlink, or the wrong kind.
+    #[error("refusing to use {name:?}: {reason}")]
+    Refused {
+        /// The object's name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A message is longer than the mechanism allows.
+    #[error("message of {len} bytes is larger than the maximum of {max} bytes")]
+    MessageTooLarge {
+        /// The message's length.
+        len: usize,
+        /// The largest length allowed.
+        max: usize,
+    },
+
+    /// The peer is gone: its end was closed or its process died.
+    #[error("disconnected: the peer closed its end or died")]
+    Disconnected,
+
+    /// A blocking call reached its deadline.
+    #[error("timed out")]
+    Timeout,
+
+    /// A non-blocking call could not proceed right now (full, empty, locked).
+    #[error("operation would block")]
+    WouldBlock,
+
+    /// The holder of a lock died while holding it; the protected data may be
+    /// inconsistent.
+    #[error("the previous holder of {what} died while holding it; its data may be inconsistent")]
+    OwnerDead {
+        /// What was being locked.
+        what: String,
+    },
+
+    /// A lock's data was left inconsistent by a dead holder and nobody
+    /// repaired it; the lock can no longer be used.
+    #[error(
+        "{what} is not recoverable: a holder died and the next one released it without marking it consistent (remove and recreate it)"
+    )]
+    NotRecoverable {
+        /// What was being locked.
+        what: String,
+    },
+
+    /// Shared memory holds values no correct peer would write.
+    #[error("shared memory is corrupted: {what}")]
+    Corrupted {
+        /// What was found wrong.
+        what: String,
+    },
+
+    /// A system limit refused the request.
+    #[error("system limit {limit} = {value} refused the request ({hint})")]
+    LimitExceeded {
+        /// The limit's name (e.g. `/proc/sys/fs/mqueue/msg_max`).
+        limit: String,
+        /// Its current value.
+        value: String,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// An argument is out of range or inconsistent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// Any other failure of a system call, with the call named.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// The operation (usually the system call) that failed.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps a system call's error, naming the call.
+    pub fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
+        Error::Io {
+            op,
+            source: source.into(),
+        }
+    }
+
+    /// Builds a [`Error::Corrupted`] with a description.
+    pub fn corrupted(what: impl Into<String>) -> Self {
+        Error::Corrupted { what: what.into() }
+    }
+
+    /// The `io::ErrorKind` this error maps to.
+    pub fn kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::NameInvalid { .. } | Error::InvalidArgument(_) => K::InvalidInput,
+            Error::NotFound { .. } => K::NotFound,
+            Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::PermissionDenied { .. } | Error::Refused { .. } => K::PermissionDenied,
+            Error::MessageTooLarge { .. } => K::InvalidInput,
+            Error::Disconnected => K::BrokenPipe,
+            Error::Timeout => K::TimedOut,
+            Error::WouldBlock => K::WouldBlock,
+            Error::OwnerDead { .. } | Error::NotRecoverable { .. } | Error::Corrupted { .. } => {
+                K::InvalidData
+            }
+            Error::LimitExceeded { .. } => K::QuotaExceeded,
+            Error::Io { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        io::Error::new(e.kind(), e)
+    }
+}

@@ -1,0 +1,43 @@
+//! # ipcworks
+//!
+//! Communication and synchronization between threads and processes on Linux,
+//! each mechanism an operating-systems course names done properly:
+//!
+//! | concept | module |
+//! |---|---|
+//! | shared memory segments | [`shm`] |
+//! | robust mutex, semaphores, futex | [`sync`] |
+//!
+//! Everything here talks to the kernel through one thin layer, [`sys`]; the
+//! modules above it are safe Rust. Everything read from shared memory is
+//! treated as untrusted: another process may be buggy or hostile.
+//!
+//! ```no_run
+//! use ipcworks::shm::Segment;
+//!
+//! # fn main() -> ipcworks::Result<()> {
+//! // Process A creates a 4 KiB segment, mode 0600, removed when `seg` drops.
+//! let seg = Segment::create("ipcworks-doc-example", 4096)?;
+//! // Process B opens it by name.
+//! let other = Segment::open("ipcworks-doc-example")?;
+//! assert_eq!(other.len(), seg.len());
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "ipcworks supports Linux only: it is built on futexes, /proc, memfd and Linux's IPC system calls"
+);
+
+pub mod endpoint;
+mod error;
+pub mod name;
+pub mod shm;
+pub mod sync;
+pub mod sys;
+
+pub use error::{Error, Result};

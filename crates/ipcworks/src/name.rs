@@ -1,0 +1,71 @@
+//! Names of named objects (segments, semaphores, queues): one set of rules,
+//! each broken rule reported in plain words.
+
+use crate::{Error, Result};
+
+/// The longest name accepted, in bytes. Linux allows 255 for a file in
+/// `/dev/shm`; the rest is kept for the prefixes ipcworks and glibc add
+/// (`sem.`, `ipcworks.mutex.`).
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Checks a name for a POSIX named object and returns it without its
+/// optional leading `/` (`"/jobs"` and `"jobs"` name the same object).
+///
+/// Rules: 1 to [`MAX_NAME_LEN`] bytes; no `/` after the leading one; no NUL
+/// or control characters; not `.` or `..`.
+pub fn validate(name: &str) -> Result<&str> {
+    let bad = |rule| {
+        Err(Error::NameInvalid {
+            name: name.to_string(),
+            rule,
+        })
+    };
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() {
+        return bad("a name must not be empty");
+    }
+    if bare.len() > MAX_NAME_LEN {
+        return bad("a name must be at most 200 bytes long");
+    }
+    if bare.contains('/') {
+        return bad("a name must not contain '/' (except one leading '/')");
+    }
+    if bare.chars().any(|c| c == '\0' || c.is_control()) {
+        return bad("a name must not contain NUL or control characters");
+    }
+    if bare == "." || bare == ".." {
+        return bad("a name must not be '.' or '..'");
+    }
+    Ok(bare)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_and_slashed() {
+        assert_eq!(validate("jobs").unwrap(), "jobs");
+        assert_eq!(validate("/jobs").unwrap(), "jobs");
+        assert_eq!(validate("a.b-c_d").unwrap(), "a.b-c_d");
+    }
+
+    #[test]
+    fn rejects_each_rule_with_its_reason() {
+        for (name, needle) in [
+            ("", "empty"),
+            ("/", "empty"),
+            ("a/b", "'/'"),
+            ("//a", "'/'"),
+            ("..", "'..'"),
+            ("a\nb", "control"),
+            ("a\0b", "NUL"),
+        ] {
+            let e = validate(name).unwrap_err().to_string();
+            assert!(e.contains(needle), "{name:?}: {e}");
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        assert!(validate(&long).unwrap_err().to_string().contains("200"));
+        assert!(validate(&"x".repeat(MAX_NAME_LEN)).is_ok());
+    }
+}

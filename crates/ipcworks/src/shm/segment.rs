@@ -1,0 +1,376 @@
+//! [`Segment`]: one mapped shared memory object.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::sys::Errno;
+use crate::sys::mem::{self, Mapping, OpenMode};
+use crate::{Error, Result, name};
+
+const KIND: &str = "shared memory segment";
+
+/// A shared memory object mapped read-write into this process.
+///
+/// Named segments live in `/dev/shm` and are found by name; anonymous ones
+/// (`memfd`) are shared by passing the descriptor to a child process
+/// ([`Segment::inheritable_fd`], [`Segment::from_fd`]).
+///
+/// The process that created a named segment unlinks its name when the
+/// `Segment` is dropped, unless told to [`persist`](Segment::persist); the
+/// memory itself lives on until every process has unmapped it.
+#[derive(Debug)]
+pub struct Segment {
+    map: Mapping,
+    fd: OwnedFd,
+    name: Option<String>,
+    unlink_on_drop: bool,
+}
+
+/// Options for creating or opening a [`Segment`], in the style of
+/// [`std::fs::OpenOptions`].
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    size: usize,
+    mode: u32,
+    persist: bool,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions {
+            size: 0,
+            mode: 0o600,
+            persist: false,
+        }
+    }
+}
+
+impl SegmentOptions {
+    /// Options with mode 0600, removed on drop.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The size in bytes of a segment to create (mapped rounded up to whole
+    /// pages). Required when creating.
+    pub fn size(&mut self, bytes: usize) -> &mut Self {
+        self.size = bytes;
+        self
+    }
+
+    /// Permission bits of a segment to create, set exactly whatever the
+    /// umask (default 0600). When opening, a segment whose mode grants more
+    /// than this is refused.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Keep the name after the creator drops the segment (default: remove).
+    pub fn persist(&mut self, persist: bool) -> &mut Self {
+        self.persist = persist;
+        self
+    }
+
+    /// Creates a new named segment; fails with [`Error::AlreadyExists`] if
+    /// the name is taken.
+    #[doc(alias = "shm_open")]
+    pub fn create(&self, name: &str) -> Result<Segment> {
+        let bare = name::validate(name)?;
+        self.check_size()?;
+        let fd = mem::shm_open(bare, OpenMode::CreateExclusive, self.mode)
+            .map_err(|e| errno_error(e, bare, "shm_open"))?;
+        // From here on the name is ours: remove it again if sizing fails.
+        let undo = |e: Error| {
+            let _ = mem::shm_unlink(bare);
+            e
+        };
+        mem::set_mode(fd.as_fd(), self.mode).map_err(|e| undo(errno_error(e, bare, "fchmod")))?;
+        mem::set_len(fd.as_fd(), self.size as u64)
+            .map_err(|e| undo(errno_error(e, bare, "ftruncate")))?;
+        let map =
+            Mapping::map_shared(&fd, self.size).map_err(|e| undo(errno_error(e, bare, "mmap")))?;
+        Ok(Segment {
+            map,
+            fd,
+            name: Some(bare.to_string()),
+            unlink_on_drop: !self.persist,
+        })
+    }
+
+    /// Opens an existing named segment after checking it is safe to use: a
+    /// regular file (not a symlink), owned by this user, with no permission
+    /// beyond [`mode`](Self::mode). Its size is the object's size.
+    ///
+    /// A segment that its creator has not sized yet is waited for briefly
+    /// (up to 1 s) before giving up.
+    #[doc(alias = "shm_open")]
+    pub fn open(&self, name: &str) -> Result<Segment> {
+        let bare = name::validate(name)?;
+        let fd =
+            mem::shm_open(bare, OpenMode::Open, 0).map_err(|e| errno_error(e, bare, "shm_open"))?;
+        let size = check_opened(fd.as_fd(), bare, self.mode)?;
+        let map = Mapping::map_shared(&fd, size).map_err(|e| errno_error(e, bare, "mmap"))?;
+        Ok(Segment {
+            map,
+            fd,
+            name: Some(bare.to_string()),
+            unlink_on_drop: false,
+        })
+    }
+
+    /// Opens the named segment if it exists (with the checks of
+    /// [`open`](Self::open)), or creates it. Returns the segment and whether
+    /// this call created it.
+    pub fn open_or_create(&self, name: &str) -> Result<(Segment, bool)> {
+        // Loop: the object may vanish between a failed create and the open.
+        for _ in 0..100 {
+            match self.create(name) {
+                Ok(seg) => return Ok((seg, true)),
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match self.open(name) {
+                Ok(seg) => return Ok((seg, false)),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::io(
+            "shm_open",
+            std::io::Error::other(
+                "the name kept appearing and vanishing; another process is racing on it",
+            ),
+        ))
+    }
+
+    /// Creates an anonymous segment (`memfd_create`), sealed against
+    /// resizing. Share it with a child through
+    /// [`Segment::inheritable_fd`].
+    #[doc(alias = "memfd_create")]
+    pub fn anonymous(&self) -> Result<Segment> {
+        self.check_size()?;
+        let fd = mem::memfd("ipcworks").map_err(|e| Error::io("memfd_create", e))?;
+        mem::set_len(fd.as_fd(), self.size as u64).map_err(|e| Error::io("ftruncate", e))?;
+        mem::seal_size(fd.as_fd()).map_err(|e| Error::io("fcntl(F_ADD_SEALS)", e))?;
+        let map = Mapping::map_shared(&fd, self.size).map_err(|e| Error::io("mmap", e))?;
+        Ok(Segment {
+            map,
+            fd,
+            name: None,
+            unlink_on_drop: false,
+        })
+    }
+
+    fn check_size(&self) -> Result<()> {
+        if self.size == 0 {
+            return Err(Error::InvalidArgument(
+                "a segment needs a size of at least 1 byte".into(),
+            ));
+        }
+        if self.size > isize::MAX as usize / 2 {
+            return Err(Error::InvalidArgument(format!(
+                "segment size {} is too large",
+                self.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks an opened named object: regular file, ours, no looser mode than
+/// `mode`, sized. Returns its size.
+fn check_opened(fd: BorrowedFd<'_>, name: &str, mode: u32) -> Result<usize> {
+    let refuse = |reason: String| Error::Refused {
+        name: name.to_string(),
+        reason,
+    };
+    let start = Instant::now();
+    loop {
+        let st = mem::stat(fd).map_err(|e| errno_error(e, name, "fstat"))?;
+        if !st.is_file {
+            return Err(refuse("it is not a regular file".into()));
+        }
+        let me = mem::euid();
+        if st.uid != me {
+            return Err(refuse(format!(
+                "it is owned by uid {}, not by you (uid {me}); another user may have planted it",
+                st.uid
+            )));
+        }
+        if st.mode & !mode & 0o777 != 0 {
+            return Err(refuse(format!(
+                "its mode {:04o} grants more than the expected {:04o}",
+                st.mode, mode
+            )));
+        }
+        if st.size > 0 {
+            return usize::try_from(st.size)
+                .map_err(|_| refuse(format!("its size {} does not fit in memory", st.size)));
+        }
+        if start.elapsed() > Duration::from_secs(1) {
+            return Err(refuse(
+                "it has size 0: its creator has not sized it, or died while creating it".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Turns an errno from a call on a named object into the user's terms.
+pub(crate) fn errno_error(e: Errno, name: &str, op: &'static str) -> Error {
+    match e {
+        Errno::NOENT => Error::NotFound {
+            kind: KIND,
+            name: name.to_string(),
+        },
+        Errno::EXIST => Error::AlreadyExists {
+            kind: KIND,
+            name: name.to_string(),
+        },
+        Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
+            name: name.to_string(),
+        },
+        Errno::LOOP => Error::Refused {
+            name: name.to_string(),
+            reason: "it is a symbolic link".into(),
+        },
+        Errno::NAMETOOLONG => Error::NameInvalid {
+            name: name.to_string(),
+            rule: "a name must be at most 200 bytes long",
+        },
+        other => Error::io(op, other),
+    }
+}
+
+impl Segment {
+    /// Options for creating or opening a segment.
+    pub fn options() -> SegmentOptions {
+        SegmentOptions::new()
+    }
+
+    /// Creates a new named segment of `size` bytes, mode 0600, removed when
+    /// dropped. See [`SegmentOptions::create`].
+    pub fn create(name: &str, size: usize) -> Result<Segment> {
+        Self::options().size(size).create(name)
+    }
+
+    /// Opens an existing named segment. See [`SegmentOptions::open`].
+    pub fn open(name: &str) -> Result<Segment> {
+        Self::options().open(name)
+    }
+
+    /// Opens or creates a named segment. See [`SegmentOptions::open_or_create`].
+    pub fn open_or_create(name: &str, size: usize) -> Result<(Segment, bool)> {
+        Self::options().size(size).open_or_create(name)
+    }
+
+    /// Creates an anonymous segment of `size` bytes. See
+    /// [`SegmentOptions::anonymous`].
+    pub fn anonymous(size: usize) -> Result<Segment> {
+        Self::options().size(size).anonymous()
+    }
+
+    /// Maps a segment from a descriptor: one inherited from a parent, or
+    /// received over a Unix socket.
+    pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
+        let st = mem::stat(fd.as_fd()).map_err(|e| Error::io("fstat", e))?;
+        if !st.is_file || st.size == 0 {
+            return Err(Error::InvalidArgument(
+                "the descriptor is not a sized shared memory object".into(),
+            ));
+        }
+        let size = usize::try_from(st.size)
+            .map_err(|_| Error::InvalidArgument("segment too large".into()))?;
+        let map = Mapping::map_shared(&fd, size).map_err(|e| Error::io("mmap", e))?;
+        Ok(Segment {
+            map,
+            fd,
+            name: None,
+            unlink_on_drop: false,
+        })
+    }
+
+    /// The first byte of the mapping (page-aligned). Other processes may
+    /// write to this memory at any time: access it through atomics or
+    /// volatile reads, never through `&[u8]`/`&T`.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: a segment has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The name (without leading `/`), or `None` for an anonymous segment.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether dropping this segment removes its name.
+    pub fn removes_on_drop(&self) -> bool {
+        self.unlink_on_drop
+    }
+
+    /// Keeps the name after this segment is dropped.
+    pub fn persist(&mut self) {
+        self.unlink_on_drop = false;
+    }
+
+    /// Makes this handle remove the name when dropped (for an opener that
+    /// takes over the cleanup).
+    pub fn remove_on_drop(&mut self) {
+        self.unlink_on_drop = self.name.is_some();
+    }
+
+    /// Removes the name now (`shm_unlink`); the mapping stays valid.
+    pub fn unlink(&mut self) -> Result<()> {
+        self.unlink_on_drop = false;
+        match &self.name {
+            Some(n) => mem::shm_unlink(n).map_err(|e| errno_error(e, n, "shm_unlink")),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes a named segment by name (`shm_unlink`).
+    #[doc(alias = "shm_unlink")]
+    pub fn remove(name: &str) -> Result<()> {
+        let bare = name::validate(name)?;
+        mem::shm_unlink(bare).map_err(|e| errno_error(e, bare, "shm_unlink"))
+    }
+
+    /// A duplicate of the descriptor *without* close-on-exec, for a child
+    /// process to inherit: pass its number to the child (argument or
+    /// environment), which calls [`Segment::from_fd`]. Drop it in the parent
+    /// after spawning.
+    pub fn inheritable_fd(&self) -> Result<OwnedFd> {
+        rustix::io::fcntl_dupfd_cloexec(&self.fd, 3)
+            .and_then(|fd| {
+                rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty())?;
+                Ok(fd)
+            })
+            .map_err(|e| Error::io("fcntl(F_DUPFD)", e))
+    }
+}
+
+impl AsFd for Segment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.unlink_on_drop
+            && let Some(n) = &self.name
+        {
+            let _ = mem::shm_unlink(n);
+        }
+    }
+}

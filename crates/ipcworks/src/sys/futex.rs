@@ -1,0 +1,90 @@
+//! `futex(2)`: wait on and wake a 32-bit word, shared between processes.
+//!
+//! The words live in shared memory, so these calls never use
+//! `FUTEX_PRIVATE_FLAG`: the kernel keys waiters by the physical page, which
+//! is what lets two processes meet on one word.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::thread::futex;
+
+use super::time::Deadline;
+
+/// Why a [`wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Woken, or the word no longer held `expected` when the call began
+    /// (`EAGAIN`), or a signal interrupted the sleep. Re-check the word.
+    Retry,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// `futex(uaddr, FUTEX_WAIT, expected, timeout)`: sleeps while `*word ==
+/// expected`, at most until `deadline` (for ever when `None`).
+///
+/// Returns [`Wake::Retry`] on every kind of wake-up (including `EINTR` and a
+/// changed value); the caller re-reads the word and decides. Spurious
+/// returns are allowed, as with every futex.
+#[doc(alias = "futex")]
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wake {
+    let ts = match deadline {
+        None => None,
+        Some(d) => match d.remaining() {
+            None => return Wake::TimedOut,
+            Some(left) => Some(timespec(left)),
+        },
+    };
+    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Ok(()) => Wake::Retry,
+        Err(rustix::io::Errno::TIMEDOUT) => {
+            if deadline.is_some_and(|d| d.remaining().is_none()) {
+                Wake::TimedOut
+            } else {
+                Wake::Retry
+            }
+        }
+        // EAGAIN (value changed), EINTR (signal): the caller re-checks.
+        Err(_) => Wake::Retry,
+    }
+}
+
+/// `futex(uaddr, FUTEX_WAIT, expected, timeout)` for at most `slice`, bounded
+/// by `deadline`. Used by waiters that must look up now and then (is the
+/// holder still alive?) while they sleep.
+pub fn wait_slice(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Deadline>,
+    slice: Duration,
+) -> Wake {
+    let slice_deadline = Deadline::after(slice);
+    let d = match deadline {
+        Some(d) if d.instant() < slice_deadline.instant() => d,
+        _ => slice_deadline,
+    };
+    match wait(word, expected, Some(d)) {
+        Wake::TimedOut if deadline.is_some_and(|d| d.remaining().is_none()) => Wake::TimedOut,
+        Wake::TimedOut | Wake::Retry => Wake::Retry,
+    }
+}
+
+/// `futex(uaddr, FUTEX_WAKE, n)`: wakes up to `n` waiters; returns how many.
+#[doc(alias = "futex")]
+pub fn wake(word: &AtomicU32, n: u32) -> usize {
+    // FUTEX_WAKE fails only for a bad address, which a `&AtomicU32` is not.
+    futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
+}
+
+/// Wakes every waiter on `word`.
+pub fn wake_all(word: &AtomicU32) -> usize {
+    wake(word, i32::MAX as u32)
+}
+
+fn timespec(d: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    }
+}

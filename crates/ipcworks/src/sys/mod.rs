@@ -1,0 +1,11 @@
+//! The thin layer over the kernel: the only place that calls rustix or libc.
+//!
+//! Each function names the system call it wraps. Everything above this module
+//! is safe Rust; every `unsafe` block here carries a `// SAFETY:` comment.
+
+pub mod futex;
+pub mod mem;
+pub mod proc;
+pub mod time;
+
+pub use rustix::io::Errno;

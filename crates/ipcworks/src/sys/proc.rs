@@ -1,0 +1,213 @@
+//! Who is this process or thread, and is another one still alive?
+//!
+//! A pid alone is a poor name for a process: after it dies the kernel hands
+//! the number to someone else. ipcworks names a process or thread by its id
+//! *and* its start time (field 22 of `/proc/ID/stat`, in clock ticks since
+//! boot), which a reused id cannot fake. Zombies (dead, not yet reaped)
+//! count as dead.
+//!
+//! Ids are those of the caller's pid namespace: processes that share memory
+//! across pid namespaces cannot judge each other's liveness.
+
+use std::cell::Cell;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// `getpid()`.
+#[doc(alias = "getpid")]
+pub fn pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// `gettid()`.
+#[doc(alias = "gettid")]
+pub fn tid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// What `/proc/ID/stat` says of a process or thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Running or sleeping, with its start time in clock ticks since boot.
+    Alive {
+        /// Field 22 of `/proc/ID/stat`.
+        start: u64,
+    },
+    /// No such id, or a zombie.
+    Dead,
+    /// `/proc` could not be read (hidden by `hidepid`, not mounted, …).
+    Unknown,
+}
+
+/// Reads `/proc/ID/stat` (works for thread ids too) and returns liveness and
+/// start time.
+#[doc(alias = "/proc/pid/stat")]
+pub fn status(id: u32) -> Status {
+    if id == 0 {
+        return Status::Dead;
+    }
+    let path = format!("/proc/{id}/stat");
+    match std::fs::read(&path) {
+        Ok(bytes) => parse_stat(&bytes).unwrap_or(Status::Unknown),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status::Dead,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Status::Dead,
+        Err(_) => Status::Unknown,
+    }
+}
+
+/// Parses the text of `/proc/ID/stat`: state is the field after the command
+/// name (which may contain spaces and parentheses, hence the last `)`),
+/// start time is field 22.
+fn parse_stat(bytes: &[u8]) -> Option<Status> {
+    let close = bytes.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(bytes.get(close + 1..)?).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?; // field 3
+    if state == "Z" || state == "X" || state == "x" {
+        return Some(Status::Dead);
+    }
+    // Fields 4..=21 come next; field 22 is the 19th after the state.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some(Status::Alive { start })
+}
+
+/// A process or thread named so that id reuse cannot fool a liveness check:
+/// its id and the low 32 bits of its start time, packed in one `u64` that
+/// fits an atomic word in shared memory. `0` means "nobody".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity(u64);
+
+impl Identity {
+    /// Nobody.
+    pub const NONE: Identity = Identity(0);
+
+    /// Packs an id and start time.
+    pub fn new(id: u32, start: u64) -> Self {
+        Identity(((id as u64) << 32) | (start & 0xFFFF_FFFF))
+    }
+
+    /// Unpacks a value read from shared memory (any value is accepted; a
+    /// garbage one names a process that is most likely dead).
+    pub fn from_raw(raw: u64) -> Self {
+        Identity(raw)
+    }
+
+    /// The packed value, for storing in an atomic.
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// The process or thread id.
+    pub fn id(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    /// Whether this names nobody.
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The calling process (cached; refreshed in a forked child).
+    pub fn process() -> Self {
+        cached(&PROCESS_CACHE, pid)
+    }
+
+    /// The calling thread (cached per thread; refreshed in a forked child).
+    pub fn thread() -> Self {
+        ensure_fork_hook();
+        THREAD_CACHE.with(|c| {
+            let (gen_, id) = c.get();
+            let now = FORK_GENERATION.load(Ordering::Relaxed);
+            if gen_ == now && !id.is_none() {
+                return id;
+            }
+            let id = compute(tid());
+            c.set((now, id));
+            id
+        })
+    }
+
+    /// Whether the process or thread this names is still running, judged by
+    /// `/proc/ID/stat` and the start time. When `/proc` cannot tell (hidden
+    /// by `hidepid`), the answer is "alive": wrongly declaring a holder
+    /// dead would break mutual exclusion, wrongly keeping it alive only
+    /// delays recovery.
+    pub fn is_alive(self) -> bool {
+        if self.is_none() {
+            return false;
+        }
+        match status(self.id()) {
+            Status::Alive { start } => (start & 0xFFFF_FFFF) == (self.0 & 0xFFFF_FFFF),
+            Status::Dead => false,
+            Status::Unknown => true,
+        }
+    }
+}
+
+fn compute(id: u32) -> Identity {
+    match status(id) {
+        Status::Alive { start } => Identity::new(id, start),
+        // We are running, so we are alive; without /proc the start time is
+        // unknown and only the id protects us.
+        _ => Identity::new(id, 0),
+    }
+}
+
+// The process identity, cached with the fork generation it was computed in.
+static PROCESS_CACHE: std::sync::Mutex<(u32, Identity)> =
+    std::sync::Mutex::new((u32::MAX, Identity::NONE));
+
+thread_local! {
+    static THREAD_CACHE: Cell<(u32, Identity)> = const { Cell::new((u32::MAX, Identity::NONE)) };
+}
+
+/// Bumped in the child after every `fork()`, so cached identities of the
+/// parent are never used by the child.
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn bump_fork_generation() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+fn cached(cache: &std::sync::Mutex<(u32, Identity)>, id: fn() -> u32) -> Identity {
+    ensure_fork_hook();
+    let now = FORK_GENERATION.load(Ordering::Relaxed);
+    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if c.0 != now || c.1.is_none() {
+        *c = (now, compute(id()));
+    }
+    c.1
+}
+
+/// Registers the fork hook; called before any thread identity is cached.
+pub(crate) fn ensure_fork_hook() {
+    ATFORK.call_once(|| {
+        // SAFETY: pthread_atfork only records function pointers; the child
+        // handler touches one atomic, which is async-signal-safe.
+        unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) };
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces_and_parens() {
+        let line = b"1234 (a b) (c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 19 20";
+        assert_eq!(parse_stat(line), Some(Status::Alive { start: 424242 }));
+        let z = b"1234 (x) Z 1 2 3";
+        assert_eq!(parse_stat(z), Some(Status::Dead));
+        assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    #[test]
+    fn self_is_alive_and_pid_zero_is_not() {
+        assert!(Identity::process().is_alive());
+        assert!(Identity::thread().is_alive());
+        assert!(!Identity::NONE.is_alive());
+        let fake = Identity::new(pid(), 12345);
+        assert!(!fake.is_alive() || Identity::process() == fake);
+    }
+}

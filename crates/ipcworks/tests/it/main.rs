@@ -1,0 +1,9 @@
+//! All integration tests, built into one binary (fast to link).
+//!
+//! Tests that need a second process spawn this same binary: see
+//! [`support::child`]. Each module that does has a `child` test that acts
+//! only when the environment names a role for it.
+
+mod support;
+
+mod shm;

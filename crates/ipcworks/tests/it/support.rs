@@ -1,0 +1,119 @@
+//! Helpers shared by the integration tests: child processes that are this
+//! test binary itself, unique names, and cleanup guards.
+
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const ROLE_VAR: &str = "IPCWORKS_TEST_ROLE";
+const ARG_VAR: &str = "IPCWORKS_TEST_ARG";
+
+/// A name no other test (in this or another test process) uses, starting
+/// with `ipcworks-test-` so leaks are easy to spot in /dev/shm.
+pub fn unique_name(what: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "ipcworks-test-{}-{}-{what}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The role this process was started for, when it is a child spawned by
+/// [`child`]; `None` in the normal test run.
+pub fn role() -> Option<(String, String)> {
+    let role = std::env::var(ROLE_VAR).ok()?;
+    let arg = std::env::var(ARG_VAR).unwrap_or_default();
+    Some((role, arg))
+}
+
+/// A command that runs this test binary as a child, executing only the test
+/// `test_path` (e.g. `"shm::child"`) with the given role and argument.
+pub fn child(test_path: &str, role: &str, arg: &str) -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        test_path,
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE_VAR, role)
+    .env(ARG_VAR, arg)
+    .stdin(Stdio::null());
+    cmd
+}
+
+/// A spawned child that is killed and reaped if the test fails before it
+/// has waited for it, so no process outlives the test.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl KillOnDrop {
+    pub fn spawn(mut cmd: Command) -> Self {
+        KillOnDrop(Some(cmd.spawn().expect("spawn child")))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("child").id()
+    }
+
+    /// Waits at most `limit` (generous: catches hangs, not slowness) and
+    /// returns the exit status.
+    pub fn wait_for(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.0.as_mut().expect("child");
+        let start = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                self.0 = None;
+                return st;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.0 = None;
+                panic!("child did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Sends SIGKILL and reaps the child.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Removes `/dev/shm/NAME` entries when dropped, also when a test panics.
+pub struct ShmCleanup(pub Vec<String>);
+
+impl Drop for ShmCleanup {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+        }
+    }
+}
+
+/// Polls `cond` every millisecond until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cond()
+}
