@@ -23,12 +23,15 @@ struct Cli {
 enum Command {
     /// Watch a concept happen between real threads and processes.
     Demo(cmd::demo::Args),
+    /// Show a process's memory by region: code, data, bss, heap, one stack per thread.
+    Regions(cmd::regions::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Regions(a) => cmd::regions::run(a),
     };
     exit::finish(result)
 }

@@ -22,7 +22,7 @@ pub enum Error {
     },
 
     /// No object of that name exists.
-    #[error("{kind} {name:?} does not exist (create it first, or check the name)")]
+    #[error("{kind} {name:?} does not exist")]
     NotFound {
         /// What kind of object was looked for ("shared memory segment", …).
         kind: &'static str,

@@ -36,6 +36,7 @@ compile_error!(
 pub mod endpoint;
 mod error;
 pub mod name;
+pub mod process;
 pub mod shm;
 pub mod sync;
 pub mod sys;

@@ -6,4 +6,5 @@
 
 mod support;
 
+mod regions;
 mod shm;

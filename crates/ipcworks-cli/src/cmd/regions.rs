@@ -1,0 +1,110 @@
+//! `ipcworks regions [PID]`: a process's memory by the textbook's regions.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ipcworks::process::{self, RegionKind};
+
+/// Arguments of `ipcworks regions`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Each thread has its own stack; code, data, bss and heap are shared by \
+all threads of the process. A forked child gets a copy of all of them.
+
+Examples:
+  ipcworks regions                 # this command's own memory
+  ipcworks regions $(pgrep -n sshd)
+  ipcworks regions 1234 --json | jq '.regions[] | select(.region.kind == \"stack\")'"
+)]
+pub struct Args {
+    /// Process id (default: ipcworks itself).
+    pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also list shared libraries and other file mappings one by one
+    /// (by default they are summed up in one line each).
+    #[arg(long)]
+    all: bool,
+}
+
+/// Runs `ipcworks regions`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let pid = args.pid.unwrap_or_else(std::process::id);
+    let r = process::regions(pid)
+        .with_context(|| format!("cannot read the memory map of process {pid}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("process {pid} ({}), {} thread(s)", r.exe, r.threads.len());
+    println!(
+        "{:<34} {:>10}  {:<4}  {:<28} path",
+        "address range", "size", "perm", "region"
+    );
+    let mut libs = (0u64, 0usize);
+    let mut files = (0u64, 0usize);
+    for reg in &r.regions {
+        let summed = match reg.region {
+            RegionKind::SharedLibrary => Some(&mut libs),
+            RegionKind::File | RegionKind::Kernel => Some(&mut files),
+            _ => None,
+        };
+        if let (Some(acc), false) = (summed, args.all) {
+            acc.0 += reg.size();
+            acc.1 += 1;
+            continue;
+        }
+        println!(
+            "{:016x}-{:016x} {:>10}  {:<4}  {:<28} {}",
+            reg.start,
+            reg.end,
+            human(reg.size()),
+            reg.perms,
+            reg.region.label(),
+            reg.path
+        );
+    }
+    if !args.all {
+        println!(
+            "{:<34} {:>10}        shared libraries: {} mappings (--all lists them)",
+            "",
+            human(libs.0),
+            libs.1
+        );
+        println!(
+            "{:<34} {:>10}        other files and kernel pages: {} mappings",
+            "",
+            human(files.0),
+            files.1
+        );
+    }
+    let stacks = r
+        .regions
+        .iter()
+        .filter(|x| matches!(x.region, RegionKind::Stack { .. }))
+        .count();
+    if stacks < r.threads.len() {
+        println!(
+            "note: {} of {} thread stacks found; a thread's stack is located by the stack pointer in /proc/{pid}/task/TID/syscall, which is readable only while the thread is blocked in a system call",
+            stacks,
+            r.threads.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(n: u64) -> String {
+    const U: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
