@@ -211,3 +211,61 @@ mod tests {
         assert!(!fake.is_alive() || Identity::process() == fake);
     }
 }
+
+/// The outcome of [`fork`] in each process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent: the child's pid.
+    Parent(u32),
+    /// In the child.
+    Child,
+}
+
+/// `fork()`: duplicates the calling process. The child gets a copy
+/// (copy-on-write) of every private mapping — code, data, bss, heap, the
+/// calling thread's stack — and shares only `MAP_SHARED` mappings.
+///
+/// # Safety
+/// The caller must be single-threaded at the moment of the call (other
+/// threads would vanish in the child while possibly holding locks, e.g. the
+/// allocator's), and the child should only do simple work and end with
+/// [`exit_now`].
+pub unsafe fn fork() -> std::io::Result<Forked> {
+    // SAFETY: forwarded to the caller's contract above.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// `_exit(code)`: ends the process at once, without running destructors or
+/// atexit handlers (what a forked child must do).
+#[doc(alias = "_exit")]
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// `waitpid(pid, &status, 0)`: waits for a child and returns its exit code
+/// (128 + signal number if a signal killed it). EINTR is retried.
+#[doc(alias = "waitpid")]
+pub fn wait_child(pid: u32) -> std::io::Result<i32> {
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer for the call's duration.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if r == -1 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        });
+    }
+}

@@ -1,0 +1,49 @@
+//! `ipcworks demo TOPIC`: short live runs that show a concept happening
+//! between real threads and processes, step by step, in plain words.
+
+use std::process::ExitCode;
+
+mod memory;
+
+/// Arguments of `ipcworks demo`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ipcworks demo            # list the topics
+  ipcworks demo memory     # what threads share, and what a forked child does not")]
+pub struct Args {
+    /// The topic to show; leave out to list them.
+    topic: Option<String>,
+}
+
+type Demo = fn() -> anyhow::Result<()>;
+
+/// The topics: name, one line, and the demo.
+const TOPICS: &[(&str, &str, Demo)] = &[(
+    "memory",
+    "threads share code, data and heap; a forked child gets a copy; each thread has its own stack",
+    memory::run,
+)];
+
+/// Runs `ipcworks demo`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.topic.as_deref() {
+        None => {
+            println!("Topics (ipcworks demo TOPIC):");
+            for (name, what, _) in TOPICS {
+                println!("  {name:<10} {what}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(t) => match TOPICS.iter().find(|(n, _, _)| *n == t) {
+            Some((_, _, demo)) => demo().map(|()| ExitCode::SUCCESS),
+            None => {
+                anyhow::bail!("unknown demo topic {t:?}; run `ipcworks demo` to list the topics")
+            }
+        },
+    }
+}
+
+/// Prints a numbered step heading.
+pub(crate) fn step(n: u32, title: &str) {
+    println!("\n[{n}] {title}");
+}
