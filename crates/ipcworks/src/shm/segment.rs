@@ -217,6 +217,17 @@ fn check_opened(fd: BorrowedFd<'_>, name: &str, mode: u32) -> Result<usize> {
     }
 }
 
+/// Whether the name still refers to the object behind `fd` (same device and
+/// inode): someone may have removed it and created another under the same
+/// name, which is not ours to remove.
+fn still_ours(fd: BorrowedFd<'_>, name: &str) -> bool {
+    let path = format!("{}/{name}", mem::SHM_DIR);
+    match (rustix::fs::fstat(fd), rustix::fs::lstat(path.as_str())) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
 /// Turns an errno from a call on a named object into the user's terms.
 pub(crate) fn errno_error(e: Errno, name: &str, op: &'static str) -> Error {
     match e {
@@ -369,6 +380,7 @@ impl Drop for Segment {
     fn drop(&mut self) {
         if self.unlink_on_drop
             && let Some(n) = &self.name
+            && still_ours(self.fd.as_fd(), n)
         {
             let _ = mem::shm_unlink(n);
         }

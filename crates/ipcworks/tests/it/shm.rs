@@ -176,3 +176,24 @@ fn a_segment_owned_by_another_user_is_refused() {
     let e = Segment::open(&name).unwrap_err();
     assert!(e.to_string().contains("owned by uid 65534"), "{e}");
 }
+
+#[test]
+fn drop_does_not_remove_a_newer_object_under_the_same_name() {
+    let name = support::unique_name("reuse");
+    let _clean = ShmCleanup(vec![name.clone()]);
+    let mut first = Segment::create(&name, 64).unwrap();
+    // Someone removes the name and creates a new object under it.
+    Segment::remove(&name).unwrap();
+    let mut second = Segment::options()
+        .size(64)
+        .persist(true)
+        .create(&name)
+        .unwrap();
+    first.remove_on_drop();
+    drop(first);
+    assert!(
+        Segment::open(&name).is_ok(),
+        "the newer object must survive"
+    );
+    second.unlink().unwrap();
+}
