@@ -25,6 +25,10 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Show a process's memory by region: code, data, bss, heap, one stack per thread.
     Regions(cmd::regions::Args),
+    /// List IPC objects: shared memory, semaphores, queues, FIFOs, sockets.
+    Ls(cmd::ls::Args),
+    /// Remove IPC objects by address, or all stale ones.
+    Rm(cmd::rm::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Regions(a) => cmd::regions::run(a),
+        Command::Ls(a) => cmd::ls::run(a),
+        Command::Rm(a) => cmd::rm::run(a),
     };
     exit::finish(result)
 }

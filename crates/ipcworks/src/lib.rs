@@ -35,8 +35,10 @@ compile_error!(
 
 pub mod endpoint;
 mod error;
+pub mod inventory;
 pub mod name;
 pub mod process;
+pub mod registry;
 pub mod shm;
 pub mod sync;
 pub mod sys;

@@ -1,4 +1,6 @@
 //! One module per subcommand: its arguments and its `run`.
 
 pub mod demo;
+pub mod ls;
 pub mod regions;
+pub mod rm;

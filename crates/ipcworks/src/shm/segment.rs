@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::sys::Errno;
 use crate::sys::mem::{self, Mapping, OpenMode};
-use crate::{Error, Result, name};
+use crate::{Error, Result, name, registry};
 
 const KIND: &str = "shared memory segment";
 
@@ -90,6 +90,7 @@ impl SegmentOptions {
             .map_err(|e| undo(errno_error(e, bare, "ftruncate")))?;
         let map =
             Mapping::map_shared(&fd, self.size).map_err(|e| undo(errno_error(e, bare, "mmap")))?;
+        registry::register(registry::Kind::Shm, bare);
         Ok(Segment {
             map,
             fd,
@@ -344,7 +345,10 @@ impl Segment {
     pub fn unlink(&mut self) -> Result<()> {
         self.unlink_on_drop = false;
         match &self.name {
-            Some(n) => mem::shm_unlink(n).map_err(|e| errno_error(e, n, "shm_unlink")),
+            Some(n) => {
+                registry::unregister(registry::Kind::Shm, n);
+                mem::shm_unlink(n).map_err(|e| errno_error(e, n, "shm_unlink"))
+            }
             None => Ok(()),
         }
     }
@@ -353,6 +357,7 @@ impl Segment {
     #[doc(alias = "shm_unlink")]
     pub fn remove(name: &str) -> Result<()> {
         let bare = name::validate(name)?;
+        registry::unregister(registry::Kind::Shm, bare);
         mem::shm_unlink(bare).map_err(|e| errno_error(e, bare, "shm_unlink"))
     }
 
@@ -382,6 +387,7 @@ impl Drop for Segment {
             && let Some(n) = &self.name
             && still_ours(self.fd.as_fd(), n)
         {
+            registry::unregister(registry::Kind::Shm, n);
             let _ = mem::shm_unlink(n);
         }
     }

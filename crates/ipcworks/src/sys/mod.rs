@@ -6,6 +6,7 @@
 pub mod futex;
 pub mod mem;
 pub mod proc;
+pub mod sysv;
 pub mod time;
 
 pub use rustix::io::Errno;

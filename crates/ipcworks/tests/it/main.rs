@@ -6,5 +6,6 @@
 
 mod support;
 
+mod inventory;
 mod regions;
 mod shm;

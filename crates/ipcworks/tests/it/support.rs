@@ -56,6 +56,33 @@ impl KillOnDrop {
         KillOnDrop(Some(cmd.spawn().expect("spawn child")))
     }
 
+    /// Spawns `cmd` with piped stdout and waits until the child prints a
+    /// line containing `ready` (the test harness prints its own lines
+    /// first). Panics if the child ends before.
+    pub fn spawn_ready(mut cmd: Command) -> Self {
+        use std::io::BufRead;
+        cmd.stdout(Stdio::piped());
+        let mut me = KillOnDrop::spawn(cmd);
+        let out =
+            me.0.as_mut()
+                .expect("child")
+                .stdout
+                .take()
+                .expect("piped stdout");
+        let mut lines = std::io::BufReader::new(out).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("ready") => break,
+                Some(Ok(_)) => continue,
+                _ => panic!("child ended before it was ready"),
+            }
+        }
+        // Keep draining in the background so the child never blocks on a
+        // full pipe or dies of a broken one.
+        std::thread::spawn(move || for _ in lines {});
+        me
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.as_ref().expect("child").id()
     }
@@ -101,6 +128,8 @@ pub struct ShmCleanup(pub Vec<String>);
 impl Drop for ShmCleanup {
     fn drop(&mut self) {
         for n in &self.0 {
+            // Through the library, so its registry entry goes too.
+            let _ = ipcworks::shm::Segment::remove(n);
             let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
         }
     }
