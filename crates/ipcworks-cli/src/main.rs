@@ -29,6 +29,8 @@ enum Command {
     Ls(cmd::ls::Args),
     /// Remove IPC objects by address, or all stale ones.
     Rm(cmd::rm::Args),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    Completions(cmd::completions::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Regions(a) => cmd::regions::run(a),
         Command::Ls(a) => cmd::ls::run(a),
         Command::Rm(a) => cmd::rm::run(a),
+        Command::Completions(a) => cmd::completions::run(a),
     };
     exit::finish(result)
 }
