@@ -36,3 +36,14 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
 
 #[allow(dead_code)]
 const _: (u8, u8) = (OK, USAGE);
+
+/// Writes bytes to stdout; a reader that went away (`| head`) is not an
+/// error worth reporting.
+pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}

@@ -19,6 +19,8 @@ pub struct Args {
 /// Runs `ipcworks completions`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cmd = crate::Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "ipcworks", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "ipcworks", &mut script);
+    crate::exit::write_stdout(&script)?;
     Ok(ExitCode::SUCCESS)
 }
