@@ -7,6 +7,7 @@
 //! |---|---|
 //! | shared memory segments | [`shm`] |
 //! | robust mutex, semaphores, futex | [`sync`] |
+//! | POSIX and System V message queues | [`mq`] |
 //!
 //! Everything here talks to the kernel through one thin layer, [`sys`]; the
 //! modules above it are safe Rust. Everything read from shared memory is
@@ -35,6 +36,7 @@ compile_error!(
 
 pub mod endpoint;
 mod error;
+pub mod mq;
 pub mod name;
 pub mod shm;
 pub mod sync;

@@ -5,7 +5,9 @@
 
 pub mod futex;
 pub mod mem;
+pub mod mq;
 pub mod proc;
+pub mod sysv;
 pub mod time;
 
 pub use rustix::io::Errno;

@@ -6,4 +6,5 @@
 
 mod support;
 
+mod mq;
 mod shm;
