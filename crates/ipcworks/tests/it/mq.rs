@@ -237,20 +237,32 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Compiles the C peer (once per test process) and returns its path.
-pub fn c_peer() -> PathBuf {
-    static PEER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PEER.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("ipcworks-test-mq-cpeer-{}", std::process::id()));
+/// The C peer, compiled into a temporary directory removed on drop.
+pub struct CPeer {
+    dir: PathBuf,
+    exe: PathBuf,
+}
+
+impl CPeer {
+    /// Compiles the C peer with `cc … -lrt`.
+    pub fn build() -> CPeer {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ipcworks-test-mq-cpeer-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("peer.c");
-        let exe = dir.join("peer");
+        let peer = CPeer {
+            exe: dir.join("peer"),
+            dir,
+        };
+        let src = peer.dir.join("peer.c");
         std::fs::write(&src, C_PEER).unwrap();
         let out = Command::new("cc")
             .arg("-O1")
             .arg("-o")
-            .arg(&exe)
+            .arg(&peer.exe)
             .arg(&src)
             .arg("-lrt")
             .output()
@@ -260,9 +272,29 @@ pub fn c_peer() -> PathBuf {
             "cc failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        exe
-    })
-    .clone()
+        peer
+    }
+
+    /// Runs the C peer and returns its stdout; panics with stderr on failure.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run C peer");
+        assert!(
+            out.status.success(),
+            "C peer {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for CPeer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Runs a Python snippet (`python3 -c`) with arguments; panics with its
@@ -278,21 +310,6 @@ pub fn python(script: &str, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "python3 failed (are posix_ipc and sysv_ipc installed? pip install posix_ipc sysv_ipc): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs the C peer and returns its stdout; panics with stderr on failure.
-pub fn run_c_peer(args: &[&str]) -> String {
-    let out = Command::new(c_peer())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run C peer");
-    assert!(
-        out.status.success(),
-        "C peer {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()

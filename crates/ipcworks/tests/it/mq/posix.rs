@@ -133,22 +133,23 @@ fn priorities_1_5_3_5_come_out_5_5_3_1_in_send_order() {
 fn created_exactly_with_the_mode_asked_and_checked_on_open() {
     let name = support::unique_name("mode");
     let _g = MqCleanup(vec![name.clone()]);
-    // umask does not matter: fchmod sets the mode exactly.
-    let q = Queue::options().mode(0o640).create(&name).unwrap();
+    // The umask (022 or 077 usually) would strip bits from 0666: fchmod on
+    // the descriptor sets the mode exactly.
+    let q = Queue::options().mode(0o666).create(&name).unwrap();
     let st = rustix::fs::fstat(q.as_fd()).unwrap();
-    assert_eq!(st.st_mode & 0o777, 0o640);
+    assert_eq!(st.st_mode & 0o777, 0o666);
     // Opening with the default expectation (0600) refuses the looser mode.
     let e = Queue::open(&name).unwrap_err();
     assert!(matches!(e, Error::Refused { .. }), "{e}");
-    assert!(e.to_string().contains("0640"), "{e}");
-    Queue::options().mode(0o640).open(&name).unwrap();
+    assert!(e.to_string().contains("0666"), "{e}");
+    Queue::options().mode(0o666).open(&name).unwrap();
     assert!(matches!(
         Queue::create(&name),
         Err(Error::AlreadyExists { .. })
     ));
     drop(q);
     // Persistent by default: still there after the creator dropped it.
-    let (again, created) = Queue::options().mode(0o640).open_or_create(&name).unwrap();
+    let (again, created) = Queue::options().mode(0o666).open_or_create(&name).unwrap();
     assert!(!created);
     drop(again);
     Queue::remove(&name).unwrap();
@@ -264,6 +265,7 @@ fn stress_4_producers_4_consumers_exactly_once_in_order() {
 
 #[test]
 fn python_peer_sends_with_priorities_and_c_peer_receives_ours() {
+    let peer = super::CPeer::build();
     let (q, _g) = new_queue("interop", 10, 128);
     let slashed = format!("/{}", q.name());
     super::python(
@@ -285,12 +287,13 @@ fn python_peer_sends_with_priorities_and_c_peer_receives_ours() {
     for (m, p) in [("low", 2), ("high", 30000), ("mid", 7)] {
         q.send(m.as_bytes(), p).unwrap();
     }
-    let out = super::run_c_peer(&["mq-recv", &slashed, "3"]);
+    let out = peer.run(&["mq-recv", &slashed, "3"]);
     assert_eq!(out, "30000 high\n7 mid\n2 low\n");
 }
 
 #[test]
 fn queue_created_by_python_is_opened_by_us_and_c_sends_to_it() {
+    let peer = super::CPeer::build();
     let name = support::unique_name("pyq");
     let _g = MqCleanup(vec![name.clone()]);
     let slashed = format!("/{name}");
@@ -303,7 +306,7 @@ fn queue_created_by_python_is_opened_by_us_and_c_sends_to_it() {
     let q = Queue::open(&name).unwrap();
     assert_eq!((q.capacity(), q.max_message()), (5, 256));
     assert_eq!(q.try_recv().unwrap(), (b"from python".to_vec(), 3));
-    super::run_c_peer(&["mq-send", &slashed, "2", "1", "c-low", "8", "c-high"]);
+    peer.run(&["mq-send", &slashed, "2", "1", "c-low", "8", "c-high"]);
     assert_eq!(q.try_recv().unwrap(), (b"c-high".to_vec(), 8));
     assert_eq!(q.try_recv().unwrap(), (b"c-low".to_vec(), 1));
 }

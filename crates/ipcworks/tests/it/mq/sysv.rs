@@ -246,6 +246,7 @@ fn stress_4_producers_4_consumers_exactly_once_in_order() {
 
 #[test]
 fn python_peer_sends_with_types_and_c_peer_receives_ours() {
+    let peer = super::CPeer::build();
     let (q, _g) = new_sysv_queue();
     let key = q.key().to_string();
     super::python(
@@ -261,16 +262,10 @@ fn python_peer_sends_with_types_and_c_peer_receives_ours() {
     for (m, t) in [("x6", 6), ("x3", 3), ("x8", 8), ("x1", 1)] {
         q.send(m.as_bytes(), t).unwrap();
     }
-    assert_eq!(
-        super::run_c_peer(&["sysv-recv", &key, "2", "-6"]),
-        "1 x1\n3 x3\n"
-    );
-    assert_eq!(
-        super::run_c_peer(&["sysv-recv", &key, "2", "0"]),
-        "6 x6\n8 x8\n"
-    );
+    assert_eq!(peer.run(&["sysv-recv", &key, "2", "-6"]), "1 x1\n3 x3\n");
+    assert_eq!(peer.run(&["sysv-recv", &key, "2", "0"]), "6 x6\n8 x8\n");
     // C sends, Python receives: both sides agree with us on types.
-    super::run_c_peer(&["sysv-send", &key, "2", "12", "c12", "11", "c11"]);
+    peer.run(&["sysv-send", &key, "2", "12", "c12", "11", "c11"]);
     let out = super::python(
         "import sys, sysv_ipc\n\
          q = sysv_ipc.MessageQueue(int(sys.argv[1]))\n\
@@ -294,8 +289,9 @@ fn removed_while_a_receiver_blocks_gives_removed_not_a_hang() {
     // Best effort: wait until the child sleeps in msgrcv (wchan), so the
     // removal meets a blocked receiver, not one about to call.
     let pid = c.pid();
-    let blocked = support::wait_until(Duration::from_secs(5), || super::blocked_in(pid, "msg"));
+    let blocked = support::wait_until(Duration::from_secs(5), || super::blocked_in(pid, "msgrcv"));
     if !blocked {
+        eprintln!("note: /proc/{pid}/task/*/wchan never showed msgrcv; removing anyway");
         std::thread::sleep(Duration::from_millis(300));
     }
     q.remove().unwrap();
