@@ -324,3 +324,44 @@ pub fn blocked_in(pid: u32, what: &str) -> bool {
     dir.flatten()
         .any(|t| std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains(what)))
 }
+
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Runs `call` on this thread while another thread hits it with SIGUSR1
+/// every 5 ms for `storm` (handler installed without `SA_RESTART`, so each
+/// signal interrupts a blocking system call with `EINTR`). Returns the
+/// call's result and how many signals arrived. Call only in a child
+/// process: it installs a process-wide signal handler.
+pub fn under_signal_storm<T>(storm: std::time::Duration, call: impl FnOnce() -> T) -> (T, u32) {
+    // SAFETY: sigaction is plain data; all-zero is a valid value (empty
+    // mask, no flags).
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = count_signal as *const () as usize;
+    // SAFETY: installs an async-signal-safe handler (one atomic add) for
+    // SIGUSR1; `sa` is a valid sigaction and the old action is not wanted.
+    assert_eq!(
+        unsafe { libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()) },
+        0
+    );
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let storm_thread = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while !stop2.load(Ordering::Relaxed) && start.elapsed() < storm {
+            // SAFETY: `me` is the thread that runs `call`, alive until it
+            // sets `stop` and joins this thread.
+            unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    let r = call();
+    stop.store(true, Ordering::Relaxed);
+    storm_thread.join().unwrap();
+    (r, SIGNALS.load(Ordering::Relaxed))
+}

@@ -89,6 +89,23 @@ fn child() {
             assert!(matches!(e, Error::PermissionDenied { .. }), "{e}");
             assert!(e.to_string().contains(&name), "{e}");
         }
+        // Blocking calls under a storm of signals: EINTR is retried with
+        // the time left, so a timeout still takes its full time and a plain
+        // receive still gets the message.
+        "recv-under-signals" => {
+            let q = Queue::open(&name).unwrap();
+            let t = Instant::now();
+            let (r, n) = super::under_signal_storm(Duration::from_millis(400), || {
+                q.recv_timeout(Duration::from_millis(250))
+            });
+            assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+            assert!(t.elapsed() >= Duration::from_millis(250));
+            assert!(n > 0, "no signal arrived");
+            println!("@ ready");
+            let (r, n2) = super::under_signal_storm(Duration::from_millis(600), || q.recv());
+            assert_eq!(r.unwrap(), (b"through signals".to_vec(), 3));
+            assert!(n2 > n, "no signal arrived while blocked");
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -433,4 +450,18 @@ fn endpoint_send_now_recv_later_with_priority() {
     drop(rx);
     Queue::remove(&name).unwrap();
     assert!(gone(&name));
+}
+
+#[test]
+fn blocking_calls_survive_signals() {
+    let (q, _g) = new_queue("eintr", 4, 64);
+    let (mut c, mut lines) = spawn_lines(support::child(
+        "mq::posix::child",
+        "recv-under-signals",
+        q.name(),
+    ));
+    assert_eq!(lines.next().unwrap(), "ready");
+    std::thread::sleep(Duration::from_millis(300));
+    q.send(b"through signals", 3).unwrap();
+    assert!(c.wait_for(HANG).success());
 }

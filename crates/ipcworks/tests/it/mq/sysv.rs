@@ -91,6 +91,21 @@ fn child() {
                 "{e}"
             );
         }
+        // As in the POSIX test: EINTR retried, timeouts keep their length.
+        "recv-under-signals" => {
+            let q = Queue::open(key).unwrap();
+            let t = Instant::now();
+            let (r, n) = super::under_signal_storm(Duration::from_millis(400), || {
+                q.recv_timeout(0, Duration::from_millis(250))
+            });
+            assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+            assert!(t.elapsed() >= Duration::from_millis(250));
+            assert!(n > 0, "no signal arrived");
+            println!("@ ready");
+            let (r, n2) = super::under_signal_storm(Duration::from_millis(600), || q.recv(0));
+            assert_eq!(r.unwrap(), (b"through signals".to_vec(), 3));
+            assert!(n2 > n, "no signal arrived while blocked");
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -439,4 +454,18 @@ fn endpoint_send_now_recv_later_with_types() {
     let mut any = endpoint::open_receiver(&ep, &Options::default()).unwrap();
     let (m, meta) = any.recv(None).unwrap();
     assert_eq!((m.as_slice(), meta.msg_type), (&b"plain"[..], 1));
+}
+
+#[test]
+fn blocking_calls_survive_signals() {
+    let (q, _g) = new_sysv_queue();
+    let (mut c, mut lines) = spawn_lines(support::child(
+        "mq::sysv::child",
+        "recv-under-signals",
+        &q.key().to_string(),
+    ));
+    assert_eq!(lines.next().unwrap(), "ready");
+    std::thread::sleep(Duration::from_millis(300));
+    q.send(b"through signals", 3).unwrap();
+    assert!(c.wait_for(HANG).success());
 }
