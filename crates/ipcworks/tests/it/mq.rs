@@ -343,10 +343,8 @@ pub fn under_signal_storm<T>(storm: std::time::Duration, call: impl FnOnce() -> 
     sa.sa_sigaction = count_signal as *const () as usize;
     // SAFETY: installs an async-signal-safe handler (one atomic add) for
     // SIGUSR1; `sa` is a valid sigaction and the old action is not wanted.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()) },
-        0
-    );
+    let r = unsafe { libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "sigaction");
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
