@@ -469,3 +469,21 @@ fn blocking_calls_survive_signals() {
     q.send(b"through signals", 3).unwrap();
     assert!(c.wait_for(HANG).success());
 }
+
+#[test]
+fn queue_created_by_python_is_opened_by_us() {
+    // A key free for sure: made by us, then removed for Python to take.
+    let (mut q, _g) = new_sysv_queue();
+    let key = q.key();
+    q.remove().unwrap();
+    super::python(
+        "import sys, sysv_ipc\n\
+         q = sysv_ipc.MessageQueue(int(sys.argv[1]), sysv_ipc.IPC_CREX, mode=0o600)\n\
+         q.send(b'from python', type=5)\n",
+        &[&key.to_string()],
+    );
+    let q = Queue::open(key).unwrap();
+    let st = q.stat().unwrap();
+    assert_eq!((st.messages, st.mode), (1, 0o600));
+    assert_eq!(q.try_recv(-5).unwrap(), (b"from python".to_vec(), 5));
+}
