@@ -106,6 +106,29 @@ fn child() {
             assert_eq!(r.unwrap(), (b"through signals".to_vec(), 3));
             assert!(n2 > n, "no signal arrived while blocked");
         }
+        // With RLIMIT_MSGQUEUE at 1000 bytes (no capability lifts it),
+        // creating a queue of 10 × 1024 bytes must name that limit.
+        "create-under-low-rlimit" => {
+            use rustix::process::{Resource, Rlimit, setrlimit};
+            let low = Rlimit {
+                current: Some(1000),
+                maximum: Some(1000),
+            };
+            setrlimit(Resource::Msgqueue, low).unwrap();
+            let e = Queue::options()
+                .capacity(10)
+                .max_message(1024)
+                .create(&name)
+                .unwrap_err();
+            match &e {
+                Error::LimitExceeded { limit, value, hint } => {
+                    assert!(limit.contains("RLIMIT_MSGQUEUE"), "{e}");
+                    assert_eq!(value, "1000", "{e}");
+                    assert!(hint.contains(&name), "{e}");
+                }
+                _ => panic!("expected LimitExceeded, got {e}"),
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -390,6 +413,12 @@ fn bad_input_gives_clear_errors_naming_the_queue() {
         matches!(&e, Error::LimitExceeded { limit, .. } if limit.ends_with("msgsize_max")),
         "{e}"
     );
+    let mut c = KillOnDrop::spawn(support::child(
+        "mq::posix::child",
+        "create-under-low-rlimit",
+        &big,
+    ));
+    assert!(c.wait_for(HANG).success(), "RLIMIT_MSGQUEUE was not named");
     let e = Queue::options().capacity(0).create(&big).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
     assert!(gone(&big));
