@@ -39,6 +39,11 @@ impl Drop for SysvCleanup {
 /// A System V key no other test process uses now: derived from our pid and
 /// a counter, and confirmed by creating the queue exclusively.
 pub fn new_sysv_queue() -> (ipcworks::mq::sysv::Queue, SysvCleanup) {
+    new_sysv_queue_mode(0o600)
+}
+
+/// [`new_sysv_queue`] with the given mode.
+pub fn new_sysv_queue_mode(mode: u32) -> (ipcworks::mq::sysv::Queue, SysvCleanup) {
     static N: AtomicU32 = AtomicU32::new(0);
     loop {
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -47,7 +52,7 @@ pub fn new_sysv_queue() -> (ipcworks::mq::sysv::Queue, SysvCleanup) {
             .wrapping_add(u64::from(n).wrapping_mul(0xBF58_476D_1CE4_E5B9));
         // Keep the key positive and away from 0 (IPC_PRIVATE).
         let key = ((mix >> 33) as i32 & 0x3fff_ffff) | 0x4000_0000;
-        match ipcworks::mq::sysv::Queue::create(key) {
+        match ipcworks::mq::sysv::Queue::options().mode(mode).create(key) {
             Ok(q) => return (q, SysvCleanup(vec![key])),
             Err(ipcworks::Error::AlreadyExists { .. }) => continue,
             Err(e) => panic!("creating a System V queue: {e}"),

@@ -385,15 +385,7 @@ fn bad_input_gives_clear_errors_naming_the_queue() {
         Queue::create(q.key()),
         Err(Error::AlreadyExists { .. })
     ));
-    let (loose, _g3) = loop {
-        let (q, g) = new_sysv_queue();
-        let k = q.key();
-        drop(q);
-        Queue::remove_key(k).unwrap();
-        if let Ok(l) = Queue::options().mode(0o644).create(k) {
-            break (l, g);
-        }
-    };
+    let (loose, _g3) = super::new_sysv_queue_mode(0o644);
     let e = Queue::open(loose.key()).unwrap_err();
     assert!(
         matches!(e, Error::Refused { .. }) && e.to_string().contains("0644"),
