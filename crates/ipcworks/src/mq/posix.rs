@@ -146,8 +146,9 @@ impl QueueOptions {
     /// no permission beyond [`mode`](Self::mode). Its sizes are the
     /// queue's own; `capacity` and `max_message` are ignored.
     ///
-    /// (The `mqueue` filesystem has no symbolic links, so a name cannot be
-    /// redirected elsewhere.)
+    /// (The `mqueue` filesystem has no symbolic links or directories:
+    /// `symlink(2)` there fails with `EPERM`, so a name cannot be redirected
+    /// to another object.)
     #[doc(alias = "mq_open")]
     pub fn open(&self, name: &str) -> Result<Queue> {
         let bare = name::validate(name)?;
