@@ -129,6 +129,18 @@ fn child() {
                 _ => panic!("expected LimitExceeded, got {e}"),
             }
         }
+        // Opens `mq:NAME` as an endpoint (creating it) and sends two.
+        "endpoint-send" => {
+            let ep: Endpoint = format!("mq:{name}").parse().unwrap();
+            let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
+            for (m, priority) in [("hi", 3), ("urgent", 9)] {
+                let meta = Meta {
+                    priority,
+                    msg_type: 0,
+                };
+                tx.send(m.as_bytes(), meta).unwrap();
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -447,25 +459,9 @@ fn endpoint_send_now_recv_later_with_priority() {
     let _g = MqCleanup(vec![name.clone()]);
     let ep: Endpoint = format!("mq:{name}").parse().unwrap();
     let opts = Options::default();
-    {
-        let mut tx = endpoint::open_sender(&ep, &opts).unwrap();
-        tx.send(
-            b"hi",
-            Meta {
-                priority: 3,
-                msg_type: 0,
-            },
-        )
-        .unwrap();
-        tx.send(
-            b"urgent",
-            Meta {
-                priority: 9,
-                msg_type: 0,
-            },
-        )
-        .unwrap();
-    }
+    // Like `ipcworks send mq:NAME …` run and finished before the receiver.
+    let mut c = KillOnDrop::spawn(support::child("mq::posix::child", "endpoint-send", &name));
+    assert!(c.wait_for(HANG).success());
     // The queue persisted after the sender went away.
     let mut rx = endpoint::open_receiver(&ep, &opts).unwrap();
     let (m, meta) = rx.recv(Some(HANG)).unwrap();

@@ -106,6 +106,24 @@ fn child() {
             assert_eq!(r.unwrap(), (b"through signals".to_vec(), 3));
             assert!(n2 > n, "no signal arrived while blocked");
         }
+        // Opens `sysv:KEY` as an endpoint (creating it) and sends: type 0
+        // in Meta means "not given", sent as type 1.
+        "endpoint-send" => {
+            let ep: Endpoint = format!("sysv:{key}").parse().unwrap();
+            let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
+            tx.send(b"plain", Meta::default()).unwrap();
+            let typed = Meta {
+                priority: 0,
+                msg_type: 4,
+            };
+            tx.send(b"typed", typed).unwrap();
+            let bad = Meta {
+                priority: 0,
+                msg_type: -1,
+            };
+            let e = tx.send(b"bad", bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -407,31 +425,17 @@ fn bad_input_gives_clear_errors_naming_the_queue() {
 
 #[test]
 fn endpoint_send_now_recv_later_with_types() {
-    let (q, _g) = new_sysv_queue();
+    let (mut q, _g) = new_sysv_queue();
     let ep: Endpoint = format!("sysv:{}", q.key()).parse().unwrap();
-    drop(q);
-    {
-        let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
-        tx.send(b"plain", Meta::default()).unwrap();
-        tx.send(
-            b"typed",
-            Meta {
-                priority: 0,
-                msg_type: 4,
-            },
-        )
-        .unwrap();
-        let e = tx
-            .send(
-                b"bad",
-                Meta {
-                    priority: 0,
-                    msg_type: -1,
-                },
-            )
-            .unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
-    }
+    // The endpoint sender creates it, like `ipcworks send sysv:KEY …`
+    // run and finished before the receiver.
+    q.remove().unwrap();
+    let mut c = KillOnDrop::spawn(support::child(
+        "mq::sysv::child",
+        "endpoint-send",
+        &q.key().to_string(),
+    ));
+    assert!(c.wait_for(HANG).success());
     let opts = Options {
         recv_type: 4,
         ..Options::default()
