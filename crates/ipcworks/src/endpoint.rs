@@ -210,6 +210,8 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
+        Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::open_endpoint(*key, opts)?)),
         other => Err(not_built(other)),
     }
 }
@@ -220,6 +222,11 @@ pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceive
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
+        Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::EndpointReceiver {
+            queue: crate::mq::sysv::open_endpoint(*key, opts)?,
+            mtype: opts.recv_type,
+        })),
         other => Err(not_built(other)),
     }
 }

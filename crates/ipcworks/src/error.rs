@@ -113,6 +113,14 @@ pub enum Error {
         hint: String,
     },
 
+    /// The object was removed by someone else while in use (a System V
+    /// queue removed with `IPC_RMID` while this process waited on it).
+    #[error("{what} was removed by someone else while in use")]
+    Removed {
+        /// What was removed.
+        what: String,
+    },
+
     /// An argument is out of range or inconsistent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -158,6 +166,7 @@ impl Error {
                 K::InvalidData
             }
             Error::LimitExceeded { .. } => K::QuotaExceeded,
+            Error::Removed { .. } => K::NotFound,
             Error::Io { source, .. } => source.kind(),
         }
     }

@@ -411,8 +411,7 @@ pub fn remove(obj: &Object, force: bool) -> Result<()> {
         ObjectKind::SysvQueue => {
             let key = u32::from_str_radix(obj.name().trim_start_matches("0x"), 16)
                 .map_err(|_| Error::corrupted("bad System V key"))? as i32;
-            crate::sys::sysv::remove_queue(key).map_err(|e| Error::io("msgctl(IPC_RMID)", e))?;
-            registry::unregister(Kind::SysvQueue, &key.to_string());
+            crate::mq::sysv::Queue::remove_key(key)?;
         }
         _ => {
             let path = obj

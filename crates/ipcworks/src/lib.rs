@@ -7,6 +7,7 @@
 //! |---|---|
 //! | shared memory segments | [`shm`] |
 //! | robust mutex, semaphores, futex | [`sync`] |
+//! | POSIX and System V message queues | [`mq`] |
 //!
 //! Everything here talks to the kernel through one thin layer, [`sys`]; the
 //! modules above it are safe Rust. Everything read from shared memory is
@@ -36,6 +37,7 @@ compile_error!(
 pub mod endpoint;
 mod error;
 pub mod inventory;
+pub mod mq;
 pub mod name;
 pub mod process;
 pub mod registry;

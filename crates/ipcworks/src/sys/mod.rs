@@ -5,6 +5,7 @@
 
 pub mod futex;
 pub mod mem;
+pub mod mq;
 pub mod proc;
 pub mod sysv;
 pub mod time;

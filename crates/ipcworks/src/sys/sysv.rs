@@ -1,19 +1,202 @@
-//! System V IPC calls (libc: rustix has none).
+//! System V message queues: `msgget`, `msgsnd`, `msgrcv`, `msgctl`, `ftok`
+//! (through libc: rustix has none of them).
+//!
+//! A message on the wire is `struct msgbuf { long mtype; char mtext[]; }`.
+//! [`MsgBuf`] builds it in a buffer of `c_long` words, so `mtype` is aligned
+//! as the kernel and C expect and the text follows it directly.
+//!
+//! # References
+//! `sysvipc(7)`, `msgget(2)`, `msgop(2)`, `msgctl(2)`, `ftok(3)`.
 
-use std::io;
+use std::ffi::CString;
+use std::mem::size_of;
 
-/// `msgctl(msgget(key, 0), IPC_RMID, NULL)`: removes the System V message
-/// queue with `key`.
-#[doc(alias = "msgctl")]
-pub fn remove_queue(key: i32) -> io::Result<()> {
-    // SAFETY: msgget takes plain integers.
-    let id = unsafe { libc::msgget(key, 0) };
-    if id == -1 {
-        return Err(io::Error::last_os_error());
+use rustix::io::Errno;
+
+/// Where the kernel publishes the largest message size.
+pub const MSGMAX_PATH: &str = "/proc/sys/kernel/msgmax";
+/// Where the kernel publishes the default byte capacity of a new queue.
+pub const MSGMNB_PATH: &str = "/proc/sys/kernel/msgmnb";
+/// Where the kernel publishes the most queues the system holds.
+pub const MSGMNI_PATH: &str = "/proc/sys/kernel/msgmni";
+
+const HEADER: usize = size_of::<libc::c_long>();
+
+fn last_errno() -> Errno {
+    Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)
+}
+
+/// Reads a number from a `/proc/sys` file.
+pub fn read_limit(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// `ftok(path, proj_id)`: a key from an existing file's inode and device and
+/// the low 8 bits of `proj_id`.
+pub fn ftok(path: &std::path::Path, proj_id: u8) -> Result<i32, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::INVAL)?;
+    // SAFETY: `c` is a NUL-terminated path alive for the call.
+    let key = unsafe { libc::ftok(c.as_ptr(), proj_id as libc::c_int) };
+    if key == -1 {
+        Err(last_errno())
+    } else {
+        Ok(key)
     }
-    // SAFETY: IPC_RMID ignores the buffer pointer, so NULL is allowed.
-    if unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) } == -1 {
-        return Err(io::Error::last_os_error());
+}
+
+/// `msgget(key, flags)`: the queue's identifier. `flags` holds `IPC_CREAT`,
+/// `IPC_EXCL` and the permission bits (on open, the access wanted).
+pub fn msgget(key: i32, flags: i32) -> Result<i32, Errno> {
+    // SAFETY: msgget takes plain integers and touches no memory of ours.
+    let id = unsafe { libc::msgget(key, flags) };
+    if id < 0 { Err(last_errno()) } else { Ok(id) }
+}
+
+/// A `struct msgbuf` with room for `capacity` bytes of text, in `c_long`
+/// words so the type field is aligned.
+#[derive(Debug)]
+pub struct MsgBuf {
+    words: Vec<libc::c_long>,
+    capacity: usize,
+}
+
+impl MsgBuf {
+    /// A buffer for messages of up to `capacity` bytes.
+    pub fn new(capacity: usize) -> Self {
+        let words = 1 + capacity.div_ceil(HEADER);
+        MsgBuf {
+            words: vec![0; words],
+            capacity,
+        }
+    }
+
+    /// Most text bytes it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sets type and text. Panics never: the text must fit (checked by the
+    /// caller; an over-long text gives `Err(E2BIG)`).
+    pub fn fill(&mut self, mtype: libc::c_long, text: &[u8]) -> Result<(), Errno> {
+        if text.len() > self.capacity {
+            return Err(Errno::TOOBIG);
+        }
+        self.words[0] = mtype;
+        // SAFETY: the buffer holds 1 + ceil(capacity / HEADER) words, so
+        // `capacity` bytes start at byte HEADER; `text.len() <= capacity`,
+        // and a Vec<c_long> cannot overlap the borrowed `text`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                text.as_ptr(),
+                self.words.as_mut_ptr().cast::<u8>().add(HEADER),
+                text.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The message type (a C `long`, widened to `i64`).
+    #[allow(clippy::unnecessary_cast)] // c_long is i64 on 64-bit targets only
+    pub fn mtype(&self) -> i64 {
+        self.words[0] as i64
+    }
+
+    /// The first `len` text bytes (`len` clamped to the capacity).
+    pub fn text(&self, len: usize) -> &[u8] {
+        let len = len.min(self.capacity);
+        // SAFETY: as in `fill`, `capacity` initialised bytes (the Vec was
+        // zero-filled) start at byte HEADER; `len <= capacity`.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>().add(HEADER), len) }
+    }
+}
+
+/// `msgsnd(id, buf, len, flags)`: one attempt; the first `len` text bytes of
+/// `buf` go out with its type. `flags` may hold `IPC_NOWAIT`.
+pub fn msgsnd(id: i32, buf: &MsgBuf, len: usize, flags: i32) -> Result<(), Errno> {
+    if len > buf.capacity {
+        return Err(Errno::TOOBIG);
+    }
+    // SAFETY: `buf.words` holds the type followed by at least `len` bytes
+    // (checked above); the kernel only reads HEADER + len bytes.
+    let r = unsafe { libc::msgsnd(id, buf.words.as_ptr().cast(), len, flags) };
+    if r == 0 { Ok(()) } else { Err(last_errno()) }
+}
+
+/// `msgrcv(id, buf, capacity, msgtyp, flags)`: one attempt. Returns the
+/// text length; the type is in `buf.mtype()`. Without `MSG_NOERROR`, a
+/// message longer than the buffer stays queued and the call fails `E2BIG`.
+pub fn msgrcv(id: i32, buf: &mut MsgBuf, msgtyp: i64, flags: i32) -> Result<usize, Errno> {
+    // SAFETY: `buf.words` is writable for HEADER + capacity bytes and the
+    // kernel writes at most that many (the type plus `capacity` text bytes).
+    let r = unsafe {
+        libc::msgrcv(
+            id,
+            buf.words.as_mut_ptr().cast(),
+            buf.capacity,
+            msgtyp as libc::c_long,
+            flags,
+        )
+    };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// What `msgctl(IPC_STAT)` reports of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsqStat {
+    /// Messages in the queue (`msg_qnum`).
+    pub messages: u64,
+    /// Bytes of text in the queue (`msg_cbytes`).
+    pub bytes: u64,
+    /// Most bytes of text the queue holds (`msg_qbytes`).
+    pub max_bytes: u64,
+    /// Process that sent last (`msg_lspid`), 0 if none.
+    pub last_sender: i32,
+    /// Process that received last (`msg_lrpid`), 0 if none.
+    pub last_receiver: i32,
+    /// Owner's user id (`msg_perm.uid`).
+    pub uid: u32,
+    /// Creator's user id (`msg_perm.cuid`).
+    pub cuid: u32,
+    /// Permission bits (`msg_perm.mode & 0o777`).
+    pub mode: u32,
+    /// The key (`msg_perm.__key`).
+    pub key: i32,
+}
+
+/// `msgctl(id, IPC_STAT)`.
+#[doc(alias = "msgctl")]
+pub fn stat(id: i32) -> Result<MsqStat, Errno> {
+    // SAFETY: msqid_ds is plain data; all-zero is a valid value.
+    let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `ds` is a live, writable msqid_ds, which IPC_STAT fills.
+    if unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) } != 0 {
+        return Err(last_errno());
+    }
+    Ok(MsqStat {
+        messages: ds.msg_qnum,
+        bytes: ds.__msg_cbytes,
+        max_bytes: ds.msg_qbytes,
+        last_sender: ds.msg_lspid,
+        last_receiver: ds.msg_lrpid,
+        uid: ds.msg_perm.uid,
+        cuid: ds.msg_perm.cuid,
+        mode: u32::from(ds.msg_perm.mode) & 0o777,
+        key: ds.msg_perm.__key,
+    })
+}
+
+/// `msgctl(id, IPC_RMID)`: removes the queue now; blocked senders and
+/// receivers wake with `EIDRM`.
+#[doc(alias = "IPC_RMID")]
+pub fn remove(id: i32) -> Result<(), Errno> {
+    // SAFETY: IPC_RMID ignores the buffer argument; NULL is allowed.
+    if unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) } != 0 {
+        return Err(last_errno());
     }
     Ok(())
 }

@@ -7,5 +7,6 @@
 mod support;
 
 mod inventory;
+mod mq;
 mod regions;
 mod shm;

@@ -1,0 +1,566 @@
+//! POSIX message queues (`mq_overview(7)`): named queues of prioritised
+//! messages kept by the kernel.
+//!
+//! A receiver always gets the oldest message of the highest priority
+//! (0 ..= 32767). The queue holds at most [`capacity`](QueueOptions::capacity)
+//! messages of at most [`max_message`](QueueOptions::max_message) bytes
+//! each; both are fixed when it is created, within the system's limits in
+//! `/proc/sys/fs/mqueue`.
+//!
+//! A queue persists until removed ([`Queue::remove`], [`Queue::unlink`],
+//! `ipcworks rm mq:NAME`): messages wait for a receiver that comes later,
+//! and whoever holds a descriptor keeps using the queue after its name is
+//! removed. [`QueueOptions::remove_on_drop`] makes the creator remove it.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
+use crate::sys::Errno;
+use crate::sys::mem;
+use crate::sys::mq::{self, OpenHow, Wait};
+use crate::sys::time::Deadline;
+use crate::{Error, Result, name, registry};
+
+const KIND: &str = "POSIX message queue";
+
+/// Highest priority accepted plus one (`MQ_PRIO_MAX`).
+pub const PRIORITY_LIMIT: u32 = mq::PRIO_MAX;
+
+/// A POSIX message queue opened read-write.
+///
+/// `Queue` is `Send + Sync`: any number of threads (and processes, each with
+/// its own `Queue`) may send and receive at once; the kernel serialises
+/// them. The descriptor is usable with `poll`/`epoll` through [`AsFd`]
+/// (readable: a message is waiting; writable: there is room).
+#[derive(Debug)]
+#[doc(alias = "mq_open")]
+#[doc(alias = "mqd_t")]
+pub struct Queue {
+    fd: OwnedFd,
+    name: String,
+    capacity: usize,
+    max_message: usize,
+    remove_on_drop: bool,
+}
+
+/// The current state of a queue (`mq_getattr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(alias = "mq_attr")]
+pub struct Attributes {
+    /// Messages waiting now (`mq_curmsgs`).
+    pub depth: usize,
+    /// Most messages it holds (`mq_maxmsg`).
+    pub capacity: usize,
+    /// Largest message in bytes (`mq_msgsize`).
+    pub max_message: usize,
+}
+
+/// Options for creating or opening a [`Queue`], in the style of
+/// [`std::fs::OpenOptions`].
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    capacity: Option<usize>,
+    max_message: Option<usize>,
+    mode: u32,
+    remove_on_drop: bool,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            capacity: None,
+            max_message: None,
+            mode: 0o600,
+            remove_on_drop: false,
+        }
+    }
+}
+
+/// How long a send or receive may wait.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Forever,
+    Now,
+    Deadline(Deadline),
+}
+
+impl QueueOptions {
+    /// Options with the system's default sizes, mode 0600, persistent.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Most messages a created queue holds (`mq_maxmsg`; default
+    /// `/proc/sys/fs/mqueue/msg_default`, at most `msg_max` unless the
+    /// process has `CAP_SYS_RESOURCE`).
+    #[doc(alias = "mq_maxmsg")]
+    pub fn capacity(&mut self, messages: usize) -> &mut Self {
+        self.capacity = Some(messages);
+        self
+    }
+
+    /// Largest message of a created queue in bytes (`mq_msgsize`; default
+    /// `/proc/sys/fs/mqueue/msgsize_default`, at most `msgsize_max`).
+    #[doc(alias = "mq_msgsize")]
+    pub fn max_message(&mut self, bytes: usize) -> &mut Self {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// Permission bits of a created queue, set exactly whatever the umask
+    /// (`fchmod` on the descriptor; default 0600). When opening, a queue
+    /// whose mode grants more than this is refused.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Whether the creator removes the name when its `Queue` drops
+    /// (default `false`: queues persist like the kernel's, until removed).
+    pub fn remove_on_drop(&mut self, remove: bool) -> &mut Self {
+        self.remove_on_drop = remove;
+        self
+    }
+
+    /// Creates a new queue; fails with [`Error::AlreadyExists`] if the name
+    /// is taken.
+    #[doc(alias = "mq_open")]
+    pub fn create(&self, name: &str) -> Result<Queue> {
+        let bare = name::validate(name)?;
+        let attr = self.attr(bare)?;
+        let fd = mq::open(bare, OpenHow::CreateExclusive, self.mode, Some(attr))
+            .map_err(|e| create_error(e, bare, attr))?;
+        // The name is ours now: remove it again if anything below fails.
+        let undo = |e: Error| {
+            let _ = mq::unlink(bare);
+            e
+        };
+        mem::set_mode(fd.as_fd(), self.mode).map_err(|e| undo(errno_error(e, bare, "fchmod")))?;
+        let mut q = Queue::from_parts(fd, bare).map_err(undo)?;
+        q.remove_on_drop = self.remove_on_drop;
+        registry::register(registry::Kind::PosixQueue, bare);
+        Ok(q)
+    }
+
+    /// Opens an existing queue after checking it: owned by this user, with
+    /// no permission beyond [`mode`](Self::mode). Its sizes are the
+    /// queue's own; `capacity` and `max_message` are ignored.
+    ///
+    /// (The `mqueue` filesystem has no symbolic links or directories:
+    /// `symlink(2)` there fails with `EPERM`, so a name cannot be redirected
+    /// to another object.)
+    #[doc(alias = "mq_open")]
+    pub fn open(&self, name: &str) -> Result<Queue> {
+        let bare = name::validate(name)?;
+        let fd =
+            mq::open(bare, OpenHow::Open, 0, None).map_err(|e| errno_error(e, bare, "mq_open"))?;
+        check_opened(fd.as_fd(), bare, self.mode)?;
+        Queue::from_parts(fd, bare)
+    }
+
+    /// Opens the queue if it exists (with the checks of
+    /// [`open`](Self::open)) or creates it. Returns the queue and whether
+    /// this call created it.
+    pub fn open_or_create(&self, name: &str) -> Result<(Queue, bool)> {
+        for _ in 0..100 {
+            match self.create(name) {
+                Ok(q) => return Ok((q, true)),
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match self.open(name) {
+                Ok(q) => return Ok((q, false)),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::io(
+            "mq_open",
+            std::io::Error::other(
+                "the name kept appearing and vanishing; another process is racing on it",
+            ),
+        ))
+    }
+
+    /// `(mq_maxmsg, mq_msgsize)` for creating, defaults filled in.
+    fn attr(&self, name: &str) -> Result<(i64, i64)> {
+        let pick = |v: Option<usize>, default_file: &str, fallback: u64, what: &str| {
+            let v = v.map_or_else(|| mq::limit(default_file).unwrap_or(fallback), |v| v as u64);
+            if v == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "{KIND} {name:?}: {what} must be at least 1"
+                )));
+            }
+            i64::try_from(v).map_err(|_| {
+                Error::InvalidArgument(format!("{KIND} {name:?}: {what} {v} is too large"))
+            })
+        };
+        Ok((
+            pick(self.capacity, "msg_default", 10, "capacity")?,
+            pick(self.max_message, "msgsize_default", 8192, "max_message")?,
+        ))
+    }
+}
+
+/// Checks an opened queue: ours, no looser mode than `mode`.
+fn check_opened(fd: BorrowedFd<'_>, name: &str, mode: u32) -> Result<()> {
+    let st = mem::stat(fd).map_err(|e| errno_error(e, name, "fstat"))?;
+    let refuse = |reason: String| Error::Refused {
+        name: name.to_string(),
+        reason,
+    };
+    let me = mem::euid();
+    if st.uid != me {
+        return Err(refuse(format!(
+            "it is owned by uid {}, not by you (uid {me}); another user may have planted it",
+            st.uid
+        )));
+    }
+    if st.mode & !mode & 0o777 != 0 {
+        return Err(refuse(format!(
+            "its mode {:04o} grants more than the expected {:04o}",
+            st.mode, mode
+        )));
+    }
+    Ok(())
+}
+
+/// Turns an errno from a call on a named queue into the user's terms.
+fn errno_error(e: Errno, name: &str, op: &'static str) -> Error {
+    match e {
+        Errno::NOENT => Error::NotFound {
+            kind: KIND,
+            name: name.to_string(),
+        },
+        Errno::EXIST => Error::AlreadyExists {
+            kind: KIND,
+            name: name.to_string(),
+        },
+        Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
+            name: name.to_string(),
+        },
+        Errno::NAMETOOLONG => Error::NameInvalid {
+            name: name.to_string(),
+            rule: "a name must be at most 200 bytes long",
+        },
+        other => Error::io(op, other),
+    }
+}
+
+/// An error from creating a queue: a refused size or count names the limit.
+fn create_error(e: Errno, name: &str, (maxmsg, msgsize): (i64, i64)) -> Error {
+    let limit = |file: &str, hint: String| Error::LimitExceeded {
+        limit: format!("{}/{file}", mq::LIMITS_DIR),
+        value: mq::limit(file).map_or_else(|| "unknown".into(), |v| v.to_string()),
+        hint,
+    };
+    let over = |file: &str, v: i64| mq::limit(file).is_some_and(|max| v as u64 > max);
+    match e {
+        Errno::INVAL if over("msg_max", maxmsg) => limit(
+            "msg_max",
+            format!(
+                "{KIND} {name:?} asked for a capacity of {maxmsg} messages; ask for fewer, or \
+                 raise the limit (sysctl fs.mqueue.msg_max; CAP_SYS_RESOURCE allows up to 65536)"
+            ),
+        ),
+        Errno::INVAL if over("msgsize_max", msgsize) => limit(
+            "msgsize_max",
+            format!(
+                "{KIND} {name:?} asked for messages of {msgsize} bytes; ask for less, or raise \
+                 the limit (sysctl fs.mqueue.msgsize_max)"
+            ),
+        ),
+        Errno::INVAL => Error::InvalidArgument(format!(
+            "{KIND} {name:?}: the kernel refused capacity {maxmsg} with messages of {msgsize} \
+             bytes (CAP_SYS_RESOURCE caps them at 65536 messages and 16 MiB)"
+        )),
+        Errno::NOSPC => limit(
+            "queues_max",
+            format!(
+                "creating {KIND} {name:?}: the system holds as many queues as it allows; remove \
+                 unused ones (ipcworks ls) or raise fs.mqueue.queues_max"
+            ),
+        ),
+        Errno::MFILE => Error::LimitExceeded {
+            limit: "RLIMIT_MSGQUEUE (ulimit -q) or RLIMIT_NOFILE (ulimit -n)".into(),
+            value: mq::rlimit_msgqueue().map_or_else(|| "unlimited".into(), |v| v.to_string()),
+            hint: format!(
+                "creating {KIND} {name:?} with {maxmsg} messages of {msgsize} bytes: all of your \
+                 queues together may take at most RLIMIT_MSGQUEUE bytes (or this process has \
+                 too many open files); use smaller queues, remove unused ones, or raise ulimit -q"
+            ),
+        },
+        other => errno_error(other, name, "mq_open"),
+    }
+}
+
+impl Queue {
+    /// Options for creating or opening a queue.
+    pub fn options() -> QueueOptions {
+        QueueOptions::new()
+    }
+
+    /// Creates a new queue with the system's default sizes, mode 0600,
+    /// persistent. See [`QueueOptions::create`].
+    pub fn create(name: &str) -> Result<Queue> {
+        Self::options().create(name)
+    }
+
+    /// Opens an existing queue. See [`QueueOptions::open`].
+    pub fn open(name: &str) -> Result<Queue> {
+        Self::options().open(name)
+    }
+
+    /// Opens or creates a queue. See [`QueueOptions::open_or_create`].
+    pub fn open_or_create(name: &str) -> Result<(Queue, bool)> {
+        Self::options().open_or_create(name)
+    }
+
+    /// Removes a queue by name (`mq_unlink`). Processes that have it open
+    /// keep using it; it is freed when the last one closes it.
+    #[doc(alias = "mq_unlink")]
+    pub fn remove(name: &str) -> Result<()> {
+        let bare = name::validate(name)?;
+        registry::unregister(registry::Kind::PosixQueue, bare);
+        mq::unlink(bare).map_err(|e| errno_error(e, bare, "mq_unlink"))
+    }
+
+    fn from_parts(fd: OwnedFd, bare: &str) -> Result<Queue> {
+        let a = mq::getattr(fd.as_fd()).map_err(|e| errno_error(e, bare, "mq_getattr"))?;
+        let size = |v: i64| usize::try_from(v).map_err(|_| Error::io("mq_getattr", Errno::INVAL));
+        Ok(Queue {
+            capacity: size(a.maxmsg)?,
+            max_message: size(a.msgsize)?,
+            fd,
+            name: bare.to_string(),
+            remove_on_drop: false,
+        })
+    }
+
+    /// The name (without leading `/`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Most messages the queue holds (`mq_maxmsg`).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Largest message in bytes (`mq_msgsize`).
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The current depth and sizes (`mq_getattr`).
+    #[doc(alias = "mq_getattr")]
+    pub fn attributes(&self) -> Result<Attributes> {
+        let a =
+            mq::getattr(self.fd.as_fd()).map_err(|e| errno_error(e, &self.name, "mq_getattr"))?;
+        Ok(Attributes {
+            depth: a.curmsgs.max(0) as usize,
+            capacity: a.maxmsg.max(0) as usize,
+            max_message: a.msgsize.max(0) as usize,
+        })
+    }
+
+    /// Sends `msg` with `priority` (0 ..= 32767, higher is received first),
+    /// waiting while the queue is full (`mq_send`).
+    #[doc(alias = "mq_send")]
+    pub fn send(&self, msg: &[u8], priority: u32) -> Result<()> {
+        self.send_until(msg, priority, Until::Forever)
+    }
+
+    /// Sends without waiting: [`Error::WouldBlock`] when the queue is full.
+    pub fn try_send(&self, msg: &[u8], priority: u32) -> Result<()> {
+        self.send_until(msg, priority, Until::Now)
+    }
+
+    /// Sends, waiting at most `timeout` for room: [`Error::Timeout`] after
+    /// (`mq_timedsend`).
+    #[doc(alias = "mq_timedsend")]
+    pub fn send_timeout(&self, msg: &[u8], priority: u32, timeout: Duration) -> Result<()> {
+        self.send_until(msg, priority, Until::Deadline(Deadline::after(timeout)))
+    }
+
+    /// Receives the oldest message of the highest priority, waiting while
+    /// the queue is empty (`mq_receive`). Returns it and its priority.
+    #[doc(alias = "mq_receive")]
+    pub fn recv(&self) -> Result<(Vec<u8>, u32)> {
+        self.recv_vec(Until::Forever)
+    }
+
+    /// Receives without waiting: [`Error::WouldBlock`] when empty.
+    pub fn try_recv(&self) -> Result<(Vec<u8>, u32)> {
+        self.recv_vec(Until::Now)
+    }
+
+    /// Receives, waiting at most `timeout`: [`Error::Timeout`] after
+    /// (`mq_timedreceive`).
+    #[doc(alias = "mq_timedreceive")]
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32)> {
+        self.recv_vec(Until::Deadline(Deadline::after(timeout)))
+    }
+
+    /// Receives into `buf`, which must hold at least
+    /// [`max_message`](Self::max_message) bytes (the kernel's rule), without
+    /// allocating. Returns the message's length and priority.
+    pub fn recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.recv_until(buf, Until::Forever)
+    }
+
+    /// [`recv_into`](Self::recv_into) with a timeout (`None` waits for ever).
+    pub fn recv_into_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(usize, u32)> {
+        let until = timeout.map_or(Until::Forever, |t| Until::Deadline(Deadline::after(t)));
+        self.recv_until(buf, until)
+    }
+
+    /// Removes the name now (`mq_unlink`); this handle (and every other open
+    /// one) keeps working until closed.
+    #[doc(alias = "mq_unlink")]
+    pub fn unlink(&mut self) -> Result<()> {
+        self.remove_on_drop = false;
+        registry::unregister(registry::Kind::PosixQueue, &self.name);
+        mq::unlink(&self.name).map_err(|e| errno_error(e, &self.name, "mq_unlink"))
+    }
+
+    /// Whether dropping this handle removes the name.
+    pub fn removes_on_drop(&self) -> bool {
+        self.remove_on_drop
+    }
+
+    /// Makes this handle remove the name when dropped (`true`) or keep it.
+    pub fn set_remove_on_drop(&mut self, remove: bool) {
+        self.remove_on_drop = remove;
+    }
+
+    fn send_until(&self, msg: &[u8], priority: u32, until: Until) -> Result<()> {
+        if msg.len() > self.max_message {
+            return Err(Error::MessageTooLarge {
+                len: msg.len(),
+                max: self.max_message,
+            });
+        }
+        if priority >= PRIORITY_LIMIT {
+            return Err(Error::InvalidArgument(format!(
+                "{KIND} {:?}: priority {priority} is above the maximum {}",
+                self.name,
+                PRIORITY_LIMIT - 1
+            )));
+        }
+        loop {
+            let r = mq::send(self.fd.as_fd(), msg, priority, wait_for(until));
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) => self.retry_or_fail(e, until, "mq_send", msg.len())?,
+            }
+        }
+    }
+
+    fn recv_vec(&self, until: Until) -> Result<(Vec<u8>, u32)> {
+        let mut buf = vec![0u8; self.max_message];
+        let (n, prio) = self.recv_until(&mut buf, until)?;
+        buf.truncate(n);
+        Ok((buf, prio))
+    }
+
+    fn recv_until(&self, buf: &mut [u8], until: Until) -> Result<(usize, u32)> {
+        if buf.len() < self.max_message {
+            return Err(Error::InvalidArgument(format!(
+                "{KIND} {:?}: a receive buffer of {} bytes is smaller than the queue's \
+                 maximum message size of {} bytes",
+                self.name,
+                buf.len(),
+                self.max_message
+            )));
+        }
+        loop {
+            match mq::receive(self.fd.as_fd(), buf, wait_for(until)) {
+                Ok(r) => return Ok(r),
+                Err(e) => self.retry_or_fail(e, until, "mq_receive", 0)?,
+            }
+        }
+    }
+
+    /// `Ok(())` means: try again (interrupted, or woken early).
+    fn retry_or_fail(&self, e: Errno, until: Until, op: &'static str, len: usize) -> Result<()> {
+        match e {
+            Errno::INTR => Ok(()),
+            Errno::TIMEDOUT => match until {
+                Until::Now => Err(Error::WouldBlock),
+                Until::Deadline(d) if d.expired() => Err(Error::Timeout),
+                // The wall clock moved; recompute from the monotonic deadline.
+                _ => Ok(()),
+            },
+            Errno::AGAIN => Err(Error::WouldBlock),
+            Errno::MSGSIZE if op == "mq_send" => Err(Error::MessageTooLarge {
+                len,
+                max: self.max_message,
+            }),
+            other => Err(errno_error(other, &self.name, op)),
+        }
+    }
+}
+
+fn wait_for(until: Until) -> Wait {
+    match until {
+        Until::Forever => Wait::Forever,
+        Until::Now => Wait::Never,
+        Until::Deadline(d) => d.remaining().map_or(Wait::Never, Wait::For),
+    }
+}
+
+impl AsFd for Queue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            registry::unregister(registry::Kind::PosixQueue, &self.name);
+            let _ = mq::unlink(&self.name);
+        }
+    }
+}
+
+/// Opens `mq:NAME` for an endpoint: open or create (mode 0600, persistent,
+/// sizes from `opts` when created).
+pub(crate) fn open_endpoint(name: &str, opts: &Options) -> Result<Queue> {
+    let mut o = QueueOptions::new();
+    if let Some(c) = opts.capacity {
+        o.capacity(c);
+    }
+    if let Some(m) = opts.max_message {
+        o.max_message(m);
+    }
+    Ok(o.open_or_create(name)?.0)
+}
+
+impl DynSender for Queue {
+    fn send(&mut self, msg: &[u8], meta: Meta) -> Result<()> {
+        Queue::send(self, msg, meta.priority)
+    }
+}
+
+impl DynReceiver for Queue {
+    fn recv(&mut self, timeout: Option<Duration>) -> Result<(Vec<u8>, Meta)> {
+        let (msg, priority) = match timeout {
+            Some(t) => self.recv_timeout(t)?,
+            None => Queue::recv(self)?,
+        };
+        Ok((
+            msg,
+            Meta {
+                priority,
+                ..Meta::default()
+            },
+        ))
+    }
+}
