@@ -54,3 +54,64 @@ fn regions_of_self_and_of_a_missing_process() {
     assert_eq!(code, 1);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn demo_queue_reorders_by_priority_and_blocks_when_full() {
+    let (code, out, err) = ipcworks(&["demo", "queue"]);
+    assert_eq!(code, 0, "{err}");
+    let recvs: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("recv"))
+        .collect();
+    assert!(
+        recvs[0].contains("urgent ") && recvs[1].contains("urgent too"),
+        "{out}"
+    );
+    assert!(
+        recvs[2].contains("normal") && recvs[3].contains("low"),
+        "{out}"
+    );
+    assert!(out.contains("job 5 sent after waiting"), "{out}");
+    assert!(
+        out.contains(r#"["job 2", "job 3", "job 4", "job 5"]"#),
+        "{out}"
+    );
+    let name = out
+        .split_whitespace()
+        .find(|w| w.starts_with("/ipcworks-demo-queue-"))
+        .unwrap();
+    assert!(!std::path::Path::new(&format!("/dev/mqueue{name}")).exists());
+}
+
+#[test]
+fn demo_queue_interrupted_by_ctrl_c_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipcworks"))
+        .args(["demo", "queue"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let name = first
+        .split_whitespace()
+        .find(|w| w.starts_with("/ipcworks-demo-queue-"))
+        .unwrap()
+        .to_string();
+    // Wait until the sender is blocked on the full queue, then interrupt.
+    for l in lines.by_ref() {
+        if l.unwrap().contains("blocking in mq_send") {
+            break;
+        }
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    // The queue is gone: opening it by name fails.
+    let e = ipcworks::mq::posix::Queue::open(&name).unwrap_err();
+    assert!(matches!(e, ipcworks::Error::NotFound { .. }), "{e}");
+}

@@ -7,6 +7,7 @@ pub mod futex;
 pub mod mem;
 pub mod mq;
 pub mod proc;
+pub mod signal;
 pub mod sysv;
 pub mod time;
 

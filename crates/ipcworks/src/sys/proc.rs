@@ -269,3 +269,11 @@ pub fn wait_child(pid: u32) -> std::io::Result<i32> {
         });
     }
 }
+
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: this process is killed when its
+/// parent (the thread that forked it) ends, so a forked helper never
+/// outlives an interrupted run.
+pub fn die_with_parent() -> std::io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(Into::into)
+}

@@ -80,6 +80,7 @@ pub fn run() -> anyhow::Result<()> {
     // and leaves with _exit.
     match unsafe { proc::fork() }.context("fork")? {
         Forked::Child => {
+            let _ = proc::die_with_parent();
             GLOBAL.store(999, Ordering::SeqCst);
             heap.store(999, Ordering::SeqCst);
             shared_word.store(999, Ordering::SeqCst);

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 mod memory;
+mod queue;
 
 /// Arguments of `ipcworks demo`.
 #[derive(Debug, clap::Args)]
@@ -18,11 +19,18 @@ pub struct Args {
 type Demo = fn() -> anyhow::Result<()>;
 
 /// The topics: name, one line, and the demo.
-const TOPICS: &[(&str, &str, Demo)] = &[(
-    "memory",
-    "threads share code, data and heap; a forked child gets a copy; each thread has its own stack",
-    memory::run,
-)];
+const TOPICS: &[(&str, &str, Demo)] = &[
+    (
+        "memory",
+        "threads share code, data and heap; a forked child gets a copy; each thread has its own stack",
+        memory::run,
+    ),
+    (
+        "queue",
+        "a message queue reorders by priority and makes a sender wait while it is full",
+        queue::run,
+    ),
+];
 
 /// Runs `ipcworks demo`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
