@@ -6,4 +6,5 @@
 
 mod support;
 
+mod mutex;
 mod shm;
