@@ -23,12 +23,15 @@ struct Cli {
 enum Command {
     /// Watch a concept happen between real threads and processes.
     Demo(cmd::demo::Args),
+    /// Run a command holding a named robust mutex, like flock(1).
+    Lock(cmd::lock::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Lock(a) => cmd::lock::run(a),
     };
     exit::finish(result)
 }
