@@ -170,6 +170,28 @@ fn threads_count_exactly() {
 }
 
 #[test]
+fn a_thread_that_exits_holding_the_lock_is_a_dead_holder() {
+    let m = Mutex::anonymous([3u64, 3]).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut g = m.lock().unwrap();
+            g[0] = 4;
+            std::mem::forget(g); // the thread ends still holding the lock
+        });
+    });
+    assert!(m.is_locked());
+    match m.lock_timeout(HANG) {
+        Err(LockError::OwnerDead(mut g)) => {
+            assert_eq!(*g, [4, 3]);
+            g[1] = 4;
+            g.make_consistent();
+        }
+        other => panic!("expected OwnerDead, got {other:?}"),
+    }
+    assert_eq!(*m.lock().unwrap(), [4, 4]);
+}
+
+#[test]
 fn processes_count_exactly() {
     let name = support::unique_name("mtx-procs");
     let _clean = ShmCleanup(vec![seg_name(&name)]);

@@ -84,29 +84,34 @@ pub struct RawMutex<'a> {
 #[cfg(not(loom))]
 impl<'a> RawMutex<'a> {
     /// Operates on `state`.
+    #[inline]
     pub fn new(state: &'a MutexState) -> Self {
         RawMutex { state }
     }
 
     /// Locks, waiting as long as it takes.
     #[doc(alias = "pthread_mutex_lock")]
+    #[inline]
     pub fn lock(&self) -> Result<Acquired, RawError> {
         self.lock_until(None)
     }
 
     /// Locks if nobody holds it now, else [`RawError::WouldBlock`].
     #[doc(alias = "pthread_mutex_trylock")]
+    #[inline]
     pub fn try_lock(&self) -> Result<Acquired, RawError> {
         self.lock_with(raw::Wait::No)
     }
 
     /// Locks, waiting at most `timeout`, else [`RawError::TimedOut`].
     #[doc(alias = "pthread_mutex_timedlock")]
+    #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, RawError> {
         self.lock_until(Some(Deadline::after(timeout)))
     }
 
     /// Locks, waiting until `deadline` (for ever when `None`).
+    #[inline]
     pub fn lock_until(&self, deadline: Option<Deadline>) -> Result<Acquired, RawError> {
         self.lock_with(raw::Wait::Until(deadline))
     }
@@ -127,6 +132,7 @@ impl<'a> RawMutex<'a> {
     /// not followed by [`make_consistent`](Self::make_consistent), this
     /// makes the mutex not recoverable and wakes every waiter.
     #[doc(alias = "pthread_mutex_unlock")]
+    #[inline]
     pub fn unlock(&self) {
         raw::unlock(self.state, &raw::Kernel)
     }

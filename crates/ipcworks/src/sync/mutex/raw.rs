@@ -315,6 +315,7 @@ pub(crate) fn release<H: Host>(st: &MutexState, host: &H, all: bool) {
 
 /// Unlocks as the holder, turning an unrepaired `OWNER_DEAD` into
 /// `NOT_RECOVERABLE` (and then waking everyone, so they all learn it).
+#[inline]
 pub(crate) fn unlock<H: Host>(st: &MutexState, host: &H) {
     if st.state.load(Relaxed) == OWNER_DEAD {
         give_up(st, host);
