@@ -399,6 +399,8 @@ mod loom_tests {
     struct LoomHost {
         m: Mutex<()>,
         cv: Condvar,
+        /// The thread id that counts as dead.
+        dead: u32,
     }
 
     impl Host for LoomHost {
@@ -426,8 +428,8 @@ mod loom_tests {
             }
         }
 
-        fn owner_dead(&self, _tid: u32, _record: u64) -> bool {
-            false
+        fn owner_dead(&self, tid: u32, _record: u64) -> bool {
+            tid == self.dead
         }
     }
 
@@ -443,6 +445,7 @@ mod loom_tests {
             host: LoomHost {
                 m: Mutex::new(()),
                 cv: Condvar::new(),
+                dead: 9,
             },
             data: UnsafeCell::new(0),
         })
@@ -486,19 +489,28 @@ mod loom_tests {
         });
     }
 
-    /// `try_lock` never gets a held lock, and a give-up makes every later
-    /// locker fail.
+    /// `try_lock` never gets a held lock; a give-up makes every later
+    /// locker fail and wakes a blocked one (which then fails too).
     #[test]
     fn try_lock_and_not_recoverable() {
+        not_recoverable(Wait::No);
+    }
+
+    #[test]
+    fn blocked_locker_learns_not_recoverable() {
+        not_recoverable(Wait::Until(None));
+    }
+
+    fn not_recoverable(wait: Wait) {
         let mut b = loom::model::Builder::new();
         if b.preemption_bound.is_none() {
             b.preemption_bound = Some(2);
         }
-        b.check(|| {
+        b.check(move || {
             let s = shared();
             let s2 = s.clone();
             let t = loom::thread::spawn(move || {
-                match lock(&s2.st, &s2.host, 1, 1, Wait::No) {
+                match lock(&s2.st, &s2.host, 1, 1, wait) {
                     Ok(_) => {
                         s2.data.with_mut(|p| {
                             // SAFETY: we hold the lock; loom checks it.
@@ -524,6 +536,53 @@ mod loom_tests {
                 Err(RawError::NotRecoverable)
             );
             t.join().unwrap();
+        });
+    }
+
+    /// A holder (thread 9) died: two lockers race to take over; exactly one
+    /// is told OwnerDead, and nobody else gets in while it repairs.
+    #[test]
+    fn dead_holder_is_taken_over_by_exactly_one() {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(2);
+        }
+        b.check(|| {
+            let s = shared();
+            s.st.word.store(9 | WAITERS, Relaxed);
+            s.st.owner.store(9, Relaxed);
+            let threads: Vec<_> = (1..=2)
+                .map(|t| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || {
+                        let r = lock(&s.st, &s.host, t as u64, t, Wait::No);
+                        if r.is_ok() {
+                            s.data.with_mut(|p| {
+                                // SAFETY: we hold the lock; loom checks it.
+                                unsafe { *p += 1 }
+                            });
+                        }
+                        match r {
+                            Ok(Acquired::OwnerDead) => {
+                                assert!(make_consistent(&s.st));
+                                unlock(&s.st, &s.host);
+                                1
+                            }
+                            Ok(Acquired::Consistent) => {
+                                unlock(&s.st, &s.host);
+                                0
+                            }
+                            Err(e) => {
+                                assert_eq!(e, RawError::WouldBlock);
+                                0
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let told: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            assert_eq!(told, 1);
+            assert_eq!(s.st.state.load(Relaxed), CONSISTENT);
         });
     }
 }
