@@ -442,6 +442,19 @@ fn try_lock_and_lock_timeout() {
     });
     assert!(m.try_lock().is_ok());
     assert!(m.lock_timeout(Duration::ZERO).is_ok());
+
+    // Locking again from the holding thread is an error, not a hang.
+    let g = m.lock().unwrap();
+    let e: Error = m.lock().map(drop).unwrap_err().into();
+    assert!(
+        matches!(&e, Error::InvalidArgument(msg) if msg.contains("already locked by this thread")),
+        "{e:?}"
+    );
+    assert!(matches!(
+        m.try_lock().map(drop).map_err(Error::from),
+        Err(Error::WouldBlock)
+    ));
+    drop(g);
 }
 
 static ALARMS: AtomicU32 = AtomicU32::new(0);

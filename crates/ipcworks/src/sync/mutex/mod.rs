@@ -161,6 +161,9 @@ impl RawError {
             RawError::NotRecoverable => Error::NotRecoverable {
                 what: what.to_string(),
             },
+            RawError::WouldDeadlock => Error::InvalidArgument(format!(
+                "{what} is already locked by this thread; locking it again would wait for ever"
+            )),
             RawError::Corrupted(why) => Error::corrupted(format!("{what}: {why}")),
         }
     }

@@ -122,6 +122,10 @@ pub enum RawError {
     /// A recoverer released it without making it consistent.
     #[doc(alias = "ENOTRECOVERABLE")]
     NotRecoverable,
+    /// The calling thread holds the lock already; waiting would be for
+    /// ever.
+    #[doc(alias = "EDEADLK")]
+    WouldDeadlock,
     /// The shared state holds a value no correct peer writes.
     Corrupted(&'static str),
 }
@@ -240,6 +244,10 @@ fn lock_slow<H: Host>(
         }
         if deadline.is_some_and(|d| d.expired()) {
             return Err(RawError::TimedOut);
+        }
+        if waiters == 0 && w & TID_MASK == tid && st.owner.load(Relaxed) == me {
+            // Our own thread id and our own record: we hold it already.
+            return Err(RawError::WouldDeadlock);
         }
         if w & WAITERS == 0
             && st

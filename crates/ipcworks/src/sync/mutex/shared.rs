@@ -332,12 +332,17 @@ where
 
     /// Locks, waiting as long as it takes; `OwnerDead` if the last holder
     /// died holding it.
+    ///
+    /// Locking a mutex that this thread holds already fails with
+    /// [`Error::InvalidArgument`] instead of waiting for ever.
     #[doc(alias = "pthread_mutex_lock")]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<'_, T>> {
         self.lock_with(Wait::Until(None))
     }
 
-    /// Locks if nobody holds it now, else [`Error::WouldBlock`].
+    /// Locks if nobody holds it now, else [`Error::WouldBlock`]. If the
+    /// holder is dead, takes over and returns [`LockError::OwnerDead`] (this
+    /// costs a read of `/proc` when the lock is held).
     #[doc(alias = "pthread_mutex_trylock")]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, LockError<'_, T>> {
         self.lock_with(Wait::No)
@@ -498,7 +503,8 @@ pub enum LockError<'a, T> {
     #[doc(alias = "EOWNERDEAD")]
     OwnerDead(MutexGuard<'a, T>),
     /// The lock was not acquired: [`Error::WouldBlock`], [`Error::Timeout`],
-    /// [`Error::NotRecoverable`], [`Error::Corrupted`].
+    /// [`Error::NotRecoverable`], [`Error::Corrupted`], or
+    /// [`Error::InvalidArgument`] when this thread holds it already.
     Failed(Error),
 }
 
