@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ipcworks::Error;
 use ipcworks::shm::Segment;
-use ipcworks::sync::{LockError, Mutex};
+use ipcworks::sync::{Acquired, LockError, Mutex, MutexState, RawError, RawMutex};
 
 use crate::support::{self, KillOnDrop, ShmCleanup};
 
@@ -620,4 +620,49 @@ fn bad_names_missing_mutexes_and_bad_segments_give_clear_errors() {
     let e = Mutex::<u64>::open(&junk).unwrap_err();
     assert!(matches!(e, Error::Refused { .. }), "{e:?}");
     drop(tiny);
+}
+
+#[test]
+fn raw_mutex_embedded_in_a_segment() {
+    // The native queue's way: a MutexState at some offset of its own segment.
+    let seg = Segment::anonymous(4096).unwrap();
+    // SAFETY: offset 64 is 8-aligned and inside the zero-filled mapping,
+    // which outlives the reference; MutexState is atomics only.
+    let st = unsafe { &*(seg.as_ptr().add(64) as *const MutexState) };
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    let raw = RawMutex::new(st);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..2000 {
+                    assert_eq!(raw.lock(), Ok(Acquired::Consistent));
+                    let v = counter.load(Ordering::Relaxed);
+                    counter.store(v + 1, Ordering::Relaxed);
+                    raw.unlock();
+                }
+            });
+        }
+    });
+    assert_eq!(counter.load(Ordering::Relaxed), 6000);
+    assert!(!raw.is_locked());
+
+    // A holder thread that ends holding it: OwnerDead, repaired.
+    std::thread::scope(|s| {
+        s.spawn(|| assert_eq!(raw.lock(), Ok(Acquired::Consistent)));
+    });
+    assert_eq!(raw.try_lock(), Ok(Acquired::OwnerDead));
+    assert!(raw.make_consistent());
+    raw.unlock();
+    assert_eq!(raw.lock_timeout(HANG), Ok(Acquired::Consistent));
+    raw.unlock();
+
+    // Not repaired: not recoverable for everyone.
+    std::thread::scope(|s| {
+        s.spawn(|| assert_eq!(raw.lock(), Ok(Acquired::Consistent)));
+    });
+    assert_eq!(raw.lock(), Ok(Acquired::OwnerDead));
+    raw.unlock();
+    assert_eq!(raw.lock(), Err(RawError::NotRecoverable));
+    assert_eq!(raw.try_lock(), Err(RawError::NotRecoverable));
+    assert!(!raw.make_consistent());
 }

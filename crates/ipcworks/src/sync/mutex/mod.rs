@@ -75,6 +75,30 @@ use crate::sys::{proc::Identity, time::Deadline};
 ///   mutex not recoverable for everyone.
 /// - The data the mutex protects is yours to access (through raw pointers,
 ///   atomics or volatile reads, since peers may misbehave).
+///
+/// ```
+/// use ipcworks::shm::Segment;
+/// use ipcworks::sync::{Acquired, MutexState, RawMutex};
+///
+/// # fn main() -> ipcworks::Result<()> {
+/// let seg = Segment::anonymous(4096)?;
+/// // SAFETY: the mapping is page-aligned, zero-filled, at least 16 bytes,
+/// // and outlives `state`; MutexState is atomics only.
+/// let state = unsafe { &*(seg.as_ptr() as *const MutexState) };
+/// let m = RawMutex::new(state);
+/// match m.lock() {
+///     Ok(Acquired::Consistent) => {}
+///     Ok(Acquired::OwnerDead) => {
+///         // repair the protected data here, then:
+///         m.make_consistent();
+///     }
+///     Err(e) => return Err(e.into_error("my lock")),
+/// }
+/// // … the critical section …
+/// m.unlock();
+/// # Ok(())
+/// # }
+/// ```
 #[cfg(not(loom))]
 #[derive(Debug, Clone, Copy)]
 pub struct RawMutex<'a> {
