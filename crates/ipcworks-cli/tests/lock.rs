@@ -125,8 +125,18 @@ fn timeout_exits_124() {
 #[test]
 fn a_dead_holder_is_reported_and_the_command_runs() {
     let name = Name::new("cli-dead");
-    let (holder, sleeper) = hold(&name.0);
-    kill_holder(holder, sleeper); // SIGKILL: it dies holding the lock
+    let (mut holder, sleeper) = hold(&name.0);
+    holder.kill().unwrap(); // SIGKILL: it dies holding the lock
+    holder.wait().unwrap();
+    // ... and its COMMAND dies with it (it must not run without the lock).
+    let start = Instant::now();
+    while !gone(sleeper) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "COMMAND outlived ipcworks"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let out = lock(&name.0, &["echo", "ran"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
@@ -138,4 +148,15 @@ fn a_dead_holder_is_reported_and_the_command_runs() {
     // And the next run is quiet.
     let out = lock(&name.0, &["true"]).output().unwrap();
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
+/// Whether a process is gone or a zombie.
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
+            state.is_none_or(|r| r.starts_with('Z') || r.starts_with('X'))
+        }
+    }
 }

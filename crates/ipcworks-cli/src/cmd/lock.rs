@@ -14,7 +14,8 @@ use ipcworks::sync::{LockError, Mutex};
     about = "Run a command holding a named robust mutex, like flock(1)",
     after_help = "The mutex lives in /dev/shm/ipcworks.mutex.NAME (mode 0600) and stays there \
 between runs, like flock's lock file; remove it with `ipcworks lock --rm NAME`. If the previous \
-holder died while holding it (even by kill -9), one line on stderr says so and the command runs.
+holder died while holding it (even by kill -9), one line on stderr says so and the command runs. \
+If ipcworks itself is killed, COMMAND is killed too, so it never runs without the lock.
 
 Exit codes: COMMAND's own code (128+N if signal N killed it), 124 if --timeout ran out, \
 1 on any other error (one line on stderr).
@@ -83,11 +84,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Ctrl-C reaches COMMAND (same process group); we outlive it, so the
     // lock is released cleanly and COMMAND's status reported.
     let _quiet = InterruptsGoToChild::install();
-    let status = Command::new(program)
-        .args(rest)
+    let mut command = Command::new(program);
+    command.args(rest);
+    die_with_parent(&mut command);
+    let status = command
         .status()
         .with_context(|| format!("cannot run {program:?}"))?;
     Ok(exit_code(status))
+}
+
+/// COMMAND must not outlive the lock: if this process is killed (and the
+/// lock thereby freed for the next holder), the kernel kills COMMAND too
+/// (`prctl(PR_SET_PDEATHSIG, SIGKILL)`).
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Parses `--timeout` seconds.
