@@ -31,6 +31,8 @@ enum Command {
     Rm(cmd::rm::Args),
     /// Print a shell completion script (bash, zsh, fish, …).
     Completions(cmd::completions::Args),
+    /// Run a command holding a named robust mutex, like flock(1).
+    Lock(cmd::lock::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Ls(a) => cmd::ls::run(a),
         Command::Rm(a) => cmd::rm::run(a),
         Command::Completions(a) => cmd::completions::run(a),
+        Command::Lock(a) => cmd::lock::run(a),
     };
     exit::finish(result)
 }

@@ -2,6 +2,7 @@
 
 pub mod completions;
 pub mod demo;
+pub mod lock;
 pub mod ls;
 pub mod regions;
 pub mod rm;

@@ -1,2 +1,8 @@
 //! Synchronization between threads and processes: futex-based robust mutex
 //! and counting semaphores that live in shared memory.
+
+pub mod mutex;
+
+pub use mutex::{Acquired, MutexState, RawError};
+#[cfg(not(loom))]
+pub use mutex::{LockError, Mutex, MutexGuard, MutexOptions, RawMutex};

@@ -113,18 +113,26 @@ impl Identity {
     }
 
     /// The calling thread (cached per thread; refreshed in a forked child).
+    #[inline]
     pub fn thread() -> Self {
-        ensure_fork_hook();
+        // Hot path (every mutex lock): a cached entry implies the fork hook
+        // was registered before it was stored, so it needs no `Once` check.
         THREAD_CACHE.with(|c| {
             let (gen_, id) = c.get();
-            let now = FORK_GENERATION.load(Ordering::Relaxed);
-            if gen_ == now && !id.is_none() {
+            if gen_ == FORK_GENERATION.load(Ordering::Relaxed) && !id.is_none() {
                 return id;
             }
-            let id = compute(tid());
-            c.set((now, id));
-            id
+            Self::thread_slow(c)
         })
+    }
+
+    #[cold]
+    fn thread_slow(c: &Cell<(u32, Identity)>) -> Self {
+        ensure_fork_hook();
+        let now = FORK_GENERATION.load(Ordering::Relaxed);
+        let id = compute(tid());
+        c.set((now, id));
+        id
     }
 
     /// Whether the process or thread this names is still running, judged by
@@ -181,6 +189,7 @@ fn cached(cache: &std::sync::Mutex<(u32, Identity)>, id: fn() -> u32) -> Identit
 }
 
 /// Registers the fork hook; called before any thread identity is cached.
+#[inline]
 pub(crate) fn ensure_fork_hook() {
     ATFORK.call_once(|| {
         // SAFETY: pthread_atfork only records function pointers; the child

@@ -8,5 +8,6 @@ mod support;
 
 mod inventory;
 mod mq;
+mod mutex;
 mod regions;
 mod shm;
