@@ -23,7 +23,8 @@ impl Name {
 
 impl Drop for Name {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/dev/shm/ipcworks.mutex.{}", self.0));
+        // Through the library, so the registry entry goes too.
+        let _ = ipcworks::shm::Segment::remove(&format!("ipcworks.mutex.{}", self.0));
     }
 }
 

@@ -108,6 +108,12 @@ fn parse_file_name(f: &str) -> Option<(Kind, String)> {
     Some((Kind::from_tag(tag)?, String::from_utf8(bytes?).ok()?))
 }
 
+/// The file that records `name` of `kind` (for cleanup code that cannot
+/// call [`unregister`], such as a signal handler).
+pub fn file_path(kind: Kind, name: &str) -> Option<PathBuf> {
+    Some(dir()?.join(file_name(kind, name)))
+}
+
 /// Records that this process created `name` of `kind` (best effort).
 pub fn register(kind: Kind, name: &str) {
     let Some(dir) = dir() else { return };

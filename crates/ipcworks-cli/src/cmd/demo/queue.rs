@@ -12,7 +12,11 @@ use super::step;
 
 pub fn run() -> anyhow::Result<()> {
     let name = format!("ipcworks-demo-queue-{}", std::process::id());
-    remove_on_interrupt(&[Removal::Mq(format!("/{name}"))]);
+    let mut on_ctrl_c = vec![Removal::Mq(format!("/{name}"))];
+    if let Some(p) = ipcworks::registry::file_path(ipcworks::registry::Kind::PosixQueue, &name) {
+        on_ctrl_c.push(Removal::Path(p.to_string_lossy().into_owned()));
+    }
+    remove_on_interrupt(&on_ctrl_c);
     let q = Queue::options()
         .capacity(4)
         .max_message(64)
