@@ -115,3 +115,27 @@ fn demo_queue_interrupted_by_ctrl_c_leaves_nothing() {
     let e = ipcworks::mq::posix::Queue::open(&name).unwrap_err();
     assert!(matches!(e, ipcworks::Error::NotFound { .. }), "{e}");
 }
+
+#[test]
+fn demo_race_mutex_counts_are_exact() {
+    let (code, out, err) = ipcworks(&["demo", "race"]);
+    assert_eq!(code, 0, "{err}");
+    let counts: Vec<(String, u64, u64)> = out
+        .lines()
+        .filter_map(|l| {
+            let (what, rest) = l.trim().split_once(": counter = ")?;
+            let mut it = rest.split_whitespace();
+            let got = it.next()?.parse().ok()?;
+            let want = it.nth(1)?.parse().ok()?;
+            Some((what.to_string(), got, want))
+        })
+        .collect();
+    assert_eq!(counts.len(), 4, "{out}");
+    for (what, got, want) in counts {
+        if what.contains("mutex") {
+            assert_eq!(got, want, "{what}: {out}");
+        } else {
+            assert!(got <= want, "{what}: {out}");
+        }
+    }
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod memory;
 mod queue;
+mod race;
 
 /// Arguments of `ipcworks demo`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +25,11 @@ const TOPICS: &[(&str, &str, Demo)] = &[
         "memory",
         "threads share code, data and heap; a forked child gets a copy; each thread has its own stack",
         memory::run,
+    ),
+    (
+        "race",
+        "lost updates without a lock, exact counts with the mutex, at most N inside a semaphore",
+        race::run,
     ),
     (
         "queue",
