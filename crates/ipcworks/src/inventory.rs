@@ -79,6 +79,9 @@ pub struct Creator {
     pub pid: u32,
     /// Whether that process (same pid *and* start time) still runs.
     pub alive: bool,
+    /// Whether the object was made to outlive its creator (a persistent
+    /// queue or semaphore): such an object is never stale.
+    pub persistent: bool,
 }
 
 /// One IPC object.
@@ -105,9 +108,10 @@ pub struct Object {
 }
 
 impl Object {
-    /// Made by an ipcworks process that has died.
+    /// Made by an ipcworks process that has died without removing it, and
+    /// not made to persist.
     pub fn is_stale(&self) -> bool {
-        self.creator.is_some_and(|c| !c.alive)
+        self.creator.is_some_and(|c| !c.alive && !c.persistent)
     }
 
     /// The name without the address prefix.
@@ -120,9 +124,10 @@ impl Object {
 }
 
 fn creator_of(kind: Kind, name: &str) -> Option<Creator> {
-    registry::creator(kind, name).map(|id: Identity| Creator {
+    registry::creator(kind, name).map(|(id, persistent): (Identity, bool)| Creator {
         pid: id.id(),
         alive: id.is_alive(),
+        persistent,
     })
 }
 
@@ -246,6 +251,7 @@ pub fn list() -> Vec<Object> {
             creator: Some(Creator {
                 pid: entry.creator.id(),
                 alive: entry.creator.is_alive(),
+                persistent: entry.persistent,
             }),
         });
     }

@@ -8,6 +8,8 @@
 //! the creator is still alive; `ipcworks rm --stale` uses it to clean up
 //! after crashed processes.
 //!
+//! `IPCWORKS_REGISTRY=DIR` puts it elsewhere (tests use a private one).
+//!
 //! The registry is advisory: failing to write it never fails the creation
 //! of an object, and an entry whose object is gone is ignored and pruned.
 
@@ -71,14 +73,32 @@ pub struct Entry {
     pub name: String,
     /// The process that created it.
     pub creator: Identity,
+    /// Whether it is meant to outlive its creator (a queue or semaphore
+    /// made to persist); only objects that are not can be stale.
+    pub persistent: bool,
+}
+
+/// Parses an entry file: "IDENTITY PERSISTENT".
+fn parse_entry(text: &str) -> (Identity, bool) {
+    let mut f = text.split_whitespace();
+    let id = f
+        .next()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Identity::from_raw)
+        .unwrap_or(Identity::NONE);
+    (id, f.next() == Some("1"))
 }
 
 /// The registry directory (created 0700 on first use; refused if it is not
 /// a directory owned by us).
 pub fn dir() -> Option<PathBuf> {
     let uid = crate::sys::mem::euid();
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("ipcworks"),
+    let dir = match (
+        std::env::var_os("IPCWORKS_REGISTRY"),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+    ) {
+        (Some(d), _) if !d.is_empty() => PathBuf::from(d),
+        (_, Some(d)) if !d.is_empty() => PathBuf::from(d).join("ipcworks"),
         _ => PathBuf::from(format!("/tmp/ipcworks-{uid}")),
     };
     match fs::symlink_metadata(&dir) {
@@ -114,8 +134,9 @@ pub fn file_path(kind: Kind, name: &str) -> Option<PathBuf> {
     Some(dir()?.join(file_name(kind, name)))
 }
 
-/// Records that this process created `name` of `kind` (best effort).
-pub fn register(kind: Kind, name: &str) {
+/// Records that this process created `name` of `kind` (best effort);
+/// `persistent` says it is meant to outlive this process.
+pub fn register(kind: Kind, name: &str, persistent: bool) {
     let Some(dir) = dir() else { return };
     let me = Identity::process();
     let path = dir.join(file_name(kind, name));
@@ -126,7 +147,7 @@ pub fn register(kind: Kind, name: &str) {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .and_then(|mut f| writeln!(f, "{}", me.raw()));
+        .and_then(|mut f| writeln!(f, "{} {}", me.raw(), u8::from(persistent)));
     if written.is_ok() {
         let _ = fs::rename(&tmp, &path);
     } else {
@@ -153,28 +174,24 @@ pub fn entries() -> Vec<Entry> {
         let Some((kind, name)) = fname.to_str().and_then(parse_file_name) else {
             continue;
         };
-        let creator = fs::read_to_string(e.path())
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(Identity::from_raw)
-            .unwrap_or(Identity::NONE);
+        let (creator, persistent) = parse_entry(&fs::read_to_string(e.path()).unwrap_or_default());
         out.push(Entry {
             kind,
             name,
             creator,
+            persistent,
         });
     }
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     out
 }
 
-/// The creator of `name` of `kind`, if recorded.
-pub fn creator(kind: Kind, name: &str) -> Option<Identity> {
+/// The creator of `name` of `kind` and whether the object is persistent,
+/// if recorded.
+pub fn creator(kind: Kind, name: &str) -> Option<(Identity, bool)> {
     let dir = dir()?;
-    fs::read_to_string(dir.join(file_name(kind, name)))
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Identity::from_raw)
+    let text = fs::read_to_string(dir.join(file_name(kind, name))).ok()?;
+    Some(parse_entry(&text))
 }
 
 #[cfg(test)]
@@ -197,8 +214,11 @@ mod tests {
     #[test]
     fn register_then_find_then_unregister() {
         let name = format!("ipcworks-test-registry-{}", std::process::id());
-        register(Kind::Fifo, &name);
-        assert_eq!(creator(Kind::Fifo, &name), Some(Identity::process()));
+        register(Kind::Fifo, &name, true);
+        assert_eq!(
+            creator(Kind::Fifo, &name),
+            Some((Identity::process(), true))
+        );
         assert!(
             entries()
                 .iter()

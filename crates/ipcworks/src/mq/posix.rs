@@ -139,7 +139,7 @@ impl QueueOptions {
         mem::set_mode(fd.as_fd(), self.mode).map_err(|e| undo(errno_error(e, bare, "fchmod")))?;
         let mut q = Queue::from_parts(fd, bare).map_err(undo)?;
         q.remove_on_drop = self.remove_on_drop;
-        registry::register(registry::Kind::PosixQueue, bare);
+        registry::register(registry::Kind::PosixQueue, bare, !self.remove_on_drop);
         Ok(q)
     }
 

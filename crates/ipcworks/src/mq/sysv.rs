@@ -157,7 +157,11 @@ impl QueueOptions {
         check_key(key)?;
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | self.mode as i32;
         let id = sysv::msgget(key, flags).map_err(|e| errno_error(e, key, "msgget"))?;
-        registry::register(registry::Kind::SysvQueue, &key.to_string());
+        registry::register(
+            registry::Kind::SysvQueue,
+            &key.to_string(),
+            !self.remove_on_drop,
+        );
         Ok(Queue::new(id, key, self.remove_on_drop))
     }
 

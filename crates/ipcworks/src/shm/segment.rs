@@ -90,7 +90,7 @@ impl SegmentOptions {
             .map_err(|e| undo(errno_error(e, bare, "ftruncate")))?;
         let map =
             Mapping::map_shared(&fd, self.size).map_err(|e| undo(errno_error(e, bare, "mmap")))?;
-        registry::register(registry::Kind::Shm, bare);
+        registry::register(registry::Kind::Shm, bare, self.persist);
         Ok(Segment {
             map,
             fd,
@@ -332,6 +332,11 @@ impl Segment {
 
     /// Keeps the name after this segment is dropped.
     pub fn persist(&mut self) {
+        if self.unlink_on_drop
+            && let Some(n) = &self.name
+        {
+            registry::register(registry::Kind::Shm, n, true);
+        }
         self.unlink_on_drop = false;
     }
 
@@ -339,6 +344,9 @@ impl Segment {
     /// takes over the cleanup).
     pub fn remove_on_drop(&mut self) {
         self.unlink_on_drop = self.name.is_some();
+        if let Some(n) = &self.name {
+            registry::register(registry::Kind::Shm, n, false);
+        }
     }
 
     /// Removes the name now (`shm_unlink`); the mapping stays valid.
