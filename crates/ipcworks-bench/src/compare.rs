@@ -102,8 +102,18 @@ pub fn compare(old: &Results, new: &Results, threshold_pct: f64, by_ratio: bool)
 pub fn render(c: &Comparison, threshold_pct: f64) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let w = c.changes.iter().map(|x| x.label.len()).max().unwrap_or(10).max(6);
-    let _ = writeln!(s, "{:<w$}  {:>12}  {:>12}  {:>8}", "figure", "old", "new", "worse");
+    let w = c
+        .changes
+        .iter()
+        .map(|x| x.label.len())
+        .max()
+        .unwrap_or(10)
+        .max(6);
+    let _ = writeln!(
+        s,
+        "{:<w$}  {:>12}  {:>12}  {:>8}",
+        "figure", "old", "new", "worse"
+    );
     for x in &c.changes {
         let flag = if x.regression { "  REGRESSION" } else { "" };
         let _ = writeln!(

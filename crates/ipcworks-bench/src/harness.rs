@@ -183,7 +183,12 @@ pub fn retry_io<T>(wait: Wait, mut f: impl FnMut() -> io::Result<T>) -> io::Resu
 
 /// Parent: measures round trips of `size`-byte messages: warm-up for
 /// `warm`, then samples for `budget`; then stops the peer.
-pub fn rtt(link: &mut dyn Link, size: usize, warm: Duration, budget: Duration) -> io::Result<Summary> {
+pub fn rtt(
+    link: &mut dyn Link,
+    size: usize,
+    warm: Duration,
+    budget: Duration,
+) -> io::Result<Summary> {
     let mut msg = vec![0xA5u8; size];
     let mut back = vec![0u8; size];
     let mut seq = 0u32;

@@ -92,7 +92,10 @@ pub fn spawn(
     inherit.push(ctl_w.as_raw_fd());
     let mut cmd = Command::new(&launcher.program);
     cmd.args(&launcher.args)
-        .env(PEER_ENV, serde_json::to_string(&spec).map_err(io::Error::other)?)
+        .env(
+            PEER_ENV,
+            serde_json::to_string(&spec).map_err(io::Error::other)?,
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     // SAFETY: the closure runs in the forked child before exec and only
@@ -135,7 +138,9 @@ impl Peer {
                 "the peer exited before it was ready ({})",
                 self.reap(Duration::from_secs(2))
             ))),
-            None => Err(io::Error::other(line.trim_start_matches("error: ").to_string())),
+            None => Err(io::Error::other(
+                line.trim_start_matches("error: ").to_string(),
+            )),
         }
     }
 
@@ -147,7 +152,9 @@ impl Peer {
             Ok(())
         } else {
             let msg = read_line(&self.ctl, Duration::from_millis(100)).unwrap_or_default();
-            Err(io::Error::other(format!("the peer ended badly ({s}) {msg}")))
+            Err(io::Error::other(format!(
+                "the peer ended badly ({s}) {msg}"
+            )))
         }
     }
 
@@ -289,7 +296,11 @@ fn peer_main(spec: &Spec, ctl: &mut std::fs::File) -> io::Result<()> {
     let handoff = Handoff {
         // SAFETY: each number was handed over by the parent for this
         // process to own (see `spawn`), once each.
-        fds: spec.fds.iter().map(|&fd| Some(unsafe { OwnedFd::from_raw_fd(fd) })).collect(),
+        fds: spec
+            .fds
+            .iter()
+            .map(|&fd| Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+            .collect(),
         args: spec.args.clone(),
     };
     let case = Case {

@@ -73,7 +73,9 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .trim()
         .parse()
         .map_err(|_| format!("size {t:?}: expected a number like 64, 4K or 1M"))?;
-    let v = n.checked_mul(mult).ok_or_else(|| format!("size {t:?} is too large"))?;
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {t:?} is too large"))?;
     if !(8..=(64 << 20)).contains(&v) {
         return Err(format!("size {t:?}: must be between 8 bytes and 64 MiB"));
     }
@@ -210,9 +212,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
                 let (n, secs) = memcpy::measure(p.case.size, warm, budget);
                 Ok(throughput_figure(p.name, &p.case, n, secs))
             }
-            Who::Remote(m) => {
-                measure(m, &p.case, opts, pinning.peer_cpu, warm, budget, &label)
-            }
+            Who::Remote(m) => measure(m, &p.case, opts, pinning.peer_cpu, warm, budget, &label),
         };
         match res {
             Ok(f) => figures.push(f),
@@ -286,7 +286,11 @@ fn measure(
         }
     };
     child.wait_ready(limit)?;
-    let dog = Watchdog::arm(label.to_string(), child.id(), warm + budget + Duration::from_secs(30));
+    let dog = Watchdog::arm(
+        label.to_string(),
+        child.id(),
+        warm + budget + Duration::from_secs(30),
+    );
     let mut fig = Figure::new(m.name(), case.metric, case.wait, case.size as u64);
     match case.metric {
         Metric::Rtt => {

@@ -89,7 +89,12 @@ pub struct Figure {
 impl Figure {
     /// The identity used to match figures across runs.
     pub fn key(&self) -> (String, Metric, Wait, u64) {
-        (self.mechanism.clone(), self.metric, self.wait, self.size_bytes)
+        (
+            self.mechanism.clone(),
+            self.metric,
+            self.wait,
+            self.size_bytes,
+        )
     }
 
     /// A blank figure for `case`; the runner fills the numbers.

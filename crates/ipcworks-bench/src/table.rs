@@ -47,6 +47,44 @@ pub fn latency_order(r: &Results) -> Vec<String> {
     names.into_iter().map(|x| x.2).collect()
 }
 
+/// Skipped figures grouped by mechanism, metric, wait and reason:
+/// (`"mq throughput block"`, `"64 KiB, 1 MiB"`, reason).
+pub fn group_skipped(r: &Results) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, Vec<u64>, String)> = Vec::new();
+    for k in &r.skipped {
+        let head = format!(
+            "{:<16} {} {}",
+            k.mechanism,
+            k.metric.as_str(),
+            k.wait.as_str()
+        );
+        match out
+            .iter_mut()
+            .find(|(h, _, why)| *h == head && *why == k.reason)
+        {
+            Some(g) => g.1.push(k.size_bytes),
+            None => out.push((head, vec![k.size_bytes], k.reason.clone())),
+        }
+    }
+    out.into_iter()
+        .map(|(h, sizes, why)| {
+            let sizes: Vec<String> = sizes.into_iter().map(human_size).collect();
+            (h, sizes.join(", "), why)
+        })
+        .collect()
+}
+
+/// A ratio with enough digits to be read: `12.3x`, `0.41x`, `0.004x`.
+pub fn human_ratio(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.1}x")
+    } else if x >= 0.1 {
+        format!("{x:.2}x")
+    } else {
+        format!("{x:.3}x")
+    }
+}
+
 /// The whole report as text.
 pub fn render(r: &Results) -> String {
     let mut s = String::new();
@@ -56,7 +94,11 @@ pub fn render(r: &Results) -> String {
         "{} | {} cores{} | kernel {} | {}",
         sys.cpu_model,
         sys.cores,
-        if sys.virtual_machine { " (virtual machine)" } else { "" },
+        if sys.virtual_machine {
+            " (virtual machine)"
+        } else {
+            ""
+        },
         sys.kernel.split_whitespace().next().unwrap_or(""),
         sys.pinning.note
     );
@@ -65,7 +107,11 @@ pub fn render(r: &Results) -> String {
         "load average {:.2} at start, {:.2} at end{}",
         sys.load_avg_start[0],
         sys.load_avg_end[0],
-        if sys.busy { "  ** BUSY MACHINE: figures are noisy **" } else { "" }
+        if sys.busy {
+            "  ** BUSY MACHINE: figures are noisy **"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(s);
     let _ = writeln!(
@@ -78,7 +124,11 @@ pub fn render(r: &Results) -> String {
         "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "mechanism", "wait", "median", "p99", "p99.9", "max", "x floor"
     );
-    let mut rtts: Vec<_> = r.figures.iter().filter(|f| f.metric == Metric::Rtt).collect();
+    let mut rtts: Vec<_> = r
+        .figures
+        .iter()
+        .filter(|f| f.metric == Metric::Rtt)
+        .collect();
     rtts.sort_by_key(|f| f.median_ns.unwrap_or(u64::MAX));
     for f in rtts {
         let _ = writeln!(
@@ -90,7 +140,7 @@ pub fn render(r: &Results) -> String {
             human_ns(f.p99_ns.unwrap_or(0)),
             human_ns(f.p999_ns.unwrap_or(0)),
             human_ns(f.max_ns.unwrap_or(0)),
-            f.ratio_to_floor.map_or("-".into(), |x| format!("{x:.1}x")),
+            f.ratio_to_floor.map_or("-".into(), human_ratio),
         );
     }
     if !r.config.sizes.is_empty() {
@@ -119,7 +169,8 @@ pub fn render(r: &Results) -> String {
                     Some(f) => format!(
                         "{} {}",
                         human_rate(f.bytes_per_sec.unwrap_or(0.0)),
-                        f.ratio_to_floor.map_or(String::new(), |x| format!("({x:.2}x)"))
+                        f.ratio_to_floor
+                            .map_or(String::new(), |x| format!("({})", human_ratio(x)))
                     ),
                     None => "-".into(),
                 };
@@ -131,16 +182,8 @@ pub fn render(r: &Results) -> String {
     if !r.skipped.is_empty() {
         let _ = writeln!(s);
         let _ = writeln!(s, "Not measured:");
-        for k in &r.skipped {
-            let _ = writeln!(
-                s,
-                "  {:<16} {} {} {}: {}",
-                k.mechanism,
-                k.metric.as_str(),
-                k.wait.as_str(),
-                human_size(k.size_bytes),
-                k.reason
-            );
+        for (head, sizes, reason) in group_skipped(r) {
+            let _ = writeln!(s, "  {head} {sizes}: {reason}");
         }
     }
     s

@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure every IPC mechanism side by side between two real processes.
+    Bench(cmd::bench::Args),
     /// Watch a concept happen between real threads and processes.
     Demo(cmd::demo::Args),
 }
@@ -28,6 +30,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     };
     exit::finish(result)

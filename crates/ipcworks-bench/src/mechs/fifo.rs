@@ -40,11 +40,19 @@ impl Mechanism for Fifo {
         }
         // Reading end first, without blocking; the writing end once the
         // peer opened its reading end (ENXIO until then).
-        let rx = open(&pong, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?;
+        let rx = open(
+            &pong,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let wait = case.wait;
         let connect = Box::new(move |deadline: Instant| -> io::Result<Box<dyn Link>> {
             let tx = loop {
-                match open(&ping, OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty()) {
+                match open(
+                    &ping,
+                    OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
                     Ok(fd) => break fd,
                     Err(rustix::io::Errno::NXIO) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_micros(200))

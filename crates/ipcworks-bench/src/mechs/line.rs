@@ -73,8 +73,7 @@ impl Line {
 
     /// Publishes the message's tag.
     pub fn send(&self, msg: &[u8]) {
-        self.tx()
-            .store(crate::harness::tag(msg), Ordering::Release);
+        self.tx().store(crate::harness::tag(msg), Ordering::Release);
     }
 
     /// If the other side published a new tag, copies it into `buf`.

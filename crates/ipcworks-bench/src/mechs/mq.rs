@@ -98,7 +98,11 @@ impl Link for Pair {
         retry_io(self.wait, || {
             // SAFETY: `msg` is valid for `msg.len()` bytes; the queue is open.
             let r = unsafe { libc::mq_send(self.tx.0, msg.as_ptr().cast(), msg.len(), 0) };
-            if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
         })
     }
 
@@ -107,12 +111,20 @@ impl Link for Pair {
             // SAFETY: `buf` is valid for writes of `buf.len()` bytes, which is
             // the queue's message size; the queue is open.
             let r = unsafe {
-                libc::mq_receive(self.rx.0, buf.as_mut_ptr().cast(), buf.len(), std::ptr::null_mut())
+                libc::mq_receive(
+                    self.rx.0,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    std::ptr::null_mut(),
+                )
             };
             usize::try_from(r).map_err(|_| io::Error::last_os_error())
         })?;
         if n != buf.len() {
-            return Err(io::Error::other(format!("received {n} bytes, expected {}", buf.len())));
+            return Err(io::Error::other(format!(
+                "received {n} bytes, expected {}",
+                buf.len()
+            )));
         }
         Ok(())
     }

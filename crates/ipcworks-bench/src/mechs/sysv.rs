@@ -54,7 +54,11 @@ impl Queue {
     }
 
     fn flags(&self) -> libc::c_int {
-        if self.wait == Wait::Poll { libc::IPC_NOWAIT } else { 0 }
+        if self.wait == Wait::Poll {
+            libc::IPC_NOWAIT
+        } else {
+            0
+        }
     }
 }
 
@@ -66,7 +70,11 @@ impl Link for Queue {
         retry_io(self.wait, || {
             // SAFETY: `buf` holds the type followed by `msg.len()` bytes of text.
             let r = unsafe { libc::msgsnd(self.id, self.buf.as_ptr().cast(), msg.len(), flags) };
-            if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
         })
     }
 
@@ -75,7 +83,13 @@ impl Link for Queue {
         let n = retry_io(self.wait, || {
             // SAFETY: `buf` has room for the type and `out.len()` bytes of text.
             let r = unsafe {
-                libc::msgrcv(self.id, self.buf.as_mut_ptr().cast(), out.len(), self.rx_type, flags)
+                libc::msgrcv(
+                    self.id,
+                    self.buf.as_mut_ptr().cast(),
+                    out.len(),
+                    self.rx_type,
+                    flags,
+                )
             };
             usize::try_from(r).map_err(|_| {
                 let e = io::Error::last_os_error();
@@ -87,7 +101,10 @@ impl Link for Queue {
             })
         })?;
         if n != out.len() {
-            return Err(io::Error::other(format!("received {n} bytes, expected {}", out.len())));
+            return Err(io::Error::other(format!(
+                "received {n} bytes, expected {}",
+                out.len()
+            )));
         }
         out.copy_from_slice(&self.buf[HDR..HDR + n]);
         Ok(())
@@ -102,7 +119,9 @@ impl Mechanism for Sysv {
     fn supports(&self, case: &Case) -> Result<(), String> {
         let max = msgmax();
         if case.size > max {
-            return Err(format!("larger than the biggest System V message (kernel.msgmax = {max} bytes)"));
+            return Err(format!(
+                "larger than the biggest System V message (kernel.msgmax = {max} bytes)"
+            ));
         }
         Ok(())
     }
@@ -111,7 +130,10 @@ impl Mechanism for Sysv {
         // SAFETY: plain system call with constant arguments.
         let id = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
         if id < 0 {
-            return Err(io::Error::other(format!("msgget: {}", io::Error::last_os_error())));
+            return Err(io::Error::other(format!(
+                "msgget: {}",
+                io::Error::last_os_error()
+            )));
         }
         let guard = Remove(id);
         // Let a few messages queue up (msgmnb, 16 KiB by default, holds two

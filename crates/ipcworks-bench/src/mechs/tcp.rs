@@ -35,7 +35,9 @@ impl Mechanism for Tcp {
                         s.set_nonblocking(false)?;
                         return stream(s, &case);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_micros(200))
                     }
                     Err(e) => return Err(e),

@@ -58,7 +58,10 @@ impl Mechanism for Unix {
     fn supports(&self, case: &Case) -> Result<(), String> {
         let buf = send_buffer();
         // Each datagram also pays for its kernel buffer header.
-        if self.kind != SocketType::STREAM && case.metric == Metric::Throughput && case.size + 1024 > buf {
+        if self.kind != SocketType::STREAM
+            && case.metric == Metric::Throughput
+            && case.size + 1024 > buf
+        {
             return Err(format!(
                 "a message must fit in the socket send buffer (net.core.wmem_default = {buf} bytes)"
             ));
