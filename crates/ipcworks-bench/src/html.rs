@@ -374,7 +374,7 @@ pub fn render(r: &Results) -> String {
     let sys = &r.system;
     let _ = write!(
         s,
-        "<table class=\"system\"><tr><td>CPU</td><td>{}</td></tr><tr><td>cores</td><td>{}{}</td></tr><tr><td>kernel</td><td>{}</td></tr><tr><td>pinning</td><td>{} ({})</td></tr><tr><td>load average</td><td>{:.2} at start, {:.2} at end{}</td></tr><tr><td>time budget</td><td>{} s; wall time {:.1} s</td></tr><tr><td>tool</td><td>{}, schema {}</td></tr></table>\n",
+        "<table class=\"system\"><tr><td>CPU</td><td>{}</td></tr><tr><td>cores</td><td>{}{}</td></tr><tr><td>kernel</td><td>{}</td></tr><tr><td>pinning</td><td>{} ({})</td></tr><tr><td>load average</td><td>{:.2} at start, {:.2} at end{}</td></tr><tr><td>time budget</td><td>{} s; wall time {:.1} s</td></tr><tr><td>tool</td><td>{}, schema {}</td></tr></table>",
         esc(&sys.cpu_model),
         sys.cores,
         if sys.virtual_machine {
@@ -397,6 +397,7 @@ pub fn render(r: &Results) -> String {
         esc(&r.tool),
         r.schema_version
     );
+    s.push('\n');
     s.push_str("<h2>Round-trip latency</h2>\n");
     s.push_str(&latency_svg(r));
     s.push('\n');

@@ -263,25 +263,28 @@ impl Drop for Watchdog {
 /// peer's side and returns its exit code; otherwise `None`. Call it first
 /// thing in `main` (and in a test binary's peer entry test).
 pub fn run_if_peer() -> Option<ExitCode> {
+    run_if_peer_status().map(|c| ExitCode::from(c as u8))
+}
+
+/// [`run_if_peer`] returning the status as a number, for callers that end
+/// with `std::process::exit` (a test binary's peer entry).
+pub fn run_if_peer_status() -> Option<i32> {
     let text = std::env::var(PEER_ENV).ok()?;
-    // SAFETY: called first thing by the peer process, before it starts any
-    // thread; nothing else reads the environment concurrently.
-    unsafe { std::env::remove_var(PEER_ENV) };
     let spec: Spec = match serde_json::from_str(&text) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ipcworks bench peer: bad {PEER_ENV}: {e}");
-            return Some(ExitCode::from(2));
+            return Some(2);
         }
     };
     // SAFETY: the parent handed this descriptor over for this process to
     // own (see `spawn`); nothing else in this process uses the number.
     let mut ctl = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(spec.ctl_fd) });
     match peer_main(&spec, &mut ctl) {
-        Ok(()) => Some(ExitCode::SUCCESS),
+        Ok(()) => Some(0),
         Err(e) => {
             let _ = writeln!(ctl, "error: {}", e.to_string().replace('\n', " "));
-            Some(ExitCode::FAILURE)
+            Some(1)
         }
     }
 }

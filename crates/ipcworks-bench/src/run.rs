@@ -341,3 +341,108 @@ pub fn add_ratios(figures: &mut [Figure]) {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("64B"), Ok(64));
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert!(parse_size("4").is_err());
+        assert!(parse_size("65M").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999999999K").is_err());
+        assert_eq!(human_size(65536), "64 KiB");
+        assert_eq!(human_size(1000), "1000 B");
+    }
+
+    #[test]
+    fn only_keeps_the_baselines_and_rejects_unknown_names() {
+        let only = vec!["tcp".to_string(), "pipe".to_string()];
+        assert_eq!(
+            select(Some(&only)).unwrap(),
+            ["floor", "memcpy", "pipe", "tcp"]
+        );
+        let bad = vec!["carrier-pigeon".to_string()];
+        let e = select(Some(&bad)).unwrap_err();
+        assert!(
+            e.contains("carrier-pigeon") && e.contains("unix-seqpacket"),
+            "{e}"
+        );
+        assert_eq!(select(None).unwrap(), mechs::names());
+    }
+
+    #[test]
+    fn sizes_are_fitted_to_each_mechanism() {
+        let mut skipped = Vec::new();
+        let names = select(None).unwrap();
+        let sizes = [64, 4096, 1 << 20];
+        let planned = plan(&names, &sizes, &mut skipped);
+        let has = |m: &str, metric: Metric, size: usize| {
+            planned
+                .iter()
+                .any(|p| p.name == m && p.case.metric == metric && p.case.size == size)
+        };
+        // Streams take every size; a memcpy per size.
+        for s in sizes {
+            assert!(has("pipe", Metric::Throughput, s) && has("memcpy", Metric::Throughput, s));
+        }
+        // Payload-less baselines: round trips only, skipped with a reason.
+        assert!(!has("futex", Metric::Throughput, 64) && has("futex", Metric::Rtt, RTT_SIZE));
+        assert!(
+            skipped
+                .iter()
+                .any(|k| k.mechanism == "eventfd" && k.reason.contains("counter"))
+        );
+        // The floor is spin-only.
+        assert!(
+            planned
+                .iter()
+                .all(|p| p.name != "floor" || p.case.wait == Wait::Poll)
+        );
+        // A datagram must fit the send buffer: 1 MiB does not by default.
+        let wmem: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+            .map_or(212_992, |s| s.trim().parse().unwrap());
+        assert_eq!(
+            has("unix-dgram", Metric::Throughput, 1 << 20),
+            (1 << 20) + 1024 <= wmem
+        );
+        // System V messages stop at kernel.msgmax.
+        let msgmax: usize = std::fs::read_to_string("/proc/sys/kernel/msgmax")
+            .map_or(8192, |s| s.trim().parse().unwrap());
+        assert_eq!(has("sysv", Metric::Throughput, 4096), 4096 <= msgmax);
+        assert_eq!(
+            has("sysv", Metric::Throughput, 1 << 20),
+            (1 << 20) <= msgmax
+        );
+        for k in &skipped {
+            assert!(!k.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn ratios_use_floor_and_memcpy() {
+        let mut floor = Figure::new("floor", Metric::Rtt, Wait::Poll, 64);
+        floor.median_ns = Some(200);
+        let mut pipe = Figure::new("pipe", Metric::Rtt, Wait::Block, 64);
+        pipe.median_ns = Some(5000);
+        let mut mc = Figure::new("memcpy", Metric::Throughput, Wait::Poll, 4096);
+        mc.bytes_per_sec = Some(1e10);
+        let mut tp = Figure::new("pipe", Metric::Throughput, Wait::Block, 4096);
+        tp.bytes_per_sec = Some(2.5e9);
+        let mut lone = Figure::new("pipe", Metric::Throughput, Wait::Block, 64);
+        lone.bytes_per_sec = Some(1e8);
+        let mut v = vec![floor, pipe, mc, tp, lone];
+        add_ratios(&mut v);
+        assert_eq!(v[0].ratio_to_floor, Some(1.0));
+        assert_eq!(v[1].ratio_to_floor, Some(25.0));
+        assert_eq!(v[2].ratio_to_floor, Some(1.0));
+        assert_eq!(v[3].ratio_to_floor, Some(0.25));
+        assert_eq!(v[4].ratio_to_floor, None);
+    }
+}

@@ -32,8 +32,14 @@ pub fn human_rate(bps: f64) -> String {
 /// Mechanisms ordered by their fastest round-trip median (those without
 /// one last, in run order).
 pub fn latency_order(r: &Results) -> Vec<String> {
+    let mut all: Vec<&String> = r.config.mechanisms.iter().collect();
+    for f in &r.figures {
+        if !all.contains(&&f.mechanism) {
+            all.push(&f.mechanism);
+        }
+    }
     let mut names: Vec<(u64, usize, String)> = Vec::new();
-    for (i, m) in r.config.mechanisms.iter().enumerate() {
+    for (i, m) in all.into_iter().enumerate() {
         let best = r
             .figures
             .iter()
