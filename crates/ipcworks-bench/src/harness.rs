@@ -6,6 +6,45 @@
 //! rest of the message is payload the mechanism carries but the harness
 //! does not look at. Mechanisms without a payload (floor, futex, eventfd)
 //! carry only the tag.
+//!
+//! # A mechanism in one file
+//!
+//! A mechanism makes its resources in the parent ([`Mechanism::setup`]),
+//! opens the other end in the peer ([`Mechanism::peer`]) and gives each side
+//! a [`Link`] whose `send`/`recv` move one whole message, honouring the
+//! case's wait mode (block: blocking calls; poll: non-blocking calls retried
+//! with [`relax`], never sleeping). Then it is listed in
+//! [`crate::mechs::ALL`]. For instance, a pipe pair:
+//!
+//! ```no_run
+//! use std::io;
+//! use ipcworks_bench::harness::{Case, Handoff, Link, Mechanism, Setup};
+//! use ipcworks_bench::mechs::fd::Stream;
+//!
+//! pub struct MyPipe;
+//!
+//! impl Mechanism for MyPipe {
+//!     fn name(&self) -> &'static str {
+//!         "my-pipe"
+//!     }
+//!     // Optional: `supports` (skip a case with a reason) and
+//!     // `throughput_wait` (Wait::Poll for a spin-only mechanism).
+//!     fn setup(&self, case: &Case) -> io::Result<Setup> {
+//!         let (ping_r, ping_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+//!         let (pong_r, pong_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+//!         let mine = Stream::new(pong_r, Some(ping_w), case.wait)?;
+//!         // The peer inherits ping_r and pong_w, in this order.
+//!         Ok(Setup::ready(vec![ping_r, pong_w], vec![], mine))
+//!     }
+//!     fn peer(&self, case: &Case, mut h: Handoff) -> io::Result<Box<dyn Link>> {
+//!         Ok(Box::new(Stream::new(h.fd(0)?, Some(h.fd(1)?), case.wait)?))
+//!     }
+//! }
+//! ```
+//!
+//! Named resources go in [`Setup::args`] (and a guard that removes them in
+//! [`Setup::keep`]); a parent side that can only finish once the peer runs
+//! (accepting a connection, opening a FIFO) goes in [`Setup::connect`].
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -154,6 +193,30 @@ fn make_tag(seq: &mut u32, flags: u32) -> u32 {
     (*seq << 2) | flags
 }
 
+static YIELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses what a polling loop does between tries: spin (the default), or
+/// give the core away with `sched_yield` — when both processes share one
+/// core, spinning would only burn the time slice the peer needs.
+pub fn set_yield(yield_core: bool) {
+    YIELD.store(yield_core, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether polling loops yield the core (see [`set_yield`]).
+pub fn yields() -> bool {
+    YIELD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One pause of a polling loop: never sleeps (see [`set_yield`]).
+#[inline]
+pub fn relax() {
+    if YIELD.load(std::sync::atomic::Ordering::Relaxed) {
+        rustix::thread::sched_yield();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
 /// Retries a rustix call on `EINTR`, and on `EAGAIN` in poll mode
 /// (spinning, never sleeping).
 pub fn retry<T>(wait: Wait, mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
@@ -161,7 +224,7 @@ pub fn retry<T>(wait: Wait, mut f: impl FnMut() -> rustix::io::Result<T>) -> io:
         match f() {
             Ok(v) => return Ok(v),
             Err(Errno::INTR) => {}
-            Err(Errno::AGAIN) if wait == Wait::Poll => std::hint::spin_loop(),
+            Err(Errno::AGAIN) if wait == Wait::Poll => relax(),
             Err(e) => return Err(e.into()),
         }
     }
@@ -173,9 +236,7 @@ pub fn retry_io<T>(wait: Wait, mut f: impl FnMut() -> io::Result<T>) -> io::Resu
         match f() {
             Ok(v) => return Ok(v),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait == Wait::Poll => {
-                std::hint::spin_loop()
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait == Wait::Poll => relax(),
             Err(e) => return Err(e),
         }
     }

@@ -47,6 +47,7 @@ struct Spec {
     wait: Wait,
     size: usize,
     cpu: Option<usize>,
+    yield_core: bool,
     ctl_fd: RawFd,
     fds: Vec<RawFd>,
     args: Vec<String>,
@@ -84,6 +85,7 @@ pub fn spawn(
         wait: case.wait,
         size: case.size,
         cpu,
+        yield_core: harness::yields(),
         ctl_fd: ctl_w.as_raw_fd(),
         fds: fds.iter().map(|f| f.as_raw_fd()).collect(),
         args: args.to_vec(),
@@ -294,6 +296,7 @@ fn peer_main(spec: &Spec, ctl: &mut std::fs::File) -> io::Result<()> {
     if let Some(cpu) = spec.cpu {
         crate::system::pin(cpu).map_err(|e| io::Error::other(format!("pin to core {cpu}: {e}")))?;
     }
+    harness::set_yield(spec.yield_core);
     let mech = crate::mechs::find(&spec.mechanism)
         .ok_or_else(|| io::Error::other(format!("unknown mechanism {:?}", spec.mechanism)))?;
     let handoff = Handoff {

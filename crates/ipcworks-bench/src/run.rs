@@ -196,6 +196,9 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
     let mut skipped = Vec::new();
     let planned = plan(&names, &opts.sizes, &mut skipped);
     let (warm, budget) = crate::stats::share(opts.time, planned.len(), MIN_CASE_TIME);
+    // Two processes on one core: polling loops yield instead of spinning.
+    let shared_core = pinning.parent_cpu.is_some() && pinning.parent_cpu == pinning.peer_cpu;
+    harness::set_yield(shared_core);
     if let Some(cpu) = pinning.parent_cpu {
         system::pin(cpu).map_err(|e| format!("pinning to core {cpu}: {e}"))?;
     }
@@ -227,6 +230,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
     if pinning.parent_cpu.is_some() {
         system::unpin(&allowed);
     }
+    harness::set_yield(false);
     add_ratios(&mut figures);
     let load_end = system::load_avg();
     Ok(Results {

@@ -62,7 +62,10 @@ pub fn plan(placement: Placement) -> Pinning {
         Placement::Same => mk(
             Some(cpus[0]),
             Some(cpus[0]),
-            format!("both processes on core {}", cpus[0]),
+            format!(
+                "both processes on core {} (polling loops yield the core)",
+                cpus[0]
+            ),
         ),
         Placement::Cross if cpus.len() < 2 => mk(
             None,

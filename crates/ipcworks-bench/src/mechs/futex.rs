@@ -32,7 +32,7 @@ impl Link for Wakeup {
                 Wait::Block => {
                     let _ = futex::wait(self.line.rx(), self.line.last(), None);
                 }
-                Wait::Poll => std::hint::spin_loop(),
+                Wait::Poll => crate::harness::relax(),
             }
         }
         Ok(())
