@@ -3,6 +3,7 @@
 
 use crate::run::human_size;
 use crate::schema::{Figure, Metric, Results};
+use crate::table::{human_ns, human_rate};
 
 /// One figure present in both runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +20,8 @@ pub struct Change {
     pub worse_pct: f64,
     /// Beyond the threshold.
     pub regression: bool,
+    /// What was compared.
+    pub metric: Metric,
 }
 
 /// The whole comparison.
@@ -30,6 +33,8 @@ pub struct Comparison {
     pub only_old: Vec<String>,
     /// Labels of figures only in the new run.
     pub only_new: Vec<String>,
+    /// Ratios to the floor/memcpy were compared rather than raw figures.
+    pub by_ratio: bool,
 }
 
 impl Comparison {
@@ -65,7 +70,10 @@ fn value(f: &Figure, by_ratio: bool) -> Option<f64> {
 /// Compares two runs; a change worse than `threshold_pct` percent is a
 /// regression.
 pub fn compare(old: &Results, new: &Results, threshold_pct: f64, by_ratio: bool) -> Comparison {
-    let mut out = Comparison::default();
+    let mut out = Comparison {
+        by_ratio,
+        ..Comparison::default()
+    };
     for n in &new.figures {
         let Some(o) = old.figures.iter().find(|o| o.key() == n.key()) else {
             out.only_new.push(label(n));
@@ -88,6 +96,7 @@ pub fn compare(old: &Results, new: &Results, threshold_pct: f64, by_ratio: bool)
             new: nv,
             worse_pct,
             regression: worse_pct > threshold_pct,
+            metric: n.metric,
         });
     }
     for o in &old.figures {
@@ -96,6 +105,14 @@ pub fn compare(old: &Results, new: &Results, threshold_pct: f64, by_ratio: bool)
         }
     }
     out
+}
+
+fn show(c: &Change, v: f64, by_ratio: bool) -> String {
+    match (by_ratio, c.metric) {
+        (true, _) => format!("{v:.3}x"),
+        (false, Metric::Rtt) => human_ns(v as u64),
+        (false, Metric::Throughput) => human_rate(v),
+    }
 }
 
 /// The comparison as a table for the terminal.
@@ -111,15 +128,19 @@ pub fn render(c: &Comparison, threshold_pct: f64) -> String {
         .max(6);
     let _ = writeln!(
         s,
-        "{:<w$}  {:>12}  {:>12}  {:>8}",
-        "figure", "old", "new", "worse"
+        "{:<w$}  {:>12}  {:>12}  {:>8}  {:>8}",
+        "figure", "old", "new", "new/old", "worse"
     );
     for x in &c.changes {
         let flag = if x.regression { "  REGRESSION" } else { "" };
         let _ = writeln!(
             s,
-            "{:<w$}  {:>12.4}  {:>12.4}  {:>+7.1}%{flag}",
-            x.label, x.old, x.new, x.worse_pct
+            "{:<w$}  {:>12}  {:>12}  {:>8.3}  {:>+7.1}%{flag}",
+            x.label,
+            show(x, x.old, c.by_ratio),
+            show(x, x.new, c.by_ratio),
+            x.new / x.old,
+            x.worse_pct
         );
     }
     for l in &c.only_old {
@@ -130,9 +151,14 @@ pub fn render(c: &Comparison, threshold_pct: f64) -> String {
     }
     let _ = writeln!(
         s,
-        "{} figure(s) compared, {} worse by more than {threshold_pct}% (rtt: median; throughput: bytes/s)",
+        "{} figure(s) compared, {} worse by more than {threshold_pct}% ({})",
         c.changes.len(),
-        c.regressions()
+        c.regressions(),
+        if c.by_ratio {
+            "ratios to floor / memcpy"
+        } else {
+            "rtt: median; throughput: bytes/s"
+        }
     );
     s
 }

@@ -15,8 +15,12 @@
 //!   reason is recorded where it does not).
 //!
 //! Each case gets an equal share of the time budget (`--time`), a fifth of
-//! it warm-up; iteration counts follow from the time (round trips until the
-//! share is spent, at least [`harness::MIN_RTT_SAMPLES`]).
+//! it warm-up; iteration counts follow from the time: round trips and
+//! streamed messages go on until the share is spent (at least
+//! [`harness::MIN_RTT_SAMPLES`] round trips), and memcpy is calibrated from
+//! its warm-up into batches of about a millisecond ([`stats::calibrate`]).
+//! With `--placement same` polling loops yield the core (`sched_yield`)
+//! instead of spinning, since the peer needs that core to answer.
 //!
 //! Baselines, measured in the same run: `floor` (two processes bouncing one
 //! cache line, spinning), `futex` (the same line plus `FUTEX_WAKE`/
@@ -51,6 +55,10 @@
 //!   "skipped": [ { "mechanism", "metric", "wait", "size_bytes", "reason" } ]
 //! }
 //! ```
+//!
+//! `memcpy` figures are throughput with `wait: "poll"` (one process, no
+//! waiting at all). Round-trip `iterations` is the number of samples in the
+//! histogram; throughput `iterations` the number of messages timed.
 //!
 //! Readers refuse another `schema_version` ([`schema::Results::from_json`]).
 //! `busy` is true when a 1-minute load average reached half the core count.
