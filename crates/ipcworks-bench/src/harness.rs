@@ -163,6 +163,12 @@ pub trait Mechanism: Sync {
         Ok(())
     }
 
+    /// True for other projects' IPC (iceoryx2, ipc-channel), run only with
+    /// `--peers`.
+    fn is_peer(&self) -> bool {
+        false
+    }
+
     /// The wait mode its throughput is measured with (blocking unless the
     /// mechanism only spins).
     fn throughput_wait(&self) -> Wait {

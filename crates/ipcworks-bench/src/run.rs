@@ -32,6 +32,9 @@ pub struct Options {
     pub time: Duration,
     /// Where the two processes run.
     pub placement: Placement,
+    /// Also run other projects' IPC (iceoryx2, ipc-channel); needs the
+    /// `peers` cargo feature.
+    pub peers: bool,
     /// How to start a peer.
     pub launcher: Launcher,
 }
@@ -93,12 +96,30 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-/// Checks `--only` names and returns the run order.
-pub fn select(only: Option<&[String]>) -> Result<Vec<&'static str>, String> {
+/// Names of other projects' IPC measured with `--peers`.
+pub const PEER_NAMES: &[&str] = &["iceoryx2", "ipc-channel"];
+
+/// Whether this build carries the peers (cargo feature `peers`).
+pub const PEERS_BUILT: bool = cfg!(feature = "peers");
+
+/// Checks `--only` names and returns the run order. The peers run with
+/// `peers` or when named in `only`.
+pub fn select(only: Option<&[String]>, peers: bool) -> Result<Vec<&'static str>, String> {
+    let rebuild = "this ipcworks was built without the `peers` feature; \
+                   rebuild with `cargo run --release --features peers -- bench --peers`";
+    if peers && !PEERS_BUILT {
+        return Err(format!("--peers: {rebuild}"));
+    }
     let all = mechs::names();
-    let Some(only) = only else { return Ok(all) };
+    let is_peer = |n: &str| mechs::find(n).is_some_and(|m| m.is_peer());
+    let Some(only) = only else {
+        return Ok(all.into_iter().filter(|n| peers || !is_peer(n)).collect());
+    };
     for n in only {
         if !all.contains(&n.as_str()) {
+            if PEER_NAMES.contains(&n.as_str()) {
+                return Err(format!("{n}: {rebuild}"));
+            }
             return Err(format!(
                 "unknown mechanism {n:?}; known: {}",
                 all.join(", ")
@@ -185,7 +206,7 @@ pub fn label(name: &str, case: &Case) -> String {
 /// Runs everything `opts` asks for; `progress` is called before each case
 /// and once at the end (with `done == total`).
 pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results, String> {
-    let names = select(opts.only.as_deref())?;
+    let names = select(opts.only.as_deref(), opts.peers)?;
     let started = Instant::now();
     let started_unix_s = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -369,22 +390,36 @@ mod tests {
     fn only_keeps_the_baselines_and_rejects_unknown_names() {
         let only = vec!["tcp".to_string(), "pipe".to_string()];
         assert_eq!(
-            select(Some(&only)).unwrap(),
+            select(Some(&only), false).unwrap(),
             ["floor", "memcpy", "pipe", "tcp"]
         );
         let bad = vec!["carrier-pigeon".to_string()];
-        let e = select(Some(&bad)).unwrap_err();
+        let e = select(Some(&bad), false).unwrap_err();
         assert!(
             e.contains("carrier-pigeon") && e.contains("unix-seqpacket"),
             "{e}"
         );
-        assert_eq!(select(None).unwrap(), mechs::names());
+        let all = select(None, false).unwrap();
+        assert!(all.iter().all(|n| !PEER_NAMES.contains(n)));
+        assert_eq!(all.len(), 12);
+        if PEERS_BUILT {
+            let with = select(None, true).unwrap();
+            assert!(with.contains(&"iceoryx2") && with.contains(&"ipc-channel"));
+        } else {
+            assert!(select(None, true).unwrap_err().contains("--features peers"));
+            let ice = vec!["iceoryx2".to_string()];
+            assert!(
+                select(Some(&ice), false)
+                    .unwrap_err()
+                    .contains("--features peers")
+            );
+        }
     }
 
     #[test]
     fn sizes_are_fitted_to_each_mechanism() {
         let mut skipped = Vec::new();
-        let names = select(None).unwrap();
+        let names = select(None, false).unwrap();
         let sizes = [64, 4096, 1 << 20];
         let planned = plan(&names, &sizes, &mut skipped);
         let has = |m: &str, metric: Metric, size: usize| {

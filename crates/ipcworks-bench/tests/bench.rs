@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ipcworks_bench::compare::{compare, render};
 use ipcworks_bench::peer::{self, Launcher};
 use ipcworks_bench::schema::SCHEMA_VERSION;
-use ipcworks_bench::{Metric, Options, Placement, Results, Wait, html, mechs, table};
+use ipcworks_bench::{Metric, Options, Placement, Results, Wait, html, table};
 
 const OLD: &str = include_str!("data/old.json");
 const NEW: &str = include_str!("data/new.json");
@@ -206,6 +206,7 @@ fn smoke_run_of_every_mechanism() {
         sizes: vec![64, 4096],
         time: Duration::from_millis(500),
         placement: Placement::Cross,
+        peers: false,
         launcher: Launcher::current_exe(&[
             "--exact",
             "peer_entry",
@@ -235,7 +236,7 @@ fn smoke_run_of_every_mechanism() {
             )
         })
         .collect();
-    for name in mechs::names() {
+    for name in ipcworks_bench::run::select(None, false).unwrap() {
         let rtt = |w: Wait| r.find(name, Metric::Rtt, w, 64);
         if name == "memcpy" {
             for size in [64, 4096] {
@@ -321,6 +322,7 @@ fn failed_setup_is_skipped_and_the_run_continues() {
         sizes: vec![size],
         time: Duration::from_millis(200),
         placement: Placement::None,
+        peers: false,
         launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
     };
     let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
@@ -348,4 +350,40 @@ fn failed_setup_is_skipped_and_the_run_continues() {
     assert_eq!(r.system.pinning.parent_cpu, None);
     assert_eq!(leftovers(), Vec::<String>::new());
     assert_eq!(our_sysv_queues(), 0, "a System V queue was left behind");
+}
+
+/// With the `peers` feature: iceoryx2 and ipc-channel under the same
+/// harness, every figure.
+#[cfg(feature = "peers")]
+#[test]
+fn peers_smoke_run() {
+    let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    let opts = Options {
+        only: Some(vec!["iceoryx2".into(), "ipc-channel".into()]),
+        sizes: vec![64, 65536],
+        time: Duration::from_millis(400),
+        placement: Placement::Cross,
+        peers: true,
+        launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
+    };
+    let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
+    for name in ["iceoryx2", "ipc-channel"] {
+        for w in [Wait::Poll, Wait::Block] {
+            let f = r
+                .find(name, Metric::Rtt, w, 64)
+                .unwrap_or_else(|| panic!("{name} {w:?}: {:#?}", r.skipped));
+            assert!(f.median_ns.unwrap() > 0 && f.median_ns <= f.p99_ns, "{f:?}");
+        }
+        for size in [64u64, 65536] {
+            let f = r
+                .figures
+                .iter()
+                .find(|f| {
+                    f.mechanism == name && f.metric == Metric::Throughput && f.size_bytes == size
+                })
+                .unwrap_or_else(|| panic!("{name} {size}: {:#?}", r.skipped));
+            assert!(f.msgs_per_sec.unwrap() > 100.0, "{f:?}");
+        }
+    }
+    assert_eq!(leftovers(), Vec::<String>::new());
 }

@@ -17,6 +17,10 @@ pub mod fd;
 pub mod fifo;
 pub mod floor;
 pub mod futex;
+#[cfg(feature = "peers")]
+pub mod iceoryx2;
+#[cfg(feature = "peers")]
+pub mod ipc_channel;
 pub mod line;
 pub mod memcpy;
 pub mod mq;
@@ -39,6 +43,10 @@ pub static ALL: &[&dyn Mechanism] = &[
     &tcp::Tcp,
     &mq::Mq,
     &sysv::Sysv,
+    #[cfg(feature = "peers")]
+    &iceoryx2::Iceoryx2,
+    #[cfg(feature = "peers")]
+    &ipc_channel::IpcChannel,
 ];
 
 /// The mechanism called `name`.

@@ -16,6 +16,7 @@ use ipcworks_bench::{Options, Placement, Results, compare, html, peer, table};
   ipcworks bench --only pipe,unix,tcp --time 10
   ipcworks bench --sizes 4K,1M --placement same
   ipcworks bench --compare old/results.json bench-report/results.json --fail-over 20
+  cargo run --release --features peers -- bench --peers   # with iceoryx2, ipc-channel
 
 Every mechanism runs between this process and a copy of it started as the
 peer, each pinned to its own core (--placement cross). Round trips are 64 B,
@@ -25,7 +26,7 @@ always measured: round trips are shown as multiples of the floor, throughput
 as a fraction of memcpy bandwidth.
 
 Mechanisms: floor, futex, eventfd, memcpy, pipe, fifo, unix, unix-dgram,
-unix-seqpacket, tcp, mq, sysv")]
+unix-seqpacket, tcp, mq, sysv; with --peers: iceoryx2, ipc-channel")]
 pub struct Args {
     /// Only these mechanisms (comma-separated); floor and memcpy are always added.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
@@ -42,6 +43,9 @@ pub struct Args {
     /// Folder for results.json and index.html.
     #[arg(long, value_name = "DIR", default_value = "bench-report")]
     out: PathBuf,
+    /// Also measure iceoryx2 and ipc-channel (needs a build with `--features peers`).
+    #[arg(long)]
+    peers: bool,
     /// Compare two results.json files instead of running.
     #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
     compare: Option<Vec<PathBuf>>,
@@ -89,10 +93,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sizes,
         time: Duration::from_secs_f64(args.time),
         placement,
+        peers: args.peers,
         launcher: peer::Launcher::current_exe(&["bench"]).context("finding this program")?,
     };
     // Fail on a bad --only before spending a minute.
-    bench_run::select(opts.only.as_deref()).map_err(anyhow::Error::msg)?;
+    bench_run::select(opts.only.as_deref(), opts.peers).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
