@@ -1,7 +1,7 @@
 //! The mechanisms, one file each, and the list the harness runs.
 //!
 //! To add one: write `src/mechs/NAME.rs` with a type implementing
-//! [`Mechanism`](crate::harness::Mechanism) (setup in the parent, `peer` in
+//! [`Mechanism`] (setup in the parent, `peer` in
 //! the child, a [`Link`](crate::harness::Link) with `send`/`recv` that
 //! honours the case's wait mode), declare the module below and put the
 //! value in [`ALL`] where it should appear in the run order.
