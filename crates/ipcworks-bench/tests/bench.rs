@@ -358,6 +358,35 @@ fn failed_setup_is_skipped_and_the_run_continues() {
 #[test]
 fn peers_smoke_run() {
     let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    // iceoryx2 keeps a global management segment in /dev/shm and folders
+    // in /tmp/iceoryx2 after its last node is gone; remove what this test
+    // made appear.
+    let iox = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir("/dev/shm")
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.retain(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("iox2_"))
+        });
+        v
+    };
+    let before = iox();
+    let tmp_before = std::path::Path::new("/tmp/iceoryx2").exists();
+    struct Clean<F: Fn() -> Vec<std::path::PathBuf>>(Vec<std::path::PathBuf>, bool, F);
+    impl<F: Fn() -> Vec<std::path::PathBuf>> Drop for Clean<F> {
+        fn drop(&mut self) {
+            for p in (self.2)() {
+                if !self.0.contains(&p) {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            if !self.1 {
+                let _ = std::fs::remove_dir_all("/tmp/iceoryx2");
+            }
+        }
+    }
+    let _clean = Clean(before, tmp_before, iox);
     let opts = Options {
         only: Some(vec!["iceoryx2".into(), "ipc-channel".into()]),
         sizes: vec![64, 65536],
