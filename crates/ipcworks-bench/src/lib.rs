@@ -1,2 +1,89 @@
-//! The ipcworks benchmark harness (see `ipcworks bench --help`).
+//! The ipcworks benchmark harness, behind `ipcworks bench`.
+//!
+//! Every mechanism runs between two real processes: the harness (the
+//! parent) re-executes a binary as the *peer* ([`peer::Launcher`], the
+//! environment variable [`peer::PEER_ENV`]), hands it descriptors and names,
+//! and pins the two to different cores (`--placement cross`, the default;
+//! `same`, `none`). For each mechanism it measures
+//!
+//! - **round trips** of a 64-byte message, twice: `block` (blocking calls,
+//!   what a default user gets) and `poll` (non-blocking calls retried in a
+//!   loop, nobody ever sleeps); median, p99, p99.9 and max from an
+//!   HdrHistogram, after a warm-up;
+//! - **one-way throughput** (messages/s and bytes/s) for 64 B, 1 KiB,
+//!   4 KiB, 64 KiB and 1 MiB, where the mechanism allows the size (the
+//!   reason is recorded where it does not).
+//!
+//! Each case gets an equal share of the time budget (`--time`), a fifth of
+//! it warm-up; iteration counts follow from the time: round trips and
+//! streamed messages go on until the share is spent (at least
+//! [`harness::MIN_RTT_SAMPLES`] round trips), and memcpy is calibrated from
+//! its warm-up into batches of about a millisecond ([`stats::calibrate`]).
+//! With `--placement same` polling loops yield the core (`sched_yield`)
+//! instead of spinning, since the peer needs that core to answer.
+//!
+//! Baselines, measured in the same run: `floor` (two processes bouncing one
+//! cache line, spinning), `futex` (the same line plus `FUTEX_WAKE`/
+//! `FUTEX_WAIT`), `eventfd` and `memcpy` (single-core copy bandwidth).
+//!
+//! # Ratios
+//!
+//! `ratio_to_floor` of a round trip is its median divided by the floor's
+//! median (lower is better, 1.0 is the physical limit). Of a throughput
+//! figure it is its bytes/s divided by memcpy's bytes/s at the same size
+//! (higher is better; a mechanism that copies once cannot pass about 1.0).
+//!
+//! # `results.json`, schema version 1
+//!
+//! ```text
+//! {
+//!   "schema_version": 1,
+//!   "tool": "ipcworks-bench 0.1.0",
+//!   "started_unix_s": 1764150000, "wall_s": 58.2,
+//!   "system": { "cpu_model", "cores", "kernel", "virtual_machine",
+//!               "pinning": { "placement": "cross|same|none", "parent_cpu", "peer_cpu", "note" },
+//!               "load_avg_start": [1m, 5m, 15m], "load_avg_end": [..], "busy": bool },
+//!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64 },
+//!   "figures": [ {
+//!       "mechanism": "floor|futex|eventfd|memcpy|shm-spin|shm-block|queue|mq|sysv|pipe|fifo|
+//!                     unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|ipc-channel",
+//!       "metric": "rtt|throughput", "wait": "block|poll", "size_bytes": 64, "iterations": N,
+//!       rtt only:        "median_ns", "p99_ns", "p999_ns", "max_ns"   (integers)
+//!       throughput only: "msgs_per_sec", "bytes_per_sec"             (numbers)
+//!       "ratio_to_floor": number (absent when the baseline is missing)
+//!   } ],
+//!   "skipped": [ { "mechanism", "metric", "wait", "size_bytes", "reason" } ]
+//! }
+//! ```
+//!
+//! `memcpy` figures are throughput with `wait: "poll"` (one process, no
+//! waiting at all). Round-trip `iterations` is the number of samples in the
+//! histogram; throughput `iterations` the number of messages timed.
+//!
+//! Readers refuse another `schema_version` ([`schema::Results::from_json`]).
+//! `busy` is true when a 1-minute load average reached half the core count.
+//!
+//! # Adding a mechanism
+//!
+//! One file in `src/mechs/`: a type implementing [`harness::Mechanism`]
+//! (`setup` makes the resources in the parent and returns the parent's
+//! [`harness::Link`] plus descriptors/arguments for the peer; `peer` opens
+//! the other end in the child; `supports` skips cases with a reason), then
+//! one line in [`mechs::ALL`].
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod compare;
+pub mod harness;
+pub mod html;
+pub mod mechs;
+pub mod peer;
+pub mod run;
+pub mod schema;
+pub mod stats;
+pub mod system;
+pub mod table;
+
+pub use run::{Options, run};
+pub use schema::{Figure, Metric, Results, Skipped, Wait};
+pub use system::Placement;

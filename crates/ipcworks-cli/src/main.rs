@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure every IPC mechanism side by side between two real processes.
+    Bench(cmd::bench::Args),
     /// Watch a concept happen between real threads and processes.
     Demo(cmd::demo::Args),
     /// Show a process's memory by region: code, data, bss, heap, one stack per thread.
@@ -38,6 +40,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Regions(a) => cmd::regions::run(a),
         Command::Ls(a) => cmd::ls::run(a),

@@ -13,7 +13,7 @@ fn child() {
     };
     if role == "threads" {
         let mut hs = Vec::new();
-        for name in ["worker-a", "worker-b"] {
+        for name in ["worker-a", "worker-b", "worker-c"] {
             hs.push(
                 std::thread::Builder::new()
                     .name(name.into())
@@ -33,33 +33,39 @@ fn every_thread_of_a_child_has_its_own_stack() {
     cmd.stdout(std::process::Stdio::piped());
     let mut c = KillOnDrop::spawn(cmd);
     let pid = c.pid();
-    // Wait until the child runs 3 threads, all asleep in a system call.
-    let ok = support::wait_until(Duration::from_secs(20), || {
-        regions(pid).is_ok_and(|r| {
-            r.threads.len() >= 3
-                && r.regions
-                    .iter()
-                    .filter(|x| matches!(x.region, RegionKind::Stack { .. }))
-                    .count()
-                    >= 3
-        })
+    // Threads name themselves once running and show a stack pointer only
+    // while blocked in a system call: wait until all four stacks show.
+    let stacks_of = |r: &ipcworks::process::Regions| -> Vec<(u32, String, u64)> {
+        r.regions
+            .iter()
+            .filter_map(|x| match &x.region {
+                RegionKind::Stack { tid, name } => Some((*tid, name.clone(), x.start)),
+                _ => None,
+            })
+            .collect()
+    };
+    let complete = |r: &ipcworks::process::Regions| {
+        let stacks = stacks_of(r);
+        ["worker-a", "worker-b", "worker-c"]
+            .iter()
+            .all(|w| stacks.iter().any(|(_, n, _)| n == w))
+            && stacks.iter().any(|(tid, _, _)| *tid == pid)
+    };
+    let mut snapshot = None;
+    support::wait_until(Duration::from_secs(20), || match regions(pid) {
+        Ok(r) if complete(&r) => {
+            snapshot = Some(r);
+            true
+        }
+        _ => false,
     });
-    assert!(ok, "child never showed three stacks");
-    let r = regions(pid).unwrap();
-    let stacks: Vec<(u32, String, u64)> = r
-        .regions
-        .iter()
-        .filter_map(|x| match &x.region {
-            RegionKind::Stack { tid, name } => Some((*tid, name.clone(), x.start)),
-            _ => None,
-        })
-        .collect();
-    for want in ["worker-a", "worker-b"] {
-        assert!(
-            stacks.iter().any(|(_, n, _)| n == want),
-            "{want} missing in {stacks:?}"
-        );
-    }
+    let r = snapshot.unwrap_or_else(|| {
+        panic!(
+            "child never showed the main stack and three thread stacks: {:?}",
+            regions(pid).map(|r| stacks_of(&r))
+        )
+    });
+    let stacks = stacks_of(&r);
     // One stack per thread: distinct tids at distinct addresses.
     let mut tids: Vec<u32> = stacks.iter().map(|s| s.0).collect();
     tids.sort();
@@ -67,5 +73,15 @@ fn every_thread_of_a_child_has_its_own_stack() {
     assert_eq!(tids.len(), stacks.len());
     assert!(r.regions.iter().any(|x| x.region == RegionKind::Code));
     assert!(r.regions.iter().any(|x| x.region == RegionKind::Data));
+    // Code and heap are one region each, shared by all threads.
+    assert_eq!(
+        r.regions
+            .iter()
+            .filter(|x| x.region == RegionKind::Heap)
+            .count(),
+        1
+    );
+    // main, the test harness's thread running `child`, and three workers.
+    assert_eq!(r.threads.len(), 5, "{:?}", r.threads);
     c.kill9();
 }

@@ -1,0 +1,69 @@
+//! `futex`: the floor's cache line plus `futex(2)`: the sender stores the
+//! word and calls `FUTEX_WAKE`; the receiver sleeps in `FUTEX_WAIT`
+//! (block) or spins on the word (poll, so the figure is the floor plus one
+//! wake system call that finds nobody asleep).
+
+use std::io;
+
+use ipcworks::sys::futex;
+
+use crate::harness::{Case, Handoff, Link, Mechanism, Setup};
+use crate::mechs::line::Line;
+use crate::schema::{Metric, Wait};
+
+/// The futex hand-off.
+pub struct Futex;
+
+struct Wakeup {
+    line: Line,
+    wait: Wait,
+}
+
+impl Link for Wakeup {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.line.send(msg);
+        futex::wake(self.line.tx(), 1);
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        while !self.line.try_recv(buf) {
+            match self.wait {
+                Wait::Block => {
+                    let _ = futex::wait(self.line.rx(), self.line.last(), None);
+                }
+                Wait::Poll => crate::harness::relax(),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Mechanism for Futex {
+    fn name(&self) -> &'static str {
+        "futex"
+    }
+
+    fn supports(&self, case: &Case) -> Result<(), String> {
+        match case.metric {
+            Metric::Rtt => Ok(()),
+            Metric::Throughput => Err("a futex hands off a wake-up, not a payload".into()),
+        }
+    }
+
+    fn setup(&self, case: &Case) -> io::Result<Setup> {
+        let (line, fd) = Line::create()?;
+        let link = Wakeup {
+            line,
+            wait: case.wait,
+        };
+        Ok(Setup::ready(vec![fd], vec![], link))
+    }
+
+    fn peer(&self, case: &Case, mut h: Handoff) -> io::Result<Box<dyn Link>> {
+        Ok(Box::new(Wakeup {
+            line: Line::open(h.fd(0)?)?,
+            wait: case.wait,
+        }))
+    }
+}

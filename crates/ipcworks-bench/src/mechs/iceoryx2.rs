@@ -1,0 +1,171 @@
+//! `iceoryx2` (feature `peers`): the iceoryx2 0.10 publish-subscribe
+//! services `…/ping` and `…/pong` carrying byte slices, zero-copy in shared
+//! memory. Poll mode spins on `receive()`; block mode pairs each direction
+//! with an iceoryx2 event service (the sender notifies, the receiver waits
+//! in `Listener::blocking_wait`).
+
+use std::io;
+
+use iceoryx2::port::listener::Listener;
+use iceoryx2::port::notifier::Notifier;
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::prelude::*;
+
+use crate::harness::{Case, Handoff, Link, Mechanism, Setup, relax};
+use crate::schema::Wait;
+
+/// iceoryx2 publish-subscribe.
+pub struct Iceoryx2;
+
+/// Samples a subscriber may hold queued.
+const BUFFER: usize = 8;
+
+fn err(what: &str, e: impl std::fmt::Debug) -> io::Error {
+    io::Error::other(format!("iceoryx2 {what}: {e:?}"))
+}
+
+struct Ice {
+    publisher: Publisher<ipc::Service, [u8], ()>,
+    subscriber: Subscriber<ipc::Service, [u8], ()>,
+    notifier: Option<Notifier<ipc::Service>>,
+    listener: Option<Listener<ipc::Service>>,
+    _node: Node<ipc::Service>,
+}
+
+fn open(base: &str, parent: bool, case: &Case) -> io::Result<Ice> {
+    // Its default log level warns on every start that no config file was
+    // found; errors still show.
+    set_log_level(LogLevel::Error);
+    let node = NodeBuilder::new()
+        .create::<ipc::Service>()
+        .map_err(|e| err("node", e))?;
+    let (tx, rx) = if parent {
+        ("ping", "pong")
+    } else {
+        ("pong", "ping")
+    };
+    let name = |n: &str| -> io::Result<ServiceName> {
+        format!("{base}/{n}")
+            .as_str()
+            .try_into()
+            .map_err(|e| err("service name", e))
+    };
+    let pubsub = |n: &str| {
+        node.service_builder(&name(n)?)
+            .publish_subscribe::<[u8]>()
+            .enable_safe_overflow(false)
+            .subscriber_max_buffer_size(BUFFER)
+            .history_size(0)
+            .max_publishers(1)
+            .max_subscribers(1)
+            .open_or_create()
+            .map_err(|e| err("publish_subscribe service", e))
+    };
+    let tx_service = pubsub(tx)?;
+    let rx_service = pubsub(rx)?;
+    let publisher = tx_service
+        .publisher_builder()
+        .initial_max_slice_len(case.size)
+        .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+        .create()
+        .map_err(|e| err("publisher", e))?;
+    let subscriber = rx_service
+        .subscriber_builder()
+        .buffer_size(BUFFER)
+        .create()
+        .map_err(|e| err("subscriber", e))?;
+    let (mut notifier, mut listener) = (None, None);
+    if case.wait == Wait::Block {
+        let event = |n: &str| {
+            node.service_builder(&name(&format!("{n}-event"))?)
+                .event()
+                .open_or_create()
+                .map_err(|e| err("event service", e))
+        };
+        notifier = Some(
+            event(tx)?
+                .notifier_builder()
+                .create()
+                .map_err(|e| err("notifier", e))?,
+        );
+        listener = Some(
+            event(rx)?
+                .listener_builder()
+                .create()
+                .map_err(|e| err("listener", e))?,
+        );
+    }
+    Ok(Ice {
+        publisher,
+        subscriber,
+        notifier,
+        listener,
+        _node: node,
+    })
+}
+
+impl Link for Ice {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let sample = self
+            .publisher
+            .loan_slice_uninit(msg.len())
+            .map_err(|e| err("loan", e))?;
+        sample
+            .write_from_slice(msg)
+            .send()
+            .map_err(|e| err("send", e))?;
+        if let Some(n) = &self.notifier {
+            n.notify().map_err(|e| err("notify", e))?;
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        loop {
+            if let Some(s) = self.subscriber.receive().map_err(|e| err("receive", e))? {
+                let p = s.payload();
+                if p.len() != buf.len() {
+                    return Err(io::Error::other(format!(
+                        "iceoryx2 delivered {} bytes, expected {}",
+                        p.len(),
+                        buf.len()
+                    )));
+                }
+                buf.copy_from_slice(p);
+                return Ok(());
+            }
+            match &self.listener {
+                Some(l) => {
+                    l.blocking_wait(|_| {})
+                        .map_err(|e| err("blocking_wait", e))?;
+                }
+                None => relax(),
+            }
+        }
+    }
+}
+
+impl Mechanism for Iceoryx2 {
+    fn name(&self) -> &'static str {
+        "iceoryx2"
+    }
+
+    fn is_peer(&self) -> bool {
+        true
+    }
+
+    fn throughput_wait(&self) -> Wait {
+        Wait::Poll
+    }
+
+    fn setup(&self, case: &Case) -> io::Result<Setup> {
+        let base = super::unique("iceoryx2");
+        let link = open(&base, true, case)?;
+        Ok(Setup::ready(vec![], vec![base], link))
+    }
+
+    fn peer(&self, case: &Case, h: Handoff) -> io::Result<Box<dyn Link>> {
+        Ok(Box::new(open(h.arg(0)?, false, case)?))
+    }
+}

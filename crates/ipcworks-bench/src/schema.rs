@@ -1,0 +1,228 @@
+//! The `results.json` schema (version [`SCHEMA_VERSION`]); see the crate
+//! docs for the field list.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the `results.json` layout. Bumped when a field changes
+/// meaning or disappears; new optional fields keep the version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a figure measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Round trip: a message to the peer and its echo back.
+    Rtt,
+    /// One-way stream of messages, parent to peer.
+    Throughput,
+}
+
+/// How the two processes wait for each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wait {
+    /// Blocking calls: a process with nothing to do sleeps in the kernel.
+    Block,
+    /// Non-blocking calls retried in a loop: nobody ever sleeps.
+    Poll,
+}
+
+impl Metric {
+    /// `rtt` or `throughput`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Rtt => "rtt",
+            Metric::Throughput => "throughput",
+        }
+    }
+}
+
+impl Wait {
+    /// `block` or `poll`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wait::Block => "block",
+            Wait::Poll => "poll",
+        }
+    }
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// Mechanism name (`floor`, `pipe`, `shm-spin`, …).
+    pub mechanism: String,
+    /// `rtt` or `throughput`.
+    pub metric: Metric,
+    /// `block` or `poll`.
+    pub wait: Wait,
+    /// Message size in bytes.
+    pub size_bytes: u64,
+    /// Messages measured (after warm-up).
+    pub iterations: u64,
+    /// Round trip, median (rtt only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_ns: Option<u64>,
+    /// Round trip, 99th percentile (rtt only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ns: Option<u64>,
+    /// Round trip, 99.9th percentile (rtt only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p999_ns: Option<u64>,
+    /// Round trip, slowest seen (rtt only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ns: Option<u64>,
+    /// Messages per second (throughput only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs_per_sec: Option<f64>,
+    /// Bytes per second (throughput only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_sec: Option<f64>,
+    /// rtt: `median_ns / floor median_ns` (≥ 1, lower is better);
+    /// throughput: `bytes_per_sec / memcpy bytes_per_sec` at the same size
+    /// (≤ 1 usually, higher is better). Absent when the baseline was not
+    /// measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_to_floor: Option<f64>,
+}
+
+impl Figure {
+    /// The identity used to match figures across runs.
+    pub fn key(&self) -> (String, Metric, Wait, u64) {
+        (
+            self.mechanism.clone(),
+            self.metric,
+            self.wait,
+            self.size_bytes,
+        )
+    }
+
+    /// A blank figure for `case`; the runner fills the numbers.
+    pub fn new(mechanism: &str, metric: Metric, wait: Wait, size_bytes: u64) -> Figure {
+        Figure {
+            mechanism: mechanism.to_string(),
+            metric,
+            wait,
+            size_bytes,
+            iterations: 0,
+            median_ns: None,
+            p99_ns: None,
+            p999_ns: None,
+            max_ns: None,
+            msgs_per_sec: None,
+            bytes_per_sec: None,
+            ratio_to_floor: None,
+        }
+    }
+}
+
+/// A figure that could not be measured, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Mechanism name.
+    pub mechanism: String,
+    /// `rtt` or `throughput`.
+    pub metric: Metric,
+    /// `block` or `poll`.
+    pub wait: Wait,
+    /// Message size in bytes.
+    pub size_bytes: u64,
+    /// Why, in a sentence (a limit, an error from the kernel, …).
+    pub reason: String,
+}
+
+/// Which cores the two processes ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pinning {
+    /// `cross`, `same` or `none` (what was asked).
+    pub placement: String,
+    /// Core of the measuring (parent) process, when pinned.
+    pub parent_cpu: Option<usize>,
+    /// Core of the peer (child) process, when pinned.
+    pub peer_cpu: Option<usize>,
+    /// What happened, in words (e.g. "only 1 core: not pinned").
+    pub note: String,
+}
+
+/// The machine the figures come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    /// `model name` from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Cores this process may run on.
+    pub cores: usize,
+    /// `uname -r` and `uname -v`.
+    pub kernel: String,
+    /// Whether /proc/cpuinfo shows the `hypervisor` flag (a virtual machine).
+    pub virtual_machine: bool,
+    /// Cores used.
+    pub pinning: Pinning,
+    /// 1, 5 and 15 minute load averages when the run started.
+    pub load_avg_start: [f64; 3],
+    /// … and when it ended.
+    pub load_avg_end: [f64; 3],
+    /// True when the 1-minute load average at start or end was at least
+    /// half the core count: expect noisy figures.
+    pub busy: bool,
+}
+
+/// What the run was asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Time budget for all measurements, seconds.
+    pub time_budget_s: f64,
+    /// Mechanisms run, in order.
+    pub mechanisms: Vec<String>,
+    /// Throughput message sizes, bytes.
+    pub sizes: Vec<u64>,
+    /// Round-trip message size, bytes.
+    pub rtt_size: u64,
+}
+
+/// A whole run: the content of `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// `ipcworks-bench` and its version.
+    pub tool: String,
+    /// Start of the run, seconds since the Unix epoch.
+    pub started_unix_s: u64,
+    /// Wall time of the run, seconds.
+    pub wall_s: f64,
+    /// The machine.
+    pub system: SystemInfo,
+    /// What was asked.
+    pub config: RunConfig,
+    /// Every measured figure.
+    pub figures: Vec<Figure>,
+    /// Every figure that could not be measured, with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Results {
+    /// Parses `results.json`, refusing other schema versions.
+    pub fn from_json(text: &str) -> Result<Results, String> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let ver = v.get("schema_version").and_then(|x| x.as_u64());
+        if ver != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(format!(
+                "schema_version {} is not supported (this build reads {SCHEMA_VERSION})",
+                ver.map_or("missing".to_string(), |v| v.to_string())
+            ));
+        }
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("results serialize")
+    }
+
+    /// The figure with this identity, if measured.
+    pub fn find(&self, mechanism: &str, metric: Metric, wait: Wait, size: u64) -> Option<&Figure> {
+        self.figures.iter().find(|f| {
+            f.mechanism == mechanism && f.metric == metric && f.wait == wait && f.size_bytes == size
+        })
+    }
+}

@@ -1,0 +1,418 @@
+//! Tests of the harness: the JSON schema, compare, the report, and a smoke
+//! run of every mechanism between real processes (this test binary
+//! re-executes itself as the peer through `peer_entry`).
+
+use std::time::{Duration, Instant};
+
+use ipcworks_bench::compare::{compare, render};
+use ipcworks_bench::peer::{self, Launcher};
+use ipcworks_bench::schema::SCHEMA_VERSION;
+use ipcworks_bench::{Metric, Options, Placement, Results, Wait, html, table};
+
+const OLD: &str = include_str!("data/old.json");
+const NEW: &str = include_str!("data/new.json");
+
+/// The peer's side when the harness re-executes this binary; returns at
+/// once in a normal test run.
+#[test]
+fn peer_entry() {
+    if let Some(code) = peer::run_if_peer_status() {
+        std::process::exit(code);
+    }
+}
+
+#[test]
+fn schema_round_trips() {
+    let r = Results::from_json(OLD).unwrap();
+    assert_eq!(r.schema_version, SCHEMA_VERSION);
+    assert_eq!(r.figures.len(), 8);
+    let back = Results::from_json(&r.to_json()).unwrap();
+    assert_eq!(back, r);
+    // Field names are the documented ones.
+    let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+    let f = &v["figures"][0];
+    for k in [
+        "mechanism",
+        "metric",
+        "wait",
+        "size_bytes",
+        "median_ns",
+        "p99_ns",
+        "p999_ns",
+        "max_ns",
+        "ratio_to_floor",
+    ] {
+        assert!(f.get(k).is_some(), "rtt figure lacks {k}");
+    }
+    assert!(f.get("msgs_per_sec").is_none());
+    let t = v["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["metric"] == "throughput")
+        .unwrap();
+    for k in ["msgs_per_sec", "bytes_per_sec", "ratio_to_floor"] {
+        assert!(t.get(k).is_some(), "throughput figure lacks {k}");
+    }
+    assert!(
+        v["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("msgmax")
+    );
+}
+
+#[test]
+fn schema_refuses_other_versions_and_bad_values() {
+    let v2 = OLD.replacen("\"schema_version\": 1", "\"schema_version\": 2", 1);
+    let e = Results::from_json(&v2).unwrap_err();
+    assert!(e.contains("schema_version 2"), "{e}");
+    let none = OLD.replacen("\"schema_version\": 1,", "", 1);
+    assert!(Results::from_json(&none).unwrap_err().contains("missing"));
+    let bad = OLD.replacen("\"metric\": \"rtt\"", "\"metric\": \"speed\"", 1);
+    assert!(Results::from_json(&bad).is_err());
+    assert!(Results::from_json("not json").is_err());
+}
+
+#[test]
+fn compare_flags_regressions_beyond_the_threshold() {
+    let old = Results::from_json(OLD).unwrap();
+    let new = Results::from_json(NEW).unwrap();
+    let c = compare(&old, &new, 10.0, false);
+    let get = |l: &str| {
+        c.changes
+            .iter()
+            .find(|x| x.label == l)
+            .unwrap_or_else(|| panic!("{l}"))
+    };
+    let pipe = get("pipe rtt block 64 B");
+    assert!((pipe.worse_pct - 50.0).abs() < 1e-9 && pipe.regression);
+    let pp = get("pipe rtt poll 64 B");
+    assert!((pp.worse_pct - 6.25).abs() < 1e-9 && !pp.regression);
+    let tcp = get("tcp rtt poll 64 B");
+    assert!((tcp.worse_pct + 25.0).abs() < 1e-9 && !tcp.regression);
+    let tp = get("pipe throughput block 4 KiB");
+    assert!((tp.worse_pct - 25.0).abs() < 1e-9 && tp.regression);
+    assert!(!get("tcp throughput block 4 KiB").regression);
+    assert_eq!(c.regressions(), 2);
+    assert_eq!(c.only_new, ["eventfd rtt block 64 B"]);
+    assert_eq!(c.only_old, ["futex rtt block 64 B"]);
+    // A looser threshold keeps only the 50 % one.
+    assert_eq!(compare(&old, &new, 30.0, false).regressions(), 1);
+    // By ratio: the floor got 5 % slower too, so pipe block is ~42.9 % worse.
+    let r = compare(&old, &new, 10.0, true);
+    let pipe = r
+        .changes
+        .iter()
+        .find(|x| x.label == "pipe rtt block 64 B")
+        .unwrap();
+    assert!(
+        (pipe.worse_pct - 42.857142857142854).abs() < 1e-6,
+        "{}",
+        pipe.worse_pct
+    );
+    let text = render(&c, 10.0);
+    assert!(
+        text.contains("REGRESSION") && text.contains("2 worse by more than 10%"),
+        "{text}"
+    );
+}
+
+#[test]
+fn html_report_is_self_contained_and_draws_marks() {
+    let r = Results::from_json(NEW).unwrap();
+    let page = html::render(&r);
+    assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"));
+    assert_eq!(page.matches("<svg").count(), 2);
+    assert_eq!(page.matches("</svg>").count(), 2);
+    // No scripts, nothing fetched: the only URL is the SVG namespace.
+    assert!(!page.contains("<script") && !page.contains("<link") && !page.contains("src="));
+    let urls = page.matches("http").count();
+    assert_eq!(urls, page.matches("http://www.w3.org/2000/svg").count());
+    // Latency: one mark per round trip; throughput: one per mechanism.
+    let lat = html::latency_svg(&r);
+    let rtts = r.figures.iter().filter(|f| f.metric == Metric::Rtt).count();
+    assert_eq!(lat.matches("class=\"mark\"").count(), rtts);
+    assert!(lat.contains("<circle") && lat.contains("class=\"floor\""));
+    let thr = html::throughput_svg(&r);
+    assert_eq!(thr.matches("class=\"mark\"").count(), 3);
+    assert!(thr.contains("<polyline"));
+    // Plain explanations under the charts.
+    assert!(page.contains("Block against poll") && page.contains("copy"));
+    // Balanced tags of the kinds we emit.
+    for tag in ["table", "tr", "g", "p", "ul", "svg", "title"] {
+        let open =
+            page.matches(&format!("<{tag}>")).count() + page.matches(&format!("<{tag} ")).count();
+        assert_eq!(open, page.matches(&format!("</{tag}>")).count(), "<{tag}>");
+    }
+}
+
+#[test]
+fn table_sorts_by_latency_and_shows_ratios() {
+    let r = Results::from_json(NEW).unwrap();
+    let t = table::render(&r);
+    let pos = |s: &str| t.find(s).unwrap_or_else(|| panic!("{s} missing in\n{t}"));
+    assert!(pos("floor            poll") < pos("pipe             poll"));
+    assert!(pos("pipe             poll") < pos("tcp              poll"));
+    assert!(pos("tcp              poll") < pos("eventfd          block"));
+    assert!(pos("eventfd          block") < pos("pipe             block"));
+    assert!(t.contains("57.1x") && t.contains("(0.020x)"), "{t}");
+}
+
+/// The runs below check for leftovers by this process's id: one at a time.
+static RUNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// System V queues this process last sent to or received from.
+fn our_sysv_queues() -> usize {
+    let text = std::fs::read_to_string("/proc/sysvipc/msg").unwrap_or_default();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let col = |n: &str| head.iter().position(|h| *h == n);
+    let (Some(s), Some(r)) = (col("lspid"), col("lrpid")) else {
+        return 0;
+    };
+    let me = std::process::id().to_string();
+    lines
+        .filter(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.get(s) == Some(&me.as_str()) || w.get(r) == Some(&me.as_str())
+        })
+        .count()
+}
+
+fn leftovers() -> Vec<String> {
+    let me = format!("ipcworks-bench-{}-", std::process::id());
+    let mut v = Vec::new();
+    for dir in ["/dev/mqueue".into(), std::env::temp_dir()] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&me) {
+                    v.push(n);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Every mechanism, both wait modes, two sizes, between real processes.
+#[test]
+fn smoke_run_of_every_mechanism() {
+    let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    let start = Instant::now();
+    let opts = Options {
+        only: None,
+        sizes: vec![64, 4096],
+        time: Duration::from_millis(500),
+        placement: Placement::Cross,
+        peers: false,
+        launcher: Launcher::current_exe(&[
+            "--exact",
+            "peer_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .unwrap(),
+    };
+    let mut steps = 0;
+    let r = ipcworks_bench::run(&opts, &mut |s| {
+        assert!(s.done <= s.total);
+        steps += 1;
+    })
+    .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+    let skipped: Vec<String> = r
+        .skipped
+        .iter()
+        .map(|k| {
+            format!(
+                "{} {:?} {:?} {}: {}",
+                k.mechanism, k.metric, k.wait, k.size_bytes, k.reason
+            )
+        })
+        .collect();
+    for name in ipcworks_bench::run::select(None, false).unwrap() {
+        let rtt = |w: Wait| r.find(name, Metric::Rtt, w, 64);
+        if name == "memcpy" {
+            for size in [64, 4096] {
+                let f = r
+                    .find(name, Metric::Throughput, Wait::Poll, size)
+                    .expect("memcpy figure");
+                assert!(f.bytes_per_sec.unwrap() > 1e8, "memcpy {size}: {f:?}");
+            }
+            continue;
+        }
+        let waits: &[Wait] = if name == "floor" {
+            &[Wait::Poll]
+        } else {
+            &[Wait::Poll, Wait::Block]
+        };
+        for &w in waits {
+            let f =
+                rtt(w).unwrap_or_else(|| panic!("{name} rtt {w:?} missing; skipped: {skipped:#?}"));
+            let (m, p99, p999, max) = (
+                f.median_ns.unwrap(),
+                f.p99_ns.unwrap(),
+                f.p999_ns.unwrap(),
+                f.max_ns.unwrap(),
+            );
+            assert!(
+                m > 0 && m <= p99 && p99 <= p999 && p999 <= max,
+                "{name}: {f:?}"
+            );
+            assert!(
+                m < 50_000_000,
+                "{name} {w:?}: a 50 ms median round trip is implausible: {f:?}"
+            );
+            assert!(f.iterations >= 20, "{f:?}");
+            assert!(f.ratio_to_floor.unwrap() > 0.0);
+        }
+        if ["floor", "futex", "eventfd"].contains(&name) {
+            assert!(
+                r.skipped
+                    .iter()
+                    .any(|k| k.mechanism == name && k.metric == Metric::Throughput)
+            );
+            continue;
+        }
+        for size in [64u64, 4096] {
+            let f = r
+                .figures
+                .iter()
+                .find(|f| {
+                    f.mechanism == name && f.metric == Metric::Throughput && f.size_bytes == size
+                })
+                .unwrap_or_else(|| {
+                    panic!("{name} throughput {size} missing; skipped: {skipped:#?}")
+                });
+            let (mps, bps) = (f.msgs_per_sec.unwrap(), f.bytes_per_sec.unwrap());
+            assert!(
+                mps > 100.0 && (bps / mps - size as f64).abs() < 1e-6 * bps,
+                "{f:?}"
+            );
+            assert!(
+                f.ratio_to_floor.unwrap() > 0.0 && f.ratio_to_floor.unwrap() < 10.0,
+                "{f:?}"
+            );
+        }
+    }
+    assert!(r.skipped.iter().all(|k| !k.reason.is_empty()));
+    assert!(steps > r.figures.len(), "progress was called {steps} times");
+    assert!(!r.system.cpu_model.is_empty() && r.system.cores >= 1 && !r.system.kernel.is_empty());
+    assert_eq!(r.system.pinning.placement, "cross");
+    assert_eq!(leftovers(), Vec::<String>::new());
+    assert_eq!(our_sysv_queues(), 0, "a System V queue was left behind");
+}
+
+/// A case whose setup fails is skipped with the kernel's reason, and the
+/// run goes on with the next one.
+#[test]
+fn failed_setup_is_skipped_and_the_run_continues() {
+    let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    let msgsize_max: usize = std::fs::read_to_string("/proc/sys/fs/mqueue/msgsize_max")
+        .map_or(8192, |s| s.trim().parse().unwrap());
+    let size = (msgsize_max * 2).next_power_of_two().max(16384);
+    let opts = Options {
+        only: Some(vec!["mq".into(), "pipe".into()]),
+        sizes: vec![size],
+        time: Duration::from_millis(200),
+        placement: Placement::None,
+        peers: false,
+        launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
+    };
+    let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
+    assert!(
+        r.find("pipe", Metric::Throughput, Wait::Block, size as u64)
+            .is_some()
+    );
+    assert!(r.find("mq", Metric::Rtt, Wait::Block, 64).is_some());
+    let measured = r
+        .find("mq", Metric::Throughput, Wait::Block, size as u64)
+        .is_some();
+    let skipped = r
+        .skipped
+        .iter()
+        .find(|k| k.mechanism == "mq" && k.size_bytes == size as u64);
+    // Privileged users (CAP_SYS_RESOURCE) may pass msgsize_max.
+    assert!(measured != skipped.is_some(), "{r:?}");
+    if let Some(k) = skipped {
+        assert!(
+            k.reason.contains("mq_open") || k.reason.contains("RLIMIT"),
+            "{}",
+            k.reason
+        );
+    }
+    assert_eq!(r.system.pinning.parent_cpu, None);
+    assert_eq!(leftovers(), Vec::<String>::new());
+    assert_eq!(our_sysv_queues(), 0, "a System V queue was left behind");
+}
+
+/// With the `peers` feature: iceoryx2 and ipc-channel under the same
+/// harness, every figure.
+#[cfg(feature = "peers")]
+#[test]
+fn peers_smoke_run() {
+    let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    // iceoryx2 keeps a global management segment in /dev/shm and folders
+    // in /tmp/iceoryx2 after its last node is gone; remove what this test
+    // made appear.
+    let iox = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir("/dev/shm")
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.retain(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("iox2_"))
+        });
+        v
+    };
+    let before = iox();
+    let tmp_before = std::path::Path::new("/tmp/iceoryx2").exists();
+    struct Clean<F: Fn() -> Vec<std::path::PathBuf>>(Vec<std::path::PathBuf>, bool, F);
+    impl<F: Fn() -> Vec<std::path::PathBuf>> Drop for Clean<F> {
+        fn drop(&mut self) {
+            for p in (self.2)() {
+                if !self.0.contains(&p) {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            if !self.1 {
+                let _ = std::fs::remove_dir_all("/tmp/iceoryx2");
+            }
+        }
+    }
+    let _clean = Clean(before, tmp_before, iox);
+    let opts = Options {
+        only: Some(vec!["iceoryx2".into(), "ipc-channel".into()]),
+        sizes: vec![64, 65536],
+        time: Duration::from_millis(400),
+        placement: Placement::Cross,
+        peers: true,
+        launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
+    };
+    let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
+    for name in ["iceoryx2", "ipc-channel"] {
+        for w in [Wait::Poll, Wait::Block] {
+            let f = r
+                .find(name, Metric::Rtt, w, 64)
+                .unwrap_or_else(|| panic!("{name} {w:?}: {:#?}", r.skipped));
+            assert!(f.median_ns.unwrap() > 0 && f.median_ns <= f.p99_ns, "{f:?}");
+        }
+        for size in [64u64, 65536] {
+            let f = r
+                .figures
+                .iter()
+                .find(|f| {
+                    f.mechanism == name && f.metric == Metric::Throughput && f.size_bytes == size
+                })
+                .unwrap_or_else(|| panic!("{name} {size}: {:#?}", r.skipped));
+            assert!(f.msgs_per_sec.unwrap() > 100.0, "{f:?}");
+        }
+    }
+    assert_eq!(leftovers(), Vec::<String>::new());
+}
