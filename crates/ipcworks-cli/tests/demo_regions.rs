@@ -139,3 +139,34 @@ fn demo_race_mutex_counts_are_exact() {
         }
     }
 }
+
+#[test]
+fn demo_shm_mutex_prevents_torn_reads_and_cleans_up() {
+    let (code, out, err) = ipcworks(&["demo", "shm"]);
+    assert_eq!(code, 0, "{err}");
+    let torn: Vec<(u64, u64)> = out
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .split_once("): ")
+                .map(|x| x.1)
+                .or_else(|| l.split_once("reader: ").map(|x| x.1))?;
+            let mut it = rest.split_whitespace();
+            let t = it.next()?.parse().ok()?;
+            let n = it.nth(1)?.parse().ok()?;
+            Some((t, n))
+        })
+        .collect();
+    assert_eq!(torn.len(), 2, "{out}");
+    assert!(torn[0].0 <= torn[0].1, "{out}");
+    assert_eq!(torn[1].0, 0, "with the mutex no read is torn: {out}");
+    assert!(torn[1].1 > 0, "{out}");
+    let pid_name = out
+        .split_whitespace()
+        .find(|w| w.starts_with("/dev/shm/ipcworks-demo-shm-"))
+        .unwrap();
+    assert!(
+        !std::path::Path::new(pid_name.trim_end_matches(';')).exists(),
+        "{out}"
+    );
+}

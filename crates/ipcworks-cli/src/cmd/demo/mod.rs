@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod memory;
 mod queue;
 mod race;
+mod shm;
 
 /// Arguments of `ipcworks demo`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +31,11 @@ const TOPICS: &[(&str, &str, Demo)] = &[
         "race",
         "lost updates without a lock, exact counts with the mutex, at most N inside a semaphore",
         race::run,
+    ),
+    (
+        "shm",
+        "two processes share a segment: torn updates without a lock, none with the mutex",
+        shm::run,
     ),
     (
         "queue",
