@@ -50,9 +50,9 @@ pub fn run() -> anyhow::Result<()> {
     );
     let seg = Segment::create(&seg_name, 4096).context("creating the segment")?;
     println!("    created /dev/shm/{seg_name}; the writer stores (i, i) as two separate writes");
+    let t = Instant::now();
     // SAFETY: single-threaded here; the child only touches shared memory,
     // prints and leaves with _exit.
-    let t = Instant::now();
     let child = match unsafe { proc::fork() }.context("fork")? {
         Forked::Child => {
             let _ = proc::die_with_parent();
