@@ -7,6 +7,8 @@
 //! |---|---|
 //! | shared memory segments | [`shm`] |
 //! | robust mutex, semaphores, futex | [`sync`] |
+//! | anonymous pipes, FIFOs, full duplex | [`pipe`] |
+//! | length-prefixed and line framing | [`frame`] |
 //!
 //! Everything here talks to the kernel through one thin layer, [`sys`]; the
 //! modules above it are safe Rust. Everything read from shared memory is
@@ -35,7 +37,9 @@ compile_error!(
 
 pub mod endpoint;
 mod error;
+pub mod frame;
 pub mod name;
+pub mod pipe;
 pub mod shm;
 pub mod sync;
 pub mod sys;

@@ -3,9 +3,12 @@
 //! Each function names the system call it wraps. Everything above this module
 //! is safe Rust; every `unsafe` block here carries a `// SAFETY:` comment.
 
+pub mod fdio;
 pub mod futex;
 pub mod mem;
+pub mod pipe;
 pub mod proc;
+pub mod socket;
 pub mod time;
 
 pub use rustix::io::Errno;
