@@ -210,6 +210,9 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
+            crate::socket::stream::open_sender(ep, opts)
+        }
         other => Err(not_built(other)),
     }
 }
@@ -220,6 +223,9 @@ pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceive
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
+            crate::socket::stream::open_receiver(ep, opts)
+        }
         other => Err(not_built(other)),
     }
 }

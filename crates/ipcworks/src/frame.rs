@@ -117,6 +117,31 @@ pub fn parse(buf: &[u8], framing: Framing, max: usize) -> Result<Parsed> {
     }
 }
 
+/// Appends `msg` framed (header or trailing newline) to `out`. In line
+/// mode a message containing `\n` is refused, as by [`FrameWriter`].
+pub fn encode(msg: &[u8], framing: Framing, out: &mut Vec<u8>) -> Result<()> {
+    match framing {
+        Framing::Frames => {
+            let len = u32::try_from(msg.len()).map_err(|_| Error::MessageTooLarge {
+                len: msg.len(),
+                max: u32::MAX as usize,
+            })?;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(msg);
+        }
+        Framing::Lines => {
+            if msg.contains(&b'\n') {
+                return Err(Error::InvalidArgument(
+                    "a message sent in line mode contains a newline; use frames (--binary)".into(),
+                ));
+            }
+            out.extend_from_slice(msg);
+            out.push(b'\n');
+        }
+    }
+    Ok(())
+}
+
 /// The error for a stream that ended inside a frame.
 fn truncated(have: usize, needed: usize) -> Error {
     Error::io(

@@ -9,6 +9,7 @@
 //! | robust mutex, semaphores, futex | [`sync`] |
 //! | anonymous pipes, FIFOs, full duplex | [`pipe`] |
 //! | length-prefixed and line framing | [`frame`] |
+//! | Unix and TCP sockets, client and server | [`socket`] |
 //!
 //! Everything here talks to the kernel through one thin layer, [`sys`]; the
 //! modules above it are safe Rust. Everything read from shared memory is
@@ -41,6 +42,7 @@ pub mod frame;
 pub mod name;
 pub mod pipe;
 pub mod shm;
+pub mod socket;
 pub mod sync;
 pub mod sys;
 

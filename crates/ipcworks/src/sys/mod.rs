@@ -8,6 +8,7 @@ pub mod futex;
 pub mod mem;
 pub mod pipe;
 pub mod proc;
+pub mod signal;
 pub mod socket;
 pub mod time;
 

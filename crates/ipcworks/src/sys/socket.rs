@@ -6,7 +6,7 @@
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{AtFlags, CWD, Mode, RenameFlags};
@@ -222,7 +222,7 @@ pub fn rmdir(path: &Path) -> Result<(), Errno> {
     rustix::fs::unlinkat(CWD, path, AtFlags::REMOVEDIR)
 }
 
-/// Shorthand used by callers holding any `AsFd`.
-pub fn cred_of(s: &impl AsFd) -> Result<Cred, Errno> {
-    peer_cred(s.as_fd())
+/// `shutdown(fd, SHUT_WR)`.
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    rustix::net::shutdown(fd, rustix::net::Shutdown::Write)
 }
