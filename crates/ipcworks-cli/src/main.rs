@@ -23,12 +23,28 @@ struct Cli {
 enum Command {
     /// Watch a concept happen between real threads and processes.
     Demo(cmd::demo::Args),
+    /// Send messages to any endpoint (args, or stdin lines).
+    Send(cmd::send::Args),
+    /// Receive messages from any endpoint, one line each on stdout.
+    Recv(cmd::recv::Args),
+    /// Serve many TCP or Unix clients at once (print or --echo).
+    Serve(cmd::serve::Args),
+    /// Bridge two endpoints: everything received on FROM is sent to TO.
+    Relay(cmd::relay::Args),
 }
 
 fn main() -> ExitCode {
+    // Writing to a pipe whose reader is gone must fail with EPIPE (reported
+    // as an error), never kill us with SIGPIPE. Rust's runtime ignores
+    // SIGPIPE already; we say so explicitly so it holds whatever the build.
+    let _ = ipcworks::pipe::ignore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Send(a) => cmd::send::run(a),
+        Command::Recv(a) => cmd::recv::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Relay(a) => cmd::relay::run(a),
     };
     exit::finish(result)
 }
