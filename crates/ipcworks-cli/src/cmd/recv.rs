@@ -51,11 +51,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..Options::default()
     };
     let deadline = match args.timeout {
-        Some(s) if s.is_finite() && s >= 0.0 => Some(std::time::Instant::now() + Duration::from_secs_f64(s)),
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            Some(std::time::Instant::now() + Duration::from_secs_f64(s))
+        }
         Some(s) => anyhow::bail!("--timeout {s}: expected a number of seconds, 0 or more"),
         None => None,
     };
-    let mut rx = open_receiver(&ep, &opts).with_context(|| format!("opening {ep} for receiving"))?;
+    let mut rx =
+        open_receiver(&ep, &opts).with_context(|| format!("opening {ep} for receiving"))?;
     let stdout = std::io::stdout();
     let mut got = 0u64;
     while args.count.is_none_or(|n| got < n) {

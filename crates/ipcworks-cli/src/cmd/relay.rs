@@ -40,7 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_message: args.max_message,
         ..Options::default()
     };
-    let mut rx = open_receiver(&from, &opts).with_context(|| format!("opening {from} for receiving"))?;
+    let mut rx =
+        open_receiver(&from, &opts).with_context(|| format!("opening {from} for receiving"))?;
     let mut tx = open_sender(&to, &opts).with_context(|| format!("opening {to} for sending"))?;
     let mut n = 0u64;
     while args.count.is_none_or(|c| n < c) {
@@ -49,7 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(Error::Disconnected) => break,
             Err(e) => return Err(e).with_context(|| format!("receiving from {from}")),
         };
-        tx.send(&msg, meta).with_context(|| format!("sending to {to}"))?;
+        tx.send(&msg, meta)
+            .with_context(|| format!("sending to {to}"))?;
         n += 1;
     }
     Ok(ExitCode::SUCCESS)

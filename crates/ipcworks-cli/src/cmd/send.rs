@@ -55,11 +55,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let stdin = std::io::stdin();
         for line in stdin.lock().split(b'\n') {
             let line = line.context("reading stdin")?;
-            tx.send(&line, meta).with_context(|| format!("sending to {ep}"))?;
+            tx.send(&line, meta)
+                .with_context(|| format!("sending to {ep}"))?;
         }
     } else {
         for m in &args.messages {
-            tx.send(m.as_bytes(), meta).with_context(|| format!("sending to {ep}"))?;
+            tx.send(m.as_bytes(), meta)
+                .with_context(|| format!("sending to {ep}"))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -48,13 +48,20 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ep: Endpoint = args.endpoint.parse()?;
     if !(args.idle.is_finite() && args.idle >= 0.0) {
-        anyhow::bail!("--idle {}: expected a number of seconds, 0 or more", args.idle);
+        anyhow::bail!(
+            "--idle {}: expected a number of seconds, 0 or more",
+            args.idle
+        );
     }
     let mut opts = ServerOptions::new();
     opts.max_connections(args.max_clients)
         .max_message(args.max_message)
         .idle_timeout((args.idle > 0.0).then(|| Duration::from_secs_f64(args.idle)))
-        .framing(if args.binary { Framing::Frames } else { Framing::Lines })
+        .framing(if args.binary {
+            Framing::Frames
+        } else {
+            Framing::Lines
+        })
         .allowed_uids((!args.allow_uid.is_empty()).then(|| args.allow_uid.clone()));
     let mut server = opts.bind(&ep).with_context(|| format!("serving on {ep}"))?;
     server.shutdown_on_signals()?;

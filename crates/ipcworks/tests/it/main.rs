@@ -6,4 +6,7 @@
 
 mod support;
 
+mod frame;
+mod pipe;
 mod shm;
+mod socket;
