@@ -409,11 +409,11 @@ impl Server {
                             }
                         }
                         if ev.is_writable() || ev.is_write_closed() {
-                            let out = flush(c).and_then(|()| {
+                            let out = flush(c).map(|()| {
                                 if c.closing && c.out_pos == c.out.len() {
-                                    Ok(Outcome::Close)
+                                    Outcome::Close
                                 } else {
-                                    Ok(Outcome::Keep)
+                                    Outcome::Keep
                                 }
                             });
                             let out = match out {
