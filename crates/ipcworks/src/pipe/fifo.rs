@@ -103,17 +103,16 @@ impl FifoOptions {
 /// let fifo = Fifo::create(&dir)?; // mode 0600, removed when `fifo` drops
 /// let t = std::thread::spawn({
 ///     let p = dir.clone();
-///     move || -> ipcworks::Result<()> {
-///         let mut w = Fifo::open_write(&p, Some(Duration::from_secs(10)))?;
-///         w.write_all(b"hi")?;
-///         Ok(())
+///     move || {
+///         let mut w = Fifo::open_write(&p, Some(Duration::from_secs(10))).unwrap();
+///         w.write_all(b"hi").unwrap();
 ///     }
 /// });
 /// let mut r = fifo.open_reader(Some(Duration::from_secs(10)))?;
 /// let mut s = String::new();
 /// r.read_to_string(&mut s)?;
 /// assert_eq!(s, "hi");
-/// t.join().unwrap()?;
+/// t.join().unwrap();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
