@@ -80,6 +80,13 @@ pub enum Parsed {
 /// or a line longer than `max` without its newline, is
 /// [`Error::MessageTooLarge`].
 pub fn parse(buf: &[u8], framing: Framing, max: usize) -> Result<Parsed> {
+    parse_after(buf, framing, max, 0)
+}
+
+/// [`parse`], told that the first `scanned` bytes of `buf` hold no newline
+/// (from an earlier call that returned `Incomplete`), so a long line is
+/// searched once, not again on every read. Ignored for frames.
+pub fn parse_after(buf: &[u8], framing: Framing, max: usize, scanned: usize) -> Result<Parsed> {
     match framing {
         Framing::Frames => {
             let Some(h) = buf.get(..HEADER) else {
@@ -99,7 +106,11 @@ pub fn parse(buf: &[u8], framing: Framing, max: usize) -> Result<Parsed> {
                 consumed: end,
             })
         }
-        Framing::Lines => match buf.iter().position(|&b| b == b'\n') {
+        Framing::Lines => match buf
+            .get(scanned.min(buf.len())..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+            .map(|i| i + scanned.min(buf.len()))
+        {
             Some(i) if i > max => Err(Error::MessageTooLarge { len: i, max }),
             Some(i) => Ok(Parsed::Message {
                 start: 0,
@@ -168,6 +179,8 @@ pub struct FrameReader<R> {
     pos: usize,
     /// End of valid bytes in `buf`.
     end: usize,
+    /// Bytes after `pos` known to hold no newline (line mode).
+    scanned: usize,
     eof: bool,
 }
 
@@ -188,6 +201,7 @@ impl<R: Read> FrameReader<R> {
             buf: Vec::new(),
             pos: 0,
             end: 0,
+            scanned: 0,
             eof: false,
         }
     }
@@ -212,7 +226,14 @@ impl<R: Read> FrameReader<R> {
 
     /// Returns a whole message already in the buffer, without reading.
     pub fn try_frame(&mut self) -> Result<Option<Vec<u8>>> {
-        match parse(&self.buf[self.pos..self.end], self.framing, self.max)? {
+        let parsed = parse_after(
+            &self.buf[self.pos..self.end],
+            self.framing,
+            self.max,
+            self.scanned,
+        )?;
+        self.scanned = 0;
+        match parsed {
             Parsed::Message {
                 start,
                 end,
@@ -226,7 +247,10 @@ impl<R: Read> FrameReader<R> {
                 }
                 Ok(Some(msg))
             }
-            Parsed::Incomplete { .. } => Ok(None),
+            Parsed::Incomplete { .. } => {
+                self.scanned = self.end - self.pos;
+                Ok(None)
+            }
         }
     }
 
@@ -272,7 +296,12 @@ impl<R: Read> FrameReader<R> {
             self.end -= self.pos;
             self.pos = 0;
         }
-        let want = match parse(&self.buf[self.pos..self.end], self.framing, self.max)? {
+        let want = match parse_after(
+            &self.buf[self.pos..self.end],
+            self.framing,
+            self.max,
+            self.scanned,
+        )? {
             Parsed::Incomplete { needed } => needed,
             Parsed::Message { .. } => self.end - self.pos + 1,
         };
@@ -539,6 +568,17 @@ mod tests {
                 prop_assert!(total <= bytes.len());
             }
             prop_assert!(r.buf.len() <= CHUNK.max(max + HEADER + 1) + HEADER + max + 1);
+        }
+
+        #[test]
+        fn lines_round_trip_in_any_chunking(msgs in proptest::collection::vec(proptest::collection::vec(0u8..=255u8, 0..300), 0..20), step in 1usize..100) {
+            let msgs: Vec<Vec<u8>> = msgs.into_iter().map(|m| m.into_iter().filter(|&b| b != b'\n').collect()).collect();
+            let mut w = FrameWriter::new(Vec::new(), Framing::Lines);
+            for m in &msgs { w.write_frame(m).unwrap(); }
+            let wire = w.into_inner();
+            let mut r = FrameReader::with_max(Trickle(&wire, step), Framing::Lines, 300);
+            for m in &msgs { let got = r.read_frame().unwrap(); prop_assert_eq!(got.as_ref(), Some(m)); }
+            prop_assert_eq!(r.read_frame().unwrap(), None);
         }
 
         #[test]

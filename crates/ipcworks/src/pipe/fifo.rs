@@ -161,13 +161,6 @@ fn check(path: &Path) -> Result<PathInfo> {
     Ok(info)
 }
 
-/// Opens without blocking, then checks the opened object is the FIFO that
-/// `check` saw (no swap in between).
-fn open_checked(path: &Path, write: bool) -> Result<OwnedFd, Errno> {
-    let fd = sys::open_nonblocking(path, write)?;
-    Ok(fd)
-}
-
 impl Fifo {
     /// Creates a FIFO at `path` with mode exactly `0600`, removed on drop.
     /// See [`FifoOptions`] for other modes and [`FifoOptions::open_or_create`].
@@ -217,7 +210,7 @@ impl Fifo {
         let path = path.as_ref();
         let deadline = Deadline::from_timeout(timeout);
         let before = check(path)?;
-        let fd = open_checked(path, false).map_err(|e| errno(e, path, "open"))?;
+        let fd = sys::open_nonblocking(path, false).map_err(|e| errno(e, path, "open"))?;
         same_object(&fd, &before, path)?;
         if !fdio::wait(fd.as_fd(), Ready::Read, deadline).map_err(|e| Error::io("poll", e))? {
             return Err(Error::Timeout);
@@ -239,7 +232,7 @@ impl Fifo {
         let before = check(path)?;
         let mut nap = Duration::from_millis(1);
         let fd = loop {
-            match open_checked(path, true) {
+            match sys::open_nonblocking(path, true) {
                 Ok(fd) => break fd,
                 Err(Errno::NXIO) => {
                     if deadline.is_some_and(|d| d.expired()) {

@@ -289,6 +289,8 @@ struct Conn {
     inbuf: Vec<u8>,
     in_pos: usize,
     in_end: usize,
+    /// Bytes after `in_pos` known to hold no newline (line mode).
+    scanned: usize,
     out: Vec<u8>,
     out_pos: usize,
     last_active: Instant,
@@ -587,6 +589,7 @@ impl Server {
                     inbuf: Vec::new(),
                     in_pos: 0,
                     in_end: 0,
+                    scanned: 0,
                     out: Vec::new(),
                     out_pos: 0,
                     last_active: Instant::now(),
@@ -635,14 +638,24 @@ fn serve(
     loop {
         // Handle every whole message in the buffer.
         while !c.paused {
-            match frame::parse(&c.inbuf[c.in_pos..c.in_end], opts.framing, opts.max_message) {
+            let parsed = frame::parse_after(
+                &c.inbuf[c.in_pos..c.in_end],
+                opts.framing,
+                opts.max_message,
+                c.scanned,
+            );
+            c.scanned = 0;
+            match parsed {
                 Err(Error::MessageTooLarge { len, max }) => {
                     return Outcome::Drop(format!(
                         "message of {len} bytes or more is over the limit of {max}"
                     ));
                 }
                 Err(e) => return Outcome::Drop(e.to_string()),
-                Ok(Parsed::Incomplete { .. }) => break,
+                Ok(Parsed::Incomplete { .. }) => {
+                    c.scanned = c.in_end - c.in_pos;
+                    break;
+                }
                 Ok(Parsed::Message {
                     start,
                     end,

@@ -220,3 +220,16 @@ pub fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
     rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
     Ok(owned)
 }
+
+/// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`)
+/// to its hard limit, for servers with many clients; returns the new limit.
+#[doc(alias = "setrlimit")]
+pub fn raise_fd_limit() -> Result<u64, Errno> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        lim.current = lim.maximum;
+        setrlimit(Resource::Nofile, lim.clone())?;
+    }
+    Ok(lim.current.unwrap_or(u64::MAX))
+}

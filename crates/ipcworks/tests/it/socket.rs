@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ipcworks::Error;
 use ipcworks::endpoint::{Endpoint, Meta, Options, open_sender};
-use ipcworks::frame::Framing;
+use ipcworks::frame::{FrameReader, FrameWriter, Framing};
 use ipcworks::pipe::{self, PipeWriter};
 use ipcworks::shm::Segment;
 use ipcworks::socket::{
@@ -81,6 +81,15 @@ fn child() {
             }
             assert!(matches!(failed, Some(Error::Disconnected)), "{failed:?}");
             std::process::exit(42);
+        }
+        // Typed requests over a Unix stream: replies (n + 1, upper-cased).
+        "typed-echo" => {
+            let s = UnixStream::connect(&arg).unwrap();
+            let mut r = FrameReader::new(&s, Framing::Frames);
+            let mut w = FrameWriter::new(&s, Framing::Frames);
+            while let Some((n, text)) = r.recv_value::<(u32, String)>().unwrap() {
+                w.send_value(&(n + 1, text.to_uppercase())).unwrap();
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -485,4 +494,26 @@ fn server_handler_sees_peers() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen[0], (Some(std::process::id()), b"a".to_vec()));
     assert_eq!(seen[1].1, b"b");
+}
+
+#[test]
+fn typed_messages_over_a_unix_stream_with_a_child() {
+    let path = TmpPath::new("typed.sock");
+    let l = UnixListener::bind(&path.0).unwrap();
+    let mut c = KillOnDrop::spawn(support::child(
+        "socket::child",
+        "typed-echo",
+        path.0.to_str().unwrap(),
+    ));
+    let s = l.accept().unwrap();
+    let mut w = FrameWriter::new(&s, Framing::Frames);
+    let mut r = FrameReader::new(&s, Framing::Frames);
+    for i in 0..50u32 {
+        w.send_value(&(i, format!("value {i}"))).unwrap();
+        let (n, text) = r.recv_value::<(u32, String)>().unwrap().unwrap();
+        assert_eq!((n, text), (i + 1, format!("VALUE {i}")));
+    }
+    s.shutdown_write().unwrap();
+    assert!(c.wait_for(Duration::from_secs(30)).success());
+    assert_eq!(r.recv_value::<(u32, String)>().unwrap(), None);
 }
