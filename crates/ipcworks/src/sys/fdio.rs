@@ -229,7 +229,7 @@ pub fn raise_fd_limit() -> Result<u64, Errno> {
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current != lim.maximum {
         lim.current = lim.maximum;
-        setrlimit(Resource::Nofile, lim.clone())?;
+        setrlimit(Resource::Nofile, lim)?;
     }
     Ok(lim.current.unwrap_or(u64::MAX))
 }
