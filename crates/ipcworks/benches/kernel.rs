@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use divan::Bencher;
 use ipcworks::frame::{FrameReader, FrameWriter, Framing};
 use ipcworks::pipe;
-use ipcworks::socket::UnixStream;
+use ipcworks::socket::{UnixDatagram, UnixStream};
 use rustix::net::{RecvFlags, SendFlags};
 
 const MSG: usize = 64;
@@ -140,4 +140,126 @@ fn unix_stream_ipcworks(b: Bencher) {
     });
     a.shutdown_write().unwrap();
     peer.join().unwrap();
+}
+
+#[divan::bench(sample_count = 500, sample_size = 20, max_time = 3)]
+fn unix_datagram_raw(b: Bencher) {
+    let (a, p) = UnixDatagram::pair().unwrap();
+    let peer = echo_datagrams(p);
+    let fd: OwnedFd = a.into();
+    let msg = [7u8; MSG];
+    let mut back = [0u8; MSG];
+    b.bench_local(|| {
+        rustix::net::send(&fd, &msg, SendFlags::NOSIGNAL).unwrap();
+        rustix::net::recv(&fd, &mut back, RecvFlags::empty()).unwrap();
+    });
+    rustix::net::send(&fd, b"", SendFlags::NOSIGNAL).unwrap();
+    peer.join().unwrap();
+}
+
+#[divan::bench(sample_count = 500, sample_size = 20, max_time = 3)]
+fn unix_datagram_ipcworks(b: Bencher) {
+    let (a, p) = UnixDatagram::pair().unwrap();
+    let peer = echo_datagrams(p);
+    let msg = [7u8; MSG];
+    let mut back = [0u8; MSG];
+    b.bench_local(|| {
+        a.send(&msg).unwrap();
+        a.recv(&mut back).unwrap();
+    });
+    a.send(b"").unwrap();
+    peer.join().unwrap();
+}
+
+/// Echoes datagrams with raw calls until an empty one arrives.
+fn echo_datagrams(p: UnixDatagram) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let fd: OwnedFd = p.into();
+        let mut buf = [0u8; 65536];
+        loop {
+            let (n, _) = rustix::net::recv(&fd, &mut buf, RecvFlags::empty()).unwrap();
+            if n == 0 {
+                return;
+            }
+            rustix::net::send(&fd, &buf[..n], SendFlags::NOSIGNAL).unwrap();
+        }
+    })
+}
+
+fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    c.set_nodelay(true).unwrap();
+    s.set_nodelay(true).unwrap();
+    (c, s)
+}
+
+#[divan::bench(sample_count = 500, sample_size = 20, max_time = 3)]
+fn tcp_framed_raw(b: Bencher) {
+    let (c, s) = tcp_pair();
+    let s2 = s.try_clone().unwrap();
+    let peer = echo_raw(s.into(), s2.into(), true);
+    let fd: OwnedFd = c.into();
+    let mut msg = (MSG as u32).to_le_bytes().to_vec();
+    msg.extend_from_slice(&[7u8; MSG]);
+    let mut back = vec![0u8; msg.len()];
+    b.bench_local(|| {
+        rustix::net::send(&fd, &msg, SendFlags::NOSIGNAL).unwrap();
+        read_exact_raw(&fd, &mut back, true);
+    });
+    rustix::net::shutdown(fd.as_fd(), rustix::net::Shutdown::Write).unwrap();
+    peer.join().unwrap();
+}
+
+#[divan::bench(sample_count = 500, sample_size = 20, max_time = 3)]
+fn tcp_framed_ipcworks(b: Bencher) {
+    let (c, s) = tcp_pair();
+    let s2 = s.try_clone().unwrap();
+    let peer = echo_raw(s.into(), s2.into(), true);
+    let c2 = c.try_clone().unwrap();
+    let mut fw = FrameWriter::new(c, Framing::Frames);
+    let mut fr = FrameReader::new(c2, Framing::Frames);
+    let msg = [7u8; MSG];
+    b.bench_local(|| {
+        fw.write_frame(&msg).unwrap();
+        fr.read_frame().unwrap().unwrap();
+    });
+    fw.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+    peer.join().unwrap();
+}
+
+const BULK: usize = 64 * 1024;
+
+#[divan::bench(sample_count = 200, sample_size = 16, max_time = 3, bytes_count = BULK)]
+fn pipe_throughput_raw(b: Bencher) {
+    let (r, w) = pipe::pipe().unwrap();
+    let sink = drain(r.into());
+    let w: OwnedFd = w.into();
+    let chunk = vec![1u8; BULK];
+    b.bench_local(|| {
+        let mut off = 0;
+        while off < chunk.len() {
+            off += rustix::io::write(&w, &chunk[off..]).unwrap();
+        }
+    });
+    drop(w);
+    sink.join().unwrap();
+}
+
+#[divan::bench(sample_count = 200, sample_size = 16, max_time = 3, bytes_count = BULK)]
+fn pipe_throughput_ipcworks(b: Bencher) {
+    let (r, mut w) = pipe::pipe().unwrap();
+    let sink = drain(r.into());
+    let chunk = vec![1u8; BULK];
+    b.bench_local(|| w.write_all(&chunk).unwrap());
+    drop(w);
+    sink.join().unwrap();
+}
+
+fn drain(fd: OwnedFd) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        while rustix::io::read(&fd, &mut buf).unwrap() > 0 {}
+    })
 }
