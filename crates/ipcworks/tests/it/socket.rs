@@ -517,3 +517,40 @@ fn typed_messages_over_a_unix_stream_with_a_child() {
     assert!(c.wait_for(Duration::from_secs(30)).success());
     assert_eq!(r.recv_value::<(u32, String)>().unwrap(), None);
 }
+
+#[test]
+fn clients_beyond_max_connections_are_refused_and_the_rest_served() {
+    let mut opts = ServerOptions::new();
+    opts.max_connections(2).log(false);
+    let (addr, stop, h) = spawn_server(&opts, None);
+    let talk = |s: &TcpStream, what: &str| {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        writeln!(&*s, "{what}").unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    };
+    let a = TcpStream::connect(&addr).unwrap();
+    assert_eq!(talk(&a, "a"), "a\n");
+    let b = TcpStream::connect(&addr).unwrap();
+    assert_eq!(talk(&b, "b"), "b\n");
+    let mut third = TcpStream::connect(&addr).unwrap();
+    assert!(closed_by_server(&mut third), "third client refused");
+    assert_eq!(talk(&a, "a again"), "a again\n");
+    drop(b);
+    // A slot is free again once b is gone.
+    assert!(
+        (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            let c = TcpStream::connect(&addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let _ = writeln!(&c, "c");
+            let mut line = String::new();
+            BufReader::new(&c).read_line(&mut line).is_ok() && line == "c\n"
+        }),
+        "served after a slot freed"
+    );
+    stop.shutdown();
+    let stats = h.join().unwrap();
+    assert!(stats.refused >= 1, "{stats:?}");
+}
