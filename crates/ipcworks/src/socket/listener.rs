@@ -130,6 +130,13 @@ fn clear_stale(path: &Path, kind: Kind) -> Result<()> {
 /// if it is connection-oriented. See the module docs for the steps.
 pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, SocketFile)> {
     static N: AtomicU32 = AtomicU32::new(0);
+    if path.as_os_str().len() > 107 {
+        return Err(Error::InvalidArgument(format!(
+            "socket path {:?} is {} bytes long; a Unix socket address holds at most 107",
+            path.display(),
+            path.as_os_str().len()
+        )));
+    }
     clear_stale(path, kind)?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

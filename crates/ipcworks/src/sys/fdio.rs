@@ -152,10 +152,9 @@ pub fn is_open(fd: std::os::fd::RawFd) -> bool {
 /// The Rust runtime already does this before `main` in every Rust
 /// executable (unless built with `-Zon-broken-pipe=kill`); this is for
 /// programs that restored the default, and for embedding hosts. Sockets do
-/// not depend on it: ipcworks sends with `MSG_NOSIGNAL`. The disposition is
-/// inherited by children as "default" across `exec` only for handlers;
-/// an ignored `SIGPIPE` stays ignored in children, which std undoes for
-/// `Command` children.
+/// not depend on it: ipcworks sends with `MSG_NOSIGNAL`. Children spawned
+/// with `std::process::Command` get the default disposition back (std
+/// resets it before `exec`), so programs like `head` behave as usual.
 #[doc(alias = "SIGPIPE")]
 pub fn ignore_sigpipe() -> Result<(), Errno> {
     // SAFETY: installing SIG_IGN runs no code of ours in signal context; it
