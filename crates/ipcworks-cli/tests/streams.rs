@@ -438,3 +438,33 @@ fn clear_errors_and_exit_codes() {
     let out = ipcworks().args(["serve", "fifo:/tmp/x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn interrupted_commands_leave_no_fifo_or_socket_behind() {
+    for (cmd, kind, sig) in [
+        ("recv", "fifo", "INT"),
+        ("recv", "unix", "TERM"),
+        ("send", "fifo", "TERM"),
+        ("relay", "fifo", "INT"),
+    ] {
+        let p = TmpPath::new(&format!("{cmd}-{kind}.sig"));
+        let ep = format!("{kind}:{}", p.s());
+        let mut c = ipcworks();
+        match cmd {
+            "send" => c.args(["send", &ep, "never read"]),
+            "relay" => c.args(["relay", &ep, "-"]),
+            _ => c.args(["recv", &ep]),
+        };
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut g = Guard::spawn(c);
+        wait_until(LIMIT, || is_fifo(&p.0) || is_socket(&p.0));
+        let pid = g.child().id().to_string();
+        Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap();
+        let out = g.finish(LIMIT);
+        assert!(!out.status.success());
+        assert!(!p.0.exists(), "{cmd} {ep}: removed after SIG{sig}");
+    }
+}

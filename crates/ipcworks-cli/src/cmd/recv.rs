@@ -41,6 +41,19 @@ pub struct Args {
     max_message: Option<usize>,
 }
 
+/// For an endpoint whose file this process is about to create (a FIFO
+/// that does not exist yet, a Unix socket a receiver binds), arranges for
+/// the file to be removed if Ctrl-C or SIGTERM ends the process. Call
+/// before opening; `listens` says whether this side binds a Unix socket.
+pub(crate) fn remove_on_signal(ep: &Endpoint, listens: bool) {
+    let path = match ep {
+        Endpoint::Fifo(p) if std::fs::symlink_metadata(p).is_err() => p,
+        Endpoint::Unix(p) if listens => p,
+        _ => return,
+    };
+    let _ = ipcworks::sys::signal::unlink_on_terminate(path);
+}
+
 /// Runs `ipcworks recv`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ep: Endpoint = args.endpoint.parse()?;
@@ -57,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(s) => anyhow::bail!("--timeout {s}: expected a number of seconds, 0 or more"),
         None => None,
     };
+    remove_on_signal(&ep, true);
     let mut rx =
         open_receiver(&ep, &opts).with_context(|| format!("opening {ep} for receiving"))?;
     let stdout = std::io::stdout();

@@ -40,6 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_message: args.max_message,
         ..Options::default()
     };
+    super::recv::remove_on_signal(&from, true);
+    super::recv::remove_on_signal(&to, false);
     let mut rx =
         open_receiver(&from, &opts).with_context(|| format!("opening {from} for receiving"))?;
     let mut tx = open_sender(&to, &opts).with_context(|| format!("opening {to} for sending"))?;

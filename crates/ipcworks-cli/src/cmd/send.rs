@@ -50,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         priority: args.priority,
         msg_type: args.msg_type,
     };
+    super::recv::remove_on_signal(&ep, false);
     let mut tx = open_sender(&ep, &opts).with_context(|| format!("opening {ep} for sending"))?;
     if args.messages.is_empty() {
         let stdin = std::io::stdin();

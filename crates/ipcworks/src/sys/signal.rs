@@ -1,7 +1,7 @@
 //! A termination flag set by `SIGINT`/`SIGTERM`, for event loops that shut
 //! down gracefully (`sigaction` with a handler that only stores an atomic).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use rustix::io::Errno;
 
@@ -35,4 +35,62 @@ pub fn catch_terminate() -> Result<(), Errno> {
 /// Whether `SIGINT` or `SIGTERM` arrived since [`catch_terminate`].
 pub fn terminate_requested() -> bool {
     TERMINATE.load(Ordering::SeqCst)
+}
+
+const SLOTS: usize = 8;
+static CLEANUP: [AtomicPtr<libc::c_char>; SLOTS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
+
+extern "C" fn cleanup_and_die(sig: libc::c_int) {
+    for slot in &CLEANUP {
+        let p = slot.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        if !p.is_null() {
+            // SAFETY: `p` is a NUL-terminated string leaked by
+            // `unlink_on_terminate` and never freed; `unlink` is
+            // async-signal-safe.
+            unsafe { libc::unlink(p) };
+        }
+    }
+    // SAFETY: `signal` and `raise` are async-signal-safe; with the default
+    // disposition restored, the process ends the way the signal means.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
+/// Arranges for `path` to be removed if the process is ended by `SIGINT`,
+/// `SIGTERM` or `SIGHUP` (then the signal takes its default effect), so a
+/// command-line tool interrupted with Ctrl-C leaves no FIFO or socket file
+/// behind. At most 8 paths; the handler only calls `unlink`, `signal` and
+/// `raise`, all async-signal-safe. For programs that own their signals
+/// (not for libraries to call on their own).
+pub fn unlink_on_terminate(path: &std::path::Path) -> Result<(), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::INVAL)?;
+    let p = c.into_raw();
+    for slot in &CLEANUP {
+        if slot
+            .compare_exchange(std::ptr::null_mut(), p, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                // SAFETY: the handler does only async-signal-safe work (see
+                // `cleanup_and_die`); the struct is zeroed then set up.
+                let rc = unsafe {
+                    let mut sa: libc::sigaction = std::mem::zeroed();
+                    sa.sa_sigaction = cleanup_and_die as extern "C" fn(libc::c_int) as usize;
+                    libc::sigemptyset(&mut sa.sa_mask);
+                    libc::sigaction(sig, &sa, std::ptr::null_mut())
+                };
+                if rc != 0 {
+                    return Err(Errno::INVAL);
+                }
+            }
+            return Ok(());
+        }
+    }
+    // SAFETY: `p` came from `CString::into_raw` above and was not stored.
+    drop(unsafe { std::ffi::CString::from_raw(p) });
+    Err(Errno::NOSPC)
 }
