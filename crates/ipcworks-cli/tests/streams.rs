@@ -194,6 +194,12 @@ fn sender_survives_a_reader_that_leaves_early() {
 
 /// Starts `ipcworks serve tcp:127.0.0.1:0 ARGS…` and returns it with its port.
 fn serve_tcp(args: &[&str]) -> (Guard, u16) {
+    let (g, port, _) = serve_tcp_logged(args);
+    (g, port)
+}
+
+/// Like [`serve_tcp`], also handing back the server's stderr lines.
+fn serve_tcp_logged(args: &[&str]) -> (Guard, u16, std::sync::mpsc::Receiver<String>) {
     let mut c = ipcworks();
     c.args(["serve", "tcp:127.0.0.1:0"])
         .args(args)
@@ -210,11 +216,14 @@ fn serve_tcp(args: &[&str]) -> (Guard, u16) {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
     // Keep draining stderr so the server never blocks on it.
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = err.read_to_end(&mut sink);
+        for line in err.lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
     });
-    (g, port)
+    (g, port, rx)
 }
 
 #[test]
@@ -467,4 +476,57 @@ fn interrupted_commands_leave_no_fifo_or_socket_behind() {
         assert!(!out.status.success());
         assert!(!p.0.exists(), "{cmd} {ep}: removed after SIG{sig}");
     }
+}
+
+#[test]
+fn serve_logs_and_drops_bad_clients_in_one_line_and_keeps_serving() {
+    let (server, port, log) = serve_tcp_logged(&["--echo", "--max-message", "16", "--idle", "1"]);
+    let good = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    good.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut good_r = BufReader::new(good.try_clone().unwrap());
+    let mut ask = |what: &str| {
+        writeln!(&good, "{what}").unwrap();
+        let mut line = String::new();
+        good_r.read_line(&mut line).unwrap();
+        assert_eq!(line, format!("{what}\n"));
+    };
+    ask("first");
+    // Over-long line from nc.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("printf '%040d\\n' 0 | nc -N 127.0.0.1 {port}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty());
+    let line = log.recv_timeout(LIMIT).unwrap();
+    assert!(
+        line.contains("dropped client") && line.contains("over the limit of 16"),
+        "{line}"
+    );
+    ask("second");
+    // Connects and says nothing: dropped after the idle second.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(silent.read(&mut buf).unwrap_or(0), 0);
+    // The good client went idle too meanwhile; it was told the same way.
+    let mut lines = Vec::new();
+    while let Ok(l) = log.recv_timeout(Duration::from_millis(500)) {
+        lines.push(l);
+    }
+    assert!(lines.iter().any(|l| l.contains("idle")), "{lines:?}");
+    let fresh = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    writeln!(&fresh, "third").unwrap();
+    let mut line = String::new();
+    BufReader::new(&fresh).read_line(&mut line).unwrap();
+    assert_eq!(line, "third\n");
+    drop(server);
 }
