@@ -151,9 +151,100 @@ fn child() {
             let mut f = Fifo::create(path).unwrap();
             f.persist();
         }
+        "eintr" => eintr_storm(),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+static SIGNALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// In a child: blocking calls keep working while this thread is hit by a
+/// signal (handler without `SA_RESTART`, so each one is an `EINTR`) every
+/// 200 µs.
+fn eintr_storm() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // SAFETY: the handler only bumps an atomic; the struct is zeroed then
+    // set up; no SA_RESTART, so interrupted calls fail with EINTR.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() } as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: `me` is the worker thread, alive until `stop` is set
+                // and this thread joined.
+                unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+
+    // A pipe fed slowly by another thread.
+    let (mut r, mut w) = pipe::pipe().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 0..200u32 {
+            w.write_all(&[i as u8; 1000]).unwrap();
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    // Plain `read` calls (read_to_end would hide an EINTR by retrying).
+    let mut total = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf).unwrap() {
+            0 => break,
+            n => total += n,
+        }
+    }
+    assert_eq!(total, 200_000);
+    feeder.join().unwrap();
+
+    // Timeouts run their course instead of failing with EINTR.
+    let dir = std::env::temp_dir().join(support::unique_name("eintr.fifo"));
+    let fifo = Fifo::create(&dir).unwrap();
+    assert!(matches!(
+        fifo.open_writer(Some(Duration::from_millis(300))),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        fifo.open_reader(Some(Duration::from_millis(300))),
+        Err(Error::Timeout)
+    ));
+    drop(fifo);
+    let (a, b) = ipcworks::socket::UnixDatagram::pair().unwrap();
+    let mut buf = [0u8; 16];
+    assert!(matches!(
+        b.recv_timeout(&mut buf, Duration::from_millis(300)),
+        Err(Error::Timeout)
+    ));
+    // A blocking socket read waits through the signals for late data.
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        a.send(b"late").unwrap();
+    });
+    assert_eq!(b.recv(&mut buf).unwrap(), 4);
+    late.join().unwrap();
+
+    stop.store(true, Ordering::Relaxed);
+    storm.join().unwrap();
+    let n = SIGNALS.load(Ordering::Relaxed);
+    assert!(n > 20, "only {n} signals arrived");
+    std::process::exit(7);
 }
 
 /// A unique path under the temp dir, removed on drop if still there.
@@ -405,4 +496,10 @@ fn fifo_persist_and_open_or_create() {
     assert!(path.0.exists(), "not removed by a non-creator");
     Fifo::remove(&path.0).unwrap();
     assert!(!path.0.exists());
+}
+
+#[test]
+fn blocking_calls_survive_a_storm_of_signals() {
+    let mut c = KillOnDrop::spawn(support::child("pipe::child", "eintr", ""));
+    assert_eq!(c.wait_for(Duration::from_secs(60)).code(), Some(7));
 }
