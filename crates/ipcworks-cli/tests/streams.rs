@@ -480,7 +480,7 @@ fn interrupted_commands_leave_no_fifo_or_socket_behind() {
 
 #[test]
 fn serve_logs_and_drops_bad_clients_in_one_line_and_keeps_serving() {
-    let (server, port, log) = serve_tcp_logged(&["--echo", "--max-message", "16", "--idle", "1"]);
+    let (server, port, log) = serve_tcp_logged(&["--echo", "--max-message", "16", "--idle", "2"]);
     let good = TcpStream::connect(("127.0.0.1", port)).unwrap();
     good.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -507,7 +507,7 @@ fn serve_logs_and_drops_bad_clients_in_one_line_and_keeps_serving() {
         "{line}"
     );
     ask("second");
-    // Connects and says nothing: dropped after the idle second.
+    // Connects and says nothing: dropped after the idle time.
     let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
     silent
         .set_read_timeout(Some(Duration::from_secs(20)))
