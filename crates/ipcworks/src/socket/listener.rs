@@ -21,7 +21,7 @@
 //! [`Error::AlreadyExists`]; anything else (not a socket, a symlink, no
 //! permission) is refused and left alone.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -159,12 +159,22 @@ pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, 
     })?;
     let tmp = TempDir(tmp);
     let inner = tmp.0.join("s");
+    // Bind through `/proc/self/fd/N/s` (N: a handle on the private
+    // directory), so only the final path must fit the 107 bytes of a socket
+    // address; without /proc, bind through the directory's own path.
+    let dir = sys::open_dir(&tmp.0).map_err(|e| Error::io("open", e))?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let bind_at = if short.is_dir() {
+        short.join("s")
+    } else {
+        inner.clone()
+    };
     let fd = sys::socket(kind).map_err(|e| Error::io("socket", e))?;
-    sys::bind(fd.as_fd(), &inner).map_err(|e| match e {
+    sys::bind(fd.as_fd(), &bind_at).map_err(|e| match e {
         Errno::INVAL | Errno::NAMETOOLONG => Error::InvalidArgument(format!(
             "socket path {:?} is too long: binding needs {} bytes, a Unix socket address holds 107",
             path.display(),
-            inner.as_os_str().len()
+            bind_at.as_os_str().len()
         )),
         e => Error::io("bind", e),
     })?;
@@ -182,6 +192,7 @@ pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, 
         },
         e => Error::io("renameat2(RENAME_NOREPLACE)", e),
     })?;
+    drop(dir);
     drop(tmp);
     Ok((
         fd,

@@ -226,3 +226,15 @@ pub fn rmdir(path: &Path) -> Result<(), Errno> {
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     rustix::net::shutdown(fd, rustix::net::Shutdown::Write)
 }
+
+/// `open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)`: a handle on
+/// a directory, to reach it as `/proc/self/fd/N` (a short path, for
+/// binding a socket in a directory whose own path is long).
+pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
+    use rustix::fs::OFlags;
+    rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}

@@ -566,3 +566,41 @@ fn clients_beyond_max_connections_are_refused_and_the_rest_served() {
     let stats = h.join().unwrap();
     assert!(stats.refused >= 1, "{stats:?}");
 }
+
+#[test]
+fn a_socket_path_near_the_address_limit_binds() {
+    // Deep enough that the private binding directory's own path would not
+    // fit a socket address, while the final path (107 bytes) does.
+    let base = std::env::temp_dir().join(support::unique_name("long"));
+    let room = 107 - base.as_os_str().len() - 2;
+    let dir = base.join("d".repeat(room.saturating_sub(8).max(1)));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct RmDir(std::path::PathBuf);
+    impl Drop for RmDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _clean = RmDir(base.clone());
+    let name_len = 107 - dir.as_os_str().len() - 1;
+    let path = dir.join("s".repeat(name_len));
+    assert_eq!(path.as_os_str().len(), 107);
+    let l = UnixListener::bind(&path).unwrap();
+    let c = UnixStream::connect(&path).unwrap();
+    let s = l.accept().unwrap();
+    (&c).write_all(b"ok").unwrap();
+    let mut buf = [0u8; 2];
+    (&s).read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ok");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let too_long = dir.join("s".repeat(name_len + 1));
+    assert!(matches!(
+        UnixListener::bind(&too_long),
+        Err(Error::InvalidArgument(_))
+    ));
+    drop(l);
+    assert!(!path.exists());
+}
