@@ -10,7 +10,9 @@
 //! wanted mode there (no other user can reach it in between), calls
 //! `listen`, and only then renames it into place with
 //! `renameat2(RENAME_NOREPLACE)`, which never replaces anything. The private
-//! directory is removed whatever happens.
+//! directory is removed whatever happens. The bind itself goes through
+//! `/proc/self/fd/N/s` (N: a handle on the private directory), so only the
+//! final path has to fit the 107 bytes of a socket address.
 //!
 //! # Stale and live socket files
 //!
