@@ -270,15 +270,18 @@ impl<R: Read> FrameReader<R> {
                 let msg = self.buf[self.pos..self.end].to_vec();
                 self.pos = 0;
                 self.end = 0;
+                self.scanned = 0;
                 Ok(Some(msg))
             }
             Framing::Frames => {
                 let needed = match parse(&self.buf[self.pos..self.end], self.framing, self.max)? {
                     Parsed::Incomplete { needed } => needed,
-                    Parsed::Message { .. } => unreachable!("try_frame took whole messages"),
+                    // (Not expected: callers try `try_frame` first.)
+                    Parsed::Message { .. } => return self.try_frame(),
                 };
                 self.pos = 0;
                 self.end = 0;
+                self.scanned = 0;
                 Err(truncated(have, needed))
             }
         }
