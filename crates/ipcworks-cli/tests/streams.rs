@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ipcworks");
 
 fn ipcworks() -> Command {
@@ -93,6 +95,12 @@ fn is_fifo(p: &Path) -> bool {
 
 fn is_socket(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// `kill(child, sig)`.
+fn signal(child: &Child, sig: Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child pid");
+    rustix::process::kill_process(pid, sig).expect("kill");
 }
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -307,11 +315,7 @@ fn serve_on_a_live_unix_socket_is_refused_and_a_stale_one_replaced() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ping\n");
     // SIGTERM stops it cleanly and the socket file goes away.
     let mut first = first;
-    let pid = first.child().id();
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    signal(first.child(), Signal::TERM);
     let out = first.finish(LIMIT);
     assert!(out.status.success());
     assert!(!p.0.exists());
@@ -467,11 +471,14 @@ fn interrupted_commands_leave_no_fifo_or_socket_behind() {
         c.stdout(Stdio::null()).stderr(Stdio::null());
         let mut g = Guard::spawn(c);
         wait_until(LIMIT, || is_fifo(&p.0) || is_socket(&p.0));
-        let pid = g.child().id().to_string();
-        Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .unwrap();
+        signal(
+            g.child(),
+            if sig == "INT" {
+                Signal::INT
+            } else {
+                Signal::TERM
+            },
+        );
         let out = g.finish(LIMIT);
         assert!(!out.status.success());
         assert!(!p.0.exists(), "{cmd} {ep}: removed after SIG{sig}");
