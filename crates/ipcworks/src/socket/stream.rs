@@ -272,8 +272,15 @@ impl DynReceiver for StreamReceiver {
                     }
                 }
             };
-            if let Some(m) = r.try_frame()? {
-                return Ok((m, Meta::default()));
+            // A stream that broke the framing (too large, read error) is
+            // dropped, so the next call moves on to the next stream.
+            match r.try_frame() {
+                Ok(Some(m)) => return Ok((m, Meta::default())),
+                Ok(None) => {}
+                Err(e) => {
+                    self.current = None;
+                    return Err(e);
+                }
             }
             if !r.is_eof() {
                 let ready = fdio::wait(r.get_ref().as_fd(), Ready::Read, deadline)
@@ -281,8 +288,13 @@ impl DynReceiver for StreamReceiver {
                 if !ready {
                     return Err(Error::Timeout);
                 }
-                if r.fill()? > 0 {
-                    continue;
+                match r.fill() {
+                    Ok(0) => {}
+                    Ok(_) => continue,
+                    Err(e) => {
+                        self.current = None;
+                        return Err(e);
+                    }
                 }
             }
             // End of this stream: a last message, an error, or the next stream.
