@@ -35,9 +35,21 @@ enum Command {
     Completions(cmd::completions::Args),
     /// Run a command holding a named robust mutex, like flock(1).
     Lock(cmd::lock::Args),
+    /// Send messages to any endpoint (args, or stdin lines).
+    Send(cmd::send::Args),
+    /// Receive messages from any endpoint, one line each on stdout.
+    Recv(cmd::recv::Args),
+    /// Serve many TCP or Unix clients at once (print or --echo).
+    Serve(cmd::serve::Args),
+    /// Bridge two endpoints: everything received on FROM is sent to TO.
+    Relay(cmd::relay::Args),
 }
 
 fn main() -> ExitCode {
+    // Writing to a pipe whose reader is gone must fail with EPIPE (reported
+    // as an error), never kill us with SIGPIPE. Rust's runtime ignores
+    // SIGPIPE already; we say so explicitly so it holds whatever the build.
+    let _ = ipcworks::pipe::ignore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(a) => cmd::bench::run(a),
@@ -47,6 +59,10 @@ fn main() -> ExitCode {
         Command::Rm(a) => cmd::rm::run(a),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Lock(a) => cmd::lock::run(a),
+        Command::Send(a) => cmd::send::run(a),
+        Command::Recv(a) => cmd::recv::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Relay(a) => cmd::relay::run(a),
     };
     exit::finish(result)
 }

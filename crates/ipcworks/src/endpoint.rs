@@ -212,6 +212,9 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
     match ep {
         Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
         Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::open_endpoint(*key, opts)?)),
+        Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
+            crate::socket::stream::open_sender(ep, opts)
+        }
         other => Err(not_built(other)),
     }
 }
@@ -227,6 +230,9 @@ pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceive
             queue: crate::mq::sysv::open_endpoint(*key, opts)?,
             mtype: opts.recv_type,
         })),
+        Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
+            crate::socket::stream::open_receiver(ep, opts)
+        }
         other => Err(not_built(other)),
     }
 }

@@ -8,6 +8,9 @@
 //! | shared memory segments | [`shm`] |
 //! | robust mutex, semaphores, futex | [`sync`] |
 //! | POSIX and System V message queues | [`mq`] |
+//! | anonymous pipes, FIFOs, full duplex | [`pipe`] |
+//! | length-prefixed and line framing | [`frame`] |
+//! | Unix and TCP sockets, client and server | [`socket`] |
 //!
 //! Everything here talks to the kernel through one thin layer, [`sys`]; the
 //! modules above it are safe Rust. Everything read from shared memory is
@@ -36,12 +39,15 @@ compile_error!(
 
 pub mod endpoint;
 mod error;
+pub mod frame;
 pub mod inventory;
 pub mod mq;
 pub mod name;
+pub mod pipe;
 pub mod process;
 pub mod registry;
 pub mod shm;
+pub mod socket;
 pub mod sync;
 pub mod sys;
 

@@ -3,11 +3,14 @@
 //! Each function names the system call it wraps. Everything above this module
 //! is safe Rust; every `unsafe` block here carries a `// SAFETY:` comment.
 
+pub mod fdio;
 pub mod futex;
 pub mod mem;
 pub mod mq;
+pub mod pipe;
 pub mod proc;
 pub mod signal;
+pub mod socket;
 pub mod sysv;
 pub mod time;
 

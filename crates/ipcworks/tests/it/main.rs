@@ -6,8 +6,11 @@
 
 mod support;
 
+mod frame;
 mod inventory;
 mod mq;
 mod mutex;
+mod pipe;
 mod regions;
 mod shm;
+mod socket;

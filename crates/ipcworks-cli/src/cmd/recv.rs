@@ -1,0 +1,97 @@
+//! `ipcworks recv ENDPOINT`: receive messages from any endpoint and print
+//! each as a line.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use ipcworks::Error;
+use ipcworks::endpoint::{Endpoint, Options, open_receiver};
+
+/// Arguments of `ipcworks recv`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ipcworks recv fifo:/tmp/f                  # creates the FIFO (0600) if missing, prints lines until every writer closed, removes it if it created it
+  ipcworks recv unix:/tmp/s --count 3        # listens (socket file 0600), prints 3 messages, exits
+  ipcworks recv tcp:127.0.0.1:7000 --timeout 5   # exit code 124 if 5 s pass first
+  ipcworks recv mq:jobs --count 1
+  ipcworks recv - --binary                   # length-prefixed frames from stdin
+
+Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
+unix:/tcp: — recv listens and reads one client at a time, each to its end.")]
+pub struct Args {
+    /// Where to receive from: shm:NAME, queue:NAME, mq:NAME, sysv:KEY,
+    /// fifo:PATH, unix:PATH, tcp:HOST:PORT or - (stdin).
+    endpoint: String,
+    /// Stop after N messages (default: until the stream ends).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Give up after S seconds in total (exit code 124).
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Message type to receive (sysv:; 0 = any).
+    #[arg(long = "type", default_value_t = 0)]
+    msg_type: i64,
+    /// Byte streams carry length-prefixed frames instead of lines.
+    #[arg(long)]
+    binary: bool,
+    /// Largest message in bytes.
+    #[arg(long)]
+    max_message: Option<usize>,
+}
+
+/// For an endpoint whose file this process is about to create (a FIFO
+/// that does not exist yet, a Unix socket a receiver binds), arranges for
+/// the file to be removed if Ctrl-C or SIGTERM ends the process. Call
+/// before opening; `listens` says whether this side binds a Unix socket.
+pub(crate) fn remove_on_signal(ep: &Endpoint, listens: bool) {
+    let path = match ep {
+        Endpoint::Fifo(p) if std::fs::symlink_metadata(p).is_err() => p,
+        Endpoint::Unix(p) if listens => p,
+        _ => return,
+    };
+    let _ = ipcworks::sys::signal::unlink_on_terminate(path);
+}
+
+/// Runs `ipcworks recv`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let ep: Endpoint = args.endpoint.parse()?;
+    let opts = Options {
+        binary: args.binary,
+        recv_type: args.msg_type,
+        max_message: args.max_message,
+        ..Options::default()
+    };
+    let deadline = match args.timeout {
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            Some(std::time::Instant::now() + Duration::from_secs_f64(s))
+        }
+        Some(s) => anyhow::bail!("--timeout {s}: expected a number of seconds, 0 or more"),
+        None => None,
+    };
+    remove_on_signal(&ep, true);
+    let mut rx =
+        open_receiver(&ep, &opts).with_context(|| format!("opening {ep} for receiving"))?;
+    let stdout = std::io::stdout();
+    let mut got = 0u64;
+    while args.count.is_none_or(|n| got < n) {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let msg = match rx.recv(left) {
+            Ok((m, _)) => m,
+            Err(Error::Disconnected) if args.count.is_none() => break,
+            Err(Error::Disconnected) => anyhow::bail!(
+                "{ep}: the sender closed after {got} of {} messages",
+                args.count.unwrap_or(0)
+            ),
+            Err(e) => return Err(e).with_context(|| format!("receiving from {ep}")),
+        };
+        let mut out = stdout.lock();
+        out.write_all(&msg)
+            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|_| out.flush())
+            .context("writing to stdout")?;
+        got += 1;
+    }
+    Ok(ExitCode::SUCCESS)
+}

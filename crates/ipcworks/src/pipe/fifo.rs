@@ -1,0 +1,294 @@
+//! Named pipes (FIFOs): `mkfifo`, opening without blocking for ever, removal.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fs::FileType;
+
+use super::{PipeReader, PipeWriter};
+use crate::sys::fdio::{self, Ready};
+use crate::sys::pipe::{self as sys, PathInfo};
+use crate::sys::time::Deadline;
+use crate::sys::{Errno, mem::euid};
+use crate::{Error, Result};
+
+const KIND: &str = "FIFO";
+
+/// Options for creating a [`Fifo`]: mode (default `0600`, applied exactly
+/// whatever the umask) and whether it stays after the creator drops it.
+#[derive(Debug, Clone)]
+pub struct FifoOptions {
+    mode: u32,
+    persist: bool,
+}
+
+impl Default for FifoOptions {
+    fn default() -> Self {
+        FifoOptions {
+            mode: 0o600,
+            persist: false,
+        }
+    }
+}
+
+impl FifoOptions {
+    /// Default options: mode `0600`, removed on drop.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Permission bits of the FIFO (exactly these, whatever the umask).
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Keep the FIFO in the file system after the creator drops it.
+    pub fn persist(&mut self, persist: bool) -> &mut Self {
+        self.persist = persist;
+        self
+    }
+
+    /// Creates the FIFO at `path` (`mkfifo`); fails with
+    /// [`Error::AlreadyExists`] if anything is there.
+    pub fn create(&self, path: impl AsRef<Path>) -> Result<Fifo> {
+        let path = path.as_ref();
+        sys::mkfifo(path, self.mode).map_err(|e| errno(e, path, "mkfifo"))?;
+        let info = sys::lstat(path).map_err(|e| errno(e, path, "lstat"))?;
+        Ok(Fifo {
+            path: path.to_path_buf(),
+            remove_on_drop: !self.persist,
+            id: Some(info.dev_ino),
+        })
+    }
+
+    /// Creates the FIFO, or uses the one already at `path` after checking
+    /// it is a FIFO (not a symlink or another kind of file) owned by this
+    /// user. Returns whether it was created; only a created FIFO is removed
+    /// on drop.
+    pub fn open_or_create(&self, path: impl AsRef<Path>) -> Result<(Fifo, bool)> {
+        let path = path.as_ref();
+        match self.create(path) {
+            Ok(f) => Ok((f, true)),
+            Err(Error::AlreadyExists { .. }) => {
+                let info = check(path)?;
+                Ok((
+                    Fifo {
+                        path: path.to_path_buf(),
+                        remove_on_drop: false,
+                        id: Some(info.dev_ino),
+                    },
+                    false,
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A named pipe (`mkfifo(3)`): a pipe with a name in the file system, so
+/// unrelated processes can meet at it. The creator removes it on drop
+/// unless [`persist`](Fifo::persist)ed.
+///
+/// Opening a FIFO normally blocks until the other end is opened too; the
+/// `open_*` functions here take a timeout instead of waiting for ever.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use ipcworks::pipe::Fifo;
+///
+/// let dir = std::env::temp_dir().join(format!("ipcworks-doc-fifo-{}", std::process::id()));
+/// let fifo = Fifo::create(&dir)?; // mode 0600, removed when `fifo` drops
+/// let t = std::thread::spawn({
+///     let p = dir.clone();
+///     move || {
+///         let mut w = Fifo::open_write(&p, Some(Duration::from_secs(10))).unwrap();
+///         w.write_all(b"hi").unwrap();
+///     }
+/// });
+/// let mut r = fifo.open_reader(Some(Duration::from_secs(10)))?;
+/// let mut s = String::new();
+/// r.read_to_string(&mut s)?;
+/// assert_eq!(s, "hi");
+/// t.join().unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[doc(alias = "mkfifo")]
+pub struct Fifo {
+    path: PathBuf,
+    remove_on_drop: bool,
+    id: Option<(u64, u64)>,
+}
+
+fn errno(e: Errno, path: &Path, op: &'static str) -> Error {
+    let name = path.display().to_string();
+    match e {
+        Errno::EXIST => Error::AlreadyExists { kind: KIND, name },
+        Errno::NOENT => Error::NotFound { kind: KIND, name },
+        Errno::ACCESS | Errno::PERM => Error::PermissionDenied { name },
+        Errno::LOOP => Error::Refused {
+            name,
+            reason: "it is a symbolic link".into(),
+        },
+        other => Error::io(op, other),
+    }
+}
+
+/// `lstat` and the checks before opening by name: a FIFO, not a symlink,
+/// owned by us (or root).
+fn check(path: &Path) -> Result<PathInfo> {
+    let info = sys::lstat(path).map_err(|e| errno(e, path, "lstat"))?;
+    let refuse = |reason: String| Error::Refused {
+        name: path.display().to_string(),
+        reason,
+    };
+    if info.kind == FileType::Symlink {
+        return Err(refuse("it is a symbolic link".into()));
+    }
+    if info.kind != FileType::Fifo {
+        return Err(refuse(format!("it is not a FIFO but a {:?}", info.kind)));
+    }
+    let me = euid();
+    if info.uid != me && info.uid != 0 {
+        return Err(refuse(format!(
+            "it is owned by uid {}, not by us ({me})",
+            info.uid
+        )));
+    }
+    Ok(info)
+}
+
+impl Fifo {
+    /// Creates a FIFO at `path` with mode exactly `0600`, removed on drop.
+    /// See [`FifoOptions`] for other modes and [`FifoOptions::open_or_create`].
+    pub fn create(path: impl AsRef<Path>) -> Result<Fifo> {
+        FifoOptions::new().create(path)
+    }
+
+    /// Options for creating a FIFO.
+    pub fn options() -> FifoOptions {
+        FifoOptions::new()
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keep the FIFO after this value is dropped.
+    pub fn persist(&mut self) {
+        self.remove_on_drop = false;
+    }
+
+    /// Whether it will be removed on drop.
+    pub fn removes_on_drop(&self) -> bool {
+        self.remove_on_drop
+    }
+
+    /// Opens this FIFO for reading; see [`Fifo::open_read`].
+    pub fn open_reader(&self, timeout: Option<Duration>) -> Result<PipeReader> {
+        Fifo::open_read(&self.path, timeout)
+    }
+
+    /// Opens this FIFO for writing; see [`Fifo::open_write`].
+    pub fn open_writer(&self, timeout: Option<Duration>) -> Result<PipeWriter> {
+        Fifo::open_write(&self.path, timeout)
+    }
+
+    /// Opens the FIFO at `path` for reading and waits, at most `timeout`
+    /// (`None`: for ever), until a writer has written something or has come
+    /// and gone; [`Error::Timeout`] otherwise.
+    ///
+    /// How: `open(O_RDONLY | O_NONBLOCK)` succeeds at once even without a
+    /// writer; `poll(POLLIN)` then waits for the first data (Linux does not
+    /// report hang-up to a reader that has not yet seen a writer); finally
+    /// `O_NONBLOCK` is cleared so reads block as usual.
+    pub fn open_read(path: impl AsRef<Path>, timeout: Option<Duration>) -> Result<PipeReader> {
+        let path = path.as_ref();
+        let deadline = Deadline::from_timeout(timeout);
+        let before = check(path)?;
+        let fd = sys::open_nonblocking(path, false).map_err(|e| errno(e, path, "open"))?;
+        same_object(&fd, &before, path)?;
+        if !fdio::wait(fd.as_fd(), Ready::Read, deadline).map_err(|e| Error::io("poll", e))? {
+            return Err(Error::Timeout);
+        }
+        fdio::set_nonblocking(fd.as_fd(), false).map_err(|e| Error::io("fcntl(F_SETFL)", e))?;
+        Ok(PipeReader(fd))
+    }
+
+    /// Opens the FIFO at `path` for writing, waiting at most `timeout`
+    /// (`None`: for ever) for a reader to open it; [`Error::Timeout`]
+    /// otherwise.
+    ///
+    /// How: `open(O_WRONLY | O_NONBLOCK)` fails with `ENXIO` while no reader
+    /// has the FIFO open; it is retried (1 ms, growing to 20 ms apart) until
+    /// a reader appears or the deadline passes. Then `O_NONBLOCK` is cleared.
+    pub fn open_write(path: impl AsRef<Path>, timeout: Option<Duration>) -> Result<PipeWriter> {
+        let path = path.as_ref();
+        let deadline = Deadline::from_timeout(timeout);
+        let before = check(path)?;
+        let mut nap = Duration::from_millis(1);
+        let fd = loop {
+            match sys::open_nonblocking(path, true) {
+                Ok(fd) => break fd,
+                Err(Errno::NXIO) => {
+                    if deadline.is_some_and(|d| d.expired()) {
+                        return Err(Error::Timeout);
+                    }
+                    let nap_now = match deadline.and_then(|d| d.remaining()) {
+                        Some(left) => nap.min(left),
+                        None if deadline.is_some() => return Err(Error::Timeout),
+                        None => nap,
+                    };
+                    std::thread::sleep(nap_now);
+                    nap = (nap * 2).min(Duration::from_millis(20));
+                }
+                Err(e) => return Err(errno(e, path, "open")),
+            }
+        };
+        same_object(&fd, &before, path)?;
+        fdio::set_nonblocking(fd.as_fd(), false).map_err(|e| Error::io("fcntl(F_SETFL)", e))?;
+        Ok(PipeWriter(fd))
+    }
+
+    /// Removes the FIFO at `path` (`unlink`), after checking it is a FIFO.
+    pub fn remove(path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let info = sys::lstat(path).map_err(|e| errno(e, path, "lstat"))?;
+        if info.kind != FileType::Fifo {
+            return Err(Error::Refused {
+                name: path.display().to_string(),
+                reason: "it is not a FIFO".into(),
+            });
+        }
+        sys::unlink(path).map_err(|e| errno(e, path, "unlink"))
+    }
+}
+
+fn same_object(fd: &OwnedFd, before: &PathInfo, path: &Path) -> Result<()> {
+    let now = sys::fstat(fd.as_fd()).map_err(|e| Error::io("fstat", e))?;
+    if now.kind != FileType::Fifo || now.dev_ino != before.dev_ino {
+        return Err(Error::Refused {
+            name: path.display().to_string(),
+            reason: "it was replaced while being opened".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        if !self.remove_on_drop {
+            return;
+        }
+        // Remove only the FIFO we created, not something put in its place.
+        if let Ok(info) = sys::lstat(&self.path)
+            && Some(info.dev_ino) == self.id
+        {
+            let _ = sys::unlink(&self.path);
+        }
+    }
+}

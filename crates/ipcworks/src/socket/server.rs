@@ -1,0 +1,761 @@
+//! An event-driven server for TCP and Unix stream clients (epoll through
+//! mio): many clients at once, each on its own connected socket, with
+//! limits that keep one slow or hostile client from hurting the others.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::{
+    TcpListener, TcpStream, UnixListener as MioUnixListener, UnixStream as MioUnixStream,
+};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::listener::{SocketFile, bind_path};
+use super::unix::{PeerCred, peer_cred};
+use crate::endpoint::Endpoint;
+use crate::frame::{self, Framing, Parsed};
+use crate::sys::Errno;
+use crate::sys::fdio;
+use crate::sys::socket::Kind;
+use crate::{Error, Result};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// How often idle clients and the shutdown flags are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// Bytes read from one client before the others get their turn.
+const READ_BUDGET: usize = 64 * 1024;
+/// Buffer growth step.
+const STEP: usize = 16 * 1024;
+
+/// Who a connected client is, for the handler and the log.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// A number unique to this connection within the server's run.
+    pub id: u64,
+    /// The client's address (`IP:PORT`), or `unix` plus its pid for Unix clients.
+    pub addr: String,
+    /// Unix clients: the credentials the kernel recorded (`SO_PEERCRED`).
+    pub cred: Option<PeerCred>,
+}
+
+/// What the server does with each whole message a client sends.
+pub trait Handler {
+    /// Called for each message; `Some(reply)` sends `reply` back to that
+    /// client as one message (framed like the input).
+    fn on_message(&mut self, peer: &Peer, msg: &[u8]) -> Option<Vec<u8>>;
+
+    /// Called when a client is accepted.
+    fn on_connect(&mut self, _peer: &Peer) {}
+
+    /// Called when a client is gone (closed, dropped or at shutdown).
+    fn on_disconnect(&mut self, _peer: &Peer) {}
+}
+
+impl<F: FnMut(&Peer, &[u8]) -> Option<Vec<u8>>> Handler for F {
+    fn on_message(&mut self, peer: &Peer, msg: &[u8]) -> Option<Vec<u8>> {
+        self(peer, msg)
+    }
+}
+
+/// Counts reported when [`Server::run`] returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Clients accepted.
+    pub accepted: u64,
+    /// Clients refused at accept (too many, or uid not allowed).
+    pub refused: u64,
+    /// Clients dropped for breaking a rule (too large, truncated, idle, error).
+    pub dropped: u64,
+    /// Messages handled.
+    pub messages: u64,
+}
+
+/// Limits and behaviour of a [`Server`] (a builder).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    framing: Framing,
+    max_message: usize,
+    max_connections: usize,
+    idle_timeout: Option<Duration>,
+    max_buffered: usize,
+    allowed_uids: Option<Vec<u32>>,
+    unix_mode: u32,
+    log: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            framing: Framing::Lines,
+            max_message: 64 * 1024,
+            max_connections: 1024,
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_buffered: 1 << 20,
+            allowed_uids: None,
+            unix_mode: 0o600,
+            log: true,
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Defaults: lines, 64 KiB messages, 1024 clients, 60 s idle timeout,
+    /// 1 MiB of unsent replies per client, Unix socket mode 0600, drops
+    /// logged to stderr.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Lines (default) or length-prefixed frames.
+    pub fn framing(&mut self, f: Framing) -> &mut Self {
+        self.framing = f;
+        self
+    }
+    /// Largest message a client may send; a longer one drops the client.
+    pub fn max_message(&mut self, bytes: usize) -> &mut Self {
+        self.max_message = bytes.min(u32::MAX as usize);
+        self
+    }
+    /// Most clients served at once; more are accepted and closed at once.
+    pub fn max_connections(&mut self, n: usize) -> &mut Self {
+        self.max_connections = n;
+        self
+    }
+    /// A client that neither sends nor takes bytes for this long is
+    /// dropped (`None`: never).
+    pub fn idle_timeout(&mut self, t: Option<Duration>) -> &mut Self {
+        self.idle_timeout = t;
+        self
+    }
+    /// Unsent reply bytes kept per client; above this the server stops
+    /// reading from that client until it takes its replies.
+    pub fn max_buffered(&mut self, bytes: usize) -> &mut Self {
+        self.max_buffered = bytes.max(1);
+        self
+    }
+    /// Unix servers: accept only clients running as one of these uids
+    /// (checked with `SO_PEERCRED`).
+    pub fn allowed_uids(&mut self, uids: Option<Vec<u32>>) -> &mut Self {
+        self.allowed_uids = uids;
+        self
+    }
+    /// Unix servers: the socket file's mode (default 0600, exact).
+    pub fn unix_mode(&mut self, mode: u32) -> &mut Self {
+        self.unix_mode = mode;
+        self
+    }
+    /// Log dropped and refused clients to stderr, one line each (default on).
+    pub fn log(&mut self, on: bool) -> &mut Self {
+        self.log = on;
+        self
+    }
+
+    /// Binds a TCP server at `addr` (`"127.0.0.1:0"` picks a free port;
+    /// see [`Server::local_addr`]).
+    pub fn bind_tcp(&self, addr: &str) -> Result<Server> {
+        let l = std::net::TcpListener::bind(addr).map_err(|e| Error::io("bind", e))?;
+        l.set_nonblocking(true)
+            .map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
+        let local = l.local_addr().ok();
+        Server::new(
+            Listener::Tcp(TcpListener::from_std(l)),
+            self.clone(),
+            None,
+            local,
+        )
+    }
+
+    /// Binds a Unix stream server at `path` (mode exactly as set; a stale
+    /// file replaced, a live server never displaced; see
+    /// [`UnixListener`](super::UnixListener)).
+    pub fn bind_unix(&self, path: impl AsRef<Path>) -> Result<Server> {
+        let (fd, file) = bind_path(path.as_ref(), Kind::Stream, self.unix_mode)?;
+        fdio::set_nonblocking(fd.as_fd(), true).map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
+        let std_l = std::os::unix::net::UnixListener::from(fd);
+        Server::new(
+            Listener::Unix(MioUnixListener::from_std(std_l)),
+            self.clone(),
+            Some(file),
+            None,
+        )
+    }
+
+    /// Binds at a `tcp:` or `unix:` endpoint.
+    pub fn bind(&self, ep: &Endpoint) -> Result<Server> {
+        match ep {
+            Endpoint::Tcp { host, port } => {
+                let addr = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                self.bind_tcp(&addr)
+            }
+            Endpoint::Unix(p) => self.bind_unix(p),
+            other => Err(Error::InvalidArgument(format!(
+                "cannot serve on {other}: a server listens on tcp:HOST:PORT or unix:PATH"
+            ))),
+        }
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(MioUnixListener),
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(MioUnixStream),
+}
+
+impl Stream {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// Stops a running [`Server`] from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle").finish_non_exhaustive()
+    }
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop: it closes every client and returns from
+    /// [`Server::run`] promptly.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+/// A TCP or Unix stream server (`socket`/`bind`/`listen`, then `accept` →
+/// one connected socket per client), event-driven with epoll (mio).
+///
+/// Each whole message (a line, or a length-prefixed frame) goes to the
+/// [`Handler`], whose reply goes back to that client. Limits: message
+/// size, number of clients, idle time, and unsent bytes per client; a
+/// client breaking one is logged (one line on stderr) and dropped while the
+/// others go on. Reads are taken in turns of at most 64 KiB per client, so
+/// a fast sender cannot starve the rest.
+///
+/// ```no_run
+/// use ipcworks::socket::ServerOptions;
+///
+/// let server = ServerOptions::new().max_connections(100).bind_tcp("127.0.0.1:7000")?;
+/// let stop = server.shutdown_handle(); // call stop.shutdown() from elsewhere
+/// server.run(|_peer: &ipcworks::socket::Peer, msg: &[u8]| Some(msg.to_vec()))?; // echo
+/// # Ok::<(), ipcworks::Error>(())
+/// ```
+pub struct Server {
+    poll: Poll,
+    listener: Listener,
+    opts: ServerOptions,
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    signals: bool,
+    _file: Option<SocketFile>,
+    local: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    peer: Peer,
+    inbuf: Vec<u8>,
+    in_pos: usize,
+    in_end: usize,
+    /// Bytes after `in_pos` known to hold no newline (line mode).
+    scanned: usize,
+    out: Vec<u8>,
+    out_pos: usize,
+    last_active: Instant,
+    readable: bool,
+    queued: bool,
+    paused: bool,
+    closing: bool,
+}
+
+enum Outcome {
+    Keep,
+    Close,
+    Drop(String),
+}
+
+fn poll_err(e: io::Error) -> Error {
+    Error::io("epoll_wait", e)
+}
+
+impl Server {
+    fn new(
+        mut listener: Listener,
+        opts: ServerOptions,
+        file: Option<SocketFile>,
+        local: Option<SocketAddr>,
+    ) -> Result<Server> {
+        let poll = Poll::new().map_err(|e| Error::io("epoll_create", e))?;
+        match &mut listener {
+            Listener::Tcp(l) => poll.registry().register(l, LISTENER, Interest::READABLE),
+            Listener::Unix(l) => poll.registry().register(l, LISTENER, Interest::READABLE),
+        }
+        .map_err(|e| Error::io("epoll_ctl", e))?;
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| Error::io("eventfd", e))?);
+        Ok(Server {
+            poll,
+            listener,
+            opts,
+            flag: Arc::new(AtomicBool::new(false)),
+            waker,
+            signals: false,
+            _file: file,
+            local,
+        })
+    }
+
+    /// Binds with default options at a `tcp:` or `unix:` endpoint.
+    pub fn bind(ep: &Endpoint) -> Result<Server> {
+        ServerOptions::new().bind(ep)
+    }
+
+    /// The TCP address actually bound (useful after binding port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// A handle that stops [`run`](Self::run) from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.flag.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Also stop gracefully on `SIGINT` or `SIGTERM` (installs a handler
+    /// for the rest of the process's life that only sets a flag).
+    pub fn shutdown_on_signals(&mut self) -> Result<()> {
+        crate::sys::signal::catch_terminate().map_err(|e| Error::io("sigaction", e))?;
+        self.signals = true;
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+            || (self.signals && crate::sys::signal::terminate_requested())
+    }
+
+    /// Serves clients until shut down; then closes every client, removes a
+    /// Unix socket file, and returns the counts.
+    pub fn run(mut self, mut handler: impl Handler) -> Result<ServerStats> {
+        let mut stats = ServerStats::default();
+        let mut conns: HashMap<usize, Conn> = HashMap::new();
+        let mut ready: VecDeque<usize> = VecDeque::new();
+        let mut events = Events::with_capacity(1024);
+        let mut next_token = 2usize;
+        let mut next_id = 0u64;
+        let mut last_sweep = Instant::now();
+        let msg_cap = self.opts.max_message + frame::HEADER + 1;
+
+        while !self.stop_requested() {
+            let timeout = if ready.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(poll_err(e)),
+                Ok(()) => {}
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_all(
+                        &mut conns,
+                        &mut next_token,
+                        &mut next_id,
+                        &mut stats,
+                        &mut handler,
+                    ),
+                    WAKER => {}
+                    Token(t) => {
+                        let Some(c) = conns.get_mut(&t) else { continue };
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            c.readable = true;
+                            if !c.queued && !c.paused && !c.closing {
+                                c.queued = true;
+                                ready.push_back(t);
+                            }
+                        }
+                        if ev.is_writable() || ev.is_write_closed() {
+                            let out = flush(c).map(|()| {
+                                if c.closing && c.out_pos == c.out.len() {
+                                    Outcome::Close
+                                } else {
+                                    Outcome::Keep
+                                }
+                            });
+                            let out = match out {
+                                Err(_) if c.closing => Outcome::Close,
+                                other => other.unwrap_or_else(Outcome::Drop),
+                            };
+                            if c.paused && c.out.len() - c.out_pos <= self.opts.max_buffered / 2 {
+                                c.paused = false;
+                                if !c.queued {
+                                    c.queued = true;
+                                    ready.push_back(t);
+                                }
+                            }
+                            self.settle(t, out, &mut conns, &mut stats, &mut handler);
+                        }
+                    }
+                }
+            }
+            // Serve the clients with pending input, one budget each.
+            for _ in 0..ready.len() {
+                let Some(t) = ready.pop_front() else { break };
+                let Some(c) = conns.get_mut(&t) else { continue };
+                c.queued = false;
+                let out = serve(c, &self.opts, msg_cap, &mut handler, &mut stats);
+                if matches!(out, Outcome::Keep) && c.readable && !c.paused && !c.closing {
+                    c.queued = true;
+                    ready.push_back(t);
+                }
+                self.settle(t, out, &mut conns, &mut stats, &mut handler);
+            }
+            if last_sweep.elapsed() >= TICK {
+                last_sweep = Instant::now();
+                if let Some(idle) = self.opts.idle_timeout {
+                    let stale: Vec<usize> = conns
+                        .iter()
+                        .filter(|(_, c)| c.last_active.elapsed() > idle)
+                        .map(|(t, _)| *t)
+                        .collect();
+                    for t in stale {
+                        let why = format!("idle for more than {} ms", idle.as_millis());
+                        self.settle(t, Outcome::Drop(why), &mut conns, &mut stats, &mut handler);
+                    }
+                }
+            }
+        }
+        for (_, c) in conns.drain() {
+            handler.on_disconnect(&c.peer);
+        }
+        Ok(stats)
+    }
+
+    fn settle(
+        &self,
+        t: usize,
+        out: Outcome,
+        conns: &mut HashMap<usize, Conn>,
+        stats: &mut ServerStats,
+        handler: &mut impl Handler,
+    ) {
+        let why = match out {
+            Outcome::Keep => return,
+            Outcome::Close => None,
+            Outcome::Drop(why) => Some(why),
+        };
+        if let Some(mut c) = conns.remove(&t) {
+            let _ = match &mut c.stream {
+                Stream::Tcp(s) => self.poll.registry().deregister(s),
+                Stream::Unix(s) => self.poll.registry().deregister(s),
+            };
+            if let Some(why) = why {
+                stats.dropped += 1;
+                if self.opts.log {
+                    eprintln!("ipcworks server: dropped client {}: {why}", c.peer.addr);
+                }
+            }
+            handler.on_disconnect(&c.peer);
+        }
+    }
+
+    fn accept_all(
+        &mut self,
+        conns: &mut HashMap<usize, Conn>,
+        next_token: &mut usize,
+        next_id: &mut u64,
+        stats: &mut ServerStats,
+        handler: &mut impl Handler,
+    ) {
+        loop {
+            let accepted = match &self.listener {
+                Listener::Tcp(l) => l
+                    .accept()
+                    .map(|(s, a)| (Stream::Tcp(s), a.to_string(), None)),
+                Listener::Unix(l) => l.accept().map(|(s, _)| {
+                    let cred = peer_cred(s.as_fd()).ok();
+                    let addr = match cred {
+                        Some(c) => format!("unix pid {} uid {}", c.pid, c.uid),
+                        None => "unix peer".to_string(),
+                    };
+                    (Stream::Unix(s), addr, cred)
+                }),
+            };
+            let (mut stream, addr, cred) = match accepted {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    if self.opts.log {
+                        eprintln!("ipcworks server: accept failed: {e}");
+                    }
+                    return;
+                }
+            };
+            let refuse = if conns.len() >= self.opts.max_connections {
+                Some(format!(
+                    "too many clients (max {})",
+                    self.opts.max_connections
+                ))
+            } else if let (Some(allowed), Stream::Unix(_)) = (&self.opts.allowed_uids, &stream) {
+                match cred {
+                    Some(c) if allowed.contains(&c.uid) => None,
+                    Some(c) => Some(format!("uid {} is not allowed", c.uid)),
+                    None => Some("its credentials could not be read".into()),
+                }
+            } else {
+                None
+            };
+            if let Some(why) = refuse {
+                stats.refused += 1;
+                if self.opts.log {
+                    eprintln!("ipcworks server: refused client {addr}: {why}");
+                }
+                continue;
+            }
+            let t = *next_token;
+            *next_token += 1;
+            let reg = match &mut stream {
+                Stream::Tcp(s) => {
+                    let _ = s.set_nodelay(true);
+                    self.poll.registry().register(
+                        s,
+                        Token(t),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                }
+                Stream::Unix(s) => self.poll.registry().register(
+                    s,
+                    Token(t),
+                    Interest::READABLE | Interest::WRITABLE,
+                ),
+            };
+            if let Err(e) = reg {
+                if self.opts.log {
+                    eprintln!("ipcworks server: could not watch client {addr}: {e}");
+                }
+                continue;
+            }
+            *next_id += 1;
+            let peer = Peer {
+                id: *next_id,
+                addr,
+                cred,
+            };
+            stats.accepted += 1;
+            handler.on_connect(&peer);
+            conns.insert(
+                t,
+                Conn {
+                    stream,
+                    peer,
+                    inbuf: Vec::new(),
+                    in_pos: 0,
+                    in_end: 0,
+                    scanned: 0,
+                    out: Vec::new(),
+                    out_pos: 0,
+                    last_active: Instant::now(),
+                    readable: true,
+                    queued: false,
+                    paused: false,
+                    closing: false,
+                },
+            );
+        }
+    }
+}
+
+/// Sends what is queued for `c` until the socket is full.
+fn flush(c: &mut Conn) -> std::result::Result<(), String> {
+    while c.out_pos < c.out.len() {
+        match fdio::send(c.stream.fd(), &c.out[c.out_pos..]) {
+            Ok(n) => {
+                c.out_pos += n;
+                c.last_active = Instant::now();
+            }
+            Err(Errno::AGAIN) => break,
+            Err(e) => return Err(format!("send failed: {}", io::Error::from(e))),
+        }
+    }
+    if c.out_pos == c.out.len() {
+        c.out.clear();
+        c.out_pos = 0;
+    } else if c.out_pos > c.out.len() / 2 {
+        c.out.drain(..c.out_pos);
+        c.out_pos = 0;
+    }
+    Ok(())
+}
+
+/// Handles the whole messages buffered for `c`, then reads (at most one
+/// budget) and handles more; stops early when `c` is paused.
+fn serve(
+    c: &mut Conn,
+    opts: &ServerOptions,
+    msg_cap: usize,
+    handler: &mut impl Handler,
+    stats: &mut ServerStats,
+) -> Outcome {
+    let mut budget = READ_BUDGET;
+    loop {
+        // Handle every whole message in the buffer.
+        while !c.paused {
+            let parsed = frame::parse_after(
+                &c.inbuf[c.in_pos..c.in_end],
+                opts.framing,
+                opts.max_message,
+                c.scanned,
+            );
+            c.scanned = 0;
+            match parsed {
+                Err(Error::MessageTooLarge { len, max }) => {
+                    return Outcome::Drop(format!(
+                        "message of {len} bytes or more is over the limit of {max}"
+                    ));
+                }
+                Err(e) => return Outcome::Drop(e.to_string()),
+                Ok(Parsed::Incomplete { .. }) => {
+                    c.scanned = c.in_end - c.in_pos;
+                    break;
+                }
+                Ok(Parsed::Message {
+                    start,
+                    end,
+                    consumed,
+                }) => {
+                    let msg = &c.inbuf[c.in_pos + start..c.in_pos + end];
+                    stats.messages += 1;
+                    if let Some(reply) = handler.on_message(&c.peer, msg)
+                        && let Err(e) = frame::encode(&reply, opts.framing, &mut c.out)
+                    {
+                        return Outcome::Drop(format!("the reply could not be framed: {e}"));
+                    }
+                    c.in_pos += consumed;
+                    if c.out.len() - c.out_pos > opts.max_buffered {
+                        c.paused = true;
+                    }
+                }
+            }
+        }
+        if c.in_pos == c.in_end {
+            c.in_pos = 0;
+            c.in_end = 0;
+        }
+        if let Err(why) = flush(c) {
+            return Outcome::Drop(why);
+        }
+        if c.paused && c.out.len() - c.out_pos <= opts.max_buffered / 2 {
+            c.paused = false;
+            continue;
+        }
+        if c.paused || c.closing || !c.readable || budget == 0 {
+            return Outcome::Keep;
+        }
+        // Make room: move the partial message to the front, grow by a step
+        // but never past the largest message plus its header.
+        if c.in_pos > 0 {
+            c.inbuf.copy_within(c.in_pos..c.in_end, 0);
+            c.in_end -= c.in_pos;
+            c.in_pos = 0;
+        }
+        if c.inbuf.len() - c.in_end < STEP.min(msg_cap) {
+            let new_len = (c.in_end + STEP).min(msg_cap).max(c.inbuf.len());
+            c.inbuf.resize(new_len, 0);
+        }
+        if c.in_end == c.inbuf.len() {
+            return Outcome::Drop("message over the size limit".into());
+        }
+        let room = (c.inbuf.len() - c.in_end).min(budget);
+        match fdio::recv(c.stream.fd(), &mut c.inbuf[c.in_end..c.in_end + room]) {
+            Err(Errno::AGAIN) => {
+                c.readable = false;
+                return Outcome::Keep;
+            }
+            Err(e) => return Outcome::Drop(format!("receive failed: {}", io::Error::from(e))),
+            Ok(0) => return at_eof(c, opts, handler, stats),
+            Ok(n) => {
+                c.in_end += n;
+                budget -= n;
+                c.last_active = Instant::now();
+            }
+        }
+    }
+}
+
+/// The client closed its sending side.
+fn at_eof(
+    c: &mut Conn,
+    opts: &ServerOptions,
+    handler: &mut impl Handler,
+    stats: &mut ServerStats,
+) -> Outcome {
+    c.readable = false;
+    c.closing = true;
+    let rest = &c.inbuf[c.in_pos..c.in_end];
+    if !rest.is_empty() {
+        match opts.framing {
+            Framing::Frames => {
+                let needed = match frame::parse(rest, opts.framing, opts.max_message) {
+                    Ok(Parsed::Incomplete { needed }) => needed,
+                    _ => rest.len(),
+                };
+                return Outcome::Drop(format!(
+                    "disconnected mid-message: {} of {needed} bytes missing",
+                    needed - rest.len()
+                ));
+            }
+            Framing::Lines => {
+                stats.messages += 1;
+                if let Some(reply) = handler.on_message(&c.peer, rest) {
+                    let _ = frame::encode(&reply, opts.framing, &mut c.out);
+                }
+                c.in_pos = 0;
+                c.in_end = 0;
+            }
+        }
+    }
+    match flush(c) {
+        // The client closed both ways before taking its replies: a normal end.
+        Err(_) => Outcome::Close,
+        Ok(()) if c.out_pos == c.out.len() => Outcome::Close,
+        Ok(()) => Outcome::Keep,
+    }
+}

@@ -1,0 +1,234 @@
+//! Reading, writing and waiting on file descriptors: `read`, `write`,
+//! `send(MSG_NOSIGNAL)`, `poll`, `fcntl(F_SETFL, O_NONBLOCK)`, and the
+//! process-wide `SIGPIPE` disposition. Every call retries `EINTR`.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags};
+
+use super::time::Deadline;
+
+/// `read(fd, buf)`, retried on `EINTR`.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `write(fd, buf)`, retried on `EINTR`. On a pipe whose readers are all
+/// gone this returns `EPIPE` — provided `SIGPIPE` is ignored (see
+/// [`ignore_sigpipe`]), which Rust programs do by default.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
+    loop {
+        match rustix::io::write(fd, buf) {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `send(fd, buf, MSG_NOSIGNAL)`, retried on `EINTR`: a vanished peer is
+/// `EPIPE`, never a `SIGPIPE`, whatever the process's signal disposition.
+#[doc(alias = "MSG_NOSIGNAL")]
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
+    loop {
+        match rustix::net::send(fd, buf, SendFlags::NOSIGNAL) {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `recv(fd, buf, 0)`, retried on `EINTR`; returns the number of bytes
+/// received (a datagram longer than `buf` is cut; see [`recv_trunc`]).
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match rustix::net::recv(fd, &mut *buf, RecvFlags::empty()) {
+            Err(Errno::INTR) => continue,
+            Ok((n, _)) => return Ok(n),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `recv(fd, buf, MSG_TRUNC)`: like [`recv`] but returns the datagram's
+/// real length, which exceeds `buf.len()` when it was cut.
+pub fn recv_trunc(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match rustix::net::recv(fd, &mut *buf, RecvFlags::TRUNC) {
+            Err(Errno::INTR) => continue,
+            Ok((_, full)) => return Ok(full),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What to wait for in [`wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// `POLLIN`: data to read (or end of stream).
+    Read,
+    /// `POLLOUT`: room to write (or the peer is gone).
+    Write,
+}
+
+/// `poll([fd], events, timeout)` on one descriptor until it is ready or the
+/// deadline passes (`None` waits for ever). `EINTR` is retried with the time
+/// that is left. Returns `false` on timeout. Hang-up and error conditions
+/// count as ready: the following read or write reports them.
+#[doc(alias = "poll")]
+pub fn wait(fd: BorrowedFd<'_>, what: Ready, deadline: Option<Deadline>) -> Result<bool, Errno> {
+    let events = match what {
+        Ready::Read => PollFlags::IN,
+        Ready::Write => PollFlags::OUT,
+    };
+    loop {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => match d.remaining() {
+                None => return Ok(false),
+                Some(left) => Some(timespec(left)),
+            },
+        };
+        let mut fds = [PollFd::new(&fd, events)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+            Ok(0) => continue, // re-check the deadline (timer slack)
+            Ok(_) => return Ok(true),
+        }
+    }
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    }
+}
+
+/// `fcntl(fd, F_SETFL, O_NONBLOCK on or off)`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    let new = if on {
+        flags | OFlags::NONBLOCK
+    } else {
+        flags - OFlags::NONBLOCK
+    };
+    if new != flags {
+        rustix::fs::fcntl_setfl(fd, new)?;
+    }
+    Ok(())
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 3)`: a duplicate, close-on-exec, numbered 3
+/// or above (never a standard stream's number).
+pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 3)
+}
+
+/// `fcntl(fd, F_GETFD)`: whether `fd` is an open descriptor of this process.
+pub fn is_open(fd: std::os::fd::RawFd) -> bool {
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the borrowed descriptor is only used for `fcntl(F_GETFD)`,
+    // which is harmless on any number: an unused one fails with `EBADF`.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_getfd(b).is_ok()
+}
+
+/// Sets `SIGPIPE` to ignored for the whole process (`sigaction(SIGPIPE,
+/// SIG_IGN)`), so writing to a pipe whose readers are gone fails with
+/// `EPIPE` instead of killing the process.
+///
+/// The Rust runtime already does this before `main` in every Rust
+/// executable (unless built with `-Zon-broken-pipe=kill`); this is for
+/// programs that restored the default, and for embedding hosts. Sockets do
+/// not depend on it: ipcworks sends with `MSG_NOSIGNAL`. Children spawned
+/// with `std::process::Command` get the default disposition back (std
+/// resets it before `exec`), so programs like `head` behave as usual.
+#[doc(alias = "SIGPIPE")]
+pub fn ignore_sigpipe() -> Result<(), Errno> {
+    // SAFETY: installing SIG_IGN runs no code of ours in signal context; it
+    // only changes the disposition, which is process-wide state that the
+    // kernel manages. `sigaction` is given a fully initialised struct.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut())
+    };
+    if rc == 0 { Ok(()) } else { Err(Errno::INVAL) }
+}
+
+/// Whether `SIGPIPE` is currently ignored in this process.
+pub fn sigpipe_ignored() -> bool {
+    // SAFETY: a query (`act == NULL`) into a zeroed, writable struct.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Restores the default `SIGPIPE` disposition (terminate). For tests that
+/// check that a path does not depend on `SIGPIPE` being ignored.
+pub fn default_sigpipe() -> Result<(), Errno> {
+    // SAFETY: as in `ignore_sigpipe`, with SIG_DFL.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut())
+    };
+    if rc == 0 { Ok(()) } else { Err(Errno::INVAL) }
+}
+
+/// Takes ownership of descriptor number `fd`, inherited from the parent
+/// process, once: checks it is open (`F_GETFD`), sets close-on-exec, and
+/// refuses a number already adopted through this function in this process
+/// (`EBUSY`), so it never creates two owners of one descriptor. Numbers 0–2
+/// (the standard streams, owned by std) are refused (`EINVAL`).
+pub fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
+    use std::collections::HashSet;
+    use std::os::fd::FromRawFd;
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Option<HashSet<std::os::fd::RawFd>>> = Mutex::new(None);
+    if fd <= 2 {
+        return Err(Errno::INVAL);
+    }
+    if !is_open(fd) {
+        return Err(Errno::BADF);
+    }
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !taken.get_or_insert_with(HashSet::new).insert(fd) {
+        return Err(Errno::BUSY);
+    }
+    // SAFETY: the descriptor is open (checked above), was handed down for
+    // the caller to own (the parent's `pass_fd` contract), and this function
+    // adopts each number at most once per process.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(owned)
+}
+
+/// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`)
+/// to its hard limit, for servers with many clients; returns the new limit.
+#[doc(alias = "setrlimit")]
+pub fn raise_fd_limit() -> Result<u64, Errno> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        lim.current = lim.maximum;
+        setrlimit(Resource::Nofile, lim)?;
+    }
+    Ok(lim.current.unwrap_or(u64::MAX))
+}

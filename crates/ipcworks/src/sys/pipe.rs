@@ -1,0 +1,127 @@
+//! Pipes and FIFOs: `pipe2`, `mknodat(S_IFIFO)`, `open(O_NONBLOCK)`,
+//! `fchmodat`, `lstat`, `unlink`, and handing a descriptor to a child
+//! process (`dup2` in the child between `fork` and `exec`).
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
+
+/// `pipe2(O_CLOEXEC)` → (read end, write end).
+#[doc(alias = "pipe2")]
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+}
+
+/// `mknodat(AT_FDCWD, path, S_IFIFO | mode)` then `fchmodat(path, mode)`, so
+/// the FIFO ends up with exactly `mode` whatever the umask (the umask can
+/// only have removed bits, so the FIFO is never looser than asked in
+/// between). Fails with `EEXIST` if anything exists at `path`.
+pub fn mkfifo(path: &Path, mode: u32) -> Result<(), Errno> {
+    let mode = Mode::from_raw_mode(mode & 0o7777);
+    rustix::fs::mknodat(CWD, path, FileType::Fifo, mode, 0)?;
+    if let Err(e) = rustix::fs::chmodat(CWD, path, mode, AtFlags::empty()) {
+        let _ = rustix::fs::unlink(path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// What `lstat` says about a path (symlinks are not followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathInfo {
+    /// The file type.
+    pub kind: FileType,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Device and inode: identify the object across renames.
+    pub dev_ino: (u64, u64),
+}
+
+/// `lstat(path)`.
+pub fn lstat(path: &Path) -> Result<PathInfo, Errno> {
+    let st = rustix::fs::lstat(path)?;
+    Ok(PathInfo {
+        kind: FileType::from_raw_mode(st.st_mode),
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        dev_ino: (st.st_dev, st.st_ino),
+    })
+}
+
+/// `fstat(fd)` as a [`PathInfo`].
+pub fn fstat(fd: std::os::fd::BorrowedFd<'_>) -> Result<PathInfo, Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(PathInfo {
+        kind: FileType::from_raw_mode(st.st_mode),
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        dev_ino: (st.st_dev, st.st_ino),
+    })
+}
+
+/// `open(path, O_RDONLY or O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)`,
+/// retried on `EINTR`. Opening a FIFO for writing this way fails at once
+/// with `ENXIO` while no process has it open for reading.
+pub fn open_nonblocking(path: &Path, write: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    flags |= if write {
+        OFlags::WRONLY
+    } else {
+        OFlags::RDONLY
+    };
+    loop {
+        match rustix::fs::open(path, flags, Mode::empty()) {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `unlink(path)`.
+pub fn unlink(path: &Path) -> Result<(), Errno> {
+    rustix::fs::unlink(path)
+}
+
+/// `fcntl(F_GETPIPE_SZ)`: the pipe's buffer size in bytes.
+pub fn pipe_size(fd: std::os::fd::BorrowedFd<'_>) -> Result<usize, Errno> {
+    rustix::pipe::fcntl_getpipe_size(fd)
+}
+
+/// Makes `fd` appear in the child spawned by `cmd` under the same number,
+/// and returns that number.
+///
+/// How, and why it is safe: `fd` stays close-on-exec in this process, so no
+/// other child spawned meanwhile by another thread inherits it. The command
+/// takes ownership of it (it is moved into a `pre_exec` closure and closed
+/// when `cmd` is dropped), so the number cannot be closed and reused before
+/// `spawn`. In the child, between `fork` and `exec`, the closure runs only
+/// `fcntl(fd, F_SETFD, 0)` — one async-signal-safe system call, no
+/// allocation, no lock — clearing close-on-exec on the child's copy alone.
+/// std wires the child's stdin/stdout/stderr (`dup2` onto 0, 1, 2) before
+/// the closure runs, so `fd` must not be 0, 1 or 2; callers make sure of
+/// that by duplicating to 3 or above first.
+pub fn pass_fd(cmd: &mut Command, fd: OwnedFd) -> RawFd {
+    let raw = fd.as_raw_fd();
+    debug_assert!(raw > 2, "pass_fd needs a descriptor numbered 3 or above");
+    // SAFETY: the closure runs in the forked child before exec. It calls
+    // only `fcntl`, which is async-signal-safe, and touches no memory but
+    // the captured integer; the descriptor is open in the child because the
+    // closure owns it in the parent until `cmd` is dropped (after spawn).
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &fd;
+            if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    raw
+}
