@@ -155,6 +155,14 @@ pub fn register(kind: Kind, name: &str, persistent: bool) {
     }
 }
 
+/// The registry name of a file-system object: its absolute path.
+pub fn path_name(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Forgets `name` of `kind` (best effort).
 pub fn unregister(kind: Kind, name: &str) {
     if let Some(dir) = dir() {

@@ -46,12 +46,17 @@ pub struct Args {
 /// the file to be removed if Ctrl-C or SIGTERM ends the process. Call
 /// before opening; `listens` says whether this side binds a Unix socket.
 pub(crate) fn remove_on_signal(ep: &Endpoint, listens: bool) {
-    let path = match ep {
-        Endpoint::Fifo(p) if std::fs::symlink_metadata(p).is_err() => p,
-        Endpoint::Unix(p) if listens => p,
+    use ipcworks::registry::{self, Kind};
+    let (path, kind) = match ep {
+        Endpoint::Fifo(p) if std::fs::symlink_metadata(p).is_err() => (p, Kind::Fifo),
+        Endpoint::Unix(p) if listens => (p, Kind::UnixSocket),
         _ => return,
     };
     let _ = ipcworks::sys::signal::unlink_on_terminate(path);
+    // Its record in the registry goes too.
+    if let Some(entry) = registry::file_path(kind, &registry::path_name(path)) {
+        let _ = ipcworks::sys::signal::unlink_on_terminate(&entry);
+    }
 }
 
 /// Runs `ipcworks recv`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustix::fs::FileType;
 
 use super::{PipeReader, PipeWriter};
+use crate::registry::{self, Kind};
 use crate::sys::fdio::{self, Ready};
 use crate::sys::pipe::{self as sys, PathInfo};
 use crate::sys::time::Deadline;
@@ -56,6 +57,7 @@ impl FifoOptions {
         let path = path.as_ref();
         sys::mkfifo(path, self.mode).map_err(|e| errno(e, path, "mkfifo"))?;
         let info = sys::lstat(path).map_err(|e| errno(e, path, "lstat"))?;
+        registry::register(Kind::Fifo, &registry::path_name(path), self.persist);
         Ok(Fifo {
             path: path.to_path_buf(),
             remove_on_drop: !self.persist,
@@ -180,6 +182,9 @@ impl Fifo {
 
     /// Keep the FIFO after this value is dropped.
     pub fn persist(&mut self) {
+        if self.remove_on_drop {
+            registry::register(Kind::Fifo, &registry::path_name(&self.path), true);
+        }
         self.remove_on_drop = false;
     }
 
@@ -264,6 +269,7 @@ impl Fifo {
                 reason: "it is not a FIFO".into(),
             });
         }
+        registry::unregister(Kind::Fifo, &registry::path_name(path));
         sys::unlink(path).map_err(|e| errno(e, path, "unlink"))
     }
 }
@@ -288,6 +294,7 @@ impl Drop for Fifo {
         if let Ok(info) = sys::lstat(&self.path)
             && Some(info.dev_ino) == self.id
         {
+            registry::unregister(Kind::Fifo, &registry::path_name(&self.path));
             let _ = sys::unlink(&self.path);
         }
     }

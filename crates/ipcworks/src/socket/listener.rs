@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use rustix::fs::FileType;
 
 use super::unix::{UnixSeqpacket, UnixStream};
+use crate::registry;
 use crate::sys::Errno;
 use crate::sys::pipe as fsys;
 use crate::sys::socket::{self as sys, Kind};
@@ -55,6 +56,11 @@ impl SocketFile {
     /// Leave the file behind on drop.
     pub fn persist(&mut self) {
         self.remove = false;
+        registry::register(
+            registry::Kind::UnixSocket,
+            &registry::path_name(&self.path),
+            true,
+        );
     }
 }
 
@@ -64,6 +70,7 @@ impl Drop for SocketFile {
             && let Ok(info) = fsys::lstat(&self.path)
             && info.dev_ino == self.id
         {
+            registry::unregister(registry::Kind::UnixSocket, &registry::path_name(&self.path));
             let _ = fsys::unlink(&self.path);
         }
     }
@@ -196,6 +203,11 @@ pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, 
     })?;
     drop(dir);
     drop(tmp);
+    registry::register(
+        registry::Kind::UnixSocket,
+        &registry::path_name(path),
+        false,
+    );
     Ok((
         fd,
         SocketFile {

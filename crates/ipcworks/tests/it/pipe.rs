@@ -257,6 +257,13 @@ impl TmpPath {
 impl Drop for TmpPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+        // A FIFO or socket made by the library is also in its registry.
+        for kind in [
+            ipcworks::registry::Kind::Fifo,
+            ipcworks::registry::Kind::UnixSocket,
+        ] {
+            ipcworks::registry::unregister(kind, &ipcworks::registry::path_name(&self.0));
+        }
     }
 }
 
