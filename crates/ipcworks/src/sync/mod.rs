@@ -1,2 +1,8 @@
 //! Synchronization between threads and processes: futex-based robust mutex
 //! and counting semaphores that live in shared memory.
+
+pub mod semaphore;
+#[cfg(not(loom))]
+pub use semaphore::{Permit, RawSemaphore, Semaphore, SemaphoreOptions};
+pub use semaphore::SemaphoreState;
+
