@@ -6,3 +6,8 @@ pub mod semaphore;
 pub use semaphore::{Permit, RawSemaphore, Semaphore, SemaphoreOptions};
 pub use semaphore::SemaphoreState;
 
+
+#[cfg(not(loom))]
+pub mod posix;
+#[cfg(not(loom))]
+pub use posix::{PosixSemaphore, PosixSemaphoreOptions};

@@ -5,6 +5,7 @@
 
 pub mod futex;
 pub mod mem;
+pub mod posix_sem;
 pub mod proc;
 pub mod time;
 
