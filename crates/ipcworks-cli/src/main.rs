@@ -23,12 +23,16 @@ struct Cli {
 enum Command {
     /// Watch a concept happen between real threads and processes.
     Demo(cmd::demo::Args),
+    /// Named counting semaphores: create, wait (P), post (V), value, rm, and
+    /// run a command holding a permit.
+    Sem(cmd::sem::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Sem(a) => cmd::sem::run(a),
     };
     exit::finish(result)
 }

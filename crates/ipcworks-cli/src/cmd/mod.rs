@@ -1,3 +1,4 @@
 //! One module per subcommand: its arguments and its `run`.
 
 pub mod demo;
+pub mod sem;
