@@ -240,7 +240,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         println!(
                             "holder pid {} {}{}",
                             h.pid,
-                            if h.held { "holds a permit" } else { "is mid-update" },
+                            if h.held {
+                                "holds a permit"
+                            } else {
+                                "is mid-update"
+                            },
                             if h.alive { "" } else { " (dead)" }
                         );
                     }

@@ -2,10 +2,9 @@
 //! and counting semaphores that live in shared memory.
 
 pub mod semaphore;
+pub use semaphore::SemaphoreState;
 #[cfg(not(loom))]
 pub use semaphore::{Permit, RawSemaphore, Semaphore, SemaphoreOptions};
-pub use semaphore::SemaphoreState;
-
 
 #[cfg(not(loom))]
 pub mod posix;

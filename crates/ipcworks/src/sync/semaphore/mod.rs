@@ -165,7 +165,8 @@ mod tests {
         // A peer wrote a count no post can produce.
         let bad = SemaphoreState::new(0);
         // SAFETY: test-only: same layout, we own it, no other user.
-        let word = unsafe { &*(&bad as *const SemaphoreState as *const std::sync::atomic::AtomicU64) };
+        let word =
+            unsafe { &*(&bad as *const SemaphoreState as *const std::sync::atomic::AtomicU64) };
         word.store(0xFFFF_FFFF, std::sync::atomic::Ordering::SeqCst);
         let s = RawSemaphore::new(&bad);
         assert!(matches!(s.value(), Err(Error::Corrupted { .. })));

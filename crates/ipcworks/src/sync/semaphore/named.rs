@@ -305,7 +305,11 @@ impl Semaphore {
         }
         let n = h.max_holders.load(SeqCst);
         let layout = h.layout.load(SeqCst);
-        if n == 0 || n > MAX_HOLDERS || layout != layout_size(n) as u64 || seg.len() < layout as usize {
+        if n == 0
+            || n > MAX_HOLDERS
+            || layout != layout_size(n) as u64
+            || seg.len() < layout as usize
+        {
             return Err(Error::corrupted(format!(
                 "semaphore header says {n} holders in {layout} bytes, segment has {}",
                 seg.len()

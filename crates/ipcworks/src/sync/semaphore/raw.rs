@@ -504,24 +504,19 @@ impl Pool<'_> {
                 if claim(w) != 0 || c == 0 || c > MAX_VALUE {
                     break false;
                 }
-                match self.st.word.compare_exchange_weak(
-                    w,
-                    pack(c - 1, my_claim),
-                    SeqCst,
-                    SeqCst,
-                ) {
+                match self
+                    .st
+                    .word
+                    .compare_exchange_weak(w, pack(c - 1, my_claim), SeqCst, SeqCst)
+                {
                     Ok(_) => break true,
                     Err(now) => w = now,
                 }
             };
             if !claimed {
                 // Lost the race: give the reservation back and start over.
-                let _ = self.slots[s].compare_exchange(
-                    slot_word(me, RESERVED),
-                    FREE,
-                    SeqCst,
-                    SeqCst,
-                );
+                let _ =
+                    self.slots[s].compare_exchange(slot_word(me, RESERVED), FREE, SeqCst, SeqCst);
                 continue;
             }
             if env.crash(Step::Claimed) {
@@ -815,10 +810,7 @@ impl Pool<'_> {
     }
 
     fn unlock_helper<E: Env>(&self, env: &E) {
-        let _ = self
-            .st
-            .helper
-            .compare_exchange(env.me(), 0, SeqCst, SeqCst);
+        let _ = self.st.helper.compare_exchange(env.me(), 0, SeqCst, SeqCst);
     }
 
     /// Gives back the permits of dead holders and clears what dead
