@@ -90,13 +90,7 @@ mod handoff {
 
     /// One round trip: post A, the other thread waits A and posts B, we
     /// wait B.
-    fn ping_pong<S: Send + Sync + 'static>(
-        b: Bencher,
-        a: S,
-        bb: S,
-        post: fn(&S),
-        wait: fn(&S),
-    ) {
+    fn ping_pong<S: Send + Sync + 'static>(b: Bencher, a: S, bb: S, post: fn(&S), wait: fn(&S)) {
         let pair = Arc::new((a, bb, AtomicBool::new(false)));
         let p2 = pair.clone();
         let t = std::thread::spawn(move || {
@@ -119,7 +113,13 @@ mod handoff {
 
     #[divan::bench(sample_count = 50, sample_size = 200)]
     fn libc_sem(b: Bencher) {
-        ping_pong(b, LibcSem::new(0), LibcSem::new(0), LibcSem::post, LibcSem::wait);
+        ping_pong(
+            b,
+            LibcSem::new(0),
+            LibcSem::new(0),
+            LibcSem::post,
+            LibcSem::wait,
+        );
     }
 
     #[divan::bench(sample_count = 50, sample_size = 200)]

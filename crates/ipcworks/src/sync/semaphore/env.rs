@@ -7,8 +7,8 @@ use crate::sys::futex::{self, Wake};
 use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 
-/// How long a sleeper sleeps before it looks again (for dead holders, and
-/// for a wake-up swallowed by a waiter that was killed).
+/// How long a sleeper sleeps before it looks again while permits are
+/// recorded in a holder table (their holders may die).
 const SLICE: Duration = Duration::from_millis(100);
 /// How often a waiter scans the holder table for dead holders.
 const SCAN_EVERY: Duration = Duration::from_millis(100);
@@ -25,11 +25,21 @@ impl Env for Futex {
         Identity::from_raw(ident).is_alive()
     }
 
-    fn sleep(&self, word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
-        !matches!(
-            futex::wait_slice(word, expected, deadline, SLICE),
-            Wake::TimedOut
-        )
+    fn sleep(
+        &self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Deadline>,
+        watch: bool,
+    ) -> bool {
+        // An untimed futex wait is cheaper (no timer to arm): use it when
+        // nobody needs watching.
+        let woke = if watch {
+            futex::wait_slice(word, expected, deadline, SLICE)
+        } else {
+            futex::wait(word, expected, deadline)
+        };
+        !matches!(woke, Wake::TimedOut)
     }
 
     fn wake(&self, word: &AtomicU32) {

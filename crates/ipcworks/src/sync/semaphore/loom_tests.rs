@@ -47,7 +47,7 @@ impl Env for LoomEnv {
         let id = (ident >> 32) as usize;
         id < 4 && self.shared.alive[id].load(SeqCst)
     }
-    fn sleep(&self, _w: &AtomicU32, _e: u32, _d: Option<Deadline>) -> bool {
+    fn sleep(&self, _w: &AtomicU32, _e: u32, _d: Option<Deadline>, _watch: bool) -> bool {
         loom::thread::yield_now();
         true
     }
@@ -83,7 +83,7 @@ fn post_wakes_a_waiter() {
         let sh2 = sh.clone();
         let t = loom::thread::spawn(move || {
             let e = env(1, &sh2, None);
-            wait(&sh2.st, &e, None, || Ok(())).unwrap();
+            wait(&sh2.st, &e, None, &|| false, || Ok(())).unwrap();
         });
         post(&sh.st, &env(2, &sh, None)).unwrap();
         t.join().unwrap();

@@ -86,7 +86,7 @@ mod plain {
         #[doc(alias = "sem_wait")]
         #[doc(alias = "P")]
         pub fn wait(&self) -> Result<()> {
-            raw::wait(self.st, &Futex, None, || Ok(()))
+            raw::wait(self.st, &Futex, None, &|| false, || Ok(()))
         }
 
         /// Takes a permit if one is there, else [`Error::WouldBlock`](crate::Error::WouldBlock).
@@ -104,7 +104,7 @@ mod plain {
 
         /// P until a deadline.
         pub fn wait_deadline(&self, deadline: Deadline) -> Result<()> {
-            raw::wait(self.st, &Futex, Some(deadline), || Ok(()))
+            raw::wait(self.st, &Futex, Some(deadline), &|| false, || Ok(()))
         }
 
         /// V: gives a permit back, waking one sleeper (`FUTEX_WAKE` only if

@@ -32,6 +32,13 @@
 //! the count. A waiter that leaves without taking a permit (timeout, error)
 //! while the count is positive passes the wake-up on.
 //!
+//! Sleepers sleep without a timer (cheapest) unless the holder table
+//! records someone: then they wake every 100 ms to look for dead holders.
+//! Known limit of the timer-less sleep: a waiter killed in the instant
+//! between being woken and taking its permit swallows that wake-up; the
+//! permit stays in the count for the next post's waiter or any `try_wait`
+//! (POSIX semaphores share this).
+//!
 //! # Robust acquire and release
 //!
 //! `acquire` (A) by process P:
@@ -208,9 +215,16 @@ pub(crate) trait Env {
     /// Whether the process named by `ident` still runs.
     fn is_alive(&self, ident: u64) -> bool;
     /// Sleeps while `word == expected`, not past `deadline`; may return
-    /// early (a slice), the caller re-checks. Returns false once the
+    /// early, the caller re-checks. With `watch`, returns now and then even
+    /// without a wake-up (to look for dead holders). Returns false once the
     /// deadline has passed.
-    fn sleep(&self, word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool;
+    fn sleep(
+        &self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Deadline>,
+        watch: bool,
+    ) -> bool;
     /// Wakes one sleeper on `word`.
     fn wake(&self, word: &AtomicU32);
     /// Backs off while a live process finishes a two-step update
@@ -305,10 +319,13 @@ fn wake_one<E: Env>(st: &SemaphoreState, env: &E) {
 /// Sleeps until `ready` returns something other than `Ok(None)`, or the
 /// deadline passes. `ready` is called after registering as a waiter and
 /// reading `seq`, so no post between the check and the sleep is missed.
+/// `watch` says whether to wake up now and then (permits are recorded in a
+/// holder table, so a holder may die without posting).
 fn block<E: Env, T>(
     st: &SemaphoreState,
     env: &E,
     deadline: Option<Deadline>,
+    watch: &dyn Fn() -> bool,
     mut ready: impl FnMut() -> Result<Option<T>>,
 ) -> Result<T> {
     st.waiters.fetch_add(1, SeqCst);
@@ -319,7 +336,7 @@ fn block<E: Env, T>(
             Ok(None) => {}
             Err(e) => break Err(e),
         }
-        if !env.sleep(&st.seq, seq, deadline) {
+        if !env.sleep(&st.seq, seq, deadline, watch()) {
             // One last look: a post may have raced with the deadline.
             match ready() {
                 Ok(Some(t)) => break Ok(t),
@@ -343,6 +360,7 @@ pub(crate) fn wait<E: Env>(
     st: &SemaphoreState,
     env: &E,
     deadline: Option<Deadline>,
+    watch: &dyn Fn() -> bool,
     mut on_empty: impl FnMut() -> Result<()>,
 ) -> Result<()> {
     match try_take(st) {
@@ -350,7 +368,7 @@ pub(crate) fn wait<E: Env>(
         Err(Try::Err(e)) => return Err(e),
         Err(Try::Empty) => {}
     }
-    block(st, env, deadline, || match try_take(st) {
+    block(st, env, deadline, watch, || match try_take(st) {
         Ok(()) => Ok(Some(())),
         Err(Try::Err(e)) => Err(e),
         Err(Try::Empty) => {
@@ -540,6 +558,11 @@ impl Pool<'_> {
         }
     }
 
+    /// Whether any slot is in use (a holder that may die without posting).
+    fn recorded(&self) -> bool {
+        self.slots.iter().any(|s| s.load(SeqCst) != FREE)
+    }
+
     /// How many slots record a held permit right now.
     fn held(&self) -> usize {
         self.slots
@@ -597,7 +620,7 @@ impl Pool<'_> {
         deadline: Option<Deadline>,
         last_scan: &mut Option<std::time::Instant>,
     ) -> Result<()> {
-        block(self.st, env, deadline, || {
+        block(self.st, env, deadline, &|| self.recorded(), || {
             // A claim alone is no reason to wake: a dead claimer's leftover
             // is found by the scan below.
             if self.st.value()? > 0 {
@@ -617,7 +640,7 @@ impl Pool<'_> {
     /// holders' permits while the count is 0.
     pub fn wait<E: Env>(&self, env: &E, deadline: Option<Deadline>) -> Result<()> {
         let mut last_scan = None;
-        wait(self.st, env, deadline, || {
+        wait(self.st, env, deadline, &|| self.recorded(), || {
             if env.scan_due(&mut last_scan) {
                 self.reclaim(env)?;
             }
