@@ -117,7 +117,7 @@ fn a_killed_holders_permit_comes_back_to_a_blocked_waiter_and_to_reclaim() {
     let _clean = cleanup(&[&name]);
     let sem = Semaphore::create(&name, 1).unwrap();
 
-    for round in 0..2 {
+    for round in 0..3 {
         let mut c = support::child("semaphore::child", "hold", &name);
         c.stdout(std::process::Stdio::piped());
         let mut holder = KillOnDrop::spawn(c);
@@ -142,6 +142,16 @@ fn a_killed_holders_permit_comes_back_to_a_blocked_waiter_and_to_reclaim() {
                 let waited = waiter.join().unwrap();
                 assert!(waited < HANG);
             });
+        } else if round == 1 {
+            // A plain waiter (wait, not acquire) gets it too; it then posts
+            // the untracked permit back.
+            std::thread::scope(|s| {
+                let waiter = s.spawn(|| sem.wait_timeout(HANG));
+                std::thread::sleep(Duration::from_millis(50));
+                holder.kill9();
+                waiter.join().unwrap().unwrap();
+            });
+            sem.post().unwrap();
         } else {
             holder.kill9();
             assert!(!sem.holders()[0].alive);

@@ -119,7 +119,22 @@ fn acquire_release_is_exclusive_for_one_permit() {
 /// thread 2 acquires and releases meanwhile. Afterwards a third party's
 /// reclaim leaves exactly the initial value and an empty table.
 fn crash_case(step: Option<Step>) {
-    loom::model(move || {
+    crash_case_with(step, 1);
+}
+
+/// As [`crash_case`], with `others` surviving threads (1 or 2) racing to
+/// repair what the victim left.
+fn crash_case_with(step: Option<Step>, others: u64) {
+    let mut model = loom::model::Builder::new();
+    // Waiting threads spin (with yields) and rescan the table each round;
+    // with two repairers a path takes more branches than loom's default.
+    model.max_branches = 100_000;
+    if others > 1 {
+        // Three threads plus the final reclaim: one preemption keeps the
+        // search to seconds.
+        model.preemption_bound = Some(1);
+    }
+    model.check(move || {
         let sh = Shared::new(1, 2);
         let sh1 = sh.clone();
         let victim = loom::thread::spawn(move || {
@@ -133,15 +148,21 @@ fn crash_case(step: Option<Step>) {
                 Some(_) => sh1.pool().release(&e, s).unwrap(),
             }
         });
-        let sh2 = sh.clone();
-        let other = loom::thread::spawn(move || {
-            let e = env(2, &sh2, None);
-            let s = sh2.pool().acquire(&e, None, false).unwrap();
-            sh2.pool().release(&e, s).unwrap();
-        });
+        let survivors: Vec<_> = (0..others)
+            .map(|i| {
+                let sh2 = sh.clone();
+                loom::thread::spawn(move || {
+                    let e = env(2 + i, &sh2, None);
+                    let s = sh2.pool().acquire(&e, None, false).unwrap();
+                    sh2.pool().release(&e, s).unwrap();
+                })
+            })
+            .collect();
         victim.join().unwrap();
-        other.join().unwrap();
-        sh.pool().reclaim(&env(3, &sh, None)).unwrap();
+        for t in survivors {
+            t.join().unwrap();
+        }
+        sh.pool().reclaim(&env(0, &sh, None)).unwrap();
         assert_eq!(sh.st.value().unwrap(), 1, "leaked or duplicated a permit");
         assert!(sh.slots.iter().all(|s| s.load(SeqCst) == 0));
         assert_eq!(sh.st.word.load(SeqCst) >> 32, 0, "claim left over");
@@ -181,4 +202,14 @@ fn killed_in_release_step_2() {
 #[test]
 fn killed_in_release_step_3() {
     crash_case(Some(Step::Released3));
+}
+
+#[test]
+fn killed_after_claim_two_repairers() {
+    crash_case_with(Some(Step::Claimed), 2);
+}
+
+#[test]
+fn killed_in_release_step_1_two_repairers() {
+    crash_case_with(Some(Step::Released1), 2);
 }
