@@ -122,7 +122,8 @@ const INCONSISTENT_LIMIT: u32 = 300;
 const HELPER_PATIENCE: u32 = 2_000;
 
 /// The shared words of one semaphore: 24 bytes, 8-aligned, all zero is a
-/// valid semaphore of value 0. See the [module docs](self) for the protocol.
+/// valid semaphore of value 0. The protocol over these words is described
+/// (and argued) at the top of `sync/semaphore/raw.rs`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct SemaphoreState {
