@@ -605,3 +605,32 @@ fn python_posix_ipc_shares_the_posix_counter() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
     assert_eq!(ours.value().unwrap(), 3);
 }
+
+#[test]
+fn open_or_create_persist_and_remove() {
+    let name = support::unique_name("semooc");
+    let _clean = cleanup(&[&name]);
+    let (a, created) = Semaphore::open_or_create(&name, 4).unwrap();
+    assert!(created);
+    let (b, created) = Semaphore::open_or_create(&name, 9).unwrap();
+    assert!(!created);
+    assert_eq!(b.value().unwrap(), 4, "opened, not re-initialized");
+    assert_eq!(b.name(), Some(name.as_str()));
+    assert_eq!(a.max_holders(), 64);
+    drop((a, b));
+    assert!(matches!(Semaphore::open(&name), Err(Error::NotFound { .. })));
+
+    let mut p = Semaphore::options()
+        .persist(true)
+        .max_holders(5)
+        .create(&name, 1)
+        .unwrap();
+    drop(Semaphore::binary(&name).unwrap_err());
+    p.persist();
+    drop(p);
+    let again = Semaphore::open(&name).unwrap();
+    assert_eq!(again.max_holders(), 5);
+    assert_eq!(again.value().unwrap(), 1);
+    Semaphore::remove(&name).unwrap();
+    assert!(matches!(Semaphore::remove(&name), Err(Error::NotFound { .. })));
+}
