@@ -618,7 +618,10 @@ fn open_or_create_persist_and_remove() {
     assert_eq!(b.name(), Some(name.as_str()));
     assert_eq!(a.max_holders(), 64);
     drop((a, b));
-    assert!(matches!(Semaphore::open(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Semaphore::open(&name),
+        Err(Error::NotFound { .. })
+    ));
 
     let mut p = Semaphore::options()
         .persist(true)
@@ -632,5 +635,8 @@ fn open_or_create_persist_and_remove() {
     assert_eq!(again.max_holders(), 5);
     assert_eq!(again.value().unwrap(), 1);
     Semaphore::remove(&name).unwrap();
-    assert!(matches!(Semaphore::remove(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Semaphore::remove(&name),
+        Err(Error::NotFound { .. })
+    ));
 }
