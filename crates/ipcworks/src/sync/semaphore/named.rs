@@ -558,4 +558,74 @@ mod tests {
             Err(Error::Corrupted { .. })
         ));
     }
+
+    fn claim_word() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        let count = prop_oneof![
+            0u64..4,
+            Just(0x7FFF_FFFF),
+            Just(0x8000_0000),
+            any::<u32>().prop_map(u64::from)
+        ];
+        let claim = prop_oneof![
+            Just(0u64),
+            1u64..6,
+            (1u64..6).prop_map(|c| c | 0x8000_0000),
+            any::<u32>().prop_map(u64::from),
+        ];
+        (count, claim).prop_map(|(c, k)| (k << 32) | c)
+    }
+
+    fn slot_word() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        let me = Identity::process().raw();
+        prop_oneof![
+            Just(0u64),
+            (0u64..4).prop_map(|st| (st << 62) | (99_999_999u64 << 32)),
+            (0u64..4).prop_map(move |st| (st << 62) | me),
+            any::<u64>(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 64,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Whatever a hostile peer writes into the count, claim and holder
+        /// table, every call returns (an error at worst) without panicking,
+        /// indexing out of bounds or hanging.
+        #[test]
+        fn garbage_in_shared_memory_never_panics_or_hangs(
+            word in claim_word(),
+            slots in proptest::collection::vec(slot_word(), 4),
+            helper in proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::prelude::any::<u64>()],
+        ) {
+            let sem = Semaphore::options().max_holders(4).anonymous(1).unwrap();
+            let base = sem.seg.as_ptr();
+            // SAFETY: test-only writes through atomics inside the segment
+            // (state at STATE_OFF, table of 4 slots at SLOTS_OFF).
+            unsafe {
+                (*(base.add(STATE_OFF) as *const AtomicU64)).store(word, SeqCst);
+                (*(base.add(STATE_OFF + 8) as *const AtomicU64)).store(helper, SeqCst);
+                for (i, v) in slots.iter().enumerate() {
+                    (*(base.add(SLOTS_OFF + 8 * i) as *const AtomicU64)).store(*v, SeqCst);
+                }
+            }
+            let t = Instant::now();
+            let _ = sem.value();
+            let _ = sem.try_wait();
+            let _ = sem.post();
+            let _ = sem.reclaim();
+            if let Ok(p) = sem.try_acquire() {
+                let _ = p.release();
+            }
+            let _ = sem.wait_timeout(Duration::from_millis(1));
+            let _ = sem.acquire_timeout(Duration::from_millis(1)).map(Permit::release);
+            let _ = sem.holders();
+            proptest::prop_assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+        }
+    }
 }
