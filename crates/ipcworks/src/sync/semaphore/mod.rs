@@ -33,6 +33,7 @@
 //! ```
 
 pub(crate) mod raw;
+mod robust;
 
 #[cfg(not(loom))]
 mod env;

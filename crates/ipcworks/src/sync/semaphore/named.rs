@@ -589,7 +589,7 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config {
-            cases: 64,
+            cases: 32,
             failure_persistence: None,
             ..Default::default()
         })]
