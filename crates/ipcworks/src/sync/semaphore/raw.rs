@@ -41,6 +41,8 @@
 //!
 //! # Robust acquire and release
 //!
+//! (Implemented in `robust.rs`, beside this file.)
+//!
 //! `acquire` (A) by process P:
 //! 1. reserve a slot `s`: CAS slot 0 → P|RESERVED;
 //! 2. CAS word (c > 0, claim 0) → (c - 1, ACQUIRE|s) — the permit is taken;
