@@ -43,6 +43,9 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Bridge two endpoints: everything received on FROM is sent to TO.
     Relay(cmd::relay::Args),
+    /// Named counting semaphores: create, wait (P), post (V), value, rm, and
+    /// run a command holding a permit.
+    Sem(cmd::sem::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Recv(a) => cmd::recv::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Relay(a) => cmd::relay::run(a),
+        Command::Sem(a) => cmd::sem::run(a),
     };
     exit::finish(result)
 }

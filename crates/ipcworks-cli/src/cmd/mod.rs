@@ -9,5 +9,6 @@ pub mod recv;
 pub mod regions;
 pub mod relay;
 pub mod rm;
+pub mod sem;
 pub mod send;
 pub mod serve;

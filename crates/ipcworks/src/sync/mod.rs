@@ -6,3 +6,13 @@ pub mod mutex;
 pub use mutex::{Acquired, MutexState, RawError};
 #[cfg(not(loom))]
 pub use mutex::{LockError, Mutex, MutexGuard, MutexOptions, RawMutex};
+
+pub mod semaphore;
+pub use semaphore::SemaphoreState;
+#[cfg(not(loom))]
+pub use semaphore::{Permit, RawSemaphore, Semaphore, SemaphoreOptions};
+
+#[cfg(not(loom))]
+pub mod posix;
+#[cfg(not(loom))]
+pub use posix::{PosixSemaphore, PosixSemaphoreOptions};

@@ -8,6 +8,7 @@ pub mod futex;
 pub mod mem;
 pub mod mq;
 pub mod pipe;
+pub mod posix_sem;
 pub mod proc;
 pub mod signal;
 pub mod socket;

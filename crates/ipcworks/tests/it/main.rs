@@ -12,5 +12,6 @@ mod mq;
 mod mutex;
 mod pipe;
 mod regions;
+mod semaphore;
 mod shm;
 mod socket;

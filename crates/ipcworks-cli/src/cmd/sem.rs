@@ -1,0 +1,300 @@
+//! `ipcworks sem …`: named counting semaphores from the shell — the native
+//! robust one (default) or a POSIX one (`--posix`, `/dev/shm/sem.NAME`).
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use ipcworks::Error;
+use ipcworks::sync::{PosixSemaphore, Semaphore};
+
+const EXAMPLES: &str = "Examples:
+  ipcworks sem create jobs --value 2          # a pool of 2 permits, mode 0600
+  ipcworks sem run jobs -- make -j1 thing     # at most 2 of these at once
+  ipcworks sem wait jobs --timeout 5          # P; exit 124 after 5 s
+  ipcworks sem post jobs                      # V
+  ipcworks sem value jobs                     # permits now (dead holders' given back)
+  ipcworks sem rm jobs
+  ipcworks sem create ready --value 0 --posix # /dev/shm/sem.ready, for C or Python peers
+
+Native semaphores give back the permits of a `sem run` (or any acquire) whose
+process died, even by kill -9; POSIX ones cannot.
+
+Exit codes: 0 success, 1 error, 2 usage, 124 --timeout ran out;
+`sem run` exits with COMMAND's own code (128+N if signal N killed it).";
+
+/// Arguments of `ipcworks sem`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    #[command(subcommand)]
+    cmd: Sem,
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Use a POSIX named semaphore (sem_open(3), /dev/shm/sem.NAME) instead
+    /// of the native robust one.
+    #[arg(long)]
+    posix: bool,
+    /// Permission bits in octal: exactly these when creating; when opening,
+    /// a semaphore granting more than these is refused.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    mode: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sem {
+    /// Create a named semaphore with an initial value (1 = binary); it
+    /// stays until `sem rm`.
+    #[command(after_help = EXAMPLES)]
+    Create {
+        /// The name (letters, digits, `.`, `-`, `_`; no `/`).
+        name: String,
+        /// Initial value: the number of permits.
+        #[arg(long)]
+        value: u32,
+        /// Native only: how many permits can be out through `acquire`/`sem
+        /// run` at once (default: the value, at least 64, at most 1024).
+        #[arg(long)]
+        max_holders: Option<u32>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// P: take a permit, waiting while there is none (not tracked: give it
+    /// back with `sem post`).
+    #[command(after_help = EXAMPLES)]
+    Wait {
+        /// The name.
+        name: String,
+        /// Give up after SECS seconds (exit code 124).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// V: give a permit back (count + 1), waking one waiter.
+    #[command(after_help = EXAMPLES)]
+    Post {
+        /// The name.
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the number of permits available (native: after giving back
+    /// the permits of holders that died).
+    #[command(after_help = EXAMPLES)]
+    Value {
+        /// The name.
+        name: String,
+        /// Native only: also list the processes holding permits.
+        #[arg(long)]
+        holders: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a named semaphore.
+    #[command(after_help = EXAMPLES)]
+    Rm {
+        /// The name.
+        name: String,
+        /// Remove the POSIX semaphore /dev/shm/sem.NAME.
+        #[arg(long)]
+        posix: bool,
+    },
+    /// Run COMMAND holding one permit of a native semaphore, given back
+    /// when COMMAND ends however it ends (also if this process is killed).
+    #[command(after_help = EXAMPLES)]
+    Run {
+        /// The name.
+        name: String,
+        /// Give up waiting for a permit after SECS seconds (exit code 124).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        /// Permission bits the semaphore may have at most (octal).
+        #[arg(long, default_value = "600", value_parser = parse_mode)]
+        mode: u32,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("{s:?} is not an octal mode like 600"))?;
+    if m > 0o777 {
+        return Err(format!("mode {s} has bits beyond 0777"));
+    }
+    Ok(m)
+}
+
+fn parse_timeout(t: Option<f64>) -> anyhow::Result<Option<Duration>> {
+    t.map(|s| {
+        Duration::try_from_secs_f64(s)
+            .map_err(|_| anyhow::anyhow!("--timeout {s} is not a number of seconds >= 0"))
+    })
+    .transpose()
+}
+
+/// Opens a native semaphore; if only a POSIX one has the name, says so.
+fn open_native(name: &str, mode: u32) -> anyhow::Result<Semaphore> {
+    match Semaphore::options().mode(mode).open(name) {
+        Ok(s) => Ok(s),
+        Err(e @ Error::NotFound { .. }) => {
+            if PosixSemaphore::exists(name).unwrap_or(false) {
+                bail!(
+                    "no native semaphore {name:?}, but a POSIX one exists ({}): add --posix",
+                    PosixSemaphore::path(name)?
+                );
+            }
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn open_posix(name: &str, mode: u32) -> anyhow::Result<PosixSemaphore> {
+    Ok(PosixSemaphore::options().mode(mode).open(name)?)
+}
+
+/// Runs `ipcworks sem`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.cmd {
+        Sem::Create {
+            name,
+            value,
+            max_holders,
+            common,
+        } => {
+            if common.posix {
+                if max_holders.is_some() {
+                    bail!("--max-holders applies to native semaphores only (drop --posix)");
+                }
+                let mut s = PosixSemaphore::options()
+                    .mode(common.mode)
+                    .create(&name, value)?;
+                s.persist();
+            } else {
+                let mut o = Semaphore::options();
+                o.mode(common.mode).persist(true);
+                if let Some(n) = max_holders {
+                    o.max_holders(n);
+                }
+                o.create(&name, value)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Sem::Wait {
+            name,
+            timeout,
+            common,
+        } => {
+            let timeout = parse_timeout(timeout)?;
+            if common.posix {
+                let s = open_posix(&name, common.mode)?;
+                match timeout {
+                    Some(t) => s.wait_timeout(t),
+                    None => s.wait(),
+                }
+            } else {
+                let s = open_native(&name, common.mode)?;
+                match timeout {
+                    Some(t) => s.wait_timeout(t),
+                    None => s.wait(),
+                }
+            }
+            .with_context(|| format!("waiting on semaphore {name:?}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Sem::Post { name, common } => {
+            if common.posix {
+                open_posix(&name, common.mode)?.post()?;
+            } else {
+                open_native(&name, common.mode)?.post()?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Sem::Value {
+            name,
+            holders,
+            common,
+        } => {
+            if common.posix {
+                if holders {
+                    bail!("a POSIX semaphore does not know its holders (drop --holders)");
+                }
+                println!("{}", open_posix(&name, common.mode)?.value()?);
+            } else {
+                let s = open_native(&name, common.mode)?;
+                let back = s.reclaim()?;
+                if back > 0 {
+                    eprintln!("ipcworks: gave back {back} permit(s) of holders that died");
+                }
+                println!("{}", s.value()?);
+                if holders {
+                    for h in s.holders() {
+                        println!(
+                            "holder pid {} {}{}",
+                            h.pid,
+                            if h.held {
+                                "holds a permit"
+                            } else {
+                                "is mid-update"
+                            },
+                            if h.alive { "" } else { " (dead)" }
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Sem::Rm { name, posix } => {
+            if posix {
+                PosixSemaphore::remove(&name)?;
+            } else {
+                match Semaphore::remove(&name) {
+                    Err(e @ Error::NotFound { .. }) => {
+                        if PosixSemaphore::exists(&name).unwrap_or(false) {
+                            bail!(
+                                "no native semaphore {name:?}, but a POSIX one exists: add --posix"
+                            );
+                        }
+                        return Err(e.into());
+                    }
+                    other => other?,
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Sem::Run {
+            name,
+            timeout,
+            mode,
+            command,
+        } => {
+            let timeout = parse_timeout(timeout)?;
+            let sem = open_native(&name, mode)?;
+            let permit = match timeout {
+                Some(t) => sem.acquire_timeout(t),
+                None => sem.acquire(),
+            }
+            .with_context(|| format!("taking a permit of semaphore {name:?}"))?;
+            let status = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .status()
+                .with_context(|| format!("running {:?}", command[0]));
+            drop(permit);
+            let status = status?;
+            let code = match (status.code(), status.signal()) {
+                (Some(c), _) => c,
+                (None, Some(sig)) => 128 + sig,
+                (None, None) => 1,
+            };
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+    }
+}

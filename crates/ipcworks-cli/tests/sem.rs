@@ -1,0 +1,220 @@
+//! `ipcworks sem …` run as a user would: the real binary, real processes,
+//! kill -9, a C program on the POSIX side.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ipcworks");
+
+fn name(what: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "ipcworks-test-cli-{}-{}-{what}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes both kinds of semaphore of a name, also on panic.
+struct Cleanup(String);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm/ipcworks.sem.{}", self.0));
+        let _ = std::fs::remove_file(format!("/dev/shm/sem.{}", self.0));
+    }
+}
+
+fn sem(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("sem")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = sem(args);
+    assert!(
+        out.status.success(),
+        "sem {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn err(args: &[&str], code: i32) -> String {
+    let out = sem(args);
+    assert_eq!(out.status.code(), Some(code), "sem {args:?}");
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    e
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+#[test]
+fn create_wait_post_value_rm_and_exit_codes() {
+    let n = name("basic");
+    let _c = Cleanup(n.clone());
+    ok(&["create", &n, "--value", "2"]);
+    assert!(Path::new(&format!("/dev/shm/ipcworks.sem.{n}")).exists());
+    assert_eq!(ok(&["value", &n]), "2");
+    ok(&["wait", &n]);
+    ok(&["wait", &n, "--timeout", "1"]);
+    assert_eq!(ok(&["value", &n]), "0");
+    let e = err(&["wait", &n, "--timeout", "0.1"], 124);
+    assert!(e.contains("timed out"), "{e}");
+    ok(&["post", &n]);
+    assert_eq!(ok(&["value", &n]), "1");
+    let e = err(&["create", &n, "--value", "1"], 1);
+    assert!(e.contains("already exists"), "{e}");
+    ok(&["rm", &n]);
+    let e = err(&["value", &n], 1);
+    assert!(e.contains("does not exist"), "{e}");
+    let e = err(&["create", "a/b", "--value", "1"], 1);
+    assert!(e.contains("'/'"), "{e}");
+    // Usage errors are clap's code 2.
+    assert_eq!(sem(&["create", &n]).status.code(), Some(2));
+    assert_eq!(
+        sem(&["create", &n, "--value", "1", "--mode", "9"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let help = sem(&["run", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));
+}
+
+#[test]
+fn run_passes_the_commands_exit_code_and_gives_the_permit_back() {
+    let n = name("run");
+    let _c = Cleanup(n.clone());
+    ok(&["create", &n, "--value", "1"]);
+    let out = sem(&["run", &n, "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let out = sem(&["run", &n, "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    assert_eq!(ok(&["value", &n]), "1");
+    // With the only permit taken, run times out with 124.
+    ok(&["wait", &n]);
+    let out = sem(&["run", &n, "--timeout", "0.1", "--", "true"]);
+    assert_eq!(out.status.code(), Some(124));
+    ok(&["post", &n]);
+    ok(&["rm", &n]);
+}
+
+#[test]
+fn a_killed_sem_run_gives_its_permit_back() {
+    let n = name("killrun");
+    let _c = Cleanup(n.clone());
+    let dir = std::env::temp_dir().join(name("pid"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pid");
+    ok(&["create", &n, "--value", "1"]);
+    let mut run = Command::new(BIN)
+        .args(["sem", "run", &n, "--", "sh", "-c"])
+        .arg(format!("echo $$ > {}; exec sleep 30", pidfile.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || ok(&["value", &n]) == "0"));
+    let holders = ok(&["value", &n, "--holders"]);
+    assert!(
+        holders.contains(&format!("holder pid {}", run.id())),
+        "{holders}"
+    );
+    run.kill().unwrap(); // SIGKILL to `ipcworks sem run`
+    run.wait().unwrap();
+    // Its COMMAND would run on; stop it too.
+    if wait_until(Duration::from_secs(5), || pidfile.exists()) {
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = sem(&["value", &n]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gave back 1 permit"));
+    ok(&["rm", &n]);
+}
+
+const C_POST3: &str = r#"
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    char name[300];
+    snprintf(name, sizeof name, "/%s", argv[1]);
+    sem_t *s = sem_open(name, 0);
+    if (s == SEM_FAILED) { perror("sem_open"); return 1; }
+    for (int i = 0; i < 3; i++) sem_post(s);
+    int v = -1;
+    sem_getvalue(s, &v);
+    printf("%d\n", v);
+    return 0;
+}
+"#;
+
+fn compile(dir: &Path) -> PathBuf {
+    let src = dir.join("post3.c");
+    std::fs::write(&src, C_POST3).unwrap();
+    let exe = dir.join("post3");
+    let st = Command::new("cc")
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg("-pthread")
+        .status()
+        .expect("cc (gcc) must be installed: .ci/run installs it");
+    assert!(st.success());
+    exe
+}
+
+#[test]
+fn posix_semaphores_are_shared_with_c_and_kept_apart_from_native_ones() {
+    let n = name("posix");
+    let _c = Cleanup(n.clone());
+    let dir = std::env::temp_dir().join(name("cc"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = compile(&dir);
+    ok(&["create", &n, "--value", "0", "--posix"]);
+    assert!(Path::new(&format!("/dev/shm/sem.{n}")).exists());
+    let out = Command::new(&exe).arg(&n).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    assert_eq!(ok(&["value", &n, "--posix"]), "3");
+    ok(&["wait", &n, "--posix"]);
+    assert_eq!(ok(&["value", &n, "--posix"]), "2");
+    // Without --posix: a clear hint.
+    let e = err(&["value", &n], 1);
+    assert!(e.contains("add --posix"), "{e}");
+    let e = err(&["post", &n], 1);
+    assert!(e.contains("add --posix"), "{e}");
+    ok(&["rm", &n, "--posix"]);
+    assert!(!Path::new(&format!("/dev/shm/sem.{n}")).exists());
+    // Modes: created 0640 exactly, refused when 0600 is expected.
+    ok(&["create", &n, "--value", "1", "--posix", "--mode", "640"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(format!("/dev/shm/sem.{n}"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    let e = err(&["value", &n, "--posix"], 1);
+    assert!(e.contains("0640"), "{e}");
+    assert_eq!(ok(&["value", &n, "--posix", "--mode", "640"]), "1");
+    ok(&["rm", &n, "--posix"]);
+}

@@ -1,0 +1,215 @@
+//! Model checks of the semaphore protocol under loom (threads stand in for
+//! processes; a "kill" stops a thread right after a protocol step and marks
+//! it dead for the liveness oracle).
+//!
+//! Run: `LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" cargo test -p ipcworks --lib --release sync::semaphore`
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, AtomicU32 as LAtomicU32};
+
+use super::*;
+
+struct Shared {
+    st: SemaphoreState,
+    slots: Vec<AtomicU64>,
+    alive: Vec<AtomicBool>,
+    inside: LAtomicU32,
+}
+
+impl Shared {
+    fn new(value: u32, slots: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            st: SemaphoreState::new(value),
+            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            alive: (0..4).map(|_| AtomicBool::new(true)).collect(),
+            inside: LAtomicU32::new(0),
+        })
+    }
+    fn pool(&self) -> Pool<'_> {
+        Pool {
+            st: &self.st,
+            slots: &self.slots,
+        }
+    }
+}
+
+struct LoomEnv {
+    id: u64,
+    shared: Arc<Shared>,
+    crash_at: Option<Step>,
+}
+
+impl Env for LoomEnv {
+    fn me(&self) -> u64 {
+        (self.id << 32) | 7
+    }
+    fn is_alive(&self, ident: u64) -> bool {
+        let id = (ident >> 32) as usize;
+        id < 4 && self.shared.alive[id].load(SeqCst)
+    }
+    fn sleep(&self, _w: &AtomicU32, _e: u32, _d: Option<Deadline>, _watch: bool) -> bool {
+        loom::thread::yield_now();
+        true
+    }
+    fn wake(&self, _w: &AtomicU32) {}
+    fn pause(&self, _round: u32) {
+        loom::thread::yield_now();
+    }
+    fn scan_due(&self, _last: &mut Option<std::time::Instant>) -> bool {
+        true
+    }
+    fn crash(&self, at: Step) -> bool {
+        if self.crash_at == Some(at) {
+            self.shared.alive[self.id as usize].store(false, SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn env(id: u64, shared: &Arc<Shared>, crash_at: Option<Step>) -> LoomEnv {
+    LoomEnv {
+        id,
+        shared: shared.clone(),
+        crash_at,
+    }
+}
+
+#[test]
+fn post_wakes_a_waiter() {
+    loom::model(|| {
+        let sh = Shared::new(0, 0);
+        let sh2 = sh.clone();
+        let t = loom::thread::spawn(move || {
+            let e = env(1, &sh2, None);
+            wait(&sh2.st, &e, None, &|| false, || Ok(())).unwrap();
+        });
+        post(&sh.st, &env(2, &sh, None)).unwrap();
+        t.join().unwrap();
+        assert_eq!(sh.st.value().unwrap(), 0);
+    });
+}
+
+#[test]
+fn acquire_release_is_exclusive_for_one_permit() {
+    loom::model(|| {
+        let sh = Shared::new(1, 2);
+        let threads: Vec<_> = (1..=2)
+            .map(|id| {
+                let sh = sh.clone();
+                loom::thread::spawn(move || {
+                    let e = env(id, &sh, None);
+                    let s = sh.pool().acquire(&e, None, false).unwrap();
+                    assert_eq!(sh.inside.fetch_add(1, SeqCst), 0, "two holders");
+                    sh.inside.fetch_sub(1, SeqCst);
+                    sh.pool().release(&e, s).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(sh.st.value().unwrap(), 1);
+        assert!(sh.slots.iter().all(|s| s.load(SeqCst) == 0));
+    });
+}
+
+/// Thread 1 is "killed" right after `step` (or while holding, for None);
+/// thread 2 acquires and releases meanwhile. Afterwards a third party's
+/// reclaim leaves exactly the initial value and an empty table.
+fn crash_case(step: Option<Step>) {
+    crash_case_with(step, 1);
+}
+
+/// As [`crash_case`], with `others` surviving threads (1 or 2) racing to
+/// repair what the victim left.
+fn crash_case_with(step: Option<Step>, others: u64) {
+    let mut model = loom::model::Builder::new();
+    // Waiting threads spin (with yields) and rescan the table each round;
+    // with two repairers a path takes more branches than loom's default.
+    model.max_branches = 100_000;
+    if others > 1 {
+        // Three threads plus the final reclaim: one preemption keeps the
+        // search to seconds.
+        model.preemption_bound = Some(1);
+    }
+    model.check(move || {
+        let sh = Shared::new(1, 2);
+        let sh1 = sh.clone();
+        let victim = loom::thread::spawn(move || {
+            let e = env(1, &sh1, step);
+            let s = sh1.pool().acquire(&e, None, false).unwrap();
+            if !sh1.alive[1].load(SeqCst) {
+                return;
+            }
+            match step {
+                None => sh1.alive[1].store(false, SeqCst),
+                Some(_) => sh1.pool().release(&e, s).unwrap(),
+            }
+        });
+        let survivors: Vec<_> = (0..others)
+            .map(|i| {
+                let sh2 = sh.clone();
+                loom::thread::spawn(move || {
+                    let e = env(2 + i, &sh2, None);
+                    let s = sh2.pool().acquire(&e, None, false).unwrap();
+                    sh2.pool().release(&e, s).unwrap();
+                })
+            })
+            .collect();
+        victim.join().unwrap();
+        for t in survivors {
+            t.join().unwrap();
+        }
+        sh.pool().reclaim(&env(0, &sh, None)).unwrap();
+        assert_eq!(sh.st.value().unwrap(), 1, "leaked or duplicated a permit");
+        assert!(sh.slots.iter().all(|s| s.load(SeqCst) == 0));
+        assert_eq!(sh.st.word.load(SeqCst) >> 32, 0, "claim left over");
+    });
+}
+
+#[test]
+fn killed_after_reserve() {
+    crash_case(Some(Step::Reserved));
+}
+
+#[test]
+fn killed_after_claim() {
+    crash_case(Some(Step::Claimed));
+}
+
+#[test]
+fn killed_after_record() {
+    crash_case(Some(Step::Recorded));
+}
+
+#[test]
+fn killed_while_holding() {
+    crash_case(None);
+}
+
+#[test]
+fn killed_in_release_step_1() {
+    crash_case(Some(Step::Released1));
+}
+
+#[test]
+fn killed_in_release_step_2() {
+    crash_case(Some(Step::Released2));
+}
+
+#[test]
+fn killed_in_release_step_3() {
+    crash_case(Some(Step::Released3));
+}
+
+#[test]
+fn killed_after_claim_two_repairers() {
+    crash_case_with(Some(Step::Claimed), 2);
+}
+
+#[test]
+fn killed_in_release_step_1_two_repairers() {
+    crash_case_with(Some(Step::Released1), 2);
+}

@@ -1,0 +1,631 @@
+//! [`Semaphore`]: a semaphore in its own shared memory segment, named
+//! (`/dev/shm/ipcworks.sem.NAME`) or anonymous (memfd).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use super::env::Futex;
+use super::raw::{self, MAX_HOLDERS, Pool, SemaphoreState};
+use crate::shm::{Segment, SegmentOptions};
+use crate::sys::proc::Identity;
+use crate::sys::time::Deadline;
+use crate::{Error, Result, name};
+
+/// Prefix of a native semaphore's segment name in `/dev/shm`.
+pub const SEGMENT_PREFIX: &str = "ipcworks.sem.";
+const KIND: &str = "semaphore";
+const MAGIC: u64 = u64::from_le_bytes(*b"ipcwSEM1");
+const VERSION: u32 = 1;
+const STATE_OFF: usize = 64;
+const SLOTS_OFF: usize = 128;
+/// Default holder table: the initial value, at least 64, at most 1024.
+const DEFAULT_HOLDERS: (u32, u32) = (64, 1024);
+
+/// The segment's first 64 bytes. `magic` is written last by the creator;
+/// openers wait for it (at most 1 s) and check everything else.
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    max_holders: AtomicU32,
+    layout: AtomicU64,
+}
+
+fn layout_size(holders: u32) -> usize {
+    SLOTS_OFF + 8 * holders as usize
+}
+
+/// A counting semaphore that lives in shared memory, usable between threads
+/// and processes, robust when used as a pool.
+///
+/// - `wait` (P) / `post` (V) / `try_wait` / `wait_timeout` / `value`: the
+///   classic semaphore, for signalling (a producer posts, a consumer
+///   waits). Not tracked: a permit taken by `wait` is just gone.
+/// - [`acquire`](Self::acquire) / [`try_acquire`](Self::try_acquire) /
+///   [`acquire_timeout`](Self::acquire_timeout): take a permit as a
+///   [`Permit`] guard, recorded in the segment's holder table under this
+///   process (pid and start time), given back on drop. If the process dies
+///   holding it, even by SIGKILL, the permit comes back: a waiter that finds
+///   the count at 0 scans the table, and so does [`reclaim`](Self::reclaim).
+///   There is no moment at which a kill leaks or duplicates a permit (see
+///   the protocol in `sync/semaphore/raw.rs`).
+///
+/// A *binary* semaphore is one created with value 1
+/// ([`Semaphore::binary`]).
+///
+/// Named semaphores live in `/dev/shm/ipcworks.sem.NAME`, mode 0600 unless
+/// asked otherwise; the creator removes the name when dropped unless told
+/// to persist. All processes using one must share a pid namespace (liveness
+/// is judged through `/proc`).
+#[derive(Debug)]
+pub struct Semaphore {
+    seg: Segment,
+    holders: usize,
+}
+
+/// Options for creating or opening a [`Semaphore`].
+#[derive(Debug, Clone)]
+pub struct SemaphoreOptions {
+    mode: u32,
+    persist: bool,
+    max_holders: Option<u32>,
+}
+
+impl Default for SemaphoreOptions {
+    fn default() -> Self {
+        SemaphoreOptions {
+            mode: 0o600,
+            persist: false,
+            max_holders: None,
+        }
+    }
+}
+
+impl SemaphoreOptions {
+    /// Permission bits of a semaphore to create (exactly, whatever the
+    /// umask; default 0600). When opening, one whose mode grants more is
+    /// refused.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Keep the name after the creator drops it (default: remove).
+    pub fn persist(&mut self, persist: bool) -> &mut Self {
+        self.persist = persist;
+        self
+    }
+
+    /// Size of the holder table: how many [`Permit`]s can be out at once
+    /// (default: the initial value, at least 64, at most 1024; at most
+    /// [`MAX_HOLDERS`]).
+    pub fn max_holders(&mut self, n: u32) -> &mut Self {
+        self.max_holders = Some(n);
+        self
+    }
+
+    fn holders_for(&self, value: u32) -> Result<u32> {
+        let n = self
+            .max_holders
+            .unwrap_or_else(|| value.clamp(DEFAULT_HOLDERS.0, DEFAULT_HOLDERS.1));
+        if n == 0 || n > MAX_HOLDERS {
+            return Err(Error::InvalidArgument(format!(
+                "max_holders {n} must be between 1 and {MAX_HOLDERS}"
+            )));
+        }
+        Ok(n)
+    }
+
+    fn segment(&self, holders: u32) -> SegmentOptions {
+        let mut o = Segment::options();
+        o.mode(self.mode)
+            .persist(self.persist)
+            .size(layout_size(holders));
+        o
+    }
+
+    /// Creates a named semaphore of initial value `value`; fails with
+    /// [`Error::AlreadyExists`] if the name is taken.
+    #[doc(alias = "sem_open")]
+    pub fn create(&self, name: &str, value: u32) -> Result<Semaphore> {
+        let bare = name::validate(name)?;
+        raw::check_value(value)?;
+        let n = self.holders_for(value)?;
+        let seg = self
+            .segment(n)
+            .create(&segment_name(bare))
+            .map_err(|e| rename(e, bare))?;
+        Semaphore::init(seg, value, n)
+    }
+
+    /// Opens an existing named semaphore, after the checks of
+    /// [`SegmentOptions::open`] (regular file, ours, no looser mode).
+    #[doc(alias = "sem_open")]
+    pub fn open(&self, name: &str) -> Result<Semaphore> {
+        let bare = name::validate(name)?;
+        let seg = Segment::options()
+            .mode(self.mode)
+            .open(&segment_name(bare))
+            .map_err(|e| rename(e, bare))?;
+        Semaphore::check(seg, bare)
+    }
+
+    /// Opens the named semaphore, or creates it with `value`. Returns it and
+    /// whether this call created it.
+    pub fn open_or_create(&self, name: &str, value: u32) -> Result<(Semaphore, bool)> {
+        for _ in 0..100 {
+            match self.create(name, value) {
+                Ok(s) => return Ok((s, true)),
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match self.open(name) {
+                Ok(s) => return Ok((s, false)),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::io(
+            "shm_open",
+            std::io::Error::other("the name kept appearing and vanishing"),
+        ))
+    }
+
+    /// Creates an anonymous semaphore (memfd), for threads or for child
+    /// processes that inherit it ([`Semaphore::inheritable_fd`]).
+    #[doc(alias = "sem_init")]
+    pub fn anonymous(&self, value: u32) -> Result<Semaphore> {
+        raw::check_value(value)?;
+        let n = self.holders_for(value)?;
+        let seg = self.segment(n).anonymous()?;
+        Semaphore::init(seg, value, n)
+    }
+}
+
+fn segment_name(bare: &str) -> String {
+    format!("{SEGMENT_PREFIX}{bare}")
+}
+
+/// Segment errors in semaphore terms.
+fn rename(e: Error, bare: &str) -> Error {
+    match e {
+        Error::NotFound { .. } => Error::NotFound {
+            kind: KIND,
+            name: bare.to_string(),
+        },
+        Error::AlreadyExists { .. } => Error::AlreadyExists {
+            kind: KIND,
+            name: bare.to_string(),
+        },
+        other => other,
+    }
+}
+
+impl Semaphore {
+    /// Options for creating or opening a semaphore.
+    pub fn options() -> SemaphoreOptions {
+        SemaphoreOptions::default()
+    }
+
+    /// Creates a named semaphore of value `value`, mode 0600, removed when
+    /// dropped.
+    pub fn create(name: &str, value: u32) -> Result<Semaphore> {
+        Self::options().create(name, value)
+    }
+
+    /// Creates a named binary semaphore (value 1).
+    pub fn binary(name: &str) -> Result<Semaphore> {
+        Self::create(name, 1)
+    }
+
+    /// Opens an existing named semaphore (mode at most 0600).
+    pub fn open(name: &str) -> Result<Semaphore> {
+        Self::options().open(name)
+    }
+
+    /// Opens or creates a named semaphore.
+    pub fn open_or_create(name: &str, value: u32) -> Result<(Semaphore, bool)> {
+        Self::options().open_or_create(name, value)
+    }
+
+    /// Creates an anonymous semaphore.
+    pub fn anonymous(value: u32) -> Result<Semaphore> {
+        Self::options().anonymous(value)
+    }
+
+    /// Maps a semaphore from an inherited descriptor (see
+    /// [`inheritable_fd`](Self::inheritable_fd)).
+    pub fn from_fd(fd: OwnedFd) -> Result<Semaphore> {
+        Self::check(Segment::from_fd(fd)?, "(inherited)")
+    }
+
+    /// Removes a named semaphore by name; processes that have it open keep
+    /// using it.
+    #[doc(alias = "sem_unlink")]
+    pub fn remove(name: &str) -> Result<()> {
+        let bare = name::validate(name)?;
+        Segment::remove(&segment_name(bare)).map_err(|e| rename(e, bare))
+    }
+
+    fn init(seg: Segment, value: u32, holders: u32) -> Result<Semaphore> {
+        let size = layout_size(holders);
+        if seg.len() < size {
+            return Err(Error::corrupted("a fresh segment is smaller than asked"));
+        }
+        let sem = Semaphore {
+            seg,
+            holders: holders as usize,
+        };
+        let h = sem.header();
+        h.version.store(VERSION, SeqCst);
+        h.max_holders.store(holders, SeqCst);
+        h.layout.store(size as u64, SeqCst);
+        sem.state().init(value)?;
+        // Last: openers wait for this.
+        h.magic.store(MAGIC, SeqCst);
+        Ok(sem)
+    }
+
+    fn check(seg: Segment, bare: &str) -> Result<Semaphore> {
+        let refuse = |reason: String| Error::Refused {
+            name: bare.to_string(),
+            reason,
+        };
+        if seg.len() < SLOTS_OFF {
+            return Err(refuse(format!(
+                "its segment has {} bytes, too few for an ipcworks semaphore",
+                seg.len()
+            )));
+        }
+        // SAFETY: the segment has at least SLOTS_OFF bytes (checked above)
+        // and is page-aligned; Header is atomics only, valid for any bits.
+        let h = unsafe { &*(seg.as_ptr() as *const Header) };
+        let start = Instant::now();
+        let magic = loop {
+            let m = h.magic.load(SeqCst);
+            if m != 0 || start.elapsed() > Duration::from_secs(1) {
+                break m;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if magic == 0 {
+            return Err(refuse(
+                "its creator never initialized it (died while creating it?); remove it".into(),
+            ));
+        }
+        if magic != MAGIC {
+            return Err(refuse("it is not an ipcworks semaphore".into()));
+        }
+        let version = h.version.load(SeqCst);
+        if version != VERSION {
+            return Err(refuse(format!(
+                "it has layout version {version}, this build knows {VERSION}"
+            )));
+        }
+        let n = h.max_holders.load(SeqCst);
+        let layout = h.layout.load(SeqCst);
+        if n == 0
+            || n > MAX_HOLDERS
+            || layout != layout_size(n) as u64
+            || seg.len() < layout as usize
+        {
+            return Err(Error::corrupted(format!(
+                "semaphore header says {n} holders in {layout} bytes, segment has {}",
+                seg.len()
+            )));
+        }
+        Ok(Semaphore {
+            seg,
+            holders: n as usize,
+        })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: every Semaphore's segment has at least SLOTS_OFF bytes
+        // (checked in init/check), page-aligned; atomics only.
+        unsafe { &*(self.seg.as_ptr() as *const Header) }
+    }
+
+    fn state(&self) -> &SemaphoreState {
+        // SAFETY: STATE_OFF + 24 <= SLOTS_OFF <= len; 64-aligned; the state
+        // is atomics only, valid for any bit pattern and shared-mutable.
+        unsafe { &*(self.seg.as_ptr().add(STATE_OFF) as *const SemaphoreState) }
+    }
+
+    fn pool(&self) -> Pool<'_> {
+        // SAFETY: SLOTS_OFF + 8 * holders <= len (checked in init/check,
+        // `holders` read once then), 8-aligned; AtomicU64 tolerates
+        // concurrent writers and any bit pattern.
+        let slots = unsafe {
+            std::slice::from_raw_parts(
+                self.seg.as_ptr().add(SLOTS_OFF) as *const AtomicU64,
+                self.holders,
+            )
+        };
+        Pool {
+            st: self.state(),
+            slots,
+        }
+    }
+
+    /// P: takes a permit, sleeping while there is none (plain, not
+    /// tracked). Signals do not interrupt it.
+    #[doc(alias = "sem_wait")]
+    #[doc(alias = "P")]
+    pub fn wait(&self) -> Result<()> {
+        self.pool().wait(&Futex, None)
+    }
+
+    /// Takes a permit if one is there, else [`Error::WouldBlock`].
+    #[doc(alias = "sem_trywait")]
+    pub fn try_wait(&self) -> Result<()> {
+        raw::try_wait(self.state())
+    }
+
+    /// P with a timeout: [`Error::Timeout`] if no permit came in time. A
+    /// signal does not cut it short (the wait goes on with the time left).
+    #[doc(alias = "sem_timedwait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.pool().wait(&Futex, Some(Deadline::after(timeout)))
+    }
+
+    /// V: gives a permit (count + 1) and wakes one sleeper. Fails rather
+    /// than wrap past [`MAX_VALUE`](super::MAX_VALUE).
+    #[doc(alias = "sem_post")]
+    #[doc(alias = "V")]
+    pub fn post(&self) -> Result<()> {
+        raw::post(self.state(), &Futex)
+    }
+
+    /// Permits available now (`sem_getvalue`). Does not reclaim; see
+    /// [`reclaim`](Self::reclaim).
+    #[doc(alias = "sem_getvalue")]
+    pub fn value(&self) -> Result<u32> {
+        self.state().value()
+    }
+
+    /// Takes a permit as a [`Permit`] guard, recorded under this process,
+    /// sleeping while there is none.
+    pub fn acquire(&self) -> Result<Permit<'_>> {
+        self.acquire_inner(None, false)
+    }
+
+    /// Takes a permit if one is there (after giving back dead holders'
+    /// permits), else [`Error::WouldBlock`].
+    pub fn try_acquire(&self) -> Result<Permit<'_>> {
+        self.acquire_inner(None, true)
+    }
+
+    /// Takes a permit, waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>> {
+        self.acquire_inner(Some(Deadline::after(timeout)), false)
+    }
+
+    fn acquire_inner(&self, deadline: Option<Deadline>, try_only: bool) -> Result<Permit<'_>> {
+        let slot = self.pool().acquire(&Futex, deadline, try_only)?;
+        Ok(Permit { sem: self, slot })
+    }
+
+    /// Gives back the permits of holders that died, and finishes what a
+    /// killed process left half done. Returns how many permits came back.
+    pub fn reclaim(&self) -> Result<u32> {
+        self.pool().reclaim(&Futex)
+    }
+
+    /// The processes recorded in the holder table now.
+    pub fn holders(&self) -> Vec<Holder> {
+        self.pool()
+            .holders()
+            .into_iter()
+            .map(|(ident, held)| {
+                let id = Identity::from_raw(ident);
+                Holder {
+                    pid: id.id(),
+                    held,
+                    alive: id.is_alive(),
+                }
+            })
+            .collect()
+    }
+
+    /// The size of the holder table.
+    pub fn max_holders(&self) -> usize {
+        self.holders
+    }
+
+    /// The name (without prefix), or `None` when anonymous.
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name().map(|n| &n[SEGMENT_PREFIX.len()..])
+    }
+
+    /// Keeps the name after this handle is dropped.
+    pub fn persist(&mut self) {
+        self.seg.persist();
+    }
+
+    /// Removes the name now; the semaphore stays usable through open
+    /// handles.
+    pub fn unlink(&mut self) -> Result<()> {
+        let bare = self.name().unwrap_or("").to_string();
+        self.seg.unlink().map_err(|e| rename(e, &bare))
+    }
+
+    /// A descriptor without close-on-exec for a child process to inherit
+    /// (it calls [`Semaphore::from_fd`]).
+    pub fn inheritable_fd(&self) -> Result<OwnedFd> {
+        self.seg.inheritable_fd()
+    }
+}
+
+impl AsFd for Semaphore {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.seg.as_fd()
+    }
+}
+
+/// One entry of a semaphore's holder table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    /// The holder's process id.
+    pub pid: u32,
+    /// Whether it holds a permit (false: in the middle of taking or giving
+    /// one back).
+    pub held: bool,
+    /// Whether that process still runs (same pid and start time).
+    pub alive: bool,
+}
+
+/// A permit taken by [`Semaphore::acquire`]: recorded under this process in
+/// the semaphore's holder table, given back (V) when dropped.
+#[derive(Debug)]
+#[must_use = "the permit is given back as soon as it is dropped"]
+pub struct Permit<'a> {
+    sem: &'a Semaphore,
+    slot: usize,
+}
+
+impl Permit<'_> {
+    /// Gives the permit back now, reporting errors that drop ignores
+    /// (corrupted shared memory).
+    pub fn release(self) -> Result<()> {
+        let me = std::mem::ManuallyDrop::new(self);
+        me.sem.pool().release(&Futex, me.slot)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let _ = self.sem.pool().release(&Futex, self.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_between_threads_never_exceed_the_value() {
+        let sem = std::sync::Arc::new(Semaphore::anonymous(2).unwrap());
+        let inside = std::sync::Arc::new(AtomicU32::new(0));
+        let max = std::sync::Arc::new(AtomicU32::new(0));
+        let ts: Vec<_> = (0..4)
+            .map(|_| {
+                let (sem, inside, max) = (sem.clone(), inside.clone(), max.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..300 {
+                        let _p = sem.acquire().unwrap();
+                        let now = inside.fetch_add(1, SeqCst) + 1;
+                        max.fetch_max(now, SeqCst);
+                        std::hint::spin_loop();
+                        inside.fetch_sub(1, SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert!(max.load(SeqCst) <= 2);
+        assert_eq!(sem.value().unwrap(), 2);
+        assert!(sem.holders().is_empty());
+    }
+
+    #[test]
+    fn holder_table_limit_is_a_clear_error() {
+        let sem = Semaphore::options().max_holders(1).anonymous(3).unwrap();
+        let _a = sem.acquire().unwrap();
+        let e = sem.try_acquire().unwrap_err();
+        assert!(matches!(e, Error::LimitExceeded { .. }), "{e}");
+        assert!(matches!(
+            Semaphore::options().max_holders(0).anonymous(1),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_claim_is_corrupted_not_a_panic() {
+        let sem = Semaphore::anonymous(1).unwrap();
+        // A hostile peer writes a claim naming slot 60000 of 64.
+        // SAFETY: test-only write through the segment's atomics.
+        let word = unsafe { &*(sem.seg.as_ptr().add(STATE_OFF) as *const AtomicU64) };
+        word.store((60_000u64 << 32) | 1, SeqCst);
+        assert!(matches!(sem.try_acquire(), Err(Error::Corrupted { .. })));
+        // A claim naming a free slot, for good.
+        word.store((1u64 << 32) | 1, SeqCst);
+        assert!(matches!(
+            sem.acquire_timeout(Duration::from_secs(20)),
+            Err(Error::Corrupted { .. })
+        ));
+    }
+
+    fn claim_word() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        let count = prop_oneof![
+            0u64..4,
+            Just(0x7FFF_FFFF),
+            Just(0x8000_0000),
+            any::<u32>().prop_map(u64::from)
+        ];
+        let claim = prop_oneof![
+            Just(0u64),
+            1u64..6,
+            (1u64..6).prop_map(|c| c | 0x8000_0000),
+            any::<u32>().prop_map(u64::from),
+        ];
+        (count, claim).prop_map(|(c, k)| (k << 32) | c)
+    }
+
+    fn slot_word() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        let me = Identity::process().raw();
+        prop_oneof![
+            Just(0u64),
+            (0u64..4).prop_map(|st| (st << 62) | (99_999_999u64 << 32)),
+            (0u64..4).prop_map(move |st| (st << 62) | me),
+            any::<u64>(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 32,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Whatever a hostile peer writes into the count, claim and holder
+        /// table, every call returns (an error at worst) without panicking,
+        /// indexing out of bounds or hanging.
+        #[test]
+        fn garbage_in_shared_memory_never_panics_or_hangs(
+            word in claim_word(),
+            slots in proptest::collection::vec(slot_word(), 4),
+            helper in proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::prelude::any::<u64>()],
+        ) {
+            let sem = Semaphore::options().max_holders(4).anonymous(1).unwrap();
+            let base = sem.seg.as_ptr();
+            // SAFETY: test-only writes through atomics inside the segment
+            // (state at STATE_OFF, table of 4 slots at SLOTS_OFF).
+            unsafe {
+                (*(base.add(STATE_OFF) as *const AtomicU64)).store(word, SeqCst);
+                (*(base.add(STATE_OFF + 8) as *const AtomicU64)).store(helper, SeqCst);
+                for (i, v) in slots.iter().enumerate() {
+                    (*(base.add(SLOTS_OFF + 8 * i) as *const AtomicU64)).store(*v, SeqCst);
+                }
+            }
+            let t = Instant::now();
+            let _ = sem.value();
+            let _ = sem.try_wait();
+            let _ = sem.post();
+            let _ = sem.reclaim();
+            if let Ok(p) = sem.try_acquire() {
+                let _ = p.release();
+            }
+            let _ = sem.wait_timeout(Duration::from_millis(1));
+            let _ = sem.acquire_timeout(Duration::from_millis(1)).map(Permit::release);
+            let _ = sem.holders();
+            proptest::prop_assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+        }
+    }
+}

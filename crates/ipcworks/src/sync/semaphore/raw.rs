@@ -1,0 +1,386 @@
+//! The semaphore protocol over a few atomic words, knowing nothing of mmap,
+//! so the same code runs between threads under loom and between processes
+//! over shared memory.
+//!
+//! # The words
+//!
+//! [`SemaphoreState`] (24 bytes, `#[repr(C)]`):
+//!
+//! - `word: u64` = `count` (low 32 bits, at most [`MAX_VALUE`]) | `claim`
+//!   (high 32 bits). The claim is `0` or `kind | (slot + 1)` where `kind` is
+//!   [`CLAIM_RELEASE`] or 0 (acquire). It names the one holder-table slot
+//!   whose two-word update (count and slot) is half done.
+//! - `helper: u64`: the identity of the process repairing a dead process's
+//!   half-done update, or 0. A tiny lock, stolen from a dead holder.
+//! - `seq: u32`: the futex word. Bumped by every post that finds sleepers.
+//! - `waiters: u32`: how many are asleep (or about to be) on `seq`, so that
+//!   `post` calls `FUTEX_WAKE` only when someone sleeps.
+//!
+//! A holder table (pool use only) is a slice of `u64` slots: 0 when free,
+//! otherwise a process identity (pid and start time; the pid needs at most
+//! 22 bits, so bits 62..64 are always 0 in an identity) with a state in bits
+//! 62..64: RESERVED, HELD or RELEASED.
+//!
+//! # Plain wait and post
+//!
+//! They change only the count bits (CAS on the whole word, claim bits kept).
+//! A waiter registers in `waiters`, reads `seq`, re-checks the count, then
+//! sleeps on `seq`; a poster CASes the count, then reads `waiters` and, if
+//! non-zero, bumps `seq` and wakes one. All SeqCst: either the poster sees
+//! the waiter registered (and wakes it or changes `seq` under its feet), or
+//! the waiter's re-check comes after the post in the total order and sees
+//! the count. A waiter that leaves without taking a permit (timeout, error)
+//! while the count is positive passes the wake-up on.
+//!
+//! Sleepers sleep without a timer (cheapest) unless the holder table
+//! records someone: then they wake every 100 ms to look for dead holders.
+//! Known limit of the timer-less sleep: a waiter killed in the instant
+//! between being woken and taking its permit swallows that wake-up; the
+//! permit stays in the count for the next post's waiter or any `try_wait`
+//! (POSIX semaphores share this).
+//!
+//! # Robust acquire and release
+//!
+//! (Implemented in `robust.rs`, beside this file.)
+//!
+//! `acquire` (A) by process P:
+//! 1. reserve a slot `s`: CAS slot 0 → P|RESERVED;
+//! 2. CAS word (c > 0, claim 0) → (c - 1, ACQUIRE|s) — the permit is taken;
+//! 3. CAS slot P|RESERVED → P|HELD — it is recorded;
+//! 4. CAS word (c', ACQUIRE|s) → (c', 0).
+//!
+//! `release` (R) of slot `s` held by owner O (O itself, or a helper on behalf
+//! of a dead O):
+//! 1. CAS word (c, 0) → (c + 1, RELEASE|s) — the permit is back;
+//! 2. CAS slot O|HELD → O|RELEASED;
+//! 3. CAS word (c', RELEASE|s) → (c', 0);
+//! 4. CAS slot O|RELEASED → 0.
+//!
+//! Invariant: while a claim names slot `s`, slot `s` is not free and its
+//! owner is the claimer (or, for a release on behalf of a dead holder, the
+//! dead holder, with the helper lock held by the helper doing it). Claims
+//! are cleared before their slot is freed, and a new claim needs claim 0.
+//!
+//! A process killed between any two steps leaves a state that tells exactly
+//! what is left to do, and whoever finds the claimer dead finishes it,
+//! holding the helper lock (so two helpers never act on the same stale
+//! reading — a helper's CAS on the word could otherwise succeed on an ABA
+//! of the word):
+//!
+//! | claim | slot `s` (owner dead) | what happened | the helper does |
+//! |---|---|---|---|
+//! | none naming `s` | RESERVED | A1 only | free the slot |
+//! | ACQUIRE\|s | RESERVED | A2, the count was decremented | count + 1 and clear the claim in one CAS, then free the slot |
+//! | ACQUIRE\|s | HELD | A3 | clear the claim; the slot is a dead holder's |
+//! | none naming `s` | HELD | a dead holder | reclaim: release on its behalf |
+//! | RELEASE\|s | HELD | R1 | slot → RELEASED, then as below |
+//! | RELEASE\|s | RELEASED | R2 | clear the claim, free the slot |
+//! | none naming `s` | RELEASED | R3 | free the slot |
+//!
+//! Ordering: a helper reads the slot, confirms its owner dead, and only
+//! then reads the word. A dead process's memory effects are all visible
+//! once the kernel says it is dead, so after that the slot can change only
+//! by the helper (which holds the lock), and the claim read afterwards is
+//! final as far as that owner is concerned. Reading the claim first would
+//! race with the owner's own step 2: a "no claim" read just before it
+//! claims and dies would make us free a slot whose permit was taken.
+//!
+//! Everything here is read from memory other processes write: a count
+//! above [`MAX_VALUE`], a claim naming a slot outside the table, or a claim
+//! that keeps naming a free slot is [`Error::Corrupted`].
+
+use std::sync::atomic::Ordering::SeqCst;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::sys::time::Deadline;
+use crate::{Error, Result};
+
+/// The largest value a semaphore holds (`SEM_VALUE_MAX` on Linux).
+pub const MAX_VALUE: u32 = i32::MAX as u32;
+/// The largest holder table.
+pub const MAX_HOLDERS: u32 = 1 << 16;
+
+pub(super) const COUNT_MASK: u64 = 0xFFFF_FFFF;
+/// Claim kind bit: a release (clear: an acquire).
+pub(super) const CLAIM_RELEASE: u32 = 1 << 31;
+pub(super) const CLAIM_SLOT: u32 = !CLAIM_RELEASE;
+
+pub(super) const STATE_SHIFT: u32 = 62;
+pub(super) const IDENT_MASK: u64 = (1 << STATE_SHIFT) - 1;
+pub(super) const FREE: u64 = 0;
+pub(super) const RESERVED: u64 = 1;
+pub(super) const HELD: u64 = 2;
+pub(super) const RELEASED: u64 = 3;
+
+/// The shared words of one semaphore: 24 bytes, 8-aligned, all zero is a
+/// valid semaphore of value 0. The protocol over these words is described
+/// (and argued) at the top of `sync/semaphore/raw.rs`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SemaphoreState {
+    pub(super) word: AtomicU64,
+    pub(super) helper: AtomicU64,
+    pub(super) seq: AtomicU32,
+    pub(super) waiters: AtomicU32,
+}
+
+impl SemaphoreState {
+    /// A state of value `value` (for use inside one process, or to copy the
+    /// layout). Values above [`MAX_VALUE`] are clamped.
+    #[cfg(not(loom))]
+    pub const fn new(value: u32) -> Self {
+        let v = if value > MAX_VALUE { MAX_VALUE } else { value };
+        SemaphoreState {
+            word: AtomicU64::new(v as u64),
+            helper: AtomicU64::new(0),
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// A state of value `value` (loom build).
+    #[cfg(loom)]
+    pub fn new(value: u32) -> Self {
+        SemaphoreState {
+            word: AtomicU64::new(value.min(MAX_VALUE) as u64),
+            helper: AtomicU64::new(0),
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Sets the value of a state nobody uses yet (the creator, before it
+    /// publishes the memory).
+    pub fn init(&self, value: u32) -> Result<()> {
+        check_value(value)?;
+        self.word.store(value as u64, SeqCst);
+        self.helper.store(0, SeqCst);
+        self.seq.store(0, SeqCst);
+        self.waiters.store(0, SeqCst);
+        Ok(())
+    }
+
+    /// The current count (permits available).
+    pub fn value(&self) -> Result<u32> {
+        let c = count(self.word.load(SeqCst));
+        if c > MAX_VALUE {
+            return Err(bad_count(c));
+        }
+        Ok(c)
+    }
+}
+
+/// Rejects values above [`MAX_VALUE`].
+pub(crate) fn check_value(value: u32) -> Result<()> {
+    if value > MAX_VALUE {
+        return Err(Error::InvalidArgument(format!(
+            "semaphore value {value} is above the maximum {MAX_VALUE} (SEM_VALUE_MAX)"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn count(w: u64) -> u32 {
+    (w & COUNT_MASK) as u32
+}
+pub(super) fn claim(w: u64) -> u32 {
+    (w >> 32) as u32
+}
+pub(super) fn pack(count: u32, claim: u32) -> u64 {
+    ((claim as u64) << 32) | count as u64
+}
+pub(super) fn bad_count(c: u32) -> Error {
+    Error::corrupted(format!(
+        "semaphore count {c} is above the maximum {MAX_VALUE}"
+    ))
+}
+pub(super) fn slot_word(ident: u64, state: u64) -> u64 {
+    ident | (state << STATE_SHIFT)
+}
+
+/// What the protocol needs from its surroundings: who we are, whether
+/// another process lives, and how to sleep. Real processes use futexes and
+/// `/proc`; the loom model uses yields and a table.
+pub(crate) trait Env {
+    /// This process's identity (non-zero, below 2^62).
+    fn me(&self) -> u64;
+    /// Whether the process named by `ident` still runs.
+    fn is_alive(&self, ident: u64) -> bool;
+    /// Sleeps while `word == expected`, not past `deadline`; may return
+    /// early, the caller re-checks. With `watch`, returns now and then even
+    /// without a wake-up (to look for dead holders). Returns false once the
+    /// deadline has passed.
+    fn sleep(
+        &self,
+        word: &AtomicU32,
+        expected: u32,
+        deadline: Option<Deadline>,
+        watch: bool,
+    ) -> bool;
+    /// Wakes one sleeper on `word`.
+    fn wake(&self, word: &AtomicU32);
+    /// Backs off while a live process finishes a two-step update
+    /// (`round` counts the rounds so far).
+    fn pause(&self, round: u32);
+    /// Whether a scan for dead holders is due (rate limit).
+    fn scan_due(&self, last: &mut Option<std::time::Instant>) -> bool;
+    /// Test hook: return true to stop right after protocol step `_at`, as
+    /// if killed there.
+    fn crash(&self, _at: Step) -> bool {
+        false
+    }
+}
+
+/// Points in acquire and release where a test may simulate a kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub(crate) enum Step {
+    Reserved,
+    Claimed,
+    Recorded,
+    Released1,
+    Released2,
+    Released3,
+}
+
+/// Why a try failed.
+enum Try {
+    Empty,
+    Err(Error),
+}
+
+// ---------------------------------------------------------------- plain
+
+fn try_take(st: &SemaphoreState) -> std::result::Result<(), Try> {
+    let mut w = st.word.load(SeqCst);
+    loop {
+        let c = count(w);
+        if c > MAX_VALUE {
+            return Err(Try::Err(bad_count(c)));
+        }
+        if c == 0 {
+            return Err(Try::Empty);
+        }
+        match st.word.compare_exchange_weak(w, w - 1, SeqCst, SeqCst) {
+            Ok(_) => return Ok(()),
+            Err(now) => w = now,
+        }
+    }
+}
+
+/// `sem_trywait`: takes a permit if one is there.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn try_wait(st: &SemaphoreState) -> Result<()> {
+    match try_take(st) {
+        Ok(()) => Ok(()),
+        Err(Try::Empty) => Err(Error::WouldBlock),
+        Err(Try::Err(e)) => Err(e),
+    }
+}
+
+/// `sem_post`: gives a permit back (count + 1), waking one sleeper.
+pub(crate) fn post<E: Env>(st: &SemaphoreState, env: &E) -> Result<()> {
+    let mut w = st.word.load(SeqCst);
+    loop {
+        let c = count(w);
+        if c > MAX_VALUE {
+            return Err(bad_count(c));
+        }
+        if c == MAX_VALUE {
+            return Err(Error::LimitExceeded {
+                limit: "semaphore value (SEM_VALUE_MAX)".into(),
+                value: MAX_VALUE.to_string(),
+                hint: "post would overflow the count; wait first".into(),
+            });
+        }
+        match st.word.compare_exchange_weak(w, w + 1, SeqCst, SeqCst) {
+            Ok(_) => break,
+            Err(now) => w = now,
+        }
+    }
+    wake_one(st, env);
+    Ok(())
+}
+
+pub(super) fn wake_one<E: Env>(st: &SemaphoreState, env: &E) {
+    if st.waiters.load(SeqCst) != 0 {
+        st.seq.fetch_add(1, SeqCst);
+        env.wake(&st.seq);
+    }
+}
+
+/// Sleeps until `ready` returns something other than `Ok(None)`, or the
+/// deadline passes. `ready` is called after registering as a waiter and
+/// reading `seq`, so no post between the check and the sleep is missed.
+/// `watch` says whether to wake up now and then (permits are recorded in a
+/// holder table, so a holder may die without posting).
+pub(super) fn block<E: Env, T>(
+    st: &SemaphoreState,
+    env: &E,
+    deadline: Option<Deadline>,
+    watch: &dyn Fn() -> bool,
+    mut ready: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    st.waiters.fetch_add(1, SeqCst);
+    let res = loop {
+        let seq = st.seq.load(SeqCst);
+        match ready() {
+            Ok(Some(t)) => break Ok(t),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        if !env.sleep(&st.seq, seq, deadline, watch()) {
+            // One last look: a post may have raced with the deadline.
+            match ready() {
+                Ok(Some(t)) => break Ok(t),
+                Ok(None) => break Err(Error::Timeout),
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    st.waiters.fetch_sub(1, SeqCst);
+    if res.is_err() && st.value().is_ok_and(|c| c > 0) {
+        // We may have swallowed a wake-up meant for a permit we leave.
+        wake_one(st, env);
+    }
+    res
+}
+
+/// `sem_wait` / `sem_clockwait`: takes a permit, sleeping while there is
+/// none, until `deadline`. `on_empty` runs when the count is 0 (the pool
+/// uses it to reclaim dead holders' permits).
+pub(crate) fn wait<E: Env>(
+    st: &SemaphoreState,
+    env: &E,
+    deadline: Option<Deadline>,
+    watch: &dyn Fn() -> bool,
+    mut on_empty: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    match try_take(st) {
+        Ok(()) => return Ok(()),
+        Err(Try::Err(e)) => return Err(e),
+        Err(Try::Empty) => {}
+    }
+    block(st, env, deadline, watch, || match try_take(st) {
+        Ok(()) => Ok(Some(())),
+        Err(Try::Err(e)) => Err(e),
+        Err(Try::Empty) => {
+            on_empty()?;
+            match try_take(st) {
+                Ok(()) => Ok(Some(())),
+                Err(Try::Err(e)) => Err(e),
+                Err(Try::Empty) => Ok(None),
+            }
+        }
+    })
+}
+
+pub(crate) use super::robust::Pool;
+
+#[cfg(all(test, loom))]
+#[path = "loom_tests.rs"]
+mod loom_tests;
