@@ -41,7 +41,8 @@
 //!   "tool": "ipcworks-bench 0.1.0",
 //!   "started_unix_s": 1764150000, "wall_s": 58.2,
 //!   "system": { "cpu_model", "cores", "kernel", "virtual_machine",
-//!               "pinning": { "placement": "cross|same|none", "parent_cpu", "peer_cpu", "note" },
+//!               "pinning": { "placement": "cross|same|none",
+//!                            "parent_cpu", "peer_cpu" (core numbers, null when not pinned), "note" },
 //!               "load_avg_start": [1m, 5m, 15m], "load_avg_end": [..], "busy": bool },
 //!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64 },
 //!   "figures": [ {
