@@ -64,6 +64,17 @@
 //! Readers refuse another `schema_version` ([`schema::Results::from_json`]).
 //! `busy` is true when a 1-minute load average reached half the core count.
 //!
+//! # Looking at the report
+//!
+//! `index.html` is checked in a real browser by `tests/browser.rs`: a tiny
+//! run is rendered and loaded in headless Chromium (Debian's `chromium`,
+//! installed by `.ci/run`), which must lay out every chart's marks and
+//! fetch nothing. Without Chromium that test fails and says how to install
+//! it; `IPCWORKS_SKIP_BROWSER=1` skips it instead, `IPCWORKS_CHROMIUM`
+//! names another Chromium-based browser. `scripts/report-screenshot.sh
+//! [DIR]` takes a screenshot of `DIR/index.html` by hand and copies the two
+//! charts out as standalone SVG files.
+//!
 //! # Adding a mechanism
 //!
 //! One file in `src/mechs/`: a type implementing [`harness::Mechanism`]
