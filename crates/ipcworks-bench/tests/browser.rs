@@ -109,6 +109,8 @@ fn headless(browser: &Path, url: &str, extra: &[&str]) -> String {
     .args(extra)
     .arg(url)
     .env("HOME", &profile.0)
+    .env("XDG_CONFIG_HOME", &profile.0)
+    .env("XDG_CACHE_HOME", &profile.0)
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(std::fs::File::create(&errors).unwrap())
