@@ -70,6 +70,40 @@ impl LogAxis {
     }
 }
 
+/// Units of time (ns) and of rates (bytes/s) for axis labels.
+const NS_UNITS: &[(f64, &str)] = &[(1.0, "ns"), (1e3, "µs"), (1e6, "ms"), (1e9, "s")];
+const RATE_UNITS: &[(f64, &str)] = &[
+    (1.0, "B/s"),
+    (1e3, "kB/s"),
+    (1e6, "MB/s"),
+    (1e9, "GB/s"),
+    (1e12, "TB/s"),
+];
+
+/// The label of an axis decade: `100 ns`, `1 µs`, `10 GB/s`.
+pub fn decade_label(v: f64, units: &[(f64, &str)]) -> String {
+    let (scale, unit) = units
+        .iter()
+        .rev()
+        .find(|(scale, _)| v >= scale * 0.999)
+        .unwrap_or(&units[0]);
+    let x = v / scale;
+    if x >= 0.999 {
+        format!("{x:.0} {unit}")
+    } else {
+        format!("{x} {unit}")
+    }
+}
+
+/// Start of a chart: white background and a font, so the SVG also reads
+/// well on its own (e.g. as an image in the README on a dark page).
+fn svg_open(s: &mut String, id: &str, height: f64, label: &str) {
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{id}" viewBox="0 0 900 {height}" width="900" height="{height}" role="img" aria-label="{label}" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif" fill="#222"><rect width="900" height="{height}" fill="#fff"/>"##
+    );
+}
+
 fn rtt_rows(r: &Results) -> Vec<&Figure> {
     let mut rows = Vec::new();
     for m in latency_order(r) {
@@ -91,11 +125,13 @@ fn rtt_rows(r: &Results) -> Vec<&Figure> {
 pub fn latency_svg(r: &Results) -> String {
     let rows = rtt_rows(r);
     let (left, right, top, row_h) = (170.0, 850.0, 30.0, 20.0);
-    let height = top + row_h * rows.len().max(1) as f64 + 52.0;
+    let height = top + row_h * rows.len().max(1) as f64 + 72.0;
     let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="latency-chart" viewBox="0 0 900 {height}" width="900" height="{height}" role="img" aria-label="round-trip latency per mechanism">"#
+    svg_open(
+        &mut s,
+        "latency-chart",
+        height,
+        "round-trip latency per mechanism",
     );
     if rows.is_empty() {
         s.push_str(r#"<text x="20" y="40">no round trips measured</text></svg>"#);
@@ -118,9 +154,16 @@ pub fn latency_svg(r: &Results) -> String {
             s,
             r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##,
             bottom + 16.0,
-            esc(&human_ns(d as u64))
+            esc(&decade_label(d, NS_UNITS))
         );
     }
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">round-trip time of a {} B message (log scale)</text>"#,
+        (left + right) / 2.0,
+        bottom + 34.0,
+        r.config.rtt_size
+    );
     if let Some(fl) = r
         .find("floor", Metric::Rtt, Wait::Poll, r.config.rtt_size)
         .and_then(|f| f.median_ns)
@@ -177,7 +220,7 @@ pub fn latency_svg(r: &Results) -> String {
     let _ = write!(
         s,
         r##"<g transform="translate(0 {ly:.1})"><circle cx="20" cy="0" r="4.5" fill="{POLL_COLOUR}"/><text x="30" y="4" font-size="12">poll (nobody sleeps)</text><circle cx="180" cy="0" r="4.5" fill="{BLOCK_COLOUR}"/><text x="190" y="4" font-size="12">block (the waiter sleeps in the kernel)</text><text x="520" y="4" font-size="12">dot median · bar to p99 · line to p99.9 · × max</text></g>"##,
-        ly = bottom + 38.0
+        ly = bottom + 58.0
     );
     s.push_str("</svg>");
     s
@@ -193,7 +236,12 @@ pub fn throughput_svg(r: &Results) -> String {
         .collect();
     let (left, right, top, bottom) = (80.0, 700.0, 20.0, 380.0);
     let mut s = String::new();
-    s.push_str(r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="throughput-chart" viewBox="0 0 900 420" width="900" height="420" role="img" aria-label="throughput against message size">"#);
+    svg_open(
+        &mut s,
+        "throughput-chart",
+        420.0,
+        "throughput against message size",
+    );
     if figs.is_empty() {
         s.push_str(r#"<text x="20" y="40">no throughput measured</text></svg>"#);
         return s;
@@ -229,7 +277,7 @@ pub fn throughput_svg(r: &Results) -> String {
             r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
             left - 6.0,
             y + 4.0,
-            esc(&human_rate(d))
+            esc(&decade_label(d, RATE_UNITS))
         );
     }
     let _ = write!(
@@ -444,4 +492,21 @@ pub fn render(r: &Results) -> String {
     }
     s.push_str("</body>\n</html>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decade_labels_are_whole_units() {
+        let ns: Vec<String> = [100.0, 1e3, 1e4, 1e6, 1e8, 1e9]
+            .iter()
+            .map(|&v| decade_label(v, NS_UNITS))
+            .collect();
+        assert_eq!(ns, ["100 ns", "1 µs", "10 µs", "1 ms", "100 ms", "1 s"]);
+        assert_eq!(decade_label(1e7, RATE_UNITS), "10 MB/s");
+        assert_eq!(decade_label(1e11, RATE_UNITS), "100 GB/s");
+        assert_eq!(decade_label(0.1, NS_UNITS), "0.1 ns");
+    }
 }

@@ -41,7 +41,8 @@
 //!   "tool": "ipcworks-bench 0.1.0",
 //!   "started_unix_s": 1764150000, "wall_s": 58.2,
 //!   "system": { "cpu_model", "cores", "kernel", "virtual_machine",
-//!               "pinning": { "placement": "cross|same|none", "parent_cpu", "peer_cpu", "note" },
+//!               "pinning": { "placement": "cross|same|none",
+//!                            "parent_cpu", "peer_cpu" (core numbers, null when not pinned), "note" },
 //!               "load_avg_start": [1m, 5m, 15m], "load_avg_end": [..], "busy": bool },
 //!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64 },
 //!   "figures": [ {
@@ -62,6 +63,17 @@
 //!
 //! Readers refuse another `schema_version` ([`schema::Results::from_json`]).
 //! `busy` is true when a 1-minute load average reached half the core count.
+//!
+//! # Looking at the report
+//!
+//! `index.html` is checked in a real browser by `tests/browser.rs`: a tiny
+//! run is rendered and loaded in headless Chromium (Debian's `chromium`,
+//! installed by `.ci/run`), which must lay out every chart's marks and
+//! fetch nothing. Without Chromium that test fails and says how to install
+//! it; `IPCWORKS_SKIP_BROWSER=1` skips it instead, `IPCWORKS_CHROMIUM`
+//! names another Chromium-based browser. `scripts/report-screenshot.sh
+//! [DIR]` takes a screenshot of `DIR/index.html` by hand and copies the two
+//! charts out as standalone SVG files.
 //!
 //! # Adding a mechanism
 //!

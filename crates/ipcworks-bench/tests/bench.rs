@@ -416,3 +416,61 @@ fn peers_smoke_run() {
     }
     assert_eq!(leftovers(), Vec::<String>::new());
 }
+
+/// The schema in the crate docs is the one written: every key of a
+/// serialized `Results` and every mechanism name is listed there, under
+/// the current version.
+#[test]
+fn schema_doc_matches_what_is_written() {
+    let lib = include_str!("../src/lib.rs");
+    let heading = format!("# `results.json`, schema version {SCHEMA_VERSION}");
+    let doc: String = lib
+        .split_once(&heading)
+        .unwrap_or_else(|| panic!("the crate docs lack {heading:?}"))
+        .1
+        .split("//! ```")
+        .nth(1)
+        .expect("the schema block")
+        .to_string();
+    assert!(doc.contains(&format!("\"schema_version\": {SCHEMA_VERSION}")));
+    fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    out.insert(k.clone());
+                    keys(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = std::collections::BTreeSet::new();
+    for text in [OLD, NEW] {
+        let r = Results::from_json(text).unwrap();
+        keys(&serde_json::from_str(&r.to_json()).unwrap(), &mut all);
+    }
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| !doc.contains(&format!("\"{k}\"")))
+        .collect();
+    assert!(missing.is_empty(), "keys not documented: {missing:?}");
+    // "mechanism": "floor|futex|…" (wrapped over lines).
+    let listed: Vec<String> = doc
+        .split_once("\"mechanism\": \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .expect("the mechanism list")
+        .0
+        .replace("//!", "")
+        .split('|')
+        .map(|n| n.trim().to_string())
+        .collect();
+    let mut names = ipcworks_bench::run::select(None, false).unwrap();
+    names.extend(ipcworks_bench::run::PEER_NAMES);
+    for n in names {
+        assert!(
+            listed.iter().any(|l| l == n),
+            "mechanism {n} not in the documented list {listed:?}"
+        );
+    }
+}
