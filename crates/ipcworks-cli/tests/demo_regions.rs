@@ -131,6 +131,13 @@ fn demo_race_mutex_counts_are_exact() {
         })
         .collect();
     assert_eq!(counts.len(), 4, "{out}");
+    let most: u64 = out
+        .split("at most ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("semaphore step printed");
+    assert!((1..=2).contains(&most), "a semaphore of 2 let {most} in: {out}");
     for (what, got, want) in counts {
         if what.contains("mutex") {
             assert_eq!(got, want, "{what}: {out}");
