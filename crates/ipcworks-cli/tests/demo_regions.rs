@@ -132,7 +132,7 @@ fn demo_race_mutex_counts_are_exact() {
         .collect();
     assert_eq!(counts.len(), 4, "{out}");
     let most: u64 = out
-        .split("at most ")
+        .split("turns: at most ")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse().ok())
