@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod memory;
 mod queue;
 mod race;
+mod robust;
 mod shm;
 
 /// Arguments of `ipcworks demo`.
@@ -31,6 +32,16 @@ const TOPICS: &[(&str, &str, Demo)] = &[
         "race",
         "lost updates without a lock, exact counts with the mutex, at most N inside a semaphore",
         race::run,
+    ),
+    (
+        "mutex",
+        "a holder killed mid-update: the next locker is told (OwnerDead) and repairs",
+        robust::mutex,
+    ),
+    (
+        "semaphore",
+        "P and V between processes; a killed worker's permit comes back to the pool",
+        robust::semaphore,
     ),
     (
         "shm",
