@@ -139,8 +139,8 @@ pub fn run() -> anyhow::Result<()> {
     );
     let fifo = Fifo::create(&fifo_path).context("mkfifo")?;
     println!("    parent: mkfifo({}) mode 0600", fifo_path.display());
-    let script =
-        "echo \"hello from sh, pid $$, which shares no descriptor with the reader\" > \"$1\"";
+    // The writer comes half a second late, to show the reader waiting.
+    let script = "sleep 0.5; echo \"hello from sh, pid $$, which shares no descriptor with the reader\" > \"$1\"";
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).arg("sh").arg(&fifo_path);
     // SAFETY: the hook runs in the forked child before exec and only calls
@@ -152,22 +152,26 @@ pub fn run() -> anyhow::Result<()> {
     let t = Instant::now();
     let mut sh = cmd.spawn().context("starting sh")?;
     println!(
-        "    started an unrelated program by exec: sh (pid {}) runs `echo ... > {}`",
+        "    started an unrelated program by exec: sh (pid {}) runs `sleep 0.5; echo ... > {}`",
         sh.id(),
         fifo_path.display()
     );
     let mut reader = fifo
         .open_reader(Some(Duration::from_secs(10)))
         .context("opening the FIFO for reading")?;
+    println!(
+        "    parent: open({}, O_RDONLY) -> fd {}; waited {} for the writer's first bytes",
+        fifo_path.display(),
+        reader.as_raw_fd(),
+        ms(t)
+    );
     let mut got = String::new();
     reader
         .read_to_string(&mut got)
         .context("reading the FIFO")?;
     let status = sh.wait().context("waiting for sh")?;
     println!(
-        "    parent: open({}, O_RDONLY) -> fd {}, read {:?} [{}]",
-        fifo_path.display(),
-        reader.as_raw_fd(),
+        "    parent: read {:?} until end of stream [{}]",
         got.trim_end(),
         ms(t)
     );
