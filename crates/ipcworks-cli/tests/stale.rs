@@ -23,11 +23,12 @@ struct Scene {
 }
 
 impl Scene {
-    fn new() -> Scene {
+    /// `tag` keeps the directories of tests running at once apart.
+    fn new(tag: &str) -> Scene {
         let base = std::env::temp_dir();
         let pid = std::process::id();
-        let registry = base.join(format!("ipcworks-test-stale-reg-{pid}"));
-        let files = base.join(format!("ipcworks-test-stale-files-{pid}"));
+        let registry = base.join(format!("ipcworks-test-stale-reg-{tag}-{pid}"));
+        let files = base.join(format!("ipcworks-test-stale-files-{tag}-{pid}"));
         for d in [&registry, &files] {
             let _ = std::fs::remove_dir_all(d);
             std::fs::DirBuilder::new().mode(0o700).create(d).unwrap();
@@ -164,7 +165,7 @@ fn check_shape(o: &Value) {
 
 #[test]
 fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
-    let mut s = Scene::new();
+    let mut s = Scene::new("kinds");
     let pid = std::process::id();
     let f = |n: &str| s.files.join(n).to_string_lossy().into_owned();
     let (fifo, sock, served, live) = (
@@ -331,4 +332,30 @@ fn regions_json_follows_the_documented_shape() {
     for k in ["code", "heap", "stack"] {
         assert!(seen.contains(k), "no {k} region in {v}");
     }
+}
+
+#[test]
+fn a_dead_creators_name_taken_by_a_foreign_fifo_is_not_stale() {
+    let mut s = Scene::new("reused");
+    let path = s.files.join("reused.fifo");
+    let p = path.to_string_lossy().into_owned();
+    let i = s.start(&["recv", &format!("fifo:{p}")]);
+    wait_until("the FIFO and its registry entry", || {
+        path.exists() && s.registry_len() == 1
+    });
+    s.kill9(i);
+    // Another program makes its own FIFO under that name: first beside it
+    // (so it is a different inode), then renamed over the dead one's.
+    let tmp = s.files.join("foreign.tmp");
+    let st = Command::new("mkfifo").arg(&tmp).status().unwrap();
+    assert!(st.success());
+    std::fs::rename(&tmp, &path).unwrap();
+
+    assert_eq!(s.json(&["ls", "--stale", "--json"]), Vec::<Value>::new());
+    let (code, out, err) = s.run(&["rm", "--stale"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no stale objects"), "{out}");
+    assert!(path.exists(), "the foreign FIFO must be left alone");
+    // The outdated entry was forgotten.
+    assert_eq!(s.registry_len(), 0);
 }

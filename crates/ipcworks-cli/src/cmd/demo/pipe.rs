@@ -147,7 +147,7 @@ pub fn run() -> anyhow::Result<()> {
     // prctl(PR_SET_PDEATHSIG), which is async-signal-safe; so the writer
     // dies if this demo is interrupted while it waits for a reader.
     unsafe {
-        cmd.pre_exec(|| proc::die_with_parent());
+        cmd.pre_exec(proc::die_with_parent);
     }
     let t = Instant::now();
     let mut sh = cmd.spawn().context("starting sh")?;
