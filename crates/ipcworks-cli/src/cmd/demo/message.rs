@@ -104,10 +104,18 @@ pub fn run() -> anyhow::Result<()> {
         "    stream recv() #1 -> {n} bytes {:?}",
         String::from_utf8_lossy(&buf[..n])
     );
-    println!(
-        "    stream: one recv() returned all three writes glued together: a stream carries \
-         bytes, not messages (the receiver must frame them, e.g. with a length prefix)"
-    );
+    let total: usize = WORDS.iter().map(|w| w.len()).sum();
+    if n == total {
+        println!(
+            "    stream: one recv() returned all three writes glued together: a stream carries \
+             bytes, not messages (the receiver must frame them, e.g. with a length prefix)"
+        );
+    } else {
+        println!(
+            "    stream: recv() returned {n} of the {total} bytes: a stream cuts wherever it \
+             likes, not at the sender's message boundaries"
+        );
+    }
     drop((dgram_parent, stream_parent));
 
     step(
