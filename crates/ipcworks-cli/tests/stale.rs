@@ -359,3 +359,41 @@ fn a_dead_creators_name_taken_by_a_foreign_fifo_is_not_stale() {
     // The outdated entry was forgotten.
     assert_eq!(s.registry_len(), 0);
 }
+
+#[test]
+fn rm_takes_a_fifo_by_the_relative_path_it_was_made_with() {
+    let mut s = Scene::new("relative");
+    let child = s
+        .cmd(&["recv", "fifo:rel.fifo"])
+        .current_dir(&s.files)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    s.children.push(child);
+    let path = s.files.join("rel.fifo");
+    wait_until("the FIFO and its registry entry", || {
+        path.exists() && s.registry_len() == 1
+    });
+    s.kill9(0);
+    let out = s
+        .cmd(&["rm", "fifo:rel.fifo"])
+        .current_dir(&s.files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.trim(),
+        format!("removed fifo:{}", path.display()),
+        "{said}"
+    );
+    assert!(!path.exists());
+    assert_eq!(s.registry_len(), 0);
+}
