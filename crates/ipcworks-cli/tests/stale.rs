@@ -20,6 +20,8 @@ struct Scene {
     files: PathBuf,
     children: Vec<Child>,
     shm: Vec<PathBuf>,
+    mq: Vec<String>,
+    sysv: Vec<i32>,
 }
 
 impl Scene {
@@ -38,6 +40,8 @@ impl Scene {
             files,
             children: Vec::new(),
             shm: Vec::new(),
+            mq: Vec::new(),
+            sysv: Vec::new(),
         }
     }
 
@@ -102,6 +106,12 @@ impl Drop for Scene {
         }
         for p in &self.shm {
             let _ = std::fs::remove_file(p);
+        }
+        for n in &self.mq {
+            let _ = ipcworks::mq::posix::Queue::remove(n);
+        }
+        for k in &self.sysv {
+            let _ = ipcworks::mq::sysv::Queue::remove_key(*k);
         }
         let _ = std::fs::remove_dir_all(&self.files);
         let _ = std::fs::remove_dir_all(&self.registry);
@@ -179,6 +189,11 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
     let foreign = PathBuf::from(format!("/dev/shm/ipcworks-test-stale-foreign-{pid}"));
     s.shm.push(lock_file.clone());
     s.shm.push(foreign.clone());
+    // Endpoint queues are mailboxes, persistent by design: not stale either.
+    let mq = format!("ipcworks-test-stale-mq-{pid}");
+    let key = 0x7e00_0000 | (pid as i32 & 0x00ff_ffff);
+    s.mq.push(mq.clone());
+    s.sysv.push(key);
 
     // A foreign object: made with plain std::fs, no registry entry.
     std::fs::write(&foreign, b"not ipcworks'").unwrap();
@@ -188,14 +203,16 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
         s.start(&["recv", &format!("unix:{sock}")]),
         s.start(&["serve", &format!("unix:{served}")]),
         s.start(&["lock", &lock, "--", "sleep", "60"]),
+        s.start(&["recv", &format!("mq:{mq}")]),
+        s.start(&["recv", &format!("sysv:{key}")]),
     ];
-    s.start(&["recv", &format!("fifo:{live}")]);
+    let live_recv = s.start(&["recv", &format!("fifo:{live}")]);
     wait_until("every object and its registry entry", || {
         [&fifo, &sock, &served, &live]
             .iter()
             .all(|p| Path::new(p).exists())
             && lock_file.exists()
-            && s.registry_len() == 5
+            && s.registry_len() == 7
     });
     // While everyone lives, nothing is stale.
     assert_eq!(s.json(&["ls", "--stale", "--json"]), Vec::<Value>::new());
@@ -234,6 +251,16 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
     assert_eq!(mutex["kind"], "mutex");
     assert_eq!(mutex["creator"]["alive"], false, "{mutex}");
     assert_eq!(mutex["creator"]["persistent"], true, "{mutex}");
+    for queue in [format!("mq:{mq}"), format!("sysv:{:#x}", key as u32)] {
+        let q = by_address(&all, &queue);
+        assert_eq!(q["creator"]["alive"], false, "{q}");
+        assert_eq!(q["creator"]["persistent"], true, "{q}");
+    }
+    assert_eq!(
+        by_address(&all, &format!("sysv:{:#x}", key as u32))["kind"],
+        "sysv-queue"
+    );
+    assert_eq!(by_address(&all, &format!("mq:{mq}"))["kind"], "posix-queue");
     let foreign_obj = by_address(&all, &format!("segment:ipcworks-test-stale-foreign-{pid}"));
     assert!(foreign_obj["creator"].is_null(), "{foreign_obj}");
     assert_eq!(foreign_obj["bytes"], 13);
@@ -241,11 +268,11 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
     assert_eq!(live_obj["creator"]["alive"], true, "{live_obj}");
     assert_eq!(
         live_obj["creator"]["pid"].as_u64(),
-        Some(u64::from(s.children[4].id()))
+        Some(u64::from(s.children[live_recv].id()))
     );
     assert_eq!(
         live_obj["users"].as_array().unwrap(),
-        &vec![Value::from(s.children[4].id())],
+        &vec![Value::from(s.children[live_recv].id())],
         "the live receiver holds its FIFO open"
     );
 
@@ -272,12 +299,21 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
     for p in [&fifo, &sock, &served] {
         assert!(!Path::new(p).exists(), "{p} still exists");
     }
-    // Left alone: the persistent mutex, the live FIFO, the foreign file.
+    // Left alone: the persistent mutex and queues, the live FIFO, the
+    // foreign file.
     assert!(lock_file.exists());
+    assert!(Path::new(&format!("/dev/mqueue/{mq}")).exists());
+    assert!(
+        std::fs::read_to_string("/proc/sysvipc/msg")
+            .unwrap()
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&key.to_string()))
+    );
     assert!(Path::new(&live).exists());
     assert!(foreign.exists());
-    // Their registry entries are gone; the mutex's and the live FIFO's stay.
-    assert_eq!(s.registry_len(), 2);
+    // Their registry entries are gone; the mutex's, the queues' and the
+    // live FIFO's stay.
+    assert_eq!(s.registry_len(), 4);
     assert_eq!(s.json(&["ls", "--stale", "--json"]), Vec::<Value>::new());
     let (code, out, _) = s.run(&["rm", "--stale"]);
     assert_eq!(code, 0);
