@@ -223,3 +223,19 @@ fn demo_pipe_interrupted_by_ctrl_c_leaves_nothing() {
     });
     assert!(gone, "sh {sh} outlived the interrupted demo");
 }
+
+#[test]
+fn the_new_topics_are_listed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipcworks"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for t in ["message", "pipe", "socket"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(t)),
+            "{t} missing:\n{text}"
+        );
+    }
+}
