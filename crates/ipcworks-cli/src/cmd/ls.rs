@@ -77,7 +77,8 @@ fn print_table(objects: &[Object]) {
         let creator = match o.creator {
             None => "-".to_string(),
             Some(c) if c.alive => format!("{} alive", c.pid),
-            Some(c) => format!("{} dead", c.pid),
+            Some(c) if c.persistent => format!("{} gone, kept", c.pid),
+            Some(c) => format!("{} dead STALE", c.pid),
         };
         let users = if o.users.is_empty() {
             "-".to_string()
