@@ -210,6 +210,8 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        #[cfg(not(loom))]
+        Endpoint::Shm(name) => crate::channel::open_sender(name, opts),
         other => Err(not_built(other)),
     }
 }
@@ -220,6 +222,8 @@ pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceive
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        #[cfg(not(loom))]
+        Endpoint::Shm(name) => crate::channel::open_receiver(name, opts),
         other => Err(not_built(other)),
     }
 }

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | shared memory segments | [`shm`] |
 //! | robust mutex, semaphores, futex | [`sync`] |
+//! | lock-free channel over shared memory (`shm:NAME`) | [`channel`] |
 //!
 //! Everything here talks to the kernel through one thin layer, [`sys`]; the
 //! modules above it are safe Rust. Everything read from shared memory is
@@ -33,6 +34,15 @@ compile_error!(
     "ipcworks supports Linux only: it is built on futexes, /proc, memfd and Linux's IPC system calls"
 );
 
+#[cfg(not(loom))]
+pub mod channel;
+/// Under `--cfg loom` only the ring protocol is built, with loom's atomics.
+#[cfg(loom)]
+pub mod channel {
+    pub mod ring;
+    #[cfg(test)]
+    mod loom_model;
+}
 pub mod endpoint;
 mod error;
 pub mod name;
