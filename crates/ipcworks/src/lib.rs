@@ -39,9 +39,9 @@ pub mod channel;
 /// Under `--cfg loom` only the ring protocol is built, with loom's atomics.
 #[cfg(loom)]
 pub mod channel {
-    pub mod ring;
     #[cfg(test)]
     mod loom_model;
+    pub mod ring;
 }
 pub mod endpoint;
 mod error;

@@ -194,12 +194,7 @@ impl Builder {
     #[doc(alias = "memfd_create")]
     pub fn anonymous(&self) -> Result<Channel> {
         let cap = shared::capacity_for(self.capacity, self.max_message)?;
-        let shared = Shared::create(
-            &self.segment_options(),
-            None,
-            cap,
-            self.max_message as u64,
-        )?;
+        let shared = Shared::create(&self.segment_options(), None, cap, self.max_message as u64)?;
         Ok(Channel {
             shared,
             wait: self.wait,

@@ -510,8 +510,7 @@ impl<M: Memory> Ring<M> {
                 "record header at {pos} crosses the ring's end"
             )));
         }
-        if self.mem.word(o).load(Acquire) != stamp || self.mem.word(o + 16).load(Relaxed) != owner
-        {
+        if self.mem.word(o).load(Acquire) != stamp || self.mem.word(o + 16).load(Relaxed) != owner {
             return Ok(false);
         }
         let len = self.checked_len(pos, o)?;

@@ -199,11 +199,7 @@ impl Shared {
             .checked_add(cap)
             .is_some_and(|n| n <= seg.len() as u64);
         let two = ring::span(max).and_then(|s| s.checked_mul(2));
-        if !cap.is_power_of_two()
-            || cap > MAX_CAPACITY
-            || !fits
-            || two.is_none_or(|t| t > cap)
-        {
+        if !cap.is_power_of_two() || cap > MAX_CAPACITY || !fits || two.is_none_or(|t| t > cap) {
             return Err(Error::corrupted(format!(
                 "channel layout: capacity {cap}, max message {max}, segment {} bytes",
                 seg.len()
@@ -295,7 +291,10 @@ unsafe impl Memory for ShmMemory {
     }
 
     fn word(&self, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.shared.cap, "ring word {off}");
+        assert!(
+            off % 8 == 0 && off + 8 <= self.shared.cap,
+            "ring word {off}"
+        );
         // SAFETY: in bounds and 8-aligned (checked above; the data area is
         // page-aligned); atomics tolerate concurrent writers.
         unsafe { &*(self.ptr(off) as *const AtomicU64) }

@@ -7,4 +7,5 @@
 mod support;
 
 mod channel;
+mod channel_corrupt;
 mod shm;
