@@ -43,8 +43,8 @@ pub fn open_sender(name: &str, _opts: &Options) -> Result<Box<dyn DynSender>> {
 
 /// `shm:NAME` for receiving: creates the channel (`options.max_message`,
 /// and room for `options.capacity` messages of that size), or takes the
-/// receiver seat of an existing one whose receiver is gone. The creator
-/// removes the channel when the receiver drops.
+/// receiver seat of an existing one whose receiver is gone. Either way the
+/// channel is removed when this receiver drops.
 pub fn open_receiver(name: &str, opts: &Options) -> Result<Box<dyn DynReceiver>> {
     let max = opts.max_message.unwrap_or(DEFAULT_MAX_MESSAGE);
     let mut b = Builder::default();
@@ -53,10 +53,16 @@ pub fn open_receiver(name: &str, opts: &Options) -> Result<Box<dyn DynReceiver>>
         let per = ring::span(max as u64).unwrap_or(u64::MAX) as usize;
         b.capacity(n.saturating_mul(per));
     }
-    let chan: Channel = match b.create(name) {
-        Ok(c) => c,
-        Err(Error::AlreadyExists { .. }) => b.open(name)?,
+    let (chan, created): (Channel, bool) = match b.create(name) {
+        Ok(c) => (c, true),
+        Err(Error::AlreadyExists { .. }) => (b.open(name)?, false),
         Err(e) => return Err(e),
     };
-    Ok(Box::new(chan.receiver()?))
+    let rx = chan.receiver()?;
+    if !created {
+        // We took over the seat of a receiver that is gone: its channel is
+        // ours to remove now.
+        chan.remove_on_drop();
+    }
+    Ok(Box::new(rx))
 }

@@ -256,6 +256,15 @@ impl Channel {
         self.shared.max as usize
     }
 
+    /// Makes this process remove the channel's name when its last handle
+    /// drops, although another process created it: for a receiver that
+    /// took over a channel whose creator died.
+    pub fn remove_on_drop(&self) {
+        self.shared
+            .adopted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The channel's segment name in `/dev/shm` (named channels only).
     pub fn segment_name(&self) -> Option<&str> {
         self.shared.segment().name()

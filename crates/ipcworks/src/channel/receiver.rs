@@ -184,20 +184,24 @@ impl Receiver {
             }
         };
         let check_peer = |slow: bool| -> Result<()> {
-            if slow
-                && let Peek::Reserved { pos, owner } = ring.peek()?
-                && !Identity::from_raw(owner).is_alive()
-            {
-                // A sender died between reserving and committing: skip its
-                // half-written record.
-                ring.skip_dead(pos, owner)?;
-                return Ok(());
-            }
-            if self.senders_present(slow) {
-                return Ok(());
-            }
+            let senders = self.senders_present(slow);
             match ring.peek()? {
-                Peek::Empty => Err(Error::Disconnected),
+                Peek::Reserved { pos, owner }
+                    if (slow || !senders) && !Identity::from_raw(owner).is_alive() =>
+                {
+                    // A sender died between reserving and committing: skip
+                    // its half-written record once its reservation is
+                    // complete. If it is not and nobody is left to take the
+                    // reservation lock over, nothing more can arrive.
+                    if ring.skip_dead(pos, owner)? || senders {
+                        Ok(())
+                    } else {
+                        Err(Error::Disconnected)
+                    }
+                }
+                // Publication happens before a sender detaches, so an empty
+                // ring seen after "no senders" stays empty.
+                Peek::Empty if !senders => Err(Error::Disconnected),
                 _ => Ok(()),
             }
         };

@@ -4,6 +4,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,19 @@ pub(crate) struct Shared {
     pub cap: u64,
     pub max: u64,
     pub key: u64,
+    /// Remove the name when dropped although this process did not create it.
+    pub adopted: AtomicBool,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.adopted.load(Relaxed)
+            && !self.seg.removes_on_drop()
+            && let Some(n) = self.seg.name()
+        {
+            let _ = crate::sys::mem::shm_unlink(n);
+        }
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -144,7 +158,13 @@ impl Shared {
             // A fresh segment is zero: head = reserve = 0, nobody attached.
             p.magic.store(MAGIC, Release);
         }
-        Ok(Arc::new(Shared { seg, cap, max, key }))
+        Ok(Arc::new(Shared {
+            seg,
+            cap,
+            max,
+            key,
+            adopted: AtomicBool::new(false),
+        }))
     }
 
     /// Opens the named channel `name`, waiting up to `wait` for its creator
@@ -205,7 +225,13 @@ impl Shared {
                 seg.len()
             )));
         }
-        Ok(Arc::new(Shared { seg, cap, max, key }))
+        Ok(Arc::new(Shared {
+            seg,
+            cap,
+            max,
+            key,
+            adopted: AtomicBool::new(false),
+        }))
     }
 
     pub fn header(&self) -> &Header {

@@ -270,10 +270,10 @@ fn kill_round(after: u64, max: usize) -> u64 {
 
 #[test]
 fn killing_the_sender_at_random_moments_delivers_only_whole_messages() {
-    // 150 rounds; each kills the sender after a random number of messages
+    // 400 rounds; each kills the sender after a random number of messages
     // (it is then usually copying into the ring or blocked on a full one),
     // with messages up to 128 KiB so some kills land mid-copy.
-    const ROUNDS: u64 = 150;
+    const ROUNDS: u64 = 400;
     let mut total = 0;
     let t0 = Instant::now();
     for round in 0..ROUNDS {
