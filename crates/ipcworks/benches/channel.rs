@@ -1,0 +1,147 @@
+//! Channel round trips between two threads, beside the floor: one cache
+//! line bounced between the same two threads, measured in the same run.
+//!
+//! `cargo bench -p ipcworks --bench channel`. (The two-process benchmark with
+//! pinned cores lives in `ipcworks-bench`.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use divan::{Bencher, black_box, counter::BytesCount};
+use ipcworks::channel::{Channel, WaitStrategy};
+
+fn main() {
+    divan::main();
+}
+
+/// The floor: a round trip is one store seen by the other core and one
+/// store seen back.
+#[divan::bench(sample_count = 200, sample_size = 1000)]
+fn floor_cache_line_bounce(b: Bencher) {
+    let word = Arc::new(AtomicU64::new(0));
+    let echo = {
+        let word = word.clone();
+        thread::spawn(move || {
+            loop {
+                let v = word.load(Ordering::Acquire);
+                if v == u64::MAX {
+                    break;
+                }
+                if v & 1 == 1 {
+                    word.store(v + 1, Ordering::Release);
+                }
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let mut n = 0u64;
+    b.bench_local(|| {
+        n += 2;
+        word.store(n - 1, Ordering::Release);
+        while word.load(Ordering::Acquire) != n {
+            std::hint::spin_loop();
+        }
+    });
+    word.store(u64::MAX, Ordering::Release);
+    echo.join().unwrap();
+}
+
+fn ping_pong(b: Bencher, wait: WaitStrategy, size: usize, zero_copy: bool) {
+    let build = || {
+        Channel::builder()
+            .wait(wait)
+            .capacity(1 << 20)
+            .max_message(size.max(64))
+            .anonymous()
+            .unwrap()
+    };
+    let (there, back) = (build(), build());
+    let (mut tx, mut rx) = (there.sender().unwrap(), back.receiver().unwrap());
+    let (mut echo_rx, mut echo_tx) = (there.receiver().unwrap(), back.sender().unwrap());
+    let echo = thread::spawn(move || {
+        let mut buf = Vec::new();
+        loop {
+            let n = echo_rx.recv_into(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            echo_tx.send(&buf).unwrap();
+        }
+    });
+    let msg = vec![0x5Au8; size];
+    let mut got = vec![0u8; size];
+    b.counter(BytesCount::new(size)).bench_local(|| {
+        if zero_copy {
+            let mut loan = tx.loan(size).unwrap();
+            loan.copy_from_slice(&msg).unwrap();
+            loan.publish();
+            let m = rx.recv_ref().unwrap();
+            m.read_at(0, &mut got[..8]).unwrap();
+        } else {
+            tx.send(&msg).unwrap();
+            let m = rx.recv_ref().unwrap();
+            m.copy_to(&mut got).unwrap();
+        }
+        black_box(&got);
+    });
+    tx.send(&[]).unwrap();
+    echo.join().unwrap();
+}
+
+/// 64-byte round trip, both ends spinning.
+#[divan::bench(sample_count = 200, sample_size = 1000)]
+fn ping_pong_64b_spin(b: Bencher) {
+    ping_pong(b, WaitStrategy::Spin, 64, false);
+}
+
+/// 64-byte round trip through a loan and a borrowed view.
+#[divan::bench(sample_count = 200, sample_size = 1000)]
+fn ping_pong_64b_spin_loan(b: Bencher) {
+    ping_pong(b, WaitStrategy::Spin, 64, true);
+}
+
+/// 64-byte round trip, default strategy (spin 100 µs, then sleep).
+#[divan::bench(sample_count = 200, sample_size = 1000)]
+fn ping_pong_64b_default(b: Bencher) {
+    ping_pong(b, WaitStrategy::default(), 64, false);
+}
+
+/// 64-byte round trip, futex only.
+#[divan::bench(sample_count = 50, sample_size = 100)]
+fn ping_pong_64b_block(b: Bencher) {
+    ping_pong(b, WaitStrategy::Block, 64, false);
+}
+
+/// One-way throughput of 64 KiB messages (receiver copies out).
+#[divan::bench(sample_count = 50, sample_size = 20)]
+fn one_way_64k(b: Bencher) {
+    let size = 64 * 1024;
+    let chan = Channel::builder()
+        .wait(WaitStrategy::Spin)
+        .capacity(4 << 20)
+        .max_message(size)
+        .anonymous()
+        .unwrap();
+    let mut tx = chan.sender().unwrap();
+    let mut rx = chan.receiver().unwrap();
+    let sink = thread::spawn(move || {
+        let mut buf = vec![0u8; size];
+        loop {
+            let m = rx.recv_ref().unwrap();
+            if m.is_empty() {
+                break;
+            }
+            m.copy_to(&mut buf).unwrap();
+            black_box(&buf);
+        }
+    });
+    let msg = vec![1u8; size];
+    b.counter(BytesCount::new(size)).bench_local(|| {
+        tx.send(&msg).unwrap();
+    });
+    tx.send(&[]).unwrap();
+    sink.join().unwrap();
+    let _ = Duration::ZERO;
+}
