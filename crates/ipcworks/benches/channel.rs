@@ -52,7 +52,12 @@ fn ping_pong(b: Bencher, wait: WaitStrategy, size: usize, zero_copy: bool) {
     let build = || {
         Channel::builder()
             .wait(wait)
-            .capacity(1 << 20)
+            .capacity(
+                std::env::var("CAP")
+                    .ok()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(4096),
+            )
             .max_message(size.max(64))
             .anonymous()
             .unwrap()
@@ -93,7 +98,11 @@ fn ping_pong(b: Bencher, wait: WaitStrategy, size: usize, zero_copy: bool) {
 /// 64-byte round trip, both ends spinning.
 #[divan::bench(sample_count = 200, sample_size = 1000)]
 fn ping_pong_64b_spin(b: Bencher) {
-    ping_pong(b, WaitStrategy::Spin, 64, false);
+    let size = std::env::var("SIZE")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(64);
+    ping_pong(b, WaitStrategy::Spin, size, false);
 }
 
 /// 64-byte round trip through a loan and a borrowed view.
@@ -144,4 +153,23 @@ fn one_way_64k(b: Bencher) {
     tx.send(&[]).unwrap();
     sink.join().unwrap();
     let _ = Duration::ZERO;
+}
+
+/// One thread: send then receive 64 bytes (no peer): the software cost.
+#[divan::bench(sample_count = 100, sample_size = 1000)]
+fn same_thread_send_recv_64b(b: Bencher) {
+    let chan = Channel::builder()
+        .capacity(4096)
+        .max_message(64)
+        .anonymous()
+        .unwrap();
+    let mut tx = chan.sender().unwrap();
+    let mut rx = chan.receiver().unwrap();
+    let msg = [3u8; 64];
+    let mut got = [0u8; 64];
+    b.bench_local(|| {
+        tx.send(&msg).unwrap();
+        rx.recv_ref().unwrap().copy_to(&mut got).unwrap();
+        black_box(&got);
+    });
 }

@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use loom::sync::{Arc, Condvar, Mutex};
 
 use super::ring::{
-    AtomicU32, AtomicU64, CacheLine, Control, Memory, Peek, ProducerWords, Reserve, Ring, WaitWords,
+    AtomicU32, AtomicU64, CacheLine, Control, Memory, Peek, ProducerWords, Reserve, Ring,
+    SenderWords, WaitWords,
 };
 
 /// The data area as loom atomics, and a futex modelled by a mutex and a
@@ -18,6 +19,7 @@ use super::ring::{
 /// kernel does it under its hash-bucket lock).
 struct Model {
     ctl: Control,
+    senders: Vec<CacheLine<SenderWords>>,
     words: Vec<AtomicU64>,
     lock: Mutex<()>,
     cv: Condvar,
@@ -40,6 +42,15 @@ impl Mem {
                     tx: AtomicU32::new(0),
                 }),
             },
+            senders: (1..=2)
+                .map(|id| {
+                    CacheLine(SenderWords {
+                        id: AtomicU64::new(id),
+                        inflight: AtomicU64::new(0),
+                        inflight_len: AtomicU64::new(0),
+                    })
+                })
+                .collect(),
             words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
             lock: Mutex::new(()),
             cv: Condvar::new(),
@@ -59,6 +70,9 @@ impl Mem {
 unsafe impl Memory for Mem {
     fn control(&self) -> &Control {
         &self.0.ctl
+    }
+    fn senders(&self) -> &[CacheLine<SenderWords>] {
+        &self.0.senders
     }
     fn capacity(&self) -> u64 {
         self.0.words.len() as u64 * 8
@@ -89,8 +103,10 @@ unsafe impl Memory for Mem {
 const KEY: u64 = 0x5A5A_0000_1234_5678;
 
 fn send(ring: &Ring<Mem>, me: u64, value: u64) {
+    let id = me;
+    let me = &ring.memory().0.senders[me as usize - 1].0;
     loop {
-        match ring.try_reserve(8, me, None).unwrap() {
+        match ring.try_reserve(8, id, me, None).unwrap() {
             Reserve::Ok(slot) => {
                 ring.write(&slot, 0, &value.to_le_bytes()).unwrap();
                 ring.commit(&slot);
@@ -99,7 +115,7 @@ fn send(ring: &Ring<Mem>, me: u64, value: u64) {
             Reserve::Busy(_) => loom::thread::yield_now(),
             Reserve::Full => {
                 let v = ring.prepare_tx_wait();
-                if let Reserve::Ok(slot) = ring.try_reserve(8, me, None).unwrap() {
+                if let Reserve::Ok(slot) = ring.try_reserve(8, id, me, None).unwrap() {
                     ring.write(&slot, 0, &value.to_le_bytes()).unwrap();
                     ring.commit(&slot);
                     return;
@@ -165,5 +181,47 @@ fn loom_channel_two_producers_share_the_reservation_lock() {
         for t in producers {
             t.join().unwrap();
         }
+    });
+}
+
+#[test]
+fn loom_channel_a_dead_producers_reservation_is_skipped() {
+    loom::model(|| {
+        let mem = Mem::new(64);
+        // Producer 1 reserves and "dies" before committing.
+        let dead = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
+        let t1 = loom::thread::spawn(move || {
+            let me = &dead.memory().0.senders[0].0;
+            loop {
+                match dead.try_reserve(8, 1, me, None).unwrap() {
+                    Reserve::Ok(_) => break,
+                    _ => loom::thread::yield_now(),
+                }
+            }
+        });
+        let alive = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
+        let t2 = loom::thread::spawn(move || send(&alive, 2, 20));
+        // The consumer skips what the dead one reserved, and sleeps
+        // otherwise (producer 2's commit wakes it).
+        let c = Ring::new(mem, 8, KEY, 0).unwrap();
+        let got = loop {
+            if let Peek::Message(slot) = c.peek().unwrap() {
+                let mut b = [0; 8];
+                c.read(&slot, 0, &mut b).unwrap();
+                c.release(&slot);
+                break u64::from_le_bytes(b);
+            }
+            if c.skip_dead(|id| id == 1).unwrap() {
+                continue;
+            }
+            let v = c.prepare_rx_wait();
+            if matches!(c.peek().unwrap(), Peek::Message(_)) || c.skip_dead(|id| id == 1).unwrap() {
+                continue;
+            }
+            c.memory().futex_wait(c.rx_word(), v);
+        };
+        assert_eq!(got, 20);
+        t1.join().unwrap();
+        t2.join().unwrap();
     });
 }

@@ -163,7 +163,7 @@ impl Receiver {
     fn attempt(&self) -> Result<Option<Slot>> {
         match self.ring.peek()? {
             Peek::Message(slot) => Ok(Some(slot)),
-            Peek::Empty | Peek::Reserved { .. } => Ok(None),
+            Peek::Empty => Ok(None),
         }
     }
 
@@ -172,7 +172,7 @@ impl Receiver {
     fn senders_present(&self, check_liveness: bool) -> bool {
         let shared = self.shared();
         shared.header().peers.0.senders_ever.load(Acquire) == 0
-            || shared.any_sender_alive(check_liveness)
+            || shared.any_sender_alive(check_liveness, self.ring.head())
     }
 
     fn recv_ref_deadline(&mut self, deadline: Option<Deadline>) -> Result<MessageRef<'_>> {
@@ -185,22 +185,14 @@ impl Receiver {
         };
         let check_peer = |slow: bool| -> Result<()> {
             let senders = self.senders_present(slow);
+            // A sender that died between reserving and committing: skip its
+            // half-written record (nothing of it is delivered).
+            if (slow || !senders) && ring.skip_dead(|id| !Identity::from_raw(id).is_alive())? {
+                return Ok(());
+            }
+            // Publication happens before a sender detaches, so a ring seen
+            // empty after "no senders" stays empty.
             match ring.peek()? {
-                Peek::Reserved { pos, owner }
-                    if (slow || !senders) && !Identity::from_raw(owner).is_alive() =>
-                {
-                    // A sender died between reserving and committing: skip
-                    // its half-written record once its reservation is
-                    // complete. If it is not and nobody is left to take the
-                    // reservation lock over, nothing more can arrive.
-                    if ring.skip_dead(pos, owner)? || senders {
-                        Ok(())
-                    } else {
-                        Err(Error::Disconnected)
-                    }
-                }
-                // Publication happens before a sender detaches, so an empty
-                // ring seen after "no senders" stays empty.
                 Peek::Empty if !senders => Err(Error::Disconnected),
                 _ => Ok(()),
             }

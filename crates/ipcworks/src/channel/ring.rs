@@ -12,9 +12,9 @@
 //! A record starts at a multiple of [`RECORD_ALIGN`] and is
 //!
 //! ```text
-//! +--------+--------+--------+----------------------+---------+
-//! | stamp  |  len   | owner  | payload (len bytes)  | padding |  (to 8 bytes)
-//! +--------+--------+--------+----------------------+---------+
+//! +--------+--------+----------------------+---------+
+//! | stamp  |  len   | payload (len bytes)  | padding |  (to 8 bytes)
+//! +--------+--------+----------------------+---------+
 //! ```
 //!
 //! `stamp = ((pos ^ key) & !7) | state`: the record's own position mixed
@@ -23,22 +23,25 @@
 //! where a header is expected, never carry the stamp of the *current*
 //! position, so the consumer cannot mistake them for a record.
 //!
-//! States: `RESERVED` (space claimed by `owner`, payload being written),
-//! `MESSAGE` (committed), `SKIP` (abandoned: skip `len`), `PAD` (the rest of
-//! the lap is unused: the next record starts at the ring's beginning; only
-//! the stamp word is written). Records never wrap.
+//! States: `MESSAGE` (committed), `SKIP` (abandoned: skip `len`), `PAD` (the
+//! rest of the lap is unused: the next record starts at the ring's
+//! beginning; only the stamp word is written). Records never wrap.
 //!
 //! # Producers
 //!
-//! Producers reserve under a small lock word holding the holder's identity
-//! (so a holder killed inside its critical section can be detected and the
-//! lock taken over). Under the lock: read `reserve`, check free space against
-//! `head`, write the `PAD`/`RESERVED` headers, advance `reserve`, unlock.
-//! The payload is then written outside the lock and the stamp set to
-//! `MESSAGE` with `Release`. The consumer stops at the first record that is
-//! not committed; a `RESERVED` record whose owner died is skipped (the
-//! channel checks liveness), so a producer killed mid-write never delivers a
-//! half-written message and never blocks the others for ever.
+//! Each producer has a slot of [`SenderWords`] (its identity and the record
+//! it has in flight). Producers reserve under a small lock word holding the
+//! holder's identity (so a holder killed inside its critical section can be
+//! detected and the lock taken over). Under the lock: read `reserve`, check
+//! free space against `head`, write a `PAD` stamp if the record would cross
+//! the ring's end, note the reservation in the producer's slot, advance
+//! `reserve`, unlock. The payload is then written outside the lock, then
+//! `len` and the `MESSAGE` stamp (`Release`) — all on the record's own cache
+//! lines, in one burst, so the consumer polling the stamp pulls the line
+//! once. The consumer stops at the first record that is not committed; a
+//! reservation whose producer died is found through the producers' slots
+//! and skipped ([`Ring::skip_dead`]), so a producer killed mid-write never
+//! delivers a half-written message and never blocks the others for ever.
 //!
 //! # Consumer
 //!
@@ -70,11 +73,10 @@ use crate::{Error, Result};
 
 /// Records start at multiples of this many bytes.
 pub const RECORD_ALIGN: u64 = 8;
-/// Bytes of a record header (stamp, length, owner).
-pub const HEADER: u64 = 24;
+/// Bytes of a record header (stamp, length).
+pub const HEADER: u64 = 16;
 
 const STATE_MASK: u64 = 7;
-const RESERVED: u64 = 1;
 const MESSAGE: u64 = 2;
 const SKIP: u64 = 3;
 const PAD: u64 = 4;
@@ -100,6 +102,20 @@ pub struct ProducerWords {
     pub reserve: AtomicU64,
     /// Reservation lock: 0 when free, else the holder's identity.
     pub lock: AtomicU64,
+}
+
+/// One producer's slot: who it is and what it has reserved but not yet
+/// committed. Written by its producer (and cleared by the consumer once the
+/// producer is dead and its reservation resolved).
+#[repr(C)]
+#[derive(Default)]
+pub struct SenderWords {
+    /// The producer's identity, 0 when the slot is free.
+    pub id: AtomicU64,
+    /// Position + 1 of the producer's last reservation (0: none).
+    pub inflight: AtomicU64,
+    /// Payload length of that reservation.
+    pub inflight_len: AtomicU64,
 }
 
 /// The futex words both sides sleep on.
@@ -136,6 +152,8 @@ pub struct Control {
 pub unsafe trait Memory {
     /// The control words.
     fn control(&self) -> &Control;
+    /// The producers' slots.
+    fn senders(&self) -> &[CacheLine<SenderWords>];
     /// The data area's size in bytes (a power of two, multiple of 8).
     fn capacity(&self) -> u64;
     /// The 8-aligned word at `off` of the data area (`off + 8 <= capacity`,
@@ -182,16 +200,9 @@ pub enum Reserve {
 pub enum Peek {
     /// A committed message.
     Message(Slot),
-    /// Nothing published yet.
+    /// Nothing committed yet at the head (perhaps reserved by a producer
+    /// that is writing it, or that died: see [`Ring::skip_dead`]).
     Empty,
-    /// A producer (`owner`) reserved the next record and has not committed
-    /// it; if that producer is dead, [`Ring::skip_dead`] gets past it.
-    Reserved {
-        /// The record's position.
-        pos: u64,
-        /// Identity of the producer that reserved it.
-        owner: u64,
-    },
 }
 
 /// One end's view of a ring. Parameters are copied in at creation and never
@@ -251,21 +262,50 @@ impl<M: Memory> Ring<M> {
     // ----- producer side -----
 
     /// Tries to reserve a record of `len` bytes (`len <= max`, checked by the
-    /// caller). `me` is the caller's identity (non-zero), stored in the lock
-    /// and in the record; `steal` takes the lock over from that (dead)
-    /// holder instead of from "free".
-    pub fn try_reserve(&self, len: u64, me: u64, steal: Option<u64>) -> Result<Reserve> {
-        debug_assert!(len <= self.max && me != 0);
+    /// caller) for the producer `id` (non-zero, stored in the lock) whose
+    /// slot is `me`; `steal` takes the lock over from that (dead) holder
+    /// instead of from "free".
+    pub fn try_reserve(
+        &self,
+        len: u64,
+        id: u64,
+        me: &SenderWords,
+        steal: Option<u64>,
+    ) -> Result<Reserve> {
+        debug_assert!(len <= self.max && id != 0);
         let lock = &self.ctl().producer.0.lock;
-        if let Err(owner) = lock.compare_exchange(steal.unwrap_or(0), me, Acquire, Relaxed) {
+        if let Err(owner) = lock.compare_exchange(steal.unwrap_or(0), id, Acquire, Relaxed) {
             return Ok(Reserve::Busy(owner));
+        }
+        if let Some(dead) = steal {
+            self.repair_after(dead);
         }
         let r = self.reserve_locked(len, me);
         lock.store(0, Release);
         r
     }
 
-    fn reserve_locked(&self, len: u64, me: u64) -> Result<Reserve> {
+    /// Called with the lock taken over from `dead`, which died holding it:
+    /// whatever it wrote at `reserve` without advancing `reserve` is void.
+    fn repair_after(&self, dead: u64) {
+        let r = self.ctl().producer.0.reserve.load(Relaxed);
+        if r % RECORD_ALIGN != 0 {
+            return; // reserve_locked reports it
+        }
+        // A PAD stamp it may have written at `r` must not be taken for ours.
+        let _ =
+            self.mem
+                .word(r & self.mask)
+                .compare_exchange(self.stamp(r, PAD), 0, Relaxed, Relaxed);
+        for s in self.mem.senders() {
+            let s = &s.0;
+            if s.id.load(Relaxed) == dead && s.inflight.load(Relaxed) == r.wrapping_add(1) {
+                s.inflight.store(0, Relaxed);
+            }
+        }
+    }
+
+    fn reserve_locked(&self, len: u64, me: &SenderWords) -> Result<Reserve> {
         let p = &self.ctl().producer.0;
         let r = p.reserve.load(Relaxed);
         let bad = || Error::corrupted(format!("ring reserve index {r}"));
@@ -299,14 +339,14 @@ impl<M: Memory> Ring<M> {
             self.mem.word(off).store(self.stamp(r, PAD), Release);
         }
         let pos = r + pad;
-        let o = pos & self.mask;
-        self.mem.word(o + 8).store(len, Relaxed);
-        self.mem.word(o + 16).store(me, Relaxed);
-        self.mem.word(o).store(self.stamp(pos, RESERVED), Release);
+        me.inflight_len.store(len, Relaxed);
+        me.inflight.store(pos + 1, Relaxed);
+        // Release: the PAD stamp and the in-flight note are visible to
+        // whoever sees the new `reserve`.
         p.reserve.store(end, Release);
         Ok(Reserve::Ok(Slot {
             pos,
-            off: o + HEADER,
+            off: (pos & self.mask) + HEADER,
             len,
         }))
     }
@@ -368,6 +408,7 @@ impl<M: Memory> Ring<M> {
 
     fn finish(&self, slot: &Slot, state: u64) {
         let o = slot.pos & self.mask;
+        self.mem.word(o + 8).store(slot.len, Relaxed);
         self.mem.word(o).store(self.stamp(slot.pos, state), Release);
         fence(SeqCst);
         let rx = &self.ctl().wait.0.rx;
@@ -410,21 +451,17 @@ impl<M: Memory> Ring<M> {
                     off: o + HEADER,
                     len,
                 }));
-            } else if s == self.stamp(h, RESERVED) {
-                if o + HEADER > self.cap {
-                    return Err(Error::corrupted(format!(
-                        "record header at {h} crosses the ring's end"
-                    )));
-                }
-                let owner = self.mem.word(o + 16).load(Relaxed);
-                return Ok(Peek::Reserved { pos: h, owner });
             } else if s == self.stamp(h, SKIP) {
                 let len = self.checked_len(h, o)?;
                 self.advance(h.wrapping_add(span(len).unwrap_or(self.cap)));
             } else if s == self.stamp(h, PAD) {
-                // Written before `reserve` moved: do not pass `reserve`.
+                // Written before `reserve` moved: do not pass `reserve`, and
+                // make sure the stamp was not voided by a producer that took
+                // the lock over from its dead writer.
                 let end = h.wrapping_add(self.cap - o);
-                if self.ctl().producer.0.reserve.load(Acquire) < end {
+                if self.ctl().producer.0.reserve.load(Acquire) < end
+                    || self.mem.word(o).load(Acquire) != s
+                {
                     return Ok(Peek::Empty);
                 }
                 self.advance(end);
@@ -496,39 +533,61 @@ impl<M: Memory> Ring<M> {
         }
     }
 
-    /// Skips the record at `pos`, reserved by `owner` who is dead (the
-    /// caller checked), once `reserve` shows the reservation completed.
-    /// Returns whether it skipped.
-    pub fn skip_dead(&self, pos: u64, owner: u64) -> Result<bool> {
-        if pos != self.cached.get() {
-            return Ok(false);
-        }
-        let o = pos & self.mask;
-        let stamp = self.stamp(pos, RESERVED);
-        if o + HEADER > self.cap {
-            return Err(Error::corrupted(format!(
-                "record header at {pos} crosses the ring's end"
-            )));
-        }
-        if self.mem.word(o).load(Acquire) != stamp || self.mem.word(o + 16).load(Relaxed) != owner {
-            return Ok(false);
-        }
-        let len = self.checked_len(pos, o)?;
-        let end = pos.wrapping_add(span(len).unwrap_or(self.cap));
-        if self.ctl().producer.0.reserve.load(Acquire) < end {
-            return Ok(false);
-        }
-        // Mark it skipped (a CAS: never undo a commit that raced us).
-        if self
-            .mem
-            .word(o)
-            .compare_exchange(stamp, self.stamp(pos, SKIP), AcqRel, Acquire)
-            .is_err()
+    /// Looks whether the record at the head was reserved by a producer that
+    /// `is_dead` says died before committing it, and if so skips it (its
+    /// space is handed back, nothing is delivered). Returns whether it
+    /// skipped.
+    pub fn skip_dead(&self, is_dead: impl Fn(u64) -> bool) -> Result<bool> {
+        let h = self.cached.get();
+        let o = h & self.mask;
+        let s = self.mem.word(o).load(Acquire);
+        if [MESSAGE, SKIP, PAD]
+            .iter()
+            .any(|&st| s == self.stamp(h, st))
         {
             return Ok(false);
         }
-        self.advance(end);
-        Ok(true)
+        let r = self.ctl().producer.0.reserve.load(Acquire);
+        if r.wrapping_sub(h) == 0 || r.wrapping_sub(h) > self.cap {
+            return Ok(false);
+        }
+        for slot in self.mem.senders() {
+            let w = &slot.0;
+            if w.inflight.load(Relaxed) != h.wrapping_add(1) {
+                continue;
+            }
+            let id = w.id.load(Relaxed);
+            if id == 0 || !is_dead(id) {
+                continue;
+            }
+            let len = w.inflight_len.load(Relaxed);
+            let span = span(len).filter(|_| len <= self.max).ok_or_else(|| {
+                Error::corrupted(format!("in-flight record at {h} claims {len} bytes"))
+            })?;
+            if o + span > self.cap {
+                return Err(Error::corrupted(format!(
+                    "in-flight record at {h} of {len} bytes crosses the ring's end"
+                )));
+            }
+            let end = h.wrapping_add(span);
+            if r.wrapping_sub(h) < span {
+                return Ok(false);
+            }
+            // Mark it skipped (a CAS: never undo a commit that raced us).
+            self.mem.word(o + 8).store(len, Relaxed);
+            if self
+                .mem
+                .word(o)
+                .compare_exchange(s, self.stamp(h, SKIP), AcqRel, Acquire)
+                .is_err()
+            {
+                return Ok(false);
+            }
+            w.inflight.store(0, Relaxed);
+            self.advance(end);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// The consumer's position.

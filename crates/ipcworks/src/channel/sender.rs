@@ -47,11 +47,12 @@ impl Sender {
     pub(crate) fn attach(shared: Arc<Shared>, wait: WaitStrategy) -> Result<Sender> {
         let me = Identity::process().raw();
         let h = shared.header();
+        // Only free slots: a dead sender's slot is freed by the receiver once
+        // its last reservation is resolved.
         let mut slot = None;
-        for (i, s) in h.senders.0.iter().enumerate() {
-            let cur = s.load(Relaxed);
-            let free = cur == 0 || !Identity::from_raw(cur).is_alive();
-            if free && s.compare_exchange(cur, me, Release, Relaxed).is_ok() {
+        for (i, s) in h.senders.iter().enumerate() {
+            if s.0.id.compare_exchange(0, me, Release, Relaxed).is_ok() {
+                s.0.inflight.store(0, Relaxed);
                 slot = Some(i);
                 break;
             }
@@ -177,8 +178,9 @@ impl Sender {
             });
         }
         let len = len as u64;
-        let shared = self.shared().clone();
-        let peers = &shared.header().peers.0;
+        let ring = &self.ring;
+        let header = ring.memory().header();
+        let peers = &header.peers.0;
         let receiver_gone = |slow: bool| -> Result<()> {
             let rx = peers.receiver.load(Acquire);
             if rx == RX_CLOSED || (slow && rx != 0 && !Identity::from_raw(rx).is_alive()) {
@@ -188,12 +190,12 @@ impl Sender {
         };
         receiver_gone(false)?;
         let me = self.me;
-        let ring = &self.ring;
+        let words = &header.senders[self.slot].0;
         let mut steal = None;
         let mut busy_since: Option<Instant> = None;
         let mut attempt = || -> Result<Option<Slot>> {
             loop {
-                match ring.try_reserve(len, me, steal.take())? {
+                match ring.try_reserve(len, me, words, steal.take())? {
                     Reserve::Ok(slot) => return Ok(Some(slot)),
                     Reserve::Full => return Ok(None),
                     Reserve::Busy(owner) => {
@@ -236,7 +238,10 @@ impl Sender {
 impl Drop for Sender {
     fn drop(&mut self) {
         let h = self.shared().header();
-        let _ = h.senders.0[self.slot].compare_exchange(self.me, 0, Release, Relaxed);
+        let _ = h.senders[self.slot]
+            .0
+            .id
+            .compare_exchange(self.me, 0, Release, Relaxed);
         self.ring.kick(self.ring.rx_word());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
-use super::ring::{self, AtomicU32, AtomicU64, CacheLine, Control, Memory, Ring};
+use super::ring::{self, AtomicU32, AtomicU64, CacheLine, Control, Memory, Ring, SenderWords};
 use crate::shm::{Segment, SegmentOptions};
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
@@ -52,7 +52,7 @@ pub(crate) struct Peers {
 pub(crate) struct Header {
     pub params: CacheLine<Params>,
     pub peers: CacheLine<Peers>,
-    pub senders: CacheLine<[AtomicU64; MAX_SENDERS]>,
+    pub senders: [CacheLine<SenderWords>; MAX_SENDERS],
     pub control: Control,
 }
 
@@ -248,6 +248,9 @@ impl Shared {
         Ring::new(
             ShmMemory {
                 shared: self.clone(),
+                header: self.header() as *const Header,
+                data: self.data(),
+                cap: self.cap,
             },
             self.max,
             self.key,
@@ -261,18 +264,23 @@ impl Shared {
         unsafe { self.seg.as_ptr().add(DATA_OFFSET) }
     }
 
-    /// Whether a live sender is attached; a dead one's slot is freed.
-    pub fn any_sender_alive(&self, check_liveness: bool) -> bool {
+    /// Whether a live sender is attached. A dead one's slot is freed once
+    /// its last reservation is resolved (behind the consumer's `head`).
+    pub fn any_sender_alive(&self, check_liveness: bool, head: u64) -> bool {
         let mut alive = false;
-        for slot in &self.header().senders.0 {
-            let id = slot.load(Acquire);
+        for slot in &self.header().senders {
+            let w = &slot.0;
+            let id = w.id.load(Acquire);
             if id == 0 {
                 continue;
             }
             if !check_liveness || Identity::from_raw(id).is_alive() {
                 alive = true;
-            } else {
-                let _ = slot.compare_exchange(id, 0, Relaxed, Relaxed);
+                continue;
+            }
+            let inflight = w.inflight.load(Relaxed);
+            if inflight == 0 || inflight - 1 < head {
+                let _ = w.id.compare_exchange(id, 0, Relaxed, Relaxed);
             }
         }
         alive
@@ -288,8 +296,14 @@ fn header(seg: &Segment) -> &Header {
 }
 
 /// A ring's memory: the data area of a channel segment.
+///
+/// The hot path reads only the copies kept here (not the `Arc`'s shared
+/// allocation, whose reference count other threads' ends may be changing).
 pub struct ShmMemory {
     shared: Arc<Shared>,
+    header: *const Header,
+    data: *mut u8,
+    cap: u64,
 }
 
 impl ShmMemory {
@@ -297,11 +311,17 @@ impl ShmMemory {
         &self.shared
     }
 
+    /// The segment's header.
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: points into the mapping kept alive by `self.shared`.
+        unsafe { &*self.header }
+    }
+
     /// Address of `off` in the data area (`off <= cap`).
     pub(crate) fn ptr(&self, off: u64) -> *mut u8 {
-        debug_assert!(off <= self.shared.cap);
+        debug_assert!(off <= self.cap);
         // SAFETY: off <= cap, and the data area is cap bytes long.
-        unsafe { self.shared.data().add(off as usize) }
+        unsafe { self.data.add(off as usize) }
     }
 }
 
@@ -309,11 +329,15 @@ impl ShmMemory {
 // `write`/`read` copy within the data area under the caller's bounds.
 unsafe impl Memory for ShmMemory {
     fn control(&self) -> &Control {
-        &self.shared.header().control
+        &self.header().control
+    }
+
+    fn senders(&self) -> &[CacheLine<SenderWords>] {
+        &self.header().senders
     }
 
     fn capacity(&self) -> u64 {
-        self.shared.cap
+        self.cap
     }
 
     fn word(&self, off: u64) -> &AtomicU64 {

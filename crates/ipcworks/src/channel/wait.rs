@@ -55,6 +55,10 @@ pub(crate) fn block_on<T>(
     mut prepare: impl FnMut() -> u32,
     mut check_peer: impl FnMut(bool) -> Result<()>,
 ) -> Result<T> {
+    // The fast path: no clock reading, no system call.
+    if let Some(v) = attempt()? {
+        return Ok(v);
+    }
     let start = Instant::now();
     let spin_for = match strategy {
         WaitStrategy::Block => Duration::ZERO,
