@@ -19,6 +19,7 @@ pub struct Receiver {
     ring: Ring<ShmMemory>,
     me: u64,
     wait: WaitStrategy,
+    skipped: std::cell::Cell<u64>,
 }
 
 // SAFETY: the Receiver owns its ring view (its `Cell` head is touched only
@@ -58,7 +59,12 @@ impl Receiver {
         }
         let ring = shared.ring()?;
         ring.kick(ring.tx_word());
-        Ok(Receiver { ring, me, wait })
+        Ok(Receiver {
+            ring,
+            me,
+            wait,
+            skipped: std::cell::Cell::new(0),
+        })
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -68,6 +74,13 @@ impl Receiver {
     /// Largest message this channel carries, in bytes.
     pub fn max_message(&self) -> usize {
         self.ring.max() as usize
+    }
+
+    /// How many records this receiver skipped because their sender died
+    /// after reserving them and before publishing (half-written messages
+    /// that were never delivered).
+    pub fn skipped_dead(&self) -> u64 {
+        self.skipped.get()
     }
 
     /// The wait strategy used when the channel is empty.
@@ -188,6 +201,7 @@ impl Receiver {
             // A sender that died between reserving and committing: skip its
             // half-written record (nothing of it is delivered).
             if (slow || !senders) && ring.skip_dead(|id| !Identity::from_raw(id).is_alive())? {
+                self.skipped.set(self.skipped.get() + 1);
                 return Ok(());
             }
             // Publication happens before a sender detaches, so a ring seen

@@ -124,8 +124,12 @@ fn child() {
                     tx.send(&buf).unwrap();
                 } else {
                     let mut loan = tx.loan(buf.len()).unwrap();
+                    // Slowly, so that many kills land mid-write.
                     for (i, piece) in buf.chunks(1000).enumerate() {
                         loan.write_at(i * 1000, piece).unwrap();
+                        if i % 16 == 15 {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
                     }
                     loan.publish();
                 }
@@ -232,7 +236,7 @@ fn several_producer_processes_into_one_receiver() {
 /// One round: a child streams messages (large ones written in pieces), the
 /// parent kills it with SIGKILL after `after` messages, then drains and must
 /// see only whole messages, in order, followed by `Disconnected`.
-fn kill_round(after: u64, max: usize) -> u64 {
+fn kill_round(after: u64, max: usize) -> (u64, u64) {
     let chan = Channel::builder()
         .capacity(4 * max)
         .max_message(max)
@@ -265,7 +269,7 @@ fn kill_round(after: u64, max: usize) -> u64 {
         assert!(start.elapsed() < LIMIT, "no Disconnected after the kill");
     }
     drop(buf);
-    seq
+    (seq, rx.skipped_dead())
 }
 
 #[test]
@@ -274,15 +278,22 @@ fn killing_the_sender_at_random_moments_delivers_only_whole_messages() {
     // (it is then usually copying into the ring or blocked on a full one),
     // with messages up to 128 KiB so some kills land mid-copy.
     const ROUNDS: u64 = 400;
-    let mut total = 0;
+    let (mut total, mut mid_write) = (0, 0);
     let t0 = Instant::now();
     for round in 0..ROUNDS {
         let after = 1 + mix(round ^ u64::from(std::process::id())) % 40;
-        total += kill_round(after, 128 * 1024);
+        let (n, skipped) = kill_round(after, 128 * 1024);
+        total += n;
+        mid_write += skipped;
     }
     eprintln!(
-        "{ROUNDS} kill rounds, {total} messages checked, {:?}",
+        "{ROUNDS} kill rounds, {total} messages checked, {mid_write} kills landed \
+         mid-write (record skipped), {:?}",
         t0.elapsed()
+    );
+    assert!(
+        mid_write > 0,
+        "no kill landed mid-write: the test lost its point"
     );
 }
 
