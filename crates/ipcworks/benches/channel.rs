@@ -1,7 +1,9 @@
 //! Channel round trips between two threads, beside the floor: one cache
 //! line bounced between the same two threads, measured in the same run.
 //!
-//! `cargo bench -p ipcworks --bench channel`. (The two-process benchmark with
+//! `cargo bench -p ipcworks --bench channel`. Environment knobs: `CAP` (ring
+//! bytes of the ping-pong channels, default 4096) and `SIZE` (message size
+//! of `ping_pong_64b_spin`, default 64). (The two-process benchmark with
 //! pinned cores lives in `ipcworks-bench`.)
 
 use std::sync::Arc;
@@ -45,6 +47,61 @@ fn floor_cache_line_bounce(b: Bencher) {
         }
     });
     word.store(u64::MAX, Ordering::Release);
+    echo.join().unwrap();
+}
+
+/// A reference between the floor and the channel: a 64-byte payload plus
+/// a 16-byte header (two cache lines), published by a stamp, bounced
+/// between the threads through two fixed slots — the hardware cost of the
+/// channel's record, with none of its bookkeeping.
+#[divan::bench(sample_count = 200, sample_size = 1000)]
+fn floor_two_line_record(b: Bencher) {
+    #[repr(C, align(64))]
+    struct Slot([AtomicU64; 16]);
+    let slots: Arc<[Slot; 2]> = Arc::new(std::array::from_fn(|_| {
+        Slot(std::array::from_fn(|_| AtomicU64::new(0)))
+    }));
+    let echo = {
+        let slots = slots.clone();
+        thread::spawn(move || {
+            let mut seq = 1;
+            loop {
+                let v = slots[0].0[0].load(Ordering::Acquire);
+                if v == u64::MAX {
+                    break;
+                }
+                if v == seq {
+                    let mut sum = 0;
+                    for w in &slots[0].0[2..10] {
+                        sum += w.load(Ordering::Relaxed);
+                    }
+                    for w in &slots[1].0[2..10] {
+                        w.store(sum, Ordering::Relaxed);
+                    }
+                    slots[1].0[0].store(seq, Ordering::Release);
+                    seq += 1;
+                }
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let mut seq = 0u64;
+    b.bench_local(|| {
+        seq += 1;
+        for w in &slots[0].0[2..10] {
+            w.store(seq, Ordering::Relaxed);
+        }
+        slots[0].0[0].store(seq, Ordering::Release);
+        while slots[1].0[0].load(Ordering::Acquire) != seq {
+            std::hint::spin_loop();
+        }
+        let mut sum = 0;
+        for w in &slots[1].0[2..10] {
+            sum += w.load(Ordering::Relaxed);
+        }
+        black_box(sum);
+    });
+    slots[0].0[0].store(u64::MAX, Ordering::Release);
     echo.join().unwrap();
 }
 
