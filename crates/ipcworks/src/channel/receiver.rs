@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::WaitStrategy;
 use super::ring::{Peek, Ring, Slot};
@@ -20,6 +20,7 @@ pub struct Receiver {
     me: u64,
     wait: WaitStrategy,
     skipped: std::cell::Cell<u64>,
+    last_check: std::cell::Cell<Option<Instant>>,
 }
 
 // SAFETY: the Receiver owns its ring view (its `Cell` head is touched only
@@ -64,6 +65,7 @@ impl Receiver {
             me,
             wait,
             skipped: std::cell::Cell::new(0),
+            last_check: std::cell::Cell::new(None),
         })
     }
 
@@ -101,7 +103,8 @@ impl Receiver {
     }
 
     /// Receives a message if one is ready now, else [`Error::WouldBlock`]
-    /// (or [`Error::Disconnected`] when every sender is gone).
+    /// (or [`Error::Disconnected`] when every sender is gone; a killed
+    /// sender is noticed within about 20 ms of polling).
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
         self.try_recv_ref().map(|m| m.to_vec())
     }
@@ -139,12 +142,17 @@ impl Receiver {
         if let Some(slot) = self.attempt()? {
             return Ok(MessageRef { rx: self, slot });
         }
-        if !self.senders_present(false) {
-            // Publication happens before a sender detaches: look once more.
-            if let Some(slot) = self.attempt()? {
-                return Ok(MessageRef { rx: self, slot });
-            }
-            return Err(Error::Disconnected);
+        // A killed sender is noticed through /proc at most once per slice.
+        let slow = self
+            .last_check
+            .get()
+            .is_none_or(|t| t.elapsed() >= super::wait::SLICE);
+        if slow {
+            self.last_check.set(Some(Instant::now()));
+        }
+        self.check_peer(slow)?;
+        if let Some(slot) = self.attempt()? {
+            return Ok(MessageRef { rx: self, slot });
         }
         Err(Error::WouldBlock)
     }
@@ -188,6 +196,29 @@ impl Receiver {
             || shared.any_sender_alive(check_liveness, self.ring.head())
     }
 
+    /// Looks at the senders: skips a record whose sender died before
+    /// publishing it, and returns [`Error::Disconnected`] once no sender is
+    /// left and the ring is drained. `slow`: judge liveness through `/proc`
+    /// (done once per [`SLICE`](super::wait::SLICE)), else only notice
+    /// senders that detached.
+    fn check_peer(&self, slow: bool) -> Result<()> {
+        let senders = self.senders_present(slow);
+        if (slow || !senders)
+            && self
+                .ring
+                .skip_dead(|id| !Identity::from_raw(id).is_alive())?
+        {
+            self.skipped.set(self.skipped.get() + 1);
+            return Ok(());
+        }
+        // Publication happens before a sender detaches, so a ring seen
+        // empty after "no senders" stays empty.
+        match self.ring.peek()? {
+            Peek::Empty if !senders => Err(Error::Disconnected),
+            _ => Ok(()),
+        }
+    }
+
     fn recv_ref_deadline(&mut self, deadline: Option<Deadline>) -> Result<MessageRef<'_>> {
         let ring = &self.ring;
         let attempt = || -> Result<Option<Slot>> {
@@ -196,21 +227,7 @@ impl Receiver {
                 _ => Ok(None),
             }
         };
-        let check_peer = |slow: bool| -> Result<()> {
-            let senders = self.senders_present(slow);
-            // A sender that died between reserving and committing: skip its
-            // half-written record (nothing of it is delivered).
-            if (slow || !senders) && ring.skip_dead(|id| !Identity::from_raw(id).is_alive())? {
-                self.skipped.set(self.skipped.get() + 1);
-                return Ok(());
-            }
-            // Publication happens before a sender detaches, so a ring seen
-            // empty after "no senders" stays empty.
-            match ring.peek()? {
-                Peek::Empty if !senders => Err(Error::Disconnected),
-                _ => Ok(()),
-            }
-        };
+        let check_peer = |slow: bool| self.check_peer(slow);
         let slot = block_on(
             self.wait,
             ring.rx_word(),
