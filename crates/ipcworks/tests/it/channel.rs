@@ -523,3 +523,48 @@ fn shm_endpoint_round_trip() {
     let e = Sender::open(&support::unique_name("nobody")).unwrap_err();
     assert!(matches!(e, Error::NotFound { .. }), "{e}");
 }
+
+#[test]
+fn threads_several_senders_one_receiver() {
+    // The same protocol between threads (also what ThreadSanitizer checks):
+    // three senders contend for the reservation lock on a small ring.
+    const EACH: u64 = 20_000;
+    let chan = Channel::builder()
+        .capacity(4096)
+        .max_message(256)
+        .anonymous()
+        .unwrap();
+    let mut rx = chan.receiver().unwrap();
+    let senders: Vec<_> = (0..3u64)
+        .map(|id| {
+            let mut tx = chan.sender().unwrap();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                for seq in 0..EACH {
+                    fill(&mut buf, id, seq, named_size(id, seq, 256));
+                    if seq % 3 == 0 {
+                        let mut loan = tx.loan(buf.len()).unwrap();
+                        loan.copy_from_slice(&buf).unwrap();
+                        loan.publish();
+                    } else {
+                        tx.send(&buf).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut next = [0u64; 3];
+    let mut scratch = Vec::new();
+    for _ in 0..3 * EACH {
+        let m = rx.recv_timeout(LIMIT).unwrap();
+        let id = u64::from_le_bytes(m[8..16].try_into().unwrap());
+        let seq = &mut next[id as usize];
+        fill(&mut scratch, id, *seq, named_size(id, *seq, 256));
+        assert!(m == scratch, "stream {id} message {seq}");
+        *seq += 1;
+    }
+    for t in senders {
+        t.join().unwrap();
+    }
+    assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
+}
