@@ -206,6 +206,9 @@ impl Sender {
                             return Err(Error::WouldBlock);
                         }
                         let since = *busy_since.get_or_insert_with(Instant::now);
+                        if deadline.is_some_and(|d| d.expired()) {
+                            return Ok(None); // block_on reports Timeout
+                        }
                         if since.elapsed() > Duration::from_millis(2) {
                             busy_since = None;
                             if owner != me && !Identity::from_raw(owner).is_alive() {

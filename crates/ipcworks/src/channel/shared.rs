@@ -174,9 +174,10 @@ impl Shared {
         Self::validate(seg, wait)
     }
 
-    /// Maps an inherited descriptor.
+    /// Maps an inherited descriptor (its creator initialized it before
+    /// handing it out, so there is nothing to wait for).
     pub fn from_fd(fd: OwnedFd) -> Result<Arc<Shared>> {
-        Self::validate(Segment::from_fd(fd)?, Duration::from_secs(1))
+        Self::validate(Segment::from_fd(fd)?, Duration::ZERO)
     }
 
     fn validate(seg: Segment, wait: Duration) -> Result<Arc<Shared>> {
