@@ -27,7 +27,7 @@
 //!
 //! Both are fixed at creation. `capacity` is in **bytes** of ring (rounded
 //! up to a power of two, at least two records of the largest message); a
-//! message of `len` bytes takes `24 + len` bytes rounded up to 8.
+//! message of `len` bytes takes `16 + len` bytes rounded up to 8.
 //!
 //! # Dead peers and hostile peers
 //!
@@ -43,6 +43,21 @@
 //! of the segment. (A peer that *truncates* a named segment can still make
 //! our accesses fault with `SIGBUS`; anonymous channels are sealed against
 //! that.) See [`ring`] for the protocol.
+//!
+//! # Waiting
+//!
+//! [`WaitStrategy`] (per end: [`Builder::wait`], [`Sender::set_wait_strategy`],
+//! [`Receiver::set_wait_strategy`]): `Spin`, `Block` (futex only), or the
+//! default `SpinThenBlock { spin: 100 µs }`. Publishing makes no system call
+//! unless the peer announced that it sleeps.
+//!
+//! # Limits
+//!
+//! - A receiver that dies holding a [`MessageRef`] has not released it: the
+//!   next receiver gets that message again (at-least-once across receiver
+//!   crashes; exactly-once otherwise).
+//! - A sender killed inside its few-instruction reservation critical section
+//!   keeps its sender slot until another sender takes the lock over.
 //!
 //! ```no_run
 //! use ipcworks::channel::{Channel, Sender};
