@@ -25,6 +25,7 @@ pub mod line;
 pub mod memcpy;
 pub mod mq;
 pub mod pipe;
+pub mod shm;
 pub mod sysv;
 pub mod tcp;
 pub mod unix;
@@ -33,6 +34,9 @@ pub mod unix;
 /// process: see [`memcpy`]).
 pub static ALL: &[&dyn Mechanism] = &[
     &floor::Floor,
+    &shm::SPIN,
+    &shm::DEFAULT,
+    &shm::BLOCK,
     &futex::Futex,
     &eventfd::Eventfd,
     &pipe::Pipe,
