@@ -47,3 +47,31 @@ pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
         other => other,
     }
 }
+
+/// Runs the command so that a reader of our stdout going away (`ipcworks
+/// ls | head -1`) ends it quietly with success, as for `cat`, instead of
+/// `println!`'s panic message. The panic still unwinds, so every object
+/// the command made is removed by its destructor on the way out.
+pub fn quiet_on_closed_stdout(run: impl FnOnce() -> ExitCode + std::panic::UnwindSafe) -> ExitCode {
+    fn is_closed_stdout(msg: &str) -> bool {
+        msg.contains("failed printing to stdout") && msg.contains("Broken pipe")
+    }
+    fn message(payload: &(dyn std::any::Any + Send)) -> &str {
+        payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("")
+    }
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_closed_stdout(message(info.payload())) {
+            default_hook(info);
+        }
+    }));
+    match std::panic::catch_unwind(run) {
+        Ok(code) => code,
+        Err(p) if is_closed_stdout(message(p.as_ref())) => ExitCode::SUCCESS,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}

@@ -54,6 +54,10 @@ fn main() -> ExitCode {
     // SIGPIPE already; we say so explicitly so it holds whatever the build.
     let _ = ipcworks::pipe::ignore_sigpipe();
     let cli = Cli::parse();
+    exit::quiet_on_closed_stdout(move || run(cli))
+}
+
+fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Demo(a) => cmd::demo::run(a),

@@ -221,3 +221,21 @@ fn demo_semaphore_gets_a_killed_workers_permit_back() {
         .unwrap();
     assert!(!std::path::Path::new(&format!("/dev/shm/ipcworks.sem.{name}")).exists());
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_like_cat() {
+    // Our stdout is a pipe nobody reads: the first write gets EPIPE.
+    let (r, w) = ipcworks::pipe::pipe().unwrap();
+    drop(r);
+    let out = Command::new(env!("CARGO_BIN_EXE_ipcworks"))
+        .args(["regions"])
+        .stdout(w)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
