@@ -210,6 +210,7 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        Endpoint::Queue(name) => Ok(Box::new(crate::queue::open_endpoint(name, opts)?)),
         Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
         Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::open_endpoint(*key, opts)?)),
         Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
@@ -225,6 +226,7 @@ pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceive
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        Endpoint::Queue(name) => Ok(Box::new(crate::queue::open_endpoint(name, opts)?)),
         Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
         Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::EndpointReceiver {
             queue: crate::mq::sysv::open_endpoint(*key, opts)?,
