@@ -130,7 +130,13 @@ impl Geometry {
     }
 
     /// The geometry a header claims, checked against the segment's length.
-    pub fn from_header(capacity: u32, max_message: u32, stride: u32, layout: u64, len: usize) -> Result<Geometry> {
+    pub fn from_header(
+        capacity: u32,
+        max_message: u32,
+        stride: u32,
+        layout: u64,
+        len: usize,
+    ) -> Result<Geometry> {
         let bad = || {
             Error::corrupted(format!(
                 "queue header says {capacity} slots of {max_message} bytes (stride {stride}) in \

@@ -77,8 +77,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
 use layout::{FREE, Geometry, HEADER_SIZE, Header, READING, READY, Slot, WRITING};
+pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
 
 use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
 use crate::shm::{Segment, SegmentOptions};
