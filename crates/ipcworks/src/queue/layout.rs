@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! 0      Header (192 bytes): magic, geometry, mutex, free and filled
-//!        semaphores, commit sequence, counters
-//! 192    Slot records, 32 bytes each: state, priority, length, sequence, owner
+//!        semaphores, commit sequence, recovery counters
+//! 192    Slot records, 32 bytes each: state and receive count, priority,
+//!        length, sequence, owner
 //! …      payloads, `stride` bytes each (max message rounded up to 8)
 //! ```
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::sync::{MutexState, SemaphoreState};
 use crate::{Error, Result};
@@ -57,14 +58,6 @@ pub(super) struct Header {
     pub filled: SemaphoreState,
     /// The commit sequence: the next READY slot gets this number.
     pub next_seq: AtomicU64,
-    /// Slots in each state, kept under the mutex (recounted on recovery).
-    pub ready: AtomicU32,
-    pub writing: AtomicU32,
-    pub reading: AtomicU32,
-    _pad: AtomicU32,
-    /// Completed sends and receives.
-    pub sent: AtomicU64,
-    pub received: AtomicU64,
     /// Half-done operations of dead processes undone by recovery.
     pub recovered_sends: AtomicU64,
     pub recovered_recvs: AtomicU64,
@@ -78,15 +71,44 @@ const _: () = assert!(std::mem::offset_of!(Header, free) == 48);
 /// One slot record.
 #[repr(C)]
 pub(super) struct Slot {
-    pub state: AtomicU32,
+    /// The state (bits 0..8) and how many receives this slot has completed
+    /// (bits 8..64). One word, so a receive's commit (READING → FREE, count
+    /// + 1) is one store that a crash cannot split.
+    pub word: AtomicU64,
     pub priority: AtomicU32,
     pub len: AtomicU32,
-    _pad: AtomicU32,
     /// Commit sequence of a READY (or READING) message.
     pub seq: AtomicU64,
     /// The process ([`Identity`](crate::sys::proc::Identity)) that owns a
     /// WRITING or READING slot.
     pub owner: AtomicU64,
+}
+
+const STATE_MASK: u64 = 0xFF;
+
+impl Slot {
+    /// The state (unchecked: callers reject unknown values).
+    pub fn state(&self) -> u32 {
+        (self.word.load(Relaxed) & STATE_MASK) as u32
+    }
+
+    /// Receives completed through this slot.
+    pub fn receives(&self) -> u64 {
+        self.word.load(Relaxed) >> 8
+    }
+
+    /// Sets the state, keeping the count (under the lock: one writer).
+    pub fn set_state(&self, st: u32) {
+        let w = self.word.load(Relaxed);
+        self.word.store((w & !STATE_MASK) | st as u64, Relaxed);
+    }
+
+    /// The receive commit: FREE and one more receive, in one store.
+    pub fn commit_receive(&self) {
+        let w = self.word.load(Relaxed);
+        self.word
+            .store(((w >> 8).wrapping_add(1) << 8) | FREE as u64, Relaxed);
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_SIZE);

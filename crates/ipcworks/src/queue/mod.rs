@@ -75,18 +75,18 @@
 //! ```
 
 mod layout;
+mod ops;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use layout::{FREE, Geometry, HEADER_SIZE, Header, READING, READY, Slot, WRITING};
+use layout::{Geometry, HEADER_SIZE, Header, Slot};
 pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
 
 use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
 use crate::shm::{Segment, SegmentOptions};
-use crate::sync::{Acquired, RawMutex, RawSemaphore};
-use crate::sys::proc::Identity;
+use crate::sync::{RawMutex, RawSemaphore};
 use crate::sys::time::Deadline;
 use crate::{Error, Result, name};
 
@@ -154,9 +154,10 @@ pub struct Stats {
     pub blocked_senders: u32,
     /// Receivers asleep waiting for a message.
     pub blocked_receivers: u32,
-    /// Completed sends since creation.
+    /// Completed sends since creation (`received + depth + reading`).
     pub sent: u64,
-    /// Completed receives since creation.
+    /// Completed receives since creation (each slot counts its own, in the
+    /// same store that commits a receive, so a crash cannot skew it).
     pub received: u64,
     /// Half-done sends of dead processes undone (slot freed).
     pub recovered_sends: u64,
@@ -470,284 +471,6 @@ impl Queue {
         format!("queue {}", self.name)
     }
 
-    /// Locks the slot table; after a dead holder, recovers first.
-    fn lock(&self, deadline: Option<Deadline>) -> Result<Locked<'_>> {
-        let m = self.mutex();
-        match m.lock_until(deadline) {
-            Ok(Acquired::Consistent) => Ok(Locked(self)),
-            Ok(Acquired::OwnerDead) => match self.recover_locked() {
-                Ok(()) => {
-                    m.make_consistent();
-                    Ok(Locked(self))
-                }
-                Err(e) => {
-                    // Unrepairable: unlocking unrepaired makes the mutex
-                    // not recoverable, so everyone learns it.
-                    m.unlock();
-                    Err(e)
-                }
-            },
-            Err(e) => Err(e.into_error(&self.what())),
-        }
-    }
-
-    /// Under the lock: undoes the half-done operations of dead processes
-    /// and recounts the slot states.
-    fn recover_locked(&self) -> Result<()> {
-        let h = self.header();
-        let (mut ready, mut writing, mut reading) = (0u32, 0u32, 0u32);
-        let (mut freed, mut readied) = (0u32, 0u32);
-        for i in 0..self.geo.capacity {
-            let s = self.slot(i);
-            match s.state.load(Relaxed) {
-                FREE => {}
-                READY => ready += 1,
-                st @ (WRITING | READING) => {
-                    let alive = Identity::from_raw(s.owner.load(Relaxed)).is_alive();
-                    match (st, alive) {
-                        (WRITING, true) => writing += 1,
-                        (READING, true) => reading += 1,
-                        (WRITING, false) => {
-                            s.owner.store(0, Relaxed);
-                            s.state.store(FREE, Relaxed);
-                            freed += 1;
-                        }
-                        _ => {
-                            s.owner.store(0, Relaxed);
-                            s.state.store(READY, Relaxed);
-                            ready += 1;
-                            readied += 1;
-                        }
-                    }
-                }
-                other => return Err(self.bad_state(i, other)),
-            }
-        }
-        h.ready.store(ready, Relaxed);
-        h.writing.store(writing, Relaxed);
-        h.reading.store(reading, Relaxed);
-        h.recovered_sends.fetch_add(freed as u64, Relaxed);
-        h.recovered_recvs.fetch_add(readied as u64, Relaxed);
-        // Each undone operation had consumed one permit: give it back.
-        for _ in 0..freed {
-            self.sem(Side::Send).post()?;
-        }
-        for _ in 0..readied {
-            self.sem(Side::Recv).post()?;
-        }
-        Ok(())
-    }
-
-    fn bad_state(&self, i: usize, st: u32) -> Error {
-        Error::corrupted(format!("{}: slot {i} has unknown state {st}", self.what()))
-    }
-
-    /// Under the lock: a FREE slot.
-    fn pick_free(&self) -> Result<Option<usize>> {
-        for i in 0..self.geo.capacity {
-            match self.slot(i).state.load(Relaxed) {
-                FREE => return Ok(Some(i)),
-                WRITING | READY | READING => {}
-                other => return Err(self.bad_state(i, other)),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Under the lock: the READY slot of highest priority, lowest sequence,
-    /// with its priority and length (checked).
-    fn pick_ready(&self) -> Result<Option<(usize, u32, usize)>> {
-        let mut best: Option<(usize, u32, u64, usize)> = None;
-        for i in 0..self.geo.capacity {
-            let s = self.slot(i);
-            match s.state.load(Relaxed) {
-                READY => {
-                    let prio = s.priority.load(Relaxed);
-                    let len = s.len.load(Relaxed) as usize;
-                    let seq = s.seq.load(Relaxed);
-                    if prio > MAX_PRIORITY || len > self.geo.max_message {
-                        return Err(Error::corrupted(format!(
-                            "{}: slot {i} holds priority {prio}, length {len} (max {MAX_PRIORITY}, {})",
-                            self.what(),
-                            self.geo.max_message
-                        )));
-                    }
-                    let better = match best {
-                        None => true,
-                        Some((_, bp, bs, _)) => prio > bp || (prio == bp && seq < bs),
-                    };
-                    if better {
-                        best = Some((i, prio, seq, len));
-                    }
-                }
-                FREE | WRITING | READING => {}
-                other => return Err(self.bad_state(i, other)),
-            }
-        }
-        Ok(best.map(|(i, p, _, l)| (i, p, l)))
-    }
-
-    /// Takes a slot for `side` (a FREE one to write, the best READY one to
-    /// read), marks it owned by this process and returns it with the
-    /// message's priority and length (receive side), the lock still held.
-    fn claim(&self, side: Side, until: Until) -> Result<(Locked<'_>, usize, u32, usize)> {
-        let sem = self.sem(side);
-        let me = Identity::process().raw();
-        let mut first = true;
-        loop {
-            // 1. A permit, or a slice without one.
-            let permit = match until {
-                Until::Now => sem.try_wait(),
-                _ if first && spin_for_permit(&sem) => Ok(()),
-                Until::Forever | Until::At(_) => {
-                    let slice = Deadline::after(SLICE);
-                    sem.wait_deadline(until.deadline().map_or(slice, |d| d.min(slice)))
-                }
-            };
-            let permit = match permit {
-                Ok(()) => true,
-                Err(Error::WouldBlock | Error::Timeout) => false,
-                Err(e) => return Err(e),
-            };
-            // 2. The table decides.
-            let lock = match self.lock(until.deadline()) {
-                Ok(l) => l,
-                Err(e) => {
-                    if permit {
-                        let _ = sem.post();
-                    }
-                    return Err(e);
-                }
-            };
-            let pick = |q: &Self| -> Result<Option<(usize, u32, usize)>> {
-                match side {
-                    Side::Send => Ok(q.pick_free()?.map(|i| (i, 0, 0))),
-                    Side::Recv => q.pick_ready(),
-                }
-            };
-            let mut found = if permit { pick(self)? } else { None };
-            if found.is_none() {
-                self.recover_locked()?;
-                found = pick(self)?;
-            }
-            if let Some((i, prio, len)) = found {
-                let h = self.header();
-                let s = self.slot(i);
-                s.owner.store(me, Relaxed);
-                match side {
-                    Side::Send => {
-                        s.state.store(WRITING, Relaxed);
-                        h.writing.fetch_add(1, Relaxed);
-                    }
-                    Side::Recv => {
-                        s.state.store(READING, Relaxed);
-                        h.reading.fetch_add(1, Relaxed);
-                        dec(&h.ready);
-                    }
-                }
-                return Ok((lock, i, prio, len));
-            }
-            drop(lock);
-            first = false;
-            // A permit without a slot was one too many; drop it and wait on.
-            match until {
-                Until::Now => return Err(Error::WouldBlock),
-                Until::At(d) if d.expired() => return Err(Error::Timeout),
-                _ => {}
-            }
-        }
-    }
-
-    /// Under the lock: checks that slot `i` is still ours in state `st`.
-    fn still_mine(&self, i: usize, st: u32) -> Result<&Slot> {
-        let s = self.slot(i);
-        if s.state.load(Relaxed) != st || s.owner.load(Relaxed) != Identity::process().raw() {
-            return Err(Error::corrupted(format!(
-                "{}: slot {i} was taken from a live process mid-operation",
-                self.what()
-            )));
-        }
-        Ok(s)
-    }
-
-    fn send_until(&self, msg: &[u8], priority: u32, until: Until) -> Result<()> {
-        if msg.len() > self.geo.max_message {
-            return Err(Error::MessageTooLarge {
-                len: msg.len(),
-                max: self.geo.max_message,
-            });
-        }
-        if priority > MAX_PRIORITY {
-            return Err(Error::InvalidArgument(format!(
-                "{}: priority {priority} is above the maximum {MAX_PRIORITY}",
-                self.what()
-            )));
-        }
-        let (held, i, _, _) = self.claim(Side::Send, until)?;
-        let copy = || {
-            // SAFETY: slot i is WRITING by this process: no correct peer
-            // reads or writes its payload until we mark it READY; the
-            // payload area holds max_message >= msg.len() bytes inside the
-            // mapping.
-            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(i), msg.len()) }
-        };
-        // Small messages are copied under the lock (one critical section
-        // instead of two); large ones outside it. A death mid-copy is
-        // recovered the same way in both cases.
-        let lock = if msg.len() <= INLINE {
-            copy();
-            held
-        } else {
-            drop(held);
-            copy();
-            self.lock(None)?
-        };
-        let s = self.still_mine(i, WRITING)?;
-        let h = self.header();
-        let seq = h.next_seq.load(Relaxed);
-        h.next_seq.store(seq.wrapping_add(1), Relaxed);
-        s.seq.store(seq, Relaxed);
-        s.priority.store(priority, Relaxed);
-        s.len.store(msg.len() as u32, Relaxed);
-        s.owner.store(0, Relaxed);
-        // The commit point: the message exists from this store on.
-        s.state.store(READY, Relaxed);
-        dec(&h.writing);
-        h.ready.fetch_add(1, Relaxed);
-        h.sent.fetch_add(1, Relaxed);
-        drop(lock);
-        self.sem(Side::Recv).post()
-    }
-
-    fn recv_until(&self, until: Until) -> Result<(Vec<u8>, u32)> {
-        let (held, i, priority, len) = self.claim(Side::Recv, until)?;
-        let mut buf = vec![0u8; len];
-        let mut copy = || {
-            // SAFETY: slot i is READING by this process: no correct peer
-            // writes its payload until we free it; len <= max_message was
-            // checked, so the source lies inside the mapping.
-            unsafe { std::ptr::copy_nonoverlapping(self.payload(i), buf.as_mut_ptr(), len) }
-        };
-        let lock = if len <= INLINE {
-            copy();
-            held
-        } else {
-            drop(held);
-            copy();
-            self.lock(None)?
-        };
-        let s = self.still_mine(i, READING)?;
-        let h = self.header();
-        // The commit point: the message is received from this store on.
-        s.state.store(FREE, Relaxed);
-        s.owner.store(0, Relaxed);
-        dec(&h.reading);
-        h.received.fetch_add(1, Relaxed);
-        drop(lock);
-        self.sem(Side::Send).post()?;
-        Ok((buf, priority))
-    }
-
     /// Sends `msg` with `priority` (0 ..= [`MAX_PRIORITY`], higher is
     /// received first), waiting while the queue is full.
     #[doc(alias = "P(empty)")]
@@ -782,39 +505,37 @@ impl Queue {
         self.recv_until(Until::At(Deadline::after(timeout)))
     }
 
-    /// Messages ready to be received (a snapshot, read without the lock).
+    /// Messages ready to be received (a snapshot, see [`stats`](Self::stats)).
     pub fn depth(&self) -> Result<usize> {
         Ok(self.stats()?.depth)
     }
 
-    /// A snapshot for monitoring, read without the lock (so one field may
-    /// be a moment older than another). Counts above the capacity are
-    /// [`Error::Corrupted`].
+    /// A snapshot for monitoring, read from the slot table without the
+    /// lock (O(capacity); while others work, one slot may be read a moment
+    /// later than another). An unknown slot state is [`Error::Corrupted`].
     pub fn stats(&self) -> Result<Stats> {
         let h = self.header();
-        let cap = self.geo.capacity;
-        let count = |v: u32, what: &str| -> Result<usize> {
-            let v = v as usize;
-            if v > cap {
-                return Err(Error::corrupted(format!(
-                    "{}: {v} {what} slots in a queue of {cap}",
-                    self.what()
-                )));
-            }
-            Ok(v)
-        };
-        Ok(Stats {
-            capacity: cap,
-            depth: count(h.ready.load(SeqCst), "ready")?,
-            writing: count(h.writing.load(SeqCst), "writing")?,
-            reading: count(h.reading.load(SeqCst), "reading")?,
+        let mut st = Stats {
+            capacity: self.geo.capacity,
             blocked_senders: h.free.waiters(),
             blocked_receivers: h.filled.waiters(),
-            sent: h.sent.load(SeqCst),
-            received: h.received.load(SeqCst),
             recovered_sends: h.recovered_sends.load(SeqCst),
             recovered_recvs: h.recovered_recvs.load(SeqCst),
-        })
+            ..Stats::default()
+        };
+        for i in 0..self.geo.capacity {
+            let s = self.slot(i);
+            st.received = st.received.wrapping_add(s.receives());
+            match s.state() {
+                layout::FREE => {}
+                layout::WRITING => st.writing += 1,
+                layout::READY => st.depth += 1,
+                layout::READING => st.reading += 1,
+                other => return Err(self.bad_state(i, other)),
+            }
+        }
+        st.sent = st.received.wrapping_add((st.depth + st.reading) as u64);
+        Ok(st)
     }
 
     /// Undoes now the half-done operations of dead processes (normally
@@ -837,44 +558,6 @@ impl Queue {
             after.0.wrapping_sub(before.0),
             after.1.wrapping_sub(before.1),
         ))
-    }
-}
-
-/// Spins briefly for a permit before the caller sleeps: a peer running on
-/// another core usually posts within microseconds, and a permit taken while
-/// spinning costs neither side a system call (`post` wakes only sleepers).
-/// Skipped on a single CPU, where spinning only delays the peer.
-fn spin_for_permit(sem: &RawSemaphore<'_>) -> bool {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    if *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) < 2 {
-        return false;
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            if sem.value().is_ok_and(|v| v > 0) && sem.try_wait().is_ok() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() > SPIN {
-            return false;
-        }
-    }
-}
-
-/// Decrements a counter kept under the lock, never below zero.
-fn dec(c: &std::sync::atomic::AtomicU32) {
-    let v = c.load(Relaxed);
-    c.store(v.saturating_sub(1), Relaxed);
-}
-
-/// The held table lock; unlocks on drop.
-struct Locked<'a>(&'a Queue);
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        self.0.mutex().unlock();
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::sys::proc::Identity;
 
 fn small(cap: usize, max: usize) -> Queue {
     Queue::options()
@@ -117,9 +118,9 @@ fn recovery_of_dead_owners() {
         // slot 0 holds "kept" (READY); slot 1 is FREE: pretend a dead
         // sender claimed it, and a dead receiver took "kept".
         q.slot(1).owner.store(dead, SeqCst);
-        q.slot(1).state.store(WRITING, SeqCst);
+        q.slot(1).set_state(layout::WRITING);
         q.slot(0).owner.store(dead, SeqCst);
-        q.slot(0).state.store(READING, SeqCst);
+        q.slot(0).set_state(layout::READING);
     }
     // The semaphores say: one free permit was taken, one filled permit was
     // taken (by the dead ones).
