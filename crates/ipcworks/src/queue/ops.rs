@@ -12,6 +12,9 @@ use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
 
+/// How long a `try_` call waits for the table lock.
+const TRY_LOCK: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Queue {
     /// Locks the slot table; after a dead holder, recovers first.
     pub(super) fn lock(&self, deadline: Option<Deadline>) -> Result<Locked<'_>> {
@@ -145,14 +148,23 @@ impl Queue {
                 Err(Error::WouldBlock | Error::Timeout) => false,
                 Err(e) => return Err(e),
             };
-            // 2. The table decides.
-            let lock = match self.lock(until.deadline()) {
+            // 2. The table decides. A try_ call waits for the lock only
+            // briefly (it is held for microseconds; a holder that keeps it
+            // for a second is stopped or the segment is garbage).
+            let lock_until = match until {
+                Until::Now => Some(Deadline::after(TRY_LOCK)),
+                _ => until.deadline(),
+            };
+            let lock = match self.lock(lock_until) {
                 Ok(l) => l,
                 Err(e) => {
                     if permit {
                         let _ = sem.post();
                     }
-                    return Err(e);
+                    return Err(match (until, e) {
+                        (Until::Now, Error::Timeout) => Error::WouldBlock,
+                        (_, e) => e,
+                    });
                 }
             };
             let pick = |q: &Self| -> Result<Option<(usize, u32, usize)>> {
