@@ -78,6 +78,7 @@ mod layout;
 mod ops;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
@@ -105,7 +106,7 @@ const SLICE: Duration = Duration::from_millis(50);
 /// Messages up to this size are copied inside the critical section.
 const INLINE: usize = 1024;
 /// How long a waiter spins for a permit before it sleeps.
-const SPIN: Duration = Duration::from_micros(20);
+const SPIN: Duration = Duration::from_micros(4);
 
 /// A native shared-memory priority queue (see the [module docs](self)).
 ///
@@ -117,6 +118,10 @@ pub struct Queue {
     seg: Segment,
     geo: Geometry,
     name: String,
+    /// Blocking waits left that skip spinning (this process only): set
+    /// after a spin that found no permit, so spinning stops when it does
+    /// not pay (e.g. more runnable processes than CPUs).
+    spin_skip: AtomicU32,
 }
 
 /// Options for creating or opening a [`Queue`].
@@ -368,6 +373,7 @@ impl Queue {
             seg,
             geo,
             name: bare.to_string(),
+            spin_skip: AtomicU32::new(0),
         };
         let h = q.header();
         h.version.store(layout::VERSION, SeqCst);
@@ -431,6 +437,7 @@ impl Queue {
             seg,
             geo,
             name: bare.to_string(),
+            spin_skip: AtomicU32::new(0),
         })
     }
 

@@ -12,6 +12,9 @@ use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
 
+/// Blocking waits that skip spinning after a spin found nothing.
+const SPIN_SKIP: u32 = 16;
+
 /// How long a `try_` call waits for the table lock.
 const TRY_LOCK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -137,7 +140,7 @@ impl Queue {
             // 1. A permit, or a slice without one.
             let permit = match until {
                 Until::Now => sem.try_wait(),
-                _ if first && spin_for_permit(&sem) => Ok(()),
+                _ if first && self.spin(&sem) => Ok(()),
                 Until::Forever | Until::At(_) => {
                     let slice = Deadline::after(SLICE);
                     sem.wait_deadline(until.deadline().map_or(slice, |d| d.min(slice)))
@@ -194,6 +197,38 @@ impl Queue {
                 Until::Now => return Err(Error::WouldBlock),
                 Until::At(d) if d.expired() => return Err(Error::Timeout),
                 _ => {}
+            }
+        }
+    }
+
+    /// Spins briefly for a permit before the caller sleeps: a peer running
+    /// on another core usually posts within microseconds, and a permit
+    /// taken while spinning costs neither side a system call (`post` wakes
+    /// only sleepers). Adaptive: after a spin that found nothing, the next
+    /// [`SPIN_SKIP`] waits sleep at once, because when the peer needs this
+    /// CPU (more runnable threads than cores) spinning only delays it.
+    /// Never on a single CPU.
+    fn spin(&self, sem: &RawSemaphore<'_>) -> bool {
+        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        if *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) < 2 {
+            return false;
+        }
+        let skip = self.spin_skip.load(Relaxed);
+        if skip > 0 {
+            self.spin_skip.store(skip - 1, Relaxed);
+            return false;
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if sem.value().is_ok_and(|v| v > 0) && sem.try_wait().is_ok() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() > SPIN {
+                self.spin_skip.store(SPIN_SKIP, Relaxed);
+                return false;
             }
         }
     }
@@ -281,29 +316,6 @@ impl Queue {
         drop(lock);
         self.sem(Side::Send).post()?;
         Ok((buf, priority))
-    }
-}
-
-/// Spins briefly for a permit before the caller sleeps: a peer running on
-/// another core usually posts within microseconds, and a permit taken while
-/// spinning costs neither side a system call (`post` wakes only sleepers).
-/// Skipped on a single CPU, where spinning only delays the peer.
-pub(super) fn spin_for_permit(sem: &RawSemaphore<'_>) -> bool {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    if *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) < 2 {
-        return false;
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            if sem.value().is_ok_and(|v| v > 0) && sem.try_wait().is_ok() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() > SPIN {
-            return false;
-        }
     }
 }
 
