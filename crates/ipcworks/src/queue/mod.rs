@@ -5,8 +5,11 @@
 //! A receiver gets the oldest message of the highest priority
 //! (0 ..= [`MAX_PRIORITY`], the same range as POSIX queues); a sender
 //! waits while the queue is full, a receiver while it is empty. The fast
-//! path makes no system call: a semaphore CAS and two uncontended mutex
-//! CASes per side.
+//! path makes no system call: per side one semaphore CAS and one
+//! uncontended mutex lock and unlock (two for messages above 1 KiB), and a
+//! waiter spins a few microseconds for a permit before it sleeps on the
+//! semaphore's futex (adaptively: not again soon after a spin that did not
+//! pay).
 //!
 //! # How it works
 //!
@@ -47,14 +50,22 @@
 //! and takes a slot it finds (the count was too low) — so a lost V costs
 //! at most one slice of latency, never a hang.
 //!
-//! What is guaranteed: a `send` that returned `Ok` committed its message
-//! exactly once; every committed message is returned by exactly one
-//! `recv` that completes (a receive completes when it frees the slot,
-//! just before it returns; a receiver killed before that point leaves the
-//! message for another receiver). A message is never delivered
-//! half-written. Within one priority, messages come out in commit order,
-//! except that one recovered from a dead receiver comes out late relative
-//! to any message of its priority that another receiver took meanwhile.
+//! What is guaranteed, with a send's commit point being the store that
+//! marks its slot `READY` and a receive's the store that marks it `FREE`
+//! (and counts the receive, in the same word):
+//!
+//! - a `send` that returned `Ok` committed its message, exactly once; one
+//!   that was killed before its commit left nothing (never a half-written
+//!   message); one killed after its commit but before returning did send.
+//! - every committed message is committed-received exactly once. A
+//!   receiver killed before its commit leaves the message to the next
+//!   receiver; one killed after its commit but before returning took the
+//!   message with it (like any queue whose receive returns into a process
+//!   that then dies).
+//! - within one priority, messages come out in commit order (so one
+//!   sender's messages in its send order), except that one recovered from
+//!   a dead receiver comes out late relative to any message of its
+//!   priority that another receiver took meanwhile.
 //!
 //! Every value read from the segment (geometry, states, priorities,
 //! lengths, counts) is checked; a bad one is [`Error::Corrupted`].
