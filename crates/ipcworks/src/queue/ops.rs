@@ -12,6 +12,10 @@ use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
 
+/// Permits beyond the capacity that a semaphore may hold before it counts
+/// as corrupted.
+const MAX_EXCESS: usize = 1 << 16;
+
 /// Blocking waits that skip spinning after a spin found nothing.
 const SPIN_SKIP: u32 = 16;
 
@@ -193,6 +197,17 @@ impl Queue {
             drop(lock);
             first = false;
             // A permit without a slot was one too many; drop it and wait on.
+            // Correct peers leave at most one extra permit per thread in
+            // flight: a count far above the capacity is garbage, and
+            // taking it one permit at a time would spin for hours.
+            if permit && sem.value()? as usize > self.geo.capacity + MAX_EXCESS {
+                return Err(Error::corrupted(format!(
+                    "{}: a slot semaphore counts {} permits for {} slots",
+                    self.what(),
+                    sem.value()?,
+                    self.geo.capacity
+                )));
+            }
             match until {
                 Until::Now => return Err(Error::WouldBlock),
                 Until::At(d) if d.expired() => return Err(Error::Timeout),

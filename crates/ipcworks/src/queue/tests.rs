@@ -133,6 +133,18 @@ fn recovery_of_dead_owners() {
     assert!(matches!(q.try_send(b"c", 0), Err(Error::WouldBlock)));
 }
 
+/// A semaphore count no correct peer leaves (far above the capacity) is
+/// reported instead of being taken one useless permit at a time.
+#[test]
+fn absurd_semaphore_count_is_corrupted() {
+    let q = small(2, 8);
+    for _ in 0..100_000 {
+        q.sem(Side::Recv).post().unwrap();
+    }
+    assert!(matches!(q.recv(), Err(Error::Corrupted { .. })));
+    assert!(matches!(q.try_recv(), Err(Error::Corrupted { .. })));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Garbage written anywhere in the segment gives errors or plausible
