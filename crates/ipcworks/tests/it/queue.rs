@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -217,6 +218,15 @@ fn child() {
             state.store(1, SeqCst);
             println!("ready");
             std::thread::sleep(Duration::from_secs(60));
+        }
+        // An anonymous queue inherited by descriptor number.
+        "send-inherited" => {
+            let fd: i32 = name.parse().unwrap();
+            // SAFETY: the parent passed us this descriptor number, open and
+            // owned by nobody else in this process.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            let q = Queue::from_fd(fd).unwrap();
+            q.send(b"from the child", 4).unwrap();
         }
         "endpoint-send" => {
             let ep: Endpoint = format!("queue:{name}").parse().unwrap();
@@ -755,6 +765,28 @@ fn endpoint_sender_now_receiver_later_priority_intact() {
     Queue::remove(&name).unwrap();
     assert!(!shm_path(&name).exists());
     drop(g);
+}
+
+#[test]
+fn anonymous_queue_is_inherited_by_a_child() {
+    use std::os::fd::AsRawFd;
+    let q = Queue::options()
+        .capacity(2)
+        .max_message(32)
+        .anonymous()
+        .unwrap();
+    let fd = q.inheritable_fd().unwrap();
+    let mut c = KillOnDrop::spawn(support::child(
+        "queue::child",
+        "send-inherited",
+        &fd.as_raw_fd().to_string(),
+    ));
+    drop(fd);
+    assert!(c.wait_for(Duration::from_secs(30)).success());
+    assert_eq!(
+        q.recv_timeout(Duration::from_secs(10)).unwrap(),
+        (b"from the child".to_vec(), 4)
+    );
 }
 
 #[test]
