@@ -58,13 +58,17 @@ fn log_path(name: &str, what: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{name}.{what}.log"))
 }
 
-/// Stress message length: long enough that a kill often lands mid-copy.
+/// Stress message length (copied inside the critical section).
 const MSG_LEN: usize = 512;
+/// Kill-test message length: above the 1 KiB the queue copies inside its
+/// critical section, so sends and receives take the two-phase path whose
+/// WRITING/READING windows a kill can fall into.
+const KILL_MSG_LEN: usize = 2048;
 
 /// `(producer, seq)` followed by a filler derived from both, so a torn or
 /// mixed-up payload is detected.
-fn msg(producer: u32, seq: u32) -> Vec<u8> {
-    let mut m = vec![0u8; MSG_LEN];
+fn msg(producer: u32, seq: u32, len: usize) -> Vec<u8> {
+    let mut m = vec![0u8; len];
     m[..4].copy_from_slice(&producer.to_le_bytes());
     m[4..8].copy_from_slice(&seq.to_le_bytes());
     for (i, b) in m[8..].iter_mut().enumerate() {
@@ -74,10 +78,10 @@ fn msg(producer: u32, seq: u32) -> Vec<u8> {
 }
 
 fn unmsg(m: &[u8]) -> (u32, u32) {
-    assert_eq!(m.len(), MSG_LEN, "a message of the wrong length");
+    assert!(m.len() >= 8, "a message of the wrong length");
     let id = u32::from_le_bytes(m[..4].try_into().unwrap());
     let seq = u32::from_le_bytes(m[4..8].try_into().unwrap());
-    assert!(m == msg(id, seq), "torn payload for {id}/{seq}");
+    assert!(m == msg(id, seq, m.len()), "torn payload for {id}/{seq}");
     (id, seq)
 }
 
@@ -123,17 +127,18 @@ fn child() {
             std::thread::sleep(Duration::from_millis(300));
             q.send(b"late", 7).unwrap();
         }
-        // produce,NAME,ID,COUNT[,LOGSEG]: sends (ID, seq) for seq in
+        // produce,NAME,ID,COUNT,LEN[,LOGSEG]: sends (ID, seq) for seq in
         // 0..COUNT; with a log segment, stores the number of completed sends
         // in its first word right after each send returned.
         "produce" => {
             let id: u32 = args.next().unwrap().parse().unwrap();
             let count: u32 = args.next().unwrap().parse().unwrap();
+            let len: usize = args.next().unwrap().parse().unwrap();
             let log = args.next().map(|n| Segment::open(n).unwrap());
             let q = Queue::open(&name).unwrap();
             println!("ready");
             for seq in 0..count {
-                q.send(&msg(id, seq), prio_of(seq)).unwrap();
+                q.send(&msg(id, seq, len), prio_of(seq)).unwrap();
                 if let Some(l) = &log {
                     word(l, 0).store(seq as u64 + 1, SeqCst);
                 }
@@ -335,8 +340,8 @@ impl SpawnLines for KillOnDrop {
     }
 }
 
-fn spawn_producer(name: &str, id: u32, count: u32, log: Option<&str>) -> KillOnDrop {
-    let mut arg = format!("{name},{id},{count}");
+fn spawn_producer(name: &str, id: u32, count: u32, len: usize, log: Option<&str>) -> KillOnDrop {
+    let mut arg = format!("{name},{id},{count},{len}");
     if let Some(l) = log {
         arg.push_str(&format!(",{l}"));
     }
@@ -391,7 +396,7 @@ fn four_producers_four_consumers_100k_messages_exactly_once_in_order() {
         .map(|l| spawn_consumer(&g.name, &l.display().to_string(), "file"))
         .collect();
     let mut producers: Vec<_> = (0..4)
-        .map(|id| spawn_producer(&g.name, id, PER, None))
+        .map(|id| spawn_producer(&g.name, id, PER, MSG_LEN, None))
         .collect();
     for p in &mut producers {
         assert!(p.wait_for(Duration::from_secs(60)).success());
@@ -448,8 +453,8 @@ impl Rng {
 #[test]
 fn kill_9_producers_and_consumers_mid_stress_keeps_every_completed_operation() {
     const PER: u32 = 20_000;
-    const KILLS: usize = 16;
-    let (q, g) = new_queue("kill", 16, MSG_LEN);
+    const KILLS: usize = 24;
+    let (q, g) = new_queue("kill", 16, KILL_MSG_LEN);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -463,7 +468,7 @@ fn kill_9_producers_and_consumers_mid_stress_keeps_every_completed_operation() {
     let mut next_id = 0u32;
     let mut add_producer = |producers: &mut Vec<_>, count: u32| {
         let (n, log) = log_segment(4096);
-        let p = spawn_producer(&g.name, next_id, count, Some(&n));
+        let p = spawn_producer(&g.name, next_id, count, KILL_MSG_LEN, Some(&n));
         producers.push((next_id, count, log, p, false));
         next_id += 1;
     };
@@ -478,7 +483,7 @@ fn kill_9_producers_and_consumers_mid_stress_keeps_every_completed_operation() {
     }
     let (mut killed_p, mut killed_c) = (0, 0);
     for k in 0..KILLS {
-        std::thread::sleep(Duration::from_millis(20 + rng.below(100)));
+        std::thread::sleep(Duration::from_millis(10 + rng.below(60)));
         if k % 2 == 0 {
             let live: Vec<usize> = (0..producers.len())
                 .filter(|&i| {
@@ -598,13 +603,13 @@ fn kill_9_producers_and_consumers_mid_stress_keeps_every_completed_operation() {
     // one more does not, and all come back in order.
     assert_eq!((s.depth, s.writing, s.reading), (0, 0, 0));
     for i in 0..q.capacity() as u32 {
-        q.try_send(&msg(99, i), 2).unwrap();
+        q.try_send(&msg(99, i, 64), 2).unwrap();
     }
     assert!(matches!(q.try_send(b"over", 2), Err(Error::WouldBlock)));
     for i in 0..q.capacity() as u32 {
         assert_eq!(
             q.recv_timeout(Duration::from_secs(5)).unwrap(),
-            (msg(99, i), 2)
+            (msg(99, i, 64), 2)
         );
     }
     assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
