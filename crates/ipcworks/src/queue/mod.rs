@@ -106,7 +106,7 @@ use crate::{Error, Result, name};
 pub const MAX_PRIORITY: u32 = 32767;
 /// Prefix of a named queue's segment in `/dev/shm`.
 pub const SEGMENT_PREFIX: &str = "ipcworks.queue.";
-/// Default capacity (messages) and maximum message size (bytes).
+/// Default capacity in messages.
 pub const DEFAULT_CAPACITY: usize = 64;
 /// Default maximum message size in bytes.
 pub const DEFAULT_MAX_MESSAGE: usize = 8192;
