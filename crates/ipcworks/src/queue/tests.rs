@@ -133,6 +133,36 @@ fn recovery_of_dead_owners() {
     assert!(matches!(q.try_send(b"c", 0), Err(Error::WouldBlock)));
 }
 
+/// Waiter counts show who is asleep: a receiver on an empty queue, then a
+/// sender on a full one.
+#[test]
+fn stats_count_blocked_waiters() {
+    let q = Arc::new(small(1, 8));
+    let until = |f: &dyn Fn(&Stats) -> bool| {
+        let t = std::time::Instant::now();
+        while !f(&q.stats().unwrap()) {
+            assert!(t.elapsed() < Duration::from_secs(10), "{:?}", q.stats());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let r = {
+        let q = q.clone();
+        std::thread::spawn(move || q.recv().unwrap())
+    };
+    until(&|s| s.blocked_receivers == 1);
+    q.send(b"x", 0).unwrap();
+    assert_eq!(r.join().unwrap(), (b"x".to_vec(), 0));
+    q.send(b"y", 0).unwrap();
+    let w = {
+        let q = q.clone();
+        std::thread::spawn(move || q.send(b"z", 0).unwrap())
+    };
+    until(&|s| s.blocked_senders == 1 && s.depth == 1);
+    assert_eq!(q.recv().unwrap().0, b"y");
+    w.join().unwrap();
+    until(&|s| s.blocked_senders == 0 && s.depth == 1);
+}
+
 /// A semaphore count no correct peer leaves (far above the capacity) is
 /// reported instead of being taken one useless permit at a time.
 #[test]
