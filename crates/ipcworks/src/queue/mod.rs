@@ -133,6 +133,8 @@ pub struct Queue {
     /// after a spin that found no permit, so spinning stops when it does
     /// not pay (e.g. more runnable processes than CPUs).
     spin_skip: AtomicU32,
+    /// The current length of that pause (see `ops::spin`).
+    spin_backoff: AtomicU32,
 }
 
 /// Options for creating or opening a [`Queue`].
@@ -385,6 +387,7 @@ impl Queue {
             geo,
             name: bare.to_string(),
             spin_skip: AtomicU32::new(0),
+            spin_backoff: AtomicU32::new(0),
         };
         let h = q.header();
         h.version.store(layout::VERSION, SeqCst);
@@ -449,6 +452,7 @@ impl Queue {
             geo,
             name: bare.to_string(),
             spin_skip: AtomicU32::new(0),
+            spin_backoff: AtomicU32::new(0),
         })
     }
 

@@ -16,8 +16,10 @@ use crate::{Error, Result};
 /// as corrupted.
 const MAX_EXCESS: usize = 1 << 16;
 
-/// Blocking waits that skip spinning after a spin found nothing.
+/// Blocking waits that skip spinning after a spin found nothing (doubling
+/// up to the maximum while spins keep failing).
 const SPIN_SKIP: u32 = 16;
+const SPIN_SKIP_MAX: u32 = 1024;
 
 /// How long a `try_` call waits for the table lock.
 const TRY_LOCK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -220,8 +222,10 @@ impl Queue {
     /// on another core usually posts within microseconds, and a permit
     /// taken while spinning costs neither side a system call (`post` wakes
     /// only sleepers). Adaptive: after a spin that found nothing, the next
-    /// [`SPIN_SKIP`] waits sleep at once, because when the peer needs this
-    /// CPU (more runnable threads than cores) spinning only delays it.
+    /// [`SPIN_SKIP`] waits sleep at once (twice as many after each further
+    /// failed spin, up to [`SPIN_SKIP_MAX`]; a successful spin resets it),
+    /// because when the peer needs this CPU (more runnable threads than
+    /// cores) spinning only delays it.
     /// Never on a single CPU.
     fn spin(&self, sem: &RawSemaphore<'_>) -> bool {
         static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -237,12 +241,17 @@ impl Queue {
         loop {
             for _ in 0..64 {
                 if sem.value().is_ok_and(|v| v > 0) && sem.try_wait().is_ok() {
+                    self.spin_backoff.store(0, Relaxed);
                     return true;
                 }
                 std::hint::spin_loop();
             }
             if start.elapsed() > SPIN {
-                self.spin_skip.store(SPIN_SKIP, Relaxed);
+                // Back off: 16, 32, … up to 1024 waits without spinning
+                // while spins keep failing.
+                let backoff = (self.spin_backoff.load(Relaxed) * 2).clamp(SPIN_SKIP, SPIN_SKIP_MAX);
+                self.spin_backoff.store(backoff, Relaxed);
+                self.spin_skip.store(backoff, Relaxed);
                 return false;
             }
         }
