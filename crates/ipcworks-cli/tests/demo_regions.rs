@@ -131,6 +131,16 @@ fn demo_race_mutex_counts_are_exact() {
         })
         .collect();
     assert_eq!(counts.len(), 4, "{out}");
+    let most: u64 = out
+        .split("turns: at most ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("semaphore step printed");
+    assert!(
+        (1..=2).contains(&most),
+        "a semaphore of 2 let {most} in: {out}"
+    );
     for (what, got, want) in counts {
         if what.contains("mutex") {
             assert_eq!(got, want, "{what}: {out}");
@@ -169,4 +179,45 @@ fn demo_shm_mutex_prevents_torn_reads_and_cleans_up() {
         !std::path::Path::new(pid_name.trim_end_matches(';')).exists(),
         "{out}"
     );
+}
+
+#[test]
+fn demo_mutex_recovers_from_a_killed_holder() {
+    let (code, out, err) = ipcworks(&["demo", "mutex"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("OwnerDead after") && out.contains("[70, 0], sum 70"),
+        "{out}"
+    );
+    assert!(
+        out.contains("repaired to [70, 30]") && out.contains("next lock(): Ok"),
+        "{out}"
+    );
+    assert!(out.contains("is not recoverable"), "{out}");
+    let name = out
+        .split_whitespace()
+        .find(|w| w.starts_with("ipcworks-demo-mutex-"))
+        .unwrap();
+    assert!(!std::path::Path::new(&format!("/dev/shm/ipcworks.mutex.{name}")).exists());
+    assert!(!std::path::Path::new(&format!("/dev/shm/ipcworks.mutex.{name}-b")).exists());
+}
+
+#[test]
+fn demo_semaphore_gets_a_killed_workers_permit_back() {
+    let (code, out, err) = ipcworks(&["demo", "semaphore"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("the producer's post() let it through"),
+        "{out}"
+    );
+    assert!(out.contains("value 1 while the worker holds one"), "{out}");
+    assert!(
+        out.contains("1 permit(s) of dead holders given back; value 2"),
+        "{out}"
+    );
+    let name = out
+        .split_whitespace()
+        .find(|w| w.starts_with("ipcworks-demo-sem-"))
+        .unwrap();
+    assert!(!std::path::Path::new(&format!("/dev/shm/ipcworks.sem.{name}")).exists());
 }

@@ -216,6 +216,8 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
         Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
             crate::socket::stream::open_sender(ep, opts)
         }
+        #[cfg(not(loom))]
+        Endpoint::Shm(name) => crate::channel::open_sender(name, opts),
         other => Err(not_built(other)),
     }
 }
@@ -235,6 +237,8 @@ pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceive
         Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
             crate::socket::stream::open_receiver(ep, opts)
         }
+        #[cfg(not(loom))]
+        Endpoint::Shm(name) => crate::channel::open_receiver(name, opts),
         other => Err(not_built(other)),
     }
 }

@@ -367,6 +367,19 @@ pub fn find(address: &str) -> Result<Object> {
     if let Some(o) = objects.iter().find(|o| o.address == address) {
         return Ok(o.clone());
     }
+    // FIFOs and sockets are listed by absolute path; take a relative one
+    // (as given to `recv fifo:NAME`) relative to the current directory.
+    for prefix in ["fifo:", "unix:"] {
+        if let Some(p) = address.strip_prefix(prefix)
+            && !p.starts_with('/')
+            && !p.is_empty()
+        {
+            let abs = format!("{prefix}{}", registry::path_name(Path::new(p)));
+            if let Some(o) = objects.iter().find(|o| o.address == abs) {
+                return Ok(o.clone());
+            }
+        }
+    }
     // `sysv:42` and `sysv:0x2a` name the same key.
     if let Some(k) = address.strip_prefix("sysv:") {
         let key = if let Some(h) = k.strip_prefix("0x") {

@@ -12,6 +12,7 @@
 //! | anonymous pipes, FIFOs, full duplex | [`pipe`] |
 //! | length-prefixed and line framing | [`frame`] |
 //! | Unix and TCP sockets, client and server | [`socket`] |
+//! | lock-free channel over shared memory (`shm:NAME`) | [`channel`] |
 //!
 //! Everything here talks to the kernel through one thin layer, [`sys`]; the
 //! modules above it are safe Rust. Everything read from shared memory is
@@ -38,6 +39,15 @@ compile_error!(
     "ipcworks supports Linux only: it is built on futexes, /proc, memfd and Linux's IPC system calls"
 );
 
+#[cfg(not(loom))]
+pub mod channel;
+/// Under `--cfg loom` only the ring protocol is built, with loom's atomics.
+#[cfg(loom)]
+pub mod channel {
+    #[cfg(test)]
+    mod loom_model;
+    pub mod ring;
+}
 pub mod endpoint;
 mod error;
 pub mod frame;

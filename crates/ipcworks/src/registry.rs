@@ -10,6 +10,12 @@
 //!
 //! `IPCWORKS_REGISTRY=DIR` puts it elsewhere (tests use a private one).
 //!
+//! Each entry also records the object's device and inode when it has a file
+//! (everything but System V queues): if the creator's object is removed and
+//! another program makes a new one under the same name, the entry no longer
+//! matches, is forgotten, and the newcomer is never taken for a stale
+//! ipcworks object (nor removed by `rm --stale`).
+//!
 //! The registry is advisory: failing to write it never fails the creation
 //! of an object, and an entry whose object is gone is ignored and pruned.
 
@@ -78,15 +84,54 @@ pub struct Entry {
     pub persistent: bool,
 }
 
-/// Parses an entry file: "IDENTITY PERSISTENT".
-fn parse_entry(text: &str) -> (Identity, bool) {
+/// Parses an entry file: "IDENTITY PERSISTENT [DEV INO]" (entries written
+/// before the object's identity was recorded have no DEV INO).
+fn parse_entry_full(text: &str) -> (Identity, bool, Option<(u64, u64)>) {
     let mut f = text.split_whitespace();
     let id = f
         .next()
         .and_then(|s| s.parse::<u64>().ok())
         .map(Identity::from_raw)
         .unwrap_or(Identity::NONE);
-    (id, f.next() == Some("1"))
+    let persistent = f.next() == Some("1");
+    let object = match (
+        f.next().and_then(|s| s.parse().ok()),
+        f.next().and_then(|s| s.parse().ok()),
+    ) {
+        (Some(dev), Some(ino)) => Some((dev, ino)),
+        _ => None,
+    };
+    (id, persistent, object)
+}
+
+/// The file behind a named object, where it has one the registry can
+/// check (`/dev/mqueue` only when mounted; System V queues have none).
+fn object_path(kind: Kind, name: &str) -> Option<PathBuf> {
+    let shm = std::path::Path::new(crate::sys::mem::SHM_DIR);
+    match kind {
+        Kind::Shm => Some(shm.join(name)),
+        Kind::PosixSemaphore => Some(shm.join(format!("sem.{name}"))),
+        Kind::PosixQueue => Some(PathBuf::from("/dev/mqueue").join(name)),
+        Kind::SysvQueue => None,
+        Kind::Fifo | Kind::UnixSocket => Some(PathBuf::from(name)),
+    }
+}
+
+/// Device and inode of the object `name` of `kind` now, if it has a file.
+fn object_id(kind: Kind, name: &str) -> Option<(u64, u64)> {
+    let md = fs::symlink_metadata(object_path(kind, name)?).ok()?;
+    Some((md.dev(), md.ino()))
+}
+
+/// Whether an entry still describes the object at its name: false when
+/// the entry recorded the object's device and inode and a *different*
+/// object now has that name (the creator's object was removed and someone
+/// else made a new one: it is not ipcworks' and must never look stale).
+fn still_same_object(kind: Kind, name: &str, recorded: Option<(u64, u64)>) -> bool {
+    match (recorded, object_id(kind, name)) {
+        (Some(then), Some(now)) => then == now,
+        _ => true,
+    }
 }
 
 /// The registry directory (created 0700 on first use; refused if it is not
@@ -147,7 +192,10 @@ pub fn register(kind: Kind, name: &str, persistent: bool) {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .and_then(|mut f| writeln!(f, "{} {}", me.raw(), u8::from(persistent)));
+        .and_then(|mut f| match object_id(kind, name) {
+            Some((dev, ino)) => writeln!(f, "{} {} {dev} {ino}", me.raw(), u8::from(persistent)),
+            None => writeln!(f, "{} {}", me.raw(), u8::from(persistent)),
+        });
     if written.is_ok() {
         let _ = fs::rename(&tmp, &path);
     } else {
@@ -182,7 +230,13 @@ pub fn entries() -> Vec<Entry> {
         let Some((kind, name)) = fname.to_str().and_then(parse_file_name) else {
             continue;
         };
-        let (creator, persistent) = parse_entry(&fs::read_to_string(e.path()).unwrap_or_default());
+        let (creator, persistent, object) =
+            parse_entry_full(&fs::read_to_string(e.path()).unwrap_or_default());
+        if !still_same_object(kind, &name, object) {
+            // The recorded object is gone; the name now belongs to another.
+            let _ = fs::remove_file(e.path());
+            continue;
+        }
         out.push(Entry {
             kind,
             name,
@@ -195,11 +249,18 @@ pub fn entries() -> Vec<Entry> {
 }
 
 /// The creator of `name` of `kind` and whether the object is persistent,
-/// if recorded.
+/// if recorded — and if the object now at that name is the one recorded
+/// (an entry whose object was replaced by another is forgotten).
 pub fn creator(kind: Kind, name: &str) -> Option<(Identity, bool)> {
     let dir = dir()?;
-    let text = fs::read_to_string(dir.join(file_name(kind, name))).ok()?;
-    Some(parse_entry(&text))
+    let path = dir.join(file_name(kind, name));
+    let text = fs::read_to_string(&path).ok()?;
+    let (id, persistent, object) = parse_entry_full(&text);
+    if !still_same_object(kind, name, object) {
+        let _ = fs::remove_file(&path);
+        return None;
+    }
+    Some((id, persistent))
 }
 
 #[cfg(test)]
@@ -217,6 +278,44 @@ mod tests {
         }
         assert_eq!(parse_file_name("shm.zz"), None);
         assert_eq!(parse_file_name("nope.00"), None);
+    }
+
+    #[test]
+    fn parses_entries_with_and_without_the_object_id() {
+        let me = Identity::process();
+        assert_eq!(
+            parse_entry_full(&format!("{} 1\n", me.raw())),
+            (me, true, None)
+        );
+        assert_eq!(
+            parse_entry_full(&format!("{} 0 64768 1234\n", me.raw())),
+            (me, false, Some((64768, 1234)))
+        );
+        assert_eq!(parse_entry_full(""), (Identity::NONE, false, None));
+    }
+
+    #[test]
+    fn an_entry_whose_object_was_replaced_is_forgotten() {
+        let name = format!("ipcworks-test-registry-replaced-{}", std::process::id());
+        let path = std::path::Path::new(crate::sys::mem::SHM_DIR).join(&name);
+        let other = path.with_extension("other");
+        let _ = fs::remove_file(&path);
+        fs::write(&path, b"ours").unwrap();
+        register(Kind::Shm, &name, false);
+        assert_eq!(
+            creator(Kind::Shm, &name),
+            Some((Identity::process(), false))
+        );
+        // Someone else's object takes the name (made first, so its inode
+        // differs, then renamed over ours).
+        fs::write(&other, b"theirs").unwrap();
+        fs::rename(&other, &path).unwrap();
+        let found = creator(Kind::Shm, &name);
+        let listed = entries().iter().any(|e| e.name == name);
+        let _ = fs::remove_file(&path);
+        unregister(Kind::Shm, &name);
+        assert_eq!(found, None, "a replaced object has no recorded creator");
+        assert!(!listed);
     }
 
     #[test]

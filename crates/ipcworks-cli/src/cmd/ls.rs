@@ -11,6 +11,19 @@ use ipcworks::inventory::{self, Object};
 ipcworks process that made it (alive or dead: judged by pid and start time, so a reused pid \
 cannot fool it); USERS are live processes that map or hold it open.
 
+JSON (--json): an array with one object per IPC object:
+  {\"kind\": \"segment\" | \"mutex\" | \"semaphore\" | \"channel\" | \"queue\" | \"posix-semaphore\"
+           | \"posix-queue\" | \"sysv-queue\" | \"fifo\" | \"unix-socket\",
+   \"address\": \"fifo:/tmp/f\",      what `ipcworks rm` takes
+   \"path\": \"/tmp/f\" | null,       the file behind it (null for System V queues)
+   \"bytes\": 4096 | null,          size (segments) or bytes queued (queues)
+   \"messages\": 3 | null,          messages queued (System V queues)
+   \"uid\": 1000, \"mode\": 384,      owner and permission bits (decimal: 384 = 0o600)
+   \"creator\": {\"pid\": 4242, \"alive\": false, \"persistent\": false} | null,
+                                   null: not made by ipcworks (or not recorded)
+   \"users\": [4243]}               live processes (not ls itself) mapping or holding it open
+An object is stale (--stale) when creator is not null, alive is false and persistent is false.
+
 Examples:
   ipcworks ls
   ipcworks ls --stale            # made by ipcworks processes that have died
@@ -64,7 +77,8 @@ fn print_table(objects: &[Object]) {
         let creator = match o.creator {
             None => "-".to_string(),
             Some(c) if c.alive => format!("{} alive", c.pid),
-            Some(c) => format!("{} dead", c.pid),
+            Some(c) if c.persistent => format!("{} gone, kept", c.pid),
+            Some(c) => format!("{} dead STALE", c.pid),
         };
         let users = if o.users.is_empty() {
             "-".to_string()

@@ -11,6 +11,16 @@ use ipcworks::process::{self, RegionKind};
     after_help = "Each thread has its own stack; code, data, bss and heap are shared by \
 all threads of the process. A forked child gets a copy of all of them.
 
+JSON (--json): one object:
+  {\"pid\": 1234, \"exe\": \"/usr/bin/prog\",
+   \"threads\": [[1234, \"prog\"], [1235, \"worker\"]],     [thread id, name] pairs
+   \"regions\": [{\"start\": 94025..., \"end\": 94026...,   addresses as numbers, end exclusive
+                \"perms\": \"r-xp\", \"path\": \"/usr/bin/prog\",  as in /proc/PID/maps (\"\" if anonymous)
+                \"region\": {\"kind\": \"code\"}}, ...]}
+  region.kind is one of code, read-only-data, data, bss, heap, stack, stack-guard,
+  shared-memory, shared-library, kernel, anonymous, file; a stack also has
+  \"tid\" and \"name\": {\"kind\": \"stack\", \"tid\": 1235, \"name\": \"worker\"}.
+
 Examples:
   ipcworks regions                 # this command's own memory
   ipcworks regions $(pgrep -n sshd)

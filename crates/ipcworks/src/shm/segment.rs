@@ -223,10 +223,7 @@ fn check_opened(fd: BorrowedFd<'_>, name: &str, mode: u32) -> Result<usize> {
 /// name, which is not ours to remove.
 fn still_ours(fd: BorrowedFd<'_>, name: &str) -> bool {
     let path = format!("{}/{name}", mem::SHM_DIR);
-    match (rustix::fs::fstat(fd), rustix::fs::lstat(path.as_str())) {
-        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
-        _ => false,
-    }
+    mem::same_object(fd, &path)
 }
 
 /// Turns an errno from a call on a named object into the user's terms.
@@ -374,12 +371,7 @@ impl Segment {
     /// environment), which calls [`Segment::from_fd`]. Drop it in the parent
     /// after spawning.
     pub fn inheritable_fd(&self) -> Result<OwnedFd> {
-        rustix::io::fcntl_dupfd_cloexec(&self.fd, 3)
-            .and_then(|fd| {
-                rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty())?;
-                Ok(fd)
-            })
-            .map_err(|e| Error::io("fcntl(F_DUPFD)", e))
+        mem::dup_inheritable(self.fd.as_fd()).map_err(|e| Error::io("fcntl(F_DUPFD)", e))
     }
 }
 

@@ -182,3 +182,20 @@ impl Drop for Mapping {
 pub fn page_size() -> usize {
     rustix::param::page_size()
 }
+
+/// `fstat(fd)` and `lstat(path)`: whether `path` still names the object
+/// open as `fd` (same device and inode, and not a symlink to it).
+pub fn same_object(fd: BorrowedFd<'_>, path: &str) -> bool {
+    match (rustix::fs::fstat(fd), rustix::fs::lstat(path)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
+/// `fcntl(fd, F_DUPFD, 3)` then clearing `FD_CLOEXEC`: a duplicate that a
+/// child process inherits across `exec`.
+pub fn dup_inheritable(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    let dup = rustix::io::fcntl_dupfd_cloexec(fd, 3)?;
+    rustix::io::fcntl_setfd(&dup, rustix::io::FdFlags::empty())?;
+    Ok(dup)
+}

@@ -6,6 +6,8 @@
 
 mod support;
 
+mod channel;
+mod channel_corrupt;
 mod frame;
 mod inventory;
 mod mq;

@@ -4,15 +4,20 @@
 use std::process::ExitCode;
 
 mod memory;
+mod message;
+mod pipe;
 mod queue;
 mod race;
+mod robust;
 mod shm;
+mod socket;
 
 /// Arguments of `ipcworks demo`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ipcworks demo            # list the topics
-  ipcworks demo memory     # what threads share, and what a forked child does not")]
+  ipcworks demo memory     # what threads share, and what a forked child does not
+  ipcworks demo socket     # socket, bind, listen, accept: one new socket per client")]
 pub struct Args {
     /// The topic to show; leave out to list them.
     topic: Option<String>,
@@ -33,14 +38,39 @@ const TOPICS: &[(&str, &str, Demo)] = &[
         race::run,
     ),
     (
+        "mutex",
+        "a holder killed mid-update: the next locker is told (OwnerDead) and repairs",
+        robust::mutex,
+    ),
+    (
+        "semaphore",
+        "P and V between processes; a killed worker's permit comes back to the pool",
+        robust::semaphore,
+    ),
+    (
         "shm",
         "two processes share a segment: torn updates without a lock, none with the mutex",
         shm::run,
     ),
     (
+        "message",
+        "kernel message passing over Unix sockets: boundaries, the peer's pid, passing a descriptor",
+        message::run,
+    ),
+    (
+        "pipe",
+        "a pipe is one-way (the reader cannot write back); two pipes for both ways; a named FIFO",
+        pipe::run,
+    ),
+    (
         "queue",
         "a message queue reorders by priority and makes a sender wait while it is full",
         queue::run,
+    ),
+    (
+        "socket",
+        "a server's socket/bind/listen/accept and two clients' socket/connect, a new socket each",
+        socket::run,
     ),
 ];
 

@@ -1,0 +1,199 @@
+//! `ipcworks demo pipe`: an anonymous pipe carries bytes one way only
+//! (half duplex); two pipes make a full-duplex conversation; a named pipe
+//! (FIFO) lets two unrelated processes meet by a path.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ipcworks::pipe::{Duplex, Fifo, pipe};
+use ipcworks::registry::{self, Kind};
+use ipcworks::sys::proc::{self, Forked};
+use ipcworks::sys::signal::{Removal, remove_on_interrupt};
+
+use super::step;
+
+fn ms(t: Instant) -> String {
+    format!("{:.2} ms", t.elapsed().as_secs_f64() * 1e3)
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let pid = proc::pid();
+    let fifo_path = PathBuf::from(format!("/tmp/ipcworks-demo-pipe-{pid}.fifo"));
+    let mut on_ctrl_c = vec![Removal::Path(fifo_path.to_string_lossy().into_owned())];
+    if let Some(p) = registry::file_path(Kind::Fifo, &registry::path_name(&fifo_path)) {
+        on_ctrl_c.push(Removal::Path(p.to_string_lossy().into_owned()));
+    }
+    remove_on_interrupt(&on_ctrl_c);
+    println!("This process (the parent) is pid {pid}.");
+
+    step(
+        1,
+        "An anonymous pipe is half duplex: the parent writes, the child can only read",
+    );
+    let (r, w) = pipe().context("pipe")?;
+    let (r_fd, w_fd) = (r.as_raw_fd(), w.as_raw_fd());
+    println!("    pipe() -> fd {r_fd} (read end) and fd {w_fd} (write end)");
+    println!("    after fork() both processes hold both ends; each closes the end it does not use");
+    let t = Instant::now();
+    // SAFETY: single-threaded here; the child only reads, writes, prints
+    // and leaves with _exit.
+    let child = match unsafe { proc::fork() }.context("fork")? {
+        Forked::Child => {
+            let _ = proc::die_with_parent();
+            let me = proc::pid();
+            drop(w);
+            println!("    child {me}: closed its copy of the write end (fd {w_fd})");
+            let mut r = r;
+            let mut got = String::new();
+            let ok = r.read_to_string(&mut got).is_ok();
+            println!(
+                "    child {me}: read {got:?} from fd {r_fd}{}",
+                if ok { "" } else { " (read failed)" }
+            );
+            // The textbook step the library will not let us express (a
+            // PipeReader has no write): write(2) on the read end, by hand.
+            match rustix::io::write(&r, b"thanks") {
+                Ok(n) => println!("    child {me}: write() on fd {r_fd} wrote {n} bytes?!"),
+                Err(e) => println!(
+                    "    child {me}: write() back on fd {r_fd} -> error {} ({}): the reader cannot write back",
+                    errno_name(e),
+                    std::io::Error::from(e)
+                ),
+            }
+            proc::exit_now(0);
+        }
+        Forked::Parent(c) => c,
+    };
+    drop(r);
+    println!("    parent: closed its copy of the read end (fd {r_fd})");
+    let mut w = w;
+    w.write_all(b"hello child").context("write to the pipe")?;
+    drop(w);
+    println!(
+        "    parent: wrote \"hello child\" into fd {w_fd} and closed it (the child then sees end of stream)"
+    );
+    proc::wait_child(child).context("waitpid")?;
+    println!(
+        "    Bytes went one way only; an answer needs a second pipe. [{}]",
+        ms(t)
+    );
+
+    step(
+        2,
+        "Full duplex with two pipes: pipe 1 parent -> child, pipe 2 child -> parent",
+    );
+    let (mut mine, mut theirs) = Duplex::pair().context("two pipes")?;
+    println!(
+        "    parent keeps: write fd {} (pipe 1), read fd {} (pipe 2)",
+        mine.writer().as_raw_fd(),
+        mine.reader().as_raw_fd()
+    );
+    println!(
+        "    child keeps:  read fd {} (pipe 1), write fd {} (pipe 2)",
+        theirs.reader().as_raw_fd(),
+        theirs.writer().as_raw_fd()
+    );
+    let t = Instant::now();
+    // SAFETY: as above.
+    let child = match unsafe { proc::fork() }.context("fork")? {
+        Forked::Child => {
+            let _ = proc::die_with_parent();
+            let me = proc::pid();
+            drop(mine);
+            // Both sides write first, then read: both directions at once.
+            let msg = format!("pong from {me}");
+            let ok = theirs.write_all(msg.as_bytes()).is_ok();
+            let mut buf = [0u8; 64];
+            let n = theirs.read(&mut buf).unwrap_or(0);
+            println!(
+                "    child {me}: sent {msg:?}{}, received {:?}",
+                if ok { "" } else { " (FAILED)" },
+                String::from_utf8_lossy(&buf[..n])
+            );
+            proc::exit_now(0);
+        }
+        Forked::Parent(c) => c,
+    };
+    drop(theirs);
+    let msg = format!("ping from {pid}");
+    mine.write_all(msg.as_bytes()).context("write")?;
+    let mut buf = [0u8; 64];
+    let n = mine.read(&mut buf).context("read")?;
+    println!(
+        "    parent: sent {msg:?}, received {:?} [{}]",
+        String::from_utf8_lossy(&buf[..n]),
+        ms(t)
+    );
+    proc::wait_child(child).context("waitpid")?;
+    drop(mine);
+    println!("    full duplex: both sides sent before either read, each on its own pipe");
+
+    step(
+        3,
+        "A named pipe (FIFO): two unrelated processes meet by a path",
+    );
+    let fifo = Fifo::create(&fifo_path).context("mkfifo")?;
+    println!("    parent: mkfifo({}) mode 0600", fifo_path.display());
+    // The writer comes half a second late, to show the reader waiting.
+    let script = "sleep 0.5; echo \"hello from sh, pid $$, which shares no descriptor with the reader\" > \"$1\"";
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(script).arg("sh").arg(&fifo_path);
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // prctl(PR_SET_PDEATHSIG), which is async-signal-safe; so the writer
+    // dies if this demo is interrupted while it waits for a reader.
+    unsafe {
+        cmd.pre_exec(proc::die_with_parent);
+    }
+    let t = Instant::now();
+    let mut sh = cmd.spawn().context("starting sh")?;
+    println!(
+        "    started an unrelated program by exec: sh (pid {}) runs `sleep 0.5; echo ... > {}`",
+        sh.id(),
+        fifo_path.display()
+    );
+    let mut reader = fifo
+        .open_reader(Some(Duration::from_secs(10)))
+        .context("opening the FIFO for reading")?;
+    println!(
+        "    parent: open({}, O_RDONLY) -> fd {}; waited {} for the writer's first bytes",
+        fifo_path.display(),
+        reader.as_raw_fd(),
+        ms(t)
+    );
+    let mut got = String::new();
+    reader
+        .read_to_string(&mut got)
+        .context("reading the FIFO")?;
+    let status = sh.wait().context("waiting for sh")?;
+    println!(
+        "    parent: read {:?} until end of stream [{}]",
+        got.trim_end(),
+        ms(t)
+    );
+    println!(
+        "    sh (pid {}) exited with {status}: it found the FIFO by its name alone",
+        sh.id()
+    );
+    drop(reader);
+    drop(fifo);
+    println!(
+        "\nremoved {} (exists now: {})",
+        fifo_path.display(),
+        fifo_path.symlink_metadata().is_ok()
+    );
+    Ok(())
+}
+
+fn errno_name(e: rustix::io::Errno) -> &'static str {
+    match e {
+        rustix::io::Errno::BADF => "EBADF",
+        rustix::io::Errno::PIPE => "EPIPE",
+        rustix::io::Errno::INVAL => "EINVAL",
+        _ => "errno",
+    }
+}

@@ -1,0 +1,152 @@
+//! Two processes, pinned to cores 0 and 1, bounce a 64-byte message through
+//! two shared-memory channels; beside it, the floor: the same two processes
+//! bouncing one cache line. Prints medians of per-round-trip times.
+//!
+//! `cargo run --release -p ipcworks --example channel_ping_pong [spin|default|block]`
+//!
+//! The child is this program again, given the channels' descriptors: the
+//! way to open a channel from a child ([`Channel::inheritable_fd`] in the
+//! parent, [`Channel::from_fd`] in the child).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ipcworks::channel::{Channel, WaitStrategy};
+use ipcworks::shm::Segment;
+
+const TRIPS: usize = 200_000;
+
+fn pin(core: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(core);
+    let _ = rustix::thread::sched_setaffinity(None, &set);
+}
+
+fn strategy(name: &str) -> WaitStrategy {
+    match name {
+        "spin" => WaitStrategy::Spin,
+        "block" => WaitStrategy::Block,
+        _ => WaitStrategy::default(),
+    }
+}
+
+fn fd(arg: &str) -> OwnedFd {
+    // SAFETY: the parent passed us this inherited descriptor number.
+    unsafe { OwnedFd::from_raw_fd(arg.parse().expect("descriptor number")) }
+}
+
+fn word(seg: &Segment) -> &AtomicU64 {
+    // SAFETY: the segment is at least 8 bytes, page-aligned, and outlives the
+    // reference; atomics tolerate the other process's writes.
+    unsafe { &*(seg.as_ptr() as *const AtomicU64) }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() -> ipcworks::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("child") {
+        pin(1);
+        let wait = strategy(&args[2]);
+        let there = Channel::builder().wait(wait).from_fd(fd(&args[3]))?;
+        let back = Channel::builder().wait(wait).from_fd(fd(&args[4]))?;
+        let floor = Segment::from_fd(fd(&args[5]))?;
+        // Floor first: answer odd values with the next even one.
+        let w = word(&floor);
+        loop {
+            let v = w.load(Ordering::Acquire);
+            if v == u64::MAX {
+                break;
+            }
+            if v & 1 == 1 {
+                w.store(v + 1, Ordering::Release);
+            }
+            std::hint::spin_loop();
+        }
+        let (mut rx, mut tx) = (there.receiver()?, back.sender()?);
+        let mut buf = Vec::new();
+        while rx.recv_into(&mut buf)? > 0 {
+            tx.send(&buf)?;
+        }
+        return Ok(());
+    }
+    let name = args.get(1).cloned().unwrap_or_else(|| "default".into());
+    let wait = strategy(&name);
+    pin(0);
+    let there = Channel::builder()
+        .wait(wait)
+        .capacity(4096)
+        .max_message(64)
+        .anonymous()?;
+    let back = Channel::builder()
+        .wait(wait)
+        .capacity(4096)
+        .max_message(64)
+        .anonymous()?;
+    let floor = Segment::anonymous(4096)?;
+    let fds = [
+        there.inheritable_fd()?,
+        back.inheritable_fd()?,
+        floor.inheritable_fd()?,
+    ];
+    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+        .arg("child")
+        .arg(&name)
+        .args(fds.iter().map(|f| f.as_raw_fd().to_string()))
+        .spawn()
+        .expect("spawn the child");
+    drop(fds);
+    let result = measure(&there, &back, &floor);
+    // Reap the child on every path (it exits once the floor's and the
+    // channel's stop marks arrive, or when its peer vanishes).
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    child.wait().expect("wait for the child");
+    let (floor_median, chan_median) = result?;
+    println!(
+        "floor (one cache line) median {floor_median:?}; channel 64 B ({name}) median {chan_median:?}; ratio {:.2}",
+        chan_median.as_secs_f64() / floor_median.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Median round trips: the floor, then the channel.
+fn measure(
+    there: &Channel,
+    back: &Channel,
+    floor: &Segment,
+) -> ipcworks::Result<(Duration, Duration)> {
+    let w = word(floor);
+    let mut times = Vec::with_capacity(TRIPS);
+    let mut n = 0u64;
+    for _ in 0..TRIPS {
+        let t = Instant::now();
+        n += 2;
+        w.store(n - 1, Ordering::Release);
+        while w.load(Ordering::Acquire) != n {
+            std::hint::spin_loop();
+        }
+        times.push(t.elapsed());
+    }
+    w.store(u64::MAX, Ordering::Release);
+    let floor_median = median(times);
+
+    let (mut tx, mut rx) = (there.sender()?, back.receiver()?);
+    let msg = [0x5Au8; 64];
+    let mut got = [0u8; 64];
+    let mut times = Vec::with_capacity(TRIPS);
+    for _ in 0..TRIPS {
+        let t = Instant::now();
+        tx.send(&msg)?;
+        rx.recv_ref()?.copy_to(&mut got)?;
+        times.push(t.elapsed());
+    }
+    tx.send(&[])?;
+    Ok((floor_median, median(times)))
+}

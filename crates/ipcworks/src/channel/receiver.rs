@@ -1,0 +1,369 @@
+//! The receiving end: copy-out receives, zero-copy borrowed views, typed and
+//! plain-data receives.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::{Duration, Instant};
+
+use super::WaitStrategy;
+use super::ring::{Peek, Ring, Slot};
+use super::shared::{RX_CLOSED, Shared, ShmMemory};
+use super::wait::block_on;
+use crate::sys::proc::Identity;
+use crate::sys::time::Deadline;
+use crate::{Error, Result};
+
+/// The receiving end of a shared-memory [channel](super). There is at most
+/// one per channel at a time.
+pub struct Receiver {
+    ring: Ring<ShmMemory>,
+    me: u64,
+    wait: WaitStrategy,
+    skipped: std::cell::Cell<u64>,
+    last_check: std::cell::Cell<Option<Instant>>,
+}
+
+// SAFETY: the Receiver owns its ring view (its `Cell` head is touched only
+// through this one Receiver); the mapping is kept alive by the Arc.
+unsafe impl Send for Receiver {}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("channel", self.ring.memory().shared())
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+impl Receiver {
+    /// Claims the receiver seat of `shared`: free, closed, or held by a dead
+    /// process; a live receiver elsewhere is a clear error.
+    pub(crate) fn attach(shared: Arc<Shared>, wait: WaitStrategy) -> Result<Receiver> {
+        let me = Identity::process().raw();
+        let word = &shared.header().peers.0.receiver;
+        loop {
+            let cur = word.load(Acquire);
+            let free = cur == 0 || cur == RX_CLOSED || !Identity::from_raw(cur).is_alive();
+            if !free {
+                return Err(Error::Refused {
+                    name: shared.segment().name().unwrap_or("(anonymous)").to_string(),
+                    reason: format!(
+                        "the channel already has a receiver (process {}); only one may receive",
+                        Identity::from_raw(cur).id()
+                    ),
+                });
+            }
+            if word.compare_exchange(cur, me, Acquire, Relaxed).is_ok() {
+                break;
+            }
+        }
+        let ring = shared.ring()?;
+        ring.kick(ring.tx_word());
+        Ok(Receiver {
+            ring,
+            me,
+            wait,
+            skipped: std::cell::Cell::new(0),
+            last_check: std::cell::Cell::new(None),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        self.ring.memory().shared()
+    }
+
+    /// Largest message this channel carries, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.ring.max() as usize
+    }
+
+    /// How many records this receiver skipped because their sender died
+    /// after reserving them and before publishing (half-written messages
+    /// that were never delivered).
+    pub fn skipped_dead(&self) -> u64 {
+        self.skipped.get()
+    }
+
+    /// The wait strategy used when the channel is empty.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Changes the wait strategy.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
+    }
+
+    /// Receives the next message, waiting while the channel is empty.
+    /// [`Error::Disconnected`] once every sender is gone and all they
+    /// published was received.
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
+        self.recv_ref_deadline(None).map(|m| m.to_vec())
+    }
+
+    /// Receives a message if one is ready now, else [`Error::WouldBlock`]
+    /// (or [`Error::Disconnected`] when every sender is gone; a killed
+    /// sender is noticed within about 20 ms of polling).
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        self.try_recv_ref().map(|m| m.to_vec())
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_ref_deadline(Some(Deadline::after(timeout)))
+            .map(|m| m.to_vec())
+    }
+
+    /// Receives the next message into `buf` (cleared first), reusing its
+    /// allocation; returns the length.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        let m = self.recv_ref_deadline(None)?;
+        buf.clear();
+        buf.resize(m.len(), 0);
+        m.copy_to(buf)?;
+        Ok(m.len())
+    }
+
+    /// Borrows the next message in place (zero-copy), waiting while empty.
+    /// Its space goes back to the senders when the [`MessageRef`] drops.
+    #[doc(alias = "zero-copy")]
+    pub fn recv_ref(&mut self) -> Result<MessageRef<'_>> {
+        self.recv_ref_deadline(None)
+    }
+
+    /// Like [`recv_ref`](Self::recv_ref), waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<MessageRef<'_>> {
+        self.recv_ref_deadline(Some(Deadline::after(timeout)))
+    }
+
+    /// Like [`recv_ref`](Self::recv_ref) without waiting.
+    pub fn try_recv_ref(&mut self) -> Result<MessageRef<'_>> {
+        if let Some(slot) = self.attempt()? {
+            return Ok(MessageRef { rx: self, slot });
+        }
+        // A killed sender is noticed through /proc at most once per slice.
+        let slow = self
+            .last_check
+            .get()
+            .is_none_or(|t| t.elapsed() >= super::wait::SLICE);
+        if slow {
+            self.last_check.set(Some(Instant::now()));
+        }
+        self.check_peer(slow)?;
+        if let Some(slot) = self.attempt()? {
+            return Ok(MessageRef { rx: self, slot });
+        }
+        Err(Error::WouldBlock)
+    }
+
+    /// Receives a value sent with [`Sender::send_typed`](super::Sender::send_typed).
+    pub fn recv_typed<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        let bytes = self.recv()?;
+        postcard::from_bytes(&bytes).map_err(|e| {
+            Error::io(
+                "postcard decode",
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })
+    }
+
+    /// Receives a plain-old-data value sent with
+    /// [`Sender::send_pod`](super::Sender::send_pod) (one copy, straight into
+    /// the returned value).
+    pub fn recv_pod<T: zerocopy::FromBytes + zerocopy::IntoBytes>(&mut self) -> Result<T> {
+        self.recv_ref()?.read_pod()
+    }
+
+    /// An iterator over received messages; it ends when the channel
+    /// disconnects (or on any other error).
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter { rx: self }
+    }
+
+    fn attempt(&self) -> Result<Option<Slot>> {
+        match self.ring.peek()? {
+            Peek::Message(slot) => Ok(Some(slot)),
+            Peek::Empty => Ok(None),
+        }
+    }
+
+    /// Whether any sender is attached (`check_liveness`: and alive, judged
+    /// by `/proc`) or may still come (none ever attached).
+    fn senders_present(&self, check_liveness: bool) -> bool {
+        let shared = self.shared();
+        shared.header().peers.0.senders_ever.load(Acquire) == 0
+            || shared.any_sender_alive(check_liveness, self.ring.head())
+    }
+
+    /// Looks at the senders: skips a record whose sender died before
+    /// publishing it, and returns [`Error::Disconnected`] once no sender is
+    /// left and the ring is drained. `slow`: judge liveness through `/proc`
+    /// (done once per [`SLICE`](super::wait::SLICE)), else only notice
+    /// senders that detached.
+    fn check_peer(&self, slow: bool) -> Result<()> {
+        let senders = self.senders_present(slow);
+        if (slow || !senders)
+            && self
+                .ring
+                .skip_dead(|id| !Identity::from_raw(id).is_alive())?
+        {
+            self.skipped.set(self.skipped.get() + 1);
+            return Ok(());
+        }
+        // Publication happens before a sender detaches, so a ring seen
+        // empty after "no senders" stays empty.
+        match self.ring.peek()? {
+            Peek::Empty if !senders => Err(Error::Disconnected),
+            _ => Ok(()),
+        }
+    }
+
+    fn recv_ref_deadline(&mut self, deadline: Option<Deadline>) -> Result<MessageRef<'_>> {
+        let ring = &self.ring;
+        let attempt = || -> Result<Option<Slot>> {
+            match ring.peek()? {
+                Peek::Message(slot) => Ok(Some(slot)),
+                _ => Ok(None),
+            }
+        };
+        let check_peer = |slow: bool| self.check_peer(slow);
+        let slot = block_on(
+            self.wait,
+            ring.rx_word(),
+            deadline,
+            attempt,
+            || ring.prepare_rx_wait(),
+            check_peer,
+        )?;
+        Ok(MessageRef { rx: self, slot })
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let word = &self.shared().header().peers.0.receiver;
+        let _ = word.compare_exchange(self.me, RX_CLOSED, Release, Relaxed);
+        self.ring.kick(self.ring.tx_word());
+    }
+}
+
+/// A received message, borrowed in place in shared memory (zero-copy). Its
+/// space is handed back to the senders when this is dropped.
+///
+/// Soundness: the bytes live in the ring region between the receiver's head
+/// and the senders' reserve index, which a *correct* sender never writes
+/// until the receiver releases it. A buggy or hostile sender process could
+/// still write it, and Rust's `&[u8]` promises the bytes do not change while
+/// borrowed, so the safe accessors copy out
+/// ([`copy_to`](Self::copy_to), [`read_at`](Self::read_at),
+/// [`to_vec`](Self::to_vec), [`read_pod`](Self::read_pod)); a view as
+/// `&[u8]` is offered only as the `unsafe` [`as_slice`](Self::as_slice),
+/// whose caller vouches for the senders.
+pub struct MessageRef<'a> {
+    rx: &'a mut Receiver,
+    slot: Slot,
+}
+
+impl std::fmt::Debug for MessageRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageRef")
+            .field("len", &self.slot.len)
+            .finish()
+    }
+}
+
+impl MessageRef<'_> {
+    /// The message's length in bytes.
+    pub fn len(&self) -> usize {
+        self.slot.len as usize
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.slot.len == 0
+    }
+
+    /// Copies the message into `dst`, which must have its exact length.
+    pub fn copy_to(&self, dst: &mut [u8]) -> Result<()> {
+        if dst.len() != self.len() {
+            return Err(Error::InvalidArgument(format!(
+                "buffer of {} bytes for a message of {} bytes",
+                dst.len(),
+                self.len()
+            )));
+        }
+        self.rx.ring.read(&self.slot, 0, dst)
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` of the message.
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
+        self.rx.ring.read(&self.slot, offset as u64, dst)
+    }
+
+    /// Copies the message into a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len()];
+        // The slot's bounds were checked when it was peeked.
+        let _ = self.rx.ring.read(&self.slot, 0, &mut v);
+        v
+    }
+
+    /// Reads the message as a plain-old-data value (its length must be the
+    /// type's size).
+    pub fn read_pod<T: zerocopy::FromBytes + zerocopy::IntoBytes>(&self) -> Result<T> {
+        let mut v = T::new_zeroed();
+        let bytes = v.as_mut_bytes();
+        if bytes.len() != self.len() {
+            return Err(Error::InvalidArgument(format!(
+                "message of {} bytes is not a {} ({} bytes)",
+                self.len(),
+                std::any::type_name::<T>(),
+                bytes.len()
+            )));
+        }
+        self.copy_to(bytes)?;
+        Ok(v)
+    }
+
+    /// Address of the message's first byte (8-aligned), valid for reads of
+    /// [`len`](Self::len) bytes while this `MessageRef` lives. Read through
+    /// it with `ptr::read`/`copy_nonoverlapping`/`read_volatile`.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.rx.ring.memory().ptr(self.slot.off)
+    }
+
+    /// The message as a byte slice, without copying.
+    ///
+    /// # Safety
+    ///
+    /// No other process may write these bytes while the slice lives. Correct
+    /// senders never do (the region is the receiver's until this
+    /// `MessageRef` drops); the caller vouches that every process with the
+    /// channel mapped is a correct ipcworks sender.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: in bounds (checked when peeked); the caller guarantees no
+        // concurrent writer for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) }
+    }
+}
+
+impl Drop for MessageRef<'_> {
+    fn drop(&mut self) {
+        self.rx.ring.release(&self.slot);
+    }
+}
+
+/// Iterator over a [`Receiver`]'s messages ([`Receiver::iter`]).
+#[derive(Debug)]
+pub struct Iter<'a> {
+    rx: &'a mut Receiver,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.rx.recv().ok()
+    }
+}

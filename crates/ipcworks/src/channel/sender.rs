@@ -1,0 +1,331 @@
+//! The sending end: copy-in sends, zero-copy loans, typed and plain-data
+//! sends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::{Duration, Instant};
+
+use super::WaitStrategy;
+use super::ring::{Reserve, Ring, Slot};
+use super::shared::{RX_CLOSED, Shared, ShmMemory};
+use super::wait::block_on;
+use crate::sys::proc::Identity;
+use crate::sys::time::Deadline;
+use crate::{Error, Result};
+
+/// The sending end of a shared-memory [channel](super).
+///
+/// Several senders (in one or several processes, up to
+/// [`MAX_SENDERS`](super::MAX_SENDERS)) may feed one receiver; each sender's
+/// messages arrive in the order it sent them. Dropping a sender detaches it;
+/// when every sender is gone (dropped, or its process died) and everything
+/// published was received, the receiver gets [`Error::Disconnected`].
+pub struct Sender {
+    ring: Ring<ShmMemory>,
+    slot: usize,
+    me: u64,
+    wait: WaitStrategy,
+}
+
+// SAFETY: a Sender owns its ring view (the `Cell` cache is used only through
+// `&mut self`/`&self` of this one Sender and is never shared); the mapping it
+// points into is process-wide and kept alive by the Arc.
+unsafe impl Send for Sender {}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("channel", self.shared())
+            .field("slot", &self.slot)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+impl Sender {
+    /// Registers a sender on `shared` (takes a free or dead sender slot).
+    pub(crate) fn attach(shared: Arc<Shared>, wait: WaitStrategy) -> Result<Sender> {
+        let me = Identity::process().raw();
+        let h = shared.header();
+        // Only free slots: a dead sender's slot is freed by the receiver once
+        // its last reservation is resolved.
+        let mut slot = None;
+        for (i, s) in h.senders.iter().enumerate() {
+            if s.0.id.compare_exchange(0, me, Release, Relaxed).is_ok() {
+                s.0.inflight.store(0, Relaxed);
+                slot = Some(i);
+                break;
+            }
+        }
+        let Some(slot) = slot else {
+            return Err(Error::LimitExceeded {
+                limit: "senders per channel".into(),
+                value: super::MAX_SENDERS.to_string(),
+                hint: "drop a sender, or use one sender per process and share it".into(),
+            });
+        };
+        h.peers.0.senders_ever.store(1, Release);
+        let ring = shared.ring()?;
+        // Wake a receiver that may be waiting for its first sender.
+        ring.kick(ring.rx_word());
+        Ok(Sender {
+            ring,
+            slot,
+            me,
+            wait,
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        self.ring.memory().shared()
+    }
+
+    /// Largest message this channel carries, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.ring.max() as usize
+    }
+
+    /// The wait strategy used when the channel is full.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Changes the wait strategy.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
+    }
+
+    /// Sends `msg`, waiting while the channel is full.
+    ///
+    /// Fails with [`Error::MessageTooLarge`] if `msg` is longer than
+    /// [`max_message`](Self::max_message), [`Error::Disconnected`] if the
+    /// receiver closed or died.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_deadline(msg, None)
+    }
+
+    /// Sends `msg` if there is room now, else [`Error::WouldBlock`].
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        let slot = self.reserve(msg.len(), Some(Deadline::after(Duration::ZERO)), true)?;
+        self.fill_and_commit(slot, msg)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for room ([`Error::Timeout`]).
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_deadline(msg, Some(Deadline::after(timeout)))
+    }
+
+    fn send_deadline(&mut self, msg: &[u8], deadline: Option<Deadline>) -> Result<()> {
+        let slot = self.reserve(msg.len(), deadline, false)?;
+        self.fill_and_commit(slot, msg)
+    }
+
+    fn fill_and_commit(&mut self, slot: Slot, msg: &[u8]) -> Result<()> {
+        if let Err(e) = self.ring.write(&slot, 0, msg) {
+            self.ring.abandon(&slot);
+            return Err(e);
+        }
+        self.ring.commit(&slot);
+        Ok(())
+    }
+
+    /// Borrows a writable slot of `len` bytes in shared memory: write the
+    /// message in place with [`Loan`]'s methods, then
+    /// [`publish`](Loan::publish) it — no copy on the sending side.
+    #[doc(alias = "zero-copy")]
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        let slot = self.reserve(len, None, false)?;
+        Ok(Loan {
+            sender: self,
+            slot,
+            done: false,
+        })
+    }
+
+    /// Like [`loan`](Self::loan), waiting at most `timeout` for room.
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
+        let slot = self.reserve(len, Some(Deadline::after(timeout)), false)?;
+        Ok(Loan {
+            sender: self,
+            slot,
+            done: false,
+        })
+    }
+
+    /// Sends any serde type, encoded with postcard.
+    pub fn send_typed<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let bytes = postcard::to_allocvec(value).map_err(|e| {
+            Error::InvalidArgument(format!("cannot encode the value with postcard: {e}"))
+        })?;
+        self.send(&bytes)
+    }
+
+    /// Sends a plain-old-data value as its bytes (no encoding).
+    pub fn send_pod<T: zerocopy::IntoBytes + zerocopy::Immutable + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<()> {
+        self.send(value.as_bytes())
+    }
+
+    /// Reserves room for `len` bytes, as the wait strategy says.
+    fn reserve(&mut self, len: usize, deadline: Option<Deadline>, once: bool) -> Result<Slot> {
+        let max = self.ring.max();
+        if len as u64 > max {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: max as usize,
+            });
+        }
+        let len = len as u64;
+        let ring = &self.ring;
+        let header = ring.memory().header();
+        let peers = &header.peers.0;
+        let receiver_gone = |slow: bool| -> Result<()> {
+            let rx = peers.receiver.load(Acquire);
+            if rx == RX_CLOSED || (slow && rx != 0 && !Identity::from_raw(rx).is_alive()) {
+                return Err(Error::Disconnected);
+            }
+            Ok(())
+        };
+        receiver_gone(false)?;
+        let me = self.me;
+        let words = &header.senders[self.slot].0;
+        let mut steal = None;
+        let mut busy_since: Option<Instant> = None;
+        let mut attempt = || -> Result<Option<Slot>> {
+            loop {
+                match ring.try_reserve(len, me, words, steal.take())? {
+                    Reserve::Ok(slot) => return Ok(Some(slot)),
+                    Reserve::Full => return Ok(None),
+                    Reserve::Busy(owner) => {
+                        // Another producer is inside its few-nanosecond
+                        // critical section; if it stays there, it may
+                        // have died in it.
+                        if once {
+                            return Err(Error::WouldBlock);
+                        }
+                        let since = *busy_since.get_or_insert_with(Instant::now);
+                        if deadline.is_some_and(|d| d.expired()) {
+                            return Ok(None); // block_on reports Timeout
+                        }
+                        if since.elapsed() > Duration::from_millis(2) {
+                            busy_since = None;
+                            if owner != me && !Identity::from_raw(owner).is_alive() {
+                                steal = Some(owner);
+                                continue;
+                            }
+                            // Still busy: let block_on check the deadline
+                            // and the receiver, then come back.
+                            return Ok(None);
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        };
+        if once {
+            return attempt()?.ok_or(Error::WouldBlock);
+        }
+        block_on(
+            self.wait,
+            ring.tx_word(),
+            deadline,
+            attempt,
+            || ring.prepare_tx_wait(),
+            receiver_gone,
+        )
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let h = self.shared().header();
+        let _ = h.senders[self.slot]
+            .0
+            .id
+            .compare_exchange(self.me, 0, Release, Relaxed);
+        self.ring.kick(self.ring.rx_word());
+    }
+}
+
+/// A writable slot in shared memory, borrowed from a [`Sender`] by
+/// [`Sender::loan`].
+///
+/// The slot is shared memory that a buggy or hostile receiver process could
+/// write at any time, so it is not handed out as `&mut [u8]` (Rust assumes
+/// nobody else changes memory behind a `&mut`). Write it through
+/// [`write_at`](Self::write_at) / [`copy_from_slice`](Self::copy_from_slice)
+/// — each one copy straight into the ring, no staging buffer — or, for code
+/// that must build the message in place (a serializer, a DMA-like writer),
+/// through the raw pointer [`as_mut_ptr`](Self::as_mut_ptr).
+///
+/// Dropping a loan without publishing abandons it: the receiver skips it.
+pub struct Loan<'a> {
+    sender: &'a mut Sender,
+    slot: Slot,
+    done: bool,
+}
+
+impl std::fmt::Debug for Loan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loan").field("len", &self.slot.len).finish()
+    }
+}
+
+impl Loan<'_> {
+    /// The slot's length in bytes.
+    pub fn len(&self) -> usize {
+        self.slot.len as usize
+    }
+
+    /// Whether the slot has length 0.
+    pub fn is_empty(&self) -> bool {
+        self.slot.len == 0
+    }
+
+    /// Copies `bytes` into the slot at `offset`.
+    pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
+        self.sender.ring.write(&self.slot, offset as u64, bytes)
+    }
+
+    /// Fills the whole slot from `bytes` (which must have the slot's length).
+    pub fn copy_from_slice(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() != self.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} bytes given for a loan of {} bytes",
+                bytes.len(),
+                self.len()
+            )));
+        }
+        self.write_at(0, bytes)
+    }
+
+    /// Raw pointer to the slot's first byte (8-aligned), valid for writes of
+    /// [`len`](Self::len) bytes until the loan is published or dropped.
+    ///
+    /// Write through it with `ptr::write`/`copy_nonoverlapping` (or
+    /// `write_volatile`); never turn it into a `&mut [u8]` or `&mut T`: the
+    /// memory is shared with another process, which Rust references cannot
+    /// express.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.sender
+            .ring
+            .memory()
+            .ptr(self.sender.ring.slot_offset(&self.slot))
+    }
+
+    /// Publishes the message: the receiver sees it now.
+    pub fn publish(mut self) {
+        self.done = true;
+        self.sender.ring.commit(&self.slot);
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.sender.ring.abandon(&self.slot);
+        }
+    }
+}

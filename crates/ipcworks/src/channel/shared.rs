@@ -1,0 +1,368 @@
+//! The channel's segment: header layout, creation, validation on open, and
+//! the [`Memory`] implementation over shared memory.
+
+use std::hash::{BuildHasher, Hasher};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::{Duration, Instant};
+
+use super::ring::{self, AtomicU32, AtomicU64, CacheLine, Control, Memory, Ring, SenderWords};
+use crate::shm::{Segment, SegmentOptions};
+use crate::sys::proc::Identity;
+use crate::{Error, Result};
+
+/// `"IPCWCHAN"`, little-endian.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCWCHAN");
+/// Layout version; bump on any change of [`Header`].
+pub(crate) const VERSION: u64 = 1;
+/// Maximum number of senders attached at once.
+pub const MAX_SENDERS: usize = 32;
+/// Where the data area starts in the segment.
+pub(crate) const DATA_OFFSET: usize = 4096;
+/// Largest data area accepted (1 TiB): keeps all arithmetic far from overflow.
+const MAX_CAPACITY: u64 = 1 << 40;
+/// Receiver word: the receiver closed its end.
+pub(crate) const RX_CLOSED: u64 = 1;
+
+/// Fixed parameters, written once by the creator; `magic` last.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Params {
+    pub magic: AtomicU64,
+    pub version: AtomicU64,
+    pub capacity: AtomicU64,
+    pub max_message: AtomicU64,
+    pub key: AtomicU64,
+}
+
+/// Who is attached.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Peers {
+    /// 0: no receiver yet; [`RX_CLOSED`]: closed; else its identity.
+    pub receiver: AtomicU64,
+    /// Non-zero once any sender attached.
+    pub senders_ever: AtomicU64,
+}
+
+/// The header at the start of the segment.
+#[repr(C)]
+pub(crate) struct Header {
+    pub params: CacheLine<Params>,
+    pub peers: CacheLine<Peers>,
+    pub senders: [CacheLine<SenderWords>; MAX_SENDERS],
+    pub control: Control,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= DATA_OFFSET);
+
+/// A mapped, validated channel segment.
+pub(crate) struct Shared {
+    seg: Segment,
+    pub cap: u64,
+    pub max: u64,
+    pub key: u64,
+    /// Remove the name when dropped although this process did not create it.
+    pub adopted: AtomicBool,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.adopted.load(Relaxed)
+            && !self.seg.removes_on_drop()
+            && let Some(n) = self.seg.name()
+        {
+            let _ = crate::sys::mem::shm_unlink(n);
+        }
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("segment", &self.seg.name())
+            .field("capacity", &self.cap)
+            .field("max_message", &self.max)
+            .finish()
+    }
+}
+
+/// The segment name behind channel `name`.
+pub(crate) fn segment_name(name: &str) -> Result<String> {
+    let bare = crate::name::validate(name)?;
+    let full = format!("ipcworks.chan.{bare}");
+    crate::name::validate(&full)?;
+    Ok(full)
+}
+
+/// Capacity in bytes for a ring carrying messages of at most `max` bytes:
+/// at least `requested`, at least two records of the largest size, a power
+/// of two.
+pub(crate) fn capacity_for(requested: usize, max: usize) -> Result<u64> {
+    let too_big = || Error::InvalidArgument(format!("max message {max} bytes is too large"));
+    let two = ring::span(max as u64)
+        .and_then(|s| s.checked_mul(2))
+        .ok_or_else(too_big)?;
+    let cap = (requested as u64)
+        .max(two)
+        .max(4096)
+        .checked_next_power_of_two()
+        .ok_or_else(too_big)?;
+    if cap > MAX_CAPACITY {
+        return Err(Error::InvalidArgument(format!(
+            "capacity {cap} bytes exceeds the limit of {MAX_CAPACITY}"
+        )));
+    }
+    Ok(cap)
+}
+
+fn random_key() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+impl Shared {
+    /// Sizes and initializes a freshly created segment options set.
+    pub fn create(
+        opts: &SegmentOptions,
+        name: Option<&str>,
+        cap: u64,
+        max: u64,
+    ) -> Result<Arc<Shared>> {
+        let mut opts = opts.clone();
+        let size = DATA_OFFSET
+            .checked_add(cap as usize)
+            .ok_or_else(|| Error::InvalidArgument("capacity too large".into()))?;
+        opts.size(size);
+        let seg = match name {
+            Some(n) => opts.create(&segment_name(n)?)?,
+            None => opts.anonymous()?,
+        };
+        let key = random_key();
+        {
+            let h = header(&seg);
+            let p = &h.params.0;
+            p.version.store(VERSION, Relaxed);
+            p.capacity.store(cap, Relaxed);
+            p.max_message.store(max, Relaxed);
+            p.key.store(key, Relaxed);
+            // A fresh segment is zero: head = reserve = 0, nobody attached.
+            p.magic.store(MAGIC, Release);
+        }
+        Ok(Arc::new(Shared {
+            seg,
+            cap,
+            max,
+            key,
+            adopted: AtomicBool::new(false),
+        }))
+    }
+
+    /// Opens the named channel `name`, waiting up to `wait` for its creator
+    /// to finish initializing it.
+    pub fn open(opts: &SegmentOptions, name: &str, wait: Duration) -> Result<Arc<Shared>> {
+        let seg = opts.open(&segment_name(name)?)?;
+        Self::validate(seg, wait)
+    }
+
+    /// Maps an inherited descriptor (its creator initialized it before
+    /// handing it out, so there is nothing to wait for).
+    pub fn from_fd(fd: OwnedFd) -> Result<Arc<Shared>> {
+        Self::validate(Segment::from_fd(fd)?, Duration::ZERO)
+    }
+
+    fn validate(seg: Segment, wait: Duration) -> Result<Arc<Shared>> {
+        if seg.len() < DATA_OFFSET + 64 {
+            return Err(Error::corrupted(format!(
+                "channel segment of {} bytes is too small to be a channel",
+                seg.len()
+            )));
+        }
+        let start = Instant::now();
+        let h = header(&seg);
+        let p = &h.params.0;
+        loop {
+            match p.magic.load(Acquire) {
+                MAGIC => break,
+                0 if start.elapsed() < wait => std::thread::sleep(Duration::from_millis(1)),
+                0 => {
+                    return Err(Error::Refused {
+                        name: seg.name().unwrap_or("(anonymous)").to_string(),
+                        reason: "the channel was never initialized: its creator died while creating it, or it is not a channel".into(),
+                    });
+                }
+                other => {
+                    return Err(Error::corrupted(format!(
+                        "bad channel magic {other:#x}: not an ipcworks channel"
+                    )));
+                }
+            }
+        }
+        let version = p.version.load(Relaxed);
+        if version != VERSION {
+            return Err(Error::corrupted(format!(
+                "channel layout version {version}, this library speaks {VERSION}"
+            )));
+        }
+        let cap = p.capacity.load(Relaxed);
+        let max = p.max_message.load(Relaxed);
+        let key = p.key.load(Relaxed);
+        let fits = (DATA_OFFSET as u64)
+            .checked_add(cap)
+            .is_some_and(|n| n <= seg.len() as u64);
+        let two = ring::span(max).and_then(|s| s.checked_mul(2));
+        if !cap.is_power_of_two() || cap > MAX_CAPACITY || !fits || two.is_none_or(|t| t > cap) {
+            return Err(Error::corrupted(format!(
+                "channel layout: capacity {cap}, max message {max}, segment {} bytes",
+                seg.len()
+            )));
+        }
+        Ok(Arc::new(Shared {
+            seg,
+            cap,
+            max,
+            key,
+            adopted: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn header(&self) -> &Header {
+        header(&self.seg)
+    }
+
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// A ring view over this segment; the consumer's head is read once.
+    pub fn ring(self: &Arc<Self>) -> Result<Ring<ShmMemory>> {
+        let head = self.header().control.head.0.load(Acquire);
+        Ring::new(
+            ShmMemory {
+                shared: self.clone(),
+                header: self.header() as *const Header,
+                data: self.data(),
+                cap: self.cap,
+            },
+            self.max,
+            self.key,
+            head,
+        )
+    }
+
+    /// The segment's data area.
+    fn data(&self) -> *mut u8 {
+        // SAFETY: the segment is at least DATA_OFFSET + cap bytes (checked).
+        unsafe { self.seg.as_ptr().add(DATA_OFFSET) }
+    }
+
+    /// Whether a live sender is attached. A dead one's slot is freed once
+    /// its last reservation is resolved (behind the consumer's `head`).
+    pub fn any_sender_alive(&self, check_liveness: bool, head: u64) -> bool {
+        let mut alive = false;
+        for slot in &self.header().senders {
+            let w = &slot.0;
+            let id = w.id.load(Acquire);
+            if id == 0 {
+                continue;
+            }
+            if !check_liveness || Identity::from_raw(id).is_alive() {
+                alive = true;
+                continue;
+            }
+            let inflight = w.inflight.load(Relaxed);
+            if inflight == 0 || inflight - 1 < head {
+                let _ = w.id.compare_exchange(id, 0, Relaxed, Relaxed);
+            }
+        }
+        alive
+    }
+}
+
+fn header(seg: &Segment) -> &Header {
+    // SAFETY: the mapping is page-aligned and at least DATA_OFFSET >=
+    // size_of::<Header>() bytes long (checked at create/validate), lives as
+    // long as `seg`, and Header consists only of atomics, which tolerate
+    // concurrent writes from other processes.
+    unsafe { &*(seg.as_ptr() as *const Header) }
+}
+
+/// A ring's memory: the data area of a channel segment.
+///
+/// The hot path reads only the copies kept here (not the `Arc`'s shared
+/// allocation, whose reference count other threads' ends may be changing).
+pub struct ShmMemory {
+    shared: Arc<Shared>,
+    header: *const Header,
+    data: *mut u8,
+    cap: u64,
+}
+
+impl ShmMemory {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The segment's header.
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: points into the mapping kept alive by `self.shared`.
+        unsafe { &*self.header }
+    }
+
+    /// Address of `off` in the data area (`off <= cap`).
+    pub(crate) fn ptr(&self, off: u64) -> *mut u8 {
+        debug_assert!(off <= self.cap);
+        // SAFETY: off <= cap, and the data area is cap bytes long.
+        unsafe { self.data.add(off as usize) }
+    }
+}
+
+// SAFETY: `control` and `word` point into the mapping held alive by the Arc;
+// `write`/`read` copy within the data area under the caller's bounds.
+unsafe impl Memory for ShmMemory {
+    fn control(&self) -> &Control {
+        &self.header().control
+    }
+
+    fn senders(&self) -> &[CacheLine<SenderWords>] {
+        &self.header().senders
+    }
+
+    fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    fn word(&self, off: u64) -> &AtomicU64 {
+        assert!(
+            off % 8 == 0 && off + 8 <= self.shared.cap,
+            "ring word {off}"
+        );
+        // SAFETY: in bounds and 8-aligned (checked above; the data area is
+        // page-aligned); atomics tolerate concurrent writers.
+        unsafe { &*(self.ptr(off) as *const AtomicU64) }
+    }
+
+    unsafe fn write(&self, off: u64, src: &[u8]) {
+        // SAFETY: the caller guarantees off + src.len() <= cap; the source is
+        // private memory, so the ranges do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr(off), src.len()) };
+    }
+
+    unsafe fn read(&self, off: u64, dst: &mut [u8]) {
+        // SAFETY: as in `write`, in the other direction.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr(off), dst.as_mut_ptr(), dst.len()) };
+    }
+
+    fn wake(&self, word: &AtomicU32) {
+        crate::sys::futex::wake_all(word);
+    }
+}

@@ -1,0 +1,118 @@
+//! How an end waits for its peer: spin, block on a futex, or both.
+
+use std::time::{Duration, Instant};
+
+use super::ring::AtomicU32;
+use crate::sys::futex::{self, Wake};
+use crate::sys::time::Deadline;
+use crate::{Error, Result};
+
+/// How a blocked [`Sender`](super::Sender) or [`Receiver`](super::Receiver)
+/// waits for its peer.
+///
+/// A futex wake-up across cores costs tens of microseconds on a virtual
+/// machine; a peer that answers within that time is caught far sooner by
+/// spinning. The default spins briefly, then sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Sleep on the futex at once (`futex(FUTEX_WAIT)`): no CPU burnt, the
+    /// highest latency.
+    Block,
+    /// Busy-wait for ever (checking deadline and peer liveness now and
+    /// then): the lowest latency, one core burnt per waiting end.
+    Spin,
+    /// Busy-wait for `spin`, then sleep.
+    SpinThenBlock {
+        /// How long to spin before sleeping.
+        spin: Duration,
+    },
+}
+
+impl Default for WaitStrategy {
+    /// `SpinThenBlock { spin: 100 µs }`: catches a peer that answers at once
+    /// (a round trip is well under a microsecond) and one that was briefly
+    /// preempted, and sleeps otherwise.
+    fn default() -> Self {
+        WaitStrategy::SpinThenBlock {
+            spin: Duration::from_micros(100),
+        }
+    }
+}
+
+/// How often a waiter looks at its peer's liveness (`/proc`) while it waits.
+pub(crate) const SLICE: Duration = Duration::from_millis(20);
+
+/// Retries `attempt` until it yields a value, waiting on `word` in between as
+/// `strategy` says. `prepare` announces a sleeper (sets the flag bit) and
+/// returns the futex value; `check_peer` runs after every wake-up with
+/// `slow = true` once per [`SLICE`] (a liveness check), and may end the wait
+/// with an error (`Disconnected`).
+pub(crate) fn block_on<T>(
+    strategy: WaitStrategy,
+    word: &AtomicU32,
+    deadline: Option<Deadline>,
+    mut attempt: impl FnMut() -> Result<Option<T>>,
+    mut prepare: impl FnMut() -> u32,
+    mut check_peer: impl FnMut(bool) -> Result<()>,
+) -> Result<T> {
+    // The fast path: no clock reading, no system call.
+    if let Some(v) = attempt()? {
+        return Ok(v);
+    }
+    let start = Instant::now();
+    let spin_for = match strategy {
+        WaitStrategy::Block => Duration::ZERO,
+        WaitStrategy::Spin => Duration::MAX,
+        WaitStrategy::SpinThenBlock { spin } => spin,
+    };
+    let mut last_check = start;
+    let mut spins: u32 = 0;
+    loop {
+        if let Some(v) = attempt()? {
+            return Ok(v);
+        }
+        spins = spins.wrapping_add(1);
+        let now_spinning = spin_for > Duration::ZERO && {
+            // Look at the clock only every 64 turns.
+            spins % 64 != 0 || start.elapsed() < spin_for
+        };
+        if now_spinning {
+            std::hint::spin_loop();
+            if spins % 64 == 0 {
+                if deadline.is_some_and(|d| d.expired()) {
+                    return Err(Error::Timeout);
+                }
+                if last_check.elapsed() >= SLICE {
+                    last_check = Instant::now();
+                    check_peer(true)?;
+                    // Let other processes run on a crowded machine.
+                    std::thread::yield_now();
+                } else if spins % 4096 == 0 {
+                    check_peer(false)?;
+                }
+            }
+            continue;
+        }
+        let v = prepare();
+        if let Some(v) = attempt()? {
+            return Ok(v);
+        }
+        check_peer(false)?;
+        if futex::wait_slice(as_std(word), v, deadline, SLICE) == Wake::TimedOut {
+            // One last look: the peer may have published just now.
+            return match attempt()? {
+                Some(v) => Ok(v),
+                None => Err(Error::Timeout),
+            };
+        }
+        if last_check.elapsed() >= SLICE {
+            last_check = Instant::now();
+            check_peer(true)?;
+        }
+    }
+}
+
+#[cfg(not(loom))]
+fn as_std(word: &AtomicU32) -> &std::sync::atomic::AtomicU32 {
+    word
+}
