@@ -56,6 +56,7 @@ pub mod mq;
 pub mod name;
 pub mod pipe;
 pub mod process;
+#[cfg(not(loom))]
 pub mod queue;
 pub mod registry;
 pub mod shm;
