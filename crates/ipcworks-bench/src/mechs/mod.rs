@@ -25,6 +25,7 @@ pub mod line;
 pub mod memcpy;
 pub mod mq;
 pub mod pipe;
+pub mod queue;
 pub mod sysv;
 pub mod tcp;
 pub mod unix;
@@ -43,6 +44,7 @@ pub static ALL: &[&dyn Mechanism] = &[
     &tcp::Tcp,
     &mq::Mq,
     &sysv::Sysv,
+    &queue::NativeQueue,
     #[cfg(feature = "peers")]
     &iceoryx2::Iceoryx2,
     #[cfg(feature = "peers")]
