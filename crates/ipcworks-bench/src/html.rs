@@ -362,8 +362,12 @@ fn latency_text(r: &Results) -> String {
         s,
         "<p>Each row is a round trip of a {} B message between two processes{}. \
          The <b>floor</b> is two cores passing one cache line back and forth{}: \
-         nothing between processes can be faster. A <b>futex</b> adds one system \
-         call (the wake-up) to it. <b>eventfd</b>, <b>pipes</b> and <b>FIFOs</b> \
+         nothing between processes can be faster. The <b>shared-memory channel</b> \
+         (<b>shm-spin</b>, <b>shm</b>, <b>shm-block</b>: the same ring, waiting by \
+         spinning, by spinning briefly then sleeping, or by sleeping at once) makes no \
+         system call while the peer is awake: a message is a few cache lines (record \
+         header, payload, the indices) crossing between the cores. A <b>futex</b> adds \
+         one system call (the wake-up) to the floor. <b>eventfd</b>, <b>pipes</b> and <b>FIFOs</b> \
          cost two system calls per message (write, read) and copy the bytes into a \
          kernel buffer and out again. <b>Sockets</b> add protocol work: Unix sockets \
          allocate a buffer per message, TCP runs the whole network stack over \
@@ -410,8 +414,9 @@ const THROUGHPUT_TEXT: &str = "<p>Bytes per second moved one way, by message siz
  are bound by copying: pipes, sockets and queues copy every byte twice (from the sender \
  into the kernel, from the kernel into the receiver) and level off well below \
  <b>memcpy</b>, the single-core bandwidth of copying a buffer that is already in cache: \
- the ceiling for anything that copies once. A shared-memory channel copies once, or not \
- at all when the sender writes in place. Lines stop where a mechanism cannot carry the \
+ the ceiling for anything that copies once. The shared-memory channel copies into the ring \
+ and out of it, with no system call; with its loan API (not measured here) it copies \
+ nothing at all, the sender writing in place. Lines stop where a mechanism cannot carry the \
  size (datagram sockets: the socket buffer; POSIX and System V queues: the kernel's \
  message size limits); the reasons are listed below.</p>";
 

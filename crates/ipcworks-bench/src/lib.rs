@@ -46,7 +46,7 @@
 //!               "load_avg_start": [1m, 5m, 15m], "load_avg_end": [..], "busy": bool },
 //!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64 },
 //!   "figures": [ {
-//!       "mechanism": "floor|futex|eventfd|memcpy|shm-spin|shm-block|queue|mq|sysv|pipe|fifo|
+//!       "mechanism": "floor|futex|eventfd|memcpy|shm-spin|shm|shm-block|queue|mq|sysv|pipe|fifo|
 //!                     unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|ipc-channel",
 //!       "metric": "rtt|throughput", "wait": "block|poll", "size_bytes": 64, "iterations": N,
 //!       rtt only:        "median_ns", "p99_ns", "p999_ns", "max_ns"   (integers)

@@ -247,10 +247,12 @@ fn smoke_run_of_every_mechanism() {
             }
             continue;
         }
-        let waits: &[Wait] = if name == "floor" {
-            &[Wait::Poll]
-        } else {
-            &[Wait::Poll, Wait::Block]
+        // The channel's flavours are one row each: shm-spin spins (poll),
+        // shm and shm-block sleep when idle (block).
+        let waits: &[Wait] = match name {
+            "floor" | "shm-spin" => &[Wait::Poll],
+            "shm" | "shm-block" => &[Wait::Block],
+            _ => &[Wait::Poll, Wait::Block],
         };
         for &w in waits {
             let f =

@@ -187,6 +187,10 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
     let lock = format!("ipcworks-test-stale-lock-{pid}");
     let lock_file = PathBuf::from(format!("/dev/shm/ipcworks.mutex.{lock}"));
     let foreign = PathBuf::from(format!("/dev/shm/ipcworks-test-stale-foreign-{pid}"));
+    // A shared-memory channel: its receiver creates it and would remove it.
+    let chan = format!("ipcworks-test-stale-chan-{pid}");
+    let chan_file = PathBuf::from(format!("/dev/shm/ipcworks.chan.{chan}"));
+    s.shm.push(chan_file.clone());
     s.shm.push(lock_file.clone());
     s.shm.push(foreign.clone());
     // Endpoint queues are mailboxes, persistent by design: not stale either.
@@ -205,6 +209,7 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
         s.start(&["lock", &lock, "--", "sleep", "60"]),
         s.start(&["recv", &format!("mq:{mq}")]),
         s.start(&["recv", &format!("sysv:{key}")]),
+        s.start(&["recv", &format!("shm:{chan}")]),
     ];
     let live_recv = s.start(&["recv", &format!("fifo:{live}")]);
     wait_until("every object and its registry entry", || {
@@ -212,7 +217,8 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
             .iter()
             .all(|p| Path::new(p).exists())
             && lock_file.exists()
-            && s.registry_len() == 7
+            && chan_file.exists()
+            && s.registry_len() == 8
     });
     // While everyone lives, nothing is stale.
     assert_eq!(s.json(&["ls", "--stale", "--json"]), Vec::<Value>::new());
@@ -226,6 +232,7 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
         format!("fifo:{fifo}"),
         format!("unix:{sock}"),
         format!("unix:{served}"),
+        format!("shm:{chan}"),
     ]
     .into_iter()
     .collect();
@@ -283,7 +290,7 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
         out.lines()
             .filter(|l| l.starts_with("would remove"))
             .count(),
-        3,
+        4,
         "{out}"
     );
     assert!(Path::new(&fifo).exists());
@@ -299,6 +306,10 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
     for p in [&fifo, &sock, &served] {
         assert!(!Path::new(p).exists(), "{p} still exists");
     }
+    assert!(
+        !chan_file.exists(),
+        "the dead receiver's channel is removed"
+    );
     // Left alone: the persistent mutex and queues, the live FIFO, the
     // foreign file.
     assert!(lock_file.exists());

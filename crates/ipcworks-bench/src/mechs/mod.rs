@@ -26,6 +26,7 @@ pub mod memcpy;
 pub mod mq;
 pub mod pipe;
 pub mod queue;
+pub mod shm;
 pub mod sysv;
 pub mod tcp;
 pub mod unix;
@@ -34,6 +35,9 @@ pub mod unix;
 /// process: see [`memcpy`]).
 pub static ALL: &[&dyn Mechanism] = &[
     &floor::Floor,
+    &shm::SPIN,
+    &shm::DEFAULT,
+    &shm::BLOCK,
     &futex::Futex,
     &eventfd::Eventfd,
     &pipe::Pipe,

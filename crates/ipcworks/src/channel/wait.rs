@@ -98,7 +98,7 @@ pub(crate) fn block_on<T>(
             return Ok(v);
         }
         check_peer(false)?;
-        if futex::wait_slice(as_std(word), v, deadline, SLICE) == Wake::TimedOut {
+        if futex::wait_slice(word, v, deadline, SLICE) == Wake::TimedOut {
             // One last look: the peer may have published just now.
             return match attempt()? {
                 Some(v) => Ok(v),
@@ -110,9 +110,4 @@ pub(crate) fn block_on<T>(
             check_peer(true)?;
         }
     }
-}
-
-#[cfg(not(loom))]
-fn as_std(word: &AtomicU32) -> &std::sync::atomic::AtomicU32 {
-    word
 }

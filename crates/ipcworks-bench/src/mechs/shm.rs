@@ -1,0 +1,180 @@
+//! `shm-spin`, `shm` and `shm-block`: ipcworks' lock-free shared-memory
+//! channel (`ipcworks::channel`), two anonymous channels (ping and pong)
+//! handed to the peer by descriptor. The three differ only in how a
+//! waiting end waits:
+//!
+//! - `shm-spin`: `WaitStrategy::Spin` — busy-waits, never sleeps (poll rows);
+//! - `shm`: the default `SpinThenBlock` — spins ~100 µs, then sleeps on the
+//!   futex (block rows: what a default user gets);
+//! - `shm-block`: `WaitStrategy::Block` — sleeps on the futex at once
+//!   (block rows, beside `eventfd` and `futex`).
+//!
+//! A message is copied into the ring by `send` and out of it by
+//! `recv_ref().copy_to()`: two copies, like every other mechanism here.
+
+use std::io;
+
+use ipcworks::channel::{Channel, Receiver, Sender, WaitStrategy};
+
+use crate::harness::{Case, Handoff, Link, Mechanism, Setup};
+use crate::schema::Wait;
+
+/// One flavour of the channel.
+pub struct Shm {
+    name: &'static str,
+    strategy: fn() -> WaitStrategy,
+    waits: &'static [Wait],
+}
+
+/// Busy-waiting ends.
+pub static SPIN: Shm = Shm {
+    name: "shm-spin",
+    strategy: || WaitStrategy::Spin,
+    waits: &[Wait::Poll],
+};
+
+/// The default: spin briefly, then sleep.
+pub static DEFAULT: Shm = Shm {
+    name: "shm",
+    strategy: WaitStrategy::default,
+    waits: &[Wait::Block],
+};
+
+/// Sleep on the futex at once.
+pub static BLOCK: Shm = Shm {
+    name: "shm-block",
+    strategy: || WaitStrategy::Block,
+    waits: &[Wait::Block],
+};
+
+fn to_io(e: ipcworks::Error) -> io::Error {
+    e.into()
+}
+
+struct Ends {
+    tx: Sender,
+    rx: Receiver,
+    /// `Poll`: `try_*` calls in a loop. `Block`: the blocking calls, which
+    /// wait the channel's own way (for `shm-spin` that is spinning inside
+    /// the call, never sleeping).
+    wait: Wait,
+    // The mappings stay alive as long as the ends.
+    _chans: (Channel, Channel),
+}
+
+impl Link for Ends {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        match self.wait {
+            Wait::Block => self.tx.send(msg).map_err(to_io),
+            Wait::Poll => loop {
+                match self.tx.try_send(msg) {
+                    Err(ipcworks::Error::WouldBlock) => crate::harness::relax(),
+                    other => return other.map_err(to_io),
+                }
+            },
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match self.wait {
+            Wait::Block => copy_out(&self.rx.recv_ref().map_err(to_io)?, buf),
+            Wait::Poll => loop {
+                match self.rx.try_recv_ref() {
+                    Ok(m) => return copy_out(&m, buf),
+                    Err(ipcworks::Error::WouldBlock) => {}
+                    Err(e) => return Err(to_io(e)),
+                }
+                crate::harness::relax();
+            },
+        }
+    }
+}
+
+fn copy_out(m: &ipcworks::channel::MessageRef<'_>, buf: &mut [u8]) -> io::Result<()> {
+    if m.len() != buf.len() {
+        return Err(io::Error::other(format!(
+            "received {} bytes, expected {}",
+            m.len(),
+            buf.len()
+        )));
+    }
+    m.copy_to(buf).map_err(to_io)
+}
+
+impl Shm {
+    /// Every flavour uses the blocking calls and lets its wait strategy do
+    /// the waiting: `Spin` never sleeps (a poll row), the others may.
+    fn call_style(&self) -> Wait {
+        Wait::Block
+    }
+
+    fn channel(case: &Case) -> io::Result<Channel> {
+        // Room for a few messages in flight whatever the size.
+        let cap = (case.size + 64).saturating_mul(8).max(64 * 1024);
+        Channel::builder()
+            .capacity(cap)
+            .max_message(case.size)
+            .anonymous()
+            .map_err(to_io)
+    }
+
+    fn ends(&self, ping: Channel, pong: Channel, parent: bool, wait: Wait) -> io::Result<Ends> {
+        let (out, inn) = if parent {
+            (&ping, &pong)
+        } else {
+            (&pong, &ping)
+        };
+        let mut tx = out.sender().map_err(to_io)?;
+        let mut rx = inn.receiver().map_err(to_io)?;
+        tx.set_wait_strategy((self.strategy)());
+        rx.set_wait_strategy((self.strategy)());
+        Ok(Ends {
+            tx,
+            rx,
+            wait,
+            _chans: (ping, pong),
+        })
+    }
+}
+
+impl Mechanism for Shm {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn supports(&self, case: &Case) -> Result<(), String> {
+        if self.waits.contains(&case.wait) {
+            Ok(())
+        } else {
+            Err(match self.name {
+                "shm-spin" => "shm-spin only spins: its figures are the poll rows".into(),
+                _ => format!(
+                    "{} sleeps when idle: the busy-waiting figures are shm-spin's",
+                    self.name
+                ),
+            })
+        }
+    }
+
+    fn throughput_wait(&self) -> Wait {
+        self.waits[0]
+    }
+
+    fn setup(&self, case: &Case) -> io::Result<Setup> {
+        let ping = Self::channel(case)?;
+        let pong = Self::channel(case)?;
+        let fds = vec![
+            ping.inheritable_fd().map_err(to_io)?,
+            pong.inheritable_fd().map_err(to_io)?,
+        ];
+        let link = self.ends(ping, pong, true, self.call_style())?;
+        Ok(Setup::ready(fds, vec![], link))
+    }
+
+    fn peer(&self, case: &Case, mut h: Handoff) -> io::Result<Box<dyn Link>> {
+        let ping = Channel::from_fd(h.fd(0)?).map_err(to_io)?;
+        let pong = Channel::from_fd(h.fd(1)?).map_err(to_io)?;
+        let _ = case;
+        Ok(Box::new(self.ends(ping, pong, false, self.call_style())?))
+    }
+}
