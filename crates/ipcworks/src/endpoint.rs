@@ -199,6 +199,7 @@ pub trait DynReceiver: Send {
     fn recv(&mut self, timeout: Option<std::time::Duration>) -> Result<(Vec<u8>, Meta)>;
 }
 
+#[cfg(loom)]
 fn not_built(ep: &Endpoint) -> Error {
     Error::InvalidArgument(format!(
         "endpoint {ep}: this kind of endpoint is not available in this build"
@@ -210,6 +211,8 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        #[cfg(not(loom))]
+        Endpoint::Queue(name) => Ok(Box::new(crate::queue::open_endpoint(name, opts)?)),
         Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
         Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::open_endpoint(*key, opts)?)),
         Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
@@ -217,6 +220,7 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
         }
         #[cfg(not(loom))]
         Endpoint::Shm(name) => crate::channel::open_sender(name, opts),
+        #[cfg(loom)]
         other => Err(not_built(other)),
     }
 }
@@ -227,6 +231,8 @@ pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceive
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
+        #[cfg(not(loom))]
+        Endpoint::Queue(name) => Ok(Box::new(crate::queue::open_endpoint(name, opts)?)),
         Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
         Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::EndpointReceiver {
             queue: crate::mq::sysv::open_endpoint(*key, opts)?,
@@ -237,6 +243,7 @@ pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceive
         }
         #[cfg(not(loom))]
         Endpoint::Shm(name) => crate::channel::open_receiver(name, opts),
+        #[cfg(loom)]
         other => Err(not_built(other)),
     }
 }

@@ -8,6 +8,7 @@
 //! | shared memory segments | [`shm`] |
 //! | robust mutex, semaphores, futex | [`sync`] |
 //! | POSIX and System V message queues | [`mq`] |
+//! | native shared-memory priority queue | [`queue`] |
 //! | anonymous pipes, FIFOs, full duplex | [`pipe`] |
 //! | length-prefixed and line framing | [`frame`] |
 //! | Unix and TCP sockets, client and server | [`socket`] |
@@ -55,6 +56,8 @@ pub mod mq;
 pub mod name;
 pub mod pipe;
 pub mod process;
+#[cfg(not(loom))]
+pub mod queue;
 pub mod registry;
 pub mod shm;
 pub mod socket;

@@ -25,6 +25,7 @@ pub mod line;
 pub mod memcpy;
 pub mod mq;
 pub mod pipe;
+pub mod queue;
 pub mod shm;
 pub mod sysv;
 pub mod tcp;
@@ -47,6 +48,7 @@ pub static ALL: &[&dyn Mechanism] = &[
     &tcp::Tcp,
     &mq::Mq,
     &sysv::Sysv,
+    &queue::NativeQueue,
     #[cfg(feature = "peers")]
     &iceoryx2::Iceoryx2,
     #[cfg(feature = "peers")]

@@ -26,7 +26,7 @@ always measured: round trips are shown as multiples of the floor, throughput
 as a fraction of memcpy bandwidth.
 
 Mechanisms: floor, futex, eventfd, memcpy, pipe, fifo, unix, unix-dgram,
-unix-seqpacket, tcp, mq, sysv; with --peers: iceoryx2, ipc-channel")]
+unix-seqpacket, tcp, mq, sysv, queue; with --peers: iceoryx2, ipc-channel")]
 pub struct Args {
     /// Only these mechanisms (comma-separated); floor and memcpy are always added.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]

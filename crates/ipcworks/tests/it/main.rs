@@ -13,6 +13,7 @@ mod inventory;
 mod mq;
 mod mutex;
 mod pipe;
+mod queue;
 mod regions;
 mod semaphore;
 mod shm;

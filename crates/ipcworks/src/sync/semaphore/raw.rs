@@ -164,6 +164,13 @@ impl SemaphoreState {
         Ok(())
     }
 
+    /// How many threads sleep (or are about to) waiting for a permit: a
+    /// snapshot for monitoring. A waiter killed while asleep stays counted
+    /// (it only costs later posts a `FUTEX_WAKE`).
+    pub fn waiters(&self) -> u32 {
+        self.waiters.load(SeqCst)
+    }
+
     /// The current count (permits available).
     pub fn value(&self) -> Result<u32> {
         let c = count(self.word.load(SeqCst));

@@ -1,0 +1,626 @@
+//! The native message queue: a bounded multi-producer, multi-consumer
+//! priority queue in one shared-memory segment, built from this crate's
+//! counting semaphores and robust mutex — the textbook *bounded buffer*.
+//!
+//! A receiver gets the oldest message of the highest priority
+//! (0 ..= [`MAX_PRIORITY`], the same range as POSIX queues); a sender
+//! waits while the queue is full, a receiver while it is empty. The fast
+//! path makes no system call: per side one semaphore CAS and one
+//! uncontended mutex lock and unlock (two for messages above 1 KiB), and a
+//! waiter spins a few microseconds for a permit before it sleeps on the
+//! semaphore's futex (adaptively: not again soon after a spin that did not
+//! pay).
+//!
+//! # How it works
+//!
+//! The segment holds a slot table; each slot is `FREE`, `WRITING` (owned
+//! by a sender process), `READY` (priority, length, commit sequence) or
+//! `READING` (owned by a receiver process). Two semaphores count free
+//! slots and ready messages; one robust mutex guards the table.
+//!
+//! - send: P(free) → lock, claim a `FREE` slot as `WRITING` by me → unlock
+//!   → copy the payload in (outside the lock) → lock, mark it `READY` with
+//!   the next commit sequence → unlock → V(filled).
+//! - receive: P(filled) → lock, take the `READY` slot of highest priority
+//!   and lowest sequence, mark it `READING` by me → unlock → copy out →
+//!   lock, mark it `FREE` → unlock → V(free).
+//! - messages of at most 1 KiB are copied without the unlock/lock in the
+//!   middle (one critical section per operation, half the lock traffic);
+//!   the slot states pass through the same steps, so recovery is the same.
+//!
+//! # Crash robustness (a process killed by SIGKILL at any instruction)
+//!
+//! The slot states are the truth; the semaphores are how waiters sleep and
+//! are woken. Recovery runs under the mutex: when the mutex reports that
+//! its holder died, whenever a waiter's 50 ms sleep slice passes without a
+//! permit, and whenever a caller finds no slot to take. It turns `WRITING`
+//! slots of dead processes back into `FREE` (that send never completed:
+//! the half-written message is never delivered) and `READING` slots of
+//! dead processes back into `READY` with their original sequence (the
+//! receive never completed: the message goes to the next receiver, ahead
+//! of later messages of its priority), and posts the semaphore permit each
+//! of them had consumed.
+//!
+//! A crash between a semaphore operation and the mutex-protected step
+//! beside it (a P whose slot was never claimed, a V never posted) leaves a
+//! semaphore count off by one from the slot table. Neither direction can
+//! lose or duplicate a message, because nobody trusts the counts: a
+//! permit that finds no slot is dropped (the count was too high), and a
+//! waiter whose slice passes without a permit looks at the table itself
+//! and takes a slot it finds (the count was too low) — so a lost V costs
+//! at most one slice of latency, never a hang.
+//!
+//! What is guaranteed, with a send's commit point being the store that
+//! marks its slot `READY` and a receive's the store that marks it `FREE`
+//! (and counts the receive, in the same word):
+//!
+//! - a `send` that returned `Ok` committed its message, exactly once; one
+//!   that was killed before its commit left nothing (never a half-written
+//!   message); one killed after its commit but before returning did send.
+//! - every committed message is committed-received exactly once. A
+//!   receiver killed before its commit leaves the message to the next
+//!   receiver; one killed after its commit but before returning took the
+//!   message with it (like any queue whose receive returns into a process
+//!   that then dies).
+//! - within one priority, messages come out in commit order (so one
+//!   sender's messages in its send order), except that one recovered from
+//!   a dead receiver comes out late relative to any message of its
+//!   priority that another receiver took meanwhile.
+//!
+//! Every value read from the segment (geometry, states, priorities,
+//! lengths, counts) is checked; a bad one is [`Error::Corrupted`].
+//! Liveness is judged by process id plus start time, so all users must
+//! share a pid namespace.
+//!
+//! ```no_run
+//! use ipcworks::queue::Queue;
+//!
+//! # fn main() -> ipcworks::Result<()> {
+//! // /dev/shm/ipcworks.queue.jobs: 64 messages of at most 8 KiB, mode 0600.
+//! let q = Queue::options().capacity(64).max_message(8192).open_or_create("jobs")?.0;
+//! q.send(b"low", 1)?;
+//! q.send(b"high", 5)?;
+//! assert_eq!(q.recv()?, (b"high".to_vec(), 5));
+//! # Ok(())
+//! # }
+//! ```
+
+mod layout;
+mod ops;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use layout::{Geometry, HEADER_SIZE, Header, Slot};
+pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
+
+use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
+use crate::shm::{Segment, SegmentOptions};
+use crate::sync::{RawMutex, RawSemaphore};
+use crate::sys::time::Deadline;
+use crate::{Error, Result, name};
+
+/// The highest priority (the same range as POSIX queues, `MQ_PRIO_MAX - 1`).
+pub const MAX_PRIORITY: u32 = 32767;
+/// Prefix of a named queue's segment in `/dev/shm`.
+pub const SEGMENT_PREFIX: &str = "ipcworks.queue.";
+/// Default capacity in messages.
+pub const DEFAULT_CAPACITY: usize = 64;
+/// Default maximum message size in bytes.
+pub const DEFAULT_MAX_MESSAGE: usize = 8192;
+
+const KIND: &str = "queue";
+/// How long a waiter sleeps before it looks at the slot table itself.
+const SLICE: Duration = Duration::from_millis(50);
+/// Messages up to this size are copied inside the critical section.
+const INLINE: usize = 1024;
+/// How long a waiter spins for a permit before it sleeps.
+const SPIN: Duration = Duration::from_micros(4);
+
+/// A native shared-memory priority queue (see the [module docs](self)).
+///
+/// `Queue` is `Send + Sync`: threads of one process may share it, and
+/// every process maps the segment with its own `Queue`.
+#[derive(Debug)]
+#[doc(alias = "bounded buffer")]
+pub struct Queue {
+    seg: Segment,
+    geo: Geometry,
+    name: String,
+    /// Blocking waits left that skip spinning (this process only): set
+    /// after a spin that found no permit, so spinning stops when it does
+    /// not pay (e.g. more runnable processes than CPUs).
+    spin_skip: AtomicU32,
+    /// The current length of that pause (see `ops::spin`).
+    spin_backoff: AtomicU32,
+}
+
+/// Options for creating or opening a [`Queue`].
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    capacity: usize,
+    max_message: usize,
+    mode: u32,
+    remove_on_drop: bool,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            capacity: DEFAULT_CAPACITY,
+            max_message: DEFAULT_MAX_MESSAGE,
+            mode: 0o600,
+            remove_on_drop: false,
+        }
+    }
+}
+
+/// A snapshot of a queue for monitoring ([`Queue::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Slots in the queue.
+    pub capacity: usize,
+    /// Messages ready to be received.
+    pub depth: usize,
+    /// Slots a sender is filling right now.
+    pub writing: usize,
+    /// Slots a receiver is emptying right now.
+    pub reading: usize,
+    /// Senders asleep waiting for a free slot.
+    pub blocked_senders: u32,
+    /// Receivers asleep waiting for a message.
+    pub blocked_receivers: u32,
+    /// Completed sends since creation (`received + depth + reading`).
+    pub sent: u64,
+    /// Completed receives since creation (each slot counts its own, in the
+    /// same store that commits a receive, so a crash cannot skew it).
+    pub received: u64,
+    /// Half-done sends of dead processes undone (slot freed).
+    pub recovered_sends: u64,
+    /// Half-done receives of dead processes undone (message made ready again).
+    pub recovered_recvs: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    Forever,
+    Now,
+    At(Deadline),
+}
+
+impl Until {
+    fn deadline(self) -> Option<Deadline> {
+        match self {
+            Until::At(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Send,
+    Recv,
+}
+
+impl QueueOptions {
+    /// Defaults: 64 messages of at most 8 KiB, mode 0600, persistent.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Most messages a created queue holds (1 ..= [`MAX_CAPACITY`]).
+    pub fn capacity(&mut self, messages: usize) -> &mut Self {
+        self.capacity = messages;
+        self
+    }
+
+    /// Largest message of a created queue in bytes (1 ..= [`MAX_MESSAGE`]).
+    pub fn max_message(&mut self, bytes: usize) -> &mut Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Permission bits of a created queue, exactly, whatever the umask
+    /// (default 0600). When opening, a looser queue is refused.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Whether the creator removes the name when its `Queue` drops
+    /// (default `false`: named queues persist until removed, like the
+    /// kernel's).
+    pub fn remove_on_drop(&mut self, remove: bool) -> &mut Self {
+        self.remove_on_drop = remove;
+        self
+    }
+
+    fn segment(&self, geo: &Geometry) -> SegmentOptions {
+        let mut o = Segment::options();
+        o.mode(self.mode)
+            .persist(!self.remove_on_drop)
+            .size(geo.size);
+        o
+    }
+
+    /// Creates a named queue (`/dev/shm/ipcworks.queue.NAME`); fails with
+    /// [`Error::AlreadyExists`] if the name is taken.
+    pub fn create(&self, name: &str) -> Result<Queue> {
+        let bare = name::validate(name)?;
+        let geo = Geometry::new(self.capacity, self.max_message)?;
+        let seg = self
+            .segment(&geo)
+            .create(&segment_name(bare))
+            .map_err(|e| rename(e, bare))?;
+        Queue::init(seg, geo, bare)
+    }
+
+    /// Opens an existing named queue after the segment checks (regular
+    /// file, ours, mode no looser than [`mode`](Self::mode)). Its capacity
+    /// and message size are the creator's.
+    pub fn open(&self, name: &str) -> Result<Queue> {
+        let bare = name::validate(name)?;
+        let seg = Segment::options()
+            .mode(self.mode)
+            .open(&segment_name(bare))
+            .map_err(|e| rename(e, bare))?;
+        Queue::check(seg, bare)
+    }
+
+    /// Opens the named queue, or creates it. Returns the queue and whether
+    /// this call created it.
+    pub fn open_or_create(&self, name: &str) -> Result<(Queue, bool)> {
+        for _ in 0..100 {
+            match self.create(name) {
+                Ok(q) => return Ok((q, true)),
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match self.open(name) {
+                Ok(q) => return Ok((q, false)),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::io(
+            "shm_open",
+            std::io::Error::other("the name kept appearing and vanishing"),
+        ))
+    }
+
+    /// Creates an anonymous queue (memfd) for threads, or for child
+    /// processes that inherit it ([`Queue::inheritable_fd`]).
+    pub fn anonymous(&self) -> Result<Queue> {
+        let geo = Geometry::new(self.capacity, self.max_message)?;
+        let seg = self.segment(&geo).anonymous()?;
+        Queue::init(seg, geo, "(anonymous)")
+    }
+}
+
+fn segment_name(bare: &str) -> String {
+    format!("{SEGMENT_PREFIX}{bare}")
+}
+
+/// Segment errors in queue terms.
+fn rename(e: Error, bare: &str) -> Error {
+    match e {
+        Error::NotFound { .. } => Error::NotFound {
+            kind: KIND,
+            name: bare.to_string(),
+        },
+        Error::AlreadyExists { .. } => Error::AlreadyExists {
+            kind: KIND,
+            name: bare.to_string(),
+        },
+        other => other,
+    }
+}
+
+impl Queue {
+    /// Options for creating or opening a queue.
+    pub fn options() -> QueueOptions {
+        QueueOptions::default()
+    }
+
+    /// Creates a named queue with the default sizes, mode 0600, persistent.
+    pub fn create(name: &str) -> Result<Queue> {
+        Self::options().create(name)
+    }
+
+    /// Opens an existing named queue.
+    pub fn open(name: &str) -> Result<Queue> {
+        Self::options().open(name)
+    }
+
+    /// Opens or creates a named queue with the default sizes.
+    pub fn open_or_create(name: &str) -> Result<(Queue, bool)> {
+        Self::options().open_or_create(name)
+    }
+
+    /// Creates an anonymous queue with the default sizes.
+    pub fn anonymous() -> Result<Queue> {
+        Self::options().anonymous()
+    }
+
+    /// Maps a queue from an inherited descriptor (see
+    /// [`inheritable_fd`](Self::inheritable_fd)).
+    pub fn from_fd(fd: OwnedFd) -> Result<Queue> {
+        Self::check(Segment::from_fd(fd)?, "(inherited)")
+    }
+
+    /// A duplicate of the segment's descriptor without close-on-exec, for a
+    /// child process to pass to [`from_fd`](Self::from_fd).
+    pub fn inheritable_fd(&self) -> Result<OwnedFd> {
+        self.seg.inheritable_fd()
+    }
+
+    /// Removes a named queue; processes that have it open keep using it.
+    pub fn remove(name: &str) -> Result<()> {
+        let bare = name::validate(name)?;
+        Segment::remove(&segment_name(bare)).map_err(|e| rename(e, bare))
+    }
+
+    /// The queue's name (`(anonymous)` or `(inherited)` for unnamed ones).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Most messages the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.geo.capacity
+    }
+
+    /// Largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.geo.max_message
+    }
+
+    fn init(seg: Segment, geo: Geometry, bare: &str) -> Result<Queue> {
+        if seg.len() < geo.size {
+            return Err(Error::corrupted("a fresh segment is smaller than asked"));
+        }
+        let q = Queue {
+            seg,
+            geo,
+            name: bare.to_string(),
+            spin_skip: AtomicU32::new(0),
+            spin_backoff: AtomicU32::new(0),
+        };
+        let h = q.header();
+        h.version.store(layout::VERSION, SeqCst);
+        h.capacity.store(geo.capacity as u32, SeqCst);
+        h.max_message.store(geo.max_message as u32, SeqCst);
+        h.stride.store(geo.stride as u32, SeqCst);
+        h.layout.store(geo.size as u64, SeqCst);
+        h.free.init(geo.capacity as u32)?;
+        h.filled.init(0)?;
+        // Last: openers wait for this.
+        h.magic.store(layout::MAGIC, SeqCst);
+        Ok(q)
+    }
+
+    fn check(seg: Segment, bare: &str) -> Result<Queue> {
+        let refuse = |reason: String| Error::Refused {
+            name: bare.to_string(),
+            reason,
+        };
+        if seg.len() < HEADER_SIZE {
+            return Err(refuse(format!(
+                "its segment has {} bytes, too few for an ipcworks queue",
+                seg.len()
+            )));
+        }
+        // SAFETY: the segment has at least HEADER_SIZE bytes (checked
+        // above) and is page-aligned; Header is atomics only, valid for
+        // any bit pattern.
+        let h = unsafe { &*(seg.as_ptr() as *const Header) };
+        let start = Instant::now();
+        let magic = loop {
+            let m = h.magic.load(SeqCst);
+            if m != 0 || start.elapsed() > Duration::from_secs(1) {
+                break m;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if magic == 0 {
+            return Err(refuse(
+                "its creator never initialized it (died while creating it?); remove it".into(),
+            ));
+        }
+        if magic != layout::MAGIC {
+            return Err(refuse("it is not an ipcworks queue".into()));
+        }
+        let version = h.version.load(SeqCst);
+        if version != layout::VERSION {
+            return Err(refuse(format!(
+                "it has layout version {version}, this build knows {}",
+                layout::VERSION
+            )));
+        }
+        let geo = Geometry::from_header(
+            h.capacity.load(SeqCst),
+            h.max_message.load(SeqCst),
+            h.stride.load(SeqCst),
+            h.layout.load(SeqCst),
+            seg.len(),
+        )?;
+        Ok(Queue {
+            seg,
+            geo,
+            name: bare.to_string(),
+            spin_skip: AtomicU32::new(0),
+            spin_backoff: AtomicU32::new(0),
+        })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: every constructor checked that the segment (page-aligned,
+        // mapped as long as `self`) holds at least `geo.size` bytes, which
+        // include the header; Header is atomics only.
+        unsafe { &*(self.seg.as_ptr() as *const Header) }
+    }
+
+    /// Slot record `i`; `i < capacity` is the caller's promise (asserted).
+    fn slot(&self, i: usize) -> &Slot {
+        assert!(i < self.geo.capacity);
+        // SAFETY: i < capacity, so the record lies inside `geo.size` bytes
+        // of the mapping; offsets are multiples of 32 from a page boundary
+        // (8-aligned); Slot is atomics only.
+        unsafe { &*(self.seg.as_ptr().add(self.geo.slot_off(i)) as *const Slot) }
+    }
+
+    fn payload(&self, i: usize) -> *mut u8 {
+        assert!(i < self.geo.capacity);
+        // SAFETY: i < capacity, so the payload lies inside the mapping.
+        unsafe { self.seg.as_ptr().add(self.geo.payload(i)) }
+    }
+
+    fn mutex(&self) -> RawMutex<'_> {
+        RawMutex::new(&self.header().mutex)
+    }
+
+    fn sem(&self, side: Side) -> RawSemaphore<'_> {
+        match side {
+            Side::Send => RawSemaphore::new(&self.header().free),
+            Side::Recv => RawSemaphore::new(&self.header().filled),
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("queue {}", self.name)
+    }
+
+    /// Sends `msg` with `priority` (0 ..= [`MAX_PRIORITY`], higher is
+    /// received first), waiting while the queue is full.
+    #[doc(alias = "P(empty)")]
+    pub fn send(&self, msg: &[u8], priority: u32) -> Result<()> {
+        self.send_until(msg, priority, Until::Forever)
+    }
+
+    /// Sends if there is room now, else [`Error::WouldBlock`].
+    pub fn try_send(&self, msg: &[u8], priority: u32) -> Result<()> {
+        self.send_until(msg, priority, Until::Now)
+    }
+
+    /// Sends, waiting at most `timeout` for room, else [`Error::Timeout`].
+    pub fn send_timeout(&self, msg: &[u8], priority: u32, timeout: Duration) -> Result<()> {
+        self.send_until(msg, priority, Until::At(Deadline::after(timeout)))
+    }
+
+    /// Receives the oldest message of the highest priority, with its
+    /// priority, waiting while the queue is empty.
+    #[doc(alias = "P(full)")]
+    pub fn recv(&self) -> Result<(Vec<u8>, u32)> {
+        self.recv_until(Until::Forever)
+    }
+
+    /// Receives if a message is there now, else [`Error::WouldBlock`].
+    pub fn try_recv(&self) -> Result<(Vec<u8>, u32)> {
+        self.recv_until(Until::Now)
+    }
+
+    /// Receives, waiting at most `timeout`, else [`Error::Timeout`].
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32)> {
+        self.recv_until(Until::At(Deadline::after(timeout)))
+    }
+
+    /// Messages ready to be received (a snapshot, see [`stats`](Self::stats)).
+    pub fn depth(&self) -> Result<usize> {
+        Ok(self.stats()?.depth)
+    }
+
+    /// A snapshot for monitoring, read from the slot table without the
+    /// lock (O(capacity); while others work, one slot may be read a moment
+    /// later than another). An unknown slot state is [`Error::Corrupted`].
+    pub fn stats(&self) -> Result<Stats> {
+        let h = self.header();
+        let mut st = Stats {
+            capacity: self.geo.capacity,
+            blocked_senders: h.free.waiters(),
+            blocked_receivers: h.filled.waiters(),
+            recovered_sends: h.recovered_sends.load(SeqCst),
+            recovered_recvs: h.recovered_recvs.load(SeqCst),
+            ..Stats::default()
+        };
+        for i in 0..self.geo.capacity {
+            let s = self.slot(i);
+            st.received = st.received.wrapping_add(s.receives());
+            match s.state() {
+                layout::FREE => {}
+                layout::WRITING => st.writing += 1,
+                layout::READY => st.depth += 1,
+                layout::READING => st.reading += 1,
+                other => return Err(self.bad_state(i, other)),
+            }
+        }
+        st.sent = st.received.wrapping_add((st.depth + st.reading) as u64);
+        Ok(st)
+    }
+
+    /// Undoes now the half-done operations of dead processes (normally
+    /// done on demand; see the module docs). Returns how many sends and
+    /// receives were undone.
+    pub fn recover(&self) -> Result<(u64, u64)> {
+        let h = self.header();
+        let lock = self.lock(None)?;
+        let before = (
+            h.recovered_sends.load(SeqCst),
+            h.recovered_recvs.load(SeqCst),
+        );
+        self.recover_locked()?;
+        let after = (
+            h.recovered_sends.load(SeqCst),
+            h.recovered_recvs.load(SeqCst),
+        );
+        drop(lock);
+        Ok((
+            after.0.wrapping_sub(before.0),
+            after.1.wrapping_sub(before.1),
+        ))
+    }
+}
+
+impl AsFd for Queue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.seg.as_fd()
+    }
+}
+
+pub(crate) fn open_endpoint(name: &str, opts: &Options) -> Result<Queue> {
+    let mut o = QueueOptions::new();
+    if let Some(c) = opts.capacity {
+        o.capacity(c);
+    }
+    if let Some(m) = opts.max_message {
+        o.max_message(m);
+    }
+    Ok(o.open_or_create(name)?.0)
+}
+
+impl DynSender for Queue {
+    fn send(&mut self, msg: &[u8], meta: Meta) -> Result<()> {
+        Queue::send(self, msg, meta.priority)
+    }
+}
+
+impl DynReceiver for Queue {
+    fn recv(&mut self, timeout: Option<Duration>) -> Result<(Vec<u8>, Meta)> {
+        let (msg, priority) = match timeout {
+            Some(t) => self.recv_timeout(t)?,
+            None => Queue::recv(self)?,
+        };
+        Ok((
+            msg,
+            Meta {
+                priority,
+                ..Meta::default()
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

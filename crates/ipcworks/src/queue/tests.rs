@@ -1,0 +1,208 @@
+//! Unit tests between threads over an anonymous queue; the process tests
+//! (kill -9, many producers and consumers) are in `tests/it/queue.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::sys::proc::Identity;
+
+fn small(cap: usize, max: usize) -> Queue {
+    Queue::options()
+        .capacity(cap)
+        .max_message(max)
+        .anonymous()
+        .unwrap()
+}
+
+#[test]
+fn priority_then_fifo() {
+    let q = small(8, 16);
+    for (m, p) in [(&b"a"[..], 1), (b"b", 5), (b"c", 3), (b"d", 5)] {
+        q.send(m, p).unwrap();
+    }
+    assert_eq!(q.depth().unwrap(), 4);
+    let got: Vec<_> = (0..4).map(|_| q.recv().unwrap()).collect();
+    assert_eq!(
+        got,
+        vec![
+            (b"b".to_vec(), 5),
+            (b"d".to_vec(), 5),
+            (b"c".to_vec(), 3),
+            (b"a".to_vec(), 1)
+        ]
+    );
+    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
+    let s = q.stats().unwrap();
+    assert_eq!((s.sent, s.received, s.depth), (4, 4, 0));
+}
+
+#[test]
+fn full_empty_too_large_bad_priority() {
+    let q = small(2, 4);
+    q.send(b"", 0).unwrap();
+    q.try_send(b"1234", MAX_PRIORITY).unwrap();
+    assert!(matches!(q.try_send(b"x", 0), Err(Error::WouldBlock)));
+    assert!(matches!(
+        q.send_timeout(b"x", 0, Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        q.send(b"12345", 0),
+        Err(Error::MessageTooLarge { len: 5, max: 4 })
+    ));
+    assert!(matches!(
+        q.send(b"1", MAX_PRIORITY + 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(q.recv().unwrap(), (b"1234".to_vec(), MAX_PRIORITY));
+    assert_eq!(q.recv().unwrap(), (vec![], 0));
+    assert!(matches!(
+        q.recv_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        Queue::options().capacity(0).anonymous(),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn threads_mpmc_exactly_once() {
+    let q = Arc::new(small(4, 8));
+    let per = 5000u32;
+    let producers: Vec<_> = (0..3u32)
+        .map(|p| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    q.send(&(p * per + i).to_le_bytes(), i % 3).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Ok((m, _)) = q.recv_timeout(Duration::from_millis(500)) {
+                    got.push(u32::from_le_bytes(m.try_into().unwrap()));
+                }
+                got
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let mut all: Vec<u32> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..3 * per).collect::<Vec<_>>());
+}
+
+/// A dead process's WRITING slot is freed and its READING slot made ready
+/// again (simulated by writing a dead owner into the records).
+#[test]
+fn recovery_of_dead_owners() {
+    let q = small(2, 8);
+    q.send(b"kept", 7).unwrap();
+    let dead = Identity::new(0x3FFF_FFFF, 1).raw(); // no such pid
+    {
+        let _l = q.lock(None).unwrap();
+        // slot 0 holds "kept" (READY); slot 1 is FREE: pretend a dead
+        // sender claimed it, and a dead receiver took "kept".
+        q.slot(1).owner.store(dead, SeqCst);
+        q.slot(1).set_state(layout::WRITING);
+        q.slot(0).owner.store(dead, SeqCst);
+        q.slot(0).set_state(layout::READING);
+    }
+    // The semaphores say: one free permit was taken, one filled permit was
+    // taken (by the dead ones).
+    q.sem(Side::Send).try_wait().unwrap();
+    q.sem(Side::Recv).try_wait().unwrap();
+    assert_eq!(q.recover().unwrap(), (1, 1));
+    assert_eq!(q.recv().unwrap(), (b"kept".to_vec(), 7));
+    q.send(b"a", 0).unwrap();
+    q.send(b"b", 0).unwrap();
+    assert!(matches!(q.try_send(b"c", 0), Err(Error::WouldBlock)));
+}
+
+/// Waiter counts show who is asleep: a receiver on an empty queue, then a
+/// sender on a full one.
+#[test]
+fn stats_count_blocked_waiters() {
+    let q = Arc::new(small(1, 8));
+    let until = |f: &dyn Fn(&Stats) -> bool| {
+        let t = std::time::Instant::now();
+        while !f(&q.stats().unwrap()) {
+            assert!(t.elapsed() < Duration::from_secs(10), "{:?}", q.stats());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let r = {
+        let q = q.clone();
+        std::thread::spawn(move || q.recv().unwrap())
+    };
+    until(&|s| s.blocked_receivers == 1);
+    q.send(b"x", 0).unwrap();
+    assert_eq!(r.join().unwrap(), (b"x".to_vec(), 0));
+    q.send(b"y", 0).unwrap();
+    let w = {
+        let q = q.clone();
+        std::thread::spawn(move || q.send(b"z", 0).unwrap())
+    };
+    until(&|s| s.blocked_senders == 1 && s.depth == 1);
+    assert_eq!(q.recv().unwrap().0, b"y");
+    w.join().unwrap();
+    until(&|s| s.blocked_senders == 0 && s.depth == 1);
+}
+
+/// A semaphore count no correct peer leaves (far above the capacity) is
+/// reported instead of being taken one useless permit at a time.
+#[test]
+fn absurd_semaphore_count_is_corrupted() {
+    let q = small(2, 8);
+    for _ in 0..100_000 {
+        q.sem(Side::Recv).post().unwrap();
+    }
+    assert!(matches!(q.recv(), Err(Error::Corrupted { .. })));
+    assert!(matches!(q.try_recv(), Err(Error::Corrupted { .. })));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Garbage written anywhere in the segment gives errors or plausible
+    /// results, never a panic or a hang.
+    #[test]
+    fn scribbled_segment_never_panics(writes in prop::collection::vec((0usize..2048, any::<u64>()), 1..12)) {
+        let q = small(8, 64);
+        q.send(b"hello", 3).unwrap();
+        q.send(b"world", 1).unwrap();
+        let base = q.seg.as_ptr();
+        let len = q.geo.size;
+        for (off, v) in writes {
+            let off = (off * 8) % (len - 8);
+            // SAFETY: in bounds, 8-aligned; only this thread uses the queue.
+            unsafe { (base.add(off) as *mut u64).write_volatile(v) };
+        }
+        let t = Duration::from_millis(5);
+        for _ in 0..4 {
+            let _ = q.try_send(b"x", 2);
+            let _ = q.try_recv();
+            let _ = q.send_timeout(b"y", 1, t);
+            let _ = q.recv_timeout(t);
+            let _ = q.stats();
+        }
+        // A fresh look through the checks of open().
+        let fd = q.inheritable_fd().unwrap();
+        if let Ok(q2) = Queue::from_fd(fd) {
+            let _ = q2.try_recv();
+        }
+    }
+}
