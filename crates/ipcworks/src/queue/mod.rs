@@ -91,7 +91,7 @@ mod ops;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use layout::{Geometry, HEADER_SIZE, Header, Slot};
 pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
@@ -417,22 +417,7 @@ impl Queue {
         // above) and is page-aligned; Header is atomics only, valid for
         // any bit pattern.
         let h = unsafe { &*(seg.as_ptr() as *const Header) };
-        let start = Instant::now();
-        let magic = loop {
-            let m = h.magic.load(SeqCst);
-            if m != 0 || start.elapsed() > Duration::from_secs(1) {
-                break m;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        if magic == 0 {
-            return Err(refuse(
-                "its creator never initialized it (died while creating it?); remove it".into(),
-            ));
-        }
-        if magic != layout::MAGIC {
-            return Err(refuse("it is not an ipcworks queue".into()));
-        }
+        crate::shm::await_magic(&h.magic, layout::MAGIC, "queue").map_err(refuse)?;
         let version = h.version.load(SeqCst);
         if version != layout::VERSION {
             return Err(refuse(format!(

@@ -5,9 +5,9 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -289,24 +289,7 @@ where
         };
         let h = m.header();
         // The creator writes the magic last; give it a moment.
-        let start = Instant::now();
-        let magic = loop {
-            let magic = h.magic.load(Acquire);
-            if magic != 0 || start.elapsed() > Duration::from_secs(1) {
-                break magic;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        if magic == 0 {
-            return Err(refuse(
-                "it was never initialized: its creator is slow or died while creating it".into(),
-            ));
-        }
-        if magic != MAGIC {
-            return Err(refuse(format!(
-                "it is not an ipcworks mutex (magic {magic:#018x})"
-            )));
-        }
+        crate::shm::await_magic(&h.magic, MAGIC, "mutex").map_err(refuse)?;
         let version = h.version.load(Relaxed);
         if version != VERSION {
             return Err(refuse(format!(

@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::env::Futex;
 use super::raw::{self, MAX_HOLDERS, Pool, SemaphoreState};
@@ -281,22 +281,7 @@ impl Semaphore {
         // SAFETY: the segment has at least SLOTS_OFF bytes (checked above)
         // and is page-aligned; Header is atomics only, valid for any bits.
         let h = unsafe { &*(seg.as_ptr() as *const Header) };
-        let start = Instant::now();
-        let magic = loop {
-            let m = h.magic.load(SeqCst);
-            if m != 0 || start.elapsed() > Duration::from_secs(1) {
-                break m;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        if magic == 0 {
-            return Err(refuse(
-                "its creator never initialized it (died while creating it?); remove it".into(),
-            ));
-        }
-        if magic != MAGIC {
-            return Err(refuse("it is not an ipcworks semaphore".into()));
-        }
+        crate::shm::await_magic(&h.magic, MAGIC, "semaphore").map_err(refuse)?;
         let version = h.version.load(SeqCst);
         if version != VERSION {
             return Err(refuse(format!(
@@ -503,6 +488,7 @@ impl Drop for Permit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn permits_between_threads_never_exceed_the_value() {
