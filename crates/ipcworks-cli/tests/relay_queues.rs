@@ -1,0 +1,93 @@
+//! `ipcworks relay` between the message queues and the shared-memory
+//! channel: priorities carried across, nothing left behind.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ipcworks() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ipcworks"))
+}
+
+/// Removes the test's queues and channel, also when an assertion fails.
+struct Cleanup {
+    mq: String,
+    queue: String,
+    chan: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = ipcworks::mq::posix::Queue::remove(&self.mq);
+        let _ = ipcworks::queue::Queue::remove(&self.queue);
+        let _ = ipcworks::shm::Segment::remove(&format!("ipcworks.chan.{}", self.chan));
+    }
+}
+
+#[test]
+fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
+    let pid = std::process::id();
+    let c = Cleanup {
+        mq: format!("ipcworks-test-relay-mq-{pid}"),
+        queue: format!("ipcworks-test-relay-q-{pid}"),
+        chan: format!("ipcworks-test-relay-chan-{pid}"),
+    };
+    // Three messages wait in a POSIX queue, in priority order 1, 9, 5.
+    for (msg, prio) in [("low", "1"), ("high", "9"), ("mid", "5")] {
+        let st = ipcworks()
+            .args(["send", &format!("mq:{}", c.mq), msg, "--priority", prio])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    // mq → native queue: the kernel hands them out by priority, and the
+    // priorities travel along.
+    let st = ipcworks()
+        .args([
+            "relay",
+            &format!("mq:{}", c.mq),
+            &format!("queue:{}", c.queue),
+            "--count",
+            "3",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A receiver on the channel (it creates it), then queue → channel.
+    let rx = ipcworks()
+        .args([
+            "recv",
+            &format!("shm:{}", c.chan),
+            "--count",
+            "3",
+            "--timeout",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let chan_file = format!("/dev/shm/ipcworks.chan.{}", c.chan);
+    let start = std::time::Instant::now();
+    while !std::path::Path::new(&chan_file).exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "receiver never created the channel"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let st = ipcworks()
+        .args([
+            "relay",
+            &format!("queue:{}", c.queue),
+            &format!("shm:{}", c.chan),
+            "--count",
+            "3",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = rx.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "high\nmid\nlow\n");
+    // The receiver created the channel and removed it.
+    assert!(!std::path::Path::new(&chan_file).exists());
+}
