@@ -109,8 +109,13 @@ impl Shm {
     }
 
     fn channel(case: &Case) -> io::Result<Channel> {
-        // Room for a few messages in flight whatever the size.
-        let cap = (case.size + 64).saturating_mul(8).max(64 * 1024);
+        // A round trip has one message in flight: a small ring keeps it in
+        // few cache lines. A stream wants room for many in flight (the
+        // channel's default is 1 MiB), so the sender rarely waits.
+        let cap = match case.metric {
+            crate::schema::Metric::Rtt => (case.size + 64).saturating_mul(8).max(4096),
+            crate::schema::Metric::Throughput => (case.size + 64).saturating_mul(3).max(1 << 20),
+        };
         Channel::builder()
             .capacity(cap)
             .max_message(case.size)
