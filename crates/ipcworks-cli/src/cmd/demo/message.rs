@@ -13,7 +13,7 @@ use ipcworks::pipe::{PipeReader, pipe};
 use ipcworks::registry::{self, Kind};
 use ipcworks::socket::{UnixDatagram, UnixListener, UnixSeqpacket, UnixStream};
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_interrupt};
+use ipcworks::sys::signal::{Removal, remove_on_terminate};
 
 use super::step;
 
@@ -30,7 +30,7 @@ pub fn run() -> anyhow::Result<()> {
     if let Some(p) = registry::file_path(Kind::UnixSocket, &registry::path_name(&sock_path)) {
         on_ctrl_c.push(Removal::Path(p.to_string_lossy().into_owned()));
     }
-    remove_on_interrupt(&on_ctrl_c);
+    let _ = remove_on_terminate(&on_ctrl_c);
     println!(
         "Message passing: the processes share no memory; the sender hands bytes to the kernel \
          with send(), the kernel keeps them, the receiver takes them with recv()."

@@ -13,7 +13,7 @@ use anyhow::Context;
 use ipcworks::pipe::{Duplex, Fifo, pipe};
 use ipcworks::registry::{self, Kind};
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_interrupt};
+use ipcworks::sys::signal::{Removal, remove_on_terminate};
 
 use super::step;
 
@@ -28,7 +28,7 @@ pub fn run() -> anyhow::Result<()> {
     if let Some(p) = registry::file_path(Kind::Fifo, &registry::path_name(&fifo_path)) {
         on_ctrl_c.push(Removal::Path(p.to_string_lossy().into_owned()));
     }
-    remove_on_interrupt(&on_ctrl_c);
+    let _ = remove_on_terminate(&on_ctrl_c);
     println!("This process (the parent) is pid {pid}.");
 
     step(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ipcworks::mq::posix::Queue;
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_interrupt};
+use ipcworks::sys::signal::{Removal, remove_on_terminate};
 
 use super::step;
 
@@ -16,7 +16,7 @@ pub fn run() -> anyhow::Result<()> {
     if let Some(p) = ipcworks::registry::file_path(ipcworks::registry::Kind::PosixQueue, &name) {
         on_ctrl_c.push(Removal::Path(p.to_string_lossy().into_owned()));
     }
-    remove_on_interrupt(&on_ctrl_c);
+    let _ = remove_on_terminate(&on_ctrl_c);
     let q = Queue::options()
         .capacity(4)
         .max_message(64)

@@ -8,7 +8,7 @@ use anyhow::Context;
 use ipcworks::registry::{self, Kind};
 use ipcworks::sync::{LockError, Mutex, Semaphore};
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_interrupt};
+use ipcworks::sys::signal::{Removal, remove_on_terminate};
 
 use super::step;
 
@@ -55,7 +55,7 @@ fn on_ctrl_c(seg_names: &[String]) {
             v.push(Removal::Path(p.to_string_lossy().into_owned()));
         }
     }
-    remove_on_interrupt(&v);
+    let _ = remove_on_terminate(&v);
 }
 
 /// `ipcworks demo mutex`.

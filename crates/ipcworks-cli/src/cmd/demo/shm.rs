@@ -10,7 +10,7 @@ use ipcworks::registry::{self, Kind};
 use ipcworks::shm::Segment;
 use ipcworks::sync::Mutex;
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_interrupt};
+use ipcworks::sys::signal::{Removal, remove_on_terminate};
 
 use super::step;
 
@@ -42,7 +42,7 @@ pub fn run() -> anyhow::Result<()> {
     let seg_name = format!("ipcworks-demo-shm-{pid}");
     let mutex_name = format!("ipcworks-demo-shm-{pid}");
     let mutex_seg = format!("ipcworks.mutex.{mutex_name}");
-    remove_on_interrupt(&cleanup_list(&[&seg_name, &mutex_seg]));
+    let _ = remove_on_terminate(&cleanup_list(&[&seg_name, &mutex_seg]));
 
     step(
         1,
