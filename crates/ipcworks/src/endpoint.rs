@@ -122,6 +122,58 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// Opens a priority queue (`mq:` or `queue:`) for an endpoint, and makes it
+/// a [`DynSender`]/[`DynReceiver`] carrying [`Meta::priority`]: POSIX and
+/// native queues share this code. `$options` is the queue's builder type
+/// (`new`, `capacity`, `max_message`, `open_or_create`); `$queue` has
+/// `send(msg, prio)`, `recv()` and `recv_timeout(t)` returning
+/// `(Vec<u8>, u32)`.
+macro_rules! priority_queue_endpoint {
+    ($queue:ty, $options:ty) => {
+        /// Opens the queue for an endpoint: open or create (mode 0600,
+        /// persistent, sizes from `opts` when created).
+        pub(crate) fn open_endpoint(
+            name: &str,
+            opts: &$crate::endpoint::Options,
+        ) -> $crate::Result<$queue> {
+            let mut o = <$options>::new();
+            if let Some(c) = opts.capacity {
+                o.capacity(c);
+            }
+            if let Some(m) = opts.max_message {
+                o.max_message(m);
+            }
+            Ok(o.open_or_create(name)?.0)
+        }
+
+        impl $crate::endpoint::DynSender for $queue {
+            fn send(&mut self, msg: &[u8], meta: $crate::endpoint::Meta) -> $crate::Result<()> {
+                <$queue>::send(self, msg, meta.priority)
+            }
+        }
+
+        impl $crate::endpoint::DynReceiver for $queue {
+            fn recv(
+                &mut self,
+                timeout: Option<std::time::Duration>,
+            ) -> $crate::Result<(Vec<u8>, $crate::endpoint::Meta)> {
+                let (msg, priority) = match timeout {
+                    Some(t) => self.recv_timeout(t)?,
+                    None => <$queue>::recv(self)?,
+                };
+                Ok((
+                    msg,
+                    $crate::endpoint::Meta {
+                        priority,
+                        ..Default::default()
+                    },
+                ))
+            }
+        }
+    };
+}
+pub(crate) use priority_queue_endpoint;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,6 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
 use crate::sys::Errno;
 use crate::sys::mem;
 use crate::sys::mq::{self, OpenHow, Wait};
@@ -530,37 +529,4 @@ impl Drop for Queue {
     }
 }
 
-/// Opens `mq:NAME` for an endpoint: open or create (mode 0600, persistent,
-/// sizes from `opts` when created).
-pub(crate) fn open_endpoint(name: &str, opts: &Options) -> Result<Queue> {
-    let mut o = QueueOptions::new();
-    if let Some(c) = opts.capacity {
-        o.capacity(c);
-    }
-    if let Some(m) = opts.max_message {
-        o.max_message(m);
-    }
-    Ok(o.open_or_create(name)?.0)
-}
-
-impl DynSender for Queue {
-    fn send(&mut self, msg: &[u8], meta: Meta) -> Result<()> {
-        Queue::send(self, msg, meta.priority)
-    }
-}
-
-impl DynReceiver for Queue {
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<(Vec<u8>, Meta)> {
-        let (msg, priority) = match timeout {
-            Some(t) => self.recv_timeout(t)?,
-            None => Queue::recv(self)?,
-        };
-        Ok((
-            msg,
-            Meta {
-                priority,
-                ..Meta::default()
-            },
-        ))
-    }
-}
+crate::endpoint::priority_queue_endpoint!(Queue, QueueOptions);

@@ -96,7 +96,6 @@ use std::time::Duration;
 use layout::{Geometry, HEADER_SIZE, Header, Slot};
 pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
 
-use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
 use crate::shm::{Segment, SegmentOptions};
 use crate::sync::{RawMutex, RawSemaphore};
 use crate::sys::time::Deadline;
@@ -574,38 +573,7 @@ impl AsFd for Queue {
     }
 }
 
-pub(crate) fn open_endpoint(name: &str, opts: &Options) -> Result<Queue> {
-    let mut o = QueueOptions::new();
-    if let Some(c) = opts.capacity {
-        o.capacity(c);
-    }
-    if let Some(m) = opts.max_message {
-        o.max_message(m);
-    }
-    Ok(o.open_or_create(name)?.0)
-}
-
-impl DynSender for Queue {
-    fn send(&mut self, msg: &[u8], meta: Meta) -> Result<()> {
-        Queue::send(self, msg, meta.priority)
-    }
-}
-
-impl DynReceiver for Queue {
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<(Vec<u8>, Meta)> {
-        let (msg, priority) = match timeout {
-            Some(t) => self.recv_timeout(t)?,
-            None => Queue::recv(self)?,
-        };
-        Ok((
-            msg,
-            Meta {
-                priority,
-                ..Meta::default()
-            },
-        ))
-    }
-}
+crate::endpoint::priority_queue_endpoint!(Queue, QueueOptions);
 
 #[cfg(test)]
 mod tests;
