@@ -1,6 +1,7 @@
 //! Names of named objects (segments, semaphores, queues): one set of rules,
 //! each broken rule reported in plain words.
 
+use crate::sys::Errno;
 use crate::{Error, Result};
 
 /// The longest name accepted, in bytes. Linux allows 255 for a file in
@@ -37,6 +38,28 @@ pub fn validate(name: &str) -> Result<&str> {
         return bad("a name must not be '.' or '..'");
     }
     Ok(bare)
+}
+
+/// Turns an errno from a call on a named POSIX object (`/dev/shm`,
+/// `/dev/mqueue`) into the user's terms: missing, taken, not ours to use, a
+/// symlink planted under the name, a name too long; anything else is
+/// [`Error::Io`] naming the call `op`. `kind` names what the object is.
+pub(crate) fn errno_error(e: Errno, kind: &'static str, name: &str, op: &'static str) -> Error {
+    let name = name.to_string();
+    match e {
+        Errno::NOENT => Error::NotFound { kind, name },
+        Errno::EXIST => Error::AlreadyExists { kind, name },
+        Errno::ACCESS | Errno::PERM => Error::PermissionDenied { name },
+        Errno::LOOP => Error::Refused {
+            name,
+            reason: "it is a symbolic link".into(),
+        },
+        Errno::NAMETOOLONG => Error::NameInvalid {
+            name,
+            rule: "a name must be at most 200 bytes long",
+        },
+        other => Error::io(op, other),
+    }
 }
 
 #[cfg(test)]

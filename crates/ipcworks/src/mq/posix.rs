@@ -227,24 +227,7 @@ fn check_opened(fd: BorrowedFd<'_>, name: &str, mode: u32) -> Result<()> {
 
 /// Turns an errno from a call on a named queue into the user's terms.
 fn errno_error(e: Errno, name: &str, op: &'static str) -> Error {
-    match e {
-        Errno::NOENT => Error::NotFound {
-            kind: KIND,
-            name: name.to_string(),
-        },
-        Errno::EXIST => Error::AlreadyExists {
-            kind: KIND,
-            name: name.to_string(),
-        },
-        Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
-            name: name.to_string(),
-        },
-        Errno::NAMETOOLONG => Error::NameInvalid {
-            name: name.to_string(),
-            rule: "a name must be at most 200 bytes long",
-        },
-        other => Error::io(op, other),
-    }
+    name::errno_error(e, KIND, name, op)
 }
 
 /// An error from creating a queue: a refused size or count names the limit.

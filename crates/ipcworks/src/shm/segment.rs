@@ -228,28 +228,7 @@ fn still_ours(fd: BorrowedFd<'_>, name: &str) -> bool {
 
 /// Turns an errno from a call on a named object into the user's terms.
 pub(crate) fn errno_error(e: Errno, name: &str, op: &'static str) -> Error {
-    match e {
-        Errno::NOENT => Error::NotFound {
-            kind: KIND,
-            name: name.to_string(),
-        },
-        Errno::EXIST => Error::AlreadyExists {
-            kind: KIND,
-            name: name.to_string(),
-        },
-        Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
-            name: name.to_string(),
-        },
-        Errno::LOOP => Error::Refused {
-            name: name.to_string(),
-            reason: "it is a symbolic link".into(),
-        },
-        Errno::NAMETOOLONG => Error::NameInvalid {
-            name: name.to_string(),
-            rule: "a name must be at most 200 bytes long",
-        },
-        other => Error::io(op, other),
-    }
+    name::errno_error(e, KIND, name, op)
 }
 
 impl Segment {

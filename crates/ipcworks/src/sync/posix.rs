@@ -56,28 +56,7 @@ impl Default for PosixSemaphoreOptions {
 }
 
 fn errno_error(e: Errno, name: &str, op: &'static str) -> Error {
-    match e {
-        Errno::NOENT => Error::NotFound {
-            kind: KIND,
-            name: name.to_string(),
-        },
-        Errno::EXIST => Error::AlreadyExists {
-            kind: KIND,
-            name: name.to_string(),
-        },
-        Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
-            name: name.to_string(),
-        },
-        Errno::NAMETOOLONG => Error::NameInvalid {
-            name: name.to_string(),
-            rule: "a name must be at most 200 bytes long",
-        },
-        Errno::LOOP => Error::Refused {
-            name: name.to_string(),
-            reason: "it is a symbolic link".into(),
-        },
-        other => Error::io(op, other),
-    }
+    crate::name::errno_error(e, KIND, name, op)
 }
 
 impl PosixSemaphoreOptions {
