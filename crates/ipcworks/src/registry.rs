@@ -263,6 +263,30 @@ pub fn creator(kind: Kind, name: &str) -> Option<(Identity, bool)> {
     Some((id, persistent))
 }
 
+/// What to remove if the process is interrupted (see
+/// [`crate::sys::signal::remove_on_terminate`]) for `name` of `kind`: the
+/// object itself and its registry entry. `name` as the registry knows it:
+/// the `/dev/shm` or `/dev/mqueue` file name, the System V key in decimal,
+/// or the absolute path of a FIFO or socket.
+pub fn removals(kind: Kind, name: &str) -> Vec<crate::sys::signal::Removal> {
+    use crate::sys::signal::Removal;
+    let object = match kind {
+        Kind::Shm => Removal::Path(format!("{}/{name}", crate::sys::mem::SHM_DIR)),
+        Kind::PosixSemaphore => Removal::Path(format!("{}/sem.{name}", crate::sys::mem::SHM_DIR)),
+        Kind::PosixQueue => Removal::Mq(format!("/{name}")),
+        Kind::SysvQueue => match name.parse() {
+            Ok(key) => Removal::Sysv(key),
+            Err(_) => return Vec::new(),
+        },
+        Kind::Fifo | Kind::UnixSocket => Removal::Path(name.to_string()),
+    };
+    let mut v = vec![object];
+    if let Some(p) = file_path(kind, name) {
+        v.push(Removal::Path(p.to_string_lossy().into_owned()));
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

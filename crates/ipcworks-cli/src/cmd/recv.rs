@@ -52,11 +52,11 @@ pub(crate) fn remove_on_signal(ep: &Endpoint, listens: bool) {
         Endpoint::Unix(p) if listens => (p, Kind::UnixSocket),
         _ => return,
     };
-    let _ = ipcworks::sys::signal::unlink_on_terminate(path);
-    // Its record in the registry goes too.
-    if let Some(entry) = registry::file_path(kind, &registry::path_name(path)) {
-        let _ = ipcworks::sys::signal::unlink_on_terminate(&entry);
-    }
+    // The file, and its record in the registry.
+    let _ = ipcworks::sys::signal::remove_on_terminate(&registry::removals(
+        kind,
+        &registry::path_name(path),
+    ));
 }
 
 /// Runs `ipcworks recv`.

@@ -135,8 +135,3 @@ pub fn remove_on_terminate(objects: &[Removal]) -> Result<(), Errno> {
     }
     Ok(())
 }
-
-/// [`remove_on_terminate`] for one file (a FIFO or socket a command made).
-pub fn unlink_on_terminate(path: &std::path::Path) -> Result<(), Errno> {
-    remove_on_terminate(&[Removal::Path(path.to_string_lossy().into_owned())])
-}

@@ -13,7 +13,7 @@ use ipcworks::pipe::{PipeReader, pipe};
 use ipcworks::registry::{self, Kind};
 use ipcworks::socket::{UnixDatagram, UnixListener, UnixSeqpacket, UnixStream};
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_terminate};
+use ipcworks::sys::signal::remove_on_terminate;
 
 use super::step;
 
@@ -26,11 +26,10 @@ fn us(t: Instant) -> String {
 pub fn run() -> anyhow::Result<()> {
     let pid = proc::pid();
     let sock_path = PathBuf::from(format!("/tmp/ipcworks-demo-message-{pid}.sock"));
-    let mut on_ctrl_c = vec![Removal::Path(sock_path.to_string_lossy().into_owned())];
-    if let Some(p) = registry::file_path(Kind::UnixSocket, &registry::path_name(&sock_path)) {
-        on_ctrl_c.push(Removal::Path(p.to_string_lossy().into_owned()));
-    }
-    let _ = remove_on_terminate(&on_ctrl_c);
+    let _ = remove_on_terminate(&registry::removals(
+        Kind::UnixSocket,
+        &registry::path_name(&sock_path),
+    ));
     println!(
         "Message passing: the processes share no memory; the sender hands bytes to the kernel \
          with send(), the kernel keeps them, the receiver takes them with recv()."

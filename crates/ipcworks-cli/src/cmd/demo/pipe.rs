@@ -13,7 +13,7 @@ use anyhow::Context;
 use ipcworks::pipe::{Duplex, Fifo, pipe};
 use ipcworks::registry::{self, Kind};
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_terminate};
+use ipcworks::sys::signal::remove_on_terminate;
 
 use super::step;
 
@@ -24,11 +24,10 @@ fn ms(t: Instant) -> String {
 pub fn run() -> anyhow::Result<()> {
     let pid = proc::pid();
     let fifo_path = PathBuf::from(format!("/tmp/ipcworks-demo-pipe-{pid}.fifo"));
-    let mut on_ctrl_c = vec![Removal::Path(fifo_path.to_string_lossy().into_owned())];
-    if let Some(p) = registry::file_path(Kind::Fifo, &registry::path_name(&fifo_path)) {
-        on_ctrl_c.push(Removal::Path(p.to_string_lossy().into_owned()));
-    }
-    let _ = remove_on_terminate(&on_ctrl_c);
+    let _ = remove_on_terminate(&registry::removals(
+        Kind::Fifo,
+        &registry::path_name(&fifo_path),
+    ));
     println!("This process (the parent) is pid {pid}.");
 
     step(

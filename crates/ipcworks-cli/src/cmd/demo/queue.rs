@@ -6,17 +6,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ipcworks::mq::posix::Queue;
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_terminate};
+use ipcworks::sys::signal::remove_on_terminate;
 
 use super::step;
 
 pub fn run() -> anyhow::Result<()> {
     let name = format!("ipcworks-demo-queue-{}", std::process::id());
-    let mut on_ctrl_c = vec![Removal::Mq(format!("/{name}"))];
-    if let Some(p) = ipcworks::registry::file_path(ipcworks::registry::Kind::PosixQueue, &name) {
-        on_ctrl_c.push(Removal::Path(p.to_string_lossy().into_owned()));
-    }
-    let _ = remove_on_terminate(&on_ctrl_c);
+    let _ = remove_on_terminate(&ipcworks::registry::removals(
+        ipcworks::registry::Kind::PosixQueue,
+        &name,
+    ));
     let q = Queue::options()
         .capacity(4)
         .max_message(64)

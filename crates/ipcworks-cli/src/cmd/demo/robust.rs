@@ -8,7 +8,7 @@ use anyhow::Context;
 use ipcworks::registry::{self, Kind};
 use ipcworks::sync::{LockError, Mutex, Semaphore};
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_terminate};
+use ipcworks::sys::signal::remove_on_terminate;
 
 use super::step;
 
@@ -48,13 +48,10 @@ fn kill9(pid: u32) -> anyhow::Result<()> {
 }
 
 fn on_ctrl_c(seg_names: &[String]) {
-    let mut v = Vec::new();
-    for n in seg_names {
-        v.push(Removal::Path(format!("/dev/shm/{n}")));
-        if let Some(p) = registry::file_path(Kind::Shm, n) {
-            v.push(Removal::Path(p.to_string_lossy().into_owned()));
-        }
-    }
+    let v: Vec<_> = seg_names
+        .iter()
+        .flat_map(|n| registry::removals(Kind::Shm, n))
+        .collect();
     let _ = remove_on_terminate(&v);
 }
 

@@ -10,7 +10,7 @@ use ipcworks::registry::{self, Kind};
 use ipcworks::shm::Segment;
 use ipcworks::sync::Mutex;
 use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::{Removal, remove_on_terminate};
+use ipcworks::sys::signal::remove_on_terminate;
 
 use super::step;
 
@@ -26,23 +26,14 @@ fn word(seg: &Segment, i: usize) -> &AtomicU64 {
     unsafe { &*(seg.as_ptr() as *const AtomicU64).add(i) }
 }
 
-fn cleanup_list(shm_names: &[&str]) -> Vec<Removal> {
-    let mut v = Vec::new();
-    for n in shm_names {
-        v.push(Removal::Path(format!("/dev/shm/{n}")));
-        if let Some(p) = registry::file_path(Kind::Shm, n) {
-            v.push(Removal::Path(p.to_string_lossy().into_owned()));
-        }
-    }
-    v
-}
-
 pub fn run() -> anyhow::Result<()> {
     let pid = std::process::id();
     let seg_name = format!("ipcworks-demo-shm-{pid}");
     let mutex_name = format!("ipcworks-demo-shm-{pid}");
     let mutex_seg = format!("ipcworks.mutex.{mutex_name}");
-    let _ = remove_on_terminate(&cleanup_list(&[&seg_name, &mutex_seg]));
+    let mut on_ctrl_c = registry::removals(Kind::Shm, &seg_name);
+    on_ctrl_c.extend(registry::removals(Kind::Shm, &mutex_seg));
+    let _ = remove_on_terminate(&on_ctrl_c);
 
     step(
         1,
