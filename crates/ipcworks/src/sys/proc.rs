@@ -216,8 +216,12 @@ mod tests {
         assert!(Identity::process().is_alive());
         assert!(Identity::thread().is_alive());
         assert!(!Identity::NONE.is_alive());
-        let fake = Identity::new(pid(), 12345);
-        assert!(!fake.is_alive() || Identity::process() == fake);
+        // Same pid, another start time: a process that reused our pid.
+        let Status::Alive { start } = status(pid()) else {
+            panic!("/proc/self/stat unreadable")
+        };
+        assert!(Identity::new(pid(), start).is_alive());
+        assert!(!Identity::new(pid(), start ^ 1).is_alive());
     }
 }
 
