@@ -62,6 +62,37 @@ pub(crate) fn errno_error(e: Errno, kind: &'static str, name: &str, op: &'static
     }
 }
 
+/// Opens a named object if it exists, else creates it: `create` must fail
+/// with [`Error::AlreadyExists`] when the name is taken, `open` with
+/// [`Error::NotFound`] when it is not. Loops, because the object may vanish
+/// between a failed create and the open; gives up (naming `op`) when another
+/// process keeps creating and removing it. Returns the object and whether
+/// this call created it.
+pub(crate) fn open_or_create<T>(
+    op: &'static str,
+    mut create: impl FnMut() -> Result<T>,
+    mut open: impl FnMut() -> Result<T>,
+) -> Result<(T, bool)> {
+    for _ in 0..100 {
+        match create() {
+            Ok(t) => return Ok((t, true)),
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        match open() {
+            Ok(t) => return Ok((t, false)),
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::io(
+        op,
+        std::io::Error::other(
+            "the name kept appearing and vanishing; another process is racing on it",
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

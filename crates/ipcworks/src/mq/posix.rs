@@ -162,24 +162,7 @@ impl QueueOptions {
     /// [`open`](Self::open)) or creates it. Returns the queue and whether
     /// this call created it.
     pub fn open_or_create(&self, name: &str) -> Result<(Queue, bool)> {
-        for _ in 0..100 {
-            match self.create(name) {
-                Ok(q) => return Ok((q, true)),
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            match self.open(name) {
-                Ok(q) => return Ok((q, false)),
-                Err(Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::io(
-            "mq_open",
-            std::io::Error::other(
-                "the name kept appearing and vanishing; another process is racing on it",
-            ),
-        ))
+        name::open_or_create("mq_open", || self.create(name), || self.open(name))
     }
 
     /// `(mq_maxmsg, mq_msgsize)` for creating, defaults filled in.

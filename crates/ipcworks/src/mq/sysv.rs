@@ -203,22 +203,7 @@ impl QueueOptions {
     /// Opens the queue under `key` if it exists, else creates it. Returns it
     /// and whether this call created it.
     pub fn open_or_create(&self, key: i32) -> Result<(Queue, bool)> {
-        for _ in 0..100 {
-            match self.create(key) {
-                Ok(q) => return Ok((q, true)),
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            match self.open(key) {
-                Ok(q) => return Ok((q, false)),
-                Err(Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::io(
-            "msgget",
-            std::io::Error::other("the key kept appearing and vanishing; another process races"),
-        ))
+        crate::name::open_or_create("msgget", || self.create(key), || self.open(key))
     }
 }
 

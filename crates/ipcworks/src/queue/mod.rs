@@ -272,22 +272,7 @@ impl QueueOptions {
     /// Opens the named queue, or creates it. Returns the queue and whether
     /// this call created it.
     pub fn open_or_create(&self, name: &str) -> Result<(Queue, bool)> {
-        for _ in 0..100 {
-            match self.create(name) {
-                Ok(q) => return Ok((q, true)),
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            match self.open(name) {
-                Ok(q) => return Ok((q, false)),
-                Err(Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::io(
-            "shm_open",
-            std::io::Error::other("the name kept appearing and vanishing"),
-        ))
+        name::open_or_create("shm_open", || self.create(name), || self.open(name))
     }
 
     /// Creates an anonymous queue (memfd) for threads, or for child

@@ -124,25 +124,7 @@ impl SegmentOptions {
     /// [`open`](Self::open)), or creates it. Returns the segment and whether
     /// this call created it.
     pub fn open_or_create(&self, name: &str) -> Result<(Segment, bool)> {
-        // Loop: the object may vanish between a failed create and the open.
-        for _ in 0..100 {
-            match self.create(name) {
-                Ok(seg) => return Ok((seg, true)),
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            match self.open(name) {
-                Ok(seg) => return Ok((seg, false)),
-                Err(Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::io(
-            "shm_open",
-            std::io::Error::other(
-                "the name kept appearing and vanishing; another process is racing on it",
-            ),
-        ))
+        name::open_or_create("shm_open", || self.create(name), || self.open(name))
     }
 
     /// Creates an anonymous segment (`memfd_create`), sealed against

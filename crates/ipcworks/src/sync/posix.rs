@@ -117,22 +117,7 @@ impl PosixSemaphoreOptions {
     /// Opens the semaphore, or creates it with `value`; returns it and
     /// whether this call created it.
     pub fn open_or_create(&self, name: &str, value: u32) -> Result<(PosixSemaphore, bool)> {
-        for _ in 0..100 {
-            match self.create(name, value) {
-                Ok(s) => return Ok((s, true)),
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            match self.open(name) {
-                Ok(s) => return Ok((s, false)),
-                Err(Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::io(
-            "sem_open",
-            std::io::Error::other("the name kept appearing and vanishing"),
-        ))
+        crate::name::open_or_create("sem_open", || self.create(name, value), || self.open(name))
     }
 }
 

@@ -154,22 +154,7 @@ impl SemaphoreOptions {
     /// Opens the named semaphore, or creates it with `value`. Returns it and
     /// whether this call created it.
     pub fn open_or_create(&self, name: &str, value: u32) -> Result<(Semaphore, bool)> {
-        for _ in 0..100 {
-            match self.create(name, value) {
-                Ok(s) => return Ok((s, true)),
-                Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            match self.open(name) {
-                Ok(s) => return Ok((s, false)),
-                Err(Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::io(
-            "shm_open",
-            std::io::Error::other("the name kept appearing and vanishing"),
-        ))
+        name::open_or_create("shm_open", || self.create(name, value), || self.open(name))
     }
 
     /// Creates an anonymous semaphore (memfd), for threads or for child
