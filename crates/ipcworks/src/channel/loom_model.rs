@@ -37,10 +37,10 @@ impl Mem {
                     lock: AtomicU64::new(0),
                 }),
                 head: CacheLine(AtomicU64::new(0)),
-                wait: CacheLine(WaitWords {
-                    rx: AtomicU32::new(0),
-                    tx: AtomicU32::new(0),
-                }),
+                wait: WaitWords {
+                    rx: CacheLine(AtomicU32::new(0)),
+                    tx: CacheLine(AtomicU32::new(0)),
+                },
             },
             senders: (1..=2)
                 .map(|id| {
@@ -105,6 +105,12 @@ const KEY: u64 = 0x5A5A_0000_1234_5678;
 fn send(ring: &Ring<Mem>, me: u64, value: u64) {
     let id = me;
     let me = &ring.memory().0.senders[me as usize - 1].0;
+    // The fast path first, as `Sender::send` does.
+    if let Some(slot) = ring.try_reserve_fast(8, id, me) {
+        ring.write(&slot, 0, &value.to_le_bytes()).unwrap();
+        ring.commit(&slot);
+        return;
+    }
     loop {
         match ring.try_reserve(8, id, me, None).unwrap() {
             Reserve::Ok(slot) => {
@@ -128,6 +134,13 @@ fn send(ring: &Ring<Mem>, me: u64, value: u64) {
 
 fn recv(ring: &Ring<Mem>) -> u64 {
     loop {
+        // The fast path first, as `Receiver::recv_ref` does.
+        if let Some(slot) = ring.peek_fast() {
+            let mut b = [0; 8];
+            ring.read(&slot, 0, &mut b).unwrap();
+            ring.release(&slot);
+            return u64::from_le_bytes(b);
+        }
         if let Peek::Message(slot) = ring.peek().unwrap() {
             let mut b = [0; 8];
             ring.read(&slot, 0, &mut b).unwrap();

@@ -139,6 +139,9 @@ impl Receiver {
 
     /// Like [`recv_ref`](Self::recv_ref) without waiting.
     pub fn try_recv_ref(&mut self) -> Result<MessageRef<'_>> {
+        if let Some(slot) = self.ring.peek_fast() {
+            return Ok(MessageRef { rx: self, slot });
+        }
         if let Some(slot) = self.attempt()? {
             return Ok(MessageRef { rx: self, slot });
         }
@@ -220,6 +223,9 @@ impl Receiver {
     }
 
     fn recv_ref_deadline(&mut self, deadline: Option<Deadline>) -> Result<MessageRef<'_>> {
+        if let Some(slot) = self.ring.peek_fast() {
+            return Ok(MessageRef { rx: self, slot });
+        }
         let ring = &self.ring;
         let attempt = || -> Result<Option<Slot>> {
             match ring.peek()? {

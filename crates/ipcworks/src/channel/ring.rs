@@ -118,14 +118,16 @@ pub struct SenderWords {
     pub inflight_len: AtomicU64,
 }
 
-/// The futex words both sides sleep on.
+/// The futex words both sides sleep on, each on its own cache line: a
+/// waker clears the flag in one while its own side's word stays in its
+/// cache (sharing a line cost a cache miss on every blocking hand-off).
 #[repr(C)]
 #[derive(Default)]
 pub struct WaitWords {
     /// The consumer sleeps here while the ring is empty.
-    pub rx: AtomicU32,
+    pub rx: CacheLine<AtomicU32>,
     /// Producers sleep here while the ring is full.
-    pub tx: AtomicU32,
+    pub tx: CacheLine<AtomicU32>,
 }
 
 /// The ring's control words, each side on its own cache line.
@@ -137,7 +139,7 @@ pub struct Control {
     /// Consumer's line: position of the next record to read.
     pub head: CacheLine<AtomicU64>,
     /// Futex words (read-mostly: written only around sleeps).
-    pub wait: CacheLine<WaitWords>,
+    pub wait: WaitWords,
 }
 
 /// Where a ring's control words and data area live, and how to wake a
@@ -171,6 +173,9 @@ pub unsafe trait Memory {
     unsafe fn read(&self, off: u64, dst: &mut [u8]);
     /// Wakes every thread sleeping on `word` (a futex wake).
     fn wake(&self, word: &AtomicU32);
+    /// A hint: the cache line holding data-area byte `off` (`off < capacity`)
+    /// will be read soon. Never reads memory in the language's sense.
+    fn prefetch(&self, _off: u64) {}
 }
 
 /// Space reserved by a producer: write `len` bytes at `off`, then commit.
@@ -283,6 +288,40 @@ impl<M: Memory> Ring<M> {
         let r = self.reserve_locked(len, me);
         lock.store(0, Release);
         r
+    }
+
+    /// The producer's fast path: the lock is free, the record fits before
+    /// the ring's end, and the last `head` seen leaves room. `None` when
+    /// any of that fails (or a value read looks wrong): the caller then
+    /// takes the general path, [`try_reserve`](Self::try_reserve), which
+    /// also reports what went wrong. Same effect as `try_reserve` when it
+    /// succeeds.
+    #[inline]
+    pub fn try_reserve_fast(&self, len: u64, id: u64, me: &SenderWords) -> Option<Slot> {
+        debug_assert!(len <= self.max && id != 0);
+        let p = &self.ctl().producer.0;
+        if p.lock.compare_exchange(0, id, Acquire, Relaxed).is_err() {
+            return None;
+        }
+        let r = p.reserve.load(Relaxed);
+        // len <= max and span(max) * 2 <= cap <= 2^40: no overflow here.
+        let span = (len + HEADER + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1);
+        let off = r & self.mask;
+        let fits = r % RECORD_ALIGN == 0
+            && off + span <= self.cap
+            && r.wrapping_sub(self.cached.get()) <= self.cap - span;
+        let end = r.checked_add(span).filter(|_| fits);
+        if let Some(end) = end {
+            me.inflight_len.store(len, Relaxed);
+            me.inflight.store(r + 1, Relaxed);
+            p.reserve.store(end, Release);
+        }
+        p.lock.store(0, Release);
+        end.map(|_| Slot {
+            pos: r,
+            off: off + HEADER,
+            len,
+        })
     }
 
     /// Called with the lock taken over from `dead`, which died holding it:
@@ -411,7 +450,7 @@ impl<M: Memory> Ring<M> {
         self.mem.word(o + 8).store(slot.len, Relaxed);
         self.mem.word(o).store(self.stamp(slot.pos, state), Release);
         fence(SeqCst);
-        let rx = &self.ctl().wait.0.rx;
+        let rx = &self.ctl().wait.rx.0;
         if clear_flag(rx) {
             self.mem.wake(rx);
         }
@@ -421,15 +460,37 @@ impl<M: Memory> Ring<M> {
     /// the futex value to sleep on. Re-check with `try_reserve` before
     /// sleeping.
     pub fn prepare_tx_wait(&self) -> u32 {
-        prepare(&self.ctl().wait.0.tx)
+        prepare(&self.ctl().wait.tx.0)
     }
 
     /// The producers' futex word.
     pub fn tx_word(&self) -> &AtomicU32 {
-        &self.ctl().wait.0.tx
+        &self.ctl().wait.tx.0
     }
 
     // ----- consumer side -----
+
+    /// The consumer's fast path: a committed message with a sound length
+    /// at the head. `None` for anything else (nothing yet, padding, a
+    /// skipped record, a bad length): the caller then takes
+    /// [`peek`](Self::peek), which handles and reports those.
+    #[inline]
+    pub fn peek_fast(&self) -> Option<Slot> {
+        let h = self.cached.get();
+        let o = h & self.mask;
+        if self.mem.word(o).load(Acquire) != self.stamp(h, MESSAGE) || o + HEADER > self.cap {
+            return None;
+        }
+        let len = self.mem.word(o + 8).load(Relaxed);
+        if len > self.max || o + HEADER + len > self.cap {
+            return None;
+        }
+        Some(Slot {
+            pos: h,
+            off: o + HEADER,
+            len,
+        })
+    }
 
     /// Looks at the record at the consumer's head, skipping padding and
     /// abandoned records.
@@ -466,8 +527,25 @@ impl<M: Memory> Ring<M> {
                 }
                 self.advance(end);
             } else {
+                self.touch_ahead(o);
                 return Ok(Peek::Empty);
             }
+        }
+    }
+
+    /// Nothing is committed at the head yet (data-area offset `o`): while
+    /// the consumer waits, it pulls in the one or two cache lines after the
+    /// stamp's, where the next record's payload will land. When the stamp
+    /// turns up, the payload's lines are already on their way (fetched in
+    /// parallel with the stamp's), so a small message costs one cache-line
+    /// transfer on the critical path, not two or three.
+    fn touch_ahead(&self, o: u64) {
+        let line = o & !63;
+        let reach = span(self.max).unwrap_or(self.cap).min(128);
+        let mut next = line + 64;
+        while next < self.cap && next < o + reach {
+            self.mem.prefetch(next);
+            next += 64;
         }
     }
 
@@ -527,7 +605,7 @@ impl<M: Memory> Ring<M> {
         self.cached.set(new_head);
         self.ctl().head.0.store(new_head, Release);
         fence(SeqCst);
-        let tx = &self.ctl().wait.0.tx;
+        let tx = &self.ctl().wait.tx.0;
         if clear_flag(tx) {
             self.mem.wake(tx);
         }
@@ -598,12 +676,12 @@ impl<M: Memory> Ring<M> {
     /// Announces that the consumer is about to sleep on the empty ring:
     /// returns the futex value to sleep on. Re-check with `peek` first.
     pub fn prepare_rx_wait(&self) -> u32 {
-        prepare(&self.ctl().wait.0.rx)
+        prepare(&self.ctl().wait.rx.0)
     }
 
     /// The consumer's futex word.
     pub fn rx_word(&self) -> &AtomicU32 {
-        &self.ctl().wait.0.rx
+        &self.ctl().wait.rx.0
     }
 
     /// Bumps a futex word unconditionally and wakes its sleepers: used when
@@ -635,3 +713,4 @@ fn clear_flag(word: &AtomicU32) -> bool {
     }
     false
 }
+

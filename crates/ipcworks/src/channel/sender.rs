@@ -101,12 +101,18 @@ impl Sender {
     /// [`max_message`](Self::max_message), [`Error::Disconnected`] if the
     /// receiver closed or died.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.send_deadline(msg, None)
+        match self.reserve_fast(msg.len()) {
+            Some(slot) => self.fill_and_commit(slot, msg),
+            None => self.send_deadline(msg, None),
+        }
     }
 
     /// Sends `msg` if there is room now, else [`Error::WouldBlock`].
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        let slot = self.reserve(msg.len(), Some(Deadline::after(Duration::ZERO)), true)?;
+        let slot = match self.reserve_fast(msg.len()) {
+            Some(slot) => slot,
+            None => self.reserve(msg.len(), Some(Deadline::after(Duration::ZERO)), true)?,
+        };
         self.fill_and_commit(slot, msg)
     }
 
@@ -166,6 +172,22 @@ impl Sender {
         value: &T,
     ) -> Result<()> {
         self.send(value.as_bytes())
+    }
+
+    /// The common case of [`reserve`](Self::reserve) in a few instructions:
+    /// the receiver is there and the ring has room now. `None` sends the
+    /// caller down the general path (which also reports errors).
+    #[inline]
+    fn reserve_fast(&self, len: usize) -> Option<Slot> {
+        if len as u64 > self.ring.max() {
+            return None;
+        }
+        let header = self.ring.memory().header();
+        if header.peers.0.receiver.load(Acquire) == RX_CLOSED {
+            return None;
+        }
+        let words = &header.senders.get(self.slot)?.0;
+        self.ring.try_reserve_fast(len as u64, self.me, words)
     }
 
     /// Reserves room for `len` bytes, as the wait strategy says.

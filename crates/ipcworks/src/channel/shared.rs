@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// `"IPCWCHAN"`, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCWCHAN");
 /// Layout version; bump on any change of [`Header`].
-pub(crate) const VERSION: u64 = 1;
+pub(crate) const VERSION: u64 = 2;
 /// Maximum number of senders attached at once.
 pub const MAX_SENDERS: usize = 32;
 /// Where the data area starts in the segment.
@@ -343,7 +343,7 @@ unsafe impl Memory for ShmMemory {
 
     fn word(&self, off: u64) -> &AtomicU64 {
         assert!(
-            off % 8 == 0 && off + 8 <= self.shared.cap,
+            off % 8 == 0 && off + 8 <= self.cap,
             "ring word {off}"
         );
         // SAFETY: in bounds and 8-aligned (checked above; the data area is
@@ -364,5 +364,19 @@ unsafe impl Memory for ShmMemory {
 
     fn wake(&self, word: &AtomicU32) {
         crate::sys::futex::wake_all(word);
+    }
+
+    fn prefetch(&self, off: u64) {
+        if off < self.cap {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE is part of the x86_64 baseline, and a prefetch
+            // never faults nor reads memory in the language's sense (the
+            // address is in the mapping anyway: off < cap).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    self.ptr(off).cast_const().cast::<i8>(),
+                );
+            }
+        }
     }
 }
