@@ -169,6 +169,13 @@ pub trait Mechanism: Sync {
         false
     }
 
+    /// Whether a receive reports a peer killed with SIGKILL (an error
+    /// rather than waiting for ever): such mechanisms get a dead-peer
+    /// detection figure.
+    fn detects_death(&self) -> bool {
+        false
+    }
+
     /// The wait mode its throughput is measured with (blocking unless the
     /// mechanism only spins).
     fn throughput_wait(&self) -> Wait {

@@ -480,6 +480,21 @@ pub fn render(r: &Results) -> String {
         );
     }
     s.push_str("</table>\n<p>ratio: round trips, median ÷ floor median (lower is better); throughput, bytes/s ÷ memcpy bytes/s at the same size (higher is better).</p>\n");
+    if !r.detection.is_empty() {
+        s.push_str("\n<h2>Dead-peer detection</h2>\n<p>The peer is killed with SIGKILL while the parent waits in a receive; the time from the kill to the receive's error.</p>\n<table class=\"figures\"><tr><th>mechanism</th><th>wait</th><th>kills</th><th>median</th><th>max</th></tr>\n");
+        for d in &r.detection {
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&d.mechanism),
+                d.wait.as_str(),
+                d.trials,
+                human_ns(d.median_ns),
+                human_ns(d.max_ns)
+            );
+        }
+        s.push_str("</table>\n");
+    }
     if !r.skipped.is_empty() {
         s.push_str("<h2>Not measured</h2>\n<ul>\n");
         for k in &r.skipped {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::harness::{self, Case, Mechanism, Setup};
 use crate::mechs::{self, memcpy};
 use crate::peer::{self, Launcher, Watchdog};
-use crate::schema::{Figure, Metric, Results, RunConfig, SCHEMA_VERSION, Skipped, Wait};
+use crate::schema::{Detection, Figure, Metric, Results, RunConfig, SCHEMA_VERSION, Skipped, Wait};
 use crate::system::{self, Placement};
 
 /// Message size of every round trip.
@@ -223,12 +223,18 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
     if let Some(cpu) = pinning.parent_cpu {
         system::pin(cpu).map_err(|e| format!("pinning to core {cpu}: {e}"))?;
     }
+    let detectors: Vec<&dyn Mechanism> = names
+        .iter()
+        .filter_map(|n| mechs::find(n))
+        .filter(|m| m.detects_death())
+        .collect();
+    let total = planned.len() + detectors.len();
     let mut figures = Vec::new();
     for (i, p) in planned.iter().enumerate() {
         let label = label(p.name, &p.case);
         progress(Step {
             done: i,
-            total: planned.len(),
+            total,
             label: &label,
         });
         let res = match p.who {
@@ -243,9 +249,28 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
             Err(e) => skipped.push(skip(p.name, &p.case, e.to_string())),
         }
     }
+    let mut detection = Vec::new();
+    for (i, m) in detectors.iter().enumerate() {
+        let label = format!("{} dead-peer detection", m.name());
+        progress(Step {
+            done: planned.len() + i,
+            total,
+            label: &label,
+        });
+        match detect(*m, opts, pinning.peer_cpu, &label) {
+            Ok(d) => detection.push(d),
+            Err(e) => skipped.push(Skipped {
+                mechanism: m.name().to_string(),
+                metric: Metric::Rtt,
+                wait: m.throughput_wait(),
+                size_bytes: RTT_SIZE as u64,
+                reason: format!("dead-peer detection: {e}"),
+            }),
+        }
+    }
     progress(Step {
-        done: planned.len(),
-        total: planned.len(),
+        done: total,
+        total,
         label: "done",
     });
     if pinning.parent_cpu.is_some() {
@@ -268,6 +293,81 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
         },
         figures,
         skipped,
+        detection,
+    })
+}
+
+/// Kills measured per mechanism for the dead-peer detection figure.
+const DETECT_TRIALS: usize = 5;
+
+/// Dead-peer detection: the parent exchanges a few round trips with a
+/// fresh peer, kills it with SIGKILL while the peer waits for the next
+/// message, then waits in a blocking receive for the peer's answer and
+/// times how long the receive takes to fail. Repeated
+/// [`DETECT_TRIALS`] times.
+fn detect(
+    m: &dyn Mechanism,
+    opts: &Options,
+    peer_cpu: Option<usize>,
+    label: &str,
+) -> io::Result<Detection> {
+    let case = Case {
+        metric: Metric::Rtt,
+        wait: m.throughput_wait(),
+        size: RTT_SIZE,
+    };
+    let mut times = Vec::with_capacity(DETECT_TRIALS);
+    for _ in 0..DETECT_TRIALS {
+        let Setup {
+            fds,
+            args,
+            connect,
+            keep,
+        } = m
+            .setup(&case)
+            .map_err(|e| io::Error::other(format!("setup: {e}")))?;
+        let mut child = peer::spawn(&opts.launcher, m.name(), &case, peer_cpu, fds, &args)?;
+        let limit = Duration::from_secs(10);
+        let mut link = connect(Instant::now() + limit)?;
+        child.wait_ready(limit)?;
+        // A detection slower than this is a hang: the watchdog ends the run.
+        let dog = Watchdog::arm(label.to_string(), None, Duration::from_secs(20));
+        let msg = vec![0u8; case.size];
+        let mut back = vec![0u8; case.size];
+        for _ in 0..100 {
+            link.send(&msg)?;
+            link.recv(&mut back)?;
+        }
+        let pid = child
+            .id()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+            .ok_or_else(|| io::Error::other("the peer has no process id"))?;
+        // The peer now waits for our next message; we wait for its.
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL)?;
+        let t0 = Instant::now();
+        let got = link.recv(&mut back);
+        let dt = t0.elapsed();
+        drop(dog);
+        // It died of the kill: "ended badly" is expected here.
+        let _ = child.finish(Duration::from_secs(5));
+        drop(link);
+        drop(keep);
+        match got {
+            Err(_) => times.push(u64::try_from(dt.as_nanos()).unwrap_or(u64::MAX)),
+            Ok(()) => {
+                return Err(io::Error::other(
+                    "a message arrived from a peer killed before sending it",
+                ));
+            }
+        }
+    }
+    times.sort_unstable();
+    Ok(Detection {
+        mechanism: m.name().to_string(),
+        wait: case.wait,
+        trials: times.len() as u32,
+        median_ns: times[times.len() / 2],
+        max_ns: times[times.len() - 1],
     })
 }
 

@@ -198,6 +198,27 @@ pub struct Results {
     pub figures: Vec<Figure>,
     /// Every figure that could not be measured, with the reason.
     pub skipped: Vec<Skipped>,
+    /// Dead-peer detection: how long a blocked receive took to report a
+    /// peer killed with SIGKILL (mechanisms that can tell; absent in older
+    /// files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detection: Vec<Detection>,
+}
+
+/// How long a receiver waiting for a message took to learn that its peer
+/// was killed (`kill -9`): from the kill to the receive's error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Mechanism name.
+    pub mechanism: String,
+    /// How the receiver waited.
+    pub wait: Wait,
+    /// Kills measured.
+    pub trials: u32,
+    /// Median time from the kill to the error.
+    pub median_ns: u64,
+    /// Slowest detection seen.
+    pub max_ns: u64,
 }
 
 impl Results {

@@ -185,6 +185,29 @@ pub fn render(r: &Results) -> String {
             let _ = writeln!(s);
         }
     }
+    if !r.detection.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Dead-peer detection (peer killed with SIGKILL while we wait in a receive)"
+        );
+        let _ = writeln!(
+            s,
+            "  {:<16} {:<6} {:>6} {:>10} {:>10}",
+            "mechanism", "wait", "kills", "median", "max"
+        );
+        for d in &r.detection {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:<6} {:>6} {:>10} {:>10}",
+                d.mechanism,
+                d.wait.as_str(),
+                d.trials,
+                human_ns(d.median_ns),
+                human_ns(d.max_ns)
+            );
+        }
+    }
     if !r.skipped.is_empty() {
         let _ = writeln!(s);
         let _ = writeln!(s, "Not measured:");

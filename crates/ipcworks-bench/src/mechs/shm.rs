@@ -165,6 +165,10 @@ impl Mechanism for Shm {
         self.waits[0]
     }
 
+    fn detects_death(&self) -> bool {
+        true
+    }
+
     fn setup(&self, case: &Case) -> io::Result<Setup> {
         let ping = Self::channel(case)?;
         let pong = Self::channel(case)?;

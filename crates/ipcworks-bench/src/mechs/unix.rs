@@ -55,6 +55,11 @@ impl Mechanism for Unix {
         self.name
     }
 
+    fn detects_death(&self) -> bool {
+        // A stream reports the end of its peer as end of file.
+        self.kind == SocketType::STREAM
+    }
+
     fn supports(&self, case: &Case) -> Result<(), String> {
         let buf = send_buffer();
         // Each datagram also pays for its kernel buffer header.

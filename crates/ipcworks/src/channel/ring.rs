@@ -713,4 +713,3 @@ fn clear_flag(word: &AtomicU32) -> bool {
     }
     false
 }
-
