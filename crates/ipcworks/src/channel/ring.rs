@@ -48,7 +48,19 @@
 //! The consumer keeps its own copy of `head` (never re-read from shared
 //! memory), reads the stamp at `head` with `Acquire`, checks every length
 //! and offset, copies or lends the payload, then publishes `head + span` with
-//! `Release`, which hands the space back to producers.
+//! `Release`, which hands the space back to producers. While nothing is
+//! committed at its head it prefetches the cache line(s) after the stamp's,
+//! so a small message's payload crosses between the cores together with its
+//! stamp rather than after it.
+//!
+//! # Fast paths
+//!
+//! [`Ring::try_reserve_fast`] and [`Ring::peek_fast`] are the common cases
+//! of [`Ring::try_reserve`] and [`Ring::peek`] (lock free, room without
+//! padding; a committed message at the head) in a few instructions, with
+//! the same atomic operations and orderings. Anything else — padding, a
+//! full ring, a busy lock, a skipped record, a value that fails a check —
+//! makes them decline, and the general path handles and reports it.
 //!
 //! # Waiting without lost wake-ups
 //!
