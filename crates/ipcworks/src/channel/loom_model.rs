@@ -105,12 +105,6 @@ const KEY: u64 = 0x5A5A_0000_1234_5678;
 fn send(ring: &Ring<Mem>, me: u64, value: u64) {
     let id = me;
     let me = &ring.memory().0.senders[me as usize - 1].0;
-    // The fast path first, as `Sender::send` does.
-    if let Some(slot) = ring.try_reserve_fast(8, id, me) {
-        ring.write(&slot, 0, &value.to_le_bytes()).unwrap();
-        ring.commit(&slot);
-        return;
-    }
     loop {
         match ring.try_reserve(8, id, me, None).unwrap() {
             Reserve::Ok(slot) => {
@@ -134,13 +128,6 @@ fn send(ring: &Ring<Mem>, me: u64, value: u64) {
 
 fn recv(ring: &Ring<Mem>) -> u64 {
     loop {
-        // The fast path first, as `Receiver::recv_ref` does.
-        if let Some(slot) = ring.peek_fast() {
-            let mut b = [0; 8];
-            ring.read(&slot, 0, &mut b).unwrap();
-            ring.release(&slot);
-            return u64::from_le_bytes(b);
-        }
         if let Peek::Message(slot) = ring.peek().unwrap() {
             let mut b = [0; 8];
             ring.read(&slot, 0, &mut b).unwrap();
@@ -153,6 +140,54 @@ fn recv(ring: &Ring<Mem>) -> u64 {
         }
         ring.memory().futex_wait(ring.rx_word(), v);
     }
+}
+
+/// `send` with the fast path tried first, as `Sender::send` does.
+fn send_fast(ring: &Ring<Mem>, me: u64, value: u64) {
+    let words = &ring.memory().0.senders[me as usize - 1].0;
+    if let Some(slot) = ring.try_reserve_fast(8, me, words) {
+        ring.write(&slot, 0, &value.to_le_bytes()).unwrap();
+        ring.commit(&slot);
+        return;
+    }
+    send(ring, me, value);
+}
+
+/// `recv` with the fast path tried first, as `Receiver::recv_ref` does.
+fn recv_fast(ring: &Ring<Mem>) -> u64 {
+    if let Some(slot) = ring.peek_fast() {
+        let mut b = [0; 8];
+        ring.read(&slot, 0, &mut b).unwrap();
+        ring.release(&slot);
+        return u64::from_le_bytes(b);
+    }
+    recv(ring)
+}
+
+#[test]
+fn loom_channel_fast_paths_wrap_and_never_lose_a_wakeup() {
+    // The fast paths add steps to every operation; a preemption bound keeps
+    // the exploration to seconds (most concurrency bugs need few
+    // preemptions to show).
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        // As in the test below: the third message needs the space of the
+        // first (the producer may have to sleep on a full ring), records
+        // wrap, and every operation tries its fast path first.
+        let mem = Mem::new(64);
+        let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
+        let t = loom::thread::spawn(move || {
+            for v in 1..=3 {
+                send_fast(&p, 1, v);
+            }
+        });
+        let c = Ring::new(mem, 8, KEY, 0).unwrap();
+        for v in 1..=3 {
+            assert_eq!(recv_fast(&c), v);
+        }
+        t.join().unwrap();
+    });
 }
 
 #[test]
