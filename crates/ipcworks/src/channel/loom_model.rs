@@ -166,12 +166,7 @@ fn recv_fast(ring: &Ring<Mem>) -> u64 {
 
 #[test]
 fn loom_channel_fast_paths_wrap_and_never_lose_a_wakeup() {
-    // The fast paths add steps to every operation; a preemption bound keeps
-    // the exploration to seconds (most concurrency bugs need few
-    // preemptions to show).
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(3);
-    b.check(|| {
+    loom::model(|| {
         // As in the test below: the third message needs the space of the
         // first (the producer may have to sleep on a full ring), records
         // wrap, and every operation tries its fast path first.
