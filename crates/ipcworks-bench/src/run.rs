@@ -318,18 +318,11 @@ fn detect(
     };
     let mut times = Vec::with_capacity(DETECT_TRIALS);
     for _ in 0..DETECT_TRIALS {
-        let Setup {
-            fds,
-            args,
-            connect,
+        let Started {
+            mut child,
+            mut link,
             keep,
-        } = m
-            .setup(&case)
-            .map_err(|e| io::Error::other(format!("setup: {e}")))?;
-        let mut child = peer::spawn(&opts.launcher, m.name(), &case, peer_cpu, fds, &args)?;
-        let limit = Duration::from_secs(10);
-        let mut link = connect(Instant::now() + limit)?;
-        child.wait_ready(limit)?;
+        } = start(m, &case, opts, peer_cpu)?;
         // A detection slower than this is a hang: the watchdog ends the run.
         let dog = Watchdog::arm(label.to_string(), None, Duration::from_secs(20));
         let msg = vec![0u8; case.size];
@@ -380,16 +373,22 @@ fn throughput_figure(name: &str, case: &Case, n: u64, secs: f64) -> Figure {
     f
 }
 
-/// Measures one case of a mechanism between this process and a peer.
-fn measure(
+/// A peer started and connected for one case.
+struct Started {
+    child: peer::Peer,
+    link: Box<dyn harness::Link>,
+    /// Dropped when the case ends.
+    keep: Vec<Box<dyn std::any::Any>>,
+}
+
+/// Sets `case` up, starts the peer and connects to it (10 s at most for
+/// each step).
+fn start(
     m: &dyn Mechanism,
     case: &Case,
     opts: &Options,
     peer_cpu: Option<usize>,
-    warm: Duration,
-    budget: Duration,
-    label: &str,
-) -> io::Result<Figure> {
+) -> io::Result<Started> {
     let Setup {
         fds,
         args,
@@ -400,7 +399,7 @@ fn measure(
         .map_err(|e| io::Error::other(format!("setup: {e}")))?;
     let mut child = peer::spawn(&opts.launcher, m.name(), case, peer_cpu, fds, &args)?;
     let limit = Duration::from_secs(10);
-    let mut link = match connect(Instant::now() + limit) {
+    let link = match connect(Instant::now() + limit) {
         Ok(l) => l,
         Err(e) => {
             // The peer's own complaint says more than ours.
@@ -411,6 +410,24 @@ fn measure(
         }
     };
     child.wait_ready(limit)?;
+    Ok(Started { child, link, keep })
+}
+
+/// Measures one case of a mechanism between this process and a peer.
+fn measure(
+    m: &dyn Mechanism,
+    case: &Case,
+    opts: &Options,
+    peer_cpu: Option<usize>,
+    warm: Duration,
+    budget: Duration,
+    label: &str,
+) -> io::Result<Figure> {
+    let Started {
+        mut child,
+        mut link,
+        keep,
+    } = start(m, case, opts, peer_cpu)?;
     let dog = Watchdog::arm(
         label.to_string(),
         child.id(),
