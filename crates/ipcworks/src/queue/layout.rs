@@ -3,8 +3,11 @@
 //! value read from it is checked before use.
 //!
 //! ```text
-//! 0      Header (192 bytes): magic, geometry, mutex, free and filled
-//!        semaphores, commit sequence, recovery counters
+//! 0      Header (192 bytes). Line 0: magic, geometry, the mutex and the
+//!        counters every operation updates under it (commit sequence,
+//!        ready and free slots); line 1: slots busy outside the lock,
+//!        registered sleepers, the two wake-up semaphores; line 2: the
+//!        recovery counters
 //! 192    Slot records, 32 bytes each: state and receive count, priority,
 //!        length, sequence, owner
 //! …      payloads, `stride` bytes each (max message rounded up to 8)
@@ -15,9 +18,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use crate::sync::{MutexState, SemaphoreState};
 use crate::{Error, Result};
 
-/// "ipcwQUE1": written last by the creator; openers wait for it.
-pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE1");
-pub(super) const VERSION: u32 = 1;
+/// "ipcwQUE2": written last by the creator; openers wait for it. (Version 1
+/// segments, whose semaphores counted slots, are refused by their magic.)
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE2");
+pub(super) const VERSION: u32 = 2;
 pub(super) const HEADER_SIZE: usize = 192;
 pub(super) const SLOT_SIZE: usize = 32;
 
@@ -37,11 +41,11 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 /// Largest segment a queue may use (1 GiB).
 const MAX_SEGMENT: usize = 1 << 30;
 
-/// The first 192 bytes of the segment. Packed on purpose: every operation
-/// touches the mutex and both semaphores, so keeping them on neighbouring
-/// cache lines means fewer lines bounce between the two sides (measured:
-/// padding each to its own line made a producer→consumer stream ~30%
-/// slower).
+/// The first 192 bytes of the segment. Every operation locks the mutex
+/// and updates the counters beside it, so they share one cache line (one
+/// line moves between the two sides per lock hand-over); the words
+/// written only around sleeps live on the next line, where they stay
+/// cached on both sides.
 #[repr(C)]
 pub(super) struct Header {
     pub magic: AtomicU64,
@@ -50,14 +54,31 @@ pub(super) struct Header {
     pub max_message: AtomicU32,
     pub stride: AtomicU32,
     pub layout: AtomicU64,
-    /// Guards the slot table, `next_seq` and the counters.
+    /// Guards the slot table and every counter below.
     pub mutex: MutexState,
-    /// Permits = free slots (the textbook `empty` semaphore).
-    pub free: SemaphoreState,
-    /// Permits = ready messages (the textbook `full` semaphore).
-    pub filled: SemaphoreState,
     /// The commit sequence: the next READY slot gets this number.
     pub next_seq: AtomicU64,
+    /// Slots READY (a hint read without the lock; exact under it).
+    pub ready: AtomicU32,
+    /// Slots FREE (likewise).
+    pub free_slots: AtomicU32,
+    /// Slots WRITING or READING while their owner copies outside the lock
+    /// (messages above the inline size): when non-zero, a caller that
+    /// finds nothing looks for dead owners.
+    pub busy: AtomicU32,
+    /// Receivers registered (under the lock) as asleep or about to sleep
+    /// on `filled`.
+    pub recv_sleepers: AtomicU32,
+    /// Senders registered as asleep or about to sleep on `free`.
+    pub send_sleepers: AtomicU32,
+    pub _pad: AtomicU32,
+    /// Wake-up permits for sleeping senders (the textbook `empty`
+    /// semaphore, posted when a slot is freed while a sender sleeps).
+    pub free: SemaphoreState,
+    /// Wake-up permits for sleeping receivers (the textbook `full`
+    /// semaphore, posted when a message is committed while a receiver
+    /// sleeps).
+    pub filled: SemaphoreState,
     /// Half-done operations of dead processes undone by recovery.
     pub recovered_sends: AtomicU64,
     pub recovered_recvs: AtomicU64,
@@ -66,7 +87,9 @@ pub(super) struct Header {
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 const _: () = assert!(std::mem::align_of::<Header>() == 8);
 const _: () = assert!(std::mem::offset_of!(Header, mutex) == 32);
-const _: () = assert!(std::mem::offset_of!(Header, free) == 48);
+const _: () = assert!(std::mem::offset_of!(Header, free_slots) == 60);
+const _: () = assert!(std::mem::offset_of!(Header, busy) == 64);
+const _: () = assert!(std::mem::offset_of!(Header, recovered_sends) == 128);
 
 /// One slot record.
 #[repr(C)]

@@ -5,50 +5,66 @@
 //! A receiver gets the oldest message of the highest priority
 //! (0 ..= [`MAX_PRIORITY`], the same range as POSIX queues); a sender
 //! waits while the queue is full, a receiver while it is empty. The fast
-//! path makes no system call: per side one semaphore CAS and one
-//! uncontended mutex lock and unlock (two for messages above 1 KiB), and a
-//! waiter spins a few microseconds for a permit before it sleeps on the
-//! semaphore's futex (adaptively: not again soon after a spin that did not
-//! pay).
+//! path makes no system call: per side one uncontended mutex lock and
+//! unlock (two for messages above 1 KiB) and a few counter updates on the
+//! mutex's cache line. A caller that must wait spins first (100 µs by
+//! default, [`QueueOptions::spin`]; adaptively: not again soon after a
+//! spin that did not pay), then sleeps on a semaphore.
 //!
 //! # How it works
 //!
 //! The segment holds a slot table; each slot is `FREE`, `WRITING` (owned
 //! by a sender process), `READY` (priority, length, commit sequence) or
-//! `READING` (owned by a receiver process). Two semaphores count free
-//! slots and ready messages; one robust mutex guards the table.
+//! `READING` (owned by a receiver process). One robust mutex guards the
+//! table and the counters beside it (ready and free slots, slots busy
+//! outside the lock, registered sleepers).
 //!
-//! - send: P(free) → lock, claim a `FREE` slot as `WRITING` by me → unlock
-//!   → copy the payload in (outside the lock) → lock, mark it `READY` with
-//!   the next commit sequence → unlock → V(filled).
-//! - receive: P(filled) → lock, take the `READY` slot of highest priority
-//!   and lowest sequence, mark it `READING` by me → unlock → copy out →
-//!   lock, mark it `FREE` → unlock → V(free).
+//! - send: lock, claim a `FREE` slot as `WRITING` by me → unlock → copy
+//!   the payload in (outside the lock) → lock, mark it `READY` with the
+//!   next commit sequence → unlock → V(filled) if a receiver sleeps.
+//! - receive: lock, take the `READY` slot of highest priority and lowest
+//!   sequence, mark it `READING` by me → unlock → copy out → lock, mark it
+//!   `FREE` → unlock → V(free) if a sender sleeps.
 //! - messages of at most 1 KiB are copied without the unlock/lock in the
 //!   middle (one critical section per operation, half the lock traffic);
 //!   the slot states pass through the same steps, so recovery is the same.
 //!
+//! ## How the textbook bounded buffer maps onto it
+//!
+//! The textbook has P(empty) → lock → put → unlock → V(full), with the
+//! semaphores counting free slots and messages. Here the mutex-guarded
+//! slot table itself says whether a slot or a message is there, so the
+//! common case needs no semaphore operation at all (each one would be one
+//! more shared cache line moving between the cores per message). The two
+//! semaphores, `free` (textbook `empty`) and `filled` (textbook `full`),
+//! are what a waiter sleeps on: a caller that finds nothing registers as a
+//! sleeper under the lock, unlocks and P()s; a commit that makes a slot
+//! or a message available V()s when a sleeper is registered and not every
+//! sleeper already has a permit. Registration and the commit's look are
+//! both under the mutex, so no wake-up is lost: either the commit comes
+//! first and the caller sees it before registering, or the commit sees
+//! the registration. Their counts are thus wake-up permits, bounded by the
+//! number of registered sleepers, not slot counts.
+//!
 //! # Crash robustness (a process killed by SIGKILL at any instruction)
 //!
-//! The slot states are the truth; the semaphores are how waiters sleep and
-//! are woken. Recovery runs under the mutex: when the mutex reports that
-//! its holder died, whenever a waiter's 50 ms sleep slice passes without a
-//! permit, and whenever a caller finds no slot to take. It turns `WRITING`
-//! slots of dead processes back into `FREE` (that send never completed:
-//! the half-written message is never delivered) and `READING` slots of
-//! dead processes back into `READY` with their original sequence (the
-//! receive never completed: the message goes to the next receiver, ahead
-//! of later messages of its priority), and posts the semaphore permit each
-//! of them had consumed.
+//! The slot states are the truth; the counters are hints recounted from
+//! them, and the semaphores only wake sleepers. Recovery runs under the
+//! mutex: when the mutex reports that its holder died, whenever a
+//! waiter's 50 ms sleep slice passes, and when a `try_` call finds nothing
+//! while some slot is busy outside the lock. It turns `WRITING` slots of
+//! dead processes back into `FREE` (that send never completed: the
+//! half-written message is never delivered) and `READING` slots of dead
+//! processes back into `READY` with their original sequence (the receive
+//! never completed: the message goes to the next receiver, ahead of later
+//! messages of its priority), recounts the counters and wakes sleepers.
 //!
-//! A crash between a semaphore operation and the mutex-protected step
-//! beside it (a P whose slot was never claimed, a V never posted) leaves a
-//! semaphore count off by one from the slot table. Neither direction can
-//! lose or duplicate a message, because nobody trusts the counts: a
-//! permit that finds no slot is dropped (the count was too high), and a
-//! waiter whose slice passes without a permit looks at the table itself
-//! and takes a slot it finds (the count was too low) — so a lost V costs
-//! at most one slice of latency, never a hang.
+//! A crash between an unlock and the V beside it leaves a sleeper without
+//! its wake-up: it wakes at the end of its slice and looks at the table
+//! itself, so a lost V costs at most one slice of latency, never a hang.
+//! A sleeper killed while registered stays counted: later commits may post
+//! one useless permit (the count stays at most the number registered), and
+//! the next sleeper takes it, finds nothing and sleeps again.
 //!
 //! What is guaranteed, with a send's commit point being the store that
 //! marks its slot `READY` and a receive's the store that marks it `FREE`
@@ -68,7 +84,11 @@
 //!   priority that another receiver took meanwhile.
 //!
 //! Every value read from the segment (geometry, states, priorities,
-//! lengths, counts) is checked; a bad one is [`Error::Corrupted`].
+//! lengths, semaphore counts) is checked; a bad one is
+//! [`Error::Corrupted`]. The counters are hints: a scribbled one can make
+//! a `try_` call miss a message or a slot until the next recovery
+//! recounts them, never deliver a wrong one (blocking calls always
+//! consult the table).
 //! Liveness is judged by process id plus start time, so all users must
 //! share a pid namespace.
 //!
@@ -115,8 +135,9 @@ const KIND: &str = "queue";
 const SLICE: Duration = Duration::from_millis(50);
 /// Messages up to this size are copied inside the critical section.
 const INLINE: usize = 1024;
-/// How long a waiter spins for a permit before it sleeps.
-const SPIN: Duration = Duration::from_micros(4);
+/// How long a waiter spins by default before it sleeps (see
+/// [`QueueOptions::spin`]).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 
 /// A native shared-memory priority queue (see the [module docs](self)).
 ///
@@ -128,6 +149,8 @@ pub struct Queue {
     seg: Segment,
     geo: Geometry,
     name: String,
+    /// How long a blocking call spins before it sleeps.
+    spin: Duration,
     /// Blocking waits left that skip spinning (this process only): set
     /// after a spin that found no permit, so spinning stops when it does
     /// not pay (e.g. more runnable processes than CPUs).
@@ -143,6 +166,7 @@ pub struct QueueOptions {
     max_message: usize,
     mode: u32,
     remove_on_drop: bool,
+    spin: Duration,
 }
 
 impl Default for QueueOptions {
@@ -152,6 +176,7 @@ impl Default for QueueOptions {
             max_message: DEFAULT_MAX_MESSAGE,
             mode: 0o600,
             remove_on_drop: false,
+            spin: DEFAULT_SPIN,
         }
     }
 }
@@ -237,6 +262,17 @@ impl QueueOptions {
         self
     }
 
+    /// How long a blocking call of this handle spins, watching for a slot
+    /// or a message, before it sleeps on the queue's semaphore (default
+    /// [`DEFAULT_SPIN`], 100 µs; zero: sleep at once). A peer on another
+    /// core answers in a microsecond or two, far sooner than a futex
+    /// wake-up arrives; spinning stops adapting when it keeps failing
+    /// (see the module docs). Applies to this process's handle only.
+    pub fn spin(&mut self, spin: Duration) -> &mut Self {
+        self.spin = spin;
+        self
+    }
+
     fn segment(&self, geo: &Geometry) -> SegmentOptions {
         let mut o = Segment::options();
         o.mode(self.mode)
@@ -254,7 +290,7 @@ impl QueueOptions {
             .segment(&geo)
             .create(&segment_name(bare))
             .map_err(|e| rename(e, bare))?;
-        Queue::init(seg, geo, bare)
+        Queue::init(seg, geo, bare, self.spin)
     }
 
     /// Opens an existing named queue after the segment checks (regular
@@ -266,7 +302,7 @@ impl QueueOptions {
             .mode(self.mode)
             .open(&segment_name(bare))
             .map_err(|e| rename(e, bare))?;
-        Queue::check(seg, bare)
+        Queue::check(seg, bare, self.spin)
     }
 
     /// Opens the named queue, or creates it. Returns the queue and whether
@@ -280,7 +316,7 @@ impl QueueOptions {
     pub fn anonymous(&self) -> Result<Queue> {
         let geo = Geometry::new(self.capacity, self.max_message)?;
         let seg = self.segment(&geo).anonymous()?;
-        Queue::init(seg, geo, "(anonymous)")
+        Queue::init(seg, geo, "(anonymous)", self.spin)
     }
 }
 
@@ -332,7 +368,7 @@ impl Queue {
     /// Maps a queue from an inherited descriptor (see
     /// [`inheritable_fd`](Self::inheritable_fd)).
     pub fn from_fd(fd: OwnedFd) -> Result<Queue> {
-        Self::check(Segment::from_fd(fd)?, "(inherited)")
+        Self::check(Segment::from_fd(fd)?, "(inherited)", DEFAULT_SPIN)
     }
 
     /// A duplicate of the segment's descriptor without close-on-exec, for a
@@ -362,7 +398,7 @@ impl Queue {
         self.geo.max_message
     }
 
-    fn init(seg: Segment, geo: Geometry, bare: &str) -> Result<Queue> {
+    fn init(seg: Segment, geo: Geometry, bare: &str, spin: Duration) -> Result<Queue> {
         if seg.len() < geo.size {
             return Err(Error::corrupted("a fresh segment is smaller than asked"));
         }
@@ -370,6 +406,7 @@ impl Queue {
             seg,
             geo,
             name: bare.to_string(),
+            spin,
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
         };
@@ -379,14 +416,15 @@ impl Queue {
         h.max_message.store(geo.max_message as u32, SeqCst);
         h.stride.store(geo.stride as u32, SeqCst);
         h.layout.store(geo.size as u64, SeqCst);
-        h.free.init(geo.capacity as u32)?;
+        h.free_slots.store(geo.capacity as u32, SeqCst);
+        h.free.init(0)?;
         h.filled.init(0)?;
         // Last: openers wait for this.
         h.magic.store(layout::MAGIC, SeqCst);
         Ok(q)
     }
 
-    fn check(seg: Segment, bare: &str) -> Result<Queue> {
+    fn check(seg: Segment, bare: &str, spin: Duration) -> Result<Queue> {
         let refuse = |reason: String| Error::Refused {
             name: bare.to_string(),
             reason,
@@ -420,6 +458,7 @@ impl Queue {
             seg,
             geo,
             name: bare.to_string(),
+            spin,
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
         })
@@ -455,6 +494,14 @@ impl Queue {
         match side {
             Side::Send => RawSemaphore::new(&self.header().free),
             Side::Recv => RawSemaphore::new(&self.header().filled),
+        }
+    }
+
+    /// The sleepers register of `side` (guarded by the mutex).
+    fn sleepers(&self, side: Side) -> &AtomicU32 {
+        match side {
+            Side::Send => &self.header().send_sleepers,
+            Side::Recv => &self.header().recv_sleepers,
         }
     }
 

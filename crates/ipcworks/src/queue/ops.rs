@@ -2,11 +2,12 @@
 //! slots, and the two phases of send and receive (see the module docs of
 //! [`queue`](super) for the protocol and what a crash at each step leaves).
 
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use super::layout::{FREE, READING, READY, Slot, WRITING};
-use super::{INLINE, MAX_PRIORITY, Queue, SLICE, SPIN, Side, Until};
+use super::{INLINE, MAX_PRIORITY, Queue, SLICE, Side, Until};
 use crate::sync::{Acquired, RawSemaphore};
 use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
@@ -46,38 +47,88 @@ impl Queue {
         }
     }
 
-    /// Under the lock: undoes the half-done operations of dead processes.
+    /// Under the lock: undoes the half-done operations of dead processes,
+    /// recounts the counters from the slot table (the truth) and wakes
+    /// sleepers for what became available.
     pub(super) fn recover_locked(&self) -> Result<()> {
         let h = self.header();
         let (mut freed, mut readied) = (0u32, 0u32);
+        let (mut ready, mut free, mut busy) = (0u32, 0u32, 0u32);
         for i in 0..self.geo.capacity {
             let s = self.slot(i);
             match s.state() {
-                FREE | READY => {}
+                FREE => free += 1,
+                READY => ready += 1,
                 st @ (WRITING | READING) => {
                     if Identity::from_raw(s.owner.load(Relaxed)).is_alive() {
+                        busy += 1;
                         continue;
                     }
                     s.owner.store(0, Relaxed);
                     if st == WRITING {
                         s.set_state(FREE);
                         freed += 1;
+                        free += 1;
                     } else {
                         s.set_state(READY);
                         readied += 1;
+                        ready += 1;
                     }
                 }
                 other => return Err(self.bad_state(i, other)),
             }
         }
+        h.ready.store(ready, Relaxed);
+        h.free_slots.store(free, Relaxed);
+        h.busy.store(busy, Relaxed);
         h.recovered_sends.fetch_add(freed as u64, Relaxed);
         h.recovered_recvs.fetch_add(readied as u64, Relaxed);
-        // Each undone operation had consumed one permit: give it back.
+        // Slots and messages came back: wake that many sleepers.
         for _ in 0..freed {
-            self.sem(Side::Send).post()?;
+            self.wake(Side::Send)?;
         }
         for _ in 0..readied {
-            self.sem(Side::Recv).post()?;
+            self.wake(Side::Recv)?;
+        }
+        Ok(())
+    }
+
+    /// Under the lock: posts a wake-up permit for `side`'s sleepers if one
+    /// is registered and not every registered sleeper has a permit yet.
+    /// The register is untrusted: an absurd one wakes nobody (sleepers
+    /// still look every slice).
+    pub(super) fn wake(&self, side: Side) -> Result<()> {
+        if let Some(sem) = self.wake_needed(side) {
+            sem.post()?;
+        }
+        Ok(())
+    }
+
+    /// Under the lock: the semaphore to post after unlocking, if any.
+    pub(super) fn wake_needed(&self, side: Side) -> Option<RawSemaphore<'_>> {
+        let sleepers = self.sleepers(side).load(Relaxed);
+        if sleepers == 0 || sleepers as usize > MAX_EXCESS {
+            return None;
+        }
+        let sem = self.sem(side);
+        match sem.value() {
+            Ok(v) if v < sleepers => Some(sem),
+            _ => None,
+        }
+    }
+
+    /// Fails when `side`'s semaphore holds far more permits than sleepers
+    /// could ever be given: correct peers post one per registered sleeper
+    /// at most, so a count far above that is garbage.
+    pub(super) fn check_permits(&self, side: Side) -> Result<()> {
+        let sem = self.sem(side);
+        let v = sem.value()?;
+        if v as usize > self.geo.capacity + MAX_EXCESS {
+            return Err(Error::corrupted(format!(
+                "{}: a wake-up semaphore counts {v} permits for {} slots",
+                self.what(),
+                self.geo.capacity
+            )));
         }
         Ok(())
     }
@@ -131,105 +182,149 @@ impl Queue {
         Ok(best.map(|(i, p, _, l)| (i, p, l)))
     }
 
+    /// Whether a look under the lock may find something for `side` (read
+    /// without the lock: a hint). Something to take, or a slot busy
+    /// outside the lock whose owner may have died.
+    fn worth_locking(&self, side: Side) -> bool {
+        let h = self.header();
+        let avail = match side {
+            Side::Send => h.free_slots.load(Relaxed),
+            Side::Recv => h.ready.load(Relaxed),
+        };
+        avail != 0 || h.busy.load(Relaxed) != 0
+    }
+
     /// Takes a slot for `side` (a FREE one to write, the best READY one to
     /// read), marks it owned by this process and returns it with the
     /// message's priority and length (receive side), the lock still held.
+    /// `send_inline`: a sender copies under this same lock hold (a
+    /// receiver does when the message is at most [`INLINE`] bytes).
     pub(super) fn claim(
         &self,
         side: Side,
         until: Until,
+        send_inline: bool,
     ) -> Result<(Locked<'_>, usize, u32, usize)> {
-        let sem = self.sem(side);
         let me = Identity::process().raw();
-        let mut first = true;
+        let h = self.header();
+        // Whether we may spin (once per call, before the first sleep),
+        // whether we are counted in the sleepers register, and whether a
+        // sleep slice passed (then look for dead owners).
+        let (mut may_spin, mut registered, mut slice_passed) = (true, false, false);
         loop {
-            // 1. A permit, or a slice without one.
-            let permit = match until {
-                Until::Now => sem.try_wait(),
-                _ if first && self.spin(&sem) => Ok(()),
-                Until::Forever | Until::At(_) => {
-                    let slice = Deadline::after(SLICE);
-                    sem.wait_deadline(until.deadline().map_or(slice, |d| d.min(slice)))
-                }
-            };
-            let permit = match permit {
-                Ok(()) => true,
-                Err(Error::WouldBlock | Error::Timeout) => false,
-                Err(e) => return Err(e),
-            };
-            // 2. The table decides. A try_ call waits for the lock only
-            // briefly (it is held for microseconds; a holder that keeps it
-            // for a second is stopped or the segment is garbage).
+            // A try_ call on an empty (full) queue does not touch the lock:
+            // polling receivers would otherwise take the line the sender
+            // needs.
+            if matches!(until, Until::Now) && !self.worth_locking(side) {
+                self.check_permits(side)?;
+                return Err(Error::WouldBlock);
+            }
+            // A try_ call waits for the lock only briefly (it is held for
+            // microseconds; a holder that keeps it for a second is stopped
+            // or the segment is garbage).
             let lock_until = match until {
                 Until::Now => Some(Deadline::after(TRY_LOCK)),
                 _ => until.deadline(),
             };
             let lock = match self.lock(lock_until) {
                 Ok(l) => l,
+                // (A registration we could not undo only costs later
+                // commits a useless post; it is bounded by `wake_needed`.)
                 Err(e) => {
-                    if permit {
-                        let _ = sem.post();
-                    }
                     return Err(match (until, e) {
                         (Until::Now, Error::Timeout) => Error::WouldBlock,
                         (_, e) => e,
                     });
                 }
             };
+            if registered {
+                let n = self.sleepers(side);
+                n.store(n.load(Relaxed).saturating_sub(1), Relaxed);
+                registered = false;
+            }
             let pick = |q: &Self| -> Result<Option<(usize, u32, usize)>> {
                 match side {
                     Side::Send => Ok(q.pick_free()?.map(|i| (i, 0, 0))),
                     Side::Recv => q.pick_ready(),
                 }
             };
-            let mut found = if permit { pick(self)? } else { None };
-            if found.is_none() {
+            let mut found = pick(self)?;
+            // Nothing: a dead owner may hold what we need. Look when some
+            // slot is busy outside the lock (at once for a try_ call, after
+            // a sleep slice for a waiter, so a live copier is not
+            // needlessly judged through /proc), or after a slice anyway.
+            if found.is_none()
+                && (slice_passed || (h.busy.load(Relaxed) != 0 && matches!(until, Until::Now)))
+            {
                 self.recover_locked()?;
                 found = pick(self)?;
             }
             if let Some((i, prio, len)) = found {
                 let s = self.slot(i);
                 s.owner.store(me, Relaxed);
-                s.set_state(match side {
-                    Side::Send => WRITING,
-                    Side::Recv => READING,
-                });
+                match side {
+                    Side::Send => {
+                        s.set_state(WRITING);
+                        dec(&h.free_slots);
+                    }
+                    Side::Recv => {
+                        s.set_state(READING);
+                        dec(&h.ready);
+                    }
+                }
+                let inline = match side {
+                    Side::Send => send_inline,
+                    Side::Recv => len <= INLINE,
+                };
+                if !inline {
+                    inc(&h.busy);
+                }
                 return Ok((lock, i, prio, len));
             }
-            drop(lock);
-            first = false;
-            // A permit without a slot was one too many; drop it and wait on.
-            // Correct peers leave at most one extra permit per thread in
-            // flight: a count far above the capacity is garbage, and
-            // taking it one permit at a time would spin for hours.
-            if permit && sem.value()? as usize > self.geo.capacity + MAX_EXCESS {
-                return Err(Error::corrupted(format!(
-                    "{}: a slot semaphore counts {} permits for {} slots",
-                    self.what(),
-                    sem.value()?,
-                    self.geo.capacity
-                )));
-            }
+            self.check_permits(side)?;
             match until {
                 Until::Now => return Err(Error::WouldBlock),
                 Until::At(d) if d.expired() => return Err(Error::Timeout),
                 _ => {}
             }
+            if may_spin {
+                may_spin = false;
+                drop(lock);
+                self.spin(side, until);
+                continue;
+            }
+            // Register as a sleeper under the lock: a commit after this
+            // sees us and posts a permit, so no wake-up is lost.
+            let n = self.sleepers(side);
+            n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
+            registered = true;
+            drop(lock);
+            let slice = Deadline::after(SLICE);
+            let sem = self.sem(side);
+            slice_passed = match sem.wait_deadline(until.deadline().map_or(slice, |d| d.min(slice)))
+            {
+                Ok(()) => false,
+                Err(Error::Timeout | Error::WouldBlock) => true,
+                Err(e) => return Err(e),
+            };
         }
     }
 
-    /// Spins briefly for a permit before the caller sleeps: a peer running
-    /// on another core usually posts within microseconds, and a permit
-    /// taken while spinning costs neither side a system call (`post` wakes
-    /// only sleepers). Adaptive: after a spin that found nothing, the next
-    /// [`SPIN_SKIP`] waits sleep at once (twice as many after each further
-    /// failed spin, up to [`SPIN_SKIP_MAX`]; a successful spin resets it),
-    /// because when the peer needs this CPU (more runnable threads than
-    /// cores) spinning only delays it.
-    /// Never on a single CPU.
-    fn spin(&self, sem: &RawSemaphore<'_>) -> bool {
+    /// Spins briefly, watching (without the lock) for something `side`
+    /// can take, before the caller registers and sleeps: a peer running on
+    /// another core usually answers within microseconds, and catching it
+    /// spinning costs neither side a system call (commits post only to
+    /// registered sleepers). Adaptive: after a spin that found nothing,
+    /// the next [`SPIN_SKIP`] waits sleep at once (twice as many after
+    /// each further failed spin, up to [`SPIN_SKIP_MAX`]; a successful
+    /// spin resets it), because when the peer needs this CPU (more
+    /// runnable threads than cores) spinning only delays it. Never on a
+    /// single-CPU machine, never past the caller's deadline.
+    fn spin(&self, side: Side, until: Until) -> bool {
         static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        if *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) < 2 {
+        // Online CPUs, not this thread's affinity: a process pinned to one
+        // core has its peer on another.
+        if self.spin.is_zero() || *CPUS.get_or_init(crate::sys::proc::online_cpus) < 2 {
             return false;
         }
         let skip = self.spin_skip.load(Relaxed);
@@ -238,15 +333,19 @@ impl Queue {
             return false;
         }
         let start = Instant::now();
+        let limit = match until.deadline() {
+            Some(d) => d.remaining().unwrap_or_default().min(self.spin),
+            None => self.spin,
+        };
         loop {
             for _ in 0..64 {
-                if sem.value().is_ok_and(|v| v > 0) && sem.try_wait().is_ok() {
+                if self.worth_locking(side) {
                     self.spin_backoff.store(0, Relaxed);
                     return true;
                 }
                 std::hint::spin_loop();
             }
-            if start.elapsed() > SPIN {
+            if start.elapsed() > limit {
                 // Back off: 16, 32, … up to 1024 waits without spinning
                 // while spins keep failing.
                 let backoff = (self.spin_backoff.load(Relaxed) * 2).clamp(SPIN_SKIP, SPIN_SKIP_MAX);
@@ -282,7 +381,8 @@ impl Queue {
                 self.what()
             )));
         }
-        let (held, i, _, _) = self.claim(Side::Send, until)?;
+        let inline = msg.len() <= INLINE;
+        let (held, i, _, _) = self.claim(Side::Send, until, inline)?;
         let copy = || {
             // SAFETY: slot i is WRITING by this process: no correct peer
             // reads or writes its payload until we mark it READY; the
@@ -293,7 +393,7 @@ impl Queue {
         // Small messages are copied under the lock (one critical section
         // instead of two); large ones outside it. A death mid-copy is
         // recovered the same way in both cases.
-        let lock = if msg.len() <= INLINE {
+        let lock = if inline {
             copy();
             held
         } else {
@@ -311,12 +411,22 @@ impl Queue {
         s.owner.store(0, Relaxed);
         // The commit point: the message exists from this store on.
         s.set_state(READY);
+        inc(&h.ready);
+        if !inline {
+            dec(&h.busy);
+        }
+        let wake = self.wake_needed(Side::Recv);
         drop(lock);
-        self.sem(Side::Recv).post()
+        match wake {
+            Some(sem) => sem.post(),
+            None => Ok(()),
+        }
     }
 
     pub(super) fn recv_until(&self, until: Until) -> Result<(Vec<u8>, u32)> {
-        let (held, i, priority, len) = self.claim(Side::Recv, until)?;
+        let (held, i, priority, len) = self.claim(Side::Recv, until, false)?;
+        let h = self.header();
+        let inline = len <= INLINE;
         let mut buf = vec![0u8; len];
         let mut copy = || {
             // SAFETY: slot i is READING by this process: no correct peer
@@ -324,7 +434,7 @@ impl Queue {
             // checked, so the source lies inside the mapping.
             unsafe { std::ptr::copy_nonoverlapping(self.payload(i), buf.as_mut_ptr(), len) }
         };
-        let lock = if len <= INLINE {
+        let lock = if inline {
             copy();
             held
         } else {
@@ -337,10 +447,29 @@ impl Queue {
         // The commit point: the message is received from this store on
         // (the slot's receive count goes up in the same store).
         s.commit_receive();
+        inc(&h.free_slots);
+        if !inline {
+            dec(&h.busy);
+        }
+        let wake = self.wake_needed(Side::Send);
         drop(lock);
-        self.sem(Side::Send).post()?;
+        if let Some(sem) = wake {
+            sem.post()?;
+        }
         Ok((buf, priority))
     }
+}
+
+/// Under the lock: counter + 1 (a plain load and store: the lock orders
+/// them; lock-free readers only take it as a hint).
+fn inc(c: &AtomicU32) {
+    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+}
+
+/// Under the lock: counter - 1, never below 0 (a scribbled counter is
+/// recounted by the next recovery).
+fn dec(c: &AtomicU32) {
+    c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
 }
 
 /// The held table lock; unlocks on drop.

@@ -290,3 +290,12 @@ pub fn die_with_parent() -> std::io::Result<()> {
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .map_err(Into::into)
 }
+
+/// CPUs online in the system (`sysconf(_SC_NPROCESSORS_ONLN)`), whatever
+/// this thread's affinity: a process pinned to one core may still have a
+/// peer running on another. At least 1.
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf reads a system value; no pointers involved.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}

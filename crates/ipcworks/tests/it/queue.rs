@@ -14,7 +14,7 @@ use ipcworks::Error;
 use ipcworks::endpoint::{self, Endpoint, Meta, Options};
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
-use ipcworks::sync::{Acquired, MutexState, RawMutex, RawSemaphore, SemaphoreState};
+use ipcworks::sync::{Acquired, MutexState, RawMutex};
 use ipcworks::sys::proc::Identity;
 
 use crate::support::{self, KillOnDrop};
@@ -202,15 +202,9 @@ fn child() {
         // slot 0 at 192: state +0, owner +24).
         "die-holding-lock" => {
             let seg = Segment::open(&format!("ipcworks.queue.{name}")).unwrap();
-            // SAFETY: offsets inside the queue's header (192 bytes), 8-aligned;
-            // MutexState and SemaphoreState are atomics only.
-            let (m, free) = unsafe {
-                (
-                    &*(seg.as_ptr().add(32) as *const MutexState),
-                    &*(seg.as_ptr().add(48) as *const SemaphoreState),
-                )
-            };
-            RawSemaphore::new(free).try_wait().unwrap();
+            // SAFETY: the mutex lies at offset 32 of the queue's header (192
+            // bytes), 8-aligned; MutexState is atomics only.
+            let m = unsafe { &*(seg.as_ptr().add(32) as *const MutexState) };
             assert!(matches!(RawMutex::new(m).lock(), Ok(Acquired::Consistent)));
             // SAFETY: slot 0's record lies at 192..224, 8-aligned; atomics.
             let (state, owner) = unsafe {
