@@ -1,73 +1,91 @@
 //! The native message queue: a bounded multi-producer, multi-consumer
-//! priority queue in one shared-memory segment, built from this crate's
-//! counting semaphores and robust mutex — the textbook *bounded buffer*.
+//! priority queue in one shared-memory segment — the textbook *bounded
+//! buffer*, with this crate's counting semaphores as the place where
+//! senders and receivers sleep and its robust mutex guarding recovery.
 //!
 //! A receiver gets the oldest message of the highest priority
 //! (0 ..= [`MAX_PRIORITY`], the same range as POSIX queues); a sender
 //! waits while the queue is full, a receiver while it is empty. The fast
-//! path makes no system call: per side one uncontended mutex lock and
-//! unlock (two for messages above 1 KiB) and a few counter updates on the
-//! mutex's cache line. A caller that must wait spins first (100 µs by
-//! default, [`QueueOptions::spin`]; adaptively: not again soon after a
-//! spin that did not pay), then sleeps on a semaphore.
+//! path is lock-free and makes no system call: a send or a receive is a
+//! look at the slot words, one compare-and-swap to claim a slot, the copy,
+//! and one compare-and-swap to commit it. A caller that must wait spins
+//! first (100 µs by default, [`QueueOptions::spin`]; adaptively: not
+//! again soon after a spin that did not pay), then sleeps on a semaphore.
 //!
 //! # How it works
 //!
-//! The segment holds a slot table; each slot is `FREE`, `WRITING` (owned
-//! by a sender process), `READY` (priority, length, commit sequence) or
-//! `READING` (owned by a receiver process). One robust mutex guards the
-//! table and the counters beside it (ready and free slots, slots busy
-//! outside the lock, registered sleepers).
+//! The segment holds one slot per message: a 32-byte record (a state word,
+//! the owner, the sequence, priority and length) followed by the payload,
+//! each slot starting a cache line, so a message and its state travel
+//! between the cores together. The state word (see `layout.rs`) holds the
+//! state — `FREE`, `WRITING` (a sender copies in), `READY`, `READING` (a
+//! receiver copies out) — with the owner's pid and the slot's count of
+//! completed receives, so every step is one atomic operation:
 //!
-//! - send: lock, claim a `FREE` slot as `WRITING` by me → unlock → copy
-//!   the payload in (outside the lock) → lock, mark it `READY` with the
-//!   next commit sequence → unlock → V(filled) if a receiver sleeps.
-//! - receive: lock, take the `READY` slot of highest priority and lowest
-//!   sequence, mark it `READING` by me → unlock → copy out → lock, mark it
-//!   `FREE` → unlock → V(free) if a sender sleeps.
-//! - messages of at most 1 KiB are copied without the unlock/lock in the
-//!   middle (one critical section per operation, half the lock traffic);
-//!   the slot states pass through the same steps, so recovery is the same.
+//! - send: find a `FREE` slot (each handle goes round the slots like a
+//!   ring) → CAS `FREE → WRITING(me)` → record my identity → take the next
+//!   sequence number → copy the payload, priority, length in → CAS
+//!   `WRITING(me) → READY` (the commit) → V(filled) if a receiver sleeps.
+//! - receive: find the `READY` slot of highest priority and lowest
+//!   sequence → CAS `READY → READING(me)` → record my identity → copy out
+//!   → CAS `READING(me) → FREE`, receive count + 1 (the commit) → V(free)
+//!   if a sender sleeps.
+//!
+//! A receiver's look is two passes over the slot words: one pass is not a
+//! snapshot (it could read slot A just before a message m1 is committed
+//! there and slot B just after a later m2 of the same sender is, and take
+//! m2 first), so a candidate is taken only when a further whole pass,
+//! begun after the candidate was seen, finds nothing better; every
+//! message committed before the candidate is visible to that pass.
 //!
 //! ## How the textbook bounded buffer maps onto it
 //!
 //! The textbook has P(empty) → lock → put → unlock → V(full), with the
-//! semaphores counting free slots and messages. Here the mutex-guarded
-//! slot table itself says whether a slot or a message is there, so the
-//! common case needs no semaphore operation at all (each one would be one
-//! more shared cache line moving between the cores per message). The two
-//! semaphores, `free` (textbook `empty`) and `filled` (textbook `full`),
-//! are what a waiter sleeps on: a caller that finds nothing registers as a
-//! sleeper under the lock, unlocks and P()s; a commit that makes a slot
-//! or a message available V()s when a sleeper is registered and not every
-//! sleeper already has a permit. Registration and the commit's look are
-//! both under the mutex, so no wake-up is lost: either the commit comes
-//! first and the caller sees it before registering, or the commit sees
-//! the registration. Their counts are thus wake-up permits, bounded by the
-//! number of registered sleepers, not slot counts.
+//! semaphores counting free slots and messages and the mutex guarding the
+//! buffer. Here each slot's state word says whether it holds a message,
+//! and claiming it by compare-and-swap gives the mutual exclusion the
+//! textbook's mutex gives (per slot instead of for the whole buffer), so
+//! the common case needs no semaphore operation and no lock: each would
+//! be one more shared cache line moving between the cores per message.
+//! The two semaphores, `free` (textbook `empty`) and `filled` (textbook
+//! `full`), are where a waiter sleeps: a caller that finds nothing (after
+//! its spin) registers as a sleeper, looks once more, and P()s; a commit
+//! that makes a slot or a message available V()s when a sleeper is
+//! registered and not every registered sleeper already has a permit.
+//! Registration and commit are each followed by a full fence before the
+//! other side's word is read (Dekker), so either the commit sees the
+//! sleeper or the sleeper's last look sees the commit: no wake-up is lost.
+//! The semaphores' counts are thus wake-up permits, bounded by the number
+//! of registered sleepers, not slot counts. The robust mutex serializes
+//! recovery, so two processes never judge and repair the same slot at
+//! once; a recoverer killed mid-way is detected by it (`OwnerDead`), and
+//! the next one simply runs again (each repair is one idempotent CAS).
 //!
 //! # Crash robustness (a process killed by SIGKILL at any instruction)
 //!
-//! The slot states are the truth; the counters are hints recounted from
-//! them, and the semaphores only wake sleepers. Recovery runs under the
-//! mutex: when the mutex reports that its holder died, whenever a
-//! waiter's 50 ms sleep slice passes, and when a `try_` call finds nothing
-//! while some slot is busy outside the lock. It turns `WRITING` slots of
-//! dead processes back into `FREE` (that send never completed: the
-//! half-written message is never delivered) and `READING` slots of dead
-//! processes back into `READY` with their original sequence (the receive
-//! never completed: the message goes to the next receiver, ahead of later
-//! messages of its priority), recounts the counters and wakes sleepers.
+//! The slot words are the truth. Recovery (under the mutex) runs when a
+//! waiter's 50 ms sleep slice passes while some slot is busy, and when a
+//! `try_` call finds nothing but busy slots that do not settle within
+//! 20 µs. For each `WRITING` or `READING` slot it judges the owner: by the
+//! identity in the record (pid plus start time, which a reused pid cannot
+//! fake) when that names the word's pid, else — in the instant between a
+//! claim and its record store, or after the record is cleared just before
+//! a commit — by the pid alone. A dead owner's `WRITING` slot goes back to
+//! `FREE` (that send never committed: the half-written message is never
+//! delivered), its `READING` slot back to `READY` with the message's
+//! original sequence (the receive never committed: the message goes to the
+//! next receiver, ahead of later messages of its priority); each is one
+//! CAS from the word it judged, so it cannot undo a newer claim.
 //!
-//! A crash between an unlock and the V beside it leaves a sleeper without
-//! its wake-up: it wakes at the end of its slice and looks at the table
-//! itself, so a lost V costs at most one slice of latency, never a hang.
-//! A sleeper killed while registered stays counted: later commits may post
-//! one useless permit (the count stays at most the number registered), and
+//! A crash between a commit and the V after it leaves a sleeper without
+//! its wake-up: it wakes at the end of its slice and looks itself, so a
+//! lost V costs at most one slice of latency, never a hang. A sleeper
+//! killed while registered stays counted: later commits may post one
+//! useless permit (the count stays at most the number registered), and
 //! the next sleeper takes it, finds nothing and sleeps again.
 //!
-//! What is guaranteed, with a send's commit point being the store that
-//! marks its slot `READY` and a receive's the store that marks it `FREE`
+//! What is guaranteed, with a send's commit point being the CAS that
+//! marks its slot `READY` and a receive's the CAS that marks it `FREE`
 //! (and counts the receive, in the same word):
 //!
 //! - a `send` that returned `Ok` committed its message, exactly once; one
@@ -78,19 +96,20 @@
 //!   receiver; one killed after its commit but before returning took the
 //!   message with it (like any queue whose receive returns into a process
 //!   that then dies).
-//! - within one priority, messages come out in commit order (so one
-//!   sender's messages in its send order), except that one recovered from
-//!   a dead receiver comes out late relative to any message of its
-//!   priority that another receiver took meanwhile.
+//! - within one priority, messages come out in the order of the sequence
+//!   numbers their sends took (so one sender's messages in its send
+//!   order; of two concurrent sends, the one that commits first may come
+//!   out first), except that one recovered from a dead receiver comes out
+//!   late relative to any message of its priority that another receiver
+//!   took meanwhile.
 //!
-//! Every value read from the segment (geometry, states, priorities,
-//! lengths, semaphore counts) is checked; a bad one is
-//! [`Error::Corrupted`]. The counters are hints: a scribbled one can make
-//! a `try_` call miss a message or a slot until the next recovery
-//! recounts them, never deliver a wrong one (blocking calls always
-//! consult the table).
-//! Liveness is judged by process id plus start time, so all users must
-//! share a pid namespace.
+//! Every value read from the segment (geometry, priorities, lengths,
+//! semaphore counts, sleeper registers) is checked; a bad one is
+//! [`Error::Corrupted`], or is ignored where it can only cost a wake-up
+//! (an absurd sleeper register wakes nobody; sleepers still look every
+//! slice). Liveness is judged by process id plus start time, so all users
+//! must share a pid namespace (and pids must be below 2^22, the kernel's
+//! limit).
 //!
 //! ```no_run
 //! use ipcworks::queue::Queue;
@@ -109,8 +128,8 @@ mod layout;
 mod ops;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::time::Duration;
 
 use layout::{Geometry, HEADER_SIZE, Header, Slot};
@@ -133,8 +152,6 @@ pub const DEFAULT_MAX_MESSAGE: usize = 8192;
 const KIND: &str = "queue";
 /// How long a waiter sleeps before it looks at the slot table itself.
 const SLICE: Duration = Duration::from_millis(50);
-/// Messages up to this size are copied inside the critical section.
-const INLINE: usize = 1024;
 /// How long a waiter spins by default before it sleeps (see
 /// [`QueueOptions::spin`]).
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
@@ -157,6 +174,9 @@ pub struct Queue {
     spin_skip: AtomicU32,
     /// The current length of that pause (see `ops::spin`).
     spin_backoff: AtomicU32,
+    /// Where this handle's next look for a free slot starts (after the
+    /// last slot it filled, so one sender goes round like a ring).
+    next_free: AtomicUsize,
 }
 
 /// Options for creating or opening a [`Queue`].
@@ -409,6 +429,7 @@ impl Queue {
             spin,
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
+            next_free: AtomicUsize::new(0),
         };
         let h = q.header();
         h.version.store(layout::VERSION, SeqCst);
@@ -416,7 +437,6 @@ impl Queue {
         h.max_message.store(geo.max_message as u32, SeqCst);
         h.stride.store(geo.stride as u32, SeqCst);
         h.layout.store(geo.size as u64, SeqCst);
-        h.free_slots.store(geo.capacity as u32, SeqCst);
         h.free.init(0)?;
         h.filled.init(0)?;
         // Last: openers wait for this.
@@ -461,6 +481,7 @@ impl Queue {
             spin,
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
+            next_free: AtomicUsize::new(0),
         })
     }
 
@@ -548,9 +569,9 @@ impl Queue {
         Ok(self.stats()?.depth)
     }
 
-    /// A snapshot for monitoring, read from the slot table without the
-    /// lock (O(capacity); while others work, one slot may be read a moment
-    /// later than another). An unknown slot state is [`Error::Corrupted`].
+    /// A snapshot for monitoring, read from the slot words (one atomic
+    /// load per slot, O(capacity); while others work, one slot may be read
+    /// a moment later than another).
     pub fn stats(&self) -> Result<Stats> {
         let h = self.header();
         let mut st = Stats {
@@ -562,14 +583,13 @@ impl Queue {
             ..Stats::default()
         };
         for i in 0..self.geo.capacity {
-            let s = self.slot(i);
-            st.received = st.received.wrapping_add(s.receives());
-            match s.state() {
-                layout::FREE => {}
+            let w = self.slot(i).word.load(SeqCst);
+            st.received = st.received.wrapping_add(layout::count(w));
+            match layout::state(w) {
                 layout::WRITING => st.writing += 1,
                 layout::READY => st.depth += 1,
                 layout::READING => st.reading += 1,
-                other => return Err(self.bad_state(i, other)),
+                _ => {}
             }
         }
         st.sent = st.received.wrapping_add((st.depth + st.reading) as u64);
@@ -580,22 +600,7 @@ impl Queue {
     /// done on demand; see the module docs). Returns how many sends and
     /// receives were undone.
     pub fn recover(&self) -> Result<(u64, u64)> {
-        let h = self.header();
-        let lock = self.lock(None)?;
-        let before = (
-            h.recovered_sends.load(SeqCst),
-            h.recovered_recvs.load(SeqCst),
-        );
-        self.recover_locked()?;
-        let after = (
-            h.recovered_sends.load(SeqCst),
-            h.recovered_recvs.load(SeqCst),
-        );
-        drop(lock);
-        Ok((
-            after.0.wrapping_sub(before.0),
-            after.1.wrapping_sub(before.1),
-        ))
+        self.recover_until(None)
     }
 }
 

@@ -1,15 +1,17 @@
-//! The operations over the slot table: locking with recovery, picking
-//! slots, and the two phases of send and receive (see the module docs of
-//! [`queue`](super) for the protocol and what a crash at each step leaves).
+//! The operations over the slots: looking for a slot or a message,
+//! claiming it with one compare-and-swap, committing, waiting, and
+//! recovering dead owners' half-done operations (see the module docs of
+//! [`queue`](super) for the protocol and what a crash at each step
+//! leaves).
 
-use std::sync::atomic::AtomicU32;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::fence;
+use std::time::{Duration, Instant};
 
-use super::layout::{FREE, READING, READY, Slot, WRITING};
-use super::{INLINE, MAX_PRIORITY, Queue, SLICE, Side, Until};
-use crate::sync::{Acquired, RawSemaphore};
-use crate::sys::proc::Identity;
+use super::layout::{self, FREE, PID_LIMIT, READING, READY, WRITING};
+use super::{MAX_PRIORITY, Queue, SLICE, Side, Until};
+use crate::sync::Acquired;
+use crate::sys::proc::{self, Identity, Status};
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
 
@@ -22,107 +24,325 @@ const MAX_EXCESS: usize = 1 << 16;
 const SPIN_SKIP: u32 = 16;
 const SPIN_SKIP_MAX: u32 = 1024;
 
-/// How long a `try_` call waits for the table lock.
-const TRY_LOCK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a `try_` call that found only slots busy (another process
+/// copying) waits for them to settle before it judges their owners: a
+/// live copier of a small message finishes in well under a microsecond,
+/// and judging one costs a `/proc` read.
+const SETTLE: Duration = Duration::from_micros(20);
+
+/// How long a `try_` call waits for the recovery lock.
+const TRY_LOCK: Duration = Duration::from_secs(1);
+
+/// The calling process, as the slot words and records name it.
+#[derive(Clone, Copy)]
+pub(super) struct Me {
+    pid: u32,
+    ident: u64,
+}
+
+impl Me {
+    pub(super) fn get() -> Result<Me> {
+        let id = Identity::process();
+        if id.id() >= PID_LIMIT {
+            return Err(Error::LimitExceeded {
+                limit: "process id for a native queue".into(),
+                value: id.id().to_string(),
+                hint: format!("queue slots record process ids below {PID_LIMIT}"),
+            });
+        }
+        Ok(Me {
+            pid: id.id(),
+            ident: id.raw(),
+        })
+    }
+}
+
+/// A READY message seen by a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate {
+    i: usize,
+    word: u64,
+    prio: u32,
+    seq: u64,
+}
+
+/// What one look at the slots found.
+enum Look<T> {
+    Found(T),
+    /// Nothing; `busy`: some slot was WRITING or READING (its owner may be
+    /// copying, or dead).
+    Nothing {
+        busy: bool,
+    },
+}
+
+/// A slot claimed by this process: its index, its word after the claim,
+/// and (receive side) the message's priority and length.
+pub(super) struct Claimed {
+    pub i: usize,
+    pub word: u64,
+    pub prio: u32,
+    pub len: usize,
+}
 
 impl Queue {
-    /// Locks the slot table; after a dead holder, recovers first.
-    pub(super) fn lock(&self, deadline: Option<Deadline>) -> Result<Locked<'_>> {
-        let m = self.mutex();
-        match m.lock_until(deadline) {
-            Ok(Acquired::Consistent) => Ok(Locked(self)),
-            Ok(Acquired::OwnerDead) => match self.recover_locked() {
-                Ok(()) => {
-                    m.make_consistent();
-                    Ok(Locked(self))
+    /// Looks for a FREE slot, starting after the last one this handle
+    /// used (so one sender goes round the slots like a ring), and claims
+    /// it: `FREE(c) → WRITING(me, c)`.
+    fn look_free(&self, me: Me) -> Result<Look<Claimed>> {
+        let cap = self.geo.capacity;
+        let start = self.next_free.load(Relaxed) % cap;
+        let mut busy = false;
+        for k in 0..cap {
+            let i = (start + k) % cap;
+            let s = self.slot(i);
+            let mut w = s.word.load(Acquire);
+            while layout::state(w) == FREE {
+                let claimed = layout::word(WRITING, me.pid, layout::count(w));
+                match s.word.compare_exchange(w, claimed, Acquire, Acquire) {
+                    Ok(_) => {
+                        // Between the claim and this store, recovery judges
+                        // us by the pid in the word alone.
+                        s.owner.store(me.ident, Relaxed);
+                        self.next_free.store(i + 1, Relaxed);
+                        return Ok(Look::Found(Claimed {
+                            i,
+                            word: claimed,
+                            prio: 0,
+                            len: 0,
+                        }));
+                    }
+                    Err(now) => w = now,
                 }
-                Err(e) => {
-                    // Unrepairable: unlocking unrepaired makes the mutex
-                    // not recoverable, so everyone learns it.
-                    m.unlock();
-                    Err(e)
-                }
-            },
-            Err(e) => Err(e.into_error(&self.what())),
+            }
+            busy |= matches!(layout::state(w), WRITING | READING);
         }
+        Ok(Look::Nothing { busy })
     }
 
-    /// Under the lock: undoes the half-done operations of dead processes,
-    /// recounts the counters from the slot table (the truth) and wakes
-    /// sleepers for what became available.
-    pub(super) fn recover_locked(&self) -> Result<()> {
-        let h = self.header();
-        let (mut freed, mut readied) = (0u32, 0u32);
-        let (mut ready, mut free, mut busy) = (0u32, 0u32, 0u32);
+    /// One pass over the slots: the READY message of highest priority and
+    /// lowest sequence, and whether any slot is busy.
+    fn scan_ready(&self) -> Result<Look<Candidate>> {
+        let mut best: Option<Candidate> = None;
+        let mut busy = false;
         for i in 0..self.geo.capacity {
             let s = self.slot(i);
-            match s.state() {
-                FREE => free += 1,
-                READY => ready += 1,
-                st @ (WRITING | READING) => {
-                    if Identity::from_raw(s.owner.load(Relaxed)).is_alive() {
-                        busy += 1;
-                        continue;
-                    }
-                    s.owner.store(0, Relaxed);
-                    if st == WRITING {
-                        s.set_state(FREE);
-                        freed += 1;
-                        free += 1;
-                    } else {
-                        s.set_state(READY);
-                        readied += 1;
-                        ready += 1;
-                    }
+            let w = s.word.load(Acquire);
+            match layout::state(w) {
+                READY => {}
+                WRITING | READING => {
+                    busy = true;
+                    continue;
                 }
-                other => return Err(self.bad_state(i, other)),
+                _ => continue,
+            }
+            // Written before the commit that made the word READY (release),
+            // so visible after our acquire; re-read the word to make sure
+            // they belong to that message and not to a later one.
+            let prio = s.priority.load(Acquire);
+            let seq = s.seq.load(Acquire);
+            if s.word.load(Acquire) != w {
+                continue;
+            }
+            if prio > MAX_PRIORITY {
+                return Err(Error::corrupted(format!(
+                    "{}: slot {i} holds priority {prio} (max {MAX_PRIORITY})",
+                    self.what()
+                )));
+            }
+            let better = match best {
+                None => true,
+                Some(b) => prio > b.prio || (prio == b.prio && seq < b.seq),
+            };
+            if better {
+                best = Some(Candidate {
+                    i,
+                    word: w,
+                    prio,
+                    seq,
+                });
             }
         }
-        h.ready.store(ready, Relaxed);
-        h.free_slots.store(free, Relaxed);
-        h.busy.store(busy, Relaxed);
-        h.recovered_sends.fetch_add(freed as u64, Relaxed);
-        h.recovered_recvs.fetch_add(readied as u64, Relaxed);
-        // Slots and messages came back: wake that many sleepers.
-        for _ in 0..freed {
-            self.wake(Side::Send)?;
-        }
-        for _ in 0..readied {
-            self.wake(Side::Recv)?;
-        }
-        Ok(())
+        Ok(match best {
+            Some(c) => Look::Found(c),
+            None => Look::Nothing { busy },
+        })
     }
 
-    /// Under the lock: posts a wake-up permit for `side`'s sleepers if one
+    /// The message a receive takes, claimed: `READY(c) → READING(me, c)`.
+    ///
+    /// One pass is not a snapshot: it may read slot A before a message m1
+    /// is committed there and slot B after a later m2 (same sender, same
+    /// priority) is, and would take m2 first. So a candidate is taken only
+    /// when a whole further pass, begun after the candidate was seen,
+    /// finds no better one: every message committed before the candidate
+    /// was (m1 before m2) is visible to that pass.
+    fn look_ready(&self, me: Me) -> Result<Look<Claimed>> {
+        'again: loop {
+            let mut prev = match self.scan_ready()? {
+                Look::Found(c) => c,
+                Look::Nothing { busy } => return Ok(Look::Nothing { busy }),
+            };
+            loop {
+                match self.scan_ready()? {
+                    Look::Found(c) if c == prev => break,
+                    Look::Found(c) => prev = c,
+                    Look::Nothing { busy } => return Ok(Look::Nothing { busy }),
+                }
+            }
+            let s = self.slot(prev.i);
+            let claimed = layout::word(READING, me.pid, layout::count(prev.word));
+            if s.word
+                .compare_exchange(prev.word, claimed, Acquire, Relaxed)
+                .is_err()
+            {
+                // Another receiver took it: look again.
+                continue 'again;
+            }
+            s.owner.store(me.ident, Relaxed);
+            let len = s.len.load(Relaxed) as usize;
+            let prio = s.priority.load(Relaxed);
+            if len > self.geo.max_message || prio != prev.prio {
+                // Give it back as it was: the next look reports it again.
+                let _ = s
+                    .word
+                    .compare_exchange(claimed, prev.word, Release, Relaxed);
+                return Err(Error::corrupted(format!(
+                    "{}: slot {} holds a message of {len} bytes, priority {prio} (max {}, \
+                     {MAX_PRIORITY})",
+                    self.what(),
+                    prev.i,
+                    self.geo.max_message
+                )));
+            }
+            return Ok(Look::Found(Claimed {
+                i: prev.i,
+                word: claimed,
+                prio,
+                len,
+            }));
+        }
+    }
+
+    fn look(&self, side: Side, me: Me) -> Result<Look<Claimed>> {
+        match side {
+            Side::Send => self.look_free(me),
+            Side::Recv => self.look_ready(me),
+        }
+    }
+
+    /// Whether a free slot (send) or a ready message (receive) is there,
+    /// without claiming: what spinning watches.
+    fn anything(&self, side: Side) -> bool {
+        let want = match side {
+            Side::Send => FREE,
+            Side::Recv => READY,
+        };
+        (0..self.geo.capacity).any(|i| layout::state(self.slot(i).word.load(Relaxed)) == want)
+    }
+
+    /// Claims a slot for `side` (a FREE one to write, the best READY one
+    /// to read), waiting as `until` says.
+    pub(super) fn claim(&self, side: Side, until: Until) -> Result<Claimed> {
+        let me = Me::get()?;
+        // Whether we may still spin (once per call, before the first
+        // sleep), settle busy slots (try_ calls), recover (once per sleep
+        // slice, or once in a try_ call).
+        let (mut may_spin, mut may_settle, mut may_recover) = (true, true, false);
+        loop {
+            let busy = match self.look(side, me)? {
+                Look::Found(c) => return Ok(c),
+                Look::Nothing { busy } => busy,
+            };
+            self.check_permits(side)?;
+            if let Until::Now = until {
+                if busy && may_settle {
+                    // Someone copies: give them a moment, then judge them.
+                    may_settle = false;
+                    may_recover = true;
+                    let t = Instant::now();
+                    while t.elapsed() < SETTLE && !self.anything(side) {
+                        std::hint::spin_loop();
+                    }
+                    continue;
+                }
+                if busy && may_recover {
+                    may_recover = false;
+                    if self.recover_until(Some(Deadline::after(TRY_LOCK)))? != (0, 0) {
+                        continue;
+                    }
+                }
+                return Err(Error::WouldBlock);
+            }
+            if busy && may_recover {
+                // A sleep slice passed and slots are still busy: their
+                // owners may be dead.
+                may_recover = false;
+                if self.recover_until(until.deadline())? != (0, 0) {
+                    continue;
+                }
+            }
+            if let Until::At(d) = until
+                && d.expired()
+            {
+                return Err(Error::Timeout);
+            }
+            if may_spin {
+                may_spin = false;
+                self.spin(side, until);
+                continue;
+            }
+            may_recover = self.sleep(side, until)?;
+        }
+    }
+
+    /// Registers as a sleeper, looks once more, and sleeps on `side`'s
+    /// semaphore for one slice at most. Returns whether the slice passed
+    /// without a wake-up.
+    fn sleep(&self, side: Side, until: Until) -> Result<bool> {
+        let n = self.sleepers(side);
+        n.fetch_add(1, SeqCst);
+        // Dekker with `wake`: either a commit after this fence sees us
+        // registered, or our look below sees that commit.
+        fence(SeqCst);
+        let res = match self.anything(side) {
+            true => Ok(false),
+            false => {
+                let slice = Deadline::after(SLICE);
+                let until = until.deadline().map_or(slice, |d| d.min(slice));
+                match self.sem(side).wait_deadline(until) {
+                    Ok(()) => Ok(false),
+                    Err(Error::Timeout | Error::WouldBlock) => Ok(true),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let _ = n.fetch_update(SeqCst, Relaxed, |v| Some(v.saturating_sub(1)));
+        res
+    }
+
+    /// After a commit: posts a wake-up permit for `side`'s sleepers if one
     /// is registered and not every registered sleeper has a permit yet.
-    /// The register is untrusted: an absurd one wakes nobody (sleepers
-    /// still look every slice).
-    pub(super) fn wake(&self, side: Side) -> Result<()> {
-        if let Some(sem) = self.wake_needed(side) {
-            sem.post()?;
-        }
-        Ok(())
-    }
-
-    /// Under the lock: the semaphore to post after unlocking, if any.
-    pub(super) fn wake_needed(&self, side: Side) -> Option<RawSemaphore<'_>> {
-        let sleepers = self.sleepers(side).load(Relaxed);
+    /// Never fails the operation that committed: a broken semaphore is
+    /// reported to the sleepers themselves (`check_permits`), which also
+    /// look at the slots every slice.
+    pub(super) fn wake(&self, side: Side) {
+        fence(SeqCst);
+        let sleepers = self.sleepers(side).load(SeqCst);
         if sleepers == 0 || sleepers as usize > MAX_EXCESS {
-            return None;
+            return;
         }
         let sem = self.sem(side);
-        match sem.value() {
-            Ok(v) if v < sleepers => Some(sem),
-            _ => None,
+        if sem.value().is_ok_and(|v| v < sleepers) {
+            let _ = sem.post();
         }
     }
 
     /// Fails when `side`'s semaphore holds far more permits than sleepers
-    /// could ever be given: correct peers post one per registered sleeper
-    /// at most, so a count far above that is garbage.
+    /// could ever be given: correct peers post about one per registered
+    /// sleeper, so a count far above that is garbage.
     pub(super) fn check_permits(&self, side: Side) -> Result<()> {
-        let sem = self.sem(side);
-        let v = sem.value()?;
+        let v = self.sem(side).value()?;
         if v as usize > self.geo.capacity + MAX_EXCESS {
             return Err(Error::corrupted(format!(
                 "{}: a wake-up semaphore counts {v} permits for {} slots",
@@ -133,198 +353,21 @@ impl Queue {
         Ok(())
     }
 
-    pub(super) fn bad_state(&self, i: usize, st: u32) -> Error {
-        Error::corrupted(format!("{}: slot {i} has unknown state {st}", self.what()))
-    }
-
-    /// Under the lock: a FREE slot.
-    pub(super) fn pick_free(&self) -> Result<Option<usize>> {
-        for i in 0..self.geo.capacity {
-            match self.slot(i).state() {
-                FREE => return Ok(Some(i)),
-                WRITING | READY | READING => {}
-                other => return Err(self.bad_state(i, other)),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Under the lock: the READY slot of highest priority, lowest sequence,
-    /// with its priority and length (checked).
-    pub(super) fn pick_ready(&self) -> Result<Option<(usize, u32, usize)>> {
-        let mut best: Option<(usize, u32, u64, usize)> = None;
-        for i in 0..self.geo.capacity {
-            let s = self.slot(i);
-            match s.state() {
-                READY => {
-                    let prio = s.priority.load(Relaxed);
-                    let len = s.len.load(Relaxed) as usize;
-                    let seq = s.seq.load(Relaxed);
-                    if prio > MAX_PRIORITY || len > self.geo.max_message {
-                        return Err(Error::corrupted(format!(
-                            "{}: slot {i} holds priority {prio}, length {len} (max {MAX_PRIORITY}, {})",
-                            self.what(),
-                            self.geo.max_message
-                        )));
-                    }
-                    let better = match best {
-                        None => true,
-                        Some((_, bp, bs, _)) => prio > bp || (prio == bp && seq < bs),
-                    };
-                    if better {
-                        best = Some((i, prio, seq, len));
-                    }
-                }
-                FREE | WRITING | READING => {}
-                other => return Err(self.bad_state(i, other)),
-            }
-        }
-        Ok(best.map(|(i, p, _, l)| (i, p, l)))
-    }
-
-    /// Whether a look under the lock may find something for `side` (read
-    /// without the lock: a hint). Something to take, or a slot busy
-    /// outside the lock whose owner may have died.
-    fn worth_locking(&self, side: Side) -> bool {
-        let h = self.header();
-        let avail = match side {
-            Side::Send => h.free_slots.load(Relaxed),
-            Side::Recv => h.ready.load(Relaxed),
-        };
-        avail != 0 || h.busy.load(Relaxed) != 0
-    }
-
-    /// Takes a slot for `side` (a FREE one to write, the best READY one to
-    /// read), marks it owned by this process and returns it with the
-    /// message's priority and length (receive side), the lock still held.
-    /// `send_inline`: a sender copies under this same lock hold (a
-    /// receiver does when the message is at most [`INLINE`] bytes).
-    pub(super) fn claim(
-        &self,
-        side: Side,
-        until: Until,
-        send_inline: bool,
-    ) -> Result<(Locked<'_>, usize, u32, usize)> {
-        let me = Identity::process().raw();
-        let h = self.header();
-        // Whether we may spin (once per call, before the first sleep),
-        // whether we are counted in the sleepers register, and whether a
-        // sleep slice passed (then look for dead owners).
-        let (mut may_spin, mut registered, mut slice_passed) = (true, false, false);
-        loop {
-            // A try_ call on an empty (full) queue does not touch the lock:
-            // polling receivers would otherwise take the line the sender
-            // needs.
-            if matches!(until, Until::Now) && !self.worth_locking(side) {
-                self.check_permits(side)?;
-                return Err(Error::WouldBlock);
-            }
-            // A try_ call waits for the lock only briefly (it is held for
-            // microseconds; a holder that keeps it for a second is stopped
-            // or the segment is garbage).
-            let lock_until = match until {
-                Until::Now => Some(Deadline::after(TRY_LOCK)),
-                _ => until.deadline(),
-            };
-            let lock = match self.lock(lock_until) {
-                Ok(l) => l,
-                // (A registration we could not undo only costs later
-                // commits a useless post; it is bounded by `wake_needed`.)
-                Err(e) => {
-                    return Err(match (until, e) {
-                        (Until::Now, Error::Timeout) => Error::WouldBlock,
-                        (_, e) => e,
-                    });
-                }
-            };
-            if registered {
-                let n = self.sleepers(side);
-                n.store(n.load(Relaxed).saturating_sub(1), Relaxed);
-                registered = false;
-            }
-            let pick = |q: &Self| -> Result<Option<(usize, u32, usize)>> {
-                match side {
-                    Side::Send => Ok(q.pick_free()?.map(|i| (i, 0, 0))),
-                    Side::Recv => q.pick_ready(),
-                }
-            };
-            let mut found = pick(self)?;
-            // Nothing: a dead owner may hold what we need. Look when some
-            // slot is busy outside the lock (at once for a try_ call, after
-            // a sleep slice for a waiter, so a live copier is not
-            // needlessly judged through /proc), or after a slice anyway.
-            if found.is_none()
-                && (slice_passed || (h.busy.load(Relaxed) != 0 && matches!(until, Until::Now)))
-            {
-                self.recover_locked()?;
-                found = pick(self)?;
-            }
-            if let Some((i, prio, len)) = found {
-                let s = self.slot(i);
-                s.owner.store(me, Relaxed);
-                match side {
-                    Side::Send => {
-                        s.set_state(WRITING);
-                        dec(&h.free_slots);
-                    }
-                    Side::Recv => {
-                        s.set_state(READING);
-                        dec(&h.ready);
-                    }
-                }
-                let inline = match side {
-                    Side::Send => send_inline,
-                    Side::Recv => len <= INLINE,
-                };
-                if !inline {
-                    inc(&h.busy);
-                }
-                return Ok((lock, i, prio, len));
-            }
-            self.check_permits(side)?;
-            match until {
-                Until::Now => return Err(Error::WouldBlock),
-                Until::At(d) if d.expired() => return Err(Error::Timeout),
-                _ => {}
-            }
-            if may_spin {
-                may_spin = false;
-                drop(lock);
-                self.spin(side, until);
-                continue;
-            }
-            // Register as a sleeper under the lock: a commit after this
-            // sees us and posts a permit, so no wake-up is lost.
-            let n = self.sleepers(side);
-            n.store(n.load(Relaxed).wrapping_add(1), Relaxed);
-            registered = true;
-            drop(lock);
-            let slice = Deadline::after(SLICE);
-            let sem = self.sem(side);
-            slice_passed = match sem.wait_deadline(until.deadline().map_or(slice, |d| d.min(slice)))
-            {
-                Ok(()) => false,
-                Err(Error::Timeout | Error::WouldBlock) => true,
-                Err(e) => return Err(e),
-            };
-        }
-    }
-
-    /// Spins briefly, watching (without the lock) for something `side`
-    /// can take, before the caller registers and sleeps: a peer running on
-    /// another core usually answers within microseconds, and catching it
-    /// spinning costs neither side a system call (commits post only to
-    /// registered sleepers). Adaptive: after a spin that found nothing,
-    /// the next [`SPIN_SKIP`] waits sleep at once (twice as many after
-    /// each further failed spin, up to [`SPIN_SKIP_MAX`]; a successful
-    /// spin resets it), because when the peer needs this CPU (more
-    /// runnable threads than cores) spinning only delays it. Never on a
-    /// single-CPU machine, never past the caller's deadline.
+    /// Spins briefly, watching for something `side` can take, before the
+    /// caller registers and sleeps: a peer running on another core
+    /// usually answers within microseconds, and catching it spinning costs
+    /// neither side a system call (commits post only to registered
+    /// sleepers). Adaptive: after a spin that found nothing, the next
+    /// [`SPIN_SKIP`] waits sleep at once (twice as many after each further
+    /// failed spin, up to [`SPIN_SKIP_MAX`]; a successful spin resets it),
+    /// because when the peer needs this CPU (more runnable threads than
+    /// cores) spinning only delays it. Never on a single-CPU machine,
+    /// never past the caller's deadline.
     fn spin(&self, side: Side, until: Until) -> bool {
         static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         // Online CPUs, not this thread's affinity: a process pinned to one
         // core has its peer on another.
-        if self.spin.is_zero() || *CPUS.get_or_init(crate::sys::proc::online_cpus) < 2 {
+        if self.spin.is_zero() || *CPUS.get_or_init(proc::online_cpus) < 2 {
             return false;
         }
         let skip = self.spin_skip.load(Relaxed);
@@ -338,8 +381,8 @@ impl Queue {
             None => self.spin,
         };
         loop {
-            for _ in 0..64 {
-                if self.worth_locking(side) {
+            for _ in 0..16 {
+                if self.anything(side) {
                     self.spin_backoff.store(0, Relaxed);
                     return true;
                 }
@@ -356,16 +399,23 @@ impl Queue {
         }
     }
 
-    /// Under the lock: checks that slot `i` is still ours in state `st`.
-    pub(super) fn still_mine(&self, i: usize, st: u32) -> Result<&Slot> {
-        let s = self.slot(i);
-        if s.state() != st || s.owner.load(Relaxed) != Identity::process().raw() {
+    /// Commits a claimed slot: `from → to` in one compare-and-swap (which
+    /// also publishes our payload writes), failing if somebody took the
+    /// slot from us (only recovery does, and only from the dead).
+    fn commit(&self, c: &Claimed, to: u64) -> Result<()> {
+        let s = self.slot(c.i);
+        s.owner.store(0, Relaxed);
+        if s.word
+            .compare_exchange(c.word, to, SeqCst, Relaxed)
+            .is_err()
+        {
             return Err(Error::corrupted(format!(
-                "{}: slot {i} was taken from a live process mid-operation",
-                self.what()
+                "{}: slot {} was taken from a live process mid-operation",
+                self.what(),
+                c.i
             )));
         }
-        Ok(s)
+        Ok(())
     }
 
     pub(super) fn send_until(&self, msg: &[u8], priority: u32, until: Until) -> Result<()> {
@@ -381,102 +431,113 @@ impl Queue {
                 self.what()
             )));
         }
-        let inline = msg.len() <= INLINE;
-        let (held, i, _, _) = self.claim(Side::Send, until, inline)?;
-        let copy = || {
-            // SAFETY: slot i is WRITING by this process: no correct peer
-            // reads or writes its payload until we mark it READY; the
-            // payload area holds max_message >= msg.len() bytes inside the
-            // mapping.
-            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(i), msg.len()) }
-        };
-        // Small messages are copied under the lock (one critical section
-        // instead of two); large ones outside it. A death mid-copy is
-        // recovered the same way in both cases.
-        let lock = if inline {
-            copy();
-            held
-        } else {
-            drop(held);
-            copy();
-            self.lock(None)?
-        };
-        let s = self.still_mine(i, WRITING)?;
-        let h = self.header();
-        let seq = h.next_seq.load(Relaxed);
-        h.next_seq.store(seq.wrapping_add(1), Relaxed);
+        let c = self.claim(Side::Send, until)?;
+        let s = self.slot(c.i);
+        // SAFETY: slot i is WRITING by this process: no correct peer reads
+        // or writes its payload until we mark it READY; the payload area
+        // holds max_message >= msg.len() bytes inside the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(c.i), msg.len()) };
+        let seq = self.header().next_seq.fetch_add(1, Relaxed);
         s.seq.store(seq, Relaxed);
         s.priority.store(priority, Relaxed);
         s.len.store(msg.len() as u32, Relaxed);
-        s.owner.store(0, Relaxed);
-        // The commit point: the message exists from this store on.
-        s.set_state(READY);
-        inc(&h.ready);
-        if !inline {
-            dec(&h.busy);
-        }
-        let wake = self.wake_needed(Side::Recv);
-        drop(lock);
-        match wake {
-            Some(sem) => sem.post(),
-            None => Ok(()),
-        }
+        // The commit point: the message exists from this CAS on.
+        self.commit(&c, layout::word(READY, 0, layout::count(c.word)))?;
+        self.wake(Side::Recv);
+        Ok(())
     }
 
     pub(super) fn recv_until(&self, until: Until) -> Result<(Vec<u8>, u32)> {
-        let (held, i, priority, len) = self.claim(Side::Recv, until, false)?;
+        let c = self.claim(Side::Recv, until)?;
+        let mut buf = vec![0u8; c.len];
+        // SAFETY: slot i is READING by this process: no correct peer
+        // writes its payload until we free it; len <= max_message was
+        // checked, so the source lies inside the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(self.payload(c.i), buf.as_mut_ptr(), c.len) };
+        // The commit point: the message is received from this CAS on (the
+        // slot's receive count goes up in the same word).
+        let count = layout::count(c.word).wrapping_add(1);
+        self.commit(&c, layout::word(FREE, 0, count))?;
+        self.wake(Side::Send);
+        Ok((buf, c.prio))
+    }
+
+    /// Undoes the half-done operations of dead processes (under the
+    /// recovery mutex, so two recoverers never judge the same slot at
+    /// once), then wakes sleepers for what came back. Returns how many
+    /// sends and receives were undone.
+    pub(super) fn recover_until(&self, deadline: Option<Deadline>) -> Result<(u64, u64)> {
+        let m = self.mutex();
+        let repaired = match m.lock_until(deadline) {
+            Ok(Acquired::Consistent) => false,
+            // A recoverer died mid-way: every step below is one CAS and
+            // idempotent, so running it again repairs whatever it left.
+            Ok(Acquired::OwnerDead) => true,
+            Err(e) => {
+                return Err(match e.into_error(&self.what()) {
+                    Error::Timeout if deadline.is_some_and(|d| !d.expired()) => Error::WouldBlock,
+                    e => e,
+                });
+            }
+        };
+        let res = self.recover_slots();
+        if repaired && res.is_ok() {
+            m.make_consistent();
+        }
+        m.unlock();
+        let (freed, readied) = res?;
+        for _ in 0..freed {
+            self.wake(Side::Send);
+        }
+        for _ in 0..readied {
+            self.wake(Side::Recv);
+        }
+        Ok((freed, readied))
+    }
+
+    fn recover_slots(&self) -> Result<(u64, u64)> {
         let h = self.header();
-        let inline = len <= INLINE;
-        let mut buf = vec![0u8; len];
-        let mut copy = || {
-            // SAFETY: slot i is READING by this process: no correct peer
-            // writes its payload until we free it; len <= max_message was
-            // checked, so the source lies inside the mapping.
-            unsafe { std::ptr::copy_nonoverlapping(self.payload(i), buf.as_mut_ptr(), len) }
-        };
-        let lock = if inline {
-            copy();
-            held
-        } else {
-            drop(held);
-            copy();
-            self.lock(None)?
-        };
-        let s = self.still_mine(i, READING)?;
-        s.owner.store(0, Relaxed);
-        // The commit point: the message is received from this store on
-        // (the slot's receive count goes up in the same store).
-        s.commit_receive();
-        inc(&h.free_slots);
-        if !inline {
-            dec(&h.busy);
+        let (mut freed, mut readied) = (0u64, 0u64);
+        for i in 0..self.geo.capacity {
+            let s = self.slot(i);
+            let w = s.word.load(Acquire);
+            let st = layout::state(w);
+            if st != WRITING && st != READING {
+                continue;
+            }
+            if owner_alive(layout::pid(w), s.owner.load(Acquire)) {
+                continue;
+            }
+            // WRITING: that send never committed, the half-written message
+            // is dropped. READING: that receive never committed, the
+            // message (its record untouched by the receiver) is ready
+            // again with its original sequence.
+            let (to, n) = if st == WRITING {
+                (layout::word(FREE, 0, layout::count(w)), &mut freed)
+            } else {
+                (layout::word(READY, 0, layout::count(w)), &mut readied)
+            };
+            s.owner.store(0, Relaxed);
+            if s.word.compare_exchange(w, to, SeqCst, Relaxed).is_ok() {
+                *n += 1;
+            }
         }
-        let wake = self.wake_needed(Side::Send);
-        drop(lock);
-        if let Some(sem) = wake {
-            sem.post()?;
-        }
-        Ok((buf, priority))
+        h.recovered_sends.fetch_add(freed, Relaxed);
+        h.recovered_recvs.fetch_add(readied, Relaxed);
+        Ok((freed, readied))
     }
 }
 
-/// Under the lock: counter + 1 (a plain load and store: the lock orders
-/// them; lock-free readers only take it as a hint).
-fn inc(c: &AtomicU32) {
-    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-}
-
-/// Under the lock: counter - 1, never below 0 (a scribbled counter is
-/// recounted by the next recovery).
-fn dec(c: &AtomicU32) {
-    c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
-}
-
-/// The held table lock; unlocks on drop.
-pub(super) struct Locked<'a>(&'a Queue);
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        self.0.mutex().unlock();
+/// Whether the owner of a busy slot still runs: by its full identity
+/// (pid and start time, which a reused pid cannot fake) when the record
+/// names the same pid as the word, else — in the instant between a claim
+/// and its record store, or a record cleared before a commit — by the pid
+/// alone. `/proc` that cannot tell means alive (recovering a live owner's
+/// slot would break exactly-once; keeping a dead one's only delays).
+fn owner_alive(pid: u32, record: u64) -> bool {
+    let ident = Identity::from_raw(record);
+    if !ident.is_none() && ident.id() == pid {
+        return ident.is_alive();
     }
+    !matches!(proc::status(pid), Status::Dead)
 }

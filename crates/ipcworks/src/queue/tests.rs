@@ -112,21 +112,37 @@ fn threads_mpmc_exactly_once() {
 fn recovery_of_dead_owners() {
     let q = small(2, 8);
     q.send(b"kept", 7).unwrap();
-    let dead = Identity::new(0x3FFF_FFFF, 1).raw(); // no such pid
-    {
-        let _l = q.lock(None).unwrap();
-        // slot 0 holds "kept" (READY); slot 1 is FREE: pretend a dead
-        // sender claimed it, and a dead receiver took "kept".
-        q.slot(1).owner.store(dead, SeqCst);
-        q.slot(1).set_state(layout::WRITING);
-        q.slot(0).owner.store(dead, SeqCst);
-        q.slot(0).set_state(layout::READING);
+    // A pid that exists (ours) but a start time that does not: the full
+    // identity says dead, as for a reused pid.
+    let me = Identity::process();
+    let dead = Identity::new(me.id(), 1).raw();
+    // slot 0 holds "kept" (READY); slot 1 is FREE: pretend a dead sender
+    // claimed it, and a dead receiver took "kept".
+    for (i, st) in [(1, layout::WRITING), (0, layout::READING)] {
+        let s = q.slot(i);
+        let w = s.word.load(SeqCst);
+        s.owner.store(dead, SeqCst);
+        s.word
+            .store(layout::word(st, me.id(), layout::count(w)), SeqCst);
     }
-    assert_eq!(q.recover().unwrap(), (1, 1));
+    let s = q.stats().unwrap();
+    assert_eq!((s.writing, s.reading, s.depth), (1, 1, 0));
+    // A slot whose record names nobody is judged by the pid in its word:
+    // ours is alive, so it stays (the instant between a claim and its
+    // record store).
+    q.slot(1).owner.store(0, SeqCst);
+    assert_eq!(q.recover().unwrap(), (0, 1));
+    q.slot(1).owner.store(dead, SeqCst);
+    assert_eq!(q.recover().unwrap(), (1, 0));
     assert_eq!(q.recv().unwrap(), (b"kept".to_vec(), 7));
     q.send(b"a", 0).unwrap();
     q.send(b"b", 0).unwrap();
     assert!(matches!(q.try_send(b"c", 0), Err(Error::WouldBlock)));
+    let s = q.stats().unwrap();
+    assert_eq!(
+        (s.recovered_sends, s.recovered_recvs, s.received),
+        (1, 1, 1)
+    );
 }
 
 /// Waiter counts show who is asleep: a receiver on an empty queue, then a
