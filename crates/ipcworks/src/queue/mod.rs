@@ -177,6 +177,9 @@ pub struct Queue {
     /// Where this handle's next look for a free slot starts (after the
     /// last slot it filled, so one sender goes round like a ring).
     next_free: AtomicUsize,
+    /// Where this handle's next look for a message starts (after the last
+    /// slot it took).
+    next_ready: AtomicUsize,
 }
 
 /// Options for creating or opening a [`Queue`].
@@ -430,6 +433,7 @@ impl Queue {
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
             next_free: AtomicUsize::new(0),
+            next_ready: AtomicUsize::new(0),
         };
         let h = q.header();
         h.version.store(layout::VERSION, SeqCst);
@@ -482,6 +486,7 @@ impl Queue {
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
             next_free: AtomicUsize::new(0),
+            next_ready: AtomicUsize::new(0),
         })
     }
 
@@ -562,6 +567,29 @@ impl Queue {
     /// Receives, waiting at most `timeout`, else [`Error::Timeout`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32)> {
         self.recv_until(Until::At(Deadline::after(timeout)))
+    }
+
+    /// Receives the oldest message of the highest priority into `buf`,
+    /// waiting while the queue is empty; returns its length and priority.
+    /// Like `mq_receive(3)`, no allocation. A message longer than `buf`
+    /// stays in the queue and the call fails with
+    /// [`Error::MessageTooLarge`] (`max` is `buf.len()`); a buffer of
+    /// [`max_message`](Self::max_message) bytes always fits.
+    #[doc(alias = "mq_receive")]
+    pub fn recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.recv_into_until(buf, Until::Forever)
+    }
+
+    /// [`recv_into`](Self::recv_into) if a message is there now, else
+    /// [`Error::WouldBlock`].
+    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.recv_into_until(buf, Until::Now)
+    }
+
+    /// [`recv_into`](Self::recv_into), waiting at most `timeout`, else
+    /// [`Error::Timeout`].
+    pub fn recv_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(usize, u32)> {
+        self.recv_into_until(buf, Until::At(Deadline::after(timeout)))
     }
 
     /// Messages ready to be received (a snapshot, see [`stats`](Self::stats)).

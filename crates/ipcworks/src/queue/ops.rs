@@ -23,6 +23,8 @@ const MAX_EXCESS: usize = 1 << 16;
 /// up to the maximum while spins keep failing).
 const SPIN_SKIP: u32 = 16;
 const SPIN_SKIP_MAX: u32 = 1024;
+/// CPU pauses between two looks of a spinning waiter.
+const SPIN_PAUSES: u32 = 4;
 
 /// How long a `try_` call that found only slots busy (another process
 /// copying) waits for them to settle before it judges their owners: a
@@ -96,7 +98,17 @@ impl Queue {
         for k in 0..cap {
             let i = (start + k) % cap;
             let s = self.slot(i);
-            let mut w = s.word.load(Acquire);
+            // The slot after our last one is most likely free: read it with
+            // a no-op RMW, which takes its cache line for writing at once
+            // (a load then a CAS would move it twice).
+            let mut w = if k == 0 {
+                // Its payload's second line will be written too: start
+                // taking it now, in parallel.
+                self.prefetch_payload(i, true);
+                s.word.fetch_add(0, Acquire)
+            } else {
+                s.word.load(Acquire)
+            };
             while layout::state(w) == FREE {
                 let claimed = layout::word(WRITING, me.pid, layout::count(w));
                 match s.word.compare_exchange(w, claimed, Acquire, Acquire) {
@@ -120,103 +132,118 @@ impl Queue {
         Ok(Look::Nothing { busy })
     }
 
-    /// One pass over the slots: the READY message of highest priority and
-    /// lowest sequence, and whether any slot is busy.
-    fn scan_ready(&self) -> Result<Look<Candidate>> {
-        let mut best: Option<Candidate> = None;
-        let mut busy = false;
-        for i in 0..self.geo.capacity {
-            let s = self.slot(i);
-            let w = s.word.load(Acquire);
-            match layout::state(w) {
-                READY => {}
-                WRITING | READING => {
-                    busy = true;
-                    continue;
-                }
-                _ => continue,
-            }
-            // Written before the commit that made the word READY (release),
-            // so visible after our acquire; re-read the word to make sure
-            // they belong to that message and not to a later one.
-            let prio = s.priority.load(Acquire);
-            let seq = s.seq.load(Acquire);
-            if s.word.load(Acquire) != w {
-                continue;
-            }
-            if prio > MAX_PRIORITY {
-                return Err(Error::corrupted(format!(
-                    "{}: slot {i} holds priority {prio} (max {MAX_PRIORITY})",
-                    self.what()
-                )));
-            }
-            let better = match best {
-                None => true,
-                Some(b) => prio > b.prio || (prio == b.prio && seq < b.seq),
-            };
-            if better {
-                best = Some(Candidate {
-                    i,
-                    word: w,
-                    prio,
-                    seq,
-                });
-            }
+    /// Reads slot `i`: its word, and for a READY one its priority and
+    /// sequence (checked, and re-read against the word so they belong to
+    /// the message the word announces).
+    fn read_slot(&self, i: usize) -> Result<(u64, Option<Candidate>)> {
+        let s = self.slot(i);
+        let w = s.word.load(Acquire);
+        if layout::state(w) != READY {
+            return Ok((w, None));
         }
-        Ok(match best {
-            Some(c) => Look::Found(c),
-            None => Look::Nothing { busy },
-        })
+        // Written before the commit that made the word READY (release),
+        // so visible after our acquire.
+        let prio = s.priority.load(Acquire);
+        let seq = s.seq.load(Acquire);
+        let again = s.word.load(Acquire);
+        if again != w {
+            return Ok((again, None));
+        }
+        if prio > MAX_PRIORITY {
+            return Err(Error::corrupted(format!(
+                "{}: slot {i} holds priority {prio} (max {MAX_PRIORITY})",
+                self.what()
+            )));
+        }
+        Ok((
+            w,
+            Some(Candidate {
+                i,
+                word: w,
+                prio,
+                seq,
+            }),
+        ))
     }
 
-    /// The message a receive takes, claimed: `READY(c) → READING(me, c)`.
+    /// The READY message of highest priority and lowest sequence, claimed
+    /// for this receive: `READY(c) → READING(me, c)`.
     ///
-    /// One pass is not a snapshot: it may read slot A before a message m1
-    /// is committed there and slot B after a later m2 (same sender, same
-    /// priority) is, and would take m2 first. So a candidate is taken only
-    /// when a whole further pass, begun after the candidate was seen,
-    /// finds no better one: every message committed before the candidate
-    /// was (m1 before m2) is visible to that pass.
+    /// One pass is not a snapshot: it may read slot A just before a
+    /// message m1 is committed there and slot B just after a later m2
+    /// (same sender, same priority) is, and would take m2 first. So the
+    /// slots are read round from this handle's hint (the slot after the
+    /// last one it took) until `capacity` reads in a row, all made after
+    /// the best candidate was seen, find nothing better and the candidate
+    /// unchanged: every message committed before the candidate was (m1
+    /// before m2) is visible to those reads. With one sender going round
+    /// the slots, the candidate is usually the first slot read, so a look
+    /// costs `capacity + 1` reads.
     fn look_ready(&self, me: Me) -> Result<Look<Claimed>> {
+        let n = self.geo.capacity;
         'again: loop {
-            let mut prev = match self.scan_ready()? {
-                Look::Found(c) => c,
-                Look::Nothing { busy } => return Ok(Look::Nothing { busy }),
-            };
-            loop {
-                match self.scan_ready()? {
-                    Look::Found(c) if c == prev => break,
-                    Look::Found(c) => prev = c,
-                    Look::Nothing { busy } => return Ok(Look::Nothing { busy }),
+            let start = self.next_ready.load(Relaxed) % n;
+            let mut best: Option<Candidate> = None;
+            // Reads since `best` was last set, reads in all, busy seen.
+            let (mut since, mut reads, mut busy) = (0usize, 0usize, false);
+            let b = loop {
+                match best {
+                    None if reads >= n => return Ok(Look::Nothing { busy }),
+                    Some(b) if since >= n => break b,
+                    _ => {}
                 }
-            }
-            let s = self.slot(prev.i);
-            let claimed = layout::word(READING, me.pid, layout::count(prev.word));
+                let i = (start + reads) % n;
+                reads += 1;
+                since += 1;
+                let (w, cand) = self.read_slot(i)?;
+                match (best, cand) {
+                    // The candidate itself, unchanged.
+                    (Some(b), Some(c)) if b.i == i && b.word == c.word => {}
+                    // The candidate was taken meanwhile: start over.
+                    (Some(b), _) if b.i == i => continue 'again,
+                    (_, Some(c)) => {
+                        let better = match best {
+                            None => true,
+                            Some(b) => c.prio > b.prio || (c.prio == b.prio && c.seq < b.seq),
+                        };
+                        if better {
+                            // We will likely copy it out: start fetching
+                            // the payload's second line (the first is the
+                            // word's) while we confirm and claim.
+                            self.prefetch_payload(i, false);
+                            best = Some(c);
+                            since = 0;
+                        }
+                    }
+                    (_, None) => busy |= matches!(layout::state(w), WRITING | READING),
+                }
+            };
+            let s = self.slot(b.i);
+            let claimed = layout::word(READING, me.pid, layout::count(b.word));
             if s.word
-                .compare_exchange(prev.word, claimed, Acquire, Relaxed)
+                .compare_exchange(b.word, claimed, Acquire, Relaxed)
                 .is_err()
             {
                 // Another receiver took it: look again.
                 continue 'again;
             }
             s.owner.store(me.ident, Relaxed);
+            self.next_ready.store(b.i + 1, Relaxed);
             let len = s.len.load(Relaxed) as usize;
             let prio = s.priority.load(Relaxed);
-            if len > self.geo.max_message || prio != prev.prio {
+            if len > self.geo.max_message || prio != b.prio {
                 // Give it back as it was: the next look reports it again.
-                let _ = s
-                    .word
-                    .compare_exchange(claimed, prev.word, Release, Relaxed);
+                let _ = s.word.compare_exchange(claimed, b.word, Release, Relaxed);
                 return Err(Error::corrupted(format!(
                     "{}: slot {} holds a message of {len} bytes, priority {prio} (max {}, \
                      {MAX_PRIORITY})",
                     self.what(),
-                    prev.i,
+                    b.i,
                     self.geo.max_message
                 )));
             }
             return Ok(Look::Found(Claimed {
-                i: prev.i,
+                i: b.i,
                 word: claimed,
                 prio,
                 len,
@@ -268,8 +295,13 @@ impl Queue {
                 }
                 if busy && may_recover {
                     may_recover = false;
-                    if self.recover_until(Some(Deadline::after(TRY_LOCK)))? != (0, 0) {
-                        continue;
+                    // A recoverer that holds the lock for a second is
+                    // stopped or the segment is garbage: don't wait on.
+                    match self.recover_until(Some(Deadline::after(TRY_LOCK))) {
+                        Ok((0, 0)) => {}
+                        Ok(_) => continue,
+                        Err(Error::Timeout) => return Err(Error::WouldBlock),
+                        Err(e) => return Err(e),
                     }
                 }
                 return Err(Error::WouldBlock);
@@ -380,13 +412,41 @@ impl Queue {
             Some(d) => d.remaining().unwrap_or_default().min(self.spin),
             None => self.spin,
         };
+        // Mostly watch the one slot most likely to change (with one sender
+        // going round, the next one to fill or to free), and all of them
+        // every 16th turn: reading every slot's line on every turn would
+        // pull each line away from the peer between its claim and its
+        // commit.
+        //
+        // A sender on a full queue watches the slot half the queue ahead of
+        // the next one it fills: with one receiver emptying slots in order,
+        // it wakes when half the slots are free and fills them while the
+        // receiver empties the other half, instead of fighting over the
+        // one line the receiver works on.
+        let cap = self.geo.capacity;
+        let watched = self.slot(match side {
+            Side::Send => (self.next_free.load(Relaxed) + cap / 2) % cap,
+            Side::Recv => self.next_ready.load(Relaxed) % cap,
+        });
+        let want = match side {
+            Side::Send => FREE,
+            Side::Recv => READY,
+        };
         loop {
-            for _ in 0..16 {
-                if self.anything(side) {
+            for _ in 0..15 {
+                if layout::state(watched.word.load(Relaxed)) == want {
                     self.spin_backoff.store(0, Relaxed);
                     return true;
                 }
-                std::hint::spin_loop();
+                // Look about every 100 ns, not every 10: each look pulls
+                // the line from a peer that may be writing it.
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
+            }
+            if self.anything(side) {
+                self.spin_backoff.store(0, Relaxed);
+                return true;
             }
             if start.elapsed() > limit {
                 // Back off: 16, 32, … up to 1024 waits without spinning
@@ -409,13 +469,16 @@ impl Queue {
             .compare_exchange(c.word, to, SeqCst, Relaxed)
             .is_err()
         {
-            return Err(Error::corrupted(format!(
-                "{}: slot {} was taken from a live process mid-operation",
-                self.what(),
-                c.i
-            )));
+            return Err(self.stolen(c.i));
         }
         Ok(())
+    }
+
+    fn stolen(&self, i: usize) -> Error {
+        Error::corrupted(format!(
+            "{}: slot {i} was taken from a live process mid-operation",
+            self.what()
+        ))
     }
 
     pub(super) fn send_until(&self, msg: &[u8], priority: u32, until: Until) -> Result<()> {
@@ -433,14 +496,16 @@ impl Queue {
         }
         let c = self.claim(Side::Send, until)?;
         let s = self.slot(c.i);
-        // SAFETY: slot i is WRITING by this process: no correct peer reads
-        // or writes its payload until we mark it READY; the payload area
-        // holds max_message >= msg.len() bytes inside the mapping.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(c.i), msg.len()) };
+        // The record first, while the claim still holds the slot's first
+        // line here; then the payload.
         let seq = self.header().next_seq.fetch_add(1, Relaxed);
         s.seq.store(seq, Relaxed);
         s.priority.store(priority, Relaxed);
         s.len.store(msg.len() as u32, Relaxed);
+        // SAFETY: slot i is WRITING by this process: no correct peer reads
+        // or writes its payload until we mark it READY; the payload area
+        // holds max_message >= msg.len() bytes inside the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(c.i), msg.len()) };
         // The commit point: the message exists from this CAS on.
         self.commit(&c, layout::word(READY, 0, layout::count(c.word)))?;
         self.wake(Side::Recv);
@@ -448,18 +513,62 @@ impl Queue {
     }
 
     pub(super) fn recv_until(&self, until: Until) -> Result<(Vec<u8>, u32)> {
+        let mut buf = Vec::new();
+        let prio = self.recv_with(until, |len| {
+            buf.resize(len, 0);
+            Some(&mut buf[..])
+        })?;
+        Ok((buf, prio))
+    }
+
+    pub(super) fn recv_into_until(&self, buf: &mut [u8], until: Until) -> Result<(usize, u32)> {
+        let mut n = 0;
+        let cap = buf.len();
+        let prio = self.recv_with(until, |len| {
+            n = len;
+            buf.get_mut(..len)
+        });
+        match prio {
+            Ok(p) => Ok((n, p)),
+            Err(Error::WouldBlock) if n > cap => Err(Error::MessageTooLarge { len: n, max: cap }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives into the buffer `sink` returns for the message's length;
+    /// `None` (too small) gives the message back untouched and fails with
+    /// `WouldBlock` (the caller says why).
+    fn recv_with<'b>(
+        &self,
+        until: Until,
+        sink: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> Result<u32> {
         let c = self.claim(Side::Recv, until)?;
-        let mut buf = vec![0u8; c.len];
+        let Some(dst) = sink(c.len) else {
+            // Back to READY with its word as it was: nothing happened.
+            let s = self.slot(c.i);
+            s.owner.store(0, Relaxed);
+            let ready = layout::word(READY, 0, layout::count(c.word));
+            if s.word
+                .compare_exchange(c.word, ready, SeqCst, Relaxed)
+                .is_err()
+            {
+                return Err(self.stolen(c.i));
+            }
+            self.wake(Side::Recv);
+            return Err(Error::WouldBlock);
+        };
         // SAFETY: slot i is READING by this process: no correct peer
         // writes its payload until we free it; len <= max_message was
-        // checked, so the source lies inside the mapping.
-        unsafe { std::ptr::copy_nonoverlapping(self.payload(c.i), buf.as_mut_ptr(), c.len) };
+        // checked, so the source lies inside the mapping; `dst` holds
+        // exactly len bytes.
+        unsafe { std::ptr::copy_nonoverlapping(self.payload(c.i), dst.as_mut_ptr(), c.len) };
         // The commit point: the message is received from this CAS on (the
         // slot's receive count goes up in the same word).
         let count = layout::count(c.word).wrapping_add(1);
         self.commit(&c, layout::word(FREE, 0, count))?;
         self.wake(Side::Send);
-        Ok((buf, c.prio))
+        Ok(c.prio)
     }
 
     /// Undoes the half-done operations of dead processes (under the
@@ -473,12 +582,7 @@ impl Queue {
             // A recoverer died mid-way: every step below is one CAS and
             // idempotent, so running it again repairs whatever it left.
             Ok(Acquired::OwnerDead) => true,
-            Err(e) => {
-                return Err(match e.into_error(&self.what()) {
-                    Error::Timeout if deadline.is_some_and(|d| !d.expired()) => Error::WouldBlock,
-                    e => e,
-                });
-            }
+            Err(e) => return Err(e.into_error(&self.what())),
         };
         let res = self.recover_slots();
         if repaired && res.is_ok() {
@@ -525,6 +629,33 @@ impl Queue {
         h.recovered_sends.fetch_add(freed, Relaxed);
         h.recovered_recvs.fetch_add(readied, Relaxed);
         Ok((freed, readied))
+    }
+}
+
+impl Queue {
+    /// Hints the CPU to start moving slot `i`'s second cache line (the
+    /// rest of a small payload) here, for reading or for writing, so that
+    /// its transfer from the other core overlaps ours of the first line.
+    #[inline]
+    fn prefetch_payload(&self, i: usize, write: bool) {
+        if self.geo.stride <= 64 {
+            return;
+        }
+        let p = self.payload(i).wrapping_add(64 - layout::RECORD_SIZE);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch never faults, whatever the address (this one
+        // lies inside the mapping anyway), and neither reads nor writes
+        // memory as far as the program can tell: it is a cache hint.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T0, _mm_prefetch};
+            if write {
+                _mm_prefetch::<_MM_HINT_ET0>(p as *const i8);
+            } else {
+                _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (p, write);
     }
 }
 

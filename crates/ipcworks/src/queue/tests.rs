@@ -218,3 +218,33 @@ proptest! {
         }
     }
 }
+
+/// `recv_into` copies into the caller's buffer; one too small leaves the
+/// message in the queue, first in line.
+#[test]
+fn recv_into_a_buffer_and_too_small_leaves_the_message() {
+    let q = small(4, 16);
+    q.send(b"hello", 2).unwrap();
+    q.send(b"x", 1).unwrap();
+    let mut small_buf = [0u8; 3];
+    assert!(matches!(
+        q.try_recv_into(&mut small_buf),
+        Err(Error::MessageTooLarge { len: 5, max: 3 })
+    ));
+    assert!(matches!(
+        q.recv_into(&mut small_buf),
+        Err(Error::MessageTooLarge { len: 5, max: 3 })
+    ));
+    let mut buf = [0u8; 16];
+    assert_eq!(q.recv_into(&mut buf).unwrap(), (5, 2));
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(q.try_recv_into(&mut buf).unwrap(), (1, 1));
+    assert_eq!(&buf[..1], b"x");
+    assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+    assert!(matches!(
+        q.recv_into_timeout(&mut buf, Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    let s = q.stats().unwrap();
+    assert_eq!((s.sent, s.received, s.depth, s.reading), (2, 2, 0, 0));
+}
