@@ -24,19 +24,22 @@
 //!
 //! - send: find a `FREE` slot (each handle goes round the slots like a
 //!   ring) → CAS `FREE → WRITING(me)` → record my identity → take the next
-//!   sequence number → copy the payload, priority, length in → CAS
+//!   sequence number → write priority, length and the payload → CAS
 //!   `WRITING(me) → READY` (the commit) → V(filled) if a receiver sleeps.
 //! - receive: find the `READY` slot of highest priority and lowest
 //!   sequence → CAS `READY → READING(me)` → record my identity → copy out
 //!   → CAS `READING(me) → FREE`, receive count + 1 (the commit) → V(free)
 //!   if a sender sleeps.
 //!
-//! A receiver's look is two passes over the slot words: one pass is not a
-//! snapshot (it could read slot A just before a message m1 is committed
-//! there and slot B just after a later m2 of the same sender is, and take
-//! m2 first), so a candidate is taken only when a further whole pass,
-//! begun after the candidate was seen, finds nothing better; every
-//! message committed before the candidate is visible to that pass.
+//! A receiver's look reads the slot words round from the slot after the
+//! last one it took. One pass is not a snapshot (it could read slot A
+//! just before a message m1 is committed there and slot B just after a
+//! later m2 of the same sender is, and take m2 first), so a candidate is
+//! taken only after `capacity` further reads, all made after it was seen,
+//! find nothing better and it unchanged: every message committed before
+//! the candidate is visible to them. With one sender going round the
+//! slots the candidate is usually the first slot read: `capacity + 1`
+//! reads, one cache line each, most of them cached.
 //!
 //! ## How the textbook bounded buffer maps onto it
 //!
@@ -52,9 +55,10 @@
 //! its spin) registers as a sleeper, looks once more, and P()s; a commit
 //! that makes a slot or a message available V()s when a sleeper is
 //! registered and not every registered sleeper already has a permit.
-//! Registration and commit are each followed by a full fence before the
-//! other side's word is read (Dekker), so either the commit sees the
-//! sleeper or the sleeper's last look sees the commit: no wake-up is lost.
+//! Registration (a SeqCst add, then a SeqCst fence) and commit (a SeqCst
+//! CAS) each come before the other side's word is read with SeqCst
+//! (Dekker), so either the commit sees the sleeper or the sleeper's last
+//! look sees the commit: no wake-up is lost.
 //! The semaphores' counts are thus wake-up permits, bounded by the number
 //! of registered sleepers, not slot counts. The robust mutex serializes
 //! recovery, so two processes never judge and repair the same slot at

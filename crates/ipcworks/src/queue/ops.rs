@@ -71,10 +71,10 @@ struct Candidate {
 /// What one look at the slots found.
 enum Look<T> {
     Found(T),
-    /// Nothing; `busy`: some slot was WRITING or READING (its owner may be
-    /// copying, or dead).
+    /// Nothing; `busy`: a slot that was WRITING or READING (its owner may
+    /// be copying, or dead), with the word seen.
     Nothing {
-        busy: bool,
+        busy: Option<(usize, u64)>,
     },
 }
 
@@ -94,9 +94,9 @@ impl Queue {
     fn look_free(&self, me: Me) -> Result<Look<Claimed>> {
         let cap = self.geo.capacity;
         let start = self.next_free.load(Relaxed) % cap;
-        let mut busy = false;
+        let mut busy = None;
         for k in 0..cap {
-            let i = (start + k) % cap;
+            let i = wrap(start + k, cap);
             let s = self.slot(i);
             // The slot after our last one is most likely free: read it with
             // a no-op RMW, which takes its cache line for writing at once
@@ -105,7 +105,11 @@ impl Queue {
                 // Its payload's second line will be written too: start
                 // taking it now, in parallel.
                 self.prefetch_payload(i, true);
-                s.word.fetch_add(0, Acquire)
+                // A CAS, even a failing one, takes the line for writing
+                // (`fetch_add(0)` would be compiled to a fence and a load).
+                match s.word.compare_exchange(0, 0, Acquire, Acquire) {
+                    Ok(v) | Err(v) => v,
+                }
             } else {
                 s.word.load(Acquire)
             };
@@ -127,7 +131,9 @@ impl Queue {
                     Err(now) => w = now,
                 }
             }
-            busy |= matches!(layout::state(w), WRITING | READING);
+            if busy.is_none() && matches!(layout::state(w), WRITING | READING) {
+                busy = Some((i, w));
+            }
         }
         Ok(Look::Nothing { busy })
     }
@@ -182,25 +188,27 @@ impl Queue {
     fn look_ready(&self, me: Me) -> Result<Look<Claimed>> {
         let n = self.geo.capacity;
         'again: loop {
-            let start = self.next_ready.load(Relaxed) % n;
+            // The next slot to read (going round from the hint).
+            let mut i = self.next_ready.load(Relaxed) % n;
             let mut best: Option<Candidate> = None;
             // Reads since `best` was last set, reads in all, busy seen.
-            let (mut since, mut reads, mut busy) = (0usize, 0usize, false);
+            let (mut since, mut reads, mut busy) = (0usize, 0usize, None);
             let b = loop {
                 match best {
                     None if reads >= n => return Ok(Look::Nothing { busy }),
                     Some(b) if since >= n => break b,
                     _ => {}
                 }
-                let i = (start + reads) % n;
+                let (w, cand) = self.read_slot(i)?;
+                let at = i;
+                i = wrap(i + 1, n);
                 reads += 1;
                 since += 1;
-                let (w, cand) = self.read_slot(i)?;
                 match (best, cand) {
                     // The candidate itself, unchanged.
-                    (Some(b), Some(c)) if b.i == i && b.word == c.word => {}
+                    (Some(b), Some(c)) if b.i == at && b.word == c.word => {}
                     // The candidate was taken meanwhile: start over.
-                    (Some(b), _) if b.i == i => continue 'again,
+                    (Some(b), _) if b.i == at => continue 'again,
                     (_, Some(c)) => {
                         let better = match best {
                             None => true,
@@ -210,12 +218,16 @@ impl Queue {
                             // We will likely copy it out: start fetching
                             // the payload's second line (the first is the
                             // word's) while we confirm and claim.
-                            self.prefetch_payload(i, false);
+                            self.prefetch_payload(at, false);
                             best = Some(c);
                             since = 0;
                         }
                     }
-                    (_, None) => busy |= matches!(layout::state(w), WRITING | READING),
+                    (_, None) => {
+                        if busy.is_none() && matches!(layout::state(w), WRITING | READING) {
+                            busy = Some((at, w));
+                        }
+                    }
                 }
             };
             let s = self.slot(b.i);
@@ -283,17 +295,14 @@ impl Queue {
             };
             self.check_permits(side)?;
             if let Until::Now = until {
-                if busy && may_settle {
+                if let (Some((i, w)), true) = (busy, may_settle) {
                     // Someone copies: give them a moment, then judge them.
                     may_settle = false;
                     may_recover = true;
-                    let t = Instant::now();
-                    while t.elapsed() < SETTLE && !self.anything(side) {
-                        std::hint::spin_loop();
-                    }
+                    self.settle(i, w);
                     continue;
                 }
-                if busy && may_recover {
+                if busy.is_some() && may_recover {
                     may_recover = false;
                     // A recoverer that holds the lock for a second is
                     // stopped or the segment is garbage: don't wait on.
@@ -306,7 +315,7 @@ impl Queue {
                 }
                 return Err(Error::WouldBlock);
             }
-            if busy && may_recover {
+            if busy.is_some() && may_recover {
                 // A sleep slice passed and slots are still busy: their
                 // owners may be dead.
                 may_recover = false;
@@ -325,6 +334,24 @@ impl Queue {
                 continue;
             }
             may_recover = self.sleep(side, until)?;
+        }
+    }
+
+    /// Waits (at most [`SETTLE`]) for busy slot `i`, seen as word `w`, to
+    /// change.
+    fn settle(&self, i: usize, w: u64) {
+        let s = self.slot(i);
+        let t = Instant::now();
+        loop {
+            for _ in 0..16 {
+                if s.word.load(Relaxed) != w {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+            if t.elapsed() >= SETTLE {
+                return;
+            }
         }
     }
 
@@ -359,7 +386,13 @@ impl Queue {
     /// reported to the sleepers themselves (`check_permits`), which also
     /// look at the slots every slice.
     pub(super) fn wake(&self, side: Side) {
-        fence(SeqCst);
+        // Every caller has just made its change with a SeqCst CAS, and this
+        // load is SeqCst too; the sleeper's side has a SeqCst RMW and a
+        // SeqCst fence before its look. In the single total order of these
+        // operations, the commit comes before the register's load, the
+        // sleeper's fence before its look; if our load missed the
+        // registration and its look missed our commit, the order would
+        // have a cycle. So one of the two sees the other.
         let sleepers = self.sleepers(side).load(SeqCst);
         if sleepers == 0 || sleepers as usize > MAX_EXCESS {
             return;
@@ -438,8 +471,8 @@ impl Queue {
                     self.spin_backoff.store(0, Relaxed);
                     return true;
                 }
-                // Look about every 100 ns, not every 10: each look pulls
-                // the line from a peer that may be writing it.
+                // Look every few pauses, not at once: each look pulls the
+                // line from a peer that may be writing it.
                 for _ in 0..SPIN_PAUSES {
                     std::hint::spin_loop();
                 }
@@ -498,7 +531,15 @@ impl Queue {
         let s = self.slot(c.i);
         // The record first, while the claim still holds the slot's first
         // line here; then the payload.
-        let seq = self.header().next_seq.fetch_add(1, Relaxed);
+        // A plain load and store, not an atomic add (a locked instruction
+        // per send): concurrent senders may take the same number, which
+        // only leaves their two messages unordered, as concurrent sends
+        // are anyway; each sender's own numbers still increase (it reads
+        // back at least its own store), and so do those of sends ordered
+        // by anything else.
+        let next = &self.header().next_seq;
+        let seq = next.load(Relaxed);
+        next.store(seq.wrapping_add(1), Relaxed);
         s.seq.store(seq, Relaxed);
         s.priority.store(priority, Relaxed);
         s.len.store(msg.len() as u32, Relaxed);
@@ -657,6 +698,12 @@ impl Queue {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (p, write);
     }
+}
+
+/// `i` (below `2 * n`) taken round `n` slots, without a division.
+#[inline]
+fn wrap(i: usize, n: usize) -> usize {
+    if i >= n { i - n } else { i }
 }
 
 /// Whether the owner of a busy slot still runs: by its full identity
