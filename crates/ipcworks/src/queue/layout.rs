@@ -14,22 +14,8 @@
 //! …      slot 1, …
 //! ```
 //!
-//! # The slot word
-//!
-//! One `u64` holds the slot's state, who owns it and how many receives
-//! it has completed, so that every step of the protocol is one atomic
-//! operation a crash cannot split:
-//!
-//! ```text
-//! bits 62..64  state: FREE, WRITING, READY, READING
-//! bits 40..62  owner's process id (WRITING, READING; 0 otherwise)
-//! bits  0..40  receives completed through this slot (wraps)
-//! ```
-//!
-//! A given (state, count) pair occurs once per trip of the slot round
-//! FREE → WRITING → READY → READING → FREE (the count goes up on the last
-//! step), so a compare-and-swap on the word cannot succeed on a stale
-//! reading (no ABA).
+//! The slot word (state, owner pid, receive count) and the steps over it
+//! are in `slots.rs`.
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -43,43 +29,6 @@ pub(super) const VERSION: u32 = 3;
 pub(super) const HEADER_SIZE: usize = 192;
 /// Bytes of a slot's record, before its payload.
 pub(super) const RECORD_SIZE: usize = 32;
-
-/// Slot states (bits 62..64 of the word). All zero is a `FREE` slot.
-pub(super) const FREE: u32 = 0;
-/// A sender owns the slot and is copying its payload in.
-pub(super) const WRITING: u32 = 1;
-/// A complete message waits to be received.
-pub(super) const READY: u32 = 2;
-/// A receiver owns the slot and is copying its payload out.
-pub(super) const READING: u32 = 3;
-
-const STATE_SHIFT: u32 = 62;
-const PID_SHIFT: u32 = 40;
-/// Process ids fit in 22 bits (the kernel's `PID_MAX_LIMIT` is 2^22).
-pub(super) const PID_LIMIT: u32 = 1 << 22;
-const COUNT_MASK: u64 = (1 << PID_SHIFT) - 1;
-
-/// The word for `state`, owner `pid` (0 for none) and receive count.
-pub(super) fn word(state: u32, pid: u32, count: u64) -> u64 {
-    ((state as u64) << STATE_SHIFT)
-        | (((pid % PID_LIMIT) as u64) << PID_SHIFT)
-        | (count & COUNT_MASK)
-}
-
-/// The state of a word (every 2-bit value is a state).
-pub(super) fn state(w: u64) -> u32 {
-    (w >> STATE_SHIFT) as u32
-}
-
-/// The owner's process id of a word.
-pub(super) fn pid(w: u64) -> u32 {
-    ((w >> PID_SHIFT) as u32) % PID_LIMIT
-}
-
-/// The receive count of a word.
-pub(super) fn count(w: u64) -> u64 {
-    w & COUNT_MASK
-}
 
 /// Most slots a queue may have.
 pub const MAX_CAPACITY: usize = 1 << 16;

@@ -17,7 +17,7 @@
 //! The segment holds one slot per message: a 32-byte record (a state word,
 //! the owner, the sequence, priority and length) followed by the payload,
 //! each slot starting a cache line, so a message and its state travel
-//! between the cores together. The state word (see `layout.rs`) holds the
+//! between the cores together. The state word (see `slots.rs`) holds the
 //! state — `FREE`, `WRITING` (a sender copies in), `READY`, `READING` (a
 //! receiver copies out) — with the owner's pid and the slot's count of
 //! completed receives, so every step is one atomic operation:
@@ -40,6 +40,13 @@
 //! the candidate is visible to them. With one sender going round the
 //! slots the candidate is usually the first slot read: `capacity + 1`
 //! reads, one cache line each, most of them cached.
+//!
+//! These steps live in `slots.rs`, pure over a table of atomics, and are
+//! model-checked under loom (`loom_model.rs`: send order kept, exactly
+//! once with two senders and two receivers, payloads published by the
+//! commits, a dead sender's or receiver's claim undone and never a live
+//! one's):
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipcworks --lib --release queue`.
 //!
 //! ## How the textbook bounded buffer maps onto it
 //!
@@ -130,6 +137,7 @@
 
 mod layout;
 mod ops;
+pub(crate) mod slots;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::SeqCst;
@@ -138,14 +146,13 @@ use std::time::Duration;
 
 use layout::{Geometry, HEADER_SIZE, Header, Slot};
 pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
+pub use slots::MAX_PRIORITY;
 
 use crate::shm::{Segment, SegmentOptions};
 use crate::sync::{RawMutex, RawSemaphore};
 use crate::sys::time::Deadline;
 use crate::{Error, Result, name};
 
-/// The highest priority (the same range as POSIX queues, `MQ_PRIO_MAX - 1`).
-pub const MAX_PRIORITY: u32 = 32767;
 /// Prefix of a named queue's segment in `/dev/shm`.
 pub const SEGMENT_PREFIX: &str = "ipcworks.queue.";
 /// Default capacity in messages.
@@ -616,11 +623,11 @@ impl Queue {
         };
         for i in 0..self.geo.capacity {
             let w = self.slot(i).word.load(SeqCst);
-            st.received = st.received.wrapping_add(layout::count(w));
-            match layout::state(w) {
-                layout::WRITING => st.writing += 1,
-                layout::READY => st.depth += 1,
-                layout::READING => st.reading += 1,
+            st.received = st.received.wrapping_add(slots::count(w));
+            match slots::state(w) {
+                slots::WRITING => st.writing += 1,
+                slots::READY => st.depth += 1,
+                slots::READING => st.reading += 1,
                 _ => {}
             }
         }

@@ -4,11 +4,13 @@
 //! [`queue`](super) for the protocol and what a crash at each step
 //! leaves).
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
-use super::layout::{self, FREE, PID_LIMIT, READING, READY, WRITING};
+use super::slots::{
+    self, AtomicU32, AtomicU64, BadPriority, FREE, Look, PID_LIMIT, READING, READY, Slots, WRITING,
+};
 use super::{MAX_PRIORITY, Queue, SLICE, Side, Until};
 use crate::sync::Acquired;
 use crate::sys::proc::{self, Identity, Status};
@@ -59,25 +61,6 @@ impl Me {
     }
 }
 
-/// A READY message seen by a scan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Candidate {
-    i: usize,
-    word: u64,
-    prio: u32,
-    seq: u64,
-}
-
-/// What one look at the slots found.
-enum Look<T> {
-    Found(T),
-    /// Nothing; `busy`: a slot that was WRITING or READING (its owner may
-    /// be copying, or dead), with the word seen.
-    Nothing {
-        busy: Option<(usize, u64)>,
-    },
-}
-
 /// A slot claimed by this process: its index, its word after the claim,
 /// and (receive side) the message's priority and length.
 pub(super) struct Claimed {
@@ -87,185 +70,89 @@ pub(super) struct Claimed {
     pub len: usize,
 }
 
+impl Slots for Queue {
+    fn capacity(&self) -> usize {
+        self.geo.capacity
+    }
+    fn word(&self, i: usize) -> &AtomicU64 {
+        &self.slot(i).word
+    }
+    fn seq(&self, i: usize) -> &AtomicU64 {
+        &self.slot(i).seq
+    }
+    fn priority(&self, i: usize) -> &AtomicU32 {
+        &self.slot(i).priority
+    }
+    fn prefetch(&self, i: usize, write: bool) {
+        self.prefetch_payload(i, write);
+    }
+}
+
 impl Queue {
     /// Looks for a FREE slot, starting after the last one this handle
     /// used (so one sender goes round the slots like a ring), and claims
     /// it: `FREE(c) → WRITING(me, c)`.
-    fn look_free(&self, me: Me) -> Result<Look<Claimed>> {
-        let cap = self.geo.capacity;
-        let start = self.next_free.load(Relaxed) % cap;
-        let mut busy = None;
-        for k in 0..cap {
-            let i = wrap(start + k, cap);
-            let s = self.slot(i);
-            // The slot after our last one is most likely free: read it with
-            // a no-op RMW, which takes its cache line for writing at once
-            // (a load then a CAS would move it twice).
-            let mut w = if k == 0 {
-                // Its payload's second line will be written too: start
-                // taking it now, in parallel.
-                self.prefetch_payload(i, true);
-                // A CAS, even a failing one, takes the line for writing
-                // (`fetch_add(0)` would be compiled to a fence and a load).
-                match s.word.compare_exchange(0, 0, Acquire, Acquire) {
-                    Ok(v) | Err(v) => v,
-                }
-            } else {
-                s.word.load(Acquire)
-            };
-            while layout::state(w) == FREE {
-                let claimed = layout::word(WRITING, me.pid, layout::count(w));
-                match s.word.compare_exchange(w, claimed, Acquire, Acquire) {
-                    Ok(_) => {
-                        // Between the claim and this store, recovery judges
-                        // us by the pid in the word alone.
-                        s.owner.store(me.ident, Relaxed);
-                        self.next_free.store(i + 1, Relaxed);
-                        return Ok(Look::Found(Claimed {
-                            i,
-                            word: claimed,
-                            prio: 0,
-                            len: 0,
-                        }));
-                    }
-                    Err(now) => w = now,
-                }
+    fn look_free(&self, me: Me) -> Look<Claimed> {
+        let start = self.next_free.load(Relaxed) % self.geo.capacity;
+        match slots::claim_free(self, start, me.pid) {
+            Look::Found((i, word)) => {
+                // Between the claim and this store, recovery judges us by
+                // the pid in the word alone.
+                self.slot(i).owner.store(me.ident, Relaxed);
+                self.next_free.store(i + 1, Relaxed);
+                Look::Found(Claimed {
+                    i,
+                    word,
+                    prio: 0,
+                    len: 0,
+                })
             }
-            if busy.is_none() && matches!(layout::state(w), WRITING | READING) {
-                busy = Some((i, w));
-            }
+            Look::Nothing { busy } => Look::Nothing { busy },
         }
-        Ok(Look::Nothing { busy })
     }
 
-    /// Reads slot `i`: its word, and for a READY one its priority and
-    /// sequence (checked, and re-read against the word so they belong to
-    /// the message the word announces).
-    fn read_slot(&self, i: usize) -> Result<(u64, Option<Candidate>)> {
-        let s = self.slot(i);
-        let w = s.word.load(Acquire);
-        if layout::state(w) != READY {
-            return Ok((w, None));
-        }
-        // Written before the commit that made the word READY (release),
-        // so visible after our acquire.
-        let prio = s.priority.load(Acquire);
-        let seq = s.seq.load(Acquire);
-        let again = s.word.load(Acquire);
-        if again != w {
-            return Ok((again, None));
-        }
-        if prio > MAX_PRIORITY {
-            return Err(Error::corrupted(format!(
-                "{}: slot {i} holds priority {prio} (max {MAX_PRIORITY})",
-                self.what()
-            )));
-        }
-        Ok((
-            w,
-            Some(Candidate {
-                i,
-                word: w,
-                prio,
-                seq,
-            }),
-        ))
-    }
-
-    /// The READY message of highest priority and lowest sequence, claimed
-    /// for this receive: `READY(c) → READING(me, c)`.
-    ///
-    /// One pass is not a snapshot: it may read slot A just before a
-    /// message m1 is committed there and slot B just after a later m2
-    /// (same sender, same priority) is, and would take m2 first. So the
-    /// slots are read round from this handle's hint (the slot after the
-    /// last one it took) until `capacity` reads in a row, all made after
-    /// the best candidate was seen, find nothing better and the candidate
-    /// unchanged: every message committed before the candidate was (m1
-    /// before m2) is visible to those reads. With one sender going round
-    /// the slots, the candidate is usually the first slot read, so a look
-    /// costs `capacity + 1` reads.
+    /// Claims the message a receive takes (see [`slots::claim_ready`]):
+    /// `READY(c) → READING(me, c)`, and checks its length.
     fn look_ready(&self, me: Me) -> Result<Look<Claimed>> {
-        let n = self.geo.capacity;
-        'again: loop {
-            // The next slot to read (going round from the hint).
-            let mut i = self.next_ready.load(Relaxed) % n;
-            let mut best: Option<Candidate> = None;
-            // Reads since `best` was last set, reads in all, busy seen.
-            let (mut since, mut reads, mut busy) = (0usize, 0usize, None);
-            let b = loop {
-                match best {
-                    None if reads >= n => return Ok(Look::Nothing { busy }),
-                    Some(b) if since >= n => break b,
-                    _ => {}
-                }
-                let (w, cand) = self.read_slot(i)?;
-                let at = i;
-                i = wrap(i + 1, n);
-                reads += 1;
-                since += 1;
-                match (best, cand) {
-                    // The candidate itself, unchanged.
-                    (Some(b), Some(c)) if b.i == at && b.word == c.word => {}
-                    // The candidate was taken meanwhile: start over.
-                    (Some(b), _) if b.i == at => continue 'again,
-                    (_, Some(c)) => {
-                        let better = match best {
-                            None => true,
-                            Some(b) => c.prio > b.prio || (c.prio == b.prio && c.seq < b.seq),
-                        };
-                        if better {
-                            // We will likely copy it out: start fetching
-                            // the payload's second line (the first is the
-                            // word's) while we confirm and claim.
-                            self.prefetch_payload(at, false);
-                            best = Some(c);
-                            since = 0;
-                        }
-                    }
-                    (_, None) => {
-                        if busy.is_none() && matches!(layout::state(w), WRITING | READING) {
-                            busy = Some((at, w));
-                        }
-                    }
-                }
-            };
-            let s = self.slot(b.i);
-            let claimed = layout::word(READING, me.pid, layout::count(b.word));
-            if s.word
-                .compare_exchange(b.word, claimed, Acquire, Relaxed)
-                .is_err()
-            {
-                // Another receiver took it: look again.
-                continue 'again;
-            }
-            s.owner.store(me.ident, Relaxed);
-            self.next_ready.store(b.i + 1, Relaxed);
-            let len = s.len.load(Relaxed) as usize;
-            let prio = s.priority.load(Relaxed);
-            if len > self.geo.max_message || prio != b.prio {
-                // Give it back as it was: the next look reports it again.
-                let _ = s.word.compare_exchange(claimed, b.word, Release, Relaxed);
+        let start = self.next_ready.load(Relaxed) % self.geo.capacity;
+        let (b, claimed) = match slots::claim_ready(self, start, me.pid) {
+            Ok(Look::Found(c)) => c,
+            Ok(Look::Nothing { busy }) => return Ok(Look::Nothing { busy }),
+            Err(BadPriority(i, prio)) => {
                 return Err(Error::corrupted(format!(
-                    "{}: slot {} holds a message of {len} bytes, priority {prio} (max {}, \
-                     {MAX_PRIORITY})",
-                    self.what(),
-                    b.i,
-                    self.geo.max_message
+                    "{}: slot {i} holds priority {prio} (max {MAX_PRIORITY})",
+                    self.what()
                 )));
             }
-            return Ok(Look::Found(Claimed {
-                i: b.i,
-                word: claimed,
-                prio,
-                len,
-            }));
+        };
+        let s = self.slot(b.i);
+        s.owner.store(me.ident, Relaxed);
+        self.next_ready.store(b.i + 1, Relaxed);
+        let len = s.len.load(Relaxed) as usize;
+        let prio = s.priority.load(Relaxed);
+        if len > self.geo.max_message || prio != b.prio {
+            // Give it back as it was: the next look reports it again.
+            s.owner.store(0, Relaxed);
+            slots::commit(self, b.i, claimed, b.word);
+            return Err(Error::corrupted(format!(
+                "{}: slot {} holds a message of {len} bytes, priority {prio} (max {}, \
+                 {MAX_PRIORITY})",
+                self.what(),
+                b.i,
+                self.geo.max_message
+            )));
         }
+        Ok(Look::Found(Claimed {
+            i: b.i,
+            word: claimed,
+            prio,
+            len,
+        }))
     }
 
     fn look(&self, side: Side, me: Me) -> Result<Look<Claimed>> {
         match side {
-            Side::Send => self.look_free(me),
+            Side::Send => Ok(self.look_free(me)),
             Side::Recv => self.look_ready(me),
         }
     }
@@ -277,7 +164,7 @@ impl Queue {
             Side::Send => FREE,
             Side::Recv => READY,
         };
-        (0..self.geo.capacity).any(|i| layout::state(self.slot(i).word.load(Relaxed)) == want)
+        (0..self.geo.capacity).any(|i| slots::state(self.slot(i).word.load(Relaxed)) == want)
     }
 
     /// Claims a slot for `side` (a FREE one to write, the best READY one
@@ -467,7 +354,7 @@ impl Queue {
         };
         loop {
             for _ in 0..15 {
-                if layout::state(watched.word.load(Relaxed)) == want {
+                if slots::state(watched.word.load(Relaxed)) == want {
                     self.spin_backoff.store(0, Relaxed);
                     return true;
                 }
@@ -496,12 +383,8 @@ impl Queue {
     /// also publishes our payload writes), failing if somebody took the
     /// slot from us (only recovery does, and only from the dead).
     fn commit(&self, c: &Claimed, to: u64) -> Result<()> {
-        let s = self.slot(c.i);
-        s.owner.store(0, Relaxed);
-        if s.word
-            .compare_exchange(c.word, to, SeqCst, Relaxed)
-            .is_err()
-        {
+        self.slot(c.i).owner.store(0, Relaxed);
+        if !slots::commit(self, c.i, c.word, to) {
             return Err(self.stolen(c.i));
         }
         Ok(())
@@ -548,7 +431,7 @@ impl Queue {
         // holds max_message >= msg.len() bytes inside the mapping.
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(c.i), msg.len()) };
         // The commit point: the message exists from this CAS on.
-        self.commit(&c, layout::word(READY, 0, layout::count(c.word)))?;
+        self.commit(&c, slots::word(READY, 0, slots::count(c.word)))?;
         self.wake(Side::Recv);
         Ok(())
     }
@@ -587,15 +470,8 @@ impl Queue {
         let c = self.claim(Side::Recv, until)?;
         let Some(dst) = sink(c.len) else {
             // Back to READY with its word as it was: nothing happened.
-            let s = self.slot(c.i);
-            s.owner.store(0, Relaxed);
-            let ready = layout::word(READY, 0, layout::count(c.word));
-            if s.word
-                .compare_exchange(c.word, ready, SeqCst, Relaxed)
-                .is_err()
-            {
-                return Err(self.stolen(c.i));
-            }
+            let ready = slots::word(READY, 0, slots::count(c.word));
+            self.commit(&c, ready)?;
             self.wake(Side::Recv);
             return Err(Error::WouldBlock);
         };
@@ -606,8 +482,8 @@ impl Queue {
         unsafe { std::ptr::copy_nonoverlapping(self.payload(c.i), dst.as_mut_ptr(), c.len) };
         // The commit point: the message is received from this CAS on (the
         // slot's receive count goes up in the same word).
-        let count = layout::count(c.word).wrapping_add(1);
-        self.commit(&c, layout::word(FREE, 0, count))?;
+        let count = slots::count(c.word).wrapping_add(1);
+        self.commit(&c, slots::word(FREE, 0, count))?;
         self.wake(Side::Send);
         Ok(c.prio)
     }
@@ -646,25 +522,25 @@ impl Queue {
         for i in 0..self.geo.capacity {
             let s = self.slot(i);
             let w = s.word.load(Acquire);
-            let st = layout::state(w);
+            let st = slots::state(w);
             if st != WRITING && st != READING {
                 continue;
             }
-            if owner_alive(layout::pid(w), s.owner.load(Acquire)) {
+            if owner_alive(slots::pid(w), s.owner.load(Acquire)) {
                 continue;
             }
             // WRITING: that send never committed, the half-written message
             // is dropped. READING: that receive never committed, the
             // message (its record untouched by the receiver) is ready
             // again with its original sequence.
-            let (to, n) = if st == WRITING {
-                (layout::word(FREE, 0, layout::count(w)), &mut freed)
-            } else {
-                (layout::word(READY, 0, layout::count(w)), &mut readied)
-            };
+            let Some(to) = slots::undone(w) else { continue };
             s.owner.store(0, Relaxed);
-            if s.word.compare_exchange(w, to, SeqCst, Relaxed).is_ok() {
-                *n += 1;
+            if slots::commit(self, i, w, to) {
+                if st == WRITING {
+                    freed += 1;
+                } else {
+                    readied += 1;
+                }
             }
         }
         h.recovered_sends.fetch_add(freed, Relaxed);
@@ -682,7 +558,9 @@ impl Queue {
         if self.geo.stride <= 64 {
             return;
         }
-        let p = self.payload(i).wrapping_add(64 - layout::RECORD_SIZE);
+        let p = self
+            .payload(i)
+            .wrapping_add(64 - super::layout::RECORD_SIZE);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch never faults, whatever the address (this one
         // lies inside the mapping anyway), and neither reads nor writes
@@ -698,12 +576,6 @@ impl Queue {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (p, write);
     }
-}
-
-/// `i` (below `2 * n`) taken round `n` slots, without a division.
-#[inline]
-fn wrap(i: usize, n: usize) -> usize {
-    if i >= n { i - n } else { i }
 }
 
 /// Whether the owner of a busy slot still runs: by its full identity

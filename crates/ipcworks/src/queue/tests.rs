@@ -118,12 +118,12 @@ fn recovery_of_dead_owners() {
     let dead = Identity::new(me.id(), 1).raw();
     // slot 0 holds "kept" (READY); slot 1 is FREE: pretend a dead sender
     // claimed it, and a dead receiver took "kept".
-    for (i, st) in [(1, layout::WRITING), (0, layout::READING)] {
+    for (i, st) in [(1, slots::WRITING), (0, slots::READING)] {
         let s = q.slot(i);
         let w = s.word.load(SeqCst);
         s.owner.store(dead, SeqCst);
         s.word
-            .store(layout::word(st, me.id(), layout::count(w)), SeqCst);
+            .store(slots::word(st, me.id(), slots::count(w)), SeqCst);
     }
     let s = q.stats().unwrap();
     assert_eq!((s.writing, s.reading, s.depth), (1, 1, 0));
