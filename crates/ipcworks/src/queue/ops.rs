@@ -83,9 +83,6 @@ impl Slots for Queue {
     fn priority(&self, i: usize) -> &AtomicU32 {
         &self.slot(i).priority
     }
-    fn prefetch(&self, i: usize, write: bool) {
-        self.prefetch_payload(i, write);
-    }
 }
 
 impl Queue {
@@ -546,35 +543,6 @@ impl Queue {
         h.recovered_sends.fetch_add(freed, Relaxed);
         h.recovered_recvs.fetch_add(readied, Relaxed);
         Ok((freed, readied))
-    }
-}
-
-impl Queue {
-    /// Hints the CPU to start moving slot `i`'s second cache line (the
-    /// rest of a small payload) here, for reading or for writing, so that
-    /// its transfer from the other core overlaps ours of the first line.
-    #[inline]
-    fn prefetch_payload(&self, i: usize, write: bool) {
-        if self.geo.stride <= 64 {
-            return;
-        }
-        let p = self
-            .payload(i)
-            .wrapping_add(64 - super::layout::RECORD_SIZE);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch never faults, whatever the address (this one
-        // lies inside the mapping anyway), and neither reads nor writes
-        // memory as far as the program can tell: it is a cache hint.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T0, _mm_prefetch};
-            if write {
-                _mm_prefetch::<_MM_HINT_ET0>(p as *const i8);
-            } else {
-                _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (p, write);
     }
 }
 

@@ -86,8 +86,6 @@ pub(crate) trait Slots {
     fn seq(&self, i: usize) -> &AtomicU64;
     /// Slot `i`'s message priority.
     fn priority(&self, i: usize) -> &AtomicU32;
-    /// A cache hint: slot `i`'s payload will be read (or written) soon.
-    fn prefetch(&self, _i: usize, _write: bool) {}
 }
 
 /// What one look at the slots found.
@@ -126,21 +124,9 @@ pub(crate) fn claim_free<S: Slots>(s: &S, start: usize, pid: u32) -> Look<(usize
     let n = s.capacity();
     let mut i = start;
     let mut busy = None;
-    for k in 0..n {
+    for _ in 0..n {
         let word = s.word(i);
-        let mut w = if k == 0 {
-            // The slot after this sender's last one is most likely free:
-            // take its line for writing at once with a CAS (even a failing
-            // CAS does; `fetch_add(0)` would be compiled to a fence and a
-            // load, and a load then a claim would move the line twice),
-            // and start taking its payload's line too.
-            s.prefetch(i, true);
-            match word.compare_exchange(0, 0, Acquire, Acquire) {
-                Ok(v) | Err(v) => v,
-            }
-        } else {
-            word.load(Acquire)
-        };
+        let mut w = word.load(Acquire);
         while state(w) == FREE {
             let claimed = self::word(WRITING, pid, count(w));
             match word.compare_exchange(w, claimed, Acquire, Acquire) {
@@ -235,9 +221,6 @@ pub(crate) fn claim_ready<S: Slots>(
                         Some(b) => c.prio > b.prio || (c.prio == b.prio && c.seq < b.seq),
                     };
                     if better {
-                        // We will likely copy it out: start fetching its
-                        // payload while we confirm and claim.
-                        s.prefetch(at, false);
                         best = Some(c);
                         since = 0;
                     }
