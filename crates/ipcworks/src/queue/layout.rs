@@ -26,6 +26,11 @@ use crate::{Error, Result};
 /// layouts are refused by their magic.)
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE3");
 pub(super) const VERSION: u32 = 3;
+/// The magics of layouts 1 and 2, refused with a message that says so.
+pub(super) const OLD_MAGICS: [u64; 2] = [
+    u64::from_le_bytes(*b"ipcwQUE1"),
+    u64::from_le_bytes(*b"ipcwQUE2"),
+];
 pub(super) const HEADER_SIZE: usize = 192;
 /// Bytes of a slot's record, before its payload.
 pub(super) const RECORD_SIZE: usize = 32;

@@ -474,6 +474,15 @@ impl Queue {
         // above) and is page-aligned; Header is atomics only, valid for
         // any bit pattern.
         let h = unsafe { &*(seg.as_ptr() as *const Header) };
+        let magic = h.magic.load(SeqCst);
+        if let Some(v) = layout::OLD_MAGICS.iter().position(|&m| m == magic) {
+            return Err(refuse(format!(
+                "it was made by an older ipcworks (queue layout {}, this build uses {}): \
+                 remove it (`ipcworks rm queue:{bare}`) and create it again",
+                v + 1,
+                layout::VERSION
+            )));
+        }
         crate::shm::await_magic(&h.magic, layout::MAGIC, "queue").map_err(refuse)?;
         let version = h.version.load(SeqCst);
         if version != layout::VERSION {

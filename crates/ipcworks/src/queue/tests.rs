@@ -248,3 +248,19 @@ fn recv_into_a_buffer_and_too_small_leaves_the_message() {
     let s = q.stats().unwrap();
     assert_eq!((s.sent, s.received, s.depth, s.reading), (2, 2, 0, 0));
 }
+
+/// A segment in an older queue layout is refused with a message that
+/// says so, not misread.
+#[test]
+fn older_layout_is_refused_clearly() {
+    let q = small(2, 8);
+    q.header()
+        .magic
+        .store(u64::from_le_bytes(*b"ipcwQUE2"), SeqCst);
+    match Queue::from_fd(q.inheritable_fd().unwrap()) {
+        Err(Error::Refused { reason, .. }) => {
+            assert!(reason.contains("older ipcworks"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
