@@ -225,7 +225,9 @@ impl Queue {
     /// change.
     fn settle(&self, i: usize, w: u64) {
         let s = self.slot(i);
-        let t = Instant::now();
+        // The clock only once the copier did not finish at once (it
+        // usually does, within a few pauses).
+        let mut t: Option<Instant> = None;
         loop {
             for _ in 0..16 {
                 if s.word.load(Relaxed) != w {
@@ -233,8 +235,10 @@ impl Queue {
                 }
                 std::hint::spin_loop();
             }
-            if t.elapsed() >= SETTLE {
-                return;
+            match t {
+                None => t = Some(Instant::now()),
+                Some(t) if t.elapsed() >= SETTLE => return,
+                Some(_) => {}
             }
         }
     }
