@@ -58,6 +58,14 @@ pub mod pipe;
 pub mod process;
 #[cfg(not(loom))]
 pub mod queue;
+/// Under `--cfg loom` only the queue's slot protocol is built, with loom's
+/// atomics.
+#[cfg(loom)]
+pub mod queue {
+    #[cfg(test)]
+    mod loom_model;
+    pub(crate) mod slots;
+}
 pub mod registry;
 pub mod shm;
 pub mod socket;

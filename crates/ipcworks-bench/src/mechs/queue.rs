@@ -7,7 +7,7 @@ use std::io;
 
 use ipcworks::queue::{MAX_MESSAGE, Queue};
 
-use crate::harness::{Case, Handoff, Link, Mechanism, Setup, retry_io};
+use crate::harness::{Case, Handoff, Link, Mechanism, Setup, relax};
 use crate::schema::Wait;
 
 /// The native shared-memory queue.
@@ -19,27 +19,40 @@ struct Pair {
     wait: Wait,
 }
 
+/// Retries a `try_` call while it would block (spinning, never sleeping),
+/// matching `Error::WouldBlock` itself: turning each miss into an
+/// `io::Error` would allocate, a cost the other mechanisms' polling loops
+/// (which see a bare `EAGAIN`) do not pay.
+fn poll<T>(mut f: impl FnMut() -> ipcworks::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(ipcworks::Error::WouldBlock) => relax(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 impl Link for Pair {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         match self.wait {
             Wait::Block => Ok(self.tx.send(msg, 0)?),
-            Wait::Poll => retry_io(Wait::Poll, || Ok(self.tx.try_send(msg, 0)?)),
+            Wait::Poll => poll(|| self.tx.try_send(msg, 0)),
         }
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let (m, _) = match self.wait {
-            Wait::Block => self.rx.recv()?,
-            Wait::Poll => retry_io(Wait::Poll, || Ok(self.rx.try_recv()?))?,
+        // Straight into the caller's buffer, like mq_receive.
+        let (n, _) = match self.wait {
+            Wait::Block => self.rx.recv_into(buf)?,
+            Wait::Poll => poll(|| self.rx.try_recv_into(buf))?,
         };
-        if m.len() != buf.len() {
+        if n != buf.len() {
             return Err(io::Error::other(format!(
-                "received {} bytes, expected {}",
-                m.len(),
+                "received {n} bytes, expected {}",
                 buf.len()
             )));
         }
-        buf.copy_from_slice(&m);
         Ok(())
     }
 }

@@ -1,34 +1,39 @@
-//! The queue's segment layout: a header, a table of slot records, and the
-//! payload area. Every field is an atomic (peers write them), and every
-//! value read from it is checked before use.
+//! The queue's segment layout: a header, then one slot per message, each
+//! a 32-byte record followed by its payload. Every field is an atomic
+//! (peers write them), and every value read from it is checked before
+//! use.
 //!
 //! ```text
-//! 0      Header (192 bytes): magic, geometry, mutex, free and filled
-//!        semaphores, commit sequence, recovery counters
-//! 192    Slot records, 32 bytes each: state and receive count, priority,
-//!        length, sequence, owner
-//! …      payloads, `stride` bytes each (max message rounded up to 8)
+//! 0      Header (192 bytes). Line 0: magic, geometry, the recovery mutex,
+//!        the recovery counters; line 1: the commit sequence (senders
+//!        only); line 2: registered sleepers and the two wake-up
+//!        semaphores (written only around sleeps)
+//! 192    slot 0: record (word, owner, sequence, priority, length), then
+//!        the payload; `stride` bytes per slot (32 + max message, rounded
+//!        up to 64 so each slot starts a cache line)
+//! …      slot 1, …
 //! ```
+//!
+//! The slot word (state, owner pid, receive count) and the steps over it
+//! are in `slots.rs`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::sync::{MutexState, SemaphoreState};
 use crate::{Error, Result};
 
-/// "ipcwQUE1": written last by the creator; openers wait for it.
-pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE1");
-pub(super) const VERSION: u32 = 1;
+/// "ipcwQUE3": written last by the creator; openers wait for it. (Older
+/// layouts are refused by their magic.)
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE3");
+pub(super) const VERSION: u32 = 3;
+/// The magics of layouts 1 and 2, refused with a message that says so.
+pub(super) const OLD_MAGICS: [u64; 2] = [
+    u64::from_le_bytes(*b"ipcwQUE1"),
+    u64::from_le_bytes(*b"ipcwQUE2"),
+];
 pub(super) const HEADER_SIZE: usize = 192;
-pub(super) const SLOT_SIZE: usize = 32;
-
-/// Slot states (the `state` word of a [`Slot`]). All zero is `FREE`.
-pub(super) const FREE: u32 = 0;
-/// A sender owns the slot and is copying its payload in.
-pub(super) const WRITING: u32 = 1;
-/// A complete message waits to be received.
-pub(super) const READY: u32 = 2;
-/// A receiver owns the slot and is copying its payload out.
-pub(super) const READING: u32 = 3;
+/// Bytes of a slot's record, before its payload.
+pub(super) const RECORD_SIZE: usize = 32;
 
 /// Most slots a queue may have.
 pub const MAX_CAPACITY: usize = 1 << 16;
@@ -37,11 +42,7 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 /// Largest segment a queue may use (1 GiB).
 const MAX_SEGMENT: usize = 1 << 30;
 
-/// The first 192 bytes of the segment. Packed on purpose: every operation
-/// touches the mutex and both semaphores, so keeping them on neighbouring
-/// cache lines means fewer lines bounce between the two sides (measured:
-/// padding each to its own line made a producer→consumer stream ~30%
-/// slower).
+/// The first 192 bytes of the segment.
 #[repr(C)]
 pub(super) struct Header {
     pub magic: AtomicU64,
@@ -50,68 +51,50 @@ pub(super) struct Header {
     pub max_message: AtomicU32,
     pub stride: AtomicU32,
     pub layout: AtomicU64,
-    /// Guards the slot table, `next_seq` and the counters.
+    /// Serializes recovery (judging owners, undoing their operations).
     pub mutex: MutexState,
-    /// Permits = free slots (the textbook `empty` semaphore).
-    pub free: SemaphoreState,
-    /// Permits = ready messages (the textbook `full` semaphore).
-    pub filled: SemaphoreState,
-    /// The commit sequence: the next READY slot gets this number.
-    pub next_seq: AtomicU64,
     /// Half-done operations of dead processes undone by recovery.
     pub recovered_sends: AtomicU64,
     pub recovered_recvs: AtomicU64,
+    /// The commit sequence: each send takes the next number (on its own
+    /// line: only senders touch it).
+    pub next_seq: AtomicU64,
+    pub _pad: [AtomicU64; 7],
+    /// Receivers asleep (or about to sleep) on `filled`.
+    pub recv_sleepers: AtomicU32,
+    /// Senders asleep (or about to sleep) on `free`.
+    pub send_sleepers: AtomicU32,
+    /// Wake-up permits for sleeping senders (the textbook `empty`
+    /// semaphore, posted when a slot is freed while a sender sleeps).
+    pub free: SemaphoreState,
+    /// Wake-up permits for sleeping receivers (the textbook `full`
+    /// semaphore, posted when a message is committed while a receiver
+    /// sleeps).
+    pub filled: SemaphoreState,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 const _: () = assert!(std::mem::align_of::<Header>() == 8);
 const _: () = assert!(std::mem::offset_of!(Header, mutex) == 32);
-const _: () = assert!(std::mem::offset_of!(Header, free) == 48);
+const _: () = assert!(std::mem::offset_of!(Header, next_seq) == 64);
+const _: () = assert!(std::mem::offset_of!(Header, recv_sleepers) == 128);
 
-/// One slot record.
+/// One slot's record (the payload follows it).
 #[repr(C)]
 pub(super) struct Slot {
-    /// The state (bits 0..8) and how many receives this slot has completed
-    /// (bits 8..64). One word, so a receive's commit (READING → FREE, count
-    /// + 1) is one store that a crash cannot split.
+    /// State, owner pid and receive count (see the module docs).
     pub word: AtomicU64,
+    /// The full [`Identity`](crate::sys::proc::Identity) of the process
+    /// that owns a WRITING or READING slot, stored right after its claim
+    /// (0 when none: then the pid in the word decides).
+    pub owner: AtomicU64,
+    /// Commit sequence of the message (written while WRITING).
+    pub seq: AtomicU64,
     pub priority: AtomicU32,
     pub len: AtomicU32,
-    /// Commit sequence of a READY (or READING) message.
-    pub seq: AtomicU64,
-    /// The process ([`Identity`](crate::sys::proc::Identity)) that owns a
-    /// WRITING or READING slot.
-    pub owner: AtomicU64,
 }
 
-const STATE_MASK: u64 = 0xFF;
-
-impl Slot {
-    /// The state (unchecked: callers reject unknown values).
-    pub fn state(&self) -> u32 {
-        (self.word.load(Relaxed) & STATE_MASK) as u32
-    }
-
-    /// Receives completed through this slot.
-    pub fn receives(&self) -> u64 {
-        self.word.load(Relaxed) >> 8
-    }
-
-    /// Sets the state, keeping the count (under the lock: one writer).
-    pub fn set_state(&self, st: u32) {
-        let w = self.word.load(Relaxed);
-        self.word.store((w & !STATE_MASK) | st as u64, Relaxed);
-    }
-
-    /// The receive commit: FREE and one more receive, in one store.
-    pub fn commit_receive(&self) {
-        let w = self.word.load(Relaxed);
-        self.word
-            .store(((w >> 8).wrapping_add(1) << 8) | FREE as u64, Relaxed);
-    }
-}
-
-const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_SIZE);
+const _: () = assert!(std::mem::size_of::<Slot>() == RECORD_SIZE);
 
 /// The geometry of one queue, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +102,7 @@ pub(super) struct Geometry {
     pub capacity: usize,
     pub max_message: usize,
     pub stride: usize,
-    pub payload_off: usize,
+    pub slots_off: usize,
     pub size: usize,
 }
 
@@ -136,11 +119,11 @@ impl Geometry {
                 "queue max message size {max_message} must be between 1 and {MAX_MESSAGE} bytes"
             )));
         }
-        let stride = max_message.div_ceil(8) * 8;
-        let payload_off = (HEADER_SIZE + SLOT_SIZE * capacity).div_ceil(64) * 64;
+        let stride = (RECORD_SIZE + max_message).div_ceil(64) * 64;
+        let slots_off = HEADER_SIZE;
         let size = stride
             .checked_mul(capacity)
-            .and_then(|p| p.checked_add(payload_off))
+            .and_then(|p| p.checked_add(slots_off))
             .filter(|&s| s <= MAX_SEGMENT)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
@@ -152,7 +135,7 @@ impl Geometry {
             capacity,
             max_message,
             stride,
-            payload_off,
+            slots_off,
             size,
         })
     }
@@ -180,12 +163,12 @@ impl Geometry {
 
     /// Byte offset of slot record `i` (< capacity).
     pub fn slot_off(&self, i: usize) -> usize {
-        HEADER_SIZE + SLOT_SIZE * i
+        self.slots_off + self.stride * i
     }
 
     /// Byte offset of slot `i`'s payload (< capacity).
     pub fn payload(&self, i: usize) -> usize {
-        self.payload_off + self.stride * i
+        self.slot_off(i) + RECORD_SIZE
     }
 }
 
@@ -196,14 +179,16 @@ mod tests {
     #[test]
     fn geometry_checks_its_bounds() {
         let g = Geometry::new(64, 8192).unwrap();
-        assert_eq!(g.payload(0) % 64, 0);
-        assert_eq!(g.size, g.payload(63) + 8192);
+        assert_eq!(g.slot_off(0) % 64, 0);
+        assert_eq!(g.slot_off(1) % 64, 0);
+        assert!(g.size >= g.payload(63) + 8192);
         assert!(Geometry::new(0, 1).is_err());
         assert!(Geometry::new(1, 0).is_err());
         assert!(Geometry::new(MAX_CAPACITY + 1, 1).is_err());
         assert!(Geometry::new(MAX_CAPACITY, MAX_MESSAGE).is_err());
-        assert!(Geometry::from_header(64, 8192, 8192, g.size as u64, g.size).is_ok());
-        assert!(Geometry::from_header(64, 8192, 8192, g.size as u64, g.size - 1).is_err());
+        let st = g.stride as u32;
+        assert!(Geometry::from_header(64, 8192, st, g.size as u64, g.size).is_ok());
+        assert!(Geometry::from_header(64, 8192, st, g.size as u64, g.size - 1).is_err());
         assert!(Geometry::from_header(64, 8192, 8, g.size as u64, g.size).is_err());
         assert!(Geometry::from_header(u32::MAX, u32::MAX, 8, 0, g.size).is_err());
     }

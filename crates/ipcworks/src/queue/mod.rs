@@ -1,57 +1,102 @@
 //! The native message queue: a bounded multi-producer, multi-consumer
-//! priority queue in one shared-memory segment, built from this crate's
-//! counting semaphores and robust mutex — the textbook *bounded buffer*.
+//! priority queue in one shared-memory segment — the textbook *bounded
+//! buffer*, with this crate's counting semaphores as the place where
+//! senders and receivers sleep and its robust mutex guarding recovery.
 //!
 //! A receiver gets the oldest message of the highest priority
 //! (0 ..= [`MAX_PRIORITY`], the same range as POSIX queues); a sender
 //! waits while the queue is full, a receiver while it is empty. The fast
-//! path makes no system call: per side one semaphore CAS and one
-//! uncontended mutex lock and unlock (two for messages above 1 KiB), and a
-//! waiter spins a few microseconds for a permit before it sleeps on the
-//! semaphore's futex (adaptively: not again soon after a spin that did not
-//! pay).
+//! path is lock-free and makes no system call: a send or a receive is a
+//! look at the slot words, one compare-and-swap to claim a slot, the copy,
+//! and one compare-and-swap to commit it. A caller that must wait spins
+//! first (100 µs by default, [`QueueOptions::spin`]; adaptively: not
+//! again soon after a spin that did not pay), then sleeps on a semaphore.
 //!
 //! # How it works
 //!
-//! The segment holds a slot table; each slot is `FREE`, `WRITING` (owned
-//! by a sender process), `READY` (priority, length, commit sequence) or
-//! `READING` (owned by a receiver process). Two semaphores count free
-//! slots and ready messages; one robust mutex guards the table.
+//! The segment holds one slot per message: a 32-byte record (a state word,
+//! the owner, the sequence, priority and length) followed by the payload,
+//! each slot starting a cache line, so a message and its state travel
+//! between the cores together. The state word (see `slots.rs`) holds the
+//! state — `FREE`, `WRITING` (a sender copies in), `READY`, `READING` (a
+//! receiver copies out) — with the owner's pid and the slot's count of
+//! completed receives, so every step is one atomic operation:
 //!
-//! - send: P(free) → lock, claim a `FREE` slot as `WRITING` by me → unlock
-//!   → copy the payload in (outside the lock) → lock, mark it `READY` with
-//!   the next commit sequence → unlock → V(filled).
-//! - receive: P(filled) → lock, take the `READY` slot of highest priority
-//!   and lowest sequence, mark it `READING` by me → unlock → copy out →
-//!   lock, mark it `FREE` → unlock → V(free).
-//! - messages of at most 1 KiB are copied without the unlock/lock in the
-//!   middle (one critical section per operation, half the lock traffic);
-//!   the slot states pass through the same steps, so recovery is the same.
+//! - send: find a `FREE` slot (each handle goes round the slots like a
+//!   ring) → CAS `FREE → WRITING(me)` → record my identity → take the next
+//!   sequence number → write priority, length and the payload → CAS
+//!   `WRITING(me) → READY` (the commit) → V(filled) if a receiver sleeps.
+//! - receive: find the `READY` slot of highest priority and lowest
+//!   sequence → CAS `READY → READING(me)` → record my identity → copy out
+//!   → CAS `READING(me) → FREE`, receive count + 1 (the commit) → V(free)
+//!   if a sender sleeps.
+//!
+//! A receiver's look reads the slot words round from the slot after the
+//! last one it took. One pass is not a snapshot (it could read slot A
+//! just before a message m1 is committed there and slot B just after a
+//! later m2 of the same sender is, and take m2 first), so a candidate is
+//! taken only after `capacity` further reads, all made after it was seen,
+//! find nothing better and it unchanged: every message committed before
+//! the candidate is visible to them. With one sender going round the
+//! slots the candidate is usually the first slot read: `capacity + 1`
+//! reads, one cache line each, most of them cached.
+//!
+//! These steps live in `slots.rs`, pure over a table of atomics, and are
+//! model-checked under loom (`loom_model.rs`: send order kept, exactly
+//! once with two senders and two receivers, payloads published by the
+//! commits, a dead sender's or receiver's claim undone and never a live
+//! one's):
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipcworks --lib --release queue`.
+//!
+//! ## How the textbook bounded buffer maps onto it
+//!
+//! The textbook has P(empty) → lock → put → unlock → V(full), with the
+//! semaphores counting free slots and messages and the mutex guarding the
+//! buffer. Here each slot's state word says whether it holds a message,
+//! and claiming it by compare-and-swap gives the mutual exclusion the
+//! textbook's mutex gives (per slot instead of for the whole buffer), so
+//! the common case needs no semaphore operation and no lock: each would
+//! be one more shared cache line moving between the cores per message.
+//! The two semaphores, `free` (textbook `empty`) and `filled` (textbook
+//! `full`), are where a waiter sleeps: a caller that finds nothing (after
+//! its spin) registers as a sleeper, looks once more, and P()s; a commit
+//! that makes a slot or a message available V()s when a sleeper is
+//! registered and not every registered sleeper already has a permit.
+//! Registration (a SeqCst add, then a SeqCst fence) and commit (a SeqCst
+//! CAS) each come before the other side's word is read with SeqCst
+//! (Dekker), so either the commit sees the sleeper or the sleeper's last
+//! look sees the commit: no wake-up is lost.
+//! The semaphores' counts are thus wake-up permits, bounded by the number
+//! of registered sleepers, not slot counts. The robust mutex serializes
+//! recovery, so two processes never judge and repair the same slot at
+//! once; a recoverer killed mid-way is detected by it (`OwnerDead`), and
+//! the next one simply runs again (each repair is one idempotent CAS).
 //!
 //! # Crash robustness (a process killed by SIGKILL at any instruction)
 //!
-//! The slot states are the truth; the semaphores are how waiters sleep and
-//! are woken. Recovery runs under the mutex: when the mutex reports that
-//! its holder died, whenever a waiter's 50 ms sleep slice passes without a
-//! permit, and whenever a caller finds no slot to take. It turns `WRITING`
-//! slots of dead processes back into `FREE` (that send never completed:
-//! the half-written message is never delivered) and `READING` slots of
-//! dead processes back into `READY` with their original sequence (the
-//! receive never completed: the message goes to the next receiver, ahead
-//! of later messages of its priority), and posts the semaphore permit each
-//! of them had consumed.
+//! The slot words are the truth. Recovery (under the mutex) runs when a
+//! waiter's 50 ms sleep slice passes while some slot is busy, and when a
+//! `try_` call finds nothing but busy slots that do not settle within
+//! 20 µs. For each `WRITING` or `READING` slot it judges the owner: by the
+//! identity in the record (pid plus start time, which a reused pid cannot
+//! fake) when that names the word's pid, else — in the instant between a
+//! claim and its record store, or after the record is cleared just before
+//! a commit — by the pid alone. A dead owner's `WRITING` slot goes back to
+//! `FREE` (that send never committed: the half-written message is never
+//! delivered), its `READING` slot back to `READY` with the message's
+//! original sequence (the receive never committed: the message goes to the
+//! next receiver, ahead of later messages of its priority); each is one
+//! CAS from the word it judged, so it cannot undo a newer claim.
 //!
-//! A crash between a semaphore operation and the mutex-protected step
-//! beside it (a P whose slot was never claimed, a V never posted) leaves a
-//! semaphore count off by one from the slot table. Neither direction can
-//! lose or duplicate a message, because nobody trusts the counts: a
-//! permit that finds no slot is dropped (the count was too high), and a
-//! waiter whose slice passes without a permit looks at the table itself
-//! and takes a slot it finds (the count was too low) — so a lost V costs
-//! at most one slice of latency, never a hang.
+//! A crash between a commit and the V after it leaves a sleeper without
+//! its wake-up: it wakes at the end of its slice and looks itself, so a
+//! lost V costs at most one slice of latency, never a hang. A sleeper
+//! killed while registered stays counted: later commits may post one
+//! useless permit (the count stays at most the number registered), and
+//! the next sleeper takes it, finds nothing and sleeps again.
 //!
-//! What is guaranteed, with a send's commit point being the store that
-//! marks its slot `READY` and a receive's the store that marks it `FREE`
+//! What is guaranteed, with a send's commit point being the CAS that
+//! marks its slot `READY` and a receive's the CAS that marks it `FREE`
 //! (and counts the receive, in the same word):
 //!
 //! - a `send` that returned `Ok` committed its message, exactly once; one
@@ -62,15 +107,20 @@
 //!   receiver; one killed after its commit but before returning took the
 //!   message with it (like any queue whose receive returns into a process
 //!   that then dies).
-//! - within one priority, messages come out in commit order (so one
-//!   sender's messages in its send order), except that one recovered from
-//!   a dead receiver comes out late relative to any message of its
-//!   priority that another receiver took meanwhile.
+//! - within one priority, messages come out in the order of the sequence
+//!   numbers their sends took (so one sender's messages in its send
+//!   order; of two concurrent sends, the one that commits first may come
+//!   out first), except that one recovered from a dead receiver comes out
+//!   late relative to any message of its priority that another receiver
+//!   took meanwhile.
 //!
-//! Every value read from the segment (geometry, states, priorities,
-//! lengths, counts) is checked; a bad one is [`Error::Corrupted`].
-//! Liveness is judged by process id plus start time, so all users must
-//! share a pid namespace.
+//! Every value read from the segment (geometry, priorities, lengths,
+//! semaphore counts, sleeper registers) is checked; a bad one is
+//! [`Error::Corrupted`], or is ignored where it can only cost a wake-up
+//! (an absurd sleeper register wakes nobody; sleepers still look every
+//! slice). Liveness is judged by process id plus start time, so all users
+//! must share a pid namespace (and pids must be below 2^22, the kernel's
+//! limit).
 //!
 //! ```no_run
 //! use ipcworks::queue::Queue;
@@ -87,22 +137,22 @@
 
 mod layout;
 mod ops;
+pub(crate) mod slots;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::time::Duration;
 
 use layout::{Geometry, HEADER_SIZE, Header, Slot};
 pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
+pub use slots::MAX_PRIORITY;
 
 use crate::shm::{Segment, SegmentOptions};
 use crate::sync::{RawMutex, RawSemaphore};
 use crate::sys::time::Deadline;
 use crate::{Error, Result, name};
 
-/// The highest priority (the same range as POSIX queues, `MQ_PRIO_MAX - 1`).
-pub const MAX_PRIORITY: u32 = 32767;
 /// Prefix of a named queue's segment in `/dev/shm`.
 pub const SEGMENT_PREFIX: &str = "ipcworks.queue.";
 /// Default capacity in messages.
@@ -113,10 +163,9 @@ pub const DEFAULT_MAX_MESSAGE: usize = 8192;
 const KIND: &str = "queue";
 /// How long a waiter sleeps before it looks at the slot table itself.
 const SLICE: Duration = Duration::from_millis(50);
-/// Messages up to this size are copied inside the critical section.
-const INLINE: usize = 1024;
-/// How long a waiter spins for a permit before it sleeps.
-const SPIN: Duration = Duration::from_micros(4);
+/// How long a waiter spins by default before it sleeps (see
+/// [`QueueOptions::spin`]).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 
 /// A native shared-memory priority queue (see the [module docs](self)).
 ///
@@ -128,12 +177,20 @@ pub struct Queue {
     seg: Segment,
     geo: Geometry,
     name: String,
+    /// How long a blocking call spins before it sleeps.
+    spin: Duration,
     /// Blocking waits left that skip spinning (this process only): set
     /// after a spin that found no permit, so spinning stops when it does
     /// not pay (e.g. more runnable processes than CPUs).
     spin_skip: AtomicU32,
     /// The current length of that pause (see `ops::spin`).
     spin_backoff: AtomicU32,
+    /// Where this handle's next look for a free slot starts (after the
+    /// last slot it filled, so one sender goes round like a ring).
+    next_free: AtomicUsize,
+    /// Where this handle's next look for a message starts (after the last
+    /// slot it took).
+    next_ready: AtomicUsize,
 }
 
 /// Options for creating or opening a [`Queue`].
@@ -143,6 +200,7 @@ pub struct QueueOptions {
     max_message: usize,
     mode: u32,
     remove_on_drop: bool,
+    spin: Duration,
 }
 
 impl Default for QueueOptions {
@@ -152,6 +210,7 @@ impl Default for QueueOptions {
             max_message: DEFAULT_MAX_MESSAGE,
             mode: 0o600,
             remove_on_drop: false,
+            spin: DEFAULT_SPIN,
         }
     }
 }
@@ -237,6 +296,17 @@ impl QueueOptions {
         self
     }
 
+    /// How long a blocking call of this handle spins, watching for a slot
+    /// or a message, before it sleeps on the queue's semaphore (default
+    /// [`DEFAULT_SPIN`], 100 µs; zero: sleep at once). A peer on another
+    /// core answers in a microsecond or two, far sooner than a futex
+    /// wake-up arrives; spinning stops adapting when it keeps failing
+    /// (see the module docs). Applies to this process's handle only.
+    pub fn spin(&mut self, spin: Duration) -> &mut Self {
+        self.spin = spin;
+        self
+    }
+
     fn segment(&self, geo: &Geometry) -> SegmentOptions {
         let mut o = Segment::options();
         o.mode(self.mode)
@@ -254,7 +324,7 @@ impl QueueOptions {
             .segment(&geo)
             .create(&segment_name(bare))
             .map_err(|e| rename(e, bare))?;
-        Queue::init(seg, geo, bare)
+        Queue::init(seg, geo, bare, self.spin)
     }
 
     /// Opens an existing named queue after the segment checks (regular
@@ -266,7 +336,7 @@ impl QueueOptions {
             .mode(self.mode)
             .open(&segment_name(bare))
             .map_err(|e| rename(e, bare))?;
-        Queue::check(seg, bare)
+        Queue::check(seg, bare, self.spin)
     }
 
     /// Opens the named queue, or creates it. Returns the queue and whether
@@ -280,7 +350,7 @@ impl QueueOptions {
     pub fn anonymous(&self) -> Result<Queue> {
         let geo = Geometry::new(self.capacity, self.max_message)?;
         let seg = self.segment(&geo).anonymous()?;
-        Queue::init(seg, geo, "(anonymous)")
+        Queue::init(seg, geo, "(anonymous)", self.spin)
     }
 }
 
@@ -332,7 +402,7 @@ impl Queue {
     /// Maps a queue from an inherited descriptor (see
     /// [`inheritable_fd`](Self::inheritable_fd)).
     pub fn from_fd(fd: OwnedFd) -> Result<Queue> {
-        Self::check(Segment::from_fd(fd)?, "(inherited)")
+        Self::check(Segment::from_fd(fd)?, "(inherited)", DEFAULT_SPIN)
     }
 
     /// A duplicate of the segment's descriptor without close-on-exec, for a
@@ -362,7 +432,7 @@ impl Queue {
         self.geo.max_message
     }
 
-    fn init(seg: Segment, geo: Geometry, bare: &str) -> Result<Queue> {
+    fn init(seg: Segment, geo: Geometry, bare: &str, spin: Duration) -> Result<Queue> {
         if seg.len() < geo.size {
             return Err(Error::corrupted("a fresh segment is smaller than asked"));
         }
@@ -370,8 +440,11 @@ impl Queue {
             seg,
             geo,
             name: bare.to_string(),
+            spin,
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
+            next_free: AtomicUsize::new(0),
+            next_ready: AtomicUsize::new(0),
         };
         let h = q.header();
         h.version.store(layout::VERSION, SeqCst);
@@ -379,14 +452,14 @@ impl Queue {
         h.max_message.store(geo.max_message as u32, SeqCst);
         h.stride.store(geo.stride as u32, SeqCst);
         h.layout.store(geo.size as u64, SeqCst);
-        h.free.init(geo.capacity as u32)?;
+        h.free.init(0)?;
         h.filled.init(0)?;
         // Last: openers wait for this.
         h.magic.store(layout::MAGIC, SeqCst);
         Ok(q)
     }
 
-    fn check(seg: Segment, bare: &str) -> Result<Queue> {
+    fn check(seg: Segment, bare: &str, spin: Duration) -> Result<Queue> {
         let refuse = |reason: String| Error::Refused {
             name: bare.to_string(),
             reason,
@@ -401,6 +474,15 @@ impl Queue {
         // above) and is page-aligned; Header is atomics only, valid for
         // any bit pattern.
         let h = unsafe { &*(seg.as_ptr() as *const Header) };
+        let magic = h.magic.load(SeqCst);
+        if let Some(v) = layout::OLD_MAGICS.iter().position(|&m| m == magic) {
+            return Err(refuse(format!(
+                "it was made by an older ipcworks (queue layout {}, this build uses {}): \
+                 remove it (`ipcworks rm queue:{bare}`) and create it again",
+                v + 1,
+                layout::VERSION
+            )));
+        }
         crate::shm::await_magic(&h.magic, layout::MAGIC, "queue").map_err(refuse)?;
         let version = h.version.load(SeqCst);
         if version != layout::VERSION {
@@ -420,8 +502,11 @@ impl Queue {
             seg,
             geo,
             name: bare.to_string(),
+            spin,
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
+            next_free: AtomicUsize::new(0),
+            next_ready: AtomicUsize::new(0),
         })
     }
 
@@ -455,6 +540,14 @@ impl Queue {
         match side {
             Side::Send => RawSemaphore::new(&self.header().free),
             Side::Recv => RawSemaphore::new(&self.header().filled),
+        }
+    }
+
+    /// The sleepers register of `side` (guarded by the mutex).
+    fn sleepers(&self, side: Side) -> &AtomicU32 {
+        match side {
+            Side::Send => &self.header().send_sleepers,
+            Side::Recv => &self.header().recv_sleepers,
         }
     }
 
@@ -496,14 +589,37 @@ impl Queue {
         self.recv_until(Until::At(Deadline::after(timeout)))
     }
 
+    /// Receives the oldest message of the highest priority into `buf`,
+    /// waiting while the queue is empty; returns its length and priority.
+    /// Like `mq_receive(3)`, no allocation. A message longer than `buf`
+    /// stays in the queue and the call fails with
+    /// [`Error::MessageTooLarge`] (`max` is `buf.len()`); a buffer of
+    /// [`max_message`](Self::max_message) bytes always fits.
+    #[doc(alias = "mq_receive")]
+    pub fn recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.recv_into_until(buf, Until::Forever)
+    }
+
+    /// [`recv_into`](Self::recv_into) if a message is there now, else
+    /// [`Error::WouldBlock`].
+    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.recv_into_until(buf, Until::Now)
+    }
+
+    /// [`recv_into`](Self::recv_into), waiting at most `timeout`, else
+    /// [`Error::Timeout`].
+    pub fn recv_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(usize, u32)> {
+        self.recv_into_until(buf, Until::At(Deadline::after(timeout)))
+    }
+
     /// Messages ready to be received (a snapshot, see [`stats`](Self::stats)).
     pub fn depth(&self) -> Result<usize> {
         Ok(self.stats()?.depth)
     }
 
-    /// A snapshot for monitoring, read from the slot table without the
-    /// lock (O(capacity); while others work, one slot may be read a moment
-    /// later than another). An unknown slot state is [`Error::Corrupted`].
+    /// A snapshot for monitoring, read from the slot words (one atomic
+    /// load per slot, O(capacity); while others work, one slot may be read
+    /// a moment later than another).
     pub fn stats(&self) -> Result<Stats> {
         let h = self.header();
         let mut st = Stats {
@@ -515,14 +631,13 @@ impl Queue {
             ..Stats::default()
         };
         for i in 0..self.geo.capacity {
-            let s = self.slot(i);
-            st.received = st.received.wrapping_add(s.receives());
-            match s.state() {
-                layout::FREE => {}
-                layout::WRITING => st.writing += 1,
-                layout::READY => st.depth += 1,
-                layout::READING => st.reading += 1,
-                other => return Err(self.bad_state(i, other)),
+            let w = self.slot(i).word.load(SeqCst);
+            st.received = st.received.wrapping_add(slots::count(w));
+            match slots::state(w) {
+                slots::WRITING => st.writing += 1,
+                slots::READY => st.depth += 1,
+                slots::READING => st.reading += 1,
+                _ => {}
             }
         }
         st.sent = st.received.wrapping_add((st.depth + st.reading) as u64);
@@ -533,22 +648,7 @@ impl Queue {
     /// done on demand; see the module docs). Returns how many sends and
     /// receives were undone.
     pub fn recover(&self) -> Result<(u64, u64)> {
-        let h = self.header();
-        let lock = self.lock(None)?;
-        let before = (
-            h.recovered_sends.load(SeqCst),
-            h.recovered_recvs.load(SeqCst),
-        );
-        self.recover_locked()?;
-        let after = (
-            h.recovered_sends.load(SeqCst),
-            h.recovered_recvs.load(SeqCst),
-        );
-        drop(lock);
-        Ok((
-            after.0.wrapping_sub(before.0),
-            after.1.wrapping_sub(before.1),
-        ))
+        self.recover_until(None)
     }
 }
 

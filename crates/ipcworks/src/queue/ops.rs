@@ -1,14 +1,19 @@
-//! The operations over the slot table: locking with recovery, picking
-//! slots, and the two phases of send and receive (see the module docs of
-//! [`queue`](super) for the protocol and what a crash at each step leaves).
+//! The operations over the slots: looking for a slot or a message,
+//! claiming it with one compare-and-swap, committing, waiting, and
+//! recovering dead owners' half-done operations (see the module docs of
+//! [`queue`](super) for the protocol and what a crash at each step
+//! leaves).
 
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::fence;
+use std::time::{Duration, Instant};
 
-use super::layout::{FREE, READING, READY, Slot, WRITING};
-use super::{INLINE, MAX_PRIORITY, Queue, SLICE, SPIN, Side, Until};
-use crate::sync::{Acquired, RawSemaphore};
-use crate::sys::proc::Identity;
+use super::slots::{
+    self, AtomicU32, AtomicU64, BadPriority, FREE, Look, PID_LIMIT, READING, READY, Slots, WRITING,
+};
+use super::{MAX_PRIORITY, Queue, SLICE, Side, Until};
+use crate::sync::Acquired;
+use crate::sys::proc::{self, Identity, Status};
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
 
@@ -20,216 +25,302 @@ const MAX_EXCESS: usize = 1 << 16;
 /// up to the maximum while spins keep failing).
 const SPIN_SKIP: u32 = 16;
 const SPIN_SKIP_MAX: u32 = 1024;
+/// CPU pauses between two looks of a spinning waiter.
+const SPIN_PAUSES: u32 = 4;
 
-/// How long a `try_` call waits for the table lock.
-const TRY_LOCK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a `try_` call that found only slots busy (another process
+/// copying) waits for them to settle before it judges their owners: a
+/// live copier of a small message finishes in well under a microsecond,
+/// and judging one costs a `/proc` read.
+const SETTLE: Duration = Duration::from_micros(20);
+
+/// How long a `try_` call waits for the recovery lock.
+const TRY_LOCK: Duration = Duration::from_secs(1);
+
+/// The calling process, as the slot words and records name it.
+#[derive(Clone, Copy)]
+pub(super) struct Me {
+    pid: u32,
+    ident: u64,
+}
+
+impl Me {
+    pub(super) fn get() -> Result<Me> {
+        let id = Identity::process();
+        if id.id() >= PID_LIMIT {
+            return Err(Error::LimitExceeded {
+                limit: "process id for a native queue".into(),
+                value: id.id().to_string(),
+                hint: format!("queue slots record process ids below {PID_LIMIT}"),
+            });
+        }
+        Ok(Me {
+            pid: id.id(),
+            ident: id.raw(),
+        })
+    }
+}
+
+/// A slot claimed by this process: its index, its word after the claim,
+/// and (receive side) the message's priority and length.
+pub(super) struct Claimed {
+    pub i: usize,
+    pub word: u64,
+    pub prio: u32,
+    pub len: usize,
+}
+
+impl Slots for Queue {
+    fn capacity(&self) -> usize {
+        self.geo.capacity
+    }
+    fn word(&self, i: usize) -> &AtomicU64 {
+        &self.slot(i).word
+    }
+    fn seq(&self, i: usize) -> &AtomicU64 {
+        &self.slot(i).seq
+    }
+    fn priority(&self, i: usize) -> &AtomicU32 {
+        &self.slot(i).priority
+    }
+}
 
 impl Queue {
-    /// Locks the slot table; after a dead holder, recovers first.
-    pub(super) fn lock(&self, deadline: Option<Deadline>) -> Result<Locked<'_>> {
-        let m = self.mutex();
-        match m.lock_until(deadline) {
-            Ok(Acquired::Consistent) => Ok(Locked(self)),
-            Ok(Acquired::OwnerDead) => match self.recover_locked() {
-                Ok(()) => {
-                    m.make_consistent();
-                    Ok(Locked(self))
-                }
-                Err(e) => {
-                    // Unrepairable: unlocking unrepaired makes the mutex
-                    // not recoverable, so everyone learns it.
-                    m.unlock();
-                    Err(e)
-                }
-            },
-            Err(e) => Err(e.into_error(&self.what())),
+    /// Looks for a FREE slot, starting after the last one this handle
+    /// used (so one sender goes round the slots like a ring), and claims
+    /// it: `FREE(c) → WRITING(me, c)`.
+    fn look_free(&self, me: Me) -> Look<Claimed> {
+        let start = self.next_free.load(Relaxed) % self.geo.capacity;
+        match slots::claim_free(self, start, me.pid) {
+            Look::Found((i, word)) => {
+                // Between the claim and this store, recovery judges us by
+                // the pid in the word alone.
+                self.slot(i).owner.store(me.ident, Relaxed);
+                self.next_free.store(i + 1, Relaxed);
+                Look::Found(Claimed {
+                    i,
+                    word,
+                    prio: 0,
+                    len: 0,
+                })
+            }
+            Look::Nothing { busy } => Look::Nothing { busy },
         }
     }
 
-    /// Under the lock: undoes the half-done operations of dead processes.
-    pub(super) fn recover_locked(&self) -> Result<()> {
-        let h = self.header();
-        let (mut freed, mut readied) = (0u32, 0u32);
-        for i in 0..self.geo.capacity {
-            let s = self.slot(i);
-            match s.state() {
-                FREE | READY => {}
-                st @ (WRITING | READING) => {
-                    if Identity::from_raw(s.owner.load(Relaxed)).is_alive() {
-                        continue;
-                    }
-                    s.owner.store(0, Relaxed);
-                    if st == WRITING {
-                        s.set_state(FREE);
-                        freed += 1;
-                    } else {
-                        s.set_state(READY);
-                        readied += 1;
+    /// Claims the message a receive takes (see [`slots::claim_ready`]):
+    /// `READY(c) → READING(me, c)`, and checks its length.
+    fn look_ready(&self, me: Me) -> Result<Look<Claimed>> {
+        let start = self.next_ready.load(Relaxed) % self.geo.capacity;
+        let (b, claimed) = match slots::claim_ready(self, start, me.pid) {
+            Ok(Look::Found(c)) => c,
+            Ok(Look::Nothing { busy }) => return Ok(Look::Nothing { busy }),
+            Err(BadPriority(i, prio)) => {
+                return Err(Error::corrupted(format!(
+                    "{}: slot {i} holds priority {prio} (max {MAX_PRIORITY})",
+                    self.what()
+                )));
+            }
+        };
+        let s = self.slot(b.i);
+        s.owner.store(me.ident, Relaxed);
+        self.next_ready.store(b.i + 1, Relaxed);
+        let len = s.len.load(Relaxed) as usize;
+        let prio = s.priority.load(Relaxed);
+        if len > self.geo.max_message || prio != b.prio {
+            // Give it back as it was: the next look reports it again.
+            s.owner.store(0, Relaxed);
+            slots::commit(self, b.i, claimed, b.word);
+            return Err(Error::corrupted(format!(
+                "{}: slot {} holds a message of {len} bytes, priority {prio} (max {}, \
+                 {MAX_PRIORITY})",
+                self.what(),
+                b.i,
+                self.geo.max_message
+            )));
+        }
+        Ok(Look::Found(Claimed {
+            i: b.i,
+            word: claimed,
+            prio,
+            len,
+        }))
+    }
+
+    fn look(&self, side: Side, me: Me) -> Result<Look<Claimed>> {
+        match side {
+            Side::Send => Ok(self.look_free(me)),
+            Side::Recv => self.look_ready(me),
+        }
+    }
+
+    /// Whether a free slot (send) or a ready message (receive) is there,
+    /// without claiming: what spinning watches.
+    fn anything(&self, side: Side) -> bool {
+        let want = match side {
+            Side::Send => FREE,
+            Side::Recv => READY,
+        };
+        (0..self.geo.capacity).any(|i| slots::state(self.slot(i).word.load(Relaxed)) == want)
+    }
+
+    /// Claims a slot for `side` (a FREE one to write, the best READY one
+    /// to read), waiting as `until` says.
+    pub(super) fn claim(&self, side: Side, until: Until) -> Result<Claimed> {
+        let me = Me::get()?;
+        // Whether we may still spin (once per call, before the first
+        // sleep), settle busy slots (try_ calls), recover (once per sleep
+        // slice, or once in a try_ call).
+        let (mut may_spin, mut may_settle, mut may_recover) = (true, true, false);
+        loop {
+            let busy = match self.look(side, me)? {
+                Look::Found(c) => return Ok(c),
+                Look::Nothing { busy } => busy,
+            };
+            self.check_permits(side)?;
+            if let Until::Now = until {
+                if let (Some((i, w)), true) = (busy, may_settle) {
+                    // Someone copies: give them a moment, then judge them.
+                    may_settle = false;
+                    may_recover = true;
+                    self.settle(i, w);
+                    continue;
+                }
+                if busy.is_some() && may_recover {
+                    may_recover = false;
+                    // A recoverer that holds the lock for a second is
+                    // stopped or the segment is garbage: don't wait on.
+                    match self.recover_until(Some(Deadline::after(TRY_LOCK))) {
+                        Ok((0, 0)) => {}
+                        Ok(_) => continue,
+                        Err(Error::Timeout) => return Err(Error::WouldBlock),
+                        Err(e) => return Err(e),
                     }
                 }
-                other => return Err(self.bad_state(i, other)),
+                return Err(Error::WouldBlock);
+            }
+            if busy.is_some() && may_recover {
+                // A sleep slice passed and slots are still busy: their
+                // owners may be dead.
+                may_recover = false;
+                if self.recover_until(until.deadline())? != (0, 0) {
+                    continue;
+                }
+            }
+            if let Until::At(d) = until
+                && d.expired()
+            {
+                return Err(Error::Timeout);
+            }
+            if may_spin {
+                may_spin = false;
+                self.spin(side, until);
+                continue;
+            }
+            may_recover = self.sleep(side, until)?;
+        }
+    }
+
+    /// Waits (at most [`SETTLE`]) for busy slot `i`, seen as word `w`, to
+    /// change.
+    fn settle(&self, i: usize, w: u64) {
+        let s = self.slot(i);
+        // The clock only once the copier did not finish at once (it
+        // usually does, within a few pauses).
+        let mut t: Option<Instant> = None;
+        loop {
+            for _ in 0..16 {
+                if s.word.load(Relaxed) != w {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+            match t {
+                None => t = Some(Instant::now()),
+                Some(t) if t.elapsed() >= SETTLE => return,
+                Some(_) => {}
             }
         }
-        h.recovered_sends.fetch_add(freed as u64, Relaxed);
-        h.recovered_recvs.fetch_add(readied as u64, Relaxed);
-        // Each undone operation had consumed one permit: give it back.
-        for _ in 0..freed {
-            self.sem(Side::Send).post()?;
+    }
+
+    /// Registers as a sleeper, looks once more, and sleeps on `side`'s
+    /// semaphore for one slice at most. Returns whether the slice passed
+    /// without a wake-up.
+    fn sleep(&self, side: Side, until: Until) -> Result<bool> {
+        let n = self.sleepers(side);
+        n.fetch_add(1, SeqCst);
+        // Dekker with `wake`: either a commit after this fence sees us
+        // registered, or our look below sees that commit.
+        fence(SeqCst);
+        let res = match self.anything(side) {
+            true => Ok(false),
+            false => {
+                let slice = Deadline::after(SLICE);
+                let until = until.deadline().map_or(slice, |d| d.min(slice));
+                match self.sem(side).wait_deadline(until) {
+                    Ok(()) => Ok(false),
+                    Err(Error::Timeout | Error::WouldBlock) => Ok(true),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let _ = n.fetch_update(SeqCst, Relaxed, |v| Some(v.saturating_sub(1)));
+        res
+    }
+
+    /// After a commit: posts a wake-up permit for `side`'s sleepers if one
+    /// is registered and not every registered sleeper has a permit yet.
+    /// Never fails the operation that committed: a broken semaphore is
+    /// reported to the sleepers themselves (`check_permits`), which also
+    /// look at the slots every slice.
+    pub(super) fn wake(&self, side: Side) {
+        // Every caller has just made its change with a SeqCst CAS, and this
+        // load is SeqCst too; the sleeper's side has a SeqCst RMW and a
+        // SeqCst fence before its look. In the single total order of these
+        // operations, the commit comes before the register's load, the
+        // sleeper's fence before its look; if our load missed the
+        // registration and its look missed our commit, the order would
+        // have a cycle. So one of the two sees the other.
+        let sleepers = self.sleepers(side).load(SeqCst);
+        if sleepers == 0 || sleepers as usize > MAX_EXCESS {
+            return;
         }
-        for _ in 0..readied {
-            self.sem(Side::Recv).post()?;
+        let sem = self.sem(side);
+        if sem.value().is_ok_and(|v| v < sleepers) {
+            let _ = sem.post();
+        }
+    }
+
+    /// Fails when `side`'s semaphore holds far more permits than sleepers
+    /// could ever be given: correct peers post about one per registered
+    /// sleeper, so a count far above that is garbage.
+    pub(super) fn check_permits(&self, side: Side) -> Result<()> {
+        let v = self.sem(side).value()?;
+        if v as usize > self.geo.capacity + MAX_EXCESS {
+            return Err(Error::corrupted(format!(
+                "{}: a wake-up semaphore counts {v} permits for {} slots",
+                self.what(),
+                self.geo.capacity
+            )));
         }
         Ok(())
     }
 
-    pub(super) fn bad_state(&self, i: usize, st: u32) -> Error {
-        Error::corrupted(format!("{}: slot {i} has unknown state {st}", self.what()))
-    }
-
-    /// Under the lock: a FREE slot.
-    pub(super) fn pick_free(&self) -> Result<Option<usize>> {
-        for i in 0..self.geo.capacity {
-            match self.slot(i).state() {
-                FREE => return Ok(Some(i)),
-                WRITING | READY | READING => {}
-                other => return Err(self.bad_state(i, other)),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Under the lock: the READY slot of highest priority, lowest sequence,
-    /// with its priority and length (checked).
-    pub(super) fn pick_ready(&self) -> Result<Option<(usize, u32, usize)>> {
-        let mut best: Option<(usize, u32, u64, usize)> = None;
-        for i in 0..self.geo.capacity {
-            let s = self.slot(i);
-            match s.state() {
-                READY => {
-                    let prio = s.priority.load(Relaxed);
-                    let len = s.len.load(Relaxed) as usize;
-                    let seq = s.seq.load(Relaxed);
-                    if prio > MAX_PRIORITY || len > self.geo.max_message {
-                        return Err(Error::corrupted(format!(
-                            "{}: slot {i} holds priority {prio}, length {len} (max {MAX_PRIORITY}, {})",
-                            self.what(),
-                            self.geo.max_message
-                        )));
-                    }
-                    let better = match best {
-                        None => true,
-                        Some((_, bp, bs, _)) => prio > bp || (prio == bp && seq < bs),
-                    };
-                    if better {
-                        best = Some((i, prio, seq, len));
-                    }
-                }
-                FREE | WRITING | READING => {}
-                other => return Err(self.bad_state(i, other)),
-            }
-        }
-        Ok(best.map(|(i, p, _, l)| (i, p, l)))
-    }
-
-    /// Takes a slot for `side` (a FREE one to write, the best READY one to
-    /// read), marks it owned by this process and returns it with the
-    /// message's priority and length (receive side), the lock still held.
-    pub(super) fn claim(
-        &self,
-        side: Side,
-        until: Until,
-    ) -> Result<(Locked<'_>, usize, u32, usize)> {
-        let sem = self.sem(side);
-        let me = Identity::process().raw();
-        let mut first = true;
-        loop {
-            // 1. A permit, or a slice without one.
-            let permit = match until {
-                Until::Now => sem.try_wait(),
-                _ if first && self.spin(&sem) => Ok(()),
-                Until::Forever | Until::At(_) => {
-                    let slice = Deadline::after(SLICE);
-                    sem.wait_deadline(until.deadline().map_or(slice, |d| d.min(slice)))
-                }
-            };
-            let permit = match permit {
-                Ok(()) => true,
-                Err(Error::WouldBlock | Error::Timeout) => false,
-                Err(e) => return Err(e),
-            };
-            // 2. The table decides. A try_ call waits for the lock only
-            // briefly (it is held for microseconds; a holder that keeps it
-            // for a second is stopped or the segment is garbage).
-            let lock_until = match until {
-                Until::Now => Some(Deadline::after(TRY_LOCK)),
-                _ => until.deadline(),
-            };
-            let lock = match self.lock(lock_until) {
-                Ok(l) => l,
-                Err(e) => {
-                    if permit {
-                        let _ = sem.post();
-                    }
-                    return Err(match (until, e) {
-                        (Until::Now, Error::Timeout) => Error::WouldBlock,
-                        (_, e) => e,
-                    });
-                }
-            };
-            let pick = |q: &Self| -> Result<Option<(usize, u32, usize)>> {
-                match side {
-                    Side::Send => Ok(q.pick_free()?.map(|i| (i, 0, 0))),
-                    Side::Recv => q.pick_ready(),
-                }
-            };
-            let mut found = if permit { pick(self)? } else { None };
-            if found.is_none() {
-                self.recover_locked()?;
-                found = pick(self)?;
-            }
-            if let Some((i, prio, len)) = found {
-                let s = self.slot(i);
-                s.owner.store(me, Relaxed);
-                s.set_state(match side {
-                    Side::Send => WRITING,
-                    Side::Recv => READING,
-                });
-                return Ok((lock, i, prio, len));
-            }
-            drop(lock);
-            first = false;
-            // A permit without a slot was one too many; drop it and wait on.
-            // Correct peers leave at most one extra permit per thread in
-            // flight: a count far above the capacity is garbage, and
-            // taking it one permit at a time would spin for hours.
-            if permit && sem.value()? as usize > self.geo.capacity + MAX_EXCESS {
-                return Err(Error::corrupted(format!(
-                    "{}: a slot semaphore counts {} permits for {} slots",
-                    self.what(),
-                    sem.value()?,
-                    self.geo.capacity
-                )));
-            }
-            match until {
-                Until::Now => return Err(Error::WouldBlock),
-                Until::At(d) if d.expired() => return Err(Error::Timeout),
-                _ => {}
-            }
-        }
-    }
-
-    /// Spins briefly for a permit before the caller sleeps: a peer running
-    /// on another core usually posts within microseconds, and a permit
-    /// taken while spinning costs neither side a system call (`post` wakes
-    /// only sleepers). Adaptive: after a spin that found nothing, the next
+    /// Spins briefly, watching for something `side` can take, before the
+    /// caller registers and sleeps: a peer running on another core
+    /// usually answers within microseconds, and catching it spinning costs
+    /// neither side a system call (commits post only to registered
+    /// sleepers). Adaptive: after a spin that found nothing, the next
     /// [`SPIN_SKIP`] waits sleep at once (twice as many after each further
     /// failed spin, up to [`SPIN_SKIP_MAX`]; a successful spin resets it),
     /// because when the peer needs this CPU (more runnable threads than
-    /// cores) spinning only delays it.
-    /// Never on a single CPU.
-    fn spin(&self, sem: &RawSemaphore<'_>) -> bool {
+    /// cores) spinning only delays it. Never on a single-CPU machine,
+    /// never past the caller's deadline.
+    fn spin(&self, side: Side, until: Until) -> bool {
         static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        if *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) < 2 {
+        // Online CPUs, not this thread's affinity: a process pinned to one
+        // core has its peer on another.
+        if self.spin.is_zero() || *CPUS.get_or_init(proc::online_cpus) < 2 {
             return false;
         }
         let skip = self.spin_skip.load(Relaxed);
@@ -238,15 +329,47 @@ impl Queue {
             return false;
         }
         let start = Instant::now();
+        let limit = match until.deadline() {
+            Some(d) => d.remaining().unwrap_or_default().min(self.spin),
+            None => self.spin,
+        };
+        // Mostly watch the one slot most likely to change (with one sender
+        // going round, the next one to fill or to free), and all of them
+        // every 16th turn: reading every slot's line on every turn would
+        // pull each line away from the peer between its claim and its
+        // commit.
+        //
+        // A sender on a full queue watches the slot half the queue ahead of
+        // the next one it fills: with one receiver emptying slots in order,
+        // it wakes when half the slots are free and fills them while the
+        // receiver empties the other half, instead of fighting over the
+        // one line the receiver works on.
+        let cap = self.geo.capacity;
+        let watched = self.slot(match side {
+            Side::Send => (self.next_free.load(Relaxed) + cap / 2) % cap,
+            Side::Recv => self.next_ready.load(Relaxed) % cap,
+        });
+        let want = match side {
+            Side::Send => FREE,
+            Side::Recv => READY,
+        };
         loop {
-            for _ in 0..64 {
-                if sem.value().is_ok_and(|v| v > 0) && sem.try_wait().is_ok() {
+            for _ in 0..15 {
+                if slots::state(watched.word.load(Relaxed)) == want {
                     self.spin_backoff.store(0, Relaxed);
                     return true;
                 }
-                std::hint::spin_loop();
+                // Look every few pauses, not at once: each look pulls the
+                // line from a peer that may be writing it.
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
             }
-            if start.elapsed() > SPIN {
+            if self.anything(side) {
+                self.spin_backoff.store(0, Relaxed);
+                return true;
+            }
+            if start.elapsed() > limit {
                 // Back off: 16, 32, … up to 1024 waits without spinning
                 // while spins keep failing.
                 let backoff = (self.spin_backoff.load(Relaxed) * 2).clamp(SPIN_SKIP, SPIN_SKIP_MAX);
@@ -257,16 +380,22 @@ impl Queue {
         }
     }
 
-    /// Under the lock: checks that slot `i` is still ours in state `st`.
-    pub(super) fn still_mine(&self, i: usize, st: u32) -> Result<&Slot> {
-        let s = self.slot(i);
-        if s.state() != st || s.owner.load(Relaxed) != Identity::process().raw() {
-            return Err(Error::corrupted(format!(
-                "{}: slot {i} was taken from a live process mid-operation",
-                self.what()
-            )));
+    /// Commits a claimed slot: `from → to` in one compare-and-swap (which
+    /// also publishes our payload writes), failing if somebody took the
+    /// slot from us (only recovery does, and only from the dead).
+    fn commit(&self, c: &Claimed, to: u64) -> Result<()> {
+        self.slot(c.i).owner.store(0, Relaxed);
+        if !slots::commit(self, c.i, c.word, to) {
+            return Err(self.stolen(c.i));
         }
-        Ok(s)
+        Ok(())
+    }
+
+    fn stolen(&self, i: usize) -> Error {
+        Error::corrupted(format!(
+            "{}: slot {i} was taken from a live process mid-operation",
+            self.what()
+        ))
     }
 
     pub(super) fn send_until(&self, msg: &[u8], priority: u32, until: Until) -> Result<()> {
@@ -282,72 +411,155 @@ impl Queue {
                 self.what()
             )));
         }
-        let (held, i, _, _) = self.claim(Side::Send, until)?;
-        let copy = || {
-            // SAFETY: slot i is WRITING by this process: no correct peer
-            // reads or writes its payload until we mark it READY; the
-            // payload area holds max_message >= msg.len() bytes inside the
-            // mapping.
-            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(i), msg.len()) }
-        };
-        // Small messages are copied under the lock (one critical section
-        // instead of two); large ones outside it. A death mid-copy is
-        // recovered the same way in both cases.
-        let lock = if msg.len() <= INLINE {
-            copy();
-            held
-        } else {
-            drop(held);
-            copy();
-            self.lock(None)?
-        };
-        let s = self.still_mine(i, WRITING)?;
-        let h = self.header();
-        let seq = h.next_seq.load(Relaxed);
-        h.next_seq.store(seq.wrapping_add(1), Relaxed);
+        let c = self.claim(Side::Send, until)?;
+        let s = self.slot(c.i);
+        // The record first, while the claim still holds the slot's first
+        // line here; then the payload.
+        // A plain load and store, not an atomic add (a locked instruction
+        // per send): concurrent senders may take the same number, which
+        // only leaves their two messages unordered, as concurrent sends
+        // are anyway; each sender's own numbers still increase (it reads
+        // back at least its own store), and so do those of sends ordered
+        // by anything else.
+        let next = &self.header().next_seq;
+        let seq = next.load(Relaxed);
+        next.store(seq.wrapping_add(1), Relaxed);
         s.seq.store(seq, Relaxed);
         s.priority.store(priority, Relaxed);
         s.len.store(msg.len() as u32, Relaxed);
-        s.owner.store(0, Relaxed);
-        // The commit point: the message exists from this store on.
-        s.set_state(READY);
-        drop(lock);
-        self.sem(Side::Recv).post()
+        // SAFETY: slot i is WRITING by this process: no correct peer reads
+        // or writes its payload until we mark it READY; the payload area
+        // holds max_message >= msg.len() bytes inside the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(c.i), msg.len()) };
+        // The commit point: the message exists from this CAS on.
+        self.commit(&c, slots::word(READY, 0, slots::count(c.word)))?;
+        self.wake(Side::Recv);
+        Ok(())
     }
 
     pub(super) fn recv_until(&self, until: Until) -> Result<(Vec<u8>, u32)> {
-        let (held, i, priority, len) = self.claim(Side::Recv, until)?;
-        let mut buf = vec![0u8; len];
-        let mut copy = || {
-            // SAFETY: slot i is READING by this process: no correct peer
-            // writes its payload until we free it; len <= max_message was
-            // checked, so the source lies inside the mapping.
-            unsafe { std::ptr::copy_nonoverlapping(self.payload(i), buf.as_mut_ptr(), len) }
+        let mut buf = Vec::new();
+        let prio = self.recv_with(until, |len| {
+            buf.resize(len, 0);
+            Some(&mut buf[..])
+        })?;
+        Ok((buf, prio))
+    }
+
+    pub(super) fn recv_into_until(&self, buf: &mut [u8], until: Until) -> Result<(usize, u32)> {
+        let mut n = 0;
+        let cap = buf.len();
+        let prio = self.recv_with(until, |len| {
+            n = len;
+            buf.get_mut(..len)
+        });
+        match prio {
+            Ok(p) => Ok((n, p)),
+            Err(Error::WouldBlock) if n > cap => Err(Error::MessageTooLarge { len: n, max: cap }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives into the buffer `sink` returns for the message's length;
+    /// `None` (too small) gives the message back untouched and fails with
+    /// `WouldBlock` (the caller says why).
+    fn recv_with<'b>(
+        &self,
+        until: Until,
+        sink: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+    ) -> Result<u32> {
+        let c = self.claim(Side::Recv, until)?;
+        let Some(dst) = sink(c.len) else {
+            // Back to READY with its word as it was: nothing happened.
+            let ready = slots::word(READY, 0, slots::count(c.word));
+            self.commit(&c, ready)?;
+            self.wake(Side::Recv);
+            return Err(Error::WouldBlock);
         };
-        let lock = if len <= INLINE {
-            copy();
-            held
-        } else {
-            drop(held);
-            copy();
-            self.lock(None)?
+        // SAFETY: slot i is READING by this process: no correct peer
+        // writes its payload until we free it; len <= max_message was
+        // checked, so the source lies inside the mapping; `dst` holds
+        // exactly len bytes.
+        unsafe { std::ptr::copy_nonoverlapping(self.payload(c.i), dst.as_mut_ptr(), c.len) };
+        // The commit point: the message is received from this CAS on (the
+        // slot's receive count goes up in the same word).
+        let count = slots::count(c.word).wrapping_add(1);
+        self.commit(&c, slots::word(FREE, 0, count))?;
+        self.wake(Side::Send);
+        Ok(c.prio)
+    }
+
+    /// Undoes the half-done operations of dead processes (under the
+    /// recovery mutex, so two recoverers never judge the same slot at
+    /// once), then wakes sleepers for what came back. Returns how many
+    /// sends and receives were undone.
+    pub(super) fn recover_until(&self, deadline: Option<Deadline>) -> Result<(u64, u64)> {
+        let m = self.mutex();
+        let repaired = match m.lock_until(deadline) {
+            Ok(Acquired::Consistent) => false,
+            // A recoverer died mid-way: every step below is one CAS and
+            // idempotent, so running it again repairs whatever it left.
+            Ok(Acquired::OwnerDead) => true,
+            Err(e) => return Err(e.into_error(&self.what())),
         };
-        let s = self.still_mine(i, READING)?;
-        s.owner.store(0, Relaxed);
-        // The commit point: the message is received from this store on
-        // (the slot's receive count goes up in the same store).
-        s.commit_receive();
-        drop(lock);
-        self.sem(Side::Send).post()?;
-        Ok((buf, priority))
+        let res = self.recover_slots();
+        if repaired && res.is_ok() {
+            m.make_consistent();
+        }
+        m.unlock();
+        let (freed, readied) = res?;
+        for _ in 0..freed {
+            self.wake(Side::Send);
+        }
+        for _ in 0..readied {
+            self.wake(Side::Recv);
+        }
+        Ok((freed, readied))
+    }
+
+    fn recover_slots(&self) -> Result<(u64, u64)> {
+        let h = self.header();
+        let (mut freed, mut readied) = (0u64, 0u64);
+        for i in 0..self.geo.capacity {
+            let s = self.slot(i);
+            let w = s.word.load(Acquire);
+            let st = slots::state(w);
+            if st != WRITING && st != READING {
+                continue;
+            }
+            if owner_alive(slots::pid(w), s.owner.load(Acquire)) {
+                continue;
+            }
+            // WRITING: that send never committed, the half-written message
+            // is dropped. READING: that receive never committed, the
+            // message (its record untouched by the receiver) is ready
+            // again with its original sequence.
+            let Some(to) = slots::undone(w) else { continue };
+            s.owner.store(0, Relaxed);
+            if slots::commit(self, i, w, to) {
+                if st == WRITING {
+                    freed += 1;
+                } else {
+                    readied += 1;
+                }
+            }
+        }
+        h.recovered_sends.fetch_add(freed, Relaxed);
+        h.recovered_recvs.fetch_add(readied, Relaxed);
+        Ok((freed, readied))
     }
 }
 
-/// The held table lock; unlocks on drop.
-pub(super) struct Locked<'a>(&'a Queue);
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        self.0.mutex().unlock();
+/// Whether the owner of a busy slot still runs: by its full identity
+/// (pid and start time, which a reused pid cannot fake) when the record
+/// names the same pid as the word, else — in the instant between a claim
+/// and its record store, or a record cleared before a commit — by the pid
+/// alone. `/proc` that cannot tell means alive (recovering a live owner's
+/// slot would break exactly-once; keeping a dead one's only delays).
+fn owner_alive(pid: u32, record: u64) -> bool {
+    let ident = Identity::from_raw(record);
+    if !ident.is_none() && ident.id() == pid {
+        return ident.is_alive();
     }
+    !matches!(proc::status(pid), Status::Dead)
 }

@@ -112,25 +112,37 @@ fn threads_mpmc_exactly_once() {
 fn recovery_of_dead_owners() {
     let q = small(2, 8);
     q.send(b"kept", 7).unwrap();
-    let dead = Identity::new(0x3FFF_FFFF, 1).raw(); // no such pid
-    {
-        let _l = q.lock(None).unwrap();
-        // slot 0 holds "kept" (READY); slot 1 is FREE: pretend a dead
-        // sender claimed it, and a dead receiver took "kept".
-        q.slot(1).owner.store(dead, SeqCst);
-        q.slot(1).set_state(layout::WRITING);
-        q.slot(0).owner.store(dead, SeqCst);
-        q.slot(0).set_state(layout::READING);
+    // A pid that exists (ours) but a start time that does not: the full
+    // identity says dead, as for a reused pid.
+    let me = Identity::process();
+    let dead = Identity::new(me.id(), 1).raw();
+    // slot 0 holds "kept" (READY); slot 1 is FREE: pretend a dead sender
+    // claimed it, and a dead receiver took "kept".
+    for (i, st) in [(1, slots::WRITING), (0, slots::READING)] {
+        let s = q.slot(i);
+        let w = s.word.load(SeqCst);
+        s.owner.store(dead, SeqCst);
+        s.word
+            .store(slots::word(st, me.id(), slots::count(w)), SeqCst);
     }
-    // The semaphores say: one free permit was taken, one filled permit was
-    // taken (by the dead ones).
-    q.sem(Side::Send).try_wait().unwrap();
-    q.sem(Side::Recv).try_wait().unwrap();
-    assert_eq!(q.recover().unwrap(), (1, 1));
+    let s = q.stats().unwrap();
+    assert_eq!((s.writing, s.reading, s.depth), (1, 1, 0));
+    // A slot whose record names nobody is judged by the pid in its word:
+    // ours is alive, so it stays (the instant between a claim and its
+    // record store).
+    q.slot(1).owner.store(0, SeqCst);
+    assert_eq!(q.recover().unwrap(), (0, 1));
+    q.slot(1).owner.store(dead, SeqCst);
+    assert_eq!(q.recover().unwrap(), (1, 0));
     assert_eq!(q.recv().unwrap(), (b"kept".to_vec(), 7));
     q.send(b"a", 0).unwrap();
     q.send(b"b", 0).unwrap();
     assert!(matches!(q.try_send(b"c", 0), Err(Error::WouldBlock)));
+    let s = q.stats().unwrap();
+    assert_eq!(
+        (s.recovered_sends, s.recovered_recvs, s.received),
+        (1, 1, 1)
+    );
 }
 
 /// Waiter counts show who is asleep: a receiver on an empty queue, then a
@@ -204,5 +216,51 @@ proptest! {
         if let Ok(q2) = Queue::from_fd(fd) {
             let _ = q2.try_recv();
         }
+    }
+}
+
+/// `recv_into` copies into the caller's buffer; one too small leaves the
+/// message in the queue, first in line.
+#[test]
+fn recv_into_a_buffer_and_too_small_leaves_the_message() {
+    let q = small(4, 16);
+    q.send(b"hello", 2).unwrap();
+    q.send(b"x", 1).unwrap();
+    let mut small_buf = [0u8; 3];
+    assert!(matches!(
+        q.try_recv_into(&mut small_buf),
+        Err(Error::MessageTooLarge { len: 5, max: 3 })
+    ));
+    assert!(matches!(
+        q.recv_into(&mut small_buf),
+        Err(Error::MessageTooLarge { len: 5, max: 3 })
+    ));
+    let mut buf = [0u8; 16];
+    assert_eq!(q.recv_into(&mut buf).unwrap(), (5, 2));
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(q.try_recv_into(&mut buf).unwrap(), (1, 1));
+    assert_eq!(&buf[..1], b"x");
+    assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+    assert!(matches!(
+        q.recv_into_timeout(&mut buf, Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    let s = q.stats().unwrap();
+    assert_eq!((s.sent, s.received, s.depth, s.reading), (2, 2, 0, 0));
+}
+
+/// A segment in an older queue layout is refused with a message that
+/// says so, not misread.
+#[test]
+fn older_layout_is_refused_clearly() {
+    let q = small(2, 8);
+    q.header()
+        .magic
+        .store(u64::from_le_bytes(*b"ipcwQUE2"), SeqCst);
+    match Queue::from_fd(q.inheritable_fd().unwrap()) {
+        Err(Error::Refused { reason, .. }) => {
+            assert!(reason.contains("older ipcworks"), "{reason}")
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -108,8 +108,21 @@ impl Identity {
     }
 
     /// The calling process (cached; refreshed in a forked child).
+    #[inline]
     pub fn process() -> Self {
-        cached(&PROCESS_CACHE, pid)
+        // Hot path (every native queue operation): a per-thread copy of the
+        // process-wide cache, checked against the fork generation like
+        // `thread()`.
+        PROCESS_TLS.with(|c| {
+            let (gen_, id) = c.get();
+            if gen_ == FORK_GENERATION.load(Ordering::Relaxed) && !id.is_none() {
+                return id;
+            }
+            let now = FORK_GENERATION.load(Ordering::Relaxed);
+            let id = cached(&PROCESS_CACHE, pid);
+            c.set((now, id));
+            id
+        })
     }
 
     /// The calling thread (cached per thread; refreshed in a forked child).
@@ -167,6 +180,7 @@ static PROCESS_CACHE: std::sync::Mutex<(u32, Identity)> =
 
 thread_local! {
     static THREAD_CACHE: Cell<(u32, Identity)> = const { Cell::new((u32::MAX, Identity::NONE)) };
+    static PROCESS_TLS: Cell<(u32, Identity)> = const { Cell::new((u32::MAX, Identity::NONE)) };
 }
 
 /// Bumped in the child after every `fork()`, so cached identities of the
@@ -289,4 +303,13 @@ pub fn wait_child(pid: u32) -> std::io::Result<i32> {
 pub fn die_with_parent() -> std::io::Result<()> {
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .map_err(Into::into)
+}
+
+/// CPUs online in the system (`sysconf(_SC_NPROCESSORS_ONLN)`), whatever
+/// this thread's affinity: a process pinned to one core may still have a
+/// peer running on another. At least 1.
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf reads a system value; no pointers involved.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
 }

@@ -14,7 +14,7 @@ use ipcworks::Error;
 use ipcworks::endpoint::{self, Endpoint, Meta, Options};
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
-use ipcworks::sync::{Acquired, MutexState, RawMutex, RawSemaphore, SemaphoreState};
+use ipcworks::sync::{Acquired, MutexState, RawMutex};
 use ipcworks::sys::proc::Identity;
 
 use crate::support::{self, KillOnDrop};
@@ -202,25 +202,24 @@ fn child() {
         // slot 0 at 192: state +0, owner +24).
         "die-holding-lock" => {
             let seg = Segment::open(&format!("ipcworks.queue.{name}")).unwrap();
-            // SAFETY: offsets inside the queue's header (192 bytes), 8-aligned;
-            // MutexState and SemaphoreState are atomics only.
-            let (m, free) = unsafe {
-                (
-                    &*(seg.as_ptr().add(32) as *const MutexState),
-                    &*(seg.as_ptr().add(48) as *const SemaphoreState),
-                )
-            };
-            RawSemaphore::new(free).try_wait().unwrap();
+            // SAFETY: the mutex lies at offset 32 of the queue's header (192
+            // bytes), 8-aligned; MutexState is atomics only.
+            let m = unsafe { &*(seg.as_ptr().add(32) as *const MutexState) };
             assert!(matches!(RawMutex::new(m).lock(), Ok(Acquired::Consistent)));
-            // SAFETY: slot 0's record lies at 192..224, 8-aligned; atomics.
-            let (state, owner) = unsafe {
+            // SAFETY: slot 0's record lies at 192..224 (word, then owner),
+            // 8-aligned; atomics.
+            let (word, owner) = unsafe {
                 (
                     &*(seg.as_ptr().add(192) as *const AtomicU64),
-                    &*(seg.as_ptr().add(192 + 24) as *const AtomicU64),
+                    &*(seg.as_ptr().add(192 + 8) as *const AtomicU64),
                 )
             };
+            // Claim slot 0 as a sender does: FREE → WRITING by our pid
+            // (state in bits 62..64, pid in bits 40..62), then the record.
+            let pid = std::process::id() as u64;
+            assert_eq!(word.load(SeqCst) >> 62, 0, "slot 0 is FREE");
+            word.store((1 << 62) | (pid << 40), SeqCst);
             owner.store(Identity::process().raw(), SeqCst);
-            state.store(1, SeqCst);
             println!("ready");
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -715,9 +714,10 @@ fn kill_9_mid_copy_never_delivers_a_torn_message_and_redelivers_an_unfinished_re
     assert!(!shm_path(&g.name).exists());
 }
 
-/// A sender killed while it holds the queue's mutex, its slot claimed: the
-/// next locker is told OwnerDead, recovery frees the slot and gives its
-/// permit back, and the full capacity is usable again.
+/// A process killed while it holds the queue's (recovery) mutex, with a
+/// slot claimed for a send: the next recoverer is told OwnerDead and
+/// repairs anyway, the slot is freed, and the full capacity is usable
+/// again.
 #[test]
 fn kill_9_while_holding_the_lock_is_recovered_by_the_next_locker() {
     let (q, g) = new_queue("ownerdead", 2, 16);
