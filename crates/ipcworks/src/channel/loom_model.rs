@@ -170,7 +170,7 @@ fn loom_channel_fast_paths_wrap_and_never_lose_a_wakeup() {
         // As in the test below: the third message needs the space of the
         // first (the producer may have to sleep on a full ring), records
         // wrap, and every operation tries its fast path first.
-        let mem = Mem::new(64);
+        let mem = Mem::new(256);
         let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
         let t = loom::thread::spawn(move || {
             for v in 1..=3 {
@@ -188,10 +188,10 @@ fn loom_channel_fast_paths_wrap_and_never_lose_a_wakeup() {
 #[test]
 fn loom_channel_spsc_wraps_and_never_loses_a_wakeup() {
     loom::model(|| {
-        // 64-byte ring, 8-byte messages (32-byte records): the third
+        // 256-byte ring, 8-byte messages (128-byte records): the third
         // message needs the space of the first, so the producer sleeps on
         // a full ring and the records wrap.
-        let mem = Mem::new(64);
+        let mem = Mem::new(256);
         let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
         let t = loom::thread::spawn(move || {
             for v in 1..=3 {
@@ -209,7 +209,7 @@ fn loom_channel_spsc_wraps_and_never_loses_a_wakeup() {
 #[test]
 fn loom_channel_two_producers_share_the_reservation_lock() {
     loom::model(|| {
-        let mem = Mem::new(64);
+        let mem = Mem::new(256);
         let producers: Vec<_> = [1u64, 2]
             .into_iter()
             .map(|me| {
@@ -230,7 +230,7 @@ fn loom_channel_two_producers_share_the_reservation_lock() {
 #[test]
 fn loom_channel_a_dead_producers_reservation_is_skipped() {
     loom::model(|| {
-        let mem = Mem::new(64);
+        let mem = Mem::new(256);
         // Producer 1 reserves and "dies" before committing.
         let dead = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
         let t1 = loom::thread::spawn(move || {

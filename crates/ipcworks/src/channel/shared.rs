@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// `"IPCWCHAN"`, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCWCHAN");
 /// Layout version; bump on any change of [`Header`].
-pub(crate) const VERSION: u64 = 2;
+pub(crate) const VERSION: u64 = 3;
 /// Maximum number of senders attached at once.
 pub const MAX_SENDERS: usize = 32;
 /// Where the data area starts in the segment.
