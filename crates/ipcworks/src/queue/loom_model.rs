@@ -63,8 +63,7 @@ fn try_claim(t: &Table, start: usize, pid: u32) -> Option<(usize, u64)> {
 
 /// The rest of a send after its claim, as `ops::send_until` does it.
 fn fill_and_commit(t: &Table, (i, claimed): (usize, u64), value: u64, prio: u32) {
-    let seq = t.next_seq.load(Relaxed);
-    t.next_seq.store(seq + 1, Relaxed);
+    let seq = t.next_seq.fetch_add(1, Relaxed);
     t.seqs[i].store(seq, Relaxed);
     t.prios[i].store(prio, Relaxed);
     t.payloads[i].with_mut(|p| {

@@ -415,15 +415,14 @@ impl Queue {
         let s = self.slot(c.i);
         // The record first, while the claim still holds the slot's first
         // line here; then the payload.
-        // A plain load and store, not an atomic add (a locked instruction
-        // per send): concurrent senders may take the same number, which
-        // only leaves their two messages unordered, as concurrent sends
-        // are anyway; each sender's own numbers still increase (it reads
-        // back at least its own store), and so do those of sends ordered
-        // by anything else.
-        let next = &self.header().next_seq;
-        let seq = next.load(Relaxed);
-        next.store(seq.wrapping_add(1), Relaxed);
+        // An atomic add, not a load and a store: with a plain store, a
+        // sender delayed between its load and its store writes back a
+        // stale, smaller number, and a sender's *next* message could then
+        // get a lower number than its previous one and overtake it (the
+        // 4x4 stress test caught exactly that). The add keeps every
+        // sender's numbers increasing, and those of sends ordered by
+        // anything else.
+        let seq = self.header().next_seq.fetch_add(1, Relaxed);
         s.seq.store(seq, Relaxed);
         s.priority.store(priority, Relaxed);
         s.len.store(msg.len() as u32, Relaxed);
