@@ -20,6 +20,7 @@ struct Table {
     words: Vec<AtomicU64>,
     seqs: Vec<AtomicU64>,
     prios: Vec<AtomicU32>,
+    lens: Vec<AtomicU32>,
     payloads: Vec<UnsafeCell<u64>>,
     next_seq: AtomicU64,
 }
@@ -41,6 +42,9 @@ impl Slots for Table {
     fn priority(&self, i: usize) -> &AtomicU32 {
         &self.prios[i]
     }
+    fn len(&self, i: usize) -> &AtomicU32 {
+        &self.lens[i]
+    }
 }
 
 fn table(cap: usize) -> Arc<Table> {
@@ -48,6 +52,7 @@ fn table(cap: usize) -> Arc<Table> {
         words: (0..cap).map(|_| AtomicU64::new(0)).collect(),
         seqs: (0..cap).map(|_| AtomicU64::new(0)).collect(),
         prios: (0..cap).map(|_| AtomicU32::new(0)).collect(),
+        lens: (0..cap).map(|_| AtomicU32::new(0)).collect(),
         payloads: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
         next_seq: AtomicU64::new(0),
     })
@@ -84,7 +89,7 @@ fn send(t: &Table, start: usize, pid: u32, value: u64, prio: u32) {
 }
 
 fn try_recv(t: &Table, start: usize, pid: u32) -> Option<(u64, u32)> {
-    let (c, claimed) = match claim_ready(t, start, pid).unwrap() {
+    let (c, claimed) = match claim_ready(t, start, pid, u32::MAX).unwrap() {
         Look::Found(c) => c,
         Look::Nothing { .. } => return None,
     };
@@ -214,7 +219,7 @@ fn dead_receivers_message_is_given_to_the_next() {
         let t = table(2);
         send(&t, 0, 1, 42, 5);
         // Process 2 claims it and dies.
-        let (_, claimed) = match claim_ready(&*t, 0, 2).unwrap() {
+        let (_, claimed) = match claim_ready(&*t, 0, 2, u32::MAX).unwrap() {
             Look::Found(c) => c,
             Look::Nothing { .. } => panic!("nothing to claim"),
         };

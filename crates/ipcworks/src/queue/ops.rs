@@ -9,7 +9,7 @@ use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
 use super::slots::{
-    self, AtomicU32, AtomicU64, BadPriority, FREE, Look, PID_LIMIT, READING, READY, Slots, WRITING,
+    self, AtomicU32, AtomicU64, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, WRITING,
 };
 use super::{MAX_PRIORITY, Queue, SLICE, Side, Until};
 use crate::sync::Acquired;
@@ -83,6 +83,9 @@ impl Slots for Queue {
     fn priority(&self, i: usize) -> &AtomicU32 {
         &self.slot(i).priority
     }
+    fn len(&self, i: usize) -> &AtomicU32 {
+        &self.slot(i).len
+    }
 }
 
 impl Queue {
@@ -110,16 +113,31 @@ impl Queue {
 
     /// Claims the message a receive takes (see [`slots::claim_ready`]):
     /// `READY(c) → READING(me, c)`, and checks its length.
-    fn look_ready(&self, me: Me) -> Result<Look<Claimed>> {
+    fn look_ready(&self, me: Me, limit: usize) -> Result<Look<Claimed>> {
         let start = self.next_ready.load(Relaxed) % self.geo.capacity;
-        let (b, claimed) = match slots::claim_ready(self, start, me.pid) {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let (b, claimed) = match slots::claim_ready(self, start, me.pid, limit) {
             Ok(Look::Found(c)) => c,
             Ok(Look::Nothing { busy }) => return Ok(Look::Nothing { busy }),
-            Err(BadPriority(i, prio)) => {
+            Err(Refused::BadPriority(i, prio)) => {
                 return Err(Error::corrupted(format!(
                     "{}: slot {i} holds priority {prio} (max {MAX_PRIORITY})",
                     self.what()
                 )));
+            }
+            Err(Refused::TooLarge(i, len)) => {
+                return Err(if len as usize > self.geo.max_message {
+                    Error::corrupted(format!(
+                        "{}: slot {i} holds a message of {len} bytes (max {})",
+                        self.what(),
+                        self.geo.max_message
+                    ))
+                } else {
+                    Error::MessageTooLarge {
+                        len: len as usize,
+                        max: limit as usize,
+                    }
+                });
             }
         };
         let s = self.slot(b.i);
@@ -147,10 +165,11 @@ impl Queue {
         }))
     }
 
-    fn look(&self, side: Side, me: Me) -> Result<Look<Claimed>> {
+    /// `limit`: for a receive, the longest message the caller can take.
+    fn look(&self, side: Side, me: Me, limit: usize) -> Result<Look<Claimed>> {
         match side {
             Side::Send => Ok(self.look_free(me)),
-            Side::Recv => self.look_ready(me),
+            Side::Recv => self.look_ready(me, limit),
         }
     }
 
@@ -166,14 +185,14 @@ impl Queue {
 
     /// Claims a slot for `side` (a FREE one to write, the best READY one
     /// to read), waiting as `until` says.
-    pub(super) fn claim(&self, side: Side, until: Until) -> Result<Claimed> {
+    pub(super) fn claim(&self, side: Side, until: Until, limit: usize) -> Result<Claimed> {
         let me = Me::get()?;
         // Whether we may still spin (once per call, before the first
         // sleep), settle busy slots (try_ calls), recover (once per sleep
         // slice, or once in a try_ call).
         let (mut may_spin, mut may_settle, mut may_recover) = (true, true, false);
         loop {
-            let busy = match self.look(side, me)? {
+            let busy = match self.look(side, me, limit)? {
                 Look::Found(c) => return Ok(c),
                 Look::Nothing { busy } => busy,
             };
@@ -411,7 +430,7 @@ impl Queue {
                 self.what()
             )));
         }
-        let c = self.claim(Side::Send, until)?;
+        let c = self.claim(Side::Send, until, usize::MAX)?;
         let s = self.slot(c.i);
         // The record first, while the claim still holds the slot's first
         // line here; then the payload.
@@ -438,7 +457,7 @@ impl Queue {
 
     pub(super) fn recv_until(&self, until: Until) -> Result<(Vec<u8>, u32)> {
         let mut buf = Vec::new();
-        let prio = self.recv_with(until, |len| {
+        let prio = self.recv_with(until, usize::MAX, |len| {
             buf.resize(len, 0);
             Some(&mut buf[..])
         })?;
@@ -448,7 +467,9 @@ impl Queue {
     pub(super) fn recv_into_until(&self, buf: &mut [u8], until: Until) -> Result<(usize, u32)> {
         let mut n = 0;
         let cap = buf.len();
-        let prio = self.recv_with(until, |len| {
+        // A message longer than `buf` is refused before it is claimed
+        // (MessageTooLarge), and stays first in line.
+        let prio = self.recv_with(until, cap, |len| {
             n = len;
             buf.get_mut(..len)
         });
@@ -459,15 +480,17 @@ impl Queue {
         }
     }
 
-    /// Receives into the buffer `sink` returns for the message's length;
-    /// `None` (too small) gives the message back untouched and fails with
-    /// `WouldBlock` (the caller says why).
+    /// Receives a message of at most `limit` bytes (a longer one is left
+    /// in place: `MessageTooLarge`) into the buffer `sink` returns for the
+    /// message's length; `None` (too small after all) gives the message
+    /// back untouched and fails with `WouldBlock` (the caller says why).
     fn recv_with<'b>(
         &self,
         until: Until,
+        limit: usize,
         sink: impl FnOnce(usize) -> Option<&'b mut [u8]>,
     ) -> Result<u32> {
-        let c = self.claim(Side::Recv, until)?;
+        let c = self.claim(Side::Recv, until, limit)?;
         let Some(dst) = sink(c.len) else {
             // Back to READY with its word as it was: nothing happened.
             let ready = slots::word(READY, 0, slots::count(c.word));

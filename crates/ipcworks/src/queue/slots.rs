@@ -86,6 +86,8 @@ pub(crate) trait Slots {
     fn seq(&self, i: usize) -> &AtomicU64;
     /// Slot `i`'s message priority.
     fn priority(&self, i: usize) -> &AtomicU32;
+    /// Slot `i`'s message length in bytes.
+    fn len(&self, i: usize) -> &AtomicU32;
 }
 
 /// What one look at the slots found.
@@ -105,11 +107,19 @@ pub(crate) struct Candidate {
     pub word: u64,
     pub prio: u32,
     pub seq: u64,
+    pub len: u32,
 }
 
-/// A priority above [`MAX_PRIORITY`] in slot `.0`: `.1`.
+/// Why [`claim_ready`] claimed nothing although a message is there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BadPriority(pub usize, pub u32);
+pub(crate) enum Refused {
+    /// A priority above [`MAX_PRIORITY`] in slot `.0`: `.1`.
+    BadPriority(usize, u32),
+    /// The message to take next (slot `.0`) is `.1` bytes, more than the
+    /// caller can hold. It stays where it is, so no later message can
+    /// overtake it.
+    TooLarge(usize, u32),
+}
 
 /// `i + 1` taken round `n` slots, without a division.
 #[inline]
@@ -142,13 +152,10 @@ pub(crate) fn claim_free<S: Slots>(s: &S, start: usize, pid: u32) -> Look<(usize
     Look::Nothing { busy }
 }
 
-/// Reads slot `i`: its word, and for a READY one its priority and
-/// sequence (re-read against the word so they belong to the message the
+/// Reads slot `i`: its word, and for a READY one its priority, sequence
+/// and length (re-read against the word so they belong to the message the
 /// word announces).
-pub(crate) fn read_slot<S: Slots>(
-    s: &S,
-    i: usize,
-) -> Result<(u64, Option<Candidate>), BadPriority> {
+pub(crate) fn read_slot<S: Slots>(s: &S, i: usize) -> Result<(u64, Option<Candidate>), Refused> {
     let w = s.word(i).load(Acquire);
     if state(w) != READY {
         return Ok((w, None));
@@ -157,12 +164,13 @@ pub(crate) fn read_slot<S: Slots>(
     // visible after our acquire.
     let prio = s.priority(i).load(Acquire);
     let seq = s.seq(i).load(Acquire);
+    let len = s.len(i).load(Acquire);
     let again = s.word(i).load(Acquire);
     if again != w {
         return Ok((again, None));
     }
     if prio > MAX_PRIORITY {
-        return Err(BadPriority(i, prio));
+        return Err(Refused::BadPriority(i, prio));
     }
     Ok((
         w,
@@ -171,6 +179,7 @@ pub(crate) fn read_slot<S: Slots>(
             word: w,
             prio,
             seq,
+            len,
         }),
     ))
 }
@@ -178,7 +187,9 @@ pub(crate) fn read_slot<S: Slots>(
 /// Claims for process `pid` the READY message of highest priority and
 /// lowest sequence, looking from slot `start` (`< capacity`) round:
 /// `READY(c) → READING(pid, c)`. Returns the candidate and the word after
-/// the claim.
+/// the claim. A candidate longer than `limit` bytes is not claimed
+/// ([`Refused::TooLarge`]): giving it back after a claim would let another
+/// receiver take a later message of its sender meanwhile.
 ///
 /// One pass is not a snapshot: it may read slot A just before a message
 /// m1 is committed there and slot B just after a later m2 (same sender,
@@ -192,7 +203,8 @@ pub(crate) fn claim_ready<S: Slots>(
     s: &S,
     start: usize,
     pid: u32,
-) -> Result<Look<(Candidate, u64)>, BadPriority> {
+    limit: u32,
+) -> Result<Look<(Candidate, u64)>, Refused> {
     let n = s.capacity();
     'again: loop {
         let mut i = start;
@@ -232,6 +244,9 @@ pub(crate) fn claim_ready<S: Slots>(
                 }
             }
         };
+        if b.len > limit {
+            return Err(Refused::TooLarge(b.i, b.len));
+        }
         let claimed = word(READING, pid, count(b.word));
         if s.word(b.i)
             .compare_exchange(b.word, claimed, Acquire, Relaxed)

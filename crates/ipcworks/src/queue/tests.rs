@@ -264,3 +264,57 @@ fn older_layout_is_refused_clearly() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A receiver whose buffer is too small for the next message never takes
+/// it, not even for a moment: another receiver, meanwhile, must still get
+/// that message before the later ones of the same sender (a claim and
+/// give-back would let it take the later one first).
+#[test]
+fn a_refused_message_is_never_overtaken_by_a_later_one() {
+    let q = small(4, 64);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Stops the watcher however the loop below ends (a failed assertion
+    // must fail the test, not leave the scope waiting for ever).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        // Keeps looking at the head with a buffer too small for either
+        // message, so it never takes one.
+        let watcher = s.spawn(|| {
+            let mut small_buf = [0u8; 8];
+            let mut refused = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match q.try_recv_into(&mut small_buf) {
+                    Err(Error::MessageTooLarge { max: 8, .. }) => refused += 1,
+                    Err(Error::WouldBlock) => {}
+                    other => return Err(format!("the small receiver got {other:?}")),
+                }
+            }
+            Ok(refused)
+        });
+        let stopper = Stop(&stop);
+        let mut buf = [0u8; 64];
+        for round in 0..2000u32 {
+            let mut first = [1u8; 40];
+            first[..4].copy_from_slice(&round.to_le_bytes());
+            let mut later = [2u8; 20];
+            later[..4].copy_from_slice(&round.to_le_bytes());
+            q.send(&first, 1).unwrap();
+            q.send(&later, 1).unwrap();
+            let got = q.recv_into_timeout(&mut buf, Duration::from_secs(10));
+            assert_eq!(got.unwrap(), (40, 1), "round {round}: overtaken");
+            assert_eq!(buf[..4], round.to_le_bytes());
+            let got = q.recv_into_timeout(&mut buf, Duration::from_secs(10));
+            assert_eq!(got.unwrap(), (20, 1), "round {round}");
+            assert_eq!(buf[..4], round.to_le_bytes());
+        }
+        drop(stopper);
+        let refused = watcher.join().unwrap().unwrap();
+        // The watcher really looked at messages it could not hold.
+        assert!(refused > 0, "the small receiver never saw a message");
+    });
+}
