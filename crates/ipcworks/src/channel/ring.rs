@@ -320,22 +320,20 @@ impl<M: Memory> Ring<M> {
     #[inline]
     pub fn try_reserve_fast(&self, len: u64, id: u64, me: &SenderWords) -> Option<Slot> {
         debug_assert!(len <= self.max && id != 0);
+        // len <= max and span(max) * 2 <= cap: the span fits the ring.
+        let span = span(len)?;
         let p = &self.ctl().producer.0;
         if p.lock.compare_exchange(0, id, Acquire, Relaxed).is_err() {
             return None;
         }
         let r = p.reserve.load(Relaxed);
-        // len <= max and span(max) * 2 <= cap <= 2^40: no overflow here.
-        let span = (len + HEADER + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1);
         let off = r & self.mask;
         let fits = r % RECORD_ALIGN == 0
             && off + span <= self.cap
             && r.wrapping_sub(self.cached.get()) <= self.cap - span;
         let end = r.checked_add(span).filter(|_| fits);
         if let Some(end) = end {
-            me.inflight_len.store(len, Relaxed);
-            me.inflight.store(r + 1, Relaxed);
-            p.reserve.store(end, Release);
+            self.note_reservation(me, r, len, end);
         }
         p.lock.store(0, Release);
         end.map(|_| Slot {
@@ -399,16 +397,23 @@ impl<M: Memory> Ring<M> {
             self.mem.word(off).store(self.stamp(r, PAD), Release);
         }
         let pos = r + pad;
-        me.inflight_len.store(len, Relaxed);
-        me.inflight.store(pos + 1, Relaxed);
-        // Release: the PAD stamp and the in-flight note are visible to
-        // whoever sees the new `reserve`.
-        p.reserve.store(end, Release);
+        self.note_reservation(me, pos, len, end);
         Ok(Reserve::Ok(Slot {
             pos,
             off: (pos & self.mask) + HEADER,
             len,
         }))
+    }
+
+    /// Under the lock: notes the record at `pos` of `len` bytes in the
+    /// producer's slot (so a consumer can skip it if the producer dies
+    /// before committing), then moves `reserve` to `end`. Release: the
+    /// note, and a PAD stamp written before, are visible to whoever sees
+    /// the new `reserve`.
+    fn note_reservation(&self, me: &SenderWords, pos: u64, len: u64, end: u64) {
+        me.inflight_len.store(len, Relaxed);
+        me.inflight.store(pos + 1, Relaxed);
+        self.ctl().producer.0.reserve.store(end, Release);
     }
 
     /// Copies `src` into a reserved slot at byte `at` of its payload.
@@ -499,13 +504,10 @@ impl<M: Memory> Ring<M> {
     pub fn peek_fast(&self) -> Option<Slot> {
         let h = self.cached.get();
         let o = h & self.mask;
-        if self.mem.word(o).load(Acquire) != self.stamp(h, MESSAGE) || o + HEADER > self.cap {
+        if self.mem.word(o).load(Acquire) != self.stamp(h, MESSAGE) {
             return None;
         }
-        let len = self.mem.word(o + 8).load(Relaxed);
-        if len > self.max || o + HEADER + len > self.cap {
-            return None;
-        }
+        let len = self.sound_len(o)?;
         Some(Slot {
             pos: h,
             off: o + HEADER,
@@ -570,21 +572,32 @@ impl<M: Memory> Ring<M> {
         }
     }
 
-    fn checked_len(&self, h: u64, o: u64) -> Result<u64> {
+    /// The payload length in the record header at data-area offset `o`,
+    /// if the header and that many bytes fit before the ring's end and the
+    /// length is within the maximum; `None` for anything a peer could have
+    /// scribbled there.
+    fn sound_len(&self, o: u64) -> Option<u64> {
         if o + HEADER > self.cap {
-            return Err(Error::corrupted(format!(
-                "record header at {h} crosses the ring's end"
-            )));
+            return None;
         }
         let len = self.mem.word(o + 8).load(Relaxed);
-        if len > self.max || o + HEADER + len > self.cap {
-            return Err(Error::corrupted(format!(
+        (len <= self.max && o + HEADER + len <= self.cap).then_some(len)
+    }
+
+    /// [`sound_len`](Self::sound_len) of the record at position `h`
+    /// (offset `o`), or what is wrong with it.
+    fn checked_len(&self, h: u64, o: u64) -> Result<u64> {
+        self.sound_len(o).ok_or_else(|| {
+            if o + HEADER > self.cap {
+                return Error::corrupted(format!("record header at {h} crosses the ring's end"));
+            }
+            let len = self.mem.word(o + 8).load(Relaxed);
+            Error::corrupted(format!(
                 "record at {h} claims {len} bytes (max {}, {} left before the ring's end)",
                 self.max,
                 self.cap - o - HEADER
-            )));
-        }
-        Ok(len)
+            ))
+        })
     }
 
     /// Copies bytes of a peeked message out, from byte `at` of its payload.
