@@ -53,9 +53,16 @@
 //!       throughput only: "msgs_per_sec", "bytes_per_sec"             (numbers)
 //!       "ratio_to_floor": number (absent when the baseline is missing)
 //!   } ],
-//!   "skipped": [ { "mechanism", "metric", "wait", "size_bytes", "reason" } ]
+//!   "skipped": [ { "mechanism", "metric", "wait", "size_bytes", "reason" } ],
+//!   "detection": [ { "mechanism", "wait", "trials", "median_ns", "max_ns" } ]
+//!       (optional: absent in files from before it existed)
 //! }
 //! ```
+//!
+//! `detection`: for mechanisms that can tell a dead peer (the channel's
+//! flavours; a Unix stream as the kernel's reference), the time from
+//! killing the peer with SIGKILL while the parent waits in a receive to
+//! that receive's error, over `trials` kills.
 //!
 //! `memcpy` figures are throughput with `wait: "poll"` (one process, no
 //! waiting at all). Round-trip `iterations` is the number of samples in the

@@ -303,6 +303,21 @@ fn smoke_run_of_every_mechanism() {
             );
         }
     }
+    // Dead-peer detection: every mechanism that can tell, and only those.
+    let detected: Vec<&str> = r.detection.iter().map(|d| d.mechanism.as_str()).collect();
+    assert_eq!(
+        detected,
+        ["shm-spin", "shm", "shm-block", "unix"],
+        "skipped: {skipped:#?}"
+    );
+    for d in &r.detection {
+        assert!(
+            d.trials == 5 && 0 < d.median_ns && d.median_ns <= d.max_ns,
+            "{d:?}"
+        );
+        // Generous: the channel looks at its peer every 20 ms.
+        assert!(d.max_ns < 5_000_000_000, "{d:?}");
+    }
     assert!(r.skipped.iter().all(|k| !k.reason.is_empty()));
     assert!(steps > r.figures.len(), "progress was called {steps} times");
     assert!(!r.system.cpu_model.is_empty() && r.system.cores >= 1 && !r.system.kernel.is_empty());
