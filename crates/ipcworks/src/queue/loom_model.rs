@@ -6,7 +6,7 @@
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipcworks
 //! --lib --release queue`.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -68,7 +68,7 @@ fn try_claim(t: &Table, start: usize, pid: u32) -> Option<(usize, u64)> {
 
 /// The rest of a send after its claim, as `ops::send_until` does it.
 fn fill_and_commit(t: &Table, (i, claimed): (usize, u64), value: u64, prio: u32) {
-    let seq = t.next_seq.fetch_add(1, Relaxed);
+    let seq = t.next_seq.fetch_add(1, AcqRel);
     t.seqs[i].store(seq, Relaxed);
     t.prios[i].store(prio, Relaxed);
     t.payloads[i].with_mut(|p| {
@@ -110,6 +110,56 @@ fn recv(t: &Table, start: usize, pid: u32) -> (u64, u32) {
         }
         loom::thread::yield_now();
     }
+}
+
+/// A receiver that polls as `try_recv` does (`ops::Queue::still_empty`):
+/// after a look that found every slot free, it answers "empty" from
+/// `next_seq` alone while that is unchanged, without looking again.
+/// Returns the first message it gets (and frees its slot).
+fn poll_quietly(t: &Table, start: usize, pid: u32) -> (u64, u32) {
+    let mut quiet: Option<u64> = None;
+    loop {
+        if quiet.is_some_and(|q| t.next_seq.load(Acquire) == q) {
+            loom::thread::yield_now();
+            continue;
+        }
+        // Read before the look, as in `ops::Queue::claim`.
+        let seq = t.next_seq.load(Acquire);
+        match claim_ready(t, start, pid, u32::MAX).unwrap() {
+            Look::Found((c, claimed)) => {
+                let value = t.payloads[c.i].with(|p| {
+                    // SAFETY: slot i is READING by us.
+                    unsafe { *p }
+                });
+                assert!(commit(t, c.i, claimed, word(FREE, 0, count(claimed) + 1)));
+                return (value, c.prio);
+            }
+            Look::Nothing { busy } => quiet = busy.is_none().then_some(seq),
+        }
+        loom::thread::yield_now();
+    }
+}
+
+/// The "empty" shortcut of polling receivers never hides a message: a
+/// receiver that trusts an unchanged `next_seq` after a look that found
+/// every slot free still gets both messages of a concurrent sender, in
+/// order. (With `next_seq` read after the look instead of before, or taken
+/// by the sender before its claim, the receiver can miss the first
+/// message's slot and then wait for ever: loom reports the endless loop.)
+#[test]
+fn quiet_polling_never_hides_a_message() {
+    loom::model(|| {
+        let t = table(2);
+        let t2 = t.clone();
+        let s = loom::thread::spawn(move || {
+            send(&t2, 0, 1, 10, 3);
+            send(&t2, 1, 1, 20, 3);
+        });
+        let first = poll_quietly(&t, 0, 2);
+        let second = poll_quietly(&t, 1, 2);
+        s.join().unwrap();
+        assert_eq!((first, second), ((10, 3), (20, 3)));
+    });
 }
 
 /// One sender's two messages of one priority come out in send order, even

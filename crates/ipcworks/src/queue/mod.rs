@@ -35,11 +35,22 @@
 //! last one it took. One pass is not a snapshot (it could read slot A
 //! just before a message m1 is committed there and slot B just after a
 //! later m2 of the same sender is, and take m2 first), so a candidate is
-//! taken only after `capacity` further reads, all made after it was seen,
-//! find nothing better and it unchanged: every message committed before
-//! the candidate is visible to them. With one sender going round the
-//! slots the candidate is usually the first slot read: `capacity + 1`
-//! reads, one cache line each, most of them cached.
+//! taken only after every other slot, read after it was seen, holds
+//! nothing better: every message committed before the candidate is
+//! visible to those reads (the claim's CAS fails if the candidate itself
+//! changed meanwhile, and the look starts over). With one sender going
+//! round the slots the candidate is usually the first slot read:
+//! `capacity` reads, one cache line each, most of them cached.
+//!
+//! A `try_` receive that keeps finding nothing does not read every slot
+//! each time: after a look that found every slot free it watches
+//! `next_seq` alone, which a send takes right after its claim, and looks
+//! again only once that changes (and every 64th poll anyway). A send
+//! numbered before the watcher's read had claimed its slot before, so the
+//! look saw it; one numbered after changes `next_seq`. An empty poll costs
+//! one load instead of `capacity` (about 20 ns instead of 80 ns with 10
+//! slots), and polling no longer pulls the slot lines away from a sender
+//! writing them. Loom checks this too (`quiet_polling_never_hides_a_message`).
 //!
 //! These steps live in `slots.rs`, pure over a table of atomics, and are
 //! model-checked under loom (`loom_model.rs`: send order kept, exactly
@@ -141,7 +152,7 @@ pub(crate) mod slots;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicU32, AtomicUsize};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use layout::{Geometry, HEADER_SIZE, Header, Slot};
@@ -191,6 +202,14 @@ pub struct Queue {
     /// Where this handle's next look for a message starts (after the last
     /// slot it took).
     next_ready: AtomicUsize,
+    /// `next_seq + 1` as read just before this handle's last look for a
+    /// message, if that look found every slot free; 0 otherwise. While
+    /// `next_seq` still holds that value no message can have appeared
+    /// since, and a `try_` receive answers without looking (see
+    /// `ops::Queue::still_empty`).
+    quiet: AtomicU64,
+    /// `try_` receives answered that way since the last look.
+    quiet_polls: AtomicU32,
 }
 
 /// Options for creating or opening a [`Queue`].
@@ -445,6 +464,8 @@ impl Queue {
             spin_backoff: AtomicU32::new(0),
             next_free: AtomicUsize::new(0),
             next_ready: AtomicUsize::new(0),
+            quiet: AtomicU64::new(0),
+            quiet_polls: AtomicU32::new(0),
         };
         let h = q.header();
         h.version.store(layout::VERSION, SeqCst);
@@ -507,6 +528,8 @@ impl Queue {
             spin_backoff: AtomicU32::new(0),
             next_free: AtomicUsize::new(0),
             next_ready: AtomicUsize::new(0),
+            quiet: AtomicU64::new(0),
+            quiet_polls: AtomicU32::new(0),
         })
     }
 

@@ -4,7 +4,7 @@
 //! [`queue`](super) for the protocol and what a crash at each step
 //! leaves).
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
@@ -186,16 +186,41 @@ impl Queue {
     /// Claims a slot for `side` (a FREE one to write, the best READY one
     /// to read), waiting as `until` says.
     pub(super) fn claim(&self, side: Side, until: Until, limit: usize) -> Result<Claimed> {
+        if let (Side::Recv, Until::Now) = (side, until)
+            && self.still_empty()
+        {
+            return Err(Error::WouldBlock);
+        }
         let me = Me::get()?;
         // Whether we may still spin (once per call, before the first
         // sleep), settle busy slots (try_ calls), recover (once per sleep
         // slice, or once in a try_ call).
         let (mut may_spin, mut may_settle, mut may_recover) = (true, true, false);
         loop {
+            // Read before the look (see `still_empty`).
+            let seq = match (side, until) {
+                (Side::Recv, Until::Now) => Some(self.header().next_seq.load(Acquire)),
+                _ => None,
+            };
             let busy = match self.look(side, me, limit)? {
-                Look::Found(c) => return Ok(c),
+                Look::Found(c) => {
+                    if seq.is_some() {
+                        self.quiet.store(0, Relaxed);
+                    }
+                    return Ok(c);
+                }
                 Look::Nothing { busy } => busy,
             };
+            if let Some(seq) = seq {
+                // No message and no slot busy: every slot was free.
+                let quiet = if busy.is_none() {
+                    seq.wrapping_add(1)
+                } else {
+                    0
+                };
+                self.quiet.store(quiet, Relaxed);
+                self.quiet_polls.store(0, Relaxed);
+            }
             self.check_permits(side)?;
             if let Until::Now = until {
                 if let (Some((i, w)), true) = (busy, may_settle) {
@@ -238,6 +263,39 @@ impl Queue {
             }
             may_recover = self.sleep(side, until)?;
         }
+    }
+
+    /// Whether a `try_` receive may answer "empty" without looking at the
+    /// slots: this handle's last look found every slot free, and no send
+    /// has taken a sequence number since it read `next_seq` just before.
+    ///
+    /// Why that proves the queue empty: a message needs a claim, then a
+    /// sequence number (`fetch_add`, release), then its commit. A send
+    /// whose number was taken before our read (acquire) had claimed its
+    /// slot before, so our look, made after the read, saw that slot
+    /// WRITING or later — not free. A send whose number comes after our
+    /// read changes `next_seq`. A message can also come back to READY
+    /// from a receiver that gave it back or died mid-receive, but only
+    /// from a slot that was READY or READING during the look, which then
+    /// was not all free either. So an unchanged `next_seq` means nothing
+    /// is ready — and the poll costs one load of a line that changes once
+    /// per message, instead of reading every slot's line (which also pulls
+    /// each line away from a sender writing it).
+    ///
+    /// Every 64th poll looks anyway: slot words written by a peer that
+    /// does not follow the protocol are then reported (or delivered) as a
+    /// full look would.
+    fn still_empty(&self) -> bool {
+        let quiet = self.quiet.load(Relaxed);
+        if quiet == 0 {
+            return false;
+        }
+        if self.header().next_seq.load(Acquire).wrapping_add(1) != quiet {
+            return false;
+        }
+        let polls = self.quiet_polls.load(Relaxed).wrapping_add(1);
+        self.quiet_polls.store(polls, Relaxed);
+        polls % 64 != 0
     }
 
     /// Waits (at most [`SETTLE`]) for busy slot `i`, seen as word `w`, to
@@ -432,8 +490,12 @@ impl Queue {
         }
         let c = self.claim(Side::Send, until, usize::MAX)?;
         let s = self.slot(c.i);
-        // The record first, while the claim still holds the slot's first
-        // line here; then the payload.
+        // The sequence number at once after the claim (release: a receiver
+        // that reads the new `next_seq` sees the slot claimed, which is
+        // what lets polling receivers trust an unchanged `next_seq`, see
+        // `still_empty`; and a receiver that polls sees this send, and a
+        // sender killed mid-copy, at once).
+        //
         // An atomic add, not a load and a store: with a plain store, a
         // sender delayed between its load and its store writes back a
         // stale, smaller number, and a sender's *next* message could then
@@ -441,7 +503,9 @@ impl Queue {
         // 4x4 stress test caught exactly that). The add keeps every
         // sender's numbers increasing, and those of sends ordered by
         // anything else.
-        let seq = self.header().next_seq.fetch_add(1, Relaxed);
+        let seq = self.header().next_seq.fetch_add(1, AcqRel);
+        // The record first, while the claim still holds the slot's first
+        // line here; then the payload.
         s.seq.store(seq, Relaxed);
         s.priority.store(priority, Relaxed);
         s.len.store(msg.len() as u32, Relaxed);

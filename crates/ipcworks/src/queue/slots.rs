@@ -194,11 +194,12 @@ pub(crate) fn read_slot<S: Slots>(s: &S, i: usize) -> Result<(u64, Option<Candid
 /// One pass is not a snapshot: it may read slot A just before a message
 /// m1 is committed there and slot B just after a later m2 (same sender,
 /// same priority) is, and would take m2 first. So a candidate is claimed
-/// only once `capacity` reads in a row, all made after it was seen, find
-/// nothing better and the candidate unchanged: every message committed
-/// before the candidate (m1 before m2) is visible to those reads. With one
-/// sender going round the slots, the candidate is usually the first slot
-/// read, so a look costs `capacity + 1` reads.
+/// only once every other slot, read after the candidate was seen, holds
+/// nothing better: every message committed before the candidate (m1
+/// before m2) is visible to those reads. With one sender going round the
+/// slots, the candidate is usually the first slot read, so a look costs
+/// `capacity` reads. The candidate itself is not read again: the claim's
+/// compare-and-swap fails if it changed, and the look starts over.
 pub(crate) fn claim_ready<S: Slots>(
     s: &S,
     start: usize,
@@ -209,40 +210,32 @@ pub(crate) fn claim_ready<S: Slots>(
     'again: loop {
         let mut i = start;
         let mut best: Option<Candidate> = None;
-        // Reads since `best` was last set, reads in all, a busy slot seen.
-        let (mut since, mut reads, mut busy) = (0usize, 0usize, None);
-        let b = loop {
-            match best {
-                None if reads >= n => return Ok(Look::Nothing { busy }),
-                Some(b) if since >= n => break b,
-                _ => {}
-            }
-            let (w, cand) = read_slot(s, i)?;
+        let mut busy = None;
+        // Reads still to make: the first pass reads every slot; a new
+        // candidate needs every other slot read after it.
+        let mut left = n;
+        while left > 0 {
+            left -= 1;
             let at = i;
             i = next(i, n);
-            reads += 1;
-            since += 1;
-            match (best, cand) {
-                // The candidate itself, unchanged.
-                (Some(b), Some(c)) if b.i == at && b.word == c.word => {}
-                // The candidate was taken meanwhile: start over.
-                (Some(b), _) if b.i == at => continue 'again,
-                (_, Some(c)) => {
-                    let better = match best {
-                        None => true,
-                        Some(b) => c.prio > b.prio || (c.prio == b.prio && c.seq < b.seq),
-                    };
-                    if better {
-                        best = Some(c);
-                        since = 0;
-                    }
+            let (w, cand) = read_slot(s, at)?;
+            let Some(c) = cand else {
+                if busy.is_none() && self::busy(w) {
+                    busy = Some((at, w));
                 }
-                (_, None) => {
-                    if busy.is_none() && self::busy(w) {
-                        busy = Some((at, w));
-                    }
-                }
+                continue;
+            };
+            let better = match best {
+                None => true,
+                Some(b) => c.prio > b.prio || (c.prio == b.prio && c.seq < b.seq),
+            };
+            if better {
+                best = Some(c);
+                left = n - 1;
             }
+        }
+        let Some(b) = best else {
+            return Ok(Look::Nothing { busy });
         };
         if b.len > limit {
             return Err(Refused::TooLarge(b.i, b.len));
@@ -252,7 +245,7 @@ pub(crate) fn claim_ready<S: Slots>(
             .compare_exchange(b.word, claimed, Acquire, Relaxed)
             .is_err()
         {
-            // Another receiver took it: look again.
+            // Taken meanwhile (or changed): look again.
             continue 'again;
         }
         return Ok(Look::Found((b, claimed)));
