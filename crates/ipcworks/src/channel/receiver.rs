@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::WaitStrategy;
 use super::ring::{Peek, Ring, Slot};
@@ -20,7 +20,11 @@ pub struct Receiver {
     me: u64,
     wait: WaitStrategy,
     skipped: std::cell::Cell<u64>,
-    last_check: std::cell::Cell<Option<Instant>>,
+    /// `try_` receives: when the senders were last judged through `/proc`
+    /// (coarse clock, ms), and the receiver's futex word when they were
+    /// last looked at (see `try_recv_ref`).
+    last_check: std::cell::Cell<Option<u64>>,
+    kicks_seen: std::cell::Cell<Option<u32>>,
 }
 
 // SAFETY: the Receiver owns its ring view (its `Cell` head is touched only
@@ -66,6 +70,7 @@ impl Receiver {
             wait,
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
+            kicks_seen: std::cell::Cell::new(None),
         })
     }
 
@@ -145,17 +150,29 @@ impl Receiver {
         if let Some(slot) = self.attempt()? {
             return Ok(MessageRef { rx: self, slot });
         }
-        // A killed sender is noticed through /proc at most once per slice.
+        // Nothing now: are the senders still there? A killed sender is
+        // noticed through /proc, at most once per slice (on the coarse
+        // clock: an empty poll in a loop must stay cheap). A sender that
+        // attaches or detaches bumps our futex word (`kick`), so while the
+        // word is unchanged the senders' slots need no look: reading them
+        // on every empty poll would pull the line a sender writes on every
+        // send away from it.
+        let now = crate::sys::time::coarse_millis();
         let slow = self
             .last_check
             .get()
-            .is_none_or(|t| t.elapsed() >= super::wait::SLICE);
+            .is_none_or(|t| now.wrapping_sub(t) >= super::wait::SLICE.as_millis() as u64);
         if slow {
-            self.last_check.set(Some(Instant::now()));
+            self.last_check.set(Some(now));
         }
-        self.check_peer(slow)?;
-        if let Some(slot) = self.attempt()? {
-            return Ok(MessageRef { rx: self, slot });
+        let kicks = self.ring.rx_word().load(Acquire);
+        if slow || self.kicks_seen.get() != Some(kicks) {
+            self.check_peer(slow)?;
+            // Only once they passed: `Disconnected` is told on every call.
+            self.kicks_seen.set(Some(kicks));
+            if let Some(slot) = self.attempt()? {
+                return Ok(MessageRef { rx: self, slot });
+            }
         }
         Err(Error::WouldBlock)
     }

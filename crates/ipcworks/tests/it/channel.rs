@@ -568,3 +568,52 @@ fn threads_several_senders_one_receiver() {
     }
     assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
 }
+
+/// A receiver polling with `try_recv` (which after the first empty poll
+/// looks at the senders only when one attaches or detaches, or once per
+/// liveness slice) still sees a sender that attaches after it started
+/// polling, gets all its messages in order, and then `Disconnected` on
+/// every further call.
+#[test]
+fn polling_receiver_sees_late_senders_and_their_departure() {
+    let chan = Channel::builder()
+        .capacity(4096)
+        .max_message(64)
+        .anonymous()
+        .unwrap();
+    let mut rx = chan.receiver().unwrap();
+    for _ in 0..1000 {
+        assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+    }
+    let other = chan.clone();
+    let t = std::thread::spawn(move || {
+        let mut tx = other.sender().unwrap();
+        for i in 0..10_000u32 {
+            tx.send(&i.to_le_bytes()).unwrap();
+            if i % 1000 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut next = 0u32;
+    let mut empty = 0u64;
+    loop {
+        match rx.try_recv() {
+            Ok(m) => {
+                assert_eq!(m, next.to_le_bytes(), "out of order");
+                next += 1;
+            }
+            Err(Error::WouldBlock) => empty += 1,
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no Disconnected");
+    }
+    t.join().unwrap();
+    assert_eq!(next, 10_000, "messages lost before Disconnected");
+    assert!(empty > 0, "the poll never found the channel empty");
+    for _ in 0..3 {
+        assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
+    }
+}
