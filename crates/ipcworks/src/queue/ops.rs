@@ -284,7 +284,9 @@ impl Queue {
     ///
     /// Every 64th poll looks anyway: slot words written by a peer that
     /// does not follow the protocol are then reported (or delivered) as a
-    /// full look would.
+    /// full look would; and a sender killed in the few instructions
+    /// between its claim and its number leaves a WRITING slot that only a
+    /// look sees, so that look recovers it.
     fn still_empty(&self) -> bool {
         let quiet = self.quiet.load(Relaxed);
         if quiet == 0 {
