@@ -1,5 +1,6 @@
 //! The native shared-memory queue beside the POSIX queue, in one run:
-//! 64-byte send + receive by one thread (no process switch), and a round
+//! 64-byte send + receive by one thread (no process switch), an empty
+//! non-blocking receive (a poll that finds nothing), a round
 //! trip to an echo process and back (two queues, two processes), and a
 //! stream of sends to a consumer process (throughput).
 //!
@@ -109,6 +110,27 @@ fn posix_send_recv_64(b: divan::Bencher) {
         q.send(divan::black_box(&MSG), 1).unwrap();
         q.recv_into(&mut buf).unwrap()
     });
+}
+
+/// An empty poll: `try_recv_into` on an empty queue (after its first
+/// look, the native queue watches only its sequence counter).
+#[divan::bench(sample_count = 1000, sample_size = 100)]
+fn native_try_recv_empty(b: divan::Bencher) {
+    let q = native(&names("nte").0);
+    let mut buf = [0u8; 64];
+    b.bench_local(|| {
+        assert!(matches!(
+            q.try_recv_into(&mut buf),
+            Err(ipcworks::Error::WouldBlock)
+        ))
+    });
+}
+
+/// An empty poll on a POSIX queue (`mq_timedreceive` failing `EAGAIN`).
+#[divan::bench(sample_count = 1000, sample_size = 100)]
+fn posix_try_recv_empty(b: divan::Bencher) {
+    let q = mq(&names("pte").0);
+    b.bench_local(|| assert!(matches!(q.try_recv(), Err(ipcworks::Error::WouldBlock))));
 }
 
 /// Round trip to an echo process through two native queues.

@@ -102,7 +102,6 @@ pub(super) struct Geometry {
     pub capacity: usize,
     pub max_message: usize,
     pub stride: usize,
-    pub slots_off: usize,
     pub size: usize,
 }
 
@@ -120,10 +119,9 @@ impl Geometry {
             )));
         }
         let stride = (RECORD_SIZE + max_message).div_ceil(64) * 64;
-        let slots_off = HEADER_SIZE;
         let size = stride
             .checked_mul(capacity)
-            .and_then(|p| p.checked_add(slots_off))
+            .and_then(|p| p.checked_add(HEADER_SIZE))
             .filter(|&s| s <= MAX_SEGMENT)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
@@ -135,7 +133,6 @@ impl Geometry {
             capacity,
             max_message,
             stride,
-            slots_off,
             size,
         })
     }
@@ -163,7 +160,7 @@ impl Geometry {
 
     /// Byte offset of slot record `i` (< capacity).
     pub fn slot_off(&self, i: usize) -> usize {
-        self.slots_off + self.stride * i
+        HEADER_SIZE + self.stride * i
     }
 
     /// Byte offset of slot `i`'s payload (< capacity).

@@ -112,11 +112,15 @@ impl Queue {
     }
 
     /// Claims the message a receive takes (see [`slots::claim_ready`]):
-    /// `READY(c) → READING(me, c)`, and checks its length.
+    /// `READY(c) → READING(me, c)`. Its length was checked before the
+    /// claim against both `limit` and the queue's maximum, on the very
+    /// value returned here (what a peer writes into the record afterwards
+    /// is never read), so the copy stays inside the slot and the caller's
+    /// buffer.
     fn look_ready(&self, me: Me, limit: usize) -> Result<Look<Claimed>> {
         let start = self.next_ready.load(Relaxed) % self.geo.capacity;
-        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        let (b, claimed) = match slots::claim_ready(self, start, me.pid, limit) {
+        let cap = u32::try_from(limit.min(self.geo.max_message)).unwrap_or(u32::MAX);
+        let (b, claimed) = match slots::claim_ready(self, start, me.pid, cap) {
             Ok(Look::Found(c)) => c,
             Ok(Look::Nothing { busy }) => return Ok(Look::Nothing { busy }),
             Err(Refused::BadPriority(i, prio)) => {
@@ -135,33 +139,18 @@ impl Queue {
                 } else {
                     Error::MessageTooLarge {
                         len: len as usize,
-                        max: limit as usize,
+                        max: limit,
                     }
                 });
             }
         };
-        let s = self.slot(b.i);
-        s.owner.store(me.ident, Relaxed);
+        self.slot(b.i).owner.store(me.ident, Relaxed);
         self.next_ready.store(b.i + 1, Relaxed);
-        let len = s.len.load(Relaxed) as usize;
-        let prio = s.priority.load(Relaxed);
-        if len > self.geo.max_message || prio != b.prio {
-            // Give it back as it was: the next look reports it again.
-            s.owner.store(0, Relaxed);
-            slots::commit(self, b.i, claimed, b.word);
-            return Err(Error::corrupted(format!(
-                "{}: slot {} holds a message of {len} bytes, priority {prio} (max {}, \
-                 {MAX_PRIORITY})",
-                self.what(),
-                b.i,
-                self.geo.max_message
-            )));
-        }
         Ok(Look::Found(Claimed {
             i: b.i,
             word: claimed,
-            prio,
-            len,
+            prio: b.prio,
+            len: b.len as usize,
         }))
     }
 
@@ -176,10 +165,7 @@ impl Queue {
     /// Whether a free slot (send) or a ready message (receive) is there,
     /// without claiming: what spinning watches.
     fn anything(&self, side: Side) -> bool {
-        let want = match side {
-            Side::Send => FREE,
-            Side::Recv => READY,
-        };
+        let want = side.takes();
         (0..self.geo.capacity).any(|i| slots::state(self.slot(i).word.load(Relaxed)) == want)
     }
 
@@ -275,7 +261,7 @@ impl Queue {
     /// slot before, so our look, made after the read, saw that slot
     /// WRITING or later — not free. A send whose number comes after our
     /// read changes `next_seq`. A message can also come back to READY
-    /// from a receiver that gave it back or died mid-receive, but only
+    /// from a receiver that died mid-receive (recovery's undo), but only
     /// from a slot that was READY or READING during the look, which then
     /// was not all free either. So an unchanged `next_seq` means nothing
     /// is ready — and the poll costs one load of a line that changes once
@@ -395,17 +381,17 @@ impl Queue {
     /// because when the peer needs this CPU (more runnable threads than
     /// cores) spinning only delays it. Never on a single-CPU machine,
     /// never past the caller's deadline.
-    fn spin(&self, side: Side, until: Until) -> bool {
+    fn spin(&self, side: Side, until: Until) {
         static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         // Online CPUs, not this thread's affinity: a process pinned to one
         // core has its peer on another.
         if self.spin.is_zero() || *CPUS.get_or_init(proc::online_cpus) < 2 {
-            return false;
+            return;
         }
         let skip = self.spin_skip.load(Relaxed);
         if skip > 0 {
             self.spin_skip.store(skip - 1, Relaxed);
-            return false;
+            return;
         }
         let start = Instant::now();
         let limit = match until.deadline() {
@@ -428,15 +414,12 @@ impl Queue {
             Side::Send => (self.next_free.load(Relaxed) + cap / 2) % cap,
             Side::Recv => self.next_ready.load(Relaxed) % cap,
         });
-        let want = match side {
-            Side::Send => FREE,
-            Side::Recv => READY,
-        };
+        let want = side.takes();
         loop {
             for _ in 0..15 {
                 if slots::state(watched.word.load(Relaxed)) == want {
                     self.spin_backoff.store(0, Relaxed);
-                    return true;
+                    return;
                 }
                 // Look every few pauses, not at once: each look pulls the
                 // line from a peer that may be writing it.
@@ -446,7 +429,7 @@ impl Queue {
             }
             if self.anything(side) {
                 self.spin_backoff.store(0, Relaxed);
-                return true;
+                return;
             }
             if start.elapsed() > limit {
                 // Back off: 16, 32, … up to 1024 waits without spinning
@@ -454,7 +437,7 @@ impl Queue {
                 let backoff = (self.spin_backoff.load(Relaxed) * 2).clamp(SPIN_SKIP, SPIN_SKIP_MAX);
                 self.spin_backoff.store(backoff, Relaxed);
                 self.spin_skip.store(backoff, Relaxed);
-                return false;
+                return;
             }
         }
     }
@@ -525,49 +508,38 @@ impl Queue {
         let mut buf = Vec::new();
         let prio = self.recv_with(until, usize::MAX, |len| {
             buf.resize(len, 0);
-            Some(&mut buf[..])
+            &mut buf[..]
         })?;
         Ok((buf, prio))
     }
 
     pub(super) fn recv_into_until(&self, buf: &mut [u8], until: Until) -> Result<(usize, u32)> {
         let mut n = 0;
-        let cap = buf.len();
         // A message longer than `buf` is refused before it is claimed
         // (MessageTooLarge), and stays first in line.
-        let prio = self.recv_with(until, cap, |len| {
+        let prio = self.recv_with(until, buf.len(), |len| {
             n = len;
-            buf.get_mut(..len)
-        });
-        match prio {
-            Ok(p) => Ok((n, p)),
-            Err(Error::WouldBlock) if n > cap => Err(Error::MessageTooLarge { len: n, max: cap }),
-            Err(e) => Err(e),
-        }
+            &mut buf[..len]
+        })?;
+        Ok((n, prio))
     }
 
     /// Receives a message of at most `limit` bytes (a longer one is left
     /// in place: `MessageTooLarge`) into the buffer `sink` returns for the
-    /// message's length; `None` (too small after all) gives the message
-    /// back untouched and fails with `WouldBlock` (the caller says why).
+    /// message's length (at most `limit`: checked before the claim).
     fn recv_with<'b>(
         &self,
         until: Until,
         limit: usize,
-        sink: impl FnOnce(usize) -> Option<&'b mut [u8]>,
+        sink: impl FnOnce(usize) -> &'b mut [u8],
     ) -> Result<u32> {
         let c = self.claim(Side::Recv, until, limit)?;
-        let Some(dst) = sink(c.len) else {
-            // Back to READY with its word as it was: nothing happened.
-            let ready = slots::word(READY, 0, slots::count(c.word));
-            self.commit(&c, ready)?;
-            self.wake(Side::Recv);
-            return Err(Error::WouldBlock);
-        };
+        let dst = sink(c.len);
+        debug_assert_eq!(dst.len(), c.len);
         // SAFETY: slot i is READING by this process: no correct peer
-        // writes its payload until we free it; len <= max_message was
-        // checked, so the source lies inside the mapping; `dst` holds
-        // exactly len bytes.
+        // writes its payload until we free it; c.len <= max_message was
+        // checked before the claim, so the source lies inside the mapping;
+        // `dst` holds exactly c.len bytes.
         unsafe { std::ptr::copy_nonoverlapping(self.payload(c.i), dst.as_mut_ptr(), c.len) };
         // The commit point: the message is received from this CAS on (the
         // slot's receive count goes up in the same word).

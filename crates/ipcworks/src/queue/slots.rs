@@ -252,7 +252,7 @@ pub(crate) fn claim_ready<S: Slots>(
     }
 }
 
-/// A commit (or a give-back): `from → to` on slot `i`'s word in one SeqCst
+/// A commit (or recovery's undo): `from → to` on slot `i`'s word in one SeqCst
 /// CAS, which also publishes the committer's payload writes (or ends its
 /// reads); false if the slot is no longer `from` (taken from us).
 pub(crate) fn commit<S: Slots>(s: &S, i: usize, from: u64, to: u64) -> bool {
