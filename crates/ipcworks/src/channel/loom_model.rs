@@ -11,7 +11,7 @@ use loom::sync::{Arc, Condvar, Mutex};
 
 use super::ring::{
     AtomicU32, AtomicU64, CacheLine, Control, Memory, Peek, ProducerWords, Reserve, Ring,
-    SenderWords, WaitWords,
+    SenderWords, Slot, WaitWords,
 };
 
 /// The data area as loom atomics, and a futex modelled by a mutex and a
@@ -126,13 +126,18 @@ fn send(ring: &Ring<Mem>, me: u64, value: u64) {
     }
 }
 
+/// Reads a peeked 8-byte message and hands its space back.
+fn take(ring: &Ring<Mem>, slot: &Slot) -> u64 {
+    let mut b = [0; 8];
+    ring.read(slot, 0, &mut b).unwrap();
+    ring.release(slot);
+    u64::from_le_bytes(b)
+}
+
 fn recv(ring: &Ring<Mem>) -> u64 {
     loop {
         if let Peek::Message(slot) = ring.peek().unwrap() {
-            let mut b = [0; 8];
-            ring.read(&slot, 0, &mut b).unwrap();
-            ring.release(&slot);
-            return u64::from_le_bytes(b);
+            return take(ring, &slot);
         }
         let v = ring.prepare_rx_wait();
         if matches!(ring.peek().unwrap(), Peek::Message(_)) {
@@ -156,41 +161,17 @@ fn send_fast(ring: &Ring<Mem>, me: u64, value: u64) {
 /// `recv` with the fast path tried first, as `Receiver::recv_ref` does.
 fn recv_fast(ring: &Ring<Mem>) -> u64 {
     if let Some(slot) = ring.peek_fast() {
-        let mut b = [0; 8];
-        ring.read(&slot, 0, &mut b).unwrap();
-        ring.release(&slot);
-        return u64::from_le_bytes(b);
+        return take(ring, &slot);
     }
     recv(ring)
 }
 
-#[test]
-fn loom_channel_fast_paths_wrap_and_never_lose_a_wakeup() {
-    loom::model(|| {
-        // As in the test below: the third message needs the space of the
-        // first (the producer may have to sleep on a full ring), records
-        // wrap, and every operation tries its fast path first.
-        let mem = Mem::new(256);
-        let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
-        let t = loom::thread::spawn(move || {
-            for v in 1..=3 {
-                send_fast(&p, 1, v);
-            }
-        });
-        let c = Ring::new(mem, 8, KEY, 0).unwrap();
-        for v in 1..=3 {
-            assert_eq!(recv_fast(&c), v);
-        }
-        t.join().unwrap();
-    });
-}
-
-#[test]
-fn loom_channel_spsc_wraps_and_never_loses_a_wakeup() {
-    loom::model(|| {
-        // 256-byte ring, 8-byte messages (128-byte records): the third
-        // message needs the space of the first, so the producer sleeps on
-        // a full ring and the records wrap.
+/// One producer sends 1, 2, 3 through a 256-byte ring of 8-byte messages
+/// (128-byte records) with `send`, the consumer receives them with `recv`:
+/// the third message needs the space of the first, so the producer may
+/// sleep on a full ring, and the records wrap.
+fn spsc_three_messages(send: fn(&Ring<Mem>, u64, u64), recv: fn(&Ring<Mem>) -> u64) {
+    loom::model(move || {
         let mem = Mem::new(256);
         let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
         let t = loom::thread::spawn(move || {
@@ -204,6 +185,17 @@ fn loom_channel_spsc_wraps_and_never_loses_a_wakeup() {
         }
         t.join().unwrap();
     });
+}
+
+/// Every operation tries its fast path first.
+#[test]
+fn loom_channel_fast_paths_wrap_and_never_lose_a_wakeup() {
+    spsc_three_messages(send_fast, recv_fast);
+}
+
+#[test]
+fn loom_channel_spsc_wraps_and_never_loses_a_wakeup() {
+    spsc_three_messages(send, recv);
 }
 
 #[test]
@@ -249,10 +241,7 @@ fn loom_channel_a_dead_producers_reservation_is_skipped() {
         let c = Ring::new(mem, 8, KEY, 0).unwrap();
         let got = loop {
             if let Peek::Message(slot) = c.peek().unwrap() {
-                let mut b = [0; 8];
-                c.read(&slot, 0, &mut b).unwrap();
-                c.release(&slot);
-                break u64::from_le_bytes(b);
+                break take(&c, &slot);
             }
             if c.skip_dead(|id| id == 1).unwrap() {
                 continue;

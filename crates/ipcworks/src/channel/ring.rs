@@ -82,7 +82,7 @@
 //! sleeps, the publisher makes no system call.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
@@ -725,8 +725,6 @@ impl<M: Memory> Ring<M> {
         self.mem.wake(word);
     }
 }
-
-use std::sync::atomic::Ordering::AcqRel;
 
 /// Sets the "someone sleeps" bit and fences; returns the value to sleep on.
 fn prepare(word: &AtomicU32) -> u32 {

@@ -88,10 +88,12 @@ fn send(t: &Table, start: usize, pid: u32, value: u64, prio: u32) {
     fill_and_commit(t, c, value, prio);
 }
 
-fn try_recv(t: &Table, start: usize, pid: u32) -> Option<(u64, u32)> {
+/// One look and, if it found a message, its receive: the value and
+/// priority, or the busy slot the look saw (as `Look::Nothing`).
+fn look_and_take(t: &Table, start: usize, pid: u32) -> Result<(u64, u32), Option<(usize, u64)>> {
     let (c, claimed) = match claim_ready(t, start, pid, u32::MAX).unwrap() {
         Look::Found(c) => c,
-        Look::Nothing { .. } => return None,
+        Look::Nothing { busy } => return Err(busy),
     };
     assert_eq!(state(claimed), READING);
     let value = t.payloads[c.i].with(|p| {
@@ -100,7 +102,11 @@ fn try_recv(t: &Table, start: usize, pid: u32) -> Option<(u64, u32)> {
     });
     let freed = word(FREE, 0, count(claimed) + 1);
     assert!(commit(t, c.i, claimed, freed));
-    Some((value, c.prio))
+    Ok((value, c.prio))
+}
+
+fn try_recv(t: &Table, start: usize, pid: u32) -> Option<(u64, u32)> {
+    look_and_take(t, start, pid).ok()
 }
 
 fn recv(t: &Table, start: usize, pid: u32) -> (u64, u32) {
@@ -125,19 +131,34 @@ fn poll_quietly(t: &Table, start: usize, pid: u32) -> (u64, u32) {
         }
         // Read before the look, as in `ops::Queue::claim`.
         let seq = t.next_seq.load(Acquire);
-        match claim_ready(t, start, pid, u32::MAX).unwrap() {
-            Look::Found((c, claimed)) => {
-                let value = t.payloads[c.i].with(|p| {
-                    // SAFETY: slot i is READING by us.
-                    unsafe { *p }
-                });
-                assert!(commit(t, c.i, claimed, word(FREE, 0, count(claimed) + 1)));
-                return (value, c.prio);
-            }
-            Look::Nothing { busy } => quiet = busy.is_none().then_some(seq),
+        match look_and_take(t, start, pid) {
+            Ok(m) => return m,
+            Err(busy) => quiet = busy.is_none().then_some(seq),
         }
         loom::thread::yield_now();
     }
+}
+
+/// One sender sends 10 then 20 (priority 3) into slots 0 and 1 while this
+/// thread receives twice with `recv`, which is given the slot to start its
+/// first and second look from; both must come out, in send order.
+fn one_sender_two_messages_in_order(
+    recv: fn(&Table, usize, u32) -> (u64, u32),
+    starts: [usize; 2],
+) {
+    loom::model(move || {
+        let t = table(2);
+        let t2 = t.clone();
+        // m1 → slot 0, m2 → slot 1.
+        let s = loom::thread::spawn(move || {
+            send(&t2, 0, 1, 10, 3);
+            send(&t2, 1, 1, 20, 3);
+        });
+        let first = recv(&t, starts[0], 2);
+        let second = recv(&t, starts[1], 2);
+        s.join().unwrap();
+        assert_eq!((first, second), ((10, 3), (20, 3)));
+    });
 }
 
 /// The "empty" shortcut of polling receivers never hides a message: a
@@ -148,41 +169,18 @@ fn poll_quietly(t: &Table, start: usize, pid: u32) -> (u64, u32) {
 /// message's slot and then wait for ever: loom reports the endless loop.)
 #[test]
 fn quiet_polling_never_hides_a_message() {
-    loom::model(|| {
-        let t = table(2);
-        let t2 = t.clone();
-        let s = loom::thread::spawn(move || {
-            send(&t2, 0, 1, 10, 3);
-            send(&t2, 1, 1, 20, 3);
-        });
-        let first = poll_quietly(&t, 0, 2);
-        let second = poll_quietly(&t, 1, 2);
-        s.join().unwrap();
-        assert_eq!((first, second), ((10, 3), (20, 3)));
-    });
+    one_sender_two_messages_in_order(poll_quietly, [0, 1]);
 }
 
 /// One sender's two messages of one priority come out in send order, even
 /// when the receiver reads the first one's slot before it is filled and
 /// the second one's after (the case a single pass gets wrong: with the
-/// confirming reads removed, this model fails), and the payloads are
-/// published by the commits (no data race).
+/// confirming reads removed, this model fails: both looks start at slot 0,
+/// so one pass may see slot 0 empty, then m2 in slot 1), and the payloads
+/// are published by the commits (no data race).
 #[test]
 fn one_senders_messages_in_order() {
-    loom::model(|| {
-        let t = table(2);
-        let t2 = t.clone();
-        // m1 → slot 0, m2 → slot 1; the receiver reads slot 0 first, so
-        // one pass may see slot 0 empty, then m2 in slot 1.
-        let s = loom::thread::spawn(move || {
-            send(&t2, 0, 1, 10, 3);
-            send(&t2, 1, 1, 20, 3);
-        });
-        let first = recv(&t, 0, 2);
-        let second = recv(&t, 0, 2);
-        s.join().unwrap();
-        assert_eq!((first, second), ((10, 3), (20, 3)));
-    });
+    one_sender_two_messages_in_order(recv, [0, 0]);
 }
 
 /// Two senders, two receivers racing over two slots: every message
