@@ -365,15 +365,7 @@ unsafe impl Memory for ShmMemory {
 
     fn prefetch(&self, off: u64) {
         if off < self.cap {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: SSE is part of the x86_64 baseline, and a prefetch
-            // never faults nor reads memory in the language's sense (the
-            // address is in the mapping anyway: off < cap).
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    self.ptr(off).cast_const().cast::<i8>(),
-                );
-            }
+            crate::sys::mem::prefetch_read(self.ptr(off));
         }
     }
 }

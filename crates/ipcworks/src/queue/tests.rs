@@ -268,17 +268,21 @@ fn older_layout_is_refused_clearly() {
 /// A receiver whose buffer is too small for the next message never takes
 /// it, not even for a moment: another receiver, meanwhile, must still get
 /// that message before the later ones of the same sender (a claim and
-/// give-back would let it take the later one first).
+/// give-back would let it take the later one first). Each round waits
+/// until the small receiver has been refused the head message at least
+/// once while both messages were queued, so every round tests the race.
 #[test]
 fn a_refused_message_is_never_overtaken_by_a_later_one() {
+    use std::sync::atomic::Ordering::Relaxed;
     let q = small(4, 64);
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let refused = std::sync::atomic::AtomicU64::new(0);
     // Stops the watcher however the loop below ends (a failed assertion
     // must fail the test, not leave the scope waiting for ever).
     struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
     impl Drop for Stop<'_> {
         fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.0.store(true, Relaxed);
         }
     }
     std::thread::scope(|s| {
@@ -286,15 +290,16 @@ fn a_refused_message_is_never_overtaken_by_a_later_one() {
         // message, so it never takes one.
         let watcher = s.spawn(|| {
             let mut small_buf = [0u8; 8];
-            let mut refused = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Relaxed) {
                 match q.try_recv_into(&mut small_buf) {
-                    Err(Error::MessageTooLarge { max: 8, .. }) => refused += 1,
+                    Err(Error::MessageTooLarge { max: 8, .. }) => {
+                        refused.fetch_add(1, Relaxed);
+                    }
                     Err(Error::WouldBlock) => {}
                     other => return Err(format!("the small receiver got {other:?}")),
                 }
             }
-            Ok(refused)
+            Ok(())
         });
         let stopper = Stop(&stop);
         let mut buf = [0u8; 64];
@@ -303,8 +308,17 @@ fn a_refused_message_is_never_overtaken_by_a_later_one() {
             first[..4].copy_from_slice(&round.to_le_bytes());
             let mut later = [2u8; 20];
             later[..4].copy_from_slice(&round.to_le_bytes());
+            let before = refused.load(Relaxed);
             q.send(&first, 1).unwrap();
             q.send(&later, 1).unwrap();
+            let t = std::time::Instant::now();
+            while refused.load(Relaxed) == before {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "round {round}: the small receiver never looked at the head message"
+                );
+                std::thread::yield_now();
+            }
             let got = q.recv_into_timeout(&mut buf, Duration::from_secs(10));
             assert_eq!(got.unwrap(), (40, 1), "round {round}: overtaken");
             assert_eq!(buf[..4], round.to_le_bytes());
@@ -313,8 +327,6 @@ fn a_refused_message_is_never_overtaken_by_a_later_one() {
             assert_eq!(buf[..4], round.to_le_bytes());
         }
         drop(stopper);
-        let refused = watcher.join().unwrap().unwrap();
-        // The watcher really looked at messages it could not hold.
-        assert!(refused > 0, "the small receiver never saw a message");
+        watcher.join().unwrap().unwrap();
     });
 }

@@ -1,5 +1,6 @@
 //! Shared memory objects and mappings: `shm_open`, `memfd_create`,
-//! `ftruncate`, `fstat`, `fchmod`, `mmap`, `munmap`.
+//! `ftruncate`, `fstat`, `fchmod`, `mmap`, `munmap`; and a prefetch hint
+//! for memory another core writes.
 
 use std::ffi::c_void;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -176,6 +177,23 @@ impl Drop for Mapping {
             let _ = rustix::mm::munmap(self.ptr.as_ptr().cast::<c_void>(), self.len);
         }
     }
+}
+
+/// A hint that the cache line holding `addr` will be read soon: starts
+/// pulling it toward this core (`prefetcht0` on x86_64, nothing
+/// elsewhere), so a later read of it overlaps with other misses instead
+/// of following them. Never faults and reads nothing in the language's
+/// sense: any address may be passed.
+#[inline]
+pub fn prefetch_read(addr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is not a
+    // memory access: it neither faults nor races.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// The system's page size.
