@@ -10,7 +10,8 @@
 //!   (block rows, beside `eventfd` and `futex`).
 //!
 //! A message is copied into the ring by `send` and out of it by
-//! `recv_ref().copy_to()`: two copies, like every other mechanism here.
+//! `recv_slice` into the harness's buffer: two copies, like every other
+//! mechanism here.
 
 use std::io;
 
@@ -76,29 +77,25 @@ impl Link for Ends {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        match self.wait {
-            Wait::Block => copy_out(&self.rx.recv_ref().map_err(to_io)?, buf),
+        let n = match self.wait {
+            Wait::Block => self.rx.recv_slice(buf).map_err(to_io)?,
             Wait::Poll => loop {
-                match self.rx.try_recv_ref() {
-                    Ok(m) => return copy_out(&m, buf),
+                match self.rx.try_recv_slice(buf) {
+                    Ok(n) => break n,
                     Err(ipcworks::Error::WouldBlock) => {}
                     Err(e) => return Err(to_io(e)),
                 }
                 crate::harness::relax();
             },
+        };
+        if n != buf.len() {
+            return Err(io::Error::other(format!(
+                "received {n} bytes, expected {}",
+                buf.len()
+            )));
         }
+        Ok(())
     }
-}
-
-fn copy_out(m: &ipcworks::channel::MessageRef<'_>, buf: &mut [u8]) -> io::Result<()> {
-    if m.len() != buf.len() {
-        return Err(io::Error::other(format!(
-            "received {} bytes, expected {}",
-            m.len(),
-            buf.len()
-        )));
-    }
-    m.copy_to(buf).map_err(to_io)
 }
 
 impl Shm {

@@ -104,30 +104,78 @@ impl Receiver {
     /// [`Error::Disconnected`] once every sender is gone and all they
     /// published was received.
     pub fn recv(&mut self) -> Result<Vec<u8>> {
-        self.recv_ref_deadline(None).map(|m| m.to_vec())
+        let slot = self.wait_slot(None)?;
+        Ok(self.take_vec(slot))
     }
 
     /// Receives a message if one is ready now, else [`Error::WouldBlock`]
     /// (or [`Error::Disconnected`] when every sender is gone; a killed
     /// sender is noticed within about 20 ms of polling).
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
-        self.try_recv_ref().map(|m| m.to_vec())
+        let slot = self.poll_slot()?;
+        Ok(self.take_vec(slot))
     }
 
     /// Receives the next message, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.recv_ref_deadline(Some(Deadline::after(timeout)))
-            .map(|m| m.to_vec())
+        let slot = self.wait_slot(Some(Deadline::after(timeout)))?;
+        Ok(self.take_vec(slot))
     }
 
     /// Receives the next message into `buf` (cleared first), reusing its
     /// allocation; returns the length.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        let m = self.recv_ref_deadline(None)?;
+        let slot = self.wait_slot(None)?;
         buf.clear();
-        buf.resize(m.len(), 0);
-        m.copy_to(buf)?;
-        Ok(m.len())
+        buf.resize(slot.len as usize, 0);
+        self.take_into(slot, buf)
+    }
+
+    /// Receives the next message into the front of `buf` and returns its
+    /// length, waiting while the channel is empty: the copy-out receive
+    /// for a caller's own buffer, and the fastest one (no
+    /// [`MessageRef`] in between). A message longer than `buf` is
+    /// [`Error::MessageTooLarge`] and stays first in line.
+    pub fn recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let slot = self.wait_slot(None)?;
+        self.take_into(slot, buf)
+    }
+
+    /// [`recv_slice`](Self::recv_slice) if a message is ready now, else
+    /// [`Error::WouldBlock`].
+    pub fn try_recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let slot = self.poll_slot()?;
+        self.take_into(slot, buf)
+    }
+
+    /// [`recv_slice`](Self::recv_slice), waiting at most `timeout`.
+    pub fn recv_slice_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        let slot = self.wait_slot(Some(Deadline::after(timeout)))?;
+        self.take_into(slot, buf)
+    }
+
+    /// Copies a peeked message into the front of `buf` and hands its space
+    /// back; a message longer than `buf` stays where it is.
+    fn take_into(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
+        let n = slot.len as usize;
+        let Some(dst) = buf.get_mut(..n) else {
+            return Err(Error::MessageTooLarge {
+                len: n,
+                max: buf.len(),
+            });
+        };
+        self.ring.read(&slot, 0, dst)?;
+        self.ring.release(&slot);
+        Ok(n)
+    }
+
+    /// Copies a peeked message into a new vector and hands its space back.
+    fn take_vec(&mut self, slot: Slot) -> Vec<u8> {
+        let mut v = vec![0; slot.len as usize];
+        // The length was checked when the slot was peeked, and `v` has it.
+        let _ = self.ring.read(&slot, 0, &mut v);
+        self.ring.release(&slot);
+        v
     }
 
     /// Borrows the next message in place (zero-copy), waiting while empty.
@@ -144,11 +192,17 @@ impl Receiver {
 
     /// Like [`recv_ref`](Self::recv_ref) without waiting.
     pub fn try_recv_ref(&mut self) -> Result<MessageRef<'_>> {
+        let slot = self.poll_slot()?;
+        Ok(MessageRef { rx: self, slot })
+    }
+
+    /// The message a `try_` receive takes, if one is ready now.
+    fn poll_slot(&self) -> Result<Slot> {
         if let Some(slot) = self.ring.peek_fast() {
-            return Ok(MessageRef { rx: self, slot });
+            return Ok(slot);
         }
         if let Some(slot) = self.attempt()? {
-            return Ok(MessageRef { rx: self, slot });
+            return Ok(slot);
         }
         // Nothing now: are the senders still there? A killed sender is
         // noticed through /proc, at most once per slice (on the coarse
@@ -171,7 +225,7 @@ impl Receiver {
             // Only once they passed: `Disconnected` is told on every call.
             self.kicks_seen.set(Some(kicks));
             if let Some(slot) = self.attempt()? {
-                return Ok(MessageRef { rx: self, slot });
+                return Ok(slot);
             }
         }
         Err(Error::WouldBlock)
@@ -240,26 +294,37 @@ impl Receiver {
     }
 
     fn recv_ref_deadline(&mut self, deadline: Option<Deadline>) -> Result<MessageRef<'_>> {
+        let slot = self.wait_slot(deadline)?;
+        Ok(MessageRef { rx: self, slot })
+    }
+
+    /// The next message, waiting as the wait strategy says (at most until
+    /// `deadline`). A spinning turn is one load ([`Ring::head_ready`]), and
+    /// a message found is taken through the fast peek first.
+    fn wait_slot(&self, deadline: Option<Deadline>) -> Result<Slot> {
         if let Some(slot) = self.ring.peek_fast() {
-            return Ok(MessageRef { rx: self, slot });
+            return Ok(slot);
         }
         let ring = &self.ring;
         let attempt = || -> Result<Option<Slot>> {
+            if let Some(slot) = ring.peek_fast() {
+                return Ok(Some(slot));
+            }
             match ring.peek()? {
                 Peek::Message(slot) => Ok(Some(slot)),
                 _ => Ok(None),
             }
         };
         let check_peer = |slow: bool| self.check_peer(slow);
-        let slot = block_on(
+        block_on(
             self.wait,
             ring.rx_word(),
             deadline,
+            || ring.head_ready(),
             attempt,
             || ring.prepare_rx_wait(),
             check_peer,
-        )?;
-        Ok(MessageRef { rx: self, slot })
+        )
     }
 }
 

@@ -515,6 +515,25 @@ impl<M: Memory> Ring<M> {
         })
     }
 
+    /// Whether the word at the consumer's head carries the head's own tag
+    /// (a message, a skipped record or padding is there: [`peek`](Self::peek)
+    /// has work), from one load; while it does not, pulls in the lines after
+    /// it ([`touch_ahead`](Self::touch_ahead)). What a spinning consumer
+    /// polls between its looks (see `wait::block_on`).
+    #[inline]
+    pub fn head_ready(&self) -> bool {
+        let h = self.cached.get();
+        let o = h & self.mask;
+        let s = self.mem.word(o).load(Relaxed);
+        if (s ^ self.stamp(h, 0)) & !STATE_MASK == 0
+            && matches!(s & STATE_MASK, MESSAGE | SKIP | PAD)
+        {
+            return true;
+        }
+        self.touch_ahead(o);
+        false
+    }
+
     /// Looks at the record at the consumer's head, skipping padding and
     /// abandoned records.
     pub fn peek(&self) -> Result<Peek> {

@@ -253,6 +253,7 @@ impl Sender {
             self.wait,
             ring.tx_word(),
             deadline,
+            || true,
             attempt,
             || ring.prepare_tx_wait(),
             receiver_gone,

@@ -47,10 +47,17 @@ pub(crate) const SLICE: Duration = Duration::from_millis(20);
 /// returns the futex value; `check_peer` runs after every wake-up with
 /// `slow = true` once per [`SLICE`] (a liveness check), and may end the wait
 /// with an error (`Disconnected`).
+///
+/// `probe` is a cheaper look (one load) at whether `attempt` may find
+/// something now: while spinning, `attempt` runs only when `probe` says
+/// so, and every 64th turn anyway. A spinning turn is then a load, a
+/// compare and a pause, the least time between two looks at the word the
+/// peer publishes with.
 pub(crate) fn block_on<T>(
     strategy: WaitStrategy,
     word: &AtomicU32,
     deadline: Option<Deadline>,
+    mut probe: impl FnMut() -> bool,
     mut attempt: impl FnMut() -> Result<Option<T>>,
     mut prepare: impl FnMut() -> u32,
     mut check_peer: impl FnMut(bool) -> Result<()>,
@@ -68,7 +75,9 @@ pub(crate) fn block_on<T>(
     let mut last_check = start;
     let mut spins: u32 = 0;
     loop {
-        if let Some(v) = attempt()? {
+        if (probe() || spins % 64 == 0)
+            && let Some(v) = attempt()?
+        {
             return Ok(v);
         }
         spins = spins.wrapping_add(1);

@@ -172,10 +172,17 @@ fn two_processes_exchange_a_million_mixed_messages() {
     ));
     drop(fd);
     let mut buf = Vec::new();
+    let mut slice = [0u8; 4096];
     let mut scratch = Vec::new();
     for seq in 0..COUNT {
-        rx.recv_into(&mut buf).unwrap();
-        check(&buf, 1, seq, 4096, &mut scratch);
+        // Both copy-out receives: into a vector, and into a fixed buffer.
+        if seq % 2 == 0 {
+            rx.recv_into(&mut buf).unwrap();
+            check(&buf, 1, seq, 4096, &mut scratch);
+        } else {
+            let n = rx.recv_slice(&mut slice).unwrap();
+            check(&slice[..n], 1, seq, 4096, &mut scratch);
+        }
     }
     assert!(c.wait_for(LIMIT).success());
     assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
@@ -445,6 +452,32 @@ fn api_errors_loans_refs_typed_and_pod() {
         assert_eq!(m.to_vec(), b"hello world");
     }
     assert_eq!(rx.recv().unwrap(), b"after");
+    // Copy-out into the caller's buffer: a message longer than the buffer
+    // is refused and stays first in line.
+    tx.send(b"0123456789").unwrap();
+    tx.send(b"next").unwrap();
+    let mut small = [0u8; 4];
+    assert!(matches!(
+        rx.recv_slice(&mut small),
+        Err(Error::MessageTooLarge { len: 10, max: 4 })
+    ));
+    let mut big = [0u8; 16];
+    assert_eq!(rx.try_recv_slice(&mut big).unwrap(), 10);
+    assert_eq!(&big[..10], b"0123456789");
+    assert_eq!(
+        rx.recv_slice_timeout(&mut small, Duration::from_secs(5))
+            .unwrap(),
+        4
+    );
+    assert_eq!(&small, b"next");
+    assert!(matches!(
+        rx.try_recv_slice(&mut big),
+        Err(Error::WouldBlock)
+    ));
+    assert!(matches!(
+        rx.recv_slice_timeout(&mut big, Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
     // Typed (postcard) and plain data (zerocopy).
     let job = Job {
         id: 7,
