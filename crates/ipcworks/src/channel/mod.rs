@@ -7,7 +7,8 @@
 //! or none with [`Sender::loan`] and [`Receiver::recv_ref`]. The API is
 //! shaped like [`std::sync::mpsc`]: [`Sender::send`], [`Sender::try_send`],
 //! [`Sender::send_timeout`], [`Receiver::recv`], [`Receiver::try_recv`],
-//! [`Receiver::recv_timeout`], [`Receiver::iter`].
+//! [`Receiver::recv_timeout`], [`Receiver::iter`]; [`Receiver::recv_slice`]
+//! receives into a buffer of the caller's, the quickest copy-out receive.
 //!
 //! # Who creates, who removes
 //!
@@ -27,7 +28,8 @@
 //!
 //! Both are fixed at creation. `capacity` is in **bytes** of ring (rounded
 //! up to a power of two, at least two records of the largest message); a
-//! message of `len` bytes takes `16 + len` bytes rounded up to 8.
+//! message of `len` bytes takes a 64-byte header line plus `len` bytes,
+//! rounded up to whole 64-byte cache lines (see [`ring`]).
 //!
 //! # Dead peers and hostile peers
 //!
