@@ -76,7 +76,7 @@
 //! other bits are an epoch. A waiter sets the bit (`fetch_or`), issues a
 //! `SeqCst` fence, re-checks the ring, and sleeps only while the word still
 //! holds the value it saw. The other side publishes with a `SeqCst` swap
-//! (a store and a full fence in one instruction, [`store_then_fence`]),
+//! (a store and a full fence in one instruction, `store_then_fence`),
 //! and only if the bit is set bumps the word (clearing the bit, advancing
 //! the epoch) and wakes. The fence and the swap guarantee that either the
 //! waiter's re-check sees the publication or the publisher sees the bit;
@@ -518,7 +518,7 @@ impl<M: Memory> Ring<M> {
     /// Whether the word at the consumer's head carries the head's own tag
     /// (a message, a skipped record or padding is there: [`peek`](Self::peek)
     /// has work), from one load; while it does not, pulls in the lines after
-    /// it ([`touch_ahead`](Self::touch_ahead)). What a spinning consumer
+    /// it (`touch_ahead`). What a spinning consumer
     /// polls between its looks (see `wait::block_on`).
     #[inline]
     pub fn head_ready(&self) -> bool {
