@@ -1,5 +1,5 @@
 //! Processes and threads: what a process's memory looks like, region by
-//! region ([`regions`]).
+//! region ([`regions()`]).
 
 pub mod regions;
 
