@@ -330,3 +330,63 @@ fn a_refused_message_is_never_overtaken_by_a_later_one() {
         watcher.join().unwrap().unwrap();
     });
 }
+
+/// The safety net under quiet polling (`still_empty`): a poller that found
+/// the queue empty answers from `next_seq` alone, so what appears without
+/// a new number is caught by the look every 64th poll makes. Two such
+/// things, written straight into the slots: a sender that died between
+/// its claim and its number (a WRITING slot of a dead owner: recovered),
+/// and a READY message whose sender never took a number (delivered).
+#[test]
+fn quiet_polling_still_finds_what_came_without_a_number() {
+    let q = small(4, 16);
+    let mut buf = [0u8; 16];
+    assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+    let seq = q.header().next_seq.load(SeqCst);
+    let me = Identity::process();
+    let dead = Identity::new(me.id(), 1).raw();
+    // A dead sender's claim on slot 2, no number taken.
+    let s = q.slot(2);
+    s.owner.store(dead, SeqCst);
+    let w = s.word.load(SeqCst);
+    s.word.store(
+        slots::word(slots::WRITING, me.id(), slots::count(w)),
+        SeqCst,
+    );
+    let mut polls = 0;
+    while q.stats().unwrap().recovered_sends == 0 {
+        assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+        polls += 1;
+        assert!(polls <= 64, "the dead sender's slot was not recovered");
+    }
+    assert!(polls > 1, "a quiet poll looked at once ({polls} polls)");
+    assert_eq!(q.stats().unwrap().writing, 0);
+    // Quiet again; then a whole message in slot 1 that took no number.
+    assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+    let s = q.slot(1);
+    s.seq.store(seq, SeqCst);
+    s.priority.store(3, SeqCst);
+    s.len.store(5, SeqCst);
+    // SAFETY: slot 1 is FREE and no other thread touches the queue; its
+    // payload area holds max_message = 16 bytes inside the mapping.
+    unsafe { std::ptr::copy_nonoverlapping(b"quiet".as_ptr(), q.payload(1), 5) };
+    let w = s.word.load(SeqCst);
+    s.word
+        .store(slots::word(slots::READY, 0, slots::count(w)), SeqCst);
+    assert_eq!(q.header().next_seq.load(SeqCst), seq);
+    let mut polls = 0;
+    let got = loop {
+        match q.try_recv_into(&mut buf) {
+            Ok(got) => break got,
+            Err(Error::WouldBlock) => polls += 1,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(polls <= 64, "the message without a number was never found");
+    };
+    assert_eq!(got, (5, 3));
+    assert_eq!(&buf[..5], b"quiet");
+    assert!(polls > 1, "a quiet poll looked at once ({polls} polls)");
+    // And the queue works on.
+    q.send(b"next", 0).unwrap();
+    assert_eq!(q.recv().unwrap(), (b"next".to_vec(), 0));
+}
