@@ -105,7 +105,7 @@ impl Receiver {
     /// published was received.
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         let slot = self.wait_slot(None)?;
-        Ok(self.take_vec(slot))
+        self.take_vec(slot)
     }
 
     /// Receives a message if one is ready now, else [`Error::WouldBlock`]
@@ -113,13 +113,13 @@ impl Receiver {
     /// sender is noticed within about 20 ms of polling).
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
         let slot = self.poll_slot()?;
-        Ok(self.take_vec(slot))
+        self.take_vec(slot)
     }
 
     /// Receives the next message, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         let slot = self.wait_slot(Some(Deadline::after(timeout)))?;
-        Ok(self.take_vec(slot))
+        self.take_vec(slot)
     }
 
     /// Receives the next message into `buf` (cleared first), reusing its
@@ -170,12 +170,10 @@ impl Receiver {
     }
 
     /// Copies a peeked message into a new vector and hands its space back.
-    fn take_vec(&mut self, slot: Slot) -> Vec<u8> {
+    fn take_vec(&mut self, slot: Slot) -> Result<Vec<u8>> {
         let mut v = vec![0; slot.len as usize];
-        // The length was checked when the slot was peeked, and `v` has it.
-        let _ = self.ring.read(&slot, 0, &mut v);
-        self.ring.release(&slot);
-        v
+        self.take_into(slot, &mut v)?;
+        Ok(v)
     }
 
     /// Borrows the next message in place (zero-copy), waiting while empty.
@@ -300,11 +298,9 @@ impl Receiver {
 
     /// The next message, waiting as the wait strategy says (at most until
     /// `deadline`). A spinning turn is one load ([`Ring::head_ready`]), and
-    /// a message found is taken through the fast peek first.
+    /// every look tries the fast peek first (`block_on`'s first look is
+    /// the no-wait fast path).
     fn wait_slot(&self, deadline: Option<Deadline>) -> Result<Slot> {
-        if let Some(slot) = self.ring.peek_fast() {
-            return Ok(slot);
-        }
         let ring = &self.ring;
         let attempt = || -> Result<Option<Slot>> {
             if let Some(slot) = ring.peek_fast() {
