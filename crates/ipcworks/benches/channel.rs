@@ -105,7 +105,18 @@ fn floor_two_line_record(b: Bencher) {
     echo.join().unwrap();
 }
 
-fn ping_pong(b: Bencher, wait: WaitStrategy, size: usize, zero_copy: bool) {
+/// How a ping-pong round trip sends and receives its message.
+#[derive(Clone, Copy, PartialEq)]
+enum Copies {
+    /// `send`, then `recv_ref` + `copy_to`.
+    Ref,
+    /// `send`, then `recv_slice` into the buffer.
+    Slice,
+    /// A loan written in place, and a borrowed view read in place.
+    Loan,
+}
+
+fn ping_pong(b: Bencher, wait: WaitStrategy, size: usize, copies: Copies) {
     let build = || {
         Channel::builder()
             .wait(wait)
@@ -135,16 +146,22 @@ fn ping_pong(b: Bencher, wait: WaitStrategy, size: usize, zero_copy: bool) {
     let msg = vec![0x5Au8; size];
     let mut got = vec![0u8; size];
     b.counter(BytesCount::new(size)).bench_local(|| {
-        if zero_copy {
-            let mut loan = tx.loan(size).unwrap();
-            loan.copy_from_slice(&msg).unwrap();
-            loan.publish();
-            let m = rx.recv_ref().unwrap();
-            m.read_at(0, &mut got[..8]).unwrap();
-        } else {
-            tx.send(&msg).unwrap();
-            let m = rx.recv_ref().unwrap();
-            m.copy_to(&mut got).unwrap();
+        match copies {
+            Copies::Loan => {
+                let mut loan = tx.loan(size).unwrap();
+                loan.copy_from_slice(&msg).unwrap();
+                loan.publish();
+                let m = rx.recv_ref().unwrap();
+                m.read_at(0, &mut got[..8]).unwrap();
+            }
+            Copies::Ref => {
+                tx.send(&msg).unwrap();
+                rx.recv_ref().unwrap().copy_to(&mut got).unwrap();
+            }
+            Copies::Slice => {
+                tx.send(&msg).unwrap();
+                rx.recv_slice(&mut got).unwrap();
+            }
         }
         black_box(&got);
     });
@@ -159,25 +176,31 @@ fn ping_pong_64b_spin(b: Bencher) {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(64);
-    ping_pong(b, WaitStrategy::Spin, size, false);
+    ping_pong(b, WaitStrategy::Spin, size, Copies::Ref);
+}
+
+/// 64-byte round trip, both ends spinning, received with `recv_slice`.
+#[divan::bench(sample_count = 200, sample_size = 1000)]
+fn ping_pong_64b_spin_slice(b: Bencher) {
+    ping_pong(b, WaitStrategy::Spin, 64, Copies::Slice);
 }
 
 /// 64-byte round trip through a loan and a borrowed view.
 #[divan::bench(sample_count = 200, sample_size = 1000)]
 fn ping_pong_64b_spin_loan(b: Bencher) {
-    ping_pong(b, WaitStrategy::Spin, 64, true);
+    ping_pong(b, WaitStrategy::Spin, 64, Copies::Loan);
 }
 
 /// 64-byte round trip, default strategy (spin 100 µs, then sleep).
 #[divan::bench(sample_count = 200, sample_size = 1000)]
 fn ping_pong_64b_default(b: Bencher) {
-    ping_pong(b, WaitStrategy::default(), 64, false);
+    ping_pong(b, WaitStrategy::default(), 64, Copies::Ref);
 }
 
 /// 64-byte round trip, futex only.
 #[divan::bench(sample_count = 50, sample_size = 100)]
 fn ping_pong_64b_block(b: Bencher) {
-    ping_pong(b, WaitStrategy::Block, 64, false);
+    ping_pong(b, WaitStrategy::Block, 64, Copies::Ref);
 }
 
 /// One-way throughput of 64 KiB messages (receiver copies out).
@@ -212,9 +235,9 @@ fn one_way_64k(b: Bencher) {
     let _ = Duration::ZERO;
 }
 
-/// One thread: send then receive 64 bytes (no peer): the software cost.
-#[divan::bench(sample_count = 100, sample_size = 1000)]
-fn same_thread_send_recv_64b(b: Bencher) {
+/// One thread: send then receive 64 bytes (no peer): the software cost,
+/// receiving as `copies` says (`Ref` or `Slice`).
+fn same_thread(b: Bencher, copies: Copies) {
     let chan = Channel::builder()
         .capacity(4096)
         .max_message(64)
@@ -226,7 +249,23 @@ fn same_thread_send_recv_64b(b: Bencher) {
     let mut got = [0u8; 64];
     b.bench_local(|| {
         tx.send(&msg).unwrap();
-        rx.recv_ref().unwrap().copy_to(&mut got).unwrap();
+        if copies == Copies::Slice {
+            rx.recv_slice(&mut got).unwrap();
+        } else {
+            rx.recv_ref().unwrap().copy_to(&mut got).unwrap();
+        }
         black_box(&got);
     });
+}
+
+/// One thread, received with `recv_ref` + `copy_to`.
+#[divan::bench(sample_count = 100, sample_size = 1000)]
+fn same_thread_send_recv_64b(b: Bencher) {
+    same_thread(b, Copies::Ref);
+}
+
+/// One thread, received with `recv_slice`.
+#[divan::bench(sample_count = 100, sample_size = 1000)]
+fn same_thread_send_recv_slice_64b(b: Bencher) {
+    same_thread(b, Copies::Slice);
 }

@@ -757,9 +757,10 @@ fn prepare(word: &AtomicU32) -> u32 {
 /// and the flag load are `SeqCst` operations, and the waiter's fence comes
 /// after its flag is set and before its re-check, so either the waiter's
 /// re-check sees `v` or the flag load sees the flag (C++20's rules for `SeqCst`
-/// fences and operations). On x86 the swap is one `xchg`, which costs
-/// less than `mov` + `mfence`: 64 B round trips with `Spin` ran 45–60 ns
-/// shorter (of ~540) in paired runs. Loom treats `SeqCst`
+/// fences and operations). On x86 the swap is one `xchg` instead of
+/// `mov` + `mfence`; in paired process round trips measured while this
+/// was written (scratch runs, figures in the issue notes, no benchmark kept
+/// here) it was the quicker of the two. Loom treats `SeqCst`
 /// read-modify-writes as only `AcqRel`, so under loom this is the plain
 /// store and the fence, which loom models exactly.
 #[inline]

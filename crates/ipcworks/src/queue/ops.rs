@@ -166,8 +166,9 @@ impl Queue {
     /// message is, and its payload then crosses between the cores while
     /// the look reads the slot words, not after the claim. The record's
     /// own line, which also holds the payload's first bytes, the look reads
-    /// anyway. Paired runs, 64 B poll round trip: 902 → 825 and
-    /// 924 → 842 ns.
+    /// anyway. (It shortened the 64 B poll round trip by about 8% in
+    /// paired scratch runs; figures in the issue notes, no benchmark kept
+    /// here compares with and without.)
     fn prefetch_payload(&self, i: usize) {
         let p = self.payload(i) as usize;
         let end = p + self.geo.max_message.min(PREFETCH_BYTES);
