@@ -15,6 +15,16 @@ use crate::support::{self, KillOnDrop, ShmCleanup};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// An anonymous channel of `capacity` ring bytes for messages of at most
+/// `max` bytes.
+fn anon(capacity: usize, max: usize) -> Channel {
+    Channel::builder()
+        .capacity(capacity)
+        .max_message(max)
+        .anonymous()
+        .unwrap()
+}
+
 /// A 64-bit mix (splitmix64) for sizes and payload patterns.
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -158,11 +168,7 @@ fn two_processes_exchange_a_million_mixed_messages() {
     // 1,000,000 messages, sizes 0..=4096 (mostly ≤ 64 B, every 50th up to
     // 4096), through a 64 KiB ring so it wraps thousands of times.
     const COUNT: u64 = 1_000_000;
-    let chan = Channel::builder()
-        .capacity(64 * 1024)
-        .max_message(4096)
-        .anonymous()
-        .unwrap();
+    let chan = anon(64 * 1024, 4096);
     let mut rx = chan.receiver().unwrap();
     let (fd, arg) = fd_arg(&chan);
     let mut c = KillOnDrop::spawn(support::child(
@@ -244,11 +250,7 @@ fn several_producer_processes_into_one_receiver() {
 /// parent kills it with SIGKILL after `after` messages, then drains and must
 /// see only whole messages, in order, followed by `Disconnected`.
 fn kill_round(after: u64, max: usize) -> (u64, u64) {
-    let chan = Channel::builder()
-        .capacity(4 * max)
-        .max_message(max)
-        .anonymous()
-        .unwrap();
+    let chan = anon(4 * max, max);
     let mut rx = chan.receiver().unwrap();
     let (fd, arg) = fd_arg(&chan);
     let mut c = KillOnDrop::spawn(support::child("channel::child", "send-forever", &arg));
@@ -320,11 +322,7 @@ fn killing_the_sender_at_random_moments_delivers_only_whole_messages() {
 
 #[test]
 fn a_sender_blocked_on_a_full_channel_sees_its_receiver_killed() {
-    let chan = Channel::builder()
-        .capacity(4096)
-        .max_message(1024)
-        .anonymous()
-        .unwrap();
+    let chan = anon(4096, 1024);
     let (fd, arg) = fd_arg(&chan);
     let mut cmd = support::child("channel::child", "hold-receiver", &arg);
     cmd.stdout(Stdio::piped());
@@ -562,11 +560,7 @@ fn threads_several_senders_one_receiver() {
     // The same protocol between threads (also what ThreadSanitizer checks):
     // three senders contend for the reservation lock on a small ring.
     const EACH: u64 = 20_000;
-    let chan = Channel::builder()
-        .capacity(4096)
-        .max_message(256)
-        .anonymous()
-        .unwrap();
+    let chan = anon(4096, 256);
     let mut rx = chan.receiver().unwrap();
     let senders: Vec<_> = (0..3u64)
         .map(|id| {
@@ -609,11 +603,7 @@ fn threads_several_senders_one_receiver() {
 /// every further call.
 #[test]
 fn polling_receiver_sees_late_senders_and_their_departure() {
-    let chan = Channel::builder()
-        .capacity(4096)
-        .max_message(64)
-        .anonymous()
-        .unwrap();
+    let chan = anon(4096, 64);
     let mut rx = chan.receiver().unwrap();
     for _ in 0..1000 {
         assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
