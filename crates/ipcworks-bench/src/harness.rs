@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 
 use crate::schema::{Metric, Wait};
-use crate::stats::{Recorder, Summary};
+use crate::stats::Recorder;
 
 /// Tag flag: the receiver of a throughput stream answers this message
 /// with one message (the pipeline is drained).
@@ -256,13 +256,14 @@ pub fn retry_io<T>(wait: Wait, mut f: impl FnMut() -> io::Result<T>) -> io::Resu
 }
 
 /// Parent: measures round trips of `size`-byte messages: warm-up for
-/// `warm`, then samples for `budget`; then stops the peer.
+/// `warm`, then samples for `budget`; then stops the peer. Returns the
+/// samples (one round of the case: the runner merges its rounds).
 pub fn rtt(
     link: &mut dyn Link,
     size: usize,
     warm: Duration,
     budget: Duration,
-) -> io::Result<Summary> {
+) -> io::Result<Recorder> {
     let mut msg = vec![0xA5u8; size];
     let mut back = vec![0u8; size];
     let mut seq = 0u32;
@@ -298,7 +299,7 @@ pub fn rtt(
         }
     }
     round(link, STOP)?;
-    rec.summary().ok_or_else(|| io::Error::other("no samples"))
+    Ok(rec)
 }
 
 /// Parent: streams `size`-byte messages one way for `budget` after a

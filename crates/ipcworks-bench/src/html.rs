@@ -137,7 +137,14 @@ pub fn latency_svg(r: &Results) -> String {
         s.push_str(r#"<text x="20" y="40">no round trips measured</text></svg>"#);
         return s;
     }
-    let lo = rows.iter().filter_map(|f| f.median_ns).min().unwrap_or(1) as f64;
+    // Round medians may lie below the lowest pooled median.
+    let lo = rows
+        .iter()
+        .filter_map(|f| f.median_ns)
+        .map(|m| m as f64)
+        .chain(rows.iter().flat_map(|f| f.per_round.iter().copied()))
+        .fold(f64::INFINITY, f64::min);
+    let lo = if lo.is_finite() && lo >= 1.0 { lo } else { 1.0 };
     let hi = rows.iter().filter_map(|f| f.max_ns).max().unwrap_or(1000) as f64;
     let ax = LogAxis::new(lo, hi, left, right);
     let bottom = top + row_h * rows.len() as f64;
@@ -202,9 +209,23 @@ pub fn latency_svg(r: &Results) -> String {
             esc(&f.mechanism),
             f.wait.as_str()
         );
+        // One thin tick per round at that round's own median.
+        let mut ticks = String::new();
+        let mut rounds = String::new();
+        for &m in &f.per_round {
+            let x = ax.pos(m);
+            let _ = write!(
+                ticks,
+                r#"<line class="round" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{col}" stroke-width="1"/>"#,
+                y - 8.0,
+                y + 8.0
+            );
+            rounds.push_str(if rounds.is_empty() { "; rounds " } else { ", " });
+            rounds.push_str(&human_ns(m as u64));
+        }
         let _ = write!(
             s,
-            r#"<g class="mark"><title>{} {}: median {}, p99 {}, p99.9 {}, max {}</title><line x1="{xm:.1}" y1="{y:.1}" x2="{x999:.1}" y2="{y:.1}" stroke="{col}" stroke-width="1.5"/><line x1="{xm:.1}" y1="{y:.1}" x2="{x99:.1}" y2="{y:.1}" stroke="{col}" stroke-width="5" stroke-opacity="0.55"/><line x1="{x999:.1}" y1="{:.1}" x2="{x999:.1}" y2="{:.1}" stroke="{col}" stroke-width="1.5"/><path d="M{:.1} {:.1}l6 6m0 -6l-6 6" stroke="{col}" stroke-width="1.2"/><circle cx="{xm:.1}" cy="{y:.1}" r="4.5" fill="{col}"/></g>"#,
+            r#"<g class="mark"><title>{} {}: median {}, p99 {}, p99.9 {}, max {}{rounds}</title>{ticks}<line x1="{xm:.1}" y1="{y:.1}" x2="{x999:.1}" y2="{y:.1}" stroke="{col}" stroke-width="1.5"/><line x1="{xm:.1}" y1="{y:.1}" x2="{x99:.1}" y2="{y:.1}" stroke="{col}" stroke-width="5" stroke-opacity="0.55"/><line x1="{x999:.1}" y1="{:.1}" x2="{x999:.1}" y2="{:.1}" stroke="{col}" stroke-width="1.5"/><path d="M{:.1} {:.1}l6 6m0 -6l-6 6" stroke="{col}" stroke-width="1.2"/><circle cx="{xm:.1}" cy="{y:.1}" r="4.5" fill="{col}"/></g>"#,
             esc(&f.mechanism),
             f.wait.as_str(),
             human_ns(med),
@@ -219,7 +240,7 @@ pub fn latency_svg(r: &Results) -> String {
     }
     let _ = write!(
         s,
-        r##"<g transform="translate(0 {ly:.1})"><circle cx="20" cy="0" r="4.5" fill="{POLL_COLOUR}"/><text x="30" y="4" font-size="12">poll (nobody sleeps)</text><circle cx="180" cy="0" r="4.5" fill="{BLOCK_COLOUR}"/><text x="190" y="4" font-size="12">block (the waiter sleeps in the kernel)</text><text x="520" y="4" font-size="12">dot median · bar to p99 · line to p99.9 · × max</text></g>"##,
+        r##"<g transform="translate(0 {ly:.1})"><circle cx="20" cy="0" r="4.5" fill="{POLL_COLOUR}"/><text x="30" y="4" font-size="12">poll (nobody sleeps)</text><circle cx="180" cy="0" r="4.5" fill="{BLOCK_COLOUR}"/><text x="190" y="4" font-size="12">block (the waiter sleeps in the kernel)</text><text x="500" y="4" font-size="12">dot median · bar p99 · line p99.9 · × max · | each round</text></g>"##,
         ly = bottom + 58.0
     );
     s.push_str("</svg>");

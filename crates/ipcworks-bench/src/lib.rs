@@ -14,7 +14,15 @@
 //!   4 KiB, 64 KiB and 1 MiB, where the mechanism allows the size (the
 //!   reason is recorded where it does not).
 //!
-//! Each case gets an equal share of the time budget (`--time`), a fifth of
+//! Every case runs in rounds (`--rounds`, 3 by default): the run goes
+//! through all cases, then through all of them again, each time with a
+//! fresh peer, and a figure pools its rounds (the median of all samples
+//! together; all messages over all seconds). A load burst on a shared
+//! machine then hits every mechanism alike instead of whichever ran at
+//! that moment, so the ratios within a run hold steadier; each round's own
+//! figure is kept (`per_round`) and the table shows how far they lie apart.
+//!
+//! Each round of a case gets an equal share of the time budget (`--time`), a fifth of
 //! it warm-up; iteration counts follow from the time: round trips and
 //! streamed messages go on until the share is spent (at least
 //! [`harness::MIN_RTT_SAMPLES`] round trips), and memcpy is calibrated from
@@ -44,7 +52,8 @@
 //!               "pinning": { "placement": "cross|same|none",
 //!                            "parent_cpu", "peer_cpu" (core numbers, null when not pinned), "note" },
 //!               "load_avg_start": [1m, 5m, 15m], "load_avg_end": [..], "busy": bool },
-//!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64 },
+//!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64,
+//!               "rounds": N (1 when absent: older files) },
 //!   "figures": [ {
 //!       "mechanism": "floor|futex|eventfd|memcpy|shm-spin|shm|shm-block|queue|mq|sysv|pipe|fifo|
 //!                     unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|ipc-channel",
@@ -52,6 +61,8 @@
 //!       rtt only:        "median_ns", "p99_ns", "p999_ns", "max_ns"   (integers)
 //!       throughput only: "msgs_per_sec", "bytes_per_sec"             (numbers)
 //!       "ratio_to_floor": number (absent when the baseline is missing)
+//!       "per_round": [ each round's median_ns (rtt) or bytes_per_sec (throughput) ]
+//!                    (absent with one round and in older files)
 //!   } ],
 //!   "skipped": [ { "mechanism", "metric", "wait", "size_bytes", "reason" } ],
 //!   "detection": [ { "mechanism", "wait", "trials", "median_ns", "max_ns" } ]

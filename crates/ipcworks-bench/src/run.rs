@@ -8,6 +8,7 @@ use crate::harness::{self, Case, Mechanism, Setup};
 use crate::mechs::{self, memcpy};
 use crate::peer::{self, Launcher, Watchdog};
 use crate::schema::{Detection, Figure, Metric, Results, RunConfig, SCHEMA_VERSION, Skipped, Wait};
+use crate::stats::Recorder;
 use crate::system::{self, Placement};
 
 /// Message size of every round trip.
@@ -16,8 +17,12 @@ pub const RTT_SIZE: usize = 64;
 pub const DEFAULT_SIZES: &[usize] = &[64, 1024, 4096, 65536, 1 << 20];
 /// Default total time budget.
 pub const DEFAULT_TIME: Duration = Duration::from_secs(45);
-/// Shortest time one case gets, whatever the budget.
+/// Shortest time one case gets per round, whatever the budget.
 pub const MIN_CASE_TIME: Duration = Duration::from_millis(10);
+/// Rounds when `--rounds` is not given (see [`Options::rounds`]).
+pub const DEFAULT_ROUNDS: u32 = 3;
+/// Most rounds a run may ask for.
+pub const MAX_ROUNDS: u32 = 20;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -37,16 +42,87 @@ pub struct Options {
     pub peers: bool,
     /// How to start a peer.
     pub launcher: Launcher,
+    /// Rounds (at least 1): every case runs this many times, each time
+    /// with a fresh peer and an equal share of its time, and the rounds go
+    /// through the whole plan in turn (all cases, then all again). A load
+    /// burst on a shared machine then falls on every mechanism alike
+    /// instead of on whichever ran at that moment, so ratios within one
+    /// run (to the floor, between two mechanisms) hold steadier. A
+    /// figure's median is that of all its rounds' samples together.
+    pub rounds: u32,
+}
+
+/// What the rounds of one case gathered so far.
+#[derive(Default)]
+struct Gathered {
+    /// Round-trip samples of every round.
+    rec: Recorder,
+    /// Throughput: messages and seconds of every round.
+    msgs: u64,
+    secs: f64,
+    /// Each round's own figure (median ns, or bytes/s).
+    per_round: Vec<f64>,
+    /// Set when a round failed: the case is skipped from then on.
+    failed: bool,
+}
+
+/// What one round of one case measured.
+enum Round {
+    Rtt(Recorder),
+    Throughput { msgs: u64, secs: f64 },
+}
+
+impl Gathered {
+    fn add(&mut self, round: Round, size: usize) {
+        match round {
+            Round::Rtt(rec) => {
+                if let Some(s) = rec.summary() {
+                    self.per_round.push(s.median_ns as f64);
+                }
+                self.rec.merge(&rec);
+            }
+            Round::Throughput { msgs, secs } => {
+                self.per_round
+                    .push(msgs as f64 * size as f64 / secs.max(1e-9));
+                self.msgs += msgs;
+                self.secs += secs;
+            }
+        }
+    }
+
+    fn figure(&self, name: &str, case: &Case) -> Option<Figure> {
+        let mut f = match case.metric {
+            Metric::Rtt => {
+                let s = self.rec.summary()?;
+                let mut f = Figure::new(name, case.metric, case.wait, case.size as u64);
+                f.iterations = s.count;
+                f.median_ns = Some(s.median_ns);
+                f.p99_ns = Some(s.p99_ns);
+                f.p999_ns = Some(s.p999_ns);
+                f.max_ns = Some(s.max_ns);
+                f
+            }
+            Metric::Throughput if self.msgs > 0 => {
+                throughput_figure(name, case, self.msgs, self.secs)
+            }
+            Metric::Throughput => return None,
+        };
+        if self.per_round.len() > 1 {
+            f.per_round = self.per_round.clone();
+        }
+        Some(f)
+    }
 }
 
 /// What the progress callback is told before each case.
 #[derive(Debug, Clone)]
 pub struct Step<'a> {
-    /// Cases finished so far.
+    /// Measurements finished so far (a case counts once per round).
     pub done: usize,
-    /// Cases in all.
+    /// Measurements in all.
     pub total: usize,
-    /// The case about to run (`pipe rtt block 64 B`).
+    /// The case about to run (`pipe rtt block 64 B`, with `round 2/3`
+    /// when there are rounds).
     pub label: &'a str,
 }
 
@@ -216,7 +292,8 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
     let allowed = system::allowed_cpus();
     let mut skipped = Vec::new();
     let planned = plan(&names, &opts.sizes, &mut skipped);
-    let (warm, budget) = crate::stats::share(opts.time, planned.len(), MIN_CASE_TIME);
+    let rounds = opts.rounds.clamp(1, MAX_ROUNDS) as usize;
+    let (warm, budget) = crate::stats::share(opts.time, planned.len() * rounds, MIN_CASE_TIME);
     // Two processes on one core: polling loops yield instead of spinning.
     let shared_core = pinning.parent_cpu.is_some() && pinning.parent_cpu == pinning.peer_cpu;
     harness::set_yield(shared_core);
@@ -228,32 +305,54 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
         .filter_map(|n| mechs::find(n))
         .filter(|m| m.detects_death())
         .collect();
-    let total = planned.len() + detectors.len();
-    let mut figures = Vec::new();
-    for (i, p) in planned.iter().enumerate() {
-        let label = label(p.name, &p.case);
-        progress(Step {
-            done: i,
-            total,
-            label: &label,
-        });
-        let res = match p.who {
-            Who::Local => {
-                let (n, secs) = memcpy::measure(p.case.size, warm, budget);
-                Ok(throughput_figure(p.name, &p.case, n, secs))
+    let total = planned.len() * rounds + detectors.len();
+    let mut gathered: Vec<Gathered> = planned.iter().map(|_| Gathered::default()).collect();
+    for round in 0..rounds {
+        for (i, p) in planned.iter().enumerate() {
+            if gathered[i].failed {
+                continue;
             }
-            Who::Remote(m) => measure(m, &p.case, opts, pinning.peer_cpu, warm, budget, &label),
-        };
-        match res {
-            Ok(f) => figures.push(f),
-            Err(e) => skipped.push(skip(p.name, &p.case, e.to_string())),
+            let label = label(p.name, &p.case);
+            let shown = match rounds {
+                1 => label.clone(),
+                _ => format!("{label}, round {}/{rounds}", round + 1),
+            };
+            progress(Step {
+                done: round * planned.len() + i,
+                total,
+                label: &shown,
+            });
+            let res = match p.who {
+                Who::Local => {
+                    let (msgs, secs) = memcpy::measure(p.case.size, warm, budget);
+                    Ok(Round::Throughput { msgs, secs })
+                }
+                Who::Remote(m) => measure(m, &p.case, opts, pinning.peer_cpu, warm, budget, &label),
+            };
+            match res {
+                Ok(r) => gathered[i].add(r, p.case.size),
+                Err(e) => {
+                    gathered[i].failed = true;
+                    let why = match rounds {
+                        1 => e.to_string(),
+                        _ => format!("round {}: {e}", round + 1),
+                    };
+                    skipped.push(skip(p.name, &p.case, why));
+                }
+            }
         }
     }
+    let mut figures: Vec<Figure> = planned
+        .iter()
+        .zip(&gathered)
+        .filter(|(_, g)| !g.failed)
+        .filter_map(|(p, g)| g.figure(p.name, &p.case))
+        .collect();
     let mut detection = Vec::new();
     for (i, m) in detectors.iter().enumerate() {
         let label = format!("{} dead-peer detection", m.name());
         progress(Step {
-            done: planned.len() + i,
+            done: planned.len() * rounds + i,
             total,
             label: &label,
         });
@@ -290,6 +389,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
             mechanisms: names.iter().map(|s| s.to_string()).collect(),
             sizes: opts.sizes.iter().map(|&s| s as u64).collect(),
             rtt_size: RTT_SIZE as u64,
+            rounds: rounds as u32,
         },
         figures,
         skipped,
@@ -413,7 +513,8 @@ fn start(
     Ok(Started { child, link, keep })
 }
 
-/// Measures one case of a mechanism between this process and a peer.
+/// Measures one round of one case of a mechanism between this process
+/// and a fresh peer.
 fn measure(
     m: &dyn Mechanism,
     case: &Case,
@@ -422,7 +523,7 @@ fn measure(
     warm: Duration,
     budget: Duration,
     label: &str,
-) -> io::Result<Figure> {
+) -> io::Result<Round> {
     let Started {
         mut child,
         mut link,
@@ -433,26 +534,18 @@ fn measure(
         child.id(),
         warm + budget + Duration::from_secs(30),
     );
-    let mut fig = Figure::new(m.name(), case.metric, case.wait, case.size as u64);
-    match case.metric {
-        Metric::Rtt => {
-            let s = harness::rtt(link.as_mut(), case.size, warm, budget)?;
-            fig.iterations = s.count;
-            fig.median_ns = Some(s.median_ns);
-            fig.p99_ns = Some(s.p99_ns);
-            fig.p999_ns = Some(s.p999_ns);
-            fig.max_ns = Some(s.max_ns);
-        }
+    let round = match case.metric {
+        Metric::Rtt => Round::Rtt(harness::rtt(link.as_mut(), case.size, warm, budget)?),
         Metric::Throughput => {
-            let (n, secs) = harness::throughput(link.as_mut(), case.size, warm, budget)?;
-            fig = throughput_figure(m.name(), case, n, secs);
+            let (msgs, secs) = harness::throughput(link.as_mut(), case.size, warm, budget)?;
+            Round::Throughput { msgs, secs }
         }
-    }
+    };
     child.finish(Duration::from_secs(5))?;
     drop(dog);
     drop(link);
     drop(keep);
-    Ok(fig)
+    Ok(round)
 }
 
 /// Fills `ratio_to_floor`: rtt medians over the floor's median, throughput

@@ -84,6 +84,13 @@ pub struct Figure {
     /// measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio_to_floor: Option<f64>,
+    /// With more than one round ([`RunConfig::rounds`]): each round's own
+    /// figure, in run order — rtt: its median in ns; throughput: its
+    /// bytes/s. How far they lie apart shows how steady the machine was.
+    /// The figure itself pools all rounds (absent with one round and in
+    /// older files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_round: Vec<f64>,
 }
 
 impl Figure {
@@ -112,7 +119,20 @@ impl Figure {
             msgs_per_sec: None,
             bytes_per_sec: None,
             ratio_to_floor: None,
+            per_round: Vec::new(),
         }
+    }
+
+    /// How far this figure's rounds lie apart: the largest round over the
+    /// smallest, minus one (0.04 = the rounds differ by 4 %). `None` with
+    /// fewer than two rounds.
+    pub fn spread(&self) -> Option<f64> {
+        if self.per_round.len() < 2 {
+            return None;
+        }
+        let lo = self.per_round.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = self.per_round.iter().copied().fold(0.0, f64::max);
+        (lo > 0.0).then(|| hi / lo - 1.0)
     }
 }
 
@@ -177,6 +197,13 @@ pub struct RunConfig {
     pub sizes: Vec<u64>,
     /// Round-trip message size, bytes.
     pub rtt_size: u64,
+    /// Rounds each case was split into (1 in older files).
+    #[serde(default = "one_round")]
+    pub rounds: u32,
+}
+
+fn one_round() -> u32 {
+    1
 }
 
 /// A whole run: the content of `results.json`.

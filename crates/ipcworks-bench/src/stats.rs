@@ -45,6 +45,13 @@ impl Recorder {
         self.hist.saturating_record(ns.max(1));
     }
 
+    /// Adds every sample of `other` (another round of the same case).
+    pub fn merge(&mut self, other: &Recorder) {
+        // Both span the same range with the same precision, so adding
+        // cannot fail; saturate anyway rather than lose the run.
+        let _ = self.hist.add(&other.hist);
+    }
+
     /// Samples recorded so far.
     pub fn len(&self) -> u64 {
         self.hist.len()
@@ -140,6 +147,29 @@ mod tests {
         let s = r.summary().unwrap();
         assert_eq!(s.count, 2);
         assert!(s.max_ns >= 99_000_000_000);
+    }
+
+    #[test]
+    fn merged_rounds_give_the_median_of_all_samples() {
+        let mut a = Recorder::new();
+        let mut b = Recorder::new();
+        for _ in 0..300 {
+            a.record(100);
+        }
+        for _ in 0..100 {
+            a.record(1_000);
+            b.record(1_000);
+        }
+        for _ in 0..400 {
+            b.record(10_000);
+        }
+        // a alone: 100; b alone: 10 000; both: 200 of 900 at 1000 sit in
+        // the middle (ranks 301..500).
+        a.merge(&b);
+        let s = a.summary().unwrap();
+        assert_eq!(s.count, 900);
+        assert_eq!(s.median_ns, 1_000);
+        assert!((9_990..=10_010).contains(&s.max_ns));
     }
 
     #[test]

@@ -122,13 +122,21 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "Round trip, {} B message (x floor = median / floor median)",
-        r.config.rtt_size
+        "Round trip, {} B message (x floor = median / floor median{})",
+        r.config.rtt_size,
+        if r.config.rounds > 1 {
+            format!(
+                "; median of {} rounds, which lie within the ± shown",
+                r.config.rounds
+            )
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         s,
-        "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "mechanism", "wait", "median", "p99", "p99.9", "max", "x floor"
+        "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
+        "mechanism", "wait", "median", "p99", "p99.9", "max", "x floor", "rounds"
     );
     let mut rtts: Vec<_> = r
         .figures
@@ -139,7 +147,7 @@ pub fn render(r: &Results) -> String {
     for f in rtts {
         let _ = writeln!(
             s,
-            "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
             f.mechanism,
             f.wait.as_str(),
             human_ns(f.median_ns.unwrap_or(0)),
@@ -147,6 +155,8 @@ pub fn render(r: &Results) -> String {
             human_ns(f.p999_ns.unwrap_or(0)),
             human_ns(f.max_ns.unwrap_or(0)),
             f.ratio_to_floor.map_or("-".into(), human_ratio),
+            f.spread()
+                .map_or("-".into(), |x| format!("±{:.0}%", x * 50.0)),
         );
     }
     if !r.config.sizes.is_empty() {

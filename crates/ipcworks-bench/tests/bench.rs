@@ -214,11 +214,15 @@ fn smoke_run_of_every_mechanism() {
             "--test-threads=1",
         ])
         .unwrap(),
+        rounds: 2,
     };
-    let mut steps = 0;
+    let (mut steps, mut total) = (0, 0);
+    let mut second_round = false;
     let r = ipcworks_bench::run(&opts, &mut |s| {
         assert!(s.done <= s.total);
         steps += 1;
+        total = s.total;
+        second_round |= s.label.ends_with("round 2/2");
     })
     .unwrap();
     assert!(
@@ -319,7 +323,29 @@ fn smoke_run_of_every_mechanism() {
         assert!(d.max_ns < 5_000_000_000, "{d:?}");
     }
     assert!(r.skipped.iter().all(|k| !k.reason.is_empty()));
-    assert!(steps > r.figures.len(), "progress was called {steps} times");
+    // Two rounds: every case measured twice, in turn, with a fresh peer
+    // each time; progress told of each, then of the end.
+    assert!(second_round);
+    assert_eq!(r.config.rounds, 2);
+    assert_eq!(steps, total + 1, "progress was called {steps} times");
+    assert_eq!(total, 2 * r.figures.len() + r.detection.len());
+    for f in &r.figures {
+        assert_eq!(f.per_round.len(), 2, "{f:?}");
+        // The pooled figure lies between its rounds' own (rtt: the median
+        // of two sets together lies between their medians, within the
+        // histogram's 0.1 %; throughput: all bytes over all seconds is a
+        // time-weighted mean of the two rates).
+        let (lo, hi) = (
+            f.per_round[0].min(f.per_round[1]),
+            f.per_round[0].max(f.per_round[1]),
+        );
+        let v = match f.metric {
+            Metric::Rtt => f.median_ns.unwrap() as f64,
+            Metric::Throughput => f.bytes_per_sec.unwrap(),
+        };
+        assert!(lo * 0.998 <= v && v <= hi * 1.002, "{f:?}");
+        assert!(f.spread().unwrap() >= 0.0);
+    }
     assert!(!r.system.cpu_model.is_empty() && r.system.cores >= 1 && !r.system.kernel.is_empty());
     assert_eq!(r.system.pinning.placement, "cross");
     assert_eq!(leftovers(), Vec::<String>::new());
@@ -341,6 +367,7 @@ fn failed_setup_is_skipped_and_the_run_continues() {
         placement: Placement::None,
         peers: false,
         launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
+        rounds: 1,
     };
     let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
     assert!(
@@ -411,6 +438,7 @@ fn peers_smoke_run() {
         placement: Placement::Cross,
         peers: true,
         launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
+        rounds: 1,
     };
     let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
     for name in ["iceoryx2", "ipc-channel"] {

@@ -221,6 +221,7 @@ fn tiny_run() -> Results {
         placement: Placement::Cross,
         peers: false,
         launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
+        rounds: 1,
     };
     ipcworks_bench::run(&opts, &mut |_| {}).unwrap()
 }

@@ -37,6 +37,10 @@ pub struct Args {
     /// Time budget for all measurements, in seconds (setup comes on top).
     #[arg(long, value_name = "S", default_value_t = 45.0)]
     time: f64,
+    /// Run every case this many times, interleaved (all cases, then all
+    /// again), sharing its time: load bursts then hit every mechanism alike.
+    #[arg(long, value_name = "N", default_value_t = bench_run::DEFAULT_ROUNDS)]
+    rounds: u32,
     /// Cores: cross (one each), same (both on one), none (not pinned).
     #[arg(long, value_name = "WHERE", default_value = "cross")]
     placement: String,
@@ -73,6 +77,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !(args.time.is_finite() && args.time > 0.0 && args.time <= 3600.0) {
         bail!("--time {}: expected seconds between 0 and 3600", args.time);
     }
+    if !(1..=bench_run::MAX_ROUNDS).contains(&args.rounds) {
+        bail!(
+            "--rounds {}: expected 1 to {}",
+            args.rounds,
+            bench_run::MAX_ROUNDS
+        );
+    }
     let placement: Placement = args.placement.parse().map_err(anyhow::Error::msg)?;
     let sizes = match &args.sizes {
         None => bench_run::DEFAULT_SIZES.to_vec(),
@@ -95,6 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         placement,
         peers: args.peers,
         launcher: peer::Launcher::current_exe(&["bench"]).context("finding this program")?,
+        rounds: args.rounds,
     };
     // Fail on a bad --only before spending a minute.
     bench_run::select(opts.only.as_deref(), opts.peers).map_err(anyhow::Error::msg)?;
