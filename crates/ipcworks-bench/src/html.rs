@@ -448,7 +448,7 @@ pub fn render(r: &Results) -> String {
     let sys = &r.system;
     let _ = write!(
         s,
-        "<table class=\"system\"><tr><td>CPU</td><td>{}</td></tr><tr><td>cores</td><td>{}{}</td></tr><tr><td>kernel</td><td>{}</td></tr><tr><td>pinning</td><td>{} ({})</td></tr><tr><td>load average</td><td>{:.2} at start, {:.2} at end{}</td></tr><tr><td>time budget</td><td>{} s; wall time {:.1} s</td></tr><tr><td>tool</td><td>{}, schema {}</td></tr></table>",
+        "<table class=\"system\"><tr><td>CPU</td><td>{}</td></tr><tr><td>cores</td><td>{}{}</td></tr><tr><td>kernel</td><td>{}</td></tr><tr><td>pinning</td><td>{} ({})</td></tr><tr><td>load average</td><td>{:.2} at start, {:.2} at end{}{}</td></tr><tr><td>time budget</td><td>{} s; wall time {:.1} s</td></tr><tr><td>tool</td><td>{}, schema {}</td></tr></table>",
         esc(&sys.cpu_model),
         sys.cores,
         if sys.virtual_machine {
@@ -461,6 +461,7 @@ pub fn render(r: &Results) -> String {
         esc(&sys.pinning.note),
         sys.load_avg_start[0],
         sys.load_avg_end[0],
+        esc(&crate::table::others_text(sys)),
         if sys.busy {
             " <span class=\"busy\">busy machine: figures are noisy</span>"
         } else {

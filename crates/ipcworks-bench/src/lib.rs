@@ -51,7 +51,8 @@
 //!   "system": { "cpu_model", "cores", "kernel", "virtual_machine",
 //!               "pinning": { "placement": "cross|same|none",
 //!                            "parent_cpu", "peer_cpu" (core numbers, null when not pinned), "note" },
-//!               "load_avg_start": [1m, 5m, 15m], "load_avg_end": [..], "busy": bool },
+//!               "load_avg_start": [1m, 5m, 15m], "load_avg_end": [..],
+//!               "other_cpu": 0..1, "steal": 0..1 (optional: absent in older files), "busy": bool },
 //!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64,
 //!               "rounds": N (1 when absent: older files) },
 //!   "figures": [ {
@@ -80,7 +81,15 @@
 //! histogram; throughput `iterations` the number of messages timed.
 //!
 //! Readers refuse another `schema_version` ([`schema::Results::from_json`]).
-//! `busy` is true when a 1-minute load average reached half the core count.
+//! `other_cpu` is the share of the machine's CPU time (all cores) that
+//! processes other than the run's own used while it ran (`/proc/stat`'s
+//! busy time minus this process's and its reaped peers' CPU time), `steal`
+//! the share the hypervisor gave to other guests. `busy` is true when
+//! `other_cpu` reached 10 % or `steal` 5 % (without `/proc/stat`: when the
+//! 1-minute load average at the start reached half the core count). Older
+//! files judged by the load average at the start or the end; the one at
+//! the end counts the run's own two processes, so long runs always looked
+//! busy.
 //!
 //! # Looking at the report
 //!

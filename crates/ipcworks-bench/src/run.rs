@@ -288,6 +288,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let load_start = system::load_avg();
+    let cpu_start = system::cpu_times();
     let pinning = system::plan(opts.placement);
     let allowed = system::allowed_cpus();
     let mut skipped = Vec::new();
@@ -378,12 +379,13 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
     harness::set_yield(false);
     add_ratios(&mut figures);
     let load_end = system::load_avg();
+    let cpu = cpu_start.zip(system::cpu_times());
     Ok(Results {
         schema_version: SCHEMA_VERSION,
         tool: format!("ipcworks-bench {}", env!("CARGO_PKG_VERSION")),
         started_unix_s,
         wall_s: started.elapsed().as_secs_f64(),
-        system: system::describe(pinning, load_start, load_end),
+        system: system::describe(pinning, load_start, load_end, cpu),
         config: RunConfig {
             time_budget_s: opts.time.as_secs_f64(),
             mechanisms: names.iter().map(|s| s.to_string()).collect(),

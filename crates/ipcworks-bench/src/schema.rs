@@ -181,8 +181,20 @@ pub struct SystemInfo {
     pub load_avg_start: [f64; 3],
     /// … and when it ended.
     pub load_avg_end: [f64; 3],
-    /// True when the 1-minute load average at start or end was at least
-    /// half the core count: expect noisy figures.
+    /// Share of the machine's CPU time (all cores, 0 to 1) that processes
+    /// other than this run's used while it ran (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpu: Option<f64>,
+    /// Share of the machine's CPU time the hypervisor gave to others
+    /// (steal time, 0 to 1) while the run ran (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steal: Option<f64>,
+    /// Expect noisy figures: during the run other processes used at least
+    /// 10 % of the CPU time or the hypervisor stole at least 5 % (when
+    /// /proc/stat cannot tell: the 1-minute load average at the start was
+    /// at least half the core count). Files from before `other_cpu`
+    /// existed judged by the load average at the start or the end, which
+    /// counts the run itself.
     pub busy: bool,
 }
 

@@ -91,6 +91,19 @@ pub fn human_ratio(x: f64) -> String {
     }
 }
 
+/// What else ran during the run, for the header: `"; others used 3 % of
+/// the CPU time, steal 0 %"` (empty for files without those figures).
+pub fn others_text(sys: &crate::schema::SystemInfo) -> String {
+    match (sys.other_cpu, sys.steal) {
+        (Some(o), Some(st)) => format!(
+            "; other processes used {:.0}% of the CPU time during the run, steal {:.0}%",
+            o * 100.0,
+            st * 100.0
+        ),
+        _ => String::new(),
+    }
+}
+
 /// The whole report as text.
 pub fn render(r: &Results) -> String {
     let mut s = String::new();
@@ -110,9 +123,10 @@ pub fn render(r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "load average {:.2} at start, {:.2} at end{}",
+        "load average {:.2} at start, {:.2} at end{}{}",
         sys.load_avg_start[0],
         sys.load_avg_end[0],
+        others_text(sys),
         if sys.busy {
             "  ** BUSY MACHINE: figures are noisy **"
         } else {

@@ -352,6 +352,47 @@ fn smoke_run_of_every_mechanism() {
     assert_eq!(our_sysv_queues(), 0, "a System V queue was left behind");
 }
 
+/// Another process burning a core during the run shows in `other_cpu`
+/// and makes the run `busy`; the run's own two processes, which keep both
+/// cores busy, do not count (the load average at the end, which counts
+/// them, no longer decides).
+#[test]
+fn another_process_spinning_marks_the_run_busy() {
+    let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    struct Spinner(std::process::Child);
+    impl Drop for Spinner {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let spinner = Spinner(
+        std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap(),
+    );
+    let opts = Options {
+        only: Some(vec!["pipe".into()]),
+        sizes: vec![],
+        time: Duration::from_millis(600),
+        placement: Placement::Cross,
+        peers: false,
+        launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
+        rounds: 1,
+    };
+    let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
+    drop(spinner);
+    let others = r.system.other_cpu.expect("other_cpu measured");
+    // One core of two spinning the whole run is up to half the machine;
+    // the scheduler shares the cores with the run's own, so expect less.
+    assert!(others >= 0.10, "{:?}", r.system);
+    assert!(r.system.busy, "{:?}", r.system);
+    assert!(r.system.steal.is_some_and(|s| (0.0..=1.0).contains(&s)));
+    let text = table::render(&r);
+    assert!(text.contains("other processes used"), "{text}");
+}
+
 /// A case whose setup fails is skipped with the kernel's reason, and the
 /// run goes on with the next one.
 #[test]
