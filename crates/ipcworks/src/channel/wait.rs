@@ -44,9 +44,11 @@ pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
 /// Retries `attempt` until it yields a value, waiting on `word` in between as
 /// `strategy` says. `prepare` announces a sleeper (sets the flag bit) and
-/// returns the futex value; `check_peer` runs after every wake-up with
-/// `slow = true` once per [`SLICE`] (a liveness check), and may end the wait
-/// with an error (`Disconnected`).
+/// returns the futex value; `check_peer` runs before every sleep, and with
+/// `slow = true` (a liveness check through `/proc`) about once per
+/// [`SLICE`] of waiting: after a slice passes without a wake-up, and by the
+/// clock while wake-ups bring nothing or while spinning. It may end the
+/// wait with an error (`Disconnected`).
 ///
 /// `probe` is a cheaper look (one load) at whether `attempt` may find
 /// something now: while spinning, `attempt` runs only when `probe` says
@@ -66,14 +68,19 @@ pub(crate) fn block_on<T>(
     if let Some(v) = attempt()? {
         return Ok(v);
     }
-    let start = Instant::now();
     let spin_for = match strategy {
         WaitStrategy::Block => Duration::ZERO,
         WaitStrategy::Spin => Duration::MAX,
         WaitStrategy::SpinThenBlock { spin } => spin,
     };
+    // The clock is read only where something is timed: a spin, a caller's
+    // deadline, and the liveness check's cadence while wake-ups bring
+    // nothing. A blocking wait that its peer's message ends reads none
+    // (each read is a few percent of a futex round trip here).
+    let start = (spin_for > Duration::ZERO).then(Instant::now);
     let mut last_check = start;
     let mut spins: u32 = 0;
+    let mut woken = false;
     loop {
         if (probe() || spins % 64 == 0)
             && let Some(v) = attempt()?
@@ -81,18 +88,18 @@ pub(crate) fn block_on<T>(
             return Ok(v);
         }
         spins = spins.wrapping_add(1);
-        let now_spinning = spin_for > Duration::ZERO && {
+        let now_spinning = start.is_some_and(|start| {
             // Look at the clock only every 64 turns.
             spins % 64 != 0 || start.elapsed() < spin_for
-        };
+        });
         if now_spinning {
             std::hint::spin_loop();
             if spins % 64 == 0 {
                 if deadline.is_some_and(|d| d.expired()) {
                     return Err(Error::Timeout);
                 }
-                if last_check.elapsed() >= SLICE {
-                    last_check = Instant::now();
+                if last_check.is_none_or(|t| t.elapsed() >= SLICE) {
+                    last_check = Some(Instant::now());
                     check_peer(true)?;
                     // Let other processes run on a crowded machine.
                     std::thread::yield_now();
@@ -107,15 +114,34 @@ pub(crate) fn block_on<T>(
             return Ok(v);
         }
         check_peer(false)?;
-        if futex::wait_slice(word, v, deadline, SLICE) == Wake::TimedOut {
-            // One last look: the peer may have published just now.
-            return match attempt()? {
-                Some(v) => Ok(v),
-                None => Err(Error::Timeout),
-            };
+        if woken {
+            // Woken, and still nothing to take (a dead sender's reservation
+            // at the head can keep wake-ups coming without a message): the
+            // liveness check keeps its cadence by the clock.
+            let t = *last_check.get_or_insert_with(Instant::now);
+            if t.elapsed() >= SLICE {
+                last_check = Some(Instant::now());
+                check_peer(true)?;
+            }
         }
-        if last_check.elapsed() >= SLICE {
-            last_check = Instant::now();
+        let slice_passed = match deadline {
+            // One slice, timed by the kernel.
+            None => futex::wait_for(word, v, SLICE) == Wake::TimedOut,
+            Some(d) => {
+                if futex::wait_slice(word, v, Some(d), SLICE) == Wake::TimedOut {
+                    // One last look: the peer may have published just now.
+                    return match attempt()? {
+                        Some(v) => Ok(v),
+                        None => Err(Error::Timeout),
+                    };
+                }
+                // The deadline is judged by the clock anyway.
+                last_check.get_or_insert_with(Instant::now).elapsed() >= SLICE
+            }
+        };
+        woken = !slice_passed;
+        if slice_passed {
+            last_check = Some(Instant::now());
             check_peer(true)?;
         }
     }

@@ -50,6 +50,24 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wake
     }
 }
 
+/// `futex(uaddr, FUTEX_WAIT, expected, timeout)` for at most `timeout`,
+/// measured by the kernel alone: no clock is read here, which keeps a
+/// waiter that its peer wakes (the common case) free of clock reads.
+/// [`Wake::TimedOut`] means `timeout` passed without a wake-up.
+pub fn wait_for(word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
+    match futex::wait(
+        word,
+        futex::Flags::empty(),
+        expected,
+        Some(&timespec(timeout)),
+    ) {
+        Ok(()) => Wake::Retry,
+        Err(rustix::io::Errno::TIMEDOUT) => Wake::TimedOut,
+        // EAGAIN (value changed), EINTR (signal): the caller re-checks.
+        Err(_) => Wake::Retry,
+    }
+}
+
 /// `futex(uaddr, FUTEX_WAIT, expected, timeout)` for at most `slice`, bounded
 /// by `deadline`. Used by waiters that must look up now and then (is the
 /// holder still alive?) while they sleep.

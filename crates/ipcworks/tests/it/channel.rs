@@ -145,6 +145,15 @@ fn child() {
                 }
             }
         }
+        // fd: reserve room for a message through a loan, say so, then wait
+        // to be killed without ever publishing it.
+        "hold-loan" => {
+            let chan = chan_from_arg(parts[0]);
+            let mut tx = chan.sender().unwrap();
+            let _loan = tx.loan(40).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
         // fd: take the receiver seat, say so, then wait to be killed.
         "hold-receiver" => {
             let chan = chan_from_arg(parts[0]);
@@ -320,14 +329,8 @@ fn killing_the_sender_at_random_moments_delivers_only_whole_messages() {
     );
 }
 
-#[test]
-fn a_sender_blocked_on_a_full_channel_sees_its_receiver_killed() {
-    let chan = anon(4096, 1024);
-    let (fd, arg) = fd_arg(&chan);
-    let mut cmd = support::child("channel::child", "hold-receiver", &arg);
-    cmd.stdout(Stdio::piped());
-    let mut c = KillOnDrop::spawn(cmd);
-    drop(fd);
+/// Waits until a child started with piped stdout prints "ready".
+fn wait_ready(c: &mut KillOnDrop) {
     let out = c.0.as_mut().unwrap().stdout.take().unwrap();
     // The test harness prints its own lines first.
     let mut out = BufReader::new(out);
@@ -336,6 +339,85 @@ fn a_sender_blocked_on_a_full_channel_sees_its_receiver_killed() {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "child exited early");
     }
+}
+
+/// A sender killed while its loan sits at the head of the ring, and a live
+/// sender that keeps sending: a receiver blocked in `Block` mode is woken
+/// by each of the live sender's messages, none of which it may take before
+/// the dead record is skipped. No sleep slice ever passes without a
+/// wake-up, so only the liveness check it makes by the clock while woken
+/// for nothing finds the dead sender; without it the receiver would wait
+/// until the live sender stops.
+#[test]
+fn a_dead_senders_loan_at_the_head_is_skipped_while_a_live_sender_keeps_waking_the_receiver() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let chan = anon(1 << 20, 64);
+    // The live sender attaches first (a sender attaching later would find
+    // the dead one and clear its reservation itself).
+    let mut tx = chan.sender().unwrap();
+    let (fd, arg) = fd_arg(&chan);
+    let mut cmd = support::child("channel::child", "hold-loan", &arg);
+    cmd.stdout(Stdio::piped());
+    let mut c = KillOnDrop::spawn(cmd);
+    drop(fd);
+    wait_ready(&mut c);
+    // The receiver blocks behind the child's reservation, then the child
+    // dies.
+    let mut rx = chan.receiver().unwrap();
+    rx.set_wait_strategy(WaitStrategy::Block);
+    let receiver = std::thread::spawn(move || {
+        let first = rx.recv().unwrap();
+        (rx, first, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    c.kill9();
+    // One message every 2 ms for 6 s at most: the 3000 records of 128
+    // bytes fit the ring, so the sender never blocks behind the dead
+    // record (which would end the wake-ups).
+    let stop = Arc::new(AtomicBool::new(false));
+    let live = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for seq in 0u64..3000 {
+                if stop.load(Ordering::Relaxed) {
+                    return seq;
+                }
+                tx.send(&seq.to_le_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            3000
+        })
+    };
+    let start = Instant::now();
+    let (mut rx, first, at) = receiver.join().unwrap();
+    let waited = at - start;
+    stop.store(true, Ordering::Relaxed);
+    let sent = live.join().unwrap();
+    assert_eq!(
+        first,
+        0u64.to_le_bytes(),
+        "the dead sender's record was delivered"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "the receiver waited {waited:?} for the first of {sent} live messages"
+    );
+    // Everything else the live sender sent follows, in order.
+    for seq in 1..sent {
+        assert_eq!(rx.recv().unwrap(), seq.to_le_bytes());
+    }
+}
+
+#[test]
+fn a_sender_blocked_on_a_full_channel_sees_its_receiver_killed() {
+    let chan = anon(4096, 1024);
+    let (fd, arg) = fd_arg(&chan);
+    let mut cmd = support::child("channel::child", "hold-receiver", &arg);
+    cmd.stdout(Stdio::piped());
+    let mut c = KillOnDrop::spawn(cmd);
+    drop(fd);
+    wait_ready(&mut c);
     // The seat is taken: a second receiver is refused.
     let e = chan.receiver().unwrap_err();
     assert!(matches!(e, Error::Refused { .. }), "{e}");
