@@ -162,6 +162,21 @@ fn table_sorts_by_latency_and_shows_ratios() {
 /// The runs below check for leftovers by this process's id: one at a time.
 static RUNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A small run of `only` (every mechanism when empty): these sizes, this
+/// many milliseconds, cross-core, one round, peers started as this test
+/// binary's `peer_entry`.
+fn small_run(only: &[&str], sizes: Vec<usize>, ms: u64) -> Options {
+    Options {
+        only: (!only.is_empty()).then(|| only.iter().map(|s| s.to_string()).collect()),
+        sizes,
+        time: Duration::from_millis(ms),
+        placement: Placement::Cross,
+        peers: false,
+        launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
+        rounds: 1,
+    }
+}
+
 /// System V queues this process last sent to or received from.
 fn our_sysv_queues() -> usize {
     let text = std::fs::read_to_string("/proc/sysvipc/msg").unwrap_or_default();
@@ -202,11 +217,6 @@ fn smoke_run_of_every_mechanism() {
     let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
     let start = Instant::now();
     let opts = Options {
-        only: None,
-        sizes: vec![64, 4096],
-        time: Duration::from_millis(500),
-        placement: Placement::Cross,
-        peers: false,
         launcher: Launcher::current_exe(&[
             "--exact",
             "peer_entry",
@@ -215,6 +225,7 @@ fn smoke_run_of_every_mechanism() {
         ])
         .unwrap(),
         rounds: 2,
+        ..small_run(&[], vec![64, 4096], 500)
     };
     let (mut steps, mut total) = (0, 0);
     let mut second_round = false;
@@ -372,15 +383,7 @@ fn another_process_spinning_marks_the_run_busy() {
             .spawn()
             .unwrap(),
     );
-    let opts = Options {
-        only: Some(vec!["pipe".into()]),
-        sizes: vec![],
-        time: Duration::from_millis(600),
-        placement: Placement::Cross,
-        peers: false,
-        launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
-        rounds: 1,
-    };
+    let opts = small_run(&["pipe"], vec![], 600);
     let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
     drop(spinner);
     let others = r.system.other_cpu.expect("other_cpu measured");
@@ -402,13 +405,8 @@ fn failed_setup_is_skipped_and_the_run_continues() {
         .map_or(8192, |s| s.trim().parse().unwrap());
     let size = (msgsize_max * 2).next_power_of_two().max(16384);
     let opts = Options {
-        only: Some(vec!["mq".into(), "pipe".into()]),
-        sizes: vec![size],
-        time: Duration::from_millis(200),
         placement: Placement::None,
-        peers: false,
-        launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
-        rounds: 1,
+        ..small_run(&["mq", "pipe"], vec![size], 200)
     };
     let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
     assert!(
@@ -473,13 +471,8 @@ fn peers_smoke_run() {
     }
     let _clean = Clean(before, tmp_before, iox);
     let opts = Options {
-        only: Some(vec!["iceoryx2".into(), "ipc-channel".into()]),
-        sizes: vec![64, 65536],
-        time: Duration::from_millis(400),
-        placement: Placement::Cross,
         peers: true,
-        launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
-        rounds: 1,
+        ..small_run(&["iceoryx2", "ipc-channel"], vec![64, 65536], 400)
     };
     let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
     for name in ["iceoryx2", "ipc-channel"] {

@@ -3,9 +3,7 @@
 //! scribbles over the segment, and the `shm:` endpoint.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ipcworks::Error;
@@ -329,18 +327,6 @@ fn killing_the_sender_at_random_moments_delivers_only_whole_messages() {
     );
 }
 
-/// Waits until a child started with piped stdout prints "ready".
-fn wait_ready(c: &mut KillOnDrop) {
-    let out = c.0.as_mut().unwrap().stdout.take().unwrap();
-    // The test harness prints its own lines first.
-    let mut out = BufReader::new(out);
-    let mut line = String::new();
-    while line.trim() != "ready" {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child exited early");
-    }
-}
-
 /// A sender killed while its loan sits at the head of the ring, and a live
 /// sender that keeps sending: a receiver blocked in `Block` mode is woken
 /// by each of the live sender's messages, none of which it may take before
@@ -357,11 +343,8 @@ fn a_dead_senders_loan_at_the_head_is_skipped_while_a_live_sender_keeps_waking_t
     // the dead one and clear its reservation itself).
     let mut tx = chan.sender().unwrap();
     let (fd, arg) = fd_arg(&chan);
-    let mut cmd = support::child("channel::child", "hold-loan", &arg);
-    cmd.stdout(Stdio::piped());
-    let mut c = KillOnDrop::spawn(cmd);
+    let mut c = KillOnDrop::spawn_ready(support::child("channel::child", "hold-loan", &arg));
     drop(fd);
-    wait_ready(&mut c);
     // The receiver blocks behind the child's reservation, then the child
     // dies.
     let mut rx = chan.receiver().unwrap();
@@ -413,11 +396,8 @@ fn a_dead_senders_loan_at_the_head_is_skipped_while_a_live_sender_keeps_waking_t
 fn a_sender_blocked_on_a_full_channel_sees_its_receiver_killed() {
     let chan = anon(4096, 1024);
     let (fd, arg) = fd_arg(&chan);
-    let mut cmd = support::child("channel::child", "hold-receiver", &arg);
-    cmd.stdout(Stdio::piped());
-    let mut c = KillOnDrop::spawn(cmd);
+    let mut c = KillOnDrop::spawn_ready(support::child("channel::child", "hold-receiver", &arg));
     drop(fd);
-    wait_ready(&mut c);
     // The seat is taken: a second receiver is refused.
     let e = chan.receiver().unwrap_err();
     assert!(matches!(e, Error::Refused { .. }), "{e}");
