@@ -217,6 +217,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cpu_lists_count_ranges_and_singles() {
+        assert_eq!(count_cpu_list("0-1\n"), Some(2));
+        assert_eq!(count_cpu_list("0"), Some(1));
+        assert_eq!(count_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
+        assert_eq!(count_cpu_list("0-x"), None);
+        // This machine: the list agrees with what the scheduler offers a
+        // process not pinned to fewer (at least as many).
+        let online = online_cpus();
+        assert!(online >= 1);
+        assert!(online >= std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+
+    #[test]
     fn parses_names_with_spaces_and_parens() {
         let line = b"1234 (a b) (c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 19 20";
         assert_eq!(parse_stat(line), Some(Status::Alive { start: 424242 }));
@@ -305,11 +320,32 @@ pub fn die_with_parent() -> std::io::Result<()> {
         .map_err(Into::into)
 }
 
-/// CPUs online in the system (`sysconf(_SC_NPROCESSORS_ONLN)`), whatever
-/// this thread's affinity: a process pinned to one core may still have a
-/// peer running on another. At least 1.
+/// CPUs online in the system (`/sys/devices/system/cpu/online`, what
+/// `sysconf(_SC_NPROCESSORS_ONLN)` reads), whatever this thread's affinity:
+/// a process pinned to one core may still have a peer running on another.
+/// Without sysfs, the CPUs this process may use. At least 1.
 pub fn online_cpus() -> usize {
-    // SAFETY: sysconf reads a system value; no pointers involved.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    usize::try_from(n).unwrap_or(1).max(1)
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| count_cpu_list(&s))
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The number of CPUs in a kernel CPU list such as `0-3,8,10-11`; `None`
+/// if it does not parse.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    let mut n = 0usize;
+    for part in list.trim().split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.parse::<usize>().ok()?, hi.parse::<usize>().ok()?),
+            None => {
+                let c = part.parse::<usize>().ok()?;
+                (c, c)
+            }
+        };
+        n = n.checked_add(hi.checked_sub(lo)? + 1)?;
+    }
+    Some(n)
 }
