@@ -95,6 +95,19 @@ fn bad_arguments_are_refused_clearly() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("cross, same or none"));
+    for rounds in ["0", "21"] {
+        let o = ipcworks()
+            .args(["bench", "--rounds", rounds])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&o.stderr)
+                .contains(&format!("--rounds {rounds}: expected 1 to 20")),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     let o = ipcworks()
         .args([
             "bench",
