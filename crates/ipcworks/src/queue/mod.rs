@@ -30,6 +30,17 @@
 //!   sequence → CAS `READY → READING(me)` → record my identity → copy out
 //!   → CAS `READING(me) → FREE`, receive count + 1 (the commit) → V(free)
 //!   if a sender sleeps.
+//! - a *direct* receive, for a message of at most 256 bytes (`DIRECT_MAX`):
+//!   find it as above → copy it out while it is still `READY` → CAS
+//!   `READY → FREE`, receive count + 1 (the claim and the commit in one
+//!   step) → V(free) if a sender sleeps. If another receiver took the
+//!   message first (and a sender may already be refilling the slot), the
+//!   word has moved on, the CAS fails, the copy is dropped and the look
+//!   starts over. Such payloads are written and read as 8-byte atomic
+//!   words, because that refill races with the losing copy. One
+//!   compare-and-swap fewer per message: in alternating bench runs, 64 B
+//!   messages/s rose from 3.4–3.7 M to 4.1–4.4 M and the poll round trip
+//!   fell by about 5 %.
 //!
 //! A receiver's look reads the slot words round from the slot after the
 //! last one it took. One pass is not a snapshot (it could read slot A
@@ -59,7 +70,8 @@
 //! model-checked under loom (`loom_model.rs`: send order kept, exactly
 //! once with two senders and two receivers, payloads published by the
 //! commits, a dead sender's or receiver's claim undone and never a live
-//! one's):
+//! one's, direct receivers racing a refill taking each message once and
+//! whole):
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipcworks --lib --release queue`.
 //!
 //! ## How the textbook bounded buffer maps onto it
@@ -100,7 +112,9 @@
 //! delivered), its `READING` slot back to `READY` with the message's
 //! original sequence (the receive never committed: the message goes to the
 //! next receiver, ahead of later messages of its priority); each is one
-//! CAS from the word it judged, so it cannot undo a newer claim.
+//! CAS from the word it judged, so it cannot undo a newer claim. A
+//! direct receiver holds no slot: killed while it copies, it leaves the
+//! message `READY` for the next receiver, with nothing to recover.
 //!
 //! A crash between a commit and the V after it leaves a sleeper without
 //! its wake-up: it wakes at the end of its slice and looks itself, so a

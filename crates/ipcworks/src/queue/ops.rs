@@ -39,6 +39,17 @@ const SETTLE: Duration = Duration::from_micros(20);
 /// copy by itself.
 const PREFETCH_BYTES: usize = 256;
 
+/// Messages up to this many bytes are received *directly*: copied out
+/// while READY and taken with one compare-and-swap (see
+/// [`slots::claim_ready`]); their payloads are written and read with
+/// 8-byte atomic stores and loads, since a refill may race with the copy
+/// of a receiver that then loses. Longer ones are claimed (READING), then
+/// copied with `memcpy`.
+pub(super) const DIRECT_MAX: usize = 256;
+
+/// A receive's buffer for a direct copy.
+pub(super) type Scratch = [u64; DIRECT_MAX / 8];
+
 /// How long a `try_` call waits for the recovery lock.
 const TRY_LOCK: Duration = Duration::from_secs(1);
 
@@ -73,6 +84,9 @@ pub(super) struct Claimed {
     pub word: u64,
     pub prio: u32,
     pub len: usize,
+    /// A direct receive: the payload is already in the scratch buffer and
+    /// the receive committed (`word` is the FREE word it left).
+    pub direct: bool,
 }
 
 impl Slots for Queue {
@@ -110,23 +124,33 @@ impl Queue {
                     word,
                     prio: 0,
                     len: 0,
+                    direct: false,
                 })
             }
             Look::Nothing { busy } => Look::Nothing { busy },
         }
     }
 
-    /// Claims the message a receive takes (see [`slots::claim_ready`]):
-    /// `READY(c) → READING(me, c)`. Its length was checked before the
-    /// claim against both `limit` and the queue's maximum, on the very
-    /// value returned here (what a peer writes into the record afterwards
-    /// is never read), so the copy stays inside the slot and the caller's
-    /// buffer.
-    fn look_ready(&self, me: Me, limit: usize) -> Result<Look<Claimed>> {
+    /// Takes the message a receive gets (see [`slots::claim_ready`]): one
+    /// of at most [`DIRECT_MAX`] bytes directly, copied into `scratch` and
+    /// committed (`READY(c) → FREE(c + 1)`); a longer one claimed,
+    /// `READY(c) → READING(me, c)`, for the caller to copy and commit. Its
+    /// length was checked before either against both `limit` and the
+    /// queue's maximum, on the very value returned here (what a peer
+    /// writes into the record afterwards is never read), so the copy stays
+    /// inside the slot and the caller's buffer.
+    fn look_ready(&self, me: Me, limit: usize, scratch: &mut Scratch) -> Result<Look<Claimed>> {
         let start = self.next_ready.load(Relaxed) % self.geo.capacity;
         self.prefetch_payload(start);
         let cap = u32::try_from(limit.min(self.geo.max_message)).unwrap_or(u32::MAX);
-        let (b, claimed) = match slots::claim_ready(self, start, me.pid, cap) {
+        let copy = |c: &slots::Candidate| {
+            let direct = c.len as usize <= DIRECT_MAX;
+            if direct {
+                self.load_payload(c.i, c.len as usize, scratch);
+            }
+            direct
+        };
+        let (b, claimed) = match slots::claim_ready(self, start, me.pid, cap, copy) {
             Ok(Look::Found(c)) => c,
             Ok(Look::Nothing { busy }) => return Ok(Look::Nothing { busy }),
             Err(Refused::BadPriority(i, prio)) => {
@@ -150,14 +174,67 @@ impl Queue {
                 });
             }
         };
-        self.slot(b.i).owner.store(me.ident, Relaxed);
+        let direct = slots::state(claimed) == FREE;
+        if !direct {
+            self.slot(b.i).owner.store(me.ident, Relaxed);
+        }
         self.next_ready.store(b.i + 1, Relaxed);
         Ok(Look::Found(Claimed {
             i: b.i,
             word: claimed,
             prio: b.prio,
             len: b.len as usize,
+            direct,
         }))
+    }
+
+    /// The 8-byte words covering slot `i`'s first `len` (`<= DIRECT_MAX`)
+    /// payload bytes.
+    fn payload_words(&self, i: usize, len: usize) -> &[AtomicU64] {
+        debug_assert!(len <= DIRECT_MAX && len <= self.geo.max_message);
+        // SAFETY: the payload starts 8-byte aligned (the mapping is page
+        // aligned; HEADER_SIZE, RECORD_SIZE and the stride are multiples
+        // of 8), and the slot's payload area runs to the end of its
+        // stride: at least max_message bytes rounded up to 8, so
+        // len.div_ceil(8) words (len <= max_message) lie inside the slot.
+        // Peers write them only with atomic stores while the slot is
+        // theirs (WRITING), as `store_payload` does.
+        unsafe { std::slice::from_raw_parts(self.payload(i) as *const AtomicU64, len.div_ceil(8)) }
+    }
+
+    /// Copies slot `i`'s first `len` (`<= DIRECT_MAX`) payload bytes into
+    /// `scratch` with atomic loads (a direct receive's copy, which a refill
+    /// of the slot may race with).
+    fn load_payload(&self, i: usize, len: usize, scratch: &mut Scratch) {
+        for (dst, w) in scratch.iter_mut().zip(self.payload_words(i, len)) {
+            *dst = w.load(Relaxed);
+        }
+    }
+
+    /// Writes `msg` as slot `i`'s payload: a message a receive may take
+    /// directly (`<= DIRECT_MAX` bytes) with 8-byte atomic stores (the
+    /// last word padded with zeros), a longer one with `memcpy`.
+    fn store_payload(&self, i: usize, msg: &[u8]) {
+        if msg.len() <= DIRECT_MAX {
+            let words = self.payload_words(i, msg.len());
+            let chunks = msg.chunks_exact(8);
+            let tail = chunks.remainder();
+            for (w, chunk) in words.iter().zip(chunks) {
+                let b: [u8; 8] = chunk.try_into().unwrap_or_default();
+                w.store(u64::from_ne_bytes(b), Relaxed);
+            }
+            if !tail.is_empty() {
+                let mut b = [0u8; 8];
+                b[..tail.len()].copy_from_slice(tail);
+                words[msg.len() / 8].store(u64::from_ne_bytes(b), Relaxed);
+            }
+            return;
+        }
+        // SAFETY: slot i is WRITING by this process: no correct peer reads
+        // or writes its payload until we mark it READY (a message this
+        // long is never read directly); the payload area holds
+        // max_message >= msg.len() bytes inside the mapping.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(i), msg.len()) };
     }
 
     /// Starts pulling slot `i`'s payload lines after its record's line (at
@@ -179,11 +256,18 @@ impl Queue {
         }
     }
 
-    /// `limit`: for a receive, the longest message the caller can take.
-    fn look(&self, side: Side, me: Me, limit: usize) -> Result<Look<Claimed>> {
+    /// `limit`: for a receive, the longest message the caller can take;
+    /// `scratch`: where a direct receive copies it.
+    fn look(
+        &self,
+        side: Side,
+        me: Me,
+        limit: usize,
+        scratch: &mut Scratch,
+    ) -> Result<Look<Claimed>> {
         match side {
             Side::Send => Ok(self.look_free(me)),
-            Side::Recv => self.look_ready(me, limit),
+            Side::Recv => self.look_ready(me, limit, scratch),
         }
     }
 
@@ -196,7 +280,13 @@ impl Queue {
 
     /// Claims a slot for `side` (a FREE one to write, the best READY one
     /// to read), waiting as `until` says.
-    pub(super) fn claim(&self, side: Side, until: Until, limit: usize) -> Result<Claimed> {
+    pub(super) fn claim(
+        &self,
+        side: Side,
+        until: Until,
+        limit: usize,
+        scratch: &mut Scratch,
+    ) -> Result<Claimed> {
         if let (Side::Recv, Until::Now) = (side, until)
             && self.still_empty()
         {
@@ -213,7 +303,7 @@ impl Queue {
                 (Side::Recv, Until::Now) => Some(self.header().next_seq.load(Acquire)),
                 _ => None,
             };
-            let busy = match self.look(side, me, limit)? {
+            let busy = match self.look(side, me, limit, scratch)? {
                 Look::Found(c) => {
                     if seq.is_some() {
                         self.quiet.store(0, Relaxed);
@@ -498,7 +588,7 @@ impl Queue {
                 self.what()
             )));
         }
-        let c = self.claim(Side::Send, until, usize::MAX)?;
+        let c = self.claim(Side::Send, until, usize::MAX, &mut [0; DIRECT_MAX / 8])?;
         let s = self.slot(c.i);
         // The sequence number at once after the claim (release: a receiver
         // that reads the new `next_seq` sees the slot claimed, which is
@@ -519,10 +609,7 @@ impl Queue {
         s.seq.store(seq, Relaxed);
         s.priority.store(priority, Relaxed);
         s.len.store(msg.len() as u32, Relaxed);
-        // SAFETY: slot i is WRITING by this process: no correct peer reads
-        // or writes its payload until we mark it READY; the payload area
-        // holds max_message >= msg.len() bytes inside the mapping.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.payload(c.i), msg.len()) };
+        self.store_payload(c.i, msg);
         // The commit point: the message exists from this CAS on.
         self.commit(&c, slots::word(READY, 0, slots::count(c.word)))?;
         self.wake(Side::Recv);
@@ -558,9 +645,25 @@ impl Queue {
         limit: usize,
         sink: impl FnOnce(usize) -> &'b mut [u8],
     ) -> Result<u32> {
-        let c = self.claim(Side::Recv, until, limit)?;
+        let mut scratch: Scratch = [0; DIRECT_MAX / 8];
+        let c = self.claim(Side::Recv, until, limit, &mut scratch)?;
         let dst = sink(c.len);
         debug_assert_eq!(dst.len(), c.len);
+        if c.direct {
+            // SAFETY: copied and committed by the look: the scratch's
+            // DIRECT_MAX bytes hold the c.len <= DIRECT_MAX bytes of the
+            // message (native byte order, as they were stored); `dst`
+            // holds exactly c.len bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    scratch.as_ptr().cast::<u8>(),
+                    dst.as_mut_ptr(),
+                    c.len,
+                )
+            };
+            self.wake(Side::Send);
+            return Ok(c.prio);
+        }
         // SAFETY: slot i is READING by this process: no correct peer
         // writes its payload until we free it; c.len <= max_message was
         // checked before the claim, so the source lies inside the mapping;

@@ -38,7 +38,8 @@ pub(crate) const FREE: u32 = 0;
 pub(crate) const WRITING: u32 = 1;
 /// A complete message waits to be received.
 pub(crate) const READY: u32 = 2;
-/// A receiver owns the slot and is copying its payload out.
+/// A receiver owns the slot and is copying its payload out (a message
+/// longer than a direct receive takes; see [`claim_ready`]).
 pub(crate) const READING: u32 = 3;
 
 const STATE_SHIFT: u32 = 62;
@@ -191,6 +192,19 @@ pub(crate) fn read_slot<S: Slots>(s: &S, i: usize) -> Result<(u64, Option<Candid
 /// ([`Refused::TooLarge`]): giving it back after a claim would let another
 /// receiver take a later message of its sender meanwhile.
 ///
+/// `copy` is offered the chosen candidate just before the compare-and-swap.
+/// If it copies the payload out (and says so), the receive is taken in
+/// that one step instead, `READY(c) → FREE(c + 1)` (a *direct* receive: no
+/// READING state, no second step). The copy is made while the message is
+/// READY, so another receiver may take it meanwhile and a sender refill
+/// the slot; then the word is no longer `READY(c)` (the count only goes
+/// up), the compare-and-swap fails, the copy is dropped and the look starts
+/// over. A successful one read the bytes the commit of `READY(c)`
+/// published: the word's acquire load ordered the copy after that commit,
+/// and any later writer claimed the slot after our compare-and-swap (which
+/// releases), so its writes happen after our copy. The copy must use
+/// atomic loads (the refill races with it) and its sender atomic stores.
+///
 /// One pass is not a snapshot: it may read slot A just before a message
 /// m1 is committed there and slot B just after a later m2 (same sender,
 /// same priority) is, and would take m2 first. So a candidate is claimed
@@ -205,6 +219,7 @@ pub(crate) fn claim_ready<S: Slots>(
     start: usize,
     pid: u32,
     limit: u32,
+    mut copy: impl FnMut(&Candidate) -> bool,
 ) -> Result<Look<(Candidate, u64)>, Refused> {
     let n = s.capacity();
     'again: loop {
@@ -240,9 +255,14 @@ pub(crate) fn claim_ready<S: Slots>(
         if b.len > limit {
             return Err(Refused::TooLarge(b.i, b.len));
         }
-        let claimed = word(READING, pid, count(b.word));
+        let claimed = match copy(&b) {
+            true => word(FREE, 0, count(b.word).wrapping_add(1)),
+            false => word(READING, pid, count(b.word)),
+        };
+        // SeqCst: a direct receive commits here, and every commit is a
+        // SeqCst CAS (see `ops::Queue::wake`); acquire for a claim.
         if s.word(b.i)
-            .compare_exchange(b.word, claimed, Acquire, Relaxed)
+            .compare_exchange(b.word, claimed, SeqCst, Relaxed)
             .is_err()
         {
             // Taken meanwhile (or changed): look again.

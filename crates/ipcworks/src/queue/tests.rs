@@ -39,6 +39,32 @@ fn priority_then_fifo() {
     assert_eq!((s.sent, s.received, s.depth), (4, 4, 0));
 }
 
+/// Messages up to `DIRECT_MAX` bytes travel as 8-byte atomic words (a
+/// direct receive), longer ones by `memcpy` under a claim: every length on
+/// both sides of that limit, and of a word boundary, arrives intact through
+/// `recv` and `recv_into`, and every receive is counted.
+#[test]
+fn every_length_round_trips_on_both_sides_of_the_direct_limit() {
+    let q = small(4, 1024);
+    let d = ops::DIRECT_MAX;
+    let lens = [0, 1, 7, 8, 9, 63, 64, 65, d - 1, d, d + 1, 1000, 1024];
+    for (k, &len) in lens.iter().enumerate() {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 31 + k * 7 + len) as u8).collect();
+        q.send(&msg, k as u32).unwrap();
+        if k % 2 == 0 {
+            assert_eq!(q.recv().unwrap(), (msg, k as u32), "length {len}");
+        } else {
+            let mut buf = vec![0xEE; 1024];
+            let (n, prio) = q.recv_into(&mut buf).unwrap();
+            assert_eq!((&buf[..n], prio), (&msg[..], k as u32), "length {len}");
+            // Nothing past the message is written.
+            assert!(buf[n..].iter().all(|&b| b == 0xEE), "length {len}");
+        }
+    }
+    let s = q.stats().unwrap();
+    assert_eq!((s.sent, s.received, s.depth), (13, 13, 0));
+}
+
 #[test]
 fn full_empty_too_large_bad_priority() {
     let q = small(2, 4);
