@@ -16,8 +16,12 @@
 //!
 //! Every case runs in rounds (`--rounds`, 3 by default): the run goes
 //! through all cases, then through all of them again, each time with a
-//! fresh peer, and a figure pools its rounds (the median of all samples
-//! together; all messages over all seconds). A load burst on a shared
+//! fresh peer, and a figure combines its rounds with each counting alike:
+//! a round trip's median, p99 and p99.9 are the median of the rounds' own,
+//! its max the largest; throughput is all messages over all seconds (the
+//! rounds get equal time). Pooling round-trip samples instead would let a
+//! round that ran fast (the host briefly placing the two CPUs as SMT
+//! siblings) outweigh the others by its sample count. A load burst on a shared
 //! machine then hits every mechanism alike instead of whichever ran at
 //! that moment, so the ratios within a run hold steadier; each round's own
 //! figure is kept (`per_round`) and the table shows how far they lie apart.

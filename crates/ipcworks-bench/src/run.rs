@@ -47,16 +47,18 @@ pub struct Options {
     /// through the whole plan in turn (all cases, then all again). A load
     /// burst on a shared machine then falls on every mechanism alike
     /// instead of on whichever ran at that moment, so ratios within one
-    /// run (to the floor, between two mechanisms) hold steadier. A
-    /// figure's median is that of all its rounds' samples together.
+    /// run (to the floor, between two mechanisms) hold steadier. A round
+    /// trip's median is the median of its rounds' medians (each round
+    /// counts alike: [`Summary::of_rounds`](crate::stats::Summary::of_rounds));
+    /// a throughput figure is all messages over all seconds.
     pub rounds: u32,
 }
 
 /// What the rounds of one case gathered so far.
 #[derive(Default)]
 struct Gathered {
-    /// Round-trip samples of every round.
-    rec: Recorder,
+    /// Each round's round-trip summary.
+    rounds: Vec<crate::stats::Summary>,
     /// Throughput: messages and seconds of every round.
     msgs: u64,
     secs: f64,
@@ -78,8 +80,8 @@ impl Gathered {
             Round::Rtt(rec) => {
                 if let Some(s) = rec.summary() {
                     self.per_round.push(s.median_ns as f64);
+                    self.rounds.push(s);
                 }
-                self.rec.merge(&rec);
             }
             Round::Throughput { msgs, secs } => {
                 self.per_round
@@ -93,7 +95,7 @@ impl Gathered {
     fn figure(&self, name: &str, case: &Case) -> Option<Figure> {
         let mut f = match case.metric {
             Metric::Rtt => {
-                let s = self.rec.summary()?;
+                let s = crate::stats::Summary::of_rounds(&self.rounds)?;
                 let mut f = Figure::new(name, case.metric, case.wait, case.size as u64);
                 f.iterations = s.count;
                 f.median_ns = Some(s.median_ns);
