@@ -114,13 +114,23 @@ fn try_recv(t: &Table, start: usize, pid: u32) -> Option<(u64, u32)> {
     look_and_take(t, start, pid).ok()
 }
 
-fn recv(t: &Table, start: usize, pid: u32) -> (u64, u32) {
+/// `try_once` until it gets a message, yielding in between.
+fn until_some(
+    try_once: fn(&Table, usize, u32) -> Option<(u64, u32)>,
+    t: &Table,
+    start: usize,
+    pid: u32,
+) -> (u64, u32) {
     loop {
-        if let Some(m) = try_recv(t, start, pid) {
+        if let Some(m) = try_once(t, start, pid) {
             return m;
         }
         loom::thread::yield_now();
     }
+}
+
+fn recv(t: &Table, start: usize, pid: u32) -> (u64, u32) {
+    until_some(try_recv, t, start, pid)
 }
 
 /// A receiver that polls as `try_recv` does (`ops::Queue::still_empty`):
@@ -315,12 +325,7 @@ fn try_recv_direct(t: &Table, start: usize, pid: u32) -> Option<(u64, u32)> {
 }
 
 fn recv_direct(t: &Table, start: usize, pid: u32) -> (u64, u32) {
-    loop {
-        if let Some(m) = try_recv_direct(t, start, pid) {
-            return m;
-        }
-        loom::thread::yield_now();
-    }
+    until_some(try_recv_direct, t, start, pid)
 }
 
 /// Direct receives keep one sender's order too (the same interleavings as
