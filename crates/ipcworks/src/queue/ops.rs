@@ -192,14 +192,17 @@ impl Queue {
     /// payload bytes.
     fn payload_words(&self, i: usize, len: usize) -> &[AtomicU64] {
         debug_assert!(len <= DIRECT_MAX && len <= self.geo.max_message);
+        // Both callers checked len already; the clamp keeps the slice in
+        // the slot whatever a future caller passes.
+        let words = len.min(DIRECT_MAX).min(self.geo.max_message).div_ceil(8);
         // SAFETY: the payload starts 8-byte aligned (the mapping is page
         // aligned; HEADER_SIZE, RECORD_SIZE and the stride are multiples
         // of 8), and the slot's payload area runs to the end of its
-        // stride: at least max_message bytes rounded up to 8, so
-        // len.div_ceil(8) words (len <= max_message) lie inside the slot.
-        // Peers write them only with atomic stores while the slot is
-        // theirs (WRITING), as `store_payload` does.
-        unsafe { std::slice::from_raw_parts(self.payload(i) as *const AtomicU64, len.div_ceil(8)) }
+        // stride: at least max_message bytes rounded up to 8, so `words`
+        // words lie inside the slot. Peers write them only with atomic
+        // stores while the slot is theirs (WRITING), as `store_payload`
+        // does.
+        unsafe { std::slice::from_raw_parts(self.payload(i) as *const AtomicU64, words) }
     }
 
     /// Copies slot `i`'s first `len` (`<= DIRECT_MAX`) payload bytes into
