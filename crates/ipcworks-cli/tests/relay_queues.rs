@@ -23,6 +23,20 @@ impl Drop for Cleanup {
     }
 }
 
+/// What `ipcworks ls --json` says `address` holds: (bytes, messages).
+fn queued(address: &str) -> (Option<u64>, Option<u64>) {
+    let out = ipcworks().args(["ls", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["address"] == address)
+        .unwrap_or_else(|| panic!("ls does not list {address}"));
+    (o["bytes"].as_u64(), o["messages"].as_u64())
+}
+
 #[test]
 fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
     let pid = std::process::id();
@@ -39,6 +53,12 @@ fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
             .unwrap();
         assert!(st.success());
     }
+    let (mq, queue) = (format!("mq:{}", c.mq), format!("queue:{}", c.queue));
+    assert_eq!(
+        queued(&mq),
+        (Some(10), Some(3)),
+        "ls counts what waits in mq"
+    );
     // mq → native queue: the kernel hands them out by priority, and the
     // priorities travel along.
     let st = ipcworks()
@@ -52,6 +72,12 @@ fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
         .status()
         .unwrap();
     assert!(st.success());
+    assert_eq!(queued(&mq), (Some(0), Some(0)));
+    assert_eq!(
+        queued(&queue),
+        (Some(10), Some(3)),
+        "and in the native queue"
+    );
     // A receiver on the channel (it creates it), then queue → channel.
     let rx = ipcworks()
         .args([

@@ -95,7 +95,8 @@ pub struct Object {
     pub path: Option<PathBuf>,
     /// Size in bytes (segments) or bytes queued (queues).
     pub bytes: Option<u64>,
-    /// Messages queued (System V queues).
+    /// Messages queued (the three kinds of queue, when this process may
+    /// open them).
     pub messages: Option<u64>,
     /// Owner's user id.
     pub uid: u32,
@@ -131,6 +132,37 @@ fn creator_of(kind: Kind, name: &str) -> Option<Creator> {
     })
 }
 
+/// Bytes and messages queued in the native queue `name`, if it opens (its
+/// header checks out and this process may map it). Any mode is accepted:
+/// `ls` only looks.
+#[cfg(not(loom))]
+fn queue_contents(name: &str) -> (Option<u64>, Option<u64>) {
+    match crate::queue::Queue::options()
+        .mode(0o777)
+        .open(name)
+        .and_then(|q| q.stats())
+    {
+        Ok(st) => (Some(st.bytes), Some(st.depth as u64)),
+        Err(_) => (None, None),
+    }
+}
+
+/// Under loom the queue is only its slot protocol: nothing to open.
+#[cfg(loom)]
+fn queue_contents(_name: &str) -> (Option<u64>, Option<u64>) {
+    (None, None)
+}
+
+/// Messages in the POSIX queue `name` (`mq_getattr` on a read-only
+/// descriptor), if this process may open it.
+fn posix_queue_depth(name: &str) -> Option<u64> {
+    use crate::sys::mq;
+    let fd = mq::open(name, mq::OpenHow::Inspect, 0, None).ok()?;
+    mq::getattr(std::os::fd::AsFd::as_fd(&fd))
+        .ok()
+        .map(|a| a.curmsgs.max(0) as u64)
+}
+
 /// Lists every object. Unreadable sources are skipped.
 pub fn list() -> Vec<Object> {
     let users = scan_users();
@@ -162,13 +194,19 @@ pub fn list() -> Vec<Object> {
             } else {
                 &fname
             };
+            // A native queue's size is what it holds, as for the kernel's
+            // queues; a segment's is its length.
+            let (bytes, messages) = match kind {
+                ObjectKind::Queue => queue_contents(&name),
+                _ => (Some(md.len()), None),
+            };
             out.push(Object {
                 kind,
                 address: format!("{}:{name}", kind.prefix()),
                 users: users_of(&e.path()),
                 path: Some(e.path()),
-                bytes: Some(md.len()),
-                messages: None,
+                bytes,
+                messages,
                 uid: md.uid(),
                 mode: md.mode() & 0o7777,
                 creator: creator_of(reg_kind, reg_name),
@@ -197,7 +235,7 @@ pub fn list() -> Vec<Object> {
                 users: users_of(&e.path()),
                 path: Some(e.path()),
                 bytes: qsize,
-                messages: None,
+                messages: posix_queue_depth(&name),
                 uid: md.uid(),
                 mode: md.mode() & 0o7777,
                 creator: creator_of(Kind::PosixQueue, &name),

@@ -17,7 +17,7 @@ JSON (--json): an array with one object per IPC object:
    \"address\": \"fifo:/tmp/f\",      what `ipcworks rm` takes
    \"path\": \"/tmp/f\" | null,       the file behind it (null for System V queues)
    \"bytes\": 4096 | null,          size (segments) or bytes queued (queues)
-   \"messages\": 3 | null,          messages queued (System V queues)
+   \"messages\": 3 | null,          messages queued (queues; null when ls may not open one)
    \"uid\": 1000, \"mode\": 384,      owner and permission bits (decimal: 384 = 0o600)
    \"creator\": {\"pid\": 4242, \"alive\": false, \"persistent\": false} | null,
                                    null: not made by ipcworks (or not recorded)

@@ -258,6 +258,9 @@ pub struct Stats {
     pub capacity: usize,
     /// Messages ready to be received.
     pub depth: usize,
+    /// Payload bytes of those messages (each length as its slot records
+    /// it, capped at the queue's maximum).
+    pub bytes: u64,
     /// Slots a sender is filling right now.
     pub writing: usize,
     /// Slots a receiver is emptying right now.
@@ -681,7 +684,14 @@ impl Queue {
             st.received = st.received.wrapping_add(slots::count(w));
             match slots::state(w) {
                 slots::WRITING => st.writing += 1,
-                slots::READY => st.depth += 1,
+                slots::READY => {
+                    st.depth += 1;
+                    // A peer may have written anything there: capped, and
+                    // the sum cannot overflow (capacity * max fits a
+                    // mapping).
+                    let len = self.slot(i).len.load(SeqCst) as usize;
+                    st.bytes += len.min(self.geo.max_message) as u64;
+                }
                 slots::READING => st.reading += 1,
                 _ => {}
             }

@@ -39,6 +39,25 @@ fn priority_then_fifo() {
     assert_eq!((s.sent, s.received, s.depth), (4, 4, 0));
 }
 
+#[test]
+fn stats_count_the_bytes_waiting_and_cap_a_scribbled_length() {
+    let q = small(4, 16);
+    for (m, p) in [(&b"hello"[..], 1), (b"", 2), (&[7; 16], 0)] {
+        q.send(m, p).unwrap();
+    }
+    let s = q.stats().unwrap();
+    assert_eq!((s.depth, s.bytes), (3, 21));
+    // A peer writes a huge length into the record of the 5-byte message:
+    // the figure stays within what the slots can hold.
+    let i = (0..4).find(|&i| q.slot(i).len.load(SeqCst) == 5).unwrap();
+    q.slot(i).len.store(u32::MAX, SeqCst);
+    let s = q.stats().unwrap();
+    assert_eq!((s.depth, s.bytes), (3, 32));
+    q.slot(i).len.store(5, SeqCst);
+    assert_eq!(q.recv().unwrap(), (b"".to_vec(), 2));
+    assert_eq!(q.stats().unwrap().bytes, 21);
+}
+
 /// Messages up to `DIRECT_MAX` bytes travel as 8-byte atomic words (a
 /// direct receive), longer ones by `memcpy` under a claim: every length on
 /// both sides of that limit, and of a word boundary, arrives intact through

@@ -27,6 +27,9 @@ pub enum OpenHow {
     Open,
     /// It must not exist (`O_CREAT | O_EXCL`).
     CreateExclusive,
+    /// It must exist; opened for reading only (`O_RDONLY`): enough for
+    /// `mq_getattr`, and all a look at someone else's queue needs.
+    Inspect,
 }
 
 /// A queue's attributes (`struct mq_attr`).
@@ -44,7 +47,8 @@ fn last_errno() -> Errno {
     Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO)
 }
 
-/// `mq_open("/NAME", O_RDWR | flags, mode, attr)`. `name` is validated
+/// `mq_open("/NAME", O_RDWR | flags, mode, attr)` (`O_RDONLY` for
+/// [`OpenHow::Inspect`]). `name` is validated
 /// (no `/`); `attr` is `(maxmsg, msgsize)` or the system defaults. glibc adds
 /// `O_CLOEXEC`.
 #[doc(alias = "mq_open")]
@@ -55,10 +59,12 @@ pub fn open(
     attr: Option<(i64, i64)>,
 ) -> Result<OwnedFd, Errno> {
     let path = CString::new(format!("/{name}")).map_err(|_| Errno::INVAL)?;
-    let mut flags = libc::O_RDWR | libc::O_CLOEXEC;
-    if how == OpenHow::CreateExclusive {
-        flags |= libc::O_CREAT | libc::O_EXCL;
-    }
+    let flags = libc::O_CLOEXEC
+        | match how {
+            OpenHow::Open => libc::O_RDWR,
+            OpenHow::CreateExclusive => libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            OpenHow::Inspect => libc::O_RDONLY,
+        };
     // SAFETY: mq_attr is plain data; all-zero is a valid value.
     let mut a: libc::mq_attr = unsafe { std::mem::zeroed() };
     let attr_ptr: *mut libc::mq_attr = match attr {
