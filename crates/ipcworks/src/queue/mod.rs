@@ -702,9 +702,11 @@ impl Queue {
 
     /// Undoes now the half-done operations of dead processes (normally
     /// done on demand; see the module docs). Returns how many sends and
-    /// receives were undone.
+    /// receives were undone. [`Error::Timeout`] if another live process
+    /// holds the recovery lock for over a second (recovery takes
+    /// microseconds: that process is stopped, or the segment is garbage).
     pub fn recover(&self) -> Result<(u64, u64)> {
-        self.recover_until(None)
+        self.recover_until(Some(Deadline::after(ops::TRY_LOCK)))
     }
 }
 

@@ -50,8 +50,11 @@ pub(super) const DIRECT_MAX: usize = 256;
 /// A receive's buffer for a direct copy.
 pub(super) type Scratch = [u64; DIRECT_MAX / 8];
 
-/// How long a `try_` call waits for the recovery lock.
-const TRY_LOCK: Duration = Duration::from_secs(1);
+/// How long a call waits for the recovery lock (a `try_` call once, a
+/// blocking one once per sleep slice, [`Queue::recover`] once): recovery
+/// takes microseconds, so a holder that keeps it this long is stopped, or
+/// the lock word is garbage.
+pub(super) const TRY_LOCK: Duration = Duration::from_secs(1);
 
 /// The calling process, as the slot words and records name it.
 #[derive(Clone, Copy)]
@@ -349,10 +352,18 @@ impl Queue {
             }
             if busy.is_some() && may_recover {
                 // A sleep slice passed and slots are still busy: their
-                // owners may be dead.
+                // owners may be dead. The wait for the recovery lock is
+                // bounded: a holder that never lets go (stopped, or a lock
+                // word a peer scribbled) must not keep this call from the
+                // messages or slots that come meanwhile; the next slice
+                // tries again.
                 may_recover = false;
-                if self.recover_until(until.deadline())? != (0, 0) {
-                    continue;
+                let lock_by = Deadline::after(TRY_LOCK);
+                let lock_by = until.deadline().map_or(lock_by, |d| d.min(lock_by));
+                match self.recover_until(Some(lock_by)) {
+                    Ok((0, 0)) | Err(Error::Timeout) => {}
+                    Ok(_) => continue,
+                    Err(e) => return Err(e),
                 }
             }
             if let Until::At(d) = until

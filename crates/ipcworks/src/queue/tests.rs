@@ -151,6 +151,42 @@ fn threads_mpmc_exactly_once() {
     assert_eq!(all, (0..3 * per).collect::<Vec<_>>());
 }
 
+/// A blocked receive that wants to recover a busy slot while the recovery
+/// lock is held by a live process that never lets go (stopped, or a lock
+/// word a peer scribbled) still takes the message that arrives meanwhile:
+/// it waits for the lock a bounded time, then goes back to waiting for
+/// messages.
+#[test]
+fn a_stuck_recoverer_does_not_keep_a_blocked_receive_from_a_new_message() {
+    let q = Arc::new(small(4, 16));
+    // Slot 0 busy for good: WRITING by a live owner (this process).
+    let me = Identity::process();
+    q.slot(0).owner.store(me.raw(), SeqCst);
+    q.slot(0)
+        .word
+        .store(slots::word(slots::WRITING, me.id(), 0), SeqCst);
+    // This thread takes the recovery lock and keeps it.
+    let m = q.mutex();
+    assert!(m.lock_until(None).is_ok());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let receiver = {
+        let q = q.clone();
+        std::thread::spawn(move || tx.send(q.recv()).unwrap())
+    };
+    // Let the receiver's sleep slice pass with the slot busy, so that it
+    // goes for the lock, then send.
+    std::thread::sleep(Duration::from_millis(300));
+    q.send(b"through", 4).unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(20));
+    m.unlock();
+    assert_eq!(
+        got.expect("the receive stayed stuck behind the recovery lock")
+            .unwrap(),
+        (b"through".to_vec(), 4)
+    );
+    receiver.join().unwrap();
+}
+
 /// A dead process's WRITING slot is freed and its READING slot made ready
 /// again (simulated by writing a dead owner into the records).
 #[test]
@@ -260,6 +296,132 @@ proptest! {
         let fd = q.inheritable_fd().unwrap();
         if let Ok(q2) = Queue::from_fd(fd) {
             let _ = q2.try_recv();
+        }
+    }
+}
+
+/// One step of a hostile peer's session with a queue.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Writes a word anywhere in the segment (word index, value).
+    Scribble(usize, u64),
+    TrySend(usize, u32),
+    SendTimeout(usize, u32),
+    TryRecv,
+    RecvTimeout,
+    RecvInto(usize),
+    Stats,
+    Recover,
+    /// Drops the handle and maps the segment afresh (the checks of
+    /// `from_fd`).
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (any::<usize>(), any::<u64>()).prop_map(|(o, v)| Op::Scribble(o, v)),
+        // A word that parses: a state, a pid (ours or not), a count.
+        1 => (any::<usize>(), 0u32..4, prop_oneof![Just(std::process::id()), 0u32..1 << 22], 0u64..4)
+            .prop_map(|(o, st, pid, c)| Op::Scribble(o, slots::word(st, pid, c))),
+        2 => (0usize..=80, 0u32..=MAX_PRIORITY + 2).prop_map(|(l, p)| Op::TrySend(l, p)),
+        1 => (0usize..=80, 0u32..=MAX_PRIORITY).prop_map(|(l, p)| Op::SendTimeout(l, p)),
+        2 => Just(Op::TryRecv),
+        1 => Just(Op::RecvTimeout),
+        1 => (0usize..=80).prop_map(Op::RecvInto),
+        1 => Just(Op::Stats),
+        1 => Just(Op::Recover),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// What a call on a scribbled queue may answer besides `Ok`.
+fn tolerated<T: std::fmt::Debug>(r: Result<T>, op: &Op) {
+    if let Err(e) = r {
+        assert!(
+            matches!(
+                e,
+                Error::WouldBlock
+                    | Error::Timeout
+                    | Error::Corrupted { .. }
+                    | Error::MessageTooLarge { .. }
+                    | Error::InvalidArgument(_)
+                    | Error::OwnerDead { .. }
+                    | Error::NotRecoverable { .. }
+            ),
+            "{op:?}: unexpected error {e:?}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+    /// Garbage written anywhere in the segment between operations (header,
+    /// semaphores, the recovery mutex, slot words, records, payloads):
+    /// every call returns, with a plausible result or an error, never a
+    /// panic or a hang. The same as the `queue` fuzz target
+    /// (`cargo +nightly fuzz run queue`), in the suite.
+    #[test]
+    fn scribbling_between_operations_only_ever_yields_errors(ops in prop::collection::vec(op(), 1..40)) {
+        const SLOTS: usize = 4;
+        const MAX: usize = 64;
+        let mut q = Some(small(SLOTS, MAX));
+        let evil = crate::shm::Segment::from_fd(q.as_ref().unwrap().inheritable_fd().unwrap()).unwrap();
+        let words = evil.len() / 8;
+        let payload = [0x5Au8; 80];
+        for op in &ops {
+            let t = std::time::Instant::now();
+            let Some(queue) = &q else {
+                q = Queue::from_fd(evil.inheritable_fd().unwrap()).ok();
+                continue;
+            };
+            match *op {
+                Op::Scribble(o, v) => {
+                    // SAFETY: o % words < words: in bounds, 8-aligned (the
+                    // mapping is page-aligned). Only this thread uses the
+                    // queue; the handle reads the word atomically.
+                    unsafe { (evil.as_ptr() as *mut u64).add(o % words).write_volatile(v) };
+                }
+                Op::TrySend(l, p) => tolerated(queue.try_send(&payload[..l], p), op),
+                Op::SendTimeout(l, p) => {
+                    tolerated(queue.send_timeout(&payload[..l], p, Duration::from_millis(1)), op)
+                }
+                Op::TryRecv | Op::RecvTimeout => {
+                    let r = match op {
+                        Op::TryRecv => queue.try_recv(),
+                        _ => queue.recv_timeout(Duration::from_millis(1)),
+                    };
+                    if let Ok((m, p)) = &r {
+                        prop_assert!(m.len() <= MAX && *p <= MAX_PRIORITY, "{op:?}: {} bytes, priority {p}", m.len());
+                    }
+                    tolerated(r, op);
+                }
+                Op::RecvInto(l) => {
+                    let mut buf = vec![0u8; l];
+                    let r = queue.try_recv_into(&mut buf);
+                    if let Ok((n, p)) = r {
+                        prop_assert!(n <= l && p <= MAX_PRIORITY);
+                    }
+                    tolerated(r, op);
+                }
+                Op::Stats => {
+                    if let Ok(s) = queue.stats() {
+                        prop_assert!(s.depth + s.writing + s.reading <= SLOTS);
+                        prop_assert!(s.bytes <= (SLOTS * MAX) as u64);
+                    }
+                }
+                Op::Recover => tolerated(queue.recover(), op),
+                Op::Reopen => {
+                    drop(q.take());
+                    match Queue::from_fd(evil.inheritable_fd().unwrap()) {
+                        Ok(fresh) => q = Some(fresh),
+                        Err(e) => prop_assert!(
+                            matches!(e, Error::Corrupted { .. } | Error::Refused { .. }),
+                            "reopen: unexpected error {e:?}"
+                        ),
+                    }
+                }
+            }
+            prop_assert!(t.elapsed() < Duration::from_secs(5), "{op:?} took {:?}", t.elapsed());
         }
     }
 }
