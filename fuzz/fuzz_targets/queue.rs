@@ -1,0 +1,115 @@
+//! A hostile peer scribbling over a native queue's segment (header,
+//! semaphores, recovery mutex, slot words, records and payloads) between
+//! operations: any input must give only `Ok` with a plausible result, or
+//! errors — never a crash, a hang or an out-of-bounds access.
+//!
+//! `cargo +nightly fuzz run queue -- -max_total_time=600`
+#![no_main]
+
+use std::time::Duration;
+
+use ipcworks::Error;
+use ipcworks::queue::{MAX_PRIORITY, Queue};
+use ipcworks::shm::Segment;
+use libfuzzer_sys::fuzz_target;
+
+const MAX: usize = 300;
+const SLOTS: usize = 4;
+
+fn expected<T>(r: ipcworks::Result<T>) {
+    match r {
+        Ok(_)
+        | Err(Error::WouldBlock)
+        | Err(Error::Timeout)
+        | Err(Error::Corrupted { .. })
+        | Err(Error::MessageTooLarge { .. })
+        | Err(Error::OwnerDead { .. })
+        | Err(Error::NotRecoverable { .. }) => {}
+        Err(e) => panic!("unexpected error {e:?}"),
+    }
+}
+
+/// A received message must fit what the queue and the caller allow.
+fn plausible(r: ipcworks::Result<(Vec<u8>, u32)>) {
+    match r {
+        Ok((m, prio)) => assert!(m.len() <= MAX && prio <= MAX_PRIORITY),
+        r => expected(r),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let q = Queue::options()
+        .capacity(SLOTS)
+        .max_message(MAX)
+        .spin(Duration::ZERO)
+        .anonymous()
+        .unwrap();
+    let evil = Segment::from_fd(q.inheritable_fd().unwrap()).unwrap();
+    let room = evil.len();
+    let payload = [0x5Au8; MAX];
+    let mut input = data.iter().copied();
+    let mut next = move || input.next();
+    let mut q = Some(q);
+    // Opening waits up to a second for a header whose magic word is 0 (a
+    // creator still at work): a few reopens per input keep runs short.
+    let mut reopens = 0;
+    while let Some(op) = next() {
+        let arg = usize::from(next().unwrap_or(0)) | usize::from(next().unwrap_or(0)) << 8;
+        let prio = (arg as u32) % (MAX_PRIORITY + 1);
+        let len = arg % (MAX + 1);
+        let Some(queue) = &q else {
+            // Reopened over a segment its checks refused: scribble on, or
+            // try again.
+            if op % 2 == 0 && reopens < 3 {
+                reopens += 1;
+                q = Queue::from_fd(evil.inheritable_fd().unwrap()).ok();
+            }
+            continue;
+        };
+        match op % 10 {
+            // Scribble 8 bytes anywhere in the segment.
+            0 | 1 => {
+                let off = (arg * 8) % room;
+                let mut bytes = [0u8; 8];
+                for b in &mut bytes {
+                    *b = next().unwrap_or(0);
+                }
+                for (i, b) in bytes.iter().enumerate().take(room - off) {
+                    // SAFETY: off + i < the segment's length.
+                    unsafe { evil.as_ptr().add(off + i).write_volatile(*b) };
+                }
+            }
+            2 => expected(queue.try_send(&payload[..len], prio)),
+            3 => plausible(queue.try_recv()),
+            4 => expected(queue.send_timeout(&payload[..len], prio, Duration::ZERO)),
+            5 => plausible(queue.recv_timeout(Duration::from_micros(50))),
+            6 => {
+                let mut buf = vec![0u8; len];
+                match queue.try_recv_into(&mut buf) {
+                    Ok((n, p)) => assert!(n <= len && p <= MAX_PRIORITY),
+                    r => expected(r),
+                }
+            }
+            7 => {
+                if let Ok(s) = queue.stats() {
+                    assert!(s.depth + s.writing + s.reading <= SLOTS);
+                    assert!(s.bytes <= (SLOTS * MAX) as u64);
+                }
+            }
+            8 => expected(queue.recover()),
+            _ if reopens < 3 => {
+                // Another process opening it: the header's checks.
+                reopens += 1;
+                drop(q.take());
+                match Queue::from_fd(evil.inheritable_fd().unwrap()) {
+                    Ok(fresh) => q = Some(fresh),
+                    Err(e) => assert!(
+                        matches!(e, Error::Corrupted { .. } | Error::Refused { .. }),
+                        "unexpected error {e:?}"
+                    ),
+                }
+            }
+            _ => expected(queue.recover()),
+        }
+    }
+});
