@@ -132,18 +132,13 @@ fn creator_of(kind: Kind, name: &str) -> Option<Creator> {
     })
 }
 
-/// Bytes and messages queued in the native queue `name`, if it opens (its
-/// header checks out and this process may map it). Any mode is accepted:
-/// `ls` only looks.
+/// Bytes and messages queued in the native queue `name`, if it opens
+/// (see `queue::inspect`).
 #[cfg(not(loom))]
 fn queue_contents(name: &str) -> (Option<u64>, Option<u64>) {
-    match crate::queue::Queue::options()
-        .mode(0o777)
-        .open(name)
-        .and_then(|q| q.stats())
-    {
-        Ok(st) => (Some(st.bytes), Some(st.depth as u64)),
-        Err(_) => (None, None),
+    match crate::queue::inspect(name) {
+        Some(st) => (Some(st.bytes), Some(st.depth as u64)),
+        None => (None, None),
     }
 }
 

@@ -404,6 +404,25 @@ impl QueueOptions {
     }
 }
 
+/// A look at the named queue for `ipcworks ls`: its stats, or `None` when
+/// it cannot be opened. A queue whose header is not published (a creator
+/// still at work, or one that died creating it) is skipped at once rather
+/// than waited for, as an open would.
+pub(crate) fn inspect(bare: &str) -> Option<Stats> {
+    use std::io::Read;
+    let path = format!("{}/{}", crate::sys::mem::SHM_DIR, segment_name(bare));
+    let mut first = [0u8; 8];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut first)
+        .ok()?;
+    if u64::from_ne_bytes(first) != layout::MAGIC {
+        return None;
+    }
+    // Any mode: this only looks.
+    Queue::options().mode(0o777).open(bare).ok()?.stats().ok()
+}
+
 fn segment_name(bare: &str) -> String {
     format!("{SEGMENT_PREFIX}{bare}")
 }

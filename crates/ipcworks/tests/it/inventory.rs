@@ -55,3 +55,46 @@ fn unknown_address_is_a_clear_error() {
     let e = inventory::find("shm:ipcworks-test-nothing-here").unwrap_err();
     assert!(e.to_string().contains("ipcworks ls"), "{e}");
 }
+
+/// A native queue's contents are counted; a segment under a queue's name
+/// whose header was never published (a creator that died creating it) is
+/// listed at once, without contents, rather than waited for (an open waits
+/// up to a second for a creator still at work).
+#[test]
+fn queues_are_counted_and_unpublished_ones_are_not_waited_for() {
+    let live = support::unique_name("inv-q");
+    let unpublished: Vec<String> = (0..5)
+        .map(|i| support::unique_name(&format!("inv-q0-{i}")))
+        .collect();
+    let _clean = ShmCleanup(
+        std::iter::once(&live)
+            .chain(&unpublished)
+            .map(|n| format!("ipcworks.queue.{n}"))
+            .collect(),
+    );
+    let q = ipcworks::queue::Queue::create(&live).unwrap();
+    q.send(b"one", 1).unwrap();
+    q.send(b"three", 2).unwrap();
+    for n in &unpublished {
+        std::fs::write(format!("/dev/shm/ipcworks.queue.{n}"), [0u8; 4096]).unwrap();
+    }
+    let t = std::time::Instant::now();
+    let all = inventory::list();
+    // Five unpublished queues waited for would take five seconds.
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "ls took {:?}",
+        t.elapsed()
+    );
+    let find = |n: &str| {
+        all.iter()
+            .find(|o| o.address == format!("queue:{n}"))
+            .unwrap_or_else(|| panic!("queue:{n} not listed"))
+    };
+    let o = find(&live);
+    assert_eq!((o.bytes, o.messages), (Some(8), Some(2)));
+    for n in &unpublished {
+        let o = find(n);
+        assert_eq!((o.bytes, o.messages), (None, None));
+    }
+}
