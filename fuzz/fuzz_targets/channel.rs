@@ -46,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
         match op % 8 {
             // Scribble 8 bytes: header (first 512 bytes) or ring.
             0 | 1 => {
-                let (base, room) = if op % 2 == 0 { (0, 512) } else { (data_at, chan.capacity()) };
+                let (base, room) = if op % 2 == 0 {
+                    (0, 512)
+                } else {
+                    (data_at, chan.capacity())
+                };
                 let off = (arg % room) & !7;
                 let mut bytes = [0u8; 8];
                 for b in &mut bytes {
