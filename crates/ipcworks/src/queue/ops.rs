@@ -50,6 +50,27 @@ pub(super) const DIRECT_MAX: usize = 256;
 /// A receive's buffer for a direct copy.
 pub(super) type Scratch = [u64; DIRECT_MAX / 8];
 
+/// What a [`claim`](Queue::claim) is for.
+pub(super) enum Want<'a> {
+    /// A FREE slot to write a message into.
+    Send,
+    /// The next message, of at most `limit` bytes (a longer one is left in
+    /// place); a direct receive copies it into `scratch`.
+    Recv {
+        limit: usize,
+        scratch: &'a mut Scratch,
+    },
+}
+
+impl Want<'_> {
+    fn side(&self) -> Side {
+        match self {
+            Want::Send => Side::Send,
+            Want::Recv { .. } => Side::Recv,
+        }
+    }
+}
+
 /// How long a call waits for the recovery lock (a `try_` call once, a
 /// blocking one once per sleep slice, [`Queue::recover`] once): recovery
 /// takes microseconds, so a holder that keeps it this long is stopped, or
@@ -262,18 +283,10 @@ impl Queue {
         }
     }
 
-    /// `limit`: for a receive, the longest message the caller can take;
-    /// `scratch`: where a direct receive copies it.
-    fn look(
-        &self,
-        side: Side,
-        me: Me,
-        limit: usize,
-        scratch: &mut Scratch,
-    ) -> Result<Look<Claimed>> {
-        match side {
-            Side::Send => Ok(self.look_free(me)),
-            Side::Recv => self.look_ready(me, limit, scratch),
+    fn look(&self, want: &mut Want<'_>, me: Me) -> Result<Look<Claimed>> {
+        match want {
+            Want::Send => Ok(self.look_free(me)),
+            Want::Recv { limit, scratch } => self.look_ready(me, *limit, scratch),
         }
     }
 
@@ -284,15 +297,10 @@ impl Queue {
         (0..self.geo.capacity).any(|i| slots::state(self.slot(i).word.load(Relaxed)) == want)
     }
 
-    /// Claims a slot for `side` (a FREE one to write, the best READY one
+    /// Claims a slot for `want` (a FREE one to write, the best READY one
     /// to read), waiting as `until` says.
-    pub(super) fn claim(
-        &self,
-        side: Side,
-        until: Until,
-        limit: usize,
-        scratch: &mut Scratch,
-    ) -> Result<Claimed> {
+    pub(super) fn claim(&self, mut want: Want<'_>, until: Until) -> Result<Claimed> {
+        let side = want.side();
         if let (Side::Recv, Until::Now) = (side, until)
             && self.still_empty()
         {
@@ -309,7 +317,7 @@ impl Queue {
                 (Side::Recv, Until::Now) => Some(self.header().next_seq.load(Acquire)),
                 _ => None,
             };
-            let busy = match self.look(side, me, limit, scratch)? {
+            let busy = match self.look(&mut want, me)? {
                 Look::Found(c) => {
                     if seq.is_some() {
                         self.quiet.store(0, Relaxed);
@@ -602,7 +610,7 @@ impl Queue {
                 self.what()
             )));
         }
-        let c = self.claim(Side::Send, until, usize::MAX, &mut [0; DIRECT_MAX / 8])?;
+        let c = self.claim(Want::Send, until)?;
         let s = self.slot(c.i);
         // The sequence number at once after the claim (release: a receiver
         // that reads the new `next_seq` sees the slot claimed, which is
@@ -660,21 +668,18 @@ impl Queue {
         sink: impl FnOnce(usize) -> &'b mut [u8],
     ) -> Result<u32> {
         let mut scratch: Scratch = [0; DIRECT_MAX / 8];
-        let c = self.claim(Side::Recv, until, limit, &mut scratch)?;
+        let want = Want::Recv {
+            limit,
+            scratch: &mut scratch,
+        };
+        let c = self.claim(want, until)?;
         let dst = sink(c.len);
         debug_assert_eq!(dst.len(), c.len);
         if c.direct {
-            // SAFETY: copied and committed by the look: the scratch's
-            // DIRECT_MAX bytes hold the c.len <= DIRECT_MAX bytes of the
-            // message (native byte order, as they were stored); `dst`
-            // holds exactly c.len bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    scratch.as_ptr().cast::<u8>(),
-                    dst.as_mut_ptr(),
-                    c.len,
-                )
-            };
+            // Copied and committed by the look: the scratch's first c.len
+            // (<= DIRECT_MAX) bytes are the message, in native byte order
+            // as they were stored.
+            dst.copy_from_slice(&zerocopy::IntoBytes::as_bytes(&scratch)[..c.len]);
             self.wake(Side::Send);
             return Ok(c.prio);
         }
