@@ -30,25 +30,22 @@ impl Summary {
     /// four times the samples, and pulled the pooled median to 92 ns.
     /// `None` without rounds.
     pub fn of_rounds(rounds: &[Summary]) -> Option<Summary> {
+        let max_ns = rounds.iter().map(|s| s.max_ns).max()?;
         let mid = |f: fn(&Summary) -> u64| {
             let mut v: Vec<u64> = rounds.iter().map(f).collect();
             v.sort_unstable();
             let n = v.len();
-            match n {
-                0 => 0,
-                _ if n % 2 == 1 => v[n / 2],
+            match n % 2 {
+                1 => v[n / 2],
                 _ => (v[n / 2 - 1] + v[n / 2]).div_ceil(2),
             }
         };
-        if rounds.is_empty() {
-            return None;
-        }
         Some(Summary {
             count: rounds.iter().map(|s| s.count).sum(),
             median_ns: mid(|s| s.median_ns),
             p99_ns: mid(|s| s.p99_ns),
             p999_ns: mid(|s| s.p999_ns),
-            max_ns: rounds.iter().map(|s| s.max_ns).max().unwrap_or(0),
+            max_ns,
         })
     }
 }

@@ -142,12 +142,11 @@ pub fn parse_cpu_times(stat: &str, me: &str) -> Option<CpuTimes> {
     let busy = at(0) + at(1) + at(2) + at(5) + at(6);
     let steal = at(7);
     let total = busy + at(3) + at(4) + steal;
-    // After the command name (which may hold spaces and parentheses):
-    // state is field 3; utime, stime, cutime, cstime are fields 14 to 17.
-    let rest = &me[me.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let own = (11..15)
-        .map(|i| f.get(i).and_then(|w| w.parse::<i64>().ok()))
+    // From the state (field 3) on: utime, stime, cutime, cstime are
+    // fields 14 to 17.
+    let mut times = ipcworks::sys::proc::stat_fields(me.as_bytes())?.skip(11);
+    let own = (0..4)
+        .map(|_| times.next()?.parse::<i64>().ok())
         .sum::<Option<i64>>()?;
     Some(CpuTimes {
         busy,

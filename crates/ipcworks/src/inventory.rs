@@ -132,30 +132,14 @@ fn creator_of(kind: Kind, name: &str) -> Option<Creator> {
     })
 }
 
-/// Bytes and messages queued in the native queue `name`, if it opens
-/// (see `queue::inspect`).
-#[cfg(not(loom))]
-fn queue_contents(name: &str) -> (Option<u64>, Option<u64>) {
-    match crate::queue::inspect(name) {
-        Some(st) => (Some(st.bytes), Some(st.depth as u64)),
-        None => (None, None),
-    }
-}
-
-/// Under loom the queue is only its slot protocol: nothing to open.
-#[cfg(loom)]
-fn queue_contents(_name: &str) -> (Option<u64>, Option<u64>) {
-    (None, None)
-}
-
 /// Messages in the POSIX queue `name` (`mq_getattr` on a read-only
 /// descriptor), if this process may open it.
 fn posix_queue_depth(name: &str) -> Option<u64> {
     use crate::sys::mq;
+    use std::os::fd::AsFd;
     let fd = mq::open(name, mq::OpenHow::Inspect, 0, None).ok()?;
-    mq::getattr(std::os::fd::AsFd::as_fd(&fd))
-        .ok()
-        .map(|a| a.curmsgs.max(0) as u64)
+    let attr = mq::getattr(fd.as_fd()).ok()?;
+    Some(attr.curmsgs.max(0) as u64)
 }
 
 /// Lists every object. Unreadable sources are skipped.
@@ -192,7 +176,10 @@ pub fn list() -> Vec<Object> {
             // A native queue's size is what it holds, as for the kernel's
             // queues; a segment's is its length.
             let (bytes, messages) = match kind {
-                ObjectKind::Queue => queue_contents(&name),
+                // (Under loom the queue is only its slot protocol.)
+                #[cfg(not(loom))]
+                ObjectKind::Queue => crate::queue::inspect(&name)
+                    .map_or((None, None), |st| (Some(st.bytes), Some(st.depth as u64))),
                 _ => (Some(md.len()), None),
             };
             out.push(Object {

@@ -55,13 +55,19 @@ pub fn status(id: u32) -> Status {
     }
 }
 
-/// Parses the text of `/proc/ID/stat`: state is the field after the command
-/// name (which may contain spaces and parentheses, hence the last `)`),
-/// start time is field 22.
-fn parse_stat(bytes: &[u8]) -> Option<Status> {
+/// The fields of a `/proc/ID/stat` text from field 3 (the state) on. The
+/// command name before them may hold spaces, parentheses and bytes that
+/// are not UTF-8, so they start after the last `)`.
+pub fn stat_fields(bytes: &[u8]) -> Option<std::str::SplitAsciiWhitespace<'_>> {
     let close = bytes.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(bytes.get(close + 1..)?).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
+    Some(rest.split_ascii_whitespace())
+}
+
+/// Parses the text of `/proc/ID/stat`: state is field 3, start time is
+/// field 22.
+fn parse_stat(bytes: &[u8]) -> Option<Status> {
+    let mut fields = stat_fields(bytes)?;
     let state = fields.next()?; // field 3
     if state == "Z" || state == "X" || state == "x" {
         return Some(Status::Dead);
