@@ -383,7 +383,10 @@ fn latency_text(r: &Results) -> String {
         s,
         "<p>Each row is a round trip of a {} B message between two processes{}. \
          The <b>floor</b> is two cores passing one cache line back and forth{}: \
-         nothing between processes can be faster. The <b>shared-memory channel</b> \
+         nothing between processes can be faster. <b>bare</b> is a bare ring in shared \
+         memory, a reference rather than a mechanism: only the cache lines a message \
+         needs (two for 64 bytes: a payload line and a flag line) and its two copies, \
+         no checks, no wake-ups. The <b>shared-memory channel</b> \
          (<b>shm-spin</b>, <b>shm</b>, <b>shm-block</b>: the same ring, waiting by \
          spinning, by spinning briefly then sleeping, or by sleeping at once) makes no \
          system call while the peer is awake: a message is a few cache lines (record \

@@ -35,8 +35,11 @@
 //! instead of spinning, since the peer needs that core to answer.
 //!
 //! Baselines, measured in the same run: `floor` (two processes bouncing one
-//! cache line, spinning), `futex` (the same line plus `FUTEX_WAKE`/
-//! `FUTEX_WAIT`), `eventfd` and `memcpy` (single-core copy bandwidth).
+//! cache line, spinning), `bare` (a bare ring: the cache lines a message
+//! needs and its two copies, nothing else — the least any mechanism can
+//! cost at each size; see [`mechs::bare`]), `futex` (the same line plus
+//! `FUTEX_WAKE`/`FUTEX_WAIT`), `eventfd` and `memcpy` (single-core copy
+//! bandwidth).
 //!
 //! # Ratios
 //!
@@ -60,7 +63,7 @@
 //!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64,
 //!               "rounds": N (1 when absent: older files) },
 //!   "figures": [ {
-//!       "mechanism": "floor|futex|eventfd|memcpy|shm-spin|shm|shm-block|queue|mq|sysv|pipe|fifo|
+//!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm|shm-block|queue|mq|sysv|pipe|fifo|
 //!                     unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|ipc-channel",
 //!       "metric": "rtt|throughput", "wait": "block|poll", "size_bytes": 64, "iterations": N,
 //!       rtt only:        "median_ns", "p99_ns", "p999_ns", "max_ns"   (integers)

@@ -265,7 +265,7 @@ fn smoke_run_of_every_mechanism() {
         // The channel's flavours are one row each: shm-spin spins (poll),
         // shm and shm-block sleep when idle (block).
         let waits: &[Wait] = match name {
-            "floor" | "shm-spin" => &[Wait::Poll],
+            "floor" | "bare" | "shm-spin" => &[Wait::Poll],
             "shm" | "shm-block" => &[Wait::Block],
             _ => &[Wait::Poll, Wait::Block],
         };

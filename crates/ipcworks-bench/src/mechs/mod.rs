@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::harness::Mechanism;
 
+pub mod bare;
 pub mod eventfd;
 pub mod fd;
 pub mod fifo;
@@ -35,6 +36,7 @@ pub mod unix;
 /// process: see [`memcpy`]).
 pub static ALL: &[&dyn Mechanism] = &[
     &floor::Floor,
+    &bare::Bare,
     &shm::SPIN,
     &shm::DEFAULT,
     &shm::BLOCK,
@@ -63,7 +65,7 @@ pub fn find(name: &str) -> Option<&'static dyn Mechanism> {
 /// Every name `--only` accepts, in run order.
 pub fn names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = ALL.iter().map(|m| m.name()).collect();
-    v.insert(3, memcpy::NAME);
+    v.insert(4, memcpy::NAME);
     v
 }
 

@@ -23,9 +23,12 @@ peer, each pinned to its own core (--placement cross). Round trips are 64 B,
 measured with blocking calls (block) and with non-blocking calls in a loop
 (poll). `floor` (a cache line bounced between two cores) and `memcpy` are
 always measured: round trips are shown as multiples of the floor, throughput
-as a fraction of memcpy bandwidth.
+as a fraction of memcpy bandwidth. `bare` is a reference too: a bare ring
+with nothing but the cache lines a message needs and its two copies, the
+least any mechanism can cost at each size (the channel's safety costs its
+distance from `bare`).
 
-Mechanisms: floor, futex, eventfd, memcpy, pipe, fifo, unix, unix-dgram,
+Mechanisms: floor, bare, futex, eventfd, memcpy, pipe, fifo, unix, unix-dgram,
 unix-seqpacket, tcp, mq, sysv, queue; with --peers: iceoryx2, ipc-channel")]
 pub struct Args {
     /// Only these mechanisms (comma-separated); floor and memcpy are always added.
