@@ -28,7 +28,8 @@ pub const MAX_ROUNDS: u32 = 20;
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Mechanisms to run (`None`: all). `floor` and `memcpy` are added when
-    /// missing, since every ratio needs them.
+    /// missing, since every ratio needs them; `bare` comes with any `shm`
+    /// flavour, the reference its figures are read against.
     pub only: Option<Vec<String>>,
     /// Throughput message sizes in bytes (empty: round trips only).
     pub sizes: Vec<usize>,
@@ -206,7 +207,13 @@ pub fn select(only: Option<&[String]>, peers: bool) -> Result<Vec<&'static str>,
     }
     Ok(all
         .into_iter()
-        .filter(|n| *n == "floor" || *n == memcpy::NAME || only.iter().any(|o| o == n))
+        .filter(|n| {
+            *n == "floor"
+                || *n == memcpy::NAME
+                || only.iter().any(|o| o == n)
+                // The channel's reference comes with any of its flavours.
+                || (*n == "bare" && only.iter().any(|o| o.starts_with("shm")))
+        })
         .collect())
 }
 
@@ -606,6 +613,11 @@ mod tests {
         assert_eq!(
             select(Some(&only), false).unwrap(),
             ["floor", "memcpy", "pipe", "tcp"]
+        );
+        let shm = vec!["shm-block".to_string()];
+        assert_eq!(
+            select(Some(&shm), false).unwrap(),
+            ["floor", "bare", "memcpy", "shm-block"]
         );
         let bad = vec!["carrier-pigeon".to_string()];
         let e = select(Some(&bad), false).unwrap_err();

@@ -31,7 +31,7 @@ distance from `bare`).
 Mechanisms: floor, bare, futex, eventfd, memcpy, pipe, fifo, unix, unix-dgram,
 unix-seqpacket, tcp, mq, sysv, queue; with --peers: iceoryx2, ipc-channel")]
 pub struct Args {
-    /// Only these mechanisms (comma-separated); floor and memcpy are always added.
+    /// Only these mechanisms (comma-separated); floor and memcpy are always added, bare with any shm flavour.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     only: Option<Vec<String>>,
     /// Throughput message sizes (comma-separated: 64,1K,4K,64K,1M); `none` for round trips only.
