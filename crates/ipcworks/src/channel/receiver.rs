@@ -25,6 +25,9 @@ pub struct Receiver {
     /// last looked at (see `try_recv_ref`).
     last_check: std::cell::Cell<Option<u64>>,
     kicks_seen: std::cell::Cell<Option<u32>>,
+    /// The senders' generation word when they were last seen attached
+    /// (see `check_peer`).
+    senders_seen: std::cell::Cell<Option<u64>>,
 }
 
 // SAFETY: the Receiver owns its ring view (its `Cell` head is touched only
@@ -71,6 +74,7 @@ impl Receiver {
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
             kicks_seen: std::cell::Cell::new(None),
+            senders_seen: std::cell::Cell::new(None),
         })
     }
 
@@ -274,7 +278,17 @@ impl Receiver {
     /// (done once per [`SLICE`](super::wait::SLICE)), else only notice
     /// senders that detached.
     fn check_peer(&self, slow: bool) -> Result<()> {
+        // Senders bump the generation after they attach or detach: while it
+        // holds the value seen when they were last found attached, they
+        // still are (a killed one is found by the slow look), and their
+        // slots need no reading — one of them is the line a sender writes
+        // on every send, a cache miss before every sleep.
+        let generation = self.shared().header().peers.0.generation.load(Acquire);
+        if !slow && self.senders_seen.get() == Some(generation) {
+            return Ok(());
+        }
         let senders = self.senders_present(slow);
+        self.senders_seen.set(senders.then_some(generation));
         if (slow || !senders)
             && self
                 .ring

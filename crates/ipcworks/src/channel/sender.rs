@@ -65,6 +65,7 @@ impl Sender {
             });
         };
         h.peers.0.senders_ever.store(1, Release);
+        h.peers.0.generation.fetch_add(1, Release);
         let ring = shared.ring()?;
         // Wake a receiver that may be waiting for its first sender.
         ring.kick(ring.rx_word());
@@ -268,6 +269,7 @@ impl Drop for Sender {
             .0
             .id
             .compare_exchange(self.me, 0, Release, Relaxed);
+        h.peers.0.generation.fetch_add(1, Release);
         self.ring.kick(self.ring.rx_word());
     }
 }

@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// `"IPCWCHAN"`, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCWCHAN");
 /// Layout version; bump on any change of [`Header`].
-pub(crate) const VERSION: u64 = 3;
+pub(crate) const VERSION: u64 = 4;
 /// Maximum number of senders attached at once.
 pub const MAX_SENDERS: usize = 32;
 /// Where the data area starts in the segment.
@@ -45,6 +45,12 @@ pub(crate) struct Peers {
     pub receiver: AtomicU64,
     /// Non-zero once any sender attached.
     pub senders_ever: AtomicU64,
+    /// Bumped after every sender attaches or detaches: while it holds the
+    /// value a receiver saw at its last look at the senders' slots, the
+    /// set of attached senders is the same, and a blocked receiver skips
+    /// reading the slots (one load instead of [`MAX_SENDERS`] lines, one
+    /// of which the sender writes on every send).
+    pub generation: AtomicU64,
 }
 
 /// The header at the start of the segment.

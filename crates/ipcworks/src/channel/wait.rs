@@ -79,7 +79,8 @@ pub(crate) fn block_on<T>(
     // (each read is a few percent of a futex round trip here).
     let start = (spin_for > Duration::ZERO).then(Instant::now);
     let mut last_check = start;
-    let mut spins: u32 = 0;
+    // From 1: the call above just tried, so the first turn only probes.
+    let mut spins: u32 = 1;
     let mut woken = false;
     loop {
         if (probe() || spins % 64 == 0)

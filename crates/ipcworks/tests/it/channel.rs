@@ -702,3 +702,39 @@ fn polling_receiver_sees_late_senders_and_their_departure() {
         assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
     }
 }
+
+/// A blocked receiver looks at the senders' slots only when their
+/// generation word says one attached or detached: it must still tell one
+/// sender's departure (stay blocked, the other is there) from the last
+/// one's (`Disconnected`), and take the message sent in between.
+#[test]
+fn a_blocked_receiver_tells_one_senders_departure_from_the_last_ones() {
+    for wait in [WaitStrategy::Block, WaitStrategy::default()] {
+        let chan = anon(4096, 64);
+        let mut rx = chan.receiver().unwrap();
+        rx.set_wait_strategy(wait);
+        let (a, mut b) = (chan.sender().unwrap(), chan.sender().unwrap());
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(a);
+            std::thread::sleep(Duration::from_millis(50));
+            b.send(b"after a left").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(b);
+        });
+        let start = Instant::now();
+        assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"after a left", "{wait:?}");
+        assert!(
+            matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)),
+            "{wait:?}"
+        );
+        assert!(start.elapsed() < LIMIT, "{wait:?}");
+        t.join().unwrap();
+        // A sender that comes back is seen again.
+        let mut c = chan.sender().unwrap();
+        c.send(b"back").unwrap();
+        assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"back");
+        drop(c);
+        assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
+    }
+}
