@@ -198,6 +198,10 @@ pub unsafe trait Memory {
     /// A hint: the cache line holding data-area byte `off` (`off < capacity`)
     /// will be read soon. Never reads memory in the language's sense.
     fn prefetch(&self, _off: u64) {}
+    /// A hint: this side will write the cache line holding data-area byte
+    /// `off` (`off < capacity`); ask for it in exclusive state. Never
+    /// touches memory in the language's sense.
+    fn prefetch_write(&self, _off: u64) {}
 }
 
 /// Space reserved by a producer: write `len` bytes at `off`, then commit.
@@ -476,6 +480,16 @@ impl<M: Memory> Ring<M> {
         let o = slot.pos & self.mask;
         self.mem.word(o + 8).store(slot.len, Relaxed);
         store_then_fence(self.mem.word(o), self.stamp(slot.pos, state));
+        // Ask for the payload's first line back in exclusive state at once.
+        // An empirical finding, not a derived one: on the machine this was
+        // written on it took a spinning round trip of 64-byte messages from
+        // 1.18-1.30x the bare two-line hand-off (`ipcworks bench`'s `bare`
+        // row) to 0.99-1.15x (eleven alternating runs), with streams
+        // unchanged; a read prefetch of the same line instead made round
+        // trips a third slower.
+        if slot.len > 0 {
+            self.mem.prefetch_write(slot.off);
+        }
         let rx = &self.ctl().wait.rx.0;
         if clear_flag(rx) {
             self.mem.wake(rx);

@@ -374,4 +374,10 @@ unsafe impl Memory for ShmMemory {
             crate::sys::mem::prefetch_read(self.ptr(off));
         }
     }
+
+    fn prefetch_write(&self, off: u64) {
+        if off < self.cap {
+            crate::sys::mem::prefetch_write(self.ptr(off));
+        }
+    }
 }
