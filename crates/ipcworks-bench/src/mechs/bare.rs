@@ -18,7 +18,6 @@
 //! safety is its distance from this row.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipcworks::shm::Segment;
@@ -109,6 +108,18 @@ struct Ends {
     got: u64,
 }
 
+impl Ends {
+    fn new(out: Ring, inn: Ring) -> Ends {
+        Ends {
+            out,
+            inn,
+            sent: 0,
+            seen_read: 0,
+            got: 0,
+        }
+    }
+}
+
 impl Link for Ends {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         if msg.len() != self.out.size {
@@ -184,20 +195,8 @@ impl Mechanism for Bare {
 
     fn setup(&self, case: &Case) -> io::Result<Setup> {
         let (ping, pong) = (Ring::create(case)?, Ring::create(case)?);
-        let handed = |r: &Ring| -> io::Result<OwnedFd> {
-            let fd = r.seg.as_fd().try_clone_to_owned()?;
-            super::fd::cloexec(&fd)?;
-            Ok(fd)
-        };
-        let fds = vec![handed(&ping)?, handed(&pong)?];
-        let ends = Ends {
-            out: ping,
-            inn: pong,
-            sent: 0,
-            seen_read: 0,
-            got: 0,
-        };
-        Ok(Setup::ready(fds, vec![], ends))
+        let fds = vec![super::fd::handed(&ping.seg)?, super::fd::handed(&pong.seg)?];
+        Ok(Setup::ready(fds, vec![], Ends::new(ping, pong)))
     }
 
     fn peer(&self, case: &Case, mut h: Handoff) -> io::Result<Box<dyn Link>> {
@@ -207,13 +206,7 @@ impl Mechanism for Bare {
         };
         let ping = open(h.fd(0)?)?;
         let pong = open(h.fd(1)?)?;
-        Ok(Box::new(Ends {
-            out: pong,
-            inn: ping,
-            sent: 0,
-            seen_read: 0,
-            got: 0,
-        }))
+        Ok(Box::new(Ends::new(pong, ping)))
     }
 }
 
@@ -235,24 +228,17 @@ mod tests {
     fn pair(case: &Case) -> (Ends, Ends) {
         let (ping, pong) = (Ring::create(case).unwrap(), Ring::create(case).unwrap());
         let again = |r: &Ring| {
-            let fd = r.seg.as_fd().try_clone_to_owned().unwrap();
+            let fd = super::super::fd::handed(&r.seg).unwrap();
             Ring::new(Segment::from_fd(fd).unwrap(), case).unwrap()
         };
         let (ping2, pong2) = (again(&ping), again(&pong));
-        let end = |out, inn| Ends {
-            out,
-            inn,
-            sent: 0,
-            seen_read: 0,
-            got: 0,
-        };
-        (end(ping, pong), end(pong2, ping2))
+        (Ends::new(ping, pong), Ends::new(pong2, ping2))
     }
 
     #[test]
     fn a_stream_arrives_whole_and_in_order_through_many_laps() {
-        // A 1000-byte record ring holds few records: the sender laps it
-        // hundreds of times and must wait for the reader each time.
+        // 100 KB records in a 1 MiB ring: ten of them, so the sender laps
+        // the ring 200 times and must wait for the reader each time.
         let c = case(Metric::Throughput, 100_000);
         let (mut a, mut b) = pair(&c);
         assert!(a.out.records < 20, "{}", a.out.records);

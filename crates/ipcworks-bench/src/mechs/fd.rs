@@ -25,6 +25,14 @@ pub fn cloexec(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// A copy of a segment's descriptor to hand to the peer (close-on-exec:
+/// the harness hands it over itself).
+pub fn handed(seg: &ipcworks::shm::Segment) -> io::Result<OwnedFd> {
+    let fd = seg.as_fd().try_clone_to_owned()?;
+    cloexec(&fd)?;
+    Ok(fd)
+}
+
 /// A byte stream: messages are written whole with as many `write` calls
 /// as it takes and read back with as many `read` calls.
 pub struct Stream {

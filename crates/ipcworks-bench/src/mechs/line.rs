@@ -4,7 +4,7 @@
 //! `floor` and `futex` mechanisms.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ipcworks::shm::Segment;
@@ -26,8 +26,7 @@ impl Line {
     /// Parent: a fresh line and a descriptor for the peer.
     pub fn create() -> io::Result<(Line, OwnedFd)> {
         let seg = Segment::anonymous(4096).map_err(io::Error::from)?;
-        let fd = seg.as_fd().try_clone_to_owned()?;
-        super::fd::cloexec(&fd)?;
+        let fd = super::fd::handed(&seg)?;
         Ok((
             Line {
                 seg,
