@@ -21,10 +21,8 @@ pub struct Receiver {
     wait: WaitStrategy,
     skipped: std::cell::Cell<u64>,
     /// `try_` receives: when the senders were last judged through `/proc`
-    /// (coarse clock, ms), and the receiver's futex word when they were
-    /// last looked at (see `try_recv_ref`).
+    /// (coarse clock, ms; see `poll_slot`).
     last_check: std::cell::Cell<Option<u64>>,
-    kicks_seen: std::cell::Cell<Option<u32>>,
     /// The senders' generation word when they were last seen attached
     /// (see `check_peer`).
     senders_seen: std::cell::Cell<Option<u64>>,
@@ -73,7 +71,6 @@ impl Receiver {
             wait,
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
-            kicks_seen: std::cell::Cell::new(None),
             senders_seen: std::cell::Cell::new(None),
         })
     }
@@ -209,9 +206,9 @@ impl Receiver {
         // Nothing now: are the senders still there? A killed sender is
         // noticed through /proc, at most once per slice (on the coarse
         // clock: an empty poll in a loop must stay cheap). A sender that
-        // attaches or detaches bumps our futex word (`kick`), so while the
-        // word is unchanged the senders' slots need no look: reading them
-        // on every empty poll would pull the line a sender writes on every
+        // attaches or detaches bumps the senders' generation, so while it
+        // is unchanged the senders' slots need no look: reading them on
+        // every empty poll would pull the line a sender writes on every
         // send away from it.
         let now = crate::sys::time::coarse_millis();
         let slow = self
@@ -221,11 +218,10 @@ impl Receiver {
         if slow {
             self.last_check.set(Some(now));
         }
-        let kicks = self.ring.rx_word().load(Acquire);
-        if slow || self.kicks_seen.get() != Some(kicks) {
+        // Not remembered while no sender is attached: `Disconnected` is
+        // told on every call.
+        if slow || self.senders_seen.get() != Some(self.generation()) {
             self.check_peer(slow)?;
-            // Only once they passed: `Disconnected` is told on every call.
-            self.kicks_seen.set(Some(kicks));
             if let Some(slot) = self.attempt()? {
                 return Ok(slot);
             }
@@ -272,6 +268,11 @@ impl Receiver {
             || shared.any_sender_alive(check_liveness, self.ring.head())
     }
 
+    /// The senders' generation word (bumped after every attach and detach).
+    fn generation(&self) -> u64 {
+        self.shared().header().peers.0.generation.load(Acquire)
+    }
+
     /// Looks at the senders: skips a record whose sender died before
     /// publishing it, and returns [`Error::Disconnected`] once no sender is
     /// left and the ring is drained. `slow`: judge liveness through `/proc`
@@ -283,7 +284,7 @@ impl Receiver {
         // still are (a killed one is found by the slow look), and their
         // slots need no reading — one of them is the line a sender writes
         // on every send, a cache miss before every sleep.
-        let generation = self.shared().header().peers.0.generation.load(Acquire);
+        let generation = self.generation();
         if !slow && self.senders_seen.get() == Some(generation) {
             return Ok(());
         }

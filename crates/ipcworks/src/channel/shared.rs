@@ -47,8 +47,8 @@ pub(crate) struct Peers {
     pub senders_ever: AtomicU64,
     /// Bumped after every sender attaches or detaches: while it holds the
     /// value a receiver saw at its last look at the senders' slots, the
-    /// set of attached senders is the same, and a blocked receiver skips
-    /// reading the slots (one load instead of [`MAX_SENDERS`] lines, one
+    /// set of attached senders is the same, and a receiver (blocked, or
+    /// polling an empty channel) skips reading the slots (one load instead of [`MAX_SENDERS`] lines, one
     /// of which the sender writes on every send).
     pub generation: AtomicU64,
 }

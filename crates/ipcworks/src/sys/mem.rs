@@ -223,19 +223,12 @@ pub fn prefetch_write(addr: *const u8) {
 /// 8), asked once.
 #[cfg(target_arch = "x86_64")]
 fn has_prefetchw() -> bool {
-    use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-    // 0: not asked yet, 1: no, 2: yes.
-    static HAS: AtomicU8 = AtomicU8::new(0);
-    match HAS.load(Relaxed) {
-        0 => {
-            let ext = std::arch::x86_64::__cpuid(0x8000_0000).eax;
-            let yes =
-                ext >= 0x8000_0001 && std::arch::x86_64::__cpuid(0x8000_0001).ecx & (1 << 8) != 0;
-            HAS.store(if yes { 2 } else { 1 }, Relaxed);
-            yes
-        }
-        v => v == 2,
-    }
+    // (std's `is_x86_feature_detected!` does not know `prfchw`.)
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        use std::arch::x86_64::__cpuid;
+        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    })
 }
 
 /// The system's page size.
