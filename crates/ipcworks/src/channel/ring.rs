@@ -483,7 +483,7 @@ impl<M: Memory> Ring<M> {
         // Ask for the payload's first line back in exclusive state at once.
         // An empirical finding, not a derived one: on the machine this was
         // written on it took a spinning round trip of 64-byte messages from
-        // 1.18-1.30x the bare two-line hand-off (`ipcworks bench`'s `bare`
+        // 1.17-1.32x the bare two-line hand-off (`ipcworks bench`'s `bare`
         // row) to 0.99-1.15x (eleven alternating runs), with streams
         // unchanged; a read prefetch of the same line instead made round
         // trips a third slower.
