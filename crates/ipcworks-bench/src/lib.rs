@@ -103,9 +103,9 @@
 //! `index.html` is checked in a real browser by `tests/browser.rs`: a tiny
 //! run is rendered and loaded in headless Chromium (Debian's `chromium`,
 //! installed by `.ci/run`), which must lay out every chart's marks and
-//! fetch nothing. Without Chromium that test fails and says how to install
-//! it; `IPCWORKS_SKIP_BROWSER=1` skips it instead, `IPCWORKS_CHROMIUM`
-//! names another Chromium-based browser. `scripts/report-screenshot.sh
+//! fetch nothing. Without Chromium that test says in one line how to install
+//! it and passes (with `CI=true` it fails); `IPCWORKS_CHROMIUM` names
+//! another Chromium-based browser. `scripts/report-screenshot.sh
 //! [DIR]` takes a screenshot of `DIR/index.html` by hand and copies the two
 //! charts out as standalone SVG files.
 //!

@@ -8,10 +8,9 @@
 //! with a non-zero size inside its chart), and the page fetches nothing and
 //! references nothing outside itself.
 //!
-//! Without Chromium the test fails with the command that installs it. Set
-//! `IPCWORKS_SKIP_BROWSER=1` to skip it instead (a developer machine
-//! without a browser); `IPCWORKS_CHROMIUM=/path/to/chrome` picks another
-//! Chromium-based browser.
+//! Without Chromium the test says so in one line and passes (with
+//! `CI=true` it fails instead: `.ci/run` installs Chromium);
+//! `IPCWORKS_CHROMIUM=/path/to/chrome` picks another Chromium-based browser.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -21,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use ipcworks_bench::peer::{self, Launcher};
 use ipcworks_bench::{Metric, Options, Placement, Results, html};
+use ipcworks_test_support::need;
 
 /// How long one Chromium run may take before it is killed.
 const BROWSER_LIMIT: Duration = Duration::from_secs(60);
@@ -58,29 +58,17 @@ impl Drop for TempDir {
     }
 }
 
-/// The browser to use, or `None` when the test is to be skipped.
+/// The browser to use: `IPCWORKS_CHROMIUM`, else Chromium on `PATH`;
+/// `None` when the test is to be skipped (one line says so; with `CI=true`
+/// a missing browser fails the test instead).
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("IPCWORKS_CHROMIUM") {
         return Some(PathBuf::from(p));
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    if std::env::var("IPCWORKS_SKIP_BROWSER").is_ok_and(|v| v == "1") {
-        eprintln!("IPCWORKS_SKIP_BROWSER=1: the HTML report is NOT checked in a browser");
+    if !ipcworks_test_support::have(&[need::CHROMIUM]) {
         return None;
     }
-    panic!(
-        "chromium not found in PATH: this test loads the HTML report in a headless browser.\n\
-         Install it (Debian/Ubuntu: `sudo apt-get install chromium`; .ci/run does this as root),\n\
-         point IPCWORKS_CHROMIUM at a Chromium-based browser, or set IPCWORKS_SKIP_BROWSER=1 to skip."
-    );
+    need::CHROMIUM.program()
 }
 
 /// Runs headless Chromium on `url` with a fresh profile; returns what it

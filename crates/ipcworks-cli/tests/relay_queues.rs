@@ -1,6 +1,7 @@
 //! `ipcworks relay` between the message queues and the shared-memory
 //! channel: priorities carried across, nothing left behind.
 
+use ipcworks_test_support::{need, require};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ fn queued(address: &str) -> (Option<u64>, Option<u64>) {
 
 #[test]
 fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
+    require!(need::MQUEUE);
     let pid = std::process::id();
     let c = Cleanup {
         mq: format!("ipcworks-test-relay-mq-{pid}"),

@@ -1,6 +1,7 @@
 //! `ipcworks sem …` run as a user would: the real binary, real processes,
 //! kill -9, a C program on the POSIX side.
 
+use ipcworks_test_support::{need, require};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -184,6 +185,7 @@ fn compile(dir: &Path) -> PathBuf {
 
 #[test]
 fn posix_semaphores_are_shared_with_c_and_kept_apart_from_native_ones() {
+    require!(need::CC);
     let n = name("posix");
     let _c = Cleanup(n.clone());
     let dir = std::env::temp_dir().join(name("cc"));

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ipcworks_test_support::{need, require};
 use serde_json::Value;
 
 /// Everything the test made, removed on drop (also when an assertion
@@ -175,6 +176,7 @@ fn check_shape(o: &Value) {
 
 #[test]
 fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
+    require!(need::MQUEUE);
     let mut s = Scene::new("kinds");
     let pid = std::process::id();
     let f = |n: &str| s.files.join(n).to_string_lossy().into_owned();

@@ -14,6 +14,7 @@ use ipcworks::shm::Segment;
 use ipcworks::sync::{PosixSemaphore, Semaphore};
 
 use crate::support::{self, KillOnDrop, ShmCleanup};
+use ipcworks_test_support::{need, require};
 
 const HANG: Duration = Duration::from_secs(30);
 
@@ -552,6 +553,7 @@ fn run_c(exe: &std::path::Path, args: &[&str]) -> i64 {
 
 #[test]
 fn a_c_program_shares_the_posix_counter_both_ways() {
+    require!(need::CC);
     let (exe, _dir) = c_client();
     let name = support::unique_name("csem");
     let _clean = cleanup(&[&name]);
@@ -578,15 +580,7 @@ fn a_c_program_shares_the_posix_counter_both_ways() {
 
 #[test]
 fn python_posix_ipc_shares_the_posix_counter() {
-    let has = Command::new("python3")
-        .args(["-c", "import posix_ipc"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        // .ci/run installs it; the C client test above is the required one.
-        eprintln!("python3 posix_ipc not installed: skipping");
-        return;
-    }
+    require!(need::PYTHON_IPC);
     let name = support::unique_name("pysem");
     let _clean = cleanup(&[&name]);
     let ours = PosixSemaphore::create(&name, 1).unwrap();

@@ -12,6 +12,7 @@ use ipcworks::mq::posix::Queue;
 
 use super::{MqCleanup, check_stress, parse_stress_msg, spawn_collecting, spawn_lines, stress_msg};
 use crate::support::{self, KillOnDrop};
+use ipcworks_test_support::{need, require};
 
 const HANG: Duration = Duration::from_secs(30);
 
@@ -317,6 +318,7 @@ fn stress_4_producers_4_consumers_exactly_once_in_order() {
 
 #[test]
 fn python_peer_sends_with_priorities_and_c_peer_receives_ours() {
+    require!(need::CC, need::PYTHON_IPC);
     let peer = super::CPeer::build();
     let (q, _g) = new_queue("interop", 10, 128);
     let slashed = format!("/{}", q.name());
@@ -345,6 +347,7 @@ fn python_peer_sends_with_priorities_and_c_peer_receives_ours() {
 
 #[test]
 fn queue_created_by_python_is_opened_by_us_and_c_sends_to_it() {
+    require!(need::CC, need::PYTHON_IPC);
     let peer = super::CPeer::build();
     let name = support::unique_name("pyq");
     let _g = MqCleanup(vec![name.clone()]);

@@ -15,6 +15,7 @@ use super::{
     spawn_lines, stress_msg,
 };
 use crate::support::{self, KillOnDrop};
+use ipcworks_test_support::{need, require};
 
 const HANG: Duration = Duration::from_secs(30);
 
@@ -167,6 +168,7 @@ fn type_selection_follows_all_three_rules() {
 
 #[test]
 fn stat_and_ipcs_show_the_queue() {
+    require!(need::IPCS);
     let (mut q, _g) = new_sysv_queue();
     assert!(ipcs_lists(q.key()), "ipcs -q does not list our key");
     let mut c = KillOnDrop::spawn(support::child(
@@ -279,6 +281,7 @@ fn stress_4_producers_4_consumers_exactly_once_in_order() {
 
 #[test]
 fn python_peer_sends_with_types_and_c_peer_receives_ours() {
+    require!(need::CC, need::PYTHON_IPC);
     let peer = super::CPeer::build();
     let (q, _g) = new_sysv_queue();
     let key = q.key().to_string();
@@ -468,6 +471,7 @@ fn blocking_calls_survive_signals() {
 
 #[test]
 fn queue_created_by_python_is_opened_by_us() {
+    require!(need::PYTHON_IPC);
     // A key free for sure: made by us, then removed for Python to take.
     let (mut q, _g) = new_sysv_queue();
     let key = q.key();

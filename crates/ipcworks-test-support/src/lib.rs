@@ -1,0 +1,295 @@
+//! What a test needs from outside the Rust toolchain — a program, a Python
+//! module, root, a mounted file system — decided in one place for every test
+//! of the workspace.
+//!
+//! A test states its needs first:
+//!
+//! ```no_run
+//! use ipcworks_test_support::{require, need};
+//!
+//! #[test]
+//! fn socat_talks_to_our_server() {
+//!     require!(need::SOCAT, need::NC);
+//!     // … the test proper …
+//! }
+//! ```
+//!
+//! When everything is there, the test runs. When something is missing:
+//!
+//! - normally the test writes **one line** to the real standard error (which
+//!   `cargo test` shows without `--nocapture`) naming what is missing and how
+//!   to install it, and passes; when the test binary ends, a summary says
+//!   what it skipped and why;
+//! - with `CI=true` (CI sets it) the test **fails** instead, naming what is
+//!   missing, so CI keeps checking everything.
+//!
+//! `.ci/run` installs every outside program as root, so a CI run skips
+//! nothing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once, OnceLock};
+
+/// Something a test needs that the Rust toolchain does not bring.
+#[derive(Clone, Copy, Debug)]
+pub enum Need {
+    /// A program found on `PATH` under one of these names.
+    Program {
+        /// The names to look for, the usual first (`chromium`,
+        /// `chromium-browser`).
+        names: &'static [&'static str],
+        /// How to install it, in words a user can act on.
+        install: &'static str,
+    },
+    /// Python 3 modules (`python3 -c "import …"` must succeed).
+    Python {
+        /// The modules to import.
+        modules: &'static [&'static str],
+        /// How to install them.
+        install: &'static str,
+    },
+    /// An effective user id of 0 (tests that switch users or mount).
+    Root,
+    /// A file system mounted at `path`.
+    Mount {
+        /// The mount point.
+        path: &'static str,
+        /// How to mount it.
+        how: &'static str,
+    },
+}
+
+/// The needs the workspace's tests have, named once.
+pub mod need {
+    use super::Need;
+
+    /// A C compiler, for the C peers the tests compile.
+    pub const CC: Need = Need::Program {
+        names: &["cc"],
+        install: "apt-get install gcc libc6-dev",
+    };
+    /// `socat`, a real peer for sockets and FIFOs.
+    pub const SOCAT: Need = Need::Program {
+        names: &["socat"],
+        install: "apt-get install socat",
+    };
+    /// OpenBSD `nc` (its `-N` and `-U` flags).
+    pub const NC: Need = Need::Program {
+        names: &["nc"],
+        install: "apt-get install netcat-openbsd",
+    };
+    /// `ipcs` and `ipcrm` from util-linux.
+    pub const IPCS: Need = Need::Program {
+        names: &["ipcs"],
+        install: "apt-get install util-linux",
+    };
+    /// `unshare` from util-linux (a private mount namespace).
+    pub const UNSHARE: Need = Need::Program {
+        names: &["unshare"],
+        install: "apt-get install util-linux",
+    };
+    /// Headless Chromium, to load the HTML report.
+    pub const CHROMIUM: Need = Need::Program {
+        names: &["chromium", "chromium-browser"],
+        install: "apt-get install chromium",
+    };
+    /// Python 3 with `posix_ipc` and `sysv_ipc`, the Python peers.
+    pub const PYTHON_IPC: Need = Need::Python {
+        modules: &["posix_ipc", "sysv_ipc"],
+        install: "python3 -m pip install posix_ipc sysv_ipc",
+    };
+    /// Root, for tests that switch to other users or mount file systems.
+    pub const ROOT: Need = Need::Root;
+    /// The POSIX message queue file system at /dev/mqueue, where `ls` lists
+    /// queues.
+    pub const MQUEUE: Need = Need::Mount {
+        path: "/dev/mqueue",
+        how: "mkdir -p /dev/mqueue && mount -t mqueue none /dev/mqueue (as root)",
+    };
+}
+
+impl Need {
+    /// Whether this need is met on this machine.
+    pub fn met(&self) -> bool {
+        match self {
+            Need::Program { .. } => self.program().is_some(),
+            Need::Python { modules, .. } => python_has(modules),
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            Need::Root => (unsafe { libc::geteuid() }) == 0,
+            Need::Mount { path, .. } => is_mountpoint(path),
+        }
+    }
+
+    /// The program's path on `PATH`, for a [`Need::Program`]; `None` when
+    /// it is missing or this is another kind of need.
+    pub fn program(&self) -> Option<PathBuf> {
+        let Need::Program { names, .. } = self else {
+            return None;
+        };
+        names.iter().find_map(|n| find_on_path(n))
+    }
+
+    /// What is missing, in one phrase with the remedy.
+    pub fn describe(&self) -> String {
+        match self {
+            Need::Program { names, install } => {
+                format!("the program `{}` ({install})", names[0])
+            }
+            Need::Python { modules, install } => {
+                format!("python3 with {} ({install})", modules.join(", "))
+            }
+            Need::Root => "root (run the tests as root: `sudo cargo test --workspace`)".into(),
+            Need::Mount { path, how } => format!("{path} mounted ({how})"),
+        }
+    }
+}
+
+/// Checks `needs` for the running test. Returns `true` when all are met.
+///
+/// Otherwise, with `CI=true` it panics naming what is missing; without, it
+/// writes one line to the real standard error, records the skip for the
+/// summary printed when the test binary exits, and returns `false` (the
+/// caller returns, and the test passes). Use [`require!`] rather than
+/// calling this directly.
+pub fn have(needs: &[Need]) -> bool {
+    let missing: Vec<String> = needs
+        .iter()
+        .filter(|n| !n.met())
+        .map(Need::describe)
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let test = current_test();
+    let what = missing.join(" and ");
+    if ci() {
+        panic!("{test}: CI=true and this test needs {what}: install it (`.ci/run` does, as root)");
+    }
+    let line = format!("SKIPPED {test}: needs {what}; it did not run (CI=true fails instead)\n");
+    // The real stderr: libtest captures `eprintln!` but not this.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    record(test, what);
+    false
+}
+
+/// Returns from the calling test (which then passes) unless every need is
+/// met; see [`have`]. With `CI=true` a missing need fails the test instead.
+#[macro_export]
+macro_rules! require {
+    ($($need:expr),+ $(,)?) => {
+        if !$crate::have(&[$($need),+]) {
+            return;
+        }
+    };
+}
+
+/// Whether this is a CI run (`CI=true`, as CI services set it).
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The running test's name: libtest names each test's thread after it.
+fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or("a test")
+        .to_string()
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn python_has(modules: &'static [&'static str]) -> bool {
+    // One python3 start per distinct module list and test process.
+    static CACHE: Mutex<Vec<(&'static [&'static str], bool)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, ok)) = cache.iter().find(|(m, _)| *m == modules) {
+        return *ok;
+    }
+    let ok = find_on_path("python3").is_some()
+        && std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!("import {}", modules.join(", ")))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    cache.push((modules, ok));
+    ok
+}
+
+/// Whether `path` is a mount point of this process's mount namespace
+/// (field 5 of /proc/self/mountinfo).
+fn is_mountpoint(path: &str) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Path::new(path).exists();
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| mp == path)
+}
+
+/// Skips recorded in this test process: (test, what it needed).
+static SKIPPED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn record(test: String, what: String) {
+    static SUMMARY: Once = Once::new();
+    SKIPPED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((test, what));
+    SUMMARY.call_once(|| {
+        // SAFETY: `summary` is an `extern "C" fn()` that never unwinds
+        // (it only formats and writes, ignoring errors).
+        unsafe { libc::atexit(summary) };
+    });
+}
+
+/// Printed once when the test binary exits normally (libtest returns from
+/// `main` when every test passed): what was skipped, grouped by need.
+extern "C" fn summary() {
+    let skipped = SKIPPED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut by_need: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (test, what) in skipped.iter() {
+        match by_need.iter_mut().find(|(w, _)| w == what) {
+            Some((_, tests)) => tests.push(test),
+            None => by_need.push((what, vec![test])),
+        }
+    }
+    let mut text = format!(
+        "\nSKIPPED {} test(s) of {} — they need what this machine lacks:\n",
+        skipped.len(),
+        binary_name()
+    );
+    for (what, tests) in by_need {
+        text += &format!("  {what}: {}\n", tests.join(", "));
+    }
+    text +=
+        "  (`sudo bash .ci/run` installs everything; with CI=true a missing need fails the run)\n";
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+fn binary_name() -> String {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .map(|n| match n.rsplit_once('-') {
+                // cargo names test binaries NAME-HASH.
+                Some((base, hash)) if hash.len() == 16 => base.to_string(),
+                _ => n,
+            })
+            .unwrap_or_else(|| "this test binary".into())
+    })
+    .clone()
+}
