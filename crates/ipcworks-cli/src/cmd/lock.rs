@@ -28,10 +28,10 @@ Examples:
 pub struct Args {
     /// Name of the mutex (created on first use).
     name: String,
-    /// Give up waiting for the lock after SECS seconds (fractions allowed);
-    /// exit 124.
-    #[arg(long, value_name = "SECS")]
-    timeout: Option<f64>,
+    /// Give up waiting for the lock after DURATION (`5`, `0.5`, `200ms`,
+    /// `1m`); exit 124.
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    timeout: Option<Duration>,
     /// Remove the named mutex instead of running a command.
     #[arg(long)]
     rm: bool,
@@ -57,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some((program, rest)) = args.command.split_first() else {
         bail!("no COMMAND given: ipcworks lock {name} -- COMMAND [ARGS…]");
     };
-    let timeout = args.timeout.map(seconds).transpose()?;
+    let timeout = args.timeout;
 
     let (mutex, _created) = Mutex::<()>::options()
         .persist(true)
@@ -113,12 +113,6 @@ fn die_with_parent(command: &mut Command) {
             Ok(())
         });
     }
-}
-
-/// Parses `--timeout` seconds.
-fn seconds(s: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| anyhow::anyhow!("--timeout {s}: expected a number of seconds ≥ 0"))
 }
 
 /// COMMAND's exit code, or 128+N if signal N killed it.

@@ -27,9 +27,10 @@ pub struct Args {
     /// Stop after N messages (default: until the stream ends).
     #[arg(long)]
     count: Option<u64>,
-    /// Give up after S seconds in total (exit code 124).
-    #[arg(long)]
-    timeout: Option<f64>,
+    /// Give up after DURATION in total (`5`, `0.5`, `200ms`, `1m`; exit
+    /// code 124).
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    timeout: Option<Duration>,
     /// Message type to receive (sysv:; 0 = any).
     #[arg(long = "type", default_value_t = 0)]
     msg_type: i64,
@@ -68,13 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_message: args.max_message,
         ..Options::default()
     };
-    let deadline = match args.timeout {
-        Some(s) if s.is_finite() && s >= 0.0 => {
-            Some(std::time::Instant::now() + Duration::from_secs_f64(s))
-        }
-        Some(s) => anyhow::bail!("--timeout {s}: expected a number of seconds, 0 or more"),
-        None => None,
-    };
+    let deadline = args.timeout.map(|t| std::time::Instant::now() + t);
     remove_on_signal(&ep, true);
     let mut rx =
         open_receiver(&ep, &opts).with_context(|| format!("opening {ep} for receiving"))?;

@@ -70,9 +70,9 @@ enum Sem {
     Wait {
         /// The name.
         name: String,
-        /// Give up after SECS seconds (exit code 124).
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<f64>,
+        /// Give up after DURATION (`5`, `0.5`, `200ms`, `1m`; exit code 124).
+        #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+        timeout: Option<Duration>,
         #[command(flatten)]
         common: Common,
     },
@@ -111,9 +111,10 @@ enum Sem {
     Run {
         /// The name.
         name: String,
-        /// Give up waiting for a permit after SECS seconds (exit code 124).
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<f64>,
+        /// Give up waiting for a permit after DURATION (`5`, `200ms`, `1m`;
+        /// exit code 124).
+        #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+        timeout: Option<Duration>,
         /// Permission bits the semaphore may have at most (octal).
         #[arg(long, default_value = "600", value_parser = parse_mode)]
         mode: u32,
@@ -130,14 +131,6 @@ fn parse_mode(s: &str) -> Result<u32, String> {
         return Err(format!("mode {s} has bits beyond 0777"));
     }
     Ok(m)
-}
-
-fn parse_timeout(t: Option<f64>) -> anyhow::Result<Option<Duration>> {
-    t.map(|s| {
-        Duration::try_from_secs_f64(s)
-            .map_err(|_| anyhow::anyhow!("--timeout {s} is not a number of seconds >= 0"))
-    })
-    .transpose()
 }
 
 /// Opens a native semaphore; if only a POSIX one has the name, says so.
@@ -193,7 +186,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             timeout,
             common,
         } => {
-            let timeout = parse_timeout(timeout)?;
             if common.posix {
                 let s = open_posix(&name, common.mode)?;
                 match timeout {
@@ -276,7 +268,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             mode,
             command,
         } => {
-            let timeout = parse_timeout(timeout)?;
             let sem = open_native(&name, mode)?;
             let permit = match timeout {
                 Some(t) => sem.acquire_timeout(t),

@@ -30,9 +30,9 @@ pub struct Args {
     /// Most clients at once (more are refused).
     #[arg(long, default_value_t = 1024)]
     max_clients: usize,
-    /// Drop a client idle for S seconds (0: never).
-    #[arg(long, default_value_t = 60.0)]
-    idle: f64,
+    /// Drop a client idle for DURATION (`60`, `90s`, `5m`; 0: never).
+    #[arg(long, default_value = "60", value_name = "DURATION", value_parser = super::duration)]
+    idle: Duration,
     /// Largest message in bytes; a longer one drops the client.
     #[arg(long, default_value_t = 65536)]
     max_message: usize,
@@ -47,16 +47,10 @@ pub struct Args {
 /// Runs `ipcworks serve`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ep: Endpoint = args.endpoint.parse()?;
-    if !(args.idle.is_finite() && args.idle >= 0.0) {
-        anyhow::bail!(
-            "--idle {}: expected a number of seconds, 0 or more",
-            args.idle
-        );
-    }
     let mut opts = ServerOptions::new();
     opts.max_connections(args.max_clients)
         .max_message(args.max_message)
-        .idle_timeout((args.idle > 0.0).then(|| Duration::from_secs_f64(args.idle)))
+        .idle_timeout((!args.idle.is_zero()).then_some(args.idle))
         .framing(if args.binary {
             Framing::Frames
         } else {
