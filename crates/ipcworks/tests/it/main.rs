@@ -14,6 +14,7 @@ mod mq;
 mod mutex;
 mod pipe;
 mod queue;
+mod readme;
 mod regions;
 mod semaphore;
 mod shm;
