@@ -126,13 +126,18 @@ pub enum Error {
     InvalidArgument(String),
 
     /// Any other failure of a system call, with the call named.
-    #[error("{op} failed: {source}")]
+    ///
+    /// The message includes the kernel's error (`connect failed: Connection
+    /// refused (os error 111)`), so [`source`](std::error::Error::source)
+    /// returns `None`: a report walking the chain (anyhow, `{:#}`) prints
+    /// the OS error once. Match the variant to reach `error` itself.
+    #[error("{op} failed: {error}")]
     Io {
         /// The operation (usually the system call) that failed.
         op: &'static str,
-        /// The error the kernel returned.
-        #[source]
-        source: io::Error,
+        /// The error the kernel returned. (Named `source` before; renamed
+        /// so it is no longer also reported as the error's source.)
+        error: io::Error,
     },
 }
 
@@ -141,7 +146,7 @@ impl Error {
     pub fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
         Error::Io {
             op,
-            source: source.into(),
+            error: source.into(),
         }
     }
 
@@ -167,7 +172,7 @@ impl Error {
             }
             Error::LimitExceeded { .. } => K::QuotaExceeded,
             Error::Removed { .. } => K::NotFound,
-            Error::Io { source, .. } => source.kind(),
+            Error::Io { error, .. } => error.kind(),
         }
     }
 }
@@ -175,5 +180,25 @@ impl Error {
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
         io::Error::new(e.kind(), e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_names_the_call_and_the_os_error_once() {
+        let e = Error::io("connect", io::Error::from_raw_os_error(111));
+        assert_eq!(
+            e.to_string(),
+            "connect failed: Connection refused (os error 111)"
+        );
+        // The message holds the OS error, so it is not also the source: a
+        // report walking the chain prints it once.
+        assert!(std::error::Error::source(&e).is_none());
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(std::error::Error::source(&io).is_none());
     }
 }
