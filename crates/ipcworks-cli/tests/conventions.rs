@@ -221,9 +221,18 @@ fn recv_on_a_fifo_that_cannot_be_created_says_so_and_why_as_mkfifo_does() {
     let mut c = Cleanup::default();
     c.paths.push(file.clone());
     for (path, why) in [
-        (missing_dir.join("f"), "does not exist"),
+        (missing_dir.join("f"), "No such file or directory"),
         (file.join("f"), "Not a directory"),
     ] {
+        // mkfifo(1) on the path: "cannot create fifo 'PATH': WHY".
+        let mk = Command::new("mkfifo").arg(&path).output().unwrap();
+        assert!(!mk.status.success());
+        let mk_err = String::from_utf8_lossy(&mk.stderr);
+        assert!(
+            mk_err.contains("cannot create fifo") && mk_err.contains(why),
+            "{mk_err}"
+        );
+        // recv says the same.
         let out = run(
             &[
                 "recv",
@@ -236,15 +245,13 @@ fn recv_on_a_fifo_that_cannot_be_created_says_so_and_why_as_mkfifo_does() {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         let err = stderr(&out);
         assert!(
-            err.contains("cannot create FIFO") && err.contains(why),
-            "{path:?}: {err}"
+            err.contains(&format!(
+                "cannot create FIFO {:?}: {why}",
+                path.display().to_string()
+            )),
+            "{err}"
         );
         assert_eq!(err.lines().count(), 1, "{err}");
-        // mkfifo(1) on the same path fails the same way.
-        let mk = Command::new("mkfifo").arg(&path).output().unwrap();
-        assert!(!mk.status.success());
-        let mk_err = String::from_utf8_lossy(&mk.stderr);
-        assert!(mk_err.contains("cannot create fifo"), "{mk_err}");
         assert!(!path.exists());
     }
 }

@@ -46,6 +46,19 @@ pub enum Error {
         name: String,
     },
 
+    /// An object could not be created where it was asked for: the
+    /// directory is missing or not a directory, not writable, read-only …
+    /// `error` is what the kernel said, as `mkfifo(1)` reports it.
+    #[error("cannot create {kind} {name:?}: {error}")]
+    CannotCreate {
+        /// What kind of object ("FIFO", …).
+        kind: &'static str,
+        /// Its name or path.
+        name: String,
+        /// Why, from the kernel.
+        error: io::Error,
+    },
+
     /// An object exists under the name but is not safe to use: owned by
     /// another user, looser mode than asked, a symlink, or the wrong kind.
     #[error("refusing to use {name:?}: {reason}")]
@@ -162,6 +175,7 @@ impl Error {
             Error::NameInvalid { .. } | Error::InvalidArgument(_) => K::InvalidInput,
             Error::NotFound { .. } => K::NotFound,
             Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::CannotCreate { error, .. } => error.kind(),
             Error::PermissionDenied { .. } | Error::Refused { .. } => K::PermissionDenied,
             Error::MessageTooLarge { .. } => K::InvalidInput,
             Error::Disconnected => K::BrokenPipe,
