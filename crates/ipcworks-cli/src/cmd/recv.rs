@@ -15,7 +15,8 @@ use ipcworks::endpoint::{Endpoint, Options, open_receiver};
   ipcworks recv fifo:/tmp/f                  # creates the FIFO (0600) if missing, prints lines until every writer closed, removes it if it created it
   ipcworks recv unix:/tmp/s --count 3        # listens (socket file 0600), prints 3 messages, exits
   ipcworks recv tcp:127.0.0.1:7000 --timeout 5   # exit code 124 if 5 s pass first
-  ipcworks recv mq:jobs --count 1
+  ipcworks recv mq:jobs -n 1 -t 2s            # -n: --count, -t: --timeout
+  ipcworks recv sysv:42 --type -3 -n 1       # the lowest type up to 3 first, as msgrcv(2) does
   ipcworks recv - --binary                   # length-prefixed frames from stdin
 
 Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
@@ -25,14 +26,15 @@ pub struct Args {
     /// fifo:PATH, unix:PATH, tcp:HOST:PORT or - (stdin).
     endpoint: String,
     /// Stop after N messages (default: until the stream ends).
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     count: Option<u64>,
     /// Give up after DURATION in total (`5`, `0.5`, `200ms`, `1m`; exit
     /// code 124).
-    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = super::duration)]
     timeout: Option<Duration>,
-    /// Message type to receive (sysv:; 0 = any).
-    #[arg(long = "type", default_value_t = 0)]
+    /// Message type to receive (sysv:), as msgrcv(2) selects: 0 any, T > 0
+    /// the first of type T, -T the lowest type up to T first.
+    #[arg(long = "type", default_value_t = 0, allow_negative_numbers = true)]
     msg_type: i64,
     /// Byte streams carry length-prefixed frames instead of lines.
     #[arg(long)]

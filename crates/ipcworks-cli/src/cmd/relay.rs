@@ -21,7 +21,7 @@ pub struct Args {
     /// Where they go.
     to: String,
     /// Stop after N messages.
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     count: Option<u64>,
     /// Byte streams on both sides carry length-prefixed frames.
     #[arg(long)]

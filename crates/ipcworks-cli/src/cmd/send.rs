@@ -13,7 +13,7 @@ use ipcworks::endpoint::{Endpoint, Meta, Options, open_sender};
   printf 'a\\nb\\n' | ipcworks send unix:/tmp/s      # no MESSAGE: each stdin line is one message
   ipcworks send fifo:/tmp/f hi                      # waits for a reader; creates the FIFO (0600) if missing and removes it after
   ipcworks send --binary tcp:127.0.0.1:7000 blob   # length-prefixed frames instead of lines
-  ipcworks send mq:jobs urgent --priority 9
+  ipcworks send mq:jobs urgent -p 9              # -p: --priority
 
 Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
 fifo:PATH — whichever of send/recv comes first creates the FIFO and removes it when done.
@@ -28,10 +28,10 @@ pub struct Args {
     #[arg(long)]
     binary: bool,
     /// Message priority (mq:, queue:).
-    #[arg(long, default_value_t = 0)]
+    #[arg(short = 'p', long, default_value_t = 0)]
     priority: u32,
     /// Message type (sysv:), 1 or more.
-    #[arg(long = "type", default_value_t = 1)]
+    #[arg(long = "type", default_value_t = 1, allow_negative_numbers = true)]
     msg_type: i64,
     /// Largest message in bytes.
     #[arg(long)]
