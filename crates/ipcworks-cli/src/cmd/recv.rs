@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipcworks::Error;
-use ipcworks::endpoint::{Endpoint, Options, open_receiver};
+use ipcworks::endpoint::{DynReceiver, Endpoint, Options, open_receiver};
 
 /// Arguments of `ipcworks recv`.
 #[derive(Debug, clap::Args)]
@@ -15,7 +15,8 @@ use ipcworks::endpoint::{Endpoint, Options, open_receiver};
   ipcworks recv fifo:/tmp/f                  # creates the FIFO (0600) if missing, prints lines until every writer closed, removes it if it created it
   ipcworks recv unix:/tmp/s --count 3        # listens (socket file 0600), prints 3 messages, exits
   ipcworks recv tcp:127.0.0.1:7000 --timeout 5   # exit code 124 if 5 s pass first
-  ipcworks recv mq:jobs -n 1 -t 2s            # -n: --count, -t: --timeout
+  ipcworks recv mq:jobs -n 1 -t 2s            # -n: --count, -t: --timeout; mq:jobs must exist
+  ipcworks recv queue:jobs --create          # make the queue if missing (it persists until `ipcworks rm`)
   ipcworks recv sysv:42 --type -3 -n 1       # the lowest type up to 3 first, as msgrcv(2) does
   ipcworks recv - --binary                   # length-prefixed frames from stdin
 
@@ -42,6 +43,24 @@ pub struct Args {
     /// Largest message in bytes.
     #[arg(long)]
     max_message: Option<usize>,
+    /// Create the queue (mq:, queue:, sysv:) if it does not exist; it
+    /// persists, as queues do. Without it a missing queue is an error, so
+    /// a typo leaves nothing behind.
+    #[arg(long)]
+    create: bool,
+}
+
+/// Opens `ep` for receiving; a missing queue's error says how to make it.
+pub(crate) fn open(ep: &Endpoint, opts: &Options) -> anyhow::Result<Box<dyn DynReceiver>> {
+    let queue = matches!(ep, Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_));
+    open_receiver(ep, opts)
+        .map_err(|e| match e {
+            Error::NotFound { .. } if queue && !opts.create_queue => {
+                anyhow::anyhow!("{e} (--create makes it; or send to it first, which creates it)")
+            }
+            e => e.into(),
+        })
+        .with_context(|| format!("opening {ep} for receiving"))
 }
 
 /// For an endpoint whose file this process is about to create (a FIFO
@@ -69,12 +88,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         binary: args.binary,
         recv_type: args.msg_type,
         max_message: args.max_message,
+        create_queue: args.create,
         ..Options::default()
     };
     let deadline = args.timeout.map(|t| std::time::Instant::now() + t);
     remove_on_signal(&ep, true);
-    let mut rx =
-        open_receiver(&ep, &opts).with_context(|| format!("opening {ep} for receiving"))?;
+    let mut rx = open(&ep, &opts)?;
     let stdout = std::io::stdout();
     let mut got = 0u64;
     while args.count.is_none_or(|n| got < n) {

@@ -17,7 +17,9 @@ use ipcworks::endpoint::{Endpoint, Meta, Options, open_sender};
 
 Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
 fifo:PATH — whichever of send/recv comes first creates the FIFO and removes it when done.
-unix:/tcp: — send connects to a listening recv/serve (or nc -l, socat).")]
+unix:/tcp: — send connects to a listening recv/serve (or nc -l, socat).
+mq:, queue:, sysv: — send creates the queue (0600) if it does not exist; it persists
+until `ipcworks rm`, so the message waits for a receiver started later.")]
 pub struct Args {
     /// Where to send: shm:NAME, queue:NAME, mq:NAME, sysv:KEY, fifo:PATH,
     /// unix:PATH, tcp:HOST:PORT or - (stdout).

@@ -472,11 +472,16 @@ impl Drop for Queue {
     }
 }
 
-/// Opens `sysv:KEY` for an endpoint: open or create (mode 0600, persistent).
-/// `opts.capacity` and `opts.max_message` do not apply: System V sizes a
-/// queue in bytes (`kernel.msgmnb`) and messages by `kernel.msgmax`.
-pub(crate) fn open_endpoint(key: i32, _opts: &Options) -> Result<Queue> {
-    Ok(QueueOptions::new().open_or_create(key)?.0)
+/// Opens `sysv:KEY` for an endpoint; with `create`, creates it if missing
+/// (mode 0600, persistent). `opts.capacity` and `opts.max_message` do not
+/// apply: System V sizes a queue in bytes (`kernel.msgmnb`) and messages
+/// by `kernel.msgmax`.
+pub(crate) fn open_endpoint(key: i32, _opts: &Options, create: bool) -> Result<Queue> {
+    if create {
+        Ok(QueueOptions::new().open_or_create(key)?.0)
+    } else {
+        QueueOptions::new().open(key)
+    }
 }
 
 /// The endpoint's receiver: a queue and the type it selects.
