@@ -260,6 +260,13 @@ pub trait DynReceiver: Send {
     /// Receives one message, waiting at most `timeout` (for ever if `None`).
     /// [`Error::Disconnected`] means the stream ended or the peer is gone.
     fn recv(&mut self, timeout: Option<std::time::Duration>) -> Result<(Vec<u8>, Meta)>;
+
+    /// The address this receiver listens on, for the kinds that listen
+    /// (`tcp:`, `unix:`), with the port the kernel chose when the endpoint
+    /// asked for port 0 (`getsockname`). `None` for the others.
+    fn local_endpoint(&self) -> Option<Endpoint> {
+        None
+    }
 }
 
 #[cfg(loom)]

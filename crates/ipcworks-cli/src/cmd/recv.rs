@@ -15,13 +15,15 @@ use ipcworks::endpoint::{DynReceiver, Endpoint, Options, open_receiver};
   ipcworks recv fifo:/tmp/f                  # creates the FIFO (0600) if missing, prints lines until every writer closed, removes it if it created it
   ipcworks recv unix:/tmp/s --count 3        # listens (socket file 0600), prints 3 messages, exits
   ipcworks recv tcp:127.0.0.1:7000 --timeout 5   # exit code 124 if 5 s pass first
+  ipcworks recv tcp:127.0.0.1:0              # any free port: stderr says `listening on tcp:127.0.0.1:PORT`
   ipcworks recv mq:jobs -n 1 -t 2s            # -n: --count, -t: --timeout; mq:jobs must exist
   ipcworks recv queue:jobs --create          # make the queue if missing (it persists until `ipcworks rm`)
   ipcworks recv sysv:42 --type -3 -n 1       # the lowest type up to 3 first, as msgrcv(2) does
   ipcworks recv - --binary                   # length-prefixed frames from stdin
 
 Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
-unix:/tcp: — recv listens and reads one client at a time, each to its end.")]
+unix:/tcp: — recv listens and reads one client at a time, each to its end; stderr
+says where (`ipcworks recv: listening on ADDR`, with the real port for port 0).")]
 pub struct Args {
     /// Where to receive from: shm:NAME, queue:NAME, mq:NAME, sysv:KEY,
     /// fifo:PATH, unix:PATH, tcp:HOST:PORT or - (stdin).
@@ -94,6 +96,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let deadline = args.timeout.map(|t| std::time::Instant::now() + t);
     remove_on_signal(&ep, true);
     let mut rx = open(&ep, &opts)?;
+    if let Some(addr) = rx.local_endpoint() {
+        // The real port when asked for port 0, for scripts to read.
+        eprintln!("ipcworks recv: listening on {addr}");
+    }
     let stdout = std::io::stdout();
     let mut got = 0u64;
     while args.count.is_none_or(|n| got < n) {

@@ -49,6 +49,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::recv::remove_on_signal(&from, true);
     super::recv::remove_on_signal(&to, false);
     let mut rx = super::recv::open(&from, &opts)?;
+    if let Some(addr) = rx.local_endpoint() {
+        eprintln!("ipcworks relay: listening on {addr}");
+    }
     let mut tx = open_sender(&to, &opts).with_context(|| format!("opening {to} for sending"))?;
     let mut n = 0u64;
     while args.count.is_none_or(|c| n < c) {
