@@ -75,23 +75,26 @@ impl Guard {
     pub fn child(&mut self) -> &mut Child {
         self.0.as_mut().unwrap()
     }
-    /// Waits at most [`LIMIT`] and collects the output.
+    /// Waits at most [`LIMIT`] and collects the output, reading stdout and
+    /// stderr meanwhile (a child writing more than a pipe holds must not
+    /// block on us).
     pub fn finish(mut self) -> Output {
-        let mut c = self.0.take().unwrap();
-        let start = Instant::now();
-        loop {
-            if c.try_wait().unwrap().is_some() {
-                return c.wait_with_output().unwrap();
-            }
-            if start.elapsed() > LIMIT {
-                let _ = c.kill();
-                let out = c.wait_with_output().unwrap();
+        let c = self.0.take().unwrap();
+        let pid = rustix::process::Pid::from_raw(c.id() as i32).expect("a child pid");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(c.wait_with_output());
+        });
+        match rx.recv_timeout(LIMIT) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                let out = rx.recv().unwrap().unwrap();
                 panic!(
                     "still running after {LIMIT:?}; stderr: {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
