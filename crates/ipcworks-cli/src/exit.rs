@@ -26,9 +26,7 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
                     Some(ipcworks::Error::Timeout)
                 )
             });
-            // One line: the outermost context, then its causes.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("ipcworks: {}", msg.join(": "));
+            eprintln!("ipcworks: {}", one_line(&e));
             ExitCode::from(if timeout { TIMEOUT } else { ERROR })
         }
     }
@@ -36,6 +34,25 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
 
 #[allow(dead_code)]
 const _: (u8, u8) = (OK, USAGE);
+
+/// An error and its causes in one line, outermost first, joined by `: `.
+/// A cause whose text the line already ends with is not repeated: an error
+/// type that prints its source in its own message *and* returns it from
+/// `source()` would otherwise show the OS error twice.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
 
 /// Writes bytes to stdout; a reader that went away (`| head`) is not an
 /// error worth reporting.
@@ -73,5 +90,58 @@ pub fn quiet_on_closed_stdout(run: impl FnOnce() -> ExitCode + std::panic::Unwin
         Ok(code) => code,
         Err(p) if is_closed_stdout(message(p.as_ref())) => ExitCode::SUCCESS,
         Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use anyhow::Context;
+
+    #[test]
+    fn an_os_error_inside_an_ipcworks_error_is_printed_once() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        let e = Err::<(), _>(ipcworks::Error::io("connect", refused))
+            .context("opening tcp:127.0.0.1:1 for sending")
+            .unwrap_err();
+        assert_eq!(
+            one_line(&e),
+            "opening tcp:127.0.0.1:1 for sending: connect failed: Connection refused (os error 111)"
+        );
+        // Also once it went through std::io::Error and back.
+        let io: std::io::Error =
+            ipcworks::Error::io("read", std::io::Error::from_raw_os_error(104)).into();
+        let e = anyhow::Error::new(io).context("receiving");
+        assert_eq!(
+            one_line(&e),
+            "receiving: read failed: Connection reset by peer (os error 104)"
+        );
+    }
+
+    /// An error type outside our control that prints its source and also
+    /// returns it.
+    #[derive(Debug)]
+    struct Both(std::io::Error);
+    impl std::fmt::Display for Both {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "bind failed: {}", self.0)
+        }
+    }
+    impl std::error::Error for Both {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_at_the_end_of_the_line_is_not_repeated() {
+        let e = anyhow::Error::new(Both(std::io::Error::from_raw_os_error(98))).context("serving");
+        assert_eq!(
+            one_line(&e),
+            "serving: bind failed: Address already in use (os error 98)"
+        );
+        // Different causes are all kept, in order.
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(one_line(&e), "outer: middle: inner");
     }
 }

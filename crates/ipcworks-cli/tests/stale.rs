@@ -209,8 +209,8 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
         s.start(&["recv", &format!("unix:{sock}")]),
         s.start(&["serve", &format!("unix:{served}")]),
         s.start(&["lock", &lock, "--", "sleep", "60"]),
-        s.start(&["recv", &format!("mq:{mq}")]),
-        s.start(&["recv", &format!("sysv:{key}")]),
+        s.start(&["recv", &format!("mq:{mq}"), "--create"]),
+        s.start(&["recv", &format!("sysv:{key}"), "--create"]),
         s.start(&["recv", &format!("shm:{chan}")]),
     ];
     let live_recv = s.start(&["recv", &format!("fifo:{live}")]);

@@ -130,11 +130,12 @@ impl fmt::Display for Endpoint {
 /// `(Vec<u8>, u32)`.
 macro_rules! priority_queue_endpoint {
     ($queue:ty, $options:ty) => {
-        /// Opens the queue for an endpoint: open or create (mode 0600,
-        /// persistent, sizes from `opts` when created).
+        /// Opens the queue for an endpoint; with `create`, creates it if
+        /// missing (mode 0600, persistent, sizes from `opts`).
         pub(crate) fn open_endpoint(
             name: &str,
             opts: &$crate::endpoint::Options,
+            create: bool,
         ) -> $crate::Result<$queue> {
             let mut o = <$options>::new();
             if let Some(c) = opts.capacity {
@@ -143,7 +144,11 @@ macro_rules! priority_queue_endpoint {
             if let Some(m) = opts.max_message {
                 o.max_message(m);
             }
-            Ok(o.open_or_create(name)?.0)
+            if create {
+                Ok(o.open_or_create(name)?.0)
+            } else {
+                o.open(name)
+            }
         }
 
         impl $crate::endpoint::DynSender for $queue {
@@ -236,6 +241,12 @@ pub struct Options {
     /// Capacity in messages of a queue or channel that gets created
     /// (mechanism default when `None`).
     pub capacity: Option<usize>,
+    /// Whether [`open_receiver`] creates a persistent queue (`mq:`,
+    /// `queue:`, `sysv:`) that does not exist yet. Off by default, so a
+    /// receiver on a mistyped name fails with [`Error::NotFound`] instead
+    /// of leaving a queue behind. [`open_sender`] always creates one: the
+    /// message waits there for its receiver.
+    pub create_queue: bool,
 }
 
 /// The sending end of any mechanism, chosen at run time by [`Endpoint`].
@@ -249,6 +260,13 @@ pub trait DynReceiver: Send {
     /// Receives one message, waiting at most `timeout` (for ever if `None`).
     /// [`Error::Disconnected`] means the stream ended or the peer is gone.
     fn recv(&mut self, timeout: Option<std::time::Duration>) -> Result<(Vec<u8>, Meta)>;
+
+    /// The address this receiver listens on, for the kinds that listen
+    /// (`tcp:`, `unix:`), with the port the kernel chose when the endpoint
+    /// asked for port 0 (`getsockname`). `None` for the others.
+    fn local_endpoint(&self) -> Option<Endpoint> {
+        None
+    }
 }
 
 #[cfg(loom)]
@@ -258,15 +276,17 @@ fn not_built(ep: &Endpoint) -> Error {
     ))
 }
 
-/// Opens `ep` for sending.
+/// Opens `ep` for sending. A queue (`mq:`, `queue:`, `sysv:`) that does not
+/// exist is created (mode 0600, persistent), so the message waits for a
+/// receiver started later.
 pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> {
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
         #[cfg(not(loom))]
-        Endpoint::Queue(name) => Ok(Box::new(crate::queue::open_endpoint(name, opts)?)),
-        Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
-        Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::open_endpoint(*key, opts)?)),
+        Endpoint::Queue(name) => Ok(Box::new(crate::queue::open_endpoint(name, opts, true)?)),
+        Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts, true)?)),
+        Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::open_endpoint(*key, opts, true)?)),
         Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
             crate::socket::stream::open_sender(ep, opts)
         }
@@ -277,17 +297,26 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynSender>> 
     }
 }
 
-/// Opens `ep` for receiving (creating it where the mechanism's receiver is
-/// the creator).
+/// Opens `ep` for receiving, creating it where the mechanism's receiver is
+/// the creator (a FIFO, a listening socket, a channel). A persistent queue
+/// that does not exist is created only with [`Options::create_queue`].
 pub fn open_receiver(ep: &Endpoint, opts: &Options) -> Result<Box<dyn DynReceiver>> {
     let _ = opts;
     #[allow(clippy::match_single_binding)]
     match ep {
         #[cfg(not(loom))]
-        Endpoint::Queue(name) => Ok(Box::new(crate::queue::open_endpoint(name, opts)?)),
-        Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(name, opts)?)),
+        Endpoint::Queue(name) => Ok(Box::new(crate::queue::open_endpoint(
+            name,
+            opts,
+            opts.create_queue,
+        )?)),
+        Endpoint::Mq(name) => Ok(Box::new(crate::mq::posix::open_endpoint(
+            name,
+            opts,
+            opts.create_queue,
+        )?)),
         Endpoint::Sysv(key) => Ok(Box::new(crate::mq::sysv::EndpointReceiver {
-            queue: crate::mq::sysv::open_endpoint(*key, opts)?,
+            queue: crate::mq::sysv::open_endpoint(*key, opts, opts.create_queue)?,
             mtype: opts.recv_type,
         })),
         Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {

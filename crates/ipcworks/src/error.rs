@@ -46,6 +46,19 @@ pub enum Error {
         name: String,
     },
 
+    /// An object could not be created where it was asked for: the
+    /// directory is missing or not a directory, not writable, read-only …
+    /// `error` is what the kernel said, as `mkfifo(1)` reports it.
+    #[error("cannot create {kind} {name:?}: {error}")]
+    CannotCreate {
+        /// What kind of object ("FIFO", …).
+        kind: &'static str,
+        /// Its name or path.
+        name: String,
+        /// Why, from the kernel.
+        error: io::Error,
+    },
+
     /// An object exists under the name but is not safe to use: owned by
     /// another user, looser mode than asked, a symlink, or the wrong kind.
     #[error("refusing to use {name:?}: {reason}")]
@@ -126,13 +139,18 @@ pub enum Error {
     InvalidArgument(String),
 
     /// Any other failure of a system call, with the call named.
-    #[error("{op} failed: {source}")]
+    ///
+    /// The message includes the kernel's error (`connect failed: Connection
+    /// refused (os error 111)`), so [`source`](std::error::Error::source)
+    /// returns `None`: a report walking the chain (anyhow, `{:#}`) prints
+    /// the OS error once. Match the variant to reach `error` itself.
+    #[error("{op} failed: {error}")]
     Io {
         /// The operation (usually the system call) that failed.
         op: &'static str,
-        /// The error the kernel returned.
-        #[source]
-        source: io::Error,
+        /// The error the kernel returned. (Named `source` before; renamed
+        /// so it is no longer also reported as the error's source.)
+        error: io::Error,
     },
 }
 
@@ -141,7 +159,7 @@ impl Error {
     pub fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
         Error::Io {
             op,
-            source: source.into(),
+            error: source.into(),
         }
     }
 
@@ -157,6 +175,7 @@ impl Error {
             Error::NameInvalid { .. } | Error::InvalidArgument(_) => K::InvalidInput,
             Error::NotFound { .. } => K::NotFound,
             Error::AlreadyExists { .. } => K::AlreadyExists,
+            Error::CannotCreate { error, .. } => error.kind(),
             Error::PermissionDenied { .. } | Error::Refused { .. } => K::PermissionDenied,
             Error::MessageTooLarge { .. } => K::InvalidInput,
             Error::Disconnected => K::BrokenPipe,
@@ -167,7 +186,7 @@ impl Error {
             }
             Error::LimitExceeded { .. } => K::QuotaExceeded,
             Error::Removed { .. } => K::NotFound,
-            Error::Io { source, .. } => source.kind(),
+            Error::Io { error, .. } => error.kind(),
         }
     }
 }
@@ -175,5 +194,25 @@ impl Error {
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
         io::Error::new(e.kind(), e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_names_the_call_and_the_os_error_once() {
+        let e = Error::io("connect", io::Error::from_raw_os_error(111));
+        assert_eq!(
+            e.to_string(),
+            "connect failed: Connection refused (os error 111)"
+        );
+        // The message holds the OS error, so it is not also the source: a
+        // report walking the chain prints it once.
+        assert!(std::error::Error::source(&e).is_none());
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(std::error::Error::source(&io).is_none());
     }
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod completions;
 pub mod demo;
+pub mod format;
 pub mod lock;
 pub mod ls;
 pub mod recv;

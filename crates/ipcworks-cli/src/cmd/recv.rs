@@ -1,5 +1,6 @@
 //! `ipcworks recv ENDPOINT`: receive messages from any endpoint and print
-//! each as a line.
+//! each as a line (C escapes where needed), a JSON record or NUL-ended raw
+//! bytes.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -7,32 +8,49 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipcworks::Error;
-use ipcworks::endpoint::{Endpoint, Options, open_receiver};
+use ipcworks::endpoint::{DynReceiver, Endpoint, Meta, Options, open_receiver};
+
+use super::format::{Format, MetaField, escape_into, json_record};
 
 /// Arguments of `ipcworks recv`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
+#[command(after_help = concat!("Examples:
   ipcworks recv fifo:/tmp/f                  # creates the FIFO (0600) if missing, prints lines until every writer closed, removes it if it created it
   ipcworks recv unix:/tmp/s --count 3        # listens (socket file 0600), prints 3 messages, exits
   ipcworks recv tcp:127.0.0.1:7000 --timeout 5   # exit code 124 if 5 s pass first
-  ipcworks recv mq:jobs --count 1
+  ipcworks recv tcp:127.0.0.1:0              # any free port: stderr says `listening on tcp:127.0.0.1:PORT`
+  ipcworks recv mq:jobs -n 1 -t 2s           # -n: --count, -t: --timeout; mq:jobs must exist
+  ipcworks recv queue:jobs --create          # make the queue if missing (it persists until `ipcworks rm`)
+  ipcworks recv sysv:42 --type -3 -n 1       # the lowest type up to 3 first, as msgrcv(2) does
+  ipcworks recv mq:jobs --json -n 10         # one JSON record per message, with its priority
+  ipcworks recv queue:jobs -0 | xargs -0 -n1 printf '%s\\n'   # raw, each message ended by NUL
   ipcworks recv - --binary                   # length-prefixed frames from stdin
 
+Output: one line per message. A message that would break its line (a newline, a
+backslash, another control character, invalid UTF-8) is printed with C escapes
+(\\n, \\\\, \\xHH), and stderr says so once; `ipcworks send -e` reads such lines
+back. --json and -0/--null print every message exactly (-0 stops with an error at
+a message holding a NUL byte, after printing it: use --json for those).
+
+", super::format::json_schema!(), "
+
 Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
-unix:/tcp: — recv listens and reads one client at a time, each to its end.")]
+unix:/tcp: — recv listens and reads one client at a time, each to its end; stderr
+says where (`ipcworks recv: listening on ADDR`, with the real port for port 0)."))]
 pub struct Args {
     /// Where to receive from: shm:NAME, queue:NAME, mq:NAME, sysv:KEY,
     /// fifo:PATH, unix:PATH, tcp:HOST:PORT or - (stdin).
     endpoint: String,
     /// Stop after N messages (default: until the stream ends).
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     count: Option<u64>,
     /// Give up after DURATION in total (`5`, `0.5`, `200ms`, `1m`; exit
     /// code 124).
-    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = super::duration)]
     timeout: Option<Duration>,
-    /// Message type to receive (sysv:; 0 = any).
-    #[arg(long = "type", default_value_t = 0)]
+    /// Message type to receive (sysv:), as msgrcv(2) selects: 0 any, T > 0
+    /// the first of type T, -T the lowest type up to T first.
+    #[arg(long = "type", default_value_t = 0, allow_negative_numbers = true)]
     msg_type: i64,
     /// Byte streams carry length-prefixed frames instead of lines.
     #[arg(long)]
@@ -40,6 +58,31 @@ pub struct Args {
     /// Largest message in bytes.
     #[arg(long)]
     max_message: Option<usize>,
+    /// Create the queue (mq:, queue:, sysv:) if it does not exist; it
+    /// persists, as queues do. Without it a missing queue is an error, so
+    /// a typo leaves nothing behind.
+    #[arg(long)]
+    create: bool,
+    /// Print each message as a JSON record (see below): bytes and
+    /// priority or type kept exactly.
+    #[arg(long, conflicts_with = "null")]
+    json: bool,
+    /// Print each message raw, followed by a NUL byte (like find -print0).
+    #[arg(short = '0', long)]
+    null: bool,
+}
+
+/// Opens `ep` for receiving; a missing queue's error says how to make it.
+pub(crate) fn open(ep: &Endpoint, opts: &Options) -> anyhow::Result<Box<dyn DynReceiver>> {
+    let queue = matches!(ep, Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_));
+    open_receiver(ep, opts)
+        .map_err(|e| match e {
+            Error::NotFound { .. } if queue && !opts.create_queue => {
+                anyhow::anyhow!("{e} (--create makes it; or send to it first, which creates it)")
+            }
+            e => e.into(),
+        })
+        .with_context(|| format!("opening {ep} for receiving"))
 }
 
 /// For an endpoint whose file this process is about to create (a FIFO
@@ -60,6 +103,76 @@ pub(crate) fn remove_on_signal(ep: &Endpoint, listens: bool) {
     ));
 }
 
+/// Writes received messages to stdout in one [`Format`].
+struct Printer {
+    format: Format,
+    endpoint: String,
+    field: MetaField,
+    /// Whether stderr was told that escapes are in use.
+    told: bool,
+    line: Vec<u8>,
+}
+
+impl Printer {
+    fn new(ep: &Endpoint, format: Format) -> Self {
+        Printer {
+            format,
+            endpoint: ep.to_string(),
+            field: match ep {
+                Endpoint::Mq(_) | Endpoint::Queue(_) => MetaField::Priority,
+                Endpoint::Sysv(_) => MetaField::Type,
+                _ => MetaField::None,
+            },
+            told: false,
+            line: Vec::new(),
+        }
+    }
+
+    /// Prints message number `n` (from 1).
+    fn print(&mut self, msg: &[u8], meta: Meta, n: u64) -> anyhow::Result<()> {
+        self.line.clear();
+        match self.format {
+            Format::Lines { .. } => {
+                if escape_into(msg, &mut self.line) && !self.told {
+                    self.told = true;
+                    eprintln!(
+                        "ipcworks recv: a message held a newline, backslash, control character or \
+                         invalid UTF-8; such messages are printed with C escapes (\\n, \\\\, \\xHH) \
+                         that `ipcworks send -e` reads back; --json or -0 print them raw"
+                    );
+                }
+                self.line.push(b'\n');
+            }
+            Format::Json => {
+                let r = json_record(
+                    &self.endpoint,
+                    self.field,
+                    (meta.priority, meta.msg_type),
+                    msg,
+                );
+                self.line.extend_from_slice(r.as_bytes());
+                self.line.push(b'\n');
+            }
+            Format::Null => {
+                self.line.extend_from_slice(msg);
+                self.line.push(0);
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&self.line)
+            .and_then(|_| out.flush())
+            .context("writing to stdout")?;
+        if self.format == Format::Null && msg.contains(&0) {
+            anyhow::bail!(
+                "message {n} from {} holds a NUL byte, so under -0 it reads as several; it was \
+                 printed raw and recv stopped there (--json keeps such messages whole)",
+                self.endpoint
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Runs `ipcworks recv`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ep: Endpoint = args.endpoint.parse()?;
@@ -67,18 +180,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         binary: args.binary,
         recv_type: args.msg_type,
         max_message: args.max_message,
+        create_queue: args.create,
         ..Options::default()
     };
     let deadline = args.timeout.map(|t| std::time::Instant::now() + t);
     remove_on_signal(&ep, true);
-    let mut rx =
-        open_receiver(&ep, &opts).with_context(|| format!("opening {ep} for receiving"))?;
-    let stdout = std::io::stdout();
+    let mut rx = open(&ep, &opts)?;
+    if let Some(addr) = rx.local_endpoint() {
+        // The real port when asked for port 0, for scripts to read.
+        eprintln!("ipcworks recv: listening on {addr}");
+    }
+    let mut printer = Printer::new(&ep, Format::from_flags(args.json, args.null, false));
     let mut got = 0u64;
     while args.count.is_none_or(|n| got < n) {
         let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let msg = match rx.recv(left) {
-            Ok((m, _)) => m,
+        let (msg, meta) = match rx.recv(left) {
+            Ok(m) => m,
             Err(Error::Disconnected) if args.count.is_none() => break,
             Err(Error::Disconnected) => anyhow::bail!(
                 "{ep}: the sender closed after {got} of {} messages",
@@ -86,12 +203,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ),
             Err(e) => return Err(e).with_context(|| format!("receiving from {ep}")),
         };
-        let mut out = stdout.lock();
-        out.write_all(&msg)
-            .and_then(|_| out.write_all(b"\n"))
-            .and_then(|_| out.flush())
-            .context("writing to stdout")?;
         got += 1;
+        printer.print(&msg, meta, got)?;
     }
     Ok(ExitCode::SUCCESS)
 }

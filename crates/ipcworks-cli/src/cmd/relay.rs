@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ipcworks::Error;
-use ipcworks::endpoint::{Endpoint, Options, open_receiver, open_sender};
+use ipcworks::endpoint::{Endpoint, Options, open_sender};
 
 /// Arguments of `ipcworks relay`.
 #[derive(Debug, clap::Args)]
@@ -13,7 +13,8 @@ use ipcworks::endpoint::{Endpoint, Options, open_receiver, open_sender};
   ipcworks relay unix:/tmp/s shm:jobs              # listen on a Unix socket, feed a shared-memory channel
   ipcworks relay mq:jobs -                         # print a POSIX queue's messages on stdout
 
-FROM is opened as recv would open it, TO as send would. Stops when FROM's stream
+FROM is opened as recv would open it (a queue must exist unless --create), TO as
+send would (a missing queue is created). Stops when FROM's stream
 ends (or after --count messages); priorities and types are carried across.")]
 pub struct Args {
     /// Where messages come from.
@@ -21,7 +22,7 @@ pub struct Args {
     /// Where they go.
     to: String,
     /// Stop after N messages.
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     count: Option<u64>,
     /// Byte streams on both sides carry length-prefixed frames.
     #[arg(long)]
@@ -29,6 +30,10 @@ pub struct Args {
     /// Largest message in bytes.
     #[arg(long)]
     max_message: Option<usize>,
+    /// Create FROM if it is a queue (mq:, queue:, sysv:) that does not
+    /// exist, as `recv --create` does.
+    #[arg(long)]
+    create: bool,
 }
 
 /// Runs `ipcworks relay`.
@@ -38,12 +43,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = Options {
         binary: args.binary,
         max_message: args.max_message,
+        create_queue: args.create,
         ..Options::default()
     };
     super::recv::remove_on_signal(&from, true);
     super::recv::remove_on_signal(&to, false);
-    let mut rx =
-        open_receiver(&from, &opts).with_context(|| format!("opening {from} for receiving"))?;
+    let mut rx = super::recv::open(&from, &opts)?;
+    if let Some(addr) = rx.local_endpoint() {
+        eprintln!("ipcworks relay: listening on {addr}");
+    }
     let mut tx = open_sender(&to, &opts).with_context(|| format!("opening {to} for sending"))?;
     let mut n = 0u64;
     while args.count.is_none_or(|c| n < c) {

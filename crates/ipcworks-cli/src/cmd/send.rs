@@ -1,10 +1,13 @@
-//! `ipcworks send ENDPOINT [MESSAGE…]`: send messages to any endpoint.
+//! `ipcworks send ENDPOINT [MESSAGE…]`: send messages to any endpoint, from
+//! arguments or stdin (lines, C escapes with `-e`, JSON records, or
+//! NUL-separated raw bytes).
 
-use std::io::BufRead;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use ipcworks::endpoint::{Endpoint, Meta, Options, open_sender};
+
+use super::format::{Format, read_messages, unescape};
 
 /// Arguments of `ipcworks send`.
 #[derive(Debug, clap::Args)]
@@ -13,29 +16,49 @@ use ipcworks::endpoint::{Endpoint, Meta, Options, open_sender};
   printf 'a\\nb\\n' | ipcworks send unix:/tmp/s      # no MESSAGE: each stdin line is one message
   ipcworks send fifo:/tmp/f hi                      # waits for a reader; creates the FIFO (0600) if missing and removes it after
   ipcworks send --binary tcp:127.0.0.1:7000 blob   # length-prefixed frames instead of lines
-  ipcworks send mq:jobs urgent --priority 9
+  ipcworks send mq:jobs urgent -p 9                 # -p: --priority
+  ipcworks send -e mq:jobs 'two\\nlines'            # C escapes, as echo -e and printf %b read them
+  ipcworks recv mq:a --json | ipcworks send --json mq:b   # records: bytes and priorities kept
+  find . -print0 | ipcworks send -0 queue:files     # NUL-separated, raw
+
+Stdin formats: lines (raw; with -e/--escapes C escapes \\n, \\\\, \\t, \\xHH, \\0NNN,
+\\uHHHH … are read, and an unknown escape is an error), --json (the records
+`ipcworks recv --json` prints; see `ipcworks recv --help`: priority and type come
+from the record when it has them, else from -p/--type), -0/--null (each message
+ended by a NUL byte; a last one without it counts too).
 
 Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
 fifo:PATH — whichever of send/recv comes first creates the FIFO and removes it when done.
-unix:/tcp: — send connects to a listening recv/serve (or nc -l, socat).")]
+unix:/tcp: — send connects to a listening recv/serve (or nc -l, socat).
+mq:, queue:, sysv: — send creates the queue (0600) if it does not exist; it persists
+until `ipcworks rm`, so the message waits for a receiver started later.")]
 pub struct Args {
     /// Where to send: shm:NAME, queue:NAME, mq:NAME, sysv:KEY, fifo:PATH,
     /// unix:PATH, tcp:HOST:PORT or - (stdout).
     endpoint: String,
-    /// Messages to send, one per argument; none: read lines from stdin.
+    /// Messages to send, one per argument; none: read stdin.
     messages: Vec<String>,
     /// Byte streams carry length-prefixed frames instead of lines.
     #[arg(long)]
     binary: bool,
     /// Message priority (mq:, queue:).
-    #[arg(long, default_value_t = 0)]
+    #[arg(short = 'p', long, default_value_t = 0)]
     priority: u32,
     /// Message type (sysv:), 1 or more.
-    #[arg(long = "type", default_value_t = 1)]
+    #[arg(long = "type", default_value_t = 1, allow_negative_numbers = true)]
     msg_type: i64,
     /// Largest message in bytes.
     #[arg(long)]
     max_message: Option<usize>,
+    /// Read C escapes in MESSAGEs and stdin lines (\n, \\, \t, \xHH, …).
+    #[arg(short = 'e', long)]
+    escapes: bool,
+    /// Read stdin as JSON records, one per line (as `recv --json` prints).
+    #[arg(long, conflicts_with_all = ["null", "escapes", "messages"])]
+    json: bool,
+    /// Read stdin as messages each ended by a NUL byte (as `recv -0` prints).
+    #[arg(short = '0', long, conflicts_with_all = ["escapes", "messages"])]
+    null: bool,
 }
 
 /// Runs `ipcworks send`.
@@ -53,15 +76,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::recv::remove_on_signal(&ep, false);
     let mut tx = open_sender(&ep, &opts).with_context(|| format!("opening {ep} for sending"))?;
     if args.messages.is_empty() {
-        let stdin = std::io::stdin();
-        for line in stdin.lock().split(b'\n') {
-            let line = line.context("reading stdin")?;
-            tx.send(&line, meta)
-                .with_context(|| format!("sending to {ep}"))?;
-        }
+        let format = Format::from_flags(args.json, args.null, args.escapes);
+        read_messages(std::io::stdin().lock(), format, |msg, record| {
+            let meta = match record {
+                Some(r) => Meta {
+                    priority: r.priority.unwrap_or(meta.priority),
+                    msg_type: r.msg_type.unwrap_or(meta.msg_type),
+                },
+                None => meta,
+            };
+            tx.send(msg, meta)
+                .with_context(|| format!("sending to {ep}"))
+        })?;
     } else {
-        for m in &args.messages {
-            tx.send(m.as_bytes(), meta)
+        for (i, m) in args.messages.iter().enumerate() {
+            let msg = if args.escapes {
+                unescape(m.as_bytes()).map_err(|why| anyhow::anyhow!("MESSAGE {}: {why}", i + 1))?
+            } else {
+                m.as_bytes().to_vec()
+            };
+            tx.send(&msg, meta)
                 .with_context(|| format!("sending to {ep}"))?;
         }
     }

@@ -375,7 +375,7 @@ impl Queue {
             sysv::msgsnd(self.id, &buf, msg.len(), flags)
         })
         .map_err(|e| match e {
-            Error::Io { source, .. } if source.raw_os_error() == Some(libc::EINVAL) => {
+            Error::Io { error, .. } if error.raw_os_error() == Some(libc::EINVAL) => {
                 // Our arguments were checked: the size is above a lowered
                 // msgmax, or the queue is gone.
                 match sysv::stat(self.id) {
@@ -397,7 +397,7 @@ impl Queue {
                 sysv::msgrcv(self.id, &mut buf, mtype, flags)
             }) {
                 Ok(n) => return Ok((buf.text(n).to_vec(), buf.mtype())),
-                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::E2BIG) => {
+                Err(Error::Io { error, .. }) if error.raw_os_error() == Some(libc::E2BIG) => {
                     // A message larger than msgmax now is: sent before the
                     // limit was lowered. It fits the queue's byte capacity.
                     let cap = self.stat()?.max_bytes as usize;
@@ -406,7 +406,7 @@ impl Queue {
                     }
                     buf = MsgBuf::new(cap);
                 }
-                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
+                Err(Error::Io { error, .. }) if error.raw_os_error() == Some(libc::EINVAL) => {
                     return Err(self.removed());
                 }
                 Err(e) => return Err(e),
@@ -472,11 +472,16 @@ impl Drop for Queue {
     }
 }
 
-/// Opens `sysv:KEY` for an endpoint: open or create (mode 0600, persistent).
-/// `opts.capacity` and `opts.max_message` do not apply: System V sizes a
-/// queue in bytes (`kernel.msgmnb`) and messages by `kernel.msgmax`.
-pub(crate) fn open_endpoint(key: i32, _opts: &Options) -> Result<Queue> {
-    Ok(QueueOptions::new().open_or_create(key)?.0)
+/// Opens `sysv:KEY` for an endpoint; with `create`, creates it if missing
+/// (mode 0600, persistent). `opts.capacity` and `opts.max_message` do not
+/// apply: System V sizes a queue in bytes (`kernel.msgmnb`) and messages
+/// by `kernel.msgmax`.
+pub(crate) fn open_endpoint(key: i32, _opts: &Options, create: bool) -> Result<Queue> {
+    if create {
+        Ok(QueueOptions::new().open_or_create(key)?.0)
+    } else {
+        QueueOptions::new().open(key)
+    }
 }
 
 /// The endpoint's receiver: a queue and the type it selects.

@@ -55,7 +55,15 @@ impl FifoOptions {
     /// [`Error::AlreadyExists`] if anything is there.
     pub fn create(&self, path: impl AsRef<Path>) -> Result<Fifo> {
         let path = path.as_ref();
-        sys::mkfifo(path, self.mode).map_err(|e| errno(e, path, "mkfifo"))?;
+        sys::mkfifo(path, self.mode).map_err(|e| match e {
+            Errno::EXIST | Errno::LOOP => errno(e, path, "mkfifo"),
+            // A missing or unwritable directory, a read-only file system …
+            e => Error::CannotCreate {
+                kind: KIND,
+                name: path.display().to_string(),
+                error: e.into(),
+            },
+        })?;
         let info = sys::lstat(path).map_err(|e| errno(e, path, "lstat"))?;
         registry::register(Kind::Fifo, &registry::path_name(path), self.persist);
         Ok(Fifo {

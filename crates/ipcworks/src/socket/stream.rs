@@ -260,6 +260,17 @@ impl StreamReceiver {
 }
 
 impl DynReceiver for StreamReceiver {
+    fn local_endpoint(&self) -> Option<Endpoint> {
+        match &self.source {
+            Source::Unix(l) => Some(Endpoint::Unix(l.path().to_path_buf())),
+            Source::Tcp(l) => l.local_addr().ok().map(|a| Endpoint::Tcp {
+                host: a.ip().to_string(),
+                port: a.port(),
+            }),
+            Source::Fifo { .. } | Source::Stdio => None,
+        }
+    }
+
     fn recv(&mut self, timeout: Option<Duration>) -> Result<(Vec<u8>, Meta)> {
         let deadline = Deadline::from_timeout(timeout);
         loop {

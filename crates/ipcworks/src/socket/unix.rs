@@ -81,6 +81,19 @@ fn msg_err(op: &'static str, e: Errno) -> Error {
     }
 }
 
+/// The error for a message the kernel refused with `EMSGSIZE` on a Unix
+/// datagram or seqpacket socket, naming the socket's real limit: its send
+/// buffer (`SO_SNDBUF`) less what the kernel keeps back.
+fn too_large(fd: BorrowedFd<'_>, len: usize) -> Error {
+    match sys::send_buffer(fd) {
+        Ok(buf) => Error::MessageTooLarge {
+            len,
+            max: buf.saturating_sub(sys::DATAGRAM_RESERVE),
+        },
+        Err(e) => Error::io("getsockopt(SO_SNDBUF)", e),
+    }
+}
+
 /// Sends `data` and duplicates of `fds` (`SCM_RIGHTS`); `data` must not be
 /// empty when `fds` is not (the kernel needs a byte to carry them).
 fn send_fds(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
@@ -95,7 +108,10 @@ fn send_fds(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<u
             "descriptors must travel with at least one byte of data".into(),
         ));
     }
-    sys::send_with_fds(fd, data, fds).map_err(|e| msg_err("sendmsg", e))
+    sys::send_with_fds(fd, data, fds).map_err(|e| match e {
+        Errno::MSGSIZE => too_large(fd, data.len()),
+        e => msg_err("sendmsg", e),
+    })
 }
 
 fn recv_fds(fd: BorrowedFd<'_>, buf: &mut [u8], datagram: bool) -> Result<(usize, Vec<OwnedFd>)> {
@@ -223,15 +239,14 @@ macro_rules! message_socket {
             }
 
             /// Sends one message (`send(MSG_NOSIGNAL)`); it arrives whole or
-            /// not at all.
+            /// not at all. A message longer than the socket's send buffer
+            /// (`SO_SNDBUF`) less 32 bytes is [`Error::MessageTooLarge`]
+            /// with that limit.
             pub fn send(&self, msg: &[u8]) -> Result<()> {
                 fdio::send(self.0.as_fd(), msg)
                     .map(|_| ())
                     .map_err(|e| match e {
-                        Errno::MSGSIZE => Error::MessageTooLarge {
-                            len: msg.len(),
-                            max: 0,
-                        },
+                        Errno::MSGSIZE => too_large(self.0.as_fd(), msg.len()),
                         e => msg_err("send", e),
                     })
             }
@@ -355,6 +370,7 @@ impl UnixDatagram {
             .map(|_| ())
             .map_err(|e| match e {
                 Errno::NOENT | Errno::CONNREFUSED | Errno::ACCESS => connect_error(e, path),
+                Errno::MSGSIZE => too_large(self.0.as_fd(), msg.len()),
                 e => msg_err("sendto", e),
             })
     }

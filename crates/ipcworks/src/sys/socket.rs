@@ -198,6 +198,18 @@ pub fn peer_cred(fd: BorrowedFd<'_>) -> Result<Cred, Errno> {
     })
 }
 
+/// `getsockopt(fd, SOL_SOCKET, SO_SNDBUF)`: the send buffer in bytes, as
+/// the kernel keeps it (twice what `setsockopt` asked, for its overhead).
+#[doc(alias = "SO_SNDBUF")]
+pub fn send_buffer(fd: BorrowedFd<'_>) -> Result<usize, Errno> {
+    rustix::net::sockopt::socket_send_buffer_size(fd)
+}
+
+/// Bytes of the send buffer that `unix_dgram_sendmsg` keeps back: a Unix
+/// datagram or seqpacket message longer than `SO_SNDBUF` less this is
+/// refused with `EMSGSIZE` (`net/unix/af_unix.c`).
+pub const DATAGRAM_RESERVE: usize = 32;
+
 /// `mkdir(path, 0700)` then `fchmodat(path, 0700)`: a directory only we
 /// can enter, whatever the umask.
 pub fn mkdir_private(path: &Path) -> Result<(), Errno> {

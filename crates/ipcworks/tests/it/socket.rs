@@ -250,6 +250,63 @@ fn datagram_and_seqpacket_keep_boundaries_and_carry_values() {
 }
 
 #[test]
+fn a_message_too_large_for_a_datagram_or_seqpacket_socket_names_the_real_limit() {
+    let (d1, d2) = UnixDatagram::pair().unwrap();
+    let (s1, s2) = UnixSeqpacket::pair().unwrap();
+    type Send<'a> = Box<dyn Fn(&[u8]) -> ipcworks::Result<()> + 'a>;
+    type Recv<'a> = Box<dyn Fn(&mut [u8]) -> ipcworks::Result<usize> + 'a>;
+    let bound = TmpPath::new("big-dgram.sock");
+    let (rx, _file) = UnixDatagram::bind(&bound.0).unwrap();
+    let unbound = UnixDatagram::unbound().unwrap();
+    let cases: [(&str, std::os::fd::BorrowedFd<'_>, Send<'_>, Recv<'_>); 4] = [
+        (
+            "datagram send",
+            d1.as_fd(),
+            Box::new(|m| d1.send(m)),
+            Box::new(|b| d2.recv(b)),
+        ),
+        (
+            "seqpacket send",
+            s1.as_fd(),
+            Box::new(|m| s1.send(m)),
+            Box::new(|b| s2.recv(b)),
+        ),
+        (
+            "datagram send_fds",
+            d1.as_fd(),
+            Box::new(|m| d1.send_fds(m, &[])),
+            Box::new(|b| d2.recv(b)),
+        ),
+        (
+            "datagram send_to",
+            unbound.as_fd(),
+            Box::new(|m| unbound.send_to(m, &bound.0)),
+            Box::new(|b| rx.recv(b)),
+        ),
+    ];
+    for (what, fd, send, recv) in cases {
+        // A send buffer of our choosing, so the limit is this socket's own.
+        rustix::net::sockopt::set_socket_send_buffer_size(fd, 16 * 1024).unwrap();
+        let err = send(&vec![1u8; 1 << 20]).unwrap_err();
+        let Error::MessageTooLarge { len, max } = err else {
+            panic!("{what}: {err:?}");
+        };
+        assert_eq!(len, 1 << 20, "{what}");
+        assert!(max > 0 && max < len, "{what}: a real limit, not {max}");
+        assert!(err.to_string().contains(&max.to_string()), "{what}: {err}");
+        // The limit is exact: `max` bytes go through whole, one more does not.
+        assert!(
+            matches!(send(&vec![2u8; max + 1]), Err(Error::MessageTooLarge { max: m, .. }) if m == max),
+            "{what}"
+        );
+        send(&vec![3u8; max]).unwrap();
+        let mut buf = vec![0u8; max + 1];
+        assert_eq!(recv(&mut buf).unwrap(), max, "{what}");
+        assert!(buf[..max].iter().all(|&b| b == 3), "{what}");
+    }
+}
+
+#[test]
 fn writes_to_vanished_socket_peers_fail_without_sigpipe() {
     let mut c = KillOnDrop::spawn(support::child("socket::child", "socket-peer-gone", ""));
     assert_eq!(c.wait_for(Duration::from_secs(30)).code(), Some(42));
