@@ -1,4 +1,4 @@
-//! `ipcworks regions` on processes that are not like ours: one
+//! `ipcworks regions` and `ls` on processes that are not like ours: one
 //! whose memory map holds a path that is not UTF-8, a kernel thread (no
 //! user memory at all), and one we may not trace.
 
@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Kill, Registry, RemoveFile, output};
+use common::{Kill, Registry, RemoveFile, by_address, output};
 use ipcworks_test_support::{need, require};
 use serde_json::Value;
 
@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
 "#;
 
 #[test]
-fn a_process_mapping_a_non_utf8_path_has_regions() {
+fn a_process_mapping_a_non_utf8_path_has_regions_and_is_listed_as_a_user() {
     require!(need::CC);
     let reg = Registry::new("non-utf8");
     let dir = TmpDir::new("non-utf8");
@@ -108,6 +108,14 @@ fn a_process_mapping_a_non_utf8_path_has_regions() {
         "the program's code under its lossy name: {v}"
     );
     assert!(has("shared-memory", &seg), "{v}");
+
+    let all = reg.json(&["ls", "--json"]);
+    let o = by_address(&all, &format!("segment:{seg}"));
+    assert_eq!(
+        o["users"],
+        serde_json::json!([pid]),
+        "ls finds the process in /proc/PID/maps: {o}"
+    );
     drop(child.0.stdin.take());
     assert!(child.0.wait().unwrap().success());
 }

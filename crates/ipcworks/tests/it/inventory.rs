@@ -51,9 +51,14 @@ fn a_killed_creator_makes_its_segment_stale_and_users_block_removal() {
 }
 
 #[test]
-fn unknown_address_is_a_clear_error() {
+fn unknown_address_is_not_found_under_its_own_name() {
     let e = inventory::find("shm:ipcworks-test-nothing-here").unwrap_err();
-    assert!(e.to_string().contains("ipcworks ls"), "{e}");
+    match e {
+        ipcworks::Error::NotFound { name, .. } => {
+            assert_eq!(name, "shm:ipcworks-test-nothing-here")
+        }
+        e => panic!("{e}"),
+    }
 }
 
 /// A native queue's contents are counted; a segment under a queue's name
