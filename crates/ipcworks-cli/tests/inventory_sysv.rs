@@ -376,3 +376,33 @@ fn ls_kind_takes_the_address_prefixes_and_rejects_others_as_usage_errors() {
         );
     }
 }
+
+#[test]
+fn an_unknown_address_is_named_in_quotes_with_the_hint_after() {
+    let reg = Registry::new("unknown");
+    let addr = format!("mq:ipcworks-test-nothing-{}", std::process::id());
+    let (code, _, err) = reg.run(&["rm", &addr]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("\"{addr}\" does not exist")), "{err}");
+    let hint = err.find("run `ipcworks ls`").expect("a hint");
+    assert!(hint > err.find(&format!("\"{addr}\"")).unwrap(), "{err}");
+}
+
+#[test]
+fn an_address_of_the_wrong_kind_names_the_right_one() {
+    let reg = Registry::new("alike");
+    let name = format!("ipcworks-test-alike-{}", std::process::id());
+    let _clean = common::RemoveFile(format!("/dev/shm/{name}"));
+    std::fs::write(format!("/dev/shm/{name}"), b"x").unwrap();
+    // A plain segment, taken for a channel (shm:).
+    let (code, _, err) = reg.run(&["rm", &format!("shm:{name}")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "\"shm:{name}\" does not exist (did you mean segment:{name}?)"
+        )),
+        "{err}"
+    );
+    assert!(std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+}

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use ipcworks::Error;
-use ipcworks::inventory;
+use ipcworks::inventory::{self, Object};
 
 /// Arguments of `ipcworks rm`.
 #[derive(Debug, clap::Args)]
@@ -48,8 +48,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         args.addresses
             .iter()
-            .map(|a| inventory::find(a))
-            .collect::<Result<Vec<_>, _>>()?
+            .map(|a| find(a))
+            .collect::<anyhow::Result<Vec<_>>>()?
     };
     let mut failed = 0;
     for o in &targets {
@@ -84,4 +84,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The object at `address`; when there is none, the error says where to
+/// look, after the quoted address, and names objects of another kind
+/// under the same name (`segment:jobs` for a mistyped `shm:jobs`).
+fn find(address: &str) -> anyhow::Result<Object> {
+    match inventory::find(address) {
+        Err(e @ Error::NotFound { .. }) => {
+            let name = address.split_once(':').map_or(address, |(_, n)| n);
+            let alike: Vec<String> = inventory::list()
+                .into_iter()
+                .filter(|o| o.name() == name)
+                .map(|o| o.address)
+                .collect();
+            let hint = if alike.is_empty() {
+                "run `ipcworks ls` to see the addresses".to_string()
+            } else {
+                format!("did you mean {}?", alike.join(" or "))
+            };
+            Err(anyhow::anyhow!("{e} ({hint})"))
+        }
+        r => Ok(r?),
+    }
 }
