@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{by_address, check_shape};
-use ipcworks_test_support::{have_part, need};
+use ipcworks_test_support::{have_part, need, require};
 use serde_json::Value;
 
 mod common;
@@ -419,4 +419,110 @@ fn rm_takes_a_fifo_by_the_relative_path_it_was_made_with() {
     );
     assert!(!path.exists());
     assert_eq!(s.registry_len(), 0);
+}
+
+/// Set by [`child`]'s caller: what the re-executed test binary does.
+const ROLE: &str = "IPCWORKS_STALE_TEST_ROLE";
+
+/// Not a test: the body of child processes, which run this test binary
+/// again with only this test and [`ROLE`] set.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    if let Some(key) = role.strip_prefix("sysv-temporary:") {
+        // A queue made not to outlive its creator, as a library user makes
+        // one; killed before it can remove it.
+        let key: i32 = key.parse().unwrap();
+        let _q = ipcworks::mq::sysv::Queue::options()
+            .remove_on_drop(true)
+            .create(key)
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    std::process::exit(0);
+}
+
+fn sysv_queue_owner(key: i32) -> Option<u32> {
+    // key msqid perms cbytes qnum lspid lrpid uid …
+    std::fs::read_to_string("/proc/sysvipc/msg")
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&key.to_string().as_str()))
+        .map(|f| f[7].parse().unwrap())
+}
+
+#[test]
+fn a_dead_creators_sysv_key_reused_by_another_user_is_not_stale_nor_removed() {
+    require!(need::ROOT, need::IPCS);
+    let mut s = Scene::new("sysv-reused");
+    let key = 0x7d00_0000 | (std::process::id() as i32 & 0x00ff_ffff);
+    s.sysv.push(key);
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["child", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE, format!("sysv-temporary:{key}"))
+        .env("IPCWORKS_REGISTRY", &s.registry)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    s.children.push(child);
+    wait_until("the queue and its registry entry", || {
+        sysv_queue_owner(key).is_some() && s.registry_len() == 1
+    });
+    s.kill9(0);
+    let addr = format!("sysv:{:#x}", key as u32);
+    // Its creator died and it was not to persist: stale, rightly.
+    let stale = s.json(&["ls", "--stale", "--json"]);
+    assert_eq!(
+        addresses(&stale),
+        BTreeSet::from([addr.clone()]),
+        "{stale:#?}"
+    );
+
+    // Someone removes it behind ipcworks' back, and nobody (uid 65534)
+    // makes a queue of their own under the same key.
+    let st = Command::new("ipcrm")
+        .args(["-Q", &key.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let theirs = s
+        .cmd(&["send", &addr, "theirs"])
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        theirs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    assert_eq!(sysv_queue_owner(key), Some(65534));
+
+    assert_eq!(
+        s.json(&["ls", "--stale", "--json"]),
+        Vec::<Value>::new(),
+        "another user's queue under a dead creator's key is not stale"
+    );
+    let (code, out, err) = s.run(&["rm", "--stale"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no stale objects"), "{out}");
+    assert_eq!(sysv_queue_owner(key), Some(65534), "rm --stale left it");
+    let (code, _, err) = s.run(&["rm", &addr]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("owned by uid 65534") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        sysv_queue_owner(key),
+        Some(65534),
+        "rm without --force left it"
+    );
+    assert_eq!(s.registry_len(), 0, "the outdated entry was forgotten");
 }

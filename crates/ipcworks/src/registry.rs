@@ -10,11 +10,16 @@
 //!
 //! `IPCWORKS_REGISTRY=DIR` puts it elsewhere (tests use a private one).
 //!
-//! Each entry also records the object's device and inode when it has a file
-//! (everything but System V queues): if the creator's object is removed and
-//! another program makes a new one under the same name, the entry no longer
-//! matches, is forgotten, and the newcomer is never taken for a stale
-//! ipcworks object (nor removed by `rm --stale`).
+//! Each entry also records which object it was written for, beyond its
+//! name: the device and inode of a file, and for a System V queue (a key
+//! names whatever queue holds it now) its msqid, creation time (`ctime`)
+//! and creator's uid, from `/proc/sysvipc/msg`. If the creator's object is
+//! removed and another program makes a new one under the same name, the
+//! entry no longer matches, is forgotten, and the newcomer is never taken
+//! for a stale ipcworks object (nor removed by `rm --stale`). A System V
+//! entry without that identity is never trusted, and one whose queue had
+//! its `ctime` changed by `IPC_SET` (a `chmod` or `chown` of the queue) is
+//! forgotten too: erring towards "not ours".
 //!
 //! The registry is advisory: failing to write it never fails the creation
 //! of an object, and an entry whose object is gone is ignored and pruned.
@@ -25,6 +30,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use crate::sys::proc::Identity;
+use crate::sys::sysv;
 
 /// The kinds of object the registry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,24 +90,86 @@ pub struct Entry {
     pub persistent: bool,
 }
 
-/// Parses an entry file: "IDENTITY PERSISTENT [DEV INO]" (entries written
-/// before the object's identity was recorded have no DEV INO).
-fn parse_entry_full(text: &str) -> (Identity, bool, Option<(u64, u64)>) {
+/// What identifies the object an entry was written for, beyond its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ObjectId {
+    /// A file: its device and inode.
+    File { dev: u64, ino: u64 },
+    /// A System V queue: its msqid, creation time and creator's uid.
+    Sysv { id: i32, ctime: i64, cuid: u32 },
+}
+
+impl ObjectId {
+    /// As written in an entry: "DEV INO" or "sysv ID CTIME CUID".
+    fn text(self) -> String {
+        match self {
+            ObjectId::File { dev, ino } => format!("{dev} {ino}"),
+            ObjectId::Sysv { id, ctime, cuid } => format!("sysv {id} {ctime} {cuid}"),
+        }
+    }
+
+    fn parse<'a>(mut f: impl Iterator<Item = &'a str>) -> Option<ObjectId> {
+        match f.next()? {
+            "sysv" => Some(ObjectId::Sysv {
+                id: f.next()?.parse().ok()?,
+                ctime: f.next()?.parse().ok()?,
+                cuid: f.next()?.parse().ok()?,
+            }),
+            dev => Some(ObjectId::File {
+                dev: dev.parse().ok()?,
+                ino: f.next()?.parse().ok()?,
+            }),
+        }
+    }
+}
+
+/// The contents of an entry file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    creator: Identity,
+    persistent: bool,
+    /// `None` in entries written before identities were recorded.
+    object: Option<ObjectId>,
+}
+
+/// Parses an entry file: "IDENTITY PERSISTENT [OBJECT]".
+fn parse_record(text: &str) -> Record {
     let mut f = text.split_whitespace();
-    let id = f
+    let creator = f
         .next()
         .and_then(|s| s.parse::<u64>().ok())
         .map(Identity::from_raw)
         .unwrap_or(Identity::NONE);
     let persistent = f.next() == Some("1");
-    let object = match (
-        f.next().and_then(|s| s.parse().ok()),
-        f.next().and_then(|s| s.parse().ok()),
-    ) {
-        (Some(dev), Some(ino)) => Some((dev, ino)),
-        _ => None,
-    };
-    (id, persistent, object)
+    let object = ObjectId::parse(f);
+    Record {
+        creator,
+        persistent,
+        object,
+    }
+}
+
+fn format_record(r: &Record) -> String {
+    let mut text = format!("{} {}", r.creator.raw(), u8::from(r.persistent));
+    if let Some(o) = r.object {
+        text = format!("{text} {}", o.text());
+    }
+    text.push('\n');
+    text
+}
+
+fn hex_encode(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The file behind a named object, where it has one the registry can
@@ -117,19 +185,41 @@ fn object_path(kind: Kind, name: &str) -> Option<PathBuf> {
     }
 }
 
-/// Device and inode of the object `name` of `kind` now, if it has a file.
-fn object_id(kind: Kind, name: &str) -> Option<(u64, u64)> {
+/// What identifies the object `name` of `kind` now: a file's device and
+/// inode, a System V queue's msqid, `ctime` and creator (read from
+/// `/proc/sysvipc/msg`, which anyone may read); `None` if there is none.
+fn object_id(kind: Kind, name: &str) -> Option<ObjectId> {
+    if kind == Kind::SysvQueue {
+        let key: i32 = name.parse().ok()?;
+        let q = sysv::proc_list(sysv::Facility::Msg)
+            .ok()?
+            .into_iter()
+            .find(|q| q.key == key)?;
+        return Some(ObjectId::Sysv {
+            id: q.id,
+            ctime: q.ctime,
+            cuid: q.cuid,
+        });
+    }
     let md = fs::symlink_metadata(object_path(kind, name)?).ok()?;
-    Some((md.dev(), md.ino()))
+    Some(ObjectId::File {
+        dev: md.dev(),
+        ino: md.ino(),
+    })
 }
 
 /// Whether an entry still describes the object at its name: false when
-/// the entry recorded the object's device and inode and a *different*
-/// object now has that name (the creator's object was removed and someone
-/// else made a new one: it is not ipcworks' and must never look stale).
-fn still_same_object(kind: Kind, name: &str, recorded: Option<(u64, u64)>) -> bool {
+/// the entry recorded the object's identity and a *different* object now
+/// has that name (the creator's object was removed and someone else made a
+/// new one: it is not ipcworks' and must never look stale). A System V
+/// queue's entry must have recorded one and find its queue: a key names
+/// whatever queue holds it now.
+fn still_same_object(kind: Kind, name: &str, recorded: Option<ObjectId>) -> bool {
     match (recorded, object_id(kind, name)) {
         (Some(then), Some(now)) => then == now,
+        _ if kind == Kind::SysvQueue => false,
+        // An entry written before identities were recorded, or an object
+        // that is gone (its entry is pruned by `inventory`).
         _ => true,
     }
 }
@@ -157,20 +247,22 @@ pub fn dir() -> Option<PathBuf> {
 }
 
 fn file_name(kind: Kind, name: &str) -> String {
-    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{}.{hex}", kind.tag())
+    format!("{}.{}", kind.tag(), hex_encode(name))
 }
 
 fn parse_file_name(f: &str) -> Option<(Kind, String)> {
     let (tag, hex) = f.split_once('.')?;
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    Some((Kind::from_tag(tag)?, String::from_utf8(bytes?).ok()?))
+    Some((
+        Kind::from_tag(tag)?,
+        String::from_utf8(hex_decode(hex)?).ok()?,
+    ))
+}
+
+/// The record of `name` of `kind` and its file, if there is one.
+fn read_record(kind: Kind, name: &str) -> Option<(PathBuf, Record)> {
+    let path = dir()?.join(file_name(kind, name));
+    let record = parse_record(&fs::read_to_string(&path).ok()?);
+    Some((path, record))
 }
 
 /// The file that records `name` of `kind` (for cleanup code that cannot
@@ -186,16 +278,18 @@ pub fn register(kind: Kind, name: &str, persistent: bool) {
     let me = Identity::process();
     let path = dir.join(file_name(kind, name));
     let tmp = dir.join(format!(".{}.{}", file_name(kind, name), me.id()));
+    let record = Record {
+        creator: me,
+        persistent,
+        object: object_id(kind, name),
+    };
     let written = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .and_then(|mut f| match object_id(kind, name) {
-            Some((dev, ino)) => writeln!(f, "{} {} {dev} {ino}", me.raw(), u8::from(persistent)),
-            None => writeln!(f, "{} {}", me.raw(), u8::from(persistent)),
-        });
+        .and_then(|mut f| f.write_all(format_record(&record).as_bytes()));
     if written.is_ok() {
         let _ = fs::rename(&tmp, &path);
     } else {
@@ -213,8 +307,8 @@ pub fn path_name(path: &std::path::Path) -> String {
 
 /// Forgets `name` of `kind` (best effort).
 pub fn unregister(kind: Kind, name: &str) {
-    if let Some(dir) = dir() {
-        let _ = fs::remove_file(dir.join(file_name(kind, name)));
+    if let Some((path, _)) = read_record(kind, name) {
+        let _ = fs::remove_file(path);
     }
 }
 
@@ -230,9 +324,8 @@ pub fn entries() -> Vec<Entry> {
         let Some((kind, name)) = fname.to_str().and_then(parse_file_name) else {
             continue;
         };
-        let (creator, persistent, object) =
-            parse_entry_full(&fs::read_to_string(e.path()).unwrap_or_default());
-        if !still_same_object(kind, &name, object) {
+        let record = parse_record(&fs::read_to_string(e.path()).unwrap_or_default());
+        if !still_same_object(kind, &name, record.object) {
             // The recorded object is gone; the name now belongs to another.
             let _ = fs::remove_file(e.path());
             continue;
@@ -240,8 +333,8 @@ pub fn entries() -> Vec<Entry> {
         out.push(Entry {
             kind,
             name,
-            creator,
-            persistent,
+            creator: record.creator,
+            persistent: record.persistent,
         });
     }
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -252,15 +345,12 @@ pub fn entries() -> Vec<Entry> {
 /// if recorded — and if the object now at that name is the one recorded
 /// (an entry whose object was replaced by another is forgotten).
 pub fn creator(kind: Kind, name: &str) -> Option<(Identity, bool)> {
-    let dir = dir()?;
-    let path = dir.join(file_name(kind, name));
-    let text = fs::read_to_string(&path).ok()?;
-    let (id, persistent, object) = parse_entry_full(&text);
-    if !still_same_object(kind, name, object) {
+    let (path, record) = read_record(kind, name)?;
+    if !still_same_object(kind, name, record.object) {
         let _ = fs::remove_file(&path);
         return None;
     }
-    Some((id, persistent))
+    Some((record.creator, record.persistent))
 }
 
 /// What to remove if the process is interrupted (see
@@ -307,15 +397,36 @@ mod tests {
     #[test]
     fn parses_entries_with_and_without_the_object_id() {
         let me = Identity::process();
+        let rec = |object| Record {
+            creator: me,
+            persistent: true,
+            object,
+        };
+        assert_eq!(parse_record(&format!("{} 1\n", me.raw())), rec(None));
+        let file = Some(ObjectId::File {
+            dev: 64768,
+            ino: 1234,
+        });
         assert_eq!(
-            parse_entry_full(&format!("{} 1\n", me.raw())),
-            (me, true, None)
+            parse_record(&format!("{} 1 64768 1234\n", me.raw())),
+            rec(file)
         );
+        let queue = Some(ObjectId::Sysv {
+            id: 32769,
+            ctime: 1796623545,
+            cuid: 1000,
+        });
+        for r in [rec(None), rec(file), rec(queue)] {
+            assert_eq!(parse_record(&format_record(&r)), r);
+        }
         assert_eq!(
-            parse_entry_full(&format!("{} 0 64768 1234\n", me.raw())),
-            (me, false, Some((64768, 1234)))
+            parse_record(""),
+            Record {
+                creator: Identity::NONE,
+                persistent: false,
+                object: None,
+            }
         );
-        assert_eq!(parse_entry_full(""), (Identity::NONE, false, None));
     }
 
     #[test]
