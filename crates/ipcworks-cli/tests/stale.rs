@@ -526,3 +526,41 @@ fn a_dead_creators_sysv_key_reused_by_another_user_is_not_stale_nor_removed() {
     );
     assert_eq!(s.registry_len(), 0, "the outdated entry was forgotten");
 }
+
+#[test]
+fn objects_with_long_names_are_recorded_and_found_stale() {
+    let mut s = Scene::new("long");
+    // A FIFO whose file name is 250 bytes (its path, the registry's name
+    // for it, is longer), and a channel whose segment name
+    // (ipcworks.chan.NAME) is the longest a name may be.
+    let fifo = s.files.join("f".repeat(250)).to_string_lossy().into_owned();
+    let mut chan = format!("ipcworks-test-long-{}-", std::process::id());
+    chan += &"c".repeat(ipcworks::name::MAX_NAME_LEN - "ipcworks.chan.".len() - chan.len());
+    let chan_file = PathBuf::from(format!("/dev/shm/ipcworks.chan.{chan}"));
+    s.shm.push(chan_file.clone());
+    let doomed = [
+        s.start(&["recv", &format!("fifo:{fifo}")]),
+        s.start(&["recv", &format!("shm:{chan}")]),
+    ];
+    wait_until("the FIFO and the channel", || {
+        Path::new(&fifo).exists() && chan_file.exists()
+    });
+    let want = BTreeSet::from([format!("fifo:{fifo}"), format!("shm:{chan}")]);
+    // Each is recorded right after it is made.
+    wait_until("ls to show both creators", || {
+        let all = s.json(&["ls", "--json"]);
+        want.iter().all(|a| {
+            all.iter()
+                .any(|o| o["address"] == a.as_str() && !o["creator"].is_null())
+        })
+    });
+    for i in doomed {
+        s.kill9(i);
+    }
+    let stale = s.json(&["ls", "--stale", "--json"]);
+    assert_eq!(addresses(&stale), want, "{stale:#?}");
+    let (code, out, err) = s.run(&["rm", "--stale"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!Path::new(&fifo).exists() && !chan_file.exists());
+    assert_eq!(s.registry_len(), 0, "their entries went with them");
+}

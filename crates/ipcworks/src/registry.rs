@@ -21,6 +21,15 @@
 //! its `ctime` changed by `IPC_SET` (a `chmod` or `chown` of the queue) is
 //! forgotten too: erring towards "not ours".
 //!
+//! An entry is a file named `KIND.HEX` (the name in hexadecimal) holding
+//! "CREATOR PERSISTENT [OBJECT]". A name too long for that (its hex form
+//! would pass the file name limit, `NAME_MAX` = 255: a FIFO's path, say) is
+//! recorded as `KIND.long.HASH` (FNV-1a, 64 bits) with a second line "name
+//! HEX" holding the name itself, which lookups compare. Two long names with
+//! the same hash share one file: the later registration replaces the
+//! earlier's entry, and the earlier object is then simply not known as
+//! ipcworks' (never stale, never removed by `rm --stale`).
+//!
 //! The registry is advisory: failing to write it never fails the creation
 //! of an object, and an entry whose object is gone is ignored and pruned.
 
@@ -130,11 +139,15 @@ struct Record {
     persistent: bool,
     /// `None` in entries written before identities were recorded.
     object: Option<ObjectId>,
+    /// The name, in entries whose file name is a hash of it.
+    name: Option<String>,
 }
 
-/// Parses an entry file: "IDENTITY PERSISTENT [OBJECT]".
+/// Parses an entry file: "IDENTITY PERSISTENT [OBJECT]", then for a long
+/// name "name HEX".
 fn parse_record(text: &str) -> Record {
-    let mut f = text.split_whitespace();
+    let mut lines = text.lines();
+    let mut f = lines.next().unwrap_or("").split_whitespace();
     let creator = f
         .next()
         .and_then(|s| s.parse::<u64>().ok())
@@ -142,10 +155,14 @@ fn parse_record(text: &str) -> Record {
         .unwrap_or(Identity::NONE);
     let persistent = f.next() == Some("1");
     let object = ObjectId::parse(f);
+    let name = lines
+        .find_map(|l| l.strip_prefix("name "))
+        .and_then(|hex| String::from_utf8(hex_decode(hex.trim())?).ok());
     Record {
         creator,
         persistent,
         object,
+        name,
     }
 }
 
@@ -155,6 +172,9 @@ fn format_record(r: &Record) -> String {
         text = format!("{text} {}", o.text());
     }
     text.push('\n');
+    if let Some(n) = &r.name {
+        text += &format!("name {}\n", hex_encode(n));
+    }
     text
 }
 
@@ -246,22 +266,50 @@ pub fn dir() -> Option<PathBuf> {
     }
 }
 
+/// The longest entry file name written as `KIND.HEX`: the temporary file
+/// written first (".NAME.PID") must fit in `NAME_MAX` (255) too.
+const MAX_PLAIN_FILE_NAME: usize = 200;
+
+/// Whether `name` is recorded under a hash of it (see the module docs).
+fn is_long(kind: Kind, name: &str) -> bool {
+    kind.tag().len() + 1 + 2 * name.len() > MAX_PLAIN_FILE_NAME
+}
+
 fn file_name(kind: Kind, name: &str) -> String {
-    format!("{}.{}", kind.tag(), hex_encode(name))
+    if is_long(kind, name) {
+        format!("{}.long.{:016x}", kind.tag(), fnv1a(name.as_bytes()))
+    } else {
+        format!("{}.{}", kind.tag(), hex_encode(name))
+    }
 }
 
-fn parse_file_name(f: &str) -> Option<(Kind, String)> {
-    let (tag, hex) = f.split_once('.')?;
-    Some((
-        Kind::from_tag(tag)?,
-        String::from_utf8(hex_decode(hex)?).ok()?,
-    ))
+/// FNV-1a, 64 bits: a hash that stays the same from build to build (the
+/// registry outlives the program that wrote it), unlike std's hashers.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
-/// The record of `name` of `kind` and its file, if there is one.
+/// What an entry's file name says: its kind, and its object's name unless
+/// the name is hashed (then it is inside the file).
+fn parse_file_name(f: &str) -> Option<(Kind, Option<String>)> {
+    let (tag, rest) = f.split_once('.')?;
+    let kind = Kind::from_tag(tag)?;
+    if let Some(hash) = rest.strip_prefix("long.") {
+        return (hash.len() == 16 && u64::from_str_radix(hash, 16).is_ok()).then_some((kind, None));
+    }
+    Some((kind, Some(String::from_utf8(hex_decode(rest)?).ok()?)))
+}
+
+/// The record of `name` of `kind` and its file, if there is one for that
+/// very name (a hashed file holding another name is not it).
 fn read_record(kind: Kind, name: &str) -> Option<(PathBuf, Record)> {
     let path = dir()?.join(file_name(kind, name));
     let record = parse_record(&fs::read_to_string(&path).ok()?);
+    if is_long(kind, name) && record.name.as_deref() != Some(name) {
+        return None;
+    }
     Some((path, record))
 }
 
@@ -282,6 +330,7 @@ pub fn register(kind: Kind, name: &str, persistent: bool) {
         creator: me,
         persistent,
         object: object_id(kind, name),
+        name: is_long(kind, name).then(|| name.to_string()),
     };
     let written = fs::OpenOptions::new()
         .write(true)
@@ -321,10 +370,13 @@ pub fn entries() -> Vec<Entry> {
     let mut out = Vec::new();
     for e in rd.flatten() {
         let fname = e.file_name();
-        let Some((kind, name)) = fname.to_str().and_then(parse_file_name) else {
+        let Some((kind, in_name)) = fname.to_str().and_then(parse_file_name) else {
             continue;
         };
         let record = parse_record(&fs::read_to_string(e.path()).unwrap_or_default());
+        let Some(name) = in_name.or(record.name) else {
+            continue;
+        };
         if !still_same_object(kind, &name, record.object) {
             // The recorded object is gone; the name now belongs to another.
             let _ = fs::remove_file(e.path());
@@ -388,35 +440,52 @@ mod tests {
             (Kind::Fifo, "/tmp/a b/ç"),
             (Kind::SysvQueue, "42"),
         ] {
-            assert_eq!(parse_file_name(&file_name(k, n)), Some((k, n.to_string())));
+            assert_eq!(
+                parse_file_name(&file_name(k, n)),
+                Some((k, Some(n.to_string())))
+            );
         }
+        let long = "x".repeat(250);
+        let f = file_name(Kind::Fifo, &long);
+        assert!(
+            f.starts_with("fifo.long.") && f.len() < MAX_PLAIN_FILE_NAME,
+            "{f}"
+        );
+        assert_eq!(parse_file_name(&f), Some((Kind::Fifo, None)));
         assert_eq!(parse_file_name("shm.zz"), None);
         assert_eq!(parse_file_name("nope.00"), None);
+        assert_eq!(parse_file_name("shm.long.xyz"), None);
     }
 
     #[test]
     fn parses_entries_with_and_without_the_object_id() {
         let me = Identity::process();
-        let rec = |object| Record {
+        let rec = |object, name: Option<&str>| Record {
             creator: me,
             persistent: true,
             object,
+            name: name.map(str::to_string),
         };
-        assert_eq!(parse_record(&format!("{} 1\n", me.raw())), rec(None));
+        assert_eq!(parse_record(&format!("{} 1\n", me.raw())), rec(None, None));
         let file = Some(ObjectId::File {
             dev: 64768,
             ino: 1234,
         });
         assert_eq!(
             parse_record(&format!("{} 1 64768 1234\n", me.raw())),
-            rec(file)
+            rec(file, None)
         );
         let queue = Some(ObjectId::Sysv {
             id: 32769,
             ctime: 1796623545,
             cuid: 1000,
         });
-        for r in [rec(None), rec(file), rec(queue)] {
+        for r in [
+            rec(None, None),
+            rec(file, None),
+            rec(queue, None),
+            rec(queue, Some("a b\nç")),
+        ] {
             assert_eq!(parse_record(&format_record(&r)), r);
         }
         assert_eq!(
@@ -425,6 +494,7 @@ mod tests {
                 creator: Identity::NONE,
                 persistent: false,
                 object: None,
+                name: None
             }
         );
     }
@@ -451,6 +521,42 @@ mod tests {
         unregister(Kind::Shm, &name);
         assert_eq!(found, None, "a replaced object has no recorded creator");
         assert!(!listed);
+    }
+
+    #[test]
+    fn names_too_long_for_a_file_name_are_recorded_too() {
+        // A FIFO path with a 250-byte file name: its hex encoding alone is
+        // twice NAME_MAX.
+        let long = format!(
+            "/tmp/ipcworks-test-registry-long-{}/{}",
+            std::process::id(),
+            "x".repeat(250)
+        );
+        // Two names alike in all but the last byte stay apart.
+        let other = format!("{}y", &long[..long.len() - 1]);
+        for n in [&long, &other] {
+            register(Kind::Fifo, n, false);
+            assert_eq!(
+                creator(Kind::Fifo, n),
+                Some((Identity::process(), false)),
+                "{n}"
+            );
+        }
+        let listed: Vec<String> = entries()
+            .into_iter()
+            .filter(|e| e.kind == Kind::Fifo)
+            .map(|e| e.name)
+            .collect();
+        assert!(listed.contains(&long) && listed.contains(&other));
+        let file = file_path(Kind::Fifo, &long).expect("a file records it");
+        assert!(file.exists());
+        assert!(file.file_name().unwrap().len() <= 255);
+        unregister(Kind::Fifo, &long);
+        assert_eq!(creator(Kind::Fifo, &long), None);
+        assert!(creator(Kind::Fifo, &other).is_some(), "only that one went");
+        unregister(Kind::Fifo, &other);
+        assert_eq!(creator(Kind::Fifo, &other), None);
+        assert!(!file.exists());
     }
 
     #[test]
