@@ -22,7 +22,7 @@
 //! forgotten too: erring towards "not ours".
 //!
 //! An entry is a file named `KIND.HEX` (the name in hexadecimal) holding
-//! "CREATOR PERSISTENT [OBJECT]". A name too long for that (its hex form
+//! `CREATOR PERSISTENT [OBJECT]`. A name too long for that (its hex form
 //! would pass the file name limit, `NAME_MAX` = 255: a FIFO's path, say) is
 //! recorded as `KIND.long.HASH` (FNV-1a, 64 bits) with a second line "name
 //! HEX" holding the name itself, which lookups compare. Two long names with
