@@ -105,6 +105,11 @@ fn ls_says_queues_cannot_be_listed_and_rm_removes_them_by_name() {
     let (code, _, err) = unmounted(&reg, &["rm", &addr]);
     assert_eq!(code, 1);
     assert!(err.contains(&format!("\"{addr}\" does not exist")), "{err}");
+    // A name no queue can have is not found either (mq_open would say
+    // EACCES).
+    let (code, _, err) = unmounted(&reg, &["rm", "mq:a/b"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("\"mq:a/b\" does not exist"), "{err}");
 }
 
 #[test]

@@ -199,6 +199,10 @@ fn posix_queues(users: &Users, out: &mut Vec<Object>) {
 /// none.
 pub(super) fn posix_queue_by_name(name: &str) -> Result<Option<Object>> {
     let address = format!("mq:{name}");
+    // mq_open answers EACCES for a name with a slash: no queue has one.
+    if name.is_empty() || name.contains('/') {
+        return Ok(None);
+    }
     let fd = match mq::open(name, mq::OpenHow::Inspect, 0, None) {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::INVAL | Errno::NAMETOOLONG) => return Ok(None),
