@@ -415,9 +415,12 @@ mod tests {
             while t.elapsed() < Duration::from_micros(1) {}
         }
         let took = start.elapsed();
-        // Ends after the limit, and not much later (a millisecond of
-        // messages, with slack for a busy machine).
-        assert!(took >= limit && took < limit * 4, "{took:?}");
+        // Ends after the limit; the upper bound only catches a clock that
+        // stops looking (a loaded machine may preempt this thread for long).
+        assert!(
+            took >= limit && took < limit + Duration::from_secs(5),
+            "{took:?}"
+        );
         // Thousands of messages, a few dozen looks at the clock.
         assert!(n > 1000, "{n} messages");
         assert!(looks < n / 10, "{looks} looks for {n} messages");

@@ -1,7 +1,7 @@
 //! `ipcworks relay` between the message queues and the shared-memory
 //! channel: priorities carried across, nothing left behind.
 
-use ipcworks_test_support::{need, require};
+use ipcworks_test_support::{have_part, need};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -40,7 +40,9 @@ fn queued(address: &str) -> (Option<u64>, Option<u64>) {
 
 #[test]
 fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
-    require!(need::MQUEUE);
+    // ls lists POSIX queues only with /dev/mqueue mounted; the relay itself
+    // runs without.
+    let mq_listed = have_part("ls counts what waits in the POSIX queue", &[need::MQUEUE]);
     let pid = std::process::id();
     let c = Cleanup {
         mq: format!("ipcworks-test-relay-mq-{pid}"),
@@ -56,11 +58,13 @@ fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
         assert!(st.success());
     }
     let (mq, queue) = (format!("mq:{}", c.mq), format!("queue:{}", c.queue));
-    assert_eq!(
-        queued(&mq),
-        (Some(10), Some(3)),
-        "ls counts what waits in mq"
-    );
+    if mq_listed {
+        assert_eq!(
+            queued(&mq),
+            (Some(10), Some(3)),
+            "ls counts what waits in mq"
+        );
+    }
     // mq → native queue: the kernel hands them out by priority, and the
     // priorities travel along.
     let st = ipcworks()
@@ -74,7 +78,9 @@ fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
         .status()
         .unwrap();
     assert!(st.success());
-    assert_eq!(queued(&mq), (Some(0), Some(0)));
+    if mq_listed {
+        assert_eq!(queued(&mq), (Some(0), Some(0)));
+    }
     assert_eq!(
         queued(&queue),
         (Some(10), Some(3)),

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipcworks_test_support::{need, require};
+use common::{by_address, check_shape};
+use ipcworks_test_support::{have_part, need, require};
 use serde_json::Value;
+
+mod common;
 
 /// Everything the test made, removed on drop (also when an assertion
 /// fails): the process groups it started, killed with SIGKILL and reaped,
@@ -136,47 +139,11 @@ fn addresses(objs: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-fn by_address<'a>(objs: &'a [Value], address: &str) -> &'a Value {
-    objs.iter()
-        .find(|o| o["address"] == address)
-        .unwrap_or_else(|| panic!("{address} not in {objs:#?}"))
-}
-
-/// Checks one `ls --json` element against the shape `ls --help` documents.
-fn check_shape(o: &Value) {
-    let kinds = [
-        "segment",
-        "mutex",
-        "semaphore",
-        "channel",
-        "queue",
-        "posix-semaphore",
-        "posix-queue",
-        "sysv-queue",
-        "fifo",
-        "unix-socket",
-    ];
-    assert!(kinds.contains(&o["kind"].as_str().unwrap()), "{o}");
-    assert!(o["address"].as_str().unwrap().contains(':'), "{o}");
-    assert!(o["path"].is_null() || o["path"].is_string(), "{o}");
-    assert!(o["bytes"].is_null() || o["bytes"].is_u64(), "{o}");
-    assert!(o["messages"].is_null() || o["messages"].is_u64(), "{o}");
-    assert!(o["uid"].is_u64() && o["mode"].is_u64(), "{o}");
-    let c = &o["creator"];
-    assert!(
-        c.is_null()
-            || (c["pid"].is_u64() && c["alive"].is_boolean() && c["persistent"].is_boolean()),
-        "{o}"
-    );
-    assert!(
-        o["users"].as_array().unwrap().iter().all(Value::is_u64),
-        "{o}"
-    );
-}
-
 #[test]
 fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
-    require!(need::MQUEUE);
+    // Without /dev/mqueue mounted everything runs but the look at the POSIX
+    // queue through `ls`.
+    let mq_listed = have_part("ls lists the POSIX queue", &[need::MQUEUE]);
     let mut s = Scene::new("kinds");
     let pid = std::process::id();
     let f = |n: &str| s.files.join(n).to_string_lossy().into_owned();
@@ -260,7 +227,12 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
     assert_eq!(mutex["kind"], "mutex");
     assert_eq!(mutex["creator"]["alive"], false, "{mutex}");
     assert_eq!(mutex["creator"]["persistent"], true, "{mutex}");
-    for queue in [format!("mq:{mq}"), format!("sysv:{:#x}", key as u32)] {
+    let mut queues = vec![format!("sysv:{:#x}", key as u32)];
+    if mq_listed {
+        queues.push(format!("mq:{mq}"));
+        assert_eq!(by_address(&all, &format!("mq:{mq}"))["kind"], "posix-queue");
+    }
+    for queue in queues {
         let q = by_address(&all, &queue);
         assert_eq!(q["creator"]["alive"], false, "{q}");
         assert_eq!(q["creator"]["persistent"], true, "{q}");
@@ -269,7 +241,6 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
         by_address(&all, &format!("sysv:{:#x}", key as u32))["kind"],
         "sysv-queue"
     );
-    assert_eq!(by_address(&all, &format!("mq:{mq}"))["kind"], "posix-queue");
     let foreign_obj = by_address(&all, &format!("segment:ipcworks-test-stale-foreign-{pid}"));
     assert!(foreign_obj["creator"].is_null(), "{foreign_obj}");
     assert_eq!(foreign_obj["bytes"], 13);
@@ -315,7 +286,10 @@ fn stale_objects_of_killed_processes_are_found_and_removed_exactly() {
     // Left alone: the persistent mutex and queues, the live FIFO, the
     // foreign file.
     assert!(lock_file.exists());
-    assert!(Path::new(&format!("/dev/mqueue/{mq}")).exists());
+    assert!(
+        ipcworks::mq::posix::Queue::open(&mq).is_ok(),
+        "the persistent POSIX queue is left"
+    );
     assert!(
         std::fs::read_to_string("/proc/sysvipc/msg")
             .unwrap()
@@ -445,4 +419,148 @@ fn rm_takes_a_fifo_by_the_relative_path_it_was_made_with() {
     );
     assert!(!path.exists());
     assert_eq!(s.registry_len(), 0);
+}
+
+/// Set by [`child`]'s caller: what the re-executed test binary does.
+const ROLE: &str = "IPCWORKS_STALE_TEST_ROLE";
+
+/// Not a test: the body of child processes, which run this test binary
+/// again with only this test and [`ROLE`] set.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    if let Some(key) = role.strip_prefix("sysv-temporary:") {
+        // A queue made not to outlive its creator, as a library user makes
+        // one; killed before it can remove it.
+        let key: i32 = key.parse().unwrap();
+        let _q = ipcworks::mq::sysv::Queue::options()
+            .remove_on_drop(true)
+            .create(key)
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    std::process::exit(0);
+}
+
+fn sysv_queue_owner(key: i32) -> Option<u32> {
+    // key msqid perms cbytes qnum lspid lrpid uid …
+    std::fs::read_to_string("/proc/sysvipc/msg")
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&key.to_string().as_str()))
+        .map(|f| f[7].parse().unwrap())
+}
+
+#[test]
+fn a_dead_creators_sysv_key_reused_by_another_user_is_not_stale_nor_removed() {
+    require!(need::ROOT, need::IPCS);
+    let mut s = Scene::new("sysv-reused");
+    let key = 0x7d00_0000 | (std::process::id() as i32 & 0x00ff_ffff);
+    s.sysv.push(key);
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["child", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE, format!("sysv-temporary:{key}"))
+        .env("IPCWORKS_REGISTRY", &s.registry)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    s.children.push(child);
+    wait_until("the queue and its registry entry", || {
+        sysv_queue_owner(key).is_some() && s.registry_len() == 1
+    });
+    s.kill9(0);
+    let addr = format!("sysv:{:#x}", key as u32);
+    // Its creator died and it was not to persist: stale, rightly.
+    let stale = s.json(&["ls", "--stale", "--json"]);
+    assert_eq!(
+        addresses(&stale),
+        BTreeSet::from([addr.clone()]),
+        "{stale:#?}"
+    );
+
+    // Someone removes it behind ipcworks' back, and nobody (uid 65534)
+    // makes a queue of their own under the same key.
+    let st = Command::new("ipcrm")
+        .args(["-Q", &key.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let theirs = s
+        .cmd(&["send", &addr, "theirs"])
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        theirs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    assert_eq!(sysv_queue_owner(key), Some(65534));
+
+    assert_eq!(
+        s.json(&["ls", "--stale", "--json"]),
+        Vec::<Value>::new(),
+        "another user's queue under a dead creator's key is not stale"
+    );
+    let (code, out, err) = s.run(&["rm", "--stale"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no stale objects"), "{out}");
+    assert_eq!(sysv_queue_owner(key), Some(65534), "rm --stale left it");
+    let (code, _, err) = s.run(&["rm", &addr]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("owned by uid 65534") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        sysv_queue_owner(key),
+        Some(65534),
+        "rm without --force left it"
+    );
+    assert_eq!(s.registry_len(), 0, "the outdated entry was forgotten");
+}
+
+#[test]
+fn objects_with_long_names_are_recorded_and_found_stale() {
+    let mut s = Scene::new("long");
+    // A FIFO whose file name is 250 bytes (its path, the registry's name
+    // for it, is longer), and a channel whose segment name
+    // (ipcworks.chan.NAME) is the longest a name may be.
+    let fifo = s.files.join("f".repeat(250)).to_string_lossy().into_owned();
+    let mut chan = format!("ipcworks-test-long-{}-", std::process::id());
+    chan += &"c".repeat(ipcworks::name::MAX_NAME_LEN - "ipcworks.chan.".len() - chan.len());
+    let chan_file = PathBuf::from(format!("/dev/shm/ipcworks.chan.{chan}"));
+    s.shm.push(chan_file.clone());
+    let doomed = [
+        s.start(&["recv", &format!("fifo:{fifo}")]),
+        s.start(&["recv", &format!("shm:{chan}")]),
+    ];
+    wait_until("the FIFO and the channel", || {
+        Path::new(&fifo).exists() && chan_file.exists()
+    });
+    let want = BTreeSet::from([format!("fifo:{fifo}"), format!("shm:{chan}")]);
+    // Each is recorded right after it is made.
+    wait_until("ls to show both creators", || {
+        let all = s.json(&["ls", "--json"]);
+        want.iter().all(|a| {
+            all.iter()
+                .any(|o| o["address"] == a.as_str() && !o["creator"].is_null())
+        })
+    });
+    for i in doomed {
+        s.kill9(i);
+    }
+    let stale = s.json(&["ls", "--stale", "--json"]);
+    assert_eq!(addresses(&stale), want, "{stale:#?}");
+    let (code, out, err) = s.run(&["rm", "--stale"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!Path::new(&fifo).exists() && !chan_file.exists());
+    assert_eq!(s.registry_len(), 0, "their entries went with them");
 }

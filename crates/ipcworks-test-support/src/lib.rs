@@ -23,6 +23,11 @@
 //! - with `CI=true` (CI sets it) the test **fails** instead, naming what is
 //!   missing, so CI keeps checking everything.
 //!
+//! A test whose *part* needs something (a look at POSIX queues through
+//! `/dev/mqueue`, say) runs the rest anyway: `if have_part("what it
+//! checks", &[need::MQUEUE]) { … }` skips only that part, with one line
+//! naming it (and with `CI=true` fails).
+//!
 //! `.ci/run` installs every outside program as root, so a CI run skips
 //! nothing.
 
@@ -57,6 +62,9 @@ pub enum Need {
         /// How to mount it.
         how: &'static str,
     },
+    /// A kernel thread visible in `/proc` (the host's pid namespace: a
+    /// container's own pid namespace shows none).
+    KernelThread,
 }
 
 /// The needs the workspace's tests have, named once.
@@ -106,6 +114,9 @@ pub mod need {
         path: "/dev/mqueue",
         how: "mkdir -p /dev/mqueue && mount -t mqueue none /dev/mqueue (as root)",
     };
+    /// A kernel thread in `/proc` (`kthreadd` and its workers), which a
+    /// container's pid namespace hides.
+    pub const KERNEL_THREAD: Need = Need::KernelThread;
 }
 
 impl Need {
@@ -117,6 +128,7 @@ impl Need {
             // SAFETY: geteuid has no preconditions and cannot fail.
             Need::Root => (unsafe { libc::geteuid() }) == 0,
             Need::Mount { path, .. } => is_mountpoint(path),
+            Need::KernelThread => kernel_thread().is_some(),
         }
     }
 
@@ -140,8 +152,41 @@ impl Need {
             }
             Need::Root => "root (run the tests as root: `sudo cargo test --workspace`)".into(),
             Need::Mount { path, how } => format!("{path} mounted ({how})"),
+            Need::KernelThread => "a kernel thread visible in /proc (run the tests outside a \
+                 container's pid namespace)"
+                .into(),
         }
     }
+}
+
+/// The pid of a kernel thread visible in `/proc` (one whose flags, field 9
+/// of `/proc/PID/stat`, hold `PF_KTHREAD`), if any.
+pub fn kernel_thread() -> Option<u32> {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let is_kthread = |pid: u32| {
+        let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // Fields after the command name, which ends at the last ')':
+        // state (3), ppid, pgrp, session, tty, tpgid, flags (9).
+        let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+            return false;
+        };
+        String::from_utf8_lossy(&stat[close + 1..])
+            .split_ascii_whitespace()
+            .nth(6)
+            .and_then(|f| f.parse::<u64>().ok())
+            .is_some_and(|flags| flags & PF_KTHREAD != 0)
+    };
+    // kthreadd is pid 2 on the host; elsewhere look through /proc.
+    if is_kthread(2) {
+        return Some(2);
+    }
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&pid| is_kthread(pid))
 }
 
 /// Checks `needs` for the running test. Returns `true` when all are met.
@@ -152,16 +197,10 @@ impl Need {
 /// caller returns, and the test passes). Use [`require!`] rather than
 /// calling this directly.
 pub fn have(needs: &[Need]) -> bool {
-    let missing: Vec<String> = needs
-        .iter()
-        .filter(|n| !n.met())
-        .map(Need::describe)
-        .collect();
-    if missing.is_empty() {
+    let Some(what) = missing(needs) else {
         return true;
-    }
+    };
     let test = current_test();
-    let what = missing.join(" and ");
     if ci() {
         panic!("{test}: CI=true and this test needs {what}: install it (`.ci/run` does, as root)");
     }
@@ -169,6 +208,29 @@ pub fn have(needs: &[Need]) -> bool {
     // The real stderr: libtest captures `eprintln!` but not this.
     let _ = std::io::stderr().write_all(line.as_bytes());
     record(test, what);
+    false
+}
+
+/// Like [`have`], for one *part* of a test: returns `true` when all of
+/// `needs` are met. Otherwise, with `CI=true` it panics; without, it writes
+/// one line naming the part that did not run (the rest of the test does)
+/// and records it for the summary, and returns `false`, so the caller
+/// skips only that part.
+pub fn have_part(part: &str, needs: &[Need]) -> bool {
+    let Some(what) = missing(needs) else {
+        return true;
+    };
+    let test = current_test();
+    if ci() {
+        panic!(
+            "{test}: CI=true and its part \"{part}\" needs {what}: install it (`.ci/run` does, as root)"
+        );
+    }
+    let line = format!(
+        "SKIPPED part of {test} ({part}): needs {what}; the rest of the test ran (CI=true fails instead)\n"
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    record(format!("{test} (part: {part})"), what);
     false
 }
 
@@ -181,6 +243,16 @@ macro_rules! require {
             return;
         }
     };
+}
+
+/// What of `needs` is missing, in one phrase; `None` when all are met.
+fn missing(needs: &[Need]) -> Option<String> {
+    let missing: Vec<String> = needs
+        .iter()
+        .filter(|n| !n.met())
+        .map(Need::describe)
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(" and "))
 }
 
 /// Whether this is a CI run (`CI=true`, as CI services set it).

@@ -59,6 +59,17 @@ pub enum Error {
         error: io::Error,
     },
 
+    /// The kernel's access rule for an operation refused it; `rule` says
+    /// which rule and what would satisfy it (reading another user's
+    /// process memory map needs ptrace access, …).
+    #[error("{what} is not permitted: {rule}")]
+    NotPermitted {
+        /// What was attempted ("reading the memory map of process 42").
+        what: String,
+        /// The rule that refused it, and how to satisfy it.
+        rule: String,
+    },
+
     /// An object exists under the name but is not safe to use: owned by
     /// another user, looser mode than asked, a symlink, or the wrong kind.
     #[error("refusing to use {name:?}: {reason}")]
@@ -176,7 +187,9 @@ impl Error {
             Error::NotFound { .. } => K::NotFound,
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::CannotCreate { error, .. } => error.kind(),
-            Error::PermissionDenied { .. } | Error::Refused { .. } => K::PermissionDenied,
+            Error::PermissionDenied { .. } | Error::NotPermitted { .. } | Error::Refused { .. } => {
+                K::PermissionDenied
+            }
             Error::MessageTooLarge { .. } => K::InvalidInput,
             Error::Disconnected => K::BrokenPipe,
             Error::Timeout => K::TimedOut,

@@ -10,11 +10,25 @@
 //!
 //! `IPCWORKS_REGISTRY=DIR` puts it elsewhere (tests use a private one).
 //!
-//! Each entry also records the object's device and inode when it has a file
-//! (everything but System V queues): if the creator's object is removed and
-//! another program makes a new one under the same name, the entry no longer
-//! matches, is forgotten, and the newcomer is never taken for a stale
-//! ipcworks object (nor removed by `rm --stale`).
+//! Each entry also records which object it was written for, beyond its
+//! name: the device and inode of a file, and for a System V queue (a key
+//! names whatever queue holds it now) its msqid, creation time (`ctime`)
+//! and creator's uid, from `/proc/sysvipc/msg`. If the creator's object is
+//! removed and another program makes a new one under the same name, the
+//! entry no longer matches, is forgotten, and the newcomer is never taken
+//! for a stale ipcworks object (nor removed by `rm --stale`). A System V
+//! entry without that identity is never trusted, and one whose queue had
+//! its `ctime` changed by `IPC_SET` (a `chmod` or `chown` of the queue) is
+//! forgotten too: erring towards "not ours".
+//!
+//! An entry is a file named `KIND.HEX` (the name in hexadecimal) holding
+//! `CREATOR PERSISTENT [OBJECT]`. A name too long for that (its hex form
+//! would pass the file name limit, `NAME_MAX` = 255: a FIFO's path, say) is
+//! recorded as `KIND.long.HASH` (FNV-1a, 64 bits) with a second line "name
+//! HEX" holding the name itself, which lookups compare. Two long names with
+//! the same hash share one file: the later registration replaces the
+//! earlier's entry, and the earlier object is then simply not known as
+//! ipcworks' (never stale, never removed by `rm --stale`).
 //!
 //! The registry is advisory: failing to write it never fails the creation
 //! of an object, and an entry whose object is gone is ignored and pruned.
@@ -25,6 +39,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use crate::sys::proc::Identity;
+use crate::sys::sysv;
 
 /// The kinds of object the registry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,24 +99,97 @@ pub struct Entry {
     pub persistent: bool,
 }
 
-/// Parses an entry file: "IDENTITY PERSISTENT [DEV INO]" (entries written
-/// before the object's identity was recorded have no DEV INO).
-fn parse_entry_full(text: &str) -> (Identity, bool, Option<(u64, u64)>) {
-    let mut f = text.split_whitespace();
-    let id = f
+/// What identifies the object an entry was written for, beyond its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ObjectId {
+    /// A file: its device and inode.
+    File { dev: u64, ino: u64 },
+    /// A System V queue: its msqid, creation time and creator's uid.
+    Sysv { id: i32, ctime: i64, cuid: u32 },
+}
+
+impl ObjectId {
+    /// As written in an entry: "DEV INO" or "sysv ID CTIME CUID".
+    fn text(self) -> String {
+        match self {
+            ObjectId::File { dev, ino } => format!("{dev} {ino}"),
+            ObjectId::Sysv { id, ctime, cuid } => format!("sysv {id} {ctime} {cuid}"),
+        }
+    }
+
+    fn parse<'a>(mut f: impl Iterator<Item = &'a str>) -> Option<ObjectId> {
+        match f.next()? {
+            "sysv" => Some(ObjectId::Sysv {
+                id: f.next()?.parse().ok()?,
+                ctime: f.next()?.parse().ok()?,
+                cuid: f.next()?.parse().ok()?,
+            }),
+            dev => Some(ObjectId::File {
+                dev: dev.parse().ok()?,
+                ino: f.next()?.parse().ok()?,
+            }),
+        }
+    }
+}
+
+/// The contents of an entry file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    creator: Identity,
+    persistent: bool,
+    /// `None` in entries written before identities were recorded.
+    object: Option<ObjectId>,
+    /// The name, in entries whose file name is a hash of it.
+    name: Option<String>,
+}
+
+/// Parses an entry file: "IDENTITY PERSISTENT [OBJECT]", then for a long
+/// name "name HEX".
+fn parse_record(text: &str) -> Record {
+    let mut lines = text.lines();
+    let mut f = lines.next().unwrap_or("").split_whitespace();
+    let creator = f
         .next()
         .and_then(|s| s.parse::<u64>().ok())
         .map(Identity::from_raw)
         .unwrap_or(Identity::NONE);
     let persistent = f.next() == Some("1");
-    let object = match (
-        f.next().and_then(|s| s.parse().ok()),
-        f.next().and_then(|s| s.parse().ok()),
-    ) {
-        (Some(dev), Some(ino)) => Some((dev, ino)),
-        _ => None,
-    };
-    (id, persistent, object)
+    let object = ObjectId::parse(f);
+    let name = lines
+        .find_map(|l| l.strip_prefix("name "))
+        .and_then(|hex| String::from_utf8(hex_decode(hex.trim())?).ok());
+    Record {
+        creator,
+        persistent,
+        object,
+        name,
+    }
+}
+
+fn format_record(r: &Record) -> String {
+    let mut text = format!("{} {}", r.creator.raw(), u8::from(r.persistent));
+    if let Some(o) = r.object {
+        text = format!("{text} {}", o.text());
+    }
+    text.push('\n');
+    if let Some(n) = &r.name {
+        text += &format!("name {}\n", hex_encode(n));
+    }
+    text
+}
+
+fn hex_encode(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The file behind a named object, where it has one the registry can
@@ -117,19 +205,41 @@ fn object_path(kind: Kind, name: &str) -> Option<PathBuf> {
     }
 }
 
-/// Device and inode of the object `name` of `kind` now, if it has a file.
-fn object_id(kind: Kind, name: &str) -> Option<(u64, u64)> {
+/// What identifies the object `name` of `kind` now: a file's device and
+/// inode, a System V queue's msqid, `ctime` and creator (read from
+/// `/proc/sysvipc/msg`, which anyone may read); `None` if there is none.
+fn object_id(kind: Kind, name: &str) -> Option<ObjectId> {
+    if kind == Kind::SysvQueue {
+        let key: i32 = name.parse().ok()?;
+        let q = sysv::proc_list(sysv::Facility::Msg)
+            .ok()?
+            .into_iter()
+            .find(|q| q.key == key)?;
+        return Some(ObjectId::Sysv {
+            id: q.id,
+            ctime: q.ctime,
+            cuid: q.cuid,
+        });
+    }
     let md = fs::symlink_metadata(object_path(kind, name)?).ok()?;
-    Some((md.dev(), md.ino()))
+    Some(ObjectId::File {
+        dev: md.dev(),
+        ino: md.ino(),
+    })
 }
 
 /// Whether an entry still describes the object at its name: false when
-/// the entry recorded the object's device and inode and a *different*
-/// object now has that name (the creator's object was removed and someone
-/// else made a new one: it is not ipcworks' and must never look stale).
-fn still_same_object(kind: Kind, name: &str, recorded: Option<(u64, u64)>) -> bool {
+/// the entry recorded the object's identity and a *different* object now
+/// has that name (the creator's object was removed and someone else made a
+/// new one: it is not ipcworks' and must never look stale). A System V
+/// queue's entry must have recorded one and find its queue: a key names
+/// whatever queue holds it now.
+fn still_same_object(kind: Kind, name: &str, recorded: Option<ObjectId>) -> bool {
     match (recorded, object_id(kind, name)) {
         (Some(then), Some(now)) => then == now,
+        _ if kind == Kind::SysvQueue => false,
+        // An entry written before identities were recorded, or an object
+        // that is gone (its entry is pruned by `inventory`).
         _ => true,
     }
 }
@@ -156,21 +266,51 @@ pub fn dir() -> Option<PathBuf> {
     }
 }
 
-fn file_name(kind: Kind, name: &str) -> String {
-    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{}.{hex}", kind.tag())
+/// The longest entry file name written as `KIND.HEX`: the temporary file
+/// written first (".NAME.PID") must fit in `NAME_MAX` (255) too.
+const MAX_PLAIN_FILE_NAME: usize = 200;
+
+/// Whether `name` is recorded under a hash of it (see the module docs).
+fn is_long(kind: Kind, name: &str) -> bool {
+    kind.tag().len() + 1 + 2 * name.len() > MAX_PLAIN_FILE_NAME
 }
 
-fn parse_file_name(f: &str) -> Option<(Kind, String)> {
-    let (tag, hex) = f.split_once('.')?;
-    if hex.len() % 2 != 0 {
+fn file_name(kind: Kind, name: &str) -> String {
+    if is_long(kind, name) {
+        format!("{}.long.{:016x}", kind.tag(), fnv1a(name.as_bytes()))
+    } else {
+        format!("{}.{}", kind.tag(), hex_encode(name))
+    }
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same from build to build (the
+/// registry outlives the program that wrote it), unlike std's hashers.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What an entry's file name says: its kind, and its object's name unless
+/// the name is hashed (then it is inside the file).
+fn parse_file_name(f: &str) -> Option<(Kind, Option<String>)> {
+    let (tag, rest) = f.split_once('.')?;
+    let kind = Kind::from_tag(tag)?;
+    if let Some(hash) = rest.strip_prefix("long.") {
+        return (hash.len() == 16 && u64::from_str_radix(hash, 16).is_ok()).then_some((kind, None));
+    }
+    Some((kind, Some(String::from_utf8(hex_decode(rest)?).ok()?)))
+}
+
+/// The record of `name` of `kind` and its file, if there is one for that
+/// very name (a hashed file holding another name is not it).
+fn read_record(kind: Kind, name: &str) -> Option<(PathBuf, Record)> {
+    let path = dir()?.join(file_name(kind, name));
+    let record = parse_record(&fs::read_to_string(&path).ok()?);
+    if is_long(kind, name) && record.name.as_deref() != Some(name) {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    Some((Kind::from_tag(tag)?, String::from_utf8(bytes?).ok()?))
+    Some((path, record))
 }
 
 /// The file that records `name` of `kind` (for cleanup code that cannot
@@ -186,16 +326,19 @@ pub fn register(kind: Kind, name: &str, persistent: bool) {
     let me = Identity::process();
     let path = dir.join(file_name(kind, name));
     let tmp = dir.join(format!(".{}.{}", file_name(kind, name), me.id()));
+    let record = Record {
+        creator: me,
+        persistent,
+        object: object_id(kind, name),
+        name: is_long(kind, name).then(|| name.to_string()),
+    };
     let written = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .and_then(|mut f| match object_id(kind, name) {
-            Some((dev, ino)) => writeln!(f, "{} {} {dev} {ino}", me.raw(), u8::from(persistent)),
-            None => writeln!(f, "{} {}", me.raw(), u8::from(persistent)),
-        });
+        .and_then(|mut f| f.write_all(format_record(&record).as_bytes()));
     if written.is_ok() {
         let _ = fs::rename(&tmp, &path);
     } else {
@@ -213,8 +356,8 @@ pub fn path_name(path: &std::path::Path) -> String {
 
 /// Forgets `name` of `kind` (best effort).
 pub fn unregister(kind: Kind, name: &str) {
-    if let Some(dir) = dir() {
-        let _ = fs::remove_file(dir.join(file_name(kind, name)));
+    if let Some((path, _)) = read_record(kind, name) {
+        let _ = fs::remove_file(path);
     }
 }
 
@@ -227,12 +370,14 @@ pub fn entries() -> Vec<Entry> {
     let mut out = Vec::new();
     for e in rd.flatten() {
         let fname = e.file_name();
-        let Some((kind, name)) = fname.to_str().and_then(parse_file_name) else {
+        let Some((kind, in_name)) = fname.to_str().and_then(parse_file_name) else {
             continue;
         };
-        let (creator, persistent, object) =
-            parse_entry_full(&fs::read_to_string(e.path()).unwrap_or_default());
-        if !still_same_object(kind, &name, object) {
+        let record = parse_record(&fs::read_to_string(e.path()).unwrap_or_default());
+        let Some(name) = in_name.or(record.name) else {
+            continue;
+        };
+        if !still_same_object(kind, &name, record.object) {
             // The recorded object is gone; the name now belongs to another.
             let _ = fs::remove_file(e.path());
             continue;
@@ -240,8 +385,8 @@ pub fn entries() -> Vec<Entry> {
         out.push(Entry {
             kind,
             name,
-            creator,
-            persistent,
+            creator: record.creator,
+            persistent: record.persistent,
         });
     }
     out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
@@ -252,15 +397,12 @@ pub fn entries() -> Vec<Entry> {
 /// if recorded — and if the object now at that name is the one recorded
 /// (an entry whose object was replaced by another is forgotten).
 pub fn creator(kind: Kind, name: &str) -> Option<(Identity, bool)> {
-    let dir = dir()?;
-    let path = dir.join(file_name(kind, name));
-    let text = fs::read_to_string(&path).ok()?;
-    let (id, persistent, object) = parse_entry_full(&text);
-    if !still_same_object(kind, name, object) {
+    let (path, record) = read_record(kind, name)?;
+    if !still_same_object(kind, name, record.object) {
         let _ = fs::remove_file(&path);
         return None;
     }
-    Some((id, persistent))
+    Some((record.creator, record.persistent))
 }
 
 /// What to remove if the process is interrupted (see
@@ -298,24 +440,63 @@ mod tests {
             (Kind::Fifo, "/tmp/a b/ç"),
             (Kind::SysvQueue, "42"),
         ] {
-            assert_eq!(parse_file_name(&file_name(k, n)), Some((k, n.to_string())));
+            assert_eq!(
+                parse_file_name(&file_name(k, n)),
+                Some((k, Some(n.to_string())))
+            );
         }
+        let long = "x".repeat(250);
+        let f = file_name(Kind::Fifo, &long);
+        assert!(
+            f.starts_with("fifo.long.") && f.len() < MAX_PLAIN_FILE_NAME,
+            "{f}"
+        );
+        assert_eq!(parse_file_name(&f), Some((Kind::Fifo, None)));
         assert_eq!(parse_file_name("shm.zz"), None);
         assert_eq!(parse_file_name("nope.00"), None);
+        assert_eq!(parse_file_name("shm.long.xyz"), None);
     }
 
     #[test]
     fn parses_entries_with_and_without_the_object_id() {
         let me = Identity::process();
+        let rec = |object, name: Option<&str>| Record {
+            creator: me,
+            persistent: true,
+            object,
+            name: name.map(str::to_string),
+        };
+        assert_eq!(parse_record(&format!("{} 1\n", me.raw())), rec(None, None));
+        let file = Some(ObjectId::File {
+            dev: 64768,
+            ino: 1234,
+        });
         assert_eq!(
-            parse_entry_full(&format!("{} 1\n", me.raw())),
-            (me, true, None)
+            parse_record(&format!("{} 1 64768 1234\n", me.raw())),
+            rec(file, None)
         );
+        let queue = Some(ObjectId::Sysv {
+            id: 32769,
+            ctime: 1796623545,
+            cuid: 1000,
+        });
+        for r in [
+            rec(None, None),
+            rec(file, None),
+            rec(queue, None),
+            rec(queue, Some("a b\nç")),
+        ] {
+            assert_eq!(parse_record(&format_record(&r)), r);
+        }
         assert_eq!(
-            parse_entry_full(&format!("{} 0 64768 1234\n", me.raw())),
-            (me, false, Some((64768, 1234)))
+            parse_record(""),
+            Record {
+                creator: Identity::NONE,
+                persistent: false,
+                object: None,
+                name: None
+            }
         );
-        assert_eq!(parse_entry_full(""), (Identity::NONE, false, None));
     }
 
     #[test]
@@ -340,6 +521,42 @@ mod tests {
         unregister(Kind::Shm, &name);
         assert_eq!(found, None, "a replaced object has no recorded creator");
         assert!(!listed);
+    }
+
+    #[test]
+    fn names_too_long_for_a_file_name_are_recorded_too() {
+        // A FIFO path with a 250-byte file name: its hex encoding alone is
+        // twice NAME_MAX.
+        let long = format!(
+            "/tmp/ipcworks-test-registry-long-{}/{}",
+            std::process::id(),
+            "x".repeat(250)
+        );
+        // Two names alike in all but the last byte stay apart.
+        let other = format!("{}y", &long[..long.len() - 1]);
+        for n in [&long, &other] {
+            register(Kind::Fifo, n, false);
+            assert_eq!(
+                creator(Kind::Fifo, n),
+                Some((Identity::process(), false)),
+                "{n}"
+            );
+        }
+        let listed: Vec<String> = entries()
+            .into_iter()
+            .filter(|e| e.kind == Kind::Fifo)
+            .map(|e| e.name)
+            .collect();
+        assert!(listed.contains(&long) && listed.contains(&other));
+        let file = file_path(Kind::Fifo, &long).expect("a file records it");
+        assert!(file.exists());
+        assert!(file.file_name().unwrap().len() <= 255);
+        unregister(Kind::Fifo, &long);
+        assert_eq!(creator(Kind::Fifo, &long), None);
+        assert!(creator(Kind::Fifo, &other).is_some(), "only that one went");
+        unregister(Kind::Fifo, &other);
+        assert_eq!(creator(Kind::Fifo, &other), None);
+        assert!(!file.exists());
     }
 
     #[test]

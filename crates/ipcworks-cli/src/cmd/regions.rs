@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use ipcworks::process::{self, RegionKind};
 
 /// Arguments of `ipcworks regions`.
@@ -11,12 +10,18 @@ use ipcworks::process::{self, RegionKind};
     after_help = "Each thread has its own stack; code, data, bss and heap are shared by \
 all threads of the process. A forked child gets a copy of all of them.
 
+A kernel thread has no user memory (it runs in the kernel's address space only): regions
+says so. Another user's process can be read only with ptrace read access: the same uid, or
+CAP_SYS_PTRACE (as root).
+
 JSON (--json): one object:
   {\"pid\": 1234, \"exe\": \"/usr/bin/prog\",
+   \"kernel_thread\": false,                           true: no regions, it has no user memory
    \"threads\": [[1234, \"prog\"], [1235, \"worker\"]],     [thread id, name] pairs
    \"regions\": [{\"start\": 94025..., \"end\": 94026...,   addresses as numbers, end exclusive
                 \"perms\": \"r-xp\", \"path\": \"/usr/bin/prog\",  as in /proc/PID/maps (\"\" if anonymous)
                 \"region\": {\"kind\": \"code\"}}, ...]}
+  Paths (exe, path) that are not UTF-8 show U+FFFD for the bytes that are not.
   region.kind is one of code, read-only-data, data, bss, heap, stack, stack-guard,
   shared-memory, shared-library, kernel, anonymous, file; a stack also has
   \"tid\" and \"name\": {\"kind\": \"stack\", \"tid\": 1235, \"name\": \"worker\"}.
@@ -41,13 +46,32 @@ pub struct Args {
 /// Runs `ipcworks regions`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pid = args.pid.unwrap_or_else(std::process::id);
-    let r = process::regions(pid)
-        .with_context(|| format!("cannot read the memory map of process {pid}"))?;
+    let r = match process::regions(pid) {
+        Ok(r) => r,
+        // It names the process and the rule already.
+        Err(e @ ipcworks::Error::NotPermitted { .. }) => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot read the memory map of process {pid}")));
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("process {pid} ({}), {} thread(s)", r.exe, r.threads.len());
+    if r.kernel_thread {
+        let name = r.threads.first().map_or("", |(_, n)| n.as_str());
+        println!(
+            "process {pid} ({name}) is a kernel thread: it has no user memory (no code, data, \
+             heap or stack of its own: it runs in the kernel's address space only)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "process {pid} ({}), {} thread(s)",
+        r.exe.display(),
+        r.threads.len()
+    );
     println!(
         "{:<34} {:>10}  {:<4}  {:<28} path",
         "address range", "size", "perm", "region"
@@ -72,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             human(reg.size()),
             reg.perms,
             reg.region.label(),
-            reg.path
+            reg.path.display()
         );
     }
     if !args.all {

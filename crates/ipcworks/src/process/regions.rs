@@ -7,11 +7,22 @@
 //! region; each thread's stack is found by the stack pointer the kernel
 //! reports in `/proc/PID/task/TID/syscall` (or `[stack]` for the main
 //! thread).
+//!
+//! Paths are read as bytes: a mapped file whose name is not UTF-8 is kept
+//! as it is ([`PathBuf`]) and only shown lossily (JSON and tables put
+//! U+FFFD for the other bytes). A kernel thread has no user memory at all:
+//! [`Regions::kernel_thread`] says so and its region list is empty.
+//! Reading another user's process needs ptrace access; the error,
+//! [`Error::NotPermitted`], names the rule.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::{Error, Result};
 
@@ -80,8 +91,10 @@ pub struct Region {
     pub end: u64,
     /// Permissions as in `/proc/PID/maps` (`r-xp`, `rw-s`, …).
     pub perms: String,
-    /// The mapped path or pseudo-name (`[heap]`), empty when anonymous.
-    pub path: String,
+    /// The mapped path or pseudo-name (`[heap]`), empty when anonymous;
+    /// bytes as the kernel gives them (serialized lossily).
+    #[serde(serialize_with = "lossy")]
+    pub path: PathBuf,
     /// The region.
     pub region: RegionKind,
 }
@@ -93,14 +106,24 @@ impl Region {
     }
 }
 
+fn lossy<S: Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
 /// A process's regions and threads.
 #[derive(Debug, Clone, Serialize)]
 pub struct Regions {
     /// Process id.
     pub pid: u32,
-    /// The executable's path.
-    pub exe: String,
-    /// Thread ids and names.
+    /// The executable's path (empty for a kernel thread; serialized
+    /// lossily).
+    #[serde(serialize_with = "lossy")]
+    pub exe: PathBuf,
+    /// Whether the process is a kernel thread: it runs only in the
+    /// kernel's address space and has no user memory, so `regions` is
+    /// empty.
+    pub kernel_thread: bool,
+    /// Thread ids and names (names that are not UTF-8 read lossily).
     pub threads: Vec<(u32, String)>,
     /// Every mapping, in address order.
     pub regions: Vec<Region>,
@@ -109,17 +132,13 @@ pub struct Regions {
 /// Reads the regions of process `pid`.
 ///
 /// Errors: [`Error::NotFound`] when no such process exists,
-/// [`Error::PermissionDenied`] when it belongs to someone else.
+/// [`Error::NotPermitted`] when this process may not read its memory map
+/// (the error names the ptrace rule).
 #[doc(alias = "/proc/pid/maps")]
 pub fn regions(pid: u32) -> Result<Regions> {
     let base = format!("/proc/{pid}");
-    let read = |what: &str| -> Result<String> {
-        fs::read_to_string(format!("{base}/{what}")).map_err(|e| proc_error(e, pid))
-    };
-    let maps = read("maps")?;
-    let exe = fs::read_link(format!("{base}/exe"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let maps = fs::read(format!("{base}/maps")).map_err(|e| proc_error(e, pid))?;
+    let exe = fs::read_link(format!("{base}/exe")).unwrap_or_default();
     let mut threads = Vec::new();
     let mut stack_pointers = Vec::new();
     if let Ok(dir) = fs::read_dir(format!("{base}/task")) {
@@ -131,8 +150,8 @@ pub fn regions(pid: u32) -> Result<Regions> {
             else {
                 continue;
             };
-            let name = fs::read_to_string(format!("{base}/task/{tid}/comm"))
-                .map(|s| s.trim_end().to_string())
+            let name = fs::read(format!("{base}/task/{tid}/comm"))
+                .map(|s| String::from_utf8_lossy(&s).trim_end().to_string())
                 .unwrap_or_default();
             if let Some(sp) = fs::read_to_string(format!("{base}/task/{tid}/syscall"))
                 .ok()
@@ -149,10 +168,14 @@ pub fn regions(pid: u32) -> Result<Regions> {
     Ok(Regions {
         pid,
         exe,
+        kernel_thread: crate::sys::proc::is_kernel_thread(pid),
         threads,
         regions,
     })
 }
+
+/// Where Yama, when built in, says who may ptrace whom.
+const PTRACE_SCOPE: &str = "/proc/sys/kernel/yama/ptrace_scope";
 
 fn proc_error(e: io::Error, pid: u32) -> Error {
     match e.kind() {
@@ -160,10 +183,44 @@ fn proc_error(e: io::Error, pid: u32) -> Error {
             kind: "process",
             name: pid.to_string(),
         },
-        io::ErrorKind::PermissionDenied => Error::PermissionDenied {
-            name: format!("/proc/{pid}"),
-        },
+        io::ErrorKind::PermissionDenied => not_traceable(pid),
         _ => Error::io("read /proc", e),
+    }
+}
+
+/// The error for a process whose memory map we may not read: the kernel
+/// lets a process read another's `/proc/PID/maps` only with ptrace read
+/// access (`PTRACE_MODE_READ_FSCREDS`, `ptrace(2)`): the same uid (real,
+/// effective and saved) and a dumpable target, or `CAP_SYS_PTRACE`. Yama's
+/// `ptrace_scope` restricts attaching only, so it is named as not the
+/// cause.
+fn not_traceable(pid: u32) -> Error {
+    let name = fs::read(format!("/proc/{pid}/comm"))
+        .map(|c| String::from_utf8_lossy(&c).trim_end().to_string())
+        .unwrap_or_default();
+    // /proc/PID belongs to the process's effective uid (to root when the
+    // process is not dumpable).
+    let owner = fs::metadata(format!("/proc/{pid}"))
+        .map(|m| format!(", owned by uid {}", m.uid()))
+        .unwrap_or_default();
+    let scope = match fs::read_to_string(PTRACE_SCOPE) {
+        Ok(v) => format!(
+            "{PTRACE_SCOPE} = {} limits ptrace attach only, not this",
+            v.trim()
+        ),
+        Err(_) => format!(
+            "Yama's {PTRACE_SCOPE} is not present here (it would limit ptrace attach only, not \
+             this)"
+        ),
+    };
+    Error::NotPermitted {
+        what: format!("reading the memory map of process {pid} ({name}{owner})"),
+        rule: format!(
+            "the kernel allows it with ptrace read access only: a process of your own uid \
+             (you are uid {}) that is not made undumpable (as setuid programs are), or \
+             CAP_SYS_PTRACE (run as root); {scope}",
+            crate::sys::mem::euid()
+        ),
     }
 }
 
@@ -179,23 +236,65 @@ fn parse_syscall_sp(s: &str) -> Option<u64> {
     u64::from_str_radix(sp.strip_prefix("0x")?, 16).ok()
 }
 
+/// One line of `/proc/PID/maps`: "START-END PERMS OFFSET DEV INODE PATH".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapsLine<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub perms: &'a str,
+    /// The inode (for a System V segment, `/SYSVKEY`, its shmid).
+    pub inode: u64,
+    /// The path, as the kernel wrote it (spaces and all; not UTF-8
+    /// perhaps), empty for an anonymous mapping.
+    pub path: &'a [u8],
+}
+
+/// Parses one line of `/proc/PID/maps`.
+pub(crate) fn parse_maps_line(line: &[u8]) -> Option<MapsLine<'_>> {
+    let mut rest = line;
+    let mut field = || -> Option<&[u8]> {
+        let start = rest.iter().position(|&b| b != b' ')?;
+        let len = rest[start..]
+            .iter()
+            .position(|&b| b == b' ')
+            .unwrap_or(rest.len() - start);
+        let f = &rest[start..start + len];
+        rest = &rest[start + len..];
+        Some(f)
+    };
+    fn text(f: &[u8]) -> Option<&str> {
+        std::str::from_utf8(f).ok()
+    }
+    let range = text(field()?)?;
+    let perms = text(field()?)?;
+    let _offset = field()?;
+    let _dev = field()?;
+    let inode = text(field()?)?.parse().ok()?;
+    let (a, b) = range.split_once('-')?;
+    let skip = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    Some(MapsLine {
+        start: u64::from_str_radix(a, 16).ok()?,
+        end: u64::from_str_radix(b, 16).ok()?,
+        perms,
+        inode,
+        path: &rest[skip..],
+    })
+}
+
 /// Parses `/proc/PID/maps` and labels each line, except thread stacks.
-fn parse_maps(maps: &str, exe: &str) -> Vec<Region> {
+fn parse_maps(maps: &[u8], exe: &Path) -> Vec<Region> {
+    let exe = exe.as_os_str().as_bytes();
     let mut out: Vec<Region> = Vec::new();
     let mut after_exe = false;
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let _offset = f.next();
-        let _dev = f.next();
-        let _inode = f.next();
-        let path = f.collect::<Vec<_>>().join(" ");
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+    for line in maps.split(|&b| b == b'\n') {
+        let Some(MapsLine {
+            start,
+            end,
+            perms,
+            path,
+            ..
+        }) = parse_maps_line(line)
+        else {
             continue;
         };
         let shared = perms.as_bytes().get(3) == Some(&b's');
@@ -214,24 +313,23 @@ fn parse_maps(maps: &str, exe: &str) -> Vec<Region> {
             RegionKind::Bss
         } else {
             after_exe = false;
-            match path.as_str() {
-                "[heap]" => RegionKind::Heap,
-                "[stack]" => RegionKind::Stack {
+            match path {
+                b"[heap]" => RegionKind::Heap,
+                b"[stack]" => RegionKind::Stack {
                     tid: 0,
                     name: String::new(),
                 },
-                p if p.starts_with("[vdso")
-                    || p.starts_with("[vvar")
-                    || p.starts_with("[vsyscall") =>
+                p if p.starts_with(b"[vdso")
+                    || p.starts_with(b"[vvar")
+                    || p.starts_with(b"[vsyscall") =>
                 {
                     RegionKind::Kernel
                 }
-                p if p.starts_with("/dev/shm/") || p.starts_with("/memfd:") || shared => {
+                p if p.starts_with(b"/dev/shm/") || p.starts_with(b"/memfd:") || shared => {
                     RegionKind::SharedMemory
                 }
-                p if p.contains(".so") => RegionKind::SharedLibrary,
-                "" if perms.starts_with("---") => RegionKind::Anonymous,
-                "" => RegionKind::Anonymous,
+                p if p.windows(3).any(|w| w == b".so") => RegionKind::SharedLibrary,
+                b"" => RegionKind::Anonymous,
                 _ => RegionKind::File,
             }
         };
@@ -239,7 +337,7 @@ fn parse_maps(maps: &str, exe: &str) -> Vec<Region> {
             start,
             end,
             perms: perms.to_string(),
-            path,
+            path: PathBuf::from(OsStr::from_bytes(path)),
             region,
         });
     }
@@ -304,7 +402,7 @@ mod tests {
 
     #[test]
     fn labels_every_textbook_region() {
-        let mut r = parse_maps(MAPS, "/usr/bin/cat");
+        let mut r = parse_maps(MAPS.as_bytes(), Path::new("/usr/bin/cat"));
         let threads = vec![(10, "main".to_string()), (11, "worker".to_string())];
         label_stacks(
             &mut r,
@@ -332,6 +430,25 @@ mod tests {
     }
 
     #[test]
+    fn paths_that_are_not_utf8_or_hold_spaces_are_kept_as_bytes() {
+        let maps = b"55f1e7bbd000-55f1e7bc2000 r-xp 00002000 fe:00 247030     /tmp/a b\xff\xfe\n\
+7f47c9d31000-7f47c9d38000 rw-s 00000000 00:01 32768                      /SYSV0000002a (deleted)\n\
+7f47c9d38000-7f47c9d39000 rw-p 00000000 00:00 0 \n";
+        let exe = Path::new(OsStr::from_bytes(b"/tmp/a b\xff\xfe"));
+        let r = parse_maps(maps, exe);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].path, exe);
+        assert_eq!(r[0].region, RegionKind::Code);
+        assert_eq!(r[1].region, RegionKind::SharedMemory);
+        assert_eq!(r[2].path, Path::new(""));
+        let line = parse_maps_line(maps.split(|&b| b == b'\n').nth(1).unwrap()).unwrap();
+        assert_eq!(line.inode, 32768, "a System V segment's inode is its shmid");
+        assert_eq!(line.path, b"/SYSV0000002a (deleted)");
+        assert_eq!(parse_maps_line(b"garbage"), None);
+        assert_eq!(parse_maps_line(b""), None);
+    }
+
+    #[test]
     fn syscall_line_gives_the_stack_pointer() {
         assert_eq!(
             parse_syscall_sp("230 0x0 0x0 0x7ffd 0x7ffe 0x0 0x0 0x7ffd38c7c1b8 0x7fb25a5c1503"),
@@ -344,6 +461,7 @@ mod tests {
     fn own_process_has_code_heap_and_a_stack() {
         let r = regions(std::process::id()).unwrap();
         let has = |f: &dyn Fn(&RegionKind) -> bool| r.regions.iter().any(|x| f(&x.region));
+        assert!(!r.kernel_thread);
         assert!(has(&|k| *k == RegionKind::Code));
         assert!(has(&|k| matches!(k, RegionKind::Stack { .. })));
         assert!(!r.threads.is_empty());

@@ -236,3 +236,20 @@ pub fn limit(file: &str) -> Option<u64> {
 pub fn rlimit_msgqueue() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Msgqueue).current
 }
+
+/// Where `ipcworks ls` looks for the queues: the mqueue file system, when
+/// mounted there.
+pub const MOUNT_POINT: &str = "/dev/mqueue";
+
+/// The mqueue file system's magic number (`MQUEUE_MAGIC`, `statfs(2)`).
+const MQUEUE_MAGIC: i64 = 0x1980_0202;
+
+/// Whether `path` lies on an mqueue file system (`statfs(path)`): true for
+/// [`MOUNT_POINT`] when the file system is mounted there (an empty
+/// directory left behind by an unmount is not), and for `/proc/PID/fd/N`
+/// when that descriptor is a queue's.
+#[doc(alias = "statfs")]
+#[allow(clippy::unnecessary_cast)] // f_type is a C long on some targets only
+pub fn on_mqueue_fs(path: &std::path::Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == MQUEUE_MAGIC)
+}

@@ -64,6 +64,19 @@ pub fn stat_fields(bytes: &[u8]) -> Option<std::str::SplitAsciiWhitespace<'_>> {
     Some(rest.split_ascii_whitespace())
 }
 
+/// `PF_KTHREAD`, the flag (field 9 of `/proc/ID/stat`) of a kernel thread.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Whether process `id` is a kernel thread (its flags, field 9 of
+/// `/proc/ID/stat`, hold `PF_KTHREAD`): it runs only in the kernel and has
+/// no user memory. `false` when `/proc/ID/stat` cannot be read.
+pub fn is_kernel_thread(id: u32) -> bool {
+    std::fs::read(format!("/proc/{id}/stat"))
+        .ok()
+        .and_then(|b| stat_fields(&b)?.nth(6)?.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
+}
+
 /// Parses the text of `/proc/ID/stat`: state is field 3, start time is
 /// field 22.
 fn parse_stat(bytes: &[u8]) -> Option<Status> {

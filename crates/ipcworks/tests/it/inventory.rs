@@ -51,9 +51,14 @@ fn a_killed_creator_makes_its_segment_stale_and_users_block_removal() {
 }
 
 #[test]
-fn unknown_address_is_a_clear_error() {
+fn unknown_address_is_not_found_under_its_own_name() {
     let e = inventory::find("shm:ipcworks-test-nothing-here").unwrap_err();
-    assert!(e.to_string().contains("ipcworks ls"), "{e}");
+    match e {
+        ipcworks::Error::NotFound { name, .. } => {
+            assert_eq!(name, "shm:ipcworks-test-nothing-here")
+        }
+        e => panic!("{e}"),
+    }
 }
 
 /// A native queue's contents are counted; a segment under a queue's name
@@ -97,4 +102,43 @@ fn queues_are_counted_and_unpublished_ones_are_not_waited_for() {
         let o = find(n);
         assert_eq!((o.bytes, o.messages), (None, None));
     }
+}
+
+/// Removes a System V queue by id when dropped, also when a test fails.
+struct SysvQueueCleanup(i32);
+
+impl Drop for SysvQueueCleanup {
+    fn drop(&mut self) {
+        let _ = ipcworks::sys::sysv::remove(self.0);
+    }
+}
+
+/// The registry records which queue it saw made under a key (its msqid,
+/// creation time and creator): a queue made later under the same key by a
+/// program that records nothing is not taken for it.
+#[test]
+fn a_sysv_key_reused_after_removal_is_not_taken_for_the_recorded_queue() {
+    let key = 0x6c00_0000 | (std::process::id() as i32 & 0x00ff_ffff);
+    let addr = format!("sysv:{:#x}", key as u32);
+    let mut ours = ipcworks::mq::sysv::Queue::options()
+        .remove_on_drop(true)
+        .create(key)
+        .unwrap();
+    let _ours = SysvQueueCleanup(ours.id());
+    let obj = inventory::find(&addr).unwrap();
+    assert_eq!(obj.creator.map(|c| c.pid), Some(std::process::id()));
+    // Removed behind the registry's back (as `ipcrm` would), then made
+    // again under the same key.
+    ipcworks::sys::sysv::remove(ours.id()).unwrap();
+    ours.set_remove_on_drop(false);
+    let theirs =
+        ipcworks::sys::sysv::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    let _theirs = SysvQueueCleanup(theirs);
+    let obj = inventory::find(&addr).unwrap();
+    assert_eq!(obj.id, Some(theirs as u32));
+    assert_eq!(
+        obj.creator, None,
+        "the new queue is not the one recorded under its key"
+    );
+    assert!(!obj.is_stale());
 }
