@@ -81,9 +81,16 @@ fn create_wait_post_value_rm_and_exit_codes() {
     let e = err(&["wait", &n, "--timeout", "150ms"], 124);
     assert!(e.contains("timed out"), "{e}");
     let out = sem(&["wait", &n, "--timeout", "soon"]);
-    assert_eq!(out.status.code(), Some(2), "a bad duration is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad duration is a usage error"
+    );
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("200ms"), "the error shows the accepted forms: {e}");
+    assert!(
+        e.contains("200ms"),
+        "the error shows the accepted forms: {e}"
+    );
     ok(&["post", &n]);
     assert_eq!(ok(&["value", &n]), "1");
     let e = err(&["create", &n, "--value", "1"], 1);
