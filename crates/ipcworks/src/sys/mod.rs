@@ -14,5 +14,6 @@ pub mod signal;
 pub mod socket;
 pub mod sysv;
 pub mod time;
+pub mod user;
 
 pub use rustix::io::Errno;

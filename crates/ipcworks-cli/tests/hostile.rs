@@ -1,0 +1,179 @@
+//! The `ipcworks` command against a hostile or unlucky neighbourhood: names
+//! planted by another user, a busy listener on the socket path, a file that
+//! is not what its name says. The real binary, real processes, real users
+//! (the tests that need two users run as root and drop to unprivileged
+//! uids in their children).
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ipcworks_test_support::{need, require};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ipcworks");
+
+/// An unused uid for the squatter, and `nobody` for the victim.
+const SQUATTER: u32 = 64000;
+const VICTIM: u32 = 65534;
+
+/// Runs `cmd` to its end, at most `limit` (generous: catches hangs only),
+/// killing it if it takes longer; returns its output and whether it ended
+/// on its own.
+fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, bool) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    let mut finished = true;
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            finished = false;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (child.wait_with_output().expect("wait"), finished)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A System V key nobody uses now: created exclusively (as root, by the
+/// library) and removed again, so the test can hand it to the squatter.
+fn free_sysv_key() -> i32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let key = (((std::process::id() << 8) ^ n.wrapping_mul(0x9E37_79B9)) & 0x3fff_ffff) as i32
+            | 0x4000_0000;
+        if let Ok(mut q) = ipcworks::mq::sysv::Queue::create(key) {
+            q.remove().unwrap();
+            return key;
+        }
+    }
+}
+
+/// Removes the System V queue under a key on drop, also when a test fails.
+struct SysvKey(i32);
+impl Drop for SysvKey {
+    fn drop(&mut self) {
+        let _ = Command::new("ipcrm")
+            .args(["-Q", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A directory other users can enter, removed on drop.
+struct SharedDir(std::path::PathBuf);
+impl SharedDir {
+    fn new(what: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ipcworks-test-{}-{}-{what}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        SharedDir(dir)
+    }
+}
+impl Drop for SharedDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The squatter's tool, in C: `squat create KEY VICTIM` creates the queue
+/// exclusively (mode 0600) and hands it to uid/gid VICTIM with IPC_SET;
+/// `squat read KEY` prints a waiting message or `nothing`.
+const SQUAT_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/msg.h>
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    key_t key = (key_t)atol(argv[2]);
+    if (strcmp(argv[1], "create") == 0) {
+        int id = msgget(key, IPC_CREAT | IPC_EXCL | 0600);
+        if (id < 0) { perror("msgget"); return 1; }
+        struct msqid_ds ds;
+        if (msgctl(id, IPC_STAT, &ds)) { perror("IPC_STAT"); return 1; }
+        ds.msg_perm.uid = (uid_t)atol(argv[3]);
+        ds.msg_perm.gid = (gid_t)atol(argv[3]);
+        if (msgctl(id, IPC_SET, &ds)) { perror("IPC_SET"); return 1; }
+        return 0;
+    }
+    int id = msgget(key, 0);
+    if (id < 0) { perror("msgget"); return 1; }
+    struct { long mtype; char mtext[256]; } m;
+    ssize_t n = msgrcv(id, &m, sizeof m.mtext - 1, 0, IPC_NOWAIT);
+    if (n < 0) { printf("nothing\n"); return 0; }
+    m.mtext[n] = 0;
+    printf("%s\n", m.mtext);
+    return 0;
+}
+"#;
+
+/// Compiles [`SQUAT_C`] into a directory other users can enter.
+fn squat_tool() -> (std::path::PathBuf, SharedDir) {
+    let dir = SharedDir::new("squat");
+    let src = dir.0.join("squat.c");
+    std::fs::write(&src, SQUAT_C).unwrap();
+    let exe = dir.0.join("squat");
+    let out = Command::new("cc")
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+    (exe, dir)
+}
+
+fn as_user(uid: u32, program: &std::path::Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args).uid(uid).gid(uid);
+    let (out, done) = run_bounded(cmd, Duration::from_secs(60));
+    assert!(done, "{} hung: {}", program.display(), text(&out.stderr));
+    out
+}
+
+/// Issue 16 item 1: another user creates the queue with IPC_EXCL, hands
+/// it to the victim with IPC_SET and keeps the creator's access. The
+/// victim's `ipcworks send` must refuse it, naming the creator, and the
+/// squatter must find nothing to read.
+#[test]
+fn send_refuses_a_system_v_queue_planted_by_another_user() {
+    require!(need::ROOT, need::CC, need::IPCS);
+    let (squat, _dir) = squat_tool();
+    let key = free_sysv_key();
+    let _cleanup = SysvKey(key);
+    let k = key.to_string();
+    let out = as_user(SQUATTER, &squat, &["create", &k, &VICTIM.to_string()]);
+    assert!(out.status.success(), "squatter: {}", text(&out.stderr));
+
+    let mut send = Command::new(BIN);
+    send.args(["send", &format!("sysv:{key}"), "secret"])
+        .uid(VICTIM)
+        .gid(VICTIM);
+    let (out, done) = run_bounded(send, Duration::from_secs(60));
+    assert!(done, "send hung");
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "the victim sent its secret");
+    assert!(err.contains(&format!("created by uid {SQUATTER}")), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    let out = as_user(SQUATTER, &squat, &["read", &k]);
+    assert_eq!(text(&out.stdout).trim(), "nothing", "{}", text(&out.stderr));
+}
