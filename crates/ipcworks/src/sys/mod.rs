@@ -9,6 +9,7 @@ pub mod mem;
 pub mod mq;
 pub mod pipe;
 pub mod posix_sem;
+pub mod privdir;
 pub mod proc;
 pub mod signal;
 pub mod socket;

@@ -1,5 +1,5 @@
-//! Pipes and FIFOs: `pipe2`, `mknodat(S_IFIFO)`, `open(O_NONBLOCK)`,
-//! `fchmodat`, `lstat`, `unlink`, and handing a descriptor to a child
+//! Pipes and FIFOs: `pipe2`, `mknodat(S_IFIFO)` in a private directory,
+//! `open(O_NONBLOCK)`, `lstat`, `unlink`, and handing a descriptor to a child
 //! process (`dup2` in the child between `fork` and `exec`).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -7,9 +7,11 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
+
+use super::privdir::PrivateDir;
 
 /// `pipe2(O_CLOEXEC)` → (read end, write end).
 #[doc(alias = "pipe2")]
@@ -17,18 +19,29 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
 }
 
-/// `mknodat(AT_FDCWD, path, S_IFIFO | mode)` then `fchmodat(path, mode)`, so
-/// the FIFO ends up with exactly `mode` whatever the umask (the umask can
-/// only have removed bits, so the FIFO is never looser than asked in
-/// between). Fails with `EEXIST` if anything exists at `path`.
-pub fn mkfifo(path: &Path, mode: u32) -> Result<(), Errno> {
-    let mode = Mode::from_raw_mode(mode & 0o7777);
-    rustix::fs::mknodat(CWD, path, FileType::Fifo, mode, 0)?;
-    if let Err(e) = rustix::fs::chmodat(CWD, path, mode, AtFlags::empty()) {
-        let _ = rustix::fs::unlink(path);
-        return Err(e);
-    }
-    Ok(())
+/// Makes a FIFO at `path` with exactly `mode` whatever the umask, and
+/// returns its device and inode. Fails with `EEXIST` if anything exists at
+/// `path`; never follows or replaces a symlink there.
+///
+/// How: `mknodat` and `fchmodat` inside a fresh private directory beside
+/// `path` (see [`privdir`](super::privdir)), where nobody else can swap the
+/// FIFO for a symlink between the two calls, then
+/// `renameat2(RENAME_NOREPLACE)` into place: the FIFO appears at `path`
+/// whole, with its final mode. (`mknod` then `chmod` by path would let
+/// another user who can write the directory swap in a symlink in between
+/// and have its target chmod'ed.)
+pub fn mkfifo(path: &Path, mode: u32) -> Result<(u64, u64), Errno> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = PrivateDir::create_in(parent)?;
+    dir.mknod_fifo("f", mode)?;
+    crate::fault::hit(crate::fault::Point::FifoBeforeMode);
+    dir.chmod("f", mode)?;
+    let (_, id) = dir.stat("f")?;
+    dir.move_out("f", path)?;
+    Ok(id)
 }
 
 /// What `lstat` says about a path (symlinks are not followed).
