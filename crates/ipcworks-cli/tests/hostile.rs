@@ -177,3 +177,44 @@ fn send_refuses_a_system_v_queue_planted_by_another_user() {
     let out = as_user(SQUATTER, &squat, &["read", &k]);
     assert_eq!(text(&out.stdout).trim(), "nothing", "{}", text(&out.stderr));
 }
+
+/// A live listener at `path` with `listen(0)` and its backlog filled by
+/// connections nobody accepts. Returns the listener and its clients.
+fn busy_listener(path: &std::path::Path) -> (std::os::fd::OwnedFd, Vec<std::os::fd::OwnedFd>) {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(path).unwrap();
+    let sock = |flags| {
+        rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None).unwrap()
+    };
+    let l = sock(SocketFlags::CLOEXEC);
+    rustix::net::bind(&l, &addr).unwrap();
+    rustix::net::listen(&l, 0).unwrap();
+    let mut pending = Vec::new();
+    for _ in 0..64 {
+        let c = sock(SocketFlags::CLOEXEC | SocketFlags::NONBLOCK);
+        match rustix::net::connect(&c, &addr) {
+            Ok(()) => pending.push(c),
+            Err(rustix::io::Errno::AGAIN) => return (l, pending),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    panic!("the backlog never filled");
+}
+
+/// Issue 16 item 4: `serve unix:PATH` over a live listener too busy to
+/// take a connection says so at once, instead of hanging in its probe.
+#[test]
+fn serve_over_a_busy_live_listener_fails_at_once() {
+    let dir = SharedDir::new("busy");
+    let path = dir.0.join("busy.sock");
+    let (_l, _pending) = busy_listener(&path);
+    let mut serve = Command::new(BIN);
+    serve.args(["serve", &format!("unix:{}", path.display()), "--echo"]);
+    let (out, done) = run_bounded(serve, Duration::from_secs(30));
+    assert!(done, "serve hung on the busy listener's path");
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("live server"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(path.exists(), "the live listener's file is left alone");
+}

@@ -58,6 +58,7 @@ pub struct PrivateDir {
     path: PathBuf,
     dir: OwnedFd,
     dev_ino: (u64, u64),
+    keep: std::cell::Cell<bool>,
 }
 
 impl PrivateDir {
@@ -102,6 +103,7 @@ impl PrivateDir {
             path: path.to_path_buf(),
             dir,
             dev_ino: (st.st_dev, st.st_ino),
+            keep: std::cell::Cell::new(false),
         })
     }
 
@@ -162,6 +164,12 @@ impl PrivateDir {
         rustix::fs::renameat_with(&self.dir, name, CWD, other, RenameFlags::EXCHANGE)
     }
 
+    /// Leaves the directory and what is in it behind on drop (for a file
+    /// that is not ours to remove and could not be put back).
+    pub fn keep(&self) {
+        self.keep.set(true);
+    }
+
     /// `unlinkat(dir, name)`.
     pub fn unlink(&self, name: &str) -> Result<(), Errno> {
         rustix::fs::unlinkat(&self.dir, name, AtFlags::empty())
@@ -170,6 +178,9 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
+        if self.keep.get() {
+            return;
+        }
         // Empty it (only we can have put anything in it), then remove it
         // if the path still names it.
         if let Ok(mut entries) = rustix::fs::Dir::read_from(&self.dir) {

@@ -18,3 +18,4 @@ mod regions;
 mod semaphore;
 mod shm;
 mod socket;
+mod unix_bind;
