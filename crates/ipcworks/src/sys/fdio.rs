@@ -220,6 +220,17 @@ pub fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
     Ok(owned)
 }
 
+/// `open("/dev/null", O_RDONLY | O_CLOEXEC)`: a spare descriptor a server
+/// holds so that, out of descriptors (`EMFILE`), it can close this one to
+/// accept a waiting client and close it cleanly, then take it again.
+pub fn reserve() -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        "/dev/null",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+}
+
 /// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`)
 /// to its hard limit, for servers with many clients; returns the new limit.
 #[doc(alias = "setrlimit")]

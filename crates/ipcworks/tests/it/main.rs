@@ -16,6 +16,7 @@ mod pipe;
 mod queue;
 mod regions;
 mod semaphore;
+mod server_fds;
 mod shm;
 mod socket;
 mod unix_bind;
