@@ -19,10 +19,10 @@ fn child() {
     match role.as_str() {
         // Three frames, a typed value, then half of a frame, then exits.
         "frames-then-cut" => {
-            let mut w = FrameWriter::new(
-                PipeWriter::from(pipe::take_inherited(VAR).unwrap()),
-                Framing::Frames,
-            );
+            // SAFETY: the parent passed this pipe end for this role to own;
+            // nothing else takes VAR.
+            let fd = unsafe { pipe::take_inherited(VAR) }.unwrap();
+            let mut w = FrameWriter::new(PipeWriter::from(fd), Framing::Frames);
             for m in [&b"one"[..], b"", b"three"] {
                 w.write_frame(m).unwrap();
             }

@@ -102,7 +102,9 @@ pub fn sum_all(r: &mut impl Read) -> String {
 }
 
 fn result_writer() -> PipeWriter {
-    PipeWriter::from(pipe::take_inherited(RESULT_VAR).unwrap())
+    // SAFETY: the parent passed this pipe end for this child role to own
+    // (`pass_fd_env`), and only this function takes RESULT_VAR.
+    PipeWriter::from(unsafe { pipe::take_inherited(RESULT_VAR) }.unwrap())
 }
 
 #[test]
@@ -123,7 +125,9 @@ fn child() {
         }
         // Sums an inherited pipe to its end, reports on the result pipe.
         "sum-pipe" => {
-            let mut r = PipeReader::from(pipe::take_inherited(DATA_VAR).unwrap());
+            // SAFETY: the parent passed this pipe end for this role to own;
+            // nothing else takes DATA_VAR.
+            let mut r = PipeReader::from(unsafe { pipe::take_inherited(DATA_VAR) }.unwrap());
             let sum = sum_all(&mut r);
             result_writer().write_all(sum.as_bytes()).unwrap();
         }
