@@ -218,3 +218,39 @@ fn serve_over_a_busy_live_listener_fails_at_once() {
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(path.exists(), "the live listener's file is left alone");
 }
+
+/// Issue 17 item 2: `sem value/post --posix` on an empty
+/// `/dev/shm/sem.NAME` of ours (mode 0600) is a one-line error, not a
+/// SIGBUS death inside glibc.
+#[test]
+fn sem_posix_on_an_empty_semaphore_file_is_an_error_not_sigbus() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    let name = format!("ipcworks-test-cli-{}-empty-sem", std::process::id());
+    let path = format!("/dev/shm/sem.{name}");
+    struct Rm(String);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _rm = Rm(path.clone());
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for op in ["value", "post"] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["sem", op, &name, "--posix"]);
+        let (out, done) = run_bounded(cmd, Duration::from_secs(30));
+        assert!(done, "sem {op} hung");
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "sem {op} --posix died: {}",
+            out.status
+        );
+        assert_eq!(out.status.code(), Some(1), "sem {op}");
+        let err = text(&out.stderr);
+        assert!(err.contains("corrupted") && err.contains("32"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}

@@ -13,6 +13,7 @@ mod inventory;
 mod mq;
 mod mutex;
 mod pipe;
+mod posix_sem;
 mod queue;
 mod regions;
 mod semaphore;
