@@ -16,6 +16,8 @@ pub enum Point {
     FifoBeforeMode,
     /// A socket file at the path was judged stale, not yet replaced.
     StaleSocketBeforeReplace,
+    /// A new socket file is in place; its private directory not yet gone.
+    SocketPlaced,
 }
 
 type Hook = Box<dyn FnOnce()>;

@@ -55,9 +55,10 @@ impl FifoOptions {
     /// Creates the FIFO at `path` (`mkfifo`); fails with
     /// [`Error::AlreadyExists`] if anything is there.
     ///
-    /// The FIFO is made in a private directory beside `path` and renamed
-    /// into place (see `sys::pipe::mkfifo`), so its mode is never applied
-    /// through a symlink someone swapped in, and it appears whole.
+    /// The exact mode is set through a handle on the FIFO just made (see
+    /// `sys::pipe::mkfifo`), never by path: if another user swaps the FIFO
+    /// for a symlink in between, nothing is changed through it and this
+    /// fails with [`Error::Refused`].
     pub fn create(&self, path: impl AsRef<Path>) -> Result<Fifo> {
         let path = path.as_ref();
         let id = sys::mkfifo(path, self.mode).map_err(|e| errno(e, path, "mkfifo"))?;
@@ -171,6 +172,10 @@ fn errno(e: Errno, path: &Path, op: &'static str) -> Error {
         Errno::LOOP => Error::Refused {
             name,
             reason: "it is a symbolic link".into(),
+        },
+        Errno::STALE => Error::Refused {
+            name,
+            reason: "the FIFO just made there was replaced by something else".into(),
         },
         other => Error::io(op, other),
     }

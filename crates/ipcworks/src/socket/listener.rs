@@ -55,6 +55,7 @@ use crate::registry;
 use crate::sys::Errno;
 use crate::sys::pipe as fsys;
 use crate::sys::privdir::PrivateDir;
+use crate::sys::signal::HoldTermination;
 use crate::sys::socket::{self as sys, Kind, Probe};
 use crate::{Error, Result};
 
@@ -284,8 +285,15 @@ pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, 
         sys::listen(fd.as_fd(), 1024).map_err(|e| Error::io("listen", e))?;
     }
     let (_, id) = dir.stat("s").map_err(|e| Error::io("lstat", e))?;
-    place(&dir, path, kind)?;
+    // From the moment the socket can appear at the path until the private
+    // directory is gone, a Ctrl-C handler that ends the process (as the
+    // CLI's does) waits, so it cannot leave the directory behind.
+    let hold = HoldTermination::new();
+    let placed = place(&dir, path, kind);
+    crate::fault::hit(crate::fault::Point::SocketPlaced);
     drop(dir);
+    drop(hold);
+    placed?;
     registry::register(
         registry::Kind::UnixSocket,
         &registry::path_name(path),

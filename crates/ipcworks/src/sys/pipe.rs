@@ -1,5 +1,5 @@
-//! Pipes and FIFOs: `pipe2`, `mknodat(S_IFIFO)` in a private directory,
-//! `open(O_NONBLOCK)`, `lstat`, `unlink`, and handing a descriptor to a child
+//! Pipes and FIFOs: `pipe2`, `mknodat(S_IFIFO)` and a mode set through an
+//! `O_PATH` handle, `open(O_NONBLOCK)`, `lstat`, `unlink`, and handing a descriptor to a child
 //! process (`dup2` in the child between `fork` and `exec`).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -7,11 +7,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
-
-use super::privdir::PrivateDir;
 
 /// `pipe2(O_CLOEXEC)` → (read end, write end).
 #[doc(alias = "pipe2")]
@@ -21,26 +19,54 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
 
 /// Makes a FIFO at `path` with exactly `mode` whatever the umask, and
 /// returns its device and inode. Fails with `EEXIST` if anything exists at
-/// `path`; never follows or replaces a symlink there.
+/// `path`, and with `ESTALE` if what is there right after is not the FIFO
+/// just made (someone swapped it); never follows a symlink.
 ///
-/// How: `mknodat` and `fchmodat` inside a fresh private directory beside
-/// `path` (see [`privdir`](super::privdir)), where nobody else can swap the
-/// FIFO for a symlink between the two calls, then
-/// `renameat2(RENAME_NOREPLACE)` into place: the FIFO appears at `path`
-/// whole, with its final mode. (`mknod` then `chmod` by path would let
-/// another user who can write the directory swap in a symlink in between
-/// and have its target chmod'ed.)
+/// How: `mknodat(path, S_IFIFO | mode)` (the umask can only remove bits,
+/// so the FIFO is never looser than asked), then a handle on what is at
+/// the path, `open(O_PATH | O_NOFOLLOW)`, checked with `fstat` (a FIFO of
+/// ours); if the umask narrowed the mode, it is set through that handle,
+/// `chmod("/proc/self/fd/N")`, which reaches that very inode. A `chmod` by
+/// path would follow a symlink another user who can write the directory
+/// swapped in, and change its target's mode. Without `/proc`, the FIFO is
+/// opened for reading without blocking (`O_NOFOLLOW`), checked to be the
+/// same inode, and `fchmod`ed (a writer opening it in that instant sees a
+/// reader come and go).
 pub fn mkfifo(path: &Path, mode: u32) -> Result<(u64, u64), Errno> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir = PrivateDir::create_in(parent)?;
-    dir.mknod_fifo("f", mode)?;
+    let mode = mode & 0o7777;
+    rustix::fs::mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(mode), 0)?;
     crate::fault::hit(crate::fault::Point::FifoBeforeMode);
-    dir.chmod("f", mode)?;
-    let (_, id) = dir.stat("f")?;
-    dir.move_out("f", path)?;
+    let handle = match rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(Errno::STALE),
+        Err(e) => return Err(e),
+    };
+    let st = rustix::fs::fstat(&handle)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Fifo
+        || st.st_uid != rustix::process::geteuid().as_raw()
+    {
+        return Err(Errno::STALE);
+    }
+    let id = (st.st_dev, st.st_ino);
+    if st.st_mode & 0o7777 != mode {
+        let via = format!("/proc/self/fd/{}", handle.as_raw_fd());
+        match rustix::fs::chmodat(CWD, &via, Mode::from_raw_mode(mode), AtFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::NOENT) => {
+                let fd = open_nonblocking(path, false)?;
+                let now = rustix::fs::fstat(&fd)?;
+                if (now.st_dev, now.st_ino) != id {
+                    return Err(Errno::STALE);
+                }
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Ok(id)
 }
 

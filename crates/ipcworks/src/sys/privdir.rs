@@ -1,6 +1,13 @@
 //! A private directory beside a path, to make a file there where nobody
 //! else can touch it and then move it into place (`mkdirat`, `openat`,
-//! `fchmod`, `renameat2`, `unlinkat`).
+//! `fchmod`, `renameat2`, `unlinkat`): how a Unix socket file gets its
+//! exact mode before anyone can connect to it.
+//!
+//! A process killed (`SIGKILL`) between making the directory and removing
+//! it leaves it behind: an empty `.iw-…` directory, mode `0700`. Callers
+//! hold termination signals around the last steps (see
+//! `signal::HoldTermination`) so a Ctrl-C handler that ends the process
+//! cannot cut them in two.
 //!
 //! # Why a random name
 //!
@@ -17,7 +24,8 @@
 //! descriptor opened with `O_NOFOLLOW` and checked with `fstat` (a directory
 //! owned by us), set to exactly `0700` with `fchmod` (the umask may have
 //! narrowed it). Everything after that goes through that descriptor
-//! (`mknodat`, `fstatat`, `renameat2`, `unlinkat` relative to it), so even
+//! (`fchmodat`, `fstatat`, `renameat2`, `unlinkat` relative to it, and a
+//! `bind` through `/proc/self/fd/N`), so even
 //! if another user who can write the parent renames the directory away, we
 //! keep working inside our own. Only root can reach into it.
 //!
@@ -126,13 +134,6 @@ impl PrivateDir {
         p.is_dir().then(|| p.join(name))
     }
 
-    /// `mknodat(dir, name, S_IFIFO | mode)`: a FIFO, its mode narrowed by
-    /// the umask (see [`chmod`](Self::chmod)).
-    pub fn mknod_fifo(&self, name: &str, mode: u32) -> Result<(), Errno> {
-        let mode = Mode::from_raw_mode(mode & 0o7777);
-        rustix::fs::mknodat(&self.dir, name, FileType::Fifo, mode, 0)
-    }
-
     /// `fchmodat(dir, name, mode)`. It follows a symlink, but only we can
     /// put anything in the directory, so `name` is what we made.
     pub fn chmod(&self, name: &str, mode: u32) -> Result<(), Errno> {
@@ -181,6 +182,12 @@ impl Drop for PrivateDir {
         if self.keep.get() {
             return;
         }
+        // Usually empty by now: one `rmdir` (an empty directory someone
+        // swapped in for ours would go too, which harms nobody).
+        match rustix::fs::unlinkat(CWD, &self.path, AtFlags::REMOVEDIR) {
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => {}
+            _ => return,
+        }
         // Empty it (only we can have put anything in it), then remove it
         // if the path still names it.
         if let Ok(mut entries) = rustix::fs::Dir::read_from(&self.dir) {
@@ -220,7 +227,7 @@ mod tests {
         let md = std::fs::symlink_metadata(&path).unwrap();
         assert!(md.is_dir());
         assert_eq!(md.permissions().mode() & 0o777, 0o700);
-        d.mknod_fifo("f", 0o640).unwrap();
+        rustix::fs::mknodat(d.fd(), "f", FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
         d.chmod("f", 0o640).unwrap();
         assert_eq!(d.stat("f").unwrap().0, FileType::Fifo);
         drop(d);

@@ -15,6 +15,33 @@ use ipcworks::socket::{UnixListener, UnixStream};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::pipe::TmpPath;
+use crate::support::{self, KillOnDrop};
+
+#[test]
+fn child() {
+    let Some((role, arg)) = support::role() else {
+        return;
+    };
+    match role.as_str() {
+        // With a handler that ends the process on SIGTERM (as the CLI
+        // installs), binds at ARG and gets SIGTERM the moment the socket
+        // file is in place. The signal is sent to this thread: in a
+        // single-threaded program like the CLI, Ctrl-C lands there too.
+        "bind-then-sigterm" => {
+            ipcworks::sys::signal::remove_on_terminate(&[]).unwrap();
+            fault::on(Point::SocketPlaced, || {
+                // SAFETY: pthread_self names this live thread.
+                let r = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGTERM) };
+                assert_eq!(r, 0);
+            });
+            let _l = UnixListener::bind(&arg).unwrap();
+            // The held signal ends the process as the bind returns.
+            std::thread::sleep(HANG);
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
 
 /// Far beyond what a bind takes on a loaded machine: only a hang trips it.
 const HANG: Duration = Duration::from_secs(30);
@@ -194,4 +221,34 @@ fn two_binders_racing_over_a_stale_socket_never_both_win() {
             "round {round}: the winner's file outlived it"
         );
     }
+}
+
+/// A Ctrl-C handler that ends the process (the CLI's) cannot cut a bind
+/// between the socket appearing and its private directory being removed:
+/// the signal is held until the directory is gone, so none is left behind.
+#[test]
+fn terminated_right_after_the_socket_appears_leaves_no_private_directory() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TmpPath::new("sigterm-dir");
+    std::fs::create_dir(&dir.0).unwrap();
+    struct RmDir(std::path::PathBuf);
+    impl Drop for RmDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _clean = RmDir(dir.0.clone());
+    let path = dir.0.join("s.sock");
+    let mut c = KillOnDrop::spawn(support::child(
+        "unix_bind::child",
+        "bind-then-sigterm",
+        path.to_str().unwrap(),
+    ));
+    let st = c.wait_for(HANG);
+    assert_eq!(st.signal(), Some(libc::SIGTERM), "{st}");
+    let left: Vec<String> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["s.sock".to_string()], "left behind: {left:?}");
 }
