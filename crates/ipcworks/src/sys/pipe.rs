@@ -52,22 +52,40 @@ pub fn mkfifo(path: &Path, mode: u32) -> Result<(u64, u64), Errno> {
         return Err(Errno::STALE);
     }
     let id = (st.st_dev, st.st_ino);
-    if st.st_mode & 0o7777 != mode {
-        let via = format!("/proc/self/fd/{}", handle.as_raw_fd());
-        match rustix::fs::chmodat(CWD, &via, Mode::from_raw_mode(mode), AtFlags::empty()) {
-            Ok(()) => {}
-            Err(Errno::NOENT) => {
-                let fd = open_nonblocking(path, false)?;
-                let now = rustix::fs::fstat(&fd)?;
-                if (now.st_dev, now.st_ino) != id {
-                    return Err(Errno::STALE);
-                }
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-            }
-            Err(e) => return Err(e),
+    set_mode(path, &handle, id, mode, st.st_mode & 0o7777).inspect_err(|_| {
+        // Remove what we made, if it is still what is there.
+        if lstat(path).is_ok_and(|now| now.dev_ino == id) {
+            let _ = rustix::fs::unlink(path);
         }
-    }
+    })?;
     Ok(id)
+}
+
+/// Sets the mode of the FIFO `handle` (an `O_PATH` handle on inode `id` at
+/// `path`) to `mode` if it is not that already; see [`mkfifo`].
+fn set_mode(
+    path: &Path,
+    handle: &OwnedFd,
+    id: (u64, u64),
+    mode: u32,
+    now: u32,
+) -> Result<(), Errno> {
+    if now == mode {
+        return Ok(());
+    }
+    let via = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    match rustix::fs::chmodat(CWD, &via, Mode::from_raw_mode(mode), AtFlags::empty()) {
+        // No /proc: through a reading descriptor, checked to be that inode.
+        Err(Errno::NOENT) => {
+            let fd = open_nonblocking(path, false)?;
+            let st = rustix::fs::fstat(&fd)?;
+            if (st.st_dev, st.st_ino) != id {
+                return Err(Errno::STALE);
+            }
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+        }
+        other => other,
+    }
 }
 
 /// What `lstat` says about a path (symlinks are not followed).

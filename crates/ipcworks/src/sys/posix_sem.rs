@@ -144,6 +144,9 @@ pub fn create(name: &str, mode: u32, value: u32) -> Result<SemHandle, Errno> {
     if value > SEM_VALUE_MAX {
         return Err(Errno::INVAL);
     }
+    // A Ctrl-C handler that ends the process must not strand the
+    // temporary file: hold it off until the name is removed.
+    let _hold = super::signal::HoldTermination::new();
     for _ in 0..TRIES {
         let tmp = format!("{}/{}-sem", mem::SHM_DIR, super::privdir::random_name());
         let fd = match rustix::fs::open(
