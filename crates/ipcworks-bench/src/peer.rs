@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -281,7 +281,17 @@ pub fn run_if_peer_status() -> Option<i32> {
     };
     // SAFETY: the parent handed this descriptor over for this process to
     // own (see `spawn`); nothing else in this process uses the number.
-    let mut ctl = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(spec.ctl_fd) });
+    // `adopt_inherited` also checks it is open and taken once.
+    let mut ctl = match unsafe { ipcworks::sys::fdio::adopt_inherited(spec.ctl_fd) } {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => {
+            eprintln!(
+                "ipcworks bench peer: control descriptor {}: {e}",
+                spec.ctl_fd
+            );
+            return Some(2);
+        }
+    };
     match peer_main(&spec, &mut ctl) {
         Ok(()) => Some(0),
         Err(e) => {
@@ -301,11 +311,12 @@ fn peer_main(spec: &Spec, ctl: &mut std::fs::File) -> io::Result<()> {
         .ok_or_else(|| io::Error::other(format!("unknown mechanism {:?}", spec.mechanism)))?;
     let handoff = Handoff {
         // SAFETY: each number was handed over by the parent for this
-        // process to own (see `spawn`), once each.
+        // process to own (see `spawn`), once each; a number that is not
+        // open (or repeated) becomes `None`, which the mechanism reports.
         fds: spec
             .fds
             .iter()
-            .map(|&fd| Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+            .map(|&fd| unsafe { ipcworks::sys::fdio::adopt_inherited(fd) }.ok())
             .collect(),
         args: spec.args.clone(),
     };

@@ -44,6 +44,11 @@ pub const DEFAULT_MAX: usize = 16 << 20;
 /// Bytes in a frame's length prefix.
 pub const HEADER: usize = 4;
 
+/// The largest `max` a [`FrameReader`] or [`FrameWriter`] takes: `u32::MAX`
+/// bytes, the most a frame's length prefix can say (lines are held to the
+/// same limit). A larger `max`, `usize::MAX` included, means this.
+pub const MAX_LIMIT: usize = u32::MAX as usize;
+
 /// How messages are delimited on a byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Framing {
@@ -192,12 +197,13 @@ impl<R: Read> FrameReader<R> {
         Self::with_max(inner, framing, DEFAULT_MAX)
     }
 
-    /// A reader refusing messages longer than `max` bytes.
+    /// A reader refusing messages longer than `max` bytes (and never more
+    /// than [`MAX_LIMIT`], so the buffer arithmetic cannot overflow).
     pub fn with_max(inner: R, framing: Framing, max: usize) -> Self {
         FrameReader {
             inner,
             framing,
-            max,
+            max: max.min(MAX_LIMIT),
             buf: Vec::new(),
             pos: 0,
             end: 0,
@@ -399,12 +405,12 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// A writer refusing messages longer than `max` bytes (and never more
-    /// than `u32::MAX`).
+    /// than [`MAX_LIMIT`]).
     pub fn with_max(inner: W, framing: Framing, max: usize) -> Self {
         FrameWriter {
             inner,
             framing,
-            max: max.min(u32::MAX as usize),
+            max: max.min(MAX_LIMIT),
             scratch: Vec::new(),
         }
     }

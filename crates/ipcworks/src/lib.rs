@@ -50,6 +50,8 @@ pub mod channel {
 }
 pub mod endpoint;
 mod error;
+#[doc(hidden)]
+pub mod fault;
 pub mod frame;
 pub mod inventory;
 pub mod mq;

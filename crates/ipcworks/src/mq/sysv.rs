@@ -23,6 +23,7 @@ use crate::sys::Errno;
 use crate::sys::mem;
 use crate::sys::sysv::{self, MsgBuf};
 use crate::sys::time::Deadline;
+use crate::sys::user;
 use crate::{Error, Result, registry};
 
 const KIND: &str = "System V message queue";
@@ -174,7 +175,17 @@ impl QueueOptions {
     }
 
     /// Opens the existing queue under `key` after checking it: owned by this
-    /// user, no permission beyond [`mode`](Self::mode).
+    /// user, **created** by this user (or root), no permission beyond
+    /// [`mode`](Self::mode), and, if that mode grants the group anything,
+    /// created under the owner's group or one of yours.
+    ///
+    /// Why the creator: System V gives the creator (`cuid`, `cgid`) the
+    /// same rights as the owner for good (`ipc(7)`, `msgctl(2)`), and the
+    /// owner can be changed with `IPC_SET`. Another user could create the
+    /// queue, hand it to you, and still read what you send and write what
+    /// you receive. Such a queue is refused with [`Error::Refused`] naming
+    /// its creator. A queue root created for you is accepted: root can
+    /// reach it anyway.
     pub fn open(&self, key: i32) -> Result<Queue> {
         check_key(key)?;
         // The permission bits here are the access wanted: read and write.
@@ -191,10 +202,27 @@ impl QueueOptions {
                 st.uid
             )));
         }
+        if st.cuid != me && st.cuid != 0 {
+            return Err(refuse(format!(
+                "it was created by {}, not by you (uid {me}); a creator keeps full access \
+                 whoever owns the queue now, so another user may have planted it (remove \
+                 it: ipcrm -q {id})",
+                user::describe_user(st.cuid)
+            )));
+        }
         if st.mode & !self.mode != 0 {
             return Err(refuse(format!(
                 "its mode {:04o} grants more than the expected {:04o}",
                 st.mode, self.mode
+            )));
+        }
+        if st.mode & 0o070 != 0 && st.cgid != st.gid && !user::member_of(st.cgid) {
+            return Err(refuse(format!(
+                "its mode {:04o} grants group access, which its creator's {} has too, \
+                 besides its owner's {}; you are not in the creator's group",
+                st.mode,
+                user::describe_group(st.cgid),
+                user::describe_group(st.gid)
             )));
         }
         Ok(Queue::new(id, key, false))

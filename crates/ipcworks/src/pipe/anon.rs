@@ -115,7 +115,7 @@ fd_traits!(PipeWriter);
 /// Hands `fd` to the child that `cmd` will spawn and returns the number it
 /// has there (the same number as here). Tell the child that number (an
 /// argument, or [`pass_fd_env`]); it takes the descriptor with
-/// [`take_inherited`]. `cmd` owns `fd` until it is dropped, so drop `cmd`
+/// [`take_inherited`] (an `unsafe` call: see its contract). `cmd` owns `fd` until it is dropped, so drop `cmd`
 /// after spawning to close the parent's copy (a reader needs that to see end
 /// of stream).
 ///
@@ -143,10 +143,30 @@ pub fn pass_fd_env(cmd: &mut Command, fd: impl Into<OwnedFd>, var: &str) -> Resu
 /// In a child process: takes ownership of the descriptor whose number the
 /// parent put in environment variable `var` (see [`pass_fd_env`]).
 ///
-/// Checks that the number is an open descriptor, makes it close-on-exec,
-/// and refuses to hand out the same number twice in this process (so two
-/// owners of one descriptor cannot arise through this function).
-pub fn take_inherited(var: &str) -> Result<OwnedFd> {
+/// Checks that the number is an open descriptor above 2, makes it
+/// close-on-exec, and refuses to hand out the same number twice in this
+/// process (so two owners of one descriptor cannot arise through this
+/// function alone).
+///
+/// # Safety
+///
+/// The descriptor named by `var` must have been handed to this process
+/// for the caller to own (by [`pass_fd_env`] in the parent, or the same
+/// contract by other means), and nothing else in this process may own or
+/// use that number: no `File`, socket or `OwnedFd` made from it by other
+/// code (`from_raw_fd`, another library reading the same variable). An
+/// environment variable is only a number; if that number is another
+/// object's descriptor, the `OwnedFd` returned would close it under that
+/// object, which is the I/O-safety violation Rust forbids in safe code.
+/// The checks above catch a closed number and a second take through this
+/// function, not a descriptor some other code owns.
+///
+/// Safe code cannot call it:
+///
+/// ```compile_fail,E0133
+/// let fd = ipcworks::pipe::take_inherited("IPCWORKS_DOC_FD");
+/// ```
+pub unsafe fn take_inherited(var: &str) -> Result<OwnedFd> {
     let val = std::env::var(var).map_err(|_| Error::NotFound {
         kind: "inherited descriptor variable",
         name: var.to_string(),
@@ -154,7 +174,10 @@ pub fn take_inherited(var: &str) -> Result<OwnedFd> {
     let fd: RawFd = val.trim().parse().ok().filter(|&n| n > 2).ok_or_else(|| {
         Error::InvalidArgument(format!("{var}={val:?} is not a descriptor number above 2"))
     })?;
-    fdio::adopt_inherited(fd).map_err(|e| match e {
+    // SAFETY: the caller guarantees (this function's contract) that the
+    // number in `var` was handed over for it to own and nothing else owns
+    // it.
+    unsafe { fdio::adopt_inherited(fd) }.map_err(|e| match e {
         crate::sys::Errno::BUSY => {
             Error::InvalidArgument(format!("{var}={fd}: descriptor already taken"))
         }

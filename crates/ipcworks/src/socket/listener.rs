@@ -6,26 +6,47 @@
 //! socket descriptor before `bind` changes that. Setting the umask around
 //! `bind` would race with other threads creating files. So ipcworks binds
 //! inside a fresh private directory (mode `0700`, created next to the target
-//! so a rename stays on one file system), `chmod`s the socket file to the
-//! wanted mode there (no other user can reach it in between), calls
-//! `listen`, and only then renames it into place with
-//! `renameat2(RENAME_NOREPLACE)`, which never replaces anything. The private
-//! directory is removed whatever happens. The bind itself goes through
-//! `/proc/self/fd/N/s` (N: a handle on the private directory), so only the
-//! final path has to fit the 107 bytes of a socket address.
+//! so a rename stays on one file system, under a random name retried on
+//! `EEXIST`, so nobody who can write the parent can take its name first:
+//! see `sys::privdir`), `chmod`s the socket file to the wanted mode there
+//! (no other user can reach it in between), calls `listen`, and only then
+//! moves it into place with `renameat2(RENAME_NOREPLACE)`, which never
+//! replaces anything. The private directory is removed whatever happens.
+//! The bind itself goes through `/proc/self/fd/N/s` (N: a handle on the
+//! private directory), so only the final path has to fit the 107 bytes of
+//! a socket address.
 //!
 //! # Stale and live socket files
 //!
-//! A socket file outlives the server that bound it. Before binding, an
-//! existing file at the path is probed: if it is a socket and `connect`
-//! fails with `ECONNREFUSED`, nobody listens there and it is removed; if
-//! `connect` succeeds a live server owns it and binding fails with
-//! [`Error::AlreadyExists`]; anything else (not a socket, a symlink, no
-//! permission) is refused and left alone.
+//! A socket file outlives the server that bound it. When something is
+//! already at the path, it is examined through a handle that does not
+//! follow symlinks (`open(O_PATH | O_NOFOLLOW)`), which also pins its inode
+//! so its device and inode numbers cannot be reused while we look:
+//!
+//! - not a socket, or a symlink: refused ([`Error::Refused`]) and left
+//!   alone;
+//! - a socket: probed with a **non-blocking** `connect` to that very inode
+//!   (through `/proc/self/fd/N`). A connection, or `EAGAIN` (a live
+//!   listener whose backlog is full), means a live server: binding fails
+//!   with [`Error::AlreadyExists`] at once, never waiting on it;
+//!   `ECONNREFUSED` means stale.
+//!
+//! A stale file is replaced without ever removing by path something not
+//! checked: our new socket and the file at the path are swapped in one step
+//! (`renameat2(RENAME_EXCHANGE)`), which brings the old file into our
+//! private directory, where nobody else can touch it. If it is the inode
+//! judged stale, it is unlinked there. If not (a second binder replaced the
+//! stale file in between), it is swapped straight back, untouched, and the
+//! path is examined again: that binder's live socket is then found live.
+//! Two binders racing over one stale file therefore end with exactly one
+//! bound; no live socket file is ever removed. (For the instant between the
+//! two swaps the other binder's file is in our directory and ours at the
+//! path: a client connecting then reaches our listener, which is closed.)
+//! On a file system without `RENAME_EXCHANGE` the stale file is removed by
+//! path after checking its inode again, which leaves that race open.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustix::fs::FileType;
 
@@ -33,10 +54,10 @@ use super::unix::{UnixSeqpacket, UnixStream};
 use crate::registry;
 use crate::sys::Errno;
 use crate::sys::pipe as fsys;
-use crate::sys::socket::{self as sys, Kind};
+use crate::sys::privdir::PrivateDir;
+use crate::sys::signal::HoldTermination;
+use crate::sys::socket::{self as sys, Kind, Probe};
 use crate::{Error, Result};
-
-const KIND: &str = "Unix socket";
 
 /// A socket file this process created; removed on drop (only if the file at
 /// the path is still the one we created), unless [`persist`](Self::persist)ed.
@@ -76,16 +97,6 @@ impl Drop for SocketFile {
     }
 }
 
-/// Removes the private directory (and anything left in it) on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fsys::unlink(&self.0.join("s"));
-        let _ = sys::rmdir(&self.0);
-    }
-}
-
 fn refuse(path: &Path, reason: impl Into<String>) -> Error {
     Error::Refused {
         name: path.display().to_string(),
@@ -93,13 +104,37 @@ fn refuse(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Checks what is at `path` and removes it only if it is a stale socket.
-fn clear_stale(path: &Path, kind: Kind) -> Result<()> {
-    let info = match fsys::lstat(path) {
-        Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(Error::io("lstat", e)),
-        Ok(i) => i,
+fn live(path: &Path) -> Error {
+    Error::AlreadyExists {
+        kind: "Unix socket with a live server",
+        name: path.display().to_string(),
+    }
+}
+
+/// What is at the path now.
+enum Occupant {
+    /// Nothing (any more).
+    Vacant,
+    /// A socket a server listens on.
+    Live,
+    /// A socket nobody listens on: its device and inode, pinned by the
+    /// handle (so the numbers name it and nothing else while it is open).
+    Stale { _pin: OwnedFd, id: (u64, u64) },
+}
+
+/// Examines what is at `path`; see the module docs.
+fn examine(path: &Path, kind: Kind) -> Result<Occupant> {
+    let pin = match sys::open_path(path) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(Occupant::Vacant),
+        Err(Errno::ACCESS) => {
+            return Err(Error::PermissionDenied {
+                name: path.display().to_string(),
+            });
+        }
+        Err(e) => return Err(Error::io("open(O_PATH)", e)),
     };
+    let info = fsys::fstat(pin.as_fd()).map_err(|e| Error::io("fstat", e))?;
     if info.kind == FileType::Symlink {
         return Err(refuse(path, "it is a symbolic link"));
     }
@@ -109,23 +144,20 @@ fn clear_stale(path: &Path, kind: Kind) -> Result<()> {
             format!("it exists and is not a socket but a {:?}", info.kind),
         ));
     }
-    let probe = sys::socket(kind).map_err(|e| Error::io("socket", e))?;
-    match sys::connect(probe.as_fd(), path) {
-        Ok(()) => Err(Error::AlreadyExists {
-            kind: "Unix socket with a live server",
-            name: path.display().to_string(),
+    // Probe that very inode when /proc can name it; else the path.
+    let via = PathBuf::from(format!("/proc/self/fd/{}", pin.as_raw_fd()));
+    let via = if via.exists() {
+        via
+    } else {
+        path.to_path_buf()
+    };
+    match sys::probe(kind, &via) {
+        Ok(Probe::Live) => Ok(Occupant::Live),
+        Ok(Probe::Stale) => Ok(Occupant::Stale {
+            _pin: pin,
+            id: info.dev_ino,
         }),
-        Err(Errno::CONNREFUSED) => {
-            // Stale: remove it, but only the very file we probed.
-            match fsys::lstat(path) {
-                Ok(now) if now.dev_ino == info.dev_ino => match fsys::unlink(path) {
-                    Ok(()) | Err(Errno::NOENT) => Ok(()),
-                    Err(e) => Err(Error::io("unlink", e)),
-                },
-                _ => Ok(()),
-            }
-        }
-        Err(Errno::NOENT) => Ok(()),
+        Ok(Probe::Gone) => Ok(Occupant::Vacant),
         Err(e) => Err(refuse(
             path,
             format!(
@@ -135,10 +167,79 @@ fn clear_stale(path: &Path, kind: Kind) -> Result<()> {
     }
 }
 
+/// Rounds of "move into place, else examine and replace" before giving up
+/// on a path other binders keep changing.
+const PLACE_TRIES: u32 = 8;
+
+/// Moves the bound socket `s` of `dir` to `path`, replacing a stale socket
+/// there (see the module docs), never a live one or anything else.
+fn place(dir: &PrivateDir, path: &Path, kind: Kind) -> Result<()> {
+    for _ in 0..PLACE_TRIES {
+        match dir.move_out("s", path) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(Error::io("renameat2(RENAME_NOREPLACE)", e)),
+        }
+        let stale = match examine(path, kind)? {
+            Occupant::Vacant => continue,
+            Occupant::Live => return Err(live(path)),
+            Occupant::Stale { _pin, id } => (id, _pin),
+        };
+        crate::fault::hit(crate::fault::Point::StaleSocketBeforeReplace);
+        match dir.exchange("s", path) {
+            Ok(()) => {}
+            // Gone meanwhile: try the plain move again.
+            Err(Errno::NOENT) => continue,
+            // No RENAME_EXCHANGE here: remove by path after a re-check.
+            Err(Errno::INVAL) => {
+                if fsys::lstat(path).is_ok_and(|now| now.dev_ino == stale.0) {
+                    match fsys::unlink(path) {
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        Err(e) => return Err(Error::io("unlink", e)),
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Err(Error::io("renameat2(RENAME_EXCHANGE)", e)),
+        }
+        // Ours is at the path now; what was there is `s` in our directory.
+        match dir.stat("s") {
+            Ok((_, id)) if id == stale.0 => {
+                let _ = dir.unlink("s");
+                return Ok(());
+            }
+            _ => give_back(dir, path)?,
+        }
+    }
+    Err(refuse(
+        path,
+        "other processes kept replacing the socket file there while binding; try again",
+    ))
+}
+
+/// Swaps back a file we took from `path` by mistake (not the stale one we
+/// examined), so its owner keeps it.
+fn give_back(dir: &PrivateDir, path: &Path) -> Result<()> {
+    match dir.exchange("s", path) {
+        Ok(()) => Ok(()),
+        // Our socket left the path meanwhile: put theirs back alone.
+        Err(_) => dir.move_out("s", path).map_err(|e| {
+            dir.keep();
+            refuse(
+                path,
+                format!(
+                    "another binder's socket file, taken from there by mistake, could not be \
+                     put back ({e}); it is kept as {}",
+                    dir.path().join("s").display()
+                ),
+            )
+        }),
+    }
+}
+
 /// Creates a socket of `kind` bound at `path` with exactly `mode`, listening
 /// if it is connection-oriented. See the module docs for the steps.
 pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, SocketFile)> {
-    static N: AtomicU32 = AtomicU32::new(0);
     if path.as_os_str().len() > 107 {
         return Err(Error::InvalidArgument(format!(
             "socket path {:?} is {} bytes long; a Unix socket address holds at most 107",
@@ -146,17 +247,16 @@ pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, 
             path.as_os_str().len()
         )));
     }
-    clear_stale(path, kind)?;
+    // Say at once what is plainly not ours to replace, before making
+    // anything (the same checks run again when placing the socket).
+    if let Occupant::Live = examine(path, kind)? {
+        return Err(live(path));
+    }
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = parent.join(format!(
-        ".iw{:x}.{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    sys::mkdir_private(&tmp).map_err(|e| match e {
+    let dir = PrivateDir::create_in(&parent).map_err(|e| match e {
         Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
             name: parent.display().to_string(),
         },
@@ -166,18 +266,10 @@ pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, 
         },
         e => Error::io("mkdir", e),
     })?;
-    let tmp = TempDir(tmp);
-    let inner = tmp.0.join("s");
     // Bind through `/proc/self/fd/N/s` (N: a handle on the private
     // directory), so only the final path must fit the 107 bytes of a socket
     // address; without /proc, bind through the directory's own path.
-    let dir = sys::open_dir(&tmp.0).map_err(|e| Error::io("open", e))?;
-    let short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    let bind_at = if short.is_dir() {
-        short.join("s")
-    } else {
-        inner.clone()
-    };
+    let bind_at = dir.short_path("s").unwrap_or_else(|| dir.path().join("s"));
     let fd = sys::socket(kind).map_err(|e| Error::io("socket", e))?;
     sys::bind(fd.as_fd(), &bind_at).map_err(|e| match e {
         Errno::INVAL | Errno::NAMETOOLONG => Error::InvalidArgument(format!(
@@ -187,22 +279,21 @@ pub(crate) fn bind_path(path: &Path, kind: Kind, mode: u32) -> Result<(OwnedFd, 
         )),
         e => Error::io("bind", e),
     })?;
-    sys::chmod(&inner, mode & 0o777).map_err(|e| Error::io("chmod", e))?;
+    dir.chmod("s", mode & 0o777)
+        .map_err(|e| Error::io("chmod", e))?;
     if kind != Kind::Datagram {
         sys::listen(fd.as_fd(), 1024).map_err(|e| Error::io("listen", e))?;
     }
-    let id = fsys::lstat(&inner)
-        .map_err(|e| Error::io("lstat", e))?
-        .dev_ino;
-    sys::rename_noreplace(&inner, path).map_err(|e| match e {
-        Errno::EXIST => Error::AlreadyExists {
-            kind: KIND,
-            name: path.display().to_string(),
-        },
-        e => Error::io("renameat2(RENAME_NOREPLACE)", e),
-    })?;
+    let (_, id) = dir.stat("s").map_err(|e| Error::io("lstat", e))?;
+    // From the moment the socket can appear at the path until the private
+    // directory is gone, a Ctrl-C handler that ends the process (as the
+    // CLI's does) waits, so it cannot leave the directory behind.
+    let hold = HoldTermination::new();
+    let placed = place(&dir, path, kind);
+    crate::fault::hit(crate::fault::Point::SocketPlaced);
     drop(dir);
-    drop(tmp);
+    drop(hold);
+    placed?;
     registry::register(
         registry::Kind::UnixSocket,
         &registry::path_name(path),
@@ -311,7 +402,9 @@ impl AsFd for UnixListener {
     }
 }
 
-/// Connects a probe to `path` to tell whether a server listens there.
+/// Whether a stream server listens at `path`: a non-blocking `connect`
+/// probe, which never waits (a listener whose backlog is full counts as
+/// live).
 pub fn is_live(path: impl AsRef<Path>) -> bool {
-    UnixStream::connect(path.as_ref()).is_ok()
+    sys::probe(Kind::Stream, path.as_ref()) == Ok(Probe::Live)
 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,14 +16,16 @@ use mio::net::{
 };
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use self::conn::{Conn, Outcome, flush, serve};
 use super::listener::{SocketFile, bind_path};
 use super::unix::{PeerCred, peer_cred};
 use crate::endpoint::Endpoint;
-use crate::frame::{self, Framing, Parsed};
-use crate::sys::Errno;
+use crate::frame::{self, Framing};
 use crate::sys::fdio;
 use crate::sys::socket::Kind;
 use crate::{Error, Result};
+
+mod conn;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -88,6 +90,7 @@ pub struct ServerOptions {
     allowed_uids: Option<Vec<u32>>,
     unix_mode: u32,
     log: bool,
+    out_of_fds_wait: Duration,
 }
 
 impl Default for ServerOptions {
@@ -101,6 +104,7 @@ impl Default for ServerOptions {
             allowed_uids: None,
             unix_mode: 0o600,
             log: true,
+            out_of_fds_wait: Duration::from_secs(1),
         }
     }
 }
@@ -153,6 +157,13 @@ impl ServerOptions {
     /// Log dropped and refused clients to stderr, one line each (default on).
     pub fn log(&mut self, on: bool) -> &mut Self {
         self.log = on;
+        self
+    }
+    /// How long clients may wait in the listen backlog while the process
+    /// is out of file descriptors (`EMFILE`/`ENFILE`) before the server
+    /// closes them cleanly (default 1 s). See [`Server`] on running out.
+    pub fn out_of_fds_wait(&mut self, wait: Duration) -> &mut Self {
+        self.out_of_fds_wait = wait;
         self
     }
 
@@ -256,6 +267,20 @@ impl ShutdownHandle {
 /// others go on. Reads are taken in turns of at most 64 KiB per client, so
 /// a fast sender cannot starve the rest.
 ///
+/// # Out of file descriptors
+///
+/// Each client is a descriptor. When `accept` fails for want of one
+/// (`EMFILE`, `ENFILE`; or `ENOBUFS`/`ENOMEM`), waiting clients stay in
+/// the listen backlog and the server tries again as clients leave and on
+/// every tick (100 ms): the listener's readiness is never lost, although
+/// epoll reports it only once per new connection (edge-triggered). If the
+/// shortage lasts longer than
+/// [`out_of_fds_wait`](ServerOptions::out_of_fds_wait), the server closes a
+/// spare descriptor it keeps for this, accepts each waiting client and
+/// closes it at once (the client reads end of stream; counted as refused),
+/// and takes the spare again. One line on stderr says so. `ipcworks serve`
+/// raises its descriptor limit to the hard limit first.
+///
 /// ```no_run
 /// use ipcworks::socket::ServerOptions;
 ///
@@ -273,6 +298,16 @@ pub struct Server {
     signals: bool,
     _file: Option<SocketFile>,
     local: Option<SocketAddr>,
+    /// A spare descriptor, closed to accept and close clients when out of
+    /// descriptors.
+    reserve: Option<OwnedFd>,
+    /// Since when `accept` has failed for want of resources (clients may be
+    /// waiting in the backlog with no epoll event to come); reset when a
+    /// client is accepted.
+    starved: Option<Instant>,
+    /// The shortage was logged; logged again only after the backlog was
+    /// once emptied.
+    short_logged: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -283,27 +318,12 @@ impl std::fmt::Debug for Server {
     }
 }
 
-struct Conn {
-    stream: Stream,
-    peer: Peer,
-    inbuf: Vec<u8>,
-    in_pos: usize,
-    in_end: usize,
-    /// Bytes after `in_pos` known to hold no newline (line mode).
-    scanned: usize,
-    out: Vec<u8>,
-    out_pos: usize,
-    last_active: Instant,
-    readable: bool,
-    queued: bool,
-    paused: bool,
-    closing: bool,
-}
-
-enum Outcome {
-    Keep,
-    Close,
-    Drop(String),
+/// `accept` failed for want of a descriptor or kernel memory.
+fn is_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 fn poll_err(e: io::Error) -> Error {
@@ -334,6 +354,9 @@ impl Server {
             signals: false,
             _file: file,
             local,
+            reserve: fdio::reserve().ok(),
+            starved: None,
+            short_logged: false,
         })
     }
 
@@ -446,6 +469,17 @@ impl Server {
                 }
                 self.settle(t, out, &mut conns, &mut stats, &mut handler);
             }
+            // Out of descriptors: clients may wait in the backlog with no
+            // event to come (edge-triggered), so try again every turn.
+            if self.starved.is_some() {
+                self.accept_all(
+                    &mut conns,
+                    &mut next_token,
+                    &mut next_id,
+                    &mut stats,
+                    &mut handler,
+                );
+            }
             if last_sweep.elapsed() >= TICK {
                 last_sweep = Instant::now();
                 if let Some(idle) = self.opts.idle_timeout {
@@ -495,6 +529,71 @@ impl Server {
         }
     }
 
+    /// One `accept4` on the listener: the client, its address for the log,
+    /// and its credentials (Unix).
+    fn accept_one(&self) -> io::Result<(Stream, String, Option<PeerCred>)> {
+        match &self.listener {
+            Listener::Tcp(l) => l
+                .accept()
+                .map(|(s, a)| (Stream::Tcp(s), a.to_string(), None)),
+            Listener::Unix(l) => l.accept().map(|(s, _)| {
+                let cred = peer_cred(s.as_fd()).ok();
+                let addr = match cred {
+                    Some(c) => format!("unix pid {} uid {}", c.pid, c.uid),
+                    None => "unix peer".to_string(),
+                };
+                (Stream::Unix(s), addr, cred)
+            }),
+        }
+    }
+
+    /// `accept` failed for want of descriptors (or memory): remember it so
+    /// the run loop retries, and once that has lasted longer than
+    /// `out_of_fds_wait`, close the waiting clients cleanly.
+    fn out_of_descriptors(&mut self, e: &io::Error, stats: &mut ServerStats) {
+        if self.opts.log && !self.short_logged {
+            eprintln!(
+                "ipcworks server: out of file descriptors ({e}); waiting clients are accepted \
+                 as others leave"
+            );
+        }
+        self.short_logged = true;
+        let since = *self.starved.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.opts.out_of_fds_wait {
+            return;
+        }
+        // Free the spare, then accept and close every waiting client: each
+        // closed one gives its descriptor back for the next.
+        self.reserve = None;
+        let mut closed = 0u64;
+        loop {
+            match self.accept_one() {
+                Ok(client) => {
+                    drop(client);
+                    closed += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        self.starved = None;
+                        self.short_logged = false;
+                    }
+                    break;
+                }
+            }
+        }
+        self.reserve = fdio::reserve().ok();
+        stats.refused += closed;
+        if self.opts.log && closed > 0 {
+            eprintln!(
+                "ipcworks server: out of file descriptors for {} ms: closed {closed} waiting \
+                 client(s)",
+                since.elapsed().as_millis()
+            );
+        }
+    }
+
     fn accept_all(
         &mut self,
         conns: &mut HashMap<usize, Conn>,
@@ -503,30 +602,37 @@ impl Server {
         stats: &mut ServerStats,
         handler: &mut impl Handler,
     ) {
+        let mut other_errors = 0;
         loop {
-            let accepted = match &self.listener {
-                Listener::Tcp(l) => l
-                    .accept()
-                    .map(|(s, a)| (Stream::Tcp(s), a.to_string(), None)),
-                Listener::Unix(l) => l.accept().map(|(s, _)| {
-                    let cred = peer_cred(s.as_fd()).ok();
-                    let addr = match cred {
-                        Some(c) => format!("unix pid {} uid {}", c.pid, c.uid),
-                        None => "unix peer".to_string(),
-                    };
-                    (Stream::Unix(s), addr, cred)
-                }),
-            };
-            let (mut stream, addr, cred) = match accepted {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            let (mut stream, addr, cred) = match self.accept_one() {
+                Ok(x) => {
+                    self.starved = None;
+                    x
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.starved = None;
+                    self.short_logged = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) if is_shortage(&e) => {
+                    self.out_of_descriptors(&e, stats);
+                    return;
+                }
                 Err(e) => {
-                    if self.opts.log {
+                    // A network error about one connection (accept(2)
+                    // says to retry), or a listener gone bad: retry a few
+                    // times, then wait for the next turn.
+                    if self.opts.log && other_errors == 0 && self.starved.is_none() {
                         eprintln!("ipcworks server: accept failed: {e}");
                     }
-                    return;
+                    other_errors += 1;
+                    if other_errors >= 16 {
+                        self.starved.get_or_insert_with(Instant::now);
+                        return;
+                    }
+                    continue;
                 }
             };
             let refuse = if conns.len() >= self.opts.max_connections {
@@ -600,162 +706,5 @@ impl Server {
                 },
             );
         }
-    }
-}
-
-/// Sends what is queued for `c` until the socket is full.
-fn flush(c: &mut Conn) -> std::result::Result<(), String> {
-    while c.out_pos < c.out.len() {
-        match fdio::send(c.stream.fd(), &c.out[c.out_pos..]) {
-            Ok(n) => {
-                c.out_pos += n;
-                c.last_active = Instant::now();
-            }
-            Err(Errno::AGAIN) => break,
-            Err(e) => return Err(format!("send failed: {}", io::Error::from(e))),
-        }
-    }
-    if c.out_pos == c.out.len() {
-        c.out.clear();
-        c.out_pos = 0;
-    } else if c.out_pos > c.out.len() / 2 {
-        c.out.drain(..c.out_pos);
-        c.out_pos = 0;
-    }
-    Ok(())
-}
-
-/// Handles the whole messages buffered for `c`, then reads (at most one
-/// budget) and handles more; stops early when `c` is paused.
-fn serve(
-    c: &mut Conn,
-    opts: &ServerOptions,
-    msg_cap: usize,
-    handler: &mut impl Handler,
-    stats: &mut ServerStats,
-) -> Outcome {
-    let mut budget = READ_BUDGET;
-    loop {
-        // Handle every whole message in the buffer.
-        while !c.paused {
-            let parsed = frame::parse_after(
-                &c.inbuf[c.in_pos..c.in_end],
-                opts.framing,
-                opts.max_message,
-                c.scanned,
-            );
-            c.scanned = 0;
-            match parsed {
-                Err(Error::MessageTooLarge { len, max }) => {
-                    return Outcome::Drop(format!(
-                        "message of {len} bytes or more is over the limit of {max}"
-                    ));
-                }
-                Err(e) => return Outcome::Drop(e.to_string()),
-                Ok(Parsed::Incomplete { .. }) => {
-                    c.scanned = c.in_end - c.in_pos;
-                    break;
-                }
-                Ok(Parsed::Message {
-                    start,
-                    end,
-                    consumed,
-                }) => {
-                    let msg = &c.inbuf[c.in_pos + start..c.in_pos + end];
-                    stats.messages += 1;
-                    if let Some(reply) = handler.on_message(&c.peer, msg)
-                        && let Err(e) = frame::encode(&reply, opts.framing, &mut c.out)
-                    {
-                        return Outcome::Drop(format!("the reply could not be framed: {e}"));
-                    }
-                    c.in_pos += consumed;
-                    if c.out.len() - c.out_pos > opts.max_buffered {
-                        c.paused = true;
-                    }
-                }
-            }
-        }
-        if c.in_pos == c.in_end {
-            c.in_pos = 0;
-            c.in_end = 0;
-        }
-        if let Err(why) = flush(c) {
-            return Outcome::Drop(why);
-        }
-        if c.paused && c.out.len() - c.out_pos <= opts.max_buffered / 2 {
-            c.paused = false;
-            continue;
-        }
-        if c.paused || c.closing || !c.readable || budget == 0 {
-            return Outcome::Keep;
-        }
-        // Make room: move the partial message to the front, grow by a step
-        // but never past the largest message plus its header.
-        if c.in_pos > 0 {
-            c.inbuf.copy_within(c.in_pos..c.in_end, 0);
-            c.in_end -= c.in_pos;
-            c.in_pos = 0;
-        }
-        if c.inbuf.len() - c.in_end < STEP.min(msg_cap) {
-            let new_len = (c.in_end + STEP).min(msg_cap).max(c.inbuf.len());
-            c.inbuf.resize(new_len, 0);
-        }
-        if c.in_end == c.inbuf.len() {
-            return Outcome::Drop("message over the size limit".into());
-        }
-        let room = (c.inbuf.len() - c.in_end).min(budget);
-        match fdio::recv(c.stream.fd(), &mut c.inbuf[c.in_end..c.in_end + room]) {
-            Err(Errno::AGAIN) => {
-                c.readable = false;
-                return Outcome::Keep;
-            }
-            Err(e) => return Outcome::Drop(format!("receive failed: {}", io::Error::from(e))),
-            Ok(0) => return at_eof(c, opts, handler, stats),
-            Ok(n) => {
-                c.in_end += n;
-                budget -= n;
-                c.last_active = Instant::now();
-            }
-        }
-    }
-}
-
-/// The client closed its sending side.
-fn at_eof(
-    c: &mut Conn,
-    opts: &ServerOptions,
-    handler: &mut impl Handler,
-    stats: &mut ServerStats,
-) -> Outcome {
-    c.readable = false;
-    c.closing = true;
-    let rest = &c.inbuf[c.in_pos..c.in_end];
-    if !rest.is_empty() {
-        match opts.framing {
-            Framing::Frames => {
-                let needed = match frame::parse(rest, opts.framing, opts.max_message) {
-                    Ok(Parsed::Incomplete { needed }) => needed,
-                    _ => rest.len(),
-                };
-                return Outcome::Drop(format!(
-                    "disconnected mid-message: {} of {needed} bytes missing",
-                    needed - rest.len()
-                ));
-            }
-            Framing::Lines => {
-                stats.messages += 1;
-                if let Some(reply) = handler.on_message(&c.peer, rest) {
-                    let _ = frame::encode(&reply, opts.framing, &mut c.out);
-                }
-                c.in_pos = 0;
-                c.in_end = 0;
-            }
-        }
-    }
-    match flush(c) {
-        // The client closed both ways before taking its replies: a normal end.
-        Err(_) => Outcome::Close,
-        Ok(()) if c.out_pos == c.out.len() => Outcome::Close,
-        Ok(()) => Outcome::Keep,
     }
 }

@@ -6,6 +6,17 @@
 //! cannot tell who holds its permits, so a process killed while holding one
 //! leaks it for good.
 //!
+//! ipcworks opens `/dev/shm/sem.NAME` itself rather than through
+//! `sem_open`: one descriptor, opened without following a symlink, is
+//! checked (a regular file, yours, no permission beyond the expected mode,
+//! at least a `sem_t` long) and mapped, so an empty or short file is an
+//! error instead of a `SIGBUS`. Before each call into glibc the semaphore's
+//! fields are checked, so the values glibc would abort on are
+//! [`Error::Corrupted`] instead. A peer that scribbles between that check
+//! and glibc's own read, or truncates the file while it is open, can still
+//! crash this process: see the `sys::posix_sem` docs for exactly what
+//! remains glibc's behaviour.
+//!
 //! ```no_run
 //! use ipcworks::sync::PosixSemaphore;
 //!
@@ -18,19 +29,22 @@
 //! # }
 //! ```
 
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::semaphore::raw::check_value;
 use crate::sys::Errno;
-use crate::sys::mem::euid;
-use crate::sys::posix_sem::{self, SemHandle, SemOpen};
+use crate::sys::mem::{self, euid};
+use crate::sys::posix_sem::{self, SEM_SIZE, SemHandle};
 use crate::sys::time::Deadline;
 use crate::{Error, Result, name};
 
 const KIND: &str = "POSIX semaphore";
 
-/// A named POSIX semaphore, opened with `sem_open(3)` and closed on drop.
-/// The creator removes the name (`sem_unlink`) when dropped unless told to
+/// A named POSIX semaphore (`sem_overview(7)`): the file
+/// `/dev/shm/sem.NAME` that `sem_open(3)` makes and opens, mapped by
+/// ipcworks and operated with glibc's `sem_*` calls; unmapped on drop. The
+/// creator removes the name (`sem_unlink`) when dropped unless told to
 /// persist.
 #[derive(Debug)]
 pub struct PosixSemaphore {
@@ -73,24 +87,16 @@ impl PosixSemaphoreOptions {
         self
     }
 
-    /// `sem_open(name, O_CREAT | O_EXCL, mode, value)`, then the mode set
-    /// exactly (`fchmod`, whatever the umask).
+    /// Creates the semaphore as `sem_open(name, O_CREAT | O_EXCL, mode,
+    /// value)` does, with the mode set exactly (whatever the umask): made
+    /// under a temporary name, initialised, then linked to
+    /// `/dev/shm/sem.NAME` ([`Error::AlreadyExists`] if taken).
     #[doc(alias = "sem_open")]
     pub fn create(&self, name: &str, value: u32) -> Result<PosixSemaphore> {
         let bare = name::validate(name)?;
         check_value(value)?;
-        let handle = posix_sem::open(
-            bare,
-            SemOpen::CreateExclusive {
-                mode: self.mode,
-                value,
-            },
-        )
-        .map_err(|e| errno_error(e, bare, "sem_open"))?;
-        if let Err(e) = posix_sem::set_mode(bare, self.mode) {
-            let _ = posix_sem::unlink(bare);
-            return Err(errno_error(e, bare, "fchmod"));
-        }
+        let handle = posix_sem::create(bare, self.mode, value)
+            .map_err(|e| errno_error(e, bare, "sem_open"))?;
         Ok(PosixSemaphore {
             handle,
             name: bare.to_string(),
@@ -98,20 +104,26 @@ impl PosixSemaphoreOptions {
         })
     }
 
-    /// Opens an existing POSIX semaphore after checking
-    /// `/dev/shm/sem.NAME` (`lstat`): a regular file, not a symlink, owned
-    /// by this user, with no permission beyond [`mode`](Self::mode).
+    /// Opens an existing POSIX semaphore: opens `/dev/shm/sem.NAME` without
+    /// following a symlink, checks that descriptor (`fstat`): a regular
+    /// file, owned by this user, no permission beyond
+    /// [`mode`](Self::mode), at least a `sem_t` long; maps it and checks
+    /// the semaphore's fields ([`Error::Corrupted`] if a peer scribbled
+    /// them).
     #[doc(alias = "sem_open")]
     pub fn open(&self, name: &str) -> Result<PosixSemaphore> {
         let bare = name::validate(name)?;
-        check_path(bare, self.mode)?;
-        let handle =
-            posix_sem::open(bare, SemOpen::Open).map_err(|e| errno_error(e, bare, "sem_open"))?;
-        Ok(PosixSemaphore {
+        let fd = posix_sem::open(bare).map_err(|e| errno_error(e, bare, "open"))?;
+        let st = mem::stat(fd.as_fd()).map_err(|e| errno_error(e, bare, "fstat"))?;
+        check_file(bare, &st, self.mode)?;
+        let handle = posix_sem::map(&fd).map_err(|e| errno_error(e, bare, "mmap"))?;
+        let sem = PosixSemaphore {
             handle,
             name: bare.to_string(),
             unlink_on_drop: false,
-        })
+        };
+        sem.check()?;
+        Ok(sem)
     }
 
     /// Opens the semaphore, or creates it with `value`; returns it and
@@ -121,18 +133,14 @@ impl PosixSemaphoreOptions {
     }
 }
 
-fn check_path(bare: &str, mode: u32) -> Result<()> {
+/// The checks on the opened file: a regular file of ours, no looser than
+/// `mode`, and long enough to hold a `sem_t` (glibc maps that much; a
+/// shorter file faults on access).
+fn check_file(bare: &str, st: &mem::Stat, mode: u32) -> Result<()> {
     let refuse = |reason: String| Error::Refused {
         name: bare.to_string(),
         reason,
     };
-    let st = posix_sem::lstat(bare).map_err(|e| errno_error(e, bare, "lstat"))?;
-    if st.is_symlink {
-        return Err(refuse(format!(
-            "{} is a symbolic link",
-            posix_sem::path(bare)
-        )));
-    }
     if !st.is_file {
         return Err(refuse(format!(
             "{} is not a regular file",
@@ -150,6 +158,14 @@ fn check_path(bare: &str, mode: u32) -> Result<()> {
         return Err(refuse(format!(
             "its mode {:04o} grants more than the expected {mode:04o}",
             st.mode
+        )));
+    }
+    if st.size < SEM_SIZE as u64 {
+        return Err(Error::corrupted(format!(
+            "POSIX semaphore {bare:?}: {} holds {} bytes, fewer than the {SEM_SIZE} of a \
+             semaphore (not one, or cut short); remove it (ipcworks sem rm {bare} --posix)",
+            posix_sem::path(bare),
+            st.size
         )));
     }
     Ok(())
@@ -194,9 +210,21 @@ impl PosixSemaphore {
         Ok(posix_sem::path(name::validate(name)?))
     }
 
+    /// Refuses a semaphore whose fields no correct peer would write.
+    fn check(&self) -> Result<()> {
+        self.handle.check().map_err(|what| {
+            Error::corrupted(format!(
+                "POSIX semaphore {:?} ({}): {what}",
+                self.name,
+                posix_sem::path(&self.name)
+            ))
+        })
+    }
+
     /// P: `sem_wait`, retried after signals.
     #[doc(alias = "sem_wait")]
     pub fn wait(&self) -> Result<()> {
+        self.check()?;
         self.handle
             .wait()
             .map_err(|e| errno_error(e, &self.name, "sem_wait"))
@@ -205,6 +233,7 @@ impl PosixSemaphore {
     /// `sem_trywait`: [`Error::WouldBlock`] when the value is 0.
     #[doc(alias = "sem_trywait")]
     pub fn try_wait(&self) -> Result<()> {
+        self.check()?;
         match self.handle.try_wait() {
             Ok(()) => Ok(()),
             Err(Errno::AGAIN) => Err(Error::WouldBlock),
@@ -217,6 +246,7 @@ impl PosixSemaphore {
     #[doc(alias = "sem_clockwait")]
     #[doc(alias = "sem_timedwait")]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        self.check()?;
         match self.handle.wait_until(Deadline::after(timeout)) {
             Ok(()) => Ok(()),
             Err(Errno::TIMEDOUT) => Err(Error::Timeout),
@@ -227,6 +257,7 @@ impl PosixSemaphore {
     /// V: `sem_post`; fails at `SEM_VALUE_MAX` rather than wrap.
     #[doc(alias = "sem_post")]
     pub fn post(&self) -> Result<()> {
+        self.check()?;
         match self.handle.post() {
             Ok(()) => Ok(()),
             Err(Errno::OVERFLOW) => Err(Error::LimitExceeded {
@@ -241,6 +272,7 @@ impl PosixSemaphore {
     /// `sem_getvalue`: permits available now.
     #[doc(alias = "sem_getvalue")]
     pub fn value(&self) -> Result<u32> {
+        self.check()?;
         let v = self
             .handle
             .value()

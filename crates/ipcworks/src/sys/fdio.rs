@@ -195,9 +195,23 @@ pub fn default_sigpipe() -> Result<(), Errno> {
 /// Takes ownership of descriptor number `fd`, inherited from the parent
 /// process, once: checks it is open (`F_GETFD`), sets close-on-exec, and
 /// refuses a number already adopted through this function in this process
-/// (`EBUSY`), so it never creates two owners of one descriptor. Numbers 0–2
-/// (the standard streams, owned by std) are refused (`EINVAL`).
-pub fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
+/// (`EBUSY`), so it never creates two owners of one descriptor by itself.
+/// Numbers 0–2 (the standard streams, owned by std) are refused (`EINVAL`).
+///
+/// # Safety
+///
+/// `fd` must be a descriptor handed to this process for the caller to own
+/// (inherited across `exec` for it), and no other code in this process may
+/// own or use it (as a `File`, socket or `OwnedFd` made with
+/// `from_raw_fd`). The checks cannot tell such an owner apart: the
+/// returned `OwnedFd` would close its descriptor under it.
+///
+/// Safe code cannot call it:
+///
+/// ```compile_fail,E0133
+/// let fd = ipcworks::sys::fdio::adopt_inherited(3);
+/// ```
+pub unsafe fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
     use std::collections::HashSet;
     use std::os::fd::FromRawFd;
     use std::sync::Mutex;
@@ -212,12 +226,24 @@ pub fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
     if !taken.get_or_insert_with(HashSet::new).insert(fd) {
         return Err(Errno::BUSY);
     }
-    // SAFETY: the descriptor is open (checked above), was handed down for
-    // the caller to own (the parent's `pass_fd` contract), and this function
-    // adopts each number at most once per process.
+    // SAFETY: the descriptor is open (checked above); the caller guarantees
+    // (this function's contract) it was handed down for it to own and no
+    // other code owns it; and this function adopts each number at most
+    // once per process.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
     Ok(owned)
+}
+
+/// `open("/dev/null", O_RDONLY | O_CLOEXEC)`: a spare descriptor a server
+/// holds so that, out of descriptors (`EMFILE`), it can close this one to
+/// accept a waiting client and close it cleanly, then take it again.
+pub fn reserve() -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        "/dev/null",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
 }
 
 /// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`)

@@ -9,10 +9,12 @@ pub mod mem;
 pub mod mq;
 pub mod pipe;
 pub mod posix_sem;
+pub mod privdir;
 pub mod proc;
 pub mod signal;
 pub mod socket;
 pub mod sysv;
 pub mod time;
+pub mod user;
 
 pub use rustix::io::Errno;

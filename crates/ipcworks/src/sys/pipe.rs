@@ -1,5 +1,5 @@
-//! Pipes and FIFOs: `pipe2`, `mknodat(S_IFIFO)`, `open(O_NONBLOCK)`,
-//! `fchmodat`, `lstat`, `unlink`, and handing a descriptor to a child
+//! Pipes and FIFOs: `pipe2`, `mknodat(S_IFIFO)` and a mode set through an
+//! `O_PATH` handle, `open(O_NONBLOCK)`, `lstat`, `unlink`, and handing a descriptor to a child
 //! process (`dup2` in the child between `fork` and `exec`).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -17,18 +17,75 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
 }
 
-/// `mknodat(AT_FDCWD, path, S_IFIFO | mode)` then `fchmodat(path, mode)`, so
-/// the FIFO ends up with exactly `mode` whatever the umask (the umask can
-/// only have removed bits, so the FIFO is never looser than asked in
-/// between). Fails with `EEXIST` if anything exists at `path`.
-pub fn mkfifo(path: &Path, mode: u32) -> Result<(), Errno> {
-    let mode = Mode::from_raw_mode(mode & 0o7777);
-    rustix::fs::mknodat(CWD, path, FileType::Fifo, mode, 0)?;
-    if let Err(e) = rustix::fs::chmodat(CWD, path, mode, AtFlags::empty()) {
-        let _ = rustix::fs::unlink(path);
-        return Err(e);
+/// Makes a FIFO at `path` with exactly `mode` whatever the umask, and
+/// returns its device and inode. Fails with `EEXIST` if anything exists at
+/// `path`, and with `ESTALE` if what is there right after is not the FIFO
+/// just made (someone swapped it); never follows a symlink.
+///
+/// How: `mknodat(path, S_IFIFO | mode)` (the umask can only remove bits,
+/// so the FIFO is never looser than asked), then a handle on what is at
+/// the path, `open(O_PATH | O_NOFOLLOW)`, checked with `fstat` (a FIFO of
+/// ours); if the umask narrowed the mode, it is set through that handle,
+/// `chmod("/proc/self/fd/N")`, which reaches that very inode. A `chmod` by
+/// path would follow a symlink another user who can write the directory
+/// swapped in, and change its target's mode. Without `/proc`, the FIFO is
+/// opened for reading without blocking (`O_NOFOLLOW`), checked to be the
+/// same inode, and `fchmod`ed (a writer opening it in that instant sees a
+/// reader come and go).
+pub fn mkfifo(path: &Path, mode: u32) -> Result<(u64, u64), Errno> {
+    let mode = mode & 0o7777;
+    rustix::fs::mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(mode), 0)?;
+    crate::fault::hit(crate::fault::Point::FifoBeforeMode);
+    let handle = match rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(Errno::STALE),
+        Err(e) => return Err(e),
+    };
+    let st = rustix::fs::fstat(&handle)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Fifo
+        || st.st_uid != rustix::process::geteuid().as_raw()
+    {
+        return Err(Errno::STALE);
     }
-    Ok(())
+    let id = (st.st_dev, st.st_ino);
+    set_mode(path, &handle, id, mode, st.st_mode & 0o7777).inspect_err(|_| {
+        // Remove what we made, if it is still what is there.
+        if lstat(path).is_ok_and(|now| now.dev_ino == id) {
+            let _ = rustix::fs::unlink(path);
+        }
+    })?;
+    Ok(id)
+}
+
+/// Sets the mode of the FIFO `handle` (an `O_PATH` handle on inode `id` at
+/// `path`) to `mode` if it is not that already; see [`mkfifo`].
+fn set_mode(
+    path: &Path,
+    handle: &OwnedFd,
+    id: (u64, u64),
+    mode: u32,
+    now: u32,
+) -> Result<(), Errno> {
+    if now == mode {
+        return Ok(());
+    }
+    let via = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    match rustix::fs::chmodat(CWD, &via, Mode::from_raw_mode(mode), AtFlags::empty()) {
+        // No /proc: through a reading descriptor, checked to be that inode.
+        Err(Errno::NOENT) => {
+            let fd = open_nonblocking(path, false)?;
+            let st = rustix::fs::fstat(&fd)?;
+            if (st.st_dev, st.st_ino) != id {
+                return Err(Errno::STALE);
+            }
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+        }
+        other => other,
+    }
 }
 
 /// What `lstat` says about a path (symlinks are not followed).

@@ -135,3 +135,52 @@ pub fn remove_on_terminate(objects: &[Removal]) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// Holds `SIGINT`, `SIGTERM` and `SIGHUP` pending for the calling thread
+/// until dropped (`pthread_sigmask(SIG_BLOCK)`, then the old mask back):
+/// for a few system calls that must not be cut in two by a handler that
+/// ends the process (such as [`remove_on_terminate`]'s), e.g. moving a file
+/// into place and removing the directory it was made in. A signal that
+/// arrives meanwhile is delivered when the hold ends. Only this thread's
+/// mask changes: in a process whose other threads take these signals, the
+/// handler may still run there.
+#[derive(Debug)]
+#[must_use = "the signals are held only while the guard lives"]
+pub struct HoldTermination {
+    old: libc::sigset_t,
+}
+
+impl HoldTermination {
+    /// Starts holding; see the type's docs.
+    pub fn new() -> HoldTermination {
+        // SAFETY: sigset_t is plain data; the sets are initialised with
+        // sigemptyset before use, and pthread_sigmask only reads `set` and
+        // writes `old`, both live for the call.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigemptyset(&mut old);
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::sigaddset(&mut set, sig);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            HoldTermination { old }
+        }
+    }
+}
+
+impl Default for HoldTermination {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for HoldTermination {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`, a valid sigset_t.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut());
+        }
+    }
+}

@@ -1,15 +1,16 @@
 //! Unix-domain sockets: `socket`, `socketpair`, `bind`, `listen`, `accept4`,
-//! `connect`, `sendmsg`/`recvmsg` with `SCM_RIGHTS`, `getsockopt(SO_PEERCRED)`,
-//! and the file-system steps of creating a socket file safely (`mkdir`,
-//! `fchmodat`, `renameat2(RENAME_NOREPLACE)`). Every call retries `EINTR`;
-//! every send uses `MSG_NOSIGNAL`.
+//! `connect` (blocking, and a non-blocking probe), `sendmsg`/`recvmsg` with
+//! `SCM_RIGHTS`, `getsockopt(SO_PEERCRED)`, and a handle on a socket file
+//! (`open(O_PATH)`). The file-system steps of creating a socket file safely
+//! are in [`privdir`](super::privdir). Every call retries `EINTR`; every
+//! send uses `MSG_NOSIGNAL`.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, CWD, Mode, RenameFlags};
+use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
@@ -210,43 +211,55 @@ pub fn send_buffer(fd: BorrowedFd<'_>) -> Result<usize, Errno> {
 /// refused with `EMSGSIZE` (`net/unix/af_unix.c`).
 pub const DATAGRAM_RESERVE: usize = 32;
 
-/// `mkdir(path, 0700)` then `fchmodat(path, 0700)`: a directory only we
-/// can enter, whatever the umask.
-pub fn mkdir_private(path: &Path) -> Result<(), Errno> {
-    let m = Mode::from_raw_mode(0o700);
-    rustix::fs::mkdirat(CWD, path, m)?;
-    rustix::fs::chmodat(CWD, path, m, AtFlags::empty())
-}
-
-/// `fchmodat(path, mode)`.
-pub fn chmod(path: &Path, mode: u32) -> Result<(), Errno> {
-    rustix::fs::chmodat(CWD, path, Mode::from_raw_mode(mode), AtFlags::empty())
-}
-
-/// `renameat2(from, to, RENAME_NOREPLACE)`: fails with `EEXIST` rather than
-/// replace anything at `to`.
-pub fn rename_noreplace(from: &Path, to: &Path) -> Result<(), Errno> {
-    rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE)
-}
-
-/// `rmdir(path)`.
-pub fn rmdir(path: &Path) -> Result<(), Errno> {
-    rustix::fs::unlinkat(CWD, path, AtFlags::REMOVEDIR)
-}
-
 /// `shutdown(fd, SHUT_WR)`.
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     rustix::net::shutdown(fd, rustix::net::Shutdown::Write)
 }
 
-/// `open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)`: a handle on
-/// a directory, to reach it as `/proc/self/fd/N` (a short path, for
-/// binding a socket in a directory whose own path is long).
-pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
+/// `open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)`: a handle on whatever is
+/// at `path` (a symlink itself, not its target), which reads nothing and
+/// opens nothing (a FIFO or socket is not touched), but pins the inode:
+/// while it is open, its device and inode numbers name it and no other.
+pub fn open_path(path: &Path) -> Result<OwnedFd, Errno> {
     use rustix::fs::OFlags;
     rustix::fs::open(
         path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
+}
+
+/// What [`probe`] found at a socket path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A server listens there: the connection was made, or its backlog is
+    /// full (`EAGAIN`), which only a live listener has.
+    Live,
+    /// A socket file with nobody behind it (`ECONNREFUSED`).
+    Stale,
+    /// Nothing there any more (`ENOENT`).
+    Gone,
+}
+
+/// Whether a server listens at `path`: a `connect` on a non-blocking
+/// socket of `kind`, which never waits (a blocking one waits for ever on a
+/// listener whose backlog is full). The probe connection, if made, is
+/// closed at once.
+pub fn probe(kind: Kind, path: &Path) -> Result<Probe, Errno> {
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        kind.raw(),
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let a = addr(path)?;
+    loop {
+        return match rustix::net::connect(&fd, &a) {
+            Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => Ok(Probe::Live),
+            Err(Errno::CONNREFUSED) => Ok(Probe::Stale),
+            Err(Errno::NOENT) => Ok(Probe::Gone),
+            Err(Errno::INTR) => continue,
+            Err(e) => Err(e),
+        };
+    }
 }

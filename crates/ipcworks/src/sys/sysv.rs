@@ -164,8 +164,12 @@ pub struct MsqStat {
     pub last_receiver: i32,
     /// Owner's user id (`msg_perm.uid`).
     pub uid: u32,
+    /// Owner's group id (`msg_perm.gid`).
+    pub gid: u32,
     /// Creator's user id (`msg_perm.cuid`).
     pub cuid: u32,
+    /// Creator's group id (`msg_perm.cgid`).
+    pub cgid: u32,
     /// Permission bits (`msg_perm.mode & 0o777`).
     pub mode: u32,
     /// The key (`msg_perm.__key`).
@@ -188,7 +192,9 @@ pub fn stat(id: i32) -> Result<MsqStat, Errno> {
         last_sender: ds.msg_lspid,
         last_receiver: ds.msg_lrpid,
         uid: ds.msg_perm.uid,
+        gid: ds.msg_perm.gid,
         cuid: ds.msg_perm.cuid,
+        cgid: ds.msg_perm.cgid,
         mode: u32::from(ds.msg_perm.mode) & 0o777,
         key: ds.msg_perm.__key,
     })

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ipcworks::Error;
-use ipcworks::frame::{FrameReader, FrameWriter, Framing};
+use ipcworks::frame::{FrameReader, FrameWriter, Framing, MAX_LIMIT};
 use ipcworks::pipe::{self, PipeReader, PipeWriter};
 
 use crate::support::{self, KillOnDrop};
@@ -19,10 +19,10 @@ fn child() {
     match role.as_str() {
         // Three frames, a typed value, then half of a frame, then exits.
         "frames-then-cut" => {
-            let mut w = FrameWriter::new(
-                PipeWriter::from(pipe::take_inherited(VAR).unwrap()),
-                Framing::Frames,
-            );
+            // SAFETY: the parent passed this pipe end for this role to own;
+            // nothing else takes VAR.
+            let fd = unsafe { pipe::take_inherited(VAR) }.unwrap();
+            let mut w = FrameWriter::new(PipeWriter::from(fd), Framing::Frames);
             for m in [&b"one"[..], b"", b"three"] {
                 w.write_frame(m).unwrap();
             }
@@ -68,5 +68,24 @@ fn an_over_long_frame_is_refused_before_reading_its_body() {
             max: 1000,
         }) => {}
         other => panic!("{other:?}"),
+    }
+}
+
+/// `with_max(usize::MAX)` ("no limit of mine") is capped, not an overflow:
+/// lines and frames still arrive over a real pipe, and `max()` says what
+/// the cap is.
+#[test]
+fn with_max_usize_max_is_capped_not_an_overflow() {
+    for framing in [Framing::Lines, Framing::Frames] {
+        let (r, w) = pipe::pipe().unwrap();
+        let mut fw = FrameWriter::with_max(w, framing, usize::MAX);
+        fw.write_frame(b"first").unwrap();
+        fw.write_frame(b"second").unwrap();
+        drop(fw);
+        let mut fr = FrameReader::with_max(r, framing, usize::MAX);
+        assert_eq!(fr.read_frame().unwrap().unwrap(), b"first");
+        assert_eq!(fr.read_frame().unwrap().unwrap(), b"second");
+        assert_eq!(fr.read_frame().unwrap(), None);
+        assert_eq!(fr.max(), MAX_LIMIT, "{framing:?}");
     }
 }

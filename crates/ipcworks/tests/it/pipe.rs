@@ -11,6 +11,7 @@ use ipcworks::Error;
 use ipcworks::pipe::{self, Duplex, Fifo, FifoOptions, PipeReader, PipeWriter};
 
 use crate::support::{self, KillOnDrop};
+use ipcworks_test_support::{need, require};
 
 pub const BULK: usize = 100 << 20;
 const RESULT_VAR: &str = "IPCWORKS_TEST_RESULT_FD";
@@ -101,7 +102,9 @@ pub fn sum_all(r: &mut impl Read) -> String {
 }
 
 fn result_writer() -> PipeWriter {
-    PipeWriter::from(pipe::take_inherited(RESULT_VAR).unwrap())
+    // SAFETY: the parent passed this pipe end for this child role to own
+    // (`pass_fd_env`), and only this function takes RESULT_VAR.
+    PipeWriter::from(unsafe { pipe::take_inherited(RESULT_VAR) }.unwrap())
 }
 
 #[test]
@@ -122,7 +125,9 @@ fn child() {
         }
         // Sums an inherited pipe to its end, reports on the result pipe.
         "sum-pipe" => {
-            let mut r = PipeReader::from(pipe::take_inherited(DATA_VAR).unwrap());
+            // SAFETY: the parent passed this pipe end for this role to own;
+            // nothing else takes DATA_VAR.
+            let mut r = PipeReader::from(unsafe { pipe::take_inherited(DATA_VAR) }.unwrap());
             let sum = sum_all(&mut r);
             result_writer().write_all(sum.as_bytes()).unwrap();
         }
@@ -152,6 +157,24 @@ fn child() {
             f.persist();
         }
         "eintr" => eintr_storm(),
+        // Runs as another user than the FIFO's owner (root): a root-owned
+        // FIFO looser than asked is refused; asking for its mode accepts it.
+        "fifo-open-as-other" => {
+            let t = Some(Duration::from_millis(10));
+            for e in [
+                Fifo::open_write(&arg, t).map(drop).unwrap_err(),
+                Fifo::open_read(&arg, t).map(drop).unwrap_err(),
+                FifoOptions::new()
+                    .open_or_create(&arg)
+                    .map(drop)
+                    .unwrap_err(),
+            ] {
+                assert!(matches!(e, Error::Refused { .. }), "{e}");
+                assert!(e.to_string().contains("0666"), "{e}");
+            }
+            let (_f, created) = FifoOptions::new().mode(0o666).open_or_create(&arg).unwrap();
+            assert!(!created);
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -509,4 +532,104 @@ fn fifo_persist_and_open_or_create() {
 fn blocking_calls_survive_a_storm_of_signals() {
     let mut c = KillOnDrop::spawn(support::child("pipe::child", "eintr", ""));
     assert_eq!(c.wait_for(Duration::from_secs(60)).code(), Some(7));
+}
+
+/// Issue 16 item 6: a FIFO of ours whose mode grants more than asked is
+/// refused, as every other named object is.
+#[test]
+fn fifo_with_a_looser_mode_is_refused() {
+    let path = TmpPath::new("loose.fifo");
+    let mut f = FifoOptions::new().mode(0o644).create(&path.0).unwrap();
+    f.persist();
+    let t = Some(Duration::from_millis(10));
+    for e in [
+        Fifo::open_read(&path.0, t).map(drop).unwrap_err(),
+        Fifo::open_write(&path.0, t).map(drop).unwrap_err(),
+        FifoOptions::new()
+            .open_or_create(&path.0)
+            .map(drop)
+            .unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::Refused { .. }), "{e}");
+        assert!(e.to_string().contains("0644"), "{e}");
+    }
+    // Asking for that mode accepts it.
+    let (g, created) = FifoOptions::new()
+        .mode(0o644)
+        .open_or_create(&path.0)
+        .unwrap();
+    assert!(!created);
+    let loose = FifoOptions::new().mode(0o644).clone();
+    assert!(matches!(loose.open_write(&path.0, t), Err(Error::Timeout)));
+    assert!(matches!(g.open_writer(t), Err(Error::Timeout)));
+    let reader = std::thread::spawn({
+        let p = path.0.clone();
+        move || {
+            let mut r = loose.open_read(&p, Some(Duration::from_secs(30))).unwrap();
+            let mut s = String::new();
+            r.read_to_string(&mut s).unwrap();
+            s
+        }
+    });
+    let mut w = g.open_writer(Some(Duration::from_secs(30))).unwrap();
+    w.write_all(b"accepted").unwrap();
+    drop(w);
+    assert_eq!(reader.join().unwrap(), "accepted");
+}
+
+/// Issue 16 item 6: a root-owned FIFO with a loose mode is not accepted
+/// by other users just because root owns it.
+#[test]
+fn a_root_owned_fifo_looser_than_asked_is_refused_to_other_users() {
+    require!(need::ROOT);
+    use std::os::unix::process::CommandExt;
+    let path = TmpPath::new("rootloose.fifo");
+    let mut f = FifoOptions::new().mode(0o666).create(&path.0).unwrap();
+    f.persist();
+    let mut cmd = support::child(
+        "pipe::child",
+        "fifo-open-as-other",
+        path.0.to_str().unwrap(),
+    );
+    cmd.uid(65534).gid(65534);
+    let mut c = KillOnDrop::spawn(cmd);
+    assert!(
+        c.wait_for(Duration::from_secs(30)).success(),
+        "uid 65534 accepted root's 0666 FIFO"
+    );
+}
+
+/// Issue 16 item 10: the FIFO's mode is set without a path lookup another
+/// user could redirect. A symlink to a file of ours swapped in right after
+/// the FIFO is made (a fault-injection point) must not get that mode.
+#[test]
+fn fifo_mode_is_not_applied_through_a_swapped_in_symlink() {
+    let victim = TmpPath::new("victim");
+    std::fs::write(&victim.0, b"private").unwrap();
+    std::fs::set_permissions(&victim.0, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = TmpPath::new("swapped.fifo");
+    let (p, v) = (path.0.clone(), victim.0.clone());
+    ipcworks::fault::on(ipcworks::fault::Point::FifoBeforeMode, move || {
+        // The attacker: whatever is at the path now becomes a symlink.
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(&v, &p).unwrap();
+    });
+    let r = FifoOptions::new().mode(0o666).create(&path.0);
+    ipcworks::fault::clear();
+    assert_eq!(
+        mode_of(&victim.0),
+        0o600,
+        "the symlink's target was chmod'ed"
+    );
+    match r {
+        Err(Error::Refused { .. }) => {}
+        other => panic!("expected Refused (the FIFO was replaced): {other:?}"),
+    }
+    assert!(
+        std::fs::symlink_metadata(&path.0)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the attacker's symlink is left alone"
+    );
 }

@@ -125,9 +125,127 @@ fn child() {
             let e = tx.send(b"bad", bad).unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
         }
+        // Runs as the squatter (uid/gid SQUATTER): creates the queue
+        // exclusively, then hands ownership to the victim (IPC_SET uid and
+        // gid VICTIM, mode 0600), keeping the creator's owner-level access.
+        "squat-create" => {
+            // SAFETY: plain integers in; `ds` is a live msqid_ds that
+            // IPC_STAT fills and IPC_SET reads.
+            unsafe {
+                let id = libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
+                assert!(id >= 0, "msgget: {}", std::io::Error::last_os_error());
+                let mut ds: libc::msqid_ds = std::mem::zeroed();
+                assert_eq!(libc::msgctl(id, libc::IPC_STAT, &mut ds), 0);
+                ds.msg_perm.uid = VICTIM;
+                ds.msg_perm.gid = VICTIM;
+                ds.msg_perm.mode = 0o600;
+                let r = libc::msgctl(id, libc::IPC_SET, &mut ds);
+                assert_eq!(r, 0, "IPC_SET: {}", std::io::Error::last_os_error());
+            }
+        }
+        // Runs as the victim: every way of opening the planted queue is
+        // refused, naming its creator; nothing is sent.
+        "victim-open" => {
+            let creator = format!("uid {SQUATTER}");
+            let e = Queue::open(key).unwrap_err();
+            assert!(matches!(e, Error::Refused { .. }), "{e}");
+            assert!(e.to_string().contains(&creator), "{e}");
+            let e = Queue::open_or_create(key).unwrap_err();
+            assert!(e.to_string().contains(&creator), "{e}");
+            let ep: Endpoint = format!("sysv:{key}").parse().unwrap();
+            match endpoint::open_sender(&ep, &Options::default()) {
+                Ok(mut tx) => {
+                    tx.send(b"secret", Meta::default()).unwrap();
+                    panic!("the victim opened a squatted queue and sent its secret");
+                }
+                Err(e) => assert!(e.to_string().contains(&creator), "{e}"),
+            }
+        }
+        // Runs as the victim, in none of root's groups: a queue root made
+        // (mode 0660) and handed over is refused when group access is
+        // asked for, as root's group would share it; 0600 is fine.
+        "victim-open-group" => {
+            let e = Queue::options().mode(0o660).open(key).unwrap_err();
+            assert!(matches!(e, Error::Refused { .. }), "{e}");
+            assert!(e.to_string().contains("group root (gid 0)"), "{e}");
+        }
+        // Runs as the squatter: reads whatever the victim sent.
+        "squat-read" => {
+            // SAFETY: plain integers; the kernel fills at most 64 text bytes
+            // after the type in a buffer of 1 + 8 longs.
+            unsafe {
+                let id = libc::msgget(key, 0);
+                assert!(id >= 0, "msgget: {}", std::io::Error::last_os_error());
+                let mut buf = [0 as libc::c_long; 9];
+                let n = libc::msgrcv(id, buf.as_mut_ptr().cast(), 64, 0, libc::IPC_NOWAIT);
+                assert!(n < 0, "the squatter read {n} bytes the victim sent");
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// The squatter's and the victim's user ids (an unused uid, and `nobody`).
+const SQUATTER: u32 = 64000;
+const VICTIM: u32 = 65534;
+
+/// `msgctl(IPC_STAT)` of the queue under `key`, as root sees it.
+fn raw_stat(key: i32) -> libc::msqid_ds {
+    // SAFETY: plain integers in; `ds` is a live msqid_ds IPC_STAT fills.
+    unsafe {
+        let id = libc::msgget(key, 0);
+        assert!(id >= 0, "msgget: {}", std::io::Error::last_os_error());
+        let mut ds: libc::msqid_ds = std::mem::zeroed();
+        assert_eq!(libc::msgctl(id, libc::IPC_STAT, &mut ds), 0);
+        ds
+    }
+}
+
+/// Another user creates the queue, then hands it to the victim with
+/// IPC_SET: owner and mode look right, but the creator keeps owner-level
+/// access (`ipc(7)`: creator or owner). The victim must refuse it.
+#[test]
+fn a_queue_created_by_another_user_and_handed_over_is_refused() {
+    require!(need::ROOT);
+    use std::os::unix::process::CommandExt;
+    // A free key: made and removed by us (root), then squatted.
+    let (q, guard) = super::new_sysv_queue();
+    let key = q.key();
+    drop(q);
+    Queue::remove_key(key).unwrap();
+    let as_user = |role: &str, uid: u32| {
+        let mut cmd = support::child("mq::sysv::child", role, &key.to_string());
+        cmd.uid(uid).gid(uid);
+        let mut c = KillOnDrop::spawn(cmd);
+        assert!(c.wait_for(HANG).success(), "{role} as uid {uid} failed");
+    };
+    as_user("squat-create", SQUATTER);
+    // The planted queue looks like the victim's own: owner and mode right.
+    let st = raw_stat(key);
+    assert_eq!(
+        (st.msg_perm.uid, st.msg_perm.cuid, st.msg_perm.mode & 0o777),
+        (VICTIM, SQUATTER, 0o600)
+    );
+    as_user("victim-open", VICTIM);
+    as_user("squat-read", SQUATTER);
+    assert_eq!(raw_stat(key).msg_qnum, 0, "something was sent");
+
+    // Root may hand a queue over (root reaches it anyway), but the group
+    // bits then reach root's group too.
+    Queue::remove_key(key).unwrap();
+    Queue::options().mode(0o660).create(key).unwrap();
+    // SAFETY: as in `raw_stat`; IPC_SET reads the filled-in `ds`.
+    unsafe {
+        let mut ds = raw_stat(key);
+        ds.msg_perm.uid = VICTIM;
+        ds.msg_perm.gid = VICTIM;
+        let id = libc::msgget(key, 0);
+        assert_eq!(libc::msgctl(id, libc::IPC_SET, &mut ds), 0);
+    }
+    as_user("victim-open-group", VICTIM);
+    drop(guard);
+    assert!(gone(key));
 }
 
 fn gone(key: i32) -> bool {
