@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{ChildStdout, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -572,12 +572,13 @@ fn bad_names_missing_mutexes_and_bad_segments_give_clear_errors() {
     // Garbage in the lock state: an unknown state is Corrupted, a lock word
     // naming a thread that does not exist is a dead holder.
     let raw = Segment::open(&seg_name(&name)).unwrap();
-    // SAFETY: offsets 24 (word) and 28 (state) are inside the header of a
-    // mapped, page-aligned segment that outlives these references.
+    // SAFETY: offsets 24 (the 64-bit lock word) and 32 (state) are inside
+    // the header of a mapped, page-aligned segment that outlives these
+    // references.
     let (word, state) = unsafe {
         (
-            &*(raw.as_ptr().add(24) as *const AtomicU32),
-            &*(raw.as_ptr().add(28) as *const AtomicU32),
+            &*(raw.as_ptr().add(24) as *const AtomicU64),
+            &*(raw.as_ptr().add(32) as *const AtomicU32),
         )
     };
     state.store(77, Ordering::SeqCst);
@@ -585,6 +586,7 @@ fn bad_names_missing_mutexes_and_bad_segments_give_clear_errors() {
     assert!(matches!(e, Error::Corrupted { .. }), "{e:?}");
     assert!(m.try_lock().is_err());
     state.store(0, Ordering::SeqCst);
+    // Thread id 0x7FFF_FFFE (above any pid_max), WAITERS, start time 0.
     word.store(0x7FFF_FFFE | (1 << 31), Ordering::SeqCst);
     match m.lock_timeout(HANG) {
         Err(LockError::OwnerDead(mut g)) => g.make_consistent(),

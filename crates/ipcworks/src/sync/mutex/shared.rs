@@ -19,8 +19,9 @@ use crate::{Error, Result, name};
 
 /// `"IPCWMTX1"`: the first 8 bytes of every mutex segment, written last.
 const MAGIC: u64 = u64::from_le_bytes(*b"IPCWMTX1");
-/// Layout version of the segment.
-const VERSION: u32 = 1;
+/// Layout version of the segment. Version 2: the lock word holds the
+/// holder's full identity (64 bits; see `raw.rs`).
+const VERSION: u32 = 2;
 /// What [`Error::NotFound`] and friends call it.
 const KIND: &str = "mutex";
 /// Prefix of the segment name: `/dev/shm/ipcworks.mutex.NAME`.
@@ -292,8 +293,13 @@ where
         crate::shm::await_magic(&h.magic, MAGIC, "mutex").map_err(refuse)?;
         let version = h.version.load(Relaxed);
         if version != VERSION {
+            let hint = if version < VERSION {
+                " (made by an older ipcworks: remove it, e.g. `ipcworks lock --rm NAME`, and create it again)"
+            } else {
+                ""
+            };
             return Err(refuse(format!(
-                "it has layout version {version}, this program knows version {VERSION}"
+                "it has layout version {version}, this program knows version {VERSION}{hint}"
             )));
         }
         let (off, size) = (h.data_offset.load(Relaxed), h.data_size.load(Relaxed));
