@@ -308,6 +308,34 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
     assert_eq!(*g, [10, 10]);
 }
 
+/// A timeout shorter than the waiters' liveness period (zero, as `ipcworks
+/// lock -n` asks, or a few milliseconds) still looks at the holder once
+/// before giving up: a dead holder's lock is taken over, not reported as a
+/// timeout for ever.
+#[test]
+fn short_timeouts_take_over_from_a_dead_holder() {
+    let name = support::unique_name("mtx-short");
+    let _clean = ShmCleanup(vec![seg_name(&name)]);
+    let m = Mutex::create(&name, [0u64, 0]).unwrap();
+    for timeout in [Duration::ZERO, Duration::from_millis(3)] {
+        let mut holder = spawn_and_wait("hold", &name, "READY");
+        holder.kill9();
+        match m.lock_timeout(timeout) {
+            Err(LockError::OwnerDead(mut g)) => {
+                g[1] = g[0];
+                g.make_consistent();
+            }
+            other => panic!("lock_timeout({timeout:?}) on a dead holder's mutex: {other:?}"),
+        }
+    }
+    // A live holder still makes them time out.
+    let _holder = spawn_and_wait("hold", &name, "READY");
+    for timeout in [Duration::ZERO, Duration::from_millis(3)] {
+        let e: Error = m.lock_timeout(timeout).map(drop).unwrap_err().into();
+        assert!(matches!(e, Error::Timeout), "{e:?}");
+    }
+}
+
 #[test]
 fn unrepaired_owner_dead_makes_the_mutex_not_recoverable() {
     let name = support::unique_name("mtx-nr");

@@ -13,7 +13,7 @@
 //!
 //! Unlike `pthread_mutexattr_setrobust`, it does not use the kernel's robust
 //! list (glibc owns that list head per thread). A waiter instead looks at the
-//! holder every 15 ms (and once before a `try_lock` gives up):
+//! holder every 15 ms (and once before a timeout or `try_lock` gives up):
 //! the 64-bit lock word holds the holder's thread id *and* start time, so a
 //! thread id the kernel has handed to someone else does not pass for the
 //! holder, and a takeover succeeds only on the very word judged dead. The

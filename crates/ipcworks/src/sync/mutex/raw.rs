@@ -25,8 +25,8 @@
 //! - lock: `CAS(word, 0 → me)` where `me` is the caller's full identity
 //!   (the fast path, like `std::sync::Mutex`); else spin a little, then set
 //!   `WAITERS` and `futex_wait` on the low half in slices. When a slice
-//!   passes without the lock (or a `try_lock` is about to fail), look at
-//!   the holder the word names: if it is dead, take the lock
+//!   passes without the lock (or a `try_lock` or a timeout is about to
+//!   fail), look at the holder the word names: if it is dead, take the lock
 //!   over with `CAS(observed word → me | WAITERS bit as observed)`; `state`
 //!   becomes `OWNER_DEAD` and the caller is told.
 //! - unlock: `swap(word, 0)`, `futex_wake(1)` if `WAITERS` was set.
@@ -262,6 +262,8 @@ fn lock_slow<H: Host>(
     // still sleep, and our unlock must wake them.
     let mut waiters = 0;
     let mut next_check: Option<Deadline> = None;
+    // Whether we have looked at the holder's liveness yet.
+    let mut looked = false;
     loop {
         let s = st.state.load(Relaxed);
         if s != CONSISTENT && s != OWNER_DEAD {
@@ -295,6 +297,15 @@ fn lock_slow<H: Host>(
             continue;
         }
         if deadline.is_some_and(|d| d.expired()) {
+            // A timeout shorter than the liveness slice would otherwise
+            // never look at the holder: look once before giving up.
+            if !looked {
+                looked = true;
+                if let Some(r) = take_over_if_dead(st, host, mine, w) {
+                    return r;
+                }
+                continue;
+            }
             return Err(RawError::TimedOut);
         }
         if w & WAITERS == 0
@@ -313,6 +324,7 @@ fn lock_slow<H: Host>(
         if let Some(slice) = host.slice() {
             let check = *next_check.get_or_insert_with(|| Deadline::after(slice));
             if check.expired() {
+                looked = true;
                 if let Some(r) = take_over_if_dead(st, host, mine, w) {
                     return r;
                 }

@@ -338,7 +338,9 @@ where
     }
 
     /// Locks, waiting at most `timeout`, else [`Error::Timeout`]. Signals
-    /// do not cut the wait short.
+    /// do not cut the wait short. Even a zero timeout looks at the holder
+    /// once before giving up, so a dead holder's lock is taken over
+    /// ([`LockError::OwnerDead`]) rather than reported as a timeout.
     #[doc(alias = "pthread_mutex_timedlock")]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError<'_, T>> {
         self.lock_with(Wait::Until(Some(Deadline::after(timeout))))
