@@ -36,7 +36,9 @@
 //!     }
 //!     Err(LockError::Failed(e)) => return Err(e),
 //! };
-//! *n += 1;
+//! // The value is copied out and back in: no reference into memory another
+//! // process can write (see `MutexGuard`).
+//! n.update(|n| *n += 1);
 //! # Ok(())
 //! # }
 //! ```
@@ -44,11 +46,15 @@
 pub(crate) mod raw;
 
 #[cfg(not(loom))]
+mod atomics;
+#[cfg(not(loom))]
 mod shared;
 
 #[cfg(not(loom))]
 use std::time::Duration;
 
+#[cfg(not(loom))]
+pub use atomics::AtomicsOnly;
 pub use raw::{Acquired, MutexState, RawError};
 #[cfg(not(loom))]
 pub use shared::{LockError, Mutex, MutexGuard, MutexOptions};
