@@ -125,6 +125,19 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A child command could not be started: the program does not exist
+    /// (`source` of kind `NotFound`), is not executable
+    /// (`PermissionDenied`), or the like. The reason is the error's
+    /// [`source`](std::error::Error::source), not repeated in its message.
+    #[error("cannot run {program:?}")]
+    Spawn {
+        /// The program, as given.
+        program: String,
+        /// Why it could not be started.
+        #[source]
+        source: io::Error,
+    },
+
     /// Any other failure of a system call, with the call named.
     #[error("{op} failed: {source}")]
     Io {
@@ -167,7 +180,7 @@ impl Error {
             }
             Error::LimitExceeded { .. } => K::QuotaExceeded,
             Error::Removed { .. } => K::NotFound,
-            Error::Io { source, .. } => source.kind(),
+            Error::Io { source, .. } | Error::Spawn { source, .. } => source.kind(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod inventory;
 mod mq;
 mod mutex;
 mod pipe;
+mod process;
 mod queue;
 mod regions;
 mod semaphore;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
@@ -13,6 +13,8 @@ use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 use super::raw::{self, Acquired, Kernel, MutexState, Wait};
 use super::{AtomicsOnly, RawMutex};
 use crate::shm::{Segment, SegmentOptions};
+use crate::sys::futex::Wake;
+use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 use crate::{Error, Result, name};
 
@@ -36,6 +38,46 @@ struct Header {
     data_offset: AtomicU32,
     data_size: AtomicU64,
     state: MutexState,
+    /// 0, or the identity of a child process that holds the lock together
+    /// with its holder ([`process::spawn_holding`](crate::process::spawn_holding)).
+    /// A holder judged dead keeps the lock while this one lives.
+    co_holder: AtomicU64,
+}
+
+/// The robust-mutex host of a `Mutex<T>`: the kernel's, and a holder is
+/// dead only if its co-holder (if any) is dead too.
+struct WithCoHolder<'a> {
+    co: &'a AtomicU64,
+}
+
+impl raw::Host for WithCoHolder<'_> {
+    const SPIN: u32 = Kernel::SPIN;
+
+    fn slice(&self) -> Option<Duration> {
+        Kernel.slice()
+    }
+
+    fn wait(&self, word: &AtomicU64, expected: u64, until: Option<Deadline>) -> Wake {
+        Kernel.wait(word, expected, until)
+    }
+
+    fn wake(&self, word: &AtomicU64, all: bool) {
+        Kernel.wake(word, all)
+    }
+
+    fn owner_dead(&self, ident: u64) -> bool {
+        if !Kernel.owner_dead(ident) {
+            return false;
+        }
+        // Only now read the co-holder: a child records itself before it
+        // checks that its parent (the holder) lives, so a co-holder that
+        // will ever run is visible once the holder is seen dead (see
+        // "Co-holders" in `sync/semaphore/raw.rs`, the same argument and
+        // the same fence).
+        std::sync::atomic::fence(SeqCst);
+        let co = self.co.load(SeqCst);
+        co == 0 || !Identity::from_raw(co).is_alive()
+    }
 }
 
 /// Where the value lives: after the header, on its own cache line.
@@ -363,14 +405,20 @@ where
 
     #[inline]
     fn lock_with(&self, wait: Wait) -> Result<MutexGuard<'_, T>, LockError<'_, T>> {
-        let raw = RawMutex::new(self.state());
-        let r = match wait {
-            Wait::No => raw.try_lock(),
-            Wait::Until(d) => raw.lock_until(d),
-        };
+        let co = &self.header().co_holder;
+        let r = raw::lock(
+            self.state(),
+            &WithCoHolder { co },
+            Identity::thread().raw(),
+            wait,
+        );
         match r {
             Ok(Acquired::Consistent) => Ok(self.guard(false)),
-            Ok(Acquired::OwnerDead) => Err(LockError::OwnerDead(self.guard(true))),
+            Ok(Acquired::OwnerDead) => {
+                // The dead holder's co-holder, if any, was judged dead too.
+                co.store(0, SeqCst);
+                Err(LockError::OwnerDead(self.guard(true)))
+            }
             Err(e) => Err(LockError::Failed(e.into_error(&self.what))),
         }
     }
@@ -617,9 +665,25 @@ impl<T: AtomicsOnly> MutexGuard<'_, T> {
     }
 }
 
+impl<T> crate::process::child::sealed::Sealed for MutexGuard<'_, T> {
+    fn co_holder(&self) -> &AtomicU64 {
+        &self.mutex.header().co_holder
+    }
+}
+
+/// A child command can hold the lock together with this guard's thread:
+/// see [`process::spawn_holding`](crate::process::spawn_holding).
+impl<T> crate::process::Hold for MutexGuard<'_, T> {}
+
 impl<T> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
+        // A co-holder's runner clears it after reaping the child; one left
+        // by a leaked runner must not outlive the lock.
+        let co = &self.mutex.header().co_holder;
+        if co.load(Relaxed) != 0 {
+            co.store(0, SeqCst);
+        }
         if self.owner_dead {
             raw::give_up(self.mutex.state(), &Kernel);
         } else {

@@ -16,7 +16,9 @@ use crate::{Error, Result, name};
 pub const SEGMENT_PREFIX: &str = "ipcworks.sem.";
 const KIND: &str = "semaphore";
 const MAGIC: u64 = u64::from_le_bytes(*b"ipcwSEM1");
-const VERSION: u32 = 1;
+/// Version 2: the header records the initial value, and a co-holder table
+/// follows the holder table.
+const VERSION: u32 = 2;
 const STATE_OFF: usize = 64;
 const SLOTS_OFF: usize = 128;
 /// Default holder table: the initial value, at least 64, at most 1024.
@@ -24,16 +26,35 @@ const DEFAULT_HOLDERS: (u32, u32) = (64, 1024);
 
 /// The segment's first 64 bytes. `magic` is written last by the creator;
 /// openers wait for it (at most 1 s) and check everything else.
+///
+/// ```text
+/// 0    header: magic, version, max_holders, layout size, initial value
+/// 64   SemaphoreState (count and claim, helper lock, futex word, waiters)
+/// 128  holder table: max_holders words (identity | state)
+/// …    co-holder table: max_holders words (identity of a child holding
+///      the slot's permit with its owner, or 0)
+/// ```
 #[repr(C)]
 struct Header {
     magic: AtomicU64,
     version: AtomicU32,
     max_holders: AtomicU32,
     layout: AtomicU64,
+    /// The value the semaphore was created with (its number of permits
+    /// when used as a pool). Never changes.
+    initial: AtomicU32,
+    reserved: AtomicU32,
 }
 
+const _: () = assert!(size_of::<Header>() <= STATE_OFF);
+
 fn layout_size(holders: u32) -> usize {
-    SLOTS_OFF + 8 * holders as usize
+    SLOTS_OFF + 16 * holders as usize
+}
+
+/// Where the co-holder table starts.
+fn co_off(holders: usize) -> usize {
+    SLOTS_OFF + 8 * holders
 }
 
 /// A counting semaphore that lives in shared memory, usable between threads
@@ -246,6 +267,7 @@ impl Semaphore {
         h.version.store(VERSION, SeqCst);
         h.max_holders.store(holders, SeqCst);
         h.layout.store(size as u64, SeqCst);
+        h.initial.store(value, SeqCst);
         sem.state().init(value)?;
         // Last: openers wait for this.
         h.magic.store(MAGIC, SeqCst);
@@ -269,8 +291,15 @@ impl Semaphore {
         crate::shm::await_magic(&h.magic, MAGIC, "semaphore").map_err(refuse)?;
         let version = h.version.load(SeqCst);
         if version != VERSION {
+            let hint = if version < VERSION {
+                format!(
+                    " (made by an older ipcworks: remove it with `ipcworks sem rm {bare}` and create it again)"
+                )
+            } else {
+                String::new()
+            };
             return Err(refuse(format!(
-                "it has layout version {version}, this build knows {VERSION}"
+                "it has layout version {version}, this build knows {VERSION}{hint}"
             )));
         }
         let n = h.max_holders.load(SeqCst);
@@ -304,18 +333,25 @@ impl Semaphore {
     }
 
     fn pool(&self) -> Pool<'_> {
-        // SAFETY: SLOTS_OFF + 8 * holders <= len (checked in init/check,
-        // `holders` read once then), 8-aligned; AtomicU64 tolerates
-        // concurrent writers and any bit pattern.
-        let slots = unsafe {
-            std::slice::from_raw_parts(
-                self.seg.as_ptr().add(SLOTS_OFF) as *const AtomicU64,
-                self.holders,
+        // SAFETY: SLOTS_OFF + 16 * holders <= len (checked in init/check,
+        // `holders` read once then): both tables are in bounds, 8-aligned;
+        // AtomicU64 tolerates concurrent writers and any bit pattern.
+        let (slots, co) = unsafe {
+            (
+                std::slice::from_raw_parts(
+                    self.seg.as_ptr().add(SLOTS_OFF) as *const AtomicU64,
+                    self.holders,
+                ),
+                std::slice::from_raw_parts(
+                    self.seg.as_ptr().add(co_off(self.holders)) as *const AtomicU64,
+                    self.holders,
+                ),
             )
         };
         Pool {
             st: self.state(),
             slots,
+            co,
         }
     }
 
@@ -388,15 +424,28 @@ impl Semaphore {
         self.pool()
             .holders()
             .into_iter()
-            .map(|(ident, held)| {
+            .map(|(ident, held, co)| {
                 let id = Identity::from_raw(ident);
+                let co = Identity::from_raw(co);
                 Holder {
                     pid: id.id(),
                     held,
                     alive: id.is_alive(),
+                    co_holder: (!co.is_none()).then(|| CoHolder {
+                        pid: co.id(),
+                        alive: co.is_alive(),
+                    }),
                 }
             })
             .collect()
+    }
+
+    /// The value the semaphore was created with: its number of permits
+    /// when used as a pool (`ipcworks sem run -j N` compares it with N).
+    /// It does not change with `wait`/`post`; see [`value`](Self::value)
+    /// for the permits available now.
+    pub fn initial_value(&self) -> u32 {
+        self.header().initial.load(SeqCst)
     }
 
     /// The size of the holder table.
@@ -436,6 +485,7 @@ impl AsFd for Semaphore {
 
 /// One entry of a semaphore's holder table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Holder {
     /// The holder's process id.
     pub pid: u32,
@@ -443,6 +493,20 @@ pub struct Holder {
     /// one back).
     pub held: bool,
     /// Whether that process still runs (same pid and start time).
+    pub alive: bool,
+    /// A child command holding the permit with it (run with
+    /// [`process::spawn_holding`](crate::process::spawn_holding)): the
+    /// permit comes back only when both are dead.
+    pub co_holder: Option<CoHolder>,
+}
+
+/// A process holding a semaphore permit together with its [`Holder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CoHolder {
+    /// Its process id.
+    pub pid: u32,
+    /// Whether it still runs (same pid and start time).
     pub alive: bool,
 }
 
@@ -463,6 +527,16 @@ impl Permit<'_> {
         me.sem.pool().release(&Futex, me.slot)
     }
 }
+
+impl crate::process::child::sealed::Sealed for Permit<'_> {
+    fn co_holder(&self) -> &AtomicU64 {
+        &self.sem.pool().co[self.slot]
+    }
+}
+
+/// A child command can hold the permit together with this process: see
+/// [`process::spawn_holding`](crate::process::spawn_holding).
+impl crate::process::Hold for Permit<'_> {}
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
