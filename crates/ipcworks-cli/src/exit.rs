@@ -37,6 +37,17 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
 #[allow(dead_code)]
 const _: (u8, u8) = (OK, USAGE);
 
+/// A child's exit code, or 128+N if signal N killed it (as shells report
+/// it).
+pub fn from_status(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from((128 + sig) as u8),
+        (None, None) => ExitCode::from(ERROR),
+    }
+}
+
 /// Writes bytes to stdout; a reader that went away (`| head`) is not an
 /// error worth reporting.
 pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {

@@ -1,9 +1,15 @@
 //! `ipcworks lock` run as a real program: mutual exclusion between
 //! concurrent runs, exit-code passthrough, timeout, and a dead holder.
 
+#[path = "support/hold.rs"]
+mod hold;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use ipcworks_test_support::{need, require};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipcworks");
 
@@ -160,4 +166,127 @@ fn gone(pid: i32) -> bool {
             state.is_none_or(|r| r.starts_with('Z') || r.starts_with('X'))
         }
     }
+}
+
+/// `lock` under kill -9: the lock of a killed `ipcworks lock` is not taken
+/// over while its COMMAND still runs.
+fn killed_lock(shell: &Path, scratch: &mut hold::Scratch) {
+    let name = Name::new("cohold");
+    hold::next_run_waits_for_the_killed_runs_command(
+        |command| lock(&name.0, command),
+        shell,
+        scratch,
+    );
+}
+
+#[test]
+fn a_killed_locks_command_dies_before_the_lock_is_taken_over() {
+    let mut scratch = hold::Scratch::new("lock-cohold");
+    killed_lock(Path::new("sh"), &mut scratch);
+}
+
+/// The COMMAND outlives the parent-death signal (it executes a set-user-ID
+/// program, which clears it): the next `lock` still waits until it is gone.
+#[test]
+fn a_command_that_outlives_the_death_signal_keeps_the_lock() {
+    require!(need::ROOT, need::CC);
+    let mut scratch = hold::Scratch::new("lock-setuid");
+    let sh = hold::setuid_sh(&scratch);
+    killed_lock(&sh, &mut scratch);
+}
+
+/// Starts `ipcworks lock NAME -- COMMAND` whose COMMAND prints `ready`
+/// once it runs; returns it with its stdout's remaining lines.
+fn started(
+    mut cmd: Command,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    match lines.next() {
+        Some(Ok(l)) if l == "ready" => {}
+        other => {
+            let _ = child.kill();
+            panic!("COMMAND did not start: {other:?}");
+        }
+    }
+    (child, lines)
+}
+
+/// Waits at most 20 s for `child` (a hang is a failure, not a wait).
+fn finish(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("ipcworks lock did not end");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal(pid: i32, sig: rustix::process::Signal) {
+    let p = rustix::process::Pid::from_raw(pid.abs()).unwrap();
+    if pid < 0 {
+        rustix::process::kill_process_group(p, sig).unwrap();
+    } else {
+        rustix::process::kill_process(p, sig).unwrap();
+    }
+}
+
+/// A SIGTERM to `ipcworks lock` is passed on to COMMAND; ipcworks waits for
+/// it, exits with its code and releases the lock cleanly.
+#[test]
+fn sigterm_is_passed_on_to_the_command() {
+    let name = Name::new("cli-term");
+    let (mut child, mut lines) = started(lock(
+        &name.0,
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-TERM; exit 3' TERM; echo ready; while :; do sleep 0.01; done",
+        ],
+    ));
+    signal(child.id() as i32, rustix::process::Signal::TERM);
+    let status = finish(&mut child);
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "COMMAND's own code after its TERM trap"
+    );
+    assert_eq!(
+        lines.next().map(Result::unwrap).as_deref(),
+        Some("got-TERM")
+    );
+    let out = lock(&name.0, &["true"]).output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "released cleanly: {out:?}"
+    );
+}
+
+/// Ctrl-C at a terminal signals the whole foreground process group, as here:
+/// COMMAND (whose SIGINT action is the default again after exec) ends by it;
+/// ipcworks survives it, exits 130 like a shell, and releases the lock.
+#[test]
+fn ctrl_c_ends_the_command_and_ipcworks_reports_it() {
+    use std::os::unix::process::CommandExt;
+    let name = Name::new("cli-int");
+    let mut cmd = lock(&name.0, &["sh", "-c", "echo ready; exec sleep 30"]);
+    cmd.process_group(0);
+    let (mut child, _lines) = started(cmd);
+    signal(-(child.id() as i32), rustix::process::Signal::INT);
+    let status = finish(&mut child);
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let out = lock(&name.0, &["true"]).output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "released cleanly: {out:?}"
+    );
 }

@@ -1,6 +1,9 @@
 //! `ipcworks sem …` run as a user would: the real binary, real processes,
 //! kill -9, a C program on the POSIX side.
 
+#[path = "support/hold.rs"]
+mod hold;
+
 use ipcworks_test_support::{need, require};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -81,9 +84,16 @@ fn create_wait_post_value_rm_and_exit_codes() {
     let e = err(&["wait", &n, "--timeout", "150ms"], 124);
     assert!(e.contains("timed out"), "{e}");
     let out = sem(&["wait", &n, "--timeout", "soon"]);
-    assert_eq!(out.status.code(), Some(2), "a bad duration is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad duration is a usage error"
+    );
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("200ms"), "the error shows the accepted forms: {e}");
+    assert!(
+        e.contains("200ms"),
+        "the error shows the accepted forms: {e}"
+    );
     ok(&["post", &n]);
     assert_eq!(ok(&["value", &n]), "1");
     let e = err(&["create", &n, "--value", "1"], 1);
@@ -138,19 +148,33 @@ fn a_killed_sem_run_gives_its_permit_back() {
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(20), || ok(&["value", &n]) == "0"));
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    }));
+    let command: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let holders = ok(&["value", &n, "--holders"]);
-    assert!(
-        holders.contains(&format!("holder pid {}", run.id())),
+    assert_eq!(
+        holders.lines().nth(1).unwrap_or(""),
+        format!(
+            "holder pid {} holds a permit, with COMMAND pid {command}",
+            run.id()
+        ),
         "{holders}"
     );
     run.kill().unwrap(); // SIGKILL to `ipcworks sem run`
     run.wait().unwrap();
-    // Its COMMAND would run on; stop it too.
-    if wait_until(Duration::from_secs(5), || pidfile.exists()) {
-        let pid = std::fs::read_to_string(&pidfile).unwrap();
-        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+    // Its COMMAND dies with it (parent-death signal); the permit comes back
+    // once both are gone.
+    let died = wait_until(Duration::from_secs(10), || hold::gone(command));
+    if !died {
+        hold::kill9(command);
     }
     let _ = std::fs::remove_dir_all(&dir);
+    assert!(died, "COMMAND outlived its `ipcworks sem run`");
     let out = sem(&["value", &n]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
@@ -226,4 +250,38 @@ fn posix_semaphores_are_shared_with_c_and_kept_apart_from_native_ones() {
     assert!(e.contains("0640"), "{e}");
     assert_eq!(ok(&["value", &n, "--posix", "--mode", "640"]), "1");
     ok(&["rm", &n, "--posix"]);
+}
+
+/// `sem run` under kill -9: the permit of a killed `ipcworks sem run` is
+/// not handed to the next job while its COMMAND still runs.
+fn killed_sem_run(shell: &Path, scratch: &mut hold::Scratch) {
+    let n = name("cohold");
+    let _c = Cleanup(n.clone());
+    ok(&["create", &n, "--value", "1"]);
+    hold::next_run_waits_for_the_killed_runs_command(
+        |command| {
+            let mut c = Command::new(BIN);
+            c.args(["sem", "run", &n, "--"]).args(command);
+            c
+        },
+        shell,
+        scratch,
+    );
+    ok(&["rm", &n]);
+}
+
+#[test]
+fn a_killed_sem_runs_command_dies_before_its_permit_is_handed_on() {
+    let mut scratch = hold::Scratch::new("sem-cohold");
+    killed_sem_run(Path::new("sh"), &mut scratch);
+}
+
+/// The COMMAND outlives the parent-death signal (it executes a set-user-ID
+/// program, which clears it): the next job still waits until it is gone.
+#[test]
+fn a_command_that_outlives_the_death_signal_keeps_its_permit() {
+    require!(need::ROOT, need::CC);
+    let mut scratch = hold::Scratch::new("sem-setuid");
+    let sh = hold::setuid_sh(&scratch);
+    killed_sem_run(&sh, &mut scratch);
 }

@@ -1,7 +1,6 @@
 //! `ipcworks sem …`: named counting semaphores from the shell — the native
 //! robust one (default) or a POSIX one (`--posix`, `/dev/shm/sem.NAME`).
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,7 +19,12 @@ const EXAMPLES: &str = "Examples:
   ipcworks sem create ready --value 0 --posix # /dev/shm/sem.ready, for C or Python peers
 
 Native semaphores give back the permits of a `sem run` (or any acquire) whose
-process died, even by kill -9; POSIX ones cannot.
+process died, even by kill -9; POSIX ones cannot. A `sem run` killed while its
+COMMAND runs kills COMMAND too (parent-death signal), and its permit is not
+handed on until COMMAND is gone, even if COMMAND outlived the signal (a
+set-user-ID program loses it). Processes COMMAND starts itself are not covered:
+run it under `unshare --pid --fork` or in a cgroup for that. Ctrl-C goes to
+COMMAND; a SIGTERM to ipcworks is passed on to COMMAND.
 
 Exit codes: 0 success, 1 error, 2 usage, 124 --timeout ran out;
 `sem run` exits with COMMAND's own code (128+N if signal N killed it).";
@@ -106,7 +110,9 @@ enum Sem {
         posix: bool,
     },
     /// Run COMMAND holding one permit of a native semaphore, given back
-    /// when COMMAND ends however it ends (also if this process is killed).
+    /// when COMMAND ends however it ends. COMMAND holds the permit together
+    /// with ipcworks: if ipcworks is killed, COMMAND is killed too, and the
+    /// permit comes back only once both are gone.
     #[command(after_help = EXAMPLES)]
     Run {
         /// The name.
@@ -229,8 +235,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", s.value()?);
                 if holders {
                     for h in s.holders() {
+                        let with = match h.co_holder {
+                            Some(c) => format!(
+                                ", with COMMAND pid {}{}",
+                                c.pid,
+                                if c.alive { "" } else { " (dead)" }
+                            ),
+                            None => String::new(),
+                        };
                         println!(
-                            "holder pid {} {}{}",
+                            "holder pid {} {}{}{with}",
                             h.pid,
                             if h.held {
                                 "holds a permit"
@@ -269,23 +283,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             command,
         } => {
             let sem = open_native(&name, mode)?;
-            let permit = match timeout {
+            let mut permit = match timeout {
                 Some(t) => sem.acquire_timeout(t),
                 None => sem.acquire(),
             }
             .with_context(|| format!("taking a permit of semaphore {name:?}"))?;
-            let status = std::process::Command::new(&command[0])
-                .args(&command[1..])
-                .status()
-                .with_context(|| format!("running {:?}", command[0]));
+            // COMMAND holds the permit with us: it dies if we are killed,
+            // and the permit is not reclaimed while it runs.
+            let mut child = std::process::Command::new(&command[0]);
+            child.args(&command[1..]);
+            let status = ipcworks::process::run_holding(child, &mut permit);
             drop(permit);
-            let status = status?;
-            let code = match (status.code(), status.signal()) {
-                (Some(c), _) => c,
-                (None, Some(sig)) => 128 + sig,
-                (None, None) => 1,
-            };
-            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+            Ok(crate::exit::from_status(status?))
         }
     }
 }
