@@ -87,7 +87,134 @@ fn exit_codes_pass_through() {
     assert_eq!(code(&["true"]), Some(0));
     assert_eq!(code(&["sh", "-c", "exit 7"]), Some(7));
     assert_eq!(code(&["sh", "-c", "kill -9 $$"]), Some(128 + 9));
-    assert_eq!(code(&["/nonexistent/program"]), Some(1));
+}
+
+/// A COMMAND that cannot be run: 127 if it does not exist, 126 if it is
+/// not executable, with one line on stderr, exactly as env(1) says.
+#[test]
+fn a_command_that_cannot_run_exits_126_or_127_like_env() {
+    let name = Name::new("cli-noexec");
+    let scratch = hold::Scratch::new("lock-noexec");
+    let script = scratch.path("not-executable");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let script = script.to_str().unwrap().to_string();
+    for (program, want) in [("/nonexistent/program", 127), (script.as_str(), 126)] {
+        let env = Command::new("env").arg(program).output().unwrap();
+        assert_eq!(env.status.code(), Some(want), "env(1) itself: {env:?}");
+        let out = lock(&name.0, &[program]).output().unwrap();
+        assert_eq!(out.status.code(), Some(want), "{program}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&format!("cannot run {program:?}")), "{err}");
+    }
+    // The lock was released: the next run gets it at once, quietly.
+    let out = lock(&name.0, &["true"]).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
+/// Usage errors exit 2 before anything is created: no COMMAND, COMMAND
+/// with --rm, -n with --timeout.
+#[test]
+fn usage_errors_exit_2() {
+    let name = Name::new("cli-usage");
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    for args in [
+        vec!["lock", &name.0],
+        vec!["lock", &name.0, "--"],
+        vec!["lock", "--rm", &name.0, "--", "true"],
+        vec!["lock", "-n", "-t", "1", &name.0, "--", "true"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Usage:"),
+            "{out:?}"
+        );
+    }
+    assert!(!Path::new(&format!("/dev/shm/ipcworks.mutex.{}", name.0)).exists());
+}
+
+/// `-n` (`--nonblock`, `--nb`) fails at once when the lock is taken, as
+/// flock -n does (flock exits 1, we exit 124 as for `--timeout 0`), and
+/// does not run COMMAND; on a free lock or a dead holder's it runs.
+#[test]
+fn nonblock_fails_at_once_like_flock_n() {
+    let name = Name::new("cli-nonblock");
+    let scratch = hold::Scratch::new("lock-nonblock");
+    let marker = scratch.path("ran");
+    let touch = ["touch", marker.to_str().unwrap()];
+    let (holder, sleeper) = hold(&name.0);
+    for flag in ["-n", "--nonblock", "--nb"] {
+        let start = Instant::now();
+        let out = Command::new(BIN)
+            .args(["lock", flag, &name.0, "--"])
+            .args(touch)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(124), "{flag}: {out:?}");
+        assert!(start.elapsed() < Duration::from_secs(10), "{flag} waited");
+        assert!(!marker.exists(), "{flag} ran COMMAND without the lock");
+    }
+    // -t with a unit: waits that long, then 124.
+    let start = Instant::now();
+    let out = Command::new(BIN)
+        .args(["lock", "-t", "200ms", &name.0, "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    kill_holder(holder, sleeper);
+
+    // flock(1) beside it: -n on a held lock fails at once, COMMAND unrun.
+    let file = scratch.path("flock");
+    let mut flock_holder = Command::new("flock")
+        .arg(&file)
+        .args(["sh", "-c", "echo held; exec sleep 30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(flock_holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let out = Command::new("flock")
+        .arg("-n")
+        .arg(&file)
+        .args(touch)
+        .output()
+        .unwrap();
+    let _ = flock_holder.kill();
+    let _ = flock_holder.wait();
+    assert_eq!(out.status.code(), Some(1), "flock -n: {out:?}");
+    assert!(!marker.exists());
+
+    // Free: -n runs COMMAND. A dead holder's: -n takes over and runs it.
+    let out = Command::new(BIN)
+        .args(["lock", "-n", &name.0, "--"])
+        .args(touch)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && marker.exists(), "{out:?}");
+    std::fs::remove_file(&marker).unwrap();
+    let (mut holder, sleeper) = hold(&name.0);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let t = Instant::now();
+    while !gone(sleeper) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = Command::new(BIN)
+        .args(["lock", "-n", &name.0, "--"])
+        .args(touch)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && marker.exists(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("died"),
+        "{out:?}"
+    );
 }
 
 /// Starts `ipcworks lock NAME -- sh` whose shell prints its pid once it

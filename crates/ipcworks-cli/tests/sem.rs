@@ -285,3 +285,98 @@ fn a_command_that_outlives_the_death_signal_keeps_its_permit() {
     let sh = hold::setuid_sh(&scratch);
     killed_sem_run(&sh, &mut scratch);
 }
+
+/// `sem run -j N` creates the semaphore with N permits on first use (like
+/// GNU `sem -j N`), keeps at most N COMMANDs inside at once, leaves it in
+/// place until `sem rm`, and refuses an existing one made with another N.
+#[test]
+fn run_with_jobs_creates_the_pool_on_first_use() {
+    let n = name("jobs");
+    let _c = Cleanup(n.clone());
+    let scratch = hold::Scratch::new("sem-jobs");
+    let log = scratch.path("log");
+    // Each COMMAND logs + on entry and - on exit, with time inside.
+    let script = format!(
+        "echo + >> {log}; sleep 0.2; echo - >> {log}",
+        log = log.display()
+    );
+    let runs: Vec<_> = (0..5)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["sem", "run", "-j", "2", &n, "--", "sh", "-c", &script])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut r in runs {
+        assert!(r.wait().unwrap().success());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let (mut inside, mut most) = (0i32, 0i32);
+    for l in text.lines() {
+        inside += if l == "+" { 1 } else { -1 };
+        most = most.max(inside);
+    }
+    assert_eq!(text.lines().filter(|l| *l == "+").count(), 5, "{text}");
+    assert!(
+        most <= 2,
+        "{most} COMMANDs inside at once with -j 2: {text}"
+    );
+    // It stays, with 2 permits, until `sem rm`.
+    assert!(Path::new(&format!("/dev/shm/ipcworks.sem.{n}")).exists());
+    assert_eq!(ok(&["value", &n]), "2");
+    // The same N again is fine; another N is an error naming both.
+    assert_eq!(
+        sem(&["run", "-j", "2", &n, "--", "true"]).status.code(),
+        Some(0)
+    );
+    let e = err(&["run", "-j", "3", &n, "--", "true"], 1);
+    assert!(e.contains("2 permits") && e.contains("-j 3"), "{e}");
+    // One made by `sem create --value 2` is the same thing.
+    ok(&["rm", &n]);
+    ok(&["create", &n, "--value", "3"]);
+    assert_eq!(
+        sem(&["run", "-j", "3", &n, "--", "true"]).status.code(),
+        Some(0)
+    );
+    let e = err(&["run", "--jobs", "2", &n, "--", "true"], 1);
+    assert!(e.contains("3 permits") && e.contains("-j 2"), "{e}");
+    ok(&["rm", &n]);
+    // Without -j a missing semaphore is an error, as before; -j 0 is usage.
+    let e = err(&["run", &n, "--", "true"], 1);
+    assert!(e.contains("does not exist"), "{e}");
+    assert_eq!(
+        sem(&["run", "-j", "0", &n, "--", "true"]).status.code(),
+        Some(2)
+    );
+    assert!(!Path::new(&format!("/dev/shm/ipcworks.sem.{n}")).exists());
+}
+
+/// `-t` is `--timeout` for `sem wait` and `sem run`; a COMMAND that cannot
+/// be run exits 127 (not found) or 126 (not executable) and the permit
+/// comes back.
+#[test]
+fn short_timeout_and_commands_that_cannot_run() {
+    let n = name("short");
+    let _c = Cleanup(n.clone());
+    ok(&["create", &n, "--value", "1"]);
+    let scratch = hold::Scratch::new("sem-noexec");
+    let script = scratch.path("not-executable");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let out = sem(&["run", &n, "--", "/nonexistent/program"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let out = sem(&["run", &n, "--", script.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert_eq!(ok(&["value", &n]), "1");
+    ok(&["wait", &n, "-t", "1"]);
+    let e = err(&["wait", &n, "-t", "100ms"], 124);
+    assert!(e.contains("timed out"), "{e}");
+    assert_eq!(
+        sem(&["run", &n, "-t", "100ms", "--", "true"]).status.code(),
+        Some(124)
+    );
+    ok(&["post", &n]);
+    ok(&["rm", &n]);
+}

@@ -125,6 +125,16 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// An endpoint address does not parse: an unknown kind (`foo:bar`), a
+    /// bad port, key, name or path. A usage error: the CLI exits 2.
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The address as given.
+        endpoint: String,
+        /// What is wrong with it, and what is expected.
+        reason: String,
+    },
+
     /// A child command could not be started: the program does not exist
     /// (`source` of kind `NotFound`), is not executable
     /// (`PermissionDenied`), or the like. The reason is the error's
@@ -167,7 +177,9 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         use io::ErrorKind as K;
         match self {
-            Error::NameInvalid { .. } | Error::InvalidArgument(_) => K::InvalidInput,
+            Error::NameInvalid { .. }
+            | Error::InvalidArgument(_)
+            | Error::InvalidEndpoint { .. } => K::InvalidInput,
             Error::NotFound { .. } => K::NotFound,
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::PermissionDenied { .. } | Error::Refused { .. } => K::PermissionDenied,

@@ -21,12 +21,13 @@ program, keeps the lock until it ends). Processes that COMMAND starts itself are
 (run it under `unshare --pid --fork` or in a cgroup for that). Ctrl-C goes to COMMAND; a SIGTERM \
 to ipcworks is passed on to COMMAND.
 
-Exit codes: COMMAND's own code (128+N if signal N killed it), 124 if --timeout ran out, \
-1 on any other error (one line on stderr).
+Like flock(1): `-n` fails at once if the lock is taken (but with exit code 124, as \
+`--timeout 0`, where flock -n exits 1), `-t`/`--timeout` waits at most that long.
 
 Examples:
   ipcworks lock backup -- rsync -a /src/ /dst/      # one backup at a time
-  ipcworks lock --timeout 5 deploy -- ./deploy.sh   # give up after 5 s (exit 124)
+  ipcworks lock -t 5 deploy -- ./deploy.sh          # give up after 5 s (exit 124)
+  ipcworks lock -n nightly -- ./report.sh           # skip if one is running (exit 124)
   ipcworks lock --rm backup                         # remove the mutex"
 )]
 pub struct Args {
@@ -34,16 +35,21 @@ pub struct Args {
     name: String,
     /// Give up waiting for the lock after DURATION (`5`, `0.5`, `200ms`,
     /// `1m`); exit 124.
-    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = super::duration)]
     timeout: Option<Duration>,
+    /// Do not wait: exit 124 at once if the lock is taken (the same as
+    /// `--timeout 0`; flock's `-n`).
+    #[arg(short = 'n', long, visible_alias = "nb", conflicts_with = "timeout")]
+    nonblock: bool,
     /// Remove the named mutex instead of running a command.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["timeout", "nonblock", "command"])]
     rm: bool,
     /// The command and its arguments, after `--`.
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        value_name = "COMMAND"
+        value_name = "COMMAND",
+        required_unless_present = "rm"
     )]
     command: Vec<String>,
 }
@@ -52,16 +58,18 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let name = args.name.as_str();
     if args.rm {
-        if !args.command.is_empty() {
-            bail!("--rm takes no COMMAND");
-        }
         Mutex::<()>::remove(name)?;
         return Ok(ExitCode::SUCCESS);
     }
+    // clap requires COMMAND unless --rm (a usage error, exit 2).
     let Some((program, rest)) = args.command.split_first() else {
         bail!("no COMMAND given: ipcworks lock {name} -- COMMAND [ARGS…]");
     };
-    let timeout = args.timeout;
+    let timeout = if args.nonblock {
+        Some(Duration::ZERO)
+    } else {
+        args.timeout
+    };
 
     let (mutex, _created) = Mutex::<()>::options()
         .persist(true)

@@ -12,11 +12,15 @@ use ipcworks::sync::{PosixSemaphore, Semaphore};
 const EXAMPLES: &str = "Examples:
   ipcworks sem create jobs --value 2          # a pool of 2 permits, mode 0600
   ipcworks sem run jobs -- make -j1 thing     # at most 2 of these at once
-  ipcworks sem wait jobs --timeout 5          # P; exit 124 after 5 s
+  ipcworks sem run -j 4 builds -- ./build.sh  # creates `builds` with 4 permits if needed
+  ipcworks sem wait jobs -t 5                 # P; exit 124 after 5 s
   ipcworks sem post jobs                      # V
   ipcworks sem value jobs                     # permits now (dead holders' given back)
   ipcworks sem rm jobs
   ipcworks sem create ready --value 0 --posix # /dev/shm/sem.ready, for C or Python peers
+
+`sem run -j N NAME -- COMMAND` creates NAME with N permits on first use (like GNU
+sem -j N); it stays until `sem rm`.
 
 Native semaphores give back the permits of a `sem run` (or any acquire) whose
 process died, even by kill -9; POSIX ones cannot. A `sem run` killed while its
@@ -25,9 +29,7 @@ handed on until COMMAND is gone, even if COMMAND outlived the signal (a
 set-user-ID program loses it). Processes COMMAND starts itself are not covered:
 run it under `unshare --pid --fork` or in a cgroup for that. Ctrl-C goes to
 COMMAND; a SIGTERM to ipcworks is passed on to COMMAND.
-
-Exit codes: 0 success, 1 error, 2 usage, 124 --timeout ran out;
-`sem run` exits with COMMAND's own code (128+N if signal N killed it).";
+";
 
 /// Arguments of `ipcworks sem`.
 #[derive(Debug, clap::Args)]
@@ -75,7 +77,7 @@ enum Sem {
         /// The name.
         name: String,
         /// Give up after DURATION (`5`, `0.5`, `200ms`, `1m`; exit code 124).
-        #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+        #[arg(short = 't', long, value_name = "DURATION", value_parser = super::duration)]
         timeout: Option<Duration>,
         #[command(flatten)]
         common: Common,
@@ -119,9 +121,16 @@ enum Sem {
         name: String,
         /// Give up waiting for a permit after DURATION (`5`, `200ms`, `1m`;
         /// exit code 124).
-        #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+        #[arg(short = 't', long, value_name = "DURATION", value_parser = super::duration)]
         timeout: Option<Duration>,
-        /// Permission bits the semaphore may have at most (octal).
+        /// Create the semaphore with N permits if it does not exist (it
+        /// then stays until `sem rm`, like GNU sem's); an existing one must
+        /// have been created with N.
+        #[arg(short = 'j', long = "jobs", value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+        jobs: Option<u32>,
+        /// Permission bits the semaphore may have at most (octal); with
+        /// `-j`, exactly these when it is created.
         #[arg(long, default_value = "600", value_parser = parse_mode)]
         mode: u32,
         /// The command and its arguments.
@@ -154,6 +163,22 @@ fn open_native(name: &str, mode: u32) -> anyhow::Result<Semaphore> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `sem run -j N`: opens the native semaphore, or creates it (persistent)
+/// with `n` permits; an existing one made with another value is an error.
+fn open_or_create_pool(name: &str, n: u32, mode: u32) -> anyhow::Result<Semaphore> {
+    let (sem, created) = Semaphore::options()
+        .mode(mode)
+        .persist(true)
+        .open_or_create(name, n)?;
+    let had = sem.initial_value();
+    if !created && had != n {
+        bail!(
+            "semaphore {name:?} exists with {had} permits, not {n} (-j {n}):              use -j {had}, or remove it first with `ipcworks sem rm {name}`"
+        );
+    }
+    Ok(sem)
 }
 
 fn open_posix(name: &str, mode: u32) -> anyhow::Result<PosixSemaphore> {
@@ -279,10 +304,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Sem::Run {
             name,
             timeout,
+            jobs,
             mode,
             command,
         } => {
-            let sem = open_native(&name, mode)?;
+            let sem = match jobs {
+                None => open_native(&name, mode)?,
+                Some(n) => open_or_create_pool(&name, n, mode)?,
+            };
             let mut permit = match timeout {
                 Some(t) => sem.acquire_timeout(t),
                 None => sem.acquire(),
