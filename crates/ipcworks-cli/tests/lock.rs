@@ -237,8 +237,7 @@ fn hold(name: &str) -> (std::process::Child, i32) {
 fn kill_holder(mut holder: std::process::Child, sleeper: i32) {
     holder.kill().unwrap();
     holder.wait().unwrap();
-    // SAFETY: plain kill(2) of the `sleep` we started.
-    unsafe { libc::kill(sleeper, libc::SIGKILL) };
+    hold::kill9(sleeper);
 }
 
 #[test]
