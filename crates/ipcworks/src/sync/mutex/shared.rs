@@ -124,7 +124,11 @@ fn data_offset<T>() -> usize {
 /// Dropping that guard without doing so makes the mutex not recoverable:
 /// every later lock fails with [`Error::NotRecoverable`]. A recoverer that
 /// dies before marking it consistent passes `OwnerDead` on to the next
-/// locker. See [the module docs](super) for how death is detected.
+/// locker. See [the module docs](super) for how death is detected. A child
+/// command run under a guard
+/// ([`process::spawn_holding`](crate::process::spawn_holding)) holds the
+/// lock too: it is taken over only once the holder and the child are both
+/// dead.
 ///
 /// Named mutexes live in a segment `/dev/shm/ipcworks.mutex.NAME` (mode
 /// 0600 unless asked); the creator removes it when dropped unless it

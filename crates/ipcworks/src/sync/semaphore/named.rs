@@ -70,7 +70,10 @@ fn co_off(holders: usize) -> usize {
 ///   holding it, even by SIGKILL, the permit comes back: a waiter that finds
 ///   the count at 0 scans the table, and so does [`reclaim`](Self::reclaim).
 ///   There is no moment at which a kill leaks or duplicates a permit (see
-///   the protocol in `sync/semaphore/raw.rs`).
+///   the protocol in `sync/semaphore/raw.rs`). A child command run under a
+///   permit ([`process::spawn_holding`](crate::process::spawn_holding))
+///   holds it too: it comes back only once the holder and the child are
+///   both dead.
 ///
 /// A *binary* semaphore is one created with value 1
 /// ([`Semaphore::binary`]).
@@ -639,24 +642,29 @@ mod tests {
             ..Default::default()
         })]
 
-        /// Whatever a hostile peer writes into the count, claim and holder
-        /// table, every call returns (an error at worst) without panicking,
+        /// Whatever a hostile peer writes into the count, claim, holder
+        /// table and co-holder table, every call returns (an error at worst) without panicking,
         /// indexing out of bounds or hanging.
         #[test]
         fn garbage_in_shared_memory_never_panics_or_hangs(
             word in claim_word(),
             slots in proptest::collection::vec(slot_word(), 4),
+            co in proptest::collection::vec(slot_word(), 4),
             helper in proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::prelude::any::<u64>()],
         ) {
             let sem = Semaphore::options().max_holders(4).anonymous(1).unwrap();
             let base = sem.seg.as_ptr();
             // SAFETY: test-only writes through atomics inside the segment
-            // (state at STATE_OFF, table of 4 slots at SLOTS_OFF).
+            // (state at STATE_OFF, tables of 4 slots at SLOTS_OFF and
+            // co_off(4)).
             unsafe {
                 (*(base.add(STATE_OFF) as *const AtomicU64)).store(word, SeqCst);
                 (*(base.add(STATE_OFF + 8) as *const AtomicU64)).store(helper, SeqCst);
                 for (i, v) in slots.iter().enumerate() {
                     (*(base.add(SLOTS_OFF + 8 * i) as *const AtomicU64)).store(*v, SeqCst);
+                }
+                for (i, v) in co.iter().enumerate() {
+                    (*(base.add(co_off(4) + 8 * i) as *const AtomicU64)).store(*v, SeqCst);
                 }
             }
             let t = Instant::now();
