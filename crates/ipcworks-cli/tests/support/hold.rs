@@ -193,7 +193,10 @@ pub fn next_run_waits_for_the_killed_runs_command(
             let _ = second.kill();
             let _ = second.wait();
             kill9(command);
-            panic!("the second run entered while the first COMMAND still ran inside: log {text:?}");
+            panic!(
+                "the second run entered while the first COMMAND still ran inside ({})",
+                summary(&text)
+            );
         }
         kill9(command);
     }
@@ -221,7 +224,20 @@ pub fn next_run_waits_for_the_killed_runs_command(
         .unwrap_or_else(|| panic!("the second COMMAND never ran: {text:?}"));
     assert!(
         !after_b.contains('A'),
-        "the first COMMAND ran inside after the second had entered (log after B: {after_b:?})"
+        "the first COMMAND ran inside after the second had entered ({})",
+        summary(&text)
     );
     assert!(gone(command), "the first COMMAND outlived its ipcworks");
+}
+
+/// The log in a few words: how many `A` lines came before and after `B`.
+fn summary(log: &str) -> String {
+    match log.split_once("B\n") {
+        Some((before, after)) => format!(
+            "log: {} A lines, then B, then {} more A lines",
+            before.matches('A').count(),
+            after.matches('A').count()
+        ),
+        None => format!("log: {} A lines, no B", log.matches('A').count()),
+    }
 }
