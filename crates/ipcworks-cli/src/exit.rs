@@ -6,13 +6,54 @@ use std::process::ExitCode;
 pub const OK: u8 = 0;
 /// An error, reported in one line on stderr.
 pub const ERROR: u8 = 1;
-/// Wrong usage (clap's own code).
+/// Wrong usage: clap's own code, also for an endpoint that does not parse.
 pub const USAGE: u8 = 2;
 /// A `--timeout` ran out (the code `timeout(1)` uses).
 pub const TIMEOUT: u8 = 124;
+/// COMMAND was found but cannot be run (the code `env(1)` and `timeout(1)`
+/// use).
+pub const CANNOT_RUN: u8 = 126;
+/// COMMAND was not found (the code `env(1)` and `timeout(1)` use).
+pub const NOT_FOUND: u8 = 127;
 
-/// Shown under every `--help`.
-pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0    success\n  1    error (one line on stderr says what went wrong and what to do)\n  2    wrong usage\n  124  a --timeout ran out\n  `sem run` and `lock` exit with COMMAND's own code (128+N if a signal N killed it)";
+/// Shown under every `--help`, of every subcommand (see [`with_exit_codes`]).
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0    success
+  1    error (one line on stderr says what went wrong and what to do)
+  2    wrong usage: an unknown option or endpoint kind, a missing argument
+  124  a --timeout ran out (also `lock -n` when the lock is taken)
+  126  lock, sem run: COMMAND was found but cannot be run (not executable)
+  127  lock, sem run: COMMAND was not found
+  lock and sem run otherwise exit with COMMAND's own code (128+N if signal N
+  killed it), as env(1) and timeout(1) do";
+
+/// Adds [`EXIT_CODES_HELP`] under the help of `cmd` and of every subcommand
+/// below it, after whatever help they have.
+pub fn with_exit_codes(cmd: clap::Command) -> clap::Command {
+    let cmd = cmd.mut_subcommands(with_exit_codes);
+    let after = match cmd.get_after_help() {
+        Some(help) => format!("{}\n\n{EXIT_CODES_HELP}", help.to_string().trim_end()),
+        None => EXIT_CODES_HELP.to_string(),
+    };
+    cmd.after_help(after)
+}
+
+/// The exit code for an error: the first cause that has its own code
+/// decides; anything else is [`ERROR`].
+fn code_of(e: &anyhow::Error) -> u8 {
+    use ipcworks::Error;
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<Error>()? {
+            Error::Timeout => Some(TIMEOUT),
+            Error::InvalidEndpoint { .. } => Some(USAGE),
+            Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Some(NOT_FOUND)
+            }
+            Error::Spawn { .. } => Some(CANNOT_RUN),
+            _ => None,
+        })
+        .unwrap_or(ERROR)
+}
 
 /// Turns a command's result into the process's exit code, printing errors
 /// as one line.
@@ -20,14 +61,8 @@ pub fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let timeout = e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref::<ipcworks::Error>(),
-                    Some(ipcworks::Error::Timeout)
-                )
-            });
             eprintln!("ipcworks: {}", one_line(&e));
-            ExitCode::from(if timeout { TIMEOUT } else { ERROR })
+            ExitCode::from(code_of(&e))
         }
     }
 }
@@ -52,6 +87,17 @@ pub fn one_line(e: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line
+}
+
+/// A child's exit code, or 128+N if signal N killed it (as shells report
+/// it).
+pub fn from_status(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c as u8),
+        (None, Some(sig)) => ExitCode::from((128 + sig) as u8),
+        (None, None) => ExitCode::from(ERROR),
+    }
 }
 
 /// Writes bytes to stdout; a reader that went away (`| head`) is not an

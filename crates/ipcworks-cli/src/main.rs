@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cmd;
 mod exit;
@@ -13,7 +13,6 @@ mod exit;
 /// Communication and synchronization between threads and processes on Linux.
 #[derive(Debug, Parser)]
 #[command(name = "ipcworks", version, about, long_about = None)]
-#[command(after_help = exit::EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,8 +52,19 @@ fn main() -> ExitCode {
     // as an error), never kill us with SIGPIPE. Rust's runtime ignores
     // SIGPIPE already; we say so explicitly so it holds whatever the build.
     let _ = ipcworks::pipe::ignore_sigpipe();
-    let cli = Cli::parse();
+    let cli = parse();
     exit::quiet_on_closed_stdout(move || run(cli))
+}
+
+/// The command line's definition, every `--help` ending with the exit codes.
+pub fn command() -> clap::Command {
+    exit::with_exit_codes(Cli::command())
+}
+
+/// Parses the arguments; wrong usage exits 2 with clap's message.
+fn parse() -> Cli {
+    let mut matches = command().get_matches();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit())
 }
 
 fn run(cli: Cli) -> ExitCode {

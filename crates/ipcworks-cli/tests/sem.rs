@@ -1,6 +1,9 @@
 //! `ipcworks sem …` run as a user would: the real binary, real processes,
 //! kill -9, a C program on the POSIX side.
 
+#[path = "support/hold.rs"]
+mod hold;
+
 use ipcworks_test_support::{need, require};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -145,19 +148,33 @@ fn a_killed_sem_run_gives_its_permit_back() {
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(20), || ok(&["value", &n]) == "0"));
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    }));
+    let command: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let holders = ok(&["value", &n, "--holders"]);
-    assert!(
-        holders.contains(&format!("holder pid {}", run.id())),
+    assert_eq!(
+        holders.lines().nth(1).unwrap_or(""),
+        format!(
+            "holder pid {} holds a permit, with COMMAND pid {command}",
+            run.id()
+        ),
         "{holders}"
     );
     run.kill().unwrap(); // SIGKILL to `ipcworks sem run`
     run.wait().unwrap();
-    // Its COMMAND would run on; stop it too.
-    if wait_until(Duration::from_secs(5), || pidfile.exists()) {
-        let pid = std::fs::read_to_string(&pidfile).unwrap();
-        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+    // Its COMMAND dies with it (parent-death signal); the permit comes back
+    // once both are gone.
+    let died = wait_until(Duration::from_secs(10), || hold::gone(command));
+    if !died {
+        hold::kill9(command);
     }
     let _ = std::fs::remove_dir_all(&dir);
+    assert!(died, "COMMAND outlived its `ipcworks sem run`");
     let out = sem(&["value", &n]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
@@ -233,4 +250,133 @@ fn posix_semaphores_are_shared_with_c_and_kept_apart_from_native_ones() {
     assert!(e.contains("0640"), "{e}");
     assert_eq!(ok(&["value", &n, "--posix", "--mode", "640"]), "1");
     ok(&["rm", &n, "--posix"]);
+}
+
+/// `sem run` under kill -9: the permit of a killed `ipcworks sem run` is
+/// not handed to the next job while its COMMAND still runs.
+fn killed_sem_run(shell: &Path, scratch: &mut hold::Scratch) {
+    let n = name("cohold");
+    let _c = Cleanup(n.clone());
+    ok(&["create", &n, "--value", "1"]);
+    hold::next_run_waits_for_the_killed_runs_command(
+        |command| {
+            let mut c = Command::new(BIN);
+            c.args(["sem", "run", &n, "--"]).args(command);
+            c
+        },
+        shell,
+        scratch,
+    );
+    ok(&["rm", &n]);
+}
+
+#[test]
+fn a_killed_sem_runs_command_dies_before_its_permit_is_handed_on() {
+    let mut scratch = hold::Scratch::new("sem-cohold");
+    killed_sem_run(Path::new("sh"), &mut scratch);
+}
+
+/// The COMMAND outlives the parent-death signal (it executes a set-user-ID
+/// program, which clears it): the next job still waits until it is gone.
+#[test]
+fn a_command_that_outlives_the_death_signal_keeps_its_permit() {
+    require!(need::ROOT, need::CC);
+    let mut scratch = hold::Scratch::new("sem-setuid");
+    let sh = hold::setuid_sh(&scratch);
+    killed_sem_run(&sh, &mut scratch);
+}
+
+/// `sem run -j N` creates the semaphore with N permits on first use (like
+/// GNU `sem -j N`), keeps at most N COMMANDs inside at once, leaves it in
+/// place until `sem rm`, and refuses an existing one made with another N.
+#[test]
+fn run_with_jobs_creates_the_pool_on_first_use() {
+    let n = name("jobs");
+    let _c = Cleanup(n.clone());
+    let scratch = hold::Scratch::new("sem-jobs");
+    let log = scratch.path("log");
+    // Each COMMAND logs + on entry and - on exit, with time inside.
+    let script = format!(
+        "echo + >> {log}; sleep 0.2; echo - >> {log}",
+        log = log.display()
+    );
+    let runs: Vec<_> = (0..5)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["sem", "run", "-j", "2", &n, "--", "sh", "-c", &script])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut r in runs {
+        assert!(r.wait().unwrap().success());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let (mut inside, mut most) = (0i32, 0i32);
+    for l in text.lines() {
+        inside += if l == "+" { 1 } else { -1 };
+        most = most.max(inside);
+    }
+    assert_eq!(text.lines().filter(|l| *l == "+").count(), 5, "{text}");
+    assert!(
+        most <= 2,
+        "{most} COMMANDs inside at once with -j 2: {text}"
+    );
+    // It stays, with 2 permits, until `sem rm`.
+    assert!(Path::new(&format!("/dev/shm/ipcworks.sem.{n}")).exists());
+    assert_eq!(ok(&["value", &n]), "2");
+    // The same N again is fine; another N is an error naming both.
+    assert_eq!(
+        sem(&["run", "-j", "2", &n, "--", "true"]).status.code(),
+        Some(0)
+    );
+    let e = err(&["run", "-j", "3", &n, "--", "true"], 1);
+    assert!(e.contains("2 permits") && e.contains("-j 3"), "{e}");
+    // One made by `sem create --value 2` is the same thing.
+    ok(&["rm", &n]);
+    ok(&["create", &n, "--value", "3"]);
+    assert_eq!(
+        sem(&["run", "-j", "3", &n, "--", "true"]).status.code(),
+        Some(0)
+    );
+    let e = err(&["run", "--jobs", "2", &n, "--", "true"], 1);
+    assert!(e.contains("3 permits") && e.contains("-j 2"), "{e}");
+    ok(&["rm", &n]);
+    // Without -j a missing semaphore is an error, as before; -j 0 is usage.
+    let e = err(&["run", &n, "--", "true"], 1);
+    assert!(e.contains("does not exist"), "{e}");
+    assert_eq!(
+        sem(&["run", "-j", "0", &n, "--", "true"]).status.code(),
+        Some(2)
+    );
+    assert!(!Path::new(&format!("/dev/shm/ipcworks.sem.{n}")).exists());
+}
+
+/// `-t` is `--timeout` for `sem wait` and `sem run`; a COMMAND that cannot
+/// be run exits 127 (not found) or 126 (not executable) and the permit
+/// comes back.
+#[test]
+fn short_timeout_and_commands_that_cannot_run() {
+    let n = name("short");
+    let _c = Cleanup(n.clone());
+    ok(&["create", &n, "--value", "1"]);
+    let scratch = hold::Scratch::new("sem-noexec");
+    let script = scratch.path("not-executable");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let out = sem(&["run", &n, "--", "/nonexistent/program"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let out = sem(&["run", &n, "--", script.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert_eq!(ok(&["value", &n]), "1");
+    ok(&["wait", &n, "-t", "1"]);
+    let e = err(&["wait", &n, "-t", "100ms"], 124);
+    assert!(e.contains("timed out"), "{e}");
+    assert_eq!(
+        sem(&["run", &n, "-t", "100ms", "--", "true"]).status.code(),
+        Some(124)
+    );
+    ok(&["post", &n]);
+    ok(&["rm", &n]);
 }

@@ -32,17 +32,19 @@ fn main() -> ipcworks::Result<()> {
     for _ in 0..3 {
         assert!(spawn("count").success());
     }
-    println!("three children counted to {:?}", *m.lock()?);
+    // The guard copies the value out (`get`) and in (`set`, `update`): it
+    // never lends a reference into memory another process can write.
+    println!("three children counted to {:?}", m.lock()?.get());
 
     // This child dies (exit without unlocking) half-way through an update.
     spawn("die");
     match m.lock() {
-        Ok(g) => println!("consistent: {:?}", *g),
+        Ok(g) => println!("consistent: {:?}", g.get()),
         Err(LockError::OwnerDead(mut g)) => {
-            println!("the last holder died holding the lock; data {:?}", *g);
-            g[1] = g[0]; // repair
+            println!("the last holder died holding the lock; data {:?}", g.get());
+            g.update(|[a, b]| *b = *a); // repair
             g.make_consistent();
-            println!("repaired: {:?}", *g);
+            println!("repaired: {:?}", g.get());
         }
         Err(LockError::Failed(e)) => return Err(e),
     }
@@ -56,14 +58,15 @@ fn child(role: &str) -> ipcworks::Result<()> {
     match role {
         "count" => {
             for _ in 0..10_000 {
-                let mut g = m.lock()?;
-                g[0] += 1;
-                g[1] += 1;
+                m.lock()?.update(|[a, b]| {
+                    *a += 1;
+                    *b += 1;
+                });
             }
         }
         "die" => {
             let mut g = m.lock()?;
-            g[0] += 1;
+            g.update(|[a, _]| *a += 1);
             // Dies here: the lock is never released, g[1] never updated.
             std::process::exit(1);
         }

@@ -7,7 +7,8 @@ use std::str::FromStr;
 
 use crate::{Error, Result, name};
 
-/// A parsed endpoint address.
+/// A parsed endpoint address: `"shm:jobs".parse::<Endpoint>()`. An
+/// address that does not parse is [`Error::InvalidEndpoint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `shm:NAME` — shared-memory channel.
@@ -40,14 +41,28 @@ impl FromStr for Endpoint {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |why: &str| Err(Error::InvalidArgument(format!("endpoint {s:?}: {why}")));
+        let bad = |why: &str| {
+            Err(Error::InvalidEndpoint {
+                endpoint: s.to_string(),
+                reason: why.to_string(),
+            })
+        };
         if s == "-" {
             return Ok(Endpoint::Stdio);
         }
         let Some((kind, rest)) = s.split_once(':') else {
             return bad(&format!("expected one of {KINDS}"));
         };
-        let named = |rest: &str| -> Result<String> { Ok(name::validate(rest)?.to_string()) };
+        let named = |rest: &str| -> Result<String> {
+            match name::validate(rest) {
+                Ok(n) => Ok(n.to_string()),
+                Err(e @ Error::NameInvalid { .. }) => Err(Error::InvalidEndpoint {
+                    endpoint: s.to_string(),
+                    reason: e.to_string(),
+                }),
+                Err(e) => Err(e),
+            }
+        };
         match kind {
             "shm" => Ok(Endpoint::Shm(named(rest)?)),
             "queue" => Ok(Endpoint::Queue(named(rest)?)),
@@ -214,7 +229,12 @@ mod tests {
             ("tcp:h:99999", "port"),
             ("unix:", "empty"),
         ] {
-            let e = s.parse::<Endpoint>().unwrap_err().to_string();
+            let e = s.parse::<Endpoint>().unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidEndpoint { endpoint, .. } if endpoint == s),
+                "{s}: {e:?}"
+            );
+            let e = e.to_string();
             assert!(e.contains(needle), "{s}: {e}");
         }
     }

@@ -149,6 +149,29 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// An endpoint address does not parse: an unknown kind (`foo:bar`), a
+    /// bad port, key, name or path. A usage error: the CLI exits 2.
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The address as given.
+        endpoint: String,
+        /// What is wrong with it, and what is expected.
+        reason: String,
+    },
+
+    /// A child command could not be started: the program does not exist
+    /// (`source` of kind `NotFound`), is not executable
+    /// (`PermissionDenied`), or the like. The reason is the error's
+    /// [`source`](std::error::Error::source), not repeated in its message.
+    #[error("cannot run {program:?}")]
+    Spawn {
+        /// The program, as given.
+        program: String,
+        /// Why it could not be started.
+        #[source]
+        source: io::Error,
+    },
+
     /// Any other failure of a system call, with the call named.
     ///
     /// The message includes the kernel's error (`connect failed: Connection
@@ -183,7 +206,9 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         use io::ErrorKind as K;
         match self {
-            Error::NameInvalid { .. } | Error::InvalidArgument(_) => K::InvalidInput,
+            Error::NameInvalid { .. }
+            | Error::InvalidArgument(_)
+            | Error::InvalidEndpoint { .. } => K::InvalidInput,
             Error::NotFound { .. } => K::NotFound,
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::CannotCreate { error, .. } => error.kind(),
@@ -200,6 +225,7 @@ impl Error {
             Error::LimitExceeded { .. } => K::QuotaExceeded,
             Error::Removed { .. } => K::NotFound,
             Error::Io { error, .. } => error.kind(),
+            Error::Spawn { source, .. } => source.kind(),
         }
     }
 }

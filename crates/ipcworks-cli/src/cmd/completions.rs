@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 /// Arguments of `ipcworks completions`.
@@ -18,7 +17,7 @@ pub struct Args {
 
 /// Runs `ipcworks completions`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut cmd = crate::Cli::command();
+    let mut cmd = crate::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "ipcworks", &mut script);
     crate::exit::write_stdout(&script)?;

@@ -1,7 +1,6 @@
 //! `ipcworks sem …`: named counting semaphores from the shell — the native
 //! robust one (default) or a POSIX one (`--posix`, `/dev/shm/sem.NAME`).
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,17 +12,24 @@ use ipcworks::sync::{PosixSemaphore, Semaphore};
 const EXAMPLES: &str = "Examples:
   ipcworks sem create jobs --value 2          # a pool of 2 permits, mode 0600
   ipcworks sem run jobs -- make -j1 thing     # at most 2 of these at once
-  ipcworks sem wait jobs --timeout 5          # P; exit 124 after 5 s
+  ipcworks sem run -j 4 builds -- ./build.sh  # creates `builds` with 4 permits if needed
+  ipcworks sem wait jobs -t 5                 # P; exit 124 after 5 s
   ipcworks sem post jobs                      # V
   ipcworks sem value jobs                     # permits now (dead holders' given back)
   ipcworks sem rm jobs
   ipcworks sem create ready --value 0 --posix # /dev/shm/sem.ready, for C or Python peers
 
-Native semaphores give back the permits of a `sem run` (or any acquire) whose
-process died, even by kill -9; POSIX ones cannot.
+`sem run -j N NAME -- COMMAND` creates NAME with N permits on first use (like GNU
+sem -j N); it stays until `sem rm`.
 
-Exit codes: 0 success, 1 error, 2 usage, 124 --timeout ran out;
-`sem run` exits with COMMAND's own code (128+N if signal N killed it).";
+Native semaphores give back the permits of a `sem run` (or any acquire) whose
+process died, even by kill -9; POSIX ones cannot. A `sem run` killed while its
+COMMAND runs kills COMMAND too (parent-death signal), and its permit is not
+handed on until COMMAND is gone, even if COMMAND outlived the signal (a
+set-user-ID program loses it). Processes COMMAND starts itself are not covered:
+run it under `unshare --pid --fork` or in a cgroup for that. Ctrl-C goes to
+COMMAND; a SIGTERM to ipcworks is passed on to COMMAND.
+";
 
 /// Arguments of `ipcworks sem`.
 #[derive(Debug, clap::Args)]
@@ -71,7 +77,7 @@ enum Sem {
         /// The name.
         name: String,
         /// Give up after DURATION (`5`, `0.5`, `200ms`, `1m`; exit code 124).
-        #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+        #[arg(short = 't', long, value_name = "DURATION", value_parser = super::duration)]
         timeout: Option<Duration>,
         #[command(flatten)]
         common: Common,
@@ -106,16 +112,25 @@ enum Sem {
         posix: bool,
     },
     /// Run COMMAND holding one permit of a native semaphore, given back
-    /// when COMMAND ends however it ends (also if this process is killed).
+    /// when COMMAND ends however it ends. COMMAND holds the permit together
+    /// with ipcworks: if ipcworks is killed, COMMAND is killed too, and the
+    /// permit comes back only once both are gone.
     #[command(after_help = EXAMPLES)]
     Run {
         /// The name.
         name: String,
         /// Give up waiting for a permit after DURATION (`5`, `200ms`, `1m`;
         /// exit code 124).
-        #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+        #[arg(short = 't', long, value_name = "DURATION", value_parser = super::duration)]
         timeout: Option<Duration>,
-        /// Permission bits the semaphore may have at most (octal).
+        /// Create the semaphore with N permits if it does not exist (it
+        /// then stays until `sem rm`, like GNU sem's); an existing one must
+        /// have been created with N.
+        #[arg(short = 'j', long = "jobs", value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+        jobs: Option<u32>,
+        /// Permission bits the semaphore may have at most (octal); with
+        /// `-j`, exactly these when it is created.
         #[arg(long, default_value = "600", value_parser = parse_mode)]
         mode: u32,
         /// The command and its arguments.
@@ -148,6 +163,22 @@ fn open_native(name: &str, mode: u32) -> anyhow::Result<Semaphore> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `sem run -j N`: opens the native semaphore, or creates it (persistent)
+/// with `n` permits; an existing one made with another value is an error.
+fn open_or_create_pool(name: &str, n: u32, mode: u32) -> anyhow::Result<Semaphore> {
+    let (sem, created) = Semaphore::options()
+        .mode(mode)
+        .persist(true)
+        .open_or_create(name, n)?;
+    let had = sem.initial_value();
+    if !created && had != n {
+        bail!(
+            "semaphore {name:?} exists with {had} permits, not {n} (-j {n}):              use -j {had}, or remove it first with `ipcworks sem rm {name}`"
+        );
+    }
+    Ok(sem)
 }
 
 fn open_posix(name: &str, mode: u32) -> anyhow::Result<PosixSemaphore> {
@@ -229,8 +260,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", s.value()?);
                 if holders {
                     for h in s.holders() {
+                        let with = match h.co_holder {
+                            Some(c) => format!(
+                                ", with COMMAND pid {}{}",
+                                c.pid,
+                                if c.alive { "" } else { " (dead)" }
+                            ),
+                            None => String::new(),
+                        };
                         println!(
-                            "holder pid {} {}{}",
+                            "holder pid {} {}{}{with}",
                             h.pid,
                             if h.held {
                                 "holds a permit"
@@ -265,27 +304,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Sem::Run {
             name,
             timeout,
+            jobs,
             mode,
             command,
         } => {
-            let sem = open_native(&name, mode)?;
-            let permit = match timeout {
+            let sem = match jobs {
+                None => open_native(&name, mode)?,
+                Some(n) => open_or_create_pool(&name, n, mode)?,
+            };
+            let mut permit = match timeout {
                 Some(t) => sem.acquire_timeout(t),
                 None => sem.acquire(),
             }
             .with_context(|| format!("taking a permit of semaphore {name:?}"))?;
-            let status = std::process::Command::new(&command[0])
-                .args(&command[1..])
-                .status()
-                .with_context(|| format!("running {:?}", command[0]));
+            // COMMAND holds the permit with us: it dies if we are killed,
+            // and the permit is not reclaimed while it runs.
+            let mut child = std::process::Command::new(&command[0]);
+            child.args(&command[1..]);
+            let status = ipcworks::process::run_holding(child, &mut permit);
             drop(permit);
-            let status = status?;
-            let code = match (status.code(), status.signal()) {
-                (Some(c), _) => c,
-                (None, Some(sig)) => 128 + sig,
-                (None, None) => 1,
-            };
-            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+            Ok(crate::exit::from_status(status?))
         }
     }
 }

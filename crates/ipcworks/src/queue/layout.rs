@@ -22,14 +22,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use crate::sync::{MutexState, SemaphoreState};
 use crate::{Error, Result};
 
-/// "ipcwQUE3": written last by the creator; openers wait for it. (Older
-/// layouts are refused by their magic.)
-pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE3");
-pub(super) const VERSION: u32 = 3;
-/// The magics of layouts 1 and 2, refused with a message that says so.
-pub(super) const OLD_MAGICS: [u64; 2] = [
+/// "ipcwQUE4": written last by the creator; openers wait for it. (Older
+/// layouts are refused by their magic.) Layout 4: the recovery mutex's lock
+/// word holds its holder's full identity (see `sync/mutex/raw.rs`).
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE4");
+pub(super) const VERSION: u32 = 4;
+/// The magics of layouts 1 to 3, refused with a message that says so.
+pub(super) const OLD_MAGICS: [u64; 3] = [
     u64::from_le_bytes(*b"ipcwQUE1"),
     u64::from_le_bytes(*b"ipcwQUE2"),
+    u64::from_le_bytes(*b"ipcwQUE3"),
 ];
 pub(super) const HEADER_SIZE: usize = 192;
 /// Bytes of a slot's record, before its payload.

@@ -5,7 +5,7 @@ pub mod mutex;
 
 pub use mutex::{Acquired, MutexState, RawError};
 #[cfg(not(loom))]
-pub use mutex::{LockError, Mutex, MutexGuard, MutexOptions, RawMutex};
+pub use mutex::{AtomicsOnly, LockError, Mutex, MutexGuard, MutexOptions, RawMutex};
 
 pub mod semaphore;
 pub use semaphore::SemaphoreState;

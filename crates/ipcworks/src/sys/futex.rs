@@ -4,7 +4,7 @@
 //! `FUTEX_PRIVATE_FLAG`: the kernel keys waiters by the physical page, which
 //! is what lets two processes meet on one word.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use rustix::thread::futex;
@@ -98,6 +98,35 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
 /// Wakes every waiter on `word`.
 pub fn wake_all(word: &AtomicU32) -> usize {
     wake(word, i32::MAX as u32)
+}
+
+/// The low 32 bits of a 64-bit word as the futex word the kernel reads.
+///
+/// A futex is 32 bits; a lock word that must also hold a 64-bit value
+/// (the robust mutex's owner identity) keeps the futex bits in its low
+/// half. Rust code never loads or stores through the returned reference:
+/// it only hands the address to `futex(2)`, whose 32-bit compare is atomic
+/// in the kernel, so no mixed-size Rust accesses arise.
+fn low_half(word: &AtomicU64) -> &AtomicU32 {
+    let base = word as *const AtomicU64 as *const AtomicU32;
+    // The low half is the first 4 bytes on little-endian machines, the
+    // last 4 on big-endian ones.
+    let offset = if cfg!(target_endian = "little") { 0 } else { 1 };
+    // SAFETY: `word` is 8 bytes, 8-aligned, and valid for as long as the
+    // borrow; each of its 4-byte halves is a valid, 4-aligned AtomicU32
+    // place (same interior mutability) for that long.
+    unsafe { &*base.add(offset) }
+}
+
+/// [`wait`] on the low 32 bits of a 64-bit word: sleeps while those bits
+/// equal `expected`.
+pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Deadline>) -> Wake {
+    wait(low_half(word), expected, deadline)
+}
+
+/// [`wake`] the waiters of [`wait_low`] on `word`; returns how many.
+pub fn wake_low(word: &AtomicU64, n: u32) -> usize {
+    wake(low_half(word), n)
 }
 
 fn timespec(d: Duration) -> rustix::time::Timespec {

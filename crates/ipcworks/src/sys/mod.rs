@@ -3,6 +3,7 @@
 //! Each function names the system call it wraps. Everything above this module
 //! is safe Rust; every `unsafe` block here carries a `// SAFETY:` comment.
 
+pub(crate) mod child;
 pub mod fdio;
 pub mod futex;
 pub mod mem;

@@ -78,8 +78,8 @@ pub fn is_kernel_thread(id: u32) -> bool {
 }
 
 /// Parses the text of `/proc/ID/stat`: state is field 3, start time is
-/// field 22.
-fn parse_stat(bytes: &[u8]) -> Option<Status> {
+/// field 22. Allocates nothing (callable between fork and exec).
+pub(crate) fn parse_stat(bytes: &[u8]) -> Option<Status> {
     let mut fields = stat_fields(bytes)?;
     let state = fields.next()?; // field 3
     if state == "Z" || state == "X" || state == "x" {

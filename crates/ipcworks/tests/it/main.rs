@@ -14,6 +14,7 @@ mod mq;
 mod mutex;
 mod pipe;
 mod posix_sem;
+mod process;
 mod queue;
 mod readme;
 mod regions;

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{ChildStdout, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,10 @@ use crate::support::{self, KillOnDrop, ShmCleanup};
 type Pair = [u64; 2];
 
 const HANG: Duration = Duration::from_secs(20);
+
+/// Where a `Mutex<T>` keeps its value in the segment (T aligned to at most
+/// 64): after the 64-byte-rounded header.
+const VALUE_OFFSET: usize = 64;
 
 fn seg_name(name: &str) -> String {
     format!("ipcworks.mutex.{name}")
@@ -36,7 +40,7 @@ fn child() {
             let (name, count) = arg.split_once(',').unwrap();
             let m = Mutex::<u64>::open(name).unwrap();
             for _ in 0..count.parse::<u64>().unwrap() {
-                *m.lock().unwrap() += 1;
+                m.lock().unwrap().update(|n| *n += 1);
             }
         }
         // "FD,COUNT": the same on an inherited anonymous mutex.
@@ -46,7 +50,7 @@ fn child() {
             let fd = unsafe { OwnedFd::from_raw_fd(fd.parse().unwrap()) };
             let m = Mutex::<u64>::from_fd(fd).unwrap();
             for _ in 0..count.parse::<u64>().unwrap() {
-                *m.lock().unwrap() += 1;
+                m.lock().unwrap().update(|n| *n += 1);
             }
         }
         // Locks normally and finds the pair consistent.
@@ -54,13 +58,14 @@ fn child() {
             let m = Mutex::<Pair>::open(&arg).unwrap();
             let g = m.lock().unwrap();
             assert!(g.is_consistent());
-            assert_eq!(g[0], g[1]);
+            let [a, b] = g.get();
+            assert_eq!(a, b);
         }
         // Locks, breaks the invariant, says READY, and waits to be killed.
         "hold" => {
             let m = Mutex::<Pair>::open(&arg).unwrap();
             let mut g = m.lock().unwrap();
-            g[0] += 1;
+            g.update(|p| p[0] += 1);
             println!("READY");
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -69,7 +74,7 @@ fn child() {
             let m = Mutex::<Pair>::open(&arg).unwrap();
             match m.lock() {
                 Err(LockError::OwnerDead(mut g)) => {
-                    g[1] = 999; // half a repair
+                    g.update(|p| p[1] = 999); // half a repair
                     println!("OWNERDEAD");
                     // Holding the guard: the kill comes while we recover.
                     std::thread::sleep(Duration::from_secs(60));
@@ -90,22 +95,36 @@ fn child() {
                 let mut g = match m.lock() {
                     Ok(g) => g,
                     Err(LockError::OwnerDead(mut g)) => {
-                        g[1] = g[0];
+                        g.update(|p| p[1] = p[0]);
                         g.make_consistent();
                         g
                     }
                     Err(LockError::Failed(e)) => panic!("{e}"),
                 };
-                g[0] += 1;
+                // Two separate writes to shared memory, with time between.
+                g.update(|p| p[0] += 1);
                 for i in 0..200u32 {
                     std::hint::black_box(i);
                 }
-                g[1] = g[0];
+                g.update(|p| p[1] = p[0]);
                 drop(g);
                 if !said {
                     println!("READY");
                     said = true;
                 }
+            }
+        }
+        // "NAME,COUNT": COUNT fetch_adds on the value's first atomic,
+        // without taking the lock, through a plain mapping of the segment.
+        "atomic-add-unlocked" => {
+            let (name, count) = arg.split_once(',').unwrap();
+            let seg = Segment::open(&seg_name(name)).unwrap();
+            // SAFETY: offset 64 (the value) is 8-aligned and inside the
+            // mapped segment, which outlives the reference; atomics
+            // tolerate the other processes' writes.
+            let hits = unsafe { &*(seg.as_ptr().add(VALUE_OFFSET) as *const AtomicU64) };
+            for _ in 0..count.parse::<u64>().unwrap() {
+                hits.fetch_add(1, Ordering::Relaxed);
             }
         }
         "timeout-under-signals" => timeout_under_signals(),
@@ -159,14 +178,78 @@ fn threads_count_exactly() {
                     let mut g = m.lock().unwrap();
                     // A read, a pause and a write: lost updates show if two
                     // threads get in at once.
-                    let v = *g;
+                    let v = g.get();
                     std::hint::black_box(&v);
-                    *g = v + 1;
+                    g.set(v + 1);
                 }
             });
         }
     });
-    assert_eq!(*m.lock().unwrap(), THREADS * EACH);
+    assert_eq!(m.lock().unwrap().get(), THREADS * EACH);
+}
+
+/// The guard works on copies: `update`'s closure sees a private copy that
+/// an unlocked writer (a buggy peer, here our own second mapping of the
+/// segment) cannot change under it, and the copy is what lands back.
+#[test]
+fn the_guard_copies_in_and_out() {
+    let name = support::unique_name("mtx-copy");
+    let _clean = ShmCleanup(vec![seg_name(&name)]);
+    let m = Mutex::create(&name, [0u64; 4]).unwrap();
+    let other = Segment::open(&seg_name(&name)).unwrap();
+    let scribble = |v: [u64; 4]| {
+        // SAFETY: the value's 32 bytes at offset 64 of a mapping that
+        // outlives this call; a raw volatile write, as a peer's would be.
+        unsafe { std::ptr::write_volatile(other.as_ptr().add(VALUE_OFFSET) as *mut [u64; 4], v) }
+    };
+    let mut g = m.lock().unwrap();
+    let seen = g.update(|v| {
+        *v = [1, 2, 3, 4];
+        scribble([9; 4]);
+        *v
+    });
+    assert_eq!(seen, [1, 2, 3, 4], "the closure's copy is private");
+    assert_eq!(g.get(), [1, 2, 3, 4], "the copy is written back");
+    scribble([7; 4]);
+    assert_eq!(g.get(), [7; 4], "get copies what is there now");
+    g.set([5, 6, 7, 8]);
+    // SAFETY: as above, a raw read.
+    let there = unsafe { std::ptr::read_volatile(g.as_ptr()) };
+    assert_eq!(there, [5, 6, 7, 8]);
+    // A panicking closure leaves the value as it was and the lock free.
+    drop(g);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        m.lock().unwrap().update(|v| {
+            v[0] = 100;
+            panic!("inside update");
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(m.lock_timeout(HANG).unwrap().get(), [5, 6, 7, 8]);
+}
+
+/// A value made of atomics is lent in place: a child process adding
+/// without the lock and this one adding under it both count exactly.
+#[test]
+fn atomics_are_lent_in_place_and_count_beside_unlocked_writers() {
+    let name = support::unique_name("mtx-atomics");
+    let _clean = ShmCleanup(vec![seg_name(&name)]);
+    let m = Mutex::create(&name, [AtomicU64::new(0), AtomicU64::new(0)]).unwrap();
+    const EACH: u64 = 20_000;
+    let mut kid = KillOnDrop::spawn(support::child(
+        "mutex::child",
+        "atomic-add-unlocked",
+        &format!("{name},{EACH}"),
+    ));
+    for _ in 0..EACH {
+        let g = m.lock().unwrap();
+        g.atomics()[0].fetch_add(1, Ordering::Relaxed);
+        g.atomics()[1].fetch_add(1, Ordering::Relaxed);
+    }
+    assert!(kid.wait_for(HANG).success());
+    let g = m.lock().unwrap();
+    let [a, b] = g.get().map(AtomicU64::into_inner);
+    assert_eq!((a, b), (2 * EACH, EACH));
 }
 
 #[test]
@@ -175,20 +258,20 @@ fn a_thread_that_exits_holding_the_lock_is_a_dead_holder() {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut g = m.lock().unwrap();
-            g[0] = 4;
+            g.update(|p| p[0] = 4);
             std::mem::forget(g); // the thread ends still holding the lock
         });
     });
     assert!(m.is_locked());
     match m.lock_timeout(HANG) {
         Err(LockError::OwnerDead(mut g)) => {
-            assert_eq!(*g, [4, 3]);
-            g[1] = 4;
+            assert_eq!(g.get(), [4, 3]);
+            g.set([4, 4]);
             g.make_consistent();
         }
         other => panic!("expected OwnerDead, got {other:?}"),
     }
-    assert_eq!(*m.lock().unwrap(), [4, 4]);
+    assert_eq!(m.lock().unwrap().get(), [4, 4]);
 }
 
 #[test]
@@ -215,12 +298,12 @@ fn processes_count_exactly() {
         .collect();
     // The parent competes too.
     for _ in 0..EACH {
-        *m.lock().unwrap() += 1;
+        m.lock().unwrap().update(|n| *n += 1);
     }
     for k in &mut kids {
         assert!(k.wait_for(HANG).success());
     }
-    assert_eq!(*m.lock().unwrap(), 4 * EACH);
+    assert_eq!(m.lock().unwrap().get(), 4 * EACH);
     drop(m);
     assert!(!std::path::Path::new(&format!("/dev/shm/{}", seg_name(&name))).exists());
 }
@@ -237,7 +320,7 @@ fn anonymous_mutex_is_inherited_by_children() {
     for k in &mut kids {
         assert!(k.wait_for(HANG).success());
     }
-    assert_eq!(*m.lock().unwrap(), 4000);
+    assert_eq!(m.lock().unwrap().get(), 4000);
 }
 
 #[test]
@@ -258,8 +341,8 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
             match r {
                 Err(LockError::OwnerDead(mut g)) => {
                     assert!(!g.is_consistent());
-                    assert_eq!(*g, [8, 7], "the dead holder's half-done update");
-                    g[1] = g[0];
+                    assert_eq!(g.get(), [8, 7], "the dead holder's half-done update");
+                    g.update(|p| p[1] = p[0]);
                     g.make_consistent();
                     assert!(g.is_consistent());
                     tx.send(Ok(took)).unwrap();
@@ -273,7 +356,7 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
         let took = rx.recv_timeout(HANG).expect("waiter never woke");
         assert!(took.is_ok(), "waiter got {took:?}");
     });
-    assert_eq!(*m.lock().expect("consistent again"), [8, 8]);
+    assert_eq!(m.lock().expect("consistent again").get(), [8, 8]);
 
     // 2. A fresh locker after the holder was killed.
     let mut holder = spawn_and_wait("hold", &name, "READY");
@@ -281,8 +364,8 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
     let started = Instant::now();
     match m.lock() {
         Err(LockError::OwnerDead(mut g)) => {
-            assert_eq!(*g, [9, 8]);
-            g[1] = g[0];
+            assert_eq!(g.get(), [9, 8]);
+            g.update(|p| p[1] = p[0]);
             g.make_consistent();
         }
         other => panic!("expected OwnerDead, got {other:?}"),
@@ -294,7 +377,7 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
     holder.kill9();
     match m.try_lock() {
         Err(LockError::OwnerDead(mut g)) => {
-            g[1] = g[0];
+            g.update(|p| p[1] = p[0]);
             g.make_consistent();
         }
         other => panic!("expected OwnerDead from try_lock, got {other:?}"),
@@ -305,7 +388,35 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
     assert!(c.wait_for(HANG).success());
     let g = m.lock().expect("normal lock after repair");
     assert!(g.is_consistent());
-    assert_eq!(*g, [10, 10]);
+    assert_eq!(g.get(), [10, 10]);
+}
+
+/// A timeout shorter than the waiters' liveness period (zero, as `ipcworks
+/// lock -n` asks, or a few milliseconds) still looks at the holder once
+/// before giving up: a dead holder's lock is taken over, not reported as a
+/// timeout for ever.
+#[test]
+fn short_timeouts_take_over_from_a_dead_holder() {
+    let name = support::unique_name("mtx-short");
+    let _clean = ShmCleanup(vec![seg_name(&name)]);
+    let m = Mutex::create(&name, [0u64, 0]).unwrap();
+    for timeout in [Duration::ZERO, Duration::from_millis(3)] {
+        let mut holder = spawn_and_wait("hold", &name, "READY");
+        holder.kill9();
+        match m.lock_timeout(timeout) {
+            Err(LockError::OwnerDead(mut g)) => {
+                g.update(|p| p[1] = p[0]);
+                g.make_consistent();
+            }
+            other => panic!("lock_timeout({timeout:?}) on a dead holder's mutex: {other:?}"),
+        }
+    }
+    // A live holder still makes them time out.
+    let _holder = spawn_and_wait("hold", &name, "READY");
+    for timeout in [Duration::ZERO, Duration::from_millis(3)] {
+        let e: Error = m.lock_timeout(timeout).map(drop).unwrap_err().into();
+        assert!(matches!(e, Error::Timeout), "{e:?}");
+    }
 }
 
 #[test]
@@ -357,13 +468,13 @@ fn killed_recoverer_passes_owner_dead_on() {
     recoverer.kill9();
     match m.lock() {
         Err(LockError::OwnerDead(mut g)) => {
-            assert_eq!(*g, [1, 999]);
-            g[1] = g[0];
+            assert_eq!(g.get(), [1, 999]);
+            g.update(|p| p[1] = p[0]);
             g.make_consistent();
         }
         other => panic!("expected OwnerDead again, got {other:?}"),
     }
-    assert_eq!(*m.lock().unwrap(), [1, 1]);
+    assert_eq!(m.lock().unwrap().get(), [1, 1]);
 }
 
 /// xorshift64*, seeded from the clock; the seed is printed on failure.
@@ -396,12 +507,14 @@ fn kill_at_random_moments() {
         c.kill9();
         match m.lock_timeout(HANG) {
             Ok(g) => {
-                assert_eq!(g[0], g[1], "iteration {i}, seed {seed}: torn pair");
+                let [a, b] = g.get();
+                assert_eq!(a, b, "iteration {i}, seed {seed}: torn pair");
                 clean += 1;
             }
             Err(LockError::OwnerDead(mut g)) => {
-                assert!(g[0] == g[1] || g[0] == g[1] + 1, "seed {seed}: {:?}", *g);
-                g[1] = g[0];
+                let [a, b] = g.get();
+                assert!(a == b || a == b + 1, "seed {seed}: {:?}", [a, b]);
+                g.set([a, a]);
                 g.make_consistent();
                 dead += 1;
             }
@@ -411,8 +524,9 @@ fn kill_at_random_moments() {
     eprintln!("kill_at_random_moments: {dead} holders died holding, {clean} did not");
     assert!(dead > 0, "seed {seed}: no kill landed inside the lock");
     let g = m.lock().unwrap();
-    assert_eq!(g[0], g[1]);
-    assert!(g[0] >= 200);
+    let [a, b] = g.get();
+    assert_eq!(a, b);
+    assert!(a >= 200);
 }
 
 #[test]
@@ -515,7 +629,7 @@ fn timeout_under_signals() {
             std::thread::sleep(Duration::from_millis(100));
             done_tx.send(()).unwrap();
         });
-        *m.lock().expect("lock under signals") += 1;
+        m.lock().expect("lock under signals").update(|n| *n += 1);
         releaser.join().unwrap();
         assert!(
             ALARMS.load(Ordering::Relaxed) > before + 10,
@@ -562,7 +676,7 @@ fn bad_names_missing_mutexes_and_bad_segments_give_clear_errors() {
     ));
     let (again, created) = Mutex::open_or_create(&name, 1u64).unwrap();
     assert!(!created);
-    assert_eq!(*again.lock().unwrap(), 5);
+    assert_eq!(again.lock().unwrap().get(), 5);
     let e = Mutex::<[u64; 4]>::open(&name).unwrap_err();
     assert!(
         matches!(&e, Error::Refused { reason, .. } if reason.contains("different type")),
@@ -572,12 +686,13 @@ fn bad_names_missing_mutexes_and_bad_segments_give_clear_errors() {
     // Garbage in the lock state: an unknown state is Corrupted, a lock word
     // naming a thread that does not exist is a dead holder.
     let raw = Segment::open(&seg_name(&name)).unwrap();
-    // SAFETY: offsets 24 (word) and 28 (state) are inside the header of a
-    // mapped, page-aligned segment that outlives these references.
+    // SAFETY: offsets 24 (the 64-bit lock word) and 32 (state) are inside
+    // the header of a mapped, page-aligned segment that outlives these
+    // references.
     let (word, state) = unsafe {
         (
-            &*(raw.as_ptr().add(24) as *const AtomicU32),
-            &*(raw.as_ptr().add(28) as *const AtomicU32),
+            &*(raw.as_ptr().add(24) as *const AtomicU64),
+            &*(raw.as_ptr().add(32) as *const AtomicU32),
         )
     };
     state.store(77, Ordering::SeqCst);
@@ -585,12 +700,13 @@ fn bad_names_missing_mutexes_and_bad_segments_give_clear_errors() {
     assert!(matches!(e, Error::Corrupted { .. }), "{e:?}");
     assert!(m.try_lock().is_err());
     state.store(0, Ordering::SeqCst);
+    // Thread id 0x7FFF_FFFE (above any pid_max), WAITERS, start time 0.
     word.store(0x7FFF_FFFE | (1 << 31), Ordering::SeqCst);
     match m.lock_timeout(HANG) {
         Err(LockError::OwnerDead(mut g)) => g.make_consistent(),
         other => panic!("expected OwnerDead for a nonexistent holder, got {other:?}"),
     }
-    assert_eq!(*m.lock().unwrap(), 5);
+    assert_eq!(m.lock().unwrap().get(), 5);
     drop((raw, again));
     Mutex::<u64>::remove(&name).unwrap();
     drop(m);

@@ -100,23 +100,24 @@ pub fn run() -> anyhow::Result<()> {
             let mine = Mutex::<[u64; 3]>::open(&mutex_name).expect("open by name");
             for i in 1..=WRITES {
                 let mut g = mine.lock().expect("nobody dies here");
-                g[0] = i;
+                // Two separate copies into shared memory, as in step 1.
+                g.update(|v| v[0] = i);
                 std::hint::spin_loop();
-                g[1] = i;
+                g.update(|v| v[1] = i);
             }
-            mine.lock().expect("nobody dies here")[2] = 2;
+            mine.lock().expect("nobody dies here").update(|v| v[2] = 2);
             proc::exit_now(0);
         }
         Forked::Parent(child) => child,
     };
     let (mut reads, mut torn) = (0u64, 0u64);
     loop {
-        let g = m.lock().map_err(ipcworks::Error::from)?;
-        if g[2] == 2 {
+        let [a, b, state] = m.lock().map_err(ipcworks::Error::from)?.get();
+        if state == 2 {
             break;
         }
         reads += 1;
-        if g[0] != g[1] {
+        if a != b {
             torn += 1;
         }
     }

@@ -13,11 +13,12 @@
 //!
 //! Unlike `pthread_mutexattr_setrobust`, it does not use the kernel's robust
 //! list (glibc owns that list head per thread). A waiter instead looks at the
-//! holder every 15 ms: the lock word holds the holder's thread id, and a
-//! record beside it holds the thread's start time, so a thread id the kernel
-//! has handed to someone else does not pass for the holder. The uncontended
-//! path costs what `std::sync::Mutex` costs: one compare-and-swap to lock,
-//! one swap to unlock.
+//! holder every 15 ms (and once before a timeout or `try_lock` gives up):
+//! the 64-bit lock word holds the holder's thread id *and* start time, so a
+//! thread id the kernel has handed to someone else does not pass for the
+//! holder, and a takeover succeeds only on the very word judged dead. The
+//! uncontended path costs what `std::sync::Mutex` costs: one
+//! compare-and-swap to lock, one swap to unlock.
 //!
 //! ```no_run
 //! use ipcworks::sync::{LockError, Mutex};
@@ -35,7 +36,9 @@
 //!     }
 //!     Err(LockError::Failed(e)) => return Err(e),
 //! };
-//! *n += 1;
+//! // The value is copied out and back in: no reference into memory another
+//! // process can write (see `MutexGuard`).
+//! n.update(|n| *n += 1);
 //! # Ok(())
 //! # }
 //! ```
@@ -43,11 +46,15 @@
 pub(crate) mod raw;
 
 #[cfg(not(loom))]
+mod atomics;
+#[cfg(not(loom))]
 mod shared;
 
 #[cfg(not(loom))]
 use std::time::Duration;
 
+#[cfg(not(loom))]
+pub use atomics::AtomicsOnly;
 pub use raw::{Acquired, MutexState, RawError};
 #[cfg(not(loom))]
 pub use shared::{LockError, Mutex, MutexGuard, MutexOptions};
@@ -142,14 +149,7 @@ impl<'a> RawMutex<'a> {
 
     #[inline]
     fn lock_with(&self, wait: raw::Wait) -> Result<Acquired, RawError> {
-        let me = Identity::thread();
-        raw::lock(
-            self.state,
-            &raw::Kernel,
-            me.raw(),
-            me.id() & raw::TID_MASK,
-            wait,
-        )
+        raw::lock(self.state, &raw::Kernel, Identity::thread().raw(), wait)
     }
 
     /// Unlocks (the holder only). After an [`Acquired::OwnerDead`] that was

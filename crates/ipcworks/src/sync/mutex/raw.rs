@@ -7,34 +7,63 @@
 //!
 //! # The state, 16 bytes
 //!
-//! - `word`: the owner's thread id (bits 0..=30) and the `WAITERS` bit
-//!   (bit 31); `0` means unlocked. This is the futex word.
+//! - `word` (64 bits): who holds the lock, `0` when nobody does. The low
+//!   half is the futex word: the holder's thread id (bits 0..=30) and the
+//!   `WAITERS` bit (bit 31). The high half is the low 32 bits of the
+//!   holder's start time (field 22 of `/proc/TID/stat`). Together they are
+//!   the holder's [`Identity`](crate::sys::proc::Identity), which a reused
+//!   thread id cannot fake.
 //! - `state`: `CONSISTENT`, `OWNER_DEAD` (a holder died and the current
 //!   holder is recovering) or `NOT_RECOVERABLE`.
-//! - `owner`: the holder's [`Identity`](crate::sys::proc::Identity) (thread
-//!   id + start time), stored right after the lock is taken. A waiter uses it
-//!   to tell a live holder from a dead one whose thread id the kernel has
-//!   handed to someone else.
+//! - 4 reserved bytes, zero.
 //!
 //! All zero is "unlocked, consistent", so a fresh (zero-filled) segment holds
 //! a ready mutex.
 //!
 //! # The protocol
 //!
-//! - lock: `CAS(word, 0 → tid)` (the fast path, like `std::sync::Mutex`);
-//!   else spin a little, then set `WAITERS` and `futex_wait` in slices. When
-//!   a slice passes without the lock, look at the holder: `owner` names it
-//!   exactly when its id equals the word's tid, else (between its CAS and its
-//!   `owner` store, or dead right there) `/proc/TID` decides. A dead holder's
-//!   lock is taken over with `CAS(observed word → tid | waiters)`, `state`
+//! - lock: `CAS(word, 0 → me)` where `me` is the caller's full identity
+//!   (the fast path, like `std::sync::Mutex`); else spin a little, then set
+//!   `WAITERS` and `futex_wait` on the low half in slices. When a slice
+//!   passes without the lock (or a `try_lock` or a timeout is about to
+//!   fail), look at the holder the word names: if it is dead, take the lock
+//!   over with `CAS(observed word → me | WAITERS bit as observed)`; `state`
 //!   becomes `OWNER_DEAD` and the caller is told.
 //! - unlock: `swap(word, 0)`, `futex_wake(1)` if `WAITERS` was set.
 //! - a holder that got `OWNER_DEAD` and unlocks without `make_consistent`
 //!   sets `NOT_RECOVERABLE` and wakes everyone; every lock after that fails.
 //!
+//! # Why the holder's identity is in the word
+//!
+//! A waiter may take the lock from a holder only when that holder is dead,
+//! and it must judge the very holder its takeover CAS replaces. With the
+//! identity in the CAS word, both are one value: the waiter reads word `w`,
+//! finds the thread `w` names (id *and* start time) dead, and
+//! `CAS(w → me)` succeeds only if the word still names that dead thread.
+//! A live thread that reuses the dead one's id has another start time, so
+//! its lock word differs from `w` and the CAS fails; when a waiter reads
+//! that live thread's word it sees the live thread's own start time.
+//!
+//! (Earlier layouts kept a 31-bit thread id in the word and stored the
+//! full identity in a record beside it *after* the CAS. Between the two, the
+//! record still named the previous holder: if that holder had the same
+//! thread id and was dead — its id since reused by the new holder — a
+//! waiter judged the live new holder dead and took the lock from it. The
+//! loom case `a_reused_thread_id_never_passes_a_live_holder_for_dead`
+//! reproduces that on the old protocol.)
+//!
+//! Memory ordering: the lock CASes are `Acquire`, the unlock swap is
+//! `Release`, as in any mutex; the data is ordered by those. A takeover
+//! needs no more: the dead holder's writes are visible once the kernel
+//! reports it dead (it has left the CPU), and the takeover CAS is
+//! `Acquire`. The futex sees only the low half; every change that matters
+//! to a sleeper (unlock to 0, a new holder) changes the low half or
+//! leaves `WAITERS` set there, so a sleeper is never left asleep on a
+//! value that no unlock will wake.
+//!
 //! Values read from shared memory are never trusted: an unknown `state` is
-//! [`RawError::Corrupted`], a word naming a thread that does not exist is a
-//! dead holder.
+//! [`RawError::Corrupted`], a word naming a thread that does not exist (or
+//! another start time) is a dead holder.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 #[cfg(not(loom))]
@@ -47,10 +76,26 @@ use loom::sync::atomic::{AtomicU32, AtomicU64};
 use crate::sys::futex::Wake;
 use crate::sys::time::Deadline;
 
-/// Bit 31 of the word: somebody sleeps (or is about to) on the futex.
-pub(crate) const WAITERS: u32 = 1 << 31;
+/// Bit 31 of the word (the futex half): somebody sleeps (or is about to) on
+/// the futex.
+pub(crate) const WAITERS: u64 = 1 << 31;
 /// Bits 0..=30 of the word: the holder's thread id.
-pub(crate) const TID_MASK: u32 = !WAITERS;
+pub(crate) const TID_MASK: u64 = (1 << 31) - 1;
+
+/// The lock word that names the thread `ident` (an
+/// [`Identity`](crate::sys::proc::Identity): id in the high half, start
+/// time in the low half): the id goes to the futex half.
+#[inline]
+pub(crate) const fn word_of(ident: u64) -> u64 {
+    ((ident & 0xFFFF_FFFF) << 32) | ((ident >> 32) & TID_MASK)
+}
+
+/// The identity a lock word names (the inverse of [`word_of`], without the
+/// `WAITERS` bit).
+#[inline]
+pub(crate) const fn ident_of(word: u64) -> u64 {
+    ((word & TID_MASK) << 32) | (word >> 32)
+}
 
 /// `state`: the data is consistent.
 pub(crate) const CONSISTENT: u32 = 0;
@@ -66,9 +111,9 @@ pub(crate) const NOT_RECOVERABLE: u32 = 2;
 #[repr(C)]
 #[derive(Debug)]
 pub struct MutexState {
-    pub(crate) word: AtomicU32,
+    pub(crate) word: AtomicU64,
     pub(crate) state: AtomicU32,
-    pub(crate) owner: AtomicU64,
+    reserved: AtomicU32,
 }
 
 impl MutexState {
@@ -76,9 +121,9 @@ impl MutexState {
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         MutexState {
-            word: AtomicU32::new(0),
+            word: AtomicU64::new(0),
             state: AtomicU32::new(CONSISTENT),
-            owner: AtomicU64::new(0),
+            reserved: AtomicU32::new(0),
         }
     }
 
@@ -86,9 +131,9 @@ impl MutexState {
     #[cfg(loom)]
     pub fn new() -> Self {
         MutexState {
-            word: AtomicU32::new(0),
+            word: AtomicU64::new(0),
             state: AtomicU32::new(CONSISTENT),
-            owner: AtomicU64::new(0),
+            reserved: AtomicU32::new(0),
         }
     }
 }
@@ -138,13 +183,14 @@ pub(crate) trait Host {
     const SPIN: u32;
     /// How often a sleeper looks at the holder's liveness (`None`: never).
     fn slice(&self) -> Option<Duration>;
-    /// Sleeps while `*word == expected`, at most until `until`.
-    fn wait(&self, word: &AtomicU32, expected: u32, until: Option<Deadline>) -> Wake;
+    /// Sleeps while `*word == expected` (the kernel compares the futex
+    /// half), at most until `until`.
+    fn wait(&self, word: &AtomicU64, expected: u64, until: Option<Deadline>) -> Wake;
     /// Wakes one sleeper, or all.
-    fn wake(&self, word: &AtomicU32, all: bool);
-    /// Whether the holder named by the word's `tid` and the `owner` record
-    /// is certainly dead.
-    fn owner_dead(&self, tid: u32, record: u64) -> bool;
+    fn wake(&self, word: &AtomicU64, all: bool);
+    /// Whether the holder named by `ident` (an identity: id and start time)
+    /// is certainly dead, and nothing else holds the lock with it.
+    fn owner_dead(&self, ident: u64) -> bool;
 }
 
 /// How long a `lock` call may wait.
@@ -156,26 +202,26 @@ pub(crate) enum Wait {
     Until(Option<Deadline>),
 }
 
-/// Locks `st` as the thread `tid` whose full identity is `me`.
+/// Locks `st` as the thread whose full identity is `me` (id in the high
+/// half, non-zero and below 2^31; start time in the low half).
 #[inline]
 pub(crate) fn lock<H: Host>(
     st: &MutexState,
     host: &H,
     me: u64,
-    tid: u32,
     wait: Wait,
 ) -> Result<Acquired, RawError> {
-    debug_assert!(tid != 0 && tid & WAITERS == 0);
-    if st.word.compare_exchange(0, tid, Acquire, Relaxed).is_ok() {
-        return acquired(st, host, me);
+    let mine = word_of(me);
+    debug_assert!(mine & TID_MASK != 0 && (me >> 32) & !TID_MASK == 0);
+    if st.word.compare_exchange(0, mine, Acquire, Relaxed).is_ok() {
+        return acquired(st, host);
     }
-    lock_slow(st, host, me, tid, wait)
+    lock_slow(st, host, mine, wait)
 }
 
-/// We hold the lock: record ourselves and look at the state.
+/// We hold the lock: look at the state.
 #[inline]
-fn acquired<H: Host>(st: &MutexState, host: &H, me: u64) -> Result<Acquired, RawError> {
-    st.owner.store(me, Relaxed);
+fn acquired<H: Host>(st: &MutexState, host: &H) -> Result<Acquired, RawError> {
     match st.state.load(Relaxed) {
         CONSISTENT => Ok(Acquired::Consistent),
         // Only a bad peer leaves OWNER_DEAD on an unlocked mutex; telling
@@ -204,8 +250,7 @@ fn state_error(state: u32) -> RawError {
 fn lock_slow<H: Host>(
     st: &MutexState,
     host: &H,
-    me: u64,
-    tid: u32,
+    mine: u64,
     wait: Wait,
 ) -> Result<Acquired, RawError> {
     let deadline = match wait {
@@ -217,6 +262,8 @@ fn lock_slow<H: Host>(
     // still sleep, and our unlock must wake them.
     let mut waiters = 0;
     let mut next_check: Option<Deadline> = None;
+    // Whether we have looked at the holder's liveness yet.
+    let mut looked = false;
     loop {
         let s = st.state.load(Relaxed);
         if s != CONSISTENT && s != OWNER_DEAD {
@@ -224,18 +271,25 @@ fn lock_slow<H: Host>(
         }
         let w = st.word.load(Relaxed);
         if w == 0 {
-            match st.word.compare_exchange(0, tid | waiters, Acquire, Relaxed) {
-                Ok(_) => return acquired(st, host, me),
+            match st
+                .word
+                .compare_exchange(0, mine | waiters, Acquire, Relaxed)
+            {
+                Ok(_) => return acquired(st, host),
                 Err(_) => continue,
             }
         }
         if matches!(wait, Wait::No) {
             // A dead holder would make try_lock fail for ever: look at it
             // (a /proc read, the price of a contended try_lock).
-            if let Some(r) = take_over_if_dead(st, host, me, tid, w) {
+            if let Some(r) = take_over_if_dead(st, host, mine, w) {
                 return r;
             }
             return Err(RawError::WouldBlock);
+        }
+        if w & !WAITERS == mine {
+            // The word names us, start time and all: we hold it already.
+            return Err(RawError::WouldDeadlock);
         }
         if spins > 0 {
             spins -= 1;
@@ -243,11 +297,16 @@ fn lock_slow<H: Host>(
             continue;
         }
         if deadline.is_some_and(|d| d.expired()) {
+            // A timeout shorter than the liveness slice would otherwise
+            // never look at the holder: look once before giving up.
+            if !looked {
+                looked = true;
+                if let Some(r) = take_over_if_dead(st, host, mine, w) {
+                    return r;
+                }
+                continue;
+            }
             return Err(RawError::TimedOut);
-        }
-        if waiters == 0 && w & TID_MASK == tid && st.owner.load(Relaxed) == me {
-            // Our own thread id and our own record: we hold it already.
-            return Err(RawError::WouldDeadlock);
         }
         if w & WAITERS == 0
             && st
@@ -265,7 +324,8 @@ fn lock_slow<H: Host>(
         if let Some(slice) = host.slice() {
             let check = *next_check.get_or_insert_with(|| Deadline::after(slice));
             if check.expired() {
-                if let Some(r) = take_over_if_dead(st, host, me, tid, w) {
+                looked = true;
+                if let Some(r) = take_over_if_dead(st, host, mine, w) {
                     return r;
                 }
                 next_check = Some(Deadline::after(slice));
@@ -288,22 +348,17 @@ fn lock_slow<H: Host>(
 fn take_over_if_dead<H: Host>(
     st: &MutexState,
     host: &H,
-    me: u64,
-    tid: u32,
-    w: u32,
+    mine: u64,
+    w: u64,
 ) -> Option<Result<Acquired, RawError>> {
-    let record = st.owner.load(Relaxed);
-    if !host.owner_dead(w & TID_MASK, record) {
+    if !host.owner_dead(ident_of(w)) {
         return None;
     }
-    // A new holder may have taken and recorded the lock while we judged.
-    if st.owner.load(Relaxed) != record {
-        return None;
-    }
+    // Succeeds only if the word still names the thread just judged dead
+    // (its id and start time): see the module docs.
     st.word
-        .compare_exchange(w, tid | (w & WAITERS), Acquire, Relaxed)
+        .compare_exchange(w, mine | (w & WAITERS), Acquire, Relaxed)
         .ok()?;
-    st.owner.store(me, Relaxed);
     let s = st.state.load(Relaxed);
     if s != CONSISTENT && s != OWNER_DEAD {
         return Some(Err(give_back(st, host, s)));
@@ -364,29 +419,18 @@ impl Host for Kernel {
         Some(LIVENESS_SLICE)
     }
 
-    fn wait(&self, word: &AtomicU32, expected: u32, until: Option<Deadline>) -> Wake {
-        crate::sys::futex::wait(word, expected, until)
+    fn wait(&self, word: &AtomicU64, expected: u64, until: Option<Deadline>) -> Wake {
+        crate::sys::futex::wait_low(word, expected as u32, until)
     }
 
-    fn wake(&self, word: &AtomicU32, all: bool) {
-        if all {
-            crate::sys::futex::wake_all(word);
-        } else {
-            crate::sys::futex::wake(word, 1);
-        }
+    fn wake(&self, word: &AtomicU64, all: bool) {
+        crate::sys::futex::wake_low(word, if all { i32::MAX as u32 } else { 1 });
     }
 
-    fn owner_dead(&self, tid: u32, record: u64) -> bool {
-        use crate::sys::proc::{self, Identity, Status};
-        let rec = Identity::from_raw(record);
-        if !rec.is_none() && rec.id() == tid {
-            // Id and start time: a reused id cannot pass for the holder.
-            !rec.is_alive()
-        } else {
-            // The holder is between its CAS and its record, or died there:
-            // only the id is known. Unknown (hidden /proc) counts as alive.
-            proc::status(tid) == Status::Dead
-        }
+    fn owner_dead(&self, ident: u64) -> bool {
+        // Id and start time: a reused id cannot pass for the holder.
+        // Unknown (hidden /proc) counts as alive.
+        !crate::sys::proc::Identity::from_raw(ident).is_alive()
     }
 }
 
@@ -396,7 +440,7 @@ mod loom_tests {
     //! --release sync::mutex` (keep `LOOM_MAX_PREEMPTIONS` small).
 
     use loom::cell::UnsafeCell;
-    use loom::sync::atomic::AtomicU32;
+    use loom::sync::atomic::AtomicU64;
     use loom::sync::{Arc, Condvar, Mutex};
 
     use super::*;
@@ -407,8 +451,8 @@ mod loom_tests {
     struct LoomHost {
         m: Mutex<()>,
         cv: Condvar,
-        /// The thread id that counts as dead.
-        dead: u32,
+        /// The identity (thread id and start time) that counts as dead.
+        dead: u64,
     }
 
     impl Host for LoomHost {
@@ -418,7 +462,7 @@ mod loom_tests {
             None
         }
 
-        fn wait(&self, word: &AtomicU32, expected: u32, _until: Option<Deadline>) -> Wake {
+        fn wait(&self, word: &AtomicU64, expected: u64, _until: Option<Deadline>) -> Wake {
             let g = self.m.lock().unwrap();
             if word.load(std::sync::atomic::Ordering::SeqCst) != expected {
                 return Wake::Retry;
@@ -427,7 +471,7 @@ mod loom_tests {
             Wake::Retry
         }
 
-        fn wake(&self, _word: &AtomicU32, all: bool) {
+        fn wake(&self, _word: &AtomicU64, all: bool) {
             let _g = self.m.lock().unwrap();
             if all {
                 self.cv.notify_all();
@@ -436,8 +480,8 @@ mod loom_tests {
             }
         }
 
-        fn owner_dead(&self, tid: u32, _record: u64) -> bool {
-            tid == self.dead
+        fn owner_dead(&self, ident: u64) -> bool {
+            ident == self.dead
         }
     }
 
@@ -453,14 +497,27 @@ mod loom_tests {
             host: LoomHost {
                 m: Mutex::new(()),
                 cv: Condvar::new(),
-                dead: 9,
+                dead: DEAD9,
             },
             data: UnsafeCell::new(0),
         })
     }
 
+    /// The dead holder of `dead_holder_is_taken_over_by_exactly_one`.
+    const DEAD9: u64 = (9 << 32) | 1;
+
+    /// The identity of model thread `t`: id `t`, start time 1.
+    fn ident(t: u32) -> u64 {
+        ((t as u64) << 32) | 1
+    }
+
+    /// Locks as the thread whose identity is `ident` (id in the high half).
+    fn lock_as(s: &Shared, ident: u64, wait: Wait) -> Result<Acquired, RawError> {
+        lock(&s.st, &s.host, ident, wait)
+    }
+
     fn increment(s: &Shared, tid: u32) {
-        let r = lock(&s.st, &s.host, tid as u64, tid, Wait::Until(None));
+        let r = lock_as(s, ident(tid), Wait::Until(None));
         assert_eq!(r, Ok(Acquired::Consistent));
         // loom reports any access here that is not ordered by the lock.
         s.data.with_mut(|p| {
@@ -518,7 +575,7 @@ mod loom_tests {
             let s = shared();
             let s2 = s.clone();
             let t = loom::thread::spawn(move || {
-                match lock(&s2.st, &s2.host, 1, 1, wait) {
+                match lock_as(&s2, ident(1), wait) {
                     Ok(_) => {
                         s2.data.with_mut(|p| {
                             // SAFETY: we hold the lock; loom checks it.
@@ -534,16 +591,74 @@ mod loom_tests {
             });
             // Pretend we took over from a dead holder, then give up.
             assert_eq!(
-                lock(&s.st, &s.host, 2, 2, Wait::Until(None)),
+                lock_as(&s, ident(2), Wait::Until(None)),
                 Ok(Acquired::Consistent)
             );
             s.st.state.store(OWNER_DEAD, Relaxed);
             unlock(&s.st, &s.host);
             assert_eq!(
-                lock(&s.st, &s.host, 2, 2, Wait::Until(None)),
+                lock_as(&s, ident(2), Wait::Until(None)),
                 Err(RawError::NotRecoverable)
             );
             t.join().unwrap();
+        });
+    }
+
+    /// Thread ids are reused: a thread with id 5 locked and unlocked, then
+    /// exited; a new thread got id 5 again and locks while thread 7
+    /// try_locks (which looks at the holder's liveness at once). Thread 7
+    /// must never judge the new, live holder dead from what the old one
+    /// left behind: both inside at once is a loom data race on `data`.
+    #[test]
+    fn a_reused_thread_id_never_passes_a_live_holder_for_dead() {
+        // Identities: thread id in the high half, start time in the low.
+        const OLD5: u64 = (5 << 32) | 1;
+        const NEW5: u64 = (5 << 32) | 2;
+        const T7: u64 = (7 << 32) | 1;
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(2);
+        }
+        b.check(|| {
+            let s = Arc::new(Shared {
+                st: MutexState::new(),
+                host: LoomHost {
+                    m: Mutex::new(()),
+                    cv: Condvar::new(),
+                    dead: OLD5,
+                },
+                data: UnsafeCell::new(0),
+            });
+            // The old thread 5, long gone: it locked and unlocked cleanly.
+            assert_eq!(
+                lock_as(&s, OLD5, Wait::Until(None)),
+                Ok(Acquired::Consistent)
+            );
+            unlock(&s.st, &s.host);
+            let s2 = s.clone();
+            let new5 = loom::thread::spawn(move || {
+                assert_eq!(
+                    lock_as(&s2, NEW5, Wait::Until(None)),
+                    Ok(Acquired::Consistent)
+                );
+                s2.data.with_mut(|p| {
+                    // SAFETY: we hold the lock; loom checks that claim.
+                    unsafe { *p += 1 }
+                });
+                unlock(&s2.st, &s2.host);
+            });
+            match lock_as(&s, T7, Wait::No) {
+                Ok(r) => {
+                    assert_eq!(r, Acquired::Consistent, "nobody died holding it");
+                    s.data.with_mut(|p| {
+                        // SAFETY: we hold the lock; loom checks that claim.
+                        unsafe { *p += 1 }
+                    });
+                    unlock(&s.st, &s.host);
+                }
+                Err(e) => assert_eq!(e, RawError::WouldBlock),
+            }
+            new5.join().unwrap();
         });
     }
 
@@ -557,13 +672,12 @@ mod loom_tests {
         }
         b.check(|| {
             let s = shared();
-            s.st.word.store(9 | WAITERS, Relaxed);
-            s.st.owner.store(9, Relaxed);
+            s.st.word.store(word_of(DEAD9) | WAITERS, Relaxed);
             let threads: Vec<_> = (1..=2)
                 .map(|t| {
                     let s = s.clone();
                     loom::thread::spawn(move || {
-                        let r = lock(&s.st, &s.host, t as u64, t, Wait::No);
+                        let r = lock_as(&s, ident(t), Wait::No);
                         if r.is_ok() {
                             s.data.with_mut(|p| {
                                 // SAFETY: we hold the lock; loom checks it.

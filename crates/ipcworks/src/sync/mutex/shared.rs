@@ -3,24 +3,26 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 
-use super::RawMutex;
 use super::raw::{self, Acquired, Kernel, MutexState, Wait};
+use super::{AtomicsOnly, RawMutex};
 use crate::shm::{Segment, SegmentOptions};
+use crate::sys::futex::Wake;
+use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 use crate::{Error, Result, name};
 
 /// `"IPCWMTX1"`: the first 8 bytes of every mutex segment, written last.
 const MAGIC: u64 = u64::from_le_bytes(*b"IPCWMTX1");
-/// Layout version of the segment.
-const VERSION: u32 = 1;
+/// Layout version of the segment. Version 2: the lock word holds the
+/// holder's full identity (64 bits; see `raw.rs`).
+const VERSION: u32 = 2;
 /// What [`Error::NotFound`] and friends call it.
 const KIND: &str = "mutex";
 /// Prefix of the segment name: `/dev/shm/ipcworks.mutex.NAME`.
@@ -36,6 +38,46 @@ struct Header {
     data_offset: AtomicU32,
     data_size: AtomicU64,
     state: MutexState,
+    /// 0, or the identity of a child process that holds the lock together
+    /// with its holder ([`process::spawn_holding`](crate::process::spawn_holding)).
+    /// A holder judged dead keeps the lock while this one lives.
+    co_holder: AtomicU64,
+}
+
+/// The robust-mutex host of a `Mutex<T>`: the kernel's, and a holder is
+/// dead only if its co-holder (if any) is dead too.
+struct WithCoHolder<'a> {
+    co: &'a AtomicU64,
+}
+
+impl raw::Host for WithCoHolder<'_> {
+    const SPIN: u32 = Kernel::SPIN;
+
+    fn slice(&self) -> Option<Duration> {
+        Kernel.slice()
+    }
+
+    fn wait(&self, word: &AtomicU64, expected: u64, until: Option<Deadline>) -> Wake {
+        Kernel.wait(word, expected, until)
+    }
+
+    fn wake(&self, word: &AtomicU64, all: bool) {
+        Kernel.wake(word, all)
+    }
+
+    fn owner_dead(&self, ident: u64) -> bool {
+        if !Kernel.owner_dead(ident) {
+            return false;
+        }
+        // Only now read the co-holder: a child records itself before it
+        // checks that its parent (the holder) lives, so a co-holder that
+        // will ever run is visible once the holder is seen dead (see
+        // "Co-holders" in `sync/semaphore/raw.rs`, the same argument and
+        // the same fence).
+        std::sync::atomic::fence(SeqCst);
+        let co = self.co.load(SeqCst);
+        co == 0 || !Identity::from_raw(co).is_alive()
+    }
 }
 
 /// Where the value lives: after the header, on its own cache line.
@@ -47,18 +89,33 @@ fn data_offset<T>() -> usize {
 /// A mutual exclusion lock and the value `T` it protects, in shared memory,
 /// usable between threads and processes, robust against holders that die.
 ///
-/// `T` must accept any bit pattern ([`FromBytes`]) and have no pointers or
-/// padding ([`IntoBytes`], [`Immutable`]): plain numbers, arrays and
-/// `#[repr(C)]` structs of them (derive the zerocopy traits).
+/// `T` must accept any bit pattern ([`FromBytes`]) and have no padding
+/// ([`IntoBytes`]): plain numbers, arrays and `#[repr(C)]` structs of them
+/// (derive the zerocopy traits), or atomics ([`AtomicsOnly`]).
 ///
-/// # Shared memory and references
+/// # Shared memory: copies, not references
 ///
-/// The value lives in memory that other processes map. A guard hands out
-/// `&T` / `&mut T` while the lock is held; that is sound only because every
-/// well-behaved peer writes the value under the lock. A hostile or buggy
-/// peer that writes without locking can make the value wrong, but never
-/// invalid: any bit pattern is a valid `T`. `T`'s destructor never runs on
-/// the shared value.
+/// The value lives in memory that other processes map, and a buggy or
+/// hostile one may write it without locking. So the guard gives no `&T` or
+/// `&mut T` (a data race through a reference is undefined behaviour): it
+/// copies the value out and in ([`MutexGuard::get`], [`MutexGuard::set`],
+/// [`MutexGuard::update`]) and lends it in place only when `T` is made of
+/// atomics ([`MutexGuard::atomics`]). This replaces the `Deref`/`DerefMut`
+/// of earlier versions: `*g` becomes `g.get()`, `*g += 1` becomes
+/// `g.update(|v| *v += 1)`. A peer that writes without locking can make the
+/// value wrong, never invalid: any bit pattern is a valid `T`. `T`'s
+/// destructor never runs on the shared value.
+///
+/// ```
+/// use ipcworks::sync::Mutex;
+///
+/// # fn main() -> ipcworks::Result<()> {
+/// let m = Mutex::anonymous(0u64)?; // or Mutex::create("name", 0u64)
+/// m.lock()?.update(|n| *n += 1);
+/// assert_eq!(m.lock()?.get(), 1);
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Robustness
 ///
@@ -67,7 +124,11 @@ fn data_offset<T>() -> usize {
 /// Dropping that guard without doing so makes the mutex not recoverable:
 /// every later lock fails with [`Error::NotRecoverable`]. A recoverer that
 /// dies before marking it consistent passes `OwnerDead` on to the next
-/// locker. See [the module docs](super) for how death is detected.
+/// locker. See [the module docs](super) for how death is detected. A child
+/// command run under a guard
+/// ([`process::spawn_holding`](crate::process::spawn_holding)) holds the
+/// lock too: it is taken over only once the holder and the child are both
+/// dead.
 ///
 /// Named mutexes live in a segment `/dev/shm/ipcworks.mutex.NAME` (mode
 /// 0600 unless asked); the creator removes it when dropped unless it
@@ -81,8 +142,9 @@ pub struct Mutex<T> {
     _value: PhantomData<T>,
 }
 
-// SAFETY: as for `std::sync::Mutex`: the lock hands `&mut T` to one thread
-// at a time, so sharing the mutex only needs `T: Send`.
+// SAFETY: as for `std::sync::Mutex`: the lock hands the value (by copy, or
+// `&T` of an AtomicsOnly `T`, which is `Sync`) to one thread at a time, so
+// sharing the mutex only needs `T: Send`.
 unsafe impl<T: Send> Sync for Mutex<T> {}
 
 /// Options for creating or opening a [`Mutex`]: mode and persistence.
@@ -112,7 +174,7 @@ impl<T> Default for MutexOptions<T> {
 
 impl<T> MutexOptions<T>
 where
-    T: FromBytes + IntoBytes + KnownLayout + Immutable + Send,
+    T: FromBytes + IntoBytes + KnownLayout + Send,
 {
     /// Permission bits of a mutex to create, exactly (default 0600); when
     /// opening, a mutex whose mode grants more is refused.
@@ -203,7 +265,7 @@ fn rename(e: Error, bare: &str) -> Error {
 
 impl<T> Mutex<T>
 where
-    T: FromBytes + IntoBytes + KnownLayout + Immutable + Send,
+    T: FromBytes + IntoBytes + KnownLayout + Send,
 {
     /// Options for creating or opening a mutex.
     pub fn options() -> MutexOptions<T> {
@@ -292,8 +354,13 @@ where
         crate::shm::await_magic(&h.magic, MAGIC, "mutex").map_err(refuse)?;
         let version = h.version.load(Relaxed);
         if version != VERSION {
+            let hint = if version < VERSION {
+                " (made by an older ipcworks: remove it, e.g. `ipcworks lock --rm NAME`, and create it again)"
+            } else {
+                ""
+            };
             return Err(refuse(format!(
-                "it has layout version {version}, this program knows version {VERSION}"
+                "it has layout version {version}, this program knows version {VERSION}{hint}"
             )));
         }
         let (off, size) = (h.data_offset.load(Relaxed), h.data_size.load(Relaxed));
@@ -332,7 +399,9 @@ where
     }
 
     /// Locks, waiting at most `timeout`, else [`Error::Timeout`]. Signals
-    /// do not cut the wait short.
+    /// do not cut the wait short. Even a zero timeout looks at the holder
+    /// once before giving up, so a dead holder's lock is taken over
+    /// ([`LockError::OwnerDead`]) rather than reported as a timeout.
     #[doc(alias = "pthread_mutex_timedlock")]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError<'_, T>> {
         self.lock_with(Wait::Until(Some(Deadline::after(timeout))))
@@ -340,14 +409,20 @@ where
 
     #[inline]
     fn lock_with(&self, wait: Wait) -> Result<MutexGuard<'_, T>, LockError<'_, T>> {
-        let raw = RawMutex::new(self.state());
-        let r = match wait {
-            Wait::No => raw.try_lock(),
-            Wait::Until(d) => raw.lock_until(d),
-        };
+        let co = &self.header().co_holder;
+        let r = raw::lock(
+            self.state(),
+            &WithCoHolder { co },
+            Identity::thread().raw(),
+            wait,
+        );
         match r {
             Ok(Acquired::Consistent) => Ok(self.guard(false)),
-            Ok(Acquired::OwnerDead) => Err(LockError::OwnerDead(self.guard(true))),
+            Ok(Acquired::OwnerDead) => {
+                // The dead holder's co-holder, if any, was judged dead too.
+                co.store(0, SeqCst);
+                Err(LockError::OwnerDead(self.guard(true)))
+            }
             Err(e) => Err(LockError::Failed(e.into_error(&self.what))),
         }
     }
@@ -410,10 +485,50 @@ impl<T> fmt::Debug for Mutex<T> {
     }
 }
 
-/// Proof of holding a [`Mutex`]: derefs to the value; unlocks when dropped.
+/// Proof of holding a [`Mutex`]: copies the value in and out while the lock
+/// is held; unlocks when dropped.
+///
+/// # Access: copies, not references
+///
+/// The value lives in memory that other processes map and a buggy or
+/// hostile one may write without locking; a Rust reference (`&T`, `&mut T`)
+/// to it would then be a data race, undefined behaviour. So the guard
+/// copies (earlier versions dereferenced to `&T`/`&mut T`; these methods
+/// replace `*guard`, `guard.field` and `*guard = v`):
+///
+/// - [`get`](Self::get) copies the value out, [`set`](Self::set) copies a
+///   value in, [`update`](Self::update) does both around a closure that
+///   works on the copy: `g.update(|v| *v += 1)`;
+/// - [`atomics`](Self::atomics) lends `&T` in place, only for types made
+///   entirely of atomics ([`AtomicsOnly`]), which tolerate other writers;
+/// - [`as_ptr`](Self::as_ptr) is the raw escape hatch (unsafe to use), and
+///   [`as_mut_unchecked`](Self::as_mut_unchecked) an `unsafe` `&mut T` for
+///   peers you trust.
+///
+/// A copy is one `memcpy` of `size_of::<T>()` bytes, about what reading the
+/// fields through a reference costs; for large values, copy only what you
+/// need through `as_ptr`.
 ///
 /// Not `Send`: the lock is recorded as held by this thread, and a thread
 /// that exits while holding it counts as a dead holder.
+///
+/// ```compile_fail,E0614
+/// # fn main() -> ipcworks::Result<()> {
+/// let m = ipcworks::sync::Mutex::anonymous(0u64)?;
+/// let g = m.lock()?;
+/// let n: u64 = *g; // no Deref: use `g.get()`
+/// # Ok(())
+/// # }
+/// ```
+///
+/// ```compile_fail,E0608
+/// # fn main() -> ipcworks::Result<()> {
+/// let m = ipcworks::sync::Mutex::anonymous([0u64; 2])?;
+/// let mut g = m.lock()?;
+/// g[0] = 1; // no DerefMut: use `g.update(|v| v[0] = 1)`
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T> {
     mutex: &'a Mutex<T>,
@@ -421,8 +536,9 @@ pub struct MutexGuard<'a, T> {
     _not_send: PhantomData<*const ()>,
 }
 
-// SAFETY: a shared guard only hands out `&T`, as `std::sync::MutexGuard`.
-unsafe impl<T: Sync> Sync for MutexGuard<'_, T> {}
+// SAFETY: a shared guard copies the value out (any number of threads may
+// read at once) or lends `&T` of an AtomicsOnly `T`, which is `Sync`.
+unsafe impl<T: Send + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<T> MutexGuard<'_, T> {
     /// Marks the data consistent after [`LockError::OwnerDead`], once it has
@@ -438,29 +554,140 @@ impl<T> MutexGuard<'_, T> {
     pub fn is_consistent(&self) -> bool {
         !self.owner_dead
     }
-}
 
-impl<T> Deref for MutexGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: we hold the lock, so well-behaved peers do not write the
-        // value; `T: FromBytes` (required to lock) makes any bytes a hostile
-        // peer leaves there a valid `T`. In bounds and aligned (`attach`).
-        unsafe { &*self.mutex.data_ptr() }
+    /// The value's address in the shared segment (aligned for `T`), valid
+    /// for reads and writes of `size_of::<T>()` bytes while the guard lives.
+    ///
+    /// Getting the pointer is safe; using it is `unsafe` and up to you.
+    /// Read and write through it with `ptr::read`/`ptr::write`,
+    /// `copy_nonoverlapping` or the volatile variants, never through a
+    /// reference you keep: another process may write these bytes at any
+    /// time (a correct one only under the lock), which Rust references
+    /// cannot express.
+    pub fn as_ptr(&self) -> *mut T {
+        self.mutex.data_ptr()
     }
-}
 
-impl<T> DerefMut for MutexGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as for `deref`; `&mut self` makes this the only reference
-        // in this process.
+    /// The value in place, as `&mut T`, without copying.
+    ///
+    /// # Safety
+    ///
+    /// No other process (or thread) may read or write the value while the
+    /// returned reference lives. Peers that only touch the value while
+    /// holding this mutex never do; a peer that writes without the lock
+    /// (buggy or hostile) makes this undefined behaviour in *this* process.
+    /// Use it only when every process mapping the mutex is trusted; prefer
+    /// [`get`](Self::get)/[`set`](Self::set)/[`update`](Self::update).
+    pub unsafe fn as_mut_unchecked(&mut self) -> &mut T {
+        // SAFETY: in bounds and aligned (`attach`/`init`), and any bytes
+        // are a valid `T` (`FromBytes`, required to create or open the
+        // mutex); exclusive access is the caller's promise; `&mut self`
+        // makes it the only reference through this guard.
         unsafe { &mut *self.mutex.data_ptr() }
     }
 }
 
+impl<T: FromBytes + IntoBytes> MutexGuard<'_, T> {
+    /// Copies the value out of shared memory.
+    ///
+    /// A peer that writes without holding the lock can make the copy a mix
+    /// of its bytes and the old ones: a wrong value, never an invalid one
+    /// (any bytes are a valid `T`).
+    pub fn get(&self) -> T {
+        let mut value = T::new_zeroed();
+        // SAFETY: the source is the value's `size_of::<T>()` bytes in the
+        // mapping (in bounds: `attach`/`init`), read as raw bytes, so no
+        // reference to shared memory is formed; the destination is our own
+        // `value`, whose every byte pattern is a valid `T` (`FromBytes`).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.mutex.data_ptr() as *const u8,
+                (&mut value as *mut T).cast::<u8>(),
+                size_of::<T>(),
+            )
+        };
+        // h1: TODO call the segment's "truncated" check here, after the copy, before returning it.
+        value
+    }
+
+    /// Copies `value` into shared memory. `value` moves into the segment:
+    /// its destructor does not run (nor does the old value's).
+    pub fn set(&mut self, value: T) {
+        let value = std::mem::ManuallyDrop::new(value);
+        // SAFETY: the source is our own `value`, all of whose bytes are
+        // initialized (`IntoBytes`: no padding); the destination is the
+        // value's `size_of::<T>()` bytes in the mapping, written as raw
+        // bytes, so no reference to shared memory is formed.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&*value as *const T).cast::<u8>(),
+                self.mutex.data_ptr() as *mut u8,
+                size_of::<T>(),
+            )
+        };
+        // h1: TODO call the segment's "truncated" check here, after the copy, and report it.
+    }
+
+    /// Copies the value out, lets `f` change the copy, and copies it back;
+    /// returns what `f` returns. If `f` panics, the shared value stays as it
+    /// was (and the lock is released as the guard drops).
+    ///
+    /// ```
+    /// # fn main() -> ipcworks::Result<()> {
+    /// let m = ipcworks::sync::Mutex::anonymous([0u64; 2])?;
+    /// let mut g = m.lock()?;
+    /// let total = g.update(|[a, b]| {
+    ///     *a += 30;
+    ///     *b += 12;
+    ///     *a + *b
+    /// });
+    /// assert_eq!((total, g.get()), (42, [30, 12]));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut value = self.get();
+        let r = f(&mut value);
+        self.set(value);
+        r
+    }
+}
+
+impl<T: AtomicsOnly> MutexGuard<'_, T> {
+    /// The value in place, for a type made entirely of atomics: each field
+    /// is read and written with atomic operations, which stay sound while
+    /// other processes write the same memory.
+    ///
+    /// Holding the lock still matters for invariants between fields (a
+    /// peer that keeps to the lock never sees them half-updated); each
+    /// atomic on its own needs no lock.
+    pub fn atomics(&self) -> &T {
+        // SAFETY: in bounds and aligned (`attach`/`init`); `T: AtomicsOnly`
+        // puts every byte inside an atomic, which tolerates concurrent
+        // writers from any process, and accepts any bytes.
+        unsafe { &*self.mutex.data_ptr() }
+    }
+}
+
+impl<T> crate::process::child::sealed::Sealed for MutexGuard<'_, T> {
+    fn co_holder(&self) -> &AtomicU64 {
+        &self.mutex.header().co_holder
+    }
+}
+
+/// A child command can hold the lock together with this guard's thread:
+/// see [`process::spawn_holding`](crate::process::spawn_holding).
+impl<T> crate::process::Hold for MutexGuard<'_, T> {}
+
 impl<T> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
+        // A co-holder's runner clears it after reaping the child; one left
+        // by a leaked runner must not outlive the lock.
+        let co = &self.mutex.header().co_holder;
+        if co.load(Relaxed) != 0 {
+            co.store(0, SeqCst);
+        }
         if self.owner_dead {
             raw::give_up(self.mutex.state(), &Kernel);
         } else {
@@ -469,10 +696,10 @@ impl<T> Drop for MutexGuard<'_, T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+impl<T: FromBytes + IntoBytes + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MutexGuard")
-            .field("value", &**self)
+            .field("value", &self.get())
             .field("consistent", &self.is_consistent())
             .finish()
     }

@@ -12,6 +12,7 @@ use super::*;
 struct Shared {
     st: SemaphoreState,
     slots: Vec<AtomicU64>,
+    co: Vec<AtomicU64>,
     alive: Vec<AtomicBool>,
     inside: LAtomicU32,
 }
@@ -21,6 +22,7 @@ impl Shared {
         Arc::new(Shared {
             st: SemaphoreState::new(value),
             slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            co: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             alive: (0..4).map(|_| AtomicBool::new(true)).collect(),
             inside: LAtomicU32::new(0),
         })
@@ -29,6 +31,7 @@ impl Shared {
         Pool {
             st: &self.st,
             slots: &self.slots,
+            co: &self.co,
         }
     }
 }
@@ -212,4 +215,40 @@ fn killed_after_claim_two_repairers() {
 #[test]
 fn killed_in_release_step_1_two_repairers() {
     crash_case_with(Some(Step::Released1), 2);
+}
+
+/// Co-holders (see "Co-holders" in raw.rs): owner 1 holds the only permit
+/// and starts a child (3) that records itself as co-holder, then runs only
+/// if its owner still lives (`getppid`); the owner is killed at any moment,
+/// and a reclaimer (2) tries to take the permit meanwhile. Whatever the
+/// interleaving, the reclaimer never gets the permit while the child runs.
+#[test]
+fn a_running_co_holder_keeps_a_dead_owners_permit() {
+    loom::model(|| {
+        let sh = Shared::new(1, 2);
+        let s = sh.pool().acquire(&env(1, &sh, None), None, false).unwrap();
+        let running = Arc::new(AtomicBool::new(false));
+        let (sh3, run3) = (sh.clone(), running.clone());
+        let child = loom::thread::spawn(move || {
+            sh3.co[s].store(env(3, &sh3, None).me(), SeqCst);
+            fence(SeqCst); // as the child does before getppid
+            if sh3.alive[1].load(SeqCst) {
+                run3.store(true, SeqCst); // runs COMMAND, never ends here
+            } else {
+                sh3.alive[3].store(false, SeqCst); // parent gone: exits
+            }
+        });
+        let sh1 = sh.clone();
+        let killer = loom::thread::spawn(move || sh1.alive[1].store(false, SeqCst));
+        let got = sh.pool().acquire(&env(2, &sh, None), None, true);
+        child.join().unwrap();
+        killer.join().unwrap();
+        match got {
+            Ok(_) => assert!(
+                !running.load(SeqCst),
+                "the reclaimer took the permit of a running co-holder"
+            ),
+            Err(e) => assert!(matches!(e, Error::WouldBlock), "{e:?}"),
+        }
+    });
 }

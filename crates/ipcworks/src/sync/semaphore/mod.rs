@@ -41,7 +41,7 @@ mod env;
 mod named;
 
 #[cfg(not(loom))]
-pub use named::{Holder, Permit, Semaphore, SemaphoreOptions};
+pub use named::{CoHolder, Holder, Permit, Semaphore, SemaphoreOptions};
 pub use raw::{MAX_HOLDERS, MAX_VALUE, SemaphoreState};
 
 #[cfg(not(loom))]

@@ -16,7 +16,9 @@ use crate::{Error, Result, name};
 pub const SEGMENT_PREFIX: &str = "ipcworks.sem.";
 const KIND: &str = "semaphore";
 const MAGIC: u64 = u64::from_le_bytes(*b"ipcwSEM1");
-const VERSION: u32 = 1;
+/// Version 2: the header records the initial value, and a co-holder table
+/// follows the holder table.
+const VERSION: u32 = 2;
 const STATE_OFF: usize = 64;
 const SLOTS_OFF: usize = 128;
 /// Default holder table: the initial value, at least 64, at most 1024.
@@ -24,16 +26,35 @@ const DEFAULT_HOLDERS: (u32, u32) = (64, 1024);
 
 /// The segment's first 64 bytes. `magic` is written last by the creator;
 /// openers wait for it (at most 1 s) and check everything else.
+///
+/// ```text
+/// 0    header: magic, version, max_holders, layout size, initial value
+/// 64   SemaphoreState (count and claim, helper lock, futex word, waiters)
+/// 128  holder table: max_holders words (identity | state)
+/// …    co-holder table: max_holders words (identity of a child holding
+///      the slot's permit with its owner, or 0)
+/// ```
 #[repr(C)]
 struct Header {
     magic: AtomicU64,
     version: AtomicU32,
     max_holders: AtomicU32,
     layout: AtomicU64,
+    /// The value the semaphore was created with (its number of permits
+    /// when used as a pool). Never changes.
+    initial: AtomicU32,
+    reserved: AtomicU32,
 }
 
+const _: () = assert!(size_of::<Header>() <= STATE_OFF);
+
 fn layout_size(holders: u32) -> usize {
-    SLOTS_OFF + 8 * holders as usize
+    SLOTS_OFF + 16 * holders as usize
+}
+
+/// Where the co-holder table starts.
+fn co_off(holders: usize) -> usize {
+    SLOTS_OFF + 8 * holders
 }
 
 /// A counting semaphore that lives in shared memory, usable between threads
@@ -49,7 +70,10 @@ fn layout_size(holders: u32) -> usize {
 ///   holding it, even by SIGKILL, the permit comes back: a waiter that finds
 ///   the count at 0 scans the table, and so does [`reclaim`](Self::reclaim).
 ///   There is no moment at which a kill leaks or duplicates a permit (see
-///   the protocol in `sync/semaphore/raw.rs`).
+///   the protocol in `sync/semaphore/raw.rs`). A child command run under a
+///   permit ([`process::spawn_holding`](crate::process::spawn_holding))
+///   holds it too: it comes back only once the holder and the child are
+///   both dead.
 ///
 /// A *binary* semaphore is one created with value 1
 /// ([`Semaphore::binary`]).
@@ -246,6 +270,7 @@ impl Semaphore {
         h.version.store(VERSION, SeqCst);
         h.max_holders.store(holders, SeqCst);
         h.layout.store(size as u64, SeqCst);
+        h.initial.store(value, SeqCst);
         sem.state().init(value)?;
         // Last: openers wait for this.
         h.magic.store(MAGIC, SeqCst);
@@ -269,8 +294,15 @@ impl Semaphore {
         crate::shm::await_magic(&h.magic, MAGIC, "semaphore").map_err(refuse)?;
         let version = h.version.load(SeqCst);
         if version != VERSION {
+            let hint = if version < VERSION {
+                format!(
+                    " (made by an older ipcworks: remove it with `ipcworks sem rm {bare}` and create it again)"
+                )
+            } else {
+                String::new()
+            };
             return Err(refuse(format!(
-                "it has layout version {version}, this build knows {VERSION}"
+                "it has layout version {version}, this build knows {VERSION}{hint}"
             )));
         }
         let n = h.max_holders.load(SeqCst);
@@ -304,18 +336,25 @@ impl Semaphore {
     }
 
     fn pool(&self) -> Pool<'_> {
-        // SAFETY: SLOTS_OFF + 8 * holders <= len (checked in init/check,
-        // `holders` read once then), 8-aligned; AtomicU64 tolerates
-        // concurrent writers and any bit pattern.
-        let slots = unsafe {
-            std::slice::from_raw_parts(
-                self.seg.as_ptr().add(SLOTS_OFF) as *const AtomicU64,
-                self.holders,
+        // SAFETY: SLOTS_OFF + 16 * holders <= len (checked in init/check,
+        // `holders` read once then): both tables are in bounds, 8-aligned;
+        // AtomicU64 tolerates concurrent writers and any bit pattern.
+        let (slots, co) = unsafe {
+            (
+                std::slice::from_raw_parts(
+                    self.seg.as_ptr().add(SLOTS_OFF) as *const AtomicU64,
+                    self.holders,
+                ),
+                std::slice::from_raw_parts(
+                    self.seg.as_ptr().add(co_off(self.holders)) as *const AtomicU64,
+                    self.holders,
+                ),
             )
         };
         Pool {
             st: self.state(),
             slots,
+            co,
         }
     }
 
@@ -388,15 +427,28 @@ impl Semaphore {
         self.pool()
             .holders()
             .into_iter()
-            .map(|(ident, held)| {
+            .map(|(ident, held, co)| {
                 let id = Identity::from_raw(ident);
+                let co = Identity::from_raw(co);
                 Holder {
                     pid: id.id(),
                     held,
                     alive: id.is_alive(),
+                    co_holder: (!co.is_none()).then(|| CoHolder {
+                        pid: co.id(),
+                        alive: co.is_alive(),
+                    }),
                 }
             })
             .collect()
+    }
+
+    /// The value the semaphore was created with: its number of permits
+    /// when used as a pool (`ipcworks sem run -j N` compares it with N).
+    /// It does not change with `wait`/`post`; see [`value`](Self::value)
+    /// for the permits available now.
+    pub fn initial_value(&self) -> u32 {
+        self.header().initial.load(SeqCst)
     }
 
     /// The size of the holder table.
@@ -436,6 +488,7 @@ impl AsFd for Semaphore {
 
 /// One entry of a semaphore's holder table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Holder {
     /// The holder's process id.
     pub pid: u32,
@@ -443,6 +496,20 @@ pub struct Holder {
     /// one back).
     pub held: bool,
     /// Whether that process still runs (same pid and start time).
+    pub alive: bool,
+    /// A child command holding the permit with it (run with
+    /// [`process::spawn_holding`](crate::process::spawn_holding)): the
+    /// permit comes back only when both are dead.
+    pub co_holder: Option<CoHolder>,
+}
+
+/// A process holding a semaphore permit together with its [`Holder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CoHolder {
+    /// Its process id.
+    pub pid: u32,
+    /// Whether it still runs (same pid and start time).
     pub alive: bool,
 }
 
@@ -463,6 +530,16 @@ impl Permit<'_> {
         me.sem.pool().release(&Futex, me.slot)
     }
 }
+
+impl crate::process::child::sealed::Sealed for Permit<'_> {
+    fn co_holder(&self) -> &AtomicU64 {
+        &self.sem.pool().co[self.slot]
+    }
+}
+
+/// A child command can hold the permit together with this process: see
+/// [`process::spawn_holding`](crate::process::spawn_holding).
+impl crate::process::Hold for Permit<'_> {}
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
@@ -565,24 +642,29 @@ mod tests {
             ..Default::default()
         })]
 
-        /// Whatever a hostile peer writes into the count, claim and holder
-        /// table, every call returns (an error at worst) without panicking,
+        /// Whatever a hostile peer writes into the count, claim, holder
+        /// table and co-holder table, every call returns (an error at worst) without panicking,
         /// indexing out of bounds or hanging.
         #[test]
         fn garbage_in_shared_memory_never_panics_or_hangs(
             word in claim_word(),
             slots in proptest::collection::vec(slot_word(), 4),
+            co in proptest::collection::vec(slot_word(), 4),
             helper in proptest::prop_oneof![proptest::strategy::Just(0u64), proptest::prelude::any::<u64>()],
         ) {
             let sem = Semaphore::options().max_holders(4).anonymous(1).unwrap();
             let base = sem.seg.as_ptr();
             // SAFETY: test-only writes through atomics inside the segment
-            // (state at STATE_OFF, table of 4 slots at SLOTS_OFF).
+            // (state at STATE_OFF, tables of 4 slots at SLOTS_OFF and
+            // co_off(4)).
             unsafe {
                 (*(base.add(STATE_OFF) as *const AtomicU64)).store(word, SeqCst);
                 (*(base.add(STATE_OFF + 8) as *const AtomicU64)).store(helper, SeqCst);
                 for (i, v) in slots.iter().enumerate() {
                     (*(base.add(SLOTS_OFF + 8 * i) as *const AtomicU64)).store(*v, SeqCst);
+                }
+                for (i, v) in co.iter().enumerate() {
+                    (*(base.add(co_off(4) + 8 * i) as *const AtomicU64)).store(*v, SeqCst);
                 }
             }
             let t = Instant::now();

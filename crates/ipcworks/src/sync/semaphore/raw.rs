@@ -85,6 +85,37 @@
 //! race with the owner's own step 2: a "no claim" read just before it
 //! claims and dies would make us free a slot whose permit was taken.
 //!
+//! # Co-holders
+//!
+//! A permit can be held by two processes at once: its owner and a child
+//! command the owner runs under it (`ipcworks sem run`). Beside the holder
+//! table is a table of co-holders, one word per slot: 0, or the child's
+//! identity. The owner's permit is reclaimed only when the owner *and* its
+//! co-holder are dead, so a child that outlives its owner (a set-user-ID
+//! program loses the parent-death signal; dying takes a moment) keeps the
+//! permit until it is gone.
+//!
+//! The child writes its own identity into the word, between fork and exec,
+//! and then checks that its parent is still the owner (`getppid`); if not,
+//! it exits without running the command. A reclaimer confirms the owner
+//! dead first and only then reads the co-holder word. So either the child's
+//! write came before the owner's death — then the reclaimer, which saw that
+//! death, reads it — or the owner was already dead when the child checked,
+//! and the child never runs. Reading the word before confirming the owner
+//! dead would race with a child that records itself just after.
+//!
+//! This is the store-then-load pattern on both sides (Dekker's), which
+//! needs sequential consistency between each side's store and load: a
+//! `fence(SeqCst)` on each side (the child's after its store; the
+//! reclaimer's between its liveness check and its load). The system calls
+//! in between are full barriers too, but the fences say it in Rust's terms
+//! and make the loom model (`a_running_co_holder_keeps_a_dead_owners_permit`,
+//! which finds the race without them) exact.
+//!
+//! The owner clears the word after reaping the child and before releasing;
+//! a reclaimer that found both dead clears it before releasing on the
+//! owner's behalf. The word is non-zero only while its slot is HELD.
+//!
 //! Everything here is read from memory other processes write: a count
 //! above [`MAX_VALUE`], a claim naming a slot outside the table, or a claim
 //! that keeps naming a free slot is [`Error::Corrupted`].
@@ -92,9 +123,9 @@
 use std::sync::atomic::Ordering::SeqCst;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, fence};
 
 use crate::sys::time::Deadline;
 use crate::{Error, Result};

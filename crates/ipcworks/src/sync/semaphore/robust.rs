@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering::SeqCst;
 
 use super::raw::{
     AtomicU64, CLAIM_RELEASE, CLAIM_SLOT, COUNT_MASK, Env, FREE, HELD, IDENT_MASK, MAX_VALUE,
-    RELEASED, RESERVED, STATE_SHIFT, SemaphoreState, Step, bad_count, block, claim, count, pack,
-    slot_word, wait, wake_one,
+    RELEASED, RESERVED, STATE_SHIFT, SemaphoreState, Step, bad_count, block, claim, count, fence,
+    pack, slot_word, wait, wake_one,
 };
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
@@ -24,6 +24,11 @@ const INCONSISTENT_LIMIT: u32 = 300;
 pub(crate) struct Pool<'a> {
     pub st: &'a SemaphoreState,
     pub slots: &'a [AtomicU64],
+    /// Co-holders, one word per slot (same length as `slots`): 0, or the
+    /// identity of a process that holds slot `i`'s permit together with
+    /// its owner (a child command run under it). See "Co-holders" in
+    /// `raw.rs`.
+    pub co: &'a [AtomicU64],
 }
 
 /// What looking at a claim found.
@@ -288,6 +293,11 @@ impl Pool<'_> {
     /// Gives back the permit recorded in slot `s` by this process.
     pub fn release<E: Env>(&self, env: &E, s: usize) -> Result<()> {
         let me = env.me();
+        // A co-holder is gone by now (its runner waited for it); forget it
+        // before the slot can be reused.
+        if let Some(c) = self.co.get(s) {
+            c.store(0, SeqCst);
+        }
         let r = self.release_for(env, s, me, false);
         if let Err(Error::WouldBlock) = r {
             // Only a helper gives up; an owner cannot get here.
@@ -503,6 +513,18 @@ impl Pool<'_> {
                 alive.push(owner);
                 continue;
             }
+            // Dead owner; only now read its co-holder (see "Co-holders" in
+            // raw.rs for why this order and this fence): while that one
+            // lives, so does the hold.
+            fence(SeqCst);
+            let co = self.co.get(s).map_or(0, |c| c.load(SeqCst));
+            if co != 0 && state == HELD {
+                if env.is_alive(co) {
+                    continue;
+                }
+                // Dead too: forget it before the slot can be reused.
+                let _ = self.co[s].compare_exchange(co, 0, SeqCst, SeqCst);
+            }
             // Dead owner; only now read the claim.
             let w = self.st.word.load(SeqCst);
             let names_s = claim(w) != 0 && self.slot(claim(w))? == s;
@@ -527,14 +549,24 @@ impl Pool<'_> {
         Ok(back)
     }
 
-    /// The holders recorded now: (identity, held) per used slot.
+    /// The holders recorded now: (identity, held, co-holder identity or 0)
+    /// per used slot.
     #[cfg_attr(loom, allow(dead_code))]
-    pub fn holders(&self) -> Vec<(u64, bool)> {
+    pub fn holders(&self) -> Vec<(u64, bool, u64)> {
         self.slots
             .iter()
-            .map(|s| s.load(SeqCst))
-            .filter(|&v| v != FREE)
-            .map(|v| (v & IDENT_MASK, v >> STATE_SHIFT == HELD))
+            .enumerate()
+            .map(|(i, s)| (i, s.load(SeqCst)))
+            .filter(|&(_, v)| v != FREE)
+            .map(|(i, v)| {
+                let held = v >> STATE_SHIFT == HELD;
+                let co = if held {
+                    self.co.get(i).map_or(0, |c| c.load(SeqCst))
+                } else {
+                    0
+                };
+                (v & IDENT_MASK, held, co)
+            })
             .collect()
     }
 }

@@ -1,0 +1,200 @@
+//! Starting a child command tied to this process, optionally under a hold
+//! (a locked [`Mutex`](crate::sync::Mutex) or a semaphore
+//! [`Permit`](crate::sync::Permit)) that the child then holds too.
+//!
+//! [`spawn`] and [`spawn_holding`] start a [`std::process::Command`] so
+//! that:
+//!
+//! - **it dies with us**: between `fork` and `exec` the child arms
+//!   `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks with `getppid` that we
+//!   did not die before that took hold (else it exits without running). If
+//!   this process is killed, even by `SIGKILL`, the kernel kills the child.
+//!   (The signal is sent when the *thread* that started the child ends:
+//!   start children from a thread that outlives them.)
+//! - **a hold outlives neither of us** ([`spawn_holding`]): the child
+//!   records itself in the hold as a *co-holder* (pid and start time)
+//!   before `exec`, and whoever would take the lock over or reclaim the
+//!   permit after our death checks the co-holder too. The lock or permit is
+//!   released only when both are gone. This covers what the death signal
+//!   cannot: a child that executes a set-user-ID program (`sudo`, `su`,
+//!   `ping`…) loses it (the kernel clears it), and dying takes a moment.
+//! - **signals go where a shell user expects**, as with `system(3)`: while
+//!   the child runs, `SIGINT` and `SIGQUIT` do nothing to this process (the
+//!   terminal sends them to the child too, which ends, and we report how),
+//!   and a `SIGTERM` to this process is passed on to the child; we keep
+//!   waiting for it, so a hold is released after the child is gone.
+//!
+//! **Grandchildren** — processes the child starts itself — are not covered:
+//! they are neither killed with us nor recorded as co-holders. Only a pid
+//! namespace (`unshare --pid --fork`, whose init's death kills everything
+//! inside) or a cgroup (killed as a whole, e.g. `systemd-run --scope`)
+//! guarantees them; run COMMAND under one of those if it forks workers that
+//! must not outlive the hold.
+//!
+//! ```no_run
+//! use std::process::Command;
+//! use ipcworks::sync::Semaphore;
+//!
+//! # fn main() -> ipcworks::Result<()> {
+//! let pool = Semaphore::open("jobs")?;
+//! let mut permit = pool.acquire()?;
+//! let mut make = Command::new("make");
+//! make.arg("job");
+//! // The permit is held by us and by `make`: if we are killed, it comes
+//! // back only once `make` is gone too.
+//! let status = ipcworks::process::run_holding(make, &mut permit)?;
+//! drop(permit);
+//! println!("make: {status}");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use crate::sys::child::{ChildSignals, Tie, tie_to_parent};
+use crate::sys::proc::{self, Status};
+use crate::{Error, Result};
+
+/// Something held that a child command can hold together with this
+/// process: a locked [`MutexGuard`](crate::sync::MutexGuard) or a
+/// semaphore [`Permit`](crate::sync::Permit). See [`spawn_holding`].
+///
+/// Sealed: implemented by ipcworks types only.
+pub trait Hold: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use std::sync::atomic::AtomicU64;
+
+    /// The word in shared memory where a hold records its co-holder.
+    pub trait Sealed {
+        /// The co-holder word of this hold: 0, or a process identity.
+        fn co_holder(&self) -> &AtomicU64;
+    }
+}
+
+/// Starts `command` tied to this process: killed (`SIGKILL`) if we die,
+/// `SIGINT`/`SIGQUIT` left to it, `SIGTERM` passed on (see the [module
+/// docs](self)). Wait for it with [`TiedChild::wait`].
+///
+/// A command that cannot be started gives [`Error::Spawn`]: its source is
+/// `NotFound` when the program does not exist, `PermissionDenied` when it
+/// is not executable.
+pub fn spawn(command: Command) -> Result<TiedChild<'static>> {
+    start(command, None)
+}
+
+/// Starts `command` as [`spawn`] does, recorded as a co-holder of `hold`:
+/// the lock or permit cannot be taken over or reclaimed while the child
+/// lives, even after this process died (see the [module docs](self)).
+/// The child forgets its share of the hold when it is waited for (or
+/// killed and reaped when the [`TiedChild`] is dropped); only then can the
+/// hold be released, which the borrow of `hold` enforces.
+pub fn spawn_holding<'h, H: Hold + ?Sized>(
+    command: Command,
+    hold: &'h mut H,
+) -> Result<TiedChild<'h>> {
+    let hold: &'h H = hold;
+    start(command, Some(hold.co_holder()))
+}
+
+/// [`spawn_holding`], then [`TiedChild::wait`]: runs `command` to its end
+/// under `hold`, and returns how it ended.
+pub fn run_holding<H: Hold + ?Sized>(command: Command, hold: &mut H) -> Result<ExitStatus> {
+    spawn_holding(command, hold)?.wait()
+}
+
+fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> {
+    let parent = proc::pid();
+    if co.is_some() && !matches!(proc::status(parent), Status::Alive { .. }) {
+        return Err(Error::InvalidArgument(
+            "a child can hold a lock or permit only where /proc/self/stat is readable \
+             (its liveness is judged there)"
+                .into(),
+        ));
+    }
+    let signals = ChildSignals::install().map_err(|e| Error::io("sigaction", e))?;
+    let tie = Tie {
+        parent,
+        co_holder: co.map(|c| c as *const AtomicU64),
+    };
+    // SAFETY: `co` borrows an AtomicU64 in the hold's shared mapping for
+    // longer than this function, and the fork happens inside
+    // `command.spawn()` below; `command` (with the closure holding the
+    // address) is dropped before we return, so it cannot fork again later.
+    unsafe { tie_to_parent(&mut command, tie) };
+    let child = match command.spawn() {
+        Ok(c) => c,
+        Err(source) => {
+            // A child that recorded itself and then failed to exec is dead.
+            if let Some(c) = co {
+                c.store(0, SeqCst);
+            }
+            return Err(Error::Spawn {
+                program: command.get_program().to_string_lossy().into_owned(),
+                source,
+            });
+        }
+    };
+    let slot = signals.register(child.id());
+    Ok(TiedChild {
+        child,
+        reaped: false,
+        co,
+        slot,
+        signals,
+    })
+}
+
+/// A child command started by [`spawn`] or [`spawn_holding`].
+///
+/// Dropping it before [`wait`](Self::wait) kills the child (`SIGKILL`) and
+/// reaps it: a hold it shares is never released while it runs.
+#[derive(Debug)]
+#[must_use = "dropping a TiedChild kills the child; wait for it"]
+pub struct TiedChild<'h> {
+    child: std::process::Child,
+    reaped: bool,
+    co: Option<&'h AtomicU64>,
+    slot: Option<usize>,
+    signals: ChildSignals,
+}
+
+impl TiedChild<'_> {
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the child to end (`waitpid`) and returns how it ended;
+    /// then it no longer shares the hold, and this process's signal
+    /// dispositions are back to what they were.
+    #[doc(alias = "waitpid")]
+    pub fn wait(mut self) -> Result<ExitStatus> {
+        let status = self.child.wait().map_err(|e| Error::io("waitpid", e))?;
+        self.reaped = true;
+        Ok(status)
+    }
+
+    /// Sends `SIGKILL` to the child (it is reaped by [`wait`](Self::wait)
+    /// or on drop).
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill().map_err(|e| Error::io("kill", e))
+    }
+}
+
+impl Drop for TiedChild<'_> {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(slot) = self.slot {
+            self.signals.unregister(slot);
+        }
+        // The child is gone (reaped): it holds nothing any more.
+        if let Some(c) = self.co {
+            c.store(0, SeqCst);
+        }
+    }
+}
