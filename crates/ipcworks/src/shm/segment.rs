@@ -3,6 +3,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::fault::Watched;
 use crate::sys::Errno;
 use crate::sys::mem::{self, Mapping, OpenMode};
 use crate::{Error, Result, name, registry};
@@ -18,8 +19,21 @@ const KIND: &str = "shared memory segment";
 /// The process that created a named segment unlinks its name when the
 /// `Segment` is dropped, unless told to [`persist`](Segment::persist); the
 /// memory itself lives on until every process has unmapped it.
+///
+/// # Truncation
+///
+/// Another process that may open the name may also `ftruncate` it. Reading
+/// or writing a page past the new end would then kill this process with
+/// `SIGBUS`; instead, the fault is caught (see the [module docs](super)),
+/// the lost pages read as zeros from then on, and
+/// [`check_intact`](Segment::check_intact) reports
+/// [`Error::Truncated`]. Anonymous segments are sealed against shrinking
+/// and cannot be truncated at all.
 #[derive(Debug)]
 pub struct Segment {
+    /// Dropped before `map`: the mapping leaves the table of watched
+    /// mappings before it is unmapped.
+    watched: Watched,
     map: Mapping,
     fd: OwnedFd,
     name: Option<String>,
@@ -90,8 +104,10 @@ impl SegmentOptions {
             .map_err(|e| undo(errno_error(e, bare, "ftruncate")))?;
         let map =
             Mapping::map_shared(&fd, self.size).map_err(|e| undo(errno_error(e, bare, "mmap")))?;
+        let watched = Watched::new(map.as_ptr(), map.len()).map_err(undo)?;
         registry::register(registry::Kind::Shm, bare, self.persist);
         Ok(Segment {
+            watched,
             map,
             fd,
             name: Some(bare.to_string()),
@@ -113,6 +129,7 @@ impl SegmentOptions {
         let size = check_opened(fd.as_fd(), bare, self.mode)?;
         let map = Mapping::map_shared(&fd, size).map_err(|e| errno_error(e, bare, "mmap"))?;
         Ok(Segment {
+            watched: Watched::new(map.as_ptr(), map.len())?,
             map,
             fd,
             name: Some(bare.to_string()),
@@ -138,6 +155,7 @@ impl SegmentOptions {
         mem::seal_size(fd.as_fd()).map_err(|e| Error::io("fcntl(F_ADD_SEALS)", e))?;
         let map = Mapping::map_shared(&fd, self.size).map_err(|e| Error::io("mmap", e))?;
         Ok(Segment {
+            watched: Watched::new(map.as_ptr(), map.len())?,
             map,
             fd,
             name: None,
@@ -254,6 +272,7 @@ impl Segment {
             .map_err(|_| Error::InvalidArgument("segment too large".into()))?;
         let map = Mapping::map_shared(&fd, size).map_err(|e| Error::io("mmap", e))?;
         Ok(Segment {
+            watched: Watched::new(map.as_ptr(), map.len())?,
             map,
             fd,
             name: None,
@@ -263,9 +282,35 @@ impl Segment {
 
     /// The first byte of the mapping (page-aligned). Other processes may
     /// write to this memory at any time: access it through atomics or
-    /// volatile reads, never through `&[u8]`/`&T`.
+    /// volatile reads, never through `&[u8]`/`&T`; and since another
+    /// process may also truncate it, call
+    /// [`check_intact`](Self::check_intact) before trusting what you read.
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_ptr()
+    }
+
+    /// Whether this process's view of the segment is whole:
+    /// [`Error::Truncated`] once another process truncated the object and
+    /// an access here touched a page that is gone (or a size check found
+    /// the object shorter than the mapping). One relaxed load, no system
+    /// call: call it after reading or writing through
+    /// [`as_ptr`](Self::as_ptr), before trusting what was read or
+    /// reporting what was written — a page lost to truncation reads as
+    /// zeros, and writes to it reach no one.
+    #[inline]
+    pub fn check_intact(&self) -> Result<()> {
+        if self.watched.mark().is_set() {
+            return Err(self.truncated());
+        }
+        Ok(())
+    }
+
+    /// The error for this segment once it is broken.
+    #[cold]
+    pub(crate) fn truncated(&self) -> Error {
+        Error::Truncated {
+            name: self.name.clone().unwrap_or_else(|| "(anonymous)".into()),
+        }
     }
 
     /// Size in bytes.

@@ -10,6 +10,7 @@ pub mod mq;
 pub mod pipe;
 pub mod posix_sem;
 pub mod proc;
+pub(crate) mod sigbus;
 pub mod signal;
 pub mod socket;
 pub mod sysv;

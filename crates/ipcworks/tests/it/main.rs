@@ -17,4 +17,5 @@ mod queue;
 mod regions;
 mod semaphore;
 mod shm;
+mod sigbus;
 mod socket;
