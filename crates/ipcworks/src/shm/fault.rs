@@ -151,6 +151,11 @@ impl Mark {
         compiler_fence(SeqCst);
         self.0.load(Relaxed)
     }
+
+    /// Marks the mapping broken (a size check found the object shorter).
+    pub(crate) fn set(self) {
+        self.0.store(true, Relaxed);
+    }
 }
 
 /// The handler's question: is `addr` in one of our mappings? If so, marks
@@ -198,5 +203,7 @@ mod tests {
         // Its slot is reused with a clean mark.
         let c = Watched::new(0x1000 as *const u8, 0x1000).unwrap();
         assert!(!c.mark().is_set());
+        c.mark().set();
+        assert!(c.mark().is_set());
     }
 }

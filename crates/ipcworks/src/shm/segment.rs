@@ -3,7 +3,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::fault::Watched;
+use super::fault::{Mark, Watched};
 use crate::sys::Errno;
 use crate::sys::mem::{self, Mapping, OpenMode};
 use crate::{Error, Result, name, registry};
@@ -303,6 +303,57 @@ impl Segment {
             return Err(self.truncated());
         }
         Ok(())
+    }
+
+    /// `fstat`: whether the object is still at least as long as the
+    /// mapping. A cut that leaves every page this process touches in
+    /// place faults nowhere (the kernel zeroes the bytes past the new
+    /// end), so waiting code asks this now and then; a shorter object
+    /// marks the segment broken for good.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn check_size(&self) -> Result<()> {
+        self.check_intact()?;
+        if self.shrunk() {
+            return Err(self.truncated());
+        }
+        Ok(())
+    }
+
+    /// `fstat`: the object is shorter than the mapping (and the segment
+    /// is marked broken from now on). An `fstat` that fails says nothing.
+    #[cfg_attr(loom, allow(dead_code))]
+    fn shrunk(&self) -> bool {
+        match mem::stat(self.fd.as_fd()) {
+            Ok(st) if st.size < self.map.len() as u64 => {
+                self.watched.mark().set();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `e`, or [`Error::Truncated`] in its place when the segment is
+    /// broken: an error found in memory a peer truncated (zeros of ours:
+    /// a "corrupted" header, senders that seem gone) is news of the
+    /// truncation, nothing else. Errors that polling returns all the time
+    /// (`WouldBlock`, `Timeout`) only look at the mark; the rare ones
+    /// also at the size (`fstat`), since a cut inside the last page
+    /// faults nowhere.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn explain(&self, e: Error) -> Error {
+        let broken = match e {
+            Error::Truncated { .. } => return e,
+            Error::WouldBlock | Error::Timeout => self.watched.mark().is_set(),
+            _ => self.watched.mark().is_set() || self.shrunk(),
+        };
+        if broken { self.truncated() } else { e }
+    }
+
+    /// The mark behind [`check_intact`](Self::check_intact), for hot paths
+    /// that keep a copy of it.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn mark(&self) -> Mark {
+        self.watched.mark()
     }
 
     /// The error for this segment once it is broken.

@@ -19,3 +19,4 @@ mod semaphore;
 mod shm;
 mod sigbus;
 mod socket;
+mod truncate;
