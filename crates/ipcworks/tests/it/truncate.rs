@@ -562,3 +562,13 @@ fn channel_blocked_receive_survives_truncation() {
 fn channel_blocked_send_survives_truncation() {
     hostile_peer("chan-blocked-send", "ipcworks.chan.", true);
 }
+
+#[test]
+fn queue_short_and_long_messages_survive_truncation() {
+    hostile_peer("queue-both", "ipcworks.queue.", false);
+}
+
+#[test]
+fn queue_blocked_receive_survives_truncation() {
+    hostile_peer("queue-blocked-recv", "ipcworks.queue.", true);
+}
