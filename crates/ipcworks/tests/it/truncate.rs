@@ -572,3 +572,13 @@ fn queue_short_and_long_messages_survive_truncation() {
 fn queue_blocked_receive_survives_truncation() {
     hostile_peer("queue-blocked-recv", "ipcworks.queue.", true);
 }
+
+#[test]
+fn semaphore_post_wait_and_permits_survive_truncation() {
+    hostile_peer("sem-both", "ipcworks.sem.", false);
+}
+
+#[test]
+fn semaphore_blocked_wait_survives_truncation() {
+    hostile_peer("sem-blocked-wait", "ipcworks.sem.", true);
+}
