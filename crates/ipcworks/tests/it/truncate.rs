@@ -582,3 +582,8 @@ fn semaphore_post_wait_and_permits_survive_truncation() {
 fn semaphore_blocked_wait_survives_truncation() {
     hostile_peer("sem-blocked-wait", "ipcworks.sem.", true);
 }
+
+#[test]
+fn mutex_lock_and_guard_access_survive_truncation() {
+    hostile_peer("mutex-both", "ipcworks.mutex.", false);
+}

@@ -72,6 +72,19 @@ fn data_offset<T>() -> usize {
 /// Named mutexes live in a segment `/dev/shm/ipcworks.mutex.NAME` (mode
 /// 0600 unless asked); the creator removes it when dropped unless it
 /// [persists](MutexOptions::persist).
+///
+/// # Truncation
+///
+/// A process that truncates the segment (`ftruncate` of
+/// `/dev/shm/ipcworks.mutex.NAME`) never kills this one with `SIGBUS`: a
+/// page it removed reads as zeros here from then on, and the next lock
+/// that finds the segment broken fails with [`Error::Truncated`]. What
+/// cannot report it: a read or write through a guard already handed out
+/// (it sees the zeros; the next lock reports), and a cut inside the
+/// segment's last page, which removes no page, only zeroes the bytes past
+/// the new end — to this process a peer writing zeros over the lock and
+/// the value, with the effects of any such scribble (a wrong value, the
+/// lock taken from its holder), never undefined behaviour.
 #[doc(alias = "pthread_mutex_t")]
 #[doc(alias = "robust mutex")]
 pub struct Mutex<T> {
@@ -310,6 +323,8 @@ where
                 m.seg.len()
             )));
         }
+        // A cut while we read the header: those values were zeros of ours.
+        m.seg.check_intact()?;
         Ok(m)
     }
 
@@ -345,11 +360,21 @@ where
             Wait::No => raw.try_lock(),
             Wait::Until(d) => raw.lock_until(d),
         };
-        match r {
+        let r = match r {
             Ok(Acquired::Consistent) => Ok(self.guard(false)),
             Ok(Acquired::OwnerDead) => Err(LockError::OwnerDead(self.guard(true))),
-            Err(e) => Err(LockError::Failed(e.into_error(&self.what))),
+            Err(e) => Err(LockError::Failed(
+                self.seg.explain(e.into_error(&self.what)),
+            )),
+        };
+        // A lock word on a page another process truncated away: the
+        // protocol ran on zeros of ours, not on the mutex. Whatever it
+        // says, no guard over that memory (dropping one unlocks the zeros).
+        if let Err(e) = self.seg.check_intact() {
+            drop(r);
+            return Err(LockError::Failed(e));
         }
+        r
     }
 }
 
