@@ -1,6 +1,7 @@
 //! [`Segment`]: one mapped shared memory object.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use super::fault::{Mark, Watched};
@@ -9,6 +10,8 @@ use crate::sys::mem::{self, Mapping, OpenMode};
 use crate::{Error, Result, name, registry};
 
 const KIND: &str = "shared memory segment";
+/// How often at most a timed-out call looks at the segment's size (ms).
+const SIZE_CHECK_MS: u64 = 20;
 
 /// A shared memory object mapped read-write into this process.
 ///
@@ -38,6 +41,8 @@ pub struct Segment {
     fd: OwnedFd,
     name: Option<String>,
     unlink_on_drop: bool,
+    /// When a timeout last looked at the size (coarse clock, ms).
+    size_seen: AtomicU64,
 }
 
 /// Options for creating or opening a [`Segment`], in the style of
@@ -112,6 +117,7 @@ impl SegmentOptions {
             fd,
             name: Some(bare.to_string()),
             unlink_on_drop: !self.persist,
+            size_seen: AtomicU64::new(0),
         })
     }
 
@@ -134,6 +140,7 @@ impl SegmentOptions {
             fd,
             name: Some(bare.to_string()),
             unlink_on_drop: false,
+            size_seen: AtomicU64::new(0),
         })
     }
 
@@ -160,6 +167,7 @@ impl SegmentOptions {
             fd,
             name: None,
             unlink_on_drop: false,
+            size_seen: AtomicU64::new(0),
         })
     }
 
@@ -277,6 +285,7 @@ impl Segment {
             fd,
             name: None,
             unlink_on_drop: false,
+            size_seen: AtomicU64::new(0),
         })
     }
 
@@ -335,18 +344,34 @@ impl Segment {
     /// `e`, or [`Error::Truncated`] in its place when the segment is
     /// broken: an error found in memory a peer truncated (zeros of ours:
     /// a "corrupted" header, senders that seem gone) is news of the
-    /// truncation, nothing else. Errors that polling returns all the time
-    /// (`WouldBlock`, `Timeout`) only look at the mark; the rare ones
-    /// also at the size (`fstat`), since a cut inside the last page
-    /// faults nowhere.
+    /// truncation, nothing else. A cut that removed no page this process
+    /// touches faults nowhere, so the size is looked at too (`fstat`):
+    /// after a rare error always; after a timeout at most every 20 ms per
+    /// segment (waits in a loop of short timeouts, each shorter than a
+    /// wait's own slice, would otherwise never look); after
+    /// `WouldBlock`, which polling returns all the time, never.
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn explain(&self, e: Error) -> Error {
         let broken = match e {
             Error::Truncated { .. } => return e,
-            Error::WouldBlock | Error::Timeout => self.watched.mark().is_set(),
+            Error::WouldBlock => self.watched.mark().is_set(),
+            Error::Timeout => self.watched.mark().is_set() || self.size_due() && self.shrunk(),
             _ => self.watched.mark().is_set() || self.shrunk(),
         };
         if broken { self.truncated() } else { e }
+    }
+
+    /// Whether a timeout should look at the size now (at most every
+    /// [`SIZE_CHECK_MS`]); a few nanoseconds (the coarse clock).
+    #[cfg_attr(loom, allow(dead_code))]
+    fn size_due(&self) -> bool {
+        let now = crate::sys::time::coarse_millis();
+        let last = self.size_seen.load(Relaxed);
+        if now.wrapping_sub(last) < SIZE_CHECK_MS {
+            return false;
+        }
+        self.size_seen.store(now, Relaxed);
+        true
     }
 
     /// The mark behind [`check_intact`](Self::check_intact), for hot paths
