@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
                             let n = l.len();
                             l.copy_from_slice(&payload[..n]).unwrap();
                             if arg & 1 == 0 {
-                                l.publish();
+                                expected(l.publish());
                             }
                         }
                         r => expected(r),

@@ -150,7 +150,7 @@ fn ping_pong(b: Bencher, wait: WaitStrategy, size: usize, copies: Copies) {
             Copies::Loan => {
                 let mut loan = tx.loan(size).unwrap();
                 loan.copy_from_slice(&msg).unwrap();
-                loan.publish();
+                loan.publish().unwrap();
                 let m = rx.recv_ref().unwrap();
                 m.read_at(0, &mut got[..8]).unwrap();
             }

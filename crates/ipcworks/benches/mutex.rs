@@ -39,7 +39,7 @@ mod uncontended {
     fn ipcworks_mutex(b: Bencher) {
         let m = Mutex::anonymous(0u64).unwrap();
         b.bench_local(|| {
-            m.lock().unwrap().update(|n| *n += 1);
+            m.lock().unwrap().update(|n| *n += 1).unwrap();
         });
     }
 
@@ -84,7 +84,7 @@ mod contended_2_threads {
         // Made before timing starts (divan sizes samples by the first run).
         let m = LazyLock::force(&OURS);
         b.bench(|| {
-            m.lock().unwrap().update(|n| *n += 1);
+            m.lock().unwrap().update(|n| *n += 1).unwrap();
         });
     }
 
@@ -118,11 +118,11 @@ mod contended_2_processes {
         let _peer = processes::Peer::spawn("mutex", fd.as_raw_fd());
         drop(fd);
         // Start timing once the peer contends.
-        while m.lock().unwrap().get() == 0 {
+        while m.lock().unwrap().get().unwrap() == 0 {
             std::thread::yield_now();
         }
         b.bench_local(|| {
-            m.lock().unwrap().update(|n| *n += 1);
+            m.lock().unwrap().update(|n| *n += 1).unwrap();
         });
     }
 
@@ -197,7 +197,7 @@ mod processes {
             "mutex" => {
                 let m = Mutex::<u64>::from_fd(fd).unwrap();
                 loop {
-                    m.lock().unwrap().update(|n| *n += 1);
+                    m.lock().unwrap().update(|n| *n += 1).unwrap();
                 }
             }
             "futex" => {

@@ -34,17 +34,17 @@ fn main() -> ipcworks::Result<()> {
     }
     // The guard copies the value out (`get`) and in (`set`, `update`): it
     // never lends a reference into memory another process can write.
-    println!("three children counted to {:?}", m.lock()?.get());
+    println!("three children counted to {:?}", m.lock()?.get()?);
 
     // This child dies (exit without unlocking) half-way through an update.
     spawn("die");
     match m.lock() {
-        Ok(g) => println!("consistent: {:?}", g.get()),
+        Ok(g) => println!("consistent: {:?}", g.get()?),
         Err(LockError::OwnerDead(mut g)) => {
-            println!("the last holder died holding the lock; data {:?}", g.get());
-            g.update(|[a, b]| *b = *a); // repair
+            println!("the last holder died holding the lock; data {:?}", g.get()?);
+            g.update(|[a, b]| *b = *a)?; // repair
             g.make_consistent();
-            println!("repaired: {:?}", g.get());
+            println!("repaired: {:?}", g.get()?);
         }
         Err(LockError::Failed(e)) => return Err(e),
     }
@@ -61,12 +61,12 @@ fn child(role: &str) -> ipcworks::Result<()> {
                 m.lock()?.update(|[a, b]| {
                     *a += 1;
                     *b += 1;
-                });
+                })?;
             }
         }
         "die" => {
             let mut g = m.lock()?;
-            g.update(|[a, _]| *a += 1);
+            g.update(|[a, _]| *a += 1)?;
             // Dies here: the lock is never released, g[1] never updated.
             std::process::exit(1);
         }

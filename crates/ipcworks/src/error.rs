@@ -126,6 +126,18 @@ pub enum Error {
         what: String,
     },
 
+    /// Another process truncated the shared-memory segment under this one
+    /// (`ftruncate` of `/dev/shm/NAME`): part of what was shared is gone.
+    /// What this process reads from there from now on is zeros of its own,
+    /// no longer shared, so the object cannot be used any more.
+    #[error(
+        "the shared-memory segment {name:?} was truncated by another process; it is unusable: remove it and create it again"
+    )]
+    Truncated {
+        /// The segment's name (`(anonymous)` for one without a name).
+        name: String,
+    },
+
     /// A system limit refused the request.
     #[error("system limit {limit} = {value} refused the request ({hint})")]
     LimitExceeded {
@@ -219,9 +231,10 @@ impl Error {
             Error::Disconnected => K::BrokenPipe,
             Error::Timeout => K::TimedOut,
             Error::WouldBlock => K::WouldBlock,
-            Error::OwnerDead { .. } | Error::NotRecoverable { .. } | Error::Corrupted { .. } => {
-                K::InvalidData
-            }
+            Error::OwnerDead { .. }
+            | Error::NotRecoverable { .. }
+            | Error::Corrupted { .. }
+            | Error::Truncated { .. } => K::InvalidData,
             Error::LimitExceeded { .. } => K::QuotaExceeded,
             Error::Removed { .. } => K::NotFound,
             Error::Io { error, .. } => error.kind(),

@@ -46,9 +46,59 @@
 //!
 //! Every index, offset and length read from the segment is checked before
 //! use; garbage yields [`Error::Corrupted`], never a panic or an access out
-//! of the segment. (A peer that *truncates* a named segment can still make
-//! our accesses fault with `SIGBUS`; anonymous channels are sealed against
-//! that.) See [`ring`] for the protocol.
+//! of the segment. See [`ring`] for the protocol.
+//!
+//! A peer that *truncates* a named channel's segment (`ftruncate` of
+//! `/dev/shm/ipcworks.chan.NAME`) gets both ends [`Error::Truncated`],
+//! never a `SIGBUS` (see [`shm`](crate::shm)): a copy out of the ring is
+//! checked after it is made and before the message is returned or its
+//! space handed back; a send, before it reports success (the message may
+//! have reached nobody); a blocked end looks at the segment's size every
+//! 20 ms. Anonymous channels are sealed: nobody can change their size.
+//! What cannot report it is a read through [`MessageRef::as_ptr`] (call
+//! [`MessageRef::check_intact`] after it), and a cut inside the segment's
+//! last page, which removes no page: to calls that do not wait, that is a
+//! peer writing zeros over the tail of the ring (checked, as any
+//! scribble).
+//!
+//! # Copying memory another process may be writing
+//!
+//! The ring is shared with processes this one cannot trust, and the
+//! channel never forms a Rust reference (`&[u8]`, `&mut [u8]`, `&T`) to
+//! it: a reference promises the compiler that nobody changes the bytes
+//! while it lives (for `&mut`, that nobody else even reads them), and a
+//! racing peer would break that promise — undefined behaviour in *our*
+//! address space, whatever the bytes. Control words are atomics
+//! (`AtomicU64`, `AtomicU32`), which tolerate writers in any process.
+//! Payloads move with `ptr::copy_nonoverlapping` between a raw pointer
+//! into the mapping and a buffer of ours, in [`ring`]'s `Memory::read` and
+//! `Memory::write`. That copy is not atomic, and a peer writing the same
+//! bytes meanwhile races with it; Rust's memory model speaks of threads of
+//! one program and does not cover the other process, but the compiler
+//! cannot exploit the race either: the writer is outside the program it
+//! sees, the copy goes through a raw pointer it must assume aliased, and
+//! bytes have no invalid values. This is the practice of every
+//! inter-process shared-memory library.
+//!
+//! What a racing or hostile peer *can* cause:
+//!
+//! - torn or garbage bytes in our private copy — a message other than the
+//!   one a sender wrote. The values that decide *where* we copy from and
+//!   *how much* (the head, the record's stamp and length) are read once,
+//!   atomically, and checked against the ring's bounds before the copy; a
+//!   peer can change what the bytes are, never where they come from;
+//! - messages lost, skipped or made up, [`Error::Corrupted`] when
+//!   a check fails, [`Error::Truncated`] when it truncated the segment (the
+//!   copy then read zero pages of ours, and the mark checked after it
+//!   says so).
+//!
+//! What it *cannot* cause: a read or write outside the segment, a panic,
+//! a hang (every wait has a slice and looks at the peers and the segment),
+//! a `SIGBUS`, or undefined behaviour beyond the contents of our own copy.
+//! The zero-copy views show the exception in their types:
+//! [`MessageRef::as_slice`] is `unsafe` (its caller vouches that no
+//! process writes the bytes while the slice lives), [`MessageRef::as_ptr`]
+//! and [`Loan::as_mut_ptr`] hand out raw pointers only.
 //!
 //! # Waiting
 //!

@@ -200,6 +200,11 @@ impl Receiver {
         if let Some(slot) = self.ring.peek_fast() {
             return Ok(slot);
         }
+        self.shared().or_truncated(self.poll_slow())
+    }
+
+    /// [`poll_slot`](Self::poll_slot) past its fast path.
+    fn poll_slow(&self) -> Result<Slot> {
         if let Some(slot) = self.attempt()? {
             return Ok(slot);
         }
@@ -279,6 +284,16 @@ impl Receiver {
     /// (done once per [`SLICE`](super::wait::SLICE)), else only notice
     /// senders that detached.
     fn check_peer(&self, slow: bool) -> Result<()> {
+        let r = self.look_at_senders(slow);
+        // What was just read may be zeros of a truncated segment: that,
+        // not what they seem to say, is the news. The size too, now and
+        // then: a cut that removed no page we touch faults nowhere.
+        self.shared().check(slow)?;
+        r
+    }
+
+    /// [`check_peer`](Self::check_peer) before the segment check.
+    fn look_at_senders(&self, slow: bool) -> Result<()> {
         // Senders bump the generation after they attach or detach: while it
         // holds the value seen when they were last found attached, they
         // still are (a killed one is found by the slow look), and their
@@ -327,7 +342,7 @@ impl Receiver {
             }
         };
         let check_peer = |slow: bool| self.check_peer(slow);
-        block_on(
+        let r = block_on(
             self.wait,
             ring.rx_word(),
             deadline,
@@ -335,7 +350,8 @@ impl Receiver {
             attempt,
             || ring.prepare_rx_wait(),
             check_peer,
-        )
+        );
+        self.shared().or_truncated(r)
     }
 }
 
@@ -400,12 +416,20 @@ impl MessageRef<'_> {
         self.rx.ring.read(&self.slot, offset as u64, dst)
     }
 
-    /// Copies the message into a new vector.
-    pub fn to_vec(&self) -> Vec<u8> {
+    /// Copies the message into a new vector. [`Error::Truncated`] if a
+    /// peer truncated the segment (the copy read zeros).
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
         let mut v = vec![0; self.len()];
-        // The slot's bounds were checked when it was peeked.
-        let _ = self.rx.ring.read(&self.slot, 0, &mut v);
-        v
+        self.rx.ring.read(&self.slot, 0, &mut v)?;
+        Ok(v)
+    }
+
+    /// [`Error::Truncated`] once another process truncated the channel's
+    /// segment. The copying accessors check this themselves; call it after
+    /// reading through [`as_ptr`](Self::as_ptr), before trusting what was
+    /// read (a page lost to truncation reads as zeros).
+    pub fn check_intact(&self) -> Result<()> {
+        self.rx.shared().segment().check_intact()
     }
 
     /// Reads the message as a plain-old-data value (its length must be the
@@ -427,7 +451,8 @@ impl MessageRef<'_> {
 
     /// Address of the message's first byte (8-aligned), valid for reads of
     /// [`len`](Self::len) bytes while this `MessageRef` lives. Read through
-    /// it with `ptr::read`/`copy_nonoverlapping`/`read_volatile`.
+    /// it with `ptr::read`/`copy_nonoverlapping`/`read_volatile`, then
+    /// call [`check_intact`](Self::check_intact).
     pub fn as_ptr(&self) -> *const u8 {
         self.rx.ring.memory().ptr(self.slot.off)
     }

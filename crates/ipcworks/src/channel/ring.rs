@@ -195,6 +195,13 @@ pub unsafe trait Memory {
     unsafe fn read(&self, off: u64, dst: &mut [u8]);
     /// Wakes every thread sleeping on `word` (a futex wake).
     fn wake(&self, word: &AtomicU32);
+    /// Called after every copy out of the data area, before the bytes are
+    /// used: [`Error::Truncated`] once a peer truncated the segment (lost
+    /// pages read as zeros). By default, memory that cannot be lost.
+    #[inline]
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
     /// A hint: the cache line holding data-area byte `off` (`off < capacity`)
     /// will be read soon. Never reads memory in the language's sense.
     fn prefetch(&self, _off: u64) {}
@@ -633,7 +640,8 @@ impl<M: Memory> Ring<M> {
         })
     }
 
-    /// Copies bytes of a peeked message out, from byte `at` of its payload.
+    /// Copies bytes of a peeked message out, from byte `at` of its payload;
+    /// then [`Memory::check`].
     pub fn read(&self, msg: &Slot, at: u64, dst: &mut [u8]) -> Result<()> {
         let end = at.checked_add(dst.len() as u64);
         if end.is_none_or(|e| e > msg.len) {
@@ -660,7 +668,8 @@ impl<M: Memory> Ring<M> {
                 unsafe { self.mem.read(msg.off + at + n as u64, &mut dst[n..]) };
             }
         }
-        Ok(())
+        // Zeros from pages a peer truncated away are not a message.
+        self.mem.check()
     }
 
     /// Hands a consumed message's space back to producers.

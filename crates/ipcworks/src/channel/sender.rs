@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use super::WaitStrategy;
-use super::ring::{Reserve, Ring, Slot};
+use super::ring::{Memory, Reserve, Ring, Slot};
 use super::shared::{RX_CLOSED, Shared, ShmMemory};
 use super::wait::block_on;
 use crate::sys::proc::Identity;
@@ -133,7 +133,9 @@ impl Sender {
             return Err(e);
         }
         self.ring.commit(&slot);
-        Ok(())
+        // A copy or a commit into pages a peer truncated away reached
+        // nobody: not a success to report.
+        self.ring.memory().check()
     }
 
     /// Borrows a writable slot of `len` bytes in shared memory: write the
@@ -204,8 +206,12 @@ impl Sender {
         let ring = &self.ring;
         let header = ring.memory().header();
         let peers = &header.peers.0;
+        let shared = ring.memory().shared();
         let receiver_gone = |slow: bool| -> Result<()> {
             let rx = peers.receiver.load(Acquire);
+            // Zeros of a truncated segment say nothing about the receiver;
+            // the size check catches a cut that removed no page we touch.
+            shared.check(slow)?;
             if rx == RX_CLOSED || (slow && rx != 0 && !Identity::from_raw(rx).is_alive()) {
                 return Err(Error::Disconnected);
             }
@@ -247,18 +253,19 @@ impl Sender {
                 }
             }
         };
-        if once {
-            return attempt()?.ok_or(Error::WouldBlock);
-        }
-        block_on(
-            self.wait,
-            ring.tx_word(),
-            deadline,
-            || true,
-            attempt,
-            || ring.prepare_tx_wait(),
-            receiver_gone,
-        )
+        let r = match once {
+            true => attempt().and_then(|s| s.ok_or(Error::WouldBlock)),
+            false => block_on(
+                self.wait,
+                ring.tx_word(),
+                deadline,
+                || true,
+                attempt,
+                || ring.prepare_tx_wait(),
+                receiver_gone,
+            ),
+        };
+        self.shared().or_truncated(r)
     }
 }
 
@@ -309,9 +316,11 @@ impl Loan<'_> {
         self.slot.len == 0
     }
 
-    /// Copies `bytes` into the slot at `offset`.
+    /// Copies `bytes` into the slot at `offset`. [`Error::Truncated`] if
+    /// a peer truncated the segment (the bytes reached nobody).
     pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
-        self.sender.ring.write(&self.slot, offset as u64, bytes)
+        self.sender.ring.write(&self.slot, offset as u64, bytes)?;
+        self.sender.ring.memory().check()
     }
 
     /// Fills the whole slot from `bytes` (which must have the slot's length).
@@ -341,9 +350,13 @@ impl Loan<'_> {
     }
 
     /// Publishes the message: the receiver sees it now.
-    pub fn publish(mut self) {
+    /// [`Error::Truncated`] if a peer truncated the segment meanwhile (what
+    /// was written, through [`as_mut_ptr`](Self::as_mut_ptr) too, and the
+    /// publication reached nobody).
+    pub fn publish(mut self) -> Result<()> {
         self.done = true;
         self.sender.ring.commit(&self.slot);
+        self.sender.ring.memory().check()
     }
 }
 

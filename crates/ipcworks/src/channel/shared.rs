@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use super::ring::{self, AtomicU32, AtomicU64, CacheLine, Control, Memory, Ring, SenderWords};
+use crate::shm::fault::Mark;
 use crate::shm::{Segment, SegmentOptions};
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
@@ -222,6 +223,9 @@ impl Shared {
         let cap = p.capacity.load(Relaxed);
         let max = p.max_message.load(Relaxed);
         let key = p.key.load(Relaxed);
+        // A peer may have cut the segment while we read its header: the
+        // values above would be zeros of ours.
+        seg.check_intact()?;
         let fits = (DATA_OFFSET as u64)
             .checked_add(cap)
             .is_some_and(|n| n <= seg.len() as u64);
@@ -249,6 +253,24 @@ impl Shared {
         &self.seg
     }
 
+    /// Whether the segment is whole: the broken mark, and with `slow` its
+    /// size too (`fstat`, for waits: a cut that removed no page this
+    /// process touches faults nowhere).
+    pub fn check(&self, slow: bool) -> Result<()> {
+        match slow {
+            true => self.seg.check_size(),
+            false => self.seg.check_intact(),
+        }
+    }
+
+    /// `r`, with its error explained by the segment
+    /// ([`Segment::explain`]: `Truncated` in its place when the segment is
+    /// broken).
+    #[inline]
+    pub fn or_truncated<T>(&self, r: Result<T>) -> Result<T> {
+        r.map_err(|e| self.seg.explain(e))
+    }
+
     /// A ring view over this segment; the consumer's head is read once.
     pub fn ring(self: &Arc<Self>) -> Result<Ring<ShmMemory>> {
         let head = self.header().control.head.0.load(Acquire);
@@ -258,6 +280,7 @@ impl Shared {
                 header: self.header() as *const Header,
                 data: self.data(),
                 cap: self.cap,
+                mark: self.seg.mark(),
             },
             self.max,
             self.key,
@@ -311,6 +334,9 @@ pub struct ShmMemory {
     header: *const Header,
     data: *mut u8,
     cap: u64,
+    /// The segment's broken mark (this process's memory, written only
+    /// when the segment is found truncated).
+    mark: Mark,
 }
 
 impl ShmMemory {
@@ -356,13 +382,26 @@ unsafe impl Memory for ShmMemory {
 
     unsafe fn write(&self, off: u64, src: &[u8]) {
         // SAFETY: the caller guarantees off + src.len() <= cap; the source is
-        // private memory, so the ranges do not overlap.
+        // private memory, so the ranges do not overlap. The destination is
+        // reached through a raw pointer only: no reference to memory a peer
+        // may touch is formed (see "Copying memory another process may be
+        // writing" in the module docs).
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr(off), src.len()) };
     }
 
     unsafe fn read(&self, off: u64, dst: &mut [u8]) {
-        // SAFETY: as in `write`, in the other direction.
+        // SAFETY: as in `write`, in the other direction: a raw source in
+        // the mapping, a private destination; what a racing peer can do to
+        // the bytes is said in the module docs.
         unsafe { std::ptr::copy_nonoverlapping(self.ptr(off), dst.as_mut_ptr(), dst.len()) };
+    }
+
+    #[inline]
+    fn check(&self) -> Result<()> {
+        if self.mark.is_set() {
+            return Err(self.shared.seg.truncated());
+        }
+        Ok(())
     }
 
     fn wake(&self, word: &AtomicU32) {

@@ -47,8 +47,9 @@ pub(crate) const SLICE: Duration = Duration::from_millis(20);
 /// returns the futex value; `check_peer` runs before every sleep, and with
 /// `slow = true` (a liveness check through `/proc`) about once per
 /// [`SLICE`] of waiting: after a slice passes without a wake-up, and by the
-/// clock while wake-ups bring nothing or while spinning. It may end the
-/// wait with an error (`Disconnected`).
+/// clock while wake-ups bring nothing or while spinning, and when the
+/// futex word cannot be read (`EFAULT`: its segment was truncated). It
+/// may end the wait with an error (`Disconnected`, `Truncated`).
 ///
 /// `probe` is a cheaper look (one load) at whether `attempt` may find
 /// something now: while spinning, `attempt` runs only when `probe` says
@@ -125,11 +126,15 @@ pub(crate) fn block_on<T>(
                 check_peer(true)?;
             }
         }
-        let slice_passed = match deadline {
+        let (slice_passed, fault) = match deadline {
             // One slice, timed by the kernel.
-            None => futex::wait_for(word, v, SLICE) == Wake::TimedOut,
-            Some(d) => {
-                if futex::wait_slice(word, v, Some(d), SLICE) == Wake::TimedOut {
+            None => match futex::wait_for(word, v, SLICE) {
+                Wake::TimedOut => (true, false),
+                Wake::Fault => (false, true),
+                Wake::Retry => (false, false),
+            },
+            Some(d) => match futex::wait_slice(word, v, Some(d), SLICE) {
+                Wake::TimedOut => {
                     // One last look: the peer may have published just now.
                     return match attempt()? {
                         Some(v) => Ok(v),
@@ -137,11 +142,16 @@ pub(crate) fn block_on<T>(
                     };
                 }
                 // The deadline is judged by the clock anyway.
-                last_check.get_or_insert_with(Instant::now).elapsed() >= SLICE
-            }
+                w => (
+                    last_check.get_or_insert_with(Instant::now).elapsed() >= SLICE,
+                    w == Wake::Fault,
+                ),
+            },
         };
-        woken = !slice_passed;
-        if slice_passed {
+        woken = !slice_passed && !fault;
+        // EFAULT: the futex word's page is gone (a peer truncated the
+        // segment); the full check reports it.
+        if slice_passed || fault {
             last_check = Some(Instant::now());
             check_peer(true)?;
         }

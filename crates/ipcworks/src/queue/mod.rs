@@ -150,6 +150,42 @@
 //! must share a pid namespace (and pids must be below 2^22, the kernel's
 //! limit).
 //!
+//! # Truncation
+//!
+//! A peer that truncates the queue's segment (`ftruncate` of
+//! `/dev/shm/ipcworks.queue.NAME`) gets every process using it
+//! [`Error::Truncated`], never a `SIGBUS` (see [`shm`](crate::shm)): a
+//! receive checks after its copy, before it commits (a message read from
+//! lost pages stays in its slot, and no zeros are returned); a send,
+//! after its commit, before it reports success; a look that finds
+//! nothing, before it waits; a waiter looks at the segment's size after
+//! every sleep slice without a wake-up. A cut inside the segment's last
+//! page removes no page: to calls that do not wait, it is a peer writing
+//! zeros over the last slot (checked, as any scribble). Anonymous queues
+//! are sealed against resizing.
+//!
+//! # Copying memory another process may be writing
+//!
+//! No Rust reference to the segment's bytes is ever formed (a `&[u8]` or
+//! `&mut [u8]` promises the compiler that nobody else writes them, which
+//! a racing peer would break: undefined behaviour in our address space).
+//! Slot words, records and short payloads (up to 256 bytes, which a
+//! direct receive copies while a refill may race with it) are atomics.
+//! Long payloads move with `ptr::copy_nonoverlapping` between a raw
+//! pointer into the slot and a buffer of ours, while the slot is claimed
+//! (`WRITING` or `READING`), so a correct peer never touches them; a
+//! hostile one may, and that copy is a race the compiler cannot see or
+//! exploit (the writer is another process; the copy goes through a raw
+//! pointer; bytes have no invalid values), the practice of every
+//! inter-process shared-memory library. What such a peer can cause: torn
+//! or garbage bytes *in our private copy*, a message lost or made up,
+//! [`Error::Corrupted`] when a check fails, [`Error::Truncated`] when it
+//! truncated the segment. What it cannot: a copy out of bounds (the
+//! length is read once, atomically, and checked against the slot and the
+//! caller's buffer before the copy; what a peer writes into the record
+//! afterwards is never read), a panic, a hang, or undefined behaviour
+//! beyond the contents of our copy.
+//!
 //! ```no_run
 //! use ipcworks::queue::Queue;
 //!
@@ -516,6 +552,7 @@ impl Queue {
         h.filled.init(0)?;
         // Last: openers wait for this.
         h.magic.store(layout::MAGIC, SeqCst);
+        q.seg.check_intact()?;
         Ok(q)
     }
 
@@ -558,6 +595,8 @@ impl Queue {
             h.layout.load(SeqCst),
             seg.len(),
         )?;
+        // A cut while we read the header: those values were zeros of ours.
+        seg.check_intact()?;
         Ok(Queue::handle(seg, geo, bare, spin))
     }
 
@@ -716,6 +755,8 @@ impl Queue {
             }
         }
         st.sent = st.received.wrapping_add((st.depth + st.reading) as u64);
+        // Counts read from zeros of a truncated segment are not the queue's.
+        self.seg.check_intact()?;
         Ok(st)
     }
 
@@ -725,7 +766,11 @@ impl Queue {
     /// holds the recovery lock for over a second (recovery takes
     /// microseconds: that process is stopped, or the segment is garbage).
     pub fn recover(&self) -> Result<(u64, u64)> {
-        self.recover_until(Some(Deadline::after(ops::TRY_LOCK)))
+        let r = self.recover_until(Some(Deadline::after(ops::TRY_LOCK)));
+        let undone = self.or_truncated(r)?;
+        // Judged from zeros of a truncated segment, it undid nothing real.
+        self.seg.check_intact()?;
+        Ok(undone)
     }
 }
 

@@ -168,11 +168,13 @@ impl Queue {
         self.prefetch_payload(start);
         let cap = u32::try_from(limit.min(self.geo.max_message)).unwrap_or(u32::MAX);
         let copy = |c: &slots::Candidate| {
-            let direct = c.len as usize <= DIRECT_MAX;
-            if direct {
-                self.load_payload(c.i, c.len as usize, scratch);
+            if c.len as usize > DIRECT_MAX {
+                return false;
             }
-            direct
+            self.load_payload(c.i, c.len as usize, scratch);
+            // Zeros from pages a peer truncated away: no commit. Claim it
+            // instead; `recv_with` finds the mark and gives it back.
+            self.seg.check_intact().is_ok()
         };
         let (b, claimed) = match slots::claim_ready(self, start, me.pid, cap, copy) {
             Ok(Look::Found(c)) => c,
@@ -298,8 +300,20 @@ impl Queue {
     }
 
     /// Claims a slot for `want` (a FREE one to write, the best READY one
-    /// to read), waiting as `until` says.
-    pub(super) fn claim(&self, mut want: Want<'_>, until: Until) -> Result<Claimed> {
+    /// to read), waiting as `until` says. [`Error::Truncated`] in place of
+    /// any other failure once the segment is found truncated.
+    pub(super) fn claim(&self, want: Want<'_>, until: Until) -> Result<Claimed> {
+        let r = self.claim_inner(want, until);
+        self.or_truncated(r)
+    }
+
+    /// `r`, with `Truncated` for its error if the segment is broken.
+    #[inline]
+    pub(super) fn or_truncated<T>(&self, r: Result<T>) -> Result<T> {
+        r.map_err(|e| self.seg.explain(e))
+    }
+
+    fn claim_inner(&self, mut want: Want<'_>, until: Until) -> Result<Claimed> {
         let side = want.side();
         if let (Side::Recv, Until::Now) = (side, until)
             && self.still_empty()
@@ -326,6 +340,9 @@ impl Queue {
                 }
                 Look::Nothing { busy } => busy,
             };
+            // Nothing to take: the slots may be zeros of a truncated
+            // segment (a look faults on a lost page, which marks it).
+            self.seg.check_intact()?;
             if let Some(seq) = seq {
                 // No message and no slot busy: every slot was free.
                 let quiet = if busy.is_none() {
@@ -461,7 +478,9 @@ impl Queue {
                 let until = until.deadline().map_or(slice, |d| d.min(slice));
                 match self.sem(side).wait_deadline(until) {
                     Ok(()) => Ok(false),
-                    Err(Error::Timeout | Error::WouldBlock) => Ok(true),
+                    // A slice without a wake-up: a cut that removed no
+                    // page we touch faults nowhere, so look at the size.
+                    Err(Error::Timeout | Error::WouldBlock) => self.seg.check_size().map(|()| true),
                     Err(e) => Err(e),
                 }
             }
@@ -633,9 +652,11 @@ impl Queue {
         s.len.store(msg.len() as u32, Relaxed);
         self.store_payload(c.i, msg);
         // The commit point: the message exists from this CAS on.
-        self.commit(&c, slots::word(READY, 0, slots::count(c.word)))?;
+        let r = self.commit(&c, slots::word(READY, 0, slots::count(c.word)));
+        self.or_truncated(r)?;
         self.wake(Side::Recv);
-        Ok(())
+        // Copied or committed into pages a peer truncated: reached nobody.
+        self.seg.check_intact()
     }
 
     pub(super) fn recv_until(&self, until: Until) -> Result<(Vec<u8>, u32)> {
@@ -688,10 +709,19 @@ impl Queue {
         // checked before the claim, so the source lies inside the mapping;
         // `dst` holds exactly c.len bytes.
         unsafe { std::ptr::copy_nonoverlapping(self.payload(c.i), dst.as_mut_ptr(), c.len) };
+        if let Err(e) = self.seg.check_intact() {
+            // Zeros from pages a peer truncated away, not the message:
+            // leave it (READING → READY) and say why.
+            if let Some(back) = slots::undone(c.word) {
+                let _ = self.commit(&c, back);
+            }
+            return Err(e);
+        }
         // The commit point: the message is received from this CAS on (the
         // slot's receive count goes up in the same word).
         let count = slots::count(c.word).wrapping_add(1);
-        self.commit(&c, slots::word(FREE, 0, count))?;
+        let r = self.commit(&c, slots::word(FREE, 0, count));
+        self.or_truncated(r)?;
         self.wake(Side::Send);
         Ok(c.prio)
     }

@@ -1,13 +1,17 @@
 //! [`Segment`]: one mapped shared memory object.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use super::fault::{Mark, Watched};
 use crate::sys::Errno;
 use crate::sys::mem::{self, Mapping, OpenMode};
 use crate::{Error, Result, name, registry};
 
 const KIND: &str = "shared memory segment";
+/// How often at most a timed-out call looks at the segment's size (ms).
+const SIZE_CHECK_MS: u64 = 20;
 
 /// A shared memory object mapped read-write into this process.
 ///
@@ -18,12 +22,27 @@ const KIND: &str = "shared memory segment";
 /// The process that created a named segment unlinks its name when the
 /// `Segment` is dropped, unless told to [`persist`](Segment::persist); the
 /// memory itself lives on until every process has unmapped it.
+///
+/// # Truncation
+///
+/// Another process that may open the name may also `ftruncate` it. Reading
+/// or writing a page past the new end would then kill this process with
+/// `SIGBUS`; instead, the fault is caught (see the [module docs](super)),
+/// the lost pages read as zeros from then on, and
+/// [`check_intact`](Segment::check_intact) reports
+/// [`Error::Truncated`]. Anonymous segments are sealed against shrinking
+/// and cannot be truncated at all.
 #[derive(Debug)]
 pub struct Segment {
+    /// Dropped before `map`: the mapping leaves the table of watched
+    /// mappings before it is unmapped.
+    watched: Watched,
     map: Mapping,
     fd: OwnedFd,
     name: Option<String>,
     unlink_on_drop: bool,
+    /// When a timeout last looked at the size (coarse clock, ms).
+    size_seen: AtomicU64,
 }
 
 /// Options for creating or opening a [`Segment`], in the style of
@@ -90,12 +109,15 @@ impl SegmentOptions {
             .map_err(|e| undo(errno_error(e, bare, "ftruncate")))?;
         let map =
             Mapping::map_shared(&fd, self.size).map_err(|e| undo(errno_error(e, bare, "mmap")))?;
+        let watched = Watched::new(map.as_ptr(), map.len()).map_err(undo)?;
         registry::register(registry::Kind::Shm, bare, self.persist);
         Ok(Segment {
+            watched,
             map,
             fd,
             name: Some(bare.to_string()),
             unlink_on_drop: !self.persist,
+            size_seen: AtomicU64::new(0),
         })
     }
 
@@ -113,10 +135,12 @@ impl SegmentOptions {
         let size = check_opened(fd.as_fd(), bare, self.mode)?;
         let map = Mapping::map_shared(&fd, size).map_err(|e| errno_error(e, bare, "mmap"))?;
         Ok(Segment {
+            watched: Watched::new(map.as_ptr(), map.len())?,
             map,
             fd,
             name: Some(bare.to_string()),
             unlink_on_drop: false,
+            size_seen: AtomicU64::new(0),
         })
     }
 
@@ -138,10 +162,12 @@ impl SegmentOptions {
         mem::seal_size(fd.as_fd()).map_err(|e| Error::io("fcntl(F_ADD_SEALS)", e))?;
         let map = Mapping::map_shared(&fd, self.size).map_err(|e| Error::io("mmap", e))?;
         Ok(Segment {
+            watched: Watched::new(map.as_ptr(), map.len())?,
             map,
             fd,
             name: None,
             unlink_on_drop: false,
+            size_seen: AtomicU64::new(0),
         })
     }
 
@@ -254,18 +280,113 @@ impl Segment {
             .map_err(|_| Error::InvalidArgument("segment too large".into()))?;
         let map = Mapping::map_shared(&fd, size).map_err(|e| Error::io("mmap", e))?;
         Ok(Segment {
+            watched: Watched::new(map.as_ptr(), map.len())?,
             map,
             fd,
             name: None,
             unlink_on_drop: false,
+            size_seen: AtomicU64::new(0),
         })
     }
 
     /// The first byte of the mapping (page-aligned). Other processes may
     /// write to this memory at any time: access it through atomics or
-    /// volatile reads, never through `&[u8]`/`&T`.
+    /// volatile reads, never through `&[u8]`/`&T`; and since another
+    /// process may also truncate it, call
+    /// [`check_intact`](Self::check_intact) before trusting what you read.
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_ptr()
+    }
+
+    /// Whether this process's view of the segment is whole:
+    /// [`Error::Truncated`] once another process truncated the object and
+    /// an access here touched a page that is gone (or a size check found
+    /// the object shorter than the mapping). One relaxed load, no system
+    /// call: call it after reading or writing through
+    /// [`as_ptr`](Self::as_ptr), before trusting what was read or
+    /// reporting what was written — a page lost to truncation reads as
+    /// zeros, and writes to it reach no one.
+    #[inline]
+    pub fn check_intact(&self) -> Result<()> {
+        if self.watched.mark().is_set() {
+            return Err(self.truncated());
+        }
+        Ok(())
+    }
+
+    /// `fstat`: whether the object is still at least as long as the
+    /// mapping. A cut that leaves every page this process touches in
+    /// place faults nowhere (the kernel zeroes the bytes past the new
+    /// end), so waiting code asks this now and then; a shorter object
+    /// marks the segment broken for good.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn check_size(&self) -> Result<()> {
+        self.check_intact()?;
+        if self.shrunk() {
+            return Err(self.truncated());
+        }
+        Ok(())
+    }
+
+    /// `fstat`: the object is shorter than the mapping (and the segment
+    /// is marked broken from now on). An `fstat` that fails says nothing.
+    #[cfg_attr(loom, allow(dead_code))]
+    fn shrunk(&self) -> bool {
+        match mem::stat(self.fd.as_fd()) {
+            Ok(st) if st.size < self.map.len() as u64 => {
+                self.watched.mark().set();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `e`, or [`Error::Truncated`] in its place when the segment is
+    /// broken: an error found in memory a peer truncated (zeros of ours:
+    /// a "corrupted" header, senders that seem gone) is news of the
+    /// truncation, nothing else. A cut that removed no page this process
+    /// touches faults nowhere, so the size is looked at too (`fstat`):
+    /// after a rare error always; after a timeout at most every 20 ms per
+    /// segment (waits in a loop of short timeouts, each shorter than a
+    /// wait's own slice, would otherwise never look); after
+    /// `WouldBlock`, which polling returns all the time, never.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn explain(&self, e: Error) -> Error {
+        let broken = match e {
+            Error::Truncated { .. } => return e,
+            Error::WouldBlock => self.watched.mark().is_set(),
+            Error::Timeout => self.watched.mark().is_set() || self.size_due() && self.shrunk(),
+            _ => self.watched.mark().is_set() || self.shrunk(),
+        };
+        if broken { self.truncated() } else { e }
+    }
+
+    /// Whether a timeout should look at the size now (at most every
+    /// [`SIZE_CHECK_MS`]); a few nanoseconds (the coarse clock).
+    #[cfg_attr(loom, allow(dead_code))]
+    fn size_due(&self) -> bool {
+        let now = crate::sys::time::coarse_millis();
+        let last = self.size_seen.load(Relaxed);
+        if now.wrapping_sub(last) < SIZE_CHECK_MS {
+            return false;
+        }
+        self.size_seen.store(now, Relaxed);
+        true
+    }
+
+    /// The mark behind [`check_intact`](Self::check_intact), for hot paths
+    /// that keep a copy of it.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn mark(&self) -> Mark {
+        self.watched.mark()
+    }
+
+    /// The error for this segment once it is broken.
+    #[cold]
+    pub(crate) fn truncated(&self) -> Error {
+        Error::Truncated {
+            name: self.name.clone().unwrap_or_else(|| "(anonymous)".into()),
+        }
     }
 
     /// Size in bytes.

@@ -19,6 +19,12 @@ pub enum Wake {
     Retry,
     /// The deadline passed.
     TimedOut,
+    /// `EFAULT`: the word's page cannot be read — another process
+    /// truncated the shared memory it lives in (the kernel's own access
+    /// raises no `SIGBUS`). The caller checks its segment
+    /// ([`Segment::check_intact`](crate::shm::Segment::check_intact) and
+    /// its size) and fails with `Error::Truncated`.
+    Fault,
 }
 
 /// `futex(uaddr, FUTEX_WAIT, expected, timeout)`: sleeps while `*word ==
@@ -26,7 +32,8 @@ pub enum Wake {
 ///
 /// Returns [`Wake::Retry`] on every kind of wake-up (including `EINTR` and a
 /// changed value); the caller re-reads the word and decides. Spurious
-/// returns are allowed, as with every futex.
+/// returns are allowed, as with every futex. [`Wake::Fault`] when the
+/// word's page is gone (`EFAULT`).
 #[doc(alias = "futex")]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wake {
     let ts = match deadline {
@@ -38,6 +45,7 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wake
     };
     match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
         Ok(()) => Wake::Retry,
+        Err(rustix::io::Errno::FAULT) => Wake::Fault,
         Err(rustix::io::Errno::TIMEDOUT) => {
             if deadline.is_some_and(|d| d.remaining().is_none()) {
                 Wake::TimedOut
@@ -63,6 +71,7 @@ pub fn wait_for(word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
     ) {
         Ok(()) => Wake::Retry,
         Err(rustix::io::Errno::TIMEDOUT) => Wake::TimedOut,
+        Err(rustix::io::Errno::FAULT) => Wake::Fault,
         // EAGAIN (value changed), EINTR (signal): the caller re-checks.
         Err(_) => Wake::Retry,
     }
@@ -85,13 +94,17 @@ pub fn wait_slice(
     match wait(word, expected, Some(d)) {
         Wake::TimedOut if deadline.is_some_and(|d| d.remaining().is_none()) => Wake::TimedOut,
         Wake::TimedOut | Wake::Retry => Wake::Retry,
+        Wake::Fault => Wake::Fault,
     }
 }
 
 /// `futex(uaddr, FUTEX_WAKE, n)`: wakes up to `n` waiters; returns how many.
 #[doc(alias = "futex")]
 pub fn wake(word: &AtomicU32, n: u32) -> usize {
-    // FUTEX_WAKE fails only for a bad address, which a `&AtomicU32` is not.
+    // FUTEX_WAKE fails only for an address it cannot read: a page another
+    // process truncated away (`EFAULT`). Nobody sleeps there any more, so
+    // there is nobody to wake; the waker's own checks report the
+    // truncation.
     futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
 }
 

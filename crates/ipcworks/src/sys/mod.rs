@@ -12,6 +12,7 @@ pub mod pipe;
 pub mod posix_sem;
 pub mod privdir;
 pub mod proc;
+pub(crate) mod sigbus;
 pub mod signal;
 pub mod socket;
 pub mod sysv;

@@ -139,7 +139,7 @@ fn child() {
                             std::thread::sleep(Duration::from_micros(50));
                         }
                     }
-                    loan.publish();
+                    loan.publish().unwrap();
                 }
             }
         }
@@ -500,7 +500,7 @@ fn api_errors_loans_refs_typed_and_pod() {
     loan.write_at(0, b"hello").unwrap();
     loan.write_at(5, b" world").unwrap();
     assert!(loan.write_at(6, b"too long").is_err());
-    loan.publish();
+    loan.publish().unwrap();
     drop(tx.loan(50).unwrap());
     tx.send(b"after").unwrap();
     {
@@ -509,7 +509,7 @@ fn api_errors_loans_refs_typed_and_pod() {
         let mut part = [0; 5];
         m.read_at(6, &mut part).unwrap();
         assert_eq!(&part, b"world");
-        assert_eq!(m.to_vec(), b"hello world");
+        assert_eq!(m.to_vec().unwrap(), b"hello world");
     }
     assert_eq!(rx.recv().unwrap(), b"after");
     // Copy-out into the caller's buffer: a message longer than the buffer
@@ -634,7 +634,7 @@ fn threads_several_senders_one_receiver() {
                     if seq % 3 == 0 {
                         let mut loan = tx.loan(buf.len()).unwrap();
                         loan.copy_from_slice(&buf).unwrap();
-                        loan.publish();
+                        loan.publish().unwrap();
                     } else {
                         tx.send(&buf).unwrap();
                     }

@@ -127,7 +127,7 @@ fn run(ops: &[Op], wait: WaitStrategy) {
                         Ok(mut loan) => {
                             loan.copy_from_slice(&payload[..*len]).unwrap();
                             if *publish {
-                                loan.publish();
+                                ok_or_expected(loan.publish());
                             }
                         }
                         r => ok_or_expected(r),

@@ -21,5 +21,7 @@ mod regions;
 mod semaphore;
 mod server_fds;
 mod shm;
+mod sigbus;
 mod socket;
+mod truncate;
 mod unix_bind;

@@ -40,7 +40,7 @@ fn child() {
             let (name, count) = arg.split_once(',').unwrap();
             let m = Mutex::<u64>::open(name).unwrap();
             for _ in 0..count.parse::<u64>().unwrap() {
-                m.lock().unwrap().update(|n| *n += 1);
+                m.lock().unwrap().update(|n| *n += 1).unwrap();
             }
         }
         // "FD,COUNT": the same on an inherited anonymous mutex.
@@ -50,7 +50,7 @@ fn child() {
             let fd = unsafe { OwnedFd::from_raw_fd(fd.parse().unwrap()) };
             let m = Mutex::<u64>::from_fd(fd).unwrap();
             for _ in 0..count.parse::<u64>().unwrap() {
-                m.lock().unwrap().update(|n| *n += 1);
+                m.lock().unwrap().update(|n| *n += 1).unwrap();
             }
         }
         // Locks normally and finds the pair consistent.
@@ -58,14 +58,14 @@ fn child() {
             let m = Mutex::<Pair>::open(&arg).unwrap();
             let g = m.lock().unwrap();
             assert!(g.is_consistent());
-            let [a, b] = g.get();
+            let [a, b] = g.get().unwrap();
             assert_eq!(a, b);
         }
         // Locks, breaks the invariant, says READY, and waits to be killed.
         "hold" => {
             let m = Mutex::<Pair>::open(&arg).unwrap();
             let mut g = m.lock().unwrap();
-            g.update(|p| p[0] += 1);
+            g.update(|p| p[0] += 1).unwrap();
             println!("READY");
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -74,7 +74,7 @@ fn child() {
             let m = Mutex::<Pair>::open(&arg).unwrap();
             match m.lock() {
                 Err(LockError::OwnerDead(mut g)) => {
-                    g.update(|p| p[1] = 999); // half a repair
+                    g.update(|p| p[1] = 999).unwrap(); // half a repair
                     println!("OWNERDEAD");
                     // Holding the guard: the kill comes while we recover.
                     std::thread::sleep(Duration::from_secs(60));
@@ -95,18 +95,18 @@ fn child() {
                 let mut g = match m.lock() {
                     Ok(g) => g,
                     Err(LockError::OwnerDead(mut g)) => {
-                        g.update(|p| p[1] = p[0]);
+                        g.update(|p| p[1] = p[0]).unwrap();
                         g.make_consistent();
                         g
                     }
                     Err(LockError::Failed(e)) => panic!("{e}"),
                 };
                 // Two separate writes to shared memory, with time between.
-                g.update(|p| p[0] += 1);
+                g.update(|p| p[0] += 1).unwrap();
                 for i in 0..200u32 {
                     std::hint::black_box(i);
                 }
-                g.update(|p| p[1] = p[0]);
+                g.update(|p| p[1] = p[0]).unwrap();
                 drop(g);
                 if !said {
                     println!("READY");
@@ -178,14 +178,14 @@ fn threads_count_exactly() {
                     let mut g = m.lock().unwrap();
                     // A read, a pause and a write: lost updates show if two
                     // threads get in at once.
-                    let v = g.get();
+                    let v = g.get().unwrap();
                     std::hint::black_box(&v);
-                    g.set(v + 1);
+                    g.set(v + 1).unwrap();
                 }
             });
         }
     });
-    assert_eq!(m.lock().unwrap().get(), THREADS * EACH);
+    assert_eq!(m.lock().unwrap().get().unwrap(), THREADS * EACH);
 }
 
 /// The guard works on copies: `update`'s closure sees a private copy that
@@ -203,29 +203,34 @@ fn the_guard_copies_in_and_out() {
         unsafe { std::ptr::write_volatile(other.as_ptr().add(VALUE_OFFSET) as *mut [u64; 4], v) }
     };
     let mut g = m.lock().unwrap();
-    let seen = g.update(|v| {
-        *v = [1, 2, 3, 4];
-        scribble([9; 4]);
-        *v
-    });
+    let seen = g
+        .update(|v| {
+            *v = [1, 2, 3, 4];
+            scribble([9; 4]);
+            *v
+        })
+        .unwrap();
     assert_eq!(seen, [1, 2, 3, 4], "the closure's copy is private");
-    assert_eq!(g.get(), [1, 2, 3, 4], "the copy is written back");
+    assert_eq!(g.get().unwrap(), [1, 2, 3, 4], "the copy is written back");
     scribble([7; 4]);
-    assert_eq!(g.get(), [7; 4], "get copies what is there now");
-    g.set([5, 6, 7, 8]);
+    assert_eq!(g.get().unwrap(), [7; 4], "get copies what is there now");
+    g.set([5, 6, 7, 8]).unwrap();
     // SAFETY: as above, a raw read.
     let there = unsafe { std::ptr::read_volatile(g.as_ptr()) };
     assert_eq!(there, [5, 6, 7, 8]);
     // A panicking closure leaves the value as it was and the lock free.
     drop(g);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        m.lock().unwrap().update(|v| {
-            v[0] = 100;
-            panic!("inside update");
-        })
+        m.lock()
+            .unwrap()
+            .update(|v| {
+                v[0] = 100;
+                panic!("inside update");
+            })
+            .unwrap()
     }));
     assert!(r.is_err());
-    assert_eq!(m.lock_timeout(HANG).unwrap().get(), [5, 6, 7, 8]);
+    assert_eq!(m.lock_timeout(HANG).unwrap().get().unwrap(), [5, 6, 7, 8]);
 }
 
 /// A value made of atomics is lent in place: a child process adding
@@ -248,7 +253,7 @@ fn atomics_are_lent_in_place_and_count_beside_unlocked_writers() {
     }
     assert!(kid.wait_for(HANG).success());
     let g = m.lock().unwrap();
-    let [a, b] = g.get().map(AtomicU64::into_inner);
+    let [a, b] = g.get().unwrap().map(AtomicU64::into_inner);
     assert_eq!((a, b), (2 * EACH, EACH));
 }
 
@@ -258,20 +263,20 @@ fn a_thread_that_exits_holding_the_lock_is_a_dead_holder() {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut g = m.lock().unwrap();
-            g.update(|p| p[0] = 4);
+            g.update(|p| p[0] = 4).unwrap();
             std::mem::forget(g); // the thread ends still holding the lock
         });
     });
     assert!(m.is_locked());
     match m.lock_timeout(HANG) {
         Err(LockError::OwnerDead(mut g)) => {
-            assert_eq!(g.get(), [4, 3]);
-            g.set([4, 4]);
+            assert_eq!(g.get().unwrap(), [4, 3]);
+            g.set([4, 4]).unwrap();
             g.make_consistent();
         }
         other => panic!("expected OwnerDead, got {other:?}"),
     }
-    assert_eq!(m.lock().unwrap().get(), [4, 4]);
+    assert_eq!(m.lock().unwrap().get().unwrap(), [4, 4]);
 }
 
 #[test]
@@ -298,12 +303,12 @@ fn processes_count_exactly() {
         .collect();
     // The parent competes too.
     for _ in 0..EACH {
-        m.lock().unwrap().update(|n| *n += 1);
+        m.lock().unwrap().update(|n| *n += 1).unwrap();
     }
     for k in &mut kids {
         assert!(k.wait_for(HANG).success());
     }
-    assert_eq!(m.lock().unwrap().get(), 4 * EACH);
+    assert_eq!(m.lock().unwrap().get().unwrap(), 4 * EACH);
     drop(m);
     assert!(!std::path::Path::new(&format!("/dev/shm/{}", seg_name(&name))).exists());
 }
@@ -320,7 +325,7 @@ fn anonymous_mutex_is_inherited_by_children() {
     for k in &mut kids {
         assert!(k.wait_for(HANG).success());
     }
-    assert_eq!(m.lock().unwrap().get(), 4000);
+    assert_eq!(m.lock().unwrap().get().unwrap(), 4000);
 }
 
 #[test]
@@ -341,8 +346,12 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
             match r {
                 Err(LockError::OwnerDead(mut g)) => {
                     assert!(!g.is_consistent());
-                    assert_eq!(g.get(), [8, 7], "the dead holder's half-done update");
-                    g.update(|p| p[1] = p[0]);
+                    assert_eq!(
+                        g.get().unwrap(),
+                        [8, 7],
+                        "the dead holder's half-done update"
+                    );
+                    g.update(|p| p[1] = p[0]).unwrap();
                     g.make_consistent();
                     assert!(g.is_consistent());
                     tx.send(Ok(took)).unwrap();
@@ -356,7 +365,7 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
         let took = rx.recv_timeout(HANG).expect("waiter never woke");
         assert!(took.is_ok(), "waiter got {took:?}");
     });
-    assert_eq!(m.lock().expect("consistent again").get(), [8, 8]);
+    assert_eq!(m.lock().expect("consistent again").get().unwrap(), [8, 8]);
 
     // 2. A fresh locker after the holder was killed.
     let mut holder = spawn_and_wait("hold", &name, "READY");
@@ -364,8 +373,8 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
     let started = Instant::now();
     match m.lock() {
         Err(LockError::OwnerDead(mut g)) => {
-            assert_eq!(g.get(), [9, 8]);
-            g.update(|p| p[1] = p[0]);
+            assert_eq!(g.get().unwrap(), [9, 8]);
+            g.update(|p| p[1] = p[0]).unwrap();
             g.make_consistent();
         }
         other => panic!("expected OwnerDead, got {other:?}"),
@@ -377,7 +386,7 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
     holder.kill9();
     match m.try_lock() {
         Err(LockError::OwnerDead(mut g)) => {
-            g.update(|p| p[1] = p[0]);
+            g.update(|p| p[1] = p[0]).unwrap();
             g.make_consistent();
         }
         other => panic!("expected OwnerDead from try_lock, got {other:?}"),
@@ -388,7 +397,7 @@ fn killed_holder_is_reported_to_a_blocked_waiter_and_to_a_fresh_locker() {
     assert!(c.wait_for(HANG).success());
     let g = m.lock().expect("normal lock after repair");
     assert!(g.is_consistent());
-    assert_eq!(g.get(), [10, 10]);
+    assert_eq!(g.get().unwrap(), [10, 10]);
 }
 
 /// A timeout shorter than the waiters' liveness period (zero, as `ipcworks
@@ -405,7 +414,7 @@ fn short_timeouts_take_over_from_a_dead_holder() {
         holder.kill9();
         match m.lock_timeout(timeout) {
             Err(LockError::OwnerDead(mut g)) => {
-                g.update(|p| p[1] = p[0]);
+                g.update(|p| p[1] = p[0]).unwrap();
                 g.make_consistent();
             }
             other => panic!("lock_timeout({timeout:?}) on a dead holder's mutex: {other:?}"),
@@ -468,13 +477,13 @@ fn killed_recoverer_passes_owner_dead_on() {
     recoverer.kill9();
     match m.lock() {
         Err(LockError::OwnerDead(mut g)) => {
-            assert_eq!(g.get(), [1, 999]);
-            g.update(|p| p[1] = p[0]);
+            assert_eq!(g.get().unwrap(), [1, 999]);
+            g.update(|p| p[1] = p[0]).unwrap();
             g.make_consistent();
         }
         other => panic!("expected OwnerDead again, got {other:?}"),
     }
-    assert_eq!(m.lock().unwrap().get(), [1, 1]);
+    assert_eq!(m.lock().unwrap().get().unwrap(), [1, 1]);
 }
 
 /// xorshift64*, seeded from the clock; the seed is printed on failure.
@@ -507,14 +516,14 @@ fn kill_at_random_moments() {
         c.kill9();
         match m.lock_timeout(HANG) {
             Ok(g) => {
-                let [a, b] = g.get();
+                let [a, b] = g.get().unwrap();
                 assert_eq!(a, b, "iteration {i}, seed {seed}: torn pair");
                 clean += 1;
             }
             Err(LockError::OwnerDead(mut g)) => {
-                let [a, b] = g.get();
+                let [a, b] = g.get().unwrap();
                 assert!(a == b || a == b + 1, "seed {seed}: {:?}", [a, b]);
-                g.set([a, a]);
+                g.set([a, a]).unwrap();
                 g.make_consistent();
                 dead += 1;
             }
@@ -524,7 +533,7 @@ fn kill_at_random_moments() {
     eprintln!("kill_at_random_moments: {dead} holders died holding, {clean} did not");
     assert!(dead > 0, "seed {seed}: no kill landed inside the lock");
     let g = m.lock().unwrap();
-    let [a, b] = g.get();
+    let [a, b] = g.get().unwrap();
     assert_eq!(a, b);
     assert!(a >= 200);
 }
@@ -629,7 +638,10 @@ fn timeout_under_signals() {
             std::thread::sleep(Duration::from_millis(100));
             done_tx.send(()).unwrap();
         });
-        m.lock().expect("lock under signals").update(|n| *n += 1);
+        m.lock()
+            .expect("lock under signals")
+            .update(|n| *n += 1)
+            .unwrap();
         releaser.join().unwrap();
         assert!(
             ALARMS.load(Ordering::Relaxed) > before + 10,
@@ -676,7 +688,7 @@ fn bad_names_missing_mutexes_and_bad_segments_give_clear_errors() {
     ));
     let (again, created) = Mutex::open_or_create(&name, 1u64).unwrap();
     assert!(!created);
-    assert_eq!(again.lock().unwrap().get(), 5);
+    assert_eq!(again.lock().unwrap().get().unwrap(), 5);
     let e = Mutex::<[u64; 4]>::open(&name).unwrap_err();
     assert!(
         matches!(&e, Error::Refused { reason, .. } if reason.contains("different type")),
@@ -706,7 +718,7 @@ fn bad_names_missing_mutexes_and_bad_segments_give_clear_errors() {
         Err(LockError::OwnerDead(mut g)) => g.make_consistent(),
         other => panic!("expected OwnerDead for a nonexistent holder, got {other:?}"),
     }
-    assert_eq!(m.lock().unwrap().get(), 5);
+    assert_eq!(m.lock().unwrap().get().unwrap(), 5);
     drop((raw, again));
     Mutex::<u64>::remove(&name).unwrap();
     drop(m);

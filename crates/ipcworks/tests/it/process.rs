@@ -86,7 +86,7 @@ fn run_holding_a_lock_returns_the_commands_status() {
     sh.args(["-c", "exit 7"]);
     let status = run_holding(sh, &mut g).unwrap();
     assert_eq!(status.code(), Some(7));
-    g.set(1);
+    g.set(1).unwrap();
     drop(g);
-    assert_eq!(m.lock_timeout(HANG).unwrap().get(), 1);
+    assert_eq!(m.lock_timeout(HANG).unwrap().get().unwrap(), 1);
 }

@@ -108,14 +108,14 @@ pub fn run() -> anyhow::Result<()> {
             s.spawn(|| {
                 for _ in 0..ROUNDS {
                     let mut g = m.lock().expect("nobody dies in this step");
-                    g.update(|n| *n += 1);
+                    g.update(|n| *n += 1).expect("nobody truncates it");
                 }
             });
         }
     });
     report(
         "threads, mutex",
-        m.lock().map_err(ipcworks::Error::from)?.get(),
+        m.lock().map_err(ipcworks::Error::from)?.get()?,
         t,
     );
 
@@ -138,12 +138,12 @@ pub fn run() -> anyhow::Result<()> {
     in_processes(|| {
         for _ in 0..ROUNDS {
             let mut g = m.lock().expect("nobody dies in this step");
-            g.update(|n| *n += 1);
+            g.update(|n| *n += 1).expect("nobody truncates it");
         }
     })?;
     report(
         "processes, mutex",
-        m.lock().map_err(ipcworks::Error::from)?.get(),
+        m.lock().map_err(ipcworks::Error::from)?.get()?,
         t,
     );
     println!(

@@ -74,7 +74,7 @@ pub fn mutex() -> anyhow::Result<()> {
         || {
             let m = Mutex::<[u64; 2]>::open(&name).expect("open");
             let mut g = m.lock().expect("first lock");
-            g.update(|[a, _]| *a -= 30); // debit... and die before the credit
+            g.update(|[a, _]| *a -= 30).expect("intact"); // debit... and die before the credit
             println!(
                 "    child {}: locked, moved 30 out of account A, not yet into B",
                 proc::pid()
@@ -95,25 +95,25 @@ pub fn mutex() -> anyhow::Result<()> {
         Ok(_) => anyhow::bail!("expected OwnerDead"),
         Err(LockError::Failed(e)) => return Err(e.into()),
         Err(LockError::OwnerDead(mut g)) => {
-            let [a, b] = g.get(); // a copy: the guard lends no reference
+            let [a, b] = g.get()?; // a copy: the guard lends no reference
             println!(
                 "    parent: lock() → OwnerDead after {:.0} ms; accounts read {:?}, sum {} (inconsistent!)",
                 t.elapsed().as_secs_f64() * 1e3,
                 [a, b],
                 a + b
             );
-            g.set([a, 100 - a]); // redo the credit
+            g.set([a, 100 - a])?; // redo the credit
             g.make_consistent();
             println!(
                 "    parent: repaired to {:?} and called make_consistent()",
-                g.get()
+                g.get()?
             );
         }
     }
     let g = m.lock().map_err(ipcworks::Error::from)?;
     println!(
         "    next lock(): Ok, accounts {:?} — business as usual",
-        g.get()
+        g.get()?
     );
     drop(g);
     println!("    (An ordinary mutex would stay locked for ever: every later locker would hang.)");

@@ -101,18 +101,21 @@ pub fn run() -> anyhow::Result<()> {
             for i in 1..=WRITES {
                 let mut g = mine.lock().expect("nobody dies here");
                 // Two separate copies into shared memory, as in step 1.
-                g.update(|v| v[0] = i);
+                g.update(|v| v[0] = i).expect("intact");
                 std::hint::spin_loop();
-                g.update(|v| v[1] = i);
+                g.update(|v| v[1] = i).expect("intact");
             }
-            mine.lock().expect("nobody dies here").update(|v| v[2] = 2);
+            mine.lock()
+                .expect("nobody dies here")
+                .update(|v| v[2] = 2)
+                .expect("intact");
             proc::exit_now(0);
         }
         Forked::Parent(child) => child,
     };
     let (mut reads, mut torn) = (0u64, 0u64);
     loop {
-        let [a, b, state] = m.lock().map_err(ipcworks::Error::from)?.get();
+        let [a, b, state] = m.lock().map_err(ipcworks::Error::from)?.get()?;
         if state == 2 {
             break;
         }

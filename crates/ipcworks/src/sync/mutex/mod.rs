@@ -38,7 +38,7 @@
 //! };
 //! // The value is copied out and back in: no reference into memory another
 //! // process can write (see `MutexGuard`).
-//! n.update(|n| *n += 1);
+//! n.update(|n| *n += 1)?;
 //! # Ok(())
 //! # }
 //! ```
@@ -82,6 +82,10 @@ use crate::sys::{proc::Identity, time::Deadline};
 ///   mutex not recoverable for everyone.
 /// - The data the mutex protects is yours to access (through raw pointers,
 ///   atomics or volatile reads, since peers may misbehave).
+/// - In a [`Segment`](crate::shm::Segment) that another process truncates,
+///   the lock word reads as zeros from then on (no `SIGBUS`), and this type
+///   cannot tell: call the segment's
+///   [`check_intact`](crate::shm::Segment::check_intact) after locking.
 ///
 /// ```
 /// use ipcworks::shm::Segment;

@@ -101,8 +101,9 @@ fn data_offset<T>() -> usize {
 /// copies the value out and in ([`MutexGuard::get`], [`MutexGuard::set`],
 /// [`MutexGuard::update`]) and lends it in place only when `T` is made of
 /// atomics ([`MutexGuard::atomics`]). This replaces the `Deref`/`DerefMut`
-/// of earlier versions: `*g` becomes `g.get()`, `*g += 1` becomes
-/// `g.update(|v| *v += 1)`. A peer that writes without locking can make the
+/// of earlier versions: `*g` becomes `g.get()?`, `*g += 1` becomes
+/// `g.update(|v| *v += 1)?` (each copy checks that no peer truncated the
+/// segment: [`Error::Truncated`](crate::Error::Truncated)). A peer that writes without locking can make the
 /// value wrong, never invalid: any bit pattern is a valid `T`. `T`'s
 /// destructor never runs on the shared value.
 ///
@@ -111,8 +112,8 @@ fn data_offset<T>() -> usize {
 ///
 /// # fn main() -> ipcworks::Result<()> {
 /// let m = Mutex::anonymous(0u64)?; // or Mutex::create("name", 0u64)
-/// m.lock()?.update(|n| *n += 1);
-/// assert_eq!(m.lock()?.get(), 1);
+/// m.lock()?.update(|n| *n += 1)?;
+/// assert_eq!(m.lock()?.get()?, 1);
 /// # Ok(())
 /// # }
 /// ```
@@ -133,6 +134,19 @@ fn data_offset<T>() -> usize {
 /// Named mutexes live in a segment `/dev/shm/ipcworks.mutex.NAME` (mode
 /// 0600 unless asked); the creator removes it when dropped unless it
 /// [persists](MutexOptions::persist).
+///
+/// # Truncation
+///
+/// A process that truncates the segment (`ftruncate` of
+/// `/dev/shm/ipcworks.mutex.NAME`) never kills this one with `SIGBUS`: a
+/// page it removed reads as zeros here from then on, and the next lock
+/// that finds the segment broken fails with [`Error::Truncated`]. What
+/// cannot report it: a read or write through a guard already handed out
+/// (it sees the zeros; the next lock reports), and a cut inside the
+/// segment's last page, which removes no page, only zeroes the bytes past
+/// the new end — to this process a peer writing zeros over the lock and
+/// the value, with the effects of any such scribble (a wrong value, the
+/// lock taken from its holder), never undefined behaviour.
 #[doc(alias = "pthread_mutex_t")]
 #[doc(alias = "robust mutex")]
 pub struct Mutex<T> {
@@ -377,6 +391,8 @@ where
                 m.seg.len()
             )));
         }
+        // A cut while we read the header: those values were zeros of ours.
+        m.seg.check_intact()?;
         Ok(m)
     }
 
@@ -416,15 +432,25 @@ where
             Identity::thread().raw(),
             wait,
         );
-        match r {
+        let r = match r {
             Ok(Acquired::Consistent) => Ok(self.guard(false)),
             Ok(Acquired::OwnerDead) => {
                 // The dead holder's co-holder, if any, was judged dead too.
                 co.store(0, SeqCst);
                 Err(LockError::OwnerDead(self.guard(true)))
             }
-            Err(e) => Err(LockError::Failed(e.into_error(&self.what))),
+            Err(e) => Err(LockError::Failed(
+                self.seg.explain(e.into_error(&self.what)),
+            )),
+        };
+        // A lock word on a page another process truncated away: the
+        // protocol ran on zeros of ours, not on the mutex. Whatever it
+        // says, no guard over that memory (dropping one unlocks the zeros).
+        if let Err(e) = self.seg.check_intact() {
+            drop(r);
+            return Err(LockError::Failed(e));
         }
+        r
     }
 }
 
@@ -592,8 +618,10 @@ impl<T: FromBytes + IntoBytes> MutexGuard<'_, T> {
     ///
     /// A peer that writes without holding the lock can make the copy a mix
     /// of its bytes and the old ones: a wrong value, never an invalid one
-    /// (any bytes are a valid `T`).
-    pub fn get(&self) -> T {
+    /// (any bytes are a valid `T`). A peer that truncated the segment makes
+    /// it [`Error::Truncated`](crate::Error::Truncated): the copy read
+    /// zeros, not the value.
+    pub fn get(&self) -> Result<T> {
         let mut value = T::new_zeroed();
         // SAFETY: the source is the value's `size_of::<T>()` bytes in the
         // mapping (in bounds: `attach`/`init`), read as raw bytes, so no
@@ -606,13 +634,17 @@ impl<T: FromBytes + IntoBytes> MutexGuard<'_, T> {
                 size_of::<T>(),
             )
         };
-        // h1: TODO call the segment's "truncated" check here, after the copy, before returning it.
-        value
+        // After the copy, before handing it out: zeros read from a page a
+        // peer truncated away are not the value.
+        self.mutex.seg.check_intact()?;
+        Ok(value)
     }
 
     /// Copies `value` into shared memory. `value` moves into the segment:
-    /// its destructor does not run (nor does the old value's).
-    pub fn set(&mut self, value: T) {
+    /// its destructor does not run (nor does the old value's). A peer that
+    /// truncated the segment makes it [`Error::Truncated`](crate::Error::Truncated):
+    /// the value went to zero pages of ours, not to the mutex.
+    pub fn set(&mut self, value: T) -> Result<()> {
         let value = std::mem::ManuallyDrop::new(value);
         // SAFETY: the source is our own `value`, all of whose bytes are
         // initialized (`IntoBytes`: no padding); the destination is the
@@ -625,12 +657,14 @@ impl<T: FromBytes + IntoBytes> MutexGuard<'_, T> {
                 size_of::<T>(),
             )
         };
-        // h1: TODO call the segment's "truncated" check here, after the copy, and report it.
+        self.mutex.seg.check_intact()
     }
 
     /// Copies the value out, lets `f` change the copy, and copies it back;
     /// returns what `f` returns. If `f` panics, the shared value stays as it
-    /// was (and the lock is released as the guard drops).
+    /// was (and the lock is released as the guard drops). Fails like
+    /// [`get`](Self::get) and [`set`](Self::set) on a truncated segment
+    /// (then `f` does not run).
     ///
     /// ```
     /// # fn main() -> ipcworks::Result<()> {
@@ -640,16 +674,16 @@ impl<T: FromBytes + IntoBytes> MutexGuard<'_, T> {
     ///     *a += 30;
     ///     *b += 12;
     ///     *a + *b
-    /// });
-    /// assert_eq!((total, g.get()), (42, [30, 12]));
+    /// })?;
+    /// assert_eq!((total, g.get()?), (42, [30, 12]));
     /// # Ok(())
     /// # }
     /// ```
-    pub fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
-        let mut value = self.get();
+    pub fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        let mut value = self.get()?;
         let r = f(&mut value);
-        self.set(value);
-        r
+        self.set(value)?;
+        Ok(r)
     }
 }
 

@@ -70,6 +70,13 @@ mod plain {
     /// is no holder table, so no dead-holder recovery: use [`Semaphore`]
     /// (`acquire`) for pools.
     ///
+    /// In a [`Segment`](crate::shm::Segment) that another process
+    /// truncates, the state reads as zeros from then on (no `SIGBUS`), and
+    /// this type cannot tell: call the segment's
+    /// [`check_intact`](crate::shm::Segment::check_intact) after each
+    /// call, and wait with a deadline ([`wait`](Self::wait) sleeps until a
+    /// post, which a truncated segment never gets).
+    ///
     /// [`Semaphore`]: super::Semaphore
     #[derive(Debug, Clone, Copy)]
     pub struct RawSemaphore<'a> {

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use super::env::Futex;
-use super::raw::{self, MAX_HOLDERS, Pool, SemaphoreState};
+use super::raw::{self, AtomicU32 as RawU32, Env, MAX_HOLDERS, Pool, SemaphoreState};
 use crate::shm::{Segment, SegmentOptions};
+use crate::sys::futex::{self, Wake};
 use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 use crate::{Error, Result, name};
@@ -23,6 +24,9 @@ const STATE_OFF: usize = 64;
 const SLOTS_OFF: usize = 128;
 /// Default holder table: the initial value, at least 64, at most 1024.
 const DEFAULT_HOLDERS: (u32, u32) = (64, 1024);
+/// How long a waiter sleeps at most before it looks whether the segment
+/// was truncated.
+const SLICE: Duration = Duration::from_millis(100);
 
 /// The segment's first 64 bytes. `magic` is written last by the creator;
 /// openers wait for it (at most 1 s) and check everything else.
@@ -82,6 +86,19 @@ fn co_off(holders: usize) -> usize {
 /// asked otherwise; the creator removes the name when dropped unless told
 /// to persist. All processes using one must share a pid namespace (liveness
 /// is judged through `/proc`).
+///
+/// # Truncation
+///
+/// A process that truncates the segment under this one (`ftruncate` of
+/// `/dev/shm/ipcworks.sem.NAME`) gets every later call here
+/// [`Error::Truncated`], never a `SIGBUS`: a call that touches a lost page
+/// finds out at once, a waiter within 100 ms (it looks at the segment's
+/// size between sleeps). A cut inside the segment's last page loses no
+/// page, only the bytes past the new end, which read as zeros from then
+/// on: to calls that do not wait that is a peer writing zeros over the
+/// count and the holder table (a wrong value, never a crash), and
+/// [`holders`](Self::holders), which returns no `Result`, cannot report
+/// it.
 #[derive(Debug)]
 pub struct Semaphore {
     seg: Segment,
@@ -274,6 +291,7 @@ impl Semaphore {
         sem.state().init(value)?;
         // Last: openers wait for this.
         h.magic.store(MAGIC, SeqCst);
+        sem.seg.check_intact()?;
         Ok(sem)
     }
 
@@ -317,6 +335,8 @@ impl Semaphore {
                 seg.len()
             )));
         }
+        // A cut while we read the header: those values were zeros of ours.
+        seg.check_intact()?;
         Ok(Semaphore {
             seg,
             holders: n as usize,
@@ -358,25 +378,45 @@ impl Semaphore {
         }
     }
 
+    /// The protocol's surroundings for this semaphore: futexes, with
+    /// sleeps that look at the segment.
+    fn env(&self) -> Watching<'_> {
+        Watching { seg: &self.seg }
+    }
+
+    /// `r`, unless the segment was found truncated meanwhile: then
+    /// [`Error::Truncated`], whatever `r` says (it was computed from zeros
+    /// of ours, not from the semaphore). One relaxed load on success.
+    #[inline]
+    fn checked<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Ok(v) => self.seg.check_intact().map(|()| v),
+            Err(e) => Err(self.seg.explain(e)),
+        }
+    }
+
     /// P: takes a permit, sleeping while there is none (plain, not
     /// tracked). Signals do not interrupt it.
     #[doc(alias = "sem_wait")]
     #[doc(alias = "P")]
     pub fn wait(&self) -> Result<()> {
-        self.pool().wait(&Futex, None)
+        self.checked(self.pool().wait(&self.env(), None))
     }
 
     /// Takes a permit if one is there, else [`Error::WouldBlock`].
     #[doc(alias = "sem_trywait")]
     pub fn try_wait(&self) -> Result<()> {
-        raw::try_wait(self.state())
+        self.checked(raw::try_wait(self.state()))
     }
 
     /// P with a timeout: [`Error::Timeout`] if no permit came in time. A
     /// signal does not cut it short (the wait goes on with the time left).
     #[doc(alias = "sem_timedwait")]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        self.pool().wait(&Futex, Some(Deadline::after(timeout)))
+        let r = self
+            .pool()
+            .wait(&self.env(), Some(Deadline::after(timeout)));
+        self.checked(r)
     }
 
     /// V: gives a permit (count + 1) and wakes one sleeper. Fails rather
@@ -384,14 +424,14 @@ impl Semaphore {
     #[doc(alias = "sem_post")]
     #[doc(alias = "V")]
     pub fn post(&self) -> Result<()> {
-        raw::post(self.state(), &Futex)
+        self.checked(raw::post(self.state(), &Futex))
     }
 
     /// Permits available now (`sem_getvalue`). Does not reclaim; see
     /// [`reclaim`](Self::reclaim).
     #[doc(alias = "sem_getvalue")]
     pub fn value(&self) -> Result<u32> {
-        self.state().value()
+        self.checked(self.state().value())
     }
 
     /// Takes a permit as a [`Permit`] guard, recorded under this process,
@@ -412,14 +452,17 @@ impl Semaphore {
     }
 
     fn acquire_inner(&self, deadline: Option<Deadline>, try_only: bool) -> Result<Permit<'_>> {
-        let slot = self.pool().acquire(&Futex, deadline, try_only)?;
+        let slot = self.pool().acquire(&self.env(), deadline, try_only);
+        // A permit taken in a truncated segment is no permit: no Permit to
+        // give it back either (the segment is unusable).
+        let slot = self.checked(slot)?;
         Ok(Permit { sem: self, slot })
     }
 
     /// Gives back the permits of holders that died, and finishes what a
     /// killed process left half done. Returns how many permits came back.
     pub fn reclaim(&self) -> Result<u32> {
-        self.pool().reclaim(&Futex)
+        self.checked(self.pool().reclaim(&self.env()))
     }
 
     /// The processes recorded in the holder table now.
@@ -527,7 +570,8 @@ impl Permit<'_> {
     /// (corrupted shared memory).
     pub fn release(self) -> Result<()> {
         let me = std::mem::ManuallyDrop::new(self);
-        me.sem.pool().release(&Futex, me.slot)
+        me.sem
+            .checked(me.sem.pool().release(&me.sem.env(), me.slot))
     }
 }
 
@@ -543,7 +587,60 @@ impl crate::process::Hold for Permit<'_> {}
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        let _ = self.sem.pool().release(&Futex, self.slot);
+        let _ = self.sem.pool().release(&self.sem.env(), self.slot);
+    }
+}
+
+/// The protocol's surroundings for a semaphore in a segment: [`Futex`],
+/// except that every sleep lasts one slice at most, after which (and after
+/// a futex call that cannot read its word, `EFAULT`) the segment's size is
+/// checked. A waiter on a semaphore whose segment another process
+/// truncated is woken by nobody; this is how it finds out.
+struct Watching<'a> {
+    seg: &'a Segment,
+}
+
+impl Env for Watching<'_> {
+    fn me(&self) -> u64 {
+        Futex.me()
+    }
+
+    fn is_alive(&self, ident: u64) -> bool {
+        Futex.is_alive(ident)
+    }
+
+    /// Returns false, as if the deadline had passed, once the segment is
+    /// broken: the protocol stops waiting, and the semaphore reports
+    /// [`Error::Truncated`] instead of what the protocol returns.
+    fn sleep(
+        &self,
+        word: &RawU32,
+        expected: u32,
+        deadline: Option<Deadline>,
+        _watch: bool,
+    ) -> bool {
+        let slice = Deadline::after(SLICE);
+        let until = match deadline {
+            Some(d) if d.instant() < slice.instant() => d,
+            _ => slice,
+        };
+        match futex::wait(word, expected, Some(until)) {
+            Wake::TimedOut if deadline.is_some_and(|d| d.expired()) => false,
+            Wake::TimedOut | Wake::Fault => self.seg.check_size().is_ok(),
+            Wake::Retry => self.seg.check_intact().is_ok(),
+        }
+    }
+
+    fn wake(&self, word: &RawU32) {
+        Futex.wake(word);
+    }
+
+    fn pause(&self, round: u32) {
+        Futex.pause(round);
+    }
+
+    fn scan_due(&self, last: &mut Option<std::time::Instant>) -> bool {
+        Futex.scan_due(last)
     }
 }
 
