@@ -38,12 +38,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod file;
 mod listener;
 mod server;
 pub(crate) mod stream;
 mod unix;
 
-pub use listener::{SocketFile, UnixListener, is_live};
+pub use file::{SocketFile, is_live};
+pub use listener::UnixListener;
 pub use server::{Handler, Peer, Server, ServerOptions, ServerStats, ShutdownHandle};
 pub use stream::{StreamReceiver, StreamSender};
 pub use unix::{PeerCred, UnixDatagram, UnixSeqpacket, UnixStream};

@@ -17,7 +17,7 @@ use mio::net::{
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use self::conn::{Conn, Outcome, flush, serve};
-use super::listener::{SocketFile, bind_path};
+use super::file::{SocketFile, bind_path};
 use super::unix::{PeerCred, peer_cred};
 use crate::endpoint::Endpoint;
 use crate::frame::{self, Framing};

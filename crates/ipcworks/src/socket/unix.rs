@@ -354,7 +354,7 @@ impl UnixDatagram {
     /// safe way as [`UnixListener::bind`](super::UnixListener::bind). The
     /// returned guard removes the file on drop.
     pub fn bind(path: impl AsRef<Path>) -> Result<(Self, super::SocketFile)> {
-        let (fd, file) = super::listener::bind_path(path.as_ref(), Kind::Datagram, 0o600)?;
+        let (fd, file) = super::file::bind_path(path.as_ref(), Kind::Datagram, 0o600)?;
         Ok((UnixDatagram(fd), file))
     }
 
