@@ -227,7 +227,7 @@ impl FutexLock {
             return;
         }
         while self.0.swap(2, Ordering::Acquire) != 0 {
-            futex::wait(&self.0, 2, None);
+            futex::wait(&self.0, 2, ipcworks::message::Deadline::Never);
         }
     }
 

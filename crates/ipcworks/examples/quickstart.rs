@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use ipcworks::Error;
 use ipcworks::channel::{Channel, Sender};
+use ipcworks::message::RecvTimeoutError;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(name) = std::env::var("QUICKSTART_CHANNEL") {
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(msg) => println!("{}", String::from_utf8_lossy(&msg)),
-            Err(Error::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => return Err(e.into()), // e.g. Timeout: the child never came
         }
     }

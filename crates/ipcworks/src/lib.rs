@@ -48,12 +48,14 @@ pub mod channel {
     mod loom_model;
     pub mod ring;
 }
+#[cfg(not(loom))]
 pub mod endpoint;
 mod error;
 #[doc(hidden)]
 pub mod fault;
 pub mod frame;
 pub mod inventory;
+pub mod message;
 pub mod mq;
 pub mod name;
 pub mod pipe;
@@ -71,6 +73,7 @@ pub mod queue {
 pub mod registry;
 pub mod shm;
 pub mod socket;
+pub mod stream;
 pub mod sync;
 pub mod sys;
 

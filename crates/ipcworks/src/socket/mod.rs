@@ -38,14 +38,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod address;
 mod file;
 mod listener;
 mod server;
-pub(crate) mod stream;
 mod unix;
 
+pub use address::Address;
 pub use file::{SocketFile, is_live};
 pub use listener::UnixListener;
 pub use server::{Handler, Peer, Server, ServerOptions, ServerStats, ShutdownHandle};
-pub use stream::{StreamReceiver, StreamSender};
 pub use unix::{PeerCred, UnixDatagram, UnixSeqpacket, UnixStream};

@@ -268,7 +268,7 @@ macro_rules! message_socket {
             /// [`recv`](Self::recv), waiting at most `timeout`
             /// ([`Error::Timeout`]).
             pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-                let ready = fdio::wait(self.0.as_fd(), Ready::Read, Some(Deadline::after(timeout)))
+                let ready = fdio::wait(self.0.as_fd(), Ready::Read, Deadline::after(timeout))
                     .map_err(|e| Error::io("poll", e))?;
                 if !ready {
                     return Err(Error::Timeout);

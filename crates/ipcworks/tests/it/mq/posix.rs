@@ -7,7 +7,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ipcworks::Error;
-use ipcworks::endpoint::{self, Endpoint, Meta, Options};
+use ipcworks::endpoint::{self, Endpoint, Options};
+use ipcworks::message::{
+    Deadline, Meta, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
+};
 use ipcworks::mq::posix::Queue;
 
 use super::{MqCleanup, check_stress, parse_stress_msg, spawn_collecting, spawn_lines, stress_msg};
@@ -99,7 +102,7 @@ fn child() {
             let (r, n) = super::under_signal_storm(Duration::from_millis(400), || {
                 q.recv_timeout(Duration::from_millis(250))
             });
-            assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+            assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
             assert!(t.elapsed() >= Duration::from_millis(250));
             assert!(n > 0, "no signal arrived");
             println!("@ ready");
@@ -139,7 +142,7 @@ fn child() {
                     priority,
                     msg_type: 0,
                 };
-                tx.send(m.as_bytes(), meta).unwrap();
+                tx.send_with(m.as_bytes(), meta).unwrap();
             }
         }
         other => panic!("unknown role {other}"),
@@ -179,7 +182,7 @@ fn priorities_1_5_3_5_come_out_5_5_3_1_in_send_order() {
         .map(|(m, p)| (m.as_bytes().to_vec(), *p))
         .collect();
     assert_eq!(got, want);
-    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)));
 }
 
 #[test]
@@ -214,11 +217,11 @@ fn full_queue_blocks_the_sender_until_another_process_receives() {
     let (q, _g) = new_queue("full", 2, 64);
     q.send(b"m0", 1).unwrap();
     q.send(b"m1", 1).unwrap();
-    assert!(matches!(q.try_send(b"x", 1), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_send(b"x", 1), Err(TrySendError::Full)));
     let t = Instant::now();
     assert!(matches!(
         q.send_timeout(b"x", 1, Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(SendTimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     let (mut c, lines) = spawn_lines(support::child(
@@ -236,11 +239,11 @@ fn full_queue_blocks_the_sender_until_another_process_receives() {
 #[test]
 fn empty_queue_blocks_the_receiver_until_another_process_sends() {
     let (q, _g) = new_queue("empty", 4, 64);
-    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)));
     let t = Instant::now();
     assert!(matches!(
         q.recv_timeout(Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(RecvTimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     let mut c = KillOnDrop::spawn(support::child(
@@ -467,12 +470,12 @@ fn endpoint_send_now_recv_later_with_priority() {
     assert!(c.wait_for(HANG).success());
     // The queue persisted after the sender went away.
     let mut rx = endpoint::open_receiver(&ep, &opts).unwrap();
-    let (m, meta) = rx.recv(Some(HANG)).unwrap();
+    let (m, meta) = rx.recv_until(Deadline::after(HANG)).unwrap();
     assert_eq!((m.as_slice(), meta.priority), (&b"urgent"[..], 9));
-    let (m, meta) = rx.recv(Some(HANG)).unwrap();
+    let (m, meta) = rx.recv_until(Deadline::after(HANG)).unwrap();
     assert_eq!((m.as_slice(), meta.priority), (&b"hi"[..], 3));
     assert!(matches!(
-        rx.recv(Some(Duration::from_millis(20))),
+        rx.recv_until(Deadline::after(Duration::from_millis(20))),
         Err(Error::Timeout)
     ));
     drop(rx);
