@@ -2,7 +2,6 @@
 //! delivery, several producers, kill -9 at random moments, a peer that
 //! scribbles over the segment, and the `shm:` endpoint.
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -203,61 +202,6 @@ fn two_processes_exchange_a_million_mixed_messages() {
         rx.recv_timeout(LIMIT),
         Err(RecvTimeoutError::Disconnected)
     ));
-}
-
-#[test]
-fn several_producer_processes_into_one_receiver() {
-    const PRODUCERS: u64 = 4;
-    const EACH: u64 = 25_000;
-    let name = support::unique_name("mpsc");
-    let _clean = ShmCleanup(vec![format!("ipcworks.chan.{name}")]);
-    let chan = Channel::builder()
-        .capacity(16 * 1024)
-        .max_message(1024)
-        .create(&name)
-        .unwrap();
-    let mut rx = chan.receiver().unwrap();
-    let mut kids: Vec<KillOnDrop> = (0..PRODUCERS)
-        .map(|id| {
-            KillOnDrop::spawn(support::child(
-                "channel::child",
-                "send-named",
-                &format!("{name},{id},{EACH}"),
-            ))
-        })
-        .collect();
-    let mut next: HashMap<u64, u64> = HashMap::new();
-    let mut scratch = Vec::new();
-    let start = Instant::now();
-    let mut got = 0;
-    while got < PRODUCERS * EACH {
-        assert!(start.elapsed() < LIMIT, "only {got} messages arrived");
-        let msg = match rx.recv_timeout(LIMIT) {
-            Ok(m) => m,
-            // A producer may finish before the next one attaches.
-            Err(RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            Err(e) => panic!("{e}"),
-        };
-        let id = u64::from_le_bytes(msg[8..16].try_into().unwrap());
-        let seq = next.entry(id).or_insert(0);
-        fill(&mut scratch, id, *seq, named_size(id, *seq, 1024));
-        assert!(msg == scratch, "stream {id} message {seq}: wrong content");
-        *seq += 1;
-        got += 1;
-    }
-    for k in &mut kids {
-        assert!(k.wait_for(LIMIT).success());
-    }
-    assert!(matches!(
-        rx.recv_timeout(LIMIT),
-        Err(RecvTimeoutError::Disconnected)
-    ));
-    for id in 0..PRODUCERS {
-        assert_eq!(next[&id], EACH, "stream {id}");
-    }
 }
 
 /// One round: a child streams messages (large ones written in pieces), the
@@ -479,17 +423,11 @@ fn api_errors_loans_refs_typed_and_pod() {
         .wait(WaitStrategy::Block)
         .anonymous()
         .unwrap();
+    // Empty try_recv, timeouts, too large and the iterator's end are the
+    // conformance suite's (conformance::shm); what follows is the
+    // channel's own.
     let mut rx = chan.receiver().unwrap();
-    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
-    assert!(matches!(
-        rx.recv_timeout(Duration::from_millis(30)),
-        Err(RecvTimeoutError::Timeout)
-    ));
     let mut tx = chan.sender().unwrap();
-    assert!(matches!(
-        tx.send(&[0; 101]),
-        Err(Error::MessageTooLarge { len: 101, max: 100 })
-    ));
     // Fill it: try_send then says Full, send_timeout says Timeout.
     let mut n = 0;
     while tx.try_send(&[n as u8; 100]).is_ok() {
@@ -561,11 +499,7 @@ fn api_errors_loans_refs_typed_and_pod() {
         rx.recv_pod::<u32>(),
         Err(Error::InvalidArgument(_))
     ));
-    // Iterator ends at disconnect, after the last message.
-    tx.send(b"last").unwrap();
     drop(tx);
-    let rest: Vec<Vec<u8>> = rx.iter().map(|m| m.unwrap()).collect();
-    assert_eq!(rest, vec![b"last".to_vec()]);
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Disconnected)));
 }
 

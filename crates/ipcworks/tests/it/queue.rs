@@ -113,12 +113,6 @@ fn child() {
     let mut args = arg.split(',');
     let name = args.next().unwrap().to_string();
     match role.as_str() {
-        "send-priorities" => {
-            let q = Queue::open(&name).unwrap();
-            for (m, p) in [("a", 1), ("b", 5), ("c", 3), ("d", 5)] {
-                q.send(m.as_bytes(), p).unwrap();
-            }
-        }
         "recv-one-later" => {
             let q = Queue::open(&name).unwrap();
             std::thread::sleep(Duration::from_millis(300));
@@ -264,24 +258,6 @@ fn child() {
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
-}
-
-#[test]
-fn priorities_1_5_3_5_come_out_5_5_3_1_in_send_order() {
-    let (q, g) = new_queue("prio", 8, 16);
-    let mut c = KillOnDrop::spawn(support::child("queue::child", "send-priorities", &g.name));
-    assert!(c.wait_for(Duration::from_secs(30)).success());
-    let got: Vec<(String, u32)> = (0..4)
-        .map(|_| {
-            let (m, p) = q.recv_timeout(Duration::from_secs(10)).unwrap();
-            (String::from_utf8(m).unwrap(), p)
-        })
-        .collect();
-    let want = [("b", 5), ("d", 5), ("c", 3), ("a", 1)].map(|(m, p)| (m.to_string(), p));
-    assert_eq!(got, want);
-    assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)));
-    drop(q);
-    assert!(!shm_path(&g.name).exists());
 }
 
 #[test]

@@ -27,13 +27,6 @@ fn child() {
     let mut args = arg.split(',');
     let name = args.next().unwrap().to_string();
     match role.as_str() {
-        // Sends a, b, c, d with priorities 1, 5, 3, 5.
-        "send-priorities" => {
-            let q = Queue::open(&name).unwrap();
-            for (m, p) in [("a", 1), ("b", 5), ("c", 3), ("d", 5)] {
-                q.send(m.as_bytes(), p).unwrap();
-            }
-        }
         // Sleeps, then receives one message and prints it.
         "recv-one-later" => {
             let q = Queue::open(&name).unwrap();
@@ -164,25 +157,6 @@ fn new_queue(what: &str, capacity: usize, max_message: usize) -> (Queue, MqClean
 
 fn gone(name: &str) -> bool {
     matches!(Queue::open(name), Err(Error::NotFound { .. }))
-}
-
-#[test]
-fn priorities_1_5_3_5_come_out_5_5_3_1_in_send_order() {
-    let (q, _g) = new_queue("prio", 10, 64);
-    let mut c = KillOnDrop::spawn(support::child(
-        "mq::posix::child",
-        "send-priorities",
-        q.name(),
-    ));
-    assert!(c.wait_for(HANG).success());
-    assert_eq!(q.attributes().unwrap().depth, 4);
-    let got: Vec<(Vec<u8>, u32)> = (0..4).map(|_| q.try_recv().unwrap()).collect();
-    let want: Vec<(Vec<u8>, u32)> = [("b", 5), ("d", 5), ("c", 3), ("a", 1)]
-        .iter()
-        .map(|(m, p)| (m.as_bytes().to_vec(), *p))
-        .collect();
-    assert_eq!(got, want);
-    assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)));
 }
 
 #[test]

@@ -255,38 +255,6 @@ fn gone(key: i32) -> bool {
     matches!(Queue::open(key), Err(Error::NotFound { .. }))
 }
 
-/// The worked example of `msgrcv(2)`'s three rules. Queue, oldest first:
-/// c1(3) a1(1) b1(2) a2(1) e1(5) b2(2).
-#[test]
-fn type_selection_follows_all_three_rules() {
-    let (q, _g) = new_sysv_queue();
-    let mut c = KillOnDrop::spawn(support::child(
-        "mq::sysv::child",
-        "send-types",
-        &q.key().to_string(),
-    ));
-    assert!(c.wait_for(HANG).success());
-    let take = |t: i64| {
-        let (m, ty) = q.try_recv(t).unwrap();
-        (String::from_utf8(m).unwrap(), ty)
-    };
-    // > 0: the first message of exactly that type.
-    assert_eq!(take(2), ("b1".into(), 2));
-    // < 0: the first message of the lowest type <= |t| (1 beats 3).
-    assert_eq!(take(-2), ("a1".into(), 1));
-    // 0: the first message of any type, FIFO.
-    assert_eq!(take(0), ("c1".into(), 3));
-    // Left: a2(1) e1(5) b2(2). Lowest <= 4 is a2, then b2; e1 is above 4.
-    assert_eq!(take(-4), ("a2".into(), 1));
-    assert_eq!(take(-4), ("b2".into(), 2));
-    assert!(matches!(q.try_recv(-4), Err(TryRecvError::Empty)));
-    assert!(matches!(q.try_recv(4), Err(TryRecvError::Empty)));
-    assert_eq!(take(0), ("e1".into(), 5));
-    let st = q.stat().unwrap();
-    assert_eq!(st.messages, 0);
-    assert_eq!(st.last_receiver, Some(std::process::id()));
-}
-
 #[test]
 fn stat_and_ipcs_show_the_queue() {
     require!(need::IPCS);
