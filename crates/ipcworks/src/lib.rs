@@ -13,6 +13,7 @@
 //! | length-prefixed and line framing | [`frame`] |
 //! | Unix and TCP sockets, client and server | [`socket`] |
 //! | lock-free channel over shared memory (`shm:NAME`) | [`channel`] |
+//! | messages across hosts over Zenoh (`zenoh:KEYEXPR`, feature `zenoh`) | `bridge` |
 //!
 //! Everything here talks to the kernel through one thin layer, [`sys`]; the
 //! modules above it are safe Rust. Everything read from shared memory is
@@ -39,6 +40,8 @@ compile_error!(
     "ipcworks supports Linux only: it is built on futexes, /proc, memfd and Linux's IPC system calls"
 );
 
+#[cfg(all(feature = "zenoh", not(loom)))]
+pub mod bridge;
 #[cfg(not(loom))]
 pub mod channel;
 /// Under `--cfg loom` only the ring protocol is built, with loom's atomics.
