@@ -26,6 +26,7 @@ use super::format::{Format, MetaField, escape_into, json_record};
   ipcworks recv mq:jobs --json -n 10         # one JSON record per message, with its priority
   ipcworks recv queue:jobs -0 | xargs -0 -n1 printf '%s\\n'   # raw, each message ended by NUL
   ipcworks recv - --binary                   # length-prefixed frames from stdin
+  ipcworks recv 'zenoh:demo/**' --listen tcp/127.0.0.1:7447   # every sample under demo/, from peers that connect
 
 Output: one line per message. A message that would break its line (a newline, a
 backslash, another control character, invalid UTF-8) is printed with C escapes
@@ -37,10 +38,12 @@ a message holding a NUL byte, after printing it: use --json for those).
 
 Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
 unix:/tcp: — recv listens and reads one client at a time, each to its end; stderr
-says where (`ipcworks recv: listening on ADDR`, with the real port for port 0)."))]
+says where (`ipcworks recv: listening on ADDR`, with the real port for port 0).
+
+", super::zenoh::help!()))]
 pub struct Args {
     /// Where to receive from: shm:NAME, queue:NAME, mq:NAME, sysv:KEY,
-    /// fifo:PATH, unix:PATH, tcp:HOST:PORT or - (stdin).
+    /// fifo:PATH, unix:PATH, tcp:HOST:PORT, zenoh:KEYEXPR or - (stdin).
     endpoint: String,
     /// Stop after N messages (default: until the stream ends).
     #[arg(short = 'n', long)]
@@ -71,14 +74,26 @@ pub struct Args {
     /// Print each message raw, followed by a NUL byte (like find -print0).
     #[arg(short = '0', long)]
     null: bool,
+    #[command(flatten)]
+    zenoh: super::zenoh::ZenohArgs,
 }
 
 /// Opens `ep` for receiving, with the address it listens on (`tcp:`,
-/// `unix:`); a missing queue's error says how to make it.
+/// `unix:`); a missing queue's error says how to make it. A `zenoh:`
+/// receiver says on stderr, as `who`, when it is subscribed and which
+/// peers connect.
 pub(crate) fn open(
     ep: &Endpoint,
     opts: &Options,
+    who: &'static str,
 ) -> anyhow::Result<(Box<dyn MessageReceiver>, Option<Endpoint>)> {
+    #[cfg(feature = "zenoh")]
+    if let Endpoint::Zenoh(key) = ep {
+        let rx = super::zenoh::open_receiver(key, opts, who)
+            .with_context(|| format!("opening {ep} for receiving"))?;
+        return Ok((rx, None));
+    }
+    let _ = who;
     let queue = matches!(ep, Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_));
     open_receiver_listening(ep, opts)
         .map_err(|e| match e {
@@ -126,6 +141,7 @@ impl Printer {
             field: match ep {
                 Endpoint::Mq(_) | Endpoint::Queue(_) => MetaField::Priority,
                 Endpoint::Sysv(_) => MetaField::Type,
+                Endpoint::Zenoh(_) => MetaField::Both,
                 _ => MetaField::None,
             },
             told: false,
@@ -186,11 +202,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         recv_type: args.msg_type,
         max_message: args.max_message,
         create_queue: args.create,
+        zenoh: args.zenoh.options(&[&ep], args.timeout)?,
         ..Options::default()
     };
     let deadline = Deadline::from_timeout(args.timeout);
     remove_on_signal(&ep, true);
-    let (mut rx, local) = open(&ep, &opts)?;
+    let (mut rx, local) = open(&ep, &opts, "ipcworks recv")?;
     if let Some(addr) = local {
         // The real port when asked for port 0, for scripts to read.
         eprintln!("ipcworks recv: listening on {addr}");

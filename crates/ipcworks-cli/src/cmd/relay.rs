@@ -9,14 +9,19 @@ use ipcworks::message::Deadline;
 
 /// Arguments of `ipcworks relay`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
+#[command(after_help = concat!("Examples:
   ipcworks relay fifo:/tmp/in tcp:127.0.0.1:7000   # every line written to the FIFO goes to the TCP server
   ipcworks relay unix:/tmp/s shm:jobs              # listen on a Unix socket, feed a shared-memory channel
   ipcworks relay mq:jobs -                         # print a POSIX queue's messages on stdout
+  ipcworks relay queue:jobs zenoh:site/jobs --connect tcp/FAR-HOST:7447   # feed a queue to another host
 
 FROM is opened as recv would open it (a queue must exist unless --create), TO as
 send would (a missing queue is created). Stops when FROM's stream
-ends (or after --count messages); priorities and types are carried across.")]
+ends (or after --count messages); priorities and types are carried across.
+A relay to zenoh: opens its publisher (waiting for a subscriber) before it takes
+anything from FROM, so a failure there leaves FROM's messages where they are.
+
+", super::zenoh::help!()))]
 pub struct Args {
     /// Where messages come from.
     from: String,
@@ -35,6 +40,8 @@ pub struct Args {
     /// exist, as `recv --create` does.
     #[arg(long)]
     create: bool,
+    #[command(flatten)]
+    zenoh: super::zenoh::ZenohArgs,
 }
 
 /// Runs `ipcworks relay`.
@@ -45,11 +52,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         binary: args.binary,
         max_message: args.max_message,
         create_queue: args.create,
+        zenoh: args.zenoh.options(&[&from, &to], None)?,
         ..Options::default()
     };
     super::recv::remove_on_signal(&from, true);
     super::recv::remove_on_signal(&to, false);
-    let (mut rx, local) = super::recv::open(&from, &opts)?;
+    let (mut rx, local) = super::recv::open(&from, &opts, "ipcworks relay")?;
     if let Some(addr) = local {
         eprintln!("ipcworks relay: listening on {addr}");
     }
