@@ -97,6 +97,9 @@ mod pubsub;
 
 pub use config::Config;
 pub use pubsub::{Receiver, ReceiverBuilder, Sender, SenderBuilder};
+/// The Zenoh crate this module is built on (1.x), for what it does not
+/// wrap: [`Session::zenoh`] hands out its session.
+pub use zenoh;
 use zenoh::Wait;
 
 /// The largest message a [`Sender`] or [`Receiver`] takes unless told

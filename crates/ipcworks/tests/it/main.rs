@@ -26,3 +26,5 @@ mod sigbus;
 mod socket;
 mod truncate;
 mod unix_bind;
+#[cfg(feature = "zenoh")]
+mod zenoh;
