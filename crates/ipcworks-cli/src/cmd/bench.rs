@@ -29,7 +29,8 @@ least any mechanism can cost at each size (the channel's safety costs its
 distance from `bare`).
 
 Mechanisms: floor, bare, futex, eventfd, memcpy, pipe, fifo, unix, unix-dgram,
-unix-seqpacket, tcp, mq, sysv, queue; with --peers: iceoryx2, ipc-channel")]
+unix-seqpacket, tcp, mq, sysv, queue; with --peers: iceoryx2, ipc-channel; in a
+build with --features zenoh: zenoh (two Zenoh peers over loopback TCP)")]
 pub struct Args {
     /// Only these mechanisms (comma-separated); floor and memcpy are always added, bare with any shm flavour.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
