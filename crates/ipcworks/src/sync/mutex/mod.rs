@@ -48,16 +48,16 @@ pub(crate) mod raw;
 #[cfg(not(loom))]
 mod atomics;
 #[cfg(not(loom))]
-mod shared;
+mod named;
 
 #[cfg(not(loom))]
 use std::time::Duration;
 
 #[cfg(not(loom))]
 pub use atomics::AtomicsOnly;
-pub use raw::{Acquired, MutexState, RawError};
 #[cfg(not(loom))]
-pub use shared::{LockError, Mutex, MutexGuard, MutexOptions};
+pub use named::{LockError, Mutex, MutexGuard, MutexOptions};
+pub use raw::{Acquired, MutexState, RawError};
 
 #[cfg(not(loom))]
 use crate::Error;
