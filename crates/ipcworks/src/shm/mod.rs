@@ -59,39 +59,21 @@
 //! size check (`fstat`, done by waiting code every slice) can tell.
 
 pub(crate) mod fault;
+#[cfg(not(loom))]
+mod named;
 mod segment;
 
+#[cfg(not(loom))]
+pub(crate) use named::{Header, Named, PUBLISH_WAIT};
 pub use segment::{Segment, SegmentOptions};
 
 /// Waits for the creator of an object in shared memory to publish it, then
-/// checks what it is.
-///
-/// Creators of ipcworks objects (mutex, semaphore, queue) fill in their
-/// header and write its `magic` word *last*, with release ordering; an
-/// opener that finds 0 waits up to 1 s for it. Returns the reason to refuse
-/// the object, in plain words, when the magic never came or is not `want`
-/// (`kind` names what was expected: "mutex", "semaphore", …).
-pub fn await_magic(
+/// checks what it is (see `named::await_magic`); until every object is a
+/// [`Named`] one.
+pub(crate) fn await_magic(
     magic: &std::sync::atomic::AtomicU64,
     want: u64,
     kind: &str,
 ) -> std::result::Result<(), String> {
-    use std::sync::atomic::Ordering::Acquire;
-    use std::time::{Duration, Instant};
-    let start = Instant::now();
-    let found = loop {
-        let m = magic.load(Acquire);
-        if m != 0 || start.elapsed() > Duration::from_secs(1) {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    match found {
-        0 => Err(
-            "it was never initialized: its creator is slow or died while creating it; remove it"
-                .into(),
-        ),
-        m if m != want => Err(format!("it is not an ipcworks {kind} (magic {m:#018x})")),
-        _ => Ok(()),
-    }
+    named::await_magic(magic, want, kind, PUBLISH_WAIT)
 }
