@@ -66,14 +66,3 @@ mod segment;
 #[cfg(not(loom))]
 pub(crate) use named::{Header, Named, PUBLISH_WAIT};
 pub use segment::{Segment, SegmentOptions};
-
-/// Waits for the creator of an object in shared memory to publish it, then
-/// checks what it is (see `named::await_magic`); until every object is a
-/// [`Named`] one.
-pub(crate) fn await_magic(
-    magic: &std::sync::atomic::AtomicU64,
-    want: u64,
-    kind: &str,
-) -> std::result::Result<(), String> {
-    named::await_magic(magic, want, kind, PUBLISH_WAIT)
-}

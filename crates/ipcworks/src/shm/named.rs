@@ -324,7 +324,7 @@ fn rename<H: Header>(e: Error, bare: &str) -> Error {
 /// its `magic` word last, with release ordering), then checks what it is.
 /// Returns the reason to refuse the object, in plain words, when the magic
 /// never came or is not `want` (`kind` names what was expected).
-pub(crate) fn await_magic(
+fn await_magic(
     magic: &AtomicU64,
     want: u64,
     kind: &str,

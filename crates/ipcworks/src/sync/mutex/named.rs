@@ -461,7 +461,7 @@ impl<T> Mutex<T> {
     }
 
     /// A duplicate of the segment's descriptor without close-on-exec, for a
-    /// child process (see [`Segment::inheritable_fd`]).
+    /// child process (see [`Segment::inheritable_fd`](crate::shm::Segment::inheritable_fd)).
     pub fn inheritable_fd(&self) -> Result<OwnedFd> {
         self.seg.inheritable_fd()
     }
