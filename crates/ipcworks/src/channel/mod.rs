@@ -366,5 +366,5 @@ impl Receiver {
 /// Removes the named channel `name` from `/dev/shm` (for a channel left by
 /// a creator that was killed).
 pub fn remove(name: &str) -> Result<()> {
-    crate::shm::Segment::remove(&shared::segment_name(name)?)
+    Shared::remove(name)
 }
