@@ -147,6 +147,7 @@ mod wait;
 pub use endpoint::{open_receiver, open_sender};
 pub use receiver::{Iter, MessageRef, Receiver};
 pub use sender::{Loan, Sender};
+pub(crate) use shared::Header;
 pub use shared::MAX_SENDERS;
 pub use wait::WaitStrategy;
 

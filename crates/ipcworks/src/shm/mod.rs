@@ -17,6 +17,20 @@
 //! # }
 //! ```
 //!
+//! # Objects in a segment of their own
+//!
+//! The channel, the native queue, the mutex and the semaphore each live in
+//! a segment of their own, `/dev/shm/ipcworks.KIND.NAME` (`chan`, `queue`,
+//! `mutex`, `sem`) or an anonymous one, behind a header of atomics. One
+//! helper here builds them all alike: the name and its prefix, creation
+//! with an exact mode, the owner/mode/symlink checks of
+//! [`SegmentOptions::open`], the header's magic word written last by the
+//! creator and waited for (up to a second) by an opener, older layouts and
+//! unknown versions refused with [`Error::Refused`](crate::Error::Refused),
+//! the layout checked against the segment's length, and the truncation
+//! check after the header is read. `ipcworks ls` finds them by the same
+//! prefixes.
+//!
 //! # A peer that truncates the segment
 //!
 //! Any process that may open `/dev/shm/NAME` for writing may also

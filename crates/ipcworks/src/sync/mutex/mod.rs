@@ -56,6 +56,8 @@ use std::time::Duration;
 #[cfg(not(loom))]
 pub use atomics::AtomicsOnly;
 #[cfg(not(loom))]
+pub(crate) use named::Header;
+#[cfg(not(loom))]
 pub use named::{LockError, Mutex, MutexGuard, MutexOptions};
 pub use raw::{Acquired, MutexState, RawError};
 

@@ -43,6 +43,8 @@ mod named;
 pub mod posix;
 
 #[cfg(not(loom))]
+pub(crate) use named::Header;
+#[cfg(not(loom))]
 pub use named::{CoHolder, Holder, Permit, Semaphore, SemaphoreOptions};
 #[cfg(not(loom))]
 pub use posix::{PosixSemaphore, PosixSemaphoreOptions};
