@@ -349,26 +349,18 @@ impl Semaphore {
         Watching { seg: &self.seg }
     }
 
-    /// `r`, unless the segment was found truncated meanwhile: then
-    /// [`Error::Truncated`], whatever `r` says (it was computed from zeros
-    /// of ours, not from the semaphore). One relaxed load on success.
-    #[inline]
-    fn checked<T>(&self, r: Result<T>) -> Result<T> {
-        self.seg.checked(r)
-    }
-
     /// P: takes a permit, sleeping while there is none (plain, not
     /// tracked). Signals do not interrupt it.
     #[doc(alias = "sem_wait")]
     #[doc(alias = "P")]
     pub fn wait(&self) -> Result<()> {
-        self.checked(self.pool().wait(&self.env(), None))
+        self.seg.checked(self.pool().wait(&self.env(), None))
     }
 
     /// Takes a permit if one is there, else [`Error::WouldBlock`].
     #[doc(alias = "sem_trywait")]
     pub fn try_wait(&self) -> Result<()> {
-        self.checked(raw::try_wait(self.state()))
+        self.seg.checked(raw::try_wait(self.state()))
     }
 
     /// P with a timeout: [`Error::Timeout`] if no permit came in time. A
@@ -378,7 +370,7 @@ impl Semaphore {
         let r = self
             .pool()
             .wait(&self.env(), Some(Deadline::after(timeout)));
-        self.checked(r)
+        self.seg.checked(r)
     }
 
     /// V: gives a permit (count + 1) and wakes one sleeper. Fails rather
@@ -386,14 +378,14 @@ impl Semaphore {
     #[doc(alias = "sem_post")]
     #[doc(alias = "V")]
     pub fn post(&self) -> Result<()> {
-        self.checked(raw::post(self.state(), &Futex))
+        self.seg.checked(raw::post(self.state(), &Futex))
     }
 
     /// Permits available now (`sem_getvalue`). Does not reclaim; see
     /// [`reclaim`](Self::reclaim).
     #[doc(alias = "sem_getvalue")]
     pub fn value(&self) -> Result<u32> {
-        self.checked(self.state().value())
+        self.seg.checked(self.state().value())
     }
 
     /// Takes a permit as a [`Permit`] guard, recorded under this process,
@@ -417,14 +409,14 @@ impl Semaphore {
         let slot = self.pool().acquire(&self.env(), deadline, try_only);
         // A permit taken in a truncated segment is no permit: no Permit to
         // give it back either (the segment is unusable).
-        let slot = self.checked(slot)?;
+        let slot = self.seg.checked(slot)?;
         Ok(Permit { sem: self, slot })
     }
 
     /// Gives back the permits of holders that died, and finishes what a
     /// killed process left half done. Returns how many permits came back.
     pub fn reclaim(&self) -> Result<u32> {
-        self.checked(self.pool().reclaim(&self.env()))
+        self.seg.checked(self.pool().reclaim(&self.env()))
     }
 
     /// The processes recorded in the holder table now.
@@ -532,6 +524,7 @@ impl Permit<'_> {
     pub fn release(self) -> Result<()> {
         let me = std::mem::ManuallyDrop::new(self);
         me.sem
+            .seg
             .checked(me.sem.pool().release(&me.sem.env(), me.slot))
     }
 }
