@@ -172,9 +172,11 @@ fn data_offset<T>() -> usize {
 /// When a holder dies, the next locker gets [`LockError::OwnerDead`] with the
 /// guard: repair the data, then call [`MutexGuard::make_consistent`].
 /// Dropping that guard without doing so makes the mutex not recoverable:
-/// every later lock fails with [`Error::NotRecoverable`]. A recoverer that
-/// dies before marking it consistent passes `OwnerDead` on to the next
-/// locker. See [the module docs](super) for how death is detected. A child
+/// every later lock fails with [`Error::NotRecoverable`]. Passing the
+/// `OwnerDead` on as an error instead (`m.lock()?`, or `Error::from`)
+/// unlocks and leaves the mutex owner-dead: the next locker is told in
+/// turn and may repair it. A recoverer that dies before marking it
+/// consistent passes `OwnerDead` on to the next locker too. See [the module docs](super) for how death is detected. A child
 /// command run under a guard
 /// ([`process::spawn_holding`](crate::process::spawn_holding)) holds the
 /// lock too: it is taken over only once the holder and the child are both
@@ -548,6 +550,17 @@ impl<T> MutexGuard<'_, T> {
         self.owner_dead = false;
     }
 
+    /// Unlocks after an `OwnerDead` without repairing and without
+    /// retiring the mutex: its state stays owner-dead, so the next locker
+    /// is told, as if this one had never locked. Returns what the mutex
+    /// is called.
+    fn pass_on(mut self) -> String {
+        // Not `owner_dead`: the drop releases without marking the mutex
+        // not recoverable (the state word keeps OWNER_DEAD).
+        self.owner_dead = false;
+        self.mutex.what.clone()
+    }
+
     /// Whether the data is consistent: `false` after an `OwnerDead` until
     /// [`make_consistent`](Self::make_consistent).
     pub fn is_consistent(&self) -> bool {
@@ -715,8 +728,9 @@ impl<T: FromBytes + IntoBytes + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 /// Why [`Mutex::lock`] did not simply succeed.
 pub enum LockError<'a, T> {
     /// The lock is held, but its previous holder died holding it: repair the
-    /// value and call [`MutexGuard::make_consistent`], or dropping the guard
-    /// makes the mutex not recoverable.
+    /// value and call [`MutexGuard::make_consistent`]. Dropping the guard
+    /// unrepaired makes the mutex not recoverable; turning this into an
+    /// [`Error`] (`?`) leaves it owner-dead for the next locker.
     #[doc(alias = "EOWNERDEAD")]
     OwnerDead(MutexGuard<'a, T>),
     /// The lock was not acquired: [`Error::WouldBlock`], [`Error::Timeout`],
@@ -735,15 +749,19 @@ impl<T> LockError<'_, T> {
     }
 }
 
-/// `?` turns [`LockError::OwnerDead`] into [`Error::OwnerDead`]; the guard
-/// is dropped unrepaired, which makes the mutex not recoverable. Match on
-/// `OwnerDead` where the data can be repaired.
+/// `?` turns [`LockError::OwnerDead`] into [`Error::OwnerDead`], and
+/// unlocks leaving the mutex owner-dead: a `m.lock()?` that meets a dead
+/// holder does not brick a persistent mutex, the next locker is told
+/// `OwnerDead` in turn and may repair it. (Dropping the guard itself,
+/// unrepaired, still makes the mutex not recoverable.) Match on `OwnerDead`
+/// where the data can be repaired.
+///
+/// Changed in this version: the conversion used to drop the guard
+/// unrepaired, which made the mutex not recoverable for everyone.
 impl<T> From<LockError<'_, T>> for Error {
     fn from(e: LockError<'_, T>) -> Error {
         match e {
-            LockError::OwnerDead(g) => Error::OwnerDead {
-                what: g.mutex.what.clone(),
-            },
+            LockError::OwnerDead(g) => Error::OwnerDead { what: g.pass_on() },
             LockError::Failed(e) => e,
         }
     }
