@@ -175,6 +175,31 @@ pub(crate) fn capacity_for(requested: usize, max: usize) -> Result<u64> {
     Ok(cap)
 }
 
+/// Ring bytes that hold `messages` messages of `max` bytes at once,
+/// whatever the ring's phase: their records, and the padding that one of
+/// them may need at the ring's end (less than one record).
+pub(crate) fn bytes_for(messages: usize, max: usize) -> Result<usize> {
+    ring::span(max as u64)
+        .and_then(|s| {
+            s.checked_mul(messages as u64)?
+                .checked_add(s - ring::RECORD_ALIGN)
+        })
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "room for {messages} messages of {max} bytes is too large"
+            ))
+        })
+}
+
+/// How many messages of `max` bytes a ring of `cap` bytes holds at once
+/// for sure (the inverse of [`bytes_for`], at least 1: a ring holds two
+/// records of the largest size).
+pub(crate) fn messages_in(cap: u64, max: u64) -> u64 {
+    let span = ring::span(max).unwrap_or(cap);
+    (cap + ring::RECORD_ALIGN).saturating_sub(span) / span
+}
+
 fn random_key() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

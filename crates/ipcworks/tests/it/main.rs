@@ -8,6 +8,7 @@ mod support;
 
 mod channel;
 mod channel_corrupt;
+mod channel_ends;
 mod frame;
 mod inventory;
 mod mq;
