@@ -13,6 +13,7 @@ mod frame;
 mod inventory;
 mod mq;
 mod mutex;
+mod mutex_owner_dead;
 mod pipe;
 mod posix_sem;
 mod process;
