@@ -192,12 +192,9 @@ impl<H: Header> Named<H> {
     /// The header.
     #[inline]
     pub(crate) fn header(&self) -> &H {
-        // SAFETY: every `Named` was checked (`publish`, `check`) to have at
-        // least `size_of::<H>()` bytes; the mapping is page-aligned and
-        // `H` is aligned to at most a page; it lives as long as `self`;
-        // `H` is atomics only (the `Header` contract), valid for any bits
-        // and for writers in other processes.
-        unsafe { &*(self.seg.as_ptr() as *const H) }
+        // SAFETY: every `Named` was checked by `publish` or `check` to have
+        // at least `size_of::<H>()` bytes.
+        unsafe { header(&self.seg) }
     }
 
     /// The layout, as created or as read back and checked; the segment
@@ -250,9 +247,8 @@ impl<H: Header> Named<H> {
                 H::KIND
             )));
         }
-        // SAFETY: as in `header`: at least size_of::<H>() bytes (checked
-        // above), page-aligned, atomics only.
-        let h = unsafe { &*(seg.as_ptr() as *const H) };
+        // SAFETY: at least `size_of::<H>()` bytes, checked above.
+        let h = unsafe { header::<H>(&seg) };
         let hint = || match bare {
             Some(bare) => format!(
                 "remove it (`ipcworks rm {}:{bare}`) and create it again",
@@ -295,6 +291,21 @@ impl<H: Header> Named<H> {
         seg.check_intact()?;
         Ok(Self { seg, layout })
     }
+}
+
+/// The one cast of a segment's first bytes to its header.
+///
+/// # Safety
+///
+/// `seg` has at least `size_of::<H>()` bytes.
+#[inline]
+unsafe fn header<H: Header>(seg: &Segment) -> &H {
+    debug_assert!(seg.len() >= size_of::<H>());
+    // SAFETY: at least `size_of::<H>()` bytes (the caller's promise); the
+    // mapping is page-aligned and `H` is aligned to at most a page; it
+    // lives as long as `seg`; `H` is atomics only (the `Header` contract),
+    // valid for any bits and for writers in other processes.
+    unsafe { &*(seg.as_ptr() as *const H) }
 }
 
 /// `opts` sized for an object of `layout`.
