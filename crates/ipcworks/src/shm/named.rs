@@ -358,3 +358,162 @@ fn await_magic(
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+
+    /// A kind made for these tests: a magic, a version, and a length.
+    #[repr(C)]
+    struct Probe {
+        magic: AtomicU64,
+        version: AtomicU64,
+        len: AtomicU64,
+    }
+
+    // SAFETY: `#[repr(C)]`, atomics only, `magic` first.
+    unsafe impl Header for Probe {
+        const PREFIX: &'static str = "ipcworks-test-probe.";
+        const KIND: &'static str = "probe";
+        const ADDRESS: &'static str = "probe";
+        const MAGIC: u64 = u64::from_le_bytes(*b"ipcwPRB2");
+        const OLD_MAGICS: &'static [u64] = &[u64::from_le_bytes(*b"ipcwPRB1")];
+        const VERSION: u64 = 2;
+        type Layout = usize;
+
+        fn size(len: &usize) -> usize {
+            *len
+        }
+
+        fn magic(&self) -> &AtomicU64 {
+            &self.magic
+        }
+
+        fn version(&self) -> u64 {
+            self.version.load(Relaxed)
+        }
+
+        fn init(&self, len: &usize) -> Result<()> {
+            self.version.store(Self::VERSION, Relaxed);
+            self.len.store(*len as u64, Relaxed);
+            Ok(())
+        }
+
+        fn validate(&self, _len: usize) -> Result<usize> {
+            Ok(self.len.load(Relaxed) as usize)
+        }
+    }
+
+    fn name(what: &str) -> String {
+        format!("{}-{what}", std::process::id())
+    }
+
+    /// Another mapping of `n`'s segment, to write its header as a peer
+    /// would.
+    fn peer(n: &Named<Probe>) -> Segment {
+        Segment::from_fd(n.inheritable_fd().unwrap()).unwrap()
+    }
+
+    fn refusal(r: Result<Named<Probe>>) -> String {
+        match r {
+            Err(Error::Refused { reason, .. }) => reason,
+            other => panic!("expected Refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_open_and_errors_in_the_objects_terms() {
+        let opts = SegmentOptions::new();
+        let n = name("a");
+        let made = Named::<Probe>::create(&opts, &n, 100, |_| Ok(())).unwrap();
+        assert_eq!(
+            made.name(),
+            Some(format!("ipcworks-test-probe.{n}").as_str())
+        );
+        assert_eq!(made.bare_name(), Some(n.as_str()));
+        let opened = Named::<Probe>::open(&opts, &format!("/{n}"), PUBLISH_WAIT).unwrap();
+        assert_eq!(*opened.layout(), 100);
+        assert!(matches!(
+            Named::<Probe>::create(&opts, &n, 100, |_| Ok(())),
+            Err(Error::AlreadyExists { kind: "probe", name }) if name == n
+        ));
+        let (again, created) = Named::<Probe>::open_or_create(&opts, &n, 1, |_| Ok(())).unwrap();
+        assert!(!created && *again.layout() == 100);
+        drop((made, opened, again));
+        assert!(matches!(
+            Named::<Probe>::open(&opts, &n, PUBLISH_WAIT),
+            Err(Error::NotFound { kind: "probe", name }) if name == n
+        ));
+        assert!(matches!(
+            Named::<Probe>::remove(&n),
+            Err(Error::NotFound { kind: "probe", .. })
+        ));
+        // `fill` runs before the magic is written, and its error is the call's.
+        let e = Named::<Probe>::anonymous(&opts, 64, |n| {
+            assert_eq!(n.header().magic.load(Relaxed), 0);
+            Err(Error::WouldBlock)
+        });
+        assert!(matches!(e, Err(Error::WouldBlock)));
+    }
+
+    #[test]
+    fn an_opener_waits_for_the_magic_then_refuses_what_is_not_this_kind() {
+        let n = Named::<Probe>::anonymous(&SegmentOptions::new(), 64, |_| Ok(())).unwrap();
+        let peer = peer(&n);
+        // SAFETY: the segment is at least a page; test-only header writes.
+        let h = unsafe { &*(peer.as_ptr() as *const Probe) };
+        let check =
+            |wait| Named::<Probe>::check(Segment::from_fd(n.inheritable_fd()?)?, Some("x"), wait);
+        // Unpublished: waited for, then refused.
+        h.magic.store(0, Relaxed);
+        let start = Instant::now();
+        assert!(refusal(check(Duration::from_millis(50))).contains("never initialized"));
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        // Published while the opener waits.
+        let publisher = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            h.magic.store(Probe::MAGIC, Release);
+            peer
+        });
+        assert!(check(Duration::from_secs(10)).is_ok());
+        let peer = publisher.join().unwrap();
+        // SAFETY: as above.
+        let h = unsafe { &*(peer.as_ptr() as *const Probe) };
+        h.magic.store(7, Relaxed);
+        assert!(refusal(check(Duration::ZERO)).contains("not an ipcworks probe"));
+        h.magic.store(u64::from_le_bytes(*b"ipcwPRB1"), Relaxed);
+        let r = refusal(check(Duration::ZERO));
+        assert!(
+            r.contains("older ipcworks (probe layout 1") && r.contains("`ipcworks rm probe:x`"),
+            "{r}"
+        );
+        h.magic.store(Probe::MAGIC, Relaxed);
+        h.version.store(1, Relaxed);
+        let r = refusal(check(Duration::ZERO));
+        assert!(
+            r.contains("layout version 1") && r.contains("ipcworks rm probe:x"),
+            "{r}"
+        );
+        h.version.store(3, Relaxed);
+        let r = refusal(check(Duration::ZERO));
+        assert!(
+            r.contains("layout version 3") && !r.contains("older"),
+            "{r}"
+        );
+        // A layout larger than the segment is corruption, not a read
+        // past its end.
+        h.version.store(2, Relaxed);
+        h.len.store(1 << 20, Relaxed);
+        assert!(matches!(
+            check(Duration::ZERO),
+            Err(Error::Corrupted { .. })
+        ));
+        h.len.store(64, Relaxed);
+        assert!(check(Duration::ZERO).is_ok());
+        // A segment too small for the header is refused before any cast.
+        let tiny = Segment::anonymous(size_of::<Probe>() - 1).unwrap();
+        assert!(refusal(Named::<Probe>::check(tiny, None, Duration::ZERO)).contains("too few"));
+    }
+}
