@@ -177,6 +177,10 @@ enum Capacity {
 }
 
 /// Options for creating or opening a channel.
+///
+/// Changed in this version: [`capacity`](Self::capacity) counts messages
+/// of the largest size; the ring's size in bytes is
+/// [`capacity_bytes`](Self::capacity_bytes) (which `capacity` was).
 #[derive(Debug, Clone)]
 pub struct Builder {
     capacity: Capacity,

@@ -29,7 +29,8 @@
 //! unknown versions refused with [`Error::Refused`](crate::Error::Refused),
 //! the layout checked against the segment's length, and the truncation
 //! check after the header is read. `ipcworks ls` finds them by the same
-//! prefixes.
+//! prefixes. (Changed in this version: the helper waits for the magic
+//! itself; `shm::await_magic` is no longer public.)
 //!
 //! # A peer that truncates the segment
 //!

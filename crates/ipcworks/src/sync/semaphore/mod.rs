@@ -15,7 +15,8 @@
 //! - [`RawSemaphore`]: the plain counting semaphore over a
 //!   [`SemaphoreState`] that another module embeds in its own segment.
 //! - [`PosixSemaphore`] (in [`posix`]): `sem_open(3)`, for
-//!   C and Python peers.
+//!   C and Python peers. (Changed in this version: the module was
+//!   `sync::posix`; [`crate::sync::PosixSemaphore`] is where it was.)
 //!
 //! ```no_run
 //! use ipcworks::sync::Semaphore;
