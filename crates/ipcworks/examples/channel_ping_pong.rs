@@ -155,12 +155,12 @@ fn main() -> ipcworks::Result<()> {
     pin(0);
     let there = Channel::builder()
         .wait(wait)
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(64)
         .anonymous()?;
     let back = Channel::builder()
         .wait(wait)
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(64)
         .anonymous()?;
     let floor = Segment::anonymous(4096)?;

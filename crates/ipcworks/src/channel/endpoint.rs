@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Builder, Channel, DEFAULT_MAX_MESSAGE, Receiver, Sender, ring};
+use super::{Builder, Channel, DEFAULT_MAX_MESSAGE, Receiver, Sender};
 use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
 use crate::{Error, Result};
 
@@ -50,8 +50,7 @@ pub fn open_receiver(name: &str, opts: &Options) -> Result<Box<dyn DynReceiver>>
     let mut b = Builder::default();
     b.max_message(max);
     if let Some(n) = opts.capacity {
-        let per = ring::span(max as u64).unwrap_or(u64::MAX) as usize;
-        b.capacity(n.saturating_mul(per));
+        b.capacity(n);
     }
     let (chan, created): (Channel, bool) = match b.create(name) {
         Ok(c) => (c, true),

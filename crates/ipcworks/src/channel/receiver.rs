@@ -1,6 +1,7 @@
 //! The receiving end: copy-out receives, zero-copy borrowed views, typed and
 //! plain-data receives.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
@@ -15,9 +16,17 @@ use crate::{Error, Result};
 
 /// The receiving end of a shared-memory [channel](super). There is at most
 /// one per channel at a time.
+///
+/// Changed in this version: [`len`](Self::len) and
+/// [`is_empty`](Self::is_empty), and
+/// [`into_inheritable_fd`](Self::into_inheritable_fd) (hand this end to a
+/// child, see [`pair`](super::pair)) are new.
 pub struct Receiver {
     ring: Ring<ShmMemory>,
     me: u64,
+    /// What the seat holds once this receiver is gone: [`RX_CLOSED`], or
+    /// 0 (free, no receiver yet) when it was handed to a child.
+    leave: u64,
     wait: WaitStrategy,
     skipped: std::cell::Cell<u64>,
     /// `try_` receives: when the senders were last judged through `/proc`
@@ -68,6 +77,7 @@ impl Receiver {
         Ok(Receiver {
             ring,
             me,
+            leave: RX_CLOSED,
             wait,
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
@@ -77,6 +87,37 @@ impl Receiver {
 
     fn shared(&self) -> &Arc<Shared> {
         self.ring.memory().shared()
+    }
+
+    /// How many messages wait in the channel to be received, counted in
+    /// the ring (one look at each): a snapshot, racy by nature — senders
+    /// may add to it before the caller looks at the answer.
+    /// [`Error::Corrupted`] or [`Error::Truncated`] when the ring cannot
+    /// be read.
+    pub fn len(&self) -> Result<usize> {
+        self.shared().or_truncated(self.ring.queued())
+    }
+
+    /// Whether no message waits to be received (a snapshot, see
+    /// [`len`](Self::len)).
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Hands this end to a child process: gives up the receiver seat and
+    /// returns a descriptor of the channel without close-on-exec, which
+    /// the child passes to [`Channel::from_fd`](super::Channel::from_fd)
+    /// and takes the seat ([`Channel::receiver`](super::Channel::receiver)).
+    /// Drop the descriptor after spawning the child.
+    ///
+    /// Unlike dropping the receiver, this does not close the channel: the
+    /// seat is free as if no receiver had come yet, so senders go on
+    /// sending (and wait when it is full) instead of getting
+    /// [`Error::Disconnected`] before the child has started.
+    pub fn into_inheritable_fd(mut self) -> Result<OwnedFd> {
+        let fd = self.shared().segment().inheritable_fd()?;
+        self.leave = 0;
+        Ok(fd)
     }
 
     /// Largest message this channel carries, in bytes.
@@ -358,7 +399,7 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         let word = &self.shared().header().peers.0.receiver;
-        let _ = word.compare_exchange(self.me, RX_CLOSED, Release, Relaxed);
+        let _ = word.compare_exchange(self.me, self.leave, Release, Relaxed);
         self.ring.kick(self.ring.tx_word());
     }
 }

@@ -743,6 +743,53 @@ impl<M: Memory> Ring<M> {
         Ok(false)
     }
 
+    /// How many committed messages lie between the consumer's head and
+    /// the producers' `reserve`, read from shared memory by either side: a
+    /// snapshot, out of date as soon as it is taken. Walks the records
+    /// (at most `capacity / 64` of them); a record still being written is
+    /// stepped over by the length its producer noted in its slot, and the
+    /// count stops at one it cannot measure. Then [`Memory::check`].
+    pub fn queued(&self) -> Result<usize> {
+        let ctl = self.ctl();
+        let head = ctl.head.0.load(Acquire);
+        let reserve = ctl.producer.0.reserve.load(Acquire);
+        if head % RECORD_ALIGN != 0 || reserve < head || reserve - head > self.cap {
+            self.mem.check()?;
+            return Err(Error::corrupted(format!(
+                "ring head {head} does not fit reserve {reserve} (capacity {})",
+                self.cap
+            )));
+        }
+        let (mut pos, mut n) = (head, 0);
+        // Bounded: every step moves `pos` on by at least one record line,
+        // and `pos` stays below `reserve`, at most `cap` past `head`.
+        while pos < reserve {
+            let o = pos & self.mask;
+            let s = self.mem.word(o).load(Acquire);
+            let len =
+                if s == self.stamp(pos, PAD) {
+                    pos = pos.saturating_add(self.cap - o);
+                    continue;
+                } else if s == self.stamp(pos, MESSAGE) || s == self.stamp(pos, SKIP) {
+                    n += usize::from(s & STATE_MASK == MESSAGE);
+                    self.checked_len(pos, o)?
+                } else {
+                    // Reserved, not yet committed (or consumed meanwhile).
+                    let writer =
+                        self.mem.senders().iter().map(|w| &w.0).find(|w| {
+                            w.id.load(Relaxed) != 0 && w.inflight.load(Relaxed) == pos + 1
+                        });
+                    match writer.map(|w| w.inflight_len.load(Relaxed)) {
+                        Some(len) if len <= self.max => len,
+                        _ => break,
+                    }
+                };
+            pos = pos.saturating_add(span(len).unwrap_or(self.cap));
+        }
+        self.mem.check()?;
+        Ok(n)
+    }
+
     /// The consumer's position.
     pub fn head(&self) -> u64 {
         self.cached.get()

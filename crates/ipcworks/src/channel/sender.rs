@@ -1,8 +1,9 @@
 //! The sending end: copy-in sends, zero-copy loans, typed and plain-data
 //! sends.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use super::WaitStrategy;
@@ -20,6 +21,12 @@ use crate::{Error, Result};
 /// messages arrive in the order it sent them. Dropping a sender detaches it;
 /// when every sender is gone (dropped, or its process died) and everything
 /// published was received, the receiver gets [`Error::Disconnected`].
+///
+/// Changed in this version: [`try_clone`](Self::try_clone) (a second
+/// sender on the same channel), [`len`](Self::len) and
+/// [`is_empty`](Self::is_empty), and
+/// [`into_inheritable_fd`](Self::into_inheritable_fd) (hand this end to a
+/// child, see [`pair`](super::pair)) are new.
 pub struct Sender {
     ring: Ring<ShmMemory>,
     slot: usize,
@@ -79,6 +86,58 @@ impl Sender {
 
     fn shared(&self) -> &Arc<Shared> {
         self.ring.memory().shared()
+    }
+
+    /// A second sender on the same channel, with the same wait strategy:
+    /// it takes a sender slot of its own (as [`Channel::sender`](super::Channel::sender)
+    /// does), so the receiver disconnects only once both are gone.
+    /// [`Error::LimitExceeded`] when all [`MAX_SENDERS`](super::MAX_SENDERS)
+    /// slots are taken (hence `try_`: crossbeam's `Sender::clone` cannot
+    /// fail).
+    pub fn try_clone(&self) -> Result<Sender> {
+        Sender::attach(self.shared().clone(), self.wait)
+    }
+
+    /// How many messages wait in the channel to be received, counted in
+    /// the ring (one look at each): a snapshot, racy by nature — senders
+    /// and the receiver may change it before the caller looks at the
+    /// answer. [`Error::Corrupted`] or [`Error::Truncated`] when the ring
+    /// cannot be read.
+    pub fn len(&self) -> Result<usize> {
+        self.shared().or_truncated(self.ring.queued())
+    }
+
+    /// Whether no message waits to be received (a snapshot, see
+    /// [`len`](Self::len)).
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Hands this end to a child process: detaches it and returns a
+    /// descriptor of the channel without close-on-exec, which the child
+    /// passes to [`Channel::from_fd`](super::Channel::from_fd) and attaches
+    /// a sender of its own ([`Channel::sender`](super::Channel::sender)).
+    /// Drop the descriptor after spawning the child.
+    ///
+    /// Unlike dropping a sender, this does not count as the last sender
+    /// leaving: if no other sender is attached, the channel is as if no
+    /// sender ever came, and the receiver waits for the child's instead of
+    /// reporting [`Error::Disconnected`] before the child has started
+    /// (a child that dies before it attaches leaves the receiver waiting,
+    /// so receive with a timeout, or watch the child).
+    pub fn into_inheritable_fd(self) -> Result<OwnedFd> {
+        let shared = self.shared().clone();
+        let fd = shared.segment().inheritable_fd()?;
+        let h = shared.header();
+        // Read-modify-write: synchronizes with a sender that attached
+        // meanwhile (it marks `senders_ever` after taking its slot), so
+        // the look at the slots below sees it.
+        h.peers.0.senders_ever.swap(0, AcqRel);
+        drop(self);
+        if h.senders.iter().any(|s| s.0.id.load(Acquire) != 0) {
+            h.peers.0.senders_ever.store(1, Release);
+        }
+        Ok(fd)
     }
 
     /// Largest message this channel carries, in bytes.

@@ -17,7 +17,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// `max` bytes.
 fn anon(capacity: usize, max: usize) -> Channel {
     Channel::builder()
-        .capacity(capacity)
+        .capacity_bytes(capacity)
         .max_message(max)
         .anonymous()
         .unwrap()
@@ -208,7 +208,7 @@ fn several_producer_processes_into_one_receiver() {
     let name = support::unique_name("mpsc");
     let _clean = ShmCleanup(vec![format!("ipcworks.chan.{name}")]);
     let chan = Channel::builder()
-        .capacity(16 * 1024)
+        .capacity_bytes(16 * 1024)
         .max_message(1024)
         .create(&name)
         .unwrap();
@@ -466,7 +466,7 @@ fn api_errors_loans_refs_typed_and_pod() {
         name: String,
     }
     let chan = Channel::builder()
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(100)
         .wait(WaitStrategy::Block)
         .anonymous()

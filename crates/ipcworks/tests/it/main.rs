@@ -8,10 +8,12 @@ mod support;
 
 mod channel;
 mod channel_corrupt;
+mod channel_ends;
 mod frame;
 mod inventory;
 mod mq;
 mod mutex;
+mod mutex_owner_dead;
 mod pipe;
 mod posix_sem;
 mod process;

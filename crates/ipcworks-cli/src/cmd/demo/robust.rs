@@ -145,6 +145,9 @@ pub fn mutex() -> anyhow::Result<()> {
         _ => anyhow::bail!("expected NotRecoverable"),
     }
     println!("    Nobody can use data that nobody vouched for.");
+    println!(
+        "    (Passing OwnerDead on as an error instead, `m.lock()?`, unlocks and leaves it owner-dead for the next locker to repair.)"
+    );
     drop((m, m2));
     println!("\nremoved both mutexes");
     Ok(())
