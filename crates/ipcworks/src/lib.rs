@@ -57,6 +57,7 @@ pub mod inventory;
 pub mod mq;
 pub mod name;
 pub mod pipe;
+mod primitive;
 pub mod process;
 #[cfg(not(loom))]
 pub mod queue;

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
-use super::ring::{self, AtomicU32, AtomicU64, CacheLine, Control, Memory, Ring, SenderWords};
+use super::ring::{self, CacheLine, Control, Memory, Ring, SenderWords};
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::shm::{Segment, SegmentOptions};
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
