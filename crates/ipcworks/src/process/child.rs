@@ -24,6 +24,14 @@
 //!   and a `SIGTERM` to this process is passed on to the child; we keep
 //!   waiting for it, so a hold is released after the child is gone.
 //!
+//! [`spawn_worker`] is for the other kind of child: a helper process that
+//! does part of this program's own work (the `ipcworks demo` children, a
+//! pool of workers). It dies with us (the first point), but this process's
+//! signal dispositions are left alone: `SIGINT` ends this process as it would
+//! without the child (or runs its handler, such as
+//! [`remove_on_terminate`](super::remove_on_terminate)'s), and the worker
+//! then dies with it.
+//!
 //! **Grandchildren** — processes the child starts itself — are not covered:
 //! they are neither killed with us nor recorded as co-holders. Only a pid
 //! namespace (`unshare --pid --fork`, whose init's death kills everything
@@ -81,7 +89,32 @@ pub(crate) mod sealed {
 /// `NotFound` when the program does not exist, `PermissionDenied` when it
 /// is not executable.
 pub fn spawn(command: Command) -> Result<TiedChild<'static>> {
-    start(command, None)
+    start(command, None, Signals::LikeSystem)
+}
+
+/// Starts `command` as a worker of this process: killed (`SIGKILL`) if we
+/// die, like [`spawn`]'s children, but with this process's signal
+/// dispositions left as they are (see the [module docs](self)): Ctrl-C
+/// ends this process, or runs its handler, as if no child ran, and the
+/// worker dies with it. Wait for it with [`TiedChild::wait`]; dropping
+/// the [`TiedChild`] kills it.
+///
+/// A command that cannot be started gives [`Error::Spawn`].
+///
+/// ```no_run
+/// use std::process::Command;
+///
+/// # fn main() -> ipcworks::Result<()> {
+/// // This program again, as a helper that must not outlive us.
+/// let mut me = Command::new(std::env::current_exe().map_err(|e| ipcworks::Error::io("current_exe", e))?);
+/// me.arg("--worker");
+/// let worker = ipcworks::process::spawn_worker(me)?;
+/// let status = worker.wait()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn spawn_worker(command: Command) -> Result<TiedChild<'static>> {
+    start(command, None, Signals::Untouched)
 }
 
 /// Starts `command` as [`spawn`] does, recorded as a co-holder of `hold`:
@@ -95,7 +128,7 @@ pub fn spawn_holding<'h, H: Hold + ?Sized>(
     hold: &'h mut H,
 ) -> Result<TiedChild<'h>> {
     let hold: &'h H = hold;
-    start(command, Some(hold.co_holder()))
+    start(command, Some(hold.co_holder()), Signals::LikeSystem)
 }
 
 /// [`spawn_holding`], then [`TiedChild::wait`]: runs `command` to its end
@@ -104,7 +137,16 @@ pub fn run_holding<H: Hold + ?Sized>(command: Command, hold: &mut H) -> Result<E
     spawn_holding(command, hold)?.wait()
 }
 
-fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> {
+/// What starting a child does to this process's signal dispositions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signals {
+    /// As `system(3)`, for a command run in the foreground ([`spawn`]).
+    LikeSystem,
+    /// Nothing ([`spawn_worker`]).
+    Untouched,
+}
+
+fn start(mut command: Command, co: Option<&AtomicU64>, how: Signals) -> Result<TiedChild<'_>> {
     let parent = proc::pid();
     if co.is_some() && !matches!(proc::status(parent), Status::Alive { .. }) {
         return Err(Error::InvalidArgument(
@@ -113,7 +155,12 @@ fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> 
                 .into(),
         ));
     }
-    let signals = ChildSignals::install().map_err(|e| Error::io("sigaction", e))?;
+    let signals = match how {
+        Signals::LikeSystem => {
+            Some(ChildSignals::install().map_err(|e| Error::io("sigaction", e))?)
+        }
+        Signals::Untouched => None,
+    };
     let tie = Tie {
         parent,
         co_holder: co.map(|c| c as *const AtomicU64),
@@ -136,7 +183,7 @@ fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> 
             });
         }
     };
-    let slot = signals.register(child.id());
+    let slot = signals.as_ref().and_then(|s| s.register(child.id()));
     Ok(TiedChild {
         child,
         reaped: false,
@@ -146,7 +193,8 @@ fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> 
     })
 }
 
-/// A child command started by [`spawn`] or [`spawn_holding`].
+/// A child command started by [`spawn`], [`spawn_holding`] or
+/// [`spawn_worker`].
 ///
 /// Dropping it before [`wait`](Self::wait) kills the child (`SIGKILL`) and
 /// reaps it: a hold it shares is never released while it runs.
@@ -157,7 +205,8 @@ pub struct TiedChild<'h> {
     reaped: bool,
     co: Option<&'h AtomicU64>,
     slot: Option<usize>,
-    signals: ChildSignals,
+    /// `None` for a worker, whose parent's signals are left alone.
+    signals: Option<ChildSignals>,
 }
 
 impl TiedChild<'_> {
@@ -168,7 +217,7 @@ impl TiedChild<'_> {
 
     /// Waits for the child to end (`waitpid`) and returns how it ended;
     /// then it no longer shares the hold, and this process's signal
-    /// dispositions are back to what they were.
+    /// dispositions are back to what they were (if [`spawn`] changed them).
     #[doc(alias = "waitpid")]
     pub fn wait(mut self) -> Result<ExitStatus> {
         let status = self.child.wait().map_err(|e| Error::io("waitpid", e))?;
@@ -189,8 +238,8 @@ impl Drop for TiedChild<'_> {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if let Some(slot) = self.slot {
-            self.signals.unregister(slot);
+        if let (Some(slot), Some(signals)) = (self.slot, &self.signals) {
+            signals.unregister(slot);
         }
         // The child is gone (reaped): it holds nothing any more.
         if let Some(c) = self.co {
