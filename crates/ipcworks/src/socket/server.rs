@@ -91,6 +91,7 @@ pub struct ServerOptions {
     unix_mode: u32,
     log: bool,
     out_of_fds_wait: Duration,
+    raise_fd_limit: bool,
 }
 
 impl Default for ServerOptions {
@@ -105,6 +106,7 @@ impl Default for ServerOptions {
             unix_mode: 0o600,
             log: true,
             out_of_fds_wait: Duration::from_secs(1),
+            raise_fd_limit: false,
         }
     }
 }
@@ -166,10 +168,30 @@ impl ServerOptions {
         self.out_of_fds_wait = wait;
         self
     }
+    /// Raise this process's limit on open descriptors (the soft
+    /// `RLIMIT_NOFILE`, often 1024) to the hard limit when the server is
+    /// bound, so it can hold as many clients as the system allows each
+    /// process (default off). The limit is the whole process's, and stays
+    /// raised; a limit that cannot be raised leaves the server running
+    /// with the one it has (see [`Server`] on running out).
+    #[doc(alias = "setrlimit")]
+    pub fn raise_fd_limit(&mut self, on: bool) -> &mut Self {
+        self.raise_fd_limit = on;
+        self
+    }
+
+    /// [`raise_fd_limit`](Self::raise_fd_limit), if asked: best effort, as
+    /// documented there.
+    fn apply_fd_limit(&self) {
+        if self.raise_fd_limit {
+            let _ = fdio::raise_fd_limit();
+        }
+    }
 
     /// Binds a TCP server at `addr` (`"127.0.0.1:0"` picks a free port;
     /// see [`Server::local_addr`]).
     pub fn bind_tcp(&self, addr: &str) -> Result<Server> {
+        self.apply_fd_limit();
         let l = std::net::TcpListener::bind(addr).map_err(|e| Error::io("bind", e))?;
         l.set_nonblocking(true)
             .map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
@@ -186,6 +208,7 @@ impl ServerOptions {
     /// file replaced, a live server never displaced; see
     /// [`UnixListener`](super::UnixListener)).
     pub fn bind_unix(&self, path: impl AsRef<Path>) -> Result<Server> {
+        self.apply_fd_limit();
         let (fd, file) = bind_path(path.as_ref(), Kind::Stream, self.unix_mode)?;
         fdio::set_nonblocking(fd.as_fd(), true).map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
         let std_l = std::os::unix::net::UnixListener::from(fd);
@@ -279,7 +302,8 @@ impl ShutdownHandle {
 /// spare descriptor it keeps for this, accepts each waiting client and
 /// closes it at once (the client reads end of stream; counted as refused),
 /// and takes the spare again. One line on stderr says so. `ipcworks serve`
-/// raises its descriptor limit to the hard limit first.
+/// raises its descriptor limit to the hard limit first
+/// ([`ServerOptions::raise_fd_limit`]).
 ///
 /// ```no_run
 /// use ipcworks::socket::ServerOptions;
