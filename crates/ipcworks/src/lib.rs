@@ -13,10 +13,12 @@
 //! | length-prefixed and line framing | [`frame`] |
 //! | Unix and TCP sockets, client and server | [`socket`] |
 //! | lock-free channel over shared memory (`shm:NAME`) | [`channel`] |
+//! | memory regions, children tied to this process, clean-up on signals | [`process`] |
 //!
-//! Everything here talks to the kernel through one thin layer, [`sys`]; the
-//! modules above it are safe Rust. Everything read from shared memory is
-//! treated as untrusted: another process may be buggy or hostile.
+//! Everything here talks to the kernel through one thin private layer
+//! (`sys`, as rustix keeps its backend); the modules above it are safe
+//! Rust. Everything read from shared memory is treated as untrusted:
+//! another process may be buggy or hostile.
 //!
 //! ```no_run
 //! use ipcworks::shm::Segment;
@@ -46,7 +48,7 @@ pub mod channel;
 pub mod channel {
     #[cfg(test)]
     mod loom_model;
-    pub mod ring;
+    mod ring;
 }
 pub mod endpoint;
 mod error;
@@ -73,6 +75,10 @@ pub mod registry;
 pub mod shm;
 pub mod socket;
 pub mod sync;
-pub mod sys;
+mod sys;
+
+#[doc(hidden)]
+#[path = "bench_support.rs"]
+pub mod __bench;
 
 pub use error::{Error, Result};

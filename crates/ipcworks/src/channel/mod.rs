@@ -33,12 +33,13 @@
 //! Both are fixed at creation. `capacity` is in **bytes** of ring (rounded
 //! up to a power of two, at least two records of the largest message); a
 //! message of `len` bytes takes a 64-byte header line plus `len` bytes,
-//! rounded up to whole 64-byte cache lines (see [`ring`]).
+//! rounded up to whole 64-byte cache lines (the ring's layout and protocol
+//! are described in its source, `channel/ring.rs`).
 //!
 //! # Dead peers and hostile peers
 //!
 //! A blocked `recv` looks every 20 ms whether its senders still live
-//! (process id *and* start time, see [`Identity`](crate::sys::proc::Identity));
+//! (process id *and* start time, see [`Identity`](crate::process::Identity));
 //! once all are gone (dropped, or killed even by SIGKILL) and every
 //! published message was received, it returns [`Error::Disconnected`]. A
 //! record whose sender died mid-write is never delivered. A blocked `send`
@@ -48,7 +49,7 @@
 //! use; garbage yields [`Error::Corrupted`], never a panic or an access out
 //! of the segment. (A peer that *truncates* a named segment can still make
 //! our accesses fault with `SIGBUS`; anonymous channels are sealed against
-//! that.) See [`ring`] for the protocol.
+//! that.) `channel/ring.rs` describes the protocol.
 //!
 //! # Waiting
 //!
@@ -89,7 +90,7 @@ use crate::{Error, Result};
 
 mod endpoint;
 mod receiver;
-pub mod ring;
+mod ring;
 mod sender;
 mod shared;
 mod wait;

@@ -1,61 +1,6 @@
 //! Starting a child command tied to this process, optionally under a hold
-//! (a locked [`Mutex`](crate::sync::Mutex) or a semaphore
-//! [`Permit`](crate::sync::Permit)) that the child then holds too.
-//!
-//! [`spawn`] and [`spawn_holding`] start a [`std::process::Command`] so
-//! that:
-//!
-//! - **it dies with us**: between `fork` and `exec` the child arms
-//!   `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks with `getppid` that we
-//!   did not die before that took hold (else it exits without running). If
-//!   this process is killed, even by `SIGKILL`, the kernel kills the child.
-//!   (The signal is sent when the *thread* that started the child ends:
-//!   start children from a thread that outlives them.)
-//! - **a hold outlives neither of us** ([`spawn_holding`]): the child
-//!   records itself in the hold as a *co-holder* (pid and start time)
-//!   before `exec`, and whoever would take the lock over or reclaim the
-//!   permit after our death checks the co-holder too. The lock or permit is
-//!   released only when both are gone. This covers what the death signal
-//!   cannot: a child that executes a set-user-ID program (`sudo`, `su`,
-//!   `ping`…) loses it (the kernel clears it), and dying takes a moment.
-//! - **signals go where a shell user expects**, as with `system(3)`: while
-//!   the child runs, `SIGINT` and `SIGQUIT` do nothing to this process (the
-//!   terminal sends them to the child too, which ends, and we report how),
-//!   and a `SIGTERM` to this process is passed on to the child; we keep
-//!   waiting for it, so a hold is released after the child is gone.
-//!
-//! [`spawn_worker`] is for the other kind of child: a helper process that
-//! does part of this program's own work (the `ipcworks demo` children, a
-//! pool of workers). It dies with us (the first point), but this process's
-//! signal dispositions are left alone: `SIGINT` ends this process as it would
-//! without the child (or runs its handler, such as
-//! [`remove_on_terminate`](super::remove_on_terminate)'s), and the worker
-//! then dies with it.
-//!
-//! **Grandchildren** — processes the child starts itself — are not covered:
-//! they are neither killed with us nor recorded as co-holders. Only a pid
-//! namespace (`unshare --pid --fork`, whose init's death kills everything
-//! inside) or a cgroup (killed as a whole, e.g. `systemd-run --scope`)
-//! guarantees them; run COMMAND under one of those if it forks workers that
-//! must not outlive the hold.
-//!
-//! ```no_run
-//! use std::process::Command;
-//! use ipcworks::sync::Semaphore;
-//!
-//! # fn main() -> ipcworks::Result<()> {
-//! let pool = Semaphore::open("jobs")?;
-//! let mut permit = pool.acquire()?;
-//! let mut make = Command::new("make");
-//! make.arg("job");
-//! // The permit is held by us and by `make`: if we are killed, it comes
-//! // back only once `make` is gone too.
-//! let status = ipcworks::process::run_holding(make, &mut permit)?;
-//! drop(permit);
-//! println!("make: {status}");
-//! # Ok(())
-//! # }
-//! ```
+//! that the child then holds too: see the
+//! [module docs](super#children-tied-to-this-process).
 
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -83,7 +28,7 @@ pub(crate) mod sealed {
 
 /// Starts `command` tied to this process: killed (`SIGKILL`) if we die,
 /// `SIGINT`/`SIGQUIT` left to it, `SIGTERM` passed on (see the [module
-/// docs](self)). Wait for it with [`TiedChild::wait`].
+/// docs](super#children-tied-to-this-process)). Wait for it with [`TiedChild::wait`].
 ///
 /// A command that cannot be started gives [`Error::Spawn`]: its source is
 /// `NotFound` when the program does not exist, `PermissionDenied` when it
@@ -94,7 +39,7 @@ pub fn spawn(command: Command) -> Result<TiedChild<'static>> {
 
 /// Starts `command` as a worker of this process: killed (`SIGKILL`) if we
 /// die, like [`spawn`]'s children, but with this process's signal
-/// dispositions left as they are (see the [module docs](self)): Ctrl-C
+/// dispositions left as they are (see the [module docs](super#children-tied-to-this-process)): Ctrl-C
 /// ends this process, or runs its handler, as if no child ran, and the
 /// worker dies with it. Wait for it with [`TiedChild::wait`]; dropping
 /// the [`TiedChild`] kills it.
@@ -119,7 +64,7 @@ pub fn spawn_worker(command: Command) -> Result<TiedChild<'static>> {
 
 /// Starts `command` as [`spawn`] does, recorded as a co-holder of `hold`:
 /// the lock or permit cannot be taken over or reclaimed while the child
-/// lives, even after this process died (see the [module docs](self)).
+/// lives, even after this process died (see the [module docs](super#children-tied-to-this-process)).
 /// The child forgets its share of the hold when it is waited for (or
 /// killed and reaped when the [`TiedChild`] is dropped); only then can the
 /// hold be released, which the borrow of `hold` enforces.

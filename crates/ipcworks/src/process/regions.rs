@@ -1,19 +1,5 @@
-//! A process's memory by the textbook's regions, read from `/proc`.
-//!
-//! Every process has code (text), data (initialized globals), bss (zeroed
-//! globals), a heap, and one stack per thread. Threads of one process share
-//! all of them but the stacks; a forked child gets a *copy* of everything.
-//! [`regions`] reads `/proc/PID/maps` and labels each mapping with its
-//! region; each thread's stack is found by the stack pointer the kernel
-//! reports in `/proc/PID/task/TID/syscall` (or `[stack]` for the main
-//! thread).
-//!
-//! Paths are read as bytes: a mapped file whose name is not UTF-8 is kept
-//! as it is ([`PathBuf`]) and only shown lossily (JSON and tables put
-//! U+FFFD for the other bytes). A kernel thread has no user memory at all:
-//! [`Regions::kernel_thread`] says so and its region list is empty.
-//! Reading another user's process needs ptrace access; the error,
-//! [`Error::NotPermitted`], names the rule.
+//! A process's memory by the textbook's regions, read from `/proc`: see
+//! the [module docs](super#memory-regions).
 
 use std::ffi::OsStr;
 use std::fs;
