@@ -20,6 +20,17 @@
 //! Rust. Everything read from shared memory is treated as untrusted:
 //! another process may be buggy or hostile.
 //!
+//! # Features
+//!
+//! Both are on by default; `default-features = false` leaves out their
+//! dependencies.
+//!
+//! - `serde`: typed messages, serde values encoded with postcard (the
+//!   channel's `send_typed`/`recv_typed`, `send_value`/`recv_value` on
+//!   framed streams and Unix sockets), and `Serialize` for the records of
+//!   [`inventory`] and [`process::regions()`].
+//! - `server`: the event-driven [`socket::Server`] (epoll through mio).
+//!
 //! ```no_run
 //! use ipcworks::shm::Segment;
 //!

@@ -8,13 +8,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "serde")]
 use serde::{Serialize, Serializer};
 
 use crate::{Error, Result};
 
 /// Which textbook region a mapping belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "kebab-case"))]
 pub enum RegionKind {
     /// Machine code of the program (text segment).
     Code,
@@ -69,7 +71,8 @@ impl RegionKind {
 }
 
 /// One mapping of a process, labelled.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
 pub struct Region {
     /// First address.
     pub start: u64,
@@ -79,7 +82,7 @@ pub struct Region {
     pub perms: String,
     /// The mapped path or pseudo-name (`[heap]`), empty when anonymous;
     /// bytes as the kernel gives them (serialized lossily).
-    #[serde(serialize_with = "lossy")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "lossy"))]
     pub path: PathBuf,
     /// The region.
     pub region: RegionKind,
@@ -92,18 +95,20 @@ impl Region {
     }
 }
 
+#[cfg(feature = "serde")]
 fn lossy<S: Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&p.to_string_lossy())
 }
 
 /// A process's regions and threads.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
 pub struct Regions {
     /// Process id.
     pub pid: u32,
     /// The executable's path (empty for a kernel thread; serialized
     /// lossily).
-    #[serde(serialize_with = "lossy")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "lossy"))]
     pub exe: PathBuf,
     /// Whether the process is a kernel thread: it runs only in the
     /// kernel's address space and has no user memory, so `regions` is

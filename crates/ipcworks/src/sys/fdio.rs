@@ -209,6 +209,7 @@ pub unsafe fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> 
 /// `open("/dev/null", O_RDONLY | O_CLOEXEC)`: a spare descriptor a server
 /// holds so that, out of descriptors (`EMFILE`), it can close this one to
 /// accept a waiting client and close it cleanly, then take it again.
+#[cfg(feature = "server")]
 pub fn reserve() -> Result<OwnedFd, Errno> {
     rustix::fs::open(
         "/dev/null",
@@ -220,6 +221,7 @@ pub fn reserve() -> Result<OwnedFd, Errno> {
 /// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`)
 /// to its hard limit, for servers with many clients; returns the new limit.
 #[doc(alias = "setrlimit")]
+#[cfg(feature = "server")]
 pub fn raise_fd_limit() -> Result<u64, Errno> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);
