@@ -46,6 +46,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+// Under `--cfg loom` only the lock-free protocols are built (see
+// `primitive`): most of the private kernel layer then goes unused.
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
