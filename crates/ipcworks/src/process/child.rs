@@ -44,7 +44,9 @@ pub fn spawn(command: Command) -> Result<TiedChild<'static>> {
 /// worker dies with it. Wait for it with [`TiedChild::wait`]; dropping
 /// the [`TiedChild`] kills it.
 ///
-/// A command that cannot be started gives [`Error::Spawn`].
+/// A command that cannot be started gives [`Error::Spawn`]. (What the
+/// `ipcworks` demos used `sys::proc::fork` for, private since the kernel
+/// layer is: a child is now a program started again, never a bare fork.)
 ///
 /// ```no_run
 /// use std::process::Command;

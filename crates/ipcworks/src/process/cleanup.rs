@@ -32,6 +32,9 @@ const MAX_OBJECTS: usize = 16;
 /// signals: for programs that own their signal handling (a command-line
 /// tool, a demo), not for a library to call on its own.
 ///
+/// (Replaces `sys::signal::remove_on_terminate` and `registry::removals`,
+/// private since the kernel layer is.)
+///
 /// ```no_run
 /// use ipcworks::process::remove_on_terminate;
 /// use ipcworks::registry::Kind;

@@ -174,7 +174,8 @@ impl ServerOptions {
     /// bound, so it can hold as many clients as the system allows each
     /// process (default off). The limit is the whole process's, and stays
     /// raised; a limit that cannot be raised leaves the server running
-    /// with the one it has (see [`Server`] on running out).
+    /// with the one it has (see [`Server`] on running out). (Replaces
+    /// `sys::fdio::raise_fd_limit`, private since the kernel layer is.)
     #[doc(alias = "setrlimit")]
     pub fn raise_fd_limit(&mut self, on: bool) -> &mut Self {
         self.raise_fd_limit = on;

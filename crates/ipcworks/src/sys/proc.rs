@@ -93,6 +93,9 @@ pub(crate) fn parse_stat(bytes: &[u8]) -> Option<Status> {
 /// A process or thread named so that id reuse cannot fool a liveness check:
 /// its id and the low 32 bits of its start time, packed in one `u64` that
 /// fits an atomic word in shared memory. `0` means "nobody".
+///
+/// (Public as `ipcworks::process::Identity`; it was
+/// `ipcworks::sys::proc::Identity` while the kernel layer was public.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Identity(u64);
 
