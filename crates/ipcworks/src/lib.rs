@@ -13,10 +13,23 @@
 //! | length-prefixed and line framing | [`frame`] |
 //! | Unix and TCP sockets, client and server | [`socket`] |
 //! | lock-free channel over shared memory (`shm:NAME`) | [`channel`] |
+//! | memory regions, children tied to this process, clean-up on signals | [`process`] |
 //!
-//! Everything here talks to the kernel through one thin layer, [`sys`]; the
-//! modules above it are safe Rust. Everything read from shared memory is
-//! treated as untrusted: another process may be buggy or hostile.
+//! Everything here talks to the kernel through one thin private layer
+//! (`sys`, as rustix keeps its backend); the modules above it are safe
+//! Rust. Everything read from shared memory is treated as untrusted:
+//! another process may be buggy or hostile.
+//!
+//! # Features
+//!
+//! Both are on by default; `default-features = false` leaves out their
+//! dependencies.
+//!
+//! - `serde`: typed messages, serde values encoded with postcard (the
+//!   channel's `send_typed`/`recv_typed`, `send_value`/`recv_value` on
+//!   framed streams and Unix sockets), and `Serialize` for the records of
+//!   [`inventory`] and [`process::regions()`].
+//! - `server`: the event-driven [`socket::Server`] (epoll through mio).
 //!
 //! ```no_run
 //! use ipcworks::shm::Segment;
@@ -33,6 +46,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+// Under `--cfg loom` only the lock-free protocols are built (see
+// `primitive`): most of the private kernel layer then goes unused.
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -46,7 +62,7 @@ pub mod channel;
 pub mod channel {
     #[cfg(test)]
     mod loom_model;
-    pub mod ring;
+    mod ring;
 }
 pub mod endpoint;
 mod error;
@@ -60,6 +76,7 @@ pub mod inventory;
 pub mod mq;
 pub mod name;
 pub mod pipe;
+mod primitive;
 pub mod process;
 #[cfg(not(loom))]
 pub mod queue;
@@ -75,6 +92,10 @@ pub mod registry;
 pub mod shm;
 pub mod socket;
 pub mod sync;
-pub mod sys;
+mod sys;
+
+#[doc(hidden)]
+#[path = "bench_support.rs"]
+pub mod __bench;
 
 pub use error::{Error, Result};

@@ -161,7 +161,7 @@ impl Link for Ends {
         // record, inside the mapping (`new`).
         let payload = unsafe { self.inn.seg.as_ptr().add(at + LINE) };
         while self.inn.word(at).load(Ordering::Acquire) != n {
-            ipcworks::sys::mem::prefetch_read(payload);
+            ipcworks::__bench::prefetch_read(payload);
             crate::harness::relax();
         }
         // SAFETY: in bounds (`new`); the writer finished these bytes before

@@ -39,13 +39,14 @@
 //! a power of two ([`Builder::capacity_bytes`] sets it directly, default
 //! 1 MiB; [`Channel::capacity_bytes`] reads it): a message of `len` bytes
 //! takes a 64-byte header line plus `len` bytes, rounded up to whole
-//! 64-byte cache lines (see [`ring`]), so a ring holds more small messages
-//! than its capacity counts.
+//! 64-byte cache lines (the ring's layout is described in its source,
+//! `channel/ring.rs`), so a ring holds more small messages than its
+//! capacity counts.
 //!
 //! # Dead peers and hostile peers
 //!
 //! A blocked `recv` looks every 20 ms whether its senders still live
-//! (process id *and* start time, see [`Identity`](crate::sys::proc::Identity));
+//! (process id *and* start time, see [`Identity`](crate::process::Identity));
 //! once all are gone (dropped, or killed even by SIGKILL) and every
 //! published message was received, it returns [`Error::Disconnected`]. A
 //! record whose sender died mid-write is never delivered. A blocked `send`
@@ -53,7 +54,7 @@
 //!
 //! Every index, offset and length read from the segment is checked before
 //! use; garbage yields [`Error::Corrupted`], never a panic or an access out
-//! of the segment. See [`ring`] for the protocol.
+//! of the segment. `channel/ring.rs` describes the protocol.
 //!
 //! A peer that *truncates* a named channel's segment (`ftruncate` of
 //! `/dev/shm/ipcworks.chan.NAME`) gets both ends [`Error::Truncated`],
@@ -78,7 +79,7 @@
 //! address space, whatever the bytes. Control words are atomics
 //! (`AtomicU64`, `AtomicU32`), which tolerate writers in any process.
 //! Payloads move with `ptr::copy_nonoverlapping` between a raw pointer
-//! into the mapping and a buffer of ours, in [`ring`]'s `Memory::read` and
+//! into the mapping and a buffer of ours, in the ring's `Memory::read` and
 //! `Memory::write`. That copy is not atomic, and a peer writing the same
 //! bytes meanwhile races with it; Rust's memory model speaks of threads of
 //! one program and does not cover the other process, but the compiler
@@ -147,7 +148,7 @@ use crate::{Error, Result};
 
 mod endpoint;
 mod receiver;
-pub mod ring;
+mod ring;
 mod sender;
 mod shared;
 mod wait;

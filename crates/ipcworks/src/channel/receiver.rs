@@ -276,6 +276,8 @@ impl Receiver {
     }
 
     /// Receives a value sent with [`Sender::send_typed`](super::Sender::send_typed).
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn recv_typed<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         let bytes = self.recv()?;
         postcard::from_bytes(&bytes).map_err(|e| {

@@ -85,11 +85,7 @@
 use std::cell::Cell;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, fence};
-
+use crate::primitive::{AtomicU32, AtomicU64, fence};
 use crate::{Error, Result};
 
 /// Records start at multiples of this many bytes (a cache line).

@@ -221,6 +221,8 @@ impl Sender {
     }
 
     /// Sends any serde type, encoded with postcard.
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn send_typed<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let bytes = postcard::to_allocvec(value).map_err(|e| {
             Error::InvalidArgument(format!("cannot encode the value with postcard: {e}"))

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::time::Duration;
 
-use super::ring::{self, AtomicU32, AtomicU64, CacheLine, Control, Memory, Ring, SenderWords};
+use super::ring::{self, CacheLine, Control, Memory, Ring, SenderWords};
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::shm::fault::Mark;
 use crate::shm::{self, Named, Segment, SegmentOptions};
 use crate::sys::proc::Identity;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::ring::AtomicU32;
+use crate::primitive::AtomicU32;
 use crate::sys::futex::{self, Wake};
 use crate::sys::time::Deadline;
 use crate::{Error, Result};

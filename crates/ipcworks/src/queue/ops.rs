@@ -8,10 +8,9 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
-use super::slots::{
-    self, AtomicU32, AtomicU64, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, WRITING,
-};
+use super::slots::{self, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, WRITING};
 use super::{MAX_PRIORITY, Queue, SLICE, Side, Until};
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::sync::Acquired;
 use crate::sys::proc::{self, Identity, Status};
 use crate::sys::time::Deadline;

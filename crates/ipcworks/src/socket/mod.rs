@@ -39,11 +39,14 @@
 //! ```
 
 mod listener;
+#[cfg(feature = "server")]
 mod server;
 pub(crate) mod stream;
 mod unix;
 
 pub use listener::{SocketFile, UnixListener, is_live};
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use server::{Handler, Peer, Server, ServerOptions, ServerStats, ShutdownHandle};
 pub use stream::{StreamReceiver, StreamSender};
 pub use unix::{PeerCred, UnixDatagram, UnixSeqpacket, UnixStream};

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use ipcworks::Error;
 use ipcworks::endpoint::{self, Endpoint, Meta, Options};
+use ipcworks::process::Identity;
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
 use ipcworks::sync::{Acquired, MutexState, RawMutex};
-use ipcworks::sys::proc::Identity;
 
 use crate::support::{self, KillOnDrop};
 

@@ -1,8 +1,13 @@
 //! `ipcworks demo TOPIC`: short live runs that show a concept happening
 //! between real threads and processes, step by step, in plain words.
+//!
+//! A demo's other processes are this program started again as the internal
+//! `ipcworks demo-child TOPIC ROLE ARGS…` (see [`child`]), which no help
+//! text lists.
 
 use std::process::ExitCode;
 
+mod child;
 mod memory;
 mod message;
 mod pipe;
@@ -23,13 +28,15 @@ pub struct Args {
     topic: Option<String>,
 }
 
+pub use child::{CHILD, ChildArgs, run as run_child};
+
 type Demo = fn() -> anyhow::Result<()>;
 
 /// The topics: name, one line, and the demo.
 const TOPICS: &[(&str, &str, Demo)] = &[
     (
         "memory",
-        "threads share code, data and heap; a forked child gets a copy; each thread has its own stack",
+        "threads share code, data and heap; a child process has its own; each thread has its own stack",
         memory::run,
     ),
     (

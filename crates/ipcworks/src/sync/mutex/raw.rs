@@ -68,13 +68,9 @@
 //! another start time) is a dead holder.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-#[cfg(not(loom))]
-use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
-#[cfg(loom)]
-use loom::sync::atomic::{AtomicU32, AtomicU64};
-
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::sys::futex::Wake;
 use crate::sys::time::Deadline;
 

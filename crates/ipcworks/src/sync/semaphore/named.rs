@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use super::env::Futex;
-use super::raw::{self, AtomicU32 as RawU32, Env, MAX_HOLDERS, Pool, SemaphoreState};
+use super::raw::{self, Env, MAX_HOLDERS, Pool, SemaphoreState};
+use crate::primitive::AtomicU32 as RawU32;
 use crate::shm::{self, Named, Segment, SegmentOptions};
 use crate::sys::futex::{self, Wake};
 use crate::sys::proc::Identity;
