@@ -77,7 +77,7 @@ impl Ring {
 
     /// The word at byte `off` of the mapping.
     fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.seg.len());
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.seg.len());
         // SAFETY: the mapping is page-aligned and `off` is a multiple of 8
         // inside it (the reader's count at 0, flags at line starts of
         // records, all within the length checked in `new`); it lives as

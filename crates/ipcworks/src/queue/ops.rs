@@ -433,7 +433,7 @@ impl Queue {
         }
         let polls = self.quiet_polls.load(Relaxed).wrapping_add(1);
         self.quiet_polls.store(polls, Relaxed);
-        polls % 64 != 0
+        !polls.is_multiple_of(64)
     }
 
     /// Waits (at most [`SETTLE`]) for busy slot `i`, seen as word `w`, to

@@ -222,7 +222,7 @@ fn kill_round(after: u64, max: usize) -> (u64, u64) {
             c.kill9();
         }
         // Half the rounds poll with try_recv, half block in recv_timeout.
-        let got = if after % 2 == 0 {
+        let got = if after.is_multiple_of(2) {
             loop {
                 match rx.try_recv() {
                     Err(TryRecvError::Empty) => {
