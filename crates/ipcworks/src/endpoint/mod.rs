@@ -7,9 +7,9 @@
 //!
 //! Each kind's policy — who creates the object, who listens, what `-`
 //! means, what `--create` does — lives in its own file: [`shm`] (the
-//! channel), [`queue`](self::queue) (the native queue), [`mq`](self::mq)
-//! (POSIX queues), [`sysv`](self::sysv) (System V queues) and
-//! [`stream`](self::stream) (FIFOs, Unix and TCP streams, stdio). The
+//! channel), [`queue`] (the native queue), [`mq`] (POSIX queues),
+//! [`sysv`] (System V queues) and [`stream`] (FIFOs, Unix and TCP
+//! streams, stdio). The
 //! mechanisms below know nothing of endpoints: dispatch happens here, on
 //! top, and nothing below imports this module.
 //!

@@ -1,7 +1,7 @@
 //! The byte-stream endpoints — `fifo:PATH`, `unix:PATH`, `tcp:HOST:PORT`
 //! and `-` (stdio) — carrying lines by default and length-prefixed frames
-//! with [`Options::binary`], over [`stream::FramedSender`] and
-//! [`stream::FramedReceiver`].
+//! with [`Options::binary`], over [`FramedSender`] and
+//! [`FramedReceiver`].
 //!
 //! Who creates what:
 //! - `fifo:PATH`: whichever side comes first creates the FIFO (mode 0600)

@@ -28,7 +28,7 @@
 //! ([`TryRecvError`], [`RecvTimeoutError`], [`TrySendError`],
 //! [`SendTimeoutError`]) whose common cases match exhaustively, with
 //! corruption and I/O errors reachable through `Other`; the blocking
-//! calls return [`Error`](crate::Error).
+//! calls return [`Error`].
 //!
 //! The traits are object safe: [`endpoint::open_receiver`](crate::endpoint::open_receiver)
 //! returns a `Box<dyn MessageReceiver>` for whichever mechanism an address
