@@ -199,7 +199,7 @@ impl ServerOptions {
 
     /// Binds at a TCP or Unix address ([`bind_tcp`](Self::bind_tcp) or
     /// [`bind_unix`](Self::bind_unix)). (Took an endpoint before; the
-    /// endpoint layer's [`bind_server`](crate::endpoint::bind_server) does
+    /// endpoint layer's `ipcworks::endpoint::bind_server` does
     /// that now.)
     pub fn bind(&self, addr: &Address) -> Result<Server> {
         match addr {
