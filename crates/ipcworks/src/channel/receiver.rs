@@ -104,7 +104,6 @@ impl Receiver {
     /// Receives the next message, waiting while the channel is empty.
     /// [`Error::Disconnected`] once every sender is gone and all they
     /// published was received.
-    #[inline]
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         let slot = self.slot_at(Deadline::Never)?;
         self.take_vec(slot)
@@ -116,7 +115,6 @@ impl Receiver {
     ///
     /// (Returned [`Error`] before, with [`Error::WouldBlock`] for "empty";
     /// `?` still converts it.)
-    #[inline]
     pub fn try_recv(&mut self) -> Result<Vec<u8>, TryRecvError> {
         self.recv_at(Deadline::Now).map_err(TryRecvError::from)
     }
@@ -126,7 +124,6 @@ impl Receiver {
     ///
     /// (Returned [`Error`] before, with [`Error::Timeout`]; `?` still
     /// converts it.)
-    #[inline]
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         self.recv_at(Deadline::after(timeout))
             .map_err(RecvTimeoutError::from)
@@ -159,7 +156,6 @@ impl Receiver {
     /// for a caller's own buffer, and the fastest one (no
     /// [`MessageRef`] in between). A message longer than `buf` is
     /// [`Error::MessageTooLarge`] and stays first in line.
-    #[inline]
     pub fn recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
         let slot = self.slot_at(Deadline::Never)?;
         self.take_into(slot, buf)
@@ -167,7 +163,6 @@ impl Receiver {
 
     /// [`recv_slice`](Self::recv_slice) if a message is ready now, else
     /// [`TryRecvError::Empty`]. (Returned [`Error`] before.)
-    #[inline]
     pub fn try_recv_slice(&mut self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
         self.slot_at(Deadline::Now)
             .and_then(|slot| self.take_into(slot, buf))
@@ -216,6 +211,7 @@ impl Receiver {
 
     /// Copies a peeked message into the front of `buf` and hands its space
     /// back; a message longer than `buf` stays where it is.
+    #[inline]
     fn take_into(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         let n = slot.len as usize;
         let Some(dst) = buf.get_mut(..n) else {
@@ -546,13 +542,11 @@ pub type TryIter<'a> = crate::message::TryIter<'a, Receiver>;
 impl MessageReceiver for Receiver {
     /// [`Receiver::recv`] with a deadline; the [`Meta`] is the default (the
     /// channel carries bytes only).
-    #[inline]
     fn recv_until(&mut self, deadline: Deadline) -> Result<(Vec<u8>, Meta)> {
         self.recv_at(deadline).map(|msg| (msg, Meta::default()))
     }
 
     /// Copies straight from the ring into `buf`, reusing its allocation.
-    #[inline]
     fn recv_into_until(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<Meta> {
         self.recv_into_at(buf, deadline).map(|()| Meta::default())
     }

@@ -101,7 +101,6 @@ impl Sender {
     /// Fails with [`Error::MessageTooLarge`] if `msg` is longer than
     /// [`max_message`](Self::max_message), [`Error::Disconnected`] if the
     /// receiver closed or died.
-    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_at(msg, Deadline::Never)
     }
@@ -111,7 +110,6 @@ impl Sender {
     ///
     /// (Returned [`Error`] before, with [`Error::WouldBlock`] for "full";
     /// `?` still converts it.)
-    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         self.send_at(msg, Deadline::Now).map_err(TrySendError::from)
     }
@@ -121,7 +119,6 @@ impl Sender {
     ///
     /// (Returned [`Error`] before, with [`Error::Timeout`]; `?` still
     /// converts it.)
-    #[inline]
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
         self.send_at(msg, Deadline::after(timeout))
             .map_err(SendTimeoutError::from)
@@ -130,7 +127,9 @@ impl Sender {
     /// The one send: every send method and [`MessageSender::send_until`]
     /// are this with a deadline. The common case — the receiver is there
     /// and the ring has room — takes the few-instruction reservation.
-    #[inline]
+    /// Always inlined, so each send method is the one function it was
+    /// before (no call in between on the hot path).
+    #[inline(always)]
     fn send_at(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
         let slot = match self.reserve_fast(msg.len()) {
             Some(slot) => slot,
@@ -293,7 +292,6 @@ impl Sender {
 impl MessageSender for Sender {
     /// [`Sender::send`] with a deadline; `meta` does not apply (the
     /// channel carries bytes only).
-    #[inline]
     fn send_until(&mut self, msg: &[u8], _meta: Meta, deadline: Deadline) -> Result<()> {
         self.send_at(msg, deadline)
     }
