@@ -14,8 +14,8 @@ use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 300;
 
-fn expected<T>(r: ipcworks::Result<T>) {
-    match r {
+fn expected<T, E: Into<Error>>(r: Result<T, E>) {
+    match r.map_err(Into::into) {
         Ok(_)
         | Err(Error::WouldBlock)
         | Err(Error::Timeout)

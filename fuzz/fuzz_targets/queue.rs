@@ -16,8 +16,8 @@ use libfuzzer_sys::fuzz_target;
 const MAX: usize = 300;
 const SLOTS: usize = 4;
 
-fn expected<T>(r: ipcworks::Result<T>) {
-    match r {
+fn expected<T, E: Into<Error>>(r: Result<T, E>) {
+    match r.map_err(Into::into) {
         Ok(_)
         | Err(Error::WouldBlock)
         | Err(Error::Timeout)
@@ -30,7 +30,7 @@ fn expected<T>(r: ipcworks::Result<T>) {
 }
 
 /// A received message must fit what the queue and the caller allow.
-fn plausible(r: ipcworks::Result<(Vec<u8>, u32)>) {
+fn plausible<E: Into<Error>>(r: Result<(Vec<u8>, u32), E>) {
     match r {
         Ok((m, prio)) => assert!(m.len() <= MAX && prio <= MAX_PRIORITY),
         r => expected(r),

@@ -83,8 +83,12 @@ pub struct Case {
 pub trait Link {
     /// Sends one whole message.
     fn send(&mut self, msg: &[u8]) -> io::Result<()>;
-    /// Receives one whole message of `buf.len()` bytes.
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()>;
+    /// Receives one whole message of `buf.len()` bytes into `buf`. (A
+    /// vector, not a slice, so a link over the library's message interface
+    /// receives straight into it with `recv_into_until`, as a link over a
+    /// descriptor reads into it: one copy either way. A message of another
+    /// length is an error.)
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()>;
 }
 
 /// Finishes the parent's side once the peer runs (accept a connection,

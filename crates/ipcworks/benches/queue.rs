@@ -121,7 +121,7 @@ fn native_try_recv_empty(b: divan::Bencher) {
     b.bench_local(|| {
         assert!(matches!(
             q.try_recv_into(&mut buf),
-            Err(ipcworks::Error::WouldBlock)
+            Err(ipcworks::message::TryRecvError::Empty)
         ))
     });
 }
@@ -130,7 +130,12 @@ fn native_try_recv_empty(b: divan::Bencher) {
 #[divan::bench(sample_count = 1000, sample_size = 100)]
 fn posix_try_recv_empty(b: divan::Bencher) {
     let q = mq(&names("pte").0);
-    b.bench_local(|| assert!(matches!(q.try_recv(), Err(ipcworks::Error::WouldBlock))));
+    b.bench_local(|| {
+        assert!(matches!(
+            q.try_recv(),
+            Err(ipcworks::message::TryRecvError::Empty)
+        ))
+    });
 }
 
 /// Round trip to an echo process through two native queues.

@@ -13,7 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ipcworks::channel::{self, Channel};
-use ipcworks::{Error, pipe};
+use ipcworks::message::RecvTimeoutError;
+use ipcworks::pipe;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("QUICKSTART_FD").is_some() {
@@ -41,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(msg) => println!("{}", String::from_utf8_lossy(&msg)),
-            Err(Error::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => return Err(e.into()), // e.g. Timeout: the child never came
         }
     }

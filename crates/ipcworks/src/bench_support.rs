@@ -18,7 +18,7 @@ pub use crate::sys::proc::stat_fields;
 /// expected`, until woken; may return spuriously (re-check the word).
 #[doc(alias = "futex")]
 pub fn futex_wait(word: &AtomicU32, expected: u32) {
-    let _ = crate::sys::futex::wait(word, expected, None);
+    let _ = crate::sys::futex::wait(word, expected, crate::message::Deadline::Never);
 }
 
 /// `futex(word, FUTEX_WAKE, n)`: wakes up to `n` sleepers on `word`;

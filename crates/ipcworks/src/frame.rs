@@ -359,6 +359,12 @@ impl<R: Read> FrameReader<R> {
         &mut self.inner
     }
 
+    /// Unwraps the underlying reader (bytes buffered but not yet returned
+    /// as a message are lost).
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Bytes buffered but not yet returned as a message.
     pub fn buffered(&self) -> usize {
         self.end - self.pos
@@ -419,26 +425,36 @@ impl<W: Write> FrameWriter<W> {
         }
     }
 
-    /// Writes one message. In line mode a message containing `\n` is
-    /// refused ([`Error::InvalidArgument`]): it would arrive as two.
-    pub fn write_frame(&mut self, msg: &[u8]) -> Result<()> {
+    /// The largest message written.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Whether [`write_frame`](Self::write_frame) would take `msg`:
+    /// [`Error::MessageTooLarge`] above the maximum, and in line mode
+    /// [`Error::InvalidArgument`] for a message containing `\n` (it would
+    /// arrive as two). Writes nothing.
+    pub fn check(&self, msg: &[u8]) -> Result<()> {
         if msg.len() > self.max {
             return Err(Error::MessageTooLarge {
                 len: msg.len(),
                 max: self.max,
             });
         }
+        if self.framing == Framing::Lines && memchr_nl(msg) {
+            return Err(Error::InvalidArgument(
+                "a message sent in line mode contains a newline; use frames (--binary)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes one message, refused as [`check`](Self::check) says.
+    pub fn write_frame(&mut self, msg: &[u8]) -> Result<()> {
+        self.check(msg)?;
         let (head, tail): (&[u8], &[u8]) = match self.framing {
             Framing::Frames => (&(msg.len() as u32).to_le_bytes()[..], b""),
-            Framing::Lines => {
-                if memchr_nl(msg) {
-                    return Err(Error::InvalidArgument(
-                        "a message sent in line mode contains a newline; use frames (--binary)"
-                            .into(),
-                    ));
-                }
-                (b"", b"\n")
-            }
+            Framing::Lines => (b"", b"\n"),
         };
         let total = head.len() + msg.len() + tail.len();
         let r = if total <= CHUNK {

@@ -11,9 +11,21 @@
 //! | native shared-memory priority queue | [`queue`] |
 //! | anonymous pipes, FIFOs, full duplex | [`pipe`] |
 //! | length-prefixed and line framing | [`frame`] |
+//! | messages over any byte stream (pipe, FIFO, socket, stdio) | [`stream`] |
 //! | Unix and TCP sockets, client and server | [`socket`] |
 //! | lock-free channel over shared memory (`shm:NAME`) | [`channel`] |
 //! | memory regions, children tied to this process, clean-up on signals | [`process`] |
+//!
+//! Every message mechanism — the channel, the native queue, POSIX and
+//! System V queues, framed byte streams — implements one interface,
+//! [`message::MessageSender`] and [`message::MessageReceiver`] (`send`,
+//! `try_send`, `send_timeout`, `recv`, `try_recv`, `recv_timeout`,
+//! `iter`, with crossbeam's per-operation errors and one
+//! [`Deadline`](message::Deadline) type), so code can be written once for
+//! all of them. On top, [`endpoint`] names a mechanism in one string
+//! (`shm:jobs`, `mq:jobs`, `tcp:127.0.0.1:7000`, …) and opens it as that
+//! interface: what the `ipcworks` command's `send`, `recv` and `relay`
+//! use.
 //!
 //! Everything here talks to the kernel through one thin private layer
 //! (`sys`, as rustix keeps its backend); the modules above it are safe
@@ -64,6 +76,7 @@ pub mod channel {
     mod loom_model;
     mod ring;
 }
+#[cfg(not(loom))]
 pub mod endpoint;
 mod error;
 #[doc(hidden)]
@@ -73,6 +86,7 @@ pub mod frame;
 // without loom.
 #[cfg(not(loom))]
 pub mod inventory;
+pub mod message;
 pub mod mq;
 pub mod name;
 pub mod pipe;
@@ -91,6 +105,7 @@ pub mod queue {
 pub mod registry;
 pub mod shm;
 pub mod socket;
+pub mod stream;
 pub mod sync;
 mod sys;
 

@@ -77,7 +77,7 @@ impl Ring {
 
     /// The word at byte `off` of the mapping.
     fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.seg.len());
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.seg.len());
         // SAFETY: the mapping is page-aligned and `off` is a multiple of 8
         // inside it (the reader's count at 0, flags at line starts of
         // records, all within the length checked in `new`); it lives as
@@ -151,7 +151,8 @@ impl Link for Ends {
         Ok(())
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let buf = buf.as_mut_slice();
         if buf.len() != self.inn.size {
             return Err(io::Error::other("bare: buffer of the wrong size"));
         }
@@ -266,13 +267,13 @@ mod tests {
         let c = case(Metric::Rtt, 64);
         let (mut a, mut b) = pair(&c);
         let echo = std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
+            let mut buf = vec![0u8; 64];
             for _ in 0..10_000 {
                 b.recv(&mut buf).unwrap();
                 b.send(&buf).unwrap();
             }
         });
-        let (mut msg, mut back) = ([7u8; 64], [0u8; 64]);
+        let (mut msg, mut back) = ([7u8; 64], vec![0u8; 64]);
         for i in 1..=10_000u32 {
             set_tag(&mut msg, i);
             a.send(&msg).unwrap();
@@ -281,6 +282,6 @@ mod tests {
         }
         echo.join().unwrap();
         assert!(a.send(&[0u8; 65]).is_err());
-        assert!(a.recv(&mut [0u8; 63]).is_err());
+        assert!(a.recv(&mut vec![0u8; 63]).is_err());
     }
 }

@@ -25,7 +25,8 @@ impl Link for Counters {
         Ok(())
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let buf = buf.as_mut_slice();
         let mut v = [0u8; 8];
         retry(self.wait, || rustix::io::read(&self.rx, &mut v))?;
         let v = u64::from_ne_bytes(v);

@@ -62,7 +62,8 @@ impl Link for Stream {
         Ok(())
     }
 
-    fn recv(&mut self, mut buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let mut buf = buf.as_mut_slice();
         while !buf.is_empty() {
             let n = retry(self.wait, || read(&self.rx, &mut *buf))?;
             if n == 0 {
@@ -98,7 +99,8 @@ impl Link for Datagram {
         Ok(())
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let buf = buf.as_mut_slice();
         let n = retry(self.wait, || read(&self.fd, &mut *buf))?;
         if n != buf.len() {
             return Err(io::Error::other(format!(

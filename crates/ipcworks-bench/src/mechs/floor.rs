@@ -19,7 +19,8 @@ impl Link for Spin {
         Ok(())
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let buf = buf.as_mut_slice();
         while !self.0.try_recv(buf) {
             crate::harness::relax();
         }

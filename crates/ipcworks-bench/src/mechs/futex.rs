@@ -26,7 +26,8 @@ impl Link for Wakeup {
         Ok(())
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let buf = buf.as_mut_slice();
         while !self.line.try_recv(buf) {
             match self.wait {
                 Wait::Block => {

@@ -121,7 +121,8 @@ impl Link for Ice {
         Ok(())
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let buf = buf.as_mut_slice();
         loop {
             if let Some(s) = self.subscriber.receive().map_err(|e| err("receive", e))? {
                 let p = s.payload();

@@ -32,7 +32,8 @@ impl Link for Chan {
         self.tx.send(msg)
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let buf = buf.as_mut_slice();
         let data = match self.wait {
             Wait::Block => self.rx.recv().map_err(|e| err("recv", e))?,
             Wait::Poll => loop {

@@ -4,7 +4,9 @@
 //! [`Mechanism`] (setup in the parent, `peer` in
 //! the child, a [`Link`](crate::harness::Link) with `send`/`recv` that
 //! honours the case's wait mode), declare the module below and put the
-//! value in [`ALL`] where it should appear in the run order.
+//! value in [`ALL`] where it should appear in the run order. A mechanism of
+//! the library implements its message interface: its link is
+//! [`message::Messages`] over its two ends.
 
 use std::io;
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ pub mod iceoryx2;
 pub mod ipc_channel;
 pub mod line;
 pub mod memcpy;
+pub mod message;
 pub mod mq;
 pub mod pipe;
 pub mod queue;

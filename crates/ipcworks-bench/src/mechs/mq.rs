@@ -106,7 +106,8 @@ impl Link for Pair {
         })
     }
 
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let buf = buf.as_mut_slice();
         let n = retry_io(self.wait, || {
             // SAFETY: `buf` is valid for writes of `buf.len()` bytes, which is
             // the queue's message size; the queue is open.

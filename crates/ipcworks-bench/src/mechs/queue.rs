@@ -7,55 +7,17 @@ use std::io;
 
 use ipcworks::queue::{MAX_MESSAGE, Queue};
 
-use crate::harness::{Case, Handoff, Link, Mechanism, Setup, relax};
-use crate::schema::Wait;
+use super::message::Messages;
+use crate::harness::{Case, Handoff, Link, Mechanism, Setup};
 
 /// The native shared-memory queue.
 pub struct NativeQueue;
 
-struct Pair {
-    rx: Queue,
-    tx: Queue,
-    wait: Wait,
-}
-
-/// Retries a `try_` call while it would block (spinning, never sleeping),
-/// matching `Error::WouldBlock` itself: turning each miss into an
-/// `io::Error` would allocate, a cost the other mechanisms' polling loops
-/// (which see a bare `EAGAIN`) do not pay.
-fn poll<T>(mut f: impl FnMut() -> ipcworks::Result<T>) -> io::Result<T> {
-    loop {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(ipcworks::Error::WouldBlock) => relax(),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-impl Link for Pair {
-    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        match self.wait {
-            Wait::Block => Ok(self.tx.send(msg, 0)?),
-            Wait::Poll => poll(|| self.tx.try_send(msg, 0)),
-        }
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        // Straight into the caller's buffer, like mq_receive.
-        let (n, _) = match self.wait {
-            Wait::Block => self.rx.recv_into(buf)?,
-            Wait::Poll => poll(|| self.rx.try_recv_into(buf))?,
-        };
-        if n != buf.len() {
-            return Err(io::Error::other(format!(
-                "received {n} bytes, expected {}",
-                buf.len()
-            )));
-        }
-        Ok(())
-    }
-}
+/// Send on one queue, receive from the other, through the library's
+/// message interface ([`Messages`]): `Block` the blocking calls, `Poll`
+/// one attempt retried; a receive copies straight into the harness's
+/// buffer, like `mq_receive`.
+type Pair = Messages<Queue, Queue>;
 
 fn names(base: &str) -> (String, String) {
     (format!("{base}-ping"), format!("{base}-pong"))
@@ -84,20 +46,13 @@ impl Mechanism for NativeQueue {
                 .create(name)
         };
         // The parent's queues remove their names when the link drops.
-        let link = Pair {
-            tx: make(&ping, 10)?,
-            rx: make(&pong, 1)?,
-            wait: case.wait,
-        };
+        let link: Pair = Messages::new(make(&ping, 10)?, make(&pong, 1)?, case.wait, ());
         Ok(Setup::ready(vec![], vec![base], link))
     }
 
     fn peer(&self, case: &Case, h: Handoff) -> io::Result<Box<dyn Link>> {
         let (ping, pong) = names(h.arg(0)?);
-        Ok(Box::new(Pair {
-            rx: Queue::open(&ping)?,
-            tx: Queue::open(&pong)?,
-            wait: case.wait,
-        }))
+        let link: Pair = Messages::new(Queue::open(&pong)?, Queue::open(&ping)?, case.wait, ());
+        Ok(Box::new(link))
     }
 }

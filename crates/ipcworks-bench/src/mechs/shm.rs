@@ -9,14 +9,15 @@
 //! - `shm-block`: `WaitStrategy::Block` — sleeps on the futex at once
 //!   (block rows, beside `eventfd` and `futex`).
 //!
-//! A message is copied into the ring by `send` and out of it by
-//! `recv_slice` into the harness's buffer: two copies, like every other
-//! mechanism here.
+//! A message is copied into the ring by `send` and out of it straight into
+//! the harness's buffer (`recv_into_until`, through the library's message
+//! interface: [`Messages`]): two copies, like every other mechanism here.
 
 use std::io;
 
 use ipcworks::channel::{Channel, Receiver, Sender, WaitStrategy};
 
+use super::message::Messages;
 use crate::harness::{Case, Handoff, Link, Mechanism, Setup};
 use crate::schema::Wait;
 
@@ -52,51 +53,10 @@ fn to_io(e: ipcworks::Error) -> io::Error {
     e.into()
 }
 
-struct Ends {
-    tx: Sender,
-    rx: Receiver,
-    /// `Poll`: `try_*` calls in a loop. `Block`: the blocking calls, which
-    /// wait the channel's own way (for `shm-spin` that is spinning inside
-    /// the call, never sleeping).
-    wait: Wait,
-    // The mappings stay alive as long as the ends.
-    _chans: (Channel, Channel),
-}
-
-impl Link for Ends {
-    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        match self.wait {
-            Wait::Block => self.tx.send(msg).map_err(to_io),
-            Wait::Poll => loop {
-                match self.tx.try_send(msg) {
-                    Err(ipcworks::Error::WouldBlock) => crate::harness::relax(),
-                    other => return other.map_err(to_io),
-                }
-            },
-        }
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let n = match self.wait {
-            Wait::Block => self.rx.recv_slice(buf).map_err(to_io)?,
-            Wait::Poll => loop {
-                match self.rx.try_recv_slice(buf) {
-                    Ok(n) => break n,
-                    Err(ipcworks::Error::WouldBlock) => {}
-                    Err(e) => return Err(to_io(e)),
-                }
-                crate::harness::relax();
-            },
-        };
-        if n != buf.len() {
-            return Err(io::Error::other(format!(
-                "received {n} bytes, expected {}",
-                buf.len()
-            )));
-        }
-        Ok(())
-    }
-}
+/// The two ends, keeping the mappings alive as long as they are. `Block`
+/// calls for every flavour: they wait the channel's own way (for
+/// `shm-spin` that is spinning inside the call, never sleeping).
+type Ends = Messages<Sender, Receiver, (Channel, Channel)>;
 
 impl Shm {
     /// Every flavour uses the blocking calls and lets its wait strategy do
@@ -130,12 +90,7 @@ impl Shm {
         let mut rx = inn.receiver().map_err(to_io)?;
         tx.set_wait_strategy((self.strategy)());
         rx.set_wait_strategy((self.strategy)());
-        Ok(Ends {
-            tx,
-            rx,
-            wait,
-            _chans: (ping, pong),
-        })
+        Ok(Messages::new(tx, rx, wait, (ping, pong)))
     }
 }
 

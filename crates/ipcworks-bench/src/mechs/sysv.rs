@@ -78,7 +78,8 @@ impl Link for Queue {
         })
     }
 
-    fn recv(&mut self, out: &mut [u8]) -> io::Result<()> {
+    fn recv(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let out = out.as_mut_slice();
         let flags = self.flags();
         let n = retry_io(self.wait, || {
             // SAFETY: `buf` has room for the type and `out.len()` bytes of text.

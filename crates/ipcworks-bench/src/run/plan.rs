@@ -48,9 +48,9 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 
 /// A size for people: `64 B`, `4 KiB`, `1 MiB`.
 pub fn human_size(n: u64) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
-    } else if n >= 1024 && n % 1024 == 0 {
+    } else if n >= 1024 && n.is_multiple_of(1024) {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} B")

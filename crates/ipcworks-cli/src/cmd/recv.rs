@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipcworks::Error;
-use ipcworks::endpoint::{DynReceiver, Endpoint, Meta, Options, open_receiver};
+use ipcworks::endpoint::{Endpoint, Options, open_receiver_listening};
+use ipcworks::message::{Deadline, MessageReceiver, Meta};
 
 use super::format::{Format, MetaField, escape_into, json_record};
 
@@ -72,10 +73,14 @@ pub struct Args {
     null: bool,
 }
 
-/// Opens `ep` for receiving; a missing queue's error says how to make it.
-pub(crate) fn open(ep: &Endpoint, opts: &Options) -> anyhow::Result<Box<dyn DynReceiver>> {
+/// Opens `ep` for receiving, with the address it listens on (`tcp:`,
+/// `unix:`); a missing queue's error says how to make it.
+pub(crate) fn open(
+    ep: &Endpoint,
+    opts: &Options,
+) -> anyhow::Result<(Box<dyn MessageReceiver>, Option<Endpoint>)> {
     let queue = matches!(ep, Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_));
-    open_receiver(ep, opts)
+    open_receiver_listening(ep, opts)
         .map_err(|e| match e {
             Error::NotFound { .. } if queue && !opts.create_queue => {
                 anyhow::anyhow!("{e} (--create makes it; or send to it first, which creates it)")
@@ -180,18 +185,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         create_queue: args.create,
         ..Options::default()
     };
-    let deadline = args.timeout.map(|t| std::time::Instant::now() + t);
+    let deadline = Deadline::from_timeout(args.timeout);
     remove_on_signal(&ep, true);
-    let mut rx = open(&ep, &opts)?;
-    if let Some(addr) = rx.local_endpoint() {
+    let (mut rx, local) = open(&ep, &opts)?;
+    if let Some(addr) = local {
         // The real port when asked for port 0, for scripts to read.
         eprintln!("ipcworks recv: listening on {addr}");
     }
     let mut printer = Printer::new(&ep, Format::from_flags(args.json, args.null, false));
     let mut got = 0u64;
     while args.count.is_none_or(|n| got < n) {
-        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let (msg, meta) = match rx.recv(left) {
+        let (msg, meta) = match rx.recv_until(deadline) {
             Ok(m) => m,
             Err(Error::Disconnected) if args.count.is_none() => break,
             Err(Error::Disconnected) => anyhow::bail!(

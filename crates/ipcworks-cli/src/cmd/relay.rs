@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ipcworks::Error;
 use ipcworks::endpoint::{Endpoint, Options, open_sender};
+use ipcworks::message::Deadline;
 
 /// Arguments of `ipcworks relay`.
 #[derive(Debug, clap::Args)]
@@ -48,19 +49,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     super::recv::remove_on_signal(&from, true);
     super::recv::remove_on_signal(&to, false);
-    let mut rx = super::recv::open(&from, &opts)?;
-    if let Some(addr) = rx.local_endpoint() {
+    let (mut rx, local) = super::recv::open(&from, &opts)?;
+    if let Some(addr) = local {
         eprintln!("ipcworks relay: listening on {addr}");
     }
     let mut tx = open_sender(&to, &opts).with_context(|| format!("opening {to} for sending"))?;
     let mut n = 0u64;
     while args.count.is_none_or(|c| n < c) {
-        let (msg, meta) = match rx.recv(None) {
+        let (msg, meta) = match rx.recv_until(Deadline::Never) {
             Ok(x) => x,
             Err(Error::Disconnected) => break,
             Err(e) => return Err(e).with_context(|| format!("receiving from {from}")),
         };
-        tx.send(&msg, meta)
+        tx.send_with(&msg, meta)
             .with_context(|| format!("sending to {to}"))?;
         n += 1;
     }

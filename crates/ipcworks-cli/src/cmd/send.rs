@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ipcworks::endpoint::{Endpoint, Meta, Options, open_sender};
+use ipcworks::endpoint::{Endpoint, Options, open_sender};
+use ipcworks::message::Meta;
 
 use super::format::{Format, read_messages, unescape};
 
@@ -85,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 },
                 None => meta,
             };
-            tx.send(msg, meta)
+            tx.send_with(msg, meta)
                 .with_context(|| format!("sending to {ep}"))
         })?;
     } else {
@@ -95,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 m.as_bytes().to_vec()
             };
-            tx.send(&msg, meta)
+            tx.send_with(&msg, meta)
                 .with_context(|| format!("sending to {ep}"))?;
         }
     }

@@ -59,7 +59,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .allowed_uids((!args.allow_uid.is_empty()).then(|| args.allow_uid.clone()))
         // Each client is a descriptor: allow as many as the hard limit permits.
         .raise_fd_limit(true);
-    let mut server = opts.bind(&ep).with_context(|| format!("serving on {ep}"))?;
+    let mut server =
+        ipcworks::endpoint::bind_server(&ep, &opts).with_context(|| format!("serving on {ep}"))?;
     server.shutdown_on_signals()?;
     match server.local_addr() {
         Some(a) => eprintln!("ipcworks serve: listening on tcp:{a}"),

@@ -7,7 +7,17 @@
 //! or none with [`Sender::loan`] and [`Receiver::recv_ref`]. The API is
 //! shaped like [`std::sync::mpsc`]: [`Sender::send`], [`Sender::try_send`],
 //! [`Sender::send_timeout`], [`Receiver::recv`], [`Receiver::try_recv`],
-//! [`Receiver::recv_timeout`], [`Receiver::iter`]; [`Receiver::recv_slice`]
+//! [`Receiver::recv_timeout`], [`Receiver::iter`], [`Receiver::try_iter`],
+//! with crossbeam's per-operation errors
+//! ([`TryRecvError`](crate::message::TryRecvError),
+//! [`RecvTimeoutError`](crate::message::RecvTimeoutError),
+//! [`TrySendError`](crate::message::TrySendError),
+//! [`SendTimeoutError`](crate::message::SendTimeoutError)). These
+//! are inherent methods, so using a channel needs no trait import; the
+//! ends also implement the library's one message interface
+//! ([`MessageSender`](crate::message::MessageSender),
+//! [`MessageReceiver`](crate::message::MessageReceiver)), whose methods
+//! are the same calls, for code that takes any mechanism. [`Receiver::recv_slice`]
 //! receives into a buffer of the caller's, the quickest copy-out receive
 //! (`cargo bench -p ipcworks --bench channel`: `ping_pong_64b_spin_slice`
 //! beside `ping_pong_64b_spin`, which receives with `recv_ref` +
@@ -146,15 +156,13 @@ use std::time::{Duration, Instant};
 use crate::shm::SegmentOptions;
 use crate::{Error, Result};
 
-mod endpoint;
 mod receiver;
 mod ring;
 mod sender;
 mod shared;
 mod wait;
 
-pub use endpoint::{open_receiver, open_sender};
-pub use receiver::{Iter, MessageRef, Receiver};
+pub use receiver::{Iter, MessageRef, Receiver, TryIter};
 pub use sender::{Loan, Sender};
 pub(crate) use shared::Header;
 pub use shared::MAX_SENDERS;

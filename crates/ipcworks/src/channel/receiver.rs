@@ -10,8 +10,8 @@ use super::WaitStrategy;
 use super::ring::{Peek, Ring, Slot};
 use super::shared::{RX_CLOSED, Shared, ShmMemory};
 use super::wait::block_on;
+use crate::message::{Deadline, MessageReceiver, Meta, RecvTimeoutError, TryRecvError};
 use crate::sys::proc::Identity;
-use crate::sys::time::Deadline;
 use crate::{Error, Result};
 
 /// The receiving end of a shared-memory [channel](super). There is at most
@@ -146,31 +146,50 @@ impl Receiver {
     /// [`Error::Disconnected`] once every sender is gone and all they
     /// published was received.
     pub fn recv(&mut self) -> Result<Vec<u8>> {
-        let slot = self.wait_slot(None)?;
+        let slot = self.slot_at(Deadline::Never)?;
         self.take_vec(slot)
     }
 
-    /// Receives a message if one is ready now, else [`Error::WouldBlock`]
-    /// (or [`Error::Disconnected`] when every sender is gone; a killed
-    /// sender is noticed within about 20 ms of polling).
-    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
-        let slot = self.poll_slot()?;
-        self.take_vec(slot)
+    /// Receives a message if one is ready now: [`TryRecvError::Empty`] if
+    /// not, [`TryRecvError::Disconnected`] when every sender is gone (a
+    /// killed sender is noticed within about 20 ms of polling).
+    ///
+    /// (Returned [`Error`] before, with [`Error::WouldBlock`] for "empty";
+    /// `?` still converts it.)
+    pub fn try_recv(&mut self) -> Result<Vec<u8>, TryRecvError> {
+        self.recv_at(Deadline::Now).map_err(TryRecvError::from)
     }
 
-    /// Receives the next message, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        let slot = self.wait_slot(Some(Deadline::after(timeout)))?;
-        self.take_vec(slot)
+    /// Receives the next message, waiting at most `timeout`:
+    /// [`RecvTimeoutError::Timeout`] after.
+    ///
+    /// (Returned [`Error`] before, with [`Error::Timeout`]; `?` still
+    /// converts it.)
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
+        self.recv_at(Deadline::after(timeout))
+            .map_err(RecvTimeoutError::from)
     }
 
-    /// Receives the next message into `buf` (cleared first), reusing its
-    /// allocation; returns the length.
+    /// A blocking iterator over the messages: each item is a message or
+    /// the error that ended it; it ends at [`Error::Disconnected`], and
+    /// right after yielding any other error (corruption is never
+    /// swallowed). (Yielded `Vec<u8>` before, ending silently at any
+    /// error.)
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter::new(self)
+    }
+
+    /// An iterator over the messages ready now; it ends when the channel
+    /// is empty or disconnected, and right after yielding any other error.
+    pub fn try_iter(&mut self) -> TryIter<'_> {
+        TryIter::new(self)
+    }
+
+    /// Receives the next message into `buf` (replacing its contents),
+    /// reusing its allocation; returns the length.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        let slot = self.wait_slot(None)?;
-        buf.clear();
-        buf.resize(slot.len as usize, 0);
-        self.take_into(slot, buf)
+        self.recv_into_at(buf, Deadline::Never)?;
+        Ok(buf.len())
     }
 
     /// Receives the next message into the front of `buf` and returns its
@@ -179,25 +198,61 @@ impl Receiver {
     /// [`MessageRef`] in between). A message longer than `buf` is
     /// [`Error::MessageTooLarge`] and stays first in line.
     pub fn recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let slot = self.wait_slot(None)?;
+        let slot = self.slot_at(Deadline::Never)?;
         self.take_into(slot, buf)
     }
 
     /// [`recv_slice`](Self::recv_slice) if a message is ready now, else
-    /// [`Error::WouldBlock`].
-    pub fn try_recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let slot = self.poll_slot()?;
-        self.take_into(slot, buf)
+    /// [`TryRecvError::Empty`]. (Returned [`Error`] before.)
+    pub fn try_recv_slice(&mut self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
+        self.slot_at(Deadline::Now)
+            .and_then(|slot| self.take_into(slot, buf))
+            .map_err(TryRecvError::from)
     }
 
     /// [`recv_slice`](Self::recv_slice), waiting at most `timeout`.
-    pub fn recv_slice_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        let slot = self.wait_slot(Some(Deadline::after(timeout)))?;
-        self.take_into(slot, buf)
+    /// (Returned [`Error`] before.)
+    pub fn recv_slice_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.slot_at(Deadline::after(timeout))
+            .and_then(|slot| self.take_into(slot, buf))
+            .map_err(RecvTimeoutError::from)
+    }
+
+    /// The one receive: every copying receive method and
+    /// [`MessageReceiver::recv_until`] are this with a deadline.
+    #[inline]
+    fn recv_at(&mut self, deadline: Deadline) -> Result<Vec<u8>> {
+        let slot = self.slot_at(deadline)?;
+        self.take_vec(slot)
+    }
+
+    /// [`recv_at`](Self::recv_at) into `buf`, resized to the message's
+    /// length (only the part beyond its old length is zeroed first, so a
+    /// buffer that already has the length is written once).
+    #[inline]
+    fn recv_into_at(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
+        let slot = self.slot_at(deadline)?;
+        buf.resize(slot.len as usize, 0);
+        self.take_into(slot, buf).map(|_| ())
+    }
+
+    /// The next message's slot: a look now for [`Deadline::Now`], else a
+    /// wait as the wait strategy says.
+    #[inline]
+    fn slot_at(&self, deadline: Deadline) -> Result<Slot> {
+        match deadline {
+            Deadline::Now => self.poll_slot(),
+            d => self.wait_slot(d),
+        }
     }
 
     /// Copies a peeked message into the front of `buf` and hands its space
     /// back; a message longer than `buf` stays where it is.
+    #[inline]
     fn take_into(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         let n = slot.len as usize;
         let Some(dst) = buf.get_mut(..n) else {
@@ -222,17 +277,26 @@ impl Receiver {
     /// Its space goes back to the senders when the [`MessageRef`] drops.
     #[doc(alias = "zero-copy")]
     pub fn recv_ref(&mut self) -> Result<MessageRef<'_>> {
-        self.recv_ref_deadline(None)
+        let slot = self.slot_at(Deadline::Never)?;
+        Ok(MessageRef { rx: self, slot })
     }
 
     /// Like [`recv_ref`](Self::recv_ref), waiting at most `timeout`.
-    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<MessageRef<'_>> {
-        self.recv_ref_deadline(Some(Deadline::after(timeout)))
+    /// (Returned [`Error`] before.)
+    pub fn recv_ref_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<MessageRef<'_>, RecvTimeoutError> {
+        let slot = self
+            .slot_at(Deadline::after(timeout))
+            .map_err(RecvTimeoutError::from)?;
+        Ok(MessageRef { rx: self, slot })
     }
 
-    /// Like [`recv_ref`](Self::recv_ref) without waiting.
-    pub fn try_recv_ref(&mut self) -> Result<MessageRef<'_>> {
-        let slot = self.poll_slot()?;
+    /// Like [`recv_ref`](Self::recv_ref) without waiting. (Returned
+    /// [`Error`] before.)
+    pub fn try_recv_ref(&mut self) -> Result<MessageRef<'_>, TryRecvError> {
+        let slot = self.slot_at(Deadline::Now).map_err(TryRecvError::from)?;
         Ok(MessageRef { rx: self, slot })
     }
 
@@ -293,12 +357,6 @@ impl Receiver {
     /// the returned value).
     pub fn recv_pod<T: zerocopy::FromBytes + zerocopy::IntoBytes>(&mut self) -> Result<T> {
         self.recv_ref()?.read_pod()
-    }
-
-    /// An iterator over received messages; it ends when the channel
-    /// disconnects (or on any other error).
-    pub fn iter(&mut self) -> Iter<'_> {
-        Iter { rx: self }
     }
 
     fn attempt(&self) -> Result<Option<Slot>> {
@@ -364,16 +422,11 @@ impl Receiver {
         }
     }
 
-    fn recv_ref_deadline(&mut self, deadline: Option<Deadline>) -> Result<MessageRef<'_>> {
-        let slot = self.wait_slot(deadline)?;
-        Ok(MessageRef { rx: self, slot })
-    }
-
     /// The next message, waiting as the wait strategy says (at most until
     /// `deadline`). A spinning turn is one load ([`Ring::head_ready`]), and
     /// every look tries the fast peek first (`block_on`'s first look is
     /// the no-wait fast path).
-    fn wait_slot(&self, deadline: Option<Deadline>) -> Result<Slot> {
+    fn wait_slot(&self, deadline: Deadline) -> Result<Slot> {
         let ring = &self.ring;
         let attempt = || -> Result<Option<Slot>> {
             if let Some(slot) = ring.peek_fast() {
@@ -521,16 +574,23 @@ impl Drop for MessageRef<'_> {
     }
 }
 
-/// Iterator over a [`Receiver`]'s messages ([`Receiver::iter`]).
-#[derive(Debug)]
-pub struct Iter<'a> {
-    rx: &'a mut Receiver,
-}
+/// Blocking iterator over a [`Receiver`]'s messages ([`Receiver::iter`]):
+/// [`message::Iter`](crate::message::Iter) over a receiver.
+pub type Iter<'a> = crate::message::Iter<'a, Receiver>;
 
-impl Iterator for Iter<'_> {
-    type Item = Vec<u8>;
+/// Iterator over the messages a [`Receiver`] has now
+/// ([`Receiver::try_iter`]).
+pub type TryIter<'a> = crate::message::TryIter<'a, Receiver>;
 
-    fn next(&mut self) -> Option<Vec<u8>> {
-        self.rx.recv().ok()
+impl MessageReceiver for Receiver {
+    /// [`Receiver::recv`] with a deadline; the [`Meta`] is the default (the
+    /// channel carries bytes only).
+    fn recv_until(&mut self, deadline: Deadline) -> Result<(Vec<u8>, Meta)> {
+        self.recv_at(deadline).map(|msg| (msg, Meta::default()))
+    }
+
+    /// Copies straight from the ring into `buf`, reusing its allocation.
+    fn recv_into_until(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<Meta> {
+        self.recv_into_at(buf, deadline).map(|()| Meta::default())
     }
 }

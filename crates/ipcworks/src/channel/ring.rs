@@ -260,7 +260,7 @@ impl<M: Memory> Ring<M> {
         let big_enough = span(max)
             .and_then(|s| s.checked_mul(2))
             .is_some_and(|s| s <= cap);
-        if !cap.is_power_of_two() || cap < 64 || !big_enough || head % RECORD_ALIGN != 0 {
+        if !cap.is_power_of_two() || cap < 64 || !big_enough || !head.is_multiple_of(RECORD_ALIGN) {
             return Err(Error::corrupted(format!(
                 "ring layout: capacity {cap}, max message {max}, head {head}"
             )));
@@ -336,7 +336,7 @@ impl<M: Memory> Ring<M> {
         }
         let r = p.reserve.load(Relaxed);
         let off = r & self.mask;
-        let fits = r % RECORD_ALIGN == 0
+        let fits = r.is_multiple_of(RECORD_ALIGN)
             && off + span <= self.cap
             && r.wrapping_sub(self.cached.get()) <= self.cap - span;
         let end = r.checked_add(span).filter(|_| fits);
@@ -355,7 +355,7 @@ impl<M: Memory> Ring<M> {
     /// whatever it wrote at `reserve` without advancing `reserve` is void.
     fn repair_after(&self, dead: u64) {
         let r = self.ctl().producer.0.reserve.load(Relaxed);
-        if r % RECORD_ALIGN != 0 {
+        if !r.is_multiple_of(RECORD_ALIGN) {
             return; // reserve_locked reports it
         }
         // A PAD stamp it may have written at `r` must not be taken for ours.
@@ -375,7 +375,7 @@ impl<M: Memory> Ring<M> {
         let p = &self.ctl().producer.0;
         let r = p.reserve.load(Relaxed);
         let bad = || Error::corrupted(format!("ring reserve index {r}"));
-        if r % RECORD_ALIGN != 0 {
+        if !r.is_multiple_of(RECORD_ALIGN) {
             return Err(bad());
         }
         let span = span(len).ok_or_else(bad)?;
@@ -390,7 +390,7 @@ impl<M: Memory> Ring<M> {
         let mut head = self.cached.get();
         if r.wrapping_sub(head) > self.cap - total {
             head = self.ctl().head.0.load(Acquire);
-            if head > r || r - head > self.cap || head % RECORD_ALIGN != 0 {
+            if head > r || r - head > self.cap || !head.is_multiple_of(RECORD_ALIGN) {
                 return Err(Error::corrupted(format!(
                     "ring head {head} does not fit reserve {r} (capacity {})",
                     self.cap
@@ -434,7 +434,7 @@ impl<M: Memory> Ring<M> {
                 slot.len
             )));
         }
-        if at % 8 == 0 {
+        if at.is_multiple_of(8) {
             // SAFETY: slot.off + slot.len <= cap (made by reserve_locked),
             // and at + src.len() <= slot.len; slot.off is 8-aligned.
             unsafe { self.mem.write(slot.off + at, src) };
@@ -647,7 +647,7 @@ impl<M: Memory> Ring<M> {
                 msg.len
             )));
         }
-        if at % 8 == 0 {
+        if at.is_multiple_of(8) {
             // SAFETY: msg.off + msg.len <= cap (checked_len), at + len <= msg.len.
             unsafe { self.mem.read(msg.off + at, dst) };
         } else {
@@ -749,7 +749,7 @@ impl<M: Memory> Ring<M> {
         let ctl = self.ctl();
         let head = ctl.head.0.load(Acquire);
         let reserve = ctl.producer.0.reserve.load(Acquire);
-        if head % RECORD_ALIGN != 0 || reserve < head || reserve - head > self.cap {
+        if !head.is_multiple_of(RECORD_ALIGN) || reserve < head || reserve - head > self.cap {
             self.mem.check()?;
             return Err(Error::corrupted(format!(
                 "ring head {head} does not fit reserve {reserve} (capacity {})",

@@ -10,8 +10,8 @@ use super::WaitStrategy;
 use super::ring::{Memory, Reserve, Ring, Slot};
 use super::shared::{RX_CLOSED, Shared, ShmMemory};
 use super::wait::block_on;
+use crate::message::{Deadline, MessageSender, Meta, SendTimeoutError, TrySendError};
 use crate::sys::proc::Identity;
-use crate::sys::time::Deadline;
 use crate::{Error, Result};
 
 /// The sending end of a shared-memory [channel](super).
@@ -161,28 +161,39 @@ impl Sender {
     /// [`max_message`](Self::max_message), [`Error::Disconnected`] if the
     /// receiver closed or died.
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        match self.reserve_fast(msg.len()) {
-            Some(slot) => self.fill_and_commit(slot, msg),
-            None => self.send_deadline(msg, None),
-        }
+        self.send_at(msg, Deadline::Never)
     }
 
-    /// Sends `msg` if there is room now, else [`Error::WouldBlock`].
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+    /// Sends `msg` if there is room now: [`TrySendError::Full`] if not,
+    /// [`TrySendError::Disconnected`] if the receiver is gone.
+    ///
+    /// (Returned [`Error`] before, with [`Error::WouldBlock`] for "full";
+    /// `?` still converts it.)
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        self.send_at(msg, Deadline::Now).map_err(TrySendError::from)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for room:
+    /// [`SendTimeoutError::Timeout`] after.
+    ///
+    /// (Returned [`Error`] before, with [`Error::Timeout`]; `?` still
+    /// converts it.)
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        self.send_at(msg, Deadline::after(timeout))
+            .map_err(SendTimeoutError::from)
+    }
+
+    /// The one send: every send method and [`MessageSender::send_until`]
+    /// are this with a deadline. The common case — the receiver is there
+    /// and the ring has room — takes the few-instruction reservation.
+    /// Always inlined, so each send method is the one function it was
+    /// before (no call in between on the hot path).
+    #[inline(always)]
+    fn send_at(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
         let slot = match self.reserve_fast(msg.len()) {
             Some(slot) => slot,
-            None => self.reserve(msg.len(), Some(Deadline::after(Duration::ZERO)), true)?,
+            None => self.reserve(msg.len(), deadline)?,
         };
-        self.fill_and_commit(slot, msg)
-    }
-
-    /// Sends `msg`, waiting at most `timeout` for room ([`Error::Timeout`]).
-    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.send_deadline(msg, Some(Deadline::after(timeout)))
-    }
-
-    fn send_deadline(&mut self, msg: &[u8], deadline: Option<Deadline>) -> Result<()> {
-        let slot = self.reserve(msg.len(), deadline, false)?;
         self.fill_and_commit(slot, msg)
     }
 
@@ -202,7 +213,7 @@ impl Sender {
     /// [`publish`](Loan::publish) it — no copy on the sending side.
     #[doc(alias = "zero-copy")]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        let slot = self.reserve(len, None, false)?;
+        let slot = self.reserve(len, Deadline::Never)?;
         Ok(Loan {
             sender: self,
             slot,
@@ -210,9 +221,16 @@ impl Sender {
         })
     }
 
-    /// Like [`loan`](Self::loan), waiting at most `timeout` for room.
-    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
-        let slot = self.reserve(len, Some(Deadline::after(timeout)), false)?;
+    /// Like [`loan`](Self::loan), waiting at most `timeout` for room:
+    /// [`SendTimeoutError::Timeout`] after. (Returned [`Error`] before.)
+    pub fn loan_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Loan<'_>, SendTimeoutError> {
+        let slot = self
+            .reserve(len, Deadline::after(timeout))
+            .map_err(SendTimeoutError::from)?;
         Ok(Loan {
             sender: self,
             slot,
@@ -254,8 +272,10 @@ impl Sender {
         self.ring.try_reserve_fast(len as u64, self.me, words)
     }
 
-    /// Reserves room for `len` bytes, as the wait strategy says.
-    fn reserve(&mut self, len: usize, deadline: Option<Deadline>, once: bool) -> Result<Slot> {
+    /// Reserves room for `len` bytes, as the wait strategy says, at most
+    /// until `deadline` ([`Deadline::Now`]: one attempt, `WouldBlock`).
+    fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<Slot> {
+        let once = deadline.is_now();
         let max = self.ring.max();
         if len as u64 > max {
             return Err(Error::MessageTooLarge {
@@ -296,7 +316,7 @@ impl Sender {
                             return Err(Error::WouldBlock);
                         }
                         let since = *busy_since.get_or_insert_with(Instant::now);
-                        if deadline.is_some_and(|d| d.expired()) {
+                        if deadline.expired() {
                             return Ok(None); // block_on reports Timeout
                         }
                         if since.elapsed() > Duration::from_millis(2) {
@@ -327,6 +347,14 @@ impl Sender {
             ),
         };
         self.shared().or_truncated(r)
+    }
+}
+
+impl MessageSender for Sender {
+    /// [`Sender::send`] with a deadline; `meta` does not apply (the
+    /// channel carries bytes only).
+    fn send_until(&mut self, msg: &[u8], _meta: Meta, deadline: Deadline) -> Result<()> {
+        self.send_at(msg, deadline)
     }
 }
 

@@ -383,7 +383,10 @@ unsafe impl Memory for ShmMemory {
     }
 
     fn word(&self, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.cap, "ring word {off}");
+        assert!(
+            off.is_multiple_of(8) && off + 8 <= self.cap,
+            "ring word {off}"
+        );
         // SAFETY: in bounds and 8-aligned (checked above; the data area is
         // page-aligned); atomics tolerate concurrent writers.
         unsafe { &*(self.ptr(off) as *const AtomicU64) }

@@ -43,7 +43,8 @@ impl Default for WaitStrategy {
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
 /// Retries `attempt` until it yields a value, waiting on `word` in between as
-/// `strategy` says. `prepare` announces a sleeper (sets the flag bit) and
+/// `strategy` says, at most until `deadline` (a [`Deadline::Now`] caller
+/// takes the non-blocking path instead: it never comes here). `prepare` announces a sleeper (sets the flag bit) and
 /// returns the futex value; `check_peer` runs before every sleep, and with
 /// `slow = true` (a liveness check through `/proc`) about once per
 /// [`SLICE`] of waiting: after a slice passes without a wake-up, and by the
@@ -59,7 +60,7 @@ pub(crate) const SLICE: Duration = Duration::from_millis(20);
 pub(crate) fn block_on<T>(
     strategy: WaitStrategy,
     word: &AtomicU32,
-    deadline: Option<Deadline>,
+    deadline: Deadline,
     mut probe: impl FnMut() -> bool,
     mut attempt: impl FnMut() -> Result<Option<T>>,
     mut prepare: impl FnMut() -> u32,
@@ -84,7 +85,7 @@ pub(crate) fn block_on<T>(
     let mut spins: u32 = 1;
     let mut woken = false;
     loop {
-        if (probe() || spins % 64 == 0)
+        if (probe() || spins.is_multiple_of(64))
             && let Some(v) = attempt()?
         {
             return Ok(v);
@@ -92,12 +93,12 @@ pub(crate) fn block_on<T>(
         spins = spins.wrapping_add(1);
         let now_spinning = start.is_some_and(|start| {
             // Look at the clock only every 64 turns.
-            spins % 64 != 0 || start.elapsed() < spin_for
+            !spins.is_multiple_of(64) || start.elapsed() < spin_for
         });
         if now_spinning {
             std::hint::spin_loop();
-            if spins % 64 == 0 {
-                if deadline.is_some_and(|d| d.expired()) {
+            if spins.is_multiple_of(64) {
+                if deadline.expired() {
                     return Err(Error::Timeout);
                 }
                 if last_check.is_none_or(|t| t.elapsed() >= SLICE) {
@@ -105,7 +106,7 @@ pub(crate) fn block_on<T>(
                     check_peer(true)?;
                     // Let other processes run on a crowded machine.
                     std::thread::yield_now();
-                } else if spins % 4096 == 0 {
+                } else if spins.is_multiple_of(4096) {
                     check_peer(false)?;
                 }
             }
@@ -128,12 +129,12 @@ pub(crate) fn block_on<T>(
         }
         let (slice_passed, fault) = match deadline {
             // One slice, timed by the kernel.
-            None => match futex::wait_for(word, v, SLICE) {
+            Deadline::Never => match futex::wait_for(word, v, SLICE) {
                 Wake::TimedOut => (true, false),
                 Wake::Fault => (false, true),
                 Wake::Retry => (false, false),
             },
-            Some(d) => match futex::wait_slice(word, v, Some(d), SLICE) {
+            d => match futex::wait_slice(word, v, d, SLICE) {
                 Wake::TimedOut => {
                     // One last look: the peer may have published just now.
                     return match attempt()? {

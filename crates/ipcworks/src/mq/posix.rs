@@ -15,10 +15,13 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use crate::message::{
+    Deadline, MessageReceiver, MessageSender, Meta, RecvTimeoutError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
 use crate::sys::Errno;
 use crate::sys::mem;
 use crate::sys::mq::{self, OpenHow, Wait};
-use crate::sys::time::Deadline;
 use crate::{Error, Result, name, registry};
 
 const KIND: &str = "POSIX message queue";
@@ -74,14 +77,6 @@ impl Default for QueueOptions {
             remove_on_drop: false,
         }
     }
-}
-
-/// How long a send or receive may wait.
-#[derive(Debug, Clone, Copy)]
-enum Until {
-    Forever,
-    Now,
-    Deadline(Deadline),
 }
 
 impl QueueOptions {
@@ -334,55 +329,77 @@ impl Queue {
     /// waiting while the queue is full (`mq_send`).
     #[doc(alias = "mq_send")]
     pub fn send(&self, msg: &[u8], priority: u32) -> Result<()> {
-        self.send_until(msg, priority, Until::Forever)
+        self.send_at(msg, priority, Deadline::Never)
     }
 
-    /// Sends without waiting: [`Error::WouldBlock`] when the queue is full.
-    pub fn try_send(&self, msg: &[u8], priority: u32) -> Result<()> {
-        self.send_until(msg, priority, Until::Now)
+    /// Sends without waiting: [`TrySendError::Full`] when the queue is
+    /// full. (Returned [`Error`] before, with [`Error::WouldBlock`]; `?`
+    /// still converts it.)
+    pub fn try_send(&self, msg: &[u8], priority: u32) -> Result<(), TrySendError> {
+        self.send_at(msg, priority, Deadline::Now)
+            .map_err(TrySendError::from)
     }
 
-    /// Sends, waiting at most `timeout` for room: [`Error::Timeout`] after
-    /// (`mq_timedsend`).
+    /// Sends, waiting at most `timeout` for room:
+    /// [`SendTimeoutError::Timeout`] after (`mq_timedsend`). (Returned
+    /// [`Error`] before.)
     #[doc(alias = "mq_timedsend")]
-    pub fn send_timeout(&self, msg: &[u8], priority: u32, timeout: Duration) -> Result<()> {
-        self.send_until(msg, priority, Until::Deadline(Deadline::after(timeout)))
+    pub fn send_timeout(
+        &self,
+        msg: &[u8],
+        priority: u32,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_at(msg, priority, Deadline::after(timeout))
+            .map_err(SendTimeoutError::from)
     }
 
     /// Receives the oldest message of the highest priority, waiting while
     /// the queue is empty (`mq_receive`). Returns it and its priority.
     #[doc(alias = "mq_receive")]
     pub fn recv(&self) -> Result<(Vec<u8>, u32)> {
-        self.recv_vec(Until::Forever)
+        self.recv_at(Deadline::Never)
     }
 
-    /// Receives without waiting: [`Error::WouldBlock`] when empty.
-    pub fn try_recv(&self) -> Result<(Vec<u8>, u32)> {
-        self.recv_vec(Until::Now)
+    /// Receives without waiting: [`TryRecvError::Empty`] when empty (a
+    /// queue has no "disconnected": it outlives its users). (Returned
+    /// [`Error`] before, with [`Error::WouldBlock`].)
+    pub fn try_recv(&self) -> Result<(Vec<u8>, u32), TryRecvError> {
+        self.recv_at(Deadline::Now).map_err(TryRecvError::from)
     }
 
-    /// Receives, waiting at most `timeout`: [`Error::Timeout`] after
-    /// (`mq_timedreceive`).
+    /// Receives, waiting at most `timeout`: [`RecvTimeoutError::Timeout`]
+    /// after (`mq_timedreceive`). (Returned [`Error`] before.)
     #[doc(alias = "mq_timedreceive")]
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32)> {
-        self.recv_vec(Until::Deadline(Deadline::after(timeout)))
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32), RecvTimeoutError> {
+        self.recv_at(Deadline::after(timeout))
+            .map_err(RecvTimeoutError::from)
     }
 
     /// Receives into `buf`, which must hold at least
     /// [`max_message`](Self::max_message) bytes (the kernel's rule), without
     /// allocating. Returns the message's length and priority.
     pub fn recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
-        self.recv_until(buf, Until::Forever)
+        self.recv_slice_at(buf, Deadline::Never)
     }
 
-    /// [`recv_into`](Self::recv_into) with a timeout (`None` waits for ever).
+    /// [`recv_into`](Self::recv_into) without waiting:
+    /// [`TryRecvError::Empty`] when empty.
+    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32), TryRecvError> {
+        self.recv_slice_at(buf, Deadline::Now)
+            .map_err(TryRecvError::from)
+    }
+
+    /// [`recv_into`](Self::recv_into), waiting at most `timeout`:
+    /// [`RecvTimeoutError::Timeout`] after. (Took an `Option<Duration>` and
+    /// returned [`Error`] before.)
     pub fn recv_into_timeout(
         &self,
         buf: &mut [u8],
-        timeout: Option<Duration>,
-    ) -> Result<(usize, u32)> {
-        let until = timeout.map_or(Until::Forever, |t| Until::Deadline(Deadline::after(t)));
-        self.recv_until(buf, until)
+        timeout: Duration,
+    ) -> Result<(usize, u32), RecvTimeoutError> {
+        self.recv_slice_at(buf, Deadline::after(timeout))
+            .map_err(RecvTimeoutError::from)
     }
 
     /// Removes the name now (`mq_unlink`); this handle (and every other open
@@ -404,7 +421,9 @@ impl Queue {
         self.remove_on_drop = remove;
     }
 
-    fn send_until(&self, msg: &[u8], priority: u32, until: Until) -> Result<()> {
+    /// The one send: every send method and the message interface's
+    /// `send_until` are this with a deadline.
+    fn send_at(&self, msg: &[u8], priority: u32, until: Deadline) -> Result<()> {
         if msg.len() > self.max_message {
             return Err(Error::MessageTooLarge {
                 len: msg.len(),
@@ -427,14 +446,33 @@ impl Queue {
         }
     }
 
-    fn recv_vec(&self, until: Until) -> Result<(Vec<u8>, u32)> {
-        let mut buf = vec![0u8; self.max_message];
-        let (n, prio) = self.recv_until(&mut buf, until)?;
-        buf.truncate(n);
+    /// The one receive into a new vector.
+    fn recv_at(&self, until: Deadline) -> Result<(Vec<u8>, u32)> {
+        let mut buf = Vec::new();
+        let prio = self.recv_vec_at(&mut buf, until)?;
         Ok((buf, prio))
     }
 
-    fn recv_until(&self, buf: &mut [u8], until: Until) -> Result<(usize, u32)> {
+    /// The one receive into a caller's vector: grown to the queue's
+    /// message size for the kernel (only the part beyond its old length is
+    /// zeroed), then cut to the message's length.
+    fn recv_vec_at(&self, buf: &mut Vec<u8>, until: Deadline) -> Result<u32> {
+        buf.resize(buf.len().max(self.max_message), 0);
+        match self.recv_slice_at(buf, until) {
+            Ok((n, prio)) => {
+                buf.truncate(n);
+                Ok(prio)
+            }
+            Err(e) => {
+                buf.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// The one receive into a caller's slice (`mq_receive` needs room for
+    /// the queue's largest message).
+    fn recv_slice_at(&self, buf: &mut [u8], until: Deadline) -> Result<(usize, u32)> {
         if buf.len() < self.max_message {
             return Err(Error::InvalidArgument(format!(
                 "{KIND} {:?}: a receive buffer of {} bytes is smaller than the queue's \
@@ -453,12 +491,12 @@ impl Queue {
     }
 
     /// `Ok(())` means: try again (interrupted, or woken early).
-    fn retry_or_fail(&self, e: Errno, until: Until, op: &'static str, len: usize) -> Result<()> {
+    fn retry_or_fail(&self, e: Errno, until: Deadline, op: &'static str, len: usize) -> Result<()> {
         match e {
             Errno::INTR => Ok(()),
             Errno::TIMEDOUT => match until {
-                Until::Now => Err(Error::WouldBlock),
-                Until::Deadline(d) if d.expired() => Err(Error::Timeout),
+                Deadline::Now => Err(Error::WouldBlock),
+                Deadline::At(_) if until.expired() => Err(Error::Timeout),
                 // The wall clock moved; recompute from the monotonic deadline.
                 _ => Ok(()),
             },
@@ -472,11 +510,11 @@ impl Queue {
     }
 }
 
-fn wait_for(until: Until) -> Wait {
-    match until {
-        Until::Forever => Wait::Forever,
-        Until::Now => Wait::Never,
-        Until::Deadline(d) => d.remaining().map_or(Wait::Never, Wait::For),
+fn wait_for(until: Deadline) -> Wait {
+    match until.remaining() {
+        None => Wait::Forever,
+        Some(left) if left.is_zero() => Wait::Never,
+        Some(left) => Wait::For(left),
     }
 }
 
@@ -495,4 +533,33 @@ impl Drop for Queue {
     }
 }
 
-crate::endpoint::priority_queue_endpoint!(Queue, QueueOptions);
+impl MessageSender for Queue {
+    /// [`Queue::send`] with `meta.priority` and a deadline.
+    fn send_until(&mut self, msg: &[u8], meta: Meta, deadline: Deadline) -> Result<()> {
+        self.send_at(msg, meta.priority, deadline)
+    }
+
+    /// The queue's descriptor: writable when there is room.
+    fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+}
+
+impl MessageReceiver for Queue {
+    /// [`Queue::recv`] with a deadline; the priority comes back in
+    /// [`Meta::priority`].
+    fn recv_until(&mut self, deadline: Deadline) -> Result<(Vec<u8>, Meta)> {
+        let (msg, priority) = self.recv_at(deadline)?;
+        Ok((msg, Meta::with_priority(priority)))
+    }
+
+    /// Receives straight into `buf`, reusing its allocation.
+    fn recv_into_until(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<Meta> {
+        self.recv_vec_at(buf, deadline).map(Meta::with_priority)
+    }
+
+    /// The queue's descriptor: readable when a message is waiting.
+    fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+}

@@ -18,11 +18,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
+use crate::message::{
+    Deadline, MessageReceiver, MessageSender, Meta, RecvTimeoutError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
 use crate::sys::Errno;
 use crate::sys::mem;
 use crate::sys::sysv::{self, MsgBuf};
-use crate::sys::time::Deadline;
 use crate::sys::user;
 use crate::{Error, Result, registry};
 
@@ -89,13 +91,6 @@ impl Default for QueueOptions {
             remove_on_drop: false,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Until {
-    Forever,
-    Now,
-    Deadline(Deadline),
 }
 
 fn key_name(key: i32) -> String {
@@ -347,18 +342,28 @@ impl Queue {
     /// is full (`msgsnd`).
     #[doc(alias = "msgsnd")]
     pub fn send(&self, msg: &[u8], mtype: i64) -> Result<()> {
-        self.send_until(msg, mtype, Until::Forever)
+        self.send_at(msg, mtype, Deadline::Never)
     }
 
-    /// Sends without waiting (`IPC_NOWAIT`): [`Error::WouldBlock`] when full.
-    pub fn try_send(&self, msg: &[u8], mtype: i64) -> Result<()> {
-        self.send_until(msg, mtype, Until::Now)
+    /// Sends without waiting (`IPC_NOWAIT`): [`TrySendError::Full`] when
+    /// full. (Returned [`Error`] before, with [`Error::WouldBlock`]; `?`
+    /// still converts it.)
+    pub fn try_send(&self, msg: &[u8], mtype: i64) -> Result<(), TrySendError> {
+        self.send_at(msg, mtype, Deadline::Now)
+            .map_err(TrySendError::from)
     }
 
     /// Sends, waiting at most `timeout` for room (polled; see the module
-    /// docs): [`Error::Timeout`] after.
-    pub fn send_timeout(&self, msg: &[u8], mtype: i64, timeout: Duration) -> Result<()> {
-        self.send_until(msg, mtype, Until::Deadline(Deadline::after(timeout)))
+    /// docs): [`SendTimeoutError::Timeout`] after. (Returned [`Error`]
+    /// before.)
+    pub fn send_timeout(
+        &self,
+        msg: &[u8],
+        mtype: i64,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_at(msg, mtype, Deadline::after(timeout))
+            .map_err(SendTimeoutError::from)
     }
 
     /// Receives the message `mtype` selects (0 any, >0 that type, <0 the
@@ -366,22 +371,31 @@ impl Queue {
     /// there is none (`msgrcv`). Returns its text and type.
     #[doc(alias = "msgrcv")]
     pub fn recv(&self, mtype: i64) -> Result<(Vec<u8>, i64)> {
-        self.recv_until(mtype, Until::Forever)
+        self.recv_at(mtype, Deadline::Never)
     }
 
-    /// Receives without waiting (`IPC_NOWAIT`): [`Error::WouldBlock`] when
-    /// no message matches.
-    pub fn try_recv(&self, mtype: i64) -> Result<(Vec<u8>, i64)> {
-        self.recv_until(mtype, Until::Now)
+    /// Receives without waiting (`IPC_NOWAIT`): [`TryRecvError::Empty`]
+    /// when no message matches. (Returned [`Error`] before, with
+    /// [`Error::WouldBlock`].)
+    pub fn try_recv(&self, mtype: i64) -> Result<(Vec<u8>, i64), TryRecvError> {
+        self.recv_at(mtype, Deadline::Now)
+            .map_err(TryRecvError::from)
     }
 
     /// Receives, waiting at most `timeout` (polled; see the module docs):
-    /// [`Error::Timeout`] after.
-    pub fn recv_timeout(&self, mtype: i64, timeout: Duration) -> Result<(Vec<u8>, i64)> {
-        self.recv_until(mtype, Until::Deadline(Deadline::after(timeout)))
+    /// [`RecvTimeoutError::Timeout`] after. (Returned [`Error`] before.)
+    pub fn recv_timeout(
+        &self,
+        mtype: i64,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, i64), RecvTimeoutError> {
+        self.recv_at(mtype, Deadline::after(timeout))
+            .map_err(RecvTimeoutError::from)
     }
 
-    fn send_until(&self, msg: &[u8], mtype: i64, until: Until) -> Result<()> {
+    /// The one send: every send method and the message interface's
+    /// `send_until` are this with a deadline.
+    fn send_at(&self, msg: &[u8], mtype: i64, until: Deadline) -> Result<()> {
         if mtype < 1 {
             return Err(Error::InvalidArgument(format!(
                 "{}: message type {mtype} is invalid; a sent message's type must be at least 1",
@@ -418,7 +432,9 @@ impl Queue {
         })
     }
 
-    fn recv_until(&self, mtype: i64, until: Until) -> Result<(Vec<u8>, i64)> {
+    /// The one receive: every receive method and [`Receiver`]'s
+    /// `recv_until` are this with a deadline.
+    fn recv_at(&self, mtype: i64, until: Deadline) -> Result<(Vec<u8>, i64)> {
         let mut buf = MsgBuf::new(self.max_message);
         loop {
             match self.retrying(until, "msgrcv", |flags| {
@@ -458,13 +474,13 @@ impl Queue {
     /// with short sleeps until the deadline.
     fn retrying<T>(
         &self,
-        until: Until,
+        until: Deadline,
         op: &'static str,
         mut call: impl FnMut(i32) -> std::result::Result<T, Errno>,
     ) -> Result<T> {
         let flags = match until {
-            Until::Forever => 0,
-            Until::Now | Until::Deadline(_) => libc::IPC_NOWAIT,
+            Deadline::Never => 0,
+            Deadline::Now | Deadline::At(_) => libc::IPC_NOWAIT,
         };
         let mut nap = Duration::from_micros(100);
         loop {
@@ -472,14 +488,13 @@ impl Queue {
                 Ok(v) => return Ok(v),
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN | Errno::NOMSG) => match until {
-                    Until::Now | Until::Forever => return Err(Error::WouldBlock),
-                    Until::Deadline(d) => match d.remaining() {
-                        None => return Err(Error::Timeout),
-                        Some(left) => {
-                            std::thread::sleep(nap.min(left));
-                            nap = (nap * 2).min(Duration::from_millis(5));
-                        }
-                    },
+                    Deadline::Now | Deadline::Never => return Err(Error::WouldBlock),
+                    Deadline::At(_) if until.expired() => return Err(Error::Timeout),
+                    Deadline::At(_) => {
+                        let left = until.remaining().unwrap_or_default();
+                        std::thread::sleep(nap.min(left));
+                        nap = (nap * 2).min(Duration::from_millis(5));
+                    }
                 },
                 Err(Errno::IDRM) => return Err(self.removed()),
                 Err(Errno::ACCESS) => {
@@ -500,45 +515,66 @@ impl Drop for Queue {
     }
 }
 
-/// Opens `sysv:KEY` for an endpoint; with `create`, creates it if missing
-/// (mode 0600, persistent). `opts.capacity` and `opts.max_message` do not
-/// apply: System V sizes a queue in bytes (`kernel.msgmnb`) and messages
-/// by `kernel.msgmax`.
-pub(crate) fn open_endpoint(key: i32, _opts: &Options, create: bool) -> Result<Queue> {
-    if create {
-        Ok(QueueOptions::new().open_or_create(key)?.0)
-    } else {
-        QueueOptions::new().open(key)
-    }
-}
-
-/// The endpoint's receiver: a queue and the type it selects.
-#[derive(Debug)]
-pub(crate) struct EndpointReceiver {
-    pub(crate) queue: Queue,
-    pub(crate) mtype: i64,
-}
-
-impl DynSender for Queue {
-    /// Sends with `meta.msg_type`, or type 1 when it is 0 (not given).
-    fn send(&mut self, msg: &[u8], meta: Meta) -> Result<()> {
+impl MessageSender for Queue {
+    /// [`Queue::send`] with `meta.msg_type`, or type 1 when it is 0 (not
+    /// given), and a deadline.
+    fn send_until(&mut self, msg: &[u8], meta: Meta, deadline: Deadline) -> Result<()> {
         let t = if meta.msg_type == 0 { 1 } else { meta.msg_type };
-        Queue::send(self, msg, t)
+        self.send_at(msg, t, deadline)
     }
 }
 
-impl DynReceiver for EndpointReceiver {
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<(Vec<u8>, Meta)> {
-        let (msg, msg_type) = match timeout {
-            Some(t) => self.queue.recv_timeout(self.mtype, t)?,
-            None => self.queue.recv(self.mtype)?,
-        };
-        Ok((
-            msg,
-            Meta {
-                msg_type,
-                ..Meta::default()
-            },
-        ))
+/// The receiving end of a System V queue for the message interface: the
+/// queue and the type it selects (`msgrcv(2)`'s `msgtyp`: 0 any, `t > 0`
+/// type `t`, `t < 0` the lowest type up to `|t|`).
+///
+/// ```no_run
+/// use ipcworks::message::MessageReceiver;
+/// use ipcworks::mq::sysv::{Queue, Receiver};
+///
+/// # fn main() -> ipcworks::Result<()> {
+/// let q = Queue::open_or_create(0x5157)?.0;
+/// q.send(b"later", 2)?;
+/// q.send(b"first", 1)?;
+/// let mut rx = Receiver::new(q, -2); // lowest type up to 2 first
+/// let (msg, meta) = rx.recv_with_meta()?;
+/// assert_eq!((msg.as_slice(), meta.msg_type), (&b"first"[..], 1));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Receiver {
+    queue: Queue,
+    mtype: i64,
+}
+
+impl Receiver {
+    /// Receives from `queue` the messages `mtype` selects.
+    pub fn new(queue: Queue, mtype: i64) -> Receiver {
+        Receiver { queue, mtype }
+    }
+
+    /// The type selection (`msgtyp`).
+    pub fn msg_type(&self) -> i64 {
+        self.mtype
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// The queue, taken back.
+    pub fn into_queue(self) -> Queue {
+        self.queue
+    }
+}
+
+impl MessageReceiver for Receiver {
+    /// [`Queue::recv`] with this receiver's type selection and a deadline;
+    /// the message's type comes back in [`Meta::msg_type`].
+    fn recv_until(&mut self, deadline: Deadline) -> Result<(Vec<u8>, Meta)> {
+        let (msg, msg_type) = self.queue.recv_at(self.mtype, deadline)?;
+        Ok((msg, Meta::with_type(msg_type)))
     }
 }

@@ -323,14 +323,10 @@ fn open_write(path: &Path, mode: u32, timeout: Option<Duration>) -> Result<PipeW
         match sys::open_nonblocking(path, true) {
             Ok(fd) => break fd,
             Err(Errno::NXIO) => {
-                if deadline.is_some_and(|d| d.expired()) {
+                if deadline.expired() {
                     return Err(Error::Timeout);
                 }
-                let nap_now = match deadline.and_then(|d| d.remaining()) {
-                    Some(left) => nap.min(left),
-                    None if deadline.is_some() => return Err(Error::Timeout),
-                    None => nap,
-                };
+                let nap_now = deadline.remaining().map_or(nap, |left| nap.min(left));
                 std::thread::sleep(nap_now);
                 nap = (nap * 2).min(Duration::from_millis(20));
             }

@@ -353,21 +353,21 @@ fn label_stacks(regions: &mut [Region], pid: u32, threads: &[(u32, String)], sps
         }
     }
     for &(tid, sp) in sps {
-        if let Some(i) = regions.iter().position(|r| r.start <= sp && sp < r.end) {
-            if matches!(
+        if let Some(i) = regions.iter().position(|r| r.start <= sp && sp < r.end)
+            && matches!(
                 regions[i].region,
                 RegionKind::Anonymous | RegionKind::Stack { .. }
-            ) {
-                regions[i].region = RegionKind::Stack {
-                    tid,
-                    name: name_of(tid),
-                };
-                if i > 0
-                    && regions[i - 1].end == regions[i].start
-                    && regions[i - 1].perms.starts_with("---")
-                {
-                    regions[i - 1].region = RegionKind::StackGuard;
-                }
+            )
+        {
+            regions[i].region = RegionKind::Stack {
+                tid,
+                name: name_of(tid),
+            };
+            if i > 0
+                && regions[i - 1].end == regions[i].start
+                && regions[i - 1].perms.starts_with("---")
+            {
+                regions[i - 1].region = RegionKind::StackGuard;
             }
         }
     }

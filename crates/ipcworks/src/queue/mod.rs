@@ -215,9 +215,12 @@ pub use slots::MAX_PRIORITY;
 
 #[cfg(doc)]
 use crate::Error;
+use crate::message::{
+    Deadline, MessageReceiver, MessageSender, Meta, RecvTimeoutError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
 use crate::shm::{self, Named, Segment, SegmentOptions};
 use crate::sync::{RawMutex, RawSemaphore};
-use crate::sys::time::Deadline;
 use crate::{Result, name};
 
 /// Prefix of a named queue's segment in `/dev/shm`.
@@ -316,22 +319,6 @@ pub struct Stats {
     pub recovered_sends: u64,
     /// Half-done receives of dead processes undone (message made ready again).
     pub recovered_recvs: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Until {
-    Forever,
-    Now,
-    At(Deadline),
-}
-
-impl Until {
-    fn deadline(self) -> Option<Deadline> {
-        match self {
-            Until::At(d) => Some(d),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -582,34 +569,47 @@ impl Queue {
     /// received first), waiting while the queue is full.
     #[doc(alias = "P(empty)")]
     pub fn send(&self, msg: &[u8], priority: u32) -> Result<()> {
-        self.send_until(msg, priority, Until::Forever)
+        self.send_at(msg, priority, Deadline::Never)
     }
 
-    /// Sends if there is room now, else [`Error::WouldBlock`].
-    pub fn try_send(&self, msg: &[u8], priority: u32) -> Result<()> {
-        self.send_until(msg, priority, Until::Now)
+    /// Sends if there is room now, else [`TrySendError::Full`]. (Returned
+    /// [`Error`] before, with [`Error::WouldBlock`]; `?` still converts it.)
+    pub fn try_send(&self, msg: &[u8], priority: u32) -> Result<(), TrySendError> {
+        self.send_at(msg, priority, Deadline::Now)
+            .map_err(TrySendError::from)
     }
 
-    /// Sends, waiting at most `timeout` for room, else [`Error::Timeout`].
-    pub fn send_timeout(&self, msg: &[u8], priority: u32, timeout: Duration) -> Result<()> {
-        self.send_until(msg, priority, Until::At(Deadline::after(timeout)))
+    /// Sends, waiting at most `timeout` for room, else
+    /// [`SendTimeoutError::Timeout`]. (Returned [`Error`] before.)
+    pub fn send_timeout(
+        &self,
+        msg: &[u8],
+        priority: u32,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_at(msg, priority, Deadline::after(timeout))
+            .map_err(SendTimeoutError::from)
     }
 
     /// Receives the oldest message of the highest priority, with its
     /// priority, waiting while the queue is empty.
     #[doc(alias = "P(full)")]
     pub fn recv(&self) -> Result<(Vec<u8>, u32)> {
-        self.recv_until(Until::Forever)
+        self.recv_at(Deadline::Never)
     }
 
-    /// Receives if a message is there now, else [`Error::WouldBlock`].
-    pub fn try_recv(&self) -> Result<(Vec<u8>, u32)> {
-        self.recv_until(Until::Now)
+    /// Receives if a message is there now, else [`TryRecvError::Empty`]
+    /// (a queue has no "disconnected": it outlives its users). (Returned
+    /// [`Error`] before, with [`Error::WouldBlock`].)
+    pub fn try_recv(&self) -> Result<(Vec<u8>, u32), TryRecvError> {
+        self.recv_at(Deadline::Now).map_err(TryRecvError::from)
     }
 
-    /// Receives, waiting at most `timeout`, else [`Error::Timeout`].
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32)> {
-        self.recv_until(Until::At(Deadline::after(timeout)))
+    /// Receives, waiting at most `timeout`, else
+    /// [`RecvTimeoutError::Timeout`]. (Returned [`Error`] before.)
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32), RecvTimeoutError> {
+        self.recv_at(Deadline::after(timeout))
+            .map_err(RecvTimeoutError::from)
     }
 
     /// Receives the oldest message of the highest priority into `buf`,
@@ -620,19 +620,25 @@ impl Queue {
     /// [`max_message`](Self::max_message) bytes always fits.
     #[doc(alias = "mq_receive")]
     pub fn recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
-        self.recv_into_until(buf, Until::Forever)
+        self.recv_slice_at(buf, Deadline::Never)
     }
 
     /// [`recv_into`](Self::recv_into) if a message is there now, else
-    /// [`Error::WouldBlock`].
-    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
-        self.recv_into_until(buf, Until::Now)
+    /// [`TryRecvError::Empty`]. (Returned [`Error`] before.)
+    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32), TryRecvError> {
+        self.recv_slice_at(buf, Deadline::Now)
+            .map_err(TryRecvError::from)
     }
 
     /// [`recv_into`](Self::recv_into), waiting at most `timeout`, else
-    /// [`Error::Timeout`].
-    pub fn recv_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(usize, u32)> {
-        self.recv_into_until(buf, Until::At(Deadline::after(timeout)))
+    /// [`RecvTimeoutError::Timeout`]. (Returned [`Error`] before.)
+    pub fn recv_into_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<(usize, u32), RecvTimeoutError> {
+        self.recv_slice_at(buf, Deadline::after(timeout))
+            .map_err(RecvTimeoutError::from)
     }
 
     /// Messages ready to be received (a snapshot, see [`stats`](Self::stats)).
@@ -682,7 +688,7 @@ impl Queue {
     /// holds the recovery lock for over a second (recovery takes
     /// microseconds: that process is stopped, or the segment is garbage).
     pub fn recover(&self) -> Result<(u64, u64)> {
-        let r = self.recover_until(Some(Deadline::after(ops::TRY_LOCK)));
+        let r = self.recover_until(Deadline::after(ops::TRY_LOCK));
         let undone = self.or_truncated(r)?;
         // Judged from zeros of a truncated segment, it undid nothing real.
         self.seg.check_intact()?;
@@ -696,7 +702,26 @@ impl AsFd for Queue {
     }
 }
 
-crate::endpoint::priority_queue_endpoint!(Queue, QueueOptions);
+impl MessageSender for Queue {
+    /// [`Queue::send`] with `meta.priority` and a deadline.
+    fn send_until(&mut self, msg: &[u8], meta: Meta, deadline: Deadline) -> Result<()> {
+        self.send_at(msg, meta.priority, deadline)
+    }
+}
+
+impl MessageReceiver for Queue {
+    /// [`Queue::recv`] with a deadline; the priority comes back in
+    /// [`Meta::priority`].
+    fn recv_until(&mut self, deadline: Deadline) -> Result<(Vec<u8>, Meta)> {
+        let (msg, priority) = self.recv_at(deadline)?;
+        Ok((msg, Meta::with_priority(priority)))
+    }
+
+    /// Copies straight out of the slot into `buf`, reusing its allocation.
+    fn recv_into_until(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<Meta> {
+        self.recv_vec_at(buf, deadline).map(Meta::with_priority)
+    }
+}
 
 #[cfg(test)]
 mod tests;

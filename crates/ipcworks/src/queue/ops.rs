@@ -9,11 +9,11 @@ use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
 use super::slots::{self, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, WRITING};
-use super::{MAX_PRIORITY, Queue, SLICE, Side, Until};
+use super::{MAX_PRIORITY, Queue, SLICE, Side};
+use crate::message::Deadline;
 use crate::primitive::{AtomicU32, AtomicU64};
 use crate::sync::Acquired;
 use crate::sys::proc::{self, Identity, Status};
-use crate::sys::time::Deadline;
 use crate::{Error, Result};
 
 /// Permits beyond the capacity that a semaphore may hold before it counts
@@ -301,7 +301,7 @@ impl Queue {
     /// Claims a slot for `want` (a FREE one to write, the best READY one
     /// to read), waiting as `until` says. [`Error::Truncated`] in place of
     /// any other failure once the segment is found truncated.
-    pub(super) fn claim(&self, want: Want<'_>, until: Until) -> Result<Claimed> {
+    pub(super) fn claim(&self, want: Want<'_>, until: Deadline) -> Result<Claimed> {
         let r = self.claim_inner(want, until);
         self.or_truncated(r)
     }
@@ -312,9 +312,9 @@ impl Queue {
         r.map_err(|e| self.seg.explain(e))
     }
 
-    fn claim_inner(&self, mut want: Want<'_>, until: Until) -> Result<Claimed> {
+    fn claim_inner(&self, mut want: Want<'_>, until: Deadline) -> Result<Claimed> {
         let side = want.side();
-        if let (Side::Recv, Until::Now) = (side, until)
+        if let (Side::Recv, Deadline::Now) = (side, until)
             && self.still_empty()
         {
             return Err(Error::WouldBlock);
@@ -327,7 +327,7 @@ impl Queue {
         loop {
             // Read before the look (see `still_empty`).
             let seq = match (side, until) {
-                (Side::Recv, Until::Now) => Some(self.header().next_seq.load(Acquire)),
+                (Side::Recv, Deadline::Now) => Some(self.header().next_seq.load(Acquire)),
                 _ => None,
             };
             let busy = match self.look(&mut want, me)? {
@@ -353,7 +353,7 @@ impl Queue {
                 self.quiet_polls.store(0, Relaxed);
             }
             self.check_permits(side)?;
-            if let Until::Now = until {
+            if until.is_now() {
                 if let (Some((i, w)), true) = (busy, may_settle) {
                     // Someone copies: give them a moment, then judge them.
                     may_settle = false;
@@ -365,7 +365,7 @@ impl Queue {
                     may_recover = false;
                     // A recoverer that holds the lock for a second is
                     // stopped or the segment is garbage: don't wait on.
-                    match self.recover_until(Some(Deadline::after(TRY_LOCK))) {
+                    match self.recover_until(Deadline::after(TRY_LOCK)) {
                         Ok((0, 0)) => {}
                         Ok(_) => continue,
                         Err(Error::Timeout) => return Err(Error::WouldBlock),
@@ -382,17 +382,13 @@ impl Queue {
                 // messages or slots that come meanwhile; the next slice
                 // tries again.
                 may_recover = false;
-                let lock_by = Deadline::after(TRY_LOCK);
-                let lock_by = until.deadline().map_or(lock_by, |d| d.min(lock_by));
-                match self.recover_until(Some(lock_by)) {
+                match self.recover_until(until.min(Deadline::after(TRY_LOCK))) {
                     Ok((0, 0)) | Err(Error::Timeout) => {}
                     Ok(_) => continue,
                     Err(e) => return Err(e),
                 }
             }
-            if let Until::At(d) = until
-                && d.expired()
-            {
+            if until.expired() {
                 return Err(Error::Timeout);
             }
             if may_spin {
@@ -436,7 +432,7 @@ impl Queue {
         }
         let polls = self.quiet_polls.load(Relaxed).wrapping_add(1);
         self.quiet_polls.store(polls, Relaxed);
-        polls % 64 != 0
+        !polls.is_multiple_of(64)
     }
 
     /// Waits (at most [`SETTLE`]) for busy slot `i`, seen as word `w`, to
@@ -464,7 +460,7 @@ impl Queue {
     /// Registers as a sleeper, looks once more, and sleeps on `side`'s
     /// semaphore for one slice at most. Returns whether the slice passed
     /// without a wake-up.
-    fn sleep(&self, side: Side, until: Until) -> Result<bool> {
+    fn sleep(&self, side: Side, until: Deadline) -> Result<bool> {
         let n = self.sleepers(side);
         n.fetch_add(1, SeqCst);
         // Dekker with `wake`: either a commit after this fence sees us
@@ -473,9 +469,10 @@ impl Queue {
         let res = match self.anything(side) {
             true => Ok(false),
             false => {
-                let slice = Deadline::after(SLICE);
-                let until = until.deadline().map_or(slice, |d| d.min(slice));
-                match self.sem(side).wait_deadline(until) {
+                match self
+                    .sem(side)
+                    .wait_deadline(until.min(Deadline::after(SLICE)))
+                {
                     Ok(()) => Ok(false),
                     // A slice without a wake-up: a cut that removed no
                     // page we touch faults nowhere, so look at the size.
@@ -536,7 +533,7 @@ impl Queue {
     /// because when the peer needs this CPU (more runnable threads than
     /// cores) spinning only delays it. Never on a single-CPU machine,
     /// never past the caller's deadline.
-    fn spin(&self, side: Side, until: Until) {
+    fn spin(&self, side: Side, until: Deadline) {
         static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         // Online CPUs, not this thread's affinity: a process pinned to one
         // core has its peer on another.
@@ -549,10 +546,9 @@ impl Queue {
             return;
         }
         let start = Instant::now();
-        let limit = match until.deadline() {
-            Some(d) => d.remaining().unwrap_or_default().min(self.spin),
-            None => self.spin,
-        };
+        let limit = until
+            .remaining()
+            .map_or(self.spin, |left| left.min(self.spin));
         // Mostly watch the one slot most likely to change (with one sender
         // going round, the next one to fill or to free), and all of them
         // every 16th turn: reading every slot's line on every turn would
@@ -615,7 +611,9 @@ impl Queue {
         ))
     }
 
-    pub(super) fn send_until(&self, msg: &[u8], priority: u32, until: Until) -> Result<()> {
+    /// The one send: every send method and the message interface's
+    /// `send_until` are this with a deadline.
+    pub(super) fn send_at(&self, msg: &[u8], priority: u32, until: Deadline) -> Result<()> {
         if msg.len() > self.geo.max_message {
             return Err(Error::MessageTooLarge {
                 len: msg.len(),
@@ -658,16 +656,24 @@ impl Queue {
         self.seg.check_intact()
     }
 
-    pub(super) fn recv_until(&self, until: Until) -> Result<(Vec<u8>, u32)> {
+    /// The one receive into a new vector.
+    pub(super) fn recv_at(&self, until: Deadline) -> Result<(Vec<u8>, u32)> {
         let mut buf = Vec::new();
-        let prio = self.recv_with(until, usize::MAX, |len| {
-            buf.resize(len, 0);
-            &mut buf[..]
-        })?;
+        let prio = self.recv_vec_at(&mut buf, until)?;
         Ok((buf, prio))
     }
 
-    pub(super) fn recv_into_until(&self, buf: &mut [u8], until: Until) -> Result<(usize, u32)> {
+    /// The one receive into a caller's vector, resized to the message's
+    /// length (only the part beyond its old length is zeroed first).
+    pub(super) fn recv_vec_at(&self, buf: &mut Vec<u8>, until: Deadline) -> Result<u32> {
+        self.recv_with(until, usize::MAX, |len| {
+            buf.resize(len, 0);
+            &mut buf[..]
+        })
+    }
+
+    /// The one receive into a caller's slice.
+    pub(super) fn recv_slice_at(&self, buf: &mut [u8], until: Deadline) -> Result<(usize, u32)> {
         let mut n = 0;
         // A message longer than `buf` is refused before it is claimed
         // (MessageTooLarge), and stays first in line.
@@ -683,7 +689,7 @@ impl Queue {
     /// message's length (at most `limit`: checked before the claim).
     fn recv_with<'b>(
         &self,
-        until: Until,
+        until: Deadline,
         limit: usize,
         sink: impl FnOnce(usize) -> &'b mut [u8],
     ) -> Result<u32> {
@@ -729,7 +735,7 @@ impl Queue {
     /// recovery mutex, so two recoverers never judge the same slot at
     /// once), then wakes sleepers for what came back. Returns how many
     /// sends and receives were undone.
-    pub(super) fn recover_until(&self, deadline: Option<Deadline>) -> Result<(u64, u64)> {
+    pub(super) fn recover_until(&self, deadline: Deadline) -> Result<(u64, u64)> {
         let m = self.mutex();
         let repaired = match m.lock_until(deadline) {
             Ok(Acquired::Consistent) => false,

@@ -35,7 +35,7 @@ fn priority_then_fifo() {
             (b"a".to_vec(), 1)
         ]
     );
-    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)));
     let s = q.stats().unwrap();
     assert_eq!((s.sent, s.received, s.depth), (4, 4, 0));
 }
@@ -90,10 +90,10 @@ fn full_empty_too_large_bad_priority() {
     let q = small(2, 4);
     q.send(b"", 0).unwrap();
     q.try_send(b"1234", MAX_PRIORITY).unwrap();
-    assert!(matches!(q.try_send(b"x", 0), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_send(b"x", 0), Err(TrySendError::Full)));
     assert!(matches!(
         q.send_timeout(b"x", 0, Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(SendTimeoutError::Timeout)
     ));
     assert!(matches!(
         q.send(b"12345", 0),
@@ -107,7 +107,7 @@ fn full_empty_too_large_bad_priority() {
     assert_eq!(q.recv().unwrap(), (vec![], 0));
     assert!(matches!(
         q.recv_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(RecvTimeoutError::Timeout)
     ));
     assert!(matches!(
         Queue::options().capacity(0).anonymous(),
@@ -168,7 +168,7 @@ fn a_stuck_recoverer_does_not_keep_a_blocked_receive_from_a_new_message() {
         .store(slots::word(slots::WRITING, me.id(), 0), SeqCst);
     // This thread takes the recovery lock and keeps it.
     let m = q.mutex();
-    assert!(m.lock_until(None).is_ok());
+    assert!(m.lock_until(crate::message::Deadline::Never).is_ok());
     let (tx, rx) = std::sync::mpsc::channel();
     let receiver = {
         let q = q.clone();
@@ -219,7 +219,7 @@ fn recovery_of_dead_owners() {
     assert_eq!(q.recv().unwrap(), (b"kept".to_vec(), 7));
     q.send(b"a", 0).unwrap();
     q.send(b"b", 0).unwrap();
-    assert!(matches!(q.try_send(b"c", 0), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_send(b"c", 0), Err(TrySendError::Full)));
     let s = q.stats().unwrap();
     assert_eq!(
         (s.recovered_sends, s.recovered_recvs, s.received),
@@ -266,7 +266,10 @@ fn absurd_semaphore_count_is_corrupted() {
         q.sem(Side::Recv).post().unwrap();
     }
     assert!(matches!(q.recv(), Err(Error::Corrupted { .. })));
-    assert!(matches!(q.try_recv(), Err(Error::Corrupted { .. })));
+    assert!(matches!(
+        q.try_recv(),
+        Err(TryRecvError::Other(Error::Corrupted { .. }))
+    ));
 }
 
 proptest! {
@@ -336,8 +339,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// What a call on a scribbled queue may answer besides `Ok`.
-fn tolerated<T: std::fmt::Debug>(r: Result<T>, op: &Op) {
-    if let Err(e) = r {
+fn tolerated<T: std::fmt::Debug, E: Into<Error>>(r: Result<T, E>, op: &Op) {
+    if let Err(e) = r.map_err(Into::into) {
         assert!(
             matches!(
                 e,
@@ -388,8 +391,8 @@ proptest! {
                 }
                 Op::TryRecv | Op::RecvTimeout => {
                     let r = match op {
-                        Op::TryRecv => queue.try_recv(),
-                        _ => queue.recv_timeout(Duration::from_millis(1)),
+                        Op::TryRecv => queue.try_recv().map_err(Error::from),
+                        _ => queue.recv_timeout(Duration::from_millis(1)).map_err(Error::from),
                     };
                     if let Ok((m, p)) = &r {
                         prop_assert!(m.len() <= MAX && *p <= MAX_PRIORITY, "{op:?}: {} bytes, priority {p}", m.len());
@@ -437,7 +440,10 @@ fn recv_into_a_buffer_and_too_small_leaves_the_message() {
     let mut small_buf = [0u8; 3];
     assert!(matches!(
         q.try_recv_into(&mut small_buf),
-        Err(Error::MessageTooLarge { len: 5, max: 3 })
+        Err(TryRecvError::Other(Error::MessageTooLarge {
+            len: 5,
+            max: 3
+        }))
     ));
     assert!(matches!(
         q.recv_into(&mut small_buf),
@@ -448,10 +454,13 @@ fn recv_into_a_buffer_and_too_small_leaves_the_message() {
     assert_eq!(&buf[..5], b"hello");
     assert_eq!(q.try_recv_into(&mut buf).unwrap(), (1, 1));
     assert_eq!(&buf[..1], b"x");
-    assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+    assert!(matches!(
+        q.try_recv_into(&mut buf),
+        Err(TryRecvError::Empty)
+    ));
     assert!(matches!(
         q.recv_into_timeout(&mut buf, Duration::from_millis(20)),
-        Err(Error::Timeout)
+        Err(RecvTimeoutError::Timeout)
     ));
     let s = q.stats().unwrap();
     assert_eq!((s.sent, s.received, s.depth, s.reading), (2, 2, 0, 0));
@@ -500,10 +509,10 @@ fn a_refused_message_is_never_overtaken_by_a_later_one() {
             let mut small_buf = [0u8; 8];
             while !stop.load(Relaxed) {
                 match q.try_recv_into(&mut small_buf) {
-                    Err(Error::MessageTooLarge { max: 8, .. }) => {
+                    Err(TryRecvError::Other(Error::MessageTooLarge { max: 8, .. })) => {
                         refused.fetch_add(1, Relaxed);
                     }
-                    Err(Error::WouldBlock) => {}
+                    Err(TryRecvError::Empty) => {}
                     other => return Err(format!("the small receiver got {other:?}")),
                 }
             }
@@ -549,7 +558,10 @@ fn a_refused_message_is_never_overtaken_by_a_later_one() {
 fn quiet_polling_still_finds_what_came_without_a_number() {
     let q = small(4, 16);
     let mut buf = [0u8; 16];
-    assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+    assert!(matches!(
+        q.try_recv_into(&mut buf),
+        Err(TryRecvError::Empty)
+    ));
     let seq = q.header().next_seq.load(SeqCst);
     let me = Identity::process();
     let dead = Identity::new(me.id(), 1).raw();
@@ -563,14 +575,20 @@ fn quiet_polling_still_finds_what_came_without_a_number() {
     );
     let mut polls = 0;
     while q.stats().unwrap().recovered_sends == 0 {
-        assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+        assert!(matches!(
+            q.try_recv_into(&mut buf),
+            Err(TryRecvError::Empty)
+        ));
         polls += 1;
         assert!(polls <= 64, "the dead sender's slot was not recovered");
     }
     assert!(polls > 1, "a quiet poll looked at once ({polls} polls)");
     assert_eq!(q.stats().unwrap().writing, 0);
     // Quiet again; then a whole message in slot 1 that took no number.
-    assert!(matches!(q.try_recv_into(&mut buf), Err(Error::WouldBlock)));
+    assert!(matches!(
+        q.try_recv_into(&mut buf),
+        Err(TryRecvError::Empty)
+    ));
     let s = q.slot(1);
     s.seq.store(seq, SeqCst);
     s.priority.store(3, SeqCst);
@@ -586,7 +604,7 @@ fn quiet_polling_still_finds_what_came_without_a_number() {
     let got = loop {
         match q.try_recv_into(&mut buf) {
             Ok(got) => break got,
-            Err(Error::WouldBlock) => polls += 1,
+            Err(TryRecvError::Empty) => polls += 1,
             Err(e) => panic!("{e}"),
         }
         assert!(polls <= 64, "the message without a number was never found");

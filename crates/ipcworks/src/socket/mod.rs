@@ -38,15 +38,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod address;
+mod file;
 mod listener;
 #[cfg(feature = "server")]
 mod server;
-pub(crate) mod stream;
 mod unix;
 
-pub use listener::{SocketFile, UnixListener, is_live};
+pub use address::Address;
+pub use file::{SocketFile, is_live};
+pub use listener::UnixListener;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use server::{Handler, Peer, Server, ServerOptions, ServerStats, ShutdownHandle};
-pub use stream::{StreamReceiver, StreamSender};
 pub use unix::{PeerCred, UnixDatagram, UnixSeqpacket, UnixStream};

@@ -17,9 +17,9 @@ use mio::net::{
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use self::conn::{Conn, Outcome, flush, serve};
-use super::listener::{SocketFile, bind_path};
+use super::address::Address;
+use super::file::{SocketFile, bind_path};
 use super::unix::PeerCred;
-use crate::endpoint::Endpoint;
 use crate::frame::{self, Framing};
 use crate::sys::fdio;
 use crate::sys::socket::Kind;
@@ -222,21 +222,14 @@ impl ServerOptions {
         )
     }
 
-    /// Binds at a `tcp:` or `unix:` endpoint.
-    pub fn bind(&self, ep: &Endpoint) -> Result<Server> {
-        match ep {
-            Endpoint::Tcp { host, port } => {
-                let addr = if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                };
-                self.bind_tcp(&addr)
-            }
-            Endpoint::Unix(p) => self.bind_unix(p),
-            other => Err(Error::InvalidArgument(format!(
-                "cannot serve on {other}: a server listens on tcp:HOST:PORT or unix:PATH"
-            ))),
+    /// Binds at a TCP or Unix address ([`bind_tcp`](Self::bind_tcp) or
+    /// [`bind_unix`](Self::bind_unix)). (Took an endpoint before; the
+    /// endpoint layer's `ipcworks::endpoint::bind_server` does
+    /// that now.)
+    pub fn bind(&self, addr: &Address) -> Result<Server> {
+        match addr {
+            Address::Tcp { .. } => self.bind_tcp(&addr.authority()),
+            Address::Unix(p) => self.bind_unix(p),
         }
     }
 }
@@ -403,9 +396,9 @@ impl Server {
         })
     }
 
-    /// Binds with default options at a `tcp:` or `unix:` endpoint.
-    pub fn bind(ep: &Endpoint) -> Result<Server> {
-        ServerOptions::new().bind(ep)
+    /// Binds with default options at a TCP or Unix address.
+    pub fn bind(addr: &Address) -> Result<Server> {
+        ServerOptions::new().bind(addr)
     }
 
     /// The TCP address actually bound (useful after binding port 0).

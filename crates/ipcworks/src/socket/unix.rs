@@ -270,7 +270,7 @@ macro_rules! message_socket {
             /// [`recv`](Self::recv), waiting at most `timeout`
             /// ([`Error::Timeout`]).
             pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-                let ready = fdio::wait(self.0.as_fd(), Ready::Read, Some(Deadline::after(timeout)))
+                let ready = fdio::wait(self.0.as_fd(), Ready::Read, Deadline::after(timeout))
                     .map_err(|e| Error::io("poll", e))?;
                 if !ready {
                     return Err(Error::Timeout);
@@ -360,7 +360,7 @@ impl UnixDatagram {
     /// safe way as [`UnixListener::bind`](super::UnixListener::bind). The
     /// returned guard removes the file on drop.
     pub fn bind(path: impl AsRef<Path>) -> Result<(Self, super::SocketFile)> {
-        let (fd, file) = super::listener::bind_path(path.as_ref(), Kind::Datagram, 0o600)?;
+        let (fd, file) = super::file::bind_path(path.as_ref(), Kind::Datagram, 0o600)?;
         Ok((UnixDatagram(fd), file))
     }
 

@@ -80,28 +80,26 @@ pub enum Ready {
 }
 
 /// `poll([fd], events, timeout)` on one descriptor until it is ready or the
-/// deadline passes (`None` waits for ever). `EINTR` is retried with the time
-/// that is left. Returns `false` on timeout. Hang-up and error conditions
-/// count as ready: the following read or write reports them.
+/// deadline passes. `EINTR` is retried with the time that is left. Returns
+/// `false` on timeout. [`Deadline::Now`] (or one that has passed) polls
+/// once without waiting, so a ready descriptor is still reported. Hang-up
+/// and error conditions count as ready: the following read or write
+/// reports them.
 #[doc(alias = "poll")]
-pub fn wait(fd: BorrowedFd<'_>, what: Ready, deadline: Option<Deadline>) -> Result<bool, Errno> {
+pub fn wait(fd: BorrowedFd<'_>, what: Ready, deadline: Deadline) -> Result<bool, Errno> {
     let events = match what {
         Ready::Read => PollFlags::IN,
         Ready::Write => PollFlags::OUT,
     };
     loop {
-        let timeout = match deadline {
-            None => None,
-            Some(d) => match d.remaining() {
-                None => return Ok(false),
-                Some(left) => Some(timespec(left)),
-            },
-        };
+        let timeout = deadline.remaining().map(timespec);
         let mut fds = [PollFd::new(&fd, events)];
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e),
-            Ok(0) => continue, // re-check the deadline (timer slack)
+            // Re-check the deadline (timer slack).
+            Ok(0) if deadline.expired() => return Ok(false),
+            Ok(0) => continue,
             Ok(_) => return Ok(true),
         }
     }

@@ -28,26 +28,25 @@ pub enum Wake {
 }
 
 /// `futex(uaddr, FUTEX_WAIT, expected, timeout)`: sleeps while `*word ==
-/// expected`, at most until `deadline` (for ever when `None`).
+/// expected`, at most until `deadline`.
 ///
 /// Returns [`Wake::Retry`] on every kind of wake-up (including `EINTR` and a
 /// changed value); the caller re-reads the word and decides. Spurious
 /// returns are allowed, as with every futex. [`Wake::Fault`] when the
-/// word's page is gone (`EFAULT`).
+/// word's page is gone (`EFAULT`). An expired deadline (or
+/// [`Deadline::Now`]) returns [`Wake::TimedOut`] without a call.
 #[doc(alias = "futex")]
-pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Wake {
-    let ts = match deadline {
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Deadline) -> Wake {
+    let ts = match deadline.remaining() {
         None => None,
-        Some(d) => match d.remaining() {
-            None => return Wake::TimedOut,
-            Some(left) => Some(timespec(left)),
-        },
+        Some(left) if left.is_zero() => return Wake::TimedOut,
+        Some(left) => Some(timespec(left)),
     };
     match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
         Ok(()) => Wake::Retry,
         Err(rustix::io::Errno::FAULT) => Wake::Fault,
         Err(rustix::io::Errno::TIMEDOUT) => {
-            if deadline.is_some_and(|d| d.remaining().is_none()) {
+            if deadline.expired() {
                 Wake::TimedOut
             } else {
                 Wake::Retry
@@ -80,19 +79,9 @@ pub fn wait_for(word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
 /// `futex(uaddr, FUTEX_WAIT, expected, timeout)` for at most `slice`, bounded
 /// by `deadline`. Used by waiters that must look up now and then (is the
 /// holder still alive?) while they sleep.
-pub fn wait_slice(
-    word: &AtomicU32,
-    expected: u32,
-    deadline: Option<Deadline>,
-    slice: Duration,
-) -> Wake {
-    let slice_deadline = Deadline::after(slice);
-    let d = match deadline {
-        Some(d) if d.instant() < slice_deadline.instant() => d,
-        _ => slice_deadline,
-    };
-    match wait(word, expected, Some(d)) {
-        Wake::TimedOut if deadline.is_some_and(|d| d.remaining().is_none()) => Wake::TimedOut,
+pub fn wait_slice(word: &AtomicU32, expected: u32, deadline: Deadline, slice: Duration) -> Wake {
+    match wait(word, expected, deadline.min(Deadline::after(slice))) {
+        Wake::TimedOut if deadline.expired() => Wake::TimedOut,
         Wake::TimedOut | Wake::Retry => Wake::Retry,
         Wake::Fault => Wake::Fault,
     }
@@ -133,7 +122,7 @@ fn low_half(word: &AtomicU64) -> &AtomicU32 {
 
 /// [`wait`] on the low 32 bits of a 64-bit word: sleeps while those bits
 /// equal `expected`.
-pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Deadline>) -> Wake {
+pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Deadline) -> Wake {
     wait(low_half(word), expected, deadline)
 }
 

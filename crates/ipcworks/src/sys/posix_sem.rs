@@ -283,14 +283,18 @@ impl SemHandle {
     #[doc(alias = "sem_timedwait")]
     pub fn wait_until(&self, deadline: Deadline) -> Result<(), Errno> {
         loop {
-            let Some(left) = deadline.remaining() else {
-                return self.try_wait().map_err(|e| {
-                    if e == Errno::AGAIN {
-                        Errno::TIMEDOUT
-                    } else {
-                        e
-                    }
-                });
+            let left = match deadline.remaining() {
+                None => return self.wait(),
+                Some(left) if left.is_zero() => {
+                    return self.try_wait().map_err(|e| {
+                        if e == Errno::AGAIN {
+                            Errno::TIMEDOUT
+                        } else {
+                            e
+                        }
+                    });
+                }
+                Some(left) => left,
             };
             let r = self.timed(left);
             match r {

@@ -74,7 +74,7 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
 pub fn connect(fd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
     match rustix::net::connect(fd, &addr(path)?) {
         Err(Errno::INTR) => {
-            fdio::wait(fd, Ready::Write, None)?;
+            fdio::wait(fd, Ready::Write, super::time::Deadline::Never)?;
             rustix::net::sockopt::socket_error(fd)?
         }
         other => other,

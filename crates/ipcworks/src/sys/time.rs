@@ -1,43 +1,10 @@
-//! Deadlines on the monotonic clock, for blocking calls that retry after
-//! `EINTR` with the time that is left.
+//! Time for the kernel layer: the deadline type blocking calls take (they
+//! retry after `EINTR` with the time that is left), and a cheap coarse
+//! clock.
 
-use std::time::{Duration, Instant};
-
-/// A point in monotonic time by which a blocking call must return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Deadline(Instant);
-
-impl Deadline {
-    /// The deadline `timeout` from now (saturating far in the future).
-    pub fn after(timeout: Duration) -> Self {
-        let now = Instant::now();
-        Deadline(
-            now.checked_add(timeout)
-                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
-        )
-    }
-
-    /// A deadline for an optional timeout: `None` waits for ever.
-    pub fn from_timeout(timeout: Option<Duration>) -> Option<Self> {
-        timeout.map(Deadline::after)
-    }
-
-    /// The time left, or `None` once the deadline has passed.
-    pub fn remaining(&self) -> Option<Duration> {
-        let left = self.0.saturating_duration_since(Instant::now());
-        if left.is_zero() { None } else { Some(left) }
-    }
-
-    /// Whether the deadline has passed.
-    pub fn expired(&self) -> bool {
-        self.remaining().is_none()
-    }
-
-    /// The instant itself.
-    pub fn instant(&self) -> Instant {
-        self.0
-    }
-}
+/// The one deadline type, defined with the message interface
+/// ([`crate::message::Deadline`]); the kernel-facing helpers here take it.
+pub use crate::message::Deadline;
 
 /// Milliseconds on the coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`:
 /// a few nanoseconds to read, a few milliseconds of resolution), for

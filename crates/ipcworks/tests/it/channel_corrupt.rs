@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ipcworks::Error;
 use ipcworks::channel::{Channel, WaitStrategy};
+use ipcworks::message::TrySendError;
 use ipcworks::shm::Segment;
 use proptest::prelude::*;
 
@@ -50,8 +51,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn ok_or_expected<T>(r: ipcworks::Result<T>) {
-    match r {
+fn ok_or_expected<T, E: Into<Error>>(r: Result<T, E>) {
+    match r.map_err(Into::into) {
         Ok(_)
         | Err(Error::WouldBlock)
         | Err(Error::Timeout)
@@ -95,7 +96,7 @@ fn run(ops: &[Op], wait: WaitStrategy) {
             Op::TrySend(len) => {
                 if let Some(tx) = &mut tx {
                     match tx.try_send(&payload[..*len]) {
-                        Err(Error::MessageTooLarge { len: l, max }) => {
+                        Err(TrySendError::Other(Error::MessageTooLarge { len: l, max })) => {
                             assert_eq!((l, max), (*len, MAX))
                         }
                         r => ok_or_expected(r),
@@ -158,11 +159,11 @@ fn run(ops: &[Op], wait: WaitStrategy) {
                 }
                 match chan.sender() {
                     Ok(s) => tx = Some(s),
-                    Err(e) => ok_or_expected::<()>(Err(e)),
+                    Err(e) => ok_or_expected::<(), Error>(Err(e)),
                 }
                 match chan.receiver() {
                     Ok(r) => rx = Some(r),
-                    Err(e) => ok_or_expected::<()>(Err(e)),
+                    Err(e) => ok_or_expected::<(), Error>(Err(e)),
                 }
             }
         }

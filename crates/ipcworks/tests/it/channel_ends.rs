@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ipcworks::Error;
 use ipcworks::channel::{self, Channel, DEFAULT_CAPACITY_BYTES, MAX_SENDERS, Sender};
+use ipcworks::message::{RecvTimeoutError, TryRecvError};
 
 use crate::support::{self, KillOnDrop};
 
@@ -47,7 +48,7 @@ fn child() {
                         assert_eq!(m, next.to_le_bytes(), "message {next} out of order");
                         next += 1;
                     }
-                    Err(Error::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -195,9 +196,12 @@ fn try_clone_takes_a_slot_and_the_receiver_waits_for_every_clone() {
     drop(tx);
     clone.send(b"from the clone").unwrap();
     assert_eq!(rx.recv().unwrap(), b"from the clone");
-    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
     drop(clone);
-    assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
+    assert!(matches!(
+        rx.recv_timeout(LIMIT),
+        Err(RecvTimeoutError::Disconnected)
+    ));
 
     // Every clone takes a slot of its own: MAX_SENDERS in all.
     let chan = Channel::builder()
@@ -229,7 +233,7 @@ fn pair_hands_the_sending_end_to_a_child() {
                 assert_eq!(m, next.to_le_bytes(), "message {next} out of order");
                 next += 1;
             }
-            Err(Error::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
             Err(e) => panic!("after {next} messages: {e}"),
         }
     }
@@ -268,6 +272,9 @@ fn pair_receiver_sees_its_child_killed() {
     assert_eq!(rx.recv_timeout(LIMIT).unwrap(), b"one");
     child.kill9();
     let start = Instant::now();
-    assert!(matches!(rx.recv_timeout(LIMIT), Err(Error::Disconnected)));
+    assert!(matches!(
+        rx.recv_timeout(LIMIT),
+        Err(RecvTimeoutError::Disconnected)
+    ));
     assert!(start.elapsed() < Duration::from_secs(10));
 }

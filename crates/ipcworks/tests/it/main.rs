@@ -9,6 +9,7 @@ mod support;
 mod channel;
 mod channel_corrupt;
 mod channel_ends;
+mod conformance;
 mod frame;
 mod inventory;
 mod mq;

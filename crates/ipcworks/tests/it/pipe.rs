@@ -633,3 +633,30 @@ fn fifo_mode_is_not_applied_through_a_swapped_in_symlink() {
         "the attacker's symlink is left alone"
     );
 }
+
+/// A `fifo:` endpoint receiver whose first wait timed out (no writer yet)
+/// has not read its one stream: it still takes the writer that comes
+/// later, and ends only after that writer's end of stream.
+#[test]
+fn fifo_endpoint_receiver_waits_again_after_a_timeout() {
+    use ipcworks::endpoint::{Endpoint, Options, open_receiver, open_sender};
+    use ipcworks::message::{RecvTimeoutError, TryRecvError};
+    let path = TmpPath::new("late-writer.fifo");
+    let ep: Endpoint = format!("fifo:{}", path.0.display()).parse().unwrap();
+    let mut rx = open_receiver(&ep, &Options::default()).unwrap();
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(50)),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    let writer = std::thread::spawn(move || {
+        let mut tx = open_sender(&ep, &Options::default()).unwrap();
+        tx.send(b"late").unwrap();
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), b"late");
+    writer.join().unwrap();
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Err(RecvTimeoutError::Disconnected)
+    ));
+}

@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use ipcworks::Error;
-use ipcworks::endpoint::{self, Endpoint, Meta, Options};
+use ipcworks::endpoint::{self, Endpoint, Options};
+use ipcworks::message::{
+    Deadline, Meta, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
+};
 use ipcworks::process::Identity;
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
@@ -110,12 +113,6 @@ fn child() {
     let mut args = arg.split(',');
     let name = args.next().unwrap().to_string();
     match role.as_str() {
-        "send-priorities" => {
-            let q = Queue::open(&name).unwrap();
-            for (m, p) in [("a", 1), ("b", 5), ("c", 3), ("d", 5)] {
-                q.send(m.as_bytes(), p).unwrap();
-            }
-        }
         "recv-one-later" => {
             let q = Queue::open(&name).unwrap();
             std::thread::sleep(Duration::from_millis(300));
@@ -165,7 +162,7 @@ fn child() {
                 let (m, p) = if poll {
                     loop {
                         match q.try_recv() {
-                            Err(Error::WouldBlock) => std::thread::yield_now(),
+                            Err(TryRecvError::Empty) => std::thread::yield_now(),
                             r => break r.unwrap(),
                         }
                     }
@@ -248,7 +245,7 @@ fn child() {
         "endpoint-send" => {
             let ep: Endpoint = format!("queue:{name}").parse().unwrap();
             let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
-            tx.send(
+            tx.send_with(
                 b"hello",
                 Meta {
                     priority: 9,
@@ -256,7 +253,7 @@ fn child() {
                 },
             )
             .unwrap();
-            tx.send(b"low", Meta::default()).unwrap();
+            tx.send_with(b"low", Meta::default()).unwrap();
         }
         other => panic!("unknown role {other}"),
     }
@@ -264,32 +261,14 @@ fn child() {
 }
 
 #[test]
-fn priorities_1_5_3_5_come_out_5_5_3_1_in_send_order() {
-    let (q, g) = new_queue("prio", 8, 16);
-    let mut c = KillOnDrop::spawn(support::child("queue::child", "send-priorities", &g.name));
-    assert!(c.wait_for(Duration::from_secs(30)).success());
-    let got: Vec<(String, u32)> = (0..4)
-        .map(|_| {
-            let (m, p) = q.recv_timeout(Duration::from_secs(10)).unwrap();
-            (String::from_utf8(m).unwrap(), p)
-        })
-        .collect();
-    let want = [("b", 5), ("d", 5), ("c", 3), ("a", 1)].map(|(m, p)| (m.to_string(), p));
-    assert_eq!(got, want);
-    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
-    drop(q);
-    assert!(!shm_path(&g.name).exists());
-}
-
-#[test]
 fn full_queue_blocks_a_sender_until_a_receiver_takes_one_and_empty_blocks_a_receiver() {
     let (q, g) = new_queue("block", 2, 16);
     q.send(b"first", 1).unwrap();
     q.send(b"second", 1).unwrap();
-    assert!(matches!(q.try_send(b"x", 1), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_send(b"x", 1), Err(TrySendError::Full)));
     assert!(matches!(
         q.send_timeout(b"x", 1, Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(SendTimeoutError::Timeout)
     ));
     // Full: this send waits for the receiver process (it sleeps 300 ms first).
     let mut c =
@@ -303,7 +282,7 @@ fn full_queue_blocks_a_sender_until_a_receiver_takes_one_and_empty_blocks_a_rece
     // Empty: receivers wait (timeout variant times out), until a sender comes.
     assert!(matches!(
         q.recv_timeout(Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(RecvTimeoutError::Timeout)
     ));
     let mut s = KillOnDrop::spawn(support::child("queue::child", "send-one-later", &g.name));
     assert_eq!(
@@ -452,7 +431,7 @@ fn stress_4x4(tag: &str, kind: &str) {
         }
     }
     assert_eq!(seen.len(), 4 * PER as usize, "messages lost");
-    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)));
     let s = q.stats().unwrap();
     assert_eq!(
         (s.sent, s.received),
@@ -565,7 +544,7 @@ fn kill_9_producers_and_consumers_mid_stress_keeps_every_completed_operation() {
                 received.push((id, seq, p));
                 drained += 1;
             }
-            Err(Error::WouldBlock) => break,
+            Err(TryRecvError::Empty) => break,
             Err(e) => panic!("drain: {e}"),
         }
     }
@@ -632,14 +611,14 @@ fn kill_9_producers_and_consumers_mid_stress_keeps_every_completed_operation() {
     for i in 0..q.capacity() as u32 {
         q.try_send(&msg(99, i, 64), 2).unwrap();
     }
-    assert!(matches!(q.try_send(b"over", 2), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_send(b"over", 2), Err(TrySendError::Full)));
     for i in 0..q.capacity() as u32 {
         assert_eq!(
             q.recv_timeout(Duration::from_secs(5)).unwrap(),
             (msg(99, i, 64), 2)
         );
     }
-    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)));
     drop(q);
     drop(g);
 }
@@ -683,7 +662,7 @@ fn kill_9_mid_copy_never_delivers_a_torn_message_and_redelivers_an_unfinished_re
         match q.try_recv() {
             // The kill came after the commit: the whole message.
             Ok((m, p)) => assert!(p == 3 && m == big(tag), "torn message delivered"),
-            Err(Error::WouldBlock) => {}
+            Err(TryRecvError::Empty) => {}
             Err(e) => panic!("{e}"),
         }
         let s = q.stats().unwrap();
@@ -714,7 +693,7 @@ fn kill_9_mid_copy_never_delivers_a_torn_message_and_redelivers_an_unfinished_re
                 redelivered += 1;
             }
             // The child's receive completed before the kill.
-            Err(Error::WouldBlock) => {}
+            Err(TryRecvError::Empty) => {}
             Err(e) => panic!("{e}"),
         }
         let s = q.stats().unwrap();
@@ -735,7 +714,7 @@ fn kill_9_mid_copy_never_delivers_a_torn_message_and_redelivers_an_unfinished_re
     assert_eq!(s.recovered_recvs, redelivered);
     q.try_send(b"still", 1).unwrap();
     q.try_send(b"works", 2).unwrap();
-    assert!(matches!(q.try_send(b"full", 0), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_send(b"full", 0), Err(TrySendError::Full)));
     assert_eq!(q.recv().unwrap(), (b"works".to_vec(), 2));
     assert_eq!(q.recv().unwrap(), (b"still".to_vec(), 1));
     drop(q);
@@ -759,7 +738,7 @@ fn kill_9_while_holding_the_lock_is_recovered_by_the_next_locker() {
     c.kill9();
     q.send_timeout(b"a", 1, Duration::from_secs(10)).unwrap();
     q.send_timeout(b"b", 2, Duration::from_secs(10)).unwrap();
-    assert!(matches!(q.try_send(b"c", 0), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_send(b"c", 0), Err(TrySendError::Full)));
     let s = q.stats().unwrap();
     assert_eq!((s.recovered_sends, s.depth, s.writing), (1, 2, 0));
     assert_eq!(q.recv().unwrap(), (b"b".to_vec(), 2));
@@ -786,12 +765,16 @@ fn endpoint_sender_now_receiver_later_priority_intact() {
     assert_eq!(mode & 0o777, 0o600);
     let ep: Endpoint = format!("queue:{name}").parse().unwrap();
     let mut rx = endpoint::open_receiver(&ep, &Options::default()).unwrap();
-    let (m, meta) = rx.recv(Some(Duration::from_secs(10))).unwrap();
+    let (m, meta) = rx
+        .recv_until(Deadline::after(Duration::from_secs(10)))
+        .unwrap();
     assert_eq!((m.as_slice(), meta.priority), (&b"hello"[..], 9));
-    let (m, meta) = rx.recv(Some(Duration::from_secs(10))).unwrap();
+    let (m, meta) = rx
+        .recv_until(Deadline::after(Duration::from_secs(10)))
+        .unwrap();
     assert_eq!((m.as_slice(), meta.priority), (&b"low"[..], 0));
     assert!(matches!(
-        rx.recv(Some(Duration::from_millis(50))),
+        rx.recv_until(Deadline::after(Duration::from_millis(50))),
         Err(Error::Timeout)
     ));
     drop(rx);

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipcworks::Error;
-use ipcworks::endpoint::{Endpoint, Meta, Options, open_sender};
+use ipcworks::endpoint::{Endpoint, Options, open_sender};
 use ipcworks::frame::{FrameReader, FrameWriter, Framing};
+use ipcworks::message::Meta;
 use ipcworks::pipe::{self, PipeWriter};
 use ipcworks::shm::Segment;
 use ipcworks::socket::{
@@ -73,7 +74,7 @@ fn child() {
             drop(l);
             let mut failed = None;
             for _ in 0..1000 {
-                if let Err(e) = tx.send(&[b'x'; 1000], Meta::default()) {
+                if let Err(e) = tx.send_with(&[b'x'; 1000], Meta::default()) {
                     failed = Some(e);
                     break;
                 }

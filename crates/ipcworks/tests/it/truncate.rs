@@ -127,7 +127,7 @@ fn chan_both(name: &str, round: usize) -> String {
                 return "stopped".to_string();
             }
             let len = 1 + next(&mut sizes) as usize % 8192;
-            match tx.send_timeout(&msg[..len], TICK) {
+            match tx.send_timeout(&msg[..len], TICK).map_err(Error::from) {
                 Ok(()) | Err(Error::Timeout) => {}
                 Err(e) => return ended(&e),
             }
@@ -140,12 +140,18 @@ fn chan_both(name: &str, round: usize) -> String {
             break "stopped".to_string();
         }
         let r = match round % 3 {
-            0 => rx.recv_slice_timeout(&mut buf, TICK).map(drop),
-            1 => rx.recv_timeout(TICK).map(drop),
-            _ => rx.recv_ref_timeout(TICK).and_then(|m| {
-                let mut v = vec![0; m.len()];
-                m.copy_to(&mut v)
-            }),
+            0 => rx
+                .recv_slice_timeout(&mut buf, TICK)
+                .map(drop)
+                .map_err(Error::from),
+            1 => rx.recv_timeout(TICK).map(drop).map_err(Error::from),
+            _ => rx
+                .recv_ref_timeout(TICK)
+                .map_err(Error::from)
+                .and_then(|m| {
+                    let mut v = vec![0; m.len()];
+                    m.copy_to(&mut v)
+                }),
         };
         match r {
             Ok(()) | Err(Error::Timeout) => {}
@@ -185,7 +191,10 @@ fn chan_timed_recv(name: &str, round: usize) -> String {
     let mut rx = chan.receiver().unwrap();
     ready(round);
     loop {
-        match rx.recv_timeout(Duration::from_millis(5)) {
+        match rx
+            .recv_timeout(Duration::from_millis(5))
+            .map_err(Error::from)
+        {
             Ok(_) => return "rx=completed".into(),
             Err(Error::Timeout) => {}
             Err(e) => return format!("rx={}", ended(&e)),
@@ -234,7 +243,10 @@ fn queue_both(name: &str, round: usize) -> String {
                     return "stopped".to_string();
                 }
                 let len = [100, 3000, 8, 4096][n % 4];
-                match q.send_timeout(&msg[..len], (n % 4) as u32, TICK) {
+                match q
+                    .send_timeout(&msg[..len], (n % 4) as u32, TICK)
+                    .map_err(Error::from)
+                {
                     Ok(()) | Err(Error::Timeout) => {}
                     Err(e) => return ended(&e),
                 }
@@ -249,8 +261,11 @@ fn queue_both(name: &str, round: usize) -> String {
             break "stopped".to_string();
         }
         let r = match round % 2 {
-            0 => q.recv_timeout(TICK).map(drop),
-            _ => q.recv_into_timeout(&mut buf, TICK).map(drop),
+            0 => q.recv_timeout(TICK).map(drop).map_err(Error::from),
+            _ => q
+                .recv_into_timeout(&mut buf, TICK)
+                .map(drop)
+                .map_err(Error::from),
         };
         match r {
             Ok(()) | Err(Error::Timeout) => {}

@@ -132,7 +132,7 @@ impl<'a> RawMutex<'a> {
     #[doc(alias = "pthread_mutex_lock")]
     #[inline]
     pub fn lock(&self) -> Result<Acquired, RawError> {
-        self.lock_until(None)
+        self.lock_until(Deadline::Never)
     }
 
     /// Locks if nobody holds it now, else [`RawError::WouldBlock`].
@@ -146,12 +146,14 @@ impl<'a> RawMutex<'a> {
     #[doc(alias = "pthread_mutex_timedlock")]
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Acquired, RawError> {
-        self.lock_until(Some(Deadline::after(timeout)))
+        self.lock_until(Deadline::after(timeout))
     }
 
-    /// Locks, waiting until `deadline` (for ever when `None`).
+    /// Locks, waiting until `deadline` ([`Deadline::Now`] is
+    /// [`try_lock`](Self::try_lock) with a look at a dead holder first,
+    /// failing with [`RawError::TimedOut`]).
     #[inline]
-    pub fn lock_until(&self, deadline: Option<Deadline>) -> Result<Acquired, RawError> {
+    pub fn lock_until(&self, deadline: Deadline) -> Result<Acquired, RawError> {
         self.lock_with(raw::Wait::Until(deadline))
     }
 

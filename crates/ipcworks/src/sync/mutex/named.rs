@@ -106,7 +106,7 @@ impl raw::Host for WithCoHolder<'_> {
         Kernel.slice()
     }
 
-    fn wait(&self, word: &AtomicU64, expected: u64, until: Option<Deadline>) -> Wake {
+    fn wait(&self, word: &AtomicU64, expected: u64, until: Deadline) -> Wake {
         Kernel.wait(word, expected, until)
     }
 
@@ -379,7 +379,7 @@ where
     /// [`Error::InvalidArgument`] instead of waiting for ever.
     #[doc(alias = "pthread_mutex_lock")]
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<'_, T>> {
-        self.lock_with(Wait::Until(None))
+        self.lock_with(Wait::Until(Deadline::Never))
     }
 
     /// Locks if nobody holds it now, else [`Error::WouldBlock`]. If the
@@ -396,7 +396,7 @@ where
     /// ([`LockError::OwnerDead`]) rather than reported as a timeout.
     #[doc(alias = "pthread_mutex_timedlock")]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError<'_, T>> {
-        self.lock_with(Wait::Until(Some(Deadline::after(timeout))))
+        self.lock_with(Wait::Until(Deadline::after(timeout)))
     }
 
     #[inline]

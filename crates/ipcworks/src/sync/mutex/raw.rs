@@ -183,7 +183,7 @@ pub(crate) trait Host {
     fn slice(&self) -> Option<Duration>;
     /// Sleeps while `*word == expected` (the kernel compares the futex
     /// half), at most until `until`.
-    fn wait(&self, word: &AtomicU64, expected: u64, until: Option<Deadline>) -> Wake;
+    fn wait(&self, word: &AtomicU64, expected: u64, until: Deadline) -> Wake;
     /// Wakes one sleeper, or all.
     fn wake(&self, word: &AtomicU64, all: bool);
     /// Whether the holder named by `ident` (an identity: id and start time)
@@ -196,8 +196,8 @@ pub(crate) trait Host {
 pub(crate) enum Wait {
     /// Not at all (`try_lock`).
     No,
-    /// Until the deadline, or for ever when `None`.
-    Until(Option<Deadline>),
+    /// Until the deadline.
+    Until(Deadline),
 }
 
 /// Locks `st` as the thread whose full identity is `me` (id in the high
@@ -253,7 +253,7 @@ fn lock_slow<H: Host>(
     wait: Wait,
 ) -> Result<Acquired, RawError> {
     let deadline = match wait {
-        Wait::No => None,
+        Wait::No => Deadline::Now,
         Wait::Until(d) => d,
     };
     let mut spins = H::SPIN;
@@ -295,7 +295,7 @@ fn lock_slow<H: Host>(
             std::hint::spin_loop();
             continue;
         }
-        if deadline.is_some_and(|d| d.expired()) {
+        if deadline.expired() {
             // A timeout shorter than the liveness slice would otherwise
             // never look at the holder: look once before giving up.
             if !looked {
@@ -330,10 +330,7 @@ fn lock_slow<H: Host>(
                 next_check = Some(Deadline::after(slice));
                 continue;
             }
-            until = Some(match deadline {
-                Some(d) if d < check => d,
-                _ => check,
-            });
+            until = deadline.min(check);
         }
         // Retry (woken, EINTR, changed word) or TimedOut (deadline or slice
         // end): the loop re-reads everything and decides.
@@ -418,7 +415,7 @@ impl Host for Kernel {
         Some(LIVENESS_SLICE)
     }
 
-    fn wait(&self, word: &AtomicU64, expected: u64, until: Option<Deadline>) -> Wake {
+    fn wait(&self, word: &AtomicU64, expected: u64, until: Deadline) -> Wake {
         crate::sys::futex::wait_low(word, expected as u32, until)
     }
 
@@ -461,7 +458,7 @@ mod loom_tests {
             None
         }
 
-        fn wait(&self, word: &AtomicU64, expected: u64, _until: Option<Deadline>) -> Wake {
+        fn wait(&self, word: &AtomicU64, expected: u64, _until: Deadline) -> Wake {
             let g = self.m.lock().unwrap();
             if word.load(std::sync::atomic::Ordering::SeqCst) != expected {
                 return Wake::Retry;
@@ -516,7 +513,7 @@ mod loom_tests {
     }
 
     fn increment(s: &Shared, tid: u32) {
-        let r = lock_as(s, ident(tid), Wait::Until(None));
+        let r = lock_as(s, ident(tid), Wait::Until(Deadline::Never));
         assert_eq!(r, Ok(Acquired::Consistent));
         // loom reports any access here that is not ordered by the lock.
         s.data.with_mut(|p| {
@@ -562,7 +559,7 @@ mod loom_tests {
 
     #[test]
     fn blocked_locker_learns_not_recoverable() {
-        not_recoverable(Wait::Until(None));
+        not_recoverable(Wait::Until(Deadline::Never));
     }
 
     fn not_recoverable(wait: Wait) {
@@ -590,13 +587,13 @@ mod loom_tests {
             });
             // Pretend we took over from a dead holder, then give up.
             assert_eq!(
-                lock_as(&s, ident(2), Wait::Until(None)),
+                lock_as(&s, ident(2), Wait::Until(Deadline::Never)),
                 Ok(Acquired::Consistent)
             );
             s.st.state.store(OWNER_DEAD, Relaxed);
             unlock(&s.st, &s.host);
             assert_eq!(
-                lock_as(&s, ident(2), Wait::Until(None)),
+                lock_as(&s, ident(2), Wait::Until(Deadline::Never)),
                 Err(RawError::NotRecoverable)
             );
             t.join().unwrap();
@@ -630,14 +627,14 @@ mod loom_tests {
             });
             // The old thread 5, long gone: it locked and unlocked cleanly.
             assert_eq!(
-                lock_as(&s, OLD5, Wait::Until(None)),
+                lock_as(&s, OLD5, Wait::Until(Deadline::Never)),
                 Ok(Acquired::Consistent)
             );
             unlock(&s.st, &s.host);
             let s2 = s.clone();
             let new5 = loom::thread::spawn(move || {
                 assert_eq!(
-                    lock_as(&s2, NEW5, Wait::Until(None)),
+                    lock_as(&s2, NEW5, Wait::Until(Deadline::Never)),
                     Ok(Acquired::Consistent)
                 );
                 s2.data.with_mut(|p| {

@@ -26,13 +26,7 @@ impl Env for Futex {
         Identity::from_raw(ident).is_alive()
     }
 
-    fn sleep(
-        &self,
-        word: &AtomicU32,
-        expected: u32,
-        deadline: Option<Deadline>,
-        watch: bool,
-    ) -> bool {
+    fn sleep(&self, word: &AtomicU32, expected: u32, deadline: Deadline, watch: bool) -> bool {
         // An untimed futex wait is cheaper (no timer to arm): use it when
         // nobody needs watching.
         let woke = if watch {

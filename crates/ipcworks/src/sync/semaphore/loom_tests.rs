@@ -51,7 +51,7 @@ impl Env for LoomEnv {
         let id = (ident >> 32) as usize;
         id < 4 && self.shared.alive[id].load(SeqCst)
     }
-    fn sleep(&self, _w: &AtomicU32, _e: u32, _d: Option<Deadline>, _watch: bool) -> bool {
+    fn sleep(&self, _w: &AtomicU32, _e: u32, _d: Deadline, _watch: bool) -> bool {
         loom::thread::yield_now();
         true
     }
@@ -87,7 +87,7 @@ fn post_wakes_a_waiter() {
         let sh2 = sh.clone();
         let t = loom::thread::spawn(move || {
             let e = env(1, &sh2, None);
-            wait(&sh2.st, &e, None, &|| false, || Ok(())).unwrap();
+            wait(&sh2.st, &e, Deadline::Never, &|| false, || Ok(())).unwrap();
         });
         post(&sh.st, &env(2, &sh, None)).unwrap();
         t.join().unwrap();
@@ -104,7 +104,7 @@ fn acquire_release_is_exclusive_for_one_permit() {
                 let sh = sh.clone();
                 loom::thread::spawn(move || {
                     let e = env(id, &sh, None);
-                    let s = sh.pool().acquire(&e, None, false).unwrap();
+                    let s = sh.pool().acquire(&e, Deadline::Never, false).unwrap();
                     assert_eq!(sh.inside.fetch_add(1, SeqCst), 0, "two holders");
                     sh.inside.fetch_sub(1, SeqCst);
                     sh.pool().release(&e, s).unwrap();
@@ -143,7 +143,7 @@ fn crash_case_with(step: Option<Step>, others: u64) {
         let sh1 = sh.clone();
         let victim = loom::thread::spawn(move || {
             let e = env(1, &sh1, step);
-            let s = sh1.pool().acquire(&e, None, false).unwrap();
+            let s = sh1.pool().acquire(&e, Deadline::Never, false).unwrap();
             if !sh1.alive[1].load(SeqCst) {
                 return;
             }
@@ -157,7 +157,7 @@ fn crash_case_with(step: Option<Step>, others: u64) {
                 let sh2 = sh.clone();
                 loom::thread::spawn(move || {
                     let e = env(2 + i, &sh2, None);
-                    let s = sh2.pool().acquire(&e, None, false).unwrap();
+                    let s = sh2.pool().acquire(&e, Deadline::Never, false).unwrap();
                     sh2.pool().release(&e, s).unwrap();
                 })
             })
@@ -227,7 +227,10 @@ fn killed_in_release_step_1_two_repairers() {
 fn a_running_co_holder_keeps_a_dead_owners_permit() {
     loom::model(|| {
         let sh = Shared::new(1, 2);
-        let s = sh.pool().acquire(&env(1, &sh, None), None, false).unwrap();
+        let s = sh
+            .pool()
+            .acquire(&env(1, &sh, None), Deadline::Never, false)
+            .unwrap();
         let running = Arc::new(AtomicBool::new(false));
         let (sh3, run3) = (sh.clone(), running.clone());
         let child = loom::thread::spawn(move || {
@@ -241,7 +244,7 @@ fn a_running_co_holder_keeps_a_dead_owners_permit() {
         });
         let sh1 = sh.clone();
         let killer = loom::thread::spawn(move || sh1.alive[1].store(false, SeqCst));
-        let got = sh.pool().acquire(&env(2, &sh, None), None, true);
+        let got = sh.pool().acquire(&env(2, &sh, None), Deadline::Never, true);
         child.join().unwrap();
         killer.join().unwrap();
         match got {

@@ -101,7 +101,7 @@ mod plain {
         #[doc(alias = "sem_wait")]
         #[doc(alias = "P")]
         pub fn wait(&self) -> Result<()> {
-            raw::wait(self.st, &Futex, None, &|| false, || Ok(()))
+            raw::wait(self.st, &Futex, Deadline::Never, &|| false, || Ok(()))
         }
 
         /// Takes a permit if one is there, else [`Error::WouldBlock`](crate::Error::WouldBlock).
@@ -119,7 +119,7 @@ mod plain {
 
         /// P until a deadline.
         pub fn wait_deadline(&self, deadline: Deadline) -> Result<()> {
-            raw::wait(self.st, &Futex, Some(deadline), &|| false, || Ok(()))
+            raw::wait(self.st, &Futex, deadline, &|| false, || Ok(()))
         }
 
         /// V: gives a permit back, waking one sleeper (`FUTEX_WAKE` only if

