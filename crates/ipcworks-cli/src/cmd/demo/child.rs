@@ -5,7 +5,7 @@
 //! over a socket on its standard input (`SCM_RIGHTS`).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::Context;
 use ipcworks::process::{TiedChild, spawn_worker};
@@ -14,39 +14,6 @@ use ipcworks::socket::UnixSeqpacket;
 /// The subcommand that starts a demo's child; `main` looks for it before
 /// parsing the command line.
 pub const CHILD: &str = "demo-child";
-
-/// Arguments of the internal `ipcworks demo-child`.
-#[derive(Debug, clap::Parser)]
-#[command(
-    name = "ipcworks demo-child",
-    about = "A demo's child process (started by `ipcworks demo`)."
-)]
-pub struct ChildArgs {
-    /// The demo that started this process.
-    topic: String,
-    /// What this process does in it.
-    role: String,
-    /// The role's arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
-}
-
-/// Runs `ipcworks demo-child`: one role of a demo, printing its part.
-pub fn run(a: ChildArgs) -> anyhow::Result<ExitCode> {
-    let args = a.args.as_slice();
-    match a.topic.as_str() {
-        "memory" => super::memory::child(&a.role, args),
-        "race" => super::race::child(&a.role, args),
-        "robust" => super::robust::child(&a.role, args),
-        "shm" => super::shm::child(&a.role, args),
-        "message" => super::message::child(&a.role, args),
-        "pipe" => super::pipe::child(&a.role, args),
-        "queue" => super::queue::child(&a.role, args),
-        "socket" => super::socket::child(&a.role, args),
-        other => anyhow::bail!("no demo {other:?} has children"),
-    }?;
-    Ok(ExitCode::SUCCESS)
-}
 
 /// Starts this program again as the child `role` of demo `topic`, with
 /// `args`, tied to this process. `fds` are handed to it (see
