@@ -29,13 +29,13 @@ fn expected<T, E: Into<Error>>(r: Result<T, E>) {
 
 fuzz_target!(|data: &[u8]| {
     let chan = Channel::builder()
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(MAX)
         .wait(WaitStrategy::Spin)
         .anonymous()
         .unwrap();
     let evil = Segment::from_fd(chan.inheritable_fd().unwrap()).unwrap();
-    let data_at = evil.len() - chan.capacity();
+    let data_at = evil.len() - chan.capacity_bytes();
     let mut tx = chan.sender().ok();
     let mut rx = chan.receiver().ok();
     let payload = [0x5Au8; MAX];
@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
                 let (base, room) = if op % 2 == 0 {
                     (0, 512)
                 } else {
-                    (data_at, chan.capacity())
+                    (data_at, chan.capacity_bytes())
                 };
                 let off = (arg % room) & !7;
                 let mut bytes = [0u8; 8];

@@ -137,6 +137,37 @@ pub fn latency_svg(r: &Results) -> String {
         s.push_str(r#"<text x="20" y="40">no round trips measured</text></svg>"#);
         return s;
     }
+    let ax = latency_axis(&rows, left, right);
+    let g = Rows {
+        left,
+        right,
+        top,
+        row_h,
+        bottom: top + row_h * rows.len() as f64,
+    };
+    latency_grid(&mut s, &ax, &g, rows.len(), r.config.rtt_size);
+    floor_mark(&mut s, r, &ax, &g);
+    for (i, f) in rows.iter().enumerate() {
+        latency_row(&mut s, f, top + row_h * (i as f64 + 0.5), &ax, left);
+    }
+    latency_legend(&mut s, g.bottom);
+    s.push_str("</svg>");
+    s
+}
+
+/// Where the latency chart's rows go: the plot from `left` to `right`, one
+/// row of `row_h` per figure from `top` down to `bottom`.
+struct Rows {
+    left: f64,
+    right: f64,
+    top: f64,
+    row_h: f64,
+    bottom: f64,
+}
+
+/// The latency chart's time axis: from the lowest median (a round's own
+/// included) to the highest maximum, log scale, over `left..right`.
+fn latency_axis(rows: &[&Figure], left: f64, right: f64) -> LogAxis {
     // Round medians may lie below the lowest pooled median.
     let lo = rows
         .iter()
@@ -146,9 +177,14 @@ pub fn latency_svg(r: &Results) -> String {
         .fold(f64::INFINITY, f64::min);
     let lo = if lo.is_finite() && lo >= 1.0 { lo } else { 1.0 };
     let hi = rows.iter().filter_map(|f| f.max_ns).max().unwrap_or(1000) as f64;
-    let ax = LogAxis::new(lo, hi, left, right);
-    let bottom = top + row_h * rows.len() as f64;
-    for i in (0..rows.len()).step_by(2) {
+    LogAxis::new(lo, hi, left, right)
+}
+
+/// Every other row shaded, a line and a label per decade, the axis's
+/// caption.
+fn latency_grid(s: &mut String, ax: &LogAxis, g: &Rows, rows: usize, rtt_size: u64) {
+    let (left, right, top, row_h, bottom) = (g.left, g.right, g.top, g.row_h, g.bottom);
+    for i in (0..rows).step_by(2) {
         let _ = write!(
             s,
             r##"<rect x="0" y="{:.1}" width="900" height="{row_h}" fill="#f6f6f6"/>"##,
@@ -169,8 +205,13 @@ pub fn latency_svg(r: &Results) -> String {
         r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">round-trip time of a {} B message (log scale)</text>"#,
         (left + right) / 2.0,
         bottom + 34.0,
-        r.config.rtt_size
+        rtt_size
     );
+}
+
+/// A dashed line at the floor's median, when the run has one.
+fn floor_mark(s: &mut String, r: &Results, ax: &LogAxis, g: &Rows) {
+    let (top, bottom) = (g.top, g.bottom);
     if let Some(fl) = r
         .find("floor", Metric::Rtt, Wait::Poll, r.config.rtt_size)
         .and_then(|f| f.median_ns)
@@ -183,68 +224,72 @@ pub fn latency_svg(r: &Results) -> String {
             top - 14.0
         );
     }
-    for (i, f) in rows.iter().enumerate() {
-        let y = top + row_h * (i as f64 + 0.5);
-        let col = if f.wait == Wait::Poll {
-            POLL_COLOUR
-        } else {
-            BLOCK_COLOUR
-        };
-        let (Some(med), Some(p99), Some(p999), Some(max)) =
-            (f.median_ns, f.p99_ns, f.p999_ns, f.max_ns)
-        else {
-            continue;
-        };
-        let (xm, x99, x999, xmax) = (
-            ax.pos(med as f64),
-            ax.pos(p99 as f64),
-            ax.pos(p999 as f64),
-            ax.pos(max as f64),
-        );
+}
+
+/// One figure's row, centred on `y`: its name, then median (dot), p99
+/// (bar), p99.9 (line), max (×) and a tick per round, with a tooltip.
+fn latency_row(s: &mut String, f: &Figure, y: f64, ax: &LogAxis, left: f64) {
+    let col = if f.wait == Wait::Poll {
+        POLL_COLOUR
+    } else {
+        BLOCK_COLOUR
+    };
+    let (Some(med), Some(p99), Some(p999), Some(max)) =
+        (f.median_ns, f.p99_ns, f.p999_ns, f.max_ns)
+    else {
+        return;
+    };
+    let (xm, x99, x999, xmax) = (
+        ax.pos(med as f64),
+        ax.pos(p99 as f64),
+        ax.pos(p999 as f64),
+        ax.pos(max as f64),
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end">{} · {}</text>"#,
+        left - 8.0,
+        y + 4.0,
+        esc(&f.mechanism),
+        f.wait.as_str()
+    );
+    // One thin tick per round at that round's own median.
+    let mut ticks = String::new();
+    let mut rounds = String::new();
+    for &m in &f.per_round {
+        let x = ax.pos(m);
         let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end">{} · {}</text>"#,
-            left - 8.0,
-            y + 4.0,
-            esc(&f.mechanism),
-            f.wait.as_str()
+            ticks,
+            r#"<line class="round" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{col}" stroke-width="1"/>"#,
+            y - 8.0,
+            y + 8.0
         );
-        // One thin tick per round at that round's own median.
-        let mut ticks = String::new();
-        let mut rounds = String::new();
-        for &m in &f.per_round {
-            let x = ax.pos(m);
-            let _ = write!(
-                ticks,
-                r#"<line class="round" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{col}" stroke-width="1"/>"#,
-                y - 8.0,
-                y + 8.0
-            );
-            rounds.push_str(if rounds.is_empty() { "; rounds " } else { ", " });
-            rounds.push_str(&human_ns(m as u64));
-        }
-        let _ = write!(
-            s,
-            r#"<g class="mark"><title>{} {}: median {}, p99 {}, p99.9 {}, max {}{rounds}</title>{ticks}<line x1="{xm:.1}" y1="{y:.1}" x2="{x999:.1}" y2="{y:.1}" stroke="{col}" stroke-width="1.5"/><line x1="{xm:.1}" y1="{y:.1}" x2="{x99:.1}" y2="{y:.1}" stroke="{col}" stroke-width="5" stroke-opacity="0.55"/><line x1="{x999:.1}" y1="{:.1}" x2="{x999:.1}" y2="{:.1}" stroke="{col}" stroke-width="1.5"/><path d="M{:.1} {:.1}l6 6m0 -6l-6 6" stroke="{col}" stroke-width="1.2"/><circle cx="{xm:.1}" cy="{y:.1}" r="4.5" fill="{col}"/></g>"#,
-            esc(&f.mechanism),
-            f.wait.as_str(),
-            human_ns(med),
-            human_ns(p99),
-            human_ns(p999),
-            human_ns(max),
-            y - 4.0,
-            y + 4.0,
-            xmax - 3.0,
-            y - 3.0,
-        );
+        rounds.push_str(if rounds.is_empty() { "; rounds " } else { ", " });
+        rounds.push_str(&human_ns(m as u64));
     }
+    let _ = write!(
+        s,
+        r#"<g class="mark"><title>{} {}: median {}, p99 {}, p99.9 {}, max {}{rounds}</title>{ticks}<line x1="{xm:.1}" y1="{y:.1}" x2="{x999:.1}" y2="{y:.1}" stroke="{col}" stroke-width="1.5"/><line x1="{xm:.1}" y1="{y:.1}" x2="{x99:.1}" y2="{y:.1}" stroke="{col}" stroke-width="5" stroke-opacity="0.55"/><line x1="{x999:.1}" y1="{:.1}" x2="{x999:.1}" y2="{:.1}" stroke="{col}" stroke-width="1.5"/><path d="M{:.1} {:.1}l6 6m0 -6l-6 6" stroke="{col}" stroke-width="1.2"/><circle cx="{xm:.1}" cy="{y:.1}" r="4.5" fill="{col}"/></g>"#,
+        esc(&f.mechanism),
+        f.wait.as_str(),
+        human_ns(med),
+        human_ns(p99),
+        human_ns(p999),
+        human_ns(max),
+        y - 4.0,
+        y + 4.0,
+        xmax - 3.0,
+        y - 3.0,
+    );
+}
+
+/// What the colours and marks mean, below the axis.
+fn latency_legend(s: &mut String, bottom: f64) {
     let _ = write!(
         s,
         r##"<g transform="translate(0 {ly:.1})"><circle cx="20" cy="0" r="4.5" fill="{POLL_COLOUR}"/><text x="30" y="4" font-size="12">poll (nobody sleeps)</text><circle cx="180" cy="0" r="4.5" fill="{BLOCK_COLOUR}"/><text x="190" y="4" font-size="12">block (the waiter sleeps in the kernel)</text><text x="500" y="4" font-size="12">dot median · bar p99 · line p99.9 · × max · | each round</text></g>"##,
         ly = bottom + 58.0
     );
-    s.push_str("</svg>");
-    s
 }
 
 /// The throughput chart: bytes/s against message size, log-log, one line

@@ -282,7 +282,7 @@ pub fn run_if_peer_status() -> Option<i32> {
     // SAFETY: the parent handed this descriptor over for this process to
     // own (see `spawn`); nothing else in this process uses the number.
     // `adopt_inherited` also checks it is open and taken once.
-    let mut ctl = match unsafe { ipcworks::sys::fdio::adopt_inherited(spec.ctl_fd) } {
+    let mut ctl = match unsafe { ipcworks::__bench::adopt_inherited(spec.ctl_fd) } {
         Ok(fd) => std::fs::File::from(fd),
         Err(e) => {
             eprintln!(
@@ -316,7 +316,7 @@ fn peer_main(spec: &Spec, ctl: &mut std::fs::File) -> io::Result<()> {
         fds: spec
             .fds
             .iter()
-            .map(|&fd| unsafe { ipcworks::sys::fdio::adopt_inherited(fd) }.ok())
+            .map(|&fd| unsafe { ipcworks::__bench::adopt_inherited(fd) }.ok())
             .collect(),
         args: spec.args.clone(),
     };

@@ -1,7 +1,7 @@
 //! `ipcworks`: the command-line face of the ipcworks library.
 //!
 //! Argument parsing and printing only; the work lives in the libraries.
-#![deny(unsafe_op_in_unsafe_fn)]
+//! System calls live in the library; the lints in Cargo.toml keep it so.
 
 use std::process::ExitCode;
 
@@ -52,6 +52,16 @@ fn main() -> ExitCode {
     // as an error), never kill us with SIGPIPE. Rust's runtime ignores
     // SIGPIPE already; we say so explicitly so it holds whatever the build.
     let _ = ipcworks::pipe::ignore_sigpipe();
+    // A demo's child process (`ipcworks demo-child TOPIC ROLE ARGS…`,
+    // started by `ipcworks demo`): parsed apart, so the internal
+    // subcommand is in no help text and no completion script.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == cmd::demo::CHILD)
+    {
+        let args = cmd::demo::ChildArgs::parse_from(std::env::args_os().skip(1));
+        return exit::quiet_on_closed_stdout(move || exit::finish(cmd::demo::run_child(args)));
+    }
     let cli = parse();
     exit::quiet_on_closed_stdout(move || run(cli))
 }

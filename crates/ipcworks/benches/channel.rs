@@ -120,7 +120,7 @@ fn ping_pong(b: Bencher, wait: WaitStrategy, size: usize, copies: Copies) {
     let build = || {
         Channel::builder()
             .wait(wait)
-            .capacity(
+            .capacity_bytes(
                 std::env::var("CAP")
                     .ok()
                     .and_then(|c| c.parse().ok())
@@ -209,7 +209,7 @@ fn one_way_64k(b: Bencher) {
     let size = 64 * 1024;
     let chan = Channel::builder()
         .wait(WaitStrategy::Spin)
-        .capacity(4 << 20)
+        .capacity_bytes(4 << 20)
         .max_message(size)
         .anonymous()
         .unwrap();
@@ -239,7 +239,7 @@ fn one_way_64k(b: Bencher) {
 /// receiving as `copies` says (`Ref` or `Slice`).
 fn same_thread(b: Bencher, copies: Copies) {
     let chan = Channel::builder()
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(64)
         .anonymous()
         .unwrap();

@@ -18,8 +18,8 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use divan::Bencher;
+use ipcworks::__bench::{futex_wait, futex_wake};
 use ipcworks::sync::{Mutex, MutexState, RawMutex};
-use ipcworks::sys::futex;
 
 fn main() {
     // Re-run as the contending peer process of `contended_2_processes`.
@@ -227,13 +227,13 @@ impl FutexLock {
             return;
         }
         while self.0.swap(2, Ordering::Acquire) != 0 {
-            futex::wait(&self.0, 2, ipcworks::message::Deadline::Never);
+            futex_wait(&self.0, 2);
         }
     }
 
     fn unlock(&self) {
         if self.0.swap(0, Ordering::Release) == 2 {
-            futex::wake(&self.0, 1);
+            futex_wake(&self.0, 1);
         }
     }
 }

@@ -68,13 +68,26 @@ impl Bare<'_> {
         while self.flag(self.n).load(Ordering::Acquire) != self.n {
             // Pull the payload's line over while waiting, as the channel
             // does: it then crosses together with the flag's, not after.
-            ipcworks::sys::mem::prefetch_read(self.payload(self.n));
+            prefetch(self.payload(self.n));
             std::hint::spin_loop();
         }
         // SAFETY: as in `send`: the sender finished these 64 bytes before
         // its flag store, and does not touch them again this lap.
         unsafe { std::ptr::copy_nonoverlapping(self.payload(self.n), buf.as_mut_ptr(), 64) };
     }
+}
+
+/// Asks for the cache line holding `addr` (`prefetcht0`; nothing on other
+/// processors).
+fn prefetch(addr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is no
+    // memory access: it neither faults nor races, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 fn pin(core: usize) {
@@ -155,12 +168,12 @@ fn main() -> ipcworks::Result<()> {
     pin(0);
     let there = Channel::builder()
         .wait(wait)
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(64)
         .anonymous()?;
     let back = Channel::builder()
         .wait(wait)
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(64)
         .anonymous()?;
     let floor = Segment::anonymous(4096)?;

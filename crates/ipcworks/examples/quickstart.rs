@@ -1,34 +1,42 @@
 //! The README's library example: two processes, one shared-memory channel.
 //!
-//! The parent creates the channel `shm:quickstart-PID` and starts this same
-//! program again as its child; the child opens the channel by name and
-//! sends three messages; the parent receives them, then sees the channel
-//! disconnect when the child exits. The parent removes the segment when
-//! `chan` drops.
+//! The parent makes an anonymous channel with `channel::pair`, hands its
+//! sending end to a child (this same program, started again) and keeps
+//! the receiving end; the child takes the inherited descriptor, attaches
+//! a sender and sends three messages; the parent receives them, then sees
+//! the channel disconnect when the child exits. The channel is a sealed
+//! `memfd`: nothing is left in /dev/shm.
 //!
 //! Run: `cargo run -p ipcworks --example quickstart`
 
+use std::process::Command;
 use std::time::Duration;
 
-use ipcworks::channel::{Channel, Sender};
+use ipcworks::channel::{self, Channel};
 use ipcworks::message::RecvTimeoutError;
+use ipcworks::pipe;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if let Ok(name) = std::env::var("QUICKSTART_CHANNEL") {
-        // The child: open the parent's channel and send.
-        let mut tx = Sender::open(&name)?;
+    if std::env::var_os("QUICKSTART_FD").is_some() {
+        // The child: take the descriptor the parent handed over, attach a
+        // sender to the channel, and send.
+        // SAFETY: the parent passed this descriptor to us (pass_fd_env),
+        // and nothing else in this process takes it.
+        let fd = unsafe { pipe::take_inherited("QUICKSTART_FD")? };
+        let mut tx = Channel::from_fd(fd)?.sender()?;
         for i in 1..=3 {
             tx.send(format!("hello {i} from process {}", std::process::id()).as_bytes())?;
         }
         return Ok(());
     }
-    // The parent: create the channel (mode 0600), then start the child.
-    let name = format!("quickstart-{}", std::process::id());
-    let chan = Channel::builder().max_message(1024).create(&name)?;
-    let mut rx = chan.receiver()?;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .env("QUICKSTART_CHANNEL", &name)
-        .spawn()?;
+    // The parent: a channel with room for 16 messages, and both its ends.
+    let (tx, mut rx) = channel::pair(16)?;
+    // Hand the sending end to the child: the receiver now waits for the
+    // child's sender (it does not take this one's leaving for the end).
+    let mut command = Command::new(std::env::current_exe()?);
+    pipe::pass_fd_env(&mut command, tx.into_inheritable_fd()?, "QUICKSTART_FD")?;
+    let mut child = command.spawn()?;
+    drop(command); // and with it the parent's copy of the descriptor
     // Receive until the child is gone: `Disconnected` once its sender
     // dropped (or it died), after every message it sent.
     loop {

@@ -33,7 +33,9 @@
 
 use std::io::{self, Read, Write};
 
+#[cfg(feature = "serde")]
 use serde::Serialize;
+#[cfg(feature = "serde")]
 use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
@@ -336,6 +338,8 @@ impl<R: Read> FrameReader<R> {
 
     /// Reads the next frame and decodes it as a postcard-encoded `T`.
     /// `Ok(None)` at a clean end of stream.
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn recv_value<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
         match self.read_frame()? {
             None => Ok(None),
@@ -469,6 +473,8 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// Encodes `value` with postcard and writes it as one frame.
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn send_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let bytes = postcard::to_stdvec(value)
             .map_err(|e| Error::InvalidArgument(format!("value does not encode: {e}")))?;

@@ -11,13 +11,40 @@
 //! | native shared-memory priority queue | [`queue`] |
 //! | anonymous pipes, FIFOs, full duplex | [`pipe`] |
 //! | length-prefixed and line framing | [`frame`] |
+//! | messages over any byte stream (pipe, FIFO, socket, stdio) | [`stream`] |
 //! | Unix and TCP sockets, client and server | [`socket`] |
 //! | lock-free channel over shared memory (`shm:NAME`) | [`channel`] |
+//! | memory regions, children tied to this process, clean-up on signals | [`process`] |
 //! | messages across hosts over Zenoh (`zenoh:KEYEXPR`, feature `zenoh`) | `bridge` |
 //!
-//! Everything here talks to the kernel through one thin layer, [`sys`]; the
-//! modules above it are safe Rust. Everything read from shared memory is
-//! treated as untrusted: another process may be buggy or hostile.
+//! Every message mechanism — the channel, the native queue, POSIX and
+//! System V queues, framed byte streams — implements one interface,
+//! [`message::MessageSender`] and [`message::MessageReceiver`] (`send`,
+//! `try_send`, `send_timeout`, `recv`, `try_recv`, `recv_timeout`,
+//! `iter`, with crossbeam's per-operation errors and one
+//! [`Deadline`](message::Deadline) type), so code can be written once for
+//! all of them. On top, [`endpoint`] names a mechanism in one string
+//! (`shm:jobs`, `mq:jobs`, `tcp:127.0.0.1:7000`, …) and opens it as that
+//! interface: what the `ipcworks` command's `send`, `recv` and `relay`
+//! use.
+//!
+//! Everything here talks to the kernel through one thin private layer
+//! (`sys`, as rustix keeps its backend); the modules above it are safe
+//! Rust. Everything read from shared memory is treated as untrusted:
+//! another process may be buggy or hostile.
+//!
+//! # Features
+//!
+//! `serde` and `server` are on by default; `default-features = false`
+//! leaves out their dependencies.
+//!
+//! - `serde`: typed messages, serde values encoded with postcard (the
+//!   channel's `send_typed`/`recv_typed`, `send_value`/`recv_value` on
+//!   framed streams and Unix sockets), and `Serialize` for the records of
+//!   [`inventory`] and [`process::regions()`].
+//! - `server`: the event-driven [`socket::Server`] (epoll through mio).
+//! - `zenoh` (off by default): the `zenoh:KEYEXPR` endpoint and the
+//!   `bridge` module, messages across hosts through Zenoh peers over TCP.
 //!
 //! ```no_run
 //! use ipcworks::shm::Segment;
@@ -34,6 +61,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+// Under `--cfg loom` only the lock-free protocols are built (see
+// `primitive`): most of the private kernel layer then goes unused.
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -49,7 +79,7 @@ pub mod channel;
 pub mod channel {
     #[cfg(test)]
     mod loom_model;
-    pub mod ring;
+    mod ring;
 }
 #[cfg(not(loom))]
 pub mod endpoint;
@@ -57,11 +87,15 @@ mod error;
 #[doc(hidden)]
 pub mod fault;
 pub mod frame;
+// Not under `--cfg loom`: it reads the prefixes of objects built only
+// without loom.
+#[cfg(not(loom))]
 pub mod inventory;
 pub mod message;
 pub mod mq;
 pub mod name;
 pub mod pipe;
+mod primitive;
 pub mod process;
 #[cfg(not(loom))]
 pub mod queue;
@@ -78,6 +112,10 @@ pub mod shm;
 pub mod socket;
 pub mod stream;
 pub mod sync;
-pub mod sys;
+mod sys;
+
+#[doc(hidden)]
+#[path = "bench_support.rs"]
+pub mod __bench;
 
 pub use error::{Error, Result};

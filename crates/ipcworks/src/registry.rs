@@ -183,7 +183,7 @@ fn hex_encode(name: &str) -> String {
 }
 
 fn hex_decode(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
@@ -406,11 +406,11 @@ pub fn creator(kind: Kind, name: &str) -> Option<(Identity, bool)> {
 }
 
 /// What to remove if the process is interrupted (see
-/// [`crate::sys::signal::remove_on_terminate`]) for `name` of `kind`: the
+/// [`crate::process::remove_on_terminate`]) for `name` of `kind`: the
 /// object itself and its registry entry. `name` as the registry knows it:
 /// the `/dev/shm` or `/dev/mqueue` file name, the System V key in decimal,
 /// or the absolute path of a FIFO or socket.
-pub fn removals(kind: Kind, name: &str) -> Vec<crate::sys::signal::Removal> {
+pub(crate) fn removals(kind: Kind, name: &str) -> Vec<crate::sys::signal::Removal> {
     use crate::sys::signal::Removal;
     let object = match kind {
         Kind::Shm => Removal::Path(format!("{}/{name}", crate::sys::mem::SHM_DIR)),

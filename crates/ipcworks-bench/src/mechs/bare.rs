@@ -77,7 +77,7 @@ impl Ring {
 
     /// The word at byte `off` of the mapping.
     fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.seg.len());
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.seg.len());
         // SAFETY: the mapping is page-aligned and `off` is a multiple of 8
         // inside it (the reader's count at 0, flags at line starts of
         // records, all within the length checked in `new`); it lives as
@@ -162,7 +162,7 @@ impl Link for Ends {
         // record, inside the mapping (`new`).
         let payload = unsafe { self.inn.seg.as_ptr().add(at + LINE) };
         while self.inn.word(at).load(Ordering::Acquire) != n {
-            ipcworks::sys::mem::prefetch_read(payload);
+            ipcworks::__bench::prefetch_read(payload);
             crate::harness::relax();
         }
         // SAFETY: in bounds (`new`); the writer finished these bytes before

@@ -5,7 +5,7 @@
 
 use std::io;
 
-use ipcworks::sys::futex;
+use ipcworks::__bench::{futex_wait, futex_wake};
 
 use crate::harness::{Case, Handoff, Link, Mechanism, Setup};
 use crate::mechs::line::Line;
@@ -22,7 +22,7 @@ struct Wakeup {
 impl Link for Wakeup {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         self.line.send(msg);
-        futex::wake(self.line.tx(), 1);
+        futex_wake(self.line.tx(), 1);
         Ok(())
     }
 
@@ -31,11 +31,7 @@ impl Link for Wakeup {
         while !self.line.try_recv(buf) {
             match self.wait {
                 Wait::Block => {
-                    let _ = futex::wait(
-                        self.line.rx(),
-                        self.line.last(),
-                        ipcworks::message::Deadline::Never,
-                    );
+                    futex_wait(self.line.rx(), self.line.last());
                 }
                 Wait::Poll => crate::harness::relax(),
             }

@@ -74,7 +74,7 @@ impl Shm {
             crate::schema::Metric::Throughput => (case.size + 64).saturating_mul(3).max(1 << 20),
         };
         Channel::builder()
-            .capacity(cap)
+            .capacity_bytes(cap)
             .max_message(case.size)
             .anonymous()
             .map_err(to_io)

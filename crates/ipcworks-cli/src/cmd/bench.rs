@@ -158,10 +158,10 @@ fn run_compare(
     fail_over: Option<f64>,
     by_ratio: bool,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(p) = fail_over {
-        if !(p.is_finite() && p >= 0.0) {
-            bail!("--fail-over {p}: expected a percentage of 0 or more");
-        }
+    if let Some(p) = fail_over
+        && !(p.is_finite() && p >= 0.0)
+    {
+        bail!("--fail-over {p}: expected a percentage of 0 or more");
     }
     let threshold = fail_over.unwrap_or(10.0);
     let c = compare::compare(&load(old)?, &load(new)?, threshold, by_ratio);

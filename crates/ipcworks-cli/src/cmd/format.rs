@@ -265,13 +265,13 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
             ));
         }
     };
-    if let Some(len) = o.get("len") {
-        if len.as_u64() != Some(payload.len() as u64) {
-            return Err(format!(
-                "\"len\" is {len} but the payload has {} bytes",
-                payload.len()
-            ));
-        }
+    if let Some(len) = o.get("len")
+        && len.as_u64() != Some(payload.len() as u64)
+    {
+        return Err(format!(
+            "\"len\" is {len} but the payload has {} bytes",
+            payload.len()
+        ));
     }
     let priority = match o.get("priority") {
         None => None,

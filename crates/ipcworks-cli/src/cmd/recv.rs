@@ -117,10 +117,7 @@ pub(crate) fn remove_on_signal(ep: &Endpoint, listens: bool) {
         _ => return,
     };
     // The file, and its record in the registry.
-    let _ = ipcworks::sys::signal::remove_on_terminate(&registry::removals(
-        kind,
-        &registry::path_name(path),
-    ));
+    let _ = ipcworks::process::remove_on_terminate(&[(kind, &registry::path_name(path))]);
 }
 
 /// Writes received messages to stdout in one [`Format`].

@@ -56,9 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             Framing::Lines
         })
-        .allowed_uids((!args.allow_uid.is_empty()).then(|| args.allow_uid.clone()));
-    // Each client is a descriptor: allow as many as the hard limit permits.
-    let _ = ipcworks::sys::fdio::raise_fd_limit();
+        .allowed_uids((!args.allow_uid.is_empty()).then(|| args.allow_uid.clone()))
+        // Each client is a descriptor: allow as many as the hard limit permits.
+        .raise_fd_limit(true);
     let mut server =
         ipcworks::endpoint::bind_server(&ep, &opts).with_context(|| format!("serving on {ep}"))?;
     server.shutdown_on_signals()?;

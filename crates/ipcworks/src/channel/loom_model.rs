@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use loom::sync::{Arc, Condvar, Mutex};
 
 use super::ring::{
-    AtomicU32, AtomicU64, CacheLine, Control, Memory, Peek, ProducerWords, Reserve, Ring,
-    SenderWords, Slot, WaitWords,
+    CacheLine, Control, Memory, Peek, ProducerWords, Reserve, Ring, SenderWords, Slot, WaitWords,
 };
+use crate::primitive::{AtomicU32, AtomicU64};
 
 /// The data area as loom atomics, and a futex modelled by a mutex and a
 /// condition variable (the value check happens under the mutex, as the

@@ -31,24 +31,32 @@
 //!   ([`Builder::create`] then [`Channel::receiver`], or [`Receiver::create`])
 //!   and **removes** the name when its [`Channel`] handles drop. Senders open
 //!   it ([`Sender::open`]).
-//! - Anonymous channel ([`Builder::anonymous`]): a sealed `memfd`; hand it to
-//!   a child with [`Channel::inheritable_fd`], which calls
-//!   [`Channel::from_fd`] and takes the end it needs. Nothing to remove.
+//! - Anonymous channel ([`pair`], or [`Builder::anonymous`]): a sealed
+//!   `memfd`; hand an end to a child with [`Sender::into_inheritable_fd`]
+//!   or [`Receiver::into_inheritable_fd`] (or the whole channel with
+//!   [`Channel::inheritable_fd`]), which calls [`Channel::from_fd`] and
+//!   takes the end it needs (see [`pair`]). Nothing to remove.
 //!
 //! One receiver at a time: a second one gets [`Error::Refused`]; the seat of
 //! a dead receiver is taken over. Up to [`MAX_SENDERS`] senders.
 //!
 //! # Capacity and message size
 //!
-//! Both are fixed at creation. `capacity` is in **bytes** of ring (rounded
-//! up to a power of two, at least two records of the largest message); a
-//! message of `len` bytes takes a 64-byte header line plus `len` bytes,
-//! rounded up to whole 64-byte cache lines (see [`ring`]).
+//! Both are fixed at creation. Capacity counts **messages**, as everywhere
+//! in ipcworks: [`Builder::capacity`]`(n)` sizes the ring for `n` messages
+//! of the largest size ([`Builder::max_message`]) at once, and
+//! [`Channel::capacity`] says how many that is. The ring itself is bytes,
+//! a power of two ([`Builder::capacity_bytes`] sets it directly, default
+//! 1 MiB; [`Channel::capacity_bytes`] reads it): a message of `len` bytes
+//! takes a 64-byte header line plus `len` bytes, rounded up to whole
+//! 64-byte cache lines (the ring's layout is described in its source,
+//! `channel/ring.rs`), so a ring holds more small messages than its
+//! capacity counts.
 //!
 //! # Dead peers and hostile peers
 //!
 //! A blocked `recv` looks every 20 ms whether its senders still live
-//! (process id *and* start time, see [`Identity`](crate::sys::proc::Identity));
+//! (process id *and* start time, see [`Identity`](crate::process::Identity));
 //! once all are gone (dropped, or killed even by SIGKILL) and every
 //! published message was received, it returns [`Error::Disconnected`]. A
 //! record whose sender died mid-write is never delivered. A blocked `send`
@@ -56,7 +64,7 @@
 //!
 //! Every index, offset and length read from the segment is checked before
 //! use; garbage yields [`Error::Corrupted`], never a panic or an access out
-//! of the segment. See [`ring`] for the protocol.
+//! of the segment. `channel/ring.rs` describes the protocol.
 //!
 //! A peer that *truncates* a named channel's segment (`ftruncate` of
 //! `/dev/shm/ipcworks.chan.NAME`) gets both ends [`Error::Truncated`],
@@ -81,7 +89,7 @@
 //! address space, whatever the bytes. Control words are atomics
 //! (`AtomicU64`, `AtomicU32`), which tolerate writers in any process.
 //! Payloads move with `ptr::copy_nonoverlapping` between a raw pointer
-//! into the mapping and a buffer of ours, in [`ring`]'s `Memory::read` and
+//! into the mapping and a buffer of ours, in the ring's `Memory::read` and
 //! `Memory::write`. That copy is not atomic, and a peer writing the same
 //! bytes meanwhile races with it; Rust's memory model speaks of threads of
 //! one program and does not cover the other process, but the compiler
@@ -130,7 +138,8 @@
 //!
 //! # fn main() -> ipcworks::Result<()> {
 //! // Process A: create and receive.
-//! let chan = Channel::builder().capacity(1 << 20).max_message(4096).create("jobs")?;
+//! // Room for 256 messages of up to 4 KiB.
+//! let chan = Channel::builder().capacity(256).max_message(4096).create("jobs")?;
 //! let mut rx = chan.receiver()?;
 //! // Process B: open and send.
 //! let mut tx = Sender::open("jobs")?;
@@ -148,13 +157,14 @@ use crate::shm::SegmentOptions;
 use crate::{Error, Result};
 
 mod receiver;
-pub mod ring;
+mod ring;
 mod sender;
 mod shared;
 mod wait;
 
 pub use receiver::{Iter, MessageRef, Receiver, TryIter};
 pub use sender::{Loan, Sender};
+pub(crate) use shared::Header;
 pub use shared::MAX_SENDERS;
 pub use wait::WaitStrategy;
 
@@ -162,13 +172,27 @@ use shared::Shared;
 
 /// Default largest message: 64 KiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
-/// Default ring capacity: 1 MiB.
-pub const DEFAULT_CAPACITY: usize = 1 << 20;
+/// Default ring size: 1 MiB (15 messages of the default largest size).
+///
+/// Changed in this version: renamed from `DEFAULT_CAPACITY`, since
+/// capacities count messages.
+pub const DEFAULT_CAPACITY_BYTES: usize = 1 << 20;
+
+/// How a ring is sized: for a number of messages, or in bytes.
+#[derive(Debug, Clone, Copy)]
+enum Capacity {
+    Messages(usize),
+    Bytes(usize),
+}
 
 /// Options for creating or opening a channel.
+///
+/// Changed in this version: [`capacity`](Self::capacity) counts messages
+/// of the largest size; the ring's size in bytes is
+/// [`capacity_bytes`](Self::capacity_bytes) (which `capacity` was).
 #[derive(Debug, Clone)]
 pub struct Builder {
-    capacity: usize,
+    capacity: Capacity,
     max_message: usize,
     mode: u32,
     wait: WaitStrategy,
@@ -178,7 +202,7 @@ pub struct Builder {
 impl Default for Builder {
     fn default() -> Self {
         Builder {
-            capacity: DEFAULT_CAPACITY,
+            capacity: Capacity::Bytes(DEFAULT_CAPACITY_BYTES),
             max_message: DEFAULT_MAX_MESSAGE,
             mode: 0o600,
             wait: WaitStrategy::default(),
@@ -188,10 +212,36 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Ring size in bytes (rounded up to a power of two; default 1 MiB).
-    pub fn capacity(&mut self, bytes: usize) -> &mut Self {
-        self.capacity = bytes;
+    /// Room for `messages` messages of the largest size
+    /// ([`max_message`](Self::max_message)) at once: the ring is made at
+    /// least that large (then rounded up to a power of two). Replaces
+    /// [`capacity_bytes`](Self::capacity_bytes), and the other way round.
+    ///
+    /// Changed in this version: `capacity` took bytes of ring; that is
+    /// [`capacity_bytes`](Self::capacity_bytes) now.
+    pub fn capacity(&mut self, messages: usize) -> &mut Self {
+        self.capacity = Capacity::Messages(messages);
         self
+    }
+
+    /// Ring size in bytes (rounded up to a power of two, at least two
+    /// messages of the largest size; default [`DEFAULT_CAPACITY_BYTES`]).
+    /// Replaces [`capacity`](Self::capacity), and the other way round.
+    ///
+    /// Changed in this version: renamed from `capacity`, which counts
+    /// messages now.
+    pub fn capacity_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.capacity = Capacity::Bytes(bytes);
+        self
+    }
+
+    /// The ring's size in bytes.
+    fn ring_bytes(&self) -> Result<u64> {
+        let requested = match self.capacity {
+            Capacity::Bytes(bytes) => bytes,
+            Capacity::Messages(n) => shared::bytes_for(n, self.max_message)?,
+        };
+        shared::capacity_for(requested, self.max_message)
     }
 
     /// Largest message in bytes (default 64 KiB).
@@ -230,7 +280,7 @@ impl Builder {
     /// returned [`Channel`] in this process drops.
     #[doc(alias = "shm_open")]
     pub fn create(&self, name: &str) -> Result<Channel> {
-        let cap = shared::capacity_for(self.capacity, self.max_message)?;
+        let cap = self.ring_bytes()?;
         let shared = Shared::create(
             &self.segment_options(),
             Some(name),
@@ -272,7 +322,7 @@ impl Builder {
     /// a child process through [`Channel::inheritable_fd`].
     #[doc(alias = "memfd_create")]
     pub fn anonymous(&self) -> Result<Channel> {
-        let cap = shared::capacity_for(self.capacity, self.max_message)?;
+        let cap = self.ring_bytes()?;
         let shared = Shared::create(&self.segment_options(), None, cap, self.max_message as u64)?;
         Ok(Channel {
             shared,
@@ -291,6 +341,10 @@ impl Builder {
 }
 
 /// A mapped channel, from which the ends are made.
+///
+/// Changed in this version: [`capacity`](Self::capacity) counts messages
+/// (the ring's bytes are [`capacity_bytes`](Self::capacity_bytes)), and
+/// [`len`](Self::len) and [`is_empty`](Self::is_empty) are new.
 #[derive(Debug, Clone)]
 pub struct Channel {
     shared: Arc<Shared>,
@@ -325,8 +379,21 @@ impl Channel {
         self.shared.segment().inheritable_fd()
     }
 
-    /// Capacity of the ring in bytes.
+    /// How many messages of the largest size the channel holds at once
+    /// for sure (at least what [`Builder::capacity`] asked for; more
+    /// smaller ones fit).
+    ///
+    /// Changed in this version: this was the ring's size in bytes, which
+    /// is [`capacity_bytes`](Self::capacity_bytes) now.
     pub fn capacity(&self) -> usize {
+        shared::messages_in(self.shared.cap, self.shared.max) as usize
+    }
+
+    /// The ring's size in bytes (a power of two).
+    ///
+    /// Changed in this version: renamed from `capacity`, which counts
+    /// messages now.
+    pub fn capacity_bytes(&self) -> usize {
         self.shared.cap as usize
     }
 
@@ -348,6 +415,62 @@ impl Channel {
     pub fn segment_name(&self) -> Option<&str> {
         self.shared.segment().name()
     }
+
+    /// How many messages wait to be received (a snapshot, racy by nature;
+    /// see [`Receiver::len`]).
+    pub fn len(&self) -> Result<usize> {
+        self.shared.or_truncated(self.shared.ring()?.queued())
+    }
+
+    /// Whether no message waits to be received (a snapshot).
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+}
+
+/// An anonymous channel (a sealed `memfd`, see [`Builder::anonymous`])
+/// with room for `capacity` messages of up to [`DEFAULT_MAX_MESSAGE`]
+/// bytes, and both its ends: for a parent and the child it starts, or for
+/// two threads. New in this version.
+///
+/// To give an end to a child, hand it over with
+/// [`Sender::into_inheritable_fd`] (or [`Receiver::into_inheritable_fd`]),
+/// pass the descriptor to the child and tell it the number
+/// ([`pipe::pass_fd_env`](crate::pipe::pass_fd_env) does both), spawn it,
+/// and drop the parent's copy; the child takes it
+/// ([`pipe::take_inherited`](crate::pipe::take_inherited)), maps the
+/// channel with [`Channel::from_fd`] and attaches its end
+/// ([`Channel::sender`] or [`Channel::receiver`]). Handing over, rather
+/// than dropping the parent's copy of the end, keeps the channel from
+/// looking disconnected before the child has attached. The README's
+/// library example, `examples/quickstart.rs`, does this with a real child:
+///
+/// ```no_run
+/// use std::process::Command;
+///
+/// use ipcworks::channel::{self, Channel};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// if std::env::var_os("CHILD_CHANNEL_FD").is_some() {
+///     // The child: take the inherited descriptor and send.
+///     // SAFETY: the parent handed this descriptor over for us to own.
+///     let fd = unsafe { ipcworks::pipe::take_inherited("CHILD_CHANNEL_FD")? };
+///     Channel::from_fd(fd)?.sender()?.send(b"hello from the child")?;
+///     return Ok(());
+/// }
+/// let (tx, mut rx) = channel::pair(16)?;
+/// let mut command = Command::new(std::env::current_exe()?);
+/// ipcworks::pipe::pass_fd_env(&mut command, tx.into_inheritable_fd()?, "CHILD_CHANNEL_FD")?;
+/// let mut child = command.spawn()?;
+/// drop(command); // and with it the parent's copy of the descriptor
+/// assert_eq!(rx.recv()?, b"hello from the child");
+/// child.wait()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn pair(capacity: usize) -> Result<(Sender, Receiver)> {
+    let chan = Builder::default().capacity(capacity).anonymous()?;
+    Ok((chan.sender()?, chan.receiver()?))
 }
 
 impl Sender {
@@ -374,5 +497,5 @@ impl Receiver {
 /// Removes the named channel `name` from `/dev/shm` (for a channel left by
 /// a creator that was killed).
 pub fn remove(name: &str) -> Result<()> {
-    crate::shm::Segment::remove(&shared::segment_name(name)?)
+    Shared::remove(name)
 }

@@ -1,6 +1,7 @@
 //! The receiving end: copy-out receives, zero-copy borrowed views, typed and
 //! plain-data receives.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
@@ -15,9 +16,17 @@ use crate::{Error, Result};
 
 /// The receiving end of a shared-memory [channel](super). There is at most
 /// one per channel at a time.
+///
+/// Changed in this version: [`len`](Self::len) and
+/// [`is_empty`](Self::is_empty), and
+/// [`into_inheritable_fd`](Self::into_inheritable_fd) (hand this end to a
+/// child, see [`pair`](super::pair)) are new.
 pub struct Receiver {
     ring: Ring<ShmMemory>,
     me: u64,
+    /// What the seat holds once this receiver is gone: [`RX_CLOSED`], or
+    /// 0 (free, no receiver yet) when it was handed to a child.
+    leave: u64,
     wait: WaitStrategy,
     skipped: std::cell::Cell<u64>,
     /// `try_` receives: when the senders were last judged through `/proc`
@@ -68,6 +77,7 @@ impl Receiver {
         Ok(Receiver {
             ring,
             me,
+            leave: RX_CLOSED,
             wait,
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
@@ -77,6 +87,37 @@ impl Receiver {
 
     fn shared(&self) -> &Arc<Shared> {
         self.ring.memory().shared()
+    }
+
+    /// How many messages wait in the channel to be received, counted in
+    /// the ring (one look at each): a snapshot, racy by nature — senders
+    /// may add to it before the caller looks at the answer.
+    /// [`Error::Corrupted`] or [`Error::Truncated`] when the ring cannot
+    /// be read.
+    pub fn len(&self) -> Result<usize> {
+        self.shared().or_truncated(self.ring.queued())
+    }
+
+    /// Whether no message waits to be received (a snapshot, see
+    /// [`len`](Self::len)).
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Hands this end to a child process: gives up the receiver seat and
+    /// returns a descriptor of the channel without close-on-exec, which
+    /// the child passes to [`Channel::from_fd`](super::Channel::from_fd)
+    /// and takes the seat ([`Channel::receiver`](super::Channel::receiver)).
+    /// Drop the descriptor after spawning the child.
+    ///
+    /// Unlike dropping the receiver, this does not close the channel: the
+    /// seat is free as if no receiver had come yet, so senders go on
+    /// sending (and wait when it is full) instead of getting
+    /// [`Error::Disconnected`] before the child has started.
+    pub fn into_inheritable_fd(mut self) -> Result<OwnedFd> {
+        let fd = self.shared().segment().inheritable_fd()?;
+        self.leave = 0;
+        Ok(fd)
     }
 
     /// Largest message this channel carries, in bytes.
@@ -104,7 +145,6 @@ impl Receiver {
     /// Receives the next message, waiting while the channel is empty.
     /// [`Error::Disconnected`] once every sender is gone and all they
     /// published was received.
-    #[inline]
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         let slot = self.slot_at(Deadline::Never)?;
         self.take_vec(slot)
@@ -116,7 +156,6 @@ impl Receiver {
     ///
     /// (Returned [`Error`] before, with [`Error::WouldBlock`] for "empty";
     /// `?` still converts it.)
-    #[inline]
     pub fn try_recv(&mut self) -> Result<Vec<u8>, TryRecvError> {
         self.recv_at(Deadline::Now).map_err(TryRecvError::from)
     }
@@ -126,7 +165,6 @@ impl Receiver {
     ///
     /// (Returned [`Error`] before, with [`Error::Timeout`]; `?` still
     /// converts it.)
-    #[inline]
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         self.recv_at(Deadline::after(timeout))
             .map_err(RecvTimeoutError::from)
@@ -159,7 +197,6 @@ impl Receiver {
     /// for a caller's own buffer, and the fastest one (no
     /// [`MessageRef`] in between). A message longer than `buf` is
     /// [`Error::MessageTooLarge`] and stays first in line.
-    #[inline]
     pub fn recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
         let slot = self.slot_at(Deadline::Never)?;
         self.take_into(slot, buf)
@@ -167,7 +204,6 @@ impl Receiver {
 
     /// [`recv_slice`](Self::recv_slice) if a message is ready now, else
     /// [`TryRecvError::Empty`]. (Returned [`Error`] before.)
-    #[inline]
     pub fn try_recv_slice(&mut self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
         self.slot_at(Deadline::Now)
             .and_then(|slot| self.take_into(slot, buf))
@@ -216,6 +252,7 @@ impl Receiver {
 
     /// Copies a peeked message into the front of `buf` and hands its space
     /// back; a message longer than `buf` stays where it is.
+    #[inline]
     fn take_into(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         let n = slot.len as usize;
         let Some(dst) = buf.get_mut(..n) else {
@@ -303,6 +340,8 @@ impl Receiver {
     }
 
     /// Receives a value sent with [`Sender::send_typed`](super::Sender::send_typed).
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn recv_typed<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         let bytes = self.recv()?;
         postcard::from_bytes(&bytes).map_err(|e| {
@@ -415,7 +454,7 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         let word = &self.shared().header().peers.0.receiver;
-        let _ = word.compare_exchange(self.me, RX_CLOSED, Release, Relaxed);
+        let _ = word.compare_exchange(self.me, self.leave, Release, Relaxed);
         self.ring.kick(self.ring.tx_word());
     }
 }
@@ -546,13 +585,11 @@ pub type TryIter<'a> = crate::message::TryIter<'a, Receiver>;
 impl MessageReceiver for Receiver {
     /// [`Receiver::recv`] with a deadline; the [`Meta`] is the default (the
     /// channel carries bytes only).
-    #[inline]
     fn recv_until(&mut self, deadline: Deadline) -> Result<(Vec<u8>, Meta)> {
         self.recv_at(deadline).map(|msg| (msg, Meta::default()))
     }
 
     /// Copies straight from the ring into `buf`, reusing its allocation.
-    #[inline]
     fn recv_into_until(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<Meta> {
         self.recv_into_at(buf, deadline).map(|()| Meta::default())
     }

@@ -85,11 +85,7 @@
 use std::cell::Cell;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, fence};
-
+use crate::primitive::{AtomicU32, AtomicU64, fence};
 use crate::{Error, Result};
 
 /// Records start at multiples of this many bytes (a cache line).
@@ -264,7 +260,7 @@ impl<M: Memory> Ring<M> {
         let big_enough = span(max)
             .and_then(|s| s.checked_mul(2))
             .is_some_and(|s| s <= cap);
-        if !cap.is_power_of_two() || cap < 64 || !big_enough || head % RECORD_ALIGN != 0 {
+        if !cap.is_power_of_two() || cap < 64 || !big_enough || !head.is_multiple_of(RECORD_ALIGN) {
             return Err(Error::corrupted(format!(
                 "ring layout: capacity {cap}, max message {max}, head {head}"
             )));
@@ -340,7 +336,7 @@ impl<M: Memory> Ring<M> {
         }
         let r = p.reserve.load(Relaxed);
         let off = r & self.mask;
-        let fits = r % RECORD_ALIGN == 0
+        let fits = r.is_multiple_of(RECORD_ALIGN)
             && off + span <= self.cap
             && r.wrapping_sub(self.cached.get()) <= self.cap - span;
         let end = r.checked_add(span).filter(|_| fits);
@@ -359,7 +355,7 @@ impl<M: Memory> Ring<M> {
     /// whatever it wrote at `reserve` without advancing `reserve` is void.
     fn repair_after(&self, dead: u64) {
         let r = self.ctl().producer.0.reserve.load(Relaxed);
-        if r % RECORD_ALIGN != 0 {
+        if !r.is_multiple_of(RECORD_ALIGN) {
             return; // reserve_locked reports it
         }
         // A PAD stamp it may have written at `r` must not be taken for ours.
@@ -379,7 +375,7 @@ impl<M: Memory> Ring<M> {
         let p = &self.ctl().producer.0;
         let r = p.reserve.load(Relaxed);
         let bad = || Error::corrupted(format!("ring reserve index {r}"));
-        if r % RECORD_ALIGN != 0 {
+        if !r.is_multiple_of(RECORD_ALIGN) {
             return Err(bad());
         }
         let span = span(len).ok_or_else(bad)?;
@@ -394,7 +390,7 @@ impl<M: Memory> Ring<M> {
         let mut head = self.cached.get();
         if r.wrapping_sub(head) > self.cap - total {
             head = self.ctl().head.0.load(Acquire);
-            if head > r || r - head > self.cap || head % RECORD_ALIGN != 0 {
+            if head > r || r - head > self.cap || !head.is_multiple_of(RECORD_ALIGN) {
                 return Err(Error::corrupted(format!(
                     "ring head {head} does not fit reserve {r} (capacity {})",
                     self.cap
@@ -438,7 +434,7 @@ impl<M: Memory> Ring<M> {
                 slot.len
             )));
         }
-        if at % 8 == 0 {
+        if at.is_multiple_of(8) {
             // SAFETY: slot.off + slot.len <= cap (made by reserve_locked),
             // and at + src.len() <= slot.len; slot.off is 8-aligned.
             unsafe { self.mem.write(slot.off + at, src) };
@@ -651,7 +647,7 @@ impl<M: Memory> Ring<M> {
                 msg.len
             )));
         }
-        if at % 8 == 0 {
+        if at.is_multiple_of(8) {
             // SAFETY: msg.off + msg.len <= cap (checked_len), at + len <= msg.len.
             unsafe { self.mem.read(msg.off + at, dst) };
         } else {
@@ -741,6 +737,53 @@ impl<M: Memory> Ring<M> {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// How many committed messages lie between the consumer's head and
+    /// the producers' `reserve`, read from shared memory by either side: a
+    /// snapshot, out of date as soon as it is taken. Walks the records
+    /// (at most `capacity / 64` of them); a record still being written is
+    /// stepped over by the length its producer noted in its slot, and the
+    /// count stops at one it cannot measure. Then [`Memory::check`].
+    pub fn queued(&self) -> Result<usize> {
+        let ctl = self.ctl();
+        let head = ctl.head.0.load(Acquire);
+        let reserve = ctl.producer.0.reserve.load(Acquire);
+        if !head.is_multiple_of(RECORD_ALIGN) || reserve < head || reserve - head > self.cap {
+            self.mem.check()?;
+            return Err(Error::corrupted(format!(
+                "ring head {head} does not fit reserve {reserve} (capacity {})",
+                self.cap
+            )));
+        }
+        let (mut pos, mut n) = (head, 0);
+        // Bounded: every step moves `pos` on by at least one record line,
+        // and `pos` stays below `reserve`, at most `cap` past `head`.
+        while pos < reserve {
+            let o = pos & self.mask;
+            let s = self.mem.word(o).load(Acquire);
+            let len =
+                if s == self.stamp(pos, PAD) {
+                    pos = pos.saturating_add(self.cap - o);
+                    continue;
+                } else if s == self.stamp(pos, MESSAGE) || s == self.stamp(pos, SKIP) {
+                    n += usize::from(s & STATE_MASK == MESSAGE);
+                    self.checked_len(pos, o)?
+                } else {
+                    // Reserved, not yet committed (or consumed meanwhile).
+                    let writer =
+                        self.mem.senders().iter().map(|w| &w.0).find(|w| {
+                            w.id.load(Relaxed) != 0 && w.inflight.load(Relaxed) == pos + 1
+                        });
+                    match writer.map(|w| w.inflight_len.load(Relaxed)) {
+                        Some(len) if len <= self.max => len,
+                        _ => break,
+                    }
+                };
+            pos = pos.saturating_add(span(len).unwrap_or(self.cap));
+        }
+        self.mem.check()?;
+        Ok(n)
     }
 
     /// The consumer's position.

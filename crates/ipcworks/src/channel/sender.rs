@@ -1,8 +1,9 @@
 //! The sending end: copy-in sends, zero-copy loans, typed and plain-data
 //! sends.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use super::WaitStrategy;
@@ -20,6 +21,12 @@ use crate::{Error, Result};
 /// messages arrive in the order it sent them. Dropping a sender detaches it;
 /// when every sender is gone (dropped, or its process died) and everything
 /// published was received, the receiver gets [`Error::Disconnected`].
+///
+/// Changed in this version: [`try_clone`](Self::try_clone) (a second
+/// sender on the same channel), [`len`](Self::len) and
+/// [`is_empty`](Self::is_empty), and
+/// [`into_inheritable_fd`](Self::into_inheritable_fd) (hand this end to a
+/// child, see [`pair`](super::pair)) are new.
 pub struct Sender {
     ring: Ring<ShmMemory>,
     slot: usize,
@@ -81,6 +88,58 @@ impl Sender {
         self.ring.memory().shared()
     }
 
+    /// A second sender on the same channel, with the same wait strategy:
+    /// it takes a sender slot of its own (as [`Channel::sender`](super::Channel::sender)
+    /// does), so the receiver disconnects only once both are gone.
+    /// [`Error::LimitExceeded`] when all [`MAX_SENDERS`](super::MAX_SENDERS)
+    /// slots are taken (hence `try_`: crossbeam's `Sender::clone` cannot
+    /// fail).
+    pub fn try_clone(&self) -> Result<Sender> {
+        Sender::attach(self.shared().clone(), self.wait)
+    }
+
+    /// How many messages wait in the channel to be received, counted in
+    /// the ring (one look at each): a snapshot, racy by nature — senders
+    /// and the receiver may change it before the caller looks at the
+    /// answer. [`Error::Corrupted`] or [`Error::Truncated`] when the ring
+    /// cannot be read.
+    pub fn len(&self) -> Result<usize> {
+        self.shared().or_truncated(self.ring.queued())
+    }
+
+    /// Whether no message waits to be received (a snapshot, see
+    /// [`len`](Self::len)).
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Hands this end to a child process: detaches it and returns a
+    /// descriptor of the channel without close-on-exec, which the child
+    /// passes to [`Channel::from_fd`](super::Channel::from_fd) and attaches
+    /// a sender of its own ([`Channel::sender`](super::Channel::sender)).
+    /// Drop the descriptor after spawning the child.
+    ///
+    /// Unlike dropping a sender, this does not count as the last sender
+    /// leaving: if no other sender is attached, the channel is as if no
+    /// sender ever came, and the receiver waits for the child's instead of
+    /// reporting [`Error::Disconnected`] before the child has started
+    /// (a child that dies before it attaches leaves the receiver waiting,
+    /// so receive with a timeout, or watch the child).
+    pub fn into_inheritable_fd(self) -> Result<OwnedFd> {
+        let shared = self.shared().clone();
+        let fd = shared.segment().inheritable_fd()?;
+        let h = shared.header();
+        // Read-modify-write: synchronizes with a sender that attached
+        // meanwhile (it marks `senders_ever` after taking its slot), so
+        // the look at the slots below sees it.
+        h.peers.0.senders_ever.swap(0, AcqRel);
+        drop(self);
+        if h.senders.iter().any(|s| s.0.id.load(Acquire) != 0) {
+            h.peers.0.senders_ever.store(1, Release);
+        }
+        Ok(fd)
+    }
+
     /// Largest message this channel carries, in bytes.
     pub fn max_message(&self) -> usize {
         self.ring.max() as usize
@@ -101,7 +160,6 @@ impl Sender {
     /// Fails with [`Error::MessageTooLarge`] if `msg` is longer than
     /// [`max_message`](Self::max_message), [`Error::Disconnected`] if the
     /// receiver closed or died.
-    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_at(msg, Deadline::Never)
     }
@@ -111,7 +169,6 @@ impl Sender {
     ///
     /// (Returned [`Error`] before, with [`Error::WouldBlock`] for "full";
     /// `?` still converts it.)
-    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         self.send_at(msg, Deadline::Now).map_err(TrySendError::from)
     }
@@ -121,7 +178,6 @@ impl Sender {
     ///
     /// (Returned [`Error`] before, with [`Error::Timeout`]; `?` still
     /// converts it.)
-    #[inline]
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
         self.send_at(msg, Deadline::after(timeout))
             .map_err(SendTimeoutError::from)
@@ -130,7 +186,9 @@ impl Sender {
     /// The one send: every send method and [`MessageSender::send_until`]
     /// are this with a deadline. The common case — the receiver is there
     /// and the ring has room — takes the few-instruction reservation.
-    #[inline]
+    /// Always inlined, so each send method is the one function it was
+    /// before (no call in between on the hot path).
+    #[inline(always)]
     fn send_at(&mut self, msg: &[u8], deadline: Deadline) -> Result<()> {
         let slot = match self.reserve_fast(msg.len()) {
             Some(slot) => slot,
@@ -181,6 +239,8 @@ impl Sender {
     }
 
     /// Sends any serde type, encoded with postcard.
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn send_typed<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let bytes = postcard::to_allocvec(value).map_err(|e| {
             Error::InvalidArgument(format!("cannot encode the value with postcard: {e}"))
@@ -293,7 +353,6 @@ impl Sender {
 impl MessageSender for Sender {
     /// [`Sender::send`] with a deadline; `meta` does not apply (the
     /// channel carries bytes only).
-    #[inline]
     fn send_until(&mut self, msg: &[u8], _meta: Meta, deadline: Deadline) -> Result<()> {
         self.send_at(msg, deadline)
     }

@@ -5,19 +5,16 @@ use std::hash::{BuildHasher, Hasher};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::time::Duration;
 
-use super::ring::{self, AtomicU32, AtomicU64, CacheLine, Control, Memory, Ring, SenderWords};
+use super::ring::{self, CacheLine, Control, Memory, Ring, SenderWords};
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::shm::fault::Mark;
-use crate::shm::{Segment, SegmentOptions};
+use crate::shm::{self, Named, Segment, SegmentOptions};
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
 
-/// `"IPCWCHAN"`, little-endian.
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"IPCWCHAN");
-/// Layout version; bump on any change of [`Header`].
-pub(crate) const VERSION: u64 = 4;
 /// Maximum number of senders attached at once.
 pub const MAX_SENDERS: usize = 32;
 /// Where the data area starts in the segment.
@@ -65,9 +62,71 @@ pub(crate) struct Header {
 
 const _: () = assert!(std::mem::size_of::<Header>() <= DATA_OFFSET);
 
+/// A channel's geometry: its ring's capacity in bytes, its largest
+/// message, and the key that its record stamps mix in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    cap: u64,
+    max: u64,
+    key: u64,
+}
+
+// SAFETY: `#[repr(C)]`, 64-aligned, atomics only; `params.magic` is the
+// first field.
+unsafe impl shm::Header for Header {
+    const PREFIX: &'static str = "ipcworks.chan.";
+    const KIND: &'static str = "shared-memory channel";
+    const ADDRESS: &'static str = "shm";
+    /// `"IPCWCHAN"`, little-endian.
+    const MAGIC: u64 = u64::from_le_bytes(*b"IPCWCHAN");
+    /// Bump on any change of [`Header`].
+    const VERSION: u64 = 4;
+    type Layout = Layout;
+
+    fn size(l: &Layout) -> usize {
+        // cap <= MAX_CAPACITY (checked by `capacity_for` and `validate`).
+        DATA_OFFSET + l.cap as usize
+    }
+
+    fn magic(&self) -> &AtomicU64 {
+        &self.params.0.magic
+    }
+
+    fn version(&self) -> u64 {
+        self.params.0.version.load(Relaxed)
+    }
+
+    fn init(&self, l: &Layout) -> Result<()> {
+        let p = &self.params.0;
+        p.version.store(Self::VERSION, Relaxed);
+        p.capacity.store(l.cap, Relaxed);
+        p.max_message.store(l.max, Relaxed);
+        p.key.store(l.key, Relaxed);
+        // A fresh segment is zero: head = reserve = 0, nobody attached.
+        Ok(())
+    }
+
+    fn validate(&self, len: usize) -> Result<Layout> {
+        let p = &self.params.0;
+        let cap = p.capacity.load(Relaxed);
+        let max = p.max_message.load(Relaxed);
+        let two = ring::span(max).and_then(|s| s.checked_mul(2));
+        if !cap.is_power_of_two() || cap > MAX_CAPACITY || two.is_none_or(|t| t > cap) {
+            return Err(Error::corrupted(format!(
+                "channel layout: capacity {cap}, max message {max}, segment {len} bytes"
+            )));
+        }
+        Ok(Layout {
+            cap,
+            max,
+            key: p.key.load(Relaxed),
+        })
+    }
+}
+
 /// A mapped, validated channel segment.
 pub(crate) struct Shared {
-    seg: Segment,
+    seg: Named<Header>,
     pub cap: u64,
     pub max: u64,
     pub key: u64,
@@ -96,14 +155,6 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The segment name behind channel `name`.
-pub(crate) fn segment_name(name: &str) -> Result<String> {
-    let bare = crate::name::validate(name)?;
-    let full = format!("ipcworks.chan.{bare}");
-    crate::name::validate(&full)?;
-    Ok(full)
-}
-
 /// Capacity in bytes for a ring carrying messages of at most `max` bytes:
 /// at least `requested`, at least two records of the largest size, a power
 /// of two.
@@ -125,6 +176,31 @@ pub(crate) fn capacity_for(requested: usize, max: usize) -> Result<u64> {
     Ok(cap)
 }
 
+/// Ring bytes that hold `messages` messages of `max` bytes at once,
+/// whatever the ring's phase: their records, and the padding that one of
+/// them may need at the ring's end (less than one record).
+pub(crate) fn bytes_for(messages: usize, max: usize) -> Result<usize> {
+    ring::span(max as u64)
+        .and_then(|s| {
+            s.checked_mul(messages as u64)?
+                .checked_add(s - ring::RECORD_ALIGN)
+        })
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "room for {messages} messages of {max} bytes is too large"
+            ))
+        })
+}
+
+/// How many messages of `max` bytes a ring of `cap` bytes holds at once
+/// for sure (the inverse of [`bytes_for`], at least 1: a ring holds two
+/// records of the largest size).
+pub(crate) fn messages_in(cap: u64, max: u64) -> u64 {
+    let span = ring::span(max).unwrap_or(cap);
+    (cap + ring::RECORD_ALIGN).saturating_sub(span) / span
+}
+
 fn random_key() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -138,115 +214,55 @@ fn random_key() -> u64 {
 }
 
 impl Shared {
-    /// Sizes and initializes a freshly created segment options set.
+    /// Creates the named channel `name` (or an anonymous one) with a ring
+    /// of `cap` bytes for messages of at most `max` bytes.
     pub fn create(
         opts: &SegmentOptions,
         name: Option<&str>,
         cap: u64,
         max: u64,
     ) -> Result<Arc<Shared>> {
-        let mut opts = opts.clone();
-        let size = DATA_OFFSET
-            .checked_add(cap as usize)
-            .ok_or_else(|| Error::InvalidArgument("capacity too large".into()))?;
-        opts.size(size);
-        let seg = match name {
-            Some(n) => opts.create(&segment_name(n)?)?,
-            None => opts.anonymous()?,
-        };
-        let key = random_key();
-        {
-            let h = header(&seg);
-            let p = &h.params.0;
-            p.version.store(VERSION, Relaxed);
-            p.capacity.store(cap, Relaxed);
-            p.max_message.store(max, Relaxed);
-            p.key.store(key, Relaxed);
-            // A fresh segment is zero: head = reserve = 0, nobody attached.
-            p.magic.store(MAGIC, Release);
-        }
-        Ok(Arc::new(Shared {
-            seg,
+        let layout = Layout {
             cap,
             max,
-            key,
-            adopted: AtomicBool::new(false),
-        }))
+            key: random_key(),
+        };
+        let seg = match name {
+            Some(n) => Named::create(opts, n, layout, |_| Ok(()))?,
+            None => Named::anonymous(opts, layout, |_| Ok(()))?,
+        };
+        Ok(Self::new(seg))
     }
 
     /// Opens the named channel `name`, waiting up to `wait` for its creator
     /// to finish initializing it.
     pub fn open(opts: &SegmentOptions, name: &str, wait: Duration) -> Result<Arc<Shared>> {
-        let seg = opts.open(&segment_name(name)?)?;
-        Self::validate(seg, wait)
+        Named::open(opts, name, wait).map(Self::new)
     }
 
-    /// Maps an inherited descriptor (its creator initialized it before
-    /// handing it out, so there is nothing to wait for).
+    /// Maps an inherited descriptor.
     pub fn from_fd(fd: OwnedFd) -> Result<Arc<Shared>> {
-        Self::validate(Segment::from_fd(fd)?, Duration::ZERO)
+        Named::from_fd(fd).map(Self::new)
     }
 
-    fn validate(seg: Segment, wait: Duration) -> Result<Arc<Shared>> {
-        if seg.len() < DATA_OFFSET + 64 {
-            return Err(Error::corrupted(format!(
-                "channel segment of {} bytes is too small to be a channel",
-                seg.len()
-            )));
-        }
-        let start = Instant::now();
-        let h = header(&seg);
-        let p = &h.params.0;
-        loop {
-            match p.magic.load(Acquire) {
-                MAGIC => break,
-                0 if start.elapsed() < wait => std::thread::sleep(Duration::from_millis(1)),
-                0 => {
-                    return Err(Error::Refused {
-                        name: seg.name().unwrap_or("(anonymous)").to_string(),
-                        reason: "the channel was never initialized: its creator died while creating it, or it is not a channel".into(),
-                    });
-                }
-                other => {
-                    return Err(Error::corrupted(format!(
-                        "bad channel magic {other:#x}: not an ipcworks channel"
-                    )));
-                }
-            }
-        }
-        let version = p.version.load(Relaxed);
-        if version != VERSION {
-            return Err(Error::corrupted(format!(
-                "channel layout version {version}, this library speaks {VERSION}"
-            )));
-        }
-        let cap = p.capacity.load(Relaxed);
-        let max = p.max_message.load(Relaxed);
-        let key = p.key.load(Relaxed);
-        // A peer may have cut the segment while we read its header: the
-        // values above would be zeros of ours.
-        seg.check_intact()?;
-        let fits = (DATA_OFFSET as u64)
-            .checked_add(cap)
-            .is_some_and(|n| n <= seg.len() as u64);
-        let two = ring::span(max).and_then(|s| s.checked_mul(2));
-        if !cap.is_power_of_two() || cap > MAX_CAPACITY || !fits || two.is_none_or(|t| t > cap) {
-            return Err(Error::corrupted(format!(
-                "channel layout: capacity {cap}, max message {max}, segment {} bytes",
-                seg.len()
-            )));
-        }
-        Ok(Arc::new(Shared {
+    /// Removes the named channel `name`.
+    pub fn remove(name: &str) -> Result<()> {
+        Named::<Header>::remove(name)
+    }
+
+    fn new(seg: Named<Header>) -> Arc<Shared> {
+        let Layout { cap, max, key } = *seg.layout();
+        Arc::new(Shared {
             seg,
             cap,
             max,
             key,
             adopted: AtomicBool::new(false),
-        }))
+        })
     }
 
     pub fn header(&self) -> &Header {
-        header(&self.seg)
+        self.seg.header()
     }
 
     pub fn segment(&self) -> &Segment {
@@ -290,7 +306,8 @@ impl Shared {
 
     /// The segment's data area.
     fn data(&self) -> *mut u8 {
-        // SAFETY: the segment is at least DATA_OFFSET + cap bytes (checked).
+        // SAFETY: the segment is at least DATA_OFFSET + cap bytes (`Named`
+        // checked it against the layout, whose `cap` this is).
         unsafe { self.seg.as_ptr().add(DATA_OFFSET) }
     }
 
@@ -315,14 +332,6 @@ impl Shared {
         }
         alive
     }
-}
-
-fn header(seg: &Segment) -> &Header {
-    // SAFETY: the mapping is page-aligned and at least DATA_OFFSET >=
-    // size_of::<Header>() bytes long (checked at create/validate), lives as
-    // long as `seg`, and Header consists only of atomics, which tolerate
-    // concurrent writes from other processes.
-    unsafe { &*(seg.as_ptr() as *const Header) }
 }
 
 /// A ring's memory: the data area of a channel segment.
@@ -374,7 +383,10 @@ unsafe impl Memory for ShmMemory {
     }
 
     fn word(&self, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.cap, "ring word {off}");
+        assert!(
+            off.is_multiple_of(8) && off + 8 <= self.cap,
+            "ring word {off}"
+        );
         // SAFETY: in bounds and 8-aligned (checked above; the data area is
         // page-aligned); atomics tolerate concurrent writers.
         unsafe { &*(self.ptr(off) as *const AtomicU64) }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::ring::AtomicU32;
+use crate::primitive::AtomicU32;
 use crate::sys::futex::{self, Wake};
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
@@ -85,7 +85,7 @@ pub(crate) fn block_on<T>(
     let mut spins: u32 = 1;
     let mut woken = false;
     loop {
-        if (probe() || spins % 64 == 0)
+        if (probe() || spins.is_multiple_of(64))
             && let Some(v) = attempt()?
         {
             return Ok(v);
@@ -93,11 +93,11 @@ pub(crate) fn block_on<T>(
         spins = spins.wrapping_add(1);
         let now_spinning = start.is_some_and(|start| {
             // Look at the clock only every 64 turns.
-            spins % 64 != 0 || start.elapsed() < spin_for
+            !spins.is_multiple_of(64) || start.elapsed() < spin_for
         });
         if now_spinning {
             std::hint::spin_loop();
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 if deadline.expired() {
                     return Err(Error::Timeout);
                 }
@@ -106,7 +106,7 @@ pub(crate) fn block_on<T>(
                     check_peer(true)?;
                     // Let other processes run on a crowded machine.
                     std::thread::yield_now();
-                } else if spins % 4096 == 0 {
+                } else if spins.is_multiple_of(4096) {
                     check_peer(false)?;
                 }
             }

@@ -8,11 +8,10 @@
 //!
 //! Each kind's policy — who creates the object, who listens, what `-`
 //! means, what `--create` does — lives in its own file: [`shm`] (the
-//! channel), [`queue`](self::queue) (the native queue), [`mq`](self::mq)
-//! (POSIX queues), [`sysv`](self::sysv) (System V queues),
-//! [`stream`](self::stream) (FIFOs, Unix and TCP streams, stdio) and
-//! [`zenoh`](self::zenoh) (publish/subscribe across hosts, feature
-//! `zenoh`). The
+//! channel), [`queue`] (the native queue), [`mq`] (POSIX queues),
+//! [`sysv`] (System V queues), [`stream`] (FIFOs, Unix and TCP
+//! streams, stdio) and [`zenoh`](self::zenoh) (publish/subscribe across hosts,
+//! feature `zenoh`). The
 //! mechanisms below know nothing of endpoints: dispatch happens here, on
 //! top, and nothing below imports this module.
 //!
@@ -45,6 +44,8 @@ pub mod stream;
 pub mod sysv;
 pub mod zenoh;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use stream::bind_server;
 pub use zenoh::ZenohOptions;
 

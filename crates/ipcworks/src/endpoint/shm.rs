@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::Options;
-use crate::channel::{Builder, Channel, DEFAULT_MAX_MESSAGE, Receiver, Sender, ring};
+use crate::channel::{Builder, Channel, DEFAULT_MAX_MESSAGE, Receiver, Sender};
 use crate::{Error, Result};
 
 /// How long a sender waits for the receiver to create the channel.
@@ -41,8 +41,7 @@ pub fn open_receiver(name: &str, opts: &Options) -> Result<Receiver> {
     let mut b = Builder::default();
     b.max_message(max);
     if let Some(n) = opts.capacity {
-        let per = ring::span(max as u64).unwrap_or(u64::MAX) as usize;
-        b.capacity(n.saturating_mul(per));
+        b.capacity(n);
     }
     let (chan, created): (Channel, bool) = match b.create(name) {
         Ok(c) => (c, true),

@@ -1,7 +1,7 @@
 //! The byte-stream endpoints — `fifo:PATH`, `unix:PATH`, `tcp:HOST:PORT`
 //! and `-` (stdio) — carrying lines by default and length-prefixed frames
-//! with [`Options::binary`], over [`stream::FramedSender`] and
-//! [`stream::FramedReceiver`].
+//! with [`Options::binary`], over [`FramedSender`] and
+//! [`FramedReceiver`].
 //!
 //! Who creates what:
 //! - `fifo:PATH`: whichever side comes first creates the FIFO (mode 0600)
@@ -24,7 +24,9 @@ use super::{Endpoint, Options};
 use crate::frame::Framing;
 use crate::message::{Deadline, MessageReceiver, MessageSender, Meta};
 use crate::pipe::{Fifo, FifoOptions};
-use crate::socket::{Address, Server, ServerOptions, UnixListener, UnixStream};
+use crate::socket::{Address, UnixListener, UnixStream};
+#[cfg(feature = "server")]
+use crate::socket::{Server, ServerOptions};
 use crate::stream::{FramedReceiver, FramedSender};
 use crate::sys::fdio::{self, Ready};
 use crate::{Error, Result};
@@ -325,6 +327,8 @@ impl MessageReceiver for StreamReceiver {
 
 /// Binds a [`Server`] (many clients at once) at a `tcp:` or `unix:`
 /// endpoint, with `opts`.
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub fn bind_server(ep: &Endpoint, opts: &ServerOptions) -> Result<Server> {
     match ep {
         Endpoint::Tcp { host, port } => opts.bind(&Address::tcp(host.clone(), *port)),

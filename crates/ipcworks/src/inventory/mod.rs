@@ -31,6 +31,7 @@ use std::fs;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "serde")]
 use serde::{Serialize, Serializer};
 
 use crate::registry::{self, Kind};
@@ -142,6 +143,7 @@ impl ObjectKind {
     }
 }
 
+#[cfg(feature = "serde")]
 impl Serialize for ObjectKind {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(self.json_name())
@@ -149,7 +151,8 @@ impl Serialize for ObjectKind {
 }
 
 /// The creator of an object, as recorded in the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
 pub struct Creator {
     /// Its pid.
     pub pid: u32,
@@ -161,7 +164,8 @@ pub struct Creator {
 }
 
 /// One IPC object.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
 pub struct Object {
     /// What it is.
     pub kind: ObjectKind,
@@ -170,7 +174,7 @@ pub struct Object {
     pub address: String,
     /// The file behind it, where there is one (serialized lossily: bytes
     /// that are not UTF-8 become U+FFFD).
-    #[serde(serialize_with = "lossy_path")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "lossy_path"))]
     pub path: Option<PathBuf>,
     /// Size in bytes (segments, System V ones too) or bytes queued
     /// (queues).
@@ -200,6 +204,7 @@ pub struct Object {
     pub users: Vec<u32>,
 }
 
+#[cfg(feature = "serde")]
 fn lossy_path<S: Serializer>(p: &Option<PathBuf>, s: S) -> std::result::Result<S::Ok, S::Error> {
     match p {
         Some(p) => s.serialize_some(&p.to_string_lossy()),

@@ -11,16 +11,27 @@ use std::path::{Path, PathBuf};
 use super::users::{Look, Users};
 use super::{Creator, Object, ObjectKind, posix_queue_depth, posix_queues_listable};
 use crate::registry::{self, Kind};
+use crate::shm::Header;
 use crate::sys::sysv::{self, Facility, IpcObject};
 use crate::sys::{Errno, mq};
 use crate::{Error, Result};
 
-/// `/dev/shm` name prefixes of the objects ipcworks builds on segments.
+/// `/dev/shm` name prefixes of the objects ipcworks builds on segments
+/// (each kind's [`Header::PREFIX`]), and of glibc's POSIX semaphores.
 const SHM_PREFIXES: &[(&str, ObjectKind)] = &[
-    ("ipcworks.mutex.", ObjectKind::Mutex),
-    ("ipcworks.sem.", ObjectKind::Semaphore),
-    ("ipcworks.chan.", ObjectKind::Channel),
-    ("ipcworks.queue.", ObjectKind::Queue),
+    (
+        <crate::sync::mutex::Header as Header>::PREFIX,
+        ObjectKind::Mutex,
+    ),
+    (
+        <crate::sync::semaphore::Header as Header>::PREFIX,
+        ObjectKind::Semaphore,
+    ),
+    (
+        <crate::channel::Header as Header>::PREFIX,
+        ObjectKind::Channel,
+    ),
+    (<crate::queue::Header as Header>::PREFIX, ObjectKind::Queue),
     ("sem.", ObjectKind::PosixSemaphore),
 ];
 
@@ -143,8 +154,6 @@ fn shm_objects(users: &Users, out: &mut Vec<Object>) {
         // A native queue's size is what it holds, as for the kernel's
         // queues; a segment's is its length.
         match kind {
-            // (Under loom the queue is only its slot protocol.)
-            #[cfg(not(loom))]
             ObjectKind::Queue => {
                 if let Some(st) = crate::queue::inspect(&name) {
                     o.bytes = Some(st.bytes);

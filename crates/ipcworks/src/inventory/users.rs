@@ -65,10 +65,10 @@ impl Users {
                 continue;
             }
             let mut found = Found::default();
-            if look.files || look.sysv_segments {
-                if let Ok(maps) = fs::read(format!("/proc/{pid}/maps")) {
-                    found.maps(&maps, look);
-                }
+            if (look.files || look.sysv_segments)
+                && let Ok(maps) = fs::read(format!("/proc/{pid}/maps"))
+            {
+                found.maps(&maps, look);
             }
             if look.files || look.queues {
                 found.descriptors(pid, look);

@@ -28,11 +28,11 @@
 //! ([`TryRecvError`], [`RecvTimeoutError`], [`TrySendError`],
 //! [`SendTimeoutError`]) whose common cases match exhaustively, with
 //! corruption and I/O errors reachable through `Other`; the blocking
-//! calls return [`Error`](crate::Error).
+//! calls return [`Error`].
 //!
-//! The traits are object safe: [`endpoint::open_receiver`](crate::endpoint::open_receiver)
-//! returns a `Box<dyn MessageReceiver>` for whichever mechanism an address
-//! names, and code written against `&mut dyn MessageReceiver` works with
+//! The traits are object safe: the endpoint layer above
+//! (`ipcworks::endpoint::open_receiver`) returns a `Box<dyn
+//! MessageReceiver>` for whichever mechanism an address names, and code written against `&mut dyn MessageReceiver` works with
 //! all of them. [`MessageReceiver::recv_until`] with [`Deadline::Now`] is
 //! the one non-blocking attempt, and [`MessageReceiver::pollable_fd`] the
 //! descriptor to wait on where the mechanism has one, which is what an

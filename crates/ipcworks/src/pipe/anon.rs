@@ -122,7 +122,7 @@ fd_traits!(PipeWriter);
 /// Safe with other threads spawning at the same time: `fd` stays
 /// close-on-exec here; only the child's copy has the flag cleared, between
 /// `fork` and `exec`, by a single async-signal-safe `fcntl` in a
-/// `CommandExt::pre_exec` hook (see `sys::pipe::pass_fd`).
+/// `CommandExt::pre_exec` hook.
 pub fn pass_fd(cmd: &mut Command, fd: impl Into<OwnedFd>) -> Result<RawFd> {
     let mut fd: OwnedFd = fd.into();
     if fd.as_raw_fd() <= 2 {

@@ -55,8 +55,8 @@ impl FifoOptions {
     /// Creates the FIFO at `path` (`mkfifo`); fails with
     /// [`Error::AlreadyExists`] if anything is there.
     ///
-    /// The exact mode is set through a handle on the FIFO just made (see
-    /// `sys::pipe::mkfifo`), never by path: if another user swaps the FIFO
+    /// The exact mode is set through a handle on the FIFO just made (an
+    /// `O_PATH` descriptor, `chmod` of `/proc/self/fd/N`), never by path: if another user swaps the FIFO
     /// for a symlink in between, nothing is changed through it and this
     /// fails with [`Error::Refused`].
     pub fn create(&self, path: impl AsRef<Path>) -> Result<Fifo> {

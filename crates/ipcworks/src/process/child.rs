@@ -1,53 +1,6 @@
 //! Starting a child command tied to this process, optionally under a hold
-//! (a locked [`Mutex`](crate::sync::Mutex) or a semaphore
-//! [`Permit`](crate::sync::Permit)) that the child then holds too.
-//!
-//! [`spawn`] and [`spawn_holding`] start a [`std::process::Command`] so
-//! that:
-//!
-//! - **it dies with us**: between `fork` and `exec` the child arms
-//!   `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks with `getppid` that we
-//!   did not die before that took hold (else it exits without running). If
-//!   this process is killed, even by `SIGKILL`, the kernel kills the child.
-//!   (The signal is sent when the *thread* that started the child ends:
-//!   start children from a thread that outlives them.)
-//! - **a hold outlives neither of us** ([`spawn_holding`]): the child
-//!   records itself in the hold as a *co-holder* (pid and start time)
-//!   before `exec`, and whoever would take the lock over or reclaim the
-//!   permit after our death checks the co-holder too. The lock or permit is
-//!   released only when both are gone. This covers what the death signal
-//!   cannot: a child that executes a set-user-ID program (`sudo`, `su`,
-//!   `ping`…) loses it (the kernel clears it), and dying takes a moment.
-//! - **signals go where a shell user expects**, as with `system(3)`: while
-//!   the child runs, `SIGINT` and `SIGQUIT` do nothing to this process (the
-//!   terminal sends them to the child too, which ends, and we report how),
-//!   and a `SIGTERM` to this process is passed on to the child; we keep
-//!   waiting for it, so a hold is released after the child is gone.
-//!
-//! **Grandchildren** — processes the child starts itself — are not covered:
-//! they are neither killed with us nor recorded as co-holders. Only a pid
-//! namespace (`unshare --pid --fork`, whose init's death kills everything
-//! inside) or a cgroup (killed as a whole, e.g. `systemd-run --scope`)
-//! guarantees them; run COMMAND under one of those if it forks workers that
-//! must not outlive the hold.
-//!
-//! ```no_run
-//! use std::process::Command;
-//! use ipcworks::sync::Semaphore;
-//!
-//! # fn main() -> ipcworks::Result<()> {
-//! let pool = Semaphore::open("jobs")?;
-//! let mut permit = pool.acquire()?;
-//! let mut make = Command::new("make");
-//! make.arg("job");
-//! // The permit is held by us and by `make`: if we are killed, it comes
-//! // back only once `make` is gone too.
-//! let status = ipcworks::process::run_holding(make, &mut permit)?;
-//! drop(permit);
-//! println!("make: {status}");
-//! # Ok(())
-//! # }
-//! ```
+//! that the child then holds too: see the
+//! [module docs](super#children-tied-to-this-process).
 
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -75,18 +28,45 @@ pub(crate) mod sealed {
 
 /// Starts `command` tied to this process: killed (`SIGKILL`) if we die,
 /// `SIGINT`/`SIGQUIT` left to it, `SIGTERM` passed on (see the [module
-/// docs](self)). Wait for it with [`TiedChild::wait`].
+/// docs](super#children-tied-to-this-process)). Wait for it with [`TiedChild::wait`].
 ///
 /// A command that cannot be started gives [`Error::Spawn`]: its source is
 /// `NotFound` when the program does not exist, `PermissionDenied` when it
 /// is not executable.
 pub fn spawn(command: Command) -> Result<TiedChild<'static>> {
-    start(command, None)
+    start(command, None, Signals::LikeSystem)
+}
+
+/// Starts `command` as a worker of this process: killed (`SIGKILL`) if we
+/// die, like [`spawn`]'s children, but with this process's signal
+/// dispositions left as they are (see the [module docs](super#children-tied-to-this-process)): Ctrl-C
+/// ends this process, or runs its handler, as if no child ran, and the
+/// worker dies with it. Wait for it with [`TiedChild::wait`]; dropping
+/// the [`TiedChild`] kills it.
+///
+/// A command that cannot be started gives [`Error::Spawn`]. (What the
+/// `ipcworks` demos used `sys::proc::fork` for, private since the kernel
+/// layer is: a child is now a program started again, never a bare fork.)
+///
+/// ```no_run
+/// use std::process::Command;
+///
+/// # fn main() -> ipcworks::Result<()> {
+/// // This program again, as a helper that must not outlive us.
+/// let mut me = Command::new(std::env::current_exe().map_err(|e| ipcworks::Error::io("current_exe", e))?);
+/// me.arg("--worker");
+/// let worker = ipcworks::process::spawn_worker(me)?;
+/// let status = worker.wait()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn spawn_worker(command: Command) -> Result<TiedChild<'static>> {
+    start(command, None, Signals::Untouched)
 }
 
 /// Starts `command` as [`spawn`] does, recorded as a co-holder of `hold`:
 /// the lock or permit cannot be taken over or reclaimed while the child
-/// lives, even after this process died (see the [module docs](self)).
+/// lives, even after this process died (see the [module docs](super#children-tied-to-this-process)).
 /// The child forgets its share of the hold when it is waited for (or
 /// killed and reaped when the [`TiedChild`] is dropped); only then can the
 /// hold be released, which the borrow of `hold` enforces.
@@ -95,7 +75,7 @@ pub fn spawn_holding<'h, H: Hold + ?Sized>(
     hold: &'h mut H,
 ) -> Result<TiedChild<'h>> {
     let hold: &'h H = hold;
-    start(command, Some(hold.co_holder()))
+    start(command, Some(hold.co_holder()), Signals::LikeSystem)
 }
 
 /// [`spawn_holding`], then [`TiedChild::wait`]: runs `command` to its end
@@ -104,7 +84,16 @@ pub fn run_holding<H: Hold + ?Sized>(command: Command, hold: &mut H) -> Result<E
     spawn_holding(command, hold)?.wait()
 }
 
-fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> {
+/// What starting a child does to this process's signal dispositions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signals {
+    /// As `system(3)`, for a command run in the foreground ([`spawn`]).
+    LikeSystem,
+    /// Nothing ([`spawn_worker`]).
+    Untouched,
+}
+
+fn start(mut command: Command, co: Option<&AtomicU64>, how: Signals) -> Result<TiedChild<'_>> {
     let parent = proc::pid();
     if co.is_some() && !matches!(proc::status(parent), Status::Alive { .. }) {
         return Err(Error::InvalidArgument(
@@ -113,7 +102,12 @@ fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> 
                 .into(),
         ));
     }
-    let signals = ChildSignals::install().map_err(|e| Error::io("sigaction", e))?;
+    let signals = match how {
+        Signals::LikeSystem => {
+            Some(ChildSignals::install().map_err(|e| Error::io("sigaction", e))?)
+        }
+        Signals::Untouched => None,
+    };
     let tie = Tie {
         parent,
         co_holder: co.map(|c| c as *const AtomicU64),
@@ -136,7 +130,7 @@ fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> 
             });
         }
     };
-    let slot = signals.register(child.id());
+    let slot = signals.as_ref().and_then(|s| s.register(child.id()));
     Ok(TiedChild {
         child,
         reaped: false,
@@ -146,7 +140,8 @@ fn start(mut command: Command, co: Option<&AtomicU64>) -> Result<TiedChild<'_>> 
     })
 }
 
-/// A child command started by [`spawn`] or [`spawn_holding`].
+/// A child command started by [`spawn`], [`spawn_holding`] or
+/// [`spawn_worker`].
 ///
 /// Dropping it before [`wait`](Self::wait) kills the child (`SIGKILL`) and
 /// reaps it: a hold it shares is never released while it runs.
@@ -157,7 +152,8 @@ pub struct TiedChild<'h> {
     reaped: bool,
     co: Option<&'h AtomicU64>,
     slot: Option<usize>,
-    signals: ChildSignals,
+    /// `None` for a worker, whose parent's signals are left alone.
+    signals: Option<ChildSignals>,
 }
 
 impl TiedChild<'_> {
@@ -168,7 +164,7 @@ impl TiedChild<'_> {
 
     /// Waits for the child to end (`waitpid`) and returns how it ended;
     /// then it no longer shares the hold, and this process's signal
-    /// dispositions are back to what they were.
+    /// dispositions are back to what they were (if [`spawn`] changed them).
     #[doc(alias = "waitpid")]
     pub fn wait(mut self) -> Result<ExitStatus> {
         let status = self.child.wait().map_err(|e| Error::io("waitpid", e))?;
@@ -189,8 +185,8 @@ impl Drop for TiedChild<'_> {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if let Some(slot) = self.slot {
-            self.signals.unregister(slot);
+        if let (Some(slot), Some(signals)) = (self.slot, &self.signals) {
+            signals.unregister(slot);
         }
         // The child is gone (reaped): it holds nothing any more.
         if let Some(c) = self.co {

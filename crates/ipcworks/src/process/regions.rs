@@ -1,19 +1,5 @@
-//! A process's memory by the textbook's regions, read from `/proc`.
-//!
-//! Every process has code (text), data (initialized globals), bss (zeroed
-//! globals), a heap, and one stack per thread. Threads of one process share
-//! all of them but the stacks; a forked child gets a *copy* of everything.
-//! [`regions`] reads `/proc/PID/maps` and labels each mapping with its
-//! region; each thread's stack is found by the stack pointer the kernel
-//! reports in `/proc/PID/task/TID/syscall` (or `[stack]` for the main
-//! thread).
-//!
-//! Paths are read as bytes: a mapped file whose name is not UTF-8 is kept
-//! as it is ([`PathBuf`]) and only shown lossily (JSON and tables put
-//! U+FFFD for the other bytes). A kernel thread has no user memory at all:
-//! [`Regions::kernel_thread`] says so and its region list is empty.
-//! Reading another user's process needs ptrace access; the error,
-//! [`Error::NotPermitted`], names the rule.
+//! A process's memory by the textbook's regions, read from `/proc`: see
+//! the [module docs](super#memory-regions).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -22,13 +8,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "serde")]
 use serde::{Serialize, Serializer};
 
 use crate::{Error, Result};
 
 /// Which textbook region a mapping belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "kebab-case"))]
 pub enum RegionKind {
     /// Machine code of the program (text segment).
     Code,
@@ -83,7 +71,8 @@ impl RegionKind {
 }
 
 /// One mapping of a process, labelled.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
 pub struct Region {
     /// First address.
     pub start: u64,
@@ -93,7 +82,7 @@ pub struct Region {
     pub perms: String,
     /// The mapped path or pseudo-name (`[heap]`), empty when anonymous;
     /// bytes as the kernel gives them (serialized lossily).
-    #[serde(serialize_with = "lossy")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "lossy"))]
     pub path: PathBuf,
     /// The region.
     pub region: RegionKind,
@@ -106,18 +95,20 @@ impl Region {
     }
 }
 
+#[cfg(feature = "serde")]
 fn lossy<S: Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&p.to_string_lossy())
 }
 
 /// A process's regions and threads.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
 pub struct Regions {
     /// Process id.
     pub pid: u32,
     /// The executable's path (empty for a kernel thread; serialized
     /// lossily).
-    #[serde(serialize_with = "lossy")]
+    #[cfg_attr(feature = "serde", serde(serialize_with = "lossy"))]
     pub exe: PathBuf,
     /// Whether the process is a kernel thread: it runs only in the
     /// kernel's address space and has no user memory, so `regions` is
@@ -362,21 +353,21 @@ fn label_stacks(regions: &mut [Region], pid: u32, threads: &[(u32, String)], sps
         }
     }
     for &(tid, sp) in sps {
-        if let Some(i) = regions.iter().position(|r| r.start <= sp && sp < r.end) {
-            if matches!(
+        if let Some(i) = regions.iter().position(|r| r.start <= sp && sp < r.end)
+            && matches!(
                 regions[i].region,
                 RegionKind::Anonymous | RegionKind::Stack { .. }
-            ) {
-                regions[i].region = RegionKind::Stack {
-                    tid,
-                    name: name_of(tid),
-                };
-                if i > 0
-                    && regions[i - 1].end == regions[i].start
-                    && regions[i - 1].perms.starts_with("---")
-                {
-                    regions[i - 1].region = RegionKind::StackGuard;
-                }
+            )
+        {
+            regions[i].region = RegionKind::Stack {
+                tid,
+                name: name_of(tid),
+            };
+            if i > 0
+                && regions[i - 1].end == regions[i].start
+                && regions[i - 1].perms.starts_with("---")
+            {
+                regions[i - 1].region = RegionKind::StackGuard;
             }
         }
     }

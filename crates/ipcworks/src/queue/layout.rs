@@ -17,22 +17,13 @@
 //! The slot word (state, owner pid, receive count) and the steps over it
 //! are in `slots.rs`.
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
+use crate::shm;
 use crate::sync::{MutexState, SemaphoreState};
 use crate::{Error, Result};
 
-/// "ipcwQUE4": written last by the creator; openers wait for it. (Older
-/// layouts are refused by their magic.) Layout 4: the recovery mutex's lock
-/// word holds its holder's full identity (see `sync/mutex/raw.rs`).
-pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE4");
-pub(super) const VERSION: u32 = 4;
-/// The magics of layouts 1 to 3, refused with a message that says so.
-pub(super) const OLD_MAGICS: [u64; 3] = [
-    u64::from_le_bytes(*b"ipcwQUE1"),
-    u64::from_le_bytes(*b"ipcwQUE2"),
-    u64::from_le_bytes(*b"ipcwQUE3"),
-];
 pub(super) const HEADER_SIZE: usize = 192;
 /// Bytes of a slot's record, before its payload.
 pub(super) const RECORD_SIZE: usize = 32;
@@ -46,7 +37,7 @@ const MAX_SEGMENT: usize = 1 << 30;
 
 /// The first 192 bytes of the segment.
 #[repr(C)]
-pub(super) struct Header {
+pub(crate) struct Header {
     pub magic: AtomicU64,
     pub version: AtomicU32,
     pub capacity: AtomicU32,
@@ -81,6 +72,58 @@ const _: () = assert!(std::mem::offset_of!(Header, mutex) == 32);
 const _: () = assert!(std::mem::offset_of!(Header, next_seq) == 64);
 const _: () = assert!(std::mem::offset_of!(Header, recv_sleepers) == 128);
 
+// SAFETY: `#[repr(C)]`, 8-aligned, atomics only; `magic` is the first
+// field.
+unsafe impl shm::Header for Header {
+    const PREFIX: &'static str = "ipcworks.queue.";
+    const KIND: &'static str = "queue";
+    const ADDRESS: &'static str = "queue";
+    /// "ipcwQUE4": written last by the creator; openers wait for it.
+    /// Layout 4: the recovery mutex's lock word holds its holder's full
+    /// identity (see `sync/mutex/raw.rs`).
+    const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE4");
+    /// The magics of layouts 1 to 3, refused with a message that says so.
+    const OLD_MAGICS: &'static [u64] = &[
+        u64::from_le_bytes(*b"ipcwQUE1"),
+        u64::from_le_bytes(*b"ipcwQUE2"),
+        u64::from_le_bytes(*b"ipcwQUE3"),
+    ];
+    const VERSION: u64 = 4;
+    type Layout = Geometry;
+
+    fn size(g: &Geometry) -> usize {
+        g.size
+    }
+
+    fn magic(&self) -> &AtomicU64 {
+        &self.magic
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(SeqCst).into()
+    }
+
+    fn init(&self, g: &Geometry) -> Result<()> {
+        self.version.store(Self::VERSION as u32, SeqCst);
+        self.capacity.store(g.capacity as u32, SeqCst);
+        self.max_message.store(g.max_message as u32, SeqCst);
+        self.stride.store(g.stride as u32, SeqCst);
+        self.layout.store(g.size as u64, SeqCst);
+        self.free.init(0)?;
+        self.filled.init(0)
+    }
+
+    fn validate(&self, len: usize) -> Result<Geometry> {
+        Geometry::from_header(
+            self.capacity.load(SeqCst),
+            self.max_message.load(SeqCst),
+            self.stride.load(SeqCst),
+            self.layout.load(SeqCst),
+            len,
+        )
+    }
+}
+
 /// One slot's record (the payload follows it).
 #[repr(C)]
 pub(super) struct Slot {
@@ -100,7 +143,7 @@ const _: () = assert!(std::mem::size_of::<Slot>() == RECORD_SIZE);
 
 /// The geometry of one queue, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Geometry {
+pub(crate) struct Geometry {
     pub capacity: usize,
     pub max_message: usize,
     pub stride: usize,

@@ -12,9 +12,10 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 
 use super::slots::{
-    self, AtomicU32, AtomicU64, FREE, Look, READING, READY, Slots, WRITING, claim_free,
-    claim_ready, commit, count, state, undone, word,
+    self, FREE, Look, READING, READY, Slots, WRITING, claim_free, claim_ready, commit, count,
+    state, undone, word,
 };
+use crate::primitive::{AtomicU32, AtomicU64};
 
 struct Table {
     words: Vec<AtomicU64>,

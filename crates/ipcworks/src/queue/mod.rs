@@ -154,7 +154,7 @@
 //!
 //! A peer that truncates the queue's segment (`ftruncate` of
 //! `/dev/shm/ipcworks.queue.NAME`) gets every process using it
-//! [`Error::Truncated`], never a `SIGBUS` (see [`shm`](crate::shm)): a
+//! [`Error::Truncated`], never a `SIGBUS` (see [`shm`]): a
 //! receive checks after its copy, before it commits (a message read from
 //! lost pages stays in its slot, and no zeros are returned); a send,
 //! after its commit, before it reports success; a look that finds
@@ -208,26 +208,27 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
-use layout::{Geometry, HEADER_SIZE, Header, Slot};
+pub(crate) use layout::Header;
+use layout::{Geometry, Slot};
 pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
 pub use slots::MAX_PRIORITY;
 
+#[cfg(doc)]
+use crate::Error;
 use crate::message::{
     Deadline, MessageReceiver, MessageSender, Meta, RecvTimeoutError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-use crate::shm::{Segment, SegmentOptions};
+use crate::shm::{self, Named, Segment, SegmentOptions};
 use crate::sync::{RawMutex, RawSemaphore};
-use crate::{Error, Result, name};
+use crate::{Result, name};
 
 /// Prefix of a named queue's segment in `/dev/shm`.
-pub const SEGMENT_PREFIX: &str = "ipcworks.queue.";
+pub const SEGMENT_PREFIX: &str = <Header as shm::Header>::PREFIX;
 /// Default capacity in messages.
 pub const DEFAULT_CAPACITY: usize = 64;
 /// Default maximum message size in bytes.
 pub const DEFAULT_MAX_MESSAGE: usize = 8192;
-
-const KIND: &str = "queue";
 /// How long a waiter sleeps before it looks at the slot table itself.
 const SLICE: Duration = Duration::from_millis(50);
 /// How long a waiter spins by default before it sleeps (see
@@ -241,7 +242,8 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 #[derive(Debug)]
 #[doc(alias = "bounded buffer")]
 pub struct Queue {
-    seg: Segment,
+    seg: Named<Header>,
+    /// A copy of the segment's checked layout.
     geo: Geometry,
     name: String,
     /// How long a blocking call spins before it sleeps.
@@ -380,36 +382,27 @@ impl QueueOptions {
         self
     }
 
-    fn segment(&self, geo: &Geometry) -> SegmentOptions {
+    fn segment(&self) -> SegmentOptions {
         let mut o = Segment::options();
-        o.mode(self.mode)
-            .persist(!self.remove_on_drop)
-            .size(geo.size);
+        o.mode(self.mode).persist(!self.remove_on_drop);
         o
     }
 
     /// Creates a named queue (`/dev/shm/ipcworks.queue.NAME`); fails with
     /// [`Error::AlreadyExists`] if the name is taken.
     pub fn create(&self, name: &str) -> Result<Queue> {
-        let bare = name::validate(name)?;
+        name::validate(name)?;
         let geo = Geometry::new(self.capacity, self.max_message)?;
-        let seg = self
-            .segment(&geo)
-            .create(&segment_name(bare))
-            .map_err(|e| rename(e, bare))?;
-        Queue::init(seg, geo, bare, self.spin)
+        let seg = Named::create(&self.segment(), name, geo, |_| Ok(()))?;
+        Ok(Queue::handle(seg, "", self.spin))
     }
 
     /// Opens an existing named queue after the segment checks (regular
     /// file, ours, mode no looser than [`mode`](Self::mode)). Its capacity
     /// and message size are the creator's.
     pub fn open(&self, name: &str) -> Result<Queue> {
-        let bare = name::validate(name)?;
-        let seg = Segment::options()
-            .mode(self.mode)
-            .open(&segment_name(bare))
-            .map_err(|e| rename(e, bare))?;
-        Queue::check(seg, bare, self.spin)
+        let seg = Named::open(&self.segment(), name, shm::PUBLISH_WAIT)?;
+        Ok(Queue::handle(seg, "", self.spin))
     }
 
     /// Opens the named queue, or creates it. Returns the queue and whether
@@ -422,8 +415,8 @@ impl QueueOptions {
     /// processes that inherit it ([`Queue::inheritable_fd`]).
     pub fn anonymous(&self) -> Result<Queue> {
         let geo = Geometry::new(self.capacity, self.max_message)?;
-        let seg = self.segment(&geo).anonymous()?;
-        Queue::init(seg, geo, "(anonymous)", self.spin)
+        let seg = Named::anonymous(&self.segment(), geo, |_| Ok(()))?;
+        Ok(Queue::handle(seg, "(anonymous)", self.spin))
     }
 }
 
@@ -439,7 +432,7 @@ pub(crate) fn inspect(bare: &str) -> Option<Stats> {
         .ok()?
         .read_exact(&mut first)
         .ok()?;
-    if u64::from_ne_bytes(first) != layout::MAGIC {
+    if u64::from_ne_bytes(first) != <Header as shm::Header>::MAGIC {
         return None;
     }
     // Any mode: this only looks.
@@ -448,21 +441,6 @@ pub(crate) fn inspect(bare: &str) -> Option<Stats> {
 
 fn segment_name(bare: &str) -> String {
     format!("{SEGMENT_PREFIX}{bare}")
-}
-
-/// Segment errors in queue terms.
-fn rename(e: Error, bare: &str) -> Error {
-    match e {
-        Error::NotFound { .. } => Error::NotFound {
-            kind: KIND,
-            name: bare.to_string(),
-        },
-        Error::AlreadyExists { .. } => Error::AlreadyExists {
-            kind: KIND,
-            name: bare.to_string(),
-        },
-        other => other,
-    }
 }
 
 impl Queue {
@@ -494,7 +472,11 @@ impl Queue {
     /// Maps a queue from an inherited descriptor (see
     /// [`inheritable_fd`](Self::inheritable_fd)).
     pub fn from_fd(fd: OwnedFd) -> Result<Queue> {
-        Self::check(Segment::from_fd(fd)?, "(inherited)", DEFAULT_SPIN)
+        Ok(Self::handle(
+            Named::from_fd(fd)?,
+            "(inherited)",
+            DEFAULT_SPIN,
+        ))
     }
 
     /// A duplicate of the segment's descriptor without close-on-exec, for a
@@ -505,8 +487,7 @@ impl Queue {
 
     /// Removes a named queue; processes that have it open keep using it.
     pub fn remove(name: &str) -> Result<()> {
-        let bare = name::validate(name)?;
-        Segment::remove(&segment_name(bare)).map_err(|e| rename(e, bare))
+        Named::<Header>::remove(name)
     }
 
     /// The queue's name (`(anonymous)` or `(inherited)` for unnamed ones).
@@ -524,76 +505,14 @@ impl Queue {
         self.geo.max_message
     }
 
-    fn init(seg: Segment, geo: Geometry, bare: &str, spin: Duration) -> Result<Queue> {
-        if seg.len() < geo.size {
-            return Err(Error::corrupted("a fresh segment is smaller than asked"));
-        }
-        let q = Queue::handle(seg, geo, bare, spin);
-        let h = q.header();
-        h.version.store(layout::VERSION, SeqCst);
-        h.capacity.store(geo.capacity as u32, SeqCst);
-        h.max_message.store(geo.max_message as u32, SeqCst);
-        h.stride.store(geo.stride as u32, SeqCst);
-        h.layout.store(geo.size as u64, SeqCst);
-        h.free.init(0)?;
-        h.filled.init(0)?;
-        // Last: openers wait for this.
-        h.magic.store(layout::MAGIC, SeqCst);
-        q.seg.check_intact()?;
-        Ok(q)
-    }
-
-    fn check(seg: Segment, bare: &str, spin: Duration) -> Result<Queue> {
-        let refuse = |reason: String| Error::Refused {
-            name: bare.to_string(),
-            reason,
-        };
-        if seg.len() < HEADER_SIZE {
-            return Err(refuse(format!(
-                "its segment has {} bytes, too few for an ipcworks queue",
-                seg.len()
-            )));
-        }
-        // SAFETY: the segment has at least HEADER_SIZE bytes (checked
-        // above) and is page-aligned; Header is atomics only, valid for
-        // any bit pattern.
-        let h = unsafe { &*(seg.as_ptr() as *const Header) };
-        let magic = h.magic.load(SeqCst);
-        if let Some(v) = layout::OLD_MAGICS.iter().position(|&m| m == magic) {
-            return Err(refuse(format!(
-                "it was made by an older ipcworks (queue layout {}, this build uses {}): \
-                 remove it (`ipcworks rm queue:{bare}`) and create it again",
-                v + 1,
-                layout::VERSION
-            )));
-        }
-        crate::shm::await_magic(&h.magic, layout::MAGIC, "queue").map_err(refuse)?;
-        let version = h.version.load(SeqCst);
-        if version != layout::VERSION {
-            return Err(refuse(format!(
-                "it has layout version {version}, this build knows {}",
-                layout::VERSION
-            )));
-        }
-        let geo = Geometry::from_header(
-            h.capacity.load(SeqCst),
-            h.max_message.load(SeqCst),
-            h.stride.load(SeqCst),
-            h.layout.load(SeqCst),
-            seg.len(),
-        )?;
-        // A cut while we read the header: those values were zeros of ours.
-        seg.check_intact()?;
-        Ok(Queue::handle(seg, geo, bare, spin))
-    }
-
-    /// This process's handle on a checked segment: the geometry, plus
-    /// the per-handle state, fresh.
-    fn handle(seg: Segment, geo: Geometry, bare: &str, spin: Duration) -> Queue {
+    /// This process's handle on a published, checked segment: its
+    /// geometry, plus the per-handle state, fresh. `unnamed` is what it is
+    /// called if it has no name.
+    fn handle(seg: Named<Header>, unnamed: &str, spin: Duration) -> Queue {
         Queue {
+            name: seg.bare_name().unwrap_or(unnamed).to_string(),
+            geo: *seg.layout(),
             seg,
-            geo,
-            name: bare.to_string(),
             spin,
             spin_skip: AtomicU32::new(0),
             spin_backoff: AtomicU32::new(0),
@@ -605,10 +524,7 @@ impl Queue {
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: every constructor checked that the segment (page-aligned,
-        // mapped as long as `self`) holds at least `geo.size` bytes, which
-        // include the header; Header is atomics only.
-        unsafe { &*(self.seg.as_ptr() as *const Header) }
+        self.seg.header()
     }
 
     /// Slot record `i`; `i < capacity` is the caller's promise (asserted).

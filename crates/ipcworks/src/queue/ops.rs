@@ -8,11 +8,10 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
-use super::slots::{
-    self, AtomicU32, AtomicU64, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, WRITING,
-};
+use super::slots::{self, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, WRITING};
 use super::{MAX_PRIORITY, Queue, SLICE, Side};
 use crate::message::Deadline;
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::sync::Acquired;
 use crate::sys::proc::{self, Identity, Status};
 use crate::{Error, Result};
@@ -433,7 +432,7 @@ impl Queue {
         }
         let polls = self.quiet_polls.load(Relaxed).wrapping_add(1);
         self.quiet_polls.store(polls, Relaxed);
-        polls % 64 != 0
+        !polls.is_multiple_of(64)
     }
 
     /// Waits (at most [`SETTLE`]) for busy slot `i`, seen as word `w`, to

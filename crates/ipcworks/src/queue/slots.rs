@@ -24,10 +24,7 @@
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
+use crate::primitive::{AtomicU32, AtomicU64};
 
 /// The highest priority (the same range as POSIX queues, `MQ_PRIO_MAX - 1`).
 pub const MAX_PRIORITY: u32 = 32767;

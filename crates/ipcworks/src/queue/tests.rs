@@ -7,6 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::Error;
 use crate::sys::proc::Identity;
 
 fn small(cap: usize, max: usize) -> Queue {

@@ -17,6 +17,21 @@
 //! # }
 //! ```
 //!
+//! # Objects in a segment of their own
+//!
+//! The channel, the native queue, the mutex and the semaphore each live in
+//! a segment of their own, `/dev/shm/ipcworks.KIND.NAME` (`chan`, `queue`,
+//! `mutex`, `sem`) or an anonymous one, behind a header of atomics. One
+//! helper here builds them all alike: the name and its prefix, creation
+//! with an exact mode, the owner/mode/symlink checks of
+//! [`SegmentOptions::open`], the header's magic word written last by the
+//! creator and waited for (up to a second) by an opener, older layouts and
+//! unknown versions refused with [`Error::Refused`](crate::Error::Refused),
+//! the layout checked against the segment's length, and the truncation
+//! check after the header is read. `ipcworks ls` finds them by the same
+//! prefixes. (Changed in this version: the helper waits for the magic
+//! itself; `shm::await_magic` is no longer public.)
+//!
 //! # A peer that truncates the segment
 //!
 //! Any process that may open `/dev/shm/NAME` for writing may also
@@ -59,39 +74,10 @@
 //! size check (`fstat`, done by waiting code every slice) can tell.
 
 pub(crate) mod fault;
+#[cfg(not(loom))]
+mod named;
 mod segment;
 
+#[cfg(not(loom))]
+pub(crate) use named::{Header, Named, PUBLISH_WAIT};
 pub use segment::{Segment, SegmentOptions};
-
-/// Waits for the creator of an object in shared memory to publish it, then
-/// checks what it is.
-///
-/// Creators of ipcworks objects (mutex, semaphore, queue) fill in their
-/// header and write its `magic` word *last*, with release ordering; an
-/// opener that finds 0 waits up to 1 s for it. Returns the reason to refuse
-/// the object, in plain words, when the magic never came or is not `want`
-/// (`kind` names what was expected: "mutex", "semaphore", …).
-pub fn await_magic(
-    magic: &std::sync::atomic::AtomicU64,
-    want: u64,
-    kind: &str,
-) -> std::result::Result<(), String> {
-    use std::sync::atomic::Ordering::Acquire;
-    use std::time::{Duration, Instant};
-    let start = Instant::now();
-    let found = loop {
-        let m = magic.load(Acquire);
-        if m != 0 || start.elapsed() > Duration::from_secs(1) {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    match found {
-        0 => Err(
-            "it was never initialized: its creator is slow or died while creating it; remove it"
-                .into(),
-        ),
-        m if m != want => Err(format!("it is not an ipcworks {kind} (magic {m:#018x})")),
-        _ => Ok(()),
-    }
-}

@@ -298,6 +298,42 @@ impl Segment {
         self.map.as_ptr()
     }
 
+    /// Word `index` of the segment (bytes `8 * index` to `8 * index + 8`)
+    /// as an atomic, or `None` past the end: the safe way to share plain
+    /// counters and flags with other processes.
+    ///
+    /// An atomic is what memory another process may write at any moment
+    /// can soundly be read through: every bit pattern is a valid `u64`, and
+    /// the compiler assumes nothing stays put between two loads. The values
+    /// are whatever the peers stored: check them before trusting them (a
+    /// word on a page a peer truncated away reads as zero; see
+    /// [`check_intact`](Self::check_intact)).
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use ipcworks::shm::Segment;
+    ///
+    /// let seg = Segment::anonymous(4096)?;
+    /// let hits = seg.atomic_u64(0).expect("in the segment");
+    /// hits.fetch_add(1, Ordering::SeqCst);
+    /// assert_eq!(hits.load(Ordering::SeqCst), 1);
+    /// assert!(seg.atomic_u64(4096 / 8).is_none());
+    /// # Ok::<(), ipcworks::Error>(())
+    /// ```
+    pub fn atomic_u64(&self, index: usize) -> Option<&AtomicU64> {
+        let end = index.checked_add(1)?.checked_mul(8)?;
+        if end > self.len() {
+            return None;
+        }
+        // SAFETY: bytes `8 * index .. end` lie inside the mapping (checked
+        // above), which stays mapped while `self` is borrowed; the address
+        // is 8-aligned (the mapping is page-aligned and the offset a
+        // multiple of 8); every bit pattern is a valid `AtomicU64`, and this
+        // process touches the word only through the atomic (other processes
+        // share it as memory that is only ever accessed atomically).
+        Some(unsafe { AtomicU64::from_ptr(self.as_ptr().add(index * 8).cast::<u64>()) })
+    }
+
     /// Whether this process's view of the segment is whole:
     /// [`Error::Truncated`] once another process truncated the object and
     /// an access here touched a page that is gone (or a size check found

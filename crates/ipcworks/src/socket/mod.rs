@@ -41,11 +41,14 @@
 mod address;
 mod file;
 mod listener;
+#[cfg(feature = "server")]
 mod server;
 mod unix;
 
 pub use address::Address;
 pub use file::{SocketFile, is_live};
 pub use listener::UnixListener;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use server::{Handler, Peer, Server, ServerOptions, ServerStats, ShutdownHandle};
 pub use unix::{PeerCred, UnixDatagram, UnixSeqpacket, UnixStream};

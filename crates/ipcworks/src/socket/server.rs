@@ -19,12 +19,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use self::conn::{Conn, Outcome, flush, serve};
 use super::address::Address;
 use super::file::{SocketFile, bind_path};
-use super::unix::{PeerCred, peer_cred};
+use super::unix::PeerCred;
 use crate::frame::{self, Framing};
 use crate::sys::fdio;
 use crate::sys::socket::Kind;
 use crate::{Error, Result};
 
+mod accept;
 mod conn;
 
 const LISTENER: Token = Token(0);
@@ -91,6 +92,7 @@ pub struct ServerOptions {
     unix_mode: u32,
     log: bool,
     out_of_fds_wait: Duration,
+    raise_fd_limit: bool,
 }
 
 impl Default for ServerOptions {
@@ -105,6 +107,7 @@ impl Default for ServerOptions {
             unix_mode: 0o600,
             log: true,
             out_of_fds_wait: Duration::from_secs(1),
+            raise_fd_limit: false,
         }
     }
 }
@@ -166,10 +169,31 @@ impl ServerOptions {
         self.out_of_fds_wait = wait;
         self
     }
+    /// Raise this process's limit on open descriptors (the soft
+    /// `RLIMIT_NOFILE`, often 1024) to the hard limit when the server is
+    /// bound, so it can hold as many clients as the system allows each
+    /// process (default off). The limit is the whole process's, and stays
+    /// raised; a limit that cannot be raised leaves the server running
+    /// with the one it has (see [`Server`] on running out). (Replaces
+    /// `sys::fdio::raise_fd_limit`, private since the kernel layer is.)
+    #[doc(alias = "setrlimit")]
+    pub fn raise_fd_limit(&mut self, on: bool) -> &mut Self {
+        self.raise_fd_limit = on;
+        self
+    }
+
+    /// [`raise_fd_limit`](Self::raise_fd_limit), if asked: best effort, as
+    /// documented there.
+    fn apply_fd_limit(&self) {
+        if self.raise_fd_limit {
+            let _ = fdio::raise_fd_limit();
+        }
+    }
 
     /// Binds a TCP server at `addr` (`"127.0.0.1:0"` picks a free port;
     /// see [`Server::local_addr`]).
     pub fn bind_tcp(&self, addr: &str) -> Result<Server> {
+        self.apply_fd_limit();
         let l = std::net::TcpListener::bind(addr).map_err(|e| Error::io("bind", e))?;
         l.set_nonblocking(true)
             .map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
@@ -186,6 +210,7 @@ impl ServerOptions {
     /// file replaced, a live server never displaced; see
     /// [`UnixListener`](super::UnixListener)).
     pub fn bind_unix(&self, path: impl AsRef<Path>) -> Result<Server> {
+        self.apply_fd_limit();
         let (fd, file) = bind_path(path.as_ref(), Kind::Stream, self.unix_mode)?;
         fdio::set_nonblocking(fd.as_fd(), true).map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
         let std_l = std::os::unix::net::UnixListener::from(fd);
@@ -199,7 +224,7 @@ impl ServerOptions {
 
     /// Binds at a TCP or Unix address ([`bind_tcp`](Self::bind_tcp) or
     /// [`bind_unix`](Self::bind_unix)). (Took an endpoint before; the
-    /// endpoint layer's [`bind_server`](crate::endpoint::bind_server) does
+    /// endpoint layer's `ipcworks::endpoint::bind_server` does
     /// that now.)
     pub fn bind(&self, addr: &Address) -> Result<Server> {
         match addr {
@@ -224,6 +249,31 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// What [`Server::run`] keeps between turns of its loop.
+struct Clients {
+    /// The clients being served, by token.
+    conns: HashMap<usize, Conn>,
+    /// Clients with input to serve, in turn.
+    ready: VecDeque<usize>,
+    /// The next client's token (0 and 1 are the listener's and the waker's).
+    next_token: usize,
+    /// The last client's id.
+    next_id: u64,
+    stats: ServerStats,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients {
+            conns: HashMap::new(),
+            ready: VecDeque::new(),
+            next_token: 2,
+            next_id: 0,
+            stats: ServerStats::default(),
         }
     }
 }
@@ -272,7 +322,8 @@ impl ShutdownHandle {
 /// spare descriptor it keeps for this, accepts each waiting client and
 /// closes it at once (the client reads end of stream; counted as refused),
 /// and takes the spare again. One line on stderr says so. `ipcworks serve`
-/// raises its descriptor limit to the hard limit first.
+/// raises its descriptor limit to the hard limit first
+/// ([`ServerOptions::raise_fd_limit`]).
 ///
 /// ```no_run
 /// use ipcworks::socket::ServerOptions;
@@ -309,14 +360,6 @@ impl std::fmt::Debug for Server {
             .field("local", &self.local)
             .finish_non_exhaustive()
     }
-}
-
-/// `accept` failed for want of a descriptor or kernel memory.
-fn is_shortage(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 fn poll_err(e: io::Error) -> Error {
@@ -387,17 +430,11 @@ impl Server {
     /// Serves clients until shut down; then closes every client, removes a
     /// Unix socket file, and returns the counts.
     pub fn run(mut self, mut handler: impl Handler) -> Result<ServerStats> {
-        let mut stats = ServerStats::default();
-        let mut conns: HashMap<usize, Conn> = HashMap::new();
-        let mut ready: VecDeque<usize> = VecDeque::new();
+        let mut clients = Clients::default();
         let mut events = Events::with_capacity(1024);
-        let mut next_token = 2usize;
-        let mut next_id = 0u64;
         let mut last_sweep = Instant::now();
-        let msg_cap = self.opts.max_message + frame::HEADER + 1;
-
         while !self.stop_requested() {
-            let timeout = if ready.is_empty() {
+            let timeout = if clients.ready.is_empty() {
                 TICK
             } else {
                 Duration::ZERO
@@ -409,295 +446,132 @@ impl Server {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept_all(
-                        &mut conns,
-                        &mut next_token,
-                        &mut next_id,
-                        &mut stats,
-                        &mut handler,
-                    ),
+                    LISTENER => self.accept_all(&mut clients, &mut handler),
                     WAKER => {}
-                    Token(t) => {
-                        let Some(c) = conns.get_mut(&t) else { continue };
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            c.readable = true;
-                            if !c.queued && !c.paused && !c.closing {
-                                c.queued = true;
-                                ready.push_back(t);
-                            }
-                        }
-                        if ev.is_writable() || ev.is_write_closed() {
-                            let out = flush(c).map(|()| {
-                                if c.closing && c.out_pos == c.out.len() {
-                                    Outcome::Close
-                                } else {
-                                    Outcome::Keep
-                                }
-                            });
-                            let out = match out {
-                                Err(_) if c.closing => Outcome::Close,
-                                other => other.unwrap_or_else(Outcome::Drop),
-                            };
-                            if c.paused && c.out.len() - c.out_pos <= self.opts.max_buffered / 2 {
-                                c.paused = false;
-                                if !c.queued {
-                                    c.queued = true;
-                                    ready.push_back(t);
-                                }
-                            }
-                            self.settle(t, out, &mut conns, &mut stats, &mut handler);
-                        }
-                    }
+                    Token(t) => self.on_client_event(t, ev, &mut clients, &mut handler),
                 }
             }
-            // Serve the clients with pending input, one budget each.
-            for _ in 0..ready.len() {
-                let Some(t) = ready.pop_front() else { break };
-                let Some(c) = conns.get_mut(&t) else { continue };
-                c.queued = false;
-                let out = serve(c, &self.opts, msg_cap, &mut handler, &mut stats);
-                if matches!(out, Outcome::Keep) && c.readable && !c.paused && !c.closing {
-                    c.queued = true;
-                    ready.push_back(t);
-                }
-                self.settle(t, out, &mut conns, &mut stats, &mut handler);
-            }
+            self.serve_ready(&mut clients, &mut handler);
             // Out of descriptors: clients may wait in the backlog with no
             // event to come (edge-triggered), so try again every turn.
             if self.starved.is_some() {
-                self.accept_all(
-                    &mut conns,
-                    &mut next_token,
-                    &mut next_id,
-                    &mut stats,
-                    &mut handler,
-                );
+                self.accept_all(&mut clients, &mut handler);
             }
             if last_sweep.elapsed() >= TICK {
                 last_sweep = Instant::now();
-                if let Some(idle) = self.opts.idle_timeout {
-                    let stale: Vec<usize> = conns
-                        .iter()
-                        .filter(|(_, c)| c.last_active.elapsed() > idle)
-                        .map(|(t, _)| *t)
-                        .collect();
-                    for t in stale {
-                        let why = format!("idle for more than {} ms", idle.as_millis());
-                        self.settle(t, Outcome::Drop(why), &mut conns, &mut stats, &mut handler);
-                    }
-                }
+                self.drop_idle(&mut clients, &mut handler);
             }
         }
-        for (_, c) in conns.drain() {
+        for (_, c) in clients.conns.drain() {
             handler.on_disconnect(&c.peer);
         }
-        Ok(stats)
+        Ok(clients.stats)
     }
 
-    fn settle(
+    /// Readiness of client `t`: input queues it for [`serve_ready`]
+    /// (unless it is paused or closing); room to write flushes its
+    /// replies, and resumes reading from it once they have drained to
+    /// half of `max_buffered`.
+    ///
+    /// [`serve_ready`]: Self::serve_ready
+    fn on_client_event(
         &self,
         t: usize,
-        out: Outcome,
-        conns: &mut HashMap<usize, Conn>,
-        stats: &mut ServerStats,
+        ev: &mio::event::Event,
+        clients: &mut Clients,
         handler: &mut impl Handler,
     ) {
+        let Some(c) = clients.conns.get_mut(&t) else {
+            return;
+        };
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            c.readable = true;
+            if !c.queued && !c.paused && !c.closing {
+                c.queued = true;
+                clients.ready.push_back(t);
+            }
+        }
+        if ev.is_writable() || ev.is_write_closed() {
+            let out = flush(c).map(|()| {
+                if c.closing && c.out_pos == c.out.len() {
+                    Outcome::Close
+                } else {
+                    Outcome::Keep
+                }
+            });
+            let out = match out {
+                Err(_) if c.closing => Outcome::Close,
+                other => other.unwrap_or_else(Outcome::Drop),
+            };
+            if c.paused && c.out.len() - c.out_pos <= self.opts.max_buffered / 2 {
+                c.paused = false;
+                if !c.queued {
+                    c.queued = true;
+                    clients.ready.push_back(t);
+                }
+            }
+            self.settle(t, out, clients, handler);
+        }
+    }
+
+    /// Serves each client with pending input once, one read budget each,
+    /// in turn; one that still has input goes to the back of the line.
+    fn serve_ready(&self, clients: &mut Clients, handler: &mut impl Handler) {
+        let msg_cap = self.opts.max_message + frame::HEADER + 1;
+        for _ in 0..clients.ready.len() {
+            let Some(t) = clients.ready.pop_front() else {
+                break;
+            };
+            let Some(c) = clients.conns.get_mut(&t) else {
+                continue;
+            };
+            c.queued = false;
+            let out = serve(c, &self.opts, msg_cap, handler, &mut clients.stats);
+            if matches!(out, Outcome::Keep) && c.readable && !c.paused && !c.closing {
+                c.queued = true;
+                clients.ready.push_back(t);
+            }
+            self.settle(t, out, clients, handler);
+        }
+    }
+
+    /// Drops the clients idle for longer than `idle_timeout`.
+    fn drop_idle(&self, clients: &mut Clients, handler: &mut impl Handler) {
+        let Some(idle) = self.opts.idle_timeout else {
+            return;
+        };
+        let stale: Vec<usize> = clients
+            .conns
+            .iter()
+            .filter(|(_, c)| c.last_active.elapsed() > idle)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            let why = format!("idle for more than {} ms", idle.as_millis());
+            self.settle(t, Outcome::Drop(why), clients, handler);
+        }
+    }
+
+    /// Carries out what a turn decided for client `t`: nothing, or closing
+    /// or dropping it (counted, logged, and told to the handler).
+    fn settle(&self, t: usize, out: Outcome, clients: &mut Clients, handler: &mut impl Handler) {
         let why = match out {
             Outcome::Keep => return,
             Outcome::Close => None,
             Outcome::Drop(why) => Some(why),
         };
-        if let Some(mut c) = conns.remove(&t) {
+        if let Some(mut c) = clients.conns.remove(&t) {
             let _ = match &mut c.stream {
                 Stream::Tcp(s) => self.poll.registry().deregister(s),
                 Stream::Unix(s) => self.poll.registry().deregister(s),
             };
             if let Some(why) = why {
-                stats.dropped += 1;
+                clients.stats.dropped += 1;
                 if self.opts.log {
                     eprintln!("ipcworks server: dropped client {}: {why}", c.peer.addr);
                 }
             }
             handler.on_disconnect(&c.peer);
-        }
-    }
-
-    /// One `accept4` on the listener: the client, its address for the log,
-    /// and its credentials (Unix).
-    fn accept_one(&self) -> io::Result<(Stream, String, Option<PeerCred>)> {
-        match &self.listener {
-            Listener::Tcp(l) => l
-                .accept()
-                .map(|(s, a)| (Stream::Tcp(s), a.to_string(), None)),
-            Listener::Unix(l) => l.accept().map(|(s, _)| {
-                let cred = peer_cred(s.as_fd()).ok();
-                let addr = match cred {
-                    Some(c) => format!("unix pid {} uid {}", c.pid, c.uid),
-                    None => "unix peer".to_string(),
-                };
-                (Stream::Unix(s), addr, cred)
-            }),
-        }
-    }
-
-    /// `accept` failed for want of descriptors (or memory): remember it so
-    /// the run loop retries, and once that has lasted longer than
-    /// `out_of_fds_wait`, close the waiting clients cleanly.
-    fn out_of_descriptors(&mut self, e: &io::Error, stats: &mut ServerStats) {
-        if self.opts.log && !self.short_logged {
-            eprintln!(
-                "ipcworks server: out of file descriptors ({e}); waiting clients are accepted \
-                 as others leave"
-            );
-        }
-        self.short_logged = true;
-        let since = *self.starved.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.opts.out_of_fds_wait {
-            return;
-        }
-        // Free the spare, then accept and close every waiting client: each
-        // closed one gives its descriptor back for the next.
-        self.reserve = None;
-        let mut closed = 0u64;
-        loop {
-            match self.accept_one() {
-                Ok(client) => {
-                    drop(client);
-                    closed += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        self.starved = None;
-                        self.short_logged = false;
-                    }
-                    break;
-                }
-            }
-        }
-        self.reserve = fdio::reserve().ok();
-        stats.refused += closed;
-        if self.opts.log && closed > 0 {
-            eprintln!(
-                "ipcworks server: out of file descriptors for {} ms: closed {closed} waiting \
-                 client(s)",
-                since.elapsed().as_millis()
-            );
-        }
-    }
-
-    fn accept_all(
-        &mut self,
-        conns: &mut HashMap<usize, Conn>,
-        next_token: &mut usize,
-        next_id: &mut u64,
-        stats: &mut ServerStats,
-        handler: &mut impl Handler,
-    ) {
-        let mut other_errors = 0;
-        loop {
-            let (mut stream, addr, cred) = match self.accept_one() {
-                Ok(x) => {
-                    self.starved = None;
-                    x
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.starved = None;
-                    self.short_logged = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(e) if is_shortage(&e) => {
-                    self.out_of_descriptors(&e, stats);
-                    return;
-                }
-                Err(e) => {
-                    // A network error about one connection (accept(2)
-                    // says to retry), or a listener gone bad: retry a few
-                    // times, then wait for the next turn.
-                    if self.opts.log && other_errors == 0 && self.starved.is_none() {
-                        eprintln!("ipcworks server: accept failed: {e}");
-                    }
-                    other_errors += 1;
-                    if other_errors >= 16 {
-                        self.starved.get_or_insert_with(Instant::now);
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let refuse = if conns.len() >= self.opts.max_connections {
-                Some(format!(
-                    "too many clients (max {})",
-                    self.opts.max_connections
-                ))
-            } else if let (Some(allowed), Stream::Unix(_)) = (&self.opts.allowed_uids, &stream) {
-                match cred {
-                    Some(c) if allowed.contains(&c.uid) => None,
-                    Some(c) => Some(format!("uid {} is not allowed", c.uid)),
-                    None => Some("its credentials could not be read".into()),
-                }
-            } else {
-                None
-            };
-            if let Some(why) = refuse {
-                stats.refused += 1;
-                if self.opts.log {
-                    eprintln!("ipcworks server: refused client {addr}: {why}");
-                }
-                continue;
-            }
-            let t = *next_token;
-            *next_token += 1;
-            let reg = match &mut stream {
-                Stream::Tcp(s) => {
-                    let _ = s.set_nodelay(true);
-                    self.poll.registry().register(
-                        s,
-                        Token(t),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                }
-                Stream::Unix(s) => self.poll.registry().register(
-                    s,
-                    Token(t),
-                    Interest::READABLE | Interest::WRITABLE,
-                ),
-            };
-            if let Err(e) = reg {
-                if self.opts.log {
-                    eprintln!("ipcworks server: could not watch client {addr}: {e}");
-                }
-                continue;
-            }
-            *next_id += 1;
-            let peer = Peer {
-                id: *next_id,
-                addr,
-                cred,
-            };
-            stats.accepted += 1;
-            handler.on_connect(&peer);
-            conns.insert(
-                t,
-                Conn {
-                    stream,
-                    peer,
-                    inbuf: Vec::new(),
-                    in_pos: 0,
-                    in_end: 0,
-                    scanned: 0,
-                    out: Vec::new(),
-                    out_pos: 0,
-                    last_active: Instant::now(),
-                    readable: true,
-                    queued: false,
-                    paused: false,
-                    closing: false,
-                },
-            );
         }
     }
 }

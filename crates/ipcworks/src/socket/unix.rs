@@ -6,7 +6,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 
+#[cfg(feature = "serde")]
 use serde::Serialize;
+#[cfg(feature = "serde")]
 use serde::de::DeserializeOwned;
 
 use crate::sys::Errno;
@@ -288,6 +290,8 @@ macro_rules! message_socket {
             }
 
             /// Sends a serde value, postcard-encoded, as one message.
+            #[cfg(feature = "serde")]
+            #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
             pub fn send_value<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
                 let bytes = postcard::to_stdvec(value)
                     .map_err(|e| Error::InvalidArgument(format!("value does not encode: {e}")))?;
@@ -295,6 +299,8 @@ macro_rules! message_socket {
             }
 
             /// Receives one message of at most `max` bytes and decodes it.
+            #[cfg(feature = "serde")]
+            #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
             pub fn recv_value<T: DeserializeOwned>(&self, max: usize) -> Result<T> {
                 let mut buf = vec![0u8; max];
                 let n = self.recv(&mut buf)?;

@@ -10,9 +10,6 @@ pub use mutex::{AtomicsOnly, LockError, Mutex, MutexGuard, MutexOptions, RawMute
 pub mod semaphore;
 pub use semaphore::SemaphoreState;
 #[cfg(not(loom))]
-pub use semaphore::{Permit, RawSemaphore, Semaphore, SemaphoreOptions};
-
-#[cfg(not(loom))]
-pub mod posix;
-#[cfg(not(loom))]
-pub use posix::{PosixSemaphore, PosixSemaphoreOptions};
+pub use semaphore::{
+    Permit, PosixSemaphore, PosixSemaphoreOptions, RawSemaphore, Semaphore, SemaphoreOptions,
+};

@@ -167,29 +167,6 @@ pub fn ignore_sigpipe() -> Result<(), Errno> {
     if rc == 0 { Ok(()) } else { Err(Errno::INVAL) }
 }
 
-/// Whether `SIGPIPE` is currently ignored in this process.
-pub fn sigpipe_ignored() -> bool {
-    // SAFETY: a query (`act == NULL`) into a zeroed, writable struct.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_IGN
-    }
-}
-
-/// Restores the default `SIGPIPE` disposition (terminate). For tests that
-/// check that a path does not depend on `SIGPIPE` being ignored.
-pub fn default_sigpipe() -> Result<(), Errno> {
-    // SAFETY: as in `ignore_sigpipe`, with SIG_DFL.
-    let rc = unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = libc::SIG_DFL;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut())
-    };
-    if rc == 0 { Ok(()) } else { Err(Errno::INVAL) }
-}
-
 /// Takes ownership of descriptor number `fd`, inherited from the parent
 /// process, once: checks it is open (`F_GETFD`), sets close-on-exec, and
 /// refuses a number already adopted through this function in this process
@@ -203,12 +180,6 @@ pub fn default_sigpipe() -> Result<(), Errno> {
 /// own or use it (as a `File`, socket or `OwnedFd` made with
 /// `from_raw_fd`). The checks cannot tell such an owner apart: the
 /// returned `OwnedFd` would close its descriptor under it.
-///
-/// Safe code cannot call it:
-///
-/// ```compile_fail,E0133
-/// let fd = ipcworks::sys::fdio::adopt_inherited(3);
-/// ```
 pub unsafe fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
     use std::collections::HashSet;
     use std::os::fd::FromRawFd;
@@ -236,6 +207,7 @@ pub unsafe fn adopt_inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> 
 /// `open("/dev/null", O_RDONLY | O_CLOEXEC)`: a spare descriptor a server
 /// holds so that, out of descriptors (`EMFILE`), it can close this one to
 /// accept a waiting client and close it cleanly, then take it again.
+#[cfg(feature = "server")]
 pub fn reserve() -> Result<OwnedFd, Errno> {
     rustix::fs::open(
         "/dev/null",
@@ -247,6 +219,7 @@ pub fn reserve() -> Result<OwnedFd, Errno> {
 /// Raises this process's soft limit on open descriptors (`RLIMIT_NOFILE`)
 /// to its hard limit, for servers with many clients; returns the new limit.
 #[doc(alias = "setrlimit")]
+#[cfg(feature = "server")]
 pub fn raise_fd_limit() -> Result<u64, Errno> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);

@@ -90,8 +90,6 @@ pub struct Stat {
     pub size: u64,
     /// Owner's user id.
     pub uid: u32,
-    /// Owner's group id.
-    pub gid: u32,
     /// Permission bits (`mode & 0o7777`).
     pub mode: u32,
     /// Whether it is a regular file (shared memory objects are).
@@ -106,7 +104,6 @@ pub fn stat(fd: BorrowedFd<'_>) -> Result<Stat, Errno> {
     Ok(Stat {
         size: st.st_size as u64,
         uid: st.st_uid,
-        gid: st.st_gid,
         mode: st.st_mode & 0o7777,
         is_file: file_type == rustix::fs::FileType::RegularFile,
     })
@@ -229,11 +226,6 @@ fn has_prefetchw() -> bool {
         use std::arch::x86_64::__cpuid;
         __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
     })
-}
-
-/// The system's page size.
-pub fn page_size() -> usize {
-    rustix::param::page_size()
 }
 
 /// `fstat(fd)` and `lstat(path)`: whether `path` still names the object

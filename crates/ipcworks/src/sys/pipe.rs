@@ -146,11 +146,6 @@ pub fn unlink(path: &Path) -> Result<(), Errno> {
     rustix::fs::unlink(path)
 }
 
-/// `fcntl(F_GETPIPE_SZ)`: the pipe's buffer size in bytes.
-pub fn pipe_size(fd: std::os::fd::BorrowedFd<'_>) -> Result<usize, Errno> {
-    rustix::pipe::fcntl_getpipe_size(fd)
-}
-
 /// Makes `fd` appear in the child spawned by `cmd` under the same number,
 /// and returns that number.
 ///

@@ -33,7 +33,7 @@
 //! `mkdir(2)`, `open(2)` (`O_DIRECTORY`, `O_NOFOLLOW`), `fchmod(2)`,
 //! `rename(2)` (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`), `unlink(2)`.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -116,14 +116,9 @@ impl PrivateDir {
     }
 
     /// The directory's path (as created; see the module docs on why work
-    /// inside goes through [`fd`](Self::fd)).
+    /// inside goes through the directory's descriptor).
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// A descriptor on the directory, for the `*at` calls.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
     }
 
     /// `/proc/self/fd/N/NAME`: a short path to `NAME` inside, whatever the
@@ -212,6 +207,8 @@ impl Drop for PrivateDir {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsFd;
+
     use super::*;
 
     #[test]
@@ -227,7 +224,14 @@ mod tests {
         let md = std::fs::symlink_metadata(&path).unwrap();
         assert!(md.is_dir());
         assert_eq!(md.permissions().mode() & 0o777, 0o700);
-        rustix::fs::mknodat(d.fd(), "f", FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        rustix::fs::mknodat(
+            d.dir.as_fd(),
+            "f",
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
         d.chmod("f", 0o640).unwrap();
         assert_eq!(d.stat("f").unwrap().0, FileType::Fifo);
         drop(d);

@@ -93,6 +93,9 @@ pub(crate) fn parse_stat(bytes: &[u8]) -> Option<Status> {
 /// A process or thread named so that id reuse cannot fool a liveness check:
 /// its id and the low 32 bits of its start time, packed in one `u64` that
 /// fits an atomic word in shared memory. `0` means "nobody".
+///
+/// (Public as `ipcworks::process::Identity`; it was
+/// `ipcworks::sys::proc::Identity` while the kernel layer was public.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Identity(u64);
 
@@ -231,6 +234,36 @@ pub(crate) fn ensure_fork_hook() {
     });
 }
 
+/// CPUs online in the system (`/sys/devices/system/cpu/online`, what
+/// `sysconf(_SC_NPROCESSORS_ONLN)` reads), whatever this thread's affinity:
+/// a process pinned to one core may still have a peer running on another.
+/// Without sysfs, the CPUs this process may use. At least 1.
+pub fn online_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| count_cpu_list(&s))
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The number of CPUs in a kernel CPU list such as `0-3,8,10-11`; `None`
+/// if it does not parse.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    let mut n = 0usize;
+    for part in list.trim().split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.parse::<usize>().ok()?, hi.parse::<usize>().ok()?),
+            None => {
+                let c = part.parse::<usize>().ok()?;
+                (c, c)
+            }
+        };
+        n = n.checked_add(hi.checked_sub(lo)? + 1)?;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,100 +304,4 @@ mod tests {
         assert!(Identity::new(pid(), start).is_alive());
         assert!(!Identity::new(pid(), start ^ 1).is_alive());
     }
-}
-
-/// The outcome of [`fork`] in each process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forked {
-    /// In the parent: the child's pid.
-    Parent(u32),
-    /// In the child.
-    Child,
-}
-
-/// `fork()`: duplicates the calling process. The child gets a copy
-/// (copy-on-write) of every private mapping — code, data, bss, heap, the
-/// calling thread's stack — and shares only `MAP_SHARED` mappings.
-///
-/// # Safety
-/// The caller must be single-threaded at the moment of the call (other
-/// threads would vanish in the child while possibly holding locks, e.g. the
-/// allocator's), and the child should only do simple work and end with
-/// [`exit_now`].
-pub unsafe fn fork() -> std::io::Result<Forked> {
-    // SAFETY: forwarded to the caller's contract above.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid as u32)),
-    }
-}
-
-/// `_exit(code)`: ends the process at once, without running destructors or
-/// atexit handlers (what a forked child must do).
-#[doc(alias = "_exit")]
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit is always safe to call; it never returns.
-    unsafe { libc::_exit(code) }
-}
-
-/// `waitpid(pid, &status, 0)`: waits for a child and returns its exit code
-/// (128 + signal number if a signal killed it). EINTR is retried.
-#[doc(alias = "waitpid")]
-pub fn wait_child(pid: u32) -> std::io::Result<i32> {
-    loop {
-        let mut status = 0;
-        // SAFETY: status is a valid out-pointer for the call's duration.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
-        if r == -1 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            128 + libc::WTERMSIG(status)
-        });
-    }
-}
-
-/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: this process is killed when its
-/// parent (the thread that forked it) ends, so a forked helper never
-/// outlives an interrupted run.
-pub fn die_with_parent() -> std::io::Result<()> {
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .map_err(Into::into)
-}
-
-/// CPUs online in the system (`/sys/devices/system/cpu/online`, what
-/// `sysconf(_SC_NPROCESSORS_ONLN)` reads), whatever this thread's affinity:
-/// a process pinned to one core may still have a peer running on another.
-/// Without sysfs, the CPUs this process may use. At least 1.
-pub fn online_cpus() -> usize {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|s| count_cpu_list(&s))
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
-        .max(1)
-}
-
-/// The number of CPUs in a kernel CPU list such as `0-3,8,10-11`; `None`
-/// if it does not parse.
-fn count_cpu_list(list: &str) -> Option<usize> {
-    let mut n = 0usize;
-    for part in list.trim().split(',') {
-        let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (lo.parse::<usize>().ok()?, hi.parse::<usize>().ok()?),
-            None => {
-                let c = part.parse::<usize>().ok()?;
-                (c, c)
-            }
-        };
-        n = n.checked_add(hi.checked_sub(lo)? + 1)?;
-    }
-    Some(n)
 }

@@ -3,12 +3,16 @@
 //! and removal of named objects when a run is interrupted.
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+#[cfg(feature = "server")]
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use rustix::io::Errno;
 
+#[cfg(feature = "server")]
 static TERMINATE: AtomicBool = AtomicBool::new(false);
 
+#[cfg(feature = "server")]
 extern "C" fn on_signal(_sig: libc::c_int) {
     // Async-signal-safe: a lock-free atomic store and nothing else.
     TERMINATE.store(true, Ordering::SeqCst);
@@ -17,6 +21,7 @@ extern "C" fn on_signal(_sig: libc::c_int) {
 /// Installs a handler for `SIGINT` and `SIGTERM` that sets a flag
 /// ([`terminate_requested`]) instead of killing the process. Without
 /// `SA_RESTART`, so a blocking `epoll_wait` returns `EINTR` at once.
+#[cfg(feature = "server")]
 pub fn catch_terminate() -> Result<(), Errno> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only performs an atomic store, which is
@@ -35,6 +40,7 @@ pub fn catch_terminate() -> Result<(), Errno> {
 }
 
 /// Whether `SIGINT` or `SIGTERM` arrived since [`catch_terminate`].
+#[cfg(feature = "server")]
 pub fn terminate_requested() -> bool {
     TERMINATE.load(Ordering::SeqCst)
 }

@@ -19,8 +19,6 @@ use rustix::io::Errno;
 
 /// Where the kernel publishes the largest message size.
 pub const MSGMAX_PATH: &str = "/proc/sys/kernel/msgmax";
-/// Where the kernel publishes the default byte capacity of a new queue.
-pub const MSGMNB_PATH: &str = "/proc/sys/kernel/msgmnb";
 /// Where the kernel publishes the most queues the system holds.
 pub const MSGMNI_PATH: &str = "/proc/sys/kernel/msgmni";
 

@@ -17,7 +17,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// `max` bytes.
 fn anon(capacity: usize, max: usize) -> Channel {
     Channel::builder()
-        .capacity(capacity)
+        .capacity_bytes(capacity)
         .max_message(max)
         .anonymous()
         .unwrap()
@@ -222,7 +222,7 @@ fn kill_round(after: u64, max: usize) -> (u64, u64) {
             c.kill9();
         }
         // Half the rounds poll with try_recv, half block in recv_timeout.
-        let got = if after % 2 == 0 {
+        let got = if after.is_multiple_of(2) {
             loop {
                 match rx.try_recv() {
                     Err(TryRecvError::Empty) => {
@@ -418,7 +418,7 @@ fn api_errors_loans_refs_typed_and_pod() {
         name: String,
     }
     let chan = Channel::builder()
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(100)
         .wait(WaitStrategy::Block)
         .anonymous()

@@ -66,14 +66,14 @@ fn ok_or_expected<T, E: Into<Error>>(r: Result<T, E>) {
 
 fn run(ops: &[Op], wait: WaitStrategy) {
     let chan = Channel::builder()
-        .capacity(4096)
+        .capacity_bytes(4096)
         .max_message(MAX)
         .wait(wait)
         .anonymous()
         .unwrap();
     // A second mapping of the same memory: the "hostile peer".
     let evil = Segment::from_fd(chan.inheritable_fd().unwrap()).unwrap();
-    let data_at = evil.len() - chan.capacity();
+    let data_at = evil.len() - chan.capacity_bytes();
     let mut tx = Some(chan.sender().unwrap());
     let mut rx = Some(chan.receiver().unwrap());
     let payload = [0xA5u8; MAX + 5];
@@ -82,7 +82,7 @@ fn run(ops: &[Op], wait: WaitStrategy) {
         match op {
             Op::Scribble { data, off, bytes } => {
                 let base = if *data { data_at } else { 0 };
-                let room = if *data { chan.capacity() } else { 512 };
+                let room = if *data { chan.capacity_bytes() } else { 512 };
                 let off = off % room;
                 let n = bytes.len().min(room - off);
                 // SAFETY: base + off + n <= the segment's length; raw

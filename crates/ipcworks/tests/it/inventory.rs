@@ -109,7 +109,16 @@ struct SysvQueueCleanup(i32);
 
 impl Drop for SysvQueueCleanup {
     fn drop(&mut self) {
-        let _ = ipcworks::sys::sysv::remove(self.0);
+        let _ = msgctl_rmid(self.0);
+    }
+}
+
+/// `msgctl(id, IPC_RMID)`, as `ipcrm -q` does.
+fn msgctl_rmid(id: i32) -> std::io::Result<()> {
+    // SAFETY: IPC_RMID takes no buffer.
+    match unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -129,10 +138,11 @@ fn a_sysv_key_reused_after_removal_is_not_taken_for_the_recorded_queue() {
     assert_eq!(obj.creator.map(|c| c.pid), Some(std::process::id()));
     // Removed behind the registry's back (as `ipcrm` would), then made
     // again under the same key.
-    ipcworks::sys::sysv::remove(ours.id()).unwrap();
+    msgctl_rmid(ours.id()).unwrap();
     ours.set_remove_on_drop(false);
-    let theirs =
-        ipcworks::sys::sysv::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    // SAFETY: msgget takes plain integers.
+    let theirs = unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+    assert!(theirs >= 0, "msgget: {}", std::io::Error::last_os_error());
     let _theirs = SysvQueueCleanup(theirs);
     let obj = inventory::find(&addr).unwrap();
     assert_eq!(obj.id, Some(theirs as u32));

@@ -8,11 +8,13 @@ mod support;
 
 mod channel;
 mod channel_corrupt;
+mod channel_ends;
 mod conformance;
 mod frame;
 mod inventory;
 mod mq;
 mod mutex;
+mod mutex_owner_dead;
 mod pipe;
 mod posix_sem;
 mod process;

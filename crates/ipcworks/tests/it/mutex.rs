@@ -17,7 +17,7 @@ use crate::support::{self, KillOnDrop, ShmCleanup};
 
 /// Two fields that a correct writer keeps equal; a holder killed between its
 /// steps leaves them unequal.
-type Pair = [u64; 2];
+pub(crate) type Pair = [u64; 2];
 
 const HANG: Duration = Duration::from_secs(20);
 
@@ -25,7 +25,7 @@ const HANG: Duration = Duration::from_secs(20);
 /// 64): after the 64-byte-rounded header.
 const VALUE_OFFSET: usize = 64;
 
-fn seg_name(name: &str) -> String {
+pub(crate) fn seg_name(name: &str) -> String {
     format!("ipcworks.mutex.{name}")
 }
 
@@ -149,7 +149,7 @@ fn wait_line(out: &mut BufReader<ChildStdout>, want: &str) {
 }
 
 /// Spawns a child role with its stdout piped, and waits for `want`.
-fn spawn_and_wait(role: &str, arg: &str, want: &str) -> KillOnDrop {
+pub(crate) fn spawn_and_wait(role: &str, arg: &str, want: &str) -> KillOnDrop {
     let mut cmd = support::child("mutex::child", role, arg);
     cmd.stdout(Stdio::piped());
     let mut c = KillOnDrop::spawn(cmd);

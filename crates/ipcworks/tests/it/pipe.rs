@@ -140,7 +140,7 @@ fn child() {
         // With the default (fatal) SIGPIPE restored, calls ignore_sigpipe
         // and writes to a pipe without readers: must get an error and live.
         "broken-pipe" => {
-            ipcworks::sys::fdio::default_sigpipe().unwrap();
+            support::default_sigpipe();
             pipe::ignore_sigpipe().unwrap();
             let (r, mut w) = pipe::pipe().unwrap();
             drop(r);

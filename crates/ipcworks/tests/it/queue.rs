@@ -15,10 +15,10 @@ use ipcworks::endpoint::{self, Endpoint, Options};
 use ipcworks::message::{
     Deadline, Meta, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
 };
+use ipcworks::process::Identity;
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
 use ipcworks::sync::{Acquired, MutexState, RawMutex};
-use ipcworks::sys::proc::Identity;
 
 use crate::support::{self, KillOnDrop};
 

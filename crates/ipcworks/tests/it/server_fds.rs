@@ -50,9 +50,52 @@ fn child() {
             println!("ready");
             server.run(|_p: &Peer, m: &[u8]| Some(m.to_vec())).unwrap();
         }
+        // With the soft descriptor limit lowered to 64: a server bound
+        // without `raise_fd_limit` leaves it, one bound with it raises it
+        // to the hard limit. Prints both soft limits.
+        "raise-limit" => {
+            use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+            let hard = getrlimit(Resource::Nofile).maximum;
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(64),
+                    maximum: hard,
+                },
+            )
+            .unwrap();
+            let plain = ServerOptions::new().bind_tcp("127.0.0.1:0").unwrap();
+            let kept = getrlimit(Resource::Nofile).current;
+            let raised = ServerOptions::new()
+                .raise_fd_limit(true)
+                .bind_tcp("127.0.0.1:0")
+                .unwrap();
+            let now = getrlimit(Resource::Nofile).current;
+            println!("limits {kept:?} {now:?} {hard:?}");
+            drop((plain, raised));
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// `ServerOptions::raise_fd_limit` (what `ipcworks serve` asks for) raises
+/// the soft descriptor limit to the hard one when the server is bound;
+/// without it the limit is left alone.
+#[test]
+fn raise_fd_limit_lifts_the_soft_limit_to_the_hard_one() {
+    let out = support::child("server_fds::child", "raise-limit", "")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}\n{stdout}", out.status);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("limits "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let v: Vec<&str> = line.split(' ').collect();
+    assert_eq!(v[0], "Some(64)", "without the option: {line}");
+    assert_eq!(v[1], v[2], "with it, soft = hard: {line}");
 }
 
 fn start(path: &TmpPath, wait: Duration) -> KillOnDrop {

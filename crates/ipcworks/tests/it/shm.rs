@@ -12,10 +12,7 @@ use ipcworks::shm::Segment;
 use crate::support::{self, KillOnDrop, ShmCleanup};
 
 fn word(seg: &Segment, i: usize) -> &AtomicU64 {
-    assert!((i + 1) * 8 <= seg.len());
-    // SAFETY: in bounds (checked above), 8-aligned (page-aligned base), and
-    // the segment outlives the reference; atomics tolerate concurrent writers.
-    unsafe { &*(seg.as_ptr().add(i * 8) as *const AtomicU64) }
+    seg.atomic_u64(i).expect("word inside the segment")
 }
 
 #[test]
@@ -75,6 +72,26 @@ fn anonymous_segment_is_inherited_by_a_child() {
     drop(fd);
     assert!(c.wait_for(Duration::from_secs(30)).success());
     assert_eq!(word(&seg, 0).load(Ordering::SeqCst), 0xBEEF);
+}
+
+/// `atomic_u64` lends whole words only: a 12-byte segment has one, and
+/// two mappings of one segment see each other's stores.
+#[test]
+fn atomic_words_stop_at_the_last_whole_word() {
+    let name = support::unique_name("words");
+    let _cleanup = ShmCleanup(vec![name.clone()]);
+    let seg = Segment::create(&name, 12).unwrap();
+    assert_eq!(seg.len(), 12);
+    assert!(seg.atomic_u64(0).is_some());
+    assert!(
+        seg.atomic_u64(1).is_none(),
+        "bytes 8..16 pass the end at 12"
+    );
+    assert!(seg.atomic_u64(usize::MAX).is_none());
+    let other = Segment::open(&name).unwrap();
+    assert_ne!(other.as_ptr(), seg.as_ptr(), "a second mapping");
+    seg.atomic_u64(0).unwrap().store(0xFEED, Ordering::SeqCst);
+    assert_eq!(other.atomic_u64(0).unwrap().load(Ordering::SeqCst), 0xFEED);
 }
 
 #[test]

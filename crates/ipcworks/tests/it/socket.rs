@@ -58,7 +58,7 @@ fn child() {
         // With the fatal SIGPIPE default restored: writes to a Unix socket
         // and to a TCP connection whose peers are gone; must get errors.
         "socket-peer-gone" => {
-            ipcworks::sys::fdio::default_sigpipe().unwrap();
+            support::default_sigpipe();
             let (a, b) = UnixStream::pair().unwrap();
             drop(b);
             let e = (&a).write(b"x").unwrap_err();

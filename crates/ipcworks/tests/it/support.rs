@@ -146,3 +146,18 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Restores the default `SIGPIPE` disposition (terminate) in this process:
+/// for children that check a path does not depend on `SIGPIPE` being
+/// ignored.
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL runs no code of ours; the struct is zeroed, then its
+    // mask emptied, before sigaction reads it.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut())
+    };
+    assert_eq!(rc, 0, "sigaction: {}", std::io::Error::last_os_error());
+}

@@ -113,7 +113,7 @@ fn child() {
 /// unnoticed by anyone.
 fn chan_both(name: &str, round: usize) -> String {
     let chan = Channel::builder()
-        .capacity(64 << 10)
+        .capacity_bytes(64 << 10)
         .max_message(8192)
         .create(name)
         .unwrap();
@@ -167,7 +167,7 @@ fn chan_both(name: &str, round: usize) -> String {
 /// A receive blocked on an empty channel.
 fn chan_blocked_recv(name: &str, round: usize) -> String {
     let chan = Channel::builder()
-        .capacity(16 << 10)
+        .capacity_bytes(16 << 10)
         .max_message(1024)
         .create(name)
         .unwrap();
@@ -184,7 +184,7 @@ fn chan_blocked_recv(name: &str, round: usize) -> String {
 /// at the size can tell a cut that removes no page the receiver reads.
 fn chan_timed_recv(name: &str, round: usize) -> String {
     let chan = Channel::builder()
-        .capacity(16 << 10)
+        .capacity_bytes(16 << 10)
         .max_message(1024)
         .create(name)
         .unwrap();
@@ -205,7 +205,7 @@ fn chan_timed_recv(name: &str, round: usize) -> String {
 /// A send blocked on a full channel whose receiver does not receive.
 fn chan_blocked_send(name: &str, round: usize) -> String {
     let chan = Channel::builder()
-        .capacity(16 << 10)
+        .capacity_bytes(16 << 10)
         .max_message(1024)
         .create(name)
         .unwrap();

@@ -28,7 +28,7 @@ fn child() {
         // file is in place. The signal is sent to this thread: in a
         // single-threaded program like the CLI, Ctrl-C lands there too.
         "bind-then-sigterm" => {
-            ipcworks::sys::signal::remove_on_terminate(&[]).unwrap();
+            ipcworks::process::remove_on_terminate(&[]).unwrap();
             fault::on(Point::SocketPlaced, || {
                 // SAFETY: pthread_self names this live thread.
                 let r = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGTERM) };

@@ -1,14 +1,14 @@
 //! `ipcworks demo memory`: threads share code, data and heap and each has
-//! its own stack; a forked child gets a copy of everything private and
-//! shares only what is mapped shared.
+//! its own stack; a child process has memory of its own and shares only
+//! what is mapped shared.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use ipcworks::shm::Segment;
-use ipcworks::sys::proc::{self, Forked};
 
-use super::step;
+use super::{child, step};
 
 /// A global variable: lives in the data region.
 static GLOBAL: AtomicU64 = AtomicU64::new(1);
@@ -54,7 +54,7 @@ pub fn run() -> anyhow::Result<()> {
                 heap.fetch_add(10, Ordering::SeqCst);
                 println!(
                     "    thread {i} (tid {}): its own stack local at {:#014x}; wrote GLOBAL and heap",
-                    proc::tid(),
+                    rustix::thread::gettid().as_raw_nonzero(),
                     addr(&mine)
                 );
             });
@@ -69,50 +69,63 @@ pub fn run() -> anyhow::Result<()> {
         "    because threads of one process share data and heap. Their stacks differ (addresses above)."
     );
 
-    step(3, "fork(): the child sets GLOBAL and the heap value to 999");
+    step(
+        3,
+        "A child process (this program started again) sets GLOBAL and the heap value to 999",
+    );
     let shared = Segment::anonymous(4096).context("creating a shared segment")?;
-    // SAFETY: the segment is 4096 bytes, page-aligned, mapped for its
-    // lifetime; we only touch it through an atomic.
-    let shared_word = unsafe { &*(shared.as_ptr() as *const AtomicU64) };
+    let shared_word = shared.atomic_u64(0).context("a word of the segment")?;
     shared_word.store(5, Ordering::SeqCst);
-    // SAFETY: the threads above were joined by the scope: this process is
-    // single-threaded here, and the child only stores to memory, prints,
-    // and leaves with _exit.
-    match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            GLOBAL.store(999, Ordering::SeqCst);
-            heap.store(999, Ordering::SeqCst);
-            shared_word.store(999, Ordering::SeqCst);
-            println!(
-                "    child (pid {}): GLOBAL = {} at {:#014x}, heap = {} at {:#014x}",
-                proc::pid(),
-                GLOBAL.load(Ordering::SeqCst),
-                addr(&GLOBAL),
-                heap.load(Ordering::SeqCst),
-                addr(&*heap)
-            );
-            proc::exit_now(0);
-        }
-        Forked::Parent(child) => {
-            proc::wait_child(child).context("waitpid")?;
-            println!(
-                "    parent (pid {}): GLOBAL = {}, heap = {} at the SAME addresses: unchanged.",
-                proc::pid(),
-                GLOBAL.load(Ordering::SeqCst),
-                heap.load(Ordering::SeqCst)
-            );
-            println!(
-                "    The child had a copy of the parent's memory (copy-on-write pages), not the memory itself."
-            );
-        }
-    }
-
-    step(4, "Memory mapped SHARED before the fork is the exception");
+    let status = child::start("memory", "write-999", &[], &[shared.as_fd()])?.wait()?;
+    anyhow::ensure!(status.success(), "the child failed: {status}");
     println!(
-        "    the child also wrote 999 into a MAP_SHARED segment: the parent reads {}.",
+        "    parent (pid {}): GLOBAL = {}, heap = {} at the SAME addresses as before: unchanged.",
+        std::process::id(),
+        GLOBAL.load(Ordering::SeqCst),
+        heap.load(Ordering::SeqCst)
+    );
+    println!(
+        "    The child wrote to memory of its own, not to the parent's. (fork() alone gives a child a"
+    );
+    println!(
+        "    copy-on-write copy of the parent's pages, at the same addresses; the exec() that started"
+    );
+    println!("    this child replaced that copy with a fresh run of the program.)");
+
+    step(4, "Memory mapped SHARED is the exception");
+    println!(
+        "    the child also wrote 999 into a MAP_SHARED segment handed to it: the parent reads {}.",
         shared_word.load(Ordering::SeqCst)
     );
     println!("    That is what shared memory is: the same physical pages in both processes.");
+    Ok(())
+}
+
+/// The child of step 3: a fresh run of this program, with the parent's
+/// segment handed over.
+pub(super) fn child(role: &str, _args: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(role == "write-999", "unknown role {role:?}");
+    let heap = Box::new(AtomicU64::new(100));
+    let fd = child::handed_fds(1)?.remove(0);
+    let shared = Segment::from_fd(fd).context("mapping the handed segment")?;
+    let me = std::process::id();
+    println!(
+        "    child (pid {me}): starts with GLOBAL = {}, heap = {}: the program's initial values, not the parent's",
+        GLOBAL.load(Ordering::SeqCst),
+        heap.load(Ordering::SeqCst)
+    );
+    GLOBAL.store(999, Ordering::SeqCst);
+    heap.store(999, Ordering::SeqCst);
+    shared
+        .atomic_u64(0)
+        .context("a word of the segment")?
+        .store(999, Ordering::SeqCst);
+    println!(
+        "    child (pid {me}): GLOBAL = {} at {:#014x}, heap = {} at {:#014x}",
+        GLOBAL.load(Ordering::SeqCst),
+        addr(&GLOBAL),
+        heap.load(Ordering::SeqCst),
+        addr(&*heap)
+    );
     Ok(())
 }

@@ -10,12 +10,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ipcworks::pipe::{PipeReader, pipe};
+use ipcworks::process::remove_on_terminate;
 use ipcworks::registry::{self, Kind};
 use ipcworks::socket::{UnixDatagram, UnixListener, UnixSeqpacket, UnixStream};
-use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::remove_on_terminate;
 
-use super::step;
+use super::{child, step};
 
 const WORDS: [&str; 3] = ["one", "two", "three"];
 
@@ -24,12 +23,9 @@ fn us(t: Instant) -> String {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let pid = proc::pid();
+    let pid = std::process::id();
     let sock_path = PathBuf::from(format!("/tmp/ipcworks-demo-message-{pid}.sock"));
-    let _ = remove_on_terminate(&registry::removals(
-        Kind::UnixSocket,
-        &registry::path_name(&sock_path),
-    ));
+    let _ = remove_on_terminate(&[(Kind::UnixSocket, &registry::path_name(&sock_path))]);
     println!(
         "Message passing: the processes share no memory; the sender hands bytes to the kernel \
          with send(), the kernel keeps them, the receiver takes them with recv()."
@@ -52,30 +48,17 @@ pub fn run() -> anyhow::Result<()> {
         stream_parent.as_raw_fd(),
         stream_child.as_raw_fd()
     );
-    // SAFETY: this process is single-threaded here; the child only sends,
-    // prints and leaves with _exit.
-    let child = match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            drop(dgram_parent);
-            drop(stream_parent);
-            let me = proc::pid();
-            let mut s = &stream_child;
-            for w in WORDS {
-                let ok =
-                    dgram_child.send(w.as_bytes()).is_ok() && s.write_all(w.as_bytes()).is_ok();
-                println!(
-                    "    child {me}: send({w:?}) on both sockets{}",
-                    if ok { "" } else { " FAILED" }
-                );
-            }
-            proc::exit_now(0);
-        }
-        Forked::Parent(c) => c,
-    };
+    let sender = child::start(
+        "message",
+        "send-words",
+        &[],
+        &[dgram_child.as_fd(), stream_child.as_fd()],
+    )?;
+    let child = sender.id();
     drop(dgram_child);
     drop(stream_child);
-    proc::wait_child(child).context("waitpid")?;
+    let status = sender.wait()?;
+    anyhow::ensure!(status.success(), "the child failed: {status}");
     println!("    parent: the child ({child}) has exited; its messages wait in the kernel.");
     let mut buf = [0u8; 256];
     let mut got = Vec::new();
@@ -127,19 +110,14 @@ pub fn run() -> anyhow::Result<()> {
         sock_path.display(),
         listener.as_fd().as_raw_fd()
     );
-    // SAFETY: single-threaded here; the child only connects, sends,
-    // receives, prints and leaves with _exit.
-    let child = match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            // Not dropped: the listener's drop removes the socket file,
-            // which is the parent's. _exit closes the child's copy.
-            let _ = &listener;
-            proc::exit_now(client(&sock_path));
-        }
-        Forked::Parent(c) => c,
-    };
-    println!("    parent: forked child pid {child}");
+    let client = child::start(
+        "message",
+        "client",
+        &[sock_path.to_string_lossy().into_owned()],
+        &[],
+    )?;
+    let child = client.id();
+    println!("    parent: forked child pid {child} (fork, then exec of this program)");
     if !listener
         .wait_acceptable(Some(std::time::Duration::from_secs(10)))
         .context("poll")?
@@ -178,8 +156,8 @@ pub fn run() -> anyhow::Result<()> {
     );
     let (r, w) = pipe().context("pipe")?;
     println!(
-        "    parent: pipe() -> read end fd {}, write end fd {} (made after fork: the child \
-         did not inherit them)",
+        "    parent: pipe() -> read end fd {}, write end fd {} (made after the child started: \
+         it did not inherit them)",
         r.as_raw_fd(),
         w.as_raw_fd()
     );
@@ -204,10 +182,8 @@ pub fn run() -> anyhow::Result<()> {
         "    parent: the child answers {:?}",
         String::from_utf8_lossy(&buf[..n])
     );
-    let code = proc::wait_child(child).context("waitpid")?;
-    if code != 0 {
-        anyhow::bail!("the child failed (exit code {code})");
-    }
+    let status = client.wait()?;
+    anyhow::ensure!(status.success(), "the child failed: {status}");
     drop(conn);
     drop(listener);
     println!(
@@ -217,9 +193,42 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The children: `send-words` (step 1, handed the child's ends of both
+/// socket pairs) and `client PATH` (steps 2 and 3).
+pub(super) fn child(role: &str, args: &[String]) -> anyhow::Result<()> {
+    match role {
+        "send-words" => send_words(),
+        "client" => {
+            let path = args.first().context("the socket's path")?;
+            anyhow::ensure!(client(std::path::Path::new(path)) == 0, "the client failed");
+            Ok(())
+        }
+        other => anyhow::bail!("unknown role {other:?}"),
+    }
+}
+
+/// The child of step 1: sends the words on both sockets.
+fn send_words() -> anyhow::Result<()> {
+    let mut fds = child::handed_fds(2)?.into_iter();
+    let (Some(dgram), Some(stream)) = (fds.next(), fds.next()) else {
+        anyhow::bail!("two sockets were expected");
+    };
+    let (dgram_child, stream_child) = (UnixDatagram::from(dgram), UnixStream::from(stream));
+    let me = std::process::id();
+    let mut s = &stream_child;
+    for w in WORDS {
+        let ok = dgram_child.send(w.as_bytes()).is_ok() && s.write_all(w.as_bytes()).is_ok();
+        println!(
+            "    child {me}: send({w:?}) on both sockets{}",
+            if ok { "" } else { " FAILED" }
+        );
+    }
+    Ok(())
+}
+
 /// The child of steps 2 and 3; returns its exit code.
 fn client(path: &std::path::Path) -> i32 {
-    let me = proc::pid();
+    let me = std::process::id();
     let s = match UnixSeqpacket::connect(path) {
         Ok(s) => s,
         Err(e) => {

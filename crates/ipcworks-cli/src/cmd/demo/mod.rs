@@ -1,8 +1,13 @@
 //! `ipcworks demo TOPIC`: short live runs that show a concept happening
 //! between real threads and processes, step by step, in plain words.
+//!
+//! A demo's other processes are this program started again as the internal
+//! `ipcworks demo-child TOPIC ROLE ARGS…` (see [`child`]), which no help
+//! text lists.
 
 use std::process::ExitCode;
 
+mod child;
 mod memory;
 mod message;
 mod pipe;
@@ -23,13 +28,48 @@ pub struct Args {
     topic: Option<String>,
 }
 
+pub use child::CHILD;
+
+/// Arguments of the internal `ipcworks demo-child`.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "ipcworks demo-child",
+    about = "A demo's child process (started by `ipcworks demo`)."
+)]
+pub struct ChildArgs {
+    /// The demo that started this process.
+    topic: String,
+    /// What this process does in it.
+    role: String,
+    /// The role's arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// Runs `ipcworks demo-child`: one role of a demo, printing its part.
+pub fn run_child(a: ChildArgs) -> anyhow::Result<ExitCode> {
+    let args = a.args.as_slice();
+    match a.topic.as_str() {
+        "memory" => memory::child(&a.role, args),
+        "race" => race::child(&a.role, args),
+        "robust" => robust::child(&a.role, args),
+        "shm" => shm::child(&a.role, args),
+        "message" => message::child(&a.role, args),
+        "pipe" => pipe::child(&a.role, args),
+        "queue" => queue::child(&a.role, args),
+        "socket" => socket::child(&a.role, args),
+        other => anyhow::bail!("no demo {other:?} has children"),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
 type Demo = fn() -> anyhow::Result<()>;
 
 /// The topics: name, one line, and the demo.
 const TOPICS: &[(&str, &str, Demo)] = &[
     (
         "memory",
-        "threads share code, data and heap; a forked child gets a copy; each thread has its own stack",
+        "threads share code, data and heap; a child process has its own; each thread has its own stack",
         memory::run,
     ),
     (

@@ -3,31 +3,26 @@
 //! (FIFO) lets two unrelated processes meet by a path.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ipcworks::pipe::{Duplex, Fifo, pipe};
+use ipcworks::pipe::{Duplex, Fifo, PipeReader, PipeWriter, pipe};
+use ipcworks::process::{remove_on_terminate, spawn_worker};
 use ipcworks::registry::{self, Kind};
-use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::remove_on_terminate;
 
-use super::step;
+use super::{child, step};
 
 fn ms(t: Instant) -> String {
     format!("{:.2} ms", t.elapsed().as_secs_f64() * 1e3)
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let pid = proc::pid();
+    let pid = std::process::id();
     let fifo_path = PathBuf::from(format!("/tmp/ipcworks-demo-pipe-{pid}.fifo"));
-    let _ = remove_on_terminate(&registry::removals(
-        Kind::Fifo,
-        &registry::path_name(&fifo_path),
-    ));
+    let _ = remove_on_terminate(&[(Kind::Fifo, &registry::path_name(&fifo_path))]);
     println!("This process (the parent) is pid {pid}.");
 
     step(
@@ -37,37 +32,9 @@ pub fn run() -> anyhow::Result<()> {
     let (r, w) = pipe().context("pipe")?;
     let (r_fd, w_fd) = (r.as_raw_fd(), w.as_raw_fd());
     println!("    pipe() -> fd {r_fd} (read end) and fd {w_fd} (write end)");
-    println!("    after fork() both processes hold both ends; each closes the end it does not use");
+    println!("    each process keeps only the end it uses: the child is handed the read end alone");
     let t = Instant::now();
-    // SAFETY: single-threaded here; the child only reads, writes, prints
-    // and leaves with _exit.
-    let child = match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            let me = proc::pid();
-            drop(w);
-            println!("    child {me}: closed its copy of the write end (fd {w_fd})");
-            let mut r = r;
-            let mut got = String::new();
-            let ok = r.read_to_string(&mut got).is_ok();
-            println!(
-                "    child {me}: read {got:?} from fd {r_fd}{}",
-                if ok { "" } else { " (read failed)" }
-            );
-            // The textbook step the library will not let us express (a
-            // PipeReader has no write): write(2) on the read end, by hand.
-            match rustix::io::write(&r, b"thanks") {
-                Ok(n) => println!("    child {me}: write() on fd {r_fd} wrote {n} bytes?!"),
-                Err(e) => println!(
-                    "    child {me}: write() back on fd {r_fd} -> error {} ({}): the reader cannot write back",
-                    errno_name(e),
-                    std::io::Error::from(e)
-                ),
-            }
-            proc::exit_now(0);
-        }
-        Forked::Parent(c) => c,
-    };
+    let reader = child::start("pipe", "read-end", &[w_fd.to_string()], &[r.as_fd()])?;
     drop(r);
     println!("    parent: closed its copy of the read end (fd {r_fd})");
     let mut w = w;
@@ -76,7 +43,8 @@ pub fn run() -> anyhow::Result<()> {
     println!(
         "    parent: wrote \"hello child\" into fd {w_fd} and closed it (the child then sees end of stream)"
     );
-    proc::wait_child(child).context("waitpid")?;
+    let status = reader.wait()?;
+    anyhow::ensure!(status.success(), "the child failed: {status}");
     println!(
         "    Bytes went one way only; an answer needs a second pipe. [{}]",
         ms(t)
@@ -98,27 +66,9 @@ pub fn run() -> anyhow::Result<()> {
         theirs.writer().as_raw_fd()
     );
     let t = Instant::now();
-    // SAFETY: as above.
-    let child = match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            let me = proc::pid();
-            drop(mine);
-            // Both sides write first, then read: both directions at once.
-            let msg = format!("pong from {me}");
-            let ok = theirs.write_all(msg.as_bytes()).is_ok();
-            let mut buf = [0u8; 64];
-            let n = theirs.read(&mut buf).unwrap_or(0);
-            println!(
-                "    child {me}: sent {msg:?}{}, received {:?}",
-                if ok { "" } else { " (FAILED)" },
-                String::from_utf8_lossy(&buf[..n])
-            );
-            proc::exit_now(0);
-        }
-        Forked::Parent(c) => c,
-    };
-    drop(theirs);
+    let (their_r, their_w) = theirs.into_parts();
+    let other = child::start("pipe", "duplex", &[], &[their_r.as_fd(), their_w.as_fd()])?;
+    drop((their_r, their_w));
     let msg = format!("ping from {pid}");
     mine.write_all(msg.as_bytes()).context("write")?;
     let mut buf = [0u8; 64];
@@ -128,7 +78,8 @@ pub fn run() -> anyhow::Result<()> {
         String::from_utf8_lossy(&buf[..n]),
         ms(t)
     );
-    proc::wait_child(child).context("waitpid")?;
+    let status = other.wait()?;
+    anyhow::ensure!(status.success(), "the child failed: {status}");
     drop(mine);
     println!("    full duplex: both sides sent before either read, each on its own pipe");
 
@@ -142,17 +93,13 @@ pub fn run() -> anyhow::Result<()> {
     let script = "sleep 0.5; echo \"hello from sh, pid $$, which shares no descriptor with the reader\" > \"$1\"";
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).arg("sh").arg(&fifo_path);
-    // SAFETY: the hook runs in the forked child before exec and only calls
-    // prctl(PR_SET_PDEATHSIG), which is async-signal-safe; so the writer
-    // dies if this demo is interrupted while it waits for a reader.
-    unsafe {
-        cmd.pre_exec(proc::die_with_parent);
-    }
     let t = Instant::now();
-    let mut sh = cmd.spawn().context("starting sh")?;
+    // Tied to us, so the writer dies if this demo is interrupted while it
+    // waits for a reader.
+    let sh = spawn_worker(cmd).context("starting sh")?;
+    let sh_pid = sh.id();
     println!(
-        "    started an unrelated program by exec: sh (pid {}) runs `sleep 0.5; echo ... > {}`",
-        sh.id(),
+        "    started an unrelated program by exec: sh (pid {sh_pid}) runs `sleep 0.5; echo ... > {}`",
         fifo_path.display()
     );
     let mut reader = fifo
@@ -168,16 +115,13 @@ pub fn run() -> anyhow::Result<()> {
     reader
         .read_to_string(&mut got)
         .context("reading the FIFO")?;
-    let status = sh.wait().context("waiting for sh")?;
+    let status = sh.wait()?;
     println!(
         "    parent: read {:?} until end of stream [{}]",
         got.trim_end(),
         ms(t)
     );
-    println!(
-        "    sh (pid {}) exited with {status}: it found the FIFO by its name alone",
-        sh.id()
-    );
+    println!("    sh (pid {sh_pid}) exited with {status}: it found the FIFO by its name alone");
     drop(reader);
     drop(fifo);
     println!(
@@ -185,6 +129,59 @@ pub fn run() -> anyhow::Result<()> {
         fifo_path.display(),
         fifo_path.symlink_metadata().is_ok()
     );
+    Ok(())
+}
+
+/// The children: `read-end W` (step 1: handed the read end; `W` is the
+/// write end's number in the parent) and `duplex` (step 2: handed the
+/// read end of pipe 1 and the write end of pipe 2).
+pub(super) fn child(role: &str, args: &[String]) -> anyhow::Result<()> {
+    let me = std::process::id();
+    match role {
+        "read-end" => {
+            let w_fd = args.first().context("the write end's number")?;
+            let r = child::handed_fds(1)?.remove(0);
+            let r_fd = r.as_raw_fd();
+            println!(
+                "    child {me}: holds the read end only (fd {r_fd}); the write end (fd {w_fd}) was not handed over"
+            );
+            let mut r = PipeReader::from(r);
+            let mut got = String::new();
+            let ok = r.read_to_string(&mut got).is_ok();
+            println!(
+                "    child {me}: read {got:?} from fd {r_fd}{}",
+                if ok { "" } else { " (read failed)" }
+            );
+            // The textbook step the library will not let us express (a
+            // PipeReader has no write): write(2) on the read end, by hand.
+            match rustix::io::write(&r, b"thanks") {
+                Ok(n) => println!("    child {me}: write() on fd {r_fd} wrote {n} bytes?!"),
+                Err(e) => println!(
+                    "    child {me}: write() back on fd {r_fd} -> error {} ({}): the reader cannot write back",
+                    errno_name(e),
+                    std::io::Error::from(e)
+                ),
+            }
+        }
+        "duplex" => {
+            let mut fds = child::handed_fds(2)?.into_iter();
+            let (Some(r), Some(w)) = (fds.next(), fds.next()) else {
+                anyhow::bail!("two pipe ends were expected");
+            };
+            let mut theirs = Duplex::from_parts(PipeReader::from(r), PipeWriter::from(w));
+            // Both sides write first, then read: both directions at once.
+            let msg = format!("pong from {me}");
+            let ok = theirs.write_all(msg.as_bytes()).is_ok();
+            let mut buf = [0u8; 64];
+            let n = theirs.read(&mut buf).unwrap_or(0);
+            println!(
+                "    child {me}: sent {msg:?}{}, received {:?}",
+                if ok { "" } else { " (FAILED)" },
+                String::from_utf8_lossy(&buf[..n])
+            );
+        }
+        other => anyhow::bail!("unknown role {other:?}"),
+    }
     Ok(())
 }
 

@@ -5,17 +5,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ipcworks::mq::posix::Queue;
-use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::remove_on_terminate;
+use ipcworks::process::remove_on_terminate;
+use ipcworks::registry::Kind;
 
-use super::step;
+use super::{child, step};
 
 pub fn run() -> anyhow::Result<()> {
     let name = format!("ipcworks-demo-queue-{}", std::process::id());
-    let _ = remove_on_terminate(&ipcworks::registry::removals(
-        ipcworks::registry::Kind::PosixQueue,
-        &name,
-    ));
+    let _ = remove_on_terminate(&[(Kind::PosixQueue, &name)]);
     let q = Queue::options()
         .capacity(4)
         .max_message(64)
@@ -45,47 +42,44 @@ pub fn run() -> anyhow::Result<()> {
         q.send(format!("job {i}").as_bytes(), 0)?;
     }
     println!("    filled it: depth {}/4", q.attributes()?.depth);
-    // SAFETY: this process has a single thread here, and the child only
-    // sends, prints and leaves with _exit.
-    match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            let start = Instant::now();
-            println!(
-                "    child {}: send job 5 ... (queue full, blocking in mq_send)",
-                proc::pid()
-            );
-            let r = q.send(b"job 5", 0);
-            let outcome = match r {
-                Ok(()) => "sent".to_string(),
-                Err(e) => format!("failed: {e}"),
-            };
-            println!(
-                "    child {}: job 5 {outcome} after waiting {:.2} s",
-                proc::pid(),
-                start.elapsed().as_secs_f64()
-            );
-            proc::exit_now(0);
-        }
-        Forked::Parent(child) => {
-            std::thread::sleep(Duration::from_secs(1));
-            println!(
-                "    parent: one second later the child is still blocked; depth {}/4",
-                q.attributes()?.depth
-            );
-            let (m, _) = q.recv()?;
-            println!(
-                "    parent: recv {:?} — a slot is free, the kernel wakes the sender",
-                String::from_utf8_lossy(&m)
-            );
-            proc::wait_child(child).context("waitpid")?;
-            let mut left = Vec::new();
-            while let Ok((m, _)) = q.try_recv() {
-                left.push(String::from_utf8_lossy(&m).into_owned());
-            }
-            println!("    left in the queue, in order: {left:?}");
-        }
+    let sender = child::start("queue", "send-job-5", std::slice::from_ref(&name), &[])?;
+    std::thread::sleep(Duration::from_secs(1));
+    println!(
+        "    parent: one second later the child is still blocked; depth {}/4",
+        q.attributes()?.depth
+    );
+    let (m, _) = q.recv()?;
+    println!(
+        "    parent: recv {:?} — a slot is free, the kernel wakes the sender",
+        String::from_utf8_lossy(&m)
+    );
+    let status = sender.wait()?;
+    anyhow::ensure!(status.success(), "the child failed: {status}");
+    let mut left = Vec::new();
+    while let Ok((m, _)) = q.try_recv() {
+        left.push(String::from_utf8_lossy(&m).into_owned());
     }
+    println!("    left in the queue, in order: {left:?}");
     println!("\nremoving /{name}");
+    Ok(())
+}
+
+/// The child of step 2: `send-job-5 NAME` opens the parent's queue by
+/// name and sends into it while it is full.
+pub(super) fn child(role: &str, args: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(role == "send-job-5", "unknown role {role:?}");
+    let name = args.first().context("the queue's name")?;
+    let q = Queue::open(name).context("opening the queue")?;
+    let me = std::process::id();
+    let start = Instant::now();
+    println!("    child {me}: send job 5 ... (queue full, blocking in mq_send)");
+    let outcome = match q.send(b"job 5", 0) {
+        Ok(()) => "sent".to_string(),
+        Err(e) => format!("failed: {e}"),
+    };
+    println!(
+        "    child {me}: job 5 {outcome} after waiting {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

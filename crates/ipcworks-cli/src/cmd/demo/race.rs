@@ -2,15 +2,15 @@
 //! updates; with the robust mutex it is exact; under a counting semaphore
 //! of N, at most N are ever inside at once.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
 use ipcworks::shm::Segment;
 use ipcworks::sync::{Mutex, Semaphore};
-use ipcworks::sys::proc::{self, Forked};
 
-use super::step;
+use super::{child, step};
 
 const WORKERS: u64 = 4;
 const ROUNDS: u64 = 200_000;
@@ -24,10 +24,9 @@ fn racy_increment(c: &AtomicU64) {
     c.store(v + 1, Ordering::Relaxed);
 }
 
+/// Word 0 of a segment made here (4096 bytes: always there).
 fn counter_in(seg: &Segment) -> &AtomicU64 {
-    // SAFETY: the segment is page-aligned and at least 8 bytes long, and
-    // outlives the borrow; other processes write it only through atomics.
-    unsafe { &*(seg.as_ptr() as *const AtomicU64) }
+    seg.atomic_u64(0).expect("a segment has a first word")
 }
 
 fn report(what: &str, got: u64, started: Instant) {
@@ -47,33 +46,76 @@ fn report(what: &str, got: u64, started: Instant) {
     );
 }
 
-/// Runs `work` in `WORKERS` forked children, started together, and waits
-/// for them all.
-fn in_processes(work: impl Fn()) -> anyhow::Result<()> {
+/// Runs the worker `role` in `WORKERS` child processes, started together,
+/// each handed a start gate and `fds`, and waits for them all.
+fn in_processes(role: &str, fds: &[BorrowedFd<'_>]) -> anyhow::Result<()> {
     let gate = Segment::anonymous(4096).context("creating the start gate")?;
-    let ready = counter_in(&gate);
+    let mut handed = vec![gate.as_fd()];
+    handed.extend_from_slice(fds);
     let mut children = Vec::new();
     for _ in 0..WORKERS {
-        // SAFETY: the demo runs single-threaded (threads of earlier steps
-        // were joined); the child only runs `work` on shared memory and
-        // leaves with _exit.
-        match unsafe { proc::fork() }.context("fork")? {
-            Forked::Child => {
-                let _ = proc::die_with_parent();
-                ready.fetch_add(1, Ordering::SeqCst);
-                while ready.load(Ordering::SeqCst) < WORKERS {
-                    std::hint::spin_loop();
-                }
-                work();
-                proc::exit_now(0);
-            }
-            Forked::Parent(pid) => children.push(pid),
-        }
+        children.push(child::start("race", role, &[], &handed)?);
     }
-    for pid in children {
-        proc::wait_child(pid).context("waitpid")?;
+    for c in children {
+        let status = c.wait()?;
+        anyhow::ensure!(status.success(), "a worker failed: {status}");
     }
     Ok(())
+}
+
+/// A worker of steps 3 to 5: waits at the gate until all have arrived
+/// (so they overlap), then does its part on the objects handed over.
+pub(super) fn child(role: &str, _args: &[String]) -> anyhow::Result<()> {
+    let mut fds = child::handed_fds(match role {
+        "semaphore" => 3,
+        _ => 2,
+    })?
+    .into_iter();
+    let mut next = move || fds.next().context("a descriptor is missing");
+    let gate = Segment::from_fd(next()?).context("mapping the gate")?;
+    let ready = counter_in(&gate);
+    ready.fetch_add(1, Ordering::SeqCst);
+    while ready.load(Ordering::SeqCst) < WORKERS {
+        std::hint::spin_loop();
+    }
+    match role {
+        "no-lock" => {
+            let seg = Segment::from_fd(next()?).context("mapping the counter")?;
+            (0..ROUNDS).for_each(|_| racy_increment(counter_in(&seg)));
+        }
+        "mutex" => {
+            let m = Mutex::<u64>::from_fd(next()?).context("mapping the mutex")?;
+            for _ in 0..ROUNDS {
+                let mut g = m.lock().map_err(ipcworks::Error::from)?;
+                g.update(|n| *n += 1)?;
+            }
+        }
+        "semaphore" => {
+            let sem = Semaphore::from_fd(next()?).context("mapping the semaphore")?;
+            let gauge = Segment::from_fd(next()?).context("mapping the gauge")?;
+            // Word 0: how many are inside now; word 1: the most ever seen.
+            let (inside, most) = (counter_in(&gauge), word1(&gauge));
+            for _ in 0..2_000 {
+                let permit = sem.acquire()?; // P
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::hint::spin_loop();
+                inside.fetch_sub(1, Ordering::SeqCst);
+                drop(permit); // V
+            }
+        }
+        other => anyhow::bail!("unknown role {other:?}"),
+    }
+    Ok(())
+}
+
+/// The mutex's segment as a descriptor to hand over a socket (the mutex
+/// lends none): close-on-exec like every descriptor of ours, so no other
+/// child inherits it by accident.
+fn mutex_fd(m: &Mutex<u64>) -> anyhow::Result<OwnedFd> {
+    let fd = m.inheritable_fd()?;
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).context("fcntl(F_SETFD)")?;
+    Ok(fd)
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -122,7 +164,7 @@ pub fn run() -> anyhow::Result<()> {
     step(3, "Processes sharing a segment, no lock");
     let seg = Segment::anonymous(4096).context("creating the shared segment")?;
     let t = Instant::now();
-    in_processes(|| (0..ROUNDS).for_each(|_| racy_increment(counter_in(&seg))))?;
+    in_processes("no-lock", &[seg.as_fd()])?;
     report(
         "processes, no lock",
         counter_in(&seg).load(Ordering::SeqCst),
@@ -135,12 +177,7 @@ pub fn run() -> anyhow::Result<()> {
     );
     let m = Mutex::anonymous(0u64).context("creating the mutex")?;
     let t = Instant::now();
-    in_processes(|| {
-        for _ in 0..ROUNDS {
-            let mut g = m.lock().expect("nobody dies in this step");
-            g.update(|n| *n += 1).expect("nobody truncates it");
-        }
-    })?;
+    in_processes("mutex", &[mutex_fd(&m)?.as_fd()])?;
     report(
         "processes, mutex",
         m.lock().map_err(ipcworks::Error::from)?.get()?,
@@ -157,18 +194,7 @@ pub fn run() -> anyhow::Result<()> {
     let sem = Semaphore::anonymous(2).context("creating the semaphore")?;
     let gauge = Segment::anonymous(4096).context("creating the gauge")?;
     let t = Instant::now();
-    in_processes(|| {
-        // Word 0: how many are inside now; word 1: the most ever seen.
-        let (inside, most) = (counter_in(&gauge), word1(&gauge));
-        for _ in 0..2_000 {
-            let permit = sem.acquire().expect("nobody dies in this step"); // P
-            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(now, Ordering::SeqCst);
-            std::hint::spin_loop();
-            inside.fetch_sub(1, Ordering::SeqCst);
-            drop(permit); // V
-        }
-    })?;
+    in_processes("semaphore", &[sem.as_fd(), gauge.as_fd()])?;
     println!(
         "    {WORKERS} processes x 2000 turns: at most {} inside at once (the semaphore's value is 2) [{:.0} ms]",
         word1(&gauge).load(Ordering::SeqCst),
@@ -178,8 +204,7 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Word 1 of a segment made here.
 fn word1(seg: &Segment) -> &AtomicU64 {
-    // SAFETY: as counter_in: in bounds (4096-byte segment), aligned,
-    // outlives the borrow, written by others only through atomics.
-    unsafe { &*(seg.as_ptr() as *const AtomicU64).add(1) }
+    seg.atomic_u64(1).expect("a segment has a second word")
 }

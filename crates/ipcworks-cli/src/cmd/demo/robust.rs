@@ -5,54 +5,89 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ipcworks::registry::{self, Kind};
+use ipcworks::process::{TiedChild, remove_on_terminate};
+use ipcworks::registry::Kind;
 use ipcworks::sync::{LockError, Mutex, Semaphore};
-use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::remove_on_terminate;
 
-use super::step;
+use super::{child, step};
 
-/// Forks a child that runs `f` and then sleeps until it is killed; returns
-/// its pid once `ready` says it is in position.
-fn child_that_holds(f: impl FnOnce(), ready: impl Fn() -> bool) -> anyhow::Result<u32> {
-    // SAFETY: the demo is single-threaded here; the child only uses
-    // shared memory, prints, and sleeps until it is killed.
-    match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            f();
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-        Forked::Parent(pid) => {
-            let start = Instant::now();
-            while !ready() {
-                anyhow::ensure!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "the child never got ready"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Ok(pid)
-        }
+/// Starts the child `role` on the object `name`, which takes it and then
+/// sleeps until it is killed; returns it once `ready` says it is in
+/// position.
+fn child_that_holds(
+    role: &str,
+    name: &str,
+    ready: impl Fn() -> bool,
+) -> anyhow::Result<TiedChild<'static>> {
+    let c = child::start("robust", role, &[name.to_string()], &[])?;
+    let start = Instant::now();
+    while !ready() {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "the child never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
+    Ok(c)
 }
 
-fn kill9(pid: u32) -> anyhow::Result<()> {
-    let p = rustix::process::Pid::from_raw(pid as i32).context("bad pid")?;
-    rustix::process::kill_process(p, rustix::process::Signal::KILL).context("kill")?;
-    proc::wait_child(pid).context("waitpid")?;
+fn kill9(mut child: TiedChild<'static>) -> anyhow::Result<()> {
+    let pid = child.id();
+    child.kill()?;
+    child.wait()?;
     println!("    parent: kill -9 {pid} — it dies holding it, without running any cleanup");
     Ok(())
 }
 
 fn on_ctrl_c(seg_names: &[String]) {
-    let v: Vec<_> = seg_names
-        .iter()
-        .flat_map(|n| registry::removals(Kind::Shm, n))
-        .collect();
+    let v: Vec<_> = seg_names.iter().map(|n| (Kind::Shm, n.as_str())).collect();
     let _ = remove_on_terminate(&v);
+}
+
+/// The children of both demos: `ROLE NAME`.
+pub(super) fn child(role: &str, args: &[String]) -> anyhow::Result<()> {
+    let name = args.first().context("the object's name")?;
+    let me = std::process::id();
+    match role {
+        // Locks, debits account A and "dies" before crediting B.
+        "mutex-debit" => {
+            let m = Mutex::<[u64; 2]>::open(name)?;
+            let mut g = m.lock().map_err(ipcworks::Error::from)?;
+            g.update(|[a, _]| *a -= 30)?; // debit... and die before the credit
+            println!("    child {me}: locked, moved 30 out of account A, not yet into B");
+            std::mem::forget(g);
+            std::mem::forget(m);
+        }
+        "mutex-hold" => {
+            let m = Mutex::<[u64; 2]>::open(name)?;
+            let g = m.lock().map_err(ipcworks::Error::from)?;
+            std::mem::forget(g);
+            std::mem::forget(m);
+        }
+        "sem-consumer" => {
+            let s = Semaphore::open(name)?;
+            let t = Instant::now();
+            println!("    consumer {me}: wait() on value 0 — sleeps");
+            s.wait()?;
+            println!(
+                "    consumer {me}: woke after {:.2} s: the producer's post() let it through",
+                t.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        "sem-hold" => {
+            let s = Semaphore::open(name)?;
+            let p = s.acquire()?;
+            println!("    worker {me}: acquire() → holding a permit");
+            std::mem::forget(p);
+            std::mem::forget(s);
+        }
+        other => anyhow::bail!("unknown role {other:?}"),
+    }
+    // Hold it until the parent kills us (or dies: then so do we).
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// `ipcworks demo mutex`.
@@ -70,20 +105,7 @@ pub fn mutex() -> anyhow::Result<()> {
     );
 
     step(1, "A child locks it and dies in the middle of a transfer");
-    let child = child_that_holds(
-        || {
-            let m = Mutex::<[u64; 2]>::open(&name).expect("open");
-            let mut g = m.lock().expect("first lock");
-            g.update(|[a, _]| *a -= 30).expect("intact"); // debit... and die before the credit
-            println!(
-                "    child {}: locked, moved 30 out of account A, not yet into B",
-                proc::pid()
-            );
-            std::mem::forget(g);
-            std::mem::forget(m);
-        },
-        || m.try_lock().is_err(),
-    )?;
+    let child = child_that_holds("mutex-debit", &name, || m.try_lock().is_err())?;
     kill9(child)?;
 
     step(
@@ -123,15 +145,7 @@ pub fn mutex() -> anyhow::Result<()> {
         "If the recoverer gives up without make_consistent(), the mutex is retired",
     );
     let m2 = Mutex::create(&name2, [100u64, 0u64]).context("creating the second mutex")?;
-    let child = child_that_holds(
-        || {
-            let m = Mutex::<[u64; 2]>::open(&name2).expect("open");
-            let g = m.lock().expect("first lock");
-            std::mem::forget(g);
-            std::mem::forget(m);
-        },
-        || m2.try_lock().is_err(),
-    )?;
+    let child = child_that_holds("mutex-hold", &name2, || m2.try_lock().is_err())?;
     kill9(child)?;
     match m2.lock() {
         Err(LockError::OwnerDead(g)) => {
@@ -145,6 +159,9 @@ pub fn mutex() -> anyhow::Result<()> {
         _ => anyhow::bail!("expected NotRecoverable"),
     }
     println!("    Nobody can use data that nobody vouched for.");
+    println!(
+        "    (Passing OwnerDead on as an error instead, `m.lock()?`, unlocks and leaves it owner-dead for the next locker to repair.)"
+    );
     drop((m, m2));
     println!("\nremoved both mutexes");
     Ok(())
@@ -161,27 +178,12 @@ pub fn semaphore() -> anyhow::Result<()> {
         1,
         "Signalling: a consumer waits (P) until a producer posts (V)",
     );
-    // SAFETY: single-threaded here; the child waits, prints and _exits.
-    let child = match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            let s = Semaphore::open(&name).expect("open");
-            let t = Instant::now();
-            println!("    consumer {}: wait() on value 0 — sleeps", proc::pid());
-            s.wait().expect("wait");
-            println!(
-                "    consumer {}: woke after {:.2} s: the producer's post() let it through",
-                proc::pid(),
-                t.elapsed().as_secs_f64()
-            );
-            proc::exit_now(0);
-        }
-        Forked::Parent(pid) => pid,
-    };
+    let consumer = child::start("robust", "sem-consumer", std::slice::from_ref(&name), &[])?;
     std::thread::sleep(Duration::from_millis(500));
-    println!("    producer {}: post()", proc::pid());
+    println!("    producer {}: post()", std::process::id());
     sem.post()?;
-    proc::wait_child(child).context("waitpid")?;
+    let status = consumer.wait()?;
+    anyhow::ensure!(status.success(), "the consumer failed: {status}");
     println!("    value now {}", sem.value()?);
 
     step(
@@ -191,16 +193,7 @@ pub fn semaphore() -> anyhow::Result<()> {
     sem.post()?;
     sem.post()?;
     println!("    value {} (two permits)", sem.value()?);
-    let child = child_that_holds(
-        || {
-            let s = Semaphore::open(&name).expect("open");
-            let p = s.acquire().expect("acquire");
-            println!("    worker {}: acquire() → holding a permit", proc::pid());
-            std::mem::forget(p);
-            std::mem::forget(s);
-        },
-        || sem.value().is_ok_and(|v| v == 1),
-    )?;
+    let child = child_that_holds("sem-hold", &name, || sem.value().is_ok_and(|v| v == 1))?;
     println!(
         "    value {} while the worker holds one; holders: {:?}",
         sem.value()?,

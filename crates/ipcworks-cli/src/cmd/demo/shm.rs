@@ -6,24 +6,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use ipcworks::registry::{self, Kind};
+use ipcworks::process::remove_on_terminate;
+use ipcworks::registry::Kind;
 use ipcworks::shm::Segment;
 use ipcworks::sync::Mutex;
-use ipcworks::sys::proc::{self, Forked};
-use ipcworks::sys::signal::remove_on_terminate;
 
-use super::step;
+use super::{child, step};
 
 const WRITES: u64 = 300_000;
 
 /// Word `i` of the segment: 0 and 1 are the pair the writer keeps equal,
 /// 2 is the writer's state (1 started, 2 done).
-fn word(seg: &Segment, i: usize) -> &AtomicU64 {
+fn word(seg: &Segment, i: usize) -> anyhow::Result<&AtomicU64> {
     assert!(i < 3);
-    // SAFETY: the segment is page-aligned and 4096 bytes long, so words
-    // 0..3 are in bounds and aligned; it outlives the borrow; the other
-    // process writes them only through atomics.
-    unsafe { &*(seg.as_ptr() as *const AtomicU64).add(i) }
+    seg.atomic_u64(i)
+        .with_context(|| format!("the segment holds no word {i}"))
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -31,9 +28,7 @@ pub fn run() -> anyhow::Result<()> {
     let seg_name = format!("ipcworks-demo-shm-{pid}");
     let mutex_name = format!("ipcworks-demo-shm-{pid}");
     let mutex_seg = format!("ipcworks.mutex.{mutex_name}");
-    let mut on_ctrl_c = registry::removals(Kind::Shm, &seg_name);
-    on_ctrl_c.extend(registry::removals(Kind::Shm, &mutex_seg));
-    let _ = remove_on_terminate(&on_ctrl_c);
+    let _ = remove_on_terminate(&[(Kind::Shm, &seg_name), (Kind::Shm, &mutex_seg)]);
 
     step(
         1,
@@ -42,26 +37,14 @@ pub fn run() -> anyhow::Result<()> {
     let seg = Segment::create(&seg_name, 4096).context("creating the segment")?;
     println!("    created /dev/shm/{seg_name}; the writer stores (i, i) as two separate writes");
     let t = Instant::now();
-    // SAFETY: single-threaded here; the child only touches shared memory,
-    // prints and leaves with _exit.
-    let child = match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            let mine = Segment::open(&seg_name).expect("open by name");
-            let (a, b, state) = (word(&mine, 0), word(&mine, 1), word(&mine, 2));
-            state.store(1, Ordering::SeqCst);
-            for i in 1..=WRITES {
-                a.store(i, Ordering::Relaxed);
-                std::hint::spin_loop();
-                b.store(i, Ordering::Relaxed);
-            }
-            state.store(2, Ordering::SeqCst);
-            proc::exit_now(0);
-        }
-        Forked::Parent(child) => child,
-    };
-    let (a, b, state) = (word(&seg, 0), word(&seg, 1), word(&seg, 2));
+    let writer = child::start("shm", "writer", std::slice::from_ref(&seg_name), &[])?;
+    let (a, b, state) = (word(&seg, 0)?, word(&seg, 1)?, word(&seg, 2)?);
+    let started = Instant::now();
     while state.load(Ordering::SeqCst) == 0 {
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the writer never started"
+        );
         std::hint::spin_loop();
     }
     let (mut reads, mut torn, mut example) = (0u64, 0u64, None);
@@ -74,7 +57,8 @@ pub fn run() -> anyhow::Result<()> {
             example.get_or_insert((x, y));
         }
     }
-    proc::wait_child(child).context("waitpid")?;
+    let status = writer.wait()?;
+    anyhow::ensure!(status.success(), "the writer failed: {status}");
     println!(
         "    reader (pid {pid}): {torn} of {reads} reads saw a torn pair{} [{:.0} ms]",
         example
@@ -93,26 +77,12 @@ pub fn run() -> anyhow::Result<()> {
     let m = Mutex::create(&mutex_name, [0u64; 3]).context("creating the mutex")?;
     println!("    created mutex {mutex_name} (/dev/shm/{mutex_seg}); the writer opens it by name");
     let t = Instant::now();
-    // SAFETY: as above.
-    let child = match unsafe { proc::fork() }.context("fork")? {
-        Forked::Child => {
-            let _ = proc::die_with_parent();
-            let mine = Mutex::<[u64; 3]>::open(&mutex_name).expect("open by name");
-            for i in 1..=WRITES {
-                let mut g = mine.lock().expect("nobody dies here");
-                // Two separate copies into shared memory, as in step 1.
-                g.update(|v| v[0] = i).expect("intact");
-                std::hint::spin_loop();
-                g.update(|v| v[1] = i).expect("intact");
-            }
-            mine.lock()
-                .expect("nobody dies here")
-                .update(|v| v[2] = 2)
-                .expect("intact");
-            proc::exit_now(0);
-        }
-        Forked::Parent(child) => child,
-    };
+    let writer = child::start(
+        "shm",
+        "locked-writer",
+        std::slice::from_ref(&mutex_name),
+        &[],
+    )?;
     let (mut reads, mut torn) = (0u64, 0u64);
     loop {
         let [a, b, state] = m.lock().map_err(ipcworks::Error::from)?.get()?;
@@ -124,7 +94,8 @@ pub fn run() -> anyhow::Result<()> {
             torn += 1;
         }
     }
-    proc::wait_child(child).context("waitpid")?;
+    let status = writer.wait()?;
+    anyhow::ensure!(status.success(), "the writer failed: {status}");
     println!(
         "    reader: {torn} of {reads} reads saw a torn pair [{:.0} ms]",
         t.elapsed().as_secs_f64() * 1e3
@@ -132,5 +103,39 @@ pub fn run() -> anyhow::Result<()> {
     println!("    Holding the lock, each side sees the other's update whole or not at all.");
     drop(m);
     println!("\nremoved /dev/shm/{seg_name} and /dev/shm/{mutex_seg}");
+    Ok(())
+}
+
+/// The writers of both steps: `writer SEGMENT` and `locked-writer MUTEX`,
+/// each opening the parent's object by name.
+pub(super) fn child(role: &str, args: &[String]) -> anyhow::Result<()> {
+    let name = args.first().context("the object's name")?;
+    match role {
+        "writer" => {
+            let mine = Segment::open(name).context("opening the segment by name")?;
+            let (a, b, state) = (word(&mine, 0)?, word(&mine, 1)?, word(&mine, 2)?);
+            state.store(1, Ordering::SeqCst);
+            for i in 1..=WRITES {
+                a.store(i, Ordering::Relaxed);
+                std::hint::spin_loop();
+                b.store(i, Ordering::Relaxed);
+            }
+            state.store(2, Ordering::SeqCst);
+        }
+        "locked-writer" => {
+            let mine = Mutex::<[u64; 3]>::open(name).context("opening the mutex by name")?;
+            for i in 1..=WRITES {
+                let mut g = mine.lock().map_err(ipcworks::Error::from)?;
+                // Two separate copies into shared memory, as in step 1.
+                g.update(|v| v[0] = i)?;
+                std::hint::spin_loop();
+                g.update(|v| v[1] = i)?;
+            }
+            mine.lock()
+                .map_err(ipcworks::Error::from)?
+                .update(|v| v[2] = 2)?;
+        }
+        other => anyhow::bail!("unknown role {other:?}"),
+    }
     Ok(())
 }

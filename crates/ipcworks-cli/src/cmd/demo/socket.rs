@@ -11,10 +11,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use anyhow::Context;
-use ipcworks::sys::proc::{self, Forked};
 use rustix::net::{AddressFamily, SocketType};
 
-use super::step;
+use super::{child, step};
 
 const CLIENTS: usize = 2;
 
@@ -23,10 +22,12 @@ fn us(t: Instant) -> String {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let pid = proc::pid();
+    let pid = std::process::id();
     // Nothing named to remove on Ctrl-C (a TCP port vanishes with its
     // process); the clients die with the parent.
-    println!("The server is this process, pid {pid}; each client is a forked child.");
+    println!(
+        "The server is this process, pid {pid}; each client is a child process (this program started again)."
+    );
 
     step(1, "Server: socket() makes the listening socket");
     let t = Instant::now();
@@ -61,19 +62,19 @@ pub fn run() -> anyhow::Result<()> {
     step(4, "Two clients at once: each does socket() then connect()");
     let mut children = Vec::new();
     for i in 1..=CLIENTS {
-        // SAFETY: single-threaded here; the child only makes a socket,
-        // connects, sends, receives, prints and leaves with _exit.
-        match unsafe { proc::fork() }.context("fork")? {
-            Forked::Child => {
-                let _ = proc::die_with_parent();
-                // A client has no use for the listening socket it inherited.
-                drop(listener);
-                proc::exit_now(client(i, addr));
-            }
-            Forked::Parent(c) => children.push(c),
-        }
+        // The listening socket is not handed over: a client has no use
+        // for it.
+        children.push(child::start(
+            "socket",
+            "client",
+            &[i.to_string(), addr.to_string()],
+            &[],
+        )?);
     }
-    println!("    forked clients {children:?}");
+    println!(
+        "    started clients {:?}",
+        children.iter().map(|c| c.id()).collect::<Vec<_>>()
+    );
 
     step(5, "Server: accept() gives a NEW socket for each connection");
     let mut conns = Vec::new();
@@ -117,7 +118,7 @@ pub fn run() -> anyhow::Result<()> {
     step(7, "close(): each side closes its sockets");
     let mut failed = 0;
     for c in children {
-        if proc::wait_child(c).context("waitpid")? != 0 {
+        if !c.wait()?.success() {
             failed += 1;
         }
     }
@@ -136,9 +137,21 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One client (in a forked child): returns its exit code.
+/// A client child: `client I ADDR`.
+pub(super) fn child(role: &str, args: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(role == "client", "unknown role {role:?}");
+    let [i, addr] = args else {
+        anyhow::bail!("a client takes its number and the server's address");
+    };
+    let i: usize = i.parse().context("the client's number")?;
+    let addr: SocketAddrV4 = addr.parse().context("the server's address")?;
+    anyhow::ensure!(client(i, addr) == 0, "client {i} failed");
+    Ok(())
+}
+
+/// One client (in a child process): returns its exit code.
 fn client(i: usize, server: SocketAddrV4) -> i32 {
-    let me = proc::pid();
+    let me = std::process::id();
     let Ok(fd) = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None) else {
         return 1;
     };

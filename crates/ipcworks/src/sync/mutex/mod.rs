@@ -6,10 +6,12 @@
 //! memory, so threads of unrelated processes can share it, and it is
 //! *robust*: if a holder dies (even by `SIGKILL`) the next locker is told
 //! ([`LockError::OwnerDead`]), may inspect and repair the data, and marks it
-//! consistent with [`MutexGuard::make_consistent`]. If it does not, every
-//! later lock fails with [`Error::NotRecoverable`] instead of silently using
-//! broken data (the semantics of POSIX robust mutexes, `EOWNERDEAD` and
-//! `ENOTRECOVERABLE`).
+//! consistent with [`MutexGuard::make_consistent`]. If it unlocks without
+//! doing so, every later lock fails with [`Error::NotRecoverable`] instead
+//! of silently using broken data (the semantics of POSIX robust mutexes,
+//! `EOWNERDEAD` and `ENOTRECOVERABLE`). A locker that passes the news on
+//! as an error instead (`m.lock()?`) leaves the mutex owner-dead for the
+//! next locker to repair.
 //!
 //! Unlike `pthread_mutexattr_setrobust`, it does not use the kernel's robust
 //! list (glibc owns that list head per thread). A waiter instead looks at the
@@ -48,16 +50,18 @@ pub(crate) mod raw;
 #[cfg(not(loom))]
 mod atomics;
 #[cfg(not(loom))]
-mod shared;
+mod named;
 
 #[cfg(not(loom))]
 use std::time::Duration;
 
 #[cfg(not(loom))]
 pub use atomics::AtomicsOnly;
-pub use raw::{Acquired, MutexState, RawError};
 #[cfg(not(loom))]
-pub use shared::{LockError, Mutex, MutexGuard, MutexOptions};
+pub(crate) use named::Header;
+#[cfg(not(loom))]
+pub use named::{LockError, Mutex, MutexGuard, MutexOptions};
+pub use raw::{Acquired, MutexState, RawError};
 
 #[cfg(not(loom))]
 use crate::Error;

@@ -32,6 +32,8 @@
 //! - unlock: `swap(word, 0)`, `futex_wake(1)` if `WAITERS` was set.
 //! - a holder that got `OWNER_DEAD` and unlocks without `make_consistent`
 //!   sets `NOT_RECOVERABLE` and wakes everyone; every lock after that fails.
+//!   One that only releases (`release`, as `Mutex`'s `lock()?` does) leaves
+//!   `OWNER_DEAD` for the next locker, which is told in turn.
 //!
 //! # Why the holder's identity is in the word
 //!
@@ -66,13 +68,9 @@
 //! another start time) is a dead holder.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-#[cfg(not(loom))]
-use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
-#[cfg(loom)]
-use loom::sync::atomic::{AtomicU32, AtomicU64};
-
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::sys::futex::Wake;
 use crate::sys::time::Deadline;
 
@@ -224,8 +222,9 @@ pub(crate) fn lock<H: Host>(
 fn acquired<H: Host>(st: &MutexState, host: &H) -> Result<Acquired, RawError> {
     match st.state.load(Relaxed) {
         CONSISTENT => Ok(Acquired::Consistent),
-        // Only a bad peer leaves OWNER_DEAD on an unlocked mutex; telling
-        // the caller to check the data is the careful answer.
+        // A locker that passed the news on without repairing (`Mutex`'s
+        // `lock()?`) or a bad peer left OWNER_DEAD on an unlocked mutex:
+        // the caller is told to check the data.
         OWNER_DEAD => Ok(Acquired::OwnerDead),
         other => Err(give_back(st, host, other)),
     }

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::raw::{AtomicU32, Env};
+use super::raw::Env;
+use crate::primitive::AtomicU32;
 use crate::sys::futex::{self, Wake};
 use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;

@@ -8,6 +8,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU32 as LAtomicU32};
 
 use super::*;
+use crate::primitive::fence;
 
 struct Shared {
     st: SemaphoreState,

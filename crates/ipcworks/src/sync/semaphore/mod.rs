@@ -14,8 +14,9 @@
 //!   SIGKILL) come back too. POSIX semaphores leak such permits.
 //! - [`RawSemaphore`]: the plain counting semaphore over a
 //!   [`SemaphoreState`] that another module embeds in its own segment.
-//! - [`PosixSemaphore`](crate::sync::PosixSemaphore): `sem_open(3)`, for
-//!   C and Python peers.
+//! - [`PosixSemaphore`] (in [`posix`]): `sem_open(3)`, for
+//!   C and Python peers. (Changed in this version: the module was
+//!   `sync::posix`; [`crate::sync::PosixSemaphore`] is where it was.)
 //!
 //! ```no_run
 //! use ipcworks::sync::Semaphore;
@@ -39,9 +40,15 @@ mod robust;
 mod env;
 #[cfg(not(loom))]
 mod named;
+#[cfg(not(loom))]
+pub mod posix;
 
 #[cfg(not(loom))]
+pub(crate) use named::Header;
+#[cfg(not(loom))]
 pub use named::{CoHolder, Holder, Permit, Semaphore, SemaphoreOptions};
+#[cfg(not(loom))]
+pub use posix::{PosixSemaphore, PosixSemaphoreOptions};
 pub use raw::{MAX_HOLDERS, MAX_VALUE, SemaphoreState};
 
 #[cfg(not(loom))]

@@ -6,21 +6,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use super::env::Futex;
-use super::raw::{self, AtomicU32 as RawU32, Env, MAX_HOLDERS, Pool, SemaphoreState};
-use crate::shm::{Segment, SegmentOptions};
+use super::raw::{self, Env, MAX_HOLDERS, Pool, SemaphoreState};
+use crate::primitive::AtomicU32 as RawU32;
+use crate::shm::{self, Named, Segment, SegmentOptions};
 use crate::sys::futex::{self, Wake};
 use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 use crate::{Error, Result, name};
 
-/// Prefix of a native semaphore's segment name in `/dev/shm`.
-pub const SEGMENT_PREFIX: &str = "ipcworks.sem.";
-const KIND: &str = "semaphore";
-const MAGIC: u64 = u64::from_le_bytes(*b"ipcwSEM1");
-/// Version 2: the header records the initial value, and a co-holder table
-/// follows the holder table.
-const VERSION: u32 = 2;
-const STATE_OFF: usize = 64;
+#[cfg(test)]
+const STATE_OFF: usize = std::mem::offset_of!(Header, state);
 const SLOTS_OFF: usize = 128;
 /// Default holder table: the initial value, at least 64, at most 1024.
 const DEFAULT_HOLDERS: (u32, u32) = (64, 1024);
@@ -28,18 +23,19 @@ const DEFAULT_HOLDERS: (u32, u32) = (64, 1024);
 /// was truncated.
 const SLICE: Duration = Duration::from_millis(100);
 
-/// The segment's first 64 bytes. `magic` is written last by the creator;
-/// openers wait for it (at most 1 s) and check everything else.
+/// The segment's first 128 bytes. `magic` is written last by the creator;
+/// openers wait for it (at most 1 s) and check everything else
+/// ([`shm::Named`]).
 ///
 /// ```text
-/// 0    header: magic, version, max_holders, layout size, initial value
+/// 0    magic, version, max_holders, layout size, initial value
 /// 64   SemaphoreState (count and claim, helper lock, futex word, waiters)
 /// 128  holder table: max_holders words (identity | state)
 /// …    co-holder table: max_holders words (identity of a child holding
 ///      the slot's permit with its owner, or 0)
 /// ```
 #[repr(C)]
-struct Header {
+pub(crate) struct Header {
     magic: AtomicU64,
     version: AtomicU32,
     max_holders: AtomicU32,
@@ -48,9 +44,67 @@ struct Header {
     /// when used as a pool). Never changes.
     initial: AtomicU32,
     reserved: AtomicU32,
+    _pad: [AtomicU64; 4],
+    state: SemaphoreState,
 }
 
-const _: () = assert!(size_of::<Header>() <= STATE_OFF);
+const _: () = assert!(std::mem::offset_of!(Header, state) == 64);
+const _: () = assert!(size_of::<Header>() <= SLOTS_OFF);
+
+/// A semaphore's geometry: its holder table, and the value it was
+/// created with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    holders: u32,
+    initial: u32,
+}
+
+// SAFETY: `#[repr(C)]`, 8-aligned, atomics only; `magic` is the first
+// field.
+unsafe impl shm::Header for Header {
+    const PREFIX: &'static str = "ipcworks.sem.";
+    const KIND: &'static str = "semaphore";
+    const ADDRESS: &'static str = "sem";
+    const MAGIC: u64 = u64::from_le_bytes(*b"ipcwSEM1");
+    /// Version 2: the header records the initial value, and a co-holder
+    /// table follows the holder table.
+    const VERSION: u64 = 2;
+    type Layout = Layout;
+
+    fn size(l: &Layout) -> usize {
+        layout_size(l.holders)
+    }
+
+    fn magic(&self) -> &AtomicU64 {
+        &self.magic
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(SeqCst).into()
+    }
+
+    fn init(&self, l: &Layout) -> Result<()> {
+        self.version.store(Self::VERSION as u32, SeqCst);
+        self.max_holders.store(l.holders, SeqCst);
+        self.layout.store(layout_size(l.holders) as u64, SeqCst);
+        self.initial.store(l.initial, SeqCst);
+        self.state.init(l.initial)
+    }
+
+    fn validate(&self, len: usize) -> Result<Layout> {
+        let n = self.max_holders.load(SeqCst);
+        let layout = self.layout.load(SeqCst);
+        if n == 0 || n > MAX_HOLDERS || layout != layout_size(n) as u64 {
+            return Err(Error::corrupted(format!(
+                "semaphore header says {n} holders in {layout} bytes, segment has {len}"
+            )));
+        }
+        Ok(Layout {
+            holders: n,
+            initial: self.initial.load(SeqCst),
+        })
+    }
+}
 
 fn layout_size(holders: u32) -> usize {
     SLOTS_OFF + 16 * holders as usize
@@ -101,7 +155,7 @@ fn co_off(holders: usize) -> usize {
 /// it.
 #[derive(Debug)]
 pub struct Semaphore {
-    seg: Segment,
+    seg: Named<Header>,
     holders: usize,
 }
 
@@ -158,73 +212,52 @@ impl SemaphoreOptions {
         Ok(n)
     }
 
-    fn segment(&self, holders: u32) -> SegmentOptions {
+    fn segment(&self) -> SegmentOptions {
         let mut o = Segment::options();
-        o.mode(self.mode)
-            .persist(self.persist)
-            .size(layout_size(holders));
+        o.mode(self.mode).persist(self.persist);
         o
+    }
+
+    /// The layout of a semaphore of initial value `value`.
+    fn layout(&self, value: u32) -> Result<Layout> {
+        raw::check_value(value)?;
+        Ok(Layout {
+            holders: self.holders_for(value)?,
+            initial: value,
+        })
     }
 
     /// Creates a named semaphore of initial value `value`; fails with
     /// [`Error::AlreadyExists`] if the name is taken.
     #[doc(alias = "sem_open")]
     pub fn create(&self, name: &str, value: u32) -> Result<Semaphore> {
-        let bare = name::validate(name)?;
-        raw::check_value(value)?;
-        let n = self.holders_for(value)?;
-        let seg = self
-            .segment(n)
-            .create(&segment_name(bare))
-            .map_err(|e| rename(e, bare))?;
-        Semaphore::init(seg, value, n)
+        name::validate(name)?;
+        let l = self.layout(value)?;
+        Named::create(&self.segment(), name, l, |_| Ok(())).map(Semaphore::new)
     }
 
     /// Opens an existing named semaphore, after the checks of
     /// [`SegmentOptions::open`] (regular file, ours, no looser mode).
     #[doc(alias = "sem_open")]
     pub fn open(&self, name: &str) -> Result<Semaphore> {
-        let bare = name::validate(name)?;
-        let seg = Segment::options()
-            .mode(self.mode)
-            .open(&segment_name(bare))
-            .map_err(|e| rename(e, bare))?;
-        Semaphore::check(seg, bare)
+        Named::open(&self.segment(), name, shm::PUBLISH_WAIT).map(Semaphore::new)
     }
 
     /// Opens the named semaphore, or creates it with `value`. Returns it and
     /// whether this call created it.
     pub fn open_or_create(&self, name: &str, value: u32) -> Result<(Semaphore, bool)> {
-        name::open_or_create("shm_open", || self.create(name, value), || self.open(name))
+        name::validate(name)?;
+        let l = self.layout(value)?;
+        let (seg, created) = Named::open_or_create(&self.segment(), name, l, |_| Ok(()))?;
+        Ok((Semaphore::new(seg), created))
     }
 
     /// Creates an anonymous semaphore (memfd), for threads or for child
     /// processes that inherit it ([`Semaphore::inheritable_fd`]).
     #[doc(alias = "sem_init")]
     pub fn anonymous(&self, value: u32) -> Result<Semaphore> {
-        raw::check_value(value)?;
-        let n = self.holders_for(value)?;
-        let seg = self.segment(n).anonymous()?;
-        Semaphore::init(seg, value, n)
-    }
-}
-
-fn segment_name(bare: &str) -> String {
-    format!("{SEGMENT_PREFIX}{bare}")
-}
-
-/// Segment errors in semaphore terms.
-fn rename(e: Error, bare: &str) -> Error {
-    match e {
-        Error::NotFound { .. } => Error::NotFound {
-            kind: KIND,
-            name: bare.to_string(),
-        },
-        Error::AlreadyExists { .. } => Error::AlreadyExists {
-            kind: KIND,
-            name: bare.to_string(),
-        },
-        other => other,
+        let l = self.layout(value)?;
+        Named::anonymous(&self.segment(), l, |_| Ok(())).map(Semaphore::new)
     }
 }
 
@@ -263,101 +296,34 @@ impl Semaphore {
     /// Maps a semaphore from an inherited descriptor (see
     /// [`inheritable_fd`](Self::inheritable_fd)).
     pub fn from_fd(fd: OwnedFd) -> Result<Semaphore> {
-        Self::check(Segment::from_fd(fd)?, "(inherited)")
+        Named::from_fd(fd).map(Semaphore::new)
     }
 
     /// Removes a named semaphore by name; processes that have it open keep
     /// using it.
     #[doc(alias = "sem_unlink")]
     pub fn remove(name: &str) -> Result<()> {
-        let bare = name::validate(name)?;
-        Segment::remove(&segment_name(bare)).map_err(|e| rename(e, bare))
+        Named::<Header>::remove(name)
     }
 
-    fn init(seg: Segment, value: u32, holders: u32) -> Result<Semaphore> {
-        let size = layout_size(holders);
-        if seg.len() < size {
-            return Err(Error::corrupted("a fresh segment is smaller than asked"));
-        }
-        let sem = Semaphore {
-            seg,
-            holders: holders as usize,
-        };
-        let h = sem.header();
-        h.version.store(VERSION, SeqCst);
-        h.max_holders.store(holders, SeqCst);
-        h.layout.store(size as u64, SeqCst);
-        h.initial.store(value, SeqCst);
-        sem.state().init(value)?;
-        // Last: openers wait for this.
-        h.magic.store(MAGIC, SeqCst);
-        sem.seg.check_intact()?;
-        Ok(sem)
-    }
-
-    fn check(seg: Segment, bare: &str) -> Result<Semaphore> {
-        let refuse = |reason: String| Error::Refused {
-            name: bare.to_string(),
-            reason,
-        };
-        if seg.len() < SLOTS_OFF {
-            return Err(refuse(format!(
-                "its segment has {} bytes, too few for an ipcworks semaphore",
-                seg.len()
-            )));
-        }
-        // SAFETY: the segment has at least SLOTS_OFF bytes (checked above)
-        // and is page-aligned; Header is atomics only, valid for any bits.
-        let h = unsafe { &*(seg.as_ptr() as *const Header) };
-        crate::shm::await_magic(&h.magic, MAGIC, "semaphore").map_err(refuse)?;
-        let version = h.version.load(SeqCst);
-        if version != VERSION {
-            let hint = if version < VERSION {
-                format!(
-                    " (made by an older ipcworks: remove it with `ipcworks sem rm {bare}` and create it again)"
-                )
-            } else {
-                String::new()
-            };
-            return Err(refuse(format!(
-                "it has layout version {version}, this build knows {VERSION}{hint}"
-            )));
-        }
-        let n = h.max_holders.load(SeqCst);
-        let layout = h.layout.load(SeqCst);
-        if n == 0
-            || n > MAX_HOLDERS
-            || layout != layout_size(n) as u64
-            || seg.len() < layout as usize
-        {
-            return Err(Error::corrupted(format!(
-                "semaphore header says {n} holders in {layout} bytes, segment has {}",
-                seg.len()
-            )));
-        }
-        // A cut while we read the header: those values were zeros of ours.
-        seg.check_intact()?;
-        Ok(Semaphore {
-            seg,
-            holders: n as usize,
-        })
+    /// A semaphore over a published, checked segment.
+    fn new(seg: Named<Header>) -> Semaphore {
+        let holders = seg.layout().holders as usize;
+        Semaphore { seg, holders }
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: every Semaphore's segment has at least SLOTS_OFF bytes
-        // (checked in init/check), page-aligned; atomics only.
-        unsafe { &*(self.seg.as_ptr() as *const Header) }
+        self.seg.header()
     }
 
     fn state(&self) -> &SemaphoreState {
-        // SAFETY: STATE_OFF + 24 <= SLOTS_OFF <= len; 64-aligned; the state
-        // is atomics only, valid for any bit pattern and shared-mutable.
-        unsafe { &*(self.seg.as_ptr().add(STATE_OFF) as *const SemaphoreState) }
+        &self.header().state
     }
 
     fn pool(&self) -> Pool<'_> {
-        // SAFETY: SLOTS_OFF + 16 * holders <= len (checked in init/check,
-        // `holders` read once then): both tables are in bounds, 8-aligned;
+        // SAFETY: SLOTS_OFF + 16 * holders <= len (`Named` checked the
+        // segment's length against the layout, whose `holders` this is):
+        // both tables are in bounds, 8-aligned;
         // AtomicU64 tolerates concurrent writers and any bit pattern.
         let (slots, co) = unsafe {
             (
@@ -384,29 +350,19 @@ impl Semaphore {
         Watching { seg: &self.seg }
     }
 
-    /// `r`, unless the segment was found truncated meanwhile: then
-    /// [`Error::Truncated`], whatever `r` says (it was computed from zeros
-    /// of ours, not from the semaphore). One relaxed load on success.
-    #[inline]
-    fn checked<T>(&self, r: Result<T>) -> Result<T> {
-        match r {
-            Ok(v) => self.seg.check_intact().map(|()| v),
-            Err(e) => Err(self.seg.explain(e)),
-        }
-    }
-
     /// P: takes a permit, sleeping while there is none (plain, not
     /// tracked). Signals do not interrupt it.
     #[doc(alias = "sem_wait")]
     #[doc(alias = "P")]
     pub fn wait(&self) -> Result<()> {
-        self.checked(self.pool().wait(&self.env(), Deadline::Never))
+        self.seg
+            .checked(self.pool().wait(&self.env(), Deadline::Never))
     }
 
     /// Takes a permit if one is there, else [`Error::WouldBlock`].
     #[doc(alias = "sem_trywait")]
     pub fn try_wait(&self) -> Result<()> {
-        self.checked(raw::try_wait(self.state()))
+        self.seg.checked(raw::try_wait(self.state()))
     }
 
     /// P with a timeout: [`Error::Timeout`] if no permit came in time. A
@@ -414,7 +370,7 @@ impl Semaphore {
     #[doc(alias = "sem_timedwait")]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
         let r = self.pool().wait(&self.env(), Deadline::after(timeout));
-        self.checked(r)
+        self.seg.checked(r)
     }
 
     /// V: gives a permit (count + 1) and wakes one sleeper. Fails rather
@@ -422,14 +378,14 @@ impl Semaphore {
     #[doc(alias = "sem_post")]
     #[doc(alias = "V")]
     pub fn post(&self) -> Result<()> {
-        self.checked(raw::post(self.state(), &Futex))
+        self.seg.checked(raw::post(self.state(), &Futex))
     }
 
     /// Permits available now (`sem_getvalue`). Does not reclaim; see
     /// [`reclaim`](Self::reclaim).
     #[doc(alias = "sem_getvalue")]
     pub fn value(&self) -> Result<u32> {
-        self.checked(self.state().value())
+        self.seg.checked(self.state().value())
     }
 
     /// Takes a permit as a [`Permit`] guard, recorded under this process,
@@ -453,14 +409,14 @@ impl Semaphore {
         let slot = self.pool().acquire(&self.env(), deadline, try_only);
         // A permit taken in a truncated segment is no permit: no Permit to
         // give it back either (the segment is unusable).
-        let slot = self.checked(slot)?;
+        let slot = self.seg.checked(slot)?;
         Ok(Permit { sem: self, slot })
     }
 
     /// Gives back the permits of holders that died, and finishes what a
     /// killed process left half done. Returns how many permits came back.
     pub fn reclaim(&self) -> Result<u32> {
-        self.checked(self.pool().reclaim(&self.env()))
+        self.seg.checked(self.pool().reclaim(&self.env()))
     }
 
     /// The processes recorded in the holder table now.
@@ -499,7 +455,7 @@ impl Semaphore {
 
     /// The name (without prefix), or `None` when anonymous.
     pub fn name(&self) -> Option<&str> {
-        self.seg.name().map(|n| &n[SEGMENT_PREFIX.len()..])
+        self.seg.bare_name()
     }
 
     /// Keeps the name after this handle is dropped.
@@ -510,8 +466,7 @@ impl Semaphore {
     /// Removes the name now; the semaphore stays usable through open
     /// handles.
     pub fn unlink(&mut self) -> Result<()> {
-        let bare = self.name().unwrap_or("").to_string();
-        self.seg.unlink().map_err(|e| rename(e, &bare))
+        self.seg.unlink()
     }
 
     /// A descriptor without close-on-exec for a child process to inherit
@@ -569,6 +524,7 @@ impl Permit<'_> {
     pub fn release(self) -> Result<()> {
         let me = std::mem::ManuallyDrop::new(self);
         me.sem
+            .seg
             .checked(me.sem.pool().release(&me.sem.env(), me.slot))
     }
 }

@@ -122,11 +122,7 @@
 
 use std::sync::atomic::Ordering::SeqCst;
 
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, fence};
-
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
 

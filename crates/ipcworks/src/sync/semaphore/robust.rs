@@ -6,10 +6,11 @@
 use std::sync::atomic::Ordering::SeqCst;
 
 use super::raw::{
-    AtomicU64, CLAIM_RELEASE, CLAIM_SLOT, COUNT_MASK, Env, FREE, HELD, IDENT_MASK, MAX_VALUE,
-    RELEASED, RESERVED, STATE_SHIFT, SemaphoreState, Step, bad_count, block, claim, count, fence,
-    pack, slot_word, wait, wake_one,
+    CLAIM_RELEASE, CLAIM_SLOT, COUNT_MASK, Env, FREE, HELD, IDENT_MASK, MAX_VALUE, RELEASED,
+    RESERVED, STATE_SHIFT, SemaphoreState, Step, bad_count, block, claim, count, pack, slot_word,
+    wait, wake_one,
 };
+use crate::primitive::{AtomicU64, fence};
 use crate::sys::time::Deadline;
 use crate::{Error, Result};
 

@@ -85,7 +85,7 @@ impl Shm {
         let name = support::unique_name("conf-shm");
         let clean = ShmCleanup(vec![format!("ipcworks.chan.{name}")]);
         let chan = Channel::builder()
-            .capacity(16 * 1024)
+            .capacity_bytes(16 * 1024)
             .max_message(STREAM_MAX)
             .create(&name)
             .unwrap();

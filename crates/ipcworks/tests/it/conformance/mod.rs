@@ -255,10 +255,10 @@ pub fn empty_try_recv(mech: &dyn Mechanism) {
 pub fn timeout_elapses(mech: &dyn Mechanism) {
     let mut p = mech.pair();
     let t = Instant::now();
-    let got = p.rx.recv_timeout(Duration::from_millis(100));
+    let got = p.rx.recv_timeout(Duration::from_millis(50));
     assert!(matches!(got, Err(RecvTimeoutError::Timeout)), "{got:?}");
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(100), "gave up after {took:?}");
+    assert!(took >= Duration::from_millis(50), "gave up after {took:?}");
     assert!(took < LIMIT, "{took:?}");
 }
 
@@ -331,7 +331,7 @@ pub fn type_selection(mech: &dyn Mechanism) {
 /// sender are gone, a mechanism that disconnects says so.
 pub fn several_producers(mech: &dyn Mechanism) {
     const PRODUCERS: u64 = 4;
-    const EACH: u64 = 5000;
+    const EACH: u64 = 2500;
     let mut shared = mech.shared();
     let mut kids: Vec<KillOnDrop> = (0..PRODUCERS)
         .map(|id| spawn("produce", mech, &shared, &format!("{id}|{EACH}")))
@@ -375,7 +375,8 @@ pub fn peer_death_ends_recv(mech: &dyn Mechanism) {
     drop(own);
     let pid = c.pid();
     let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
+        // Long enough for the receive below to be blocked first.
+        std::thread::sleep(Duration::from_millis(50));
         c.kill9();
     });
     let t = Instant::now();

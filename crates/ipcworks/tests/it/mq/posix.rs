@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use ipcworks::Error;
 use ipcworks::endpoint::{self, Endpoint, Options};
-use ipcworks::message::{
-    Deadline, Meta, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
-};
+use ipcworks::message::{Deadline, Meta, RecvTimeoutError, SendTimeoutError, TrySendError};
 use ipcworks::mq::posix::Queue;
 
 use super::{MqCleanup, check_stress, parse_stress_msg, spawn_collecting, spawn_lines, stress_msg};
@@ -208,25 +206,6 @@ fn full_queue_blocks_the_sender_until_another_process_receives() {
     assert!(c.wait_for(HANG).success());
     assert_eq!(lines.collect::<Vec<_>>(), ["m0 1"]);
     assert_eq!(q.attributes().unwrap().depth, 2);
-}
-
-#[test]
-fn empty_queue_blocks_the_receiver_until_another_process_sends() {
-    let (q, _g) = new_queue("empty", 4, 64);
-    assert!(matches!(q.try_recv(), Err(TryRecvError::Empty)));
-    let t = Instant::now();
-    assert!(matches!(
-        q.recv_timeout(Duration::from_millis(100)),
-        Err(RecvTimeoutError::Timeout)
-    ));
-    assert!(t.elapsed() >= Duration::from_millis(100));
-    let mut c = KillOnDrop::spawn(support::child(
-        "mq::posix::child",
-        "send-one-later",
-        q.name(),
-    ));
-    assert_eq!(q.recv_timeout(HANG).unwrap(), (b"late".to_vec(), 7));
-    assert!(c.wait_for(HANG).success());
 }
 
 #[test]

@@ -8,17 +8,14 @@
 //! Every Zenoh session here — ours and Python's — listens and connects on
 //! explicit `tcp/127.0.0.1` endpoints with multicast scouting and gossip
 //! off; listeners take port 0 and report the port the kernel chose.
-#![cfg(feature = "zenoh")]
-
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
+use crate::support::{BIN, Cleanup, Guard, first_line, spawn_with_input, stderr, unique};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ipcworks_test_support::{need, require};
-use support::{BIN, Cleanup, Guard, first_line, spawn_with_input, stderr, unique};
 
 /// A Zenoh peer in Python: `pub ENDPOINT KEY N` connects to ENDPOINT,
 /// waits until a subscriber matches and puts N samples (odd ones with an
@@ -68,7 +65,7 @@ with zenoh.open(conf) as s:
 /// `ipcworks ARGS…` with nothing on stdin, outputs piped, and no
 /// `ZENOH_CONFIG` from the caller's environment.
 fn ipcworks(args: &[&str]) -> Command {
-    let mut c = support::ipcworks(args);
+    let mut c = crate::support::ipcworks(args);
     c.env_remove("ZENOH_CONFIG");
     c
 }

@@ -32,7 +32,7 @@
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use super::semaphore::raw::check_value;
+use super::raw::check_value;
 use crate::sys::Errno;
 use crate::sys::mem::{self, euid};
 use crate::sys::posix_sem::{self, SEM_SIZE, SemHandle};

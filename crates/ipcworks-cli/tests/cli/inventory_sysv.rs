@@ -5,7 +5,7 @@
 //! `ls --kind` filters like `ipcs -m/-s/-q`; another user's object is
 //! removed only with `--force`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
@@ -12,27 +12,18 @@ use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 
 use super::raw::{self, Acquired, Kernel, MutexState, Wait};
 use super::{AtomicsOnly, RawMutex};
-use crate::shm::{Segment, SegmentOptions};
+use crate::shm::{self, Named, SegmentOptions};
 use crate::sys::futex::Wake;
 use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
-use crate::{Error, Result, name};
-
-/// `"IPCWMTX1"`: the first 8 bytes of every mutex segment, written last.
-const MAGIC: u64 = u64::from_le_bytes(*b"IPCWMTX1");
-/// Layout version of the segment. Version 2: the lock word holds the
-/// holder's full identity (64 bits; see `raw.rs`).
-const VERSION: u32 = 2;
-/// What [`Error::NotFound`] and friends call it.
-const KIND: &str = "mutex";
-/// Prefix of the segment name: `/dev/shm/ipcworks.mutex.NAME`.
-const PREFIX: &str = "ipcworks.mutex.";
+use crate::{Error, Result};
 
 /// The segment starts with this header; the value follows at
 /// `data_offset`.
 #[repr(C)]
-struct Header {
-    /// [`MAGIC`], stored with `Release` once everything else is written.
+pub(crate) struct Header {
+    /// `"IPCWMTX1"`, stored with `Release` once everything else is
+    /// written ([`shm::Named`]).
     magic: AtomicU64,
     version: AtomicU32,
     data_offset: AtomicU32,
@@ -42,6 +33,64 @@ struct Header {
     /// with its holder ([`process::spawn_holding`](crate::process::spawn_holding)).
     /// A holder judged dead keeps the lock while this one lives.
     co_holder: AtomicU64,
+}
+
+/// Where a mutex's value lies in its segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    offset: usize,
+    size: usize,
+}
+
+impl Layout {
+    /// The layout of a mutex holding a `T`.
+    fn of<T>() -> Layout {
+        Layout {
+            offset: data_offset::<T>(),
+            size: size_of::<T>(),
+        }
+    }
+}
+
+// SAFETY: `#[repr(C)]`, 8-aligned, atomics only; `magic` is the first
+// field.
+unsafe impl shm::Header for Header {
+    const PREFIX: &'static str = "ipcworks.mutex.";
+    const KIND: &'static str = "mutex";
+    const ADDRESS: &'static str = "mutex";
+    const MAGIC: u64 = u64::from_le_bytes(*b"IPCWMTX1");
+    /// Version 2: the lock word holds the holder's full identity (64 bits;
+    /// see `raw.rs`).
+    const VERSION: u64 = 2;
+    type Layout = Layout;
+
+    fn size(l: &Layout) -> usize {
+        l.offset.saturating_add(l.size)
+    }
+
+    fn magic(&self) -> &AtomicU64 {
+        &self.magic
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(Relaxed).into()
+    }
+
+    fn init(&self, l: &Layout) -> Result<()> {
+        self.version.store(Self::VERSION as u32, Relaxed);
+        self.data_offset.store(l.offset as u32, Relaxed);
+        self.data_size.store(l.size as u64, Relaxed);
+        Ok(())
+    }
+
+    /// Any place and size: [`shm::Named`] checks them against the
+    /// segment, [`Mutex::open`] against `T`.
+    fn validate(&self, _len: usize) -> Result<Layout> {
+        Ok(Layout {
+            offset: self.data_offset.load(Relaxed) as usize,
+            size: usize::try_from(self.data_size.load(Relaxed)).unwrap_or(usize::MAX),
+        })
+    }
 }
 
 /// The robust-mutex host of a `Mutex<T>`: the kernel's, and a holder is
@@ -123,9 +172,11 @@ fn data_offset<T>() -> usize {
 /// When a holder dies, the next locker gets [`LockError::OwnerDead`] with the
 /// guard: repair the data, then call [`MutexGuard::make_consistent`].
 /// Dropping that guard without doing so makes the mutex not recoverable:
-/// every later lock fails with [`Error::NotRecoverable`]. A recoverer that
-/// dies before marking it consistent passes `OwnerDead` on to the next
-/// locker. See [the module docs](super) for how death is detected. A child
+/// every later lock fails with [`Error::NotRecoverable`]. Passing the
+/// `OwnerDead` on as an error instead (`m.lock()?`, or `Error::from`)
+/// unlocks and leaves the mutex owner-dead: the next locker is told in
+/// turn and may repair it. A recoverer that dies before marking it
+/// consistent passes `OwnerDead` on to the next locker too. See [the module docs](super) for how death is detected. A child
 /// command run under a guard
 /// ([`process::spawn_holding`](crate::process::spawn_holding)) holds the
 /// lock too: it is taken over only once the holder and the child are both
@@ -150,7 +201,7 @@ fn data_offset<T>() -> usize {
 #[doc(alias = "pthread_mutex_t")]
 #[doc(alias = "robust mutex")]
 pub struct Mutex<T> {
-    seg: Segment,
+    seg: Named<Header>,
     what: String,
     data_offset: usize,
     _value: PhantomData<T>,
@@ -207,34 +258,22 @@ where
     /// the name is taken.
     #[doc(alias = "shm_open")]
     pub fn create(&self, name: &str, value: T) -> Result<Mutex<T>> {
-        let (bare, seg_name) = names(name)?;
-        let seg = self
-            .sized::<T>()
-            .create(&seg_name)
-            .map_err(|e| rename(e, bare))?;
-        Ok(Mutex::init(seg, what(bare), value))
+        let seg = Named::create(&self.seg, name, Layout::of::<T>(), fill(value))?;
+        Ok(Mutex::new(seg, ""))
     }
 
     /// Opens an existing named mutex, checking the segment (owner, mode,
     /// magic, version, and that it holds a value of `T`'s size).
     pub fn open(&self, name: &str) -> Result<Mutex<T>> {
-        let (bare, seg_name) = names(name)?;
-        let seg = self.seg.open(&seg_name).map_err(|e| rename(e, bare))?;
-        Mutex::attach(seg, what(bare))
+        Mutex::attach(Named::open(&self.seg, name, shm::PUBLISH_WAIT)?, "")
     }
 
     /// Opens the named mutex, or creates it holding `value` if it does not
     /// exist. Returns the mutex and whether this call created it.
     pub fn open_or_create(&self, name: &str, value: T) -> Result<(Mutex<T>, bool)> {
-        let (bare, seg_name) = names(name)?;
-        let (seg, created) = self
-            .sized::<T>()
-            .open_or_create(&seg_name)
-            .map_err(|e| rename(e, bare))?;
-        if created {
-            Ok((Mutex::init(seg, what(bare), value), true))
-        } else {
-            Ok((Mutex::attach(seg, what(bare))?, false))
+        match Named::open_or_create(&self.seg, name, Layout::of::<T>(), fill(value))? {
+            (seg, true) => Ok((Mutex::new(seg, ""), true)),
+            (seg, false) => Ok((Mutex::attach(seg, "")?, false)),
         }
     }
 
@@ -242,38 +281,20 @@ where
     /// processes through [`Mutex::inheritable_fd`] and [`Mutex::from_fd`].
     #[doc(alias = "memfd_create")]
     pub fn anonymous(&self, value: T) -> Result<Mutex<T>> {
-        let seg = self.sized::<T>().anonymous()?;
-        Ok(Mutex::init(seg, "anonymous mutex".into(), value))
-    }
-
-    fn sized<U>(&self) -> SegmentOptions {
-        let mut o = self.seg.clone();
-        o.size(data_offset::<U>() + size_of::<U>());
-        o
+        let seg = Named::anonymous(&self.seg, Layout::of::<T>(), fill(value))?;
+        Ok(Mutex::new(seg, "anonymous mutex"))
     }
 }
 
-fn names(name: &str) -> Result<(&str, String)> {
-    let bare = name::validate(name)?;
-    Ok((bare, format!("{PREFIX}{bare}")))
-}
-
-fn what(bare: &str) -> String {
-    format!("mutex {bare:?}")
-}
-
-/// Speaks of the mutex, not of its segment, in errors about the name.
-fn rename(e: Error, bare: &str) -> Error {
-    match e {
-        Error::NotFound { .. } => Error::NotFound {
-            kind: KIND,
-            name: bare.to_string(),
-        },
-        Error::AlreadyExists { .. } => Error::AlreadyExists {
-            kind: KIND,
-            name: bare.to_string(),
-        },
-        other => other,
+/// Writes `value` into a fresh mutex's segment, before it is published.
+fn fill<T>(value: T) -> impl FnOnce(&Named<Header>) -> Result<()> {
+    move |seg| {
+        // SAFETY: the segment is ours alone until the magic is published
+        // (openers wait for it); it holds `Layout::of::<T>()`, so the
+        // value's bytes at `data_offset::<T>()` are in bounds and aligned
+        // for `T` (a multiple of its alignment from a page boundary).
+        unsafe { (seg.as_ptr().add(data_offset::<T>()) as *mut T).write(value) };
+        Ok(())
     }
 }
 
@@ -311,89 +332,44 @@ where
     /// Maps a mutex from a descriptor inherited from the parent (see
     /// [`inheritable_fd`](Self::inheritable_fd)) or received over a socket.
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        Self::attach(Segment::from_fd(fd)?, "inherited mutex".into())
+        Self::attach(Named::from_fd(fd)?, "inherited mutex")
     }
 
     /// Removes a named mutex by name (`shm_unlink` of its segment). Handles
     /// already open keep working; the name is free for a new one.
     #[doc(alias = "shm_unlink")]
     pub fn remove(name: &str) -> Result<()> {
-        let (bare, seg_name) = names(name)?;
-        Segment::remove(&seg_name).map_err(|e| rename(e, bare))
+        Named::<Header>::remove(name)
     }
 
-    /// Writes the value and header into a fresh (zeroed) segment; the magic
-    /// goes last, so openers never see a half-made mutex.
-    fn init(seg: Segment, what: String, value: T) -> Self {
-        let m: Mutex<T> = Mutex {
+    /// A mutex over a published segment that holds a `T`; `unnamed` is
+    /// what it is called if it has no name.
+    fn new(seg: Named<Header>, unnamed: &str) -> Self {
+        let what = match seg.bare_name() {
+            Some(bare) => format!("mutex {bare:?}"),
+            None => unnamed.to_string(),
+        };
+        Mutex {
             seg,
             what,
             data_offset: data_offset::<T>(),
             _value: PhantomData,
-        };
-        // SAFETY: the segment is ours alone until the magic is published
-        // (openers wait for it); `data_ptr` is in bounds and aligned.
-        unsafe { m.data_ptr().write(value) };
-        let h = m.header();
-        h.version.store(VERSION, Relaxed);
-        h.data_offset.store(m.data_offset as u32, Relaxed);
-        h.data_size.store(size_of::<T>() as u64, Relaxed);
-        h.magic.store(MAGIC, Release);
-        m
+        }
     }
 
-    /// Checks an opened segment's header before use.
-    fn attach(seg: Segment, what: String) -> Result<Self> {
-        let name = what.clone();
-        let refuse = |reason: String| Error::Refused {
-            name: name.clone(),
-            reason,
-        };
-        let offset = data_offset::<T>();
-        let need = offset + size_of::<T>();
-        if seg.len() < size_of::<Header>() {
-            return Err(refuse(format!(
-                "its segment has {} bytes, too few for an ipcworks mutex",
-                seg.len()
-            )));
+    /// Checks that an opened mutex holds a value of `T`'s size and place.
+    fn attach(seg: Named<Header>, unnamed: &str) -> Result<Self> {
+        let (l, want) = (*seg.layout(), Layout::of::<T>());
+        if (l.offset, l.size) != (want.offset, want.size) {
+            return Err(Error::Refused {
+                name: seg.bare_name().unwrap_or("(inherited)").to_string(),
+                reason: format!(
+                    "it holds a {}-byte value at offset {}, not a {}-byte value at offset {} (a different type)",
+                    l.size, l.offset, want.size, want.offset
+                ),
+            });
         }
-        let m: Mutex<T> = Mutex {
-            seg,
-            what,
-            data_offset: offset,
-            _value: PhantomData,
-        };
-        let h = m.header();
-        // The creator writes the magic last; give it a moment.
-        crate::shm::await_magic(&h.magic, MAGIC, "mutex").map_err(refuse)?;
-        let version = h.version.load(Relaxed);
-        if version != VERSION {
-            let hint = if version < VERSION {
-                " (made by an older ipcworks: remove it, e.g. `ipcworks lock --rm NAME`, and create it again)"
-            } else {
-                ""
-            };
-            return Err(refuse(format!(
-                "it has layout version {version}, this program knows version {VERSION}{hint}"
-            )));
-        }
-        let (off, size) = (h.data_offset.load(Relaxed), h.data_size.load(Relaxed));
-        if off as usize != offset || size != size_of::<T>() as u64 {
-            return Err(refuse(format!(
-                "it holds a {size}-byte value at offset {off}, not a {}-byte value at offset {offset} (a different type)",
-                size_of::<T>()
-            )));
-        }
-        if m.seg.len() < need {
-            return Err(Error::corrupted(format!(
-                "{}: its segment has {} bytes, its header needs {need}",
-                m.what,
-                m.seg.len()
-            )));
-        }
-        // A cut while we read the header: those values were zeros of ours.
-        m.seg.check_intact()?;
-        Ok(m)
+        Ok(Self::new(seg, unnamed))
     }
 
     /// Locks, waiting as long as it takes; `OwnerDead` if the last holder
@@ -464,10 +440,7 @@ impl<T> Mutex<T> {
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: the segment is page-aligned and at least a header long
-        // (checked by `attach`, sized by `init`); it lives as long as
-        // `self`; the header is atomics only, which tolerate other writers.
-        unsafe { &*(self.seg.as_ptr() as *const Header) }
+        self.seg.header()
     }
 
     fn state(&self) -> &MutexState {
@@ -475,13 +448,15 @@ impl<T> Mutex<T> {
     }
 
     fn data_ptr(&self) -> *mut T {
-        // SAFETY: `data_offset + size_of::<T>()` is within the segment
-        // (checked by `attach`, sized by `init`).
+        // SAFETY: `data_offset + size_of::<T>()` is within the segment:
+        // its layout is `Layout::of::<T>()` (made so by `new`'s callers,
+        // checked by `attach`), and `Named` checked the segment's length
+        // against its layout.
         unsafe { self.seg.as_ptr().add(self.data_offset) as *mut T }
     }
 
     /// A duplicate of the segment's descriptor without close-on-exec, for a
-    /// child process (see [`Segment::inheritable_fd`]).
+    /// child process (see [`Segment::inheritable_fd`](crate::shm::Segment::inheritable_fd)).
     pub fn inheritable_fd(&self) -> Result<OwnedFd> {
         self.seg.inheritable_fd()
     }
@@ -575,6 +550,17 @@ impl<T> MutexGuard<'_, T> {
         self.owner_dead = false;
     }
 
+    /// Unlocks after an `OwnerDead` without repairing and without
+    /// retiring the mutex: its state stays owner-dead, so the next locker
+    /// is told, as if this one had never locked. Returns what the mutex
+    /// is called.
+    fn pass_on(mut self) -> String {
+        // Not `owner_dead`: the drop releases without marking the mutex
+        // not recoverable (the state word keeps OWNER_DEAD).
+        self.owner_dead = false;
+        self.mutex.what.clone()
+    }
+
     /// Whether the data is consistent: `false` after an `OwnerDead` until
     /// [`make_consistent`](Self::make_consistent).
     pub fn is_consistent(&self) -> bool {
@@ -605,7 +591,7 @@ impl<T> MutexGuard<'_, T> {
     /// Use it only when every process mapping the mutex is trusted; prefer
     /// [`get`](Self::get)/[`set`](Self::set)/[`update`](Self::update).
     pub unsafe fn as_mut_unchecked(&mut self) -> &mut T {
-        // SAFETY: in bounds and aligned (`attach`/`init`), and any bytes
+        // SAFETY: in bounds and aligned (`data_ptr`), and any bytes
         // are a valid `T` (`FromBytes`, required to create or open the
         // mutex); exclusive access is the caller's promise; `&mut self`
         // makes it the only reference through this guard.
@@ -624,7 +610,7 @@ impl<T: FromBytes + IntoBytes> MutexGuard<'_, T> {
     pub fn get(&self) -> Result<T> {
         let mut value = T::new_zeroed();
         // SAFETY: the source is the value's `size_of::<T>()` bytes in the
-        // mapping (in bounds: `attach`/`init`), read as raw bytes, so no
+        // mapping (in bounds: `data_ptr`), read as raw bytes, so no
         // reference to shared memory is formed; the destination is our own
         // `value`, whose every byte pattern is a valid `T` (`FromBytes`).
         unsafe {
@@ -696,7 +682,7 @@ impl<T: AtomicsOnly> MutexGuard<'_, T> {
     /// peer that keeps to the lock never sees them half-updated); each
     /// atomic on its own needs no lock.
     pub fn atomics(&self) -> &T {
-        // SAFETY: in bounds and aligned (`attach`/`init`); `T: AtomicsOnly`
+        // SAFETY: in bounds and aligned (`data_ptr`); `T: AtomicsOnly`
         // puts every byte inside an atomic, which tolerates concurrent
         // writers from any process, and accepts any bytes.
         unsafe { &*self.mutex.data_ptr() }
@@ -742,8 +728,9 @@ impl<T: FromBytes + IntoBytes + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 /// Why [`Mutex::lock`] did not simply succeed.
 pub enum LockError<'a, T> {
     /// The lock is held, but its previous holder died holding it: repair the
-    /// value and call [`MutexGuard::make_consistent`], or dropping the guard
-    /// makes the mutex not recoverable.
+    /// value and call [`MutexGuard::make_consistent`]. Dropping the guard
+    /// unrepaired makes the mutex not recoverable; turning this into an
+    /// [`Error`] (`?`) leaves it owner-dead for the next locker.
     #[doc(alias = "EOWNERDEAD")]
     OwnerDead(MutexGuard<'a, T>),
     /// The lock was not acquired: [`Error::WouldBlock`], [`Error::Timeout`],
@@ -762,15 +749,19 @@ impl<T> LockError<'_, T> {
     }
 }
 
-/// `?` turns [`LockError::OwnerDead`] into [`Error::OwnerDead`]; the guard
-/// is dropped unrepaired, which makes the mutex not recoverable. Match on
-/// `OwnerDead` where the data can be repaired.
+/// `?` turns [`LockError::OwnerDead`] into [`Error::OwnerDead`], and
+/// unlocks leaving the mutex owner-dead: a `m.lock()?` that meets a dead
+/// holder does not brick a persistent mutex, the next locker is told
+/// `OwnerDead` in turn and may repair it. (Dropping the guard itself,
+/// unrepaired, still makes the mutex not recoverable.) Match on `OwnerDead`
+/// where the data can be repaired.
+///
+/// Changed in this version: the conversion used to drop the guard
+/// unrepaired, which made the mutex not recoverable for everyone.
 impl<T> From<LockError<'_, T>> for Error {
     fn from(e: LockError<'_, T>) -> Error {
         match e {
-            LockError::OwnerDead(g) => Error::OwnerDead {
-                what: g.mutex.what.clone(),
-            },
+            LockError::OwnerDead(g) => Error::OwnerDead { what: g.pass_on() },
             LockError::Failed(e) => e,
         }
     }

@@ -245,3 +245,30 @@ fn the_new_topics_are_listed() {
         );
     }
 }
+
+/// The demos' children are this program started again as `ipcworks
+/// demo-child …`: an internal subcommand, absent from `--help` and from
+/// the completion scripts, which fails cleanly when run by hand.
+#[test]
+fn the_demo_child_subcommand_is_hidden() {
+    let bin = env!("CARGO_BIN_EXE_ipcworks");
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(!help.contains("demo-child"), "{help}");
+    let bash = Command::new(bin)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    assert!(!String::from_utf8_lossy(&bash.stdout).contains("demo-child"));
+    // By hand, with no parent handing it anything: one error line, exit 1.
+    let out = Command::new(bin)
+        .args(["demo-child", "memory", "write-999"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -2,7 +2,7 @@
 //! whose memory map holds a path that is not UTF-8, a kernel thread (no
 //! user memory at all), and one we may not trace.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -14,7 +14,7 @@ use common::{by_address, check_shape};
 use ipcworks_test_support::{have_part, need, require};
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 /// Everything the test made, removed on drop (also when an assertion
 /// fails): the process groups it started, killed with SIGKILL and reaped,
@@ -461,7 +461,13 @@ fn a_dead_creators_sysv_key_reused_by_another_user_is_not_stale_nor_removed() {
     let key = 0x7d00_0000 | (std::process::id() as i32 & 0x00ff_ffff);
     s.sysv.push(key);
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["child", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .args([
+            "stale::child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
         .env(ROLE, format!("sysv-temporary:{key}"))
         .env("IPCWORKS_REGISTRY", &s.registry)
         .stdin(Stdio::null())

@@ -3,7 +3,7 @@
 //! a user would (real processes, real pipes between them, Python's
 //! `posix_ipc`/`sysv_ipc` and coreutils' `printf` beside them).
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -3,7 +3,7 @@
 //! negative System V types, short flags, port 0, no queue made by a typo,
 //! the OS error once, a FIFO that cannot be created.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 

@@ -1,8 +1,7 @@
 //! `ipcworks lock` run as a real program: mutual exclusion between
 //! concurrent runs, exit-code passthrough, timeout, and a dead holder.
 
-#[path = "support/hold.rs"]
-mod hold;
+use crate::support::hold;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

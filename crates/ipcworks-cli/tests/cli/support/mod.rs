@@ -4,6 +4,8 @@
 //! make.
 #![allow(dead_code)]
 
+pub mod hold;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

@@ -1,8 +1,7 @@
 //! `ipcworks sem …` run as a user would: the real binary, real processes,
 //! kill -9, a C program on the POSIX side.
 
-#[path = "support/hold.rs"]
-mod hold;
+use crate::support::hold;
 
 use ipcworks_test_support::{need, require};
 use std::path::{Path, PathBuf};

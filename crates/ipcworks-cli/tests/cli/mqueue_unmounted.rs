@@ -5,7 +5,7 @@
 //! another user's queue still needs `--force`, and the registry keeps its
 //! entries (it cannot tell that they are gone).
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

@@ -1,0 +1,282 @@
+//! Which cases a run measures: the mechanisms `--only` selects (the
+//! baselines every ratio needs come along), each one's cases as far as
+//! it supports them, and the labels people see.
+
+use super::RTT_SIZE;
+use crate::harness::{Case, Mechanism};
+use crate::mechs::{self, memcpy};
+use crate::schema::{Metric, Skipped, Wait};
+
+/// Where a case runs.
+pub(super) enum Who {
+    /// In this process (memcpy).
+    Local,
+    /// Between this process and a peer.
+    Remote(&'static dyn Mechanism),
+}
+
+/// One case of the plan.
+pub(super) struct Planned {
+    pub(super) name: &'static str,
+    pub(super) who: Who,
+    pub(super) case: Case,
+}
+
+/// Parses a size like `64`, `1K`, `4KiB`, `1M`, `1MiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = lower.strip_suffix("kib").or(lower.strip_suffix('k')) {
+        (n.to_string(), 1024)
+    } else if let Some(n) = lower.strip_suffix("mib").or(lower.strip_suffix('m')) {
+        (n.to_string(), 1 << 20)
+    } else {
+        (lower.strip_suffix('b').unwrap_or(&lower).to_string(), 1)
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("size {t:?}: expected a number like 64, 4K or 1M"))?;
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {t:?} is too large"))?;
+    if !(8..=(64 << 20)).contains(&v) {
+        return Err(format!("size {t:?}: must be between 8 bytes and 64 MiB"));
+    }
+    Ok(v)
+}
+
+/// A size for people: `64 B`, `4 KiB`, `1 MiB`.
+pub fn human_size(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Names of other projects' IPC measured with `--peers`.
+pub const PEER_NAMES: &[&str] = &["iceoryx2", "ipc-channel"];
+
+/// Whether this build carries the peers (cargo feature `peers`).
+pub const PEERS_BUILT: bool = cfg!(feature = "peers");
+
+/// Checks `--only` names and returns the run order. The peers run with
+/// `peers` or when named in `only`.
+pub fn select(only: Option<&[String]>, peers: bool) -> Result<Vec<&'static str>, String> {
+    let rebuild = "this ipcworks was built without the `peers` feature; \
+                   rebuild with `cargo run --release --features peers -- bench --peers`";
+    if peers && !PEERS_BUILT {
+        return Err(format!("--peers: {rebuild}"));
+    }
+    let all = mechs::names();
+    let is_peer = |n: &str| mechs::find(n).is_some_and(|m| m.is_peer());
+    let Some(only) = only else {
+        return Ok(all.into_iter().filter(|n| peers || !is_peer(n)).collect());
+    };
+    for n in only {
+        if !all.contains(&n.as_str()) {
+            if PEER_NAMES.contains(&n.as_str()) {
+                return Err(format!("{n}: {rebuild}"));
+            }
+            return Err(format!(
+                "unknown mechanism {n:?}; known: {}",
+                all.join(", ")
+            ));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|n| {
+            *n == "floor"
+                || *n == memcpy::NAME
+                || only.iter().any(|o| o == n)
+                // The channel's reference comes with any of its flavours.
+                || (*n == "bare" && only.iter().any(|o| o.starts_with("shm")))
+        })
+        .collect())
+}
+
+/// The cases of `names` (memcpy at each size; a mechanism's round trips
+/// and throughput at each size), those a mechanism does not support
+/// listed in `skipped` with its reason.
+pub(super) fn plan(
+    names: &[&'static str],
+    sizes: &[usize],
+    skipped: &mut Vec<Skipped>,
+) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for &name in names {
+        if name == memcpy::NAME {
+            for &size in sizes {
+                out.push(Planned {
+                    name,
+                    who: Who::Local,
+                    case: Case {
+                        metric: Metric::Throughput,
+                        wait: Wait::Poll,
+                        size,
+                    },
+                });
+            }
+            continue;
+        }
+        let Some(m) = mechs::find(name) else { continue };
+        let mut cases = vec![
+            Case {
+                metric: Metric::Rtt,
+                wait: Wait::Block,
+                size: RTT_SIZE,
+            },
+            Case {
+                metric: Metric::Rtt,
+                wait: Wait::Poll,
+                size: RTT_SIZE,
+            },
+        ];
+        for &size in sizes {
+            cases.push(Case {
+                metric: Metric::Throughput,
+                wait: m.throughput_wait(),
+                size,
+            });
+        }
+        for case in cases {
+            match m.supports(&case) {
+                Ok(()) => out.push(Planned {
+                    name,
+                    who: Who::Remote(m),
+                    case,
+                }),
+                Err(reason) => skipped.push(skip(name, &case, reason)),
+            }
+        }
+    }
+    out
+}
+
+/// A case that is not measured, and why.
+pub(super) fn skip(name: &str, case: &Case, reason: String) -> Skipped {
+    Skipped {
+        mechanism: name.to_string(),
+        metric: case.metric,
+        wait: case.wait,
+        size_bytes: case.size as u64,
+        reason,
+    }
+}
+
+/// Label of a case for people.
+pub fn label(name: &str, case: &Case) -> String {
+    format!(
+        "{name} {} {} {}",
+        case.metric.as_str(),
+        case.wait.as_str(),
+        human_size(case.size as u64)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("64B"), Ok(64));
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert!(parse_size("4").is_err());
+        assert!(parse_size("65M").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999999999K").is_err());
+        assert_eq!(human_size(65536), "64 KiB");
+        assert_eq!(human_size(1000), "1000 B");
+    }
+
+    #[test]
+    fn only_keeps_the_baselines_and_rejects_unknown_names() {
+        let only = vec!["tcp".to_string(), "pipe".to_string()];
+        assert_eq!(
+            select(Some(&only), false).unwrap(),
+            ["floor", "memcpy", "pipe", "tcp"]
+        );
+        let shm = vec!["shm-block".to_string()];
+        assert_eq!(
+            select(Some(&shm), false).unwrap(),
+            ["floor", "bare", "memcpy", "shm-block"]
+        );
+        let bad = vec!["carrier-pigeon".to_string()];
+        let e = select(Some(&bad), false).unwrap_err();
+        assert!(
+            e.contains("carrier-pigeon") && e.contains("unix-seqpacket"),
+            "{e}"
+        );
+        let all = select(None, false).unwrap();
+        assert!(all.iter().all(|n| !PEER_NAMES.contains(n)));
+        assert_eq!(all.len(), 17);
+        if PEERS_BUILT {
+            let with = select(None, true).unwrap();
+            assert!(with.contains(&"iceoryx2") && with.contains(&"ipc-channel"));
+        } else {
+            assert!(select(None, true).unwrap_err().contains("--features peers"));
+            let ice = vec!["iceoryx2".to_string()];
+            assert!(
+                select(Some(&ice), false)
+                    .unwrap_err()
+                    .contains("--features peers")
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_are_fitted_to_each_mechanism() {
+        let mut skipped = Vec::new();
+        let names = select(None, false).unwrap();
+        let sizes = [64, 4096, 1 << 20];
+        let planned = plan(&names, &sizes, &mut skipped);
+        let has = |m: &str, metric: Metric, size: usize| {
+            planned
+                .iter()
+                .any(|p| p.name == m && p.case.metric == metric && p.case.size == size)
+        };
+        // Streams take every size; a memcpy per size.
+        for s in sizes {
+            assert!(has("pipe", Metric::Throughput, s) && has("memcpy", Metric::Throughput, s));
+        }
+        // Payload-less baselines: round trips only, skipped with a reason.
+        assert!(!has("futex", Metric::Throughput, 64) && has("futex", Metric::Rtt, RTT_SIZE));
+        assert!(
+            skipped
+                .iter()
+                .any(|k| k.mechanism == "eventfd" && k.reason.contains("counter"))
+        );
+        // The floor is spin-only.
+        assert!(
+            planned
+                .iter()
+                .all(|p| p.name != "floor" || p.case.wait == Wait::Poll)
+        );
+        // A datagram must fit the send buffer: 1 MiB does not by default.
+        let wmem: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_default")
+            .map_or(212_992, |s| s.trim().parse().unwrap());
+        assert_eq!(
+            has("unix-dgram", Metric::Throughput, 1 << 20),
+            (1 << 20) + 1024 <= wmem
+        );
+        // System V messages stop at kernel.msgmax.
+        let msgmax: usize = std::fs::read_to_string("/proc/sys/kernel/msgmax")
+            .map_or(8192, |s| s.trim().parse().unwrap());
+        assert_eq!(has("sysv", Metric::Throughput, 4096), 4096 <= msgmax);
+        assert_eq!(
+            has("sysv", Metric::Throughput, 1 << 20),
+            (1 << 20) <= msgmax
+        );
+        for k in &skipped {
+            assert!(!k.reason.is_empty());
+        }
+    }
+}
