@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ipcworks::Error;
 use ipcworks::endpoint::{Endpoint, Options, open_sender};
-use ipcworks::message::Deadline;
+use ipcworks::message::{Deadline, Meta};
 
 /// Arguments of `ipcworks relay`.
 #[derive(Debug, clap::Args)]
@@ -20,6 +20,9 @@ send would (a missing queue is created). Stops when FROM's stream
 ends (or after --count messages); priorities and types are carried across.
 A relay to zenoh: opens its publisher (waiting for a subscriber) before it takes
 anything from FROM, so a failure there leaves FROM's messages where they are.
+A message TO refuses (too large, …) goes back into FROM when FROM is a queue
+(mq:, queue:, sysv:; with its priority or type, behind the others of its kind),
+and the relay stops with the error.
 
 ", super::zenoh::help!()))]
 pub struct Args {
@@ -69,9 +72,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(Error::Disconnected) => break,
             Err(e) => return Err(e).with_context(|| format!("receiving from {from}")),
         };
-        tx.send_with(&msg, meta)
-            .with_context(|| format!("sending to {to}"))?;
+        if let Err(e) = tx.send_with(&msg, meta) {
+            let back = give_back(&from, &opts, &msg, meta);
+            return Err(e).with_context(|| format!("sending to {to}{back}"));
+        }
         n += 1;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Puts a message TO refused back into FROM when FROM is a queue, so that
+/// nothing taken from it is lost; says what happened, for the error.
+fn give_back(from: &Endpoint, opts: &Options, msg: &[u8], meta: Meta) -> String {
+    if !matches!(
+        from,
+        Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_)
+    ) {
+        return String::new();
+    }
+    // The room the message left, unless another sender took it meanwhile.
+    let deadline = Deadline::after(std::time::Duration::from_secs(5));
+    match open_sender(from, opts).and_then(|mut q| q.send_until(msg, meta, deadline)) {
+        Ok(()) => format!(" (the message went back into {from})"),
+        Err(e) => format!(" (the message could not go back into {from}: {e})"),
+    }
 }

@@ -456,9 +456,38 @@ fn a_relay_that_cannot_publish_takes_nothing_from_its_queue() {
         1,
         "no subscriber",
     );
-    let out = ipcworks(&["recv", &queue, "-n", "1", "-t", "5", "--json"])
-        .output()
-        .unwrap();
+    // A subscriber there, but the message is over the relay's maximum.
+    let (recv, at) = listening(&[
+        "recv",
+        &ep,
+        "--listen",
+        "tcp/127.0.0.1:0",
+        "-n",
+        "1",
+        "--json",
+    ]);
+    fails(
+        &["relay", &queue, &ep, "--connect", &at, "--max-message", "4"],
+        &[],
+        1,
+        "larger than the maximum of 4",
+    );
+    // The message is still in the queue: a relay without the limit
+    // carries it, priority and all.
+    succeeded(
+        "relay",
+        &Guard::spawn(ipcworks(&[
+            "relay",
+            &queue,
+            &ep,
+            "--connect",
+            &at,
+            "-n",
+            "1",
+        ]))
+        .finish(),
+    );
+    let out = recv.finish();
     succeeded("recv", &out);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
