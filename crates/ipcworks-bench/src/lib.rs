@@ -64,7 +64,7 @@
 //!               "rounds": N (1 when absent: older files) },
 //!   "figures": [ {
 //!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm|shm-block|queue|mq|sysv|pipe|fifo|
-//!                     unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|ipc-channel",
+//!                     unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|ipc-channel|zenoh",
 //!       "metric": "rtt|throughput", "wait": "block|poll", "size_bytes": 64, "iterations": N,
 //!       rtt only:        "median_ns", "p99_ns", "p999_ns", "max_ns"   (integers)
 //!       throughput only: "msgs_per_sec", "bytes_per_sec"             (numbers)
