@@ -110,6 +110,42 @@ fn succeeded(what: &str, out: &Output) {
     );
 }
 
+/// The zenoh version in Cargo.lock.
+fn locked_zenoh_version() -> String {
+    let lock = include_str!("../../../../Cargo.lock");
+    let at = lock
+        .find("\nname = \"zenoh\"\nversion = \"")
+        .expect("zenoh in Cargo.lock");
+    let rest = &lock[at + "\nname = \"zenoh\"\nversion = \"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+#[test]
+fn the_python_peer_is_the_zenoh_version_in_cargo_lock() {
+    let want = locked_zenoh_version();
+    let ipcworks_test_support::Need::Python { install, .. } = need::PYTHON_ZENOH else {
+        panic!("need::PYTHON_ZENOH is not a Python need");
+    };
+    assert!(
+        install.ends_with(&format!("eclipse-zenoh=={want}")),
+        "need::PYTHON_ZENOH installs {install:?}, Cargo.lock has zenoh {want}"
+    );
+    require!(need::PYTHON_ZENOH);
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('eclipse-zenoh'))",
+        ])
+        .output()
+        .unwrap();
+    succeeded("python3", &out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        want,
+        "the Python peer's zenoh is not Cargo.lock's: {install}"
+    );
+}
+
 #[test]
 fn a_python_zenoh_publisher_reaches_recv_1000_in_order() {
     require!(need::PYTHON_ZENOH);
