@@ -460,8 +460,9 @@ fn failed_setup_is_skipped_and_the_run_continues() {
 fn peers_smoke_run() {
     let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
     // iceoryx2 keeps a global management segment in /dev/shm and folders
-    // in /tmp/iceoryx2 after its last node is gone; remove what this test
-    // made appear.
+    // in /tmp/iceoryx2 after its last node is gone: the bench removes what
+    // its rows made appear (checked at the end); the guard below only
+    // cleans up after a failure.
     let iox = || -> Vec<std::path::PathBuf> {
         let mut v: Vec<_> = std::fs::read_dir("/dev/shm")
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -487,10 +488,14 @@ fn peers_smoke_run() {
             }
         }
     }
-    let _clean = Clean(before, tmp_before, iox);
+    let _clean = Clean(before.clone(), tmp_before, iox);
     let opts = Options {
         peers: true,
-        ..small_run(&["iceoryx2", "ipc-channel"], vec![64, 65536], 400)
+        ..small_run(
+            &["iceoryx2", "iceoryx2-loan", "ipc-channel"],
+            vec![64, 65536],
+            600,
+        )
     };
     let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
     for name in ["iceoryx2", "ipc-channel"] {
@@ -511,6 +516,20 @@ fn peers_smoke_run() {
             assert!(f.msgs_per_sec.unwrap() > 100.0, "{f:?}");
         }
     }
+    // iceoryx2's loan API on the loan curve, beside the channel's.
+    for &size in ipcworks_bench::run::LOAN_SIZES {
+        let f = r
+            .find("iceoryx2-loan", Metric::Rtt, Wait::Poll, size as u64)
+            .unwrap_or_else(|| panic!("iceoryx2-loan {size}: {:#?}", r.skipped));
+        assert!(f.median_ns.unwrap() > 0 && f.median_ns <= f.p99_ns, "{f:?}");
+    }
+    // Nothing of iceoryx2's left: no new file in /dev/shm, no folder.
+    assert_eq!(iox(), before, "iceoryx2 files left in /dev/shm");
+    assert_eq!(
+        std::path::Path::new("/tmp/iceoryx2").exists(),
+        tmp_before,
+        "/tmp/iceoryx2 left behind"
+    );
     assert_eq!(leftovers(), Vec::<String>::new());
 }
 

@@ -9,6 +9,12 @@
 //! cache line in place and sends it; the subscriber reads the same two
 //! lines from the sample in place. Round trips only (poll), at
 //! [`LOAN_SIZES`](crate::run::LOAN_SIZES).
+//!
+//! iceoryx2 removes a node's and a service's files when they drop, but
+//! keeps a global management file in `/dev/shm` (`iox2_…global_mgmt`) and
+//! its folders under `/tmp/iceoryx2` after the last node is gone. Each
+//! case removes what it made appear once no node is left ([`Leftovers`]),
+//! so `ipcworks bench --peers` leaves nothing behind.
 
 use std::io;
 
@@ -33,6 +39,64 @@ pub static LOAN: Iceoryx2Loan = Iceoryx2Loan;
 
 /// A cache line.
 const LINE: usize = 64;
+
+/// iceoryx2's default folder for node and service details (its config's
+/// `global.root-path`), and the prefix of its files in `/dev/shm`
+/// (`global.prefix`).
+const ROOT: &str = "/tmp/iceoryx2";
+const SHM_PREFIX: &str = "iox2_";
+
+/// What iceoryx2 leaves once its last node is gone, as it was before a
+/// case: dropped after the case (both ends' nodes gone), it removes the
+/// `iox2_` files of `/dev/shm` that appeared meanwhile and the folders of
+/// [`ROOT`] if they did not exist, provided no node (anyone's) is left.
+pub struct Leftovers {
+    shm_before: Vec<std::ffi::OsString>,
+    root_before: bool,
+}
+
+fn iox_files() -> Vec<std::ffi::OsString> {
+    std::fs::read_dir("/dev/shm")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n.to_string_lossy().starts_with(SHM_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Leftovers {
+    /// What is there now.
+    pub fn now() -> Leftovers {
+        Leftovers {
+            shm_before: iox_files(),
+            root_before: std::path::Path::new(ROOT).exists(),
+        }
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let root = std::path::Path::new(ROOT);
+        // A node still registered (another iceoryx2 program) needs them.
+        let nodes = std::fs::read_dir(root.join("nodes")).map_or(0, |d| d.count());
+        if nodes > 0 {
+            return;
+        }
+        for n in iox_files() {
+            if !self.shm_before.contains(&n) {
+                let _ = std::fs::remove_file(std::path::Path::new("/dev/shm").join(n));
+            }
+        }
+        if !self.root_before {
+            // remove_dir: only folders that are empty.
+            let _ = std::fs::remove_dir(root.join("nodes"));
+            let _ = std::fs::remove_dir(root.join("services"));
+            let _ = std::fs::remove_dir(root);
+        }
+    }
+}
 
 /// Samples a subscriber may hold queued.
 const BUFFER: usize = 8;
@@ -204,9 +268,10 @@ impl Mechanism for Iceoryx2 {
     }
 
     fn setup(&self, case: &Case) -> io::Result<Setup> {
+        let left = Leftovers::now();
         let base = super::unique("iceoryx2");
         let link = open(&base, true, case, false)?;
-        Ok(Setup::ready(vec![], vec![base], link))
+        Ok(Setup::ready(vec![], vec![base], link).keep(left))
     }
 
     fn peer(&self, case: &Case, h: Handoff) -> io::Result<Box<dyn Link>> {
@@ -240,9 +305,10 @@ impl Mechanism for Iceoryx2Loan {
     }
 
     fn setup(&self, case: &Case) -> io::Result<Setup> {
+        let left = Leftovers::now();
         let base = super::unique("iceoryx2");
         let link = open(&base, true, case, true)?;
-        Ok(Setup::ready(vec![], vec![base], link))
+        Ok(Setup::ready(vec![], vec![base], link).keep(left))
     }
 
     fn peer(&self, case: &Case, h: Handoff) -> io::Result<Box<dyn Link>> {
