@@ -484,7 +484,8 @@ const THROUGHPUT_TEXT: &str = "<p>Bytes per second moved one way, by message siz
  into the kernel, from the kernel into the receiver) and level off well below \
  <b>memcpy</b>, the single-core bandwidth of copying a buffer that is already in cache: \
  the ceiling for anything that copies once. The shared-memory channel copies into the ring \
- and out of it, with no system call; with its loan API (not measured here) it copies \
+ and out of it, with no system call; with its loan API (its round trips: the loan curve \
+ below) it copies \
  nothing at all, the sender writing in place. Lines stop where a mechanism cannot carry the \
  size (datagram sockets: the socket buffer; POSIX and System V queues: the kernel's \
  message size limits); the reasons are listed below.</p>";

@@ -39,7 +39,8 @@ const LOAN_TEXT: &str = "<p>Round trips at several message sizes. <b>shm-loan</b
  those lines and the ring's indices cross between the cores, so its round trip should barely \
  grow with the size, while <b>shm-spin</b>, which copies the whole message in and out, grows \
  with it. <b>iceoryx2-loan</b> (with <code>--peers</code>) is iceoryx2's loan API used the \
- same way. Both axes are logarithmic; hover a point for its figures.</p>";
+ same way. Both axes are logarithmic; dashed lines are block rows; hover a point for its \
+ figures.</p>";
 
 const FAN_IN_TEXT: &str = "<p>Fan-in: 1, 2 and 4 producer processes send into one receiver \
  as fast as they can; the figure is the total messages per second the receiver took. \
@@ -56,10 +57,12 @@ const SERVER_TEXT: &str = "<p>The library's socket server (what <code>ipcworks s
  once, each on its own connection, each waiting for its echo before sending again. The figure \
  is the echoes of all clients together per second.</p>";
 
-/// One line of a chart: a name and its points (x, y, the point's title).
+/// One line of a chart: a name and its points (x, y, the point's title);
+/// dashed (the block rows of the round-trip chart) or not.
 struct Series {
     name: String,
     points: Vec<(f64, f64, String)>,
+    dashed: bool,
 }
 
 /// A log-log line chart: one `mark` group per series (its line when it
@@ -74,10 +77,12 @@ fn line_chart(
     units: &[(f64, &str)],
 ) -> String {
     let (left, right, top, bottom) = (80.0, 640.0, 20.0, 340.0);
+    // Tall enough for the legend, one line per series.
+    let height = (top + 18.0 * series.len() as f64 + 20.0).max(380.0);
     let mut s = String::new();
     let _ = write!(
         s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{id}" viewBox="0 0 900 380" width="900" height="380" role="img" aria-label="{}" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif" fill="#222"><rect width="900" height="380" fill="#fff"/>"##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{id}" viewBox="0 0 900 {height}" width="900" height="{height}" role="img" aria-label="{}" font-family="system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif" fill="#222"><rect width="900" height="{height}" fill="#fff"/>"##,
         esc(label)
     );
     let xs = xticks.iter().map(|t| t.0);
@@ -117,6 +122,11 @@ fn line_chart(
     let mut legend_y = top + 6.0;
     for (i, l) in series.iter().enumerate() {
         let col = PALETTE[i % PALETTE.len()];
+        let dash = if l.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
         s.push_str(r#"<g class="mark">"#);
         let at: Vec<(f64, f64)> = l
             .points
@@ -127,7 +137,7 @@ fn line_chart(
             let pts: Vec<String> = at.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
             let _ = write!(
                 s,
-                r#"<polyline points="{}" fill="none" stroke="{col}" stroke-width="2"/>"#,
+                r#"<polyline points="{}" fill="none" stroke="{col}" stroke-width="2"{dash}/>"#,
                 pts.join(" ")
             );
         }
@@ -141,7 +151,7 @@ fn line_chart(
         }
         let _ = write!(
             s,
-            r#"</g><line x1="660" y1="{legend_y:.1}" x2="685" y2="{legend_y:.1}" stroke="{col}" stroke-width="2"/><text x="692" y="{:.1}" font-size="12">{}</text>"#,
+            r#"</g><line x1="660" y1="{legend_y:.1}" x2="685" y2="{legend_y:.1}" stroke="{col}" stroke-width="2"{dash}/><text x="692" y="{:.1}" font-size="12">{}</text>"#,
             legend_y + 4.0,
             esc(&l.name)
         );
@@ -193,6 +203,7 @@ pub fn rtt_size_svg(r: &Results) -> Option<String> {
             Series {
                 name: format!("{m} · {}", w.as_str()),
                 points,
+                dashed: *w == crate::schema::Wait::Block,
             }
         })
         .collect();
@@ -229,6 +240,7 @@ pub fn fan_in_svg(r: &Results) -> Option<String> {
                     Some((f64::from(n), mps.max(1.0), t))
                 })
                 .collect(),
+            dashed: false,
         })
         .filter(|l| !l.points.is_empty())
         .collect();
