@@ -1,9 +1,11 @@
 //! The receiving end: copy-out receives, zero-copy borrowed views, typed and
 //! plain-data receives.
 
+use std::cell::RefCell;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::time::Duration;
 
 use super::WaitStrategy;
@@ -11,6 +13,7 @@ use super::ring::{Peek, Ring, Slot};
 use super::shared::{RX_CLOSED, Shared, ShmMemory};
 use super::wait::block_on;
 use crate::message::{Deadline, MessageReceiver, Meta, RecvTimeoutError, TryRecvError};
+use crate::process::watch::{self, Outcome, Watched};
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
 
@@ -35,6 +38,13 @@ pub struct Receiver {
     /// The senders' generation word when they were last seen attached
     /// (see `check_peer`).
     senders_seen: std::cell::Cell<Option<u64>>,
+    /// Set (by the pidfd watcher thread, or when a sender is found gone
+    /// while registering) when a sender died: the next look at the
+    /// senders is the full one, at once rather than at the next slice.
+    dead_seen: Arc<AtomicBool>,
+    /// The senders' generation whose pidfds are watched, and the
+    /// registrations (see [`watch_senders`](Self::watch_senders)).
+    watching: RefCell<Option<(u64, Vec<Watched>)>>,
 }
 
 // SAFETY: the Receiver owns its ring view (its `Cell` head is touched only
@@ -82,6 +92,8 @@ impl Receiver {
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
             senders_seen: std::cell::Cell::new(None),
+            dead_seen: Arc::new(AtomicBool::new(false)),
+            watching: RefCell::new(None),
         })
     }
 
@@ -324,7 +336,8 @@ impl Receiver {
         let slow = self
             .last_check
             .get()
-            .is_none_or(|t| now.wrapping_sub(t) >= super::wait::SLICE.as_millis() as u64);
+            .is_none_or(|t| now.wrapping_sub(t) >= super::wait::SLICE.as_millis() as u64)
+            || self.take_dead_seen();
         if slow {
             self.last_check.set(Some(now));
         }
@@ -385,12 +398,67 @@ impl Receiver {
     /// (done once per [`SLICE`](super::wait::SLICE)), else only notice
     /// senders that detached.
     fn check_peer(&self, slow: bool) -> Result<()> {
+        let slow = slow || self.take_dead_seen();
         let r = self.look_at_senders(slow);
         // What was just read may be zeros of a truncated segment: that,
         // not what they seem to say, is the news. The size too, now and
         // then: a cut that removed no page we touch faults nowhere.
         self.shared().check(slow)?;
         r
+    }
+
+    /// Whether a sender was reported dead since the last look (and clears
+    /// the report). One load while none was.
+    #[inline]
+    fn take_dead_seen(&self) -> bool {
+        self.dead_seen.load(Relaxed) && self.dead_seen.swap(false, SeqCst)
+    }
+
+    /// Before a sleep: makes sure the pidfd of every attached sender is
+    /// watched (see [`process::watch`](crate::process::watch)), so that a
+    /// sender's death kicks this receiver's futex word at once instead of
+    /// waiting for the next [`SLICE`](super::wait::SLICE)'s look through
+    /// `/proc`. Registers only when the senders' generation changed since
+    /// the last registration: one load otherwise.
+    ///
+    /// The kick sets `dead_seen` and then bumps the futex word (`SeqCst`
+    /// read-modify-write) and wakes: a sleeper either went to sleep on the
+    /// old value (and is woken, or its `FUTEX_WAIT` finds the word
+    /// changed) or prepared after the bump, in which case its
+    /// `prepare_rx_wait` read the bump and `check_peer` sees the flag.
+    fn watch_senders(&self) {
+        let generation = self.generation();
+        let mut watching = self.watching.borrow_mut();
+        if watching.as_ref().is_some_and(|(g, _)| *g == generation) {
+            return;
+        }
+        // Drop the old registrations first: a sender that stayed is
+        // registered again below (a pidfd each; cheap next to a sleep).
+        *watching = None;
+        let mut list = Vec::new();
+        let shared = self.shared();
+        for slot in &shared.header().senders {
+            // Untrusted: a garbage identity names a process that is not
+            // there (or another one), which `watch` reports as dead; the
+            // full look then judges it as it always did.
+            let id = slot.0.id.load(Acquire);
+            if id == 0 {
+                continue;
+            }
+            let (shared, flag) = (shared.clone(), self.dead_seen.clone());
+            let on_exit: watch::OnExit = Arc::new(move || {
+                flag.store(true, SeqCst);
+                let word = &shared.header().control.wait.rx.0;
+                word.fetch_add(2, SeqCst);
+                crate::sys::futex::wake_all(word);
+            });
+            match watch::watch(Identity::from_raw(id), on_exit) {
+                Outcome::Watching(w) => list.push(w),
+                Outcome::Dead => self.dead_seen.store(true, SeqCst),
+                Outcome::Unwatchable => {}
+            }
+        }
+        *watching = Some((generation, list));
     }
 
     /// [`check_peer`](Self::check_peer) before the segment check.
@@ -444,7 +512,10 @@ impl Receiver {
             deadline,
             || ring.head_ready(),
             attempt,
-            || ring.prepare_rx_wait(),
+            || {
+                self.watch_senders();
+                ring.prepare_rx_wait()
+            },
             check_peer,
         );
         self.shared().or_truncated(r)

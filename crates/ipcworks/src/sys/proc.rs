@@ -185,6 +185,48 @@ impl Identity {
             Status::Unknown => true,
         }
     }
+
+    /// A pidfd of the process this names (`pidfd_open`), confirmed: the
+    /// descriptor is opened first, then the start time in `/proc` is
+    /// compared with the one this identity recorded, so a process that
+    /// reused the pid is never watched (a pidfd names the process that
+    /// held the pid when it was opened; if that process is the one we
+    /// recorded now, it was then too).
+    ///
+    /// [`Watch::Dead`] when the process is gone or the pid was reused;
+    /// [`Watch::Unknown`] when neither a pidfd nor `/proc` can tell (no
+    /// pidfd support, `/proc` hidden, or an identity without a start time):
+    /// callers then fall back to looking through `/proc` now and then.
+    pub(crate) fn pidfd(self) -> Watch {
+        if self.is_none() {
+            return Watch::Dead;
+        }
+        let fd = match super::poll::pidfd_open(self.id()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Watch::Dead,
+            Err(_) => return Watch::Unknown,
+        };
+        match status(self.id()) {
+            Status::Alive { start } if (start & 0xFFFF_FFFF) == (self.0 & 0xFFFF_FFFF) => {
+                // A zombie reads as Dead above; a process that died after
+                // the look turns the pidfd readable, which the watcher sees.
+                Watch::Alive(fd)
+            }
+            Status::Alive { .. } | Status::Dead => Watch::Dead,
+            Status::Unknown => Watch::Unknown,
+        }
+    }
+}
+
+/// What [`Identity::pidfd`] found.
+#[derive(Debug)]
+pub(crate) enum Watch {
+    /// The process runs; the descriptor turns readable when it exits.
+    Alive(std::os::fd::OwnedFd),
+    /// Gone, or its pid now names another process.
+    Dead,
+    /// Cannot tell (see [`Identity::pidfd`]).
+    Unknown,
 }
 
 fn compute(id: u32) -> Identity {

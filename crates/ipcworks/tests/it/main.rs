@@ -10,6 +10,7 @@ mod channel;
 mod channel_corrupt;
 mod channel_ends;
 mod conformance;
+mod dead_peer;
 mod frame;
 mod inventory;
 mod mq;

@@ -1,0 +1,96 @@
+//! `epoll(7)`, `eventfd(2)` and `pidfd_open(2)`: the descriptors the
+//! [`WaitSet`](crate::waitset::WaitSet) and the dead-peer watcher wait on.
+//!
+//! Thin wrappers, one call each, in the manner of [`mq`](super::mq): each
+//! names its call, retries nothing (the callers judge `EINTR` against
+//! their deadline), and returns the kernel's error.
+//!
+//! # References
+//! - [epoll(7)](https://man7.org/linux/man-pages/man7/epoll.7.html)
+//! - [eventfd(2)](https://man7.org/linux/man-pages/man2/eventfd.2.html)
+//! - [pidfd_open(2)](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::epoll;
+use rustix::io::Errno;
+
+/// One readiness report of [`epoll_wait`]: the token given to
+/// [`epoll_add`] and whether the descriptor hung up or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The token the descriptor was added with.
+    pub token: u64,
+    /// `EPOLLHUP` or `EPOLLERR` was reported.
+    pub hangup: bool,
+}
+
+/// `epoll_create1(EPOLL_CLOEXEC)`: a new, empty interest list.
+#[doc(alias = "epoll_create1")]
+pub fn epoll_create() -> Result<OwnedFd, Errno> {
+    epoll::create(epoll::CreateFlags::CLOEXEC)
+}
+
+/// `epoll_ctl(epfd, EPOLL_CTL_ADD, fd, {EPOLLIN | EPOLLRDHUP, token})`:
+/// watch `fd` for reading (level-triggered), reported with `token`; with
+/// `out`, for writing (`EPOLLOUT`) instead.
+#[doc(alias = "epoll_ctl")]
+pub fn epoll_add(epfd: impl AsFd, fd: impl AsFd, token: u64, out: bool) -> Result<(), Errno> {
+    let mut flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
+    if out {
+        flags = epoll::EventFlags::OUT;
+    }
+    epoll::add(epfd, fd, epoll::EventData::new_u64(token), flags)
+}
+
+/// `epoll_ctl(epfd, EPOLL_CTL_DEL, fd)`: stop watching `fd`.
+#[doc(alias = "epoll_ctl")]
+pub fn epoll_del(epfd: impl AsFd, fd: impl AsFd) -> Result<(), Errno> {
+    epoll::delete(epfd, fd)
+}
+
+/// `epoll_wait(epfd, events, max, timeout)`: waits at most `timeout`
+/// (`None`: for ever) and appends what is ready to `out` (at most 64 per
+/// call). `EINTR` is returned as is.
+pub fn epoll_wait(
+    epfd: impl AsFd,
+    out: &mut Vec<Ready>,
+    timeout: Option<Duration>,
+) -> Result<(), Errno> {
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+    let ts = timeout.map(|d| rustix::time::Timespec {
+        // epoll_wait takes milliseconds: round up, so a short timeout
+        // does not turn into a busy poll of 0 ms.
+        tv_sec: d.as_secs().min(i32::MAX as u64 / 1000) as i64,
+        tv_nsec: d.subsec_nanos().div_ceil(1_000_000).min(999) as i64 * 1_000_000,
+    });
+    epoll::wait(
+        epfd,
+        rustix::buffer::spare_capacity(&mut events),
+        ts.as_ref(),
+    )?;
+    out.extend(events.iter().map(|e| {
+        let flags = e.flags;
+        Ready {
+            token: e.data.u64(),
+            hangup: flags.intersects(epoll::EventFlags::HUP | epoll::EventFlags::ERR),
+        }
+    }));
+    Ok(())
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor of process `pid` that turns readable
+/// when it exits. `ESRCH`: no such process. The descriptor names whatever
+/// process holds `pid` at the time of the call; confirm it is the one you
+/// meant afterwards ([`Identity::pidfd`](super::proc::Identity::pidfd)
+/// does).
+pub fn pidfd_open(pid: u32) -> Result<OwnedFd, Errno> {
+    // A pid read from shared memory may be anything: one above the
+    // kernel's range names no process (and `Pid` refuses negatives).
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or(Errno::SRCH)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+}
