@@ -161,6 +161,8 @@ mod ring;
 mod sender;
 mod shared;
 mod wait;
+mod watch;
+pub(crate) use watch::SenderWatch;
 
 pub use receiver::{Iter, MessageRef, Receiver, TryIter};
 pub use sender::{Loan, Sender};

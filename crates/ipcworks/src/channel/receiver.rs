@@ -1,19 +1,17 @@
 //! The receiving end: copy-out receives, zero-copy borrowed views, typed and
 //! plain-data receives.
 
-use std::cell::RefCell;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use super::WaitStrategy;
 use super::ring::{Peek, Ring, Slot};
 use super::shared::{RX_CLOSED, Shared, ShmMemory};
 use super::wait::block_on;
+use super::watch::SenderWatch;
 use crate::message::{Deadline, MessageReceiver, Meta, RecvTimeoutError, TryRecvError};
-use crate::process::watch::{self, Outcome, Watched};
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
 
@@ -38,13 +36,9 @@ pub struct Receiver {
     /// The senders' generation word when they were last seen attached
     /// (see `check_peer`).
     senders_seen: std::cell::Cell<Option<u64>>,
-    /// Set (by the pidfd watcher thread, or when a sender is found gone
-    /// while registering) when a sender died: the next look at the
-    /// senders is the full one, at once rather than at the next slice.
-    dead_seen: Arc<AtomicBool>,
-    /// The senders' generation whose pidfds are watched, and the
-    /// registrations (see [`watch_senders`](Self::watch_senders)).
-    watching: RefCell<Option<(u64, Vec<Watched>)>>,
+    /// The senders' pidfds, watched while this receiver sleeps (or a
+    /// WaitSet waits on it): a killed sender is noticed at once.
+    watch: Arc<SenderWatch>,
 }
 
 // SAFETY: the Receiver owns its ring view (its `Cell` head is touched only
@@ -92,8 +86,7 @@ impl Receiver {
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
             senders_seen: std::cell::Cell::new(None),
-            dead_seen: Arc::new(AtomicBool::new(false)),
-            watching: RefCell::new(None),
+            watch: SenderWatch::new(shared.clone()),
         })
     }
 
@@ -408,57 +401,22 @@ impl Receiver {
     }
 
     /// Whether a sender was reported dead since the last look (and clears
-    /// the report). One load while none was.
+    /// the report).
     #[inline]
     fn take_dead_seen(&self) -> bool {
-        self.dead_seen.load(Relaxed) && self.dead_seen.swap(false, SeqCst)
+        self.watch.take_dead_seen()
     }
 
-    /// Before a sleep: makes sure the pidfd of every attached sender is
-    /// watched (see [`process::watch`](crate::process::watch)), so that a
-    /// sender's death kicks this receiver's futex word at once instead of
-    /// waiting for the next [`SLICE`](super::wait::SLICE)'s look through
-    /// `/proc`. Registers only when the senders' generation changed since
-    /// the last registration: one load otherwise.
-    ///
-    /// The kick sets `dead_seen` and then bumps the futex word (`SeqCst`
-    /// read-modify-write) and wakes: a sleeper either went to sleep on the
-    /// old value (and is woken, or its `FUTEX_WAIT` finds the word
-    /// changed) or prepared after the bump, in which case its
-    /// `prepare_rx_wait` read the bump and `check_peer` sees the flag.
+    /// Before a sleep: watches the senders' pidfds (see
+    /// [`SenderWatch::watch_senders`]).
+    #[inline]
     fn watch_senders(&self) {
-        let generation = self.generation();
-        let mut watching = self.watching.borrow_mut();
-        if watching.as_ref().is_some_and(|(g, _)| *g == generation) {
-            return;
-        }
-        // Drop the old registrations first: a sender that stayed is
-        // registered again below (a pidfd each; cheap next to a sleep).
-        *watching = None;
-        let mut list = Vec::new();
-        let shared = self.shared();
-        for slot in &shared.header().senders {
-            // Untrusted: a garbage identity names a process that is not
-            // there (or another one), which `watch` reports as dead; the
-            // full look then judges it as it always did.
-            let id = slot.0.id.load(Acquire);
-            if id == 0 {
-                continue;
-            }
-            let (shared, flag) = (shared.clone(), self.dead_seen.clone());
-            let on_exit: watch::OnExit = Arc::new(move || {
-                flag.store(true, SeqCst);
-                let word = &shared.header().control.wait.rx.0;
-                word.fetch_add(2, SeqCst);
-                crate::sys::futex::wake_all(word);
-            });
-            match watch::watch(Identity::from_raw(id), on_exit) {
-                Outcome::Watching(w) => list.push(w),
-                Outcome::Dead => self.dead_seen.store(true, SeqCst),
-                Outcome::Unwatchable => {}
-            }
-        }
-        *watching = Some((generation, list));
+        self.watch.watch_senders();
+    }
+
+    /// The channel's side of a [`WaitSet`](crate::waitset::WaitSet).
+    pub(crate) fn sender_watch(&self) -> Arc<SenderWatch> {
+        self.watch.clone()
     }
 
     /// [`check_peer`](Self::check_peer) before the segment check.

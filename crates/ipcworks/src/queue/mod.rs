@@ -201,6 +201,7 @@
 
 mod layout;
 mod ops;
+mod poll;
 pub(crate) mod slots;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

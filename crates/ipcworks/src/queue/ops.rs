@@ -294,7 +294,7 @@ impl Queue {
 
     /// Whether a free slot (send) or a ready message (receive) is there,
     /// without claiming: what spinning watches.
-    fn anything(&self, side: Side) -> bool {
+    pub(super) fn anything(&self, side: Side) -> bool {
         let want = side.takes();
         (0..self.geo.capacity).any(|i| slots::state(self.slot(i).word.load(Relaxed)) == want)
     }

@@ -13,7 +13,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use rustix::event::epoll;
+use rustix::event::{EventfdFlags, epoll};
 use rustix::io::Errno;
 
 /// One readiness report of [`epoll_wait`]: the token given to
@@ -78,6 +78,26 @@ pub fn epoll_wait(
         }
     }));
     Ok(())
+}
+
+/// `eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`: a counter that reads as ready
+/// while non-zero.
+pub fn eventfd() -> Result<OwnedFd, Errno> {
+    rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+}
+
+/// `write(efd, &1, 8)`: makes an eventfd readable. A full counter
+/// (`EAGAIN`, after 2^64 - 2 signals nobody read) is already readable.
+#[doc(alias = "eventfd_write")]
+pub fn eventfd_signal(efd: impl AsFd) {
+    let _ = rustix::io::write(efd, &1u64.to_ne_bytes());
+}
+
+/// `read(efd, &n, 8)`: clears an eventfd; returns whether it was signalled.
+#[doc(alias = "eventfd_read")]
+pub fn eventfd_clear(efd: impl AsFd) -> bool {
+    let mut b = [0u8; 8];
+    matches!(rustix::io::read(efd, &mut b), Ok(8))
 }
 
 /// `pidfd_open(pid, 0)`: a descriptor of process `pid` that turns readable

@@ -29,3 +29,4 @@ mod sigbus;
 mod socket;
 mod truncate;
 mod unix_bind;
+mod waitset;

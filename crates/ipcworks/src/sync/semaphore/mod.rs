@@ -44,6 +44,8 @@ mod named;
 pub mod posix;
 
 #[cfg(not(loom))]
+pub(crate) use env::Futex as FutexEnv;
+#[cfg(not(loom))]
 pub(crate) use named::Header;
 #[cfg(not(loom))]
 pub use named::{CoHolder, Holder, Permit, Semaphore, SemaphoreOptions};

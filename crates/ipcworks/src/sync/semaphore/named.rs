@@ -68,7 +68,9 @@ unsafe impl shm::Header for Header {
     const MAGIC: u64 = u64::from_le_bytes(*b"ipcwSEM1");
     /// Version 2: the header records the initial value, and a co-holder
     /// table follows the holder table.
-    const VERSION: u64 = 2;
+    /// 3: `waiters` counts pollers too (a post wakes everyone while one
+    /// is registered).
+    const VERSION: u64 = 3;
     type Layout = Layout;
 
     fn size(l: &Layout) -> usize {
@@ -344,6 +346,25 @@ impl Semaphore {
         }
     }
 
+    /// A [`WaitSet`](crate::waitset::WaitSet) helper's wait: until a
+    /// permit is there (`true`, nothing taken) or `stop` is set and
+    /// [`poll_interrupt`](Self::poll_interrupt) called (`false`). A
+    /// truncated segment ends it with `true`: the owner's `try_wait`
+    /// reports it.
+    pub(crate) fn poll_wait(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
+        super::raw::poll_wait(self.state(), stop, |word, v| {
+            match futex::wait(word, v, Deadline::Never) {
+                Wake::Fault => false,
+                _ => self.seg.check_intact().is_ok(),
+            }
+        })
+    }
+
+    /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
+    pub(crate) fn poll_interrupt(&self) {
+        super::raw::interrupt(self.state());
+    }
+
     /// The protocol's surroundings for this semaphore: futexes, with
     /// sleeps that look at the segment.
     fn env(&self) -> Watching<'_> {
@@ -576,6 +597,10 @@ impl Env for Watching<'_> {
 
     fn wake(&self, word: &RawU32) {
         Futex.wake(word);
+    }
+
+    fn wake_all(&self, word: &RawU32) {
+        Futex.wake_all(word);
     }
 
     fn pause(&self, round: u32) {
