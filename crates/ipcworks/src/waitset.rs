@@ -244,7 +244,7 @@ enum Entry {
 /// Each thing is added under a caller's key (a `usize`);
 /// [`wait`](Self::wait) returns the keys of those that are ready, in no
 /// particular order. Keys are unique: adding under a key in use is
-/// [`Error::AlreadyExists`](crate::Error::AlreadyExists).
+/// [`Error::AlreadyExists`].
 pub struct WaitSet {
     epoll: OwnedFd,
     entries: HashMap<usize, Entry>,

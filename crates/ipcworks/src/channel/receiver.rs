@@ -391,6 +391,11 @@ impl Receiver {
     /// (done once per [`SLICE`](super::wait::SLICE)), else only notice
     /// senders that detached.
     fn check_peer(&self, slow: bool) -> Result<()> {
+        // Before a sleep, now and then while spinning, and when a poll
+        // finds nothing: the senders' pidfds are watched from then on (one
+        // load while the senders are the same), so a death is told here
+        // at the next look.
+        self.watch_senders();
         let slow = slow || self.take_dead_seen();
         let r = self.look_at_senders(slow);
         // What was just read may be zeros of a truncated segment: that,
@@ -407,7 +412,7 @@ impl Receiver {
         self.watch.take_dead_seen()
     }
 
-    /// Before a sleep: watches the senders' pidfds (see
+    /// At every look at the senders: watches their pidfds (see
     /// [`SenderWatch::watch_senders`]).
     #[inline]
     fn watch_senders(&self) {
@@ -470,10 +475,7 @@ impl Receiver {
             deadline,
             || ring.head_ready(),
             attempt,
-            || {
-                self.watch_senders();
-                ring.prepare_rx_wait()
-            },
+            || ring.prepare_rx_wait(),
             check_peer,
         );
         self.shared().or_truncated(r)

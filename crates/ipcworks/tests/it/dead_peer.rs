@@ -107,6 +107,22 @@ fn blocked_receive_learns_of_a_killed_sender_at_once() {
     );
 }
 
+/// A receiver that only spins (`WaitStrategy::Spin`) looks at the flag
+/// the watcher sets every few thousand turns: it used to notice a kill at
+/// its 20 ms look through `/proc` (20.1 ms every time in the benchmark's
+/// dead-peer table). Five kills, median under 4 ms.
+#[test]
+fn spinning_receive_learns_of_a_killed_sender_at_once() {
+    let mut times: Vec<Duration> = (0..5).map(|_| one_kill(WaitStrategy::Spin)).collect();
+    times.sort();
+    let median = times[times.len() / 2];
+    eprintln!("kill -9 to Disconnected, spinning: {times:?}");
+    assert!(
+        median < Duration::from_millis(4),
+        "median {median:?} from kill -9 to Disconnected (all: {times:?})"
+    );
+}
+
 /// The default strategy (spin, then sleep) goes through the same sleep.
 #[test]
 fn default_wait_learns_of_a_killed_sender_too() {
