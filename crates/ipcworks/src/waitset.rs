@@ -391,8 +391,15 @@ impl WaitSet {
     /// Waits until something in the set is ready or `deadline` passes
     /// (`epoll_wait`), and returns the keys of what is ready (a hint, see
     /// the [module docs](self)); empty when the deadline passed first.
-    /// [`Deadline::Now`] looks without waiting. Signals do not cut the
-    /// wait short (`EINTR` is retried with the time left).
+    /// Signals do not cut the wait short (`EINTR` is retried with the time
+    /// left).
+    ///
+    /// [`Deadline::Now`] looks without waiting, at what is reported
+    /// already: a shared-memory object whose helper this call (re)arms —
+    /// the first `wait` after it was added or last reported — is looked
+    /// at by its helper a moment later, so it may show up only in the
+    /// next `wait` (nothing is lost; a `wait` that waits at all sees it).
+    /// Descriptors are looked at by the kernel at once.
     #[doc(alias = "epoll_wait")]
     pub fn wait(&mut self, deadline: Deadline) -> Result<Vec<usize>> {
         for e in self.entries.values() {
@@ -431,7 +438,9 @@ impl WaitSet {
                 }
                 keys.push(key);
             }
-            if !keys.is_empty() || until.expired() {
+            // The caller's deadline ends the wait; one of the set's own
+            // deadlines that passed is collected by the next turn.
+            if !keys.is_empty() || deadline.expired() {
                 break;
             }
         }
@@ -443,6 +452,18 @@ impl WaitSet {
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)
+    }
+}
+
+/// The set's `epoll` descriptor: readable while [`wait`](WaitSet::wait)
+/// would report something, so the whole set can be waited on by another
+/// event loop (an outer `epoll`, `poll`, tokio's `AsyncFd`): when it turns
+/// readable, call `wait(Deadline::Now)`, which collects the keys and arms
+/// the helpers of the objects it reports for the next round (arm them once
+/// at the start the same way).
+impl AsFd for WaitSet {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.epoll.as_fd()
     }
 }
 

@@ -461,3 +461,59 @@ fn three_processes_asleep_on_one_semaphore_lose_no_wake_up() {
         "a tenth of the permits waited {p90:?} or more (median {median:?})"
     );
 }
+
+/// The set's own descriptor turns readable when an object in it is ready
+/// (what an outer event loop waits on), and `wait(Deadline::Now)` then
+/// collects the key; deadlines come back once, when they pass.
+#[test]
+fn the_sets_descriptor_is_readable_when_something_is_ready_and_deadlines_fire_once() {
+    use std::os::fd::AsFd;
+    let name = support::unique_name("wsfd");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.sem.{name}")]);
+    let sem = Semaphore::create(&name, 0).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add_semaphore(3, &sem).unwrap();
+    // Arms the helper.
+    assert!(set.wait(Deadline::Now).unwrap().is_empty());
+    let poster = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(100));
+            Semaphore::open(&name).unwrap().post().unwrap();
+        }
+    });
+    let set_fd = set.as_fd();
+    let mut fds = [rustix::event::PollFd::new(
+        &set_fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ten = rustix::time::Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    assert_eq!(
+        rustix::event::poll(&mut fds, Some(&ten)).unwrap(),
+        1,
+        "not readable in 10 s"
+    );
+    poster.join().unwrap();
+    assert_eq!(set.wait(Deadline::Now).unwrap(), [3]);
+    assert!(sem.try_wait().is_ok(), "the set took no permit");
+    // A deadline: reported once when it passes, then gone.
+    set.add_deadline(9, Instant::now() + Duration::from_millis(50))
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        set.wait(Deadline::after(Duration::from_secs(10))).unwrap(),
+        [9]
+    );
+    assert!(t.elapsed() >= Duration::from_millis(45));
+    assert!(
+        set.wait(Deadline::after(Duration::from_millis(50)))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(set.remove(3));
+    assert!(!set.remove(9), "a fired deadline leaves the set");
+    assert!(set.is_empty());
+}
