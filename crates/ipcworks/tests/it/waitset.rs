@@ -517,3 +517,69 @@ fn the_sets_descriptor_is_readable_when_something_is_ready_and_deadlines_fire_on
     assert!(!set.remove(9), "a fired deadline leaves the set");
     assert!(set.is_empty());
 }
+
+/// Descriptors of every kind the issue names, each made ready by a real
+/// outside program (`sh`): an anonymous pipe, a FIFO and a Unix stream
+/// socket, reported under their keys and readable then.
+#[test]
+fn pipes_fifos_and_sockets_are_reported_through_their_descriptors() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::net::UnixStream;
+
+    let path = std::env::temp_dir().join(support::unique_name("wsfifo"));
+    let _fifo = ipcworks::pipe::Fifo::create(&path).unwrap();
+    let mut fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .unwrap();
+    let (mut pipe_r, pipe_w) = ipcworks::pipe::pipe().unwrap();
+    let (mut sock, theirs) = UnixStream::pair().unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add_fd(10, &pipe_r).unwrap();
+    set.add_fd(11, &fifo).unwrap();
+    set.add_fd(12, &sock).unwrap();
+    // Nothing yet.
+    assert!(
+        set.wait(Deadline::after(Duration::from_millis(50)))
+            .unwrap()
+            .is_empty()
+    );
+    // One shell writes to all three, a moment apart.
+    let mut sh = std::process::Command::new("sh");
+    let p = ipcworks::pipe::pass_fd(&mut sh, pipe_w).unwrap();
+    let s = ipcworks::pipe::pass_fd(&mut sh, theirs).unwrap();
+    sh.arg("-c").arg(format!(
+        "sleep 0.1; echo p >&{p}; sleep 0.1; echo f > '{}'; sleep 0.1; echo s >&{s}",
+        path.display()
+    ));
+    let mut child = KillOnDrop::spawn(sh);
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < 3 && start.elapsed() < Duration::from_secs(30) {
+        for key in set.wait(Deadline::after(Duration::from_secs(10))).unwrap() {
+            let mut buf = [0u8; 16];
+            let n = match key {
+                10 => pipe_r.read(&mut buf).unwrap(),
+                11 => fifo.read(&mut buf).unwrap(),
+                12 => sock.read(&mut buf).unwrap(),
+                other => panic!("unknown key {other}"),
+            };
+            if n > 0 {
+                got.push((key, String::from_utf8_lossy(&buf[..n]).to_string()));
+                // Read: no longer ready (or hung up: taken out).
+                set.remove(key);
+            }
+        }
+    }
+    assert!(child.wait_for(Duration::from_secs(30)).success());
+    assert_eq!(
+        got,
+        [
+            (10, "p\n".to_string()),
+            (11, "f\n".to_string()),
+            (12, "s\n".to_string())
+        ]
+    );
+}
