@@ -150,10 +150,31 @@ pub(crate) unsafe fn watch_scoped<'a>(
     watch(id, on_exit)
 }
 
+/// [`watch_scoped`] for a *thread* identity (a mutex holder): `on_exit`
+/// runs once that thread exits (see [`Identity::pidfd_thread`]).
+///
+/// # Safety
+///
+/// As for [`watch_scoped`].
+pub(crate) unsafe fn watch_thread_scoped<'a>(
+    id: Identity,
+    on_exit: Arc<dyn Fn() + Send + Sync + 'a>,
+) -> Outcome {
+    // SAFETY: as in `watch_scoped`.
+    let on_exit: OnExit =
+        unsafe { std::mem::transmute::<Arc<dyn Fn() + Send + Sync + 'a>, OnExit>(on_exit) };
+    register(id.pidfd_thread(), on_exit)
+}
+
 /// Watches the process `id` names: `on_exit` runs on the watcher thread
 /// once it exits.
 pub(crate) fn watch(id: Identity, on_exit: OnExit) -> Outcome {
-    let fd = match id.pidfd() {
+    register(id.pidfd(), on_exit)
+}
+
+/// Adds a confirmed pidfd to the watcher.
+fn register(found: Watch, on_exit: OnExit) -> Outcome {
+    let fd = match found {
         Watch::Alive(fd) => fd,
         Watch::Dead => return Outcome::Dead,
         Watch::Unknown => return Outcome::Unwatchable,

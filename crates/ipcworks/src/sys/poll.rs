@@ -114,3 +114,17 @@ pub fn pidfd_open(pid: u32) -> Result<OwnedFd, Errno> {
         .ok_or(Errno::SRCH)?;
     rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
 }
+
+/// `pidfd_open(tid, PIDFD_THREAD)` (Linux 6.9+): a descriptor of thread
+/// `tid` that turns readable when that thread exits. `EINVAL` on older
+/// kernels (then only a thread-group leader can be watched, through
+/// [`pidfd_open`], and only for its whole process's exit).
+pub fn pidfd_open_thread(tid: u32) -> Result<OwnedFd, Errno> {
+    let tid = i32::try_from(tid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or(Errno::SRCH)?;
+    // PIDFD_THREAD is O_EXCL (include/uapi/linux/pidfd.h).
+    let thread = rustix::process::PidfdFlags::from_bits_retain(libc::O_EXCL as u32);
+    rustix::process::pidfd_open(tid, thread)
+}

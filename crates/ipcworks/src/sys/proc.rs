@@ -198,10 +198,30 @@ impl Identity {
     /// pidfd support, `/proc` hidden, or an identity without a start time):
     /// callers then fall back to looking through `/proc` now and then.
     pub(crate) fn pidfd(self) -> Watch {
+        self.confirmed(super::poll::pidfd_open(self.id()))
+    }
+
+    /// [`pidfd`](Self::pidfd) for a *thread* identity (a mutex holder):
+    /// `pidfd_open(tid, PIDFD_THREAD)`, readable when that thread exits;
+    /// on a kernel without it (before 6.9), a thread-group leader's own
+    /// pidfd (readable when its process exits), else [`Watch::Unknown`].
+    pub(crate) fn pidfd_thread(self) -> Watch {
+        let fd = match super::poll::pidfd_open_thread(self.id()) {
+            Err(rustix::io::Errno::INVAL) if self.id() == pid_of_thread(self.id()) => {
+                super::poll::pidfd_open(self.id())
+            }
+            r => r,
+        };
+        self.confirmed(fd)
+    }
+
+    /// A pidfd just opened for this identity's id, confirmed against the
+    /// start time (see [`pidfd`](Self::pidfd)).
+    fn confirmed(self, fd: Result<std::os::fd::OwnedFd, rustix::io::Errno>) -> Watch {
         if self.is_none() {
             return Watch::Dead;
         }
-        let fd = match super::poll::pidfd_open(self.id()) {
+        let fd = match fd {
             Ok(fd) => fd,
             Err(rustix::io::Errno::SRCH) => return Watch::Dead,
             Err(_) => return Watch::Unknown,
@@ -216,6 +236,19 @@ impl Identity {
             Status::Unknown => Watch::Unknown,
         }
     }
+}
+
+/// The thread-group id of thread `tid` (`Tgid:` in `/proc/TID/status`);
+/// 0 when it cannot be read.
+fn pid_of_thread(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// What [`Identity::pidfd`] found.
