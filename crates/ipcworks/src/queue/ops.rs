@@ -12,7 +12,7 @@ use super::slots::{self, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, 
 use super::{MAX_PRIORITY, Queue, SLICE, Side};
 use crate::message::Deadline;
 use crate::primitive::{AtomicU32, AtomicU64};
-use crate::process::watch::{self, Outcome, Watched};
+use crate::process::watch::Watched;
 use crate::sync::Acquired;
 use crate::sys::proc::{self, Identity, Status};
 use crate::{Error, Result};
@@ -409,53 +409,6 @@ impl Queue {
             }
             may_recover = self.sleep(side, until)? || dead.swap(false, SeqCst);
         }
-    }
-
-    /// Before a sleep with slot `i` busy (word `w`): watches its owner's
-    /// pidfd, once per (slot, word), so that the owner's death posts a
-    /// wake-up to `side`'s semaphore and sets `dead`: the sleeper then
-    /// recovers the slot at once instead of after a [`SLICE`] (a slot
-    /// claimed by a process killed before it committed).
-    ///
-    /// The extra permit may wake another sleeper for nothing later (it
-    /// looks and sleeps again); one per death, so the count stays bounded.
-    fn watch_busy<'a>(
-        &'a self,
-        side: Side,
-        key: (usize, u64),
-        dead: &'a std::sync::atomic::AtomicBool,
-        watched: &mut Option<((usize, u64), Option<Watched>)>,
-    ) {
-        if watched.as_ref().is_some_and(|(k, _)| *k == key) {
-            return;
-        }
-        *watched = None;
-        let (i, w) = key;
-        let pid = slots::pid(w);
-        let record = Identity::from_raw(self.slot(i).owner.load(Acquire));
-        // The full identity only when the record names the word's pid (a
-        // claim whose record is not stored yet is judged by the slice).
-        if record.is_none() || record.id() != pid {
-            *watched = Some((key, None));
-            return;
-        }
-        let sem = self.sem(side);
-        let on_exit: std::sync::Arc<dyn Fn() + Send + Sync + 'a> = std::sync::Arc::new(move || {
-            dead.store(true, SeqCst);
-            let _ = sem.post();
-        });
-        // SAFETY: the registration is kept in `watched`, a local of
-        // `claim_inner` that is dropped (never leaked) when that call
-        // returns, while `self` and `dead` are still borrowed.
-        let reg = match unsafe { watch::watch_scoped(record, on_exit) } {
-            Outcome::Watching(reg) => Some(reg),
-            Outcome::Dead => {
-                dead.store(true, SeqCst);
-                None
-            }
-            Outcome::Unwatchable => None,
-        };
-        *watched = Some((key, reg));
     }
 
     /// Whether a `try_` receive may answer "empty" without looking at the

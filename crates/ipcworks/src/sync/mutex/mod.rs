@@ -50,6 +50,8 @@ pub(crate) mod raw;
 #[cfg(not(loom))]
 mod atomics;
 #[cfg(not(loom))]
+mod kernel;
+#[cfg(not(loom))]
 mod named;
 
 #[cfg(not(loom))]
