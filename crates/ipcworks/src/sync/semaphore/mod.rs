@@ -42,6 +42,8 @@ mod env;
 mod named;
 #[cfg(not(loom))]
 pub mod posix;
+#[cfg(not(loom))]
+mod watch;
 
 #[cfg(not(loom))]
 pub(crate) use env::Futex as FutexEnv;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::env::Futex;
 use super::raw::{self, Env, MAX_HOLDERS, Pool, SemaphoreState};
+use super::watch::HolderWatch;
 use crate::primitive::AtomicU32 as RawU32;
 use crate::shm::{self, Named, Segment, SegmentOptions};
 use crate::sys::futex::{self, Wake};
@@ -368,7 +369,10 @@ impl Semaphore {
     /// The protocol's surroundings for this semaphore: futexes, with
     /// sleeps that look at the segment.
     fn env(&self) -> Watching<'_> {
-        Watching { seg: &self.seg }
+        Watching {
+            seg: &self.seg,
+            holders: HolderWatch::new(self.state(), self.pool().slots),
+        }
     }
 
     /// P: takes a permit, sleeping while there is none (plain, not
@@ -571,8 +575,13 @@ impl Drop for Permit<'_> {
 /// a futex call that cannot read its word, `EFAULT`) the segment's size is
 /// checked. A waiter on a semaphore whose segment another process
 /// truncated is woken by nobody; this is how it finds out.
+///
+/// While holders are recorded, a sleeper also has them watched
+/// ([`HolderWatch`]): a holder killed with its permit wakes it, and the
+/// scan that gives the permit back runs at once.
 struct Watching<'a> {
     seg: &'a Segment,
+    holders: HolderWatch<'a>,
 }
 
 impl Env for Watching<'_> {
@@ -587,8 +596,12 @@ impl Env for Watching<'_> {
     /// Returns false, as if the deadline had passed, once the segment is
     /// broken: the protocol stops waiting, and the semaphore reports
     /// [`Error::Truncated`] instead of what the protocol returns.
-    fn sleep(&self, word: &RawU32, expected: u32, deadline: Deadline, _watch: bool) -> bool {
-        match futex::wait(word, expected, deadline.min(Deadline::after(SLICE))) {
+    fn sleep(&self, word: &RawU32, expected: u32, deadline: Deadline, watch: bool) -> bool {
+        let mut until = deadline.min(Deadline::after(SLICE));
+        if watch {
+            until = until.min(self.holders.before_sleep());
+        }
+        match futex::wait(word, expected, until) {
             Wake::TimedOut if deadline.expired() => false,
             Wake::TimedOut | Wake::Fault => self.seg.check_size().is_ok(),
             Wake::Retry => self.seg.check_intact().is_ok(),
@@ -608,6 +621,10 @@ impl Env for Watching<'_> {
     }
 
     fn scan_due(&self, last: &mut Option<std::time::Instant>) -> bool {
+        if self.holders.take_dead() {
+            *last = Some(std::time::Instant::now());
+            return true;
+        }
         Futex.scan_due(last)
     }
 }
