@@ -49,7 +49,10 @@
 //! checks both halves.
 //!
 //! Sleepers sleep without a timer (cheapest) unless the holder table
-//! records someone: then they wake every 100 ms to look for dead holders.
+//! records someone: then they wake every 100 ms to look for dead holders
+//! (and a named semaphore's sleeper, after a millisecond on the same
+//! holders, has their pidfds watched: a holder's exit wakes it to look at
+//! once; `watch.rs`).
 //! Known limit of the timer-less sleep: a waiter killed in the instant
 //! between being woken and taking its permit swallows that wake-up; the
 //! permit stays in the count for the next post's waiter or any `try_wait`
