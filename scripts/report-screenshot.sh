@@ -2,8 +2,10 @@
 # Screenshot of the benchmark's HTML report, for looking at by hand:
 #   scripts/report-screenshot.sh [DIR]      (DIR defaults to bench-report)
 # loads DIR/index.html in headless Chromium and writes DIR/screenshot.png,
-# and copies the two charts out of the page as DIR/latency.svg and
-# DIR/throughput.svg (standalone images, e.g. for a README).
+# and copies the charts out of the page as DIR/latency.svg,
+# DIR/throughput.svg and, when the run has them, DIR/rtt-size.svg (round
+# trips by size, the loan curve) and DIR/fan-in.svg (standalone images,
+# e.g. for a README).
 # Needs Debian's `chromium` (apt-get install chromium) or CHROMIUM=/path/to/browser.
 set -euo pipefail
 dir=${1:-bench-report}
@@ -30,7 +32,11 @@ timeout --kill-after=5 60 "$browser" --headless --no-sandbox --disable-gpu \
 [ -s "$out" ] || { echo "report-screenshot: no screenshot written" >&2; exit 1; }
 echo "$out"
 # Each chart is one line of index.html.
-for chart in latency throughput; do
+for chart in latency throughput rtt-size fan-in; do
   svg=$(dirname "$page")/$chart.svg
-  grep -o "<svg [^>]*id=\"$chart-chart\".*</svg>" "$page" >"$svg" && echo "$svg"
+  if grep -o "<svg [^>]*id=\"$chart-chart\".*</svg>" "$page" >"$svg"; then
+    echo "$svg"
+  else
+    rm -f "$svg"
+  fi
 done

@@ -45,6 +45,17 @@ impl Comparison {
 }
 
 fn label(f: &Figure) -> String {
+    if let Some(n) = f.producers {
+        return crate::fanin::label(&f.mechanism, n, f.size_bytes as usize);
+    }
+    if let Some(n) = f.clients {
+        return format!(
+            "{} echo {n} client{} {}",
+            f.mechanism,
+            if n == 1 { "" } else { "s" },
+            human_size(f.size_bytes)
+        );
+    }
     format!(
         "{} {} {} {}",
         f.mechanism,

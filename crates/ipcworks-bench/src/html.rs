@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::run::human_size;
 use crate::schema::{Figure, Metric, Results, Wait};
-use crate::table::{human_ns, human_rate, latency_order};
+use crate::table::{human_ns, human_rate, human_ratio, is_main_rtt, latency_order, x_bare};
 
 /// Colours for mechanisms in the throughput chart, cycled.
 const PALETTE: &[&str] = &[
@@ -111,7 +111,7 @@ fn rtt_rows(r: &Results) -> Vec<&Figure> {
             if let Some(f) = r
                 .figures
                 .iter()
-                .find(|f| f.mechanism == m && f.metric == Metric::Rtt && f.wait == w)
+                .find(|f| f.mechanism == m && is_main_rtt(r, f) && f.wait == w)
             {
                 rows.push(f);
             }
@@ -298,7 +298,7 @@ pub fn throughput_svg(r: &Results) -> String {
     let figs: Vec<&Figure> = r
         .figures
         .iter()
-        .filter(|f| f.metric == Metric::Throughput && f.bytes_per_sec.is_some())
+        .filter(|f| f.metric == Metric::Throughput && f.bytes_per_sec.is_some() && f.is_plain())
         .collect();
     let (left, right, top, bottom) = (80.0, 700.0, 20.0, 380.0);
     let mut s = String::new();
@@ -412,7 +412,7 @@ fn median_of(r: &Results, wait: Wait) -> Option<u64> {
     let mut v: Vec<u64> = r
         .figures
         .iter()
-        .filter(|f| f.metric == Metric::Rtt && f.wait == wait && f.mechanism != "floor")
+        .filter(|f| is_main_rtt(r, f) && f.wait == wait && f.mechanism != "floor")
         .filter_map(|f| f.median_ns)
         .collect();
     v.sort_unstable();
@@ -484,7 +484,8 @@ const THROUGHPUT_TEXT: &str = "<p>Bytes per second moved one way, by message siz
  into the kernel, from the kernel into the receiver) and level off well below \
  <b>memcpy</b>, the single-core bandwidth of copying a buffer that is already in cache: \
  the ceiling for anything that copies once. The shared-memory channel copies into the ring \
- and out of it, with no system call; with its loan API (not measured here) it copies \
+ and out of it, with no system call; with its loan API (its round trips: the loan curve \
+ below) it copies \
  nothing at all, the sender writing in place. Lines stop where a mechanism cannot carry the \
  size (datagram sockets: the socket buffer; POSIX and System V queues: the kernel's \
  message size limits); the reasons are listed below.</p>";
@@ -529,14 +530,21 @@ pub fn render(r: &Results) -> String {
     s.push_str(&throughput_svg(r));
     s.push('\n');
     s.push_str(THROUGHPUT_TEXT);
-    s.push_str("\n<h2>All figures</h2>\n<table class=\"figures\"><tr><th>mechanism</th><th>metric</th><th>wait</th><th>size</th><th>median</th><th>p99</th><th>p99.9</th><th>max</th><th>msgs/s</th><th>bytes/s</th><th>ratio</th></tr>\n");
+    s.push('\n');
+    s.push_str(crate::html_more::BARE_TEXT);
+    crate::html_more::sections(&mut s, r);
+    s.push_str("\n<h2>All figures</h2>\n<table class=\"figures\"><tr><th>mechanism</th><th>metric</th><th>wait</th><th>size</th><th>median</th><th>p99</th><th>p99.9</th><th>max</th><th>msgs/s</th><th>bytes/s</th><th>ratio</th><th>x bare</th></tr>\n");
     for f in &r.figures {
         let ns = |v: Option<u64>| v.map_or(String::new(), human_ns);
         let _ = writeln!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&f.mechanism),
-            f.metric.as_str(),
+            match (f.producers, f.clients) {
+                (Some(n), _) => format!("fan-in, {n} producers"),
+                (_, Some(n)) => format!("echo, {n} clients"),
+                _ => f.metric.as_str().to_string(),
+            },
             f.wait.as_str(),
             human_size(f.size_bytes),
             ns(f.median_ns),
@@ -547,9 +555,10 @@ pub fn render(r: &Results) -> String {
             f.bytes_per_sec.map_or(String::new(), human_rate),
             f.ratio_to_floor
                 .map_or(String::new(), |v| format!("{v:.3}")),
+            x_bare(r, f).map_or(String::new(), human_ratio),
         );
     }
-    s.push_str("</table>\n<p>ratio: round trips, median ÷ floor median (lower is better); throughput, bytes/s ÷ memcpy bytes/s at the same size (higher is better).</p>\n");
+    s.push_str("</table>\n<p>ratio: round trips, median ÷ floor median (lower is better); throughput, bytes/s ÷ memcpy bytes/s at the same size (higher is better). x bare: the same figure over <b>bare</b>'s at the same size (round trips: lower is better; throughput: higher is better).</p>\n");
     if !r.detection.is_empty() {
         s.push_str("\n<h2>Dead-peer detection</h2>\n<p>The peer is killed with SIGKILL while the parent waits in a receive; the time from the kill to the receive's error.</p>\n<table class=\"figures\"><tr><th>mechanism</th><th>wait</th><th>kills</th><th>median</th><th>max</th></tr>\n");
         for d in &r.detection {

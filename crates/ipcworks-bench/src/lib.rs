@@ -12,7 +12,17 @@
 //!   HdrHistogram, after a warm-up;
 //! - **one-way throughput** (messages/s and bytes/s) for 64 B, 1 KiB,
 //!   4 KiB, 64 KiB and 1 MiB, where the mechanism allows the size (the
-//!   reason is recorded where it does not).
+//!   reason is recorded where it does not);
+//! - **the loan curve**: round trips of `shm-loan` (the channel's
+//!   zero-copy `loan`/`recv_ref`, writing and reading only a message's
+//!   first and last cache line), `shm-spin` (copying) and, with `--peers`,
+//!   `iceoryx2-loan`, at [`run::LOAN_SIZES`] (64 B to 1 MiB).
+//!
+//! On request: round trips of every mechanism at other sizes
+//! (`--rtt-sizes`, [`run::Options::rtt_sizes`]); **fan-in**, 1, 2 and 4
+//! producer processes into one receiver, exactly once ([`fanin`],
+//! `--fan-in`); **the socket server's echo** with 1, 10 and 100 clients
+//! ([`clients`], `--clients`). `--full` asks for all of it.
 //!
 //! Every case runs in rounds (`--rounds`, 3 by default): the run goes
 //! through all cases, then through all of them again, each time with a
@@ -48,6 +58,11 @@
 //! figure it is its bytes/s divided by memcpy's bytes/s at the same size
 //! (higher is better; a mechanism that copies once cannot pass about 1.0).
 //!
+//! "x bare" (the table and the report, not stored: [`table::x_bare`]) is a
+//! figure over `bare`'s at the same size in the same run: a round trip's
+//! median over bare's (1.10x is 10 % slower than bare), a throughput's
+//! bytes/s over bare's (0.60x is 60 % of bare's pace).
+//!
 //! # `results.json`, schema version 1
 //!
 //! ```text
@@ -63,20 +78,36 @@
 //!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64,
 //!               "rounds": N (1 when absent: older files) },
 //!   "figures": [ {
-//!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm|shm-block|queue|mq|sysv|pipe|fifo|
-//!                     unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|ipc-channel|zenoh",
+//!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm-loan|shm|shm-block|queue|mq|sysv|
+//!                     pipe|fifo|unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|iceoryx2-loan|
+//!                     ipc-channel|unix-server|zenoh",
 //!       "metric": "rtt|throughput", "wait": "block|poll", "size_bytes": 64, "iterations": N,
 //!       rtt only:        "median_ns", "p99_ns", "p999_ns", "max_ns"   (integers)
 //!       throughput only: "msgs_per_sec", "bytes_per_sec"             (numbers)
 //!       "ratio_to_floor": number (absent when the baseline is missing)
 //!       "per_round": [ each round's median_ns (rtt) or bytes_per_sec (throughput) ]
 //!                    (absent with one round and in older files)
+//!       "producers": N (fan-in only: producer processes into one receiver; the
+//!                    figure is their total)
+//!       "clients": N   (the server's echo only: clients at once; echoes of all)
 //!   } ],
-//!   "skipped": [ { "mechanism", "metric", "wait", "size_bytes", "reason" } ],
+//!   "skipped": [ { "mechanism", "metric", "wait", "size_bytes", "reason",
+//!                  "producers", "clients" (as in figures, when set) } ],
 //!   "detection": [ { "mechanism", "wait", "trials", "median_ns", "max_ns" } ]
 //!       (optional: absent in files from before it existed)
 //! }
 //! ```
+//!
+//! Round trips carry their size (`size_bytes`): 64 B ([`run::RTT_SIZE`],
+//! `config.rtt_size`) for every mechanism, others for the loan curve and
+//! `--rtt-sizes`. A fan-in figure (`producers`) is a throughput figure of
+//! the mechanism named (`shm`, `queue`, `mq`, `unix`), `wait: "block"`
+//! (the default waits), its `msgs_per_sec` the total of all producers; a
+//! server figure (`clients`) is `unix-server`'s echoes per second. Both
+//! fields are absent everywhere else, and a figure is matched across runs
+//! by mechanism, metric, wait, size, producers and clients
+//! ([`schema::Figure::key`]), so files written before they existed still
+//! compare.
 //!
 //! `detection`: for mechanisms that can tell a dead peer (the channel's
 //! flavours; a Unix stream as the kernel's reference), the time from
@@ -119,9 +150,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod clients;
 pub mod compare;
+pub mod fanin;
 pub mod harness;
 pub mod html;
+pub mod html_more;
 pub mod mechs;
 pub mod peer;
 pub mod run;

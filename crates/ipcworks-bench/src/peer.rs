@@ -39,9 +39,30 @@ impl Launcher {
     }
 }
 
+/// What a peer does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Opens its end of the mechanism and answers the parent
+    /// ([`harness::serve`]).
+    #[default]
+    Echo,
+    /// Fan-in producer number `id` ([`crate::fanin`]).
+    Produce {
+        /// The producer's number, from 0.
+        id: u32,
+    },
+    /// The socket server's clients, on threads ([`crate::clients`]).
+    Clients {
+        /// How many.
+        clients: u32,
+    },
+}
+
 /// What the peer is told, as JSON in [`PEER_ENV`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Spec {
+    #[serde(default)]
+    role: Role,
     mechanism: String,
     metric: Metric,
     wait: Wait,
@@ -78,8 +99,22 @@ pub fn spawn(
     fds: Vec<OwnedFd>,
     args: &[String],
 ) -> io::Result<Peer> {
+    spawn_as(launcher, mechanism, case, cpu, fds, args, Role::Echo)
+}
+
+/// [`spawn`] a peer in another [`Role`].
+pub fn spawn_as(
+    launcher: &Launcher,
+    mechanism: &str,
+    case: &Case,
+    cpu: Option<usize>,
+    fds: Vec<OwnedFd>,
+    args: &[String],
+    role: Role,
+) -> io::Result<Peer> {
     let (ctl_r, ctl_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let spec = Spec {
+        role,
         mechanism: mechanism.to_string(),
         metric: case.metric,
         wait: case.wait,
@@ -307,8 +342,6 @@ fn peer_main(spec: &Spec, ctl: &mut std::fs::File) -> io::Result<()> {
         crate::system::pin(cpu).map_err(|e| io::Error::other(format!("pin to core {cpu}: {e}")))?;
     }
     harness::set_yield(spec.yield_core);
-    let mech = crate::mechs::find(&spec.mechanism)
-        .ok_or_else(|| io::Error::other(format!("unknown mechanism {:?}", spec.mechanism)))?;
     let handoff = Handoff {
         // SAFETY: each number was handed over by the parent for this
         // process to own (see `spawn`), once each; a number that is not
@@ -325,7 +358,19 @@ fn peer_main(spec: &Spec, ctl: &mut std::fs::File) -> io::Result<()> {
         wait: spec.wait,
         size: spec.size,
     };
+    let mut ready = || ctl.write_all(b"ready\n");
+    match spec.role {
+        Role::Echo => {}
+        Role::Produce { id } => {
+            return crate::fanin::produce(&spec.mechanism, id, spec.size, handoff, &mut ready);
+        }
+        Role::Clients { clients } => {
+            return crate::clients::run_clients(clients, handoff, &mut ready);
+        }
+    }
+    let mech = crate::mechs::find(&spec.mechanism)
+        .ok_or_else(|| io::Error::other(format!("unknown mechanism {:?}", spec.mechanism)))?;
     let mut link = mech.peer(&case, handoff)?;
-    ctl.write_all(b"ready\n")?;
+    ready()?;
     harness::serve(link.as_mut(), &case)
 }

@@ -11,20 +11,33 @@ use crate::schema::{
     Detection, Figure, Metric, Pinning, Results, RunConfig, SCHEMA_VERSION, Skipped,
 };
 use crate::system::{self, Placement};
+use crate::{clients, fanin};
 
 mod case;
 mod plan;
 
 use case::{Round, detect, measure, throughput_figure};
 pub use plan::{PEER_NAMES, PEERS_BUILT, human_size, label, parse_size, select};
-use plan::{Planned, Who, plan, skip};
+use plan::{Planned, Who, plan};
 
-/// Message size of every round trip.
+/// Message size of the round trips every mechanism gets (`--rtt-sizes`
+/// adds others).
 pub const RTT_SIZE: usize = 64;
+/// Round-trip sizes of `--rtt-sizes` in `--full`.
+pub const FULL_RTT_SIZES: &[usize] = &[32, 64, 4096, 65536, 1 << 20];
+/// The loan curve: round trips at these sizes in every run for the rows
+/// of [`LOAN_CURVE`], whatever `--rtt-sizes` says.
+pub const LOAN_SIZES: &[usize] = &[64, 4096, 65536, 1 << 20];
+/// The rows of the loan curve: the channel zero-copy (`shm-loan`) and
+/// copying (`shm-spin`), iceoryx2 zero-copy (`iceoryx2-loan`, with
+/// `--peers`).
+pub const LOAN_CURVE: &[&str] = &["shm-loan", "shm-spin", "iceoryx2-loan"];
 /// Throughput sizes when `--sizes` is not given.
 pub const DEFAULT_SIZES: &[usize] = &[64, 1024, 4096, 65536, 1 << 20];
 /// Default total time budget.
 pub const DEFAULT_TIME: Duration = Duration::from_secs(45);
+/// Total time budget of `--full` (about three times as many cases).
+pub const FULL_TIME: Duration = Duration::from_secs(150);
 /// Shortest time one case gets per round, whatever the budget.
 pub const MIN_CASE_TIME: Duration = Duration::from_millis(10);
 /// Rounds when `--rounds` is not given (see [`Options::rounds`]).
@@ -41,6 +54,16 @@ pub struct Options {
     pub only: Option<Vec<String>>,
     /// Throughput message sizes in bytes (empty: round trips only).
     pub sizes: Vec<usize>,
+    /// Round-trip message sizes in bytes (`--rtt-sizes`; `[RTT_SIZE]` by
+    /// default). The rows of the loan curve also get [`LOAN_SIZES`].
+    pub rtt_sizes: Vec<usize>,
+    /// Fan-in (`--fan-in`): 1, 2 and 4 producer processes into one
+    /// receiver, for those of `shm`, `queue`, `mq` and `unix` that run
+    /// ([`crate::fanin`]).
+    pub fan_in: bool,
+    /// The socket server's echo with 1, 10 and 100 clients (`--clients`,
+    /// [`crate::clients`]).
+    pub clients: bool,
     /// Time budget for all measurements together (spawning and setting up
     /// come on top).
     pub time: Duration,
@@ -139,7 +162,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
     let pinning = system::plan(opts.placement);
     let allowed = system::allowed_cpus();
     let mut skipped = Vec::new();
-    let planned = plan(&names, &opts.sizes, &mut skipped);
+    let planned = plan(&names, opts, &mut skipped);
     let rounds = opts.rounds.clamp(1, MAX_ROUNDS) as usize;
     let (warm, budget) = crate::stats::share(opts.time, planned.len() * rounds, MIN_CASE_TIME);
     let plan = Plan {
@@ -149,6 +172,8 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(Step<'_>)) -> Result<Results
         warm,
         budget,
         peer_cpu: pinning.peer_cpu,
+        parent_cpu: pinning.parent_cpu,
+        allowed: &allowed,
     };
     pin_self(&pinning)?;
     let detectors = detectors(&names);
@@ -241,6 +266,10 @@ struct Plan<'a> {
     warm: Duration,
     budget: Duration,
     peer_cpu: Option<usize>,
+    /// Where this process is pinned (`None`: not pinned).
+    parent_cpu: Option<usize>,
+    /// The cores this process may run on when not pinned.
+    allowed: &'a [usize],
 }
 
 /// Pins this process where the placement says; two processes on one
@@ -279,7 +308,7 @@ fn measure_rounds(
             if gathered[i].failed {
                 continue;
             }
-            let label = label(p.name, &p.case);
+            let label = p.label();
             let shown = match rounds {
                 1 => label.clone(),
                 _ => format!("{label}, round {}/{rounds}", round + 1),
@@ -297,7 +326,7 @@ fn measure_rounds(
                         1 => e.to_string(),
                         _ => format!("round {}: {e}", round + 1),
                     };
-                    skipped.push(skip(p.name, &p.case, why));
+                    skipped.push(p.skip(why));
                 }
             }
         }
@@ -306,13 +335,40 @@ fn measure_rounds(
         .iter()
         .zip(&gathered)
         .filter(|(_, g)| !g.failed)
-        .filter_map(|(p, g)| g.figure(p.name, &p.case))
+        .filter_map(|(p, g)| {
+            let mut f = g.figure(p.name, &p.case)?;
+            f.producers = p.producers();
+            f.clients = p.clients();
+            Some(f)
+        })
         .collect()
 }
 
-/// One round of one planned case: memcpy in this process, or a
-/// mechanism between this process and a fresh peer.
+/// One round of one planned case: memcpy in this process, a mechanism
+/// between this process and a fresh peer, or several processes unpinned
+/// (fan-in, the server's clients).
 fn measure_round(p: &Planned, plan: &Plan<'_>, label: &str) -> io::Result<Round> {
+    if !p.unpinned() {
+        return measure_pinned(p, plan, label);
+    }
+    if plan.parent_cpu.is_some() {
+        system::unpin(plan.allowed);
+    }
+    let (o, size) = (plan.opts, p.case.size);
+    let r = match p.who {
+        Who::FanIn(n) => fanin::measure(p.name, size, n, &o.launcher, plan.warm, plan.budget),
+        Who::Server(n) => clients::measure(n, &o.launcher, plan.warm, plan.budget),
+        _ => unreachable!("only fan-in and server cases run unpinned"),
+    };
+    if let Some(cpu) = plan.parent_cpu {
+        system::pin(cpu)?;
+    }
+    let (msgs, secs) = r?;
+    Ok(Round::Throughput { msgs, secs })
+}
+
+/// One round of a case between two processes, each on its core.
+fn measure_pinned(p: &Planned, plan: &Plan<'_>, label: &str) -> io::Result<Round> {
     match p.who {
         Who::Local => {
             let (msgs, secs) = memcpy::measure(p.case.size, plan.warm, plan.budget);
@@ -327,6 +383,7 @@ fn measure_round(p: &Planned, plan: &Plan<'_>, label: &str) -> io::Result<Round>
             plan.budget,
             label,
         ),
+        Who::FanIn(_) | Who::Server(_) => unreachable!("fan-in and server cases run unpinned"),
     }
 }
 
@@ -355,6 +412,8 @@ fn detect_all(
                 wait: m.throughput_wait(),
                 size_bytes: RTT_SIZE as u64,
                 reason: format!("dead-peer detection: {e}"),
+                producers: None,
+                clients: None,
             }),
         }
     }

@@ -91,16 +91,33 @@ pub struct Figure {
     /// older files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_round: Vec<f64>,
+    /// Fan-in (`--fan-in`): how many producer processes sent into the one
+    /// receiver; the figure is their total (absent in every other figure
+    /// and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producers: Option<u32>,
+    /// The socket server's echo (`--clients`): how many clients it served
+    /// at once; the figure is the echoes of all of them together (absent
+    /// in every other figure and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<u32>,
 }
 
+/// What identifies a figure across runs: mechanism, metric, wait, size,
+/// producers, clients.
+pub type Key = (String, Metric, Wait, u64, Option<u32>, Option<u32>);
+
 impl Figure {
-    /// The identity used to match figures across runs.
-    pub fn key(&self) -> (String, Metric, Wait, u64) {
+    /// The identity used to match figures across runs (a fan-in or server
+    /// figure never matches a plain one of the same mechanism and size).
+    pub fn key(&self) -> Key {
         (
             self.mechanism.clone(),
             self.metric,
             self.wait,
             self.size_bytes,
+            self.producers,
+            self.clients,
         )
     }
 
@@ -120,7 +137,15 @@ impl Figure {
             bytes_per_sec: None,
             ratio_to_floor: None,
             per_round: Vec::new(),
+            producers: None,
+            clients: None,
         }
+    }
+
+    /// Whether this is a plain figure: one sender, one receiver (not a
+    /// fan-in or server figure).
+    pub fn is_plain(&self) -> bool {
+        self.producers.is_none() && self.clients.is_none()
     }
 
     /// How far this figure's rounds lie apart: the largest round over the
@@ -149,6 +174,12 @@ pub struct Skipped {
     pub size_bytes: u64,
     /// Why, in a sentence (a limit, an error from the kernel, …).
     pub reason: String,
+    /// Fan-in: producer processes (absent otherwise and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producers: Option<u32>,
+    /// Server echo: clients (absent otherwise and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<u32>,
 }
 
 /// Which cores the two processes ran on.
@@ -279,10 +310,15 @@ impl Results {
         serde_json::to_string_pretty(self).expect("results serialize")
     }
 
-    /// The figure with this identity, if measured.
+    /// The plain figure (one sender, one receiver) with this identity, if
+    /// measured.
     pub fn find(&self, mechanism: &str, metric: Metric, wait: Wait, size: u64) -> Option<&Figure> {
         self.figures.iter().find(|f| {
-            f.mechanism == mechanism && f.metric == metric && f.wait == wait && f.size_bytes == size
+            f.is_plain()
+                && f.mechanism == mechanism
+                && f.metric == metric
+                && f.wait == wait
+                && f.size_bytes == size
         })
     }
 }

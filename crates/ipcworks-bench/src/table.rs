@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::run::human_size;
-use crate::schema::{Metric, Results};
+use crate::schema::{Figure, Metric, Results, Wait};
 
 /// Nanoseconds for people: `312 ns`, `4.2 µs`, `1.3 ms`.
 pub fn human_ns(ns: u64) -> String {
@@ -29,6 +29,40 @@ pub fn human_rate(bps: f64) -> String {
     }
 }
 
+/// Messages per second for people: `812 k/s`, `3.1 M/s`.
+pub fn human_msgs(mps: f64) -> String {
+    if mps >= 1e6 {
+        format!("{:.2} M/s", mps / 1e6)
+    } else if mps >= 1e3 {
+        format!("{:.1} k/s", mps / 1e3)
+    } else {
+        format!("{mps:.0} /s")
+    }
+}
+
+/// "x bare": a plain figure over `bare`'s at the same size, measured in the
+/// same run. Round trip: its median / bare's median (1.10 = 10 % slower
+/// than bare; lower is better). Throughput: its bytes/s / bare's bytes/s
+/// (0.6 = 60 % of bare's pace; higher is better). `None` without a bare
+/// figure at that size (or for fan-in and server figures).
+pub fn x_bare(r: &Results, f: &Figure) -> Option<f64> {
+    if !f.is_plain() {
+        return None;
+    }
+    let b = r.find("bare", f.metric, Wait::Poll, f.size_bytes)?;
+    let x = match f.metric {
+        Metric::Rtt => f.median_ns? as f64 / b.median_ns? as f64,
+        Metric::Throughput => f.bytes_per_sec? / b.bytes_per_sec?,
+    };
+    x.is_finite().then_some(x)
+}
+
+/// Whether `f` is a round trip of the run's main size (`rtt_size`, 64 B),
+/// one sender and one receiver: the rows of the latency table and chart.
+pub fn is_main_rtt(r: &Results, f: &Figure) -> bool {
+    f.is_plain() && f.metric == Metric::Rtt && f.size_bytes == r.config.rtt_size
+}
+
 /// Mechanisms ordered by their fastest round-trip median (those without
 /// one last, in run order).
 pub fn latency_order(r: &Results) -> Vec<String> {
@@ -43,7 +77,7 @@ pub fn latency_order(r: &Results) -> Vec<String> {
         let best = r
             .figures
             .iter()
-            .filter(|f| &f.mechanism == m && f.metric == Metric::Rtt)
+            .filter(|f| &f.mechanism == m && is_main_rtt(r, f))
             .filter_map(|f| f.median_ns)
             .min()
             .unwrap_or(u64::MAX);
@@ -58,12 +92,12 @@ pub fn latency_order(r: &Results) -> Vec<String> {
 pub fn group_skipped(r: &Results) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, Vec<u64>, String)> = Vec::new();
     for k in &r.skipped {
-        let head = format!(
-            "{:<16} {} {}",
-            k.mechanism,
-            k.metric.as_str(),
-            k.wait.as_str()
-        );
+        let what = match (k.producers, k.clients) {
+            (Some(n), _) => format!("fan-in {n} producer{}", if n == 1 { "" } else { "s" }),
+            (_, Some(n)) => format!("echo {n} client{}", if n == 1 { "" } else { "s" }),
+            _ => k.metric.as_str().to_string(),
+        };
+        let head = format!("{:<16} {what} {}", k.mechanism, k.wait.as_str());
         match out
             .iter_mut()
             .find(|(h, _, why)| *h == head && *why == k.reason)
@@ -149,19 +183,15 @@ pub fn render(r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
-        "mechanism", "wait", "median", "p99", "p99.9", "max", "x floor", "rounds"
+        "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}",
+        "mechanism", "wait", "median", "p99", "p99.9", "max", "x floor", "rounds", "x bare"
     );
-    let mut rtts: Vec<_> = r
-        .figures
-        .iter()
-        .filter(|f| f.metric == Metric::Rtt)
-        .collect();
+    let mut rtts: Vec<_> = r.figures.iter().filter(|f| is_main_rtt(r, f)).collect();
     rtts.sort_by_key(|f| f.median_ns.unwrap_or(u64::MAX));
     for f in rtts {
         let _ = writeln!(
             s,
-            "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8}",
+            "  {:<16} {:<6} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}",
             f.mechanism,
             f.wait.as_str(),
             human_ns(f.median_ns.unwrap_or(0)),
@@ -171,8 +201,10 @@ pub fn render(r: &Results) -> String {
             f.ratio_to_floor.map_or("-".into(), human_ratio),
             f.spread()
                 .map_or("-".into(), |x| format!("±{:.0}%", x * 50.0)),
+            x_bare(r, f).map_or("-".into(), human_ratio),
         );
     }
+    rtt_by_size(&mut s, r);
     if !r.config.sizes.is_empty() {
         let _ = writeln!(s);
         let _ = writeln!(
@@ -188,7 +220,7 @@ pub fn render(r: &Results) -> String {
             let row: Vec<_> = r
                 .figures
                 .iter()
-                .filter(|f| f.mechanism == m && f.metric == Metric::Throughput)
+                .filter(|f| f.mechanism == m && f.metric == Metric::Throughput && f.is_plain())
                 .collect();
             if row.is_empty() {
                 continue;
@@ -209,6 +241,9 @@ pub fn render(r: &Results) -> String {
             let _ = writeln!(s);
         }
     }
+    against_bare(&mut s, r);
+    fan_in(&mut s, r);
+    server(&mut s, r);
     if !r.detection.is_empty() {
         let _ = writeln!(s);
         let _ = writeln!(
@@ -240,4 +275,227 @@ pub fn render(r: &Results) -> String {
         }
     }
     s
+}
+
+/// Sizes of the plain round trips, ascending.
+pub fn rtt_sizes(r: &Results) -> Vec<u64> {
+    let mut v: Vec<u64> = r
+        .figures
+        .iter()
+        .filter(|f| f.is_plain() && f.metric == Metric::Rtt)
+        .map(|f| f.size_bytes)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The (mechanism, wait) rows with a plain round trip at a size other than
+/// the main one, in latency order: the loan curve and `--rtt-sizes`.
+pub fn rtt_size_rows(r: &Results) -> Vec<(String, Wait)> {
+    let mut rows = Vec::new();
+    for m in latency_order(r) {
+        for w in [Wait::Poll, Wait::Block] {
+            let other = r.figures.iter().any(|f| {
+                f.is_plain()
+                    && f.mechanism == m
+                    && f.metric == Metric::Rtt
+                    && f.wait == w
+                    && f.size_bytes != r.config.rtt_size
+            });
+            if other {
+                rows.push((m.clone(), w));
+            }
+        }
+    }
+    rows
+}
+
+/// Round trips by message size: the loan curve and `--rtt-sizes`.
+fn rtt_by_size(s: &mut String, r: &Results) {
+    let rows = rtt_size_rows(r);
+    if rows.is_empty() {
+        return;
+    }
+    let sizes = rtt_sizes(r);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Round trip by message size, median (x bare at that size); shm-loan and iceoryx2-loan \
+         write and read only a message's first and last cache line"
+    );
+    let _ = write!(s, "  {:<16} {:<6}", "mechanism", "wait");
+    for &size in &sizes {
+        let _ = write!(s, " {:>18}", human_size(size));
+    }
+    let _ = writeln!(s);
+    for (m, w) in rows {
+        let _ = write!(s, "  {:<16} {:<6}", m, w.as_str());
+        for &size in &sizes {
+            let cell = match r.find(&m, Metric::Rtt, w, size) {
+                Some(f) => format!(
+                    "{}{}",
+                    human_ns(f.median_ns.unwrap_or(0)),
+                    x_bare(r, f).map_or(String::new(), |x| format!(" ({})", human_ratio(x)))
+                ),
+                None => "-".into(),
+            };
+            let _ = write!(s, " {cell:>18}");
+        }
+        let _ = writeln!(s);
+    }
+}
+
+/// The shared-memory rows' throughput as a fraction of `bare`'s.
+fn against_bare(s: &mut String, r: &Results) {
+    let shared = |m: &str| m.starts_with("shm") || m == "queue" || m.starts_with("iceoryx2");
+    let rows: Vec<String> = latency_order(r)
+        .into_iter()
+        .filter(|m| shared(m))
+        .filter(|m| {
+            r.figures.iter().any(|f| {
+                &f.mechanism == m && f.metric == Metric::Throughput && x_bare(r, f).is_some()
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Shared memory against bare (x bare = bytes/s / bare's bytes/s at that size; higher is better)"
+    );
+    let _ = write!(s, "  {:<16} {:<6}", "mechanism", "wait");
+    for &size in &r.config.sizes {
+        let _ = write!(s, " {:>10}", human_size(size));
+    }
+    let _ = writeln!(s);
+    for m in rows {
+        let row: Vec<&Figure> = r
+            .figures
+            .iter()
+            .filter(|f| f.mechanism == m && f.metric == Metric::Throughput && f.is_plain())
+            .collect();
+        let _ = write!(s, "  {:<16} {:<6}", m, row[0].wait.as_str());
+        for &size in &r.config.sizes {
+            let cell = row
+                .iter()
+                .find(|f| f.size_bytes == size)
+                .and_then(|f| x_bare(r, f))
+                .map_or("-".into(), human_ratio);
+            let _ = write!(s, " {cell:>10}");
+        }
+        let _ = writeln!(s);
+    }
+}
+
+/// Producer counts of the run's fan-in figures, ascending.
+pub fn producer_counts(r: &Results) -> Vec<u32> {
+    let mut v: Vec<u32> = r.figures.iter().filter_map(|f| f.producers).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The (mechanism, size) lines of the fan-in figures, in run order.
+pub fn fan_in_lines(r: &Results) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = Vec::new();
+    for f in r.figures.iter().filter(|f| f.producers.is_some()) {
+        let k = (f.mechanism.clone(), f.size_bytes);
+        if !v.contains(&k) {
+            v.push(k);
+        }
+    }
+    v
+}
+
+/// The fan-in figure of `mechanism` at `size` with `producers` producers.
+pub fn fan_in_figure<'a>(
+    r: &'a Results,
+    mechanism: &str,
+    size: u64,
+    producers: u32,
+) -> Option<&'a Figure> {
+    r.figures.iter().find(|f| {
+        f.mechanism == mechanism && f.size_bytes == size && f.producers == Some(producers)
+    })
+}
+
+/// Fan-in: total messages/s by producer count, and the most producers'
+/// figure over one producer's.
+fn fan_in(s: &mut String, r: &Results) {
+    let lines = fan_in_lines(r);
+    if lines.is_empty() {
+        return;
+    }
+    let counts = producer_counts(r);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Fan-in: producer processes into one receiver, total messages/s (default waits, not \
+         pinned: {} cores; every message counted once per producer)",
+        r.system.cores
+    );
+    let _ = write!(s, "  {:<16} {:<8}", "mechanism", "size");
+    for &n in &counts {
+        let _ = write!(
+            s,
+            " {:>13}",
+            format!("{n} producer{}", if n == 1 { "" } else { "s" })
+        );
+    }
+    let (lo, hi) = (counts[0], counts[counts.len() - 1]);
+    if hi > lo {
+        let _ = write!(s, " {:>8}", format!("{hi} / {lo}"));
+    }
+    let _ = writeln!(s);
+    for (m, size) in lines {
+        let _ = write!(s, "  {:<16} {:<8}", m, human_size(size));
+        let rate = |n| fan_in_figure(r, &m, size, n).and_then(|f| f.msgs_per_sec);
+        for &n in &counts {
+            let _ = write!(s, " {:>13}", rate(n).map_or("-".into(), human_msgs));
+        }
+        if hi > lo {
+            let cell = match (rate(lo), rate(hi)) {
+                (Some(a), Some(b)) if a > 0.0 => human_ratio(b / a),
+                _ => "-".into(),
+            };
+            let _ = write!(s, " {cell:>8}");
+        }
+        let _ = writeln!(s);
+    }
+}
+
+/// The socket server's echoes/s by client count.
+fn server(s: &mut String, r: &Results) {
+    let mut figs: Vec<&Figure> = r.figures.iter().filter(|f| f.clients.is_some()).collect();
+    if figs.is_empty() {
+        return;
+    }
+    figs.sort_by_key(|f| f.clients);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Socket server echo (ipcworks::socket::Server over a Unix socket, {} frames; each client \
+         waits for its echo), echoes/s",
+        human_size(figs[0].size_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "  {:<16} {:>8} {:>13} {:>13}",
+        "mechanism", "clients", "all", "per client"
+    );
+    for f in figs {
+        let n = f.clients.unwrap_or(1).max(1);
+        let mps = f.msgs_per_sec.unwrap_or(0.0);
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>8} {:>13} {:>13}",
+            f.mechanism,
+            n,
+            human_msgs(mps),
+            human_msgs(mps / f64::from(n))
+        );
+    }
 }

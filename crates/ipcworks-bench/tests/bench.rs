@@ -9,8 +9,15 @@ use ipcworks_bench::peer::{self, Launcher};
 use ipcworks_bench::schema::SCHEMA_VERSION;
 use ipcworks_bench::{Metric, Options, Placement, Results, Wait, html, table};
 
+#[path = "bench/crowd.rs"]
+mod crowd;
+
 const OLD: &str = include_str!("data/old.json");
 const NEW: &str = include_str!("data/new.json");
+/// A results.json written by main before fan-in, the server's clients and
+/// the loan curve existed (`ipcworks bench --time 2 --rounds 2 --only
+/// shm-spin,shm,queue,mq,unix --sizes 64,4K`, built at commit 93c8d87).
+const MAIN: &str = include_str!("data/main-post19.json");
 
 /// The peer's side when the harness re-executes this binary; returns at
 /// once in a normal test run.
@@ -169,6 +176,9 @@ fn small_run(only: &[&str], sizes: Vec<usize>, ms: u64) -> Options {
     Options {
         only: (!only.is_empty()).then(|| only.iter().map(|s| s.to_string()).collect()),
         sizes,
+        rtt_sizes: vec![ipcworks_bench::run::RTT_SIZE],
+        fan_in: false,
+        clients: false,
         time: Duration::from_millis(ms),
         placement: Placement::Cross,
         peers: false,
@@ -198,11 +208,16 @@ fn our_sysv_queues() -> usize {
 fn leftovers() -> Vec<String> {
     let me = format!("ipcworks-bench-{}-", std::process::id());
     let mut v = Vec::new();
-    for dir in ["/dev/mqueue".into(), std::env::temp_dir()] {
+    for dir in [
+        "/dev/mqueue".into(),
+        "/dev/shm".into(),
+        std::env::temp_dir(),
+    ] {
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with(&me) {
+                // Segments of named objects carry the name inside theirs.
+                if n.contains(&me) {
                     v.push(n);
                 }
             }
@@ -265,7 +280,7 @@ fn smoke_run_of_every_mechanism() {
         // The channel's flavours are one row each: shm-spin spins (poll),
         // shm and shm-block sleep when idle (block).
         let waits: &[Wait] = match name {
-            "floor" | "bare" | "shm-spin" => &[Wait::Poll],
+            "floor" | "bare" | "shm-spin" | "shm-loan" => &[Wait::Poll],
             "shm" | "shm-block" => &[Wait::Block],
             _ => &[Wait::Poll, Wait::Block],
         };
@@ -289,7 +304,7 @@ fn smoke_run_of_every_mechanism() {
             assert!(f.iterations >= 20, "{f:?}");
             assert!(f.ratio_to_floor.unwrap() > 0.0);
         }
-        if ["floor", "futex", "eventfd"].contains(&name) {
+        if ["floor", "futex", "eventfd", "shm-loan"].contains(&name) {
             assert!(
                 r.skipped
                     .iter()
@@ -445,8 +460,9 @@ fn failed_setup_is_skipped_and_the_run_continues() {
 fn peers_smoke_run() {
     let _one = RUNS.lock().unwrap_or_else(|e| e.into_inner());
     // iceoryx2 keeps a global management segment in /dev/shm and folders
-    // in /tmp/iceoryx2 after its last node is gone; remove what this test
-    // made appear.
+    // in /tmp/iceoryx2 after its last node is gone: the bench removes what
+    // its rows made appear (checked at the end); the guard below only
+    // cleans up after a failure.
     let iox = || -> Vec<std::path::PathBuf> {
         let mut v: Vec<_> = std::fs::read_dir("/dev/shm")
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -472,10 +488,14 @@ fn peers_smoke_run() {
             }
         }
     }
-    let _clean = Clean(before, tmp_before, iox);
+    let _clean = Clean(before.clone(), tmp_before, iox);
     let opts = Options {
         peers: true,
-        ..small_run(&["iceoryx2", "ipc-channel"], vec![64, 65536], 400)
+        ..small_run(
+            &["iceoryx2", "iceoryx2-loan", "ipc-channel"],
+            vec![64, 65536],
+            600,
+        )
     };
     let r = ipcworks_bench::run(&opts, &mut |_| {}).unwrap();
     for name in ["iceoryx2", "ipc-channel"] {
@@ -496,6 +516,20 @@ fn peers_smoke_run() {
             assert!(f.msgs_per_sec.unwrap() > 100.0, "{f:?}");
         }
     }
+    // iceoryx2's loan API on the loan curve, beside the channel's.
+    for &size in ipcworks_bench::run::LOAN_SIZES {
+        let f = r
+            .find("iceoryx2-loan", Metric::Rtt, Wait::Poll, size as u64)
+            .unwrap_or_else(|| panic!("iceoryx2-loan {size}: {:#?}", r.skipped));
+        assert!(f.median_ns.unwrap() > 0 && f.median_ns <= f.p99_ns, "{f:?}");
+    }
+    // Nothing of iceoryx2's left: no new file in /dev/shm, no folder.
+    assert_eq!(iox(), before, "iceoryx2 files left in /dev/shm");
+    assert_eq!(
+        std::path::Path::new("/tmp/iceoryx2").exists(),
+        tmp_before,
+        "/tmp/iceoryx2 left behind"
+    );
     assert_eq!(leftovers(), Vec::<String>::new());
 }
 
@@ -528,8 +562,15 @@ fn schema_doc_matches_what_is_written() {
         }
     }
     let mut all = std::collections::BTreeSet::new();
-    for text in [OLD, NEW] {
-        let r = Results::from_json(text).unwrap();
+    for text in [OLD, NEW, MAIN] {
+        let mut r = Results::from_json(text).unwrap();
+        // The optional fields of fan-in and server figures.
+        r.figures[0].producers = Some(2);
+        r.figures[0].clients = Some(10);
+        if let Some(k) = r.skipped.first_mut() {
+            k.producers = Some(2);
+            k.clients = Some(10);
+        }
         keys(&serde_json::from_str(&r.to_json()).unwrap(), &mut all);
     }
     let missing: Vec<&String> = all
@@ -549,6 +590,7 @@ fn schema_doc_matches_what_is_written() {
         .collect();
     let mut names = ipcworks_bench::run::select(None, false).unwrap();
     names.extend(ipcworks_bench::run::PEER_NAMES);
+    names.push(ipcworks_bench::clients::NAME);
     for n in names {
         assert!(
             listed.iter().any(|l| l == n),

@@ -1,10 +1,12 @@
-//! The HTML report in a real browser: a tiny real run (pipe, with the
-//! floor and memcpy baselines) between two processes, its `index.html`
+//! The HTML report in a real browser: a tiny real run (pipe and the
+//! channel, with the floor, bare and memcpy baselines; round trips at two
+//! sizes; the channel's fan-in) between real processes, its `index.html`
 //! written as `ipcworks bench` writes it, then loaded by headless Chromium
 //! (Debian's `chromium`, installed by `.ci/run`).
 //!
 //! Checked: the page loads (the DOM is dumped, no error page), the browser
-//! parses both charts with one drawn mark per figure (each mark laid out
+//! parses all four charts (latency, throughput, round trip by size,
+//! fan-in) with one drawn mark per figure or line (each mark laid out
 //! with a non-zero size inside its chart), and the page fetches nothing and
 //! references nothing outside itself.
 //!
@@ -19,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipcworks_bench::peer::{self, Launcher};
-use ipcworks_bench::{Metric, Options, Placement, Results, html};
+use ipcworks_bench::{Metric, Options, Placement, Results, html, table};
 use ipcworks_test_support::need;
 
 /// How long one Chromium run may take before it is killed.
@@ -200,12 +202,17 @@ struct Mark {
     outside: usize,
 }
 
-/// A tiny real run: pipe between two processes, with the baselines.
+/// A tiny real run: pipe between two processes, with the baselines;
+/// pipe's round trips at two sizes (the round-trip-size chart) and the
+/// channel's fan-in with 1, 2 and 4 producers (the fan-in chart).
 fn tiny_run() -> Results {
     let opts = Options {
-        only: Some(vec!["pipe".into()]),
+        only: Some(vec!["pipe".into(), "shm".into()]),
         sizes: vec![64, 4096],
-        time: Duration::from_millis(300),
+        rtt_sizes: vec![64, 4096],
+        fan_in: true,
+        clients: false,
+        time: Duration::from_millis(600),
         placement: Placement::Cross,
         peers: false,
         launcher: Launcher::current_exe(&["--exact", "peer_entry", "--nocapture"]).unwrap(),
@@ -218,15 +225,27 @@ fn tiny_run() -> Results {
 fn report_loads_in_headless_chromium_and_draws_every_chart() {
     let Some(browser) = chromium() else { return };
     let r = tiny_run();
-    let rtts = r.figures.iter().filter(|f| f.metric == Metric::Rtt).count();
+    let rtts = r
+        .figures
+        .iter()
+        .filter(|f| f.metric == Metric::Rtt && f.size_bytes == 64)
+        .count();
     let lines: std::collections::BTreeSet<&str> = r
         .figures
         .iter()
-        .filter(|f| f.metric == Metric::Throughput)
+        .filter(|f| f.metric == Metric::Throughput && f.is_plain())
         .map(|f| f.mechanism.as_str())
         .collect();
-    // floor poll; pipe block and poll. Throughput: pipe and memcpy.
-    assert_eq!((rtts, lines.len()), (3, 2), "{r:?}");
+    // floor poll; bare poll; pipe block and poll; shm block. Throughput:
+    // bare, shm, pipe and memcpy.
+    assert_eq!((rtts, lines.len()), (5, 4), "{r:?}");
+    // Round trips at 64 B and 4 KiB: bare poll, pipe block and poll (shm
+    // has its 64 B; the floor skips 4 KiB).
+    let size_rows = table::rtt_size_rows(&r);
+    assert_eq!(size_rows.len(), 4, "{size_rows:?}");
+    // Fan-in: shm at 64 B and 4 KiB, three points each.
+    let fan_lines = table::fan_in_lines(&r);
+    assert_eq!(fan_lines.len(), 2, "{:?}", r.skipped);
 
     // Written as `ipcworks bench` writes it.
     let out = TempDir::new("report");
@@ -246,9 +265,19 @@ fn report_loads_in_headless_chromium_and_draws_every_chart() {
         !dom.contains("chrome-error://") && !dom.contains("ERR_"),
         "{dom}"
     );
-    assert_eq!(dom.matches("<svg").count(), 2, "{dom}");
-    assert!(dom.contains("id=\"latency-chart\"") && dom.contains("id=\"throughput-chart\""));
-    assert_eq!(dom.matches("class=\"mark\"").count(), rtts + lines.len());
+    assert_eq!(dom.matches("<svg").count(), 4, "{dom}");
+    for id in [
+        "latency-chart",
+        "throughput-chart",
+        "rtt-size-chart",
+        "fan-in-chart",
+    ] {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+    assert_eq!(
+        dom.matches("class=\"mark\"").count(),
+        rtts + lines.len() + size_rows.len() + fan_lines.len()
+    );
     // Nothing remote: the only URL is the SVG namespace.
     let lower = dom.to_ascii_lowercase();
     assert_eq!(
@@ -292,25 +321,31 @@ fn report_loads_in_headless_chromium_and_draws_every_chart() {
         "elements referring elsewhere"
     );
     let ids: Vec<&str> = check.charts.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["latency-chart", "throughput-chart"]);
+    assert_eq!(
+        ids,
+        [
+            "latency-chart",
+            "throughput-chart",
+            "rtt-size-chart",
+            "fan-in-chart"
+        ]
+    );
     for c in &check.charts {
         assert!(c.width >= 600.0 && c.height >= 100.0, "{c:?}");
-        let want = if c.id == "latency-chart" {
-            rtts
-        } else {
-            lines.len()
+        let (want, drawn) = match c.id.as_str() {
+            "latency-chart" => (rtts, 3..=5),
+            // The line and one dot per size (of two).
+            "throughput-chart" => (lines.len(), 3..=3),
+            "rtt-size-chart" => (size_rows.len(), 3..=3),
+            // The line and one dot per producer count (of three).
+            _ => (fan_lines.len(), 4..=4),
         };
         assert_eq!(c.marks.len(), want, "{c:?}");
         for m in &c.marks {
             // Latency: median dot, p99.9 tick and max cross always have a
             // size; the whisker and the p99 bar have none when p99.9 or p99
-            // equals the median. Throughput: the line and one dot per size.
-            let ok = if c.id == "latency-chart" {
-                (3..=5).contains(&m.drawn)
-            } else {
-                m.drawn == 3
-            };
-            assert!(ok && m.outside == 0, "{c:?}");
+            // equals the median.
+            assert!(drawn.contains(&m.drawn) && m.outside == 0, "{c:?}");
         }
     }
 }

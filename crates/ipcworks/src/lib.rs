@@ -113,6 +113,8 @@ pub mod socket;
 pub mod stream;
 pub mod sync;
 mod sys;
+#[cfg(not(loom))]
+pub mod waitset;
 
 #[doc(hidden)]
 #[path = "bench_support.rs"]

@@ -41,6 +41,12 @@ impl Mechanism for Eventfd {
     }
 
     fn supports(&self, case: &Case) -> Result<(), String> {
+        if case.metric == Metric::Rtt && case.size != crate::run::RTT_SIZE {
+            return Err(
+                "an eventfd carries an 8-byte counter: its round trip is the same at every size"
+                    .into(),
+            );
+        }
         match case.metric {
             Metric::Rtt => Ok(()),
             Metric::Throughput => Err("an eventfd carries an 8-byte counter, not a payload".into()),

@@ -34,6 +34,11 @@ impl Mechanism for Floor {
     }
 
     fn supports(&self, case: &Case) -> Result<(), String> {
+        if case.metric == Metric::Rtt && case.size != crate::run::RTT_SIZE {
+            return Err(
+                "the floor carries no payload: its round trip is the same at every size".into(),
+            );
+        }
         match (case.metric, case.wait) {
             (Metric::Rtt, Wait::Poll) => Ok(()),
             (Metric::Rtt, Wait::Block) => {

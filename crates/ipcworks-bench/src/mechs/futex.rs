@@ -46,6 +46,11 @@ impl Mechanism for Futex {
     }
 
     fn supports(&self, case: &Case) -> Result<(), String> {
+        if case.metric == Metric::Rtt && case.size != crate::run::RTT_SIZE {
+            return Err(
+                "a futex carries no payload: its round trip is the same at every size".into(),
+            );
+        }
         match case.metric {
             Metric::Rtt => Ok(()),
             Metric::Throughput => Err("a futex hands off a wake-up, not a payload".into()),

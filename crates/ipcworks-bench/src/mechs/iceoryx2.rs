@@ -3,6 +3,18 @@
 //! memory. Poll mode spins on `receive()`; block mode pairs each direction
 //! with an iceoryx2 event service (the sender notifies, the receiver waits
 //! in `Listener::blocking_wait`).
+//!
+//! `iceoryx2-loan` is the same publish-subscribe, measured the way
+//! `shm-loan` is: the publisher loans a sample, writes its first and last
+//! cache line in place and sends it; the subscriber reads the same two
+//! lines from the sample in place. Round trips only (poll), at
+//! [`LOAN_SIZES`](crate::run::LOAN_SIZES).
+//!
+//! iceoryx2 removes a node's and a service's files when they drop, but
+//! keeps a global management file in `/dev/shm` (`iox2_…global_mgmt`) and
+//! its folders under `/tmp/iceoryx2` after the last node is gone. Each
+//! case removes what it made appear once no node is left ([`Leftovers`]),
+//! so `ipcworks bench --peers` leaves nothing behind.
 
 use std::io;
 
@@ -18,6 +30,74 @@ use crate::schema::Wait;
 /// iceoryx2 publish-subscribe.
 pub struct Iceoryx2;
 
+/// iceoryx2 publish-subscribe, zero-copy: only the first and last cache
+/// line of each sample are written and read.
+pub struct Iceoryx2Loan;
+
+/// The `iceoryx2-loan` row.
+pub static LOAN: Iceoryx2Loan = Iceoryx2Loan;
+
+/// A cache line.
+const LINE: usize = 64;
+
+/// iceoryx2's default folder for node and service details (its config's
+/// `global.root-path`), and the prefix of its files in `/dev/shm`
+/// (`global.prefix`).
+const ROOT: &str = "/tmp/iceoryx2";
+const SHM_PREFIX: &str = "iox2_";
+
+/// What iceoryx2 leaves once its last node is gone, as it was before a
+/// case: dropped after the case (both ends' nodes gone), it removes the
+/// `iox2_` files of `/dev/shm` that appeared meanwhile and the folders of
+/// [`ROOT`] if they did not exist, provided no node (anyone's) is left.
+pub struct Leftovers {
+    shm_before: Vec<std::ffi::OsString>,
+    root_before: bool,
+}
+
+fn iox_files() -> Vec<std::ffi::OsString> {
+    std::fs::read_dir("/dev/shm")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n.to_string_lossy().starts_with(SHM_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Leftovers {
+    /// What is there now.
+    pub fn now() -> Leftovers {
+        Leftovers {
+            shm_before: iox_files(),
+            root_before: std::path::Path::new(ROOT).exists(),
+        }
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let root = std::path::Path::new(ROOT);
+        // A node still registered (another iceoryx2 program) needs them.
+        let nodes = std::fs::read_dir(root.join("nodes")).map_or(0, |d| d.count());
+        if nodes > 0 {
+            return;
+        }
+        for n in iox_files() {
+            if !self.shm_before.contains(&n) {
+                let _ = std::fs::remove_file(std::path::Path::new("/dev/shm").join(n));
+            }
+        }
+        if !self.root_before {
+            // remove_dir: only folders that are empty.
+            let _ = std::fs::remove_dir(root.join("nodes"));
+            let _ = std::fs::remove_dir(root.join("services"));
+            let _ = std::fs::remove_dir(root);
+        }
+    }
+}
+
 /// Samples a subscriber may hold queued.
 const BUFFER: usize = 8;
 
@@ -30,10 +110,12 @@ struct Ice {
     subscriber: Subscriber<ipc::Service, [u8], ()>,
     notifier: Option<Notifier<ipc::Service>>,
     listener: Option<Listener<ipc::Service>>,
+    /// Write and read only the first and last line (`iceoryx2-loan`).
+    loan: bool,
     _node: Node<ipc::Service>,
 }
 
-fn open(base: &str, parent: bool, case: &Case) -> io::Result<Ice> {
+fn open(base: &str, parent: bool, case: &Case, loan: bool) -> io::Result<Ice> {
     // Its default log level warns on every start that no config file was
     // found; errors still show.
     set_log_level(LogLevel::Error);
@@ -101,20 +183,38 @@ fn open(base: &str, parent: bool, case: &Case) -> io::Result<Ice> {
         subscriber,
         notifier,
         listener,
+        loan,
         _node: node,
     })
 }
 
 impl Link for Ice {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        let sample = self
+        let mut sample = self
             .publisher
             .loan_slice_uninit(msg.len())
             .map_err(|e| err("loan", e))?;
-        sample
-            .write_from_slice(msg)
-            .send()
-            .map_err(|e| err("send", e))?;
+        if self.loan {
+            let len = msg.len();
+            let payload = sample.payload_mut();
+            let last = len.saturating_sub(LINE);
+            for i in (0..len.min(LINE)).chain(last.max(LINE.min(len))..len) {
+                payload[i].write(msg[i]);
+            }
+            // SAFETY: the sample is iceoryx2's shared memory, mapped from
+            // a segment the kernel zero-filled and earlier samples wrote:
+            // every byte holds a value, and a `u8` has no invalid ones.
+            // What is not written here is never read by the receiver,
+            // which reads only the two lines written above (iceoryx2's own
+            // benchmarks send samples the same way, unwritten).
+            let sample = unsafe { sample.assume_init() };
+            sample.send().map_err(|e| err("send", e))?;
+        } else {
+            sample
+                .write_from_slice(msg)
+                .send()
+                .map_err(|e| err("send", e))?;
+        }
         if let Some(n) = &self.notifier {
             n.notify().map_err(|e| err("notify", e))?;
         }
@@ -133,7 +233,14 @@ impl Link for Ice {
                         buf.len()
                     )));
                 }
-                buf.copy_from_slice(p);
+                if self.loan {
+                    let (len, last) = (p.len(), p.len().saturating_sub(LINE));
+                    let first = len.min(LINE);
+                    buf[..first].copy_from_slice(&p[..first]);
+                    buf[last.max(first)..].copy_from_slice(&p[last.max(first)..]);
+                } else {
+                    buf.copy_from_slice(p);
+                }
                 return Ok(());
             }
             match &self.listener {
@@ -161,12 +268,50 @@ impl Mechanism for Iceoryx2 {
     }
 
     fn setup(&self, case: &Case) -> io::Result<Setup> {
+        let left = Leftovers::now();
         let base = super::unique("iceoryx2");
-        let link = open(&base, true, case)?;
-        Ok(Setup::ready(vec![], vec![base], link))
+        let link = open(&base, true, case, false)?;
+        Ok(Setup::ready(vec![], vec![base], link).keep(left))
     }
 
     fn peer(&self, case: &Case, h: Handoff) -> io::Result<Box<dyn Link>> {
-        Ok(Box::new(open(h.arg(0)?, false, case)?))
+        Ok(Box::new(open(h.arg(0)?, false, case, false)?))
+    }
+}
+
+impl Mechanism for Iceoryx2Loan {
+    fn name(&self) -> &'static str {
+        "iceoryx2-loan"
+    }
+
+    fn is_peer(&self) -> bool {
+        true
+    }
+
+    fn supports(&self, case: &Case) -> Result<(), String> {
+        match (case.metric, case.wait) {
+            (crate::schema::Metric::Rtt, Wait::Poll) => Ok(()),
+            (crate::schema::Metric::Rtt, Wait::Block) => {
+                Err("iceoryx2-loan only spins: its figures are the poll rows".into())
+            }
+            _ => Err(
+                "iceoryx2-loan measures round trips only: the loan curve beside shm-loan".into(),
+            ),
+        }
+    }
+
+    fn throughput_wait(&self) -> Wait {
+        Wait::Poll
+    }
+
+    fn setup(&self, case: &Case) -> io::Result<Setup> {
+        let left = Leftovers::now();
+        let base = super::unique("iceoryx2");
+        let link = open(&base, true, case, true)?;
+        Ok(Setup::ready(vec![], vec![base], link).keep(left))
+    }
+
+    fn peer(&self, case: &Case, h: Handoff) -> io::Result<Box<dyn Link>> {
+        Ok(Box::new(open(h.arg(0)?, false, case, true)?))
     }
 }

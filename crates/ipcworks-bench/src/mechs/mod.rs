@@ -43,6 +43,7 @@ pub static ALL: &[&dyn Mechanism] = &[
     &floor::Floor,
     &bare::Bare,
     &shm::SPIN,
+    &shm::LOAN,
     &shm::DEFAULT,
     &shm::BLOCK,
     &futex::Futex,
@@ -60,6 +61,8 @@ pub static ALL: &[&dyn Mechanism] = &[
     &queue::NativeQueue,
     #[cfg(feature = "peers")]
     &iceoryx2::Iceoryx2,
+    #[cfg(feature = "peers")]
+    &iceoryx2::LOAN,
     #[cfg(feature = "peers")]
     &ipc_channel::IpcChannel,
 ];

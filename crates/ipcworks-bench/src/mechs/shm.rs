@@ -12,6 +12,17 @@
 //! A message is copied into the ring by `send` and out of it straight into
 //! the harness's buffer (`recv_into_until`, through the library's message
 //! interface: [`Messages`]): two copies, like every other mechanism here.
+//!
+//! `shm-loan` is `shm-spin` without the copies: the zero-copy API. The
+//! sender borrows a slot in the ring ([`Sender::loan`]), writes the
+//! message's first and last cache line in place (as a producer filling in
+//! a header and a trailer would; the rest of the slot is left as it is),
+//! and publishes it; the receiver borrows the message in place
+//! ([`Receiver::recv_ref`]) and reads the same two lines. What crosses
+//! between the cores is those lines and the ring's indices, whatever the
+//! size, so its round trip should barely grow with the message. Round
+//! trips only (poll), at [`LOAN_SIZES`](crate::run::LOAN_SIZES) beside
+//! `shm-spin` and iceoryx2's loan API (`iceoryx2-loan`).
 
 use std::io;
 
@@ -26,6 +37,8 @@ pub struct Shm {
     name: &'static str,
     strategy: fn() -> WaitStrategy,
     waits: &'static [Wait],
+    /// Zero-copy: loans and references instead of `send`/`recv`.
+    loan: bool,
 }
 
 /// Busy-waiting ends.
@@ -33,6 +46,7 @@ pub static SPIN: Shm = Shm {
     name: "shm-spin",
     strategy: || WaitStrategy::Spin,
     waits: &[Wait::Poll],
+    loan: false,
 };
 
 /// The default: spin briefly, then sleep.
@@ -40,6 +54,7 @@ pub static DEFAULT: Shm = Shm {
     name: "shm",
     strategy: WaitStrategy::default,
     waits: &[Wait::Block],
+    loan: false,
 };
 
 /// Sleep on the futex at once.
@@ -47,7 +62,67 @@ pub static BLOCK: Shm = Shm {
     name: "shm-block",
     strategy: || WaitStrategy::Block,
     waits: &[Wait::Block],
+    loan: false,
 };
+
+/// Busy-waiting ends, zero-copy: loans and references.
+pub static LOAN: Shm = Shm {
+    name: "shm-loan",
+    strategy: || WaitStrategy::Spin,
+    waits: &[Wait::Poll],
+    loan: true,
+};
+
+/// A cache line.
+const LINE: usize = 64;
+
+/// `shm-loan`'s ends: the first and last cache line of each message are
+/// written into a loaned slot and read from a borrowed message.
+struct Loaned {
+    tx: Sender,
+    rx: Receiver,
+    _keep: (Channel, Channel),
+}
+
+impl Loaned {
+    /// Where the message's last line starts (the first line's start when
+    /// the message is one line or shorter).
+    fn last_line(len: usize) -> usize {
+        len.saturating_sub(LINE)
+    }
+}
+
+impl Link for Loaned {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let len = msg.len();
+        let mut loan = self.tx.loan(len).map_err(to_io)?;
+        let first = len.min(LINE);
+        loan.write_at(0, &msg[..first]).map_err(to_io)?;
+        let last = Self::last_line(len);
+        if last > 0 {
+            loan.write_at(last, &msg[last..]).map_err(to_io)?;
+        }
+        loan.publish().map_err(to_io)
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let len = buf.len();
+        let m = self.rx.recv_ref().map_err(to_io)?;
+        if m.len() != len {
+            return Err(io::Error::other(format!(
+                "received {} bytes, expected {len}",
+                m.len()
+            )));
+        }
+        let first = len.min(LINE);
+        m.read_at(0, &mut buf[..first]).map_err(to_io)?;
+        let last = Self::last_line(len);
+        if last > 0 {
+            m.read_at(last, &mut buf[last..]).map_err(to_io)?;
+        }
+        Ok(())
+    }
+}
 
 fn to_io(e: ipcworks::Error) -> io::Error {
     e.into()
@@ -80,7 +155,13 @@ impl Shm {
             .map_err(to_io)
     }
 
-    fn ends(&self, ping: Channel, pong: Channel, parent: bool, wait: Wait) -> io::Result<Ends> {
+    fn ends(
+        &self,
+        ping: Channel,
+        pong: Channel,
+        parent: bool,
+        wait: Wait,
+    ) -> io::Result<Box<dyn Link>> {
         let (out, inn) = if parent {
             (&ping, &pong)
         } else {
@@ -90,7 +171,16 @@ impl Shm {
         let mut rx = inn.receiver().map_err(to_io)?;
         tx.set_wait_strategy((self.strategy)());
         rx.set_wait_strategy((self.strategy)());
-        Ok(Messages::new(tx, rx, wait, (ping, pong)))
+        Ok(if self.loan {
+            Box::new(Loaned {
+                tx,
+                rx,
+                _keep: (ping, pong),
+            })
+        } else {
+            let ends: Ends = Messages::new(tx, rx, wait, (ping, pong));
+            Box::new(ends)
+        })
     }
 }
 
@@ -100,11 +190,19 @@ impl Mechanism for Shm {
     }
 
     fn supports(&self, case: &Case) -> Result<(), String> {
+        if self.loan && case.metric == crate::schema::Metric::Throughput {
+            return Err(
+                "shm-loan measures round trips only: the loan curve beside shm-spin and iceoryx2-loan"
+                    .into(),
+            );
+        }
         if self.waits.contains(&case.wait) {
             Ok(())
         } else {
             Err(match self.name {
-                "shm-spin" => "shm-spin only spins: its figures are the poll rows".into(),
+                "shm-spin" | "shm-loan" => {
+                    format!("{} only spins: its figures are the poll rows", self.name)
+                }
                 _ => format!(
                     "{} sleeps when idle: the busy-waiting figures are shm-spin's",
                     self.name
@@ -118,7 +216,8 @@ impl Mechanism for Shm {
     }
 
     fn detects_death(&self) -> bool {
-        true
+        // shm-loan's ends are shm-spin's: one detection figure for both.
+        !self.loan
     }
 
     fn setup(&self, case: &Case) -> io::Result<Setup> {
@@ -129,13 +228,18 @@ impl Mechanism for Shm {
             pong.inheritable_fd().map_err(to_io)?,
         ];
         let link = self.ends(ping, pong, true, self.call_style())?;
-        Ok(Setup::ready(fds, vec![], link))
+        Ok(Setup {
+            fds,
+            args: vec![],
+            connect: Box::new(move |_| Ok(link)),
+            keep: Vec::new(),
+        })
     }
 
     fn peer(&self, case: &Case, mut h: Handoff) -> io::Result<Box<dyn Link>> {
         let ping = Channel::from_fd(h.fd(0)?).map_err(to_io)?;
         let pong = Channel::from_fd(h.fd(1)?).map_err(to_io)?;
         let _ = case;
-        Ok(Box::new(self.ends(ping, pong, false, self.call_style())?))
+        self.ends(ping, pong, false, self.call_style())
     }
 }

@@ -2,10 +2,11 @@
 //! baselines every ratio needs come along), each one's cases as far as
 //! it supports them, and the labels people see.
 
-use super::RTT_SIZE;
+use super::{LOAN_CURVE, LOAN_SIZES, Options};
 use crate::harness::{Case, Mechanism};
 use crate::mechs::{self, memcpy};
 use crate::schema::{Metric, Skipped, Wait};
+use crate::{clients, fanin};
 
 /// Where a case runs.
 pub(super) enum Who {
@@ -13,6 +14,12 @@ pub(super) enum Who {
     Local,
     /// Between this process and a peer.
     Remote(&'static dyn Mechanism),
+    /// Fan-in: this many producer processes into one receiver here
+    /// ([`crate::fanin`]).
+    FanIn(u32),
+    /// The socket server here, this many clients in a peer
+    /// ([`crate::clients`]).
+    Server(u32),
 }
 
 /// One case of the plan.
@@ -20,6 +27,39 @@ pub(super) struct Planned {
     pub(super) name: &'static str,
     pub(super) who: Who,
     pub(super) case: Case,
+}
+
+impl Planned {
+    /// Fan-in producers, if a fan-in case.
+    pub(super) fn producers(&self) -> Option<u32> {
+        match self.who {
+            Who::FanIn(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Server clients, if a server case.
+    pub(super) fn clients(&self) -> Option<u32> {
+        match self.who {
+            Who::Server(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The case's label for people.
+    pub(super) fn label(&self) -> String {
+        match self.who {
+            Who::FanIn(n) => fanin::label(self.name, n, self.case.size),
+            Who::Server(n) => clients::label(n),
+            _ => label(self.name, &self.case),
+        }
+    }
+
+    /// Whether the case runs without pinning (several processes, the
+    /// scheduler's choice of cores).
+    pub(super) fn unpinned(&self) -> bool {
+        matches!(self.who, Who::FanIn(_) | Who::Server(_))
+    }
 }
 
 /// Parses a size like `64`, `1K`, `4KiB`, `1M`, `1MiB`.
@@ -58,7 +98,7 @@ pub fn human_size(n: u64) -> String {
 }
 
 /// Names of other projects' IPC measured with `--peers`.
-pub const PEER_NAMES: &[&str] = &["iceoryx2", "ipc-channel"];
+pub const PEER_NAMES: &[&str] = &["iceoryx2", "iceoryx2-loan", "ipc-channel"];
 
 /// Whether this build carries the peers (cargo feature `peers`).
 pub const PEERS_BUILT: bool = cfg!(feature = "peers");
@@ -99,14 +139,28 @@ pub fn select(only: Option<&[String]>, peers: bool) -> Result<Vec<&'static str>,
         .collect())
 }
 
+/// The round-trip sizes of `name`: `rtt_sizes`, and for the rows of the
+/// loan curve ([`LOAN_CURVE`]) also [`LOAN_SIZES`], in ascending order.
+fn rtt_sizes_of(name: &str, rtt_sizes: &[usize]) -> Vec<usize> {
+    let mut v = rtt_sizes.to_vec();
+    if LOAN_CURVE.contains(&name) {
+        v.extend_from_slice(LOAN_SIZES);
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// The cases of `names` (memcpy at each size; a mechanism's round trips
-/// and throughput at each size), those a mechanism does not support
+/// at each round-trip size and throughput at each size; fan-in and the
+/// server's clients when asked), those a mechanism does not support
 /// listed in `skipped` with its reason.
 pub(super) fn plan(
     names: &[&'static str],
-    sizes: &[usize],
+    opts: &Options,
     skipped: &mut Vec<Skipped>,
 ) -> Vec<Planned> {
+    let sizes = &opts.sizes[..];
     let mut out = Vec::new();
     for &name in names {
         if name == memcpy::NAME {
@@ -124,18 +178,16 @@ pub(super) fn plan(
             continue;
         }
         let Some(m) = mechs::find(name) else { continue };
-        let mut cases = vec![
-            Case {
-                metric: Metric::Rtt,
-                wait: Wait::Block,
-                size: RTT_SIZE,
-            },
-            Case {
-                metric: Metric::Rtt,
-                wait: Wait::Poll,
-                size: RTT_SIZE,
-            },
-        ];
+        let mut cases = Vec::new();
+        for size in rtt_sizes_of(name, &opts.rtt_sizes) {
+            for wait in [Wait::Block, Wait::Poll] {
+                cases.push(Case {
+                    metric: Metric::Rtt,
+                    wait,
+                    size,
+                });
+            }
+        }
         for &size in sizes {
             cases.push(Case {
                 metric: Metric::Throughput,
@@ -154,7 +206,52 @@ pub(super) fn plan(
             }
         }
     }
+    if opts.fan_in {
+        plan_fan_in(names, &mut out, skipped);
+    }
+    if opts.clients {
+        for &n in clients::CLIENTS {
+            out.push(Planned {
+                name: clients::NAME,
+                who: Who::Server(n),
+                case: fanin::case(clients::SIZE),
+            });
+        }
+    }
     out
+}
+
+/// Fan-in cases of the mechanisms among `names` that have them.
+fn plan_fan_in(names: &[&'static str], out: &mut Vec<Planned>, skipped: &mut Vec<Skipped>) {
+    for &kind in fanin::KINDS {
+        let Some(&name) = names.iter().find(|n| **n == kind) else {
+            continue;
+        };
+        for &size in fanin::SIZES {
+            for &n in fanin::PRODUCERS {
+                let p = Planned {
+                    name,
+                    who: Who::FanIn(n),
+                    case: fanin::case(size),
+                };
+                match fanin::supports(kind, size) {
+                    Ok(()) => out.push(p),
+                    Err(reason) => skipped.push(p.skip(reason)),
+                }
+            }
+        }
+    }
+}
+
+impl Planned {
+    /// This case, not measured, and why.
+    pub(super) fn skip(&self, reason: String) -> Skipped {
+        Skipped {
+            producers: self.producers(),
+            clients: self.clients(),
+            ..skip(self.name, &self.case, reason)
+        }
+    }
 }
 
 /// A case that is not measured, and why.
@@ -165,6 +262,8 @@ pub(super) fn skip(name: &str, case: &Case, reason: String) -> Skipped {
         wait: case.wait,
         size_bytes: case.size as u64,
         reason,
+        producers: None,
+        clients: None,
     }
 }
 
@@ -181,6 +280,7 @@ pub fn label(name: &str, case: &Case) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::RTT_SIZE;
 
     #[test]
     fn sizes_parse() {
@@ -217,7 +317,7 @@ mod tests {
         );
         let all = select(None, false).unwrap();
         assert!(all.iter().all(|n| !PEER_NAMES.contains(n)));
-        assert_eq!(all.len(), 17);
+        assert_eq!(all.len(), 18);
         if PEERS_BUILT {
             let with = select(None, true).unwrap();
             assert!(with.contains(&"iceoryx2") && with.contains(&"ipc-channel"));
@@ -237,7 +337,19 @@ mod tests {
         let mut skipped = Vec::new();
         let names = select(None, false).unwrap();
         let sizes = [64, 4096, 1 << 20];
-        let planned = plan(&names, &sizes, &mut skipped);
+        let opts = Options {
+            only: None,
+            sizes: sizes.to_vec(),
+            rtt_sizes: vec![RTT_SIZE],
+            fan_in: false,
+            clients: false,
+            time: std::time::Duration::from_secs(1),
+            placement: crate::Placement::Cross,
+            peers: false,
+            launcher: crate::peer::Launcher::current_exe(&[]).unwrap(),
+            rounds: 1,
+        };
+        let planned = plan(&names, &opts, &mut skipped);
         let has = |m: &str, metric: Metric, size: usize| {
             planned
                 .iter()
@@ -278,5 +390,46 @@ mod tests {
         for k in &skipped {
             assert!(!k.reason.is_empty());
         }
+        // The loan curve: shm-loan and shm-spin round trips at every loan
+        // size, whatever the round-trip sizes; other rows at 64 B only.
+        for &size in LOAN_SIZES {
+            for m in ["shm-loan", "shm-spin"] {
+                assert!(has(m, Metric::Rtt, size), "{m} {size}");
+            }
+        }
+        assert!(!has("pipe", Metric::Rtt, 4096) && has("pipe", Metric::Rtt, 64));
+        assert!(!has("shm-loan", Metric::Throughput, 64));
+        assert!(
+            planned
+                .iter()
+                .all(|p| p.producers().is_none() && p.clients().is_none())
+        );
+        // --rtt-sizes: every row at each size; the payload-less ones say why not.
+        let mut skipped = Vec::new();
+        let opts = Options {
+            rtt_sizes: vec![32, 4096],
+            fan_in: true,
+            clients: true,
+            ..opts
+        };
+        let planned = plan(&names, &opts, &mut skipped);
+        let has = |m: &str, metric: Metric, size: usize| {
+            planned
+                .iter()
+                .any(|p| p.name == m && p.case.metric == metric && p.case.size == size)
+        };
+        assert!(has("pipe", Metric::Rtt, 32) && has("pipe", Metric::Rtt, 4096));
+        assert!(!has("pipe", Metric::Rtt, 64) && has("shm-loan", Metric::Rtt, 64));
+        assert!(!has("floor", Metric::Rtt, 4096));
+        assert!(
+            skipped
+                .iter()
+                .any(|k| k.mechanism == "floor" && k.size_bytes == 4096)
+        );
+        // Fan-in: 4 kinds x 2 sizes x 3 producer counts; the server: 3.
+        let fan: Vec<_> = planned.iter().filter_map(|p| p.producers()).collect();
+        assert_eq!(fan.len(), 4 * 2 * 3);
+        let cl: Vec<_> = planned.iter().filter_map(|p| p.clients()).collect();
+        assert_eq!(cl, [1, 10, 100]);
     }
 }

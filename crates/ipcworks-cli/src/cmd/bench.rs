@@ -15,6 +15,10 @@ use ipcworks_bench::{Options, Placement, Results, compare, html, peer, table};
   ipcworks bench                              # everything, about a minute
   ipcworks bench --only pipe,unix,tcp --time 10
   ipcworks bench --sizes 4K,1M --placement same
+  ipcworks bench --rtt-sizes 32,64,4K,64K,1M      # round trips at several sizes
+  ipcworks bench --only shm,queue,mq,unix --fan-in   # 1, 2, 4 producers into one receiver
+  ipcworks bench --clients --only unix            # the socket server with 1, 10, 100 clients
+  ipcworks bench --full                           # everything above, a few minutes
   ipcworks bench --compare old/results.json bench-report/results.json --fail-over 20
   cargo run --release --features peers -- bench --peers   # with iceoryx2, ipc-channel
 
@@ -26,11 +30,27 @@ always measured: round trips are shown as multiples of the floor, throughput
 as a fraction of memcpy bandwidth. `bare` is a reference too: a bare ring
 with nothing but the cache lines a message needs and its two copies, the
 least any mechanism can cost at each size (the channel's safety costs its
-distance from `bare`).
+distance from `bare`). \"x bare\" is a figure over bare's at the same size:
+for a round trip its median / bare's median (1.10x: 10% slower than bare,
+lower is better); for throughput its bytes/s / bare's bytes/s (0.60x: 60% of
+bare's pace, higher is better).
 
-Mechanisms: floor, bare, futex, eventfd, memcpy, pipe, fifo, unix, unix-dgram,
-unix-seqpacket, tcp, mq, sysv, queue; with --peers: iceoryx2, ipc-channel; in a
-build with --features zenoh: zenoh (two Zenoh peers over loopback TCP)")]
+shm-loan is the channel's zero-copy API: each side loans a slot, writes the
+message's first and last cache line in place and publishes it; the other
+reads the same two lines by reference (recv_ref). Its round trips run at
+64 B, 4 KiB, 64 KiB and 1 MiB in every run, beside the copying shm-spin (and
+iceoryx2-loan, iceoryx2's loan API used the same way, with --peers): the
+loan curve. --fan-in adds 1, 2 and 4 producer processes into one receiver
+(shm, queue, mq, unix: one connection per producer into one server), 64 B
+and 4 KiB, total messages/s, default waits, nobody pinned; every message is
+counted per producer and a lost or repeated one fails the case. --clients
+adds the socket server's echo (ipcworks serve --echo over a Unix socket)
+with 1, 10 and 100 clients at once, echoes/s.
+
+Mechanisms: floor, bare, shm-spin, shm-loan, shm, shm-block, futex, eventfd,
+memcpy, pipe, fifo, unix, unix-dgram, unix-seqpacket, tcp, mq, sysv, queue;
+with --peers: iceoryx2, iceoryx2-loan, ipc-channel; in a build with --features
+zenoh: zenoh (two Zenoh peers over loopback TCP)")]
 pub struct Args {
     /// Only these mechanisms (comma-separated); floor and memcpy are always added, bare with any shm flavour.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
@@ -38,9 +58,23 @@ pub struct Args {
     /// Throughput message sizes (comma-separated: 64,1K,4K,64K,1M); `none` for round trips only.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     sizes: Option<Vec<String>>,
-    /// Time budget for all measurements, in seconds (setup comes on top).
-    #[arg(long, value_name = "S", default_value_t = 45.0)]
-    time: f64,
+    /// Round-trip message sizes for every mechanism (comma-separated: 32,64,4K,64K,1M; default 64).
+    /// The loan curve (shm-loan, shm-spin, iceoryx2-loan) runs at 64,4K,64K,1M whatever this says.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    rtt_sizes: Option<Vec<String>>,
+    /// Fan-in: 1, 2 and 4 producer processes into one receiver (shm, queue, mq, unix; 64 B, 4 KiB).
+    #[arg(long)]
+    fan_in: bool,
+    /// The socket server's echo throughput with 1, 10 and 100 clients.
+    #[arg(long)]
+    clients: bool,
+    /// Everything: --rtt-sizes 32,64,4K,64K,1M, --fan-in, --clients, --peers when built with
+    /// them, every throughput size; the time budget grows to match (--time still overrides it).
+    #[arg(long)]
+    full: bool,
+    /// Time budget for all measurements, in seconds (setup comes on top; default 45, 150 with --full).
+    #[arg(long, value_name = "S")]
+    time: Option<f64>,
     /// Run every case this many times, interleaved (all cases, then all
     /// again), sharing its time: load bursts then hit every mechanism alike.
     #[arg(long, value_name = "N", default_value_t = bench_run::DEFAULT_ROUNDS)]
@@ -78,8 +112,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.fail_over.is_some() || args.by_ratio {
         bail!("--fail-over and --by-ratio go with --compare OLD NEW");
     }
-    if !(args.time.is_finite() && args.time > 0.0 && args.time <= 3600.0) {
-        bail!("--time {}: expected seconds between 0 and 3600", args.time);
+    let time = args.time.unwrap_or(if args.full {
+        bench_run::FULL_TIME.as_secs_f64()
+    } else {
+        bench_run::DEFAULT_TIME.as_secs_f64()
+    });
+    if !(time.is_finite() && time > 0.0 && time <= 3600.0) {
+        bail!("--time {time}: expected seconds between 0 and 3600");
     }
     if !(1..=bench_run::MAX_ROUNDS).contains(&args.rounds) {
         bail!(
@@ -92,23 +131,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sizes = match &args.sizes {
         None => bench_run::DEFAULT_SIZES.to_vec(),
         Some(v) if v.len() == 1 && v[0] == "none" => Vec::new(),
-        Some(v) => {
-            let mut s = v
-                .iter()
-                .map(|x| bench_run::parse_size(x))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(anyhow::Error::msg)?;
-            s.sort_unstable();
-            s.dedup();
-            s
-        }
+        Some(v) => size_list(v)?,
+    };
+    let rtt_sizes = match &args.rtt_sizes {
+        None if args.full => bench_run::FULL_RTT_SIZES.to_vec(),
+        None => vec![bench_run::RTT_SIZE],
+        Some(v) => size_list(v)?,
     };
     let opts = Options {
         only: args.only.clone(),
         sizes,
-        time: Duration::from_secs_f64(args.time),
+        rtt_sizes,
+        fan_in: args.fan_in || args.full,
+        clients: args.clients || args.full,
+        time: Duration::from_secs_f64(time),
         placement,
-        peers: args.peers,
+        peers: args.peers || (args.full && bench_run::PEERS_BUILT),
         launcher: peer::Launcher::current_exe(&["bench"]).context("finding this program")?,
         rounds: args.rounds,
     };
@@ -142,6 +180,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("results: {}", json.display());
     println!("report:  {}", page.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sizes like `64,4K,1M`, ascending, each once.
+fn size_list(v: &[String]) -> anyhow::Result<Vec<usize>> {
+    let mut s = v
+        .iter()
+        .map(|x| bench_run::parse_size(x))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    s.sort_unstable();
+    s.dedup();
+    Ok(s)
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<Results> {

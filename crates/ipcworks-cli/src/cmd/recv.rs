@@ -1,6 +1,6 @@
-//! `ipcworks recv ENDPOINT`: receive messages from any endpoint and print
-//! each as a line (C escapes where needed), a JSON record or NUL-ended raw
-//! bytes.
+//! `ipcworks recv ENDPOINT…`: receive messages from any endpoint (or from
+//! several at once, whatever arrives first) and print each as a line (C
+//! escapes where needed), a JSON record or NUL-ended raw bytes.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipcworks::Error;
+use ipcworks::endpoint::multi::MultiReceiver;
 use ipcworks::endpoint::{Endpoint, Options, open_receiver_listening};
 use ipcworks::message::{Deadline, MessageReceiver, Meta};
 
@@ -26,6 +27,8 @@ use super::format::{Format, MetaField, escape_into, json_record};
   ipcworks recv mq:jobs --json -n 10         # one JSON record per message, with its priority
   ipcworks recv queue:jobs -0 | xargs -0 -n1 printf '%s\\n'   # raw, each message ended by NUL
   ipcworks recv - --binary                   # length-prefixed frames from stdin
+  ipcworks recv shm:a queue:b mq:c --tag     # whatever arrives first, each line prefixed `ENDPOINT<TAB>`
+  ipcworks recv shm:a shm:b --json -n 10     # 10 messages in all; the JSON record names the endpoint
   ipcworks recv 'zenoh:demo/**' --listen tcp/127.0.0.1:7447   # every sample under demo/, from peers that connect
 
 Output: one line per message. A message that would break its line (a newline, a
@@ -40,11 +43,24 @@ Byte streams (fifo:, unix:, tcp:, -) carry one line per message unless --binary.
 unix:/tcp: — recv listens and reads one client at a time, each to its end; stderr
 says where (`ipcworks recv: listening on ADDR`, with the real port for port 0).
 
+Several endpoints: recv waits on all of them at once (a WaitSet: shm: and queue:
+through helper threads, mq: and streams through their descriptors; sysv:, which
+has no descriptor, is looked at every 10 ms) and prints whatever arrives first.
+When one ends (its sender closed), the others go on; recv ends when all have.
+-n counts messages across all of them, -t bounds the whole run.
+
 ", super::zenoh::help!()))]
 pub struct Args {
     /// Where to receive from: shm:NAME, queue:NAME, mq:NAME, sysv:KEY,
-    /// fifo:PATH, unix:PATH, tcp:HOST:PORT, zenoh:KEYEXPR or - (stdin).
-    endpoint: String,
+    /// fifo:PATH, unix:PATH, tcp:HOST:PORT, zenoh:KEYEXPR or - (stdin);
+    /// several at once print whatever arrives first.
+    #[arg(required = true, value_name = "ENDPOINT")]
+    endpoints: Vec<String>,
+    /// Prefix each line with its endpoint and a tab (`shm:a<TAB>hello`;
+    /// with -0, before the raw bytes; --json names it in the record
+    /// anyway).
+    #[arg(long)]
+    tag: bool,
     /// Stop after N messages (default: until the stream ends).
     #[arg(short = 'n', long)]
     count: Option<u64>,
@@ -125,15 +141,18 @@ struct Printer {
     format: Format,
     endpoint: String,
     field: MetaField,
+    /// `--tag`: each line starts with the endpoint and a tab.
+    tag: bool,
     /// Whether stderr was told that escapes are in use.
     told: bool,
     line: Vec<u8>,
 }
 
 impl Printer {
-    fn new(ep: &Endpoint, format: Format) -> Self {
+    fn new(ep: &Endpoint, format: Format, tag: bool) -> Self {
         Printer {
             format,
+            tag,
             endpoint: ep.to_string(),
             field: match ep {
                 Endpoint::Mq(_) | Endpoint::Queue(_) => MetaField::Priority,
@@ -149,6 +168,10 @@ impl Printer {
     /// Prints message number `n` (from 1).
     fn print(&mut self, msg: &[u8], meta: Meta, n: u64) -> anyhow::Result<()> {
         self.line.clear();
+        if self.tag && self.format != Format::Json {
+            self.line.extend_from_slice(self.endpoint.as_bytes());
+            self.line.push(b'\t');
+        }
         match self.format {
             Format::Lines { .. } => {
                 if escape_into(msg, &mut self.line) && !self.told {
@@ -193,23 +216,44 @@ impl Printer {
 
 /// Runs `ipcworks recv`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ep: Endpoint = args.endpoint.parse()?;
+    let eps = args
+        .endpoints
+        .iter()
+        .map(|e| e.parse::<Endpoint>())
+        .collect::<Result<Vec<_>, _>>()?;
     let opts = Options {
         binary: args.binary,
         recv_type: args.msg_type,
         max_message: args.max_message,
         create_queue: args.create,
-        zenoh: args.zenoh.options(&[&ep], args.timeout)?,
+        zenoh: args
+            .zenoh
+            .options(&eps.iter().collect::<Vec<_>>(), args.timeout)?,
         ..Options::default()
     };
     let deadline = Deadline::from_timeout(args.timeout);
-    remove_on_signal(&ep, true);
-    let (mut rx, local) = open(&ep, &opts, "ipcworks recv")?;
+    let format = Format::from_flags(args.json, args.null, false);
+    if let [ep] = eps.as_slice() {
+        return run_one(ep, &opts, deadline, format, &args);
+    }
+    run_many(&eps, &opts, deadline, format, &args)
+}
+
+/// One endpoint: receives until it ends (or `-n`, or `-t`).
+fn run_one(
+    ep: &Endpoint,
+    opts: &Options,
+    deadline: Deadline,
+    format: Format,
+    args: &Args,
+) -> anyhow::Result<ExitCode> {
+    remove_on_signal(ep, true);
+    let (mut rx, local) = open(ep, opts, "ipcworks recv")?;
     if let Some(addr) = local {
         // The real port when asked for port 0, for scripts to read.
         eprintln!("ipcworks recv: listening on {addr}");
     }
-    let mut printer = Printer::new(&ep, Format::from_flags(args.json, args.null, false));
+    let mut printer = Printer::new(ep, format, args.tag);
     let mut got = 0u64;
     while args.count.is_none_or(|n| got < n) {
         let (msg, meta) = match rx.recv_until(deadline) {
@@ -225,4 +269,66 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         printer.print(&msg, meta, got)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Several endpoints: whatever arrives first, until all have ended (or
+/// `-n` messages in all, or `-t`).
+fn run_many(
+    eps: &[Endpoint],
+    opts: &Options,
+    deadline: Deadline,
+    format: Format,
+    args: &Args,
+) -> anyhow::Result<ExitCode> {
+    for ep in eps {
+        remove_on_signal(ep, true);
+    }
+    // The endpoint whose opening failed, for the error's context.
+    let mut failed: Option<Endpoint> = None;
+    let (mut rx, local) = MultiReceiver::open(eps, opts, |ep, e| {
+        failed = Some(ep.clone());
+        e
+    })
+    .map_err(|e| match &failed {
+        Some(ep) => {
+            let e = match e {
+                // As for one endpoint (`open`).
+                Error::NotFound { .. } if is_queue(ep) && !opts.create_queue => anyhow::anyhow!(
+                    "{e} (--create makes it; or send to it first, which creates it)"
+                ),
+                e => e.into(),
+            };
+            e.context(format!("opening {ep} for receiving"))
+        }
+        None => anyhow::Error::from(e).context("waiting on several endpoints"),
+    })?;
+    for addr in local.into_iter().flatten() {
+        eprintln!("ipcworks recv: listening on {addr}");
+    }
+    let mut printers: Vec<Printer> = eps
+        .iter()
+        .map(|ep| Printer::new(ep, format, args.tag))
+        .collect();
+    let mut got = 0u64;
+    while args.count.is_none_or(|n| got < n) {
+        let (i, msg, meta) = match rx.recv_until(deadline) {
+            Ok((i, Ok((msg, meta)))) => (i, msg, meta),
+            Ok((i, Err(e))) => {
+                return Err(e).with_context(|| format!("receiving from {}", eps[i]));
+            }
+            Err(Error::Disconnected) if args.count.is_none() => break,
+            Err(Error::Disconnected) => anyhow::bail!(
+                "every sender closed after {got} of {} messages",
+                args.count.unwrap_or(0)
+            ),
+            Err(e) => return Err(e).context("receiving"),
+        };
+        got += 1;
+        printers[i].print(&msg, meta, got)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_queue(ep: &Endpoint) -> bool {
+    matches!(ep, Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_))
 }

@@ -120,3 +120,47 @@ fn bad_arguments_are_refused_clearly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/a.json"));
 }
+
+#[test]
+fn compare_reads_what_main_wrote_and_help_explains_the_new_rows() {
+    // A results.json written by main before fan-in, clients and the loan
+    // curve: read and compared (with itself: no change).
+    let main = data("main-post19.json");
+    let o = ipcworks()
+        .args(["bench", "--compare"])
+        .arg(&main)
+        .arg(&main)
+        .args(["--fail-over", "0"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("shm-spin rtt poll 64 B") && stdout.contains("0 worse"),
+        "{stdout}"
+    );
+    // A bad round-trip size is refused before anything runs.
+    let o = ipcworks()
+        .args(["bench", "--rtt-sizes", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("size \"3\""));
+    let o = ipcworks().args(["bench", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    for word in [
+        "shm-loan",
+        "x bare",
+        "--rtt-sizes",
+        "--fan-in",
+        "--clients",
+        "--full",
+        "iceoryx2-loan",
+    ] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+}

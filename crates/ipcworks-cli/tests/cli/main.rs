@@ -17,6 +17,7 @@ mod inventory_sysv;
 mod lock;
 mod mqueue_unmounted;
 mod queue;
+mod recv_many;
 mod regions;
 mod relay_queues;
 mod sem;

@@ -257,3 +257,58 @@ fn loom_channel_a_dead_producers_reservation_is_skipped() {
         t2.join().unwrap();
     });
 }
+
+/// A WaitSet's helper thread for the channel (`channel/watch.rs`'s
+/// `poll_wait`): a fresh read-only view of the ring at the consumer's
+/// published head, the "someone sleeps" flag set, a look, then a sleep on
+/// the consumer's futex word until `done` says so. Returns once it would
+/// report the channel ready.
+fn helper_wait(mem: &Mem, done: impl Fn(&Ring<Mem>) -> bool) {
+    loop {
+        let head = mem.0.ctl.head.0.load(SeqCst);
+        let view = Ring::new(mem.clone(), 8, KEY, head).unwrap();
+        let v = view.prepare_rx_wait();
+        if done(&view) {
+            return;
+        }
+        mem.futex_wait(view.rx_word(), v);
+    }
+}
+
+/// A WaitSet helper registering while a sender publishes: its look sees
+/// the record, or the sender sees its flag and wakes it (a lost wake-up
+/// is a deadlock here). The receiver then takes the message.
+#[test]
+fn loom_channel_a_waitset_helper_registering_while_a_sender_publishes_is_woken() {
+    loom::model(|| {
+        let mem = Mem::new(256);
+        let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
+        let t = loom::thread::spawn(move || send_fast(&p, 1, 7));
+        helper_wait(&mem, |view| view.head_ready());
+        let c = Ring::new(mem, 8, KEY, 0).unwrap();
+        assert_eq!(recv(&c), 7);
+        t.join().unwrap();
+    });
+}
+
+/// The pidfd watcher's kick (`SenderWatch::watch_senders`' `on_exit`: set
+/// the flag, bump the consumer's futex word, wake) racing with a sleeper
+/// (the blocked receive, or a WaitSet helper) that registers and looks at
+/// the flag: the sleeper sees the flag or is woken (never sleeps through a
+/// sender's death).
+#[test]
+fn loom_channel_a_dead_senders_kick_is_never_slept_through() {
+    loom::model(|| {
+        let mem = Mem::new(256);
+        let dead = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let (m2, d2) = (mem.clone(), dead.clone());
+        let t = loom::thread::spawn(move || {
+            d2.store(true, SeqCst);
+            let word = &m2.0.ctl.wait.rx.0;
+            word.fetch_add(2, SeqCst);
+            m2.wake(word);
+        });
+        helper_wait(&mem, |_| dead.load(SeqCst));
+        t.join().unwrap();
+    });
+}

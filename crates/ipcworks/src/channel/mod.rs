@@ -55,10 +55,19 @@
 //!
 //! # Dead peers and hostile peers
 //!
-//! A blocked `recv` looks every 20 ms whether its senders still live
-//! (process id *and* start time, see [`Identity`](crate::process::Identity));
-//! once all are gone (dropped, or killed even by SIGKILL) and every
-//! published message was received, it returns [`Error::Disconnected`]. A
+//! A blocked `recv` learns at once that a sender died, even by SIGKILL:
+//! before it sleeps it has each attached sender's pidfd watched (opened,
+//! then confirmed against the process start time the sender recorded, so
+//! a reused pid is never watched) by one watcher thread per process
+//! (started on the first such sleep; it sleeps in `epoll_wait` and costs
+//! nothing while no sender dies), which wakes the receiver the moment the
+//! kernel reports the sender gone — about half a millisecond. Where no
+//! pidfd can be had (an old kernel, `/proc` hidden), it still looks every
+//! 20 ms whether its senders live (process id *and* start time, see
+//! [`Identity`](crate::process::Identity)). Once all are gone (dropped, or
+//! killed) and every published message was received, it returns
+//! [`Error::Disconnected`]. A [`WaitSet`](crate::waitset::WaitSet) on the
+//! receiver is woken the same way. A
 //! record whose sender died mid-write is never delivered. A blocked `send`
 //! likewise returns `Disconnected` when the receiver is gone.
 //!
@@ -161,6 +170,8 @@ mod ring;
 mod sender;
 mod shared;
 mod wait;
+mod watch;
+pub(crate) use watch::SenderWatch;
 
 pub use receiver::{Iter, MessageRef, Receiver, TryIter};
 pub use sender::{Loan, Sender};

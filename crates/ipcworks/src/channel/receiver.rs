@@ -10,6 +10,7 @@ use super::WaitStrategy;
 use super::ring::{Peek, Ring, Slot};
 use super::shared::{RX_CLOSED, Shared, ShmMemory};
 use super::wait::block_on;
+use super::watch::SenderWatch;
 use crate::message::{Deadline, MessageReceiver, Meta, RecvTimeoutError, TryRecvError};
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
@@ -35,6 +36,9 @@ pub struct Receiver {
     /// The senders' generation word when they were last seen attached
     /// (see `check_peer`).
     senders_seen: std::cell::Cell<Option<u64>>,
+    /// The senders' pidfds, watched while this receiver sleeps (or a
+    /// WaitSet waits on it): a killed sender is noticed at once.
+    watch: Arc<SenderWatch>,
 }
 
 // SAFETY: the Receiver owns its ring view (its `Cell` head is touched only
@@ -82,6 +86,7 @@ impl Receiver {
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
             senders_seen: std::cell::Cell::new(None),
+            watch: SenderWatch::new(shared.clone()),
         })
     }
 
@@ -324,7 +329,8 @@ impl Receiver {
         let slow = self
             .last_check
             .get()
-            .is_none_or(|t| now.wrapping_sub(t) >= super::wait::SLICE.as_millis() as u64);
+            .is_none_or(|t| now.wrapping_sub(t) >= super::wait::SLICE.as_millis() as u64)
+            || self.take_dead_seen();
         if slow {
             self.last_check.set(Some(now));
         }
@@ -385,12 +391,37 @@ impl Receiver {
     /// (done once per [`SLICE`](super::wait::SLICE)), else only notice
     /// senders that detached.
     fn check_peer(&self, slow: bool) -> Result<()> {
+        // Before a sleep, now and then while spinning, and when a poll
+        // finds nothing: the senders' pidfds are watched from then on (one
+        // load while the senders are the same), so a death is told here
+        // at the next look.
+        self.watch_senders();
+        let slow = slow || self.take_dead_seen();
         let r = self.look_at_senders(slow);
         // What was just read may be zeros of a truncated segment: that,
         // not what they seem to say, is the news. The size too, now and
         // then: a cut that removed no page we touch faults nowhere.
         self.shared().check(slow)?;
         r
+    }
+
+    /// Whether a sender was reported dead since the last look (and clears
+    /// the report).
+    #[inline]
+    fn take_dead_seen(&self) -> bool {
+        self.watch.take_dead_seen()
+    }
+
+    /// At every look at the senders: watches their pidfds (see
+    /// [`SenderWatch::watch_senders`]).
+    #[inline]
+    fn watch_senders(&self) {
+        self.watch.watch_senders();
+    }
+
+    /// The channel's side of a [`WaitSet`](crate::waitset::WaitSet).
+    pub(crate) fn sender_watch(&self) -> Arc<SenderWatch> {
+        self.watch.clone()
     }
 
     /// [`check_peer`](Self::check_peer) before the segment check.

@@ -38,6 +38,7 @@ use crate::message::{MessageReceiver, MessageSender};
 use crate::{Error, Result, name};
 
 pub mod mq;
+pub mod multi;
 pub mod queue;
 pub mod shm;
 pub mod stream;

@@ -86,6 +86,7 @@
 pub(crate) mod child;
 mod cleanup;
 pub(crate) mod regions;
+pub(crate) mod watch;
 
 pub use crate::sys::proc::Identity;
 pub use child::{Hold, TiedChild, run_holding, spawn, spawn_holding, spawn_worker};

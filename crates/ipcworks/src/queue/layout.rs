@@ -88,7 +88,9 @@ unsafe impl shm::Header for Header {
         u64::from_le_bytes(*b"ipcwQUE2"),
         u64::from_le_bytes(*b"ipcwQUE3"),
     ];
-    const VERSION: u64 = 4;
+    /// 5: the wake-up semaphores' `waiters` count pollers too (a
+    /// WaitSet's registration; posts then wake everyone).
+    const VERSION: u64 = 5;
     type Layout = Geometry;
 
     fn size(g: &Geometry) -> usize {

@@ -101,7 +101,11 @@
 //! # Crash robustness (a process killed by SIGKILL at any instruction)
 //!
 //! The slot words are the truth. Recovery (under the mutex) runs when a
-//! waiter's 50 ms sleep slice passes while some slot is busy, and when a
+//! waiter's 50 ms sleep slice passes while some slot is busy — or at once
+//! when the busy slot's owner dies: a waiter that sleeps with a slot busy
+//! has that owner's pidfd watched (by the process's watcher thread, as a
+//! blocked channel receive has its senders' — see [`crate::channel`]) and
+//! is woken by its death — and when a
 //! `try_` call finds nothing but busy slots that do not settle within
 //! 20 µs. For each `WRITING` or `READING` slot it judges the owner: by the
 //! identity in the record (pid plus start time, which a reused pid cannot
@@ -201,6 +205,7 @@
 
 mod layout;
 mod ops;
+mod poll;
 pub(crate) mod slots;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

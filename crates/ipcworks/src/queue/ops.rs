@@ -12,6 +12,7 @@ use super::slots::{self, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, 
 use super::{MAX_PRIORITY, Queue, SLICE, Side};
 use crate::message::Deadline;
 use crate::primitive::{AtomicU32, AtomicU64};
+use crate::process::watch::Watched;
 use crate::sync::Acquired;
 use crate::sys::proc::{self, Identity, Status};
 use crate::{Error, Result};
@@ -293,7 +294,7 @@ impl Queue {
 
     /// Whether a free slot (send) or a ready message (receive) is there,
     /// without claiming: what spinning watches.
-    fn anything(&self, side: Side) -> bool {
+    pub(super) fn anything(&self, side: Side) -> bool {
         let want = side.takes();
         (0..self.geo.capacity).any(|i| slots::state(self.slot(i).word.load(Relaxed)) == want)
     }
@@ -324,6 +325,13 @@ impl Queue {
         // sleep), settle busy slots (try_ calls), recover (once per sleep
         // slice, or once in a try_ call).
         let (mut may_spin, mut may_settle, mut may_recover) = (true, true, false);
+        // While sleeping with a slot busy: its owner's pidfd, watched, so
+        // that its death wakes us to recover the slot at once rather than
+        // after a slice (see `watch_busy`). Declared before the loop and
+        // dropped when this call returns: the closure it runs borrows
+        // `self`.
+        let dead = std::sync::atomic::AtomicBool::new(false);
+        let mut watched: Option<((usize, u64), Option<Watched>)> = None;
         loop {
             // Read before the look (see `still_empty`).
             let seq = match (side, until) {
@@ -396,7 +404,10 @@ impl Queue {
                 self.spin(side, until);
                 continue;
             }
-            may_recover = self.sleep(side, until)?;
+            if let Some((i, w)) = busy {
+                self.watch_busy(side, (i, w), &dead, &mut watched);
+            }
+            may_recover = self.sleep(side, until)? || dead.swap(false, SeqCst);
         }
     }
 

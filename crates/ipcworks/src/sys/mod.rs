@@ -9,6 +9,7 @@ pub mod futex;
 pub mod mem;
 pub mod mq;
 pub mod pipe;
+pub mod poll;
 pub mod posix_sem;
 pub mod privdir;
 pub mod proc;

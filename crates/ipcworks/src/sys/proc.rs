@@ -185,6 +185,81 @@ impl Identity {
             Status::Unknown => true,
         }
     }
+
+    /// A pidfd of the process this names (`pidfd_open`), confirmed: the
+    /// descriptor is opened first, then the start time in `/proc` is
+    /// compared with the one this identity recorded, so a process that
+    /// reused the pid is never watched (a pidfd names the process that
+    /// held the pid when it was opened; if that process is the one we
+    /// recorded now, it was then too).
+    ///
+    /// [`Watch::Dead`] when the process is gone or the pid was reused;
+    /// [`Watch::Unknown`] when neither a pidfd nor `/proc` can tell (no
+    /// pidfd support, `/proc` hidden, or an identity without a start time):
+    /// callers then fall back to looking through `/proc` now and then.
+    pub(crate) fn pidfd(self) -> Watch {
+        self.confirmed(super::poll::pidfd_open(self.id()))
+    }
+
+    /// [`pidfd`](Self::pidfd) for a *thread* identity (a mutex holder):
+    /// `pidfd_open(tid, PIDFD_THREAD)`, readable when that thread exits;
+    /// on a kernel without it (before 6.9), a thread-group leader's own
+    /// pidfd (readable when its process exits), else [`Watch::Unknown`].
+    pub(crate) fn pidfd_thread(self) -> Watch {
+        let fd = match super::poll::pidfd_open_thread(self.id()) {
+            Err(rustix::io::Errno::INVAL) if self.id() == pid_of_thread(self.id()) => {
+                super::poll::pidfd_open(self.id())
+            }
+            r => r,
+        };
+        self.confirmed(fd)
+    }
+
+    /// A pidfd just opened for this identity's id, confirmed against the
+    /// start time (see [`pidfd`](Self::pidfd)).
+    fn confirmed(self, fd: Result<std::os::fd::OwnedFd, rustix::io::Errno>) -> Watch {
+        if self.is_none() {
+            return Watch::Dead;
+        }
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Watch::Dead,
+            Err(_) => return Watch::Unknown,
+        };
+        match status(self.id()) {
+            Status::Alive { start } if (start & 0xFFFF_FFFF) == (self.0 & 0xFFFF_FFFF) => {
+                // A zombie reads as Dead above; a process that died after
+                // the look turns the pidfd readable, which the watcher sees.
+                Watch::Alive(fd)
+            }
+            Status::Alive { .. } | Status::Dead => Watch::Dead,
+            Status::Unknown => Watch::Unknown,
+        }
+    }
+}
+
+/// The thread-group id of thread `tid` (`Tgid:` in `/proc/TID/status`);
+/// 0 when it cannot be read.
+fn pid_of_thread(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What [`Identity::pidfd`] found.
+#[derive(Debug)]
+pub(crate) enum Watch {
+    /// The process runs; the descriptor turns readable when it exits.
+    Alive(std::os::fd::OwnedFd),
+    /// Gone, or its pid now names another process.
+    Dead,
+    /// Cannot tell (see [`Identity::pidfd`]).
+    Unknown,
 }
 
 fn compute(id: u32) -> Identity {

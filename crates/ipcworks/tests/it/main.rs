@@ -10,6 +10,7 @@ mod channel;
 mod channel_corrupt;
 mod channel_ends;
 mod conformance;
+mod dead_peer;
 mod frame;
 mod inventory;
 mod mq;
@@ -28,5 +29,6 @@ mod sigbus;
 mod socket;
 mod truncate;
 mod unix_bind;
+mod waitset;
 #[cfg(feature = "zenoh")]
 mod zenoh;

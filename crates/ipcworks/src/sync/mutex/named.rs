@@ -114,6 +114,21 @@ impl raw::Host for WithCoHolder<'_> {
         Kernel.wake(word, all)
     }
 
+    type Watch = <Kernel as raw::Host>::Watch;
+    const WATCH_AFTER: Option<Duration> = Kernel::WATCH_AFTER;
+
+    /// The holder's death wakes us; the co-holder is judged then, by
+    /// [`owner_dead`](raw::Host::owner_dead).
+    unsafe fn watch_holder<'a>(
+        &self,
+        ident: u64,
+        word: &'a AtomicU64,
+        dead: &'a std::sync::atomic::AtomicBool,
+    ) -> Option<Self::Watch> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { Kernel.watch_holder(ident, word, dead) }
+    }
+
     fn owner_dead(&self, ident: u64) -> bool {
         if !Kernel.owner_dead(ident) {
             return false;

@@ -189,6 +189,28 @@ pub(crate) trait Host {
     /// Whether the holder named by `ident` (an identity: id and start time)
     /// is certainly dead, and nothing else holds the lock with it.
     fn owner_dead(&self, ident: u64) -> bool;
+    /// A registration that has the holder's death reported (see
+    /// [`watch_holder`](Self::watch_holder)); removed when dropped.
+    type Watch;
+    /// After this long asleep on one holder, a sleeper has that holder
+    /// watched (`None`: never): lock hand-offs quicker than this pay
+    /// nothing for it.
+    const WATCH_AFTER: Option<Duration>;
+    /// Has the holder `ident` watched: when it exits, `dead` is set and
+    /// the sleepers on `word` are woken (so its death is judged at once,
+    /// not at the next slice). Sets `dead` at once if it is gone already;
+    /// `None` when it cannot be watched (the slice's look remains).
+    ///
+    /// # Safety
+    ///
+    /// A returned registration must be dropped, not leaked, before `'a`
+    /// ends (the report borrows `word` and `dead`).
+    unsafe fn watch_holder<'a>(
+        &self,
+        ident: u64,
+        word: &'a AtomicU64,
+        dead: &'a std::sync::atomic::AtomicBool,
+    ) -> Option<Self::Watch>;
 }
 
 /// How long a `lock` call may wait.
@@ -263,6 +285,14 @@ fn lock_slow<H: Host>(
     let mut next_check: Option<Deadline> = None;
     // Whether we have looked at the holder's liveness yet.
     let mut looked = false;
+    // The holder we last slept on, and since when: after
+    // `H::WATCH_AFTER` on one holder, its death is watched (`dead` is
+    // set and we are woken when it exits). Declared before the loop and
+    // dropped when this call returns: the report borrows `dead` and the
+    // word.
+    let dead = std::sync::atomic::AtomicBool::new(false);
+    let mut slept_on: Option<(u64, Deadline)> = None;
+    let mut watched: Option<(u64, Option<H::Watch>)> = None;
     loop {
         let s = st.state.load(Relaxed);
         if s != CONSISTENT && s != OWNER_DEAD {
@@ -332,8 +362,42 @@ fn lock_slow<H: Host>(
             }
             until = deadline.min(check);
         }
+        if let Some(after) = H::WATCH_AFTER {
+            let holder = ident_of(w);
+            if dead.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                // The watched holder exited: judge it now.
+                looked = true;
+                if let Some(r) = take_over_if_dead(st, host, mine, w) {
+                    return r;
+                }
+                continue;
+            }
+            match slept_on {
+                Some((h, since)) if h == holder => {
+                    if since.expired() && watched.as_ref().is_none_or(|(h, _)| *h != holder) {
+                        // SAFETY: `watched` is a local of this call,
+                        // dropped (never leaked) when it returns, while
+                        // `dead` and `st.word` are still borrowed.
+                        let reg = unsafe { host.watch_holder(holder, &st.word, &dead) };
+                        watched = Some((holder, reg));
+                        // It may have been gone already (`dead` set).
+                        continue;
+                    }
+                }
+                _ => slept_on = Some((holder, Deadline::after(after))),
+            }
+            if let Some((_, since)) = slept_on
+                && watched.as_ref().is_none_or(|(h, _)| *h != holder)
+            {
+                // Wake when it is time to watch this holder.
+                until = until.min(since);
+            }
+        }
         // Retry (woken, EINTR, changed word) or TimedOut (deadline or slice
-        // end): the loop re-reads everything and decides.
+        // end): the loop re-reads everything and decides. (A death reported
+        // between the look at `dead` above and this sleep wakes nobody: the
+        // lock word is the holder's, not ours to bump. Then the slice's
+        // look finds it, as before the watch existed.)
         let _ = host.wait(&st.word, w, until);
     }
 }
@@ -398,37 +462,8 @@ pub(crate) fn make_consistent(st: &MutexState) -> bool {
         || st.state.load(Relaxed) == CONSISTENT
 }
 
-/// The real host: futex system calls and `/proc`.
 #[cfg(not(loom))]
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Kernel;
-
-/// How often a sleeper checks on the holder.
-#[cfg(not(loom))]
-pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(15);
-
-#[cfg(not(loom))]
-impl Host for Kernel {
-    const SPIN: u32 = 100;
-
-    fn slice(&self) -> Option<Duration> {
-        Some(LIVENESS_SLICE)
-    }
-
-    fn wait(&self, word: &AtomicU64, expected: u64, until: Deadline) -> Wake {
-        crate::sys::futex::wait_low(word, expected as u32, until)
-    }
-
-    fn wake(&self, word: &AtomicU64, all: bool) {
-        crate::sys::futex::wake_low(word, if all { i32::MAX as u32 } else { 1 });
-    }
-
-    fn owner_dead(&self, ident: u64) -> bool {
-        // Id and start time: a reused id cannot pass for the holder.
-        // Unknown (hidden /proc) counts as alive.
-        !crate::sys::proc::Identity::from_raw(ident).is_alive()
-    }
-}
+pub(crate) use super::kernel::Kernel;
 
 #[cfg(all(test, loom))]
 mod loom_tests {
@@ -453,6 +488,17 @@ mod loom_tests {
 
     impl Host for LoomHost {
         const SPIN: u32 = 0;
+        type Watch = ();
+        const WATCH_AFTER: Option<Duration> = None;
+
+        unsafe fn watch_holder<'a>(
+            &self,
+            _ident: u64,
+            _word: &'a AtomicU64,
+            _dead: &'a std::sync::atomic::AtomicBool,
+        ) -> Option<()> {
+            None
+        }
 
         fn slice(&self) -> Option<Duration> {
             None

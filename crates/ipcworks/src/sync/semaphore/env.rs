@@ -41,6 +41,10 @@ impl Env for Futex {
         futex::wake(word, 1);
     }
 
+    fn wake_all(&self, word: &AtomicU32) {
+        futex::wake_all(word);
+    }
+
     fn pause(&self, round: u32) {
         if round < 100 {
             std::hint::spin_loop();

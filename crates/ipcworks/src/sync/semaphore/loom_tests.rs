@@ -16,6 +16,8 @@ struct Shared {
     co: Vec<AtomicU64>,
     alive: Vec<AtomicBool>,
     inside: LAtomicU32,
+    /// How many times a post woke every sleeper (`Env::wake_all`).
+    woke_all: LAtomicU32,
 }
 
 impl Shared {
@@ -26,6 +28,7 @@ impl Shared {
             co: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             alive: (0..4).map(|_| AtomicBool::new(true)).collect(),
             inside: LAtomicU32::new(0),
+            woke_all: LAtomicU32::new(0),
         })
     }
     fn pool(&self) -> Pool<'_> {
@@ -56,6 +59,9 @@ impl Env for LoomEnv {
         true
     }
     fn wake(&self, _w: &AtomicU32) {}
+    fn wake_all(&self, _w: &AtomicU32) {
+        self.shared.woke_all.fetch_add(1, SeqCst);
+    }
     fn pause(&self, _round: u32) {
         loom::thread::yield_now();
     }
@@ -254,5 +260,39 @@ fn a_running_co_holder_keeps_a_dead_owners_permit() {
             ),
             Err(e) => assert!(matches!(e, Error::WouldBlock), "{e:?}"),
         }
+    });
+}
+
+/// A poller (a WaitSet's helper) registers while a post publishes: either
+/// its look sees the permit, or the post saw it registered, moved `seq`
+/// away from the value the poller read (so its `FUTEX_WAIT` returns at
+/// once) and woke every sleeper rather than one (so a waiter asleep beside
+/// the poller is not left sleeping while the poller took its wake-up).
+#[test]
+fn a_poller_registering_while_a_post_publishes_is_woken_with_the_waiters() {
+    loom::model(|| {
+        let sh = Shared::new(0, 0);
+        let sh2 = sh.clone();
+        let poller = loom::thread::spawn(move || {
+            let seen = poll_arm(&sh2.st);
+            (seen, poll_ready(&sh2.st))
+        });
+        post(&sh.st, &env(2, &sh, None)).unwrap();
+        let (seen, ready) = poller.join().unwrap();
+        if !ready {
+            assert_ne!(
+                sh.st.seq.load(SeqCst),
+                seen,
+                "the poller would sleep through the post"
+            );
+            assert_eq!(
+                sh.woke_all.load(SeqCst),
+                1,
+                "a post woke one sleeper while a poller was registered"
+            );
+        }
+        poll_disarm(&sh.st);
+        assert_eq!(sh.st.waiters(), 0);
+        assert_eq!(sh.st.value().unwrap(), 1, "the poller took nothing");
     });
 }

@@ -42,7 +42,11 @@ mod env;
 mod named;
 #[cfg(not(loom))]
 pub mod posix;
+#[cfg(not(loom))]
+mod watch;
 
+#[cfg(not(loom))]
+pub(crate) use env::Futex as FutexEnv;
 #[cfg(not(loom))]
 pub(crate) use named::Header;
 #[cfg(not(loom))]

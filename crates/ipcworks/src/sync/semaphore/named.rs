@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::env::Futex;
 use super::raw::{self, Env, MAX_HOLDERS, Pool, SemaphoreState};
+use super::watch::HolderWatch;
 use crate::primitive::AtomicU32 as RawU32;
 use crate::shm::{self, Named, Segment, SegmentOptions};
 use crate::sys::futex::{self, Wake};
@@ -68,7 +69,9 @@ unsafe impl shm::Header for Header {
     const MAGIC: u64 = u64::from_le_bytes(*b"ipcwSEM1");
     /// Version 2: the header records the initial value, and a co-holder
     /// table follows the holder table.
-    const VERSION: u64 = 2;
+    /// 3: `waiters` counts pollers too (a post wakes everyone while one
+    /// is registered).
+    const VERSION: u64 = 3;
     type Layout = Layout;
 
     fn size(l: &Layout) -> usize {
@@ -344,10 +347,32 @@ impl Semaphore {
         }
     }
 
+    /// A [`WaitSet`](crate::waitset::WaitSet) helper's wait: until a
+    /// permit is there (`true`, nothing taken) or `stop` is set and
+    /// [`poll_interrupt`](Self::poll_interrupt) called (`false`). A
+    /// truncated segment ends it with `true`: the owner's `try_wait`
+    /// reports it.
+    pub(crate) fn poll_wait(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
+        super::raw::poll_wait(self.state(), stop, |word, v| {
+            match futex::wait(word, v, Deadline::Never) {
+                Wake::Fault => false,
+                _ => self.seg.check_intact().is_ok(),
+            }
+        })
+    }
+
+    /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
+    pub(crate) fn poll_interrupt(&self) {
+        super::raw::interrupt(self.state());
+    }
+
     /// The protocol's surroundings for this semaphore: futexes, with
     /// sleeps that look at the segment.
     fn env(&self) -> Watching<'_> {
-        Watching { seg: &self.seg }
+        Watching {
+            seg: &self.seg,
+            holders: HolderWatch::new(self.state(), self.pool().slots),
+        }
     }
 
     /// P: takes a permit, sleeping while there is none (plain, not
@@ -550,8 +575,13 @@ impl Drop for Permit<'_> {
 /// a futex call that cannot read its word, `EFAULT`) the segment's size is
 /// checked. A waiter on a semaphore whose segment another process
 /// truncated is woken by nobody; this is how it finds out.
+///
+/// While holders are recorded, a sleeper also has them watched
+/// ([`HolderWatch`]): a holder killed with its permit wakes it, and the
+/// scan that gives the permit back runs at once.
 struct Watching<'a> {
     seg: &'a Segment,
+    holders: HolderWatch<'a>,
 }
 
 impl Env for Watching<'_> {
@@ -566,8 +596,12 @@ impl Env for Watching<'_> {
     /// Returns false, as if the deadline had passed, once the segment is
     /// broken: the protocol stops waiting, and the semaphore reports
     /// [`Error::Truncated`] instead of what the protocol returns.
-    fn sleep(&self, word: &RawU32, expected: u32, deadline: Deadline, _watch: bool) -> bool {
-        match futex::wait(word, expected, deadline.min(Deadline::after(SLICE))) {
+    fn sleep(&self, word: &RawU32, expected: u32, deadline: Deadline, watch: bool) -> bool {
+        let mut until = deadline.min(Deadline::after(SLICE));
+        if watch {
+            until = until.min(self.holders.before_sleep());
+        }
+        match futex::wait(word, expected, until) {
             Wake::TimedOut if deadline.expired() => false,
             Wake::TimedOut | Wake::Fault => self.seg.check_size().is_ok(),
             Wake::Retry => self.seg.check_intact().is_ok(),
@@ -578,11 +612,19 @@ impl Env for Watching<'_> {
         Futex.wake(word);
     }
 
+    fn wake_all(&self, word: &RawU32) {
+        Futex.wake_all(word);
+    }
+
     fn pause(&self, round: u32) {
         Futex.pause(round);
     }
 
     fn scan_due(&self, last: &mut Option<std::time::Instant>) -> bool {
+        if self.holders.take_dead() {
+            *last = Some(std::time::Instant::now());
+            return true;
+        }
         Futex.scan_due(last)
     }
 }

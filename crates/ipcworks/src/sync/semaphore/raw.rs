@@ -14,7 +14,9 @@
 //!   half-done update, or 0. A tiny lock, stolen from a dead holder.
 //! - `seq: u32`: the futex word. Bumped by every post that finds sleepers.
 //! - `waiters: u32`: how many are asleep (or about to be) on `seq`, so that
-//!   `post` calls `FUTEX_WAKE` only when someone sleeps.
+//!   `post` calls `FUTEX_WAKE` only when someone sleeps; plus [`POLLER`]
+//!   for each registered poller (a [`WaitSet`](crate::waitset::WaitSet)
+//!   watching the semaphore), which makes posts wake *every* sleeper.
 //!
 //! A holder table (pool use only) is a slice of `u64` slots: 0 when free,
 //! otherwise a process identity (pid and start time; the pid needs at most
@@ -32,8 +34,25 @@
 //! the count. A waiter that leaves without taking a permit (timeout, error)
 //! while the count is positive passes the wake-up on.
 //!
+//! # Pollers
+//!
+//! A poller wants to *learn* that a permit is there, not take it (its
+//! owner then calls `try_wait`, and may find it taken by someone else: a
+//! hint). It registers like a waiter but with [`POLLER`] (`poll_arm`),
+//! reads `seq`, looks at the count, and sleeps on `seq` in a helper thread
+//! (the same store-then-load argument as a waiter's). Since a poller takes
+//! nothing, `FUTEX_WAKE(1)` could wake the poller instead of a waiter that
+//! needed the permit, and that waiter would sleep on beside a permit: so
+//! while any poller is registered, a post wakes all sleepers on `seq`
+//! (`wake_one` reads one word to tell). The loom model
+//! `a_poller_registering_while_a_post_publishes_is_woken_with_the_waiters`
+//! checks both halves.
+//!
 //! Sleepers sleep without a timer (cheapest) unless the holder table
-//! records someone: then they wake every 100 ms to look for dead holders.
+//! records someone: then they wake every 100 ms to look for dead holders
+//! (and a named semaphore's sleeper, after a millisecond on the same
+//! holders, has their pidfds watched: a holder's exit wakes it to look at
+//! once; `watch.rs`).
 //! Known limit of the timer-less sleep: a waiter killed in the instant
 //! between being woken and taking its permit swallows that wake-up; the
 //! permit stays in the count for the next post's waiter or any `try_wait`
@@ -251,6 +270,8 @@ pub(crate) trait Env {
     fn sleep(&self, word: &AtomicU32, expected: u32, deadline: Deadline, watch: bool) -> bool;
     /// Wakes one sleeper on `word`.
     fn wake(&self, word: &AtomicU32);
+    /// Wakes every sleeper on `word` (a poller is among them).
+    fn wake_all(&self, word: &AtomicU32);
     /// Backs off while a live process finishes a two-step update
     /// (`round` counts the rounds so far).
     fn pause(&self, round: u32);
@@ -335,9 +356,116 @@ pub(crate) fn post<E: Env>(st: &SemaphoreState, env: &E) -> Result<()> {
 }
 
 pub(super) fn wake_one<E: Env>(st: &SemaphoreState, env: &E) {
-    if st.waiters.load(SeqCst) != 0 {
+    loom_fence();
+    let waiters = st.waiters.load(SeqCst);
+    if waiters != 0 {
         st.seq.fetch_add(1, SeqCst);
-        env.wake(&st.seq);
+        if waiters >= POLLER {
+            env.wake_all(&st.seq);
+        } else {
+            env.wake(&st.seq);
+        }
+    }
+}
+
+/// What a poller adds to `waiters` (see "Pollers" in the module docs):
+/// waiters proper stay far below it (a process has fewer threads).
+pub(crate) const POLLER: u32 = 1 << 16;
+
+/// A poller's registration: counts in `waiters` (so posts bump `seq` and
+/// wake everyone), then reads `seq`: the value to sleep on. Look at the
+/// count with [`poll_ready`] after this, before sleeping.
+pub(crate) fn poll_arm(st: &SemaphoreState) -> u32 {
+    st.waiters.fetch_add(POLLER, SeqCst);
+    loom_fence();
+    st.seq.load(SeqCst)
+}
+
+/// The registration (`waiters`) and the post (the count) are each a
+/// `SeqCst` read-modify-write followed by a `SeqCst` load of the other
+/// side's word: in the single total order of `SeqCst` operations one of
+/// the two loads sees the other side's write (C++20's rules; on x86 each
+/// RMW is a locked instruction, a full barrier). Loom models `SeqCst`
+/// read-modify-writes as only `AcqRel`, so under loom the same argument
+/// is written with a `SeqCst` fence after each RMW, which loom models
+/// exactly (as `channel/ring.rs`'s `store_then_fence` does); the real
+/// build pays nothing extra on the post path.
+#[inline(always)]
+fn loom_fence() {
+    #[cfg(loom)]
+    crate::primitive::fence(SeqCst);
+}
+
+/// Whether a permit is there now (a hint for the poller's owner).
+pub(crate) fn poll_ready(st: &SemaphoreState) -> bool {
+    st.value().is_ok_and(|c| c > 0)
+}
+
+/// Ends a poller's registration.
+pub(crate) fn poll_disarm(st: &SemaphoreState) {
+    let _ = st
+        .waiters
+        .fetch_update(SeqCst, SeqCst, |w| Some(w.saturating_sub(POLLER)));
+}
+
+/// Interrupts a [`poll_wait`] (or [`wait_or_stop`]) after its `stop` was
+/// set: moves `seq` (so a sleeper about to sleep on the old value does
+/// not) and wakes every sleeper on it (the others look and sleep again).
+#[cfg(not(loom))]
+pub(crate) fn interrupt(st: &SemaphoreState) {
+    st.seq.fetch_add(1, SeqCst);
+    crate::sys::futex::wake_all(&st.seq);
+}
+
+/// A poller's wait (see "Pollers" in the module docs): registered with
+/// [`POLLER`], sleeps on `seq` until a permit is there (`true`; nothing
+/// taken) or `stop` is set and [`interrupt`] called (`false`). `sleep`
+/// sleeps on the word while it holds the value and returns false when
+/// the semaphore's memory is gone (then this returns `true`: the owner's
+/// own call reports it).
+#[cfg(not(loom))]
+pub(crate) fn poll_wait(
+    st: &SemaphoreState,
+    stop: &std::sync::atomic::AtomicBool,
+    sleep: impl Fn(&AtomicU32, u32) -> bool,
+) -> bool {
+    let seen = poll_arm(st);
+    let mut seq = seen;
+    let ready = loop {
+        if poll_ready(st) {
+            break true;
+        }
+        if stop.load(SeqCst) {
+            break false;
+        }
+        if !sleep(&st.seq, seq) {
+            break true;
+        }
+        seq = st.seq.load(SeqCst);
+    };
+    poll_disarm(st);
+    ready
+}
+
+/// A sleeper's wait for a permit that [`interrupt`] can end: `Ok(true)`
+/// with a permit taken, `Ok(false)` when `stop` was set (a wake-up it may
+/// have swallowed is passed on, as by every waiter that leaves empty).
+#[cfg(not(loom))]
+pub(crate) fn wait_or_stop<E: Env>(
+    st: &SemaphoreState,
+    env: &E,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<bool> {
+    let r = block(st, env, Deadline::Never, &|| false, || match try_take(st) {
+        Ok(()) => Ok(Some(())),
+        Err(Try::Err(e)) => Err(e),
+        Err(Try::Empty) if stop.load(SeqCst) => Err(Error::Timeout),
+        Err(Try::Empty) => Ok(None),
+    });
+    match r {
+        Ok(()) => Ok(true),
+        Err(Error::Timeout) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -354,6 +482,7 @@ pub(super) fn block<E: Env, T>(
     mut ready: impl FnMut() -> Result<Option<T>>,
 ) -> Result<T> {
     st.waiters.fetch_add(1, SeqCst);
+    loom_fence();
     let res = loop {
         let seq = st.seq.load(SeqCst);
         match ready() {

@@ -1,0 +1,151 @@
+//! The receiver's watch over its senders (their pidfds, so a killed
+//! sender is noticed at once) and the channel's side of a
+//! [`WaitSet`](crate::waitset::WaitSet).
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+use super::shared::Shared;
+use crate::process::watch::{self, Outcome, Watched};
+use crate::sys::futex::{self, Wake};
+use crate::sys::proc::Identity;
+use crate::sys::time::Deadline;
+
+/// No generation watched yet.
+const NONE: u64 = u64::MAX;
+
+/// The pidfds of a receiver's senders, watched by the process's watcher
+/// thread ([`process::watch`](crate::process::watch)); shared by the
+/// [`Receiver`](super::Receiver) and its WaitSet helper.
+pub(crate) struct SenderWatch {
+    shared: Arc<Shared>,
+    /// Set when a watched sender exits (or is found gone when watched):
+    /// the receiver's next look at the senders is the full one.
+    dead_seen: Arc<AtomicBool>,
+    /// The senders' generation whose pidfds are watched ([`NONE`]: none).
+    generation: AtomicU64,
+    watching: Mutex<Vec<Watched>>,
+}
+
+impl SenderWatch {
+    pub(crate) fn new(shared: Arc<Shared>) -> Arc<SenderWatch> {
+        Arc::new(SenderWatch {
+            shared,
+            dead_seen: Arc::new(AtomicBool::new(false)),
+            generation: AtomicU64::new(NONE),
+            watching: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whether a sender was reported dead since the last look, clearing
+    /// the report. One load while none was.
+    #[inline]
+    pub(crate) fn take_dead_seen(&self) -> bool {
+        self.dead_seen.load(Relaxed) && self.dead_seen.swap(false, SeqCst)
+    }
+
+    /// Whether a sender was reported dead (not cleared).
+    pub(crate) fn dead_seen(&self) -> bool {
+        self.dead_seen.load(SeqCst)
+    }
+
+    /// Before a sleep: makes sure the pidfd of every attached sender is
+    /// watched, so that a sender's death kicks the receiver's futex word at
+    /// once instead of waiting for the next [`SLICE`](super::wait::SLICE)'s
+    /// look through `/proc`. Registers only when the senders' generation
+    /// changed since the last registration: one load otherwise.
+    ///
+    /// The kick sets `dead_seen`, then bumps the futex word (a `SeqCst`
+    /// read-modify-write) and wakes: a sleeper either went to sleep on the
+    /// old value (and is woken, or its `FUTEX_WAIT` finds the word
+    /// changed) or prepared after the bump, in which case its
+    /// `prepare_rx_wait` read the bump and its look sees the flag.
+    pub(crate) fn watch_senders(&self) {
+        let header = self.shared.header();
+        let generation = header.peers.0.generation.load(Acquire);
+        if self.generation.load(Relaxed) == generation {
+            return;
+        }
+        let mut watching = self.watching.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Relaxed) == generation {
+            return;
+        }
+        // The old registrations go first: a sender that stayed is
+        // registered again below (a pidfd each; cheap next to a sleep).
+        watching.clear();
+        for slot in &header.senders {
+            // Untrusted: a garbage identity names a process that is not
+            // there (or another one), which `watch` reports as dead; the
+            // full look then judges it as it always did.
+            let id = slot.0.id.load(Acquire);
+            if id == 0 {
+                continue;
+            }
+            let (shared, flag) = (self.shared.clone(), self.dead_seen.clone());
+            let on_exit: watch::OnExit = Arc::new(move || {
+                flag.store(true, SeqCst);
+                let word = &shared.header().control.wait.rx.0;
+                word.fetch_add(2, SeqCst);
+                futex::wake_all(word);
+            });
+            match watch::watch(Identity::from_raw(id), on_exit) {
+                Outcome::Watching(w) => watching.push(w),
+                Outcome::Dead => self.dead_seen.store(true, SeqCst),
+                Outcome::Unwatchable => {}
+            }
+        }
+        self.generation.store(generation, Relaxed);
+    }
+
+    /// Whether a receive may find something now, without receiving
+    /// (read-only: the receiver's head is its own): a record at the head,
+    /// a sender reported dead, or no sender left. A hint.
+    fn ready(&self) -> bool {
+        if self.dead_seen() {
+            return true;
+        }
+        let Ok(ring) = self.shared.ring() else {
+            return true;
+        };
+        if ring.head_ready() {
+            return true;
+        }
+        let peers = &self.shared.header().peers.0;
+        peers.senders_ever.load(Acquire) != 0 && !self.shared.any_sender_alive(false, ring.head())
+    }
+
+    /// A [`WaitSet`](crate::waitset::WaitSet) helper's wait: announces a
+    /// sleeper on the receiver's futex word, looks ([`ready`](Self::ready)),
+    /// and sleeps until a sender's publication, a sender's death or
+    /// detach wakes it (`true`), or `stop` is set and
+    /// [`poll_interrupt`](Self::poll_interrupt) called (`false`). The same
+    /// protocol as a blocked receive's, so the senders' fast path is
+    /// unchanged: they wake only when the flag is set.
+    pub(crate) fn poll_wait(&self, stop: &AtomicBool) -> bool {
+        let word = &self.shared.header().control.wait.rx.0;
+        loop {
+            self.watch_senders();
+            let v = match self.shared.ring() {
+                Ok(ring) => ring.prepare_rx_wait(),
+                Err(_) => return true,
+            };
+            if self.ready() {
+                return true;
+            }
+            if stop.load(SeqCst) {
+                return false;
+            }
+            if futex::wait(word, v, Deadline::Never) == Wake::Fault {
+                return true;
+            }
+        }
+    }
+
+    /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
+    pub(crate) fn poll_interrupt(&self) {
+        let word = &self.shared.header().control.wait.rx.0;
+        word.fetch_add(2, SeqCst);
+        futex::wake_all(word);
+    }
+}
