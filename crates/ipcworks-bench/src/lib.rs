@@ -80,7 +80,7 @@
 //!   "figures": [ {
 //!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm-loan|shm|shm-block|queue|mq|sysv|
 //!                     pipe|fifo|unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|iceoryx2-loan|
-//!                     ipc-channel|unix-server",
+//!                     ipc-channel|unix-server|zenoh",
 //!       "metric": "rtt|throughput", "wait": "block|poll", "size_bytes": 64, "iterations": N,
 //!       rtt only:        "median_ns", "p99_ns", "p999_ns", "max_ns"   (integers)
 //!       throughput only: "msgs_per_sec", "bytes_per_sec"             (numbers)

@@ -20,7 +20,8 @@ pub const NOT_FOUND: u8 = 127;
 pub const EXIT_CODES_HELP: &str = "Exit codes:
   0    success
   1    error (one line on stderr says what went wrong and what to do)
-  2    wrong usage: an unknown option or endpoint kind, a missing argument
+  2    wrong usage: an unknown option or endpoint kind, a missing argument, a
+       zenoh: endpoint with nowhere to connect or listen, a bad Zenoh config
   124  a --timeout ran out (also `lock -n` when the lock is taken)
   126  lock, sem run: COMMAND was found but cannot be run (not executable)
   127  lock, sem run: COMMAND was not found
@@ -45,7 +46,7 @@ fn code_of(e: &anyhow::Error) -> u8 {
     e.chain()
         .find_map(|c| match c.downcast_ref::<Error>()? {
             Error::Timeout => Some(TIMEOUT),
-            Error::InvalidEndpoint { .. } => Some(USAGE),
+            Error::InvalidEndpoint { .. } | Error::InvalidConfig { .. } => Some(USAGE),
             Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Some(NOT_FOUND)
             }

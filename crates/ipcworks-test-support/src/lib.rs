@@ -106,6 +106,17 @@ pub mod need {
         modules: &["posix_ipc", "sysv_ipc"],
         install: "python3 -m pip install posix_ipc sysv_ipc",
     };
+    /// Python 3 with eclipse-zenoh, a Zenoh program that is not ours, pinned
+    /// to the zenoh version in Cargo.lock.
+    pub const PYTHON_ZENOH: Need = Need::Python {
+        modules: &["zenoh"],
+        install: "python3 -m pip install eclipse-zenoh==1.10.2",
+    };
+    /// `strace`, to see every address a process sends to.
+    pub const STRACE: Need = Need::Program {
+        names: &["strace"],
+        install: "apt-get install strace",
+    };
     /// Root, for tests that switch to other users or mount file systems.
     pub const ROOT: Need = Need::Root;
     /// The POSIX message queue file system at /dev/mqueue, where `ls` lists

@@ -171,6 +171,42 @@ pub enum Error {
         reason: String,
     },
 
+    /// A configuration is invalid or incomplete: a Zenoh configuration
+    /// file that cannot be read or parsed, an endpoint that does not
+    /// parse, a `zenoh:` endpoint with nothing to connect to or listen
+    /// on. `reason` says what is wrong and what to add. A usage error: the
+    /// CLI exits 2.
+    #[error("invalid {what}: {reason}")]
+    InvalidConfig {
+        /// What was being configured ("Zenoh configuration file x.json5").
+        what: String,
+        /// What is wrong with it, and what to do.
+        reason: String,
+    },
+
+    /// A `zenoh:` sender waited for a subscriber on its key and none
+    /// appeared: a message published now would go to nobody.
+    #[error(
+        "no subscriber for zenoh:{key} appeared within {}: start the receiver first (e.g. `ipcworks recv zenoh:{key} --listen tcp/HOST:PORT`) and check that one side's --listen is the other's --connect",
+        humanize(*waited)
+    )]
+    NoSubscriber {
+        /// The key expression published on.
+        key: String,
+        /// How long the sender waited.
+        waited: std::time::Duration,
+    },
+
+    /// Zenoh refused or failed an operation (`op`): a listener that cannot
+    /// bind, a peer that cannot be reached, a malformed sample.
+    #[error("zenoh {op} failed: {reason}")]
+    Zenoh {
+        /// The operation ("open", "declare_publisher", "put", …).
+        op: &'static str,
+        /// Zenoh's reason, or ours.
+        reason: String,
+    },
+
     /// A child command could not be started: the program does not exist
     /// (`source` of kind `NotFound`), is not executable
     /// (`PermissionDenied`), or the like. The reason is the error's
@@ -220,7 +256,10 @@ impl Error {
         match self {
             Error::NameInvalid { .. }
             | Error::InvalidArgument(_)
-            | Error::InvalidEndpoint { .. } => K::InvalidInput,
+            | Error::InvalidEndpoint { .. }
+            | Error::InvalidConfig { .. } => K::InvalidInput,
+            Error::NoSubscriber { .. } => K::TimedOut,
+            Error::Zenoh { .. } => K::Other,
             Error::NotFound { .. } => K::NotFound,
             Error::AlreadyExists { .. } => K::AlreadyExists,
             Error::CannotCreate { error, .. } => error.kind(),
@@ -240,6 +279,17 @@ impl Error {
             Error::Io { error, .. } => error.kind(),
             Error::Spawn { source, .. } => source.kind(),
         }
+    }
+}
+
+/// A duration as people write it: `5s`, `1.5s`, `200ms`.
+fn humanize(d: std::time::Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }
 

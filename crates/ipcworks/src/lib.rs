@@ -15,6 +15,7 @@
 //! | Unix and TCP sockets, client and server | [`socket`] |
 //! | lock-free channel over shared memory (`shm:NAME`) | [`channel`] |
 //! | memory regions, children tied to this process, clean-up on signals | [`process`] |
+//! | messages across hosts over Zenoh (`zenoh:KEYEXPR`, feature `zenoh`) | `bridge` |
 //!
 //! Every message mechanism — the channel, the native queue, POSIX and
 //! System V queues, framed byte streams — implements one interface,
@@ -34,14 +35,16 @@
 //!
 //! # Features
 //!
-//! Both are on by default; `default-features = false` leaves out their
-//! dependencies.
+//! `serde` and `server` are on by default; `default-features = false`
+//! leaves out their dependencies.
 //!
 //! - `serde`: typed messages, serde values encoded with postcard (the
 //!   channel's `send_typed`/`recv_typed`, `send_value`/`recv_value` on
 //!   framed streams and Unix sockets), and `Serialize` for the records of
 //!   [`inventory`] and [`process::regions()`].
 //! - `server`: the event-driven [`socket::Server`] (epoll through mio).
+//! - `zenoh` (off by default): the `zenoh:KEYEXPR` endpoint and the
+//!   `bridge` module, messages across hosts through Zenoh peers over TCP.
 //!
 //! ```no_run
 //! use ipcworks::shm::Segment;
@@ -67,6 +70,8 @@ compile_error!(
     "ipcworks supports Linux only: it is built on futexes, /proc, memfd and Linux's IPC system calls"
 );
 
+#[cfg(all(feature = "zenoh", not(loom)))]
+pub mod bridge;
 #[cfg(not(loom))]
 pub mod channel;
 /// Under `--cfg loom` only the ring protocol is built, with loom's atomics.

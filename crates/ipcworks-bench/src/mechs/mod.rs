@@ -34,6 +34,8 @@ pub mod shm;
 pub mod sysv;
 pub mod tcp;
 pub mod unix;
+#[cfg(feature = "zenoh")]
+pub mod zenoh;
 
 /// Every mechanism, in run order (`memcpy` is measured separately, in one
 /// process: see [`memcpy`]).
@@ -52,6 +54,8 @@ pub static ALL: &[&dyn Mechanism] = &[
     &unix::DGRAM,
     &unix::SEQPACKET,
     &tcp::Tcp,
+    #[cfg(feature = "zenoh")]
+    &zenoh::Zenoh,
     &mq::Mq,
     &sysv::Sysv,
     &queue::NativeQueue,

@@ -49,7 +49,8 @@ with 1, 10 and 100 clients at once, echoes/s.
 
 Mechanisms: floor, bare, shm-spin, shm-loan, shm, shm-block, futex, eventfd,
 memcpy, pipe, fifo, unix, unix-dgram, unix-seqpacket, tcp, mq, sysv, queue;
-with --peers: iceoryx2, iceoryx2-loan, ipc-channel")]
+with --peers: iceoryx2, iceoryx2-loan, ipc-channel; in a build with --features
+zenoh: zenoh (two Zenoh peers over loopback TCP)")]
 pub struct Args {
     /// Only these mechanisms (comma-separated); floor and memcpy are always added, bare with any shm flavour.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]

@@ -23,8 +23,8 @@ macro_rules! json_schema {
         r#"--json prints one JSON object per message and line:
   {"endpoint":"mq:jobs","priority":5,"len":5,"payload":"hello","encoding":"utf8"}
   endpoint  where the message came from (the address, sysv: keys in hex)
-  priority  mq: and queue: only (the message priority)
-  type      sysv: only (the message type)
+  priority  mq:, queue: and zenoh: only (the message priority)
+  type      sysv: and zenoh: only (the message type)
   len       the message's length in bytes
   payload   the message: the text itself when it is valid UTF-8 ("encoding":"utf8"),
             else its bytes in base64 ("encoding":"base64")
@@ -69,6 +69,8 @@ pub enum MetaField {
     Priority,
     /// `type` (sysv:).
     Type,
+    /// Both (zenoh:, whose samples carry both in their attachment).
+    Both,
     /// Neither (byte streams, the shm channel).
     None,
 }
@@ -215,6 +217,7 @@ pub fn json_record(endpoint: &str, field: MetaField, meta: (u32, i64), msg: &[u8
     let meta = match field {
         MetaField::Priority => format!(",\"priority\":{}", meta.0),
         MetaField::Type => format!(",\"type\":{}", meta.1),
+        MetaField::Both => format!(",\"priority\":{},\"type\":{}", meta.0, meta.1),
         MetaField::None => String::new(),
     };
     format!(

@@ -13,6 +13,7 @@ pub mod rm;
 pub mod sem;
 pub mod send;
 pub mod serve;
+pub mod zenoh;
 
 use std::time::Duration;
 

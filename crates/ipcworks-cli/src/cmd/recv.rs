@@ -29,6 +29,7 @@ use super::format::{Format, MetaField, escape_into, json_record};
   ipcworks recv - --binary                   # length-prefixed frames from stdin
   ipcworks recv shm:a queue:b mq:c --tag     # whatever arrives first, each line prefixed `ENDPOINT<TAB>`
   ipcworks recv shm:a shm:b --json -n 10     # 10 messages in all; the JSON record names the endpoint
+  ipcworks recv 'zenoh:demo/**' --listen tcp/127.0.0.1:7447   # every sample under demo/, from peers that connect
 
 Output: one line per message. A message that would break its line (a newline, a
 backslash, another control character, invalid UTF-8) is printed with C escapes
@@ -46,11 +47,13 @@ Several endpoints: recv waits on all of them at once (a WaitSet: shm: and queue:
 through helper threads, mq: and streams through their descriptors; sysv:, which
 has no descriptor, is looked at every 10 ms) and prints whatever arrives first.
 When one ends (its sender closed), the others go on; recv ends when all have.
--n counts messages across all of them, -t bounds the whole run."))]
+-n counts messages across all of them, -t bounds the whole run.
+
+", super::zenoh::help!()))]
 pub struct Args {
     /// Where to receive from: shm:NAME, queue:NAME, mq:NAME, sysv:KEY,
-    /// fifo:PATH, unix:PATH, tcp:HOST:PORT or - (stdin); several at once
-    /// print whatever arrives first.
+    /// fifo:PATH, unix:PATH, tcp:HOST:PORT, zenoh:KEYEXPR or - (stdin);
+    /// several at once print whatever arrives first.
     #[arg(required = true, value_name = "ENDPOINT")]
     endpoints: Vec<String>,
     /// Prefix each line with its endpoint and a tab (`shm:a<TAB>hello`;
@@ -87,14 +90,26 @@ pub struct Args {
     /// Print each message raw, followed by a NUL byte (like find -print0).
     #[arg(short = '0', long)]
     null: bool,
+    #[command(flatten)]
+    zenoh: super::zenoh::ZenohArgs,
 }
 
 /// Opens `ep` for receiving, with the address it listens on (`tcp:`,
-/// `unix:`); a missing queue's error says how to make it.
+/// `unix:`); a missing queue's error says how to make it. A `zenoh:`
+/// receiver says on stderr, as `who`, when it is subscribed and which
+/// peers connect.
 pub(crate) fn open(
     ep: &Endpoint,
     opts: &Options,
+    who: &'static str,
 ) -> anyhow::Result<(Box<dyn MessageReceiver>, Option<Endpoint>)> {
+    #[cfg(feature = "zenoh")]
+    if let Endpoint::Zenoh(key) = ep {
+        let rx = super::zenoh::open_receiver(key, opts, who)
+            .with_context(|| format!("opening {ep} for receiving"))?;
+        return Ok((rx, None));
+    }
+    let _ = who;
     let queue = matches!(ep, Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_));
     open_receiver_listening(ep, opts)
         .map_err(|e| match e {
@@ -142,6 +157,7 @@ impl Printer {
             field: match ep {
                 Endpoint::Mq(_) | Endpoint::Queue(_) => MetaField::Priority,
                 Endpoint::Sysv(_) => MetaField::Type,
+                Endpoint::Zenoh(_) => MetaField::Both,
                 _ => MetaField::None,
             },
             told: false,
@@ -210,6 +226,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         recv_type: args.msg_type,
         max_message: args.max_message,
         create_queue: args.create,
+        zenoh: args
+            .zenoh
+            .options(&eps.iter().collect::<Vec<_>>(), args.timeout)?,
         ..Options::default()
     };
     let deadline = Deadline::from_timeout(args.timeout);
@@ -229,7 +248,7 @@ fn run_one(
     args: &Args,
 ) -> anyhow::Result<ExitCode> {
     remove_on_signal(ep, true);
-    let (mut rx, local) = open(ep, opts)?;
+    let (mut rx, local) = open(ep, opts, "ipcworks recv")?;
     if let Some(addr) = local {
         // The real port when asked for port 0, for scripts to read.
         eprintln!("ipcworks recv: listening on {addr}");

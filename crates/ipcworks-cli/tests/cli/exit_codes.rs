@@ -76,3 +76,25 @@ fn an_endpoint_that_does_not_parse_is_a_usage_error() {
         assert!(err.contains("invalid endpoint"), "{err}");
     }
 }
+
+/// A build without the `zenoh` feature refuses `zenoh:` endpoints as a
+/// usage error that says how to build one with it, before it looks at
+/// anything else (here: no endpoints given at all).
+#[cfg(not(feature = "zenoh"))]
+#[test]
+fn a_zenoh_endpoint_without_the_feature_says_how_to_build_it() {
+    for args in [
+        vec!["send", "zenoh:demo/x", "hi"],
+        vec!["recv", "zenoh:demo/**", "--listen", "tcp/127.0.0.1:0"],
+        vec!["relay", "-", "zenoh:demo/x"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains("no Zenoh") && err.contains("--features zenoh"),
+            "{err}"
+        );
+    }
+}

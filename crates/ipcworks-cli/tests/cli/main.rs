@@ -23,3 +23,6 @@ mod relay_queues;
 mod sem;
 mod stale;
 mod streams;
+// Built with the feature only: `--features ipcworks-cli/zenoh`.
+#[cfg(feature = "zenoh")]
+mod zenoh;

@@ -1,6 +1,7 @@
 //! Endpoints, the top floor of the library: one address names one
 //! mechanism (`shm:jobs`, `queue:jobs`, `mq:jobs`, `sysv:0x2a`,
-//! `fifo:/tmp/f`, `unix:/tmp/s`, `tcp:127.0.0.1:7000`, `-`), and
+//! `fifo:/tmp/f`, `unix:/tmp/s`, `tcp:127.0.0.1:7000`, `zenoh:site/jobs`,
+//! `-`), and
 //! [`open_sender`]/[`open_receiver`] open it as a
 //! [`MessageSender`]/[`MessageReceiver`] trait object. The CLI's `send`,
 //! `recv` and `relay` go through here.
@@ -8,8 +9,9 @@
 //! Each kind's policy — who creates the object, who listens, what `-`
 //! means, what `--create` does — lives in its own file: [`shm`] (the
 //! channel), [`queue`] (the native queue), [`mq`] (POSIX queues),
-//! [`sysv`] (System V queues) and [`stream`] (FIFOs, Unix and TCP
-//! streams, stdio). The
+//! [`sysv`] (System V queues), [`stream`] (FIFOs, Unix and TCP
+//! streams, stdio) and [`zenoh`](self::zenoh) (publish/subscribe across hosts,
+//! feature `zenoh`). The
 //! mechanisms below know nothing of endpoints: dispatch happens here, on
 //! top, and nothing below imports this module.
 //!
@@ -41,10 +43,12 @@ pub mod queue;
 pub mod shm;
 pub mod stream;
 pub mod sysv;
+pub mod zenoh;
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use stream::bind_server;
+pub use zenoh::ZenohOptions;
 
 /// A parsed endpoint address: `"shm:jobs".parse::<Endpoint>()`. An
 /// address that does not parse is [`Error::InvalidEndpoint`].
@@ -71,10 +75,13 @@ pub enum Endpoint {
     },
     /// `-` — standard input/output.
     Stdio,
+    /// `zenoh:KEYEXPR` — Zenoh publication/subscription on a key
+    /// expression, across hosts (feature `zenoh`; see [`zenoh`](self::zenoh)).
+    Zenoh(String),
 }
 
-const KINDS: &str =
-    "shm:NAME, queue:NAME, mq:NAME, sysv:KEY, fifo:PATH, unix:PATH, tcp:HOST:PORT or -";
+const KINDS: &str = "shm:NAME, queue:NAME, mq:NAME, sysv:KEY, fifo:PATH, unix:PATH, \
+     tcp:HOST:PORT, zenoh:KEYEXPR or -";
 
 impl FromStr for Endpoint {
     type Err = Error;
@@ -155,6 +162,10 @@ impl FromStr for Endpoint {
                     Err(_) => bad("the port must be a number from 0 to 65535"),
                 }
             }
+            "zenoh" => match zenoh::check_key(rest) {
+                Ok(()) => Ok(Endpoint::Zenoh(rest.to_string())),
+                Err(why) => bad(&why),
+            },
             other => bad(&format!("unknown kind {other:?}; expected one of {KINDS}")),
         }
     }
@@ -172,6 +183,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             Endpoint::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
             Endpoint::Stdio => write!(f, "-"),
+            Endpoint::Zenoh(k) => write!(f, "zenoh:{k}"),
         }
     }
 }
@@ -194,6 +206,8 @@ pub struct Options {
     /// of leaving a queue behind. [`open_sender`] always creates one: the
     /// message waits there for its receiver.
     pub create_queue: bool,
+    /// How a `zenoh:` endpoint reaches its peers.
+    pub zenoh: ZenohOptions,
 }
 
 /// Opens `ep` for sending. A queue (`mq:`, `queue:`, `sysv:`) that does not
@@ -209,6 +223,10 @@ pub fn open_sender(ep: &Endpoint, opts: &Options) -> Result<Box<dyn MessageSende
         Endpoint::Fifo(_) | Endpoint::Unix(_) | Endpoint::Tcp { .. } | Endpoint::Stdio => {
             Ok(Box::new(stream::StreamSender::open(ep, opts)?))
         }
+        #[cfg(feature = "zenoh")]
+        Endpoint::Zenoh(key) => Ok(Box::new(zenoh::open_sender(key, opts)?)),
+        #[cfg(not(feature = "zenoh"))]
+        Endpoint::Zenoh(_) => Err(no_zenoh(ep)),
     }
 }
 
@@ -237,8 +255,21 @@ pub fn open_receiver_listening(
             let local = rx.local_endpoint();
             return Ok((Box::new(rx), local));
         }
+        #[cfg(feature = "zenoh")]
+        Endpoint::Zenoh(key) => Box::new(zenoh::open_receiver(key, opts)?.0),
+        #[cfg(not(feature = "zenoh"))]
+        Endpoint::Zenoh(_) => return Err(no_zenoh(ep)),
     };
     Ok((rx, None))
+}
+
+/// The error for a `zenoh:` endpoint in a build without Zenoh.
+#[cfg(not(feature = "zenoh"))]
+fn no_zenoh(ep: &Endpoint) -> Error {
+    Error::InvalidEndpoint {
+        endpoint: ep.to_string(),
+        reason: "this build of ipcworks has no Zenoh: build it with the `zenoh` feature".into(),
+    }
 }
 
 #[cfg(test)]

@@ -30,3 +30,5 @@ mod socket;
 mod truncate;
 mod unix_bind;
 mod waitset;
+#[cfg(feature = "zenoh")]
+mod zenoh;

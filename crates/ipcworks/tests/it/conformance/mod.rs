@@ -27,6 +27,8 @@ use ipcworks::message::{
 use crate::support::{self, KillOnDrop};
 
 mod mechs;
+#[cfg(feature = "zenoh")]
+mod zenoh_mech;
 
 /// Bounds that only catch hangs (the machine is loaded).
 const LIMIT: Duration = Duration::from_secs(30);
@@ -86,6 +88,10 @@ pub trait Mechanism: Sync {
 
 /// The mechanism called `name` (for children).
 fn by_name(name: &str) -> &'static dyn Mechanism {
+    #[cfg(feature = "zenoh")]
+    if name == "zenoh" {
+        return &zenoh_mech::Zenoh;
+    }
     mechs::ALL
         .iter()
         .copied()
@@ -502,4 +508,12 @@ conformance!(
         iter_ends_at_disconnect,
         iter_yields_errors
     ]
+);
+// Publish/subscribe has no disconnect and no priority order; a foreign
+// publisher can send a malformed attachment mid-stream.
+#[cfg(feature = "zenoh")]
+conformance!(
+    zenoh,
+    super::zenoh_mech::Zenoh,
+    [several_producers, iter_yields_errors]
 );
