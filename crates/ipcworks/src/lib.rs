@@ -34,7 +34,7 @@
 //!
 //! # Features
 //!
-//! Both are on by default; `default-features = false` leaves out their
+//! `serde` and `server` are on by default; `default-features = false` leaves out their
 //! dependencies.
 //!
 //! - `serde`: typed messages, serde values encoded with postcard (the
@@ -42,6 +42,13 @@
 //!   framed streams and Unix sockets), and `Serialize` for the records of
 //!   [`inventory`] and [`process::regions()`].
 //! - `server`: the event-driven [`socket::Server`] (epoll through mio).
+//!
+//! Off by default:
+//!
+//! - `tokio`: async forms of the blocking calls on tokio (module `tokio`):
+//!   channel, native queue, semaphore, POSIX and System V queues, framed
+//!   streams, and the async twins of the message interface, all
+//!   cancel-safe.
 //!
 //! ```no_run
 //! use ipcworks::shm::Segment;
@@ -108,6 +115,9 @@ pub mod socket;
 pub mod stream;
 pub mod sync;
 mod sys;
+#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 #[cfg(not(loom))]
 pub mod waitset;
 

@@ -27,6 +27,8 @@ mod server_fds;
 mod shm;
 mod sigbus;
 mod socket;
+#[cfg(feature = "tokio")]
+mod tokio;
 mod truncate;
 mod unix_bind;
 mod waitset;
