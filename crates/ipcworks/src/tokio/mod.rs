@@ -10,6 +10,8 @@
 //! | [`sync::Semaphore`](crate::sync::Semaphore) | [`AsyncSemaphore`] | a helper thread (one per semaphore per process) + eventfd |
 //! | [`mq::posix::Queue`](crate::mq::posix::Queue), framed streams | [`Async`] | `AsyncFd` on the object's own descriptor |
 //! | [`mq::sysv`](crate::mq::sysv) queues | [`Async`] | `IPC_NOWAIT` retried on tokio's timer |
+//! | pipe and FIFO ends, [`UnixStream`](crate::socket::UnixStream), `std::net::TcpStream` | [`AsyncStream`] (`AsyncRead`/`AsyncWrite`) | `AsyncFd` on the stream's own descriptor |
+//! | [`UnixListener`](crate::socket::UnixListener), `std::net::TcpListener` | [`AsyncListener`] | `AsyncFd` on the listening descriptor |
 //!
 //! ```no_run
 //! use ipcworks::channel::Channel;
@@ -131,6 +133,7 @@ mod endpoint;
 mod fd;
 mod queue;
 mod semaphore;
+mod stream;
 mod traits;
 
 pub use channel::{AsyncReceiver, AsyncSender};
@@ -138,6 +141,7 @@ pub use endpoint::{open_receiver, open_sender};
 pub use fd::Async;
 pub use queue::AsyncQueue;
 pub use semaphore::AsyncSemaphore;
+pub use stream::{AsyncListener, AsyncStream, Listener, ReadStream, Stream, WriteStream};
 pub use traits::{
     AsyncMessageReceiver, AsyncMessageReceiverExt, AsyncMessageSender, AsyncMessageSenderExt, Recv,
     RecvWithMeta, SendMsg,

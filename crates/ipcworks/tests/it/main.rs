@@ -29,6 +29,8 @@ mod sigbus;
 mod socket;
 #[cfg(feature = "tokio")]
 mod tokio;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 mod truncate;
 mod unix_bind;
 mod waitset;
