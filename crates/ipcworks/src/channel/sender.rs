@@ -238,6 +238,29 @@ impl Sender {
         })
     }
 
+    /// Like [`loan`](Self::loan), if there is room now:
+    /// [`TrySendError::Full`] if not.
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, TrySendError> {
+        let slot = self.reserve_now(len).map_err(TrySendError::from)?;
+        Ok(self.loan_of(slot))
+    }
+
+    /// One attempt at reserving `len` bytes ([`Error::WouldBlock`]: no
+    /// room now): the async loan's poll, which makes the [`Loan`] with
+    /// [`loan_of`](Self::loan_of) once it has the slot.
+    pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Slot> {
+        self.reserve(len, Deadline::Now)
+    }
+
+    /// The loan of a slot [`reserve_now`](Self::reserve_now) reserved.
+    pub(crate) fn loan_of(&mut self, slot: Slot) -> Loan<'_> {
+        Loan {
+            sender: self,
+            slot,
+            done: false,
+        }
+    }
+
     /// Sends any serde type, encoded with postcard.
     #[cfg(feature = "serde")]
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]

@@ -4,16 +4,22 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use super::{Backoff, Notifier};
-use crate::channel::{Receiver, Sender, WaitStrategy};
-use crate::message::{TryRecvError, TrySendError};
+use crate::channel::{Loan, Receiver, Sender, WaitStrategy};
+use crate::message::{Deadline, MessageReceiver, TrySendError};
 use crate::waitset::Object;
 use crate::{Error, Result};
 
+/// The longest a spinning receive keeps its thread before it lets the
+/// runtime's other tasks run.
+const SPIN_SLICE: std::time::Duration = std::time::Duration::from_micros(5);
+
 /// The async form of a channel [`Receiver`]: `rx.recv().await`.
 ///
-/// Waits as the receiver's [`WaitStrategy`] says: spinning (the task
-/// re-polls itself, other tasks still run) for the strategy's spin time,
-/// 100 µs by default, then parking on a helper thread's eventfd
+/// Waits as the receiver's [`WaitStrategy`] says: spinning for the
+/// strategy's spin time, 100 µs by default (in slices of 5 µs inside a
+/// poll, one load per turn; between slices the task wakes itself and
+/// returns `Pending`, so other tasks on its thread wait at most a slice),
+/// then parking on a helper thread's eventfd
 /// ([module docs](super)); `WaitStrategy::Block` parks at once,
 /// `WaitStrategy::Spin` never parks. A sender killed with SIGKILL ends a
 /// parked receive with [`Error::Disconnected`] at once (the helper watches
@@ -69,15 +75,55 @@ impl AsyncReceiver {
     /// everything they sent was received, `Pending` while the channel is
     /// empty (the task is woken when a message may be there).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Vec<u8>>> {
+        self.poll_with(cx, |rx| rx.try_recv().map_err(Error::from))
+    }
+
+    /// [`poll_recv`](Self::poll_recv) into `buf` (replacing its contents,
+    /// reusing its allocation: one copy, straight from the ring).
+    pub fn poll_recv_into(&mut self, cx: &mut Context<'_>, buf: &mut Vec<u8>) -> Poll<Result<()>> {
+        self.poll_with(cx, |rx| {
+            MessageReceiver::recv_into_until(rx, buf, Deadline::Now).map(drop)
+        })
+    }
+
+    /// Receives the next message into `buf` (replacing its contents,
+    /// reusing its allocation), waiting asynchronously. Cancel-safe.
+    pub async fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        std::future::poll_fn(|cx| self.poll_recv_into(cx, buf)).await
+    }
+
+    /// Spins up to [`SPIN_SLICE`] probing the head; whether a record may
+    /// be there.
+    fn spin_slice(&self) -> bool {
+        let start = Instant::now();
+        let mut turns: u32 = 0;
         loop {
-            match self.rx.try_recv() {
-                Ok(msg) => {
+            if self.rx.head_ready() {
+                return true;
+            }
+            turns = turns.wrapping_add(1);
+            if turns.is_multiple_of(32) && start.elapsed() >= SPIN_SLICE {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Retries `attempt` (`Error::WouldBlock`: nothing yet), waiting as
+    /// the strategy says in between.
+    fn poll_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut attempt: impl FnMut(&mut Receiver) -> Result<T>,
+    ) -> Poll<Result<T>> {
+        loop {
+            match attempt(&mut self.rx) {
+                Ok(v) => {
                     self.spin_since = None;
-                    return Poll::Ready(Ok(msg));
+                    return Poll::Ready(Ok(v));
                 }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => return Poll::Ready(Err(Error::Disconnected)),
-                Err(TryRecvError::Other(e)) => return Poll::Ready(Err(e)),
+                Err(Error::WouldBlock) => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
             let spin = match self.rx.wait_strategy() {
                 WaitStrategy::Block => false,
@@ -87,9 +133,14 @@ impl AsyncReceiver {
                 }
             };
             if spin {
-                // Spin through the scheduler: other tasks run in between.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+                // Spin in place for a short slice (one load per turn), then
+                // through the scheduler, so other tasks on this thread wait
+                // at most a slice.
+                if !self.spin_slice() {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                continue;
             }
             ready!(self.notifier.poll_ready(cx))?;
         }
@@ -164,5 +215,30 @@ impl AsyncSender {
     /// Cancel-safe.
     pub async fn send(&mut self, msg: &[u8]) -> Result<()> {
         std::future::poll_fn(|cx| self.poll_send(cx, msg)).await
+    }
+
+    /// Borrows a writable slot of `len` bytes in the ring, waiting
+    /// (asynchronously) while the channel is full: write the message in
+    /// place and [`publish`](Loan::publish) it ([`Sender::loan`], zero
+    /// copy). Cancel-safe: the slot is reserved by the poll that returns
+    /// the loan; a loan dropped unpublished is given back.
+    pub async fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        let tx = &mut self.tx;
+        let backoff = &mut self.backoff;
+        let slot = std::future::poll_fn(|cx| {
+            loop {
+                match tx.reserve_now(len) {
+                    Ok(slot) => {
+                        backoff.reset();
+                        return Poll::Ready(Ok(slot));
+                    }
+                    Err(Error::WouldBlock) => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                ready!(backoff.poll_nap(cx));
+            }
+        })
+        .await?;
+        Ok(self.tx.loan_of(slot))
     }
 }

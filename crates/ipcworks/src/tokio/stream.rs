@@ -95,7 +95,7 @@ fn register<T: sealed::Sealed>(io: T) -> Result<AsyncFd<Owned<T>>> {
 /// use ipcworks::tokio::AsyncStream;
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
-/// # async fn run() -> ipcworks::Result<()> {
+/// # async fn run() -> std::io::Result<()> {
 /// let mut s = AsyncStream::new(UnixStream::connect("/tmp/echo.sock")?)?;
 /// s.write_all(b"hello\n").await?;
 /// let mut buf = [0u8; 6];

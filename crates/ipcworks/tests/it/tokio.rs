@@ -432,6 +432,25 @@ fn every_operation_completes_and_times_out() {
             assert_eq!(rx.recv().await.unwrap(), b"x");
         }
         assert_eq!(rx.recv().await.unwrap(), b"b");
+        // A loan: times out while full (reserving nothing), then completes,
+        // and what is written in place arrives (recv_into).
+        let mut tx = tx;
+        while tx.get_mut().try_send(b"y").is_ok() {}
+        assert!(tokio::time::timeout(SHORT, tx.loan(4)).await.is_err());
+        let queued = chan.len().unwrap();
+        let mut buf = Vec::new();
+        for _ in 0..queued {
+            rx.recv_into(&mut buf).await.unwrap();
+            assert_eq!(buf, b"y");
+        }
+        let mut loan = tokio::time::timeout(LIMIT, tx.loan(4))
+            .await
+            .unwrap()
+            .unwrap();
+        loan.copy_from_slice(b"loan").unwrap();
+        loan.publish().unwrap();
+        rx.recv_into(&mut buf).await.unwrap();
+        assert_eq!(buf, b"loan");
         drop(tx);
         assert!(matches!(rx.recv().await, Err(Error::Disconnected)));
 
