@@ -33,6 +33,7 @@ pub mod queue;
 pub mod shm;
 pub mod sysv;
 pub mod tcp;
+pub mod tokio;
 pub mod unix;
 
 /// Every mechanism, in run order (`memcpy` is measured separately, in one
@@ -44,6 +45,8 @@ pub static ALL: &[&dyn Mechanism] = &[
     &shm::LOAN,
     &shm::DEFAULT,
     &shm::BLOCK,
+    &tokio::SHM,
+    &tokio::SHM_PARK,
     &futex::Futex,
     &eventfd::Eventfd,
     &pipe::Pipe,
@@ -51,6 +54,7 @@ pub static ALL: &[&dyn Mechanism] = &[
     &unix::STREAM,
     &unix::DGRAM,
     &unix::SEQPACKET,
+    &tokio::UnixAsync,
     &tcp::Tcp,
     &mq::Mq,
     &sysv::Sysv,
