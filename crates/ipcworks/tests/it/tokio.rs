@@ -80,6 +80,24 @@ fn child() {
                 pause(&mut rng);
             }
         }
+        // The same into POSIX queue `/arg`.
+        "produce-mq" => {
+            let q = mq::posix::Queue::open(&arg).unwrap();
+            let mut rng = Rng(13);
+            for i in 0..STREAM {
+                q.send(&i.to_le_bytes(), 1).unwrap();
+                pause(&mut rng);
+            }
+        }
+        // Posts STREAM permits to semaphore `arg`, with the same pauses.
+        "post-sem" => {
+            let sem = Semaphore::open(&arg).unwrap();
+            let mut rng = Rng(17);
+            for _ in 0..STREAM {
+                sem.post().unwrap();
+                pause(&mut rng);
+            }
+        }
         // TASKS tasks on semaphore `arg` (counters in segment `arg`-cnt).
         "sem-tasks" => {
             runtime().block_on(sem_tasks(&arg));
@@ -219,6 +237,85 @@ fn cancelled_queue_receives_lose_nothing() {
         receive_stream_cancelling(&mut *rx, false).await;
     });
     assert!(child.wait_for(LIMIT).success());
+}
+
+/// The same through a POSIX queue (its descriptor in tokio's reactor).
+#[test]
+fn cancelled_mq_receives_lose_nothing() {
+    ipcworks_test_support::require!(ipcworks_test_support::need::MQUEUE);
+    let name = support::unique_name("amqcancel");
+    let q = mq::posix::Queue::options()
+        .capacity(10)
+        .max_message(8)
+        .remove_on_drop(true)
+        .create(&name)
+        .unwrap();
+    let mut child = KillOnDrop::spawn(support::child("tokio::child", "produce-mq", &name));
+    runtime().block_on(async move {
+        let mut rx = Async::receiver(q).unwrap();
+        receive_stream_cancelling(&mut rx, false).await;
+    });
+    assert!(child.wait_for(LIMIT).success());
+}
+
+/// Acquires (P) cancelled at random moments while another process posts
+/// STREAM permits: the acquires that completed took exactly STREAM, and
+/// none is left — a cancelled acquire took no permit (it would be missing
+/// from the count, the semaphore empty) and none was taken twice.
+#[test]
+fn cancelled_acquires_take_no_permit() {
+    let name = support::unique_name("asemcancel");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.sem.{name}")]);
+    let sem = Semaphore::create(&name, 0).unwrap();
+    let mut child = KillOnDrop::spawn(support::child("tokio::child", "post-sem", &name));
+    let (got, cancelled) = runtime().block_on(async {
+        let sem = AsyncSemaphore::new(sem).unwrap();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let (mut got, mut cancelled) = (0u64, 0u32);
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < LIMIT, "stuck at {got}");
+            let r = match rng.next() % 3 {
+                0 => tokio::time::timeout(Duration::from_micros(rng.next() % 2000), sem.wait())
+                    .await
+                    .ok(),
+                _ => {
+                    CancelAfter {
+                        fut: Box::pin(sem.wait()),
+                        polls: 1 + (rng.next() % 3) as u32,
+                    }
+                    .await
+                }
+            };
+            match r {
+                Some(r) => {
+                    r.unwrap();
+                    got += 1;
+                }
+                None => cancelled += 1,
+            }
+            if got == STREAM {
+                break;
+            }
+            // Every permit posted and none left to take: done (a lost
+            // one never comes).
+            if sem.get_ref().value().unwrap() == 0
+                && child.0.as_mut().unwrap().try_wait().unwrap().is_some()
+            {
+                break;
+            }
+        }
+        assert!(child.wait_for(LIMIT).success());
+        // Every permit is posted now.
+        assert_eq!(sem.get_ref().value().unwrap(), 0, "permits were left over");
+        (got, cancelled)
+    });
+    eprintln!("{got} permits taken, {cancelled} acquires cancelled");
+    assert_eq!(got, STREAM, "a cancelled acquire took a permit");
+    assert!(
+        cancelled >= 1000,
+        "only {cancelled} acquires were cancelled"
+    );
 }
 
 /// TASKS tasks, each takes a permit of semaphore `name`, counts itself in
