@@ -136,16 +136,17 @@ mod semaphore;
 mod stream;
 mod traits;
 
+/// The async message traits (defined in [`message`](crate::message)),
+/// here too for one import.
+pub use crate::message::{
+    AsyncMessageReceiver, AsyncMessageReceiverExt, AsyncMessageSender, AsyncMessageSenderExt,
+};
 pub use channel::{AsyncReceiver, AsyncSender};
 pub use endpoint::{open_receiver, open_sender};
 pub use fd::Async;
 pub use queue::AsyncQueue;
 pub use semaphore::AsyncSemaphore;
 pub use stream::{AsyncListener, AsyncStream, Listener, ReadStream, Stream, WriteStream};
-pub use traits::{
-    AsyncMessageReceiver, AsyncMessageReceiverExt, AsyncMessageSender, AsyncMessageSenderExt, Recv,
-    RecvWithMeta, SendMsg,
-};
 
 /// Fails unless called inside a tokio runtime.
 pub(crate) fn in_runtime() -> Result<()> {

@@ -646,8 +646,13 @@ fn kernel_queues_complete_and_time_out() {
 fn endpoints_open_as_async_trait_objects() {
     ipcworks_test_support::require!(ipcworks_test_support::need::MQUEUE);
     let rt = runtime();
-    for kind in ["shm", "queue", "mq"] {
-        let name = support::unique_name("aep");
+    // A System V key of this process's own (removed below).
+    let sysv_key = 0x5a00_0000 | (std::process::id() as i32 & 0xff_ffff);
+    for kind in ["shm", "queue", "mq", "sysv"] {
+        let name = match kind {
+            "sysv" => sysv_key.to_string(),
+            _ => support::unique_name("aep"),
+        };
         let _cleanup = ShmCleanup(vec![
             format!("ipcworks.chan.{name}"),
             format!("ipcworks.queue.{name}"),
@@ -675,8 +680,10 @@ fn endpoints_open_as_async_trait_objects() {
                 .unwrap();
             let (m, meta) = got.unwrap();
             assert_eq!(m, b"hello", "{kind}");
-            if kind != "shm" {
-                assert_eq!(meta.priority, 2, "{kind}");
+            match kind {
+                "shm" => {}
+                "sysv" => assert_eq!(meta.msg_type, 1, "{kind}"),
+                _ => assert_eq!(meta.priority, 2, "{kind}"),
             }
         });
         match kind {
@@ -685,6 +692,9 @@ fn endpoints_open_as_async_trait_objects() {
             }
             "mq" => {
                 let _ = mq::posix::Queue::remove(&name);
+            }
+            "sysv" => {
+                mq::sysv::Queue::remove_key(sysv_key).unwrap();
             }
             _ => {}
         }
