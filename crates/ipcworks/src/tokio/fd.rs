@@ -37,14 +37,14 @@ enum Source {
 /// between attempts. Without one (System V), it retries on tokio's timer,
 /// 1 ms doubling to 8 ms (see the [module docs](super)).
 ///
-/// Cancel-safe for message queues: a message is taken only by the
-/// attempt of the poll that returns it. A byte stream is read a frame at
-/// a time: an attempt that finds the start of a frame reads the rest of
-/// it in the same poll (blocking this task's thread until the writer
-/// finishes the frame; a writer that stops mid-frame stalls it), so a
-/// frame is never split between polls and cancelling loses nothing, but a
-/// slow writer holds the thread. A send on a byte stream writes a started
-/// message whole, the same way.
+/// Cancel-safe: a message is taken only by the attempt of the poll that
+/// returns it. A framed byte stream's receive reads what the descriptor
+/// has and keeps a partial frame buffered in the receiver for the next
+/// poll (it never waits inside a poll for the rest of a frame), so a
+/// cancelled receive loses nothing either. A framed *send* writes a
+/// started message whole: once the stream takes its first bytes, the rest
+/// is written in the same poll, blocking the task's thread while a slow
+/// reader leaves no room (a byte stream cannot take half a message back).
 #[derive(Debug)]
 pub struct Async<T> {
     inner: T,

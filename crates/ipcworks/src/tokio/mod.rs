@@ -76,10 +76,9 @@
 //! future at any await point (a `select!` branch that lost, a
 //! `tokio::time::timeout` that fired) leaves the message in its queue or
 //! channel, takes no permit and sends nothing. A send sent the whole
-//! message or nothing. The one exception is the byte stream adapter
-//! (pipes, FIFOs, sockets through [`Async`]): a receive that finds the
-//! start of a frame reads the rest of it in that poll, blocking the task's
-//! thread until the writer finishes the frame (see [`Async`]).
+//! message or nothing. A framed byte stream's receive keeps a partial frame
+//! buffered between polls; its send, once the stream took the first bytes
+//! of a message, writes the rest in the same poll (see [`Async`]).
 //!
 //! # System V queues
 //!

@@ -161,3 +161,48 @@ fn accept_and_read_time_out_and_then_complete() {
         assert_eq!(e, 0, "end of stream");
     });
 }
+
+/// A framed receive over a pipe from `sh` (through `Async`, as a `dyn`
+/// endpoint of a byte stream is): half a line, a pause, the rest. The
+/// receive waits without holding the thread (a `timeout` fires mid-line, on
+/// a current-thread runtime), keeps the half it read, and then returns the
+/// whole line, the next, and `Disconnected` at the end.
+#[test]
+fn a_framed_receive_keeps_half_a_line_between_polls() {
+    use ipcworks::frame::Framing;
+    use ipcworks::stream::FramedReceiver;
+    use ipcworks::tokio::Async;
+
+    let (r, w) = pipe::pipe().unwrap();
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "printf hel; sleep 0.5; printf 'lo\\nworld\\n'"])
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(w)));
+    let mut sh = KillOnDrop::spawn(sh);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut rx = Async::receiver(FramedReceiver::new(r, Framing::Lines)).unwrap();
+        let start = std::time::Instant::now();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(150), rx.recv())
+                .await
+                .is_err(),
+            "a line came before its end"
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "the poll held the thread"
+        );
+        let (m, _) = tokio::time::timeout(LIMIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m, b"hello");
+        assert_eq!(rx.recv().await.unwrap().0, b"world");
+        let end = tokio::time::timeout(LIMIT, rx.recv()).await.unwrap();
+        assert!(matches!(end, Err(ipcworks::Error::Disconnected)), "{end:?}");
+    });
+    assert!(sh.wait_for(LIMIT).success());
+}
