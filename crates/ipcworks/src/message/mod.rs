@@ -38,11 +38,11 @@
 //! descriptor to wait on where the mechanism has one, which is what an
 //! event loop or an async wrapper builds on.
 //!
-//! With the feature `tokio`, [`AsyncMessageReceiver`] and
-//! [`AsyncMessageSender`] are the async twins (`poll_recv`, `poll_send`;
-//! object safe) with `.await` helpers in [`AsyncMessageReceiverExt`] and
-//! [`AsyncMessageSenderExt`]; [`ipcworks::tokio`](crate::tokio) implements
-//! them for every mechanism.
+//! With the feature `tokio`, `AsyncMessageReceiver` and
+//! `AsyncMessageSender` (here) are the async twins (`poll_recv`,
+//! `poll_send`; object safe) with `.await` helpers in
+//! `AsyncMessageReceiverExt` and `AsyncMessageSenderExt`; the module
+//! `ipcworks::tokio` implements them for every mechanism.
 //!
 //! # Concrete types need no import
 //!
