@@ -252,6 +252,19 @@ impl Sender {
         self.reserve(len, Deadline::Now)
     }
 
+    /// The blocking send's slow look at the receiver (its identity through
+    /// `/proc`, and the segment's size), for a send that waits elsewhere
+    /// (the async sender, between naps): [`Error::Disconnected`] when the
+    /// receiver closed or died.
+    pub(crate) fn look_at_receiver(&self) -> Result<()> {
+        self.shared().check(true)?;
+        let rx = self.ring.memory().header().peers.0.receiver.load(Acquire);
+        if rx == RX_CLOSED || (rx != 0 && !Identity::from_raw(rx).is_alive()) {
+            return Err(Error::Disconnected);
+        }
+        Ok(())
+    }
+
     /// The loan of a slot [`reserve_now`](Self::reserve_now) reserved.
     pub(crate) fn loan_of(&mut self, slot: Slot) -> Loan<'_> {
         Loan {

@@ -154,17 +154,43 @@ impl AsyncReceiver {
     }
 }
 
+/// Waits one nap for room, then, about every 20 ms of waiting (the
+/// blocking send's cadence), looks at the receiver: a receiver killed with
+/// SIGKILL leaves a full channel full and rings nothing, and only this look
+/// turns the wait into [`Error::Disconnected`].
+fn poll_room(
+    tx: &Sender,
+    backoff: &mut Backoff,
+    looked: &mut Option<Instant>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<()>> {
+    ready!(backoff.poll_nap(cx));
+    let last = *looked.get_or_insert_with(Instant::now);
+    if last.elapsed() >= LOOK_EVERY {
+        *looked = Some(Instant::now());
+        tx.look_at_receiver()?;
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// How often a waiting async send looks at its receiver through `/proc`.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The async form of a channel [`Sender`]: `tx.send(msg).await`.
 ///
 /// A send that finds the channel full retries on tokio's timer (1 ms,
 /// doubling up to 8 ms): room is back-pressure, and the receiver rings
-/// no descriptor when it frees some. Cancel-safe: the message is written
+/// no descriptor when it frees some. While it waits it looks at the
+/// receiver every 20 ms, as the blocking send does: a receiver killed with
+/// SIGKILL ends the wait with [`Error::Disconnected`]. Cancel-safe: the message is written
 /// whole by the `try_send` of the poll that returns `Ready`, or not at
 /// all.
 #[derive(Debug)]
 pub struct AsyncSender {
     tx: Sender,
     backoff: Backoff,
+    /// When this wait last looked at the receiver through `/proc`.
+    looked: Option<Instant>,
 }
 
 impl AsyncSender {
@@ -174,6 +200,7 @@ impl AsyncSender {
         Ok(AsyncSender {
             tx,
             backoff: Backoff::default(),
+            looked: None,
         })
     }
 
@@ -192,6 +219,11 @@ impl AsyncSender {
         self.tx
     }
 
+    fn done(&mut self) {
+        self.backoff.reset();
+        self.looked = None;
+    }
+
     /// Polls to send `msg`: `Ready(Ok)` once it is in the channel,
     /// `Pending` while the channel is full; [`Error::Disconnected`] when
     /// the receiver is gone, [`Error::MessageTooLarge`] when `msg` never
@@ -200,14 +232,14 @@ impl AsyncSender {
         loop {
             match self.tx.try_send(msg) {
                 Ok(()) => {
-                    self.backoff.reset();
+                    self.done();
                     return Poll::Ready(Ok(()));
                 }
                 Err(TrySendError::Full) => {}
                 Err(TrySendError::Disconnected) => return Poll::Ready(Err(Error::Disconnected)),
                 Err(TrySendError::Other(e)) => return Poll::Ready(Err(e)),
             }
-            ready!(self.backoff.poll_nap(cx));
+            ready!(poll_room(&self.tx, &mut self.backoff, &mut self.looked, cx))?;
         }
     }
 
@@ -225,17 +257,19 @@ impl AsyncSender {
     pub async fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         let tx = &mut self.tx;
         let backoff = &mut self.backoff;
+        let looked = &mut self.looked;
         let slot = std::future::poll_fn(|cx| {
             loop {
                 match tx.reserve_now(len) {
                     Ok(slot) => {
                         backoff.reset();
+                        *looked = None;
                         return Poll::Ready(Ok(slot));
                     }
                     Err(Error::WouldBlock) => {}
                     Err(e) => return Poll::Ready(Err(e)),
                 }
-                ready!(backoff.poll_nap(cx));
+                ready!(poll_room(tx, backoff, looked, cx))?;
             }
         })
         .await?;

@@ -103,6 +103,18 @@ fn child() {
             runtime().block_on(sem_tasks(&arg));
         }
         "idle" => idle_child(&arg),
+        // Creates channel `arg` (room for 2 messages of 8 bytes) and its
+        // receiver, says so, and waits to be killed without receiving.
+        "recv-hang" => {
+            let chan = Channel::builder()
+                .capacity(2)
+                .max_message(8)
+                .create(&arg)
+                .unwrap();
+            let _rx = chan.receiver().unwrap();
+            println!("ready");
+            std::thread::sleep(LIMIT);
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -486,6 +498,33 @@ fn kill_9_of_the_sender_ends_an_awaiting_receive_at_once() {
         median < Duration::from_millis(4),
         "median {median:?} from kill -9 to Disconnected (all: {times:?})"
     );
+}
+
+/// kill -9 of the receiver ends an async send waiting for room in a full
+/// channel with Disconnected (as the blocking send's look at the receiver
+/// every 20 ms does), not a wait for ever.
+#[test]
+fn kill_9_of_the_receiver_ends_an_async_send_on_a_full_channel() {
+    let name = support::unique_name("afull");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.chan.{name}")]);
+    let mut child = KillOnDrop::spawn_ready(support::child("tokio::child", "recv-hang", &name));
+    runtime().block_on(async {
+        let mut tx = AsyncSender::new(Sender::open(&name).unwrap()).unwrap();
+        while tx.get_mut().try_send(b"fill").is_ok() {}
+        let sending = tokio::spawn(async move { tx.send(b"more").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let killed = Instant::now();
+        child.kill9();
+        let r = tokio::time::timeout(Duration::from_secs(10), sending)
+            .await
+            .expect("the send still waits 10 s after its receiver was killed")
+            .unwrap();
+        assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+        eprintln!(
+            "kill -9 of the receiver to Disconnected: {:?}",
+            killed.elapsed()
+        );
+    });
 }
 
 const SHORT: Duration = Duration::from_millis(30);
