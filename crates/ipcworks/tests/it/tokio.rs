@@ -527,6 +527,63 @@ fn kill_9_of_the_receiver_ends_an_async_send_on_a_full_channel() {
     });
 }
 
+/// A native queue's only slot claimed by a process killed before it
+/// committed: an async send waiting for room gets the slot back and
+/// sends (the dead claim is recovered), as the blocking send does.
+#[test]
+fn an_async_send_recovers_a_killed_claimants_slot() {
+    let name = support::unique_name("aqdead");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let q = Queue::options()
+        .capacity(1)
+        .max_message(64)
+        .remove_on_drop(true)
+        .create(&name)
+        .unwrap();
+    let mut child =
+        KillOnDrop::spawn_ready(support::child("dead_peer::child", "claim-hang", &name));
+    runtime().block_on(async {
+        let q = AsyncQueue::new(q).unwrap();
+        let q2 = q.clone();
+        let sending = tokio::spawn(async move { q2.send(b"after", 1).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        child.kill9();
+        tokio::time::timeout(Duration::from_secs(10), sending)
+            .await
+            .expect("the send still waits 10 s after the claimant was killed")
+            .unwrap()
+            .unwrap();
+        assert_eq!(q.recv().await.unwrap(), (b"after".to_vec(), 1));
+    });
+}
+
+/// A permit held by a process killed with SIGKILL comes back to an async
+/// acquire waiting for it, as it does to a blocking one.
+#[test]
+fn a_killed_holders_permit_comes_back_to_an_async_acquire() {
+    let name = support::unique_name("asemdead");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.sem.{name}")]);
+    let sem = Semaphore::create(&name, 1).unwrap();
+    let mut child = KillOnDrop::spawn_ready(support::child("dead_peer::child", "sem-hold", &name));
+    runtime().block_on(async {
+        let sem = AsyncSemaphore::new(sem).unwrap();
+        let s2 = sem.clone();
+        let acquiring = tokio::spawn(async move { s2.acquire().await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let killed = Instant::now();
+        child.kill9();
+        tokio::time::timeout(Duration::from_secs(10), acquiring)
+            .await
+            .expect("the acquire still waits 10 s after the holder was killed")
+            .unwrap()
+            .unwrap();
+        eprintln!(
+            "kill -9 of the holder to the async acquire: {:?}",
+            killed.elapsed()
+        );
+    });
+}
+
 const SHORT: Duration = Duration::from_millis(30);
 
 /// Times out under `tokio::time::timeout` (nothing to do), then completes
