@@ -46,6 +46,13 @@
 //! - `zenoh` (off by default): the `zenoh:KEYEXPR` endpoint and the
 //!   `bridge` module, messages across hosts through Zenoh peers over TCP.
 //!
+//! Off by default:
+//!
+//! - `tokio`: async forms of the blocking calls on tokio (module `tokio`):
+//!   channel, native queue, semaphore, POSIX and System V queues, framed
+//!   streams, and the async twins of the message interface, all
+//!   cancel-safe.
+//!
 //! ```no_run
 //! use ipcworks::shm::Segment;
 //!
@@ -113,6 +120,9 @@ pub mod socket;
 pub mod stream;
 pub mod sync;
 mod sys;
+#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 #[cfg(not(loom))]
 pub mod waitset;
 

@@ -102,7 +102,7 @@ use crate::sys::{Errno, poll};
 use crate::{Error, Result};
 
 /// What a helper thread waits on: one shared-memory object.
-enum Object {
+pub(crate) enum Object {
     Channel(Arc<crate::channel::SenderWatch>),
     Queue(Queue),
     Semaphore(Semaphore),
@@ -178,14 +178,15 @@ impl Control {
     }
 }
 
-/// A helper thread and its state.
-struct Helper {
+/// A helper thread and its state (also the readiness source of the
+/// async forms, feature `tokio`).
+pub(crate) struct Helper {
     ctl: Arc<Control>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Helper {
-    fn start(object: Object) -> Result<Helper> {
+    pub(crate) fn start(object: Object) -> Result<Helper> {
         let efd = poll::eventfd().map_err(|e| Error::io("eventfd", e))?;
         let ctl = Arc::new(Control {
             object,
@@ -206,12 +207,20 @@ impl Helper {
     }
 
     /// Arms a resting helper (one that is armed stays so).
-    fn arm(&self) {
+    pub(crate) fn arm(&self) {
         let mut phase = self.ctl.phase.lock().unwrap_or_else(|p| p.into_inner());
         if *phase == Phase::Idle {
             *phase = Phase::Armed;
             self.ctl.cv.notify_one();
         }
+    }
+}
+
+impl Helper {
+    /// The eventfd the helper signals when its object may be ready.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn eventfd(&self) -> &OwnedFd {
+        &self.ctl.efd
     }
 }
 

@@ -27,6 +27,10 @@ mod server_fds;
 mod shm;
 mod sigbus;
 mod socket;
+#[cfg(feature = "tokio")]
+mod tokio;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 mod truncate;
 mod unix_bind;
 mod waitset;

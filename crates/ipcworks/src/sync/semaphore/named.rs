@@ -352,10 +352,22 @@ impl Semaphore {
     /// [`poll_interrupt`](Self::poll_interrupt) called (`false`). A
     /// truncated segment ends it with `true`: the owner's `try_wait`
     /// reports it.
+    ///
+    /// It watches the holders' pidfds as a sleeping `acquire` does: a
+    /// holder killed with its permit ends the wait with `true` at once
+    /// (the owner's `try_acquire` then gives the permit back and takes
+    /// it), where a plain futex sleep would wait for a post that never
+    /// comes.
     pub(crate) fn poll_wait(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
+        let holders = HolderWatch::new(self.state(), self.pool().slots);
         super::raw::poll_wait(self.state(), stop, |word, v| {
-            match futex::wait(word, v, Deadline::Never) {
+            if holders.take_dead() {
+                return false;
+            }
+            let until = Deadline::after(SLICE).min(holders.before_sleep());
+            match futex::wait(word, v, until) {
                 Wake::Fault => false,
+                _ if holders.take_dead() => false,
                 _ => self.seg.check_intact().is_ok(),
             }
         })
