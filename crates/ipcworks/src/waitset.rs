@@ -49,10 +49,11 @@
 //!
 //! The shared-memory objects wait on futex words, which `epoll` cannot
 //! watch. Each one added gets a **helper thread** that sleeps on the
-//! object's futex word exactly as a blocked call of this process would
-//! (same registration, same "someone sleeps" flag, so the senders' and
+//! object's futex word as a blocked call of this process would
+//! (registered where a blocked call registers, so the senders' and
 //! posters' fast path stays as it is: no system call while nobody
-//! sleeps), and signals an `eventfd` in the set's `epoll` when woken.
+//! sleeps or watches), and signals an `eventfd` in the set's `epoll`
+//! when woken to something ready.
 //! The helper is armed by [`wait`](WaitSet::wait) and, after it reports,
 //! rests until the next `wait`; while armed it uses no CPU.
 //!
@@ -70,12 +71,15 @@
 //! helper interface where the kernel has it.
 //!
 //! Wake-ups are never eaten: on the channel only its one receiver sleeps;
-//! a native semaphore's helper registers as a *poller*, and a post wakes
-//! every sleeper while a poller is registered (so a `wait`ing thread of
-//! another process is woken as well, see
-//! `sync::semaphore::raw`'s "Pollers"); a native queue's helper is one more
-//! registered receive sleeper, woken once per committed message like any
-//! other (the message then is this set's owner's to take).
+//! the helpers of a native semaphore and of a native queue register as
+//! *pollers*, which take nothing (neither a permit nor the wake-up meant
+//! for a blocked call): a semaphore's post wakes every sleeper while a
+//! poller is registered (see `sync::semaphore::raw`'s "Pollers"), and so
+//! does a queue's commit (see `queue/wake.rs`), so a blocked `wait` or
+//! `recv` of another process is woken as well, whether or not this set's
+//! owner ever takes the message. A message or permit left where it is
+//! is reported again by the next `wait`, at once; between two calls the
+//! helper rests and uses no CPU.
 //!
 //! A channel sender killed with SIGKILL wakes the set at once: the
 //! receiver's senders' pidfds are watched (see [`crate::process`]), and

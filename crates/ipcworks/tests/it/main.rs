@@ -30,3 +30,4 @@ mod socket;
 mod truncate;
 mod unix_bind;
 mod waitset;
+mod waitset_queue;

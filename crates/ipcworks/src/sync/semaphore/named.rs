@@ -353,12 +353,21 @@ impl Semaphore {
     /// truncated segment ends it with `true`: the owner's `try_wait`
     /// reports it.
     pub(crate) fn poll_wait(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
-        super::raw::poll_wait(self.state(), stop, |word, v| {
-            match futex::wait(word, v, Deadline::Never) {
+        super::raw::poll_wait(
+            self.state(),
+            stop,
+            || self.poll_ready(),
+            |word, v| match futex::wait(word, v, Deadline::Never) {
                 Wake::Fault => false,
                 _ => self.seg.check_intact().is_ok(),
-            }
-        })
+            },
+        )
+    }
+
+    /// Whether a permit is there now (a hint: nothing taken), the look a
+    /// [`WaitSet`](crate::waitset::WaitSet) makes before it blocks.
+    pub(crate) fn poll_ready(&self) -> bool {
+        super::raw::poll_ready(self.state())
     }
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.

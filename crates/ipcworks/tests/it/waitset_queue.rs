@@ -1,0 +1,298 @@
+//! A WaitSet over a native queue (issue 20 follow-up): its helper never
+//! eats a wake-up another process's blocked `recv` needed, takes no
+//! wake-up permit, and does not spin over a message left untaken or a
+//! stale permit.
+
+use std::io::BufRead;
+use std::process::Stdio;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipcworks::message::Deadline;
+use ipcworks::queue::Queue;
+use ipcworks::shm::Segment;
+use ipcworks::waitset::WaitSet;
+
+use crate::support::{self, KillOnDrop, ShmCleanup};
+
+/// Offset of the `filled` semaphore's count word in a queue's segment
+/// (white-box, as a peer would write it: `queue/layout.rs` asserts it).
+const FILLED_WORD: usize = 160;
+
+/// The `filled` semaphore's count word in queue segment `seg`.
+fn filled_word(seg: &Segment) -> &AtomicU64 {
+    // SAFETY: the word lies at 160..168 of the 192-byte header, 8-aligned,
+    // an atomic in every process; borrowed from the mapping.
+    unsafe { &*(seg.as_ptr().add(FILLED_WORD) as *const AtomicU64) }
+}
+
+fn number(m: &[u8]) -> u64 {
+    u64::from_le_bytes(m.try_into().expect("an 8-byte message"))
+}
+
+#[test]
+fn child() {
+    let Some((role, arg)) = support::role() else {
+        return;
+    };
+    match role.as_str() {
+        // A: a WaitSet on queue `arg` whose owner is slow: it says when it
+        // waits and when the set reported, takes what is there only 50 ms
+        // later, and ends after 3 s without a report.
+        "poller" => {
+            let q = Queue::open(&arg).unwrap();
+            let mut set = WaitSet::new().unwrap();
+            set.add_queue(0, &q).unwrap();
+            println!("ready");
+            loop {
+                println!("waiting");
+                let r = set.wait(Deadline::after(Duration::from_secs(3))).unwrap();
+                if r.is_empty() {
+                    break;
+                }
+                println!("report");
+                std::thread::sleep(Duration::from_millis(50));
+                while let Ok((m, _)) = q.try_recv() {
+                    println!("got {}", number(&m));
+                }
+            }
+            println!("done");
+        }
+        // B: a process blocked in `recv` on queue `arg` (no spin: it
+        // sleeps at once), saying when it waits and what it got; ends
+        // after 3 s without a message.
+        "sleeper" => {
+            let q = Queue::options().spin(Duration::ZERO).open(&arg).unwrap();
+            println!("ready");
+            loop {
+                println!("waiting");
+                match q.recv_timeout(Duration::from_secs(3)) {
+                    Ok((m, _)) => println!("got {}", number(&m)),
+                    Err(_) => break,
+                }
+            }
+            println!("done");
+        }
+        // A WaitSet over queue `arg` holding one message its owner leaves
+        // there: reported by every wait, and no CPU between them; then,
+        // the message taken, a stale wake-up permit (as a receiver that
+        // found its message by itself leaves one) is neither reported nor
+        // taken, and costs no CPU either.
+        "untaken" => untaken_child(&arg),
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// What a child's reader thread saw: whether its last line said it waits,
+/// and the message numbers it got.
+#[derive(Default)]
+struct Seen {
+    waiting: bool,
+    got: Vec<u64>,
+    done: bool,
+}
+
+/// Spawns `role` on queue `name` and a thread that follows its lines.
+fn follow(role: &str, name: &str) -> (KillOnDrop, Arc<Mutex<Seen>>) {
+    let mut cmd = support::child("waitset_queue::child", role, name);
+    cmd.stdout(Stdio::piped());
+    let mut child = KillOnDrop::spawn(cmd);
+    let out = child.0.as_mut().unwrap().stdout.take().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let mut s = s.lock().unwrap();
+            match l.as_str() {
+                "waiting" => s.waiting = true,
+                "report" => s.waiting = false,
+                "done" => s.done = true,
+                l if l.starts_with("got ") => {
+                    s.waiting = false;
+                    s.got.push(l[4..].parse().unwrap());
+                }
+                _ => {}
+            }
+        }
+        s.lock().unwrap().done = true;
+    });
+    (child, seen)
+}
+
+/// Three processes share one queue: A holds a WaitSet on it and takes
+/// messages only 50 ms after a report, B is blocked in `recv`, and this
+/// one sends 60 numbered messages, each once both are asleep again. Every
+/// message reaches B or A exactly once, and quickly: the set's helper
+/// never takes the wake-up B needed. (Were a commit to wake one sleeper
+/// and the helper be the one, the message would lie until A's late take
+/// or B's 50 ms look.)
+#[test]
+fn three_processes_on_one_queue_lose_no_wake_up() {
+    const N: u64 = 60;
+    let name = support::unique_name("wsqwake");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let q = Queue::options()
+        .capacity(4)
+        .max_message(8)
+        .remove_on_drop(true)
+        .create(&name)
+        .unwrap();
+    let (mut a, a_seen) = follow("poller", &name);
+    let (mut b, b_seen) = follow("sleeper", &name);
+    let both_waiting = || a_seen.lock().unwrap().waiting && b_seen.lock().unwrap().waiting;
+    assert!(
+        support::wait_until(Duration::from_secs(30), both_waiting),
+        "the children did not start"
+    );
+    let mut handoffs = Vec::with_capacity(N as usize);
+    for i in 0..N {
+        // Both asleep: B in `recv` (registered on the queue's semaphore),
+        // A in `wait` (its helper a moment after).
+        assert!(
+            support::wait_until(Duration::from_secs(10), || both_waiting()
+                && q.stats().unwrap().blocked_receivers >= 1),
+            "message {i}: A and B not both waiting within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        let t = Instant::now();
+        q.send(&i.to_le_bytes(), 1).unwrap();
+        assert!(
+            support::wait_until(Duration::from_secs(10), || q.stats().unwrap().received
+                == i + 1),
+            "message {i} was not taken within 10 s"
+        );
+        handoffs.push(t.elapsed());
+    }
+    for c in [&mut a, &mut b] {
+        assert!(c.wait_for(Duration::from_secs(30)).success());
+    }
+    let (by_a, by_b) = (
+        a_seen.lock().unwrap().got.clone(),
+        b_seen.lock().unwrap().got.clone(),
+    );
+    assert!(a_seen.lock().unwrap().done && b_seen.lock().unwrap().done);
+    let mut all: Vec<u64> = by_a.iter().chain(&by_b).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..N).collect::<Vec<_>>(),
+        "every message exactly once (A took {by_a:?})"
+    );
+    handoffs.sort();
+    let median = handoffs[N as usize / 2];
+    let p90 = handoffs[N as usize * 9 / 10];
+    eprintln!(
+        "send to taken: median {median:?}, p90 {p90:?}, max {:?}; A took {}, B took {}",
+        handoffs[N as usize - 1],
+        by_a.len(),
+        by_b.len()
+    );
+    assert!(
+        p90 < Duration::from_millis(30),
+        "a tenth of the messages waited {p90:?} or more (median {median:?}; A took {by_a:?})"
+    );
+}
+
+/// utime + stime of process `pid` (all its threads), in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+}
+
+fn untaken_child(name: &str) {
+    let q = Queue::options().remove_on_drop(true).create(name).unwrap();
+    let seg = Segment::open(&format!("ipcworks.queue.{name}")).unwrap();
+    let filled = filled_word(&seg);
+    q.send(b"left", 1).unwrap();
+    let mut set = WaitSet::new().unwrap();
+    set.add_queue(4, &q).unwrap();
+    // Level-triggered: the message left there is reported by every wait,
+    // at once.
+    for round in 0..3 {
+        let t = Instant::now();
+        let r = set.wait(Deadline::after(Duration::from_secs(10))).unwrap();
+        println!("round {round}: {r:?} in {:?}", t.elapsed());
+    }
+    println!("phase untaken");
+    // The owner does something else for 2 s, the message still there.
+    std::thread::sleep(Duration::from_secs(2));
+    println!("phase untaken end");
+    let t = Instant::now();
+    let r = set.wait(Deadline::after(Duration::from_secs(10))).unwrap();
+    println!("again: {r:?} in {:?}", t.elapsed());
+    assert_eq!(q.try_recv().unwrap().0, b"left");
+    // A stale wake-up permit, as a receiver that found its message by
+    // itself leaves one behind.
+    filled.fetch_add(1, SeqCst);
+    println!("phase stale");
+    let r = set.wait(Deadline::after(Duration::from_secs(2))).unwrap();
+    println!("phase stale end");
+    println!(
+        "stale: {r:?}, permits {}",
+        filled.load(SeqCst) & 0xFFFF_FFFF
+    );
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+/// A message left in the queue is reported by every `wait` (at once), the
+/// set uses no CPU while its owner does something else between two
+/// waits, and a stale wake-up permit in the queue's semaphore is neither
+/// reported as a message nor taken (it is a receiver's), nor does it make
+/// the set spin.
+#[test]
+fn a_message_left_untaken_or_a_stale_permit_costs_no_cpu() {
+    let name = support::unique_name("wsquntaken");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let mut cmd = support::child("waitset_queue::child", "untaken", &name);
+    cmd.stdout(Stdio::piped());
+    let mut child = KillOnDrop::spawn(cmd);
+    let pid = child.pid();
+    let out = child.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines().map_while(Result::ok);
+    let mut log = Vec::new();
+    let mut at = |what: &str| {
+        for l in lines.by_ref() {
+            let hit = l.starts_with(what);
+            log.push(l);
+            if hit {
+                return (cpu_seconds(pid), log.last().unwrap().clone());
+            }
+        }
+        panic!("the child ended before {what}: {log:?}");
+    };
+    let (untaken, _) = at("phase untaken");
+    let (untaken_end, _) = at("phase untaken end");
+    let (_, again) = at("again: ");
+    let (stale, _) = at("phase stale");
+    let (stale_end, _) = at("phase stale end");
+    let (_, result) = at("stale: ");
+    child.kill9();
+    eprintln!("{log:#?}");
+    for round in 0..3 {
+        let want = format!("round {round}: [4] in ");
+        assert!(
+            log.iter().any(|l| l.starts_with(&want)),
+            "round {round} did not report the message: {log:?}"
+        );
+    }
+    assert!(again.starts_with("again: [4] in "), "{again}");
+    let (idle, stale_cpu) = (untaken_end - untaken, stale_end - stale);
+    eprintln!("CPU: {idle} s beside an untaken message, {stale_cpu} s beside a stale permit");
+    assert!(
+        idle < 0.15,
+        "the set used {idle} s of CPU in 2 s beside an untaken message"
+    );
+    assert!(
+        stale_cpu < 0.15,
+        "the set used {stale_cpu} s of CPU in 2 s beside a stale permit"
+    );
+    assert_eq!(
+        result, "stale: [], permits 1",
+        "a stale permit was reported as a message, or taken"
+    );
+}
