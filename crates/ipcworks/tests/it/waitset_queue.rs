@@ -1,7 +1,7 @@
 //! A WaitSet over a native queue (issue 20 follow-up): its helper never
 //! eats a wake-up another process's blocked `recv` needed, takes no
-//! wake-up permit, and does not spin over a message left untaken or a
-//! stale permit.
+//! wake-up permit, does not spin over a message left untaken or a stale
+//! permit, and `wait(Deadline::Now)` sees a ready object at once.
 
 use std::io::BufRead;
 use std::process::Stdio;
@@ -10,9 +10,11 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ipcworks::message::Deadline;
+use ipcworks::channel::Channel;
+use ipcworks::message::{Deadline, TryRecvError};
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
+use ipcworks::sync::Semaphore;
 use ipcworks::waitset::WaitSet;
 
 use crate::support::{self, KillOnDrop, ShmCleanup};
@@ -294,5 +296,108 @@ fn a_message_left_untaken_or_a_stale_permit_costs_no_cpu() {
     assert_eq!(
         result, "stale: [], permits 1",
         "a stale permit was reported as a message, or taken"
+    );
+}
+
+/// What `wait_now_sees_a_ready_object_at_once_every_time` makes ready and
+/// takes, for one kind of object.
+struct Kind {
+    key: usize,
+    ready: Box<dyn FnMut()>,
+    take: Box<dyn FnMut() -> bool>,
+}
+
+/// `wait(Deadline::Now)` reports an object made ready just before, every
+/// time (1,000 rounds for each of a native queue, a native semaphore and
+/// a shm channel), without waiting for the object's helper; and once it
+/// was taken, the next `wait(Deadline::Now)` reports nothing.
+#[test]
+fn wait_now_sees_a_ready_object_at_once_every_time() {
+    const ROUNDS: usize = 1000;
+    let name = support::unique_name("wsqnow");
+    let _cleanup = ShmCleanup(vec![
+        format!("ipcworks.queue.{name}"),
+        format!("ipcworks.sem.{name}"),
+        format!("ipcworks.chan.{name}"),
+    ]);
+    let q = Arc::new(Queue::options().remove_on_drop(true).create(&name).unwrap());
+    let sem = Arc::new(Semaphore::create(&name, 0).unwrap());
+    let chan = Channel::builder().capacity(4).create(&name).unwrap();
+    let rx = Arc::new(Mutex::new(chan.receiver().unwrap()));
+    let tx = Arc::new(Mutex::new(chan.sender().unwrap()));
+    let mut set = WaitSet::new().unwrap();
+    set.add_queue(1, &q).unwrap();
+    set.add_semaphore(2, &sem).unwrap();
+    set.add_channel(3, &rx.lock().unwrap()).unwrap();
+    let kinds = vec![
+        Kind {
+            key: 1,
+            ready: Box::new({
+                let q = q.clone();
+                move || q.send(b"m", 1).unwrap()
+            }),
+            take: Box::new({
+                let q = q.clone();
+                move || q.try_recv().is_ok()
+            }),
+        },
+        Kind {
+            key: 2,
+            ready: Box::new({
+                let s = sem.clone();
+                move || s.post().unwrap()
+            }),
+            take: Box::new({
+                let s = sem.clone();
+                move || s.try_wait().is_ok()
+            }),
+        },
+        Kind {
+            key: 3,
+            ready: Box::new({
+                let tx = tx.clone();
+                move || tx.lock().unwrap().send(b"m").unwrap()
+            }),
+            take: Box::new({
+                let rx = rx.clone();
+                move || match rx.lock().unwrap().try_recv() {
+                    Ok(_) => true,
+                    Err(TryRecvError::Empty) => false,
+                    Err(e) => panic!("{e}"),
+                }
+            }),
+        },
+    ];
+    // Helpers armed once.
+    assert!(set.wait(Deadline::Now).unwrap().is_empty());
+    let (mut missed, mut spurious) = (Vec::new(), Vec::new());
+    for mut k in kinds {
+        for round in 0..ROUNDS {
+            (k.ready)();
+            let r = set.wait(Deadline::Now).unwrap();
+            if r != [k.key] {
+                missed.push((k.key, round, r));
+            }
+            assert!((k.take)(), "key {} round {round}: nothing to take", k.key);
+            let r = set.wait(Deadline::Now).unwrap();
+            if !r.is_empty() {
+                spurious.push((k.key, round, r));
+            }
+        }
+    }
+    let show = |v: &Vec<(usize, usize, Vec<usize>)>| format!("{:?}", &v[..v.len().min(5)]);
+    assert!(
+        missed.is_empty(),
+        "{} of {} ready objects not reported by wait(Now); first: {}",
+        missed.len(),
+        3 * ROUNDS,
+        show(&missed)
+    );
+    assert!(
+        spurious.is_empty(),
+        "{} of {} taken objects reported again by wait(Now); first: {}",
+        spurious.len(),
+        3 * ROUNDS,
+        show(&spurious)
     );
 }
