@@ -53,9 +53,9 @@ pub(crate) struct Header {
     /// line: only senders touch it).
     pub next_seq: AtomicU64,
     pub _pad: [AtomicU64; 7],
-    /// Receivers asleep (or about to sleep) on `filled`, plus
-    /// `wake::POLLER` for each WaitSet watching for a message (see
-    /// `wake.rs`).
+    /// Receivers asleep (or about to sleep) on `filled` (bits 0..16),
+    /// and bit 16 (`wake::POLLER`) while a WaitSet watching for a message
+    /// may be asleep (see `wake.rs`).
     pub recv_sleepers: AtomicU32,
     /// Senders asleep (or about to sleep) on `free` (the same encoding;
     /// nothing polls for room).
@@ -94,10 +94,10 @@ unsafe impl shm::Header for Header {
         u64::from_le_bytes(*b"ipcwQUE3"),
     ];
     /// 5: the wake-up semaphores' `waiters` count pollers too (a
-    /// WaitSet's registration; posts then wake everyone). 6: so do the
-    /// sleepers registers (`wake::POLLER` each, in bits 16..32): a
+    /// WaitSet's registration; posts then wake everyone). 6: the
+    /// sleepers registers hold a pollers' bit (`wake::POLLER`, bit 16): a
     /// WaitSet's helper is a poller, no longer a sleeper taking permits,
-    /// and a commit wakes every sleeper while one is registered.
+    /// and a commit that finds the bit clears it and wakes every sleeper.
     const VERSION: u64 = 6;
     type Layout = Geometry;
 

@@ -79,13 +79,21 @@ impl Env for Shared {
     }
 }
 
-/// The helper's first round: registers as a poller, then looks. Returns
-/// the futex value it would sleep on and whether it saw the message.
+/// The helper's first round, as `wake::poll_wait` makes it: registers as
+/// a poller on the semaphore, sets the pollers' bit, reads the futex
+/// word, looks. Returns the value it would sleep on and whether it saw
+/// the message.
 fn poller(sh: Arc<Shared>) -> loom::thread::JoinHandle<(u32, bool)> {
     loom::thread::spawn(move || {
-        let seen = wake::poll_arm(&sh.sleepers, &sh.sem);
+        raw::poll_arm(&sh.sem);
+        let seen = wake::poll_prepare(&sh.sleepers, &sh.sem);
         (seen, sh.look())
     })
+}
+
+/// The futex word's value now.
+fn futex(sh: &Shared) -> u32 {
+    raw::futex_word(&sh.sem).load(SeqCst)
 }
 
 /// A poller alone registers while a commit publishes: either its look
@@ -104,7 +112,7 @@ fn a_poller_alone_is_woken_by_a_commit_and_no_permit_is_posted() {
         let (seen, saw) = p.join().unwrap();
         if !saw {
             assert_ne!(
-                raw::futex_value(&sh.sem),
+                futex(&sh),
                 seen,
                 "the poller would sleep through the commit"
             );
@@ -115,7 +123,7 @@ fn a_poller_alone_is_woken_by_a_commit_and_no_permit_is_posted() {
             0,
             "a commit posted a wake-up permit for a poller"
         );
-        wake::poll_disarm(&sh.sleepers, &sh.sem);
+        raw::poll_disarm(&sh.sem);
     });
 }
 
@@ -143,7 +151,7 @@ fn a_poller_registering_while_a_commit_publishes_is_woken_with_the_receiver() {
                     // which loom reports).
                     raw::wait(&sh.sem, &*sh, Deadline::Never, &|| false, || Ok(())).unwrap();
                 }
-                wake::deregister(&sh.sleepers, 1);
+                wake::deregister(&sh.sleepers);
                 saw
             })
         };
@@ -153,7 +161,7 @@ fn a_poller_registering_while_a_commit_publishes_is_woken_with_the_receiver() {
         let (seen, poller_saw) = p.join().unwrap();
         if !poller_saw {
             assert_ne!(
-                raw::futex_value(&sh.sem),
+                futex(&sh),
                 seen,
                 "the poller would sleep through the commit"
             );
@@ -173,5 +181,53 @@ fn a_poller_registering_while_a_commit_publishes_is_woken_with_the_receiver() {
         if !receiver_saw {
             assert_eq!(left, 0, "the receiver slept without taking its permit");
         }
+    });
+}
+
+/// Two pollers (two processes' WaitSets) register while a commit
+/// publishes: the commit rings the pollers' bit once for both — each
+/// either sees the message, or will not sleep through the commit and was
+/// woken with every sleeper. No permit is posted.
+#[test]
+fn two_pollers_registering_while_a_commit_publishes_are_both_woken() {
+    loom::model(|| {
+        let sh = shared();
+        let p1 = poller(sh.clone());
+        let p2 = poller(sh.clone());
+        sh.commit();
+        for p in [p1, p2] {
+            let (seen, saw) = p.join().unwrap();
+            if !saw {
+                assert_ne!(futex(&sh), seen, "a poller would sleep through the commit");
+                assert!(sh.woke_all.load(SeqCst) >= 1, "a poller was not woken");
+            }
+        }
+        assert_eq!(
+            sh.sem.value().unwrap(),
+            0,
+            "a permit was posted for pollers"
+        );
+    });
+}
+
+/// A poller that stopped (or was killed) after it registered costs the
+/// commits after it one wake-up in all, not one each: the first clears
+/// the bit, the next finds the register zero (the senders' fast path).
+/// (A count of pollers, as first written, kept a dead one registered and
+/// made every later commit wake.)
+#[test]
+fn a_gone_poller_costs_one_wake_up_not_one_per_commit() {
+    loom::model(|| {
+        let sh = shared();
+        let p = poller(sh.clone());
+        let (_, saw) = p.join().unwrap();
+        assert!(!saw);
+        // The poller's process dies here, registered.
+        sh.commit();
+        assert_eq!(sh.woke_all.load(SeqCst), 1);
+        assert_eq!(sh.sleepers.load(SeqCst), 0, "the bit was not cleared");
+        sh.slot.store(0, SeqCst); // taken by a try_recv
+        sh.commit();
+        assert_eq!(sh.woke_all.load(SeqCst), 1, "a second commit woke again");
     });
 }

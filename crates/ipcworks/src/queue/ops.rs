@@ -491,14 +491,14 @@ impl Queue {
                 }
             }
         };
-        wake::deregister(n, 1);
+        wake::deregister(n);
         res
     }
 
     /// After a commit: posts a wake-up permit for `side`'s sleepers if one
-    /// is registered and not every registered sleeper has a permit yet;
-    /// else wakes the registered pollers (WaitSet helpers), posting
-    /// nothing (see `wake.rs`). Never fails the operation that committed:
+    /// is registered and not every registered sleeper has a permit yet,
+    /// and wakes the pollers (WaitSet helpers) that may be asleep,
+    /// posting nothing for them (see `wake.rs`). Never fails the operation that committed:
     /// a broken semaphore is reported to the sleepers themselves
     /// (`check_permits`), which also look at the slots every slice.
     #[inline]

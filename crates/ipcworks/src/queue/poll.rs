@@ -24,7 +24,7 @@ impl Queue {
     }
 
     /// A [`WaitSet`](crate::waitset::WaitSet) helper's wait: registers as
-    /// a poller (so every commit wakes it, and every post on `filled`
+    /// a poller (so the next commit wakes it, and every post on `filled`
     /// wakes every sleeper), looks, and sleeps on `filled`'s futex word
     /// until a message is there (`true`, nothing taken: neither the
     /// message nor a wake-up permit, which are the receivers') or `stop`

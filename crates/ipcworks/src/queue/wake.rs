@@ -8,7 +8,8 @@
 //! # The register
 //!
 //! ```text
-//! bits 16..32  pollers: WaitSet helpers watching this side (POLLER each)
+//! bit  16      POLLER: a poller may be asleep (set by each poller before
+//!              it looks and sleeps, cleared by the commit that wakes it)
 //! bits  0..16  sleepers: blocked calls about to sleep or asleep (1 each)
 //! ```
 //!
@@ -19,40 +20,48 @@
 //!
 //! A **poller** (a [`WaitSet`](crate::waitset::WaitSet)'s helper) wants
 //! to *learn* that a message is there, not take it, nor the permit a
-//! sleeper needs: its owner calls `try_recv` later, or never. It adds
-//! [`POLLER`] to the register (so every commit acts while it is there)
-//! and registers as a poller on the semaphore too (so every post on it
-//! wakes all its sleepers, see "Pollers" in `sync/semaphore/raw.rs`),
-//! fences, looks, and sleeps on the semaphore's futex word without
-//! taking anything. A commit then:
+//! sleeper needs: its owner calls `try_recv` later, or never. It
+//! registers as a poller on the semaphore (so every post on it wakes all
+//! its sleepers, see "Pollers" in `sync/semaphore/raw.rs`); then, before
+//! each look, sets [`POLLER`] in the register, reads the semaphore's
+//! futex word, fences, looks, and sleeps on the word without taking
+//! anything. A commit that finds the bit set clears it and:
 //!
 //! - posts a permit when a sleeper is registered and not every sleeper
 //!   has one (as before); the post wakes every sleeper, the poller among
 //!   them, because the poller is registered on the semaphore;
-//! - else, when a poller is registered, moves the futex word and wakes
-//!   every sleeper on it, posting nothing ([`raw::wake_all`]): a permit
-//!   nobody takes would only wake a later sleeper for nothing.
+//! - else moves the futex word and wakes every sleeper on it, posting
+//!   nothing ([`raw::wake_all`]): a permit nobody takes would only wake a
+//!   later sleeper for nothing.
 //!
 //! So a sleeper's wake-up is never the poller's: with one permit and one
-//! `FUTEX_WAKE(1)` (the protocol before layout 6) the kernel could wake
-//! the helper, which took the permit, and a blocked `recv` of another
-//! process then slept beside the message until its 50 ms look if the
-//! helper's owner left the message there.
+//! `FUTEX_WAKE(1)` (the protocol before layout 6, when the helper was one
+//! more sleeper) the kernel could wake the helper, which took the permit,
+//! and a blocked `recv` of another process then slept beside the message
+//! until its 50 ms look if the helper's owner left the message there.
+//!
+//! The bit is a doorbell, not a count: one commit wakes every poller
+//! asleep, and each sets it again before it sleeps again. A poller that
+//! stops, or dies, leaves it set, which costs the next commit one
+//! wake-up and no more; the senders are then back on the fast path (one
+//! load of a zero register, no system call). A count would keep a killed
+//! process's helper registered for good, and every later send would make
+//! a system call.
 //!
 //! Why nothing is lost: the commit (a `SeqCst` compare-and-swap on a slot
 //! word) comes before the commit's load of the register, and the
-//! poller's registrations (`SeqCst` read-modify-writes) before its fence
-//! and its look; in the single total order one of the two loads sees the
-//! other side's write. If the commit missed the poller, the poller's look
-//! sees the message. If it saw the poller, it moves the futex word after
-//! the poller registered on the semaphore — or its `waiters` load missed
-//! that registration too, and then again the poller's look, later, sees
-//! the message — so the poller's `FUTEX_WAIT` on the value it read before
-//! looking returns at once or is woken. The loom models in `loom_wake.rs`
-//! check this, and fail with the old protocol.
+//! poller's setting of the bit (a `SeqCst` read-modify-write) before its
+//! fence and its look; in the single total order one of the two sees the
+//! other. If the commit missed the bit, the poller's look sees the
+//! message. If it saw the bit, the poller had registered on the semaphore
+//! before setting it, so the commit's wake reaches every sleeper, and it
+//! moves the futex word after the poller set the bit: the poller's
+//! `FUTEX_WAIT` on the value it read then returns at once or is woken.
+//! (A poller that set the bit again after the commit cleared it comes
+//! after the commit in that order too, and its look sees the message.)
+//! The loom models in `loom_wake.rs` check this, and fail with the old
+//! protocol.
 //!
-//! The pollers' field costs the senders nothing: the fast path is still
-//! one load of the register (zero: no sleeper, no poller, no system call).
 //! A register a peer scribbled can only cost wake-ups (at most 65,535
 //! permits, and sleepers look every slice).
 
@@ -62,9 +71,10 @@ use crate::primitive::{AtomicU32, fence};
 use crate::sync::SemaphoreState;
 use crate::sync::semaphore::raw::{self, Env};
 
-/// What a poller adds to a sleepers register (sleepers proper count in
-/// the low 16 bits).
+/// The pollers' bit of a sleepers register (see the module docs).
 pub(crate) const POLLER: u32 = 1 << 16;
+/// The sleepers' count: the low 16 bits.
+const SLEEPERS: u32 = POLLER - 1;
 
 /// A sleeper's registration before its last look: the add, then a fence
 /// that orders it before the look's relaxed loads.
@@ -73,14 +83,16 @@ pub(crate) fn register(sleepers: &AtomicU32) {
     fence(SeqCst);
 }
 
-/// Takes back `unit` (1, or [`POLLER`]) from the register.
-pub(crate) fn deregister(sleepers: &AtomicU32, unit: u32) {
-    let _ = sleepers.fetch_update(SeqCst, Relaxed, |v| Some(v.saturating_sub(unit)));
+/// A sleeper's deregistration (never below zero, never into the
+/// pollers' bit).
+pub(crate) fn deregister(sleepers: &AtomicU32) {
+    let _ = sleepers.fetch_update(SeqCst, Relaxed, |v| (v & SLEEPERS != 0).then(|| v - 1));
 }
 
 /// After a commit (a `SeqCst` compare-and-swap that made a message or a
 /// free slot available): a permit for a registered sleeper that has none
-/// yet, else a wake-up for registered pollers, else nothing (one load).
+/// yet, and a wake-up for every poller asleep; nothing (one load) while
+/// the register is zero.
 #[inline]
 pub(crate) fn wake<E: Env>(sleepers: &AtomicU32, sem: &SemaphoreState, env: &E) {
     // Loom models a SeqCst compare-and-swap as acquire-release only: the
@@ -91,36 +103,35 @@ pub(crate) fn wake<E: Env>(sleepers: &AtomicU32, sem: &SemaphoreState, env: &E) 
     if s == 0 {
         return;
     }
-    let (real, pollers) = (s % POLLER, s / POLLER);
-    if real != 0 && sem.value().is_ok_and(|v| v < real) {
-        let _ = raw::post(sem, env);
-    } else if pollers != 0 {
+    let polled = s & POLLER != 0;
+    if polled {
+        // Rung: every poller asleep is woken below, and sets it again
+        // before it sleeps again.
+        sleepers.fetch_and(!POLLER, SeqCst);
+    }
+    let real = s & SLEEPERS;
+    let posted = real != 0 && sem.value().is_ok_and(|v| v < real) && raw::post(sem, env).is_ok();
+    if polled && !posted {
         raw::wake_all(sem, env);
     }
 }
 
-/// A poller's registration, as [`poll_wait`] makes it: in the register,
-/// then on the semaphore, then the fence before the look. Returns the
-/// futex value to sleep on.
-#[cfg_attr(not(loom), allow(dead_code))]
-pub(crate) fn poll_arm(sleepers: &AtomicU32, sem: &SemaphoreState) -> u32 {
-    sleepers.fetch_add(POLLER, SeqCst);
-    let seq = raw::poll_arm(sem);
+/// A poller, registered on the semaphore, before each look: sets the
+/// pollers' bit, reads the futex word, fences. Returns the value to
+/// sleep on.
+pub(crate) fn poll_prepare(sleepers: &AtomicU32, sem: &SemaphoreState) -> u32 {
+    sleepers.fetch_or(POLLER, SeqCst);
+    let seq = raw::futex_word(sem).load(SeqCst);
     fence(SeqCst);
     seq
-}
-
-/// Ends a poller's registration.
-#[cfg_attr(not(loom), allow(dead_code))]
-pub(crate) fn poll_disarm(sleepers: &AtomicU32, sem: &SemaphoreState) {
-    raw::poll_disarm(sem);
-    deregister(sleepers, POLLER);
 }
 
 /// A poller's wait: registered as a poller, until `ready` (the queue's
 /// non-consuming look: a message is there) says so (`true`, nothing
 /// taken) or `stop` is set and [`raw::interrupt`] called (`false`).
-/// `sleep` as for [`raw::poll_wait`].
+/// `sleep` sleeps on the word while it holds the value and returns false
+/// when the memory is gone (then this returns `true`: the owner's own
+/// call reports it).
 #[cfg(not(loom))]
 pub(crate) fn poll_wait(
     sleepers: &AtomicU32,
@@ -129,9 +140,21 @@ pub(crate) fn poll_wait(
     ready: impl Fn() -> bool,
     sleep: impl Fn(&AtomicU32, u32) -> bool,
 ) -> bool {
-    sleepers.fetch_add(POLLER, SeqCst);
-    // Registers on the semaphore, fences, looks, sleeps.
-    let r = raw::poll_wait(sem, stop, ready, sleep);
-    deregister(sleepers, POLLER);
+    raw::poll_arm(sem);
+    let r = loop {
+        let seq = poll_prepare(sleepers, sem);
+        if ready() {
+            break true;
+        }
+        if stop.load(SeqCst) {
+            break false;
+        }
+        if !sleep(raw::futex_word(sem), seq) {
+            break true;
+        }
+    };
+    // The bit stays: the next commit clears it (one wake-up, of nobody
+    // if nobody sleeps).
+    raw::poll_disarm(sem);
     r
 }

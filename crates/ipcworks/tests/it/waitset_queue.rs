@@ -5,8 +5,8 @@
 
 use std::io::BufRead;
 use std::process::Stdio;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ use crate::support::{self, KillOnDrop, ShmCleanup};
 /// Offset of the `filled` semaphore's count word in a queue's segment
 /// (white-box, as a peer would write it: `queue/layout.rs` asserts it).
 const FILLED_WORD: usize = 160;
+/// Offset of the receive side's sleepers register (`recv_sleepers`).
+const RECV_SLEEPERS: usize = 128;
 
 /// The `filled` semaphore's count word in queue segment `seg`.
 fn filled_word(seg: &Segment) -> &AtomicU64 {
@@ -83,6 +85,15 @@ fn child() {
         // found its message by itself leaves one) is neither reported nor
         // taken, and costs no CPU either.
         "untaken" => untaken_child(&arg),
+        // A WaitSet armed on queue `arg`, waiting to be killed.
+        "armed" => {
+            let q = Queue::open(&arg).unwrap();
+            let mut set = WaitSet::new().unwrap();
+            set.add_queue(0, &q).unwrap();
+            assert!(set.wait(Deadline::Now).unwrap().is_empty());
+            println!("ready");
+            set.wait(Deadline::after(Duration::from_secs(60))).unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -297,6 +308,42 @@ fn a_message_left_untaken_or_a_stale_permit_costs_no_cpu() {
         result, "stale: [], permits 1",
         "a stale permit was reported as a message, or taken"
     );
+}
+
+/// A process whose WaitSet watches a queue is killed with SIGKILL while
+/// its helper sleeps: the first send after it clears the helper's
+/// registration (one wake-up, of nobody), and the senders are back on the
+/// fast path: the receive side's register reads zero, so later sends make
+/// no system call. (A registration that stays, as a count would, made
+/// every later send wake.)
+#[test]
+fn a_killed_waitset_costs_the_senders_one_wake_up_not_one_per_send() {
+    let name = support::unique_name("wsqkilled");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let q = Queue::options().remove_on_drop(true).create(&name).unwrap();
+    let seg = Segment::open(&format!("ipcworks.queue.{name}")).unwrap();
+    // SAFETY: the register lies at 128..132 of the header, 4-aligned, an
+    // atomic in every process; borrowed from the mapping.
+    let register = unsafe { &*(seg.as_ptr().add(RECV_SLEEPERS) as *const AtomicU32) };
+    let mut child = KillOnDrop::spawn_ready(support::child("waitset_queue::child", "armed", &name));
+    assert!(
+        support::wait_until(Duration::from_secs(10), || register.load(SeqCst) != 0),
+        "the helper never registered"
+    );
+    child.kill9();
+    let left = register.load(SeqCst);
+    q.send(b"one", 1).unwrap();
+    let after = register.load(SeqCst);
+    assert_eq!(q.try_recv().unwrap().0, b"one");
+    q.send(b"two", 1).unwrap();
+    assert_eq!(q.try_recv().unwrap().0, b"two");
+    eprintln!("register: {left:#x} when killed, {after:#x} after one send");
+    assert_eq!(
+        after, 0,
+        "a killed WaitSet's registration ({left:#x}) outlives a send: the senders are off \
+         the fast path for good"
+    );
+    assert_eq!(register.load(SeqCst), 0);
 }
 
 /// What `wait_now_sees_a_ready_object_at_once_every_time` makes ready and

@@ -421,10 +421,10 @@ pub(crate) fn poll_ready(st: &SemaphoreState) -> bool {
     st.value().is_ok_and(|c| c > 0)
 }
 
-/// The futex word's value now (for the loom models of other modules).
-#[cfg(all(test, loom))]
-pub(crate) fn futex_value(st: &SemaphoreState) -> u32 {
-    st.seq.load(SeqCst)
+/// The futex word sleepers sleep on (for another module's pollers: the
+/// native queue's, see `queue/wake.rs`).
+pub(crate) fn futex_word(st: &SemaphoreState) -> &AtomicU32 {
+    &st.seq
 }
 
 /// Ends a poller's registration.
