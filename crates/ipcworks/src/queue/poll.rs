@@ -15,12 +15,13 @@ use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 
 impl Queue {
-    /// Whether a message is there to receive now: the non-consuming look
-    /// a [`WaitSet`](crate::waitset::WaitSet) makes (its helper before
-    /// each sleep, and `wait` itself before it blocks). A hint: another
-    /// receiver may take it first.
+    /// Whether a message is there to receive now, or the segment is
+    /// found truncated (the owner's own call reports that): the
+    /// non-consuming look a [`WaitSet`](crate::waitset::WaitSet) makes
+    /// (its helper before each sleep, and `wait` itself before it
+    /// blocks). A hint: another receiver may take the message first.
     pub(crate) fn poll_ready(&self) -> bool {
-        self.anything(Side::Recv)
+        self.anything(Side::Recv) || self.seg.check_intact().is_err()
     }
 
     /// A [`WaitSet`](crate::waitset::WaitSet) helper's wait: registers as

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ipcworks::Error;
 use ipcworks::channel::Channel;
 use ipcworks::message::{Deadline, TryRecvError};
 use ipcworks::queue::Queue;
@@ -85,6 +86,27 @@ fn child() {
         // found its message by itself leaves one) is neither reported nor
         // taken, and costs no CPU either.
         "untaken" => untaken_child(&arg),
+        // A WaitSet armed on queue `arg`, which the parent truncates to
+        // nothing: the next waits report it, and `try_recv` says why.
+        "truncated" => {
+            let q = Queue::open(&arg).unwrap();
+            let mut set = WaitSet::new().unwrap();
+            set.add_queue(6, &q).unwrap();
+            assert!(set.wait(Deadline::Now).unwrap().is_empty());
+            println!("ready");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
+            for _ in 0..2 {
+                let t = Instant::now();
+                let r = set.wait(Deadline::after(Duration::from_secs(10))).unwrap();
+                println!("WAIT {r:?} {:?}", t.elapsed());
+            }
+            let e = q.try_recv().unwrap_err();
+            println!(
+                "TRY {}",
+                matches!(e, TryRecvError::Other(Error::Truncated { .. }))
+            );
+        }
         // A WaitSet armed on queue `arg`, waiting to be killed.
         "armed" => {
             let q = Queue::open(&arg).unwrap();
@@ -344,6 +366,42 @@ fn a_killed_waitset_costs_the_senders_one_wake_up_not_one_per_send() {
          the fast path for good"
     );
     assert_eq!(register.load(SeqCst), 0);
+}
+
+/// A peer truncates a queue a WaitSet watches (to nothing: `ftruncate`):
+/// the next `wait` reports it (its own look at the slots finds the pages
+/// gone, no SIGBUS), and so does the one after, and `try_recv` says
+/// `Truncated`.
+#[test]
+fn a_truncated_queue_is_reported_by_the_next_wait() {
+    use std::io::Write;
+    let name = support::unique_name("wsqtrunc");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let _q = Queue::options().remove_on_drop(true).create(&name).unwrap();
+    let mut cmd = support::child("waitset_queue::child", "truncated", &name);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = KillOnDrop::spawn(cmd);
+    let out = child.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut stdin = child.0.as_mut().unwrap().stdin.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines().map_while(Result::ok);
+    assert!(lines.any(|l| l == "ready"), "the child ended early");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/ipcworks.queue.{name}"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    writeln!(stdin).unwrap();
+    let got: Vec<String> = lines
+        .filter(|l| l.starts_with("WAIT ") || l.starts_with("TRY "))
+        .collect();
+    assert!(child.wait_for(Duration::from_secs(60)).success(), "{got:?}");
+    eprintln!("{got:?}");
+    assert_eq!(got.len(), 3, "{got:?}");
+    for w in &got[..2] {
+        assert!(w.starts_with("WAIT [6] "), "not reported: {got:?}");
+    }
+    assert_eq!(got[2], "TRY true", "{got:?}");
 }
 
 /// What `wait_now_sees_a_ready_object_at_once_every_time` makes ready and

@@ -364,10 +364,12 @@ impl Semaphore {
         )
     }
 
-    /// Whether a permit is there now (a hint: nothing taken), the look a
-    /// [`WaitSet`](crate::waitset::WaitSet) makes before it blocks.
+    /// Whether a permit is there now (a hint: nothing taken), or the
+    /// segment is found truncated (the owner's `try_wait` reports that):
+    /// the look a [`WaitSet`](crate::waitset::WaitSet) makes, its helper
+    /// before each sleep and `wait` itself before it blocks.
     pub(crate) fn poll_ready(&self) -> bool {
-        super::raw::poll_ready(self.state())
+        super::raw::poll_ready(self.state()) || self.seg.check_intact().is_err()
     }
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
