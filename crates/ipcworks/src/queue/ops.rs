@@ -498,9 +498,10 @@ impl Queue {
     /// After a commit: posts a wake-up permit for `side`'s sleepers if one
     /// is registered and not every registered sleeper has a permit yet,
     /// and wakes the pollers (WaitSet helpers) that may be asleep,
-    /// posting nothing for them (see `wake.rs`). Never fails the operation that committed:
-    /// a broken semaphore is reported to the sleepers themselves
-    /// (`check_permits`), which also look at the slots every slice.
+    /// posting nothing for them (see `wake.rs`). Never fails the
+    /// operation that committed: a broken semaphore is reported to the
+    /// sleepers themselves (`check_permits`), which also look at the
+    /// slots every slice.
     #[inline]
     pub(super) fn wake(&self, side: Side) {
         // Every caller has just made its change with a SeqCst CAS, and the

@@ -30,10 +30,10 @@ impl Queue {
     /// until a message is there (`true`, nothing taken: neither the
     /// message nor a wake-up permit, which are the receivers') or `stop`
     /// is set and [`poll_interrupt`](Self::poll_interrupt) called
-    /// (`false`). A truncated segment ends it with `true`: the owner's
-    /// own call reports it.
+    /// (`false`). A truncated segment ends it with `true` (noticed within
+    /// a `raw::POLL_SLICE`): the owner's own call reports it.
     ///
-    /// A commit while the helper is registered wakes every sleeper, so
+    /// A commit that finds the helper registered wakes every sleeper, so
     /// the helper never takes the wake-up of another process's blocked
     /// `recv`; and a message left where it is makes the helper report at
     /// once each time it is armed (level-triggered), with no CPU used
@@ -45,9 +45,13 @@ impl Queue {
             &h.filled,
             stop,
             || self.poll_ready(),
-            |word, v| match futex::wait(word, v, Deadline::Never) {
+            |word, v| match futex::wait(word, v, Deadline::after(raw::POLL_SLICE)) {
                 Wake::Fault => false,
-                _ => self.seg.check_intact().is_ok(),
+                // A cut wakes no futex (and a sleeper on a page it took
+                // away cannot be interrupted): look at the size now and
+                // then, and at `stop` (the loop does).
+                Wake::TimedOut => self.seg.check_size().is_ok(),
+                Wake::Retry => self.seg.check_intact().is_ok(),
             },
         )
     }

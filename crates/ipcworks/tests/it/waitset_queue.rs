@@ -86,20 +86,18 @@ fn child() {
         // found its message by itself leaves one) is neither reported nor
         // taken, and costs no CPU either.
         "untaken" => untaken_child(&arg),
-        // A WaitSet armed on queue `arg`, which the parent truncates to
-        // nothing: the next waits report it, and `try_recv` says why.
+        // A WaitSet on queue `arg`, blocked in `wait` when the parent
+        // truncates the queue to nothing: that wait and the next report
+        // it, and `try_recv` says why.
         "truncated" => {
             let q = Queue::open(&arg).unwrap();
             let mut set = WaitSet::new().unwrap();
             set.add_queue(6, &q).unwrap();
-            assert!(set.wait(Deadline::Now).unwrap().is_empty());
             println!("ready");
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).unwrap();
             for _ in 0..2 {
                 let t = Instant::now();
                 let r = set.wait(Deadline::after(Duration::from_secs(10))).unwrap();
-                println!("WAIT {r:?} {:?}", t.elapsed());
+                println!("WAIT {r:?} {}", t.elapsed().as_millis());
             }
             let e = q.try_recv().unwrap_err();
             println!(
@@ -368,30 +366,32 @@ fn a_killed_waitset_costs_the_senders_one_wake_up_not_one_per_send() {
     assert_eq!(register.load(SeqCst), 0);
 }
 
-/// A peer truncates a queue a WaitSet watches (to nothing: `ftruncate`):
-/// the next `wait` reports it (its own look at the slots finds the pages
-/// gone, no SIGBUS), and so does the one after, and `try_recv` says
-/// `Truncated`.
+/// A peer truncates a queue (to nothing: `ftruncate`) while a WaitSet
+/// over it is blocked in `wait`, its helper asleep: that wait reports it
+/// within the helper's one-second look at the size (a cut wakes no
+/// futex), the next at once (its own look at the slots finds the pages
+/// gone, no SIGBUS), `try_recv` says `Truncated`, and the set's drop
+/// ends its helper (which sleeps on a page that is gone, where no
+/// interrupt reaches it).
 #[test]
-fn a_truncated_queue_is_reported_by_the_next_wait() {
-    use std::io::Write;
+fn a_truncated_queue_is_reported_by_the_waitset() {
     let name = support::unique_name("wsqtrunc");
     let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
     let _q = Queue::options().remove_on_drop(true).create(&name).unwrap();
     let mut cmd = support::child("waitset_queue::child", "truncated", &name);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    cmd.stdout(Stdio::piped());
     let mut child = KillOnDrop::spawn(cmd);
     let out = child.0.as_mut().unwrap().stdout.take().unwrap();
-    let mut stdin = child.0.as_mut().unwrap().stdin.take().unwrap();
     let mut lines = std::io::BufReader::new(out).lines().map_while(Result::ok);
     assert!(lines.any(|l| l == "ready"), "the child ended early");
+    // Its wait blocked, its helper asleep.
+    std::thread::sleep(Duration::from_millis(300));
     std::fs::OpenOptions::new()
         .write(true)
         .open(format!("/dev/shm/ipcworks.queue.{name}"))
         .unwrap()
         .set_len(0)
         .unwrap();
-    writeln!(stdin).unwrap();
     let got: Vec<String> = lines
         .filter(|l| l.starts_with("WAIT ") || l.starts_with("TRY "))
         .collect();
@@ -401,6 +401,10 @@ fn a_truncated_queue_is_reported_by_the_next_wait() {
     for w in &got[..2] {
         assert!(w.starts_with("WAIT [6] "), "not reported: {got:?}");
     }
+    // Milliseconds: the blocked wait within the helper's second (and the
+    // 300 ms before the cut), generously.
+    let first: u64 = got[0]["WAIT [6] ".len()..].parse().unwrap();
+    assert!(first < 5_000, "the blocked wait took {first} ms: {got:?}");
     assert_eq!(got[2], "TRY true", "{got:?}");
 }
 

@@ -350,16 +350,18 @@ impl Semaphore {
     /// A [`WaitSet`](crate::waitset::WaitSet) helper's wait: until a
     /// permit is there (`true`, nothing taken) or `stop` is set and
     /// [`poll_interrupt`](Self::poll_interrupt) called (`false`). A
-    /// truncated segment ends it with `true`: the owner's `try_wait`
-    /// reports it.
+    /// truncated segment ends it with `true` (noticed within a
+    /// `raw::POLL_SLICE`): the owner's `try_wait` reports it.
     pub(crate) fn poll_wait(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
         super::raw::poll_wait(
             self.state(),
             stop,
             || self.poll_ready(),
-            |word, v| match futex::wait(word, v, Deadline::Never) {
+            |word, v| match futex::wait(word, v, Deadline::after(super::raw::POLL_SLICE)) {
                 Wake::Fault => false,
-                _ => self.seg.check_intact().is_ok(),
+                // A cut wakes no futex: look at the size now and then.
+                Wake::TimedOut => self.seg.check_size().is_ok(),
+                Wake::Retry => self.seg.check_intact().is_ok(),
             },
         )
     }

@@ -47,9 +47,9 @@
 //! (`wake_one` reads one word to tell). The loom model
 //! `a_poller_registering_while_a_post_publishes_is_woken_with_the_waiters`
 //! checks both halves. The native queue's `filled` semaphore has pollers
-//! too (a WaitSet's helper watching for a message, with its own "ready":
-//! [`poll_wait`] takes the look as an argument); the queue's commits then
-//! also wake them without posting ([`wake_all`]; see `queue/wake.rs`).
+//! too (a WaitSet's helper watching for a message, not a permit); the
+//! queue's commits also wake them without posting ([`wake_all`]; see
+//! `queue/wake.rs`).
 //!
 //! Sleepers sleep without a timer (cheapest) unless the holder table
 //! records someone: then they wake every 100 ms to look for dead holders
@@ -388,6 +388,14 @@ pub(crate) fn wake_all<E: Env>(st: &SemaphoreState, env: &E) {
     }
 }
 
+/// How long a poller (a [`WaitSet`](crate::waitset::WaitSet)'s helper
+/// thread) sleeps before it looks at its segment's size and its `stop`
+/// itself: a peer that truncates the segment wakes no futex, and takes
+/// away the page a sleeping helper would be interrupted on. One wake-up
+/// a second: no measurable CPU.
+#[cfg(not(loom))]
+pub(crate) const POLL_SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a poller adds to `waiters` (see "Pollers" in the module docs):
 /// waiters proper stay far below it (a process has fewer threads).
 pub(crate) const POLLER: u32 = 1 << 16;
@@ -434,9 +442,10 @@ pub(crate) fn poll_disarm(st: &SemaphoreState) {
         .fetch_update(SeqCst, SeqCst, |w| Some(w.saturating_sub(POLLER)));
 }
 
-/// Interrupts a [`poll_wait`] after its `stop` was
-/// set: moves `seq` (so a sleeper about to sleep on the old value does
-/// not) and wakes every sleeper on it (the others look and sleep again).
+/// Interrupts a [`poll_wait`] (the semaphore's or the queue's) after its
+/// `stop` was set: moves `seq` (so a sleeper about to sleep on the old
+/// value does not) and wakes every sleeper on it (the others look and
+/// sleep again).
 #[cfg(not(loom))]
 pub(crate) fn interrupt(st: &SemaphoreState) {
     st.seq.fetch_add(1, SeqCst);
@@ -446,11 +455,10 @@ pub(crate) fn interrupt(st: &SemaphoreState) {
 /// A poller's wait (see "Pollers" in the module docs): registered with
 /// [`POLLER`], sleeps on `seq` until `ready` says so (`true`; nothing
 /// taken) or `stop` is set and [`interrupt`] called (`false`). `ready` is
-/// the poller's non-consuming look: [`poll_ready`] for a semaphore, "a
-/// message is there" for the native queue (whose commits move `seq`
-/// while a poller is registered, see `queue/wake.rs`). `sleep` sleeps on
-/// the word while it holds the value and returns false when the memory
-/// is gone (then this returns `true`: the owner's own call reports it).
+/// the poller's non-consuming look ([`poll_ready`], or also "the segment
+/// is gone"). `sleep` sleeps on the word while it holds the value and
+/// returns false when the memory is gone (then this returns `true`: the
+/// owner's own call reports it).
 #[cfg(not(loom))]
 pub(crate) fn poll_wait(
     st: &SemaphoreState,
@@ -459,9 +467,6 @@ pub(crate) fn poll_wait(
     sleep: impl Fn(&AtomicU32, u32) -> bool,
 ) -> bool {
     let seen = poll_arm(st);
-    // The registration before the look, for a look made of relaxed loads
-    // (the queue's slot words) too.
-    crate::primitive::fence(SeqCst);
     let mut seq = seen;
     let ready = loop {
         if ready() {
