@@ -106,13 +106,16 @@ mod primitive;
 pub mod process;
 #[cfg(not(loom))]
 pub mod queue;
-/// Under `--cfg loom` only the queue's slot protocol is built, with loom's
-/// atomics.
+/// Under `--cfg loom` only the queue's slot and wake-up protocols are
+/// built, with loom's atomics.
 #[cfg(loom)]
 pub mod queue {
     #[cfg(test)]
     mod loom_model;
+    #[cfg(test)]
+    mod loom_wake;
     pub(crate) mod slots;
+    pub(crate) mod wake;
 }
 pub mod registry;
 pub mod shm;

@@ -34,5 +34,6 @@ mod tokio_io;
 mod truncate;
 mod unix_bind;
 mod waitset;
+mod waitset_queue;
 #[cfg(feature = "zenoh")]
 mod zenoh;
