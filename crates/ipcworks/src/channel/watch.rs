@@ -12,6 +12,10 @@ use crate::sys::futex::{self, Wake};
 use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 
+/// How long a WaitSet helper sleeps before it looks at the segment's size
+/// (a cut wakes no futex).
+const POLL_SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// No generation watched yet.
 const NONE: u64 = u64::MAX;
 
@@ -136,8 +140,13 @@ impl SenderWatch {
             if stop.load(SeqCst) {
                 return false;
             }
-            if futex::wait(word, v, Deadline::Never) == Wake::Fault {
-                return true;
+            // Sleep in slices: a cut wakes no futex, and a helper asleep
+            // on a page the cut took could not be interrupted, so its
+            // WaitSet could not be dropped. Between slices, `fstat`.
+            match futex::wait(word, v, Deadline::after(POLL_SLICE)) {
+                Wake::Fault => return true,
+                Wake::TimedOut if self.shared.check(true).is_err() => return true,
+                _ => {}
             }
         }
     }

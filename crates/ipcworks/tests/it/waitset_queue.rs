@@ -105,6 +105,27 @@ fn child() {
                 matches!(e, TryRecvError::Other(Error::Truncated { .. }))
             );
         }
+        // A WaitSet on channel `arg`'s receiver, blocked in `wait` when the
+        // parent truncates the channel to nothing: the wait reports it,
+        // `try_recv` says why, and the set can be dropped (its helper,
+        // asleep on a page the cut took, wakes at its next slice).
+        "truncated-channel" => {
+            let mut rx = ipcworks::channel::Receiver::open(&arg).unwrap();
+            let mut set = WaitSet::new().unwrap();
+            set.add_channel(7, &rx).unwrap();
+            println!("ready");
+            let t = Instant::now();
+            let r = set.wait(Deadline::after(Duration::from_secs(10))).unwrap();
+            println!("WAIT {r:?} {}", t.elapsed().as_millis());
+            let e = rx.try_recv().unwrap_err();
+            println!(
+                "TRY {}",
+                matches!(e, TryRecvError::Other(Error::Truncated { .. }))
+            );
+            let t = Instant::now();
+            drop(set);
+            println!("DROPPED {}", t.elapsed().as_millis());
+        }
         // A WaitSet armed on queue `arg`, waiting to be killed.
         "armed" => {
             let q = Queue::open(&arg).unwrap();
@@ -509,4 +530,47 @@ fn wait_now_sees_a_ready_object_at_once_every_time() {
         3 * ROUNDS,
         show(&spurious)
     );
+}
+
+/// A WaitSet over a channel receiver whose segment a peer truncates while
+/// the set waits: the wait reports the channel, `try_recv` says
+/// `Truncated`, and dropping the set returns (its helper, asleep on the
+/// lost page where no wake-up reaches it, looks at the size every slice)
+/// instead of hanging for ever.
+#[test]
+fn a_truncated_channel_is_reported_and_its_waitset_can_be_dropped() {
+    let name = support::unique_name("wsctrunc");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.chan.{name}")]);
+    let chan = Channel::builder().capacity(4).create(&name).unwrap();
+    let mut cmd = support::child("waitset_queue::child", "truncated-channel", &name);
+    cmd.stdout(Stdio::piped());
+    let mut child = KillOnDrop::spawn(cmd);
+    let out = child.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines().map_while(Result::ok);
+    assert!(lines.any(|l| l == "ready"), "the child ended early");
+    // Its wait blocked, its helper asleep.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/ipcworks.chan.{name}"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    // Its few lines fit the pipe: wait first, so a hang fails the test
+    // (the child is killed) instead of blocking the read.
+    let status = child.wait_for(Duration::from_secs(60));
+    let got: Vec<String> = lines
+        .filter(|l| l.starts_with("WAIT ") || l.starts_with("TRY ") || l.starts_with("DROPPED "))
+        .collect();
+    assert!(status.success(), "the child hung or failed: {got:?}");
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got[0].starts_with("WAIT [7] "), "not reported: {got:?}");
+    assert_eq!(got[1], "TRY true", "{got:?}");
+    // Milliseconds: within the helper's slice, generously.
+    let dropped: u64 = got[2]["DROPPED ".len()..].parse().unwrap();
+    assert!(
+        dropped < 10_000,
+        "dropping the set took {dropped} ms: {got:?}"
+    );
+    drop(chan);
 }
