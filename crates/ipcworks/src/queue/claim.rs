@@ -61,7 +61,10 @@ impl Queue {
     /// (removed) or released (given back).
     ///
     /// While a claim is held, other receivers take the messages behind it;
-    /// a released one is again the first of its priority.
+    /// a released one is again the first of its priority. They see the
+    /// claimed slot busy: a `try_` receive that finds nothing else waits
+    /// its 20 µs for it to settle and judges its owner (alive: left alone),
+    /// which a quick commit avoids.
     #[doc(alias = "peek")]
     pub fn recv_claim(&self) -> Result<Claim<'_>> {
         self.recv_claim_until(Deadline::Never)

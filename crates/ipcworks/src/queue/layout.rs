@@ -1,5 +1,5 @@
 //! The queue's segment layout: a header, then one slot per message, each
-//! a 32-byte record followed by its payload. Every field is an atomic
+//! a 48-byte record followed by its payload. Every field is an atomic
 //! (peers write them), and every value read from it is checked before
 //! use.
 //!

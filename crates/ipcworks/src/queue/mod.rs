@@ -14,12 +14,13 @@
 //!
 //! # How it works
 //!
-//! The segment holds one slot per message: a 32-byte record (a state word,
-//! the owner, the sequence, priority and length) followed by the payload,
+//! The segment holds one slot per message: a 48-byte record (a state word,
+//! the owner, the sequence, priority, length and the message's origin)
+//! followed by the payload,
 //! each slot starting a cache line, so a message and its state travel
 //! between the cores together. The state word (see `slots.rs`) holds the
 //! state — `FREE`, `WRITING` (a sender copies in), `READY`, `READING` (a
-//! receiver copies out) — with the owner's pid and the slot's count of
+//! receiver copies out, or holds a two-phase receive's claim) — with the owner's pid and the slot's count of
 //! completed receives, so every step is one atomic operation:
 //!
 //! - send: find a `FREE` slot (each handle goes round the slots like a

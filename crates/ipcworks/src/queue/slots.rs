@@ -36,7 +36,9 @@ pub(crate) const WRITING: u32 = 1;
 /// A complete message waits to be received.
 pub(crate) const READY: u32 = 2;
 /// A receiver owns the slot and is copying its payload out (a message
-/// longer than a direct receive takes; see [`claim_ready`]).
+/// longer than a direct receive takes; see [`claim_ready`]), or holds it
+/// as a two-phase receive's claim until it commits ([`received`]) or
+/// gives it back ([`released`]).
 pub(crate) const READING: u32 = 3;
 
 const STATE_SHIFT: u32 = 62;
