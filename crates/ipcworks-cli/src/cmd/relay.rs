@@ -80,6 +80,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Source::receiver(rx, &from, &opts)
         }
     };
+    if source.recovered() > 0 {
+        eprintln!(
+            "ipcworks relay: {} message(s) a killed process had taken from {from} are back in \
+             line",
+            source.recovered()
+        );
+    }
     let dest = match &to {
         Endpoint::Queue(_) => Dest::open(&to, &opts),
         _ => open_sender(&to, &opts).map(Dest::Sender),

@@ -58,7 +58,13 @@ use crate::{Error, Result};
 /// Where a [`Relay`] takes its messages from.
 pub enum Source {
     /// A native queue: every message is taken in two phases.
-    Queue(Queue),
+    Queue {
+        /// The queue.
+        queue: Queue,
+        /// Claims of dead processes (a killed relay's message) that
+        /// opening it gave back (see [`Source::open`]).
+        recovered: u64,
+    },
     /// Any other receiver. For a kernel queue (`mq:`, `sysv:`) the
     /// endpoint is kept, to give a refused message back.
     Receiver {
@@ -74,7 +80,11 @@ pub enum Source {
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Queue(q) => f.debug_tuple("Queue").field(&q.name()).finish(),
+            Source::Queue { queue, recovered } => f
+                .debug_struct("Queue")
+                .field("name", &queue.name())
+                .field("recovered", recovered)
+                .finish(),
             Source::Receiver { ep, .. } => f.debug_struct("Receiver").field("ep", ep).finish(),
         }
     }
@@ -89,14 +99,15 @@ impl Source {
     pub fn open(ep: &Endpoint, opts: &Options) -> Result<Source> {
         match ep {
             Endpoint::Queue(name) => {
-                let q = super::queue::open(name, opts, opts.create_queue)?;
-                match q.recover() {
+                let queue = super::queue::open(name, opts, opts.create_queue)?;
+                let recovered = match queue.recover() {
+                    Ok((_, recvs)) => recvs,
                     // A recoverer stopped while holding the lock: the
                     // relay's waits recover later.
-                    Ok(_) | Err(Error::Timeout) => {}
+                    Err(Error::Timeout) => 0,
                     Err(e) => return Err(e),
-                }
-                Ok(Source::Queue(q))
+                };
+                Ok(Source::Queue { queue, recovered })
             }
             _ => Ok(Source::receiver(open_receiver(ep, opts)?, ep, opts)),
         }
@@ -117,7 +128,16 @@ impl Source {
     /// Whether a relay killed while it holds a message can lose it
     /// (everything but a native queue: see the [module docs](self)).
     pub fn may_lose_one_per_crash(&self) -> bool {
-        !matches!(self, Source::Queue(_))
+        !matches!(self, Source::Queue { .. })
+    }
+
+    /// For a native queue: how many messages claimed by dead processes
+    /// (a killed relay's) opening it made ready again; 0 otherwise.
+    pub fn recovered(&self) -> u64 {
+        match self {
+            Source::Queue { recovered, .. } => *recovered,
+            Source::Receiver { .. } => 0,
+        }
     }
 }
 
@@ -253,7 +273,7 @@ impl Relay {
             })
         };
         match &mut self.from {
-            Source::Queue(q) => {
+            Source::Queue { queue: q, .. } => {
                 let claim = q.recv_claim_until(until).map_err(recv_err)?;
                 abort_point("relay-received");
                 if let Err(e) = self
