@@ -334,7 +334,8 @@ pub struct Stats {
     pub bytes: u64,
     /// Slots a sender is filling right now.
     pub writing: usize,
-    /// Slots a receiver is emptying right now.
+    /// Slots a receiver is emptying right now, or holds as a two-phase
+    /// receive's [`Claim`] (not counted in `depth`).
     pub reading: usize,
     /// Senders asleep waiting for a free slot.
     pub blocked_senders: u32,

@@ -125,6 +125,15 @@ fn child() {
             }
             f.flush().unwrap();
         }
+        // claim-and-hang QUEUE: claims the next message and waits, holding
+        // it, to be killed.
+        "claim-and-hang" => {
+            let q = Queue::open(args[0]).unwrap();
+            let c = q.recv_claim().unwrap();
+            println!("ready {}", String::from_utf8_lossy(c.message()));
+            std::thread::sleep(Duration::from_secs(60));
+            drop(c);
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -459,4 +468,52 @@ fn a_refused_message_stays_first_in_the_source_queue() {
     let c = qa.recv_claim_until(Deadline::Now).unwrap();
     assert_eq!(c.message(), b"later");
     c.commit().unwrap();
+}
+
+/// A process killed (SIGKILL) while it holds a claim: a receiver blocked
+/// on the queue gets the message at once (it watches the claimant's
+/// pidfd), whole; and a recovery puts a claimed message back ahead of the
+/// later ones of its priority.
+#[test]
+fn a_killed_claimants_message_goes_to_a_blocked_receiver_at_once() {
+    let name = support::unique_name("claim-kill");
+    let _c = Cleanup {
+        queues: vec![name.clone()],
+        log: PathBuf::new(),
+    };
+    let q = Queue::options().max_message(2048).create(&name).unwrap();
+    let claimant =
+        || KillOnDrop::spawn_ready(support::child("relay::child", "claim-and-hang", &name));
+    q.send(&message(1), 2).unwrap();
+    let mut c = claimant();
+    assert_eq!(q.stats().unwrap().reading, 1, "the child holds the claim");
+    let waiter = {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let q = Queue::open(&name).unwrap();
+            let got = q.recv_timeout(Duration::from_secs(30));
+            (got, Instant::now())
+        })
+    };
+    // Let the receiver fall asleep with the claimed slot busy.
+    std::thread::sleep(Duration::from_millis(200));
+    let killed = Instant::now();
+    c.kill9();
+    let (got, at) = waiter.join().unwrap();
+    let (m, p) = got.expect("the claimed message, once its claimant died");
+    assert_eq!((unmessage(&m).0, p), (1, 2));
+    println!(
+        "claimant killed -> message received by a blocked receiver in {:?}",
+        at - killed
+    );
+    // Two of one priority; the first claimed by a process that is killed.
+    q.send(&message(2), 2).unwrap();
+    q.send(&message(3), 2).unwrap();
+    let mut c = claimant();
+    c.kill9();
+    assert_eq!(q.recover().unwrap(), (0, 1));
+    assert_eq!(unmessage(&q.try_recv().unwrap().0).0, 2);
+    assert_eq!(unmessage(&q.try_recv().unwrap().0).0, 3);
+    let s = q.stats().unwrap();
+    assert_eq!((s.recovered_recvs, s.received, s.depth), (2, 3, 0));
 }
