@@ -60,6 +60,22 @@ impl Queue {
     /// claimed by this process until the [`Claim`] is committed
     /// (removed) or released (given back).
     ///
+    /// ```
+    /// use ipcworks::queue::Queue;
+    ///
+    /// # fn main() -> ipcworks::Result<()> {
+    /// let jobs = Queue::anonymous()?;
+    /// jobs.send(b"resize img-1.png", 1)?;
+    /// let claim = jobs.recv_claim()?; // copied out, still in the queue
+    /// assert_eq!(claim.message(), b"resize img-1.png");
+    /// // Hand it on here. Were this process killed now, the next receiver
+    /// // would get the message.
+    /// let done = claim.commit()?; // now it has left the queue
+    /// assert_eq!((done.as_slice(), jobs.depth()?), (&b"resize img-1.png"[..], 0));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// While a claim is held, other receivers take the messages behind it;
     /// a released one is again the first of its priority. They see the
     /// claimed slot busy: a `try_` receive that finds nothing else waits
