@@ -393,21 +393,26 @@ fn relay_abort_points_received_sent_committed_hit_in_turn() {
 /// A kernel queue as the source: the kernel removes a message when the
 /// relay receives it, so each kill can lose the one message in the
 /// relay's hands (and never duplicates one). An abort right after the
-/// receive loses exactly one; random kills at most one each.
+/// receive loses exactly one, after the send or the commit none; random
+/// kills at most one each.
 fn kernel_source(from: Endpoint, n: u32, kills: usize) {
     let mut rng = Rng::new();
     let run = Run::new(Some(from.clone()), 0);
     let mut consumer = run.consumer();
     let mut producer = run.producer(n);
-    let mut r = run.relay(Some("relay-received:50"));
-    let st = r.wait_for(Duration::from_secs(120));
-    assert_eq!(st.signal(), Some(9), "relay-received: {st:?}");
+    // The abort points in turn: after a receive (that message is lost),
+    // after a send and after the (empty) commit (nothing lost).
+    for point in ["received", "sent", "committed"] {
+        let mut r = run.relay(Some(&format!("relay-{point}:50")));
+        let st = r.wait_for(Duration::from_secs(120));
+        assert_eq!(st.signal(), Some(9), "relay-{point}: {st:?}");
+    }
     kill_relays_at_random(&run, kills, &mut rng);
     let arrived = finish(&run, &mut producer, &mut consumer);
     let (dups, missing) = judge(&arrived, n);
     println!(
-        "{from} -> queue: {n} messages, 1 abort after a receive + {kills} kills: {} lost, {dups} \
-         duplicates",
+        "{from} -> queue: {n} messages, 3 aborts (received, sent, committed) + {kills} kills: \
+         {} lost, {dups} duplicates",
         missing.len()
     );
     assert_eq!(dups, 0, "a kernel queue source never duplicates");
