@@ -78,8 +78,9 @@
 //!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64,
 //!               "rounds": N (1 when absent: older files) },
 //!   "figures": [ {
-//!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm-loan|shm|shm-block|queue|mq|sysv|
-//!                     pipe|fifo|unix|unix-dgram|unix-seqpacket|tcp|iceoryx2|iceoryx2-loan|
+//!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm-loan|shm|shm-block|shm-async|
+//!                     shm-async-park|queue|mq|sysv|pipe|fifo|unix|unix-dgram|unix-seqpacket|
+//!                     unix-async|tcp|iceoryx2|iceoryx2-loan|
 //!                     ipc-channel|unix-server|zenoh",
 //!       "metric": "rtt|throughput", "wait": "block|poll", "size_bytes": 64, "iterations": N,
 //!       rtt only:        "median_ns", "p99_ns", "p999_ns", "max_ns"   (integers)

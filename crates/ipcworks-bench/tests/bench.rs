@@ -282,6 +282,8 @@ fn smoke_run_of_every_mechanism() {
         let waits: &[Wait] = match name {
             "floor" | "bare" | "shm-spin" | "shm-loan" => &[Wait::Poll],
             "shm" | "shm-block" => &[Wait::Block],
+            // The async rows await: a receive that finds nothing parks.
+            "shm-async" | "shm-async-park" | "unix-async" => &[Wait::Block],
             _ => &[Wait::Poll, Wait::Block],
         };
         for &w in waits {
@@ -337,7 +339,15 @@ fn smoke_run_of_every_mechanism() {
     let detected: Vec<&str> = r.detection.iter().map(|d| d.mechanism.as_str()).collect();
     assert_eq!(
         detected,
-        ["shm-spin", "shm", "shm-block", "unix"],
+        [
+            "shm-spin",
+            "shm",
+            "shm-block",
+            "shm-async",
+            "shm-async-park",
+            "unix",
+            "unix-async"
+        ],
         "skipped: {skipped:#?}"
     );
     for d in &r.detection {

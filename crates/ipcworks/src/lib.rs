@@ -46,6 +46,13 @@
 //! - `zenoh` (off by default): the `zenoh:KEYEXPR` endpoint and the
 //!   `bridge` module, messages across hosts through Zenoh peers over TCP.
 //!
+//! Off by default:
+//!
+//! - `tokio`: async forms of the blocking calls on tokio (module `tokio`):
+//!   channel, native queue, semaphore, POSIX and System V queues, framed
+//!   streams, and the async twins of the message interface, all
+//!   cancel-safe.
+//!
 //! ```no_run
 //! use ipcworks::shm::Segment;
 //!
@@ -99,13 +106,16 @@ mod primitive;
 pub mod process;
 #[cfg(not(loom))]
 pub mod queue;
-/// Under `--cfg loom` only the queue's slot protocol is built, with loom's
-/// atomics.
+/// Under `--cfg loom` only the queue's slot and wake-up protocols are
+/// built, with loom's atomics.
 #[cfg(loom)]
 pub mod queue {
     #[cfg(test)]
     mod loom_model;
+    #[cfg(test)]
+    mod loom_wake;
     pub(crate) mod slots;
+    pub(crate) mod wake;
 }
 pub mod registry;
 pub mod shm;
@@ -113,6 +123,9 @@ pub mod socket;
 pub mod stream;
 pub mod sync;
 mod sys;
+#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 #[cfg(not(loom))]
 pub mod waitset;
 

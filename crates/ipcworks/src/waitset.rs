@@ -49,12 +49,15 @@
 //!
 //! The shared-memory objects wait on futex words, which `epoll` cannot
 //! watch. Each one added gets a **helper thread** that sleeps on the
-//! object's futex word exactly as a blocked call of this process would
-//! (same registration, same "someone sleeps" flag, so the senders' and
+//! object's futex word as a blocked call of this process would
+//! (registered where a blocked call registers, so the senders' and
 //! posters' fast path stays as it is: no system call while nobody
-//! sleeps), and signals an `eventfd` in the set's `epoll` when woken.
+//! sleeps or watches), and signals an `eventfd` in the set's `epoll`
+//! when woken to something ready.
 //! The helper is armed by [`wait`](WaitSet::wait) and, after it reports,
-//! rests until the next `wait`; while armed it uses no CPU.
+//! rests until the next `wait`; while armed it sleeps (a queue's or a
+//! semaphore's helper wakes once a second to look at its segment's size,
+//! since a peer's `ftruncate` wakes no futex: no measurable CPU).
 //!
 //! The choice was measured (wake-up latency from a `FUTEX_WAKE` in one
 //! process to the waiter running in another, 2,000 wake-ups, a loaded
@@ -70,12 +73,21 @@
 //! helper interface where the kernel has it.
 //!
 //! Wake-ups are never eaten: on the channel only its one receiver sleeps;
-//! a native semaphore's helper registers as a *poller*, and a post wakes
-//! every sleeper while a poller is registered (so a `wait`ing thread of
-//! another process is woken as well, see
-//! `sync::semaphore::raw`'s "Pollers"); a native queue's helper is one more
-//! registered receive sleeper, woken once per committed message like any
-//! other (the message then is this set's owner's to take).
+//! the helpers of a native semaphore and of a native queue register as
+//! *pollers*, which take nothing (neither a permit nor the wake-up meant
+//! for a blocked call): a semaphore's post wakes every sleeper while a
+//! poller is registered (see `sync::semaphore::raw`'s "Pollers"), and so
+//! does a queue's commit (see `queue/wake.rs`), so a blocked `wait` or
+//! `recv` of another process is woken as well, whether or not this set's
+//! owner ever takes the message. A message or permit left where it is
+//! is reported again by the next `wait`, at once; between two calls the
+//! helper rests and uses no CPU.
+//!
+//! `wait` also looks at each shared-memory object itself before it
+//! blocks (the same non-consuming look a helper makes first: a message
+//! at the channel's head or in a queue slot, a semaphore's count), so
+//! what is ready when `wait` is called is reported at once, and
+//! `wait(Deadline::Now)` misses nothing that was ready at the call.
 //!
 //! A channel sender killed with SIGKILL wakes the set at once: the
 //! receiver's senders' pidfds are watched (see [`crate::process`]), and
@@ -102,7 +114,7 @@ use crate::sys::{Errno, poll};
 use crate::{Error, Result};
 
 /// What a helper thread waits on: one shared-memory object.
-enum Object {
+pub(crate) enum Object {
     Channel(Arc<crate::channel::SenderWatch>),
     Queue(Queue),
     Semaphore(Semaphore),
@@ -116,6 +128,16 @@ impl Object {
             Object::Channel(w) => w.poll_wait(stop),
             Object::Queue(q) => q.poll_wait(stop),
             Object::Semaphore(s) => s.poll_wait(stop),
+        }
+    }
+
+    /// Whether the object is ready now: the helper's own non-consuming
+    /// look before it sleeps, made by `wait` itself (a hint, as any).
+    fn ready(&self) -> bool {
+        match self {
+            Object::Channel(w) => w.ready(),
+            Object::Queue(q) => q.poll_ready(),
+            Object::Semaphore(s) => s.poll_ready(),
         }
     }
 
@@ -178,14 +200,15 @@ impl Control {
     }
 }
 
-/// A helper thread and its state.
-struct Helper {
+/// A helper thread and its state (also the readiness source of the
+/// async forms, feature `tokio`).
+pub(crate) struct Helper {
     ctl: Arc<Control>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Helper {
-    fn start(object: Object) -> Result<Helper> {
+    pub(crate) fn start(object: Object) -> Result<Helper> {
         let efd = poll::eventfd().map_err(|e| Error::io("eventfd", e))?;
         let ctl = Arc::new(Control {
             object,
@@ -206,12 +229,20 @@ impl Helper {
     }
 
     /// Arms a resting helper (one that is armed stays so).
-    fn arm(&self) {
+    pub(crate) fn arm(&self) {
         let mut phase = self.ctl.phase.lock().unwrap_or_else(|p| p.into_inner());
         if *phase == Phase::Idle {
             *phase = Phase::Armed;
             self.ctl.cv.notify_one();
         }
+    }
+}
+
+impl Helper {
+    /// The eventfd the helper signals when its object may be ready.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn eventfd(&self) -> &OwnedFd {
+        &self.ctl.efd
     }
 }
 
@@ -394,21 +425,30 @@ impl WaitSet {
     /// Signals do not cut the wait short (`EINTR` is retried with the time
     /// left).
     ///
-    /// [`Deadline::Now`] looks without waiting, at what is reported
-    /// already: a shared-memory object whose helper this call (re)arms —
-    /// the first `wait` after it was added or last reported — is looked
-    /// at by its helper a moment later, so it may show up only in the
-    /// next `wait` (nothing is lost; a `wait` that waits at all sees it).
-    /// Descriptors are looked at by the kernel at once.
+    /// Before it blocks, `wait` looks at each shared-memory object itself
+    /// (the same look its helper makes first), so an object ready when
+    /// `wait` is called is reported at once, without waiting for its
+    /// helper; [`Deadline::Now`] thus sees every object and descriptor
+    /// ready at the call. A helper's report of something taken since
+    /// the set last reported it (by this caller, or another process) is
+    /// looked at again and dropped if nothing is there.
     #[doc(alias = "epoll_wait")]
     pub fn wait(&mut self, deadline: Deadline) -> Result<Vec<usize>> {
-        for e in self.entries.values() {
+        // Armed first, looked at after: what becomes ready after our look
+        // is the helper's to see (it looks before it sleeps).
+        let mut keys = Vec::new();
+        for (&k, e) in &self.entries {
             if let Entry::Object(h) = e {
                 h.arm();
+                if h.ctl.object.ready() {
+                    keys.push(k);
+                }
             }
         }
         let mut ready = Vec::new();
-        let mut keys = Vec::new();
+        // Objects whose stale report was dropped in this call (once each,
+        // so a helper that keeps reporting is reported, never spun on).
+        let mut dropped: Vec<usize> = Vec::new();
         loop {
             let now = Instant::now();
             // The set's own deadlines bound the wait too.
@@ -435,6 +475,16 @@ impl WaitSet {
                 if let Some(Entry::Object(h)) = self.entries.get(&key) {
                     // Reported: the helper rests until the next wait.
                     poll::eventfd_clear(&h.ctl.efd);
+                    // A report for something no longer there (taken
+                    // since the helper looked: by this caller after the
+                    // set reported it directly, or by another process):
+                    // dropped, once per call, and the helper, cleared
+                    // first, armed again to look for itself.
+                    if !keys.contains(&key) && !dropped.contains(&key) && !h.ctl.object.ready() {
+                        dropped.push(key);
+                        h.arm();
+                        continue;
+                    }
                 }
                 keys.push(key);
             }
@@ -460,7 +510,9 @@ impl WaitSet {
 /// event loop (an outer `epoll`, `poll`, tokio's `AsyncFd`): when it turns
 /// readable, call `wait(Deadline::Now)`, which collects the keys and arms
 /// the helpers of the objects it reports for the next round (arm them once
-/// at the start the same way).
+/// at the start the same way). It may return nothing: a helper's report
+/// for something taken since is dropped (and the descriptor no longer
+/// readable for it).
 impl AsFd for WaitSet {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.epoll.as_fd()

@@ -33,6 +33,7 @@ pub mod queue;
 pub mod shm;
 pub mod sysv;
 pub mod tcp;
+pub mod tokio;
 pub mod unix;
 #[cfg(feature = "zenoh")]
 pub mod zenoh;
@@ -46,6 +47,8 @@ pub static ALL: &[&dyn Mechanism] = &[
     &shm::LOAN,
     &shm::DEFAULT,
     &shm::BLOCK,
+    &tokio::SHM,
+    &tokio::SHM_PARK,
     &futex::Futex,
     &eventfd::Eventfd,
     &pipe::Pipe,
@@ -53,6 +56,7 @@ pub static ALL: &[&dyn Mechanism] = &[
     &unix::STREAM,
     &unix::DGRAM,
     &unix::SEQPACKET,
+    &tokio::UnixAsync,
     &tcp::Tcp,
     #[cfg(feature = "zenoh")]
     &zenoh::Zenoh,

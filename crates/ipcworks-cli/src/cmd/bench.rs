@@ -47,8 +47,14 @@ counted per producer and a lost or repeated one fails the case. --clients
 adds the socket server's echo (ipcworks serve --echo over a Unix socket)
 with 1, 10 and 100 clients at once, echoes/s.
 
-Mechanisms: floor, bare, shm-spin, shm-loan, shm, shm-block, futex, eventfd,
-memcpy, pipe, fifo, unix, unix-dgram, unix-seqpacket, tcp, mq, sysv, queue;
+shm-async and shm-async-park are the channel awaited on tokio (a
+current-thread runtime at each end): spinning briefly then parking, as shm
+does, and parking at once; unix-async is tokio's own UnixStream beside
+them.
+
+Mechanisms: floor, bare, shm-spin, shm-loan, shm, shm-block, shm-async,
+shm-async-park, futex, eventfd, memcpy, pipe, fifo, unix, unix-dgram,
+unix-seqpacket, unix-async, tcp, mq, sysv, queue;
 with --peers: iceoryx2, iceoryx2-loan, ipc-channel; in a build with --features
 zenoh: zenoh (two Zenoh peers over loopback TCP)")]
 pub struct Args {

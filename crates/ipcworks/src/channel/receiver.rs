@@ -130,6 +130,13 @@ impl Receiver {
         self.ring.max() as usize
     }
 
+    /// Whether a record may be at the head now: one load, no receive (the
+    /// async receiver's spin probes it, as `block_on`'s does).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn head_ready(&self) -> bool {
+        self.ring.head_ready()
+    }
+
     /// How many records this receiver skipped because their sender died
     /// after reserving them and before publishing (half-written messages
     /// that were never delivered).

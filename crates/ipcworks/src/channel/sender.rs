@@ -238,6 +238,42 @@ impl Sender {
         })
     }
 
+    /// Like [`loan`](Self::loan), if there is room now:
+    /// [`TrySendError::Full`] if not.
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, TrySendError> {
+        let slot = self.reserve_now(len).map_err(TrySendError::from)?;
+        Ok(self.loan_of(slot))
+    }
+
+    /// One attempt at reserving `len` bytes ([`Error::WouldBlock`]: no
+    /// room now): the async loan's poll, which makes the [`Loan`] with
+    /// [`loan_of`](Self::loan_of) once it has the slot.
+    pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Slot> {
+        self.reserve(len, Deadline::Now)
+    }
+
+    /// The blocking send's slow look at the receiver (its identity through
+    /// `/proc`, and the segment's size), for a send that waits elsewhere
+    /// (the async sender, between naps): [`Error::Disconnected`] when the
+    /// receiver closed or died.
+    pub(crate) fn look_at_receiver(&self) -> Result<()> {
+        self.shared().check(true)?;
+        let rx = self.ring.memory().header().peers.0.receiver.load(Acquire);
+        if rx == RX_CLOSED || (rx != 0 && !Identity::from_raw(rx).is_alive()) {
+            return Err(Error::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// The loan of a slot [`reserve_now`](Self::reserve_now) reserved.
+    pub(crate) fn loan_of(&mut self, slot: Slot) -> Loan<'_> {
+        Loan {
+            sender: self,
+            slot,
+            done: false,
+        }
+    }
+
     /// Sends any serde type, encoded with postcard.
     #[cfg(feature = "serde")]
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]

@@ -101,7 +101,7 @@ impl SenderWatch {
     /// Whether a receive may find something now, without receiving
     /// (read-only: the receiver's head is its own): a record at the head,
     /// a sender reported dead, or no sender left. A hint.
-    fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         if self.dead_seen() {
             return true;
         }

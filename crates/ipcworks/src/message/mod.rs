@@ -38,6 +38,12 @@
 //! descriptor to wait on where the mechanism has one, which is what an
 //! event loop or an async wrapper builds on.
 //!
+//! With the feature `tokio`, `AsyncMessageReceiver` and
+//! `AsyncMessageSender` (here) are the async twins (`poll_recv`,
+//! `poll_send`; object safe) with `.await` helpers in
+//! `AsyncMessageReceiverExt` and `AsyncMessageSenderExt`; the module
+//! `ipcworks::tokio` implements them for every mechanism.
+//!
 //! # Concrete types need no import
 //!
 //! Each concrete type keeps its own methods, so a user of one mechanism
@@ -97,9 +103,17 @@ use std::time::Duration;
 
 use crate::{Error, Result};
 
+#[cfg(feature = "tokio")]
+mod async_traits;
 mod deadline;
 mod error;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use async_traits::{
+    AsyncMessageReceiver, AsyncMessageReceiverExt, AsyncMessageSender, AsyncMessageSenderExt, Recv,
+    RecvWithMeta, SendMsg,
+};
 pub use deadline::Deadline;
 pub use error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 

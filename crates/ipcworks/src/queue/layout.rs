@@ -59,9 +59,12 @@ pub(crate) struct Header {
     /// [`MessageId`](super::MessageId)).
     pub origin: AtomicU64,
     pub _pad: [AtomicU64; 6],
-    /// Receivers asleep (or about to sleep) on `filled`.
+    /// Receivers asleep (or about to sleep) on `filled` (bits 0..16),
+    /// and bit 16 (`wake::POLLER`) while a WaitSet watching for a message
+    /// may be asleep (see `wake.rs`).
     pub recv_sleepers: AtomicU32,
-    /// Senders asleep (or about to sleep) on `free`.
+    /// Senders asleep (or about to sleep) on `free` (the same encoding;
+    /// nothing polls for room).
     pub send_sleepers: AtomicU32,
     /// Wake-up permits for sleeping senders (the textbook `empty`
     /// semaphore, posted when a slot is freed while a sender sleeps).
@@ -77,6 +80,8 @@ const _: () = assert!(std::mem::align_of::<Header>() == 8);
 const _: () = assert!(std::mem::offset_of!(Header, mutex) == 32);
 const _: () = assert!(std::mem::offset_of!(Header, next_seq) == 64);
 const _: () = assert!(std::mem::offset_of!(Header, recv_sleepers) == 128);
+// Named by a white-box test that plants a stale permit (tests/it/waitset_queue.rs).
+const _: () = assert!(std::mem::offset_of!(Header, filled) == 160);
 
 // SAFETY: `#[repr(C)]`, 8-aligned, atomics only; `magic` is the first
 // field.
@@ -98,9 +103,13 @@ unsafe impl shm::Header for Header {
         u64::from_le_bytes(*b"ipcwQUE3"),
         u64::from_le_bytes(*b"ipcwQUE4"),
     ];
-    /// 6: layout 5 (origins in the records, claims). (5: the wake-up
-    /// semaphores' `waiters` count pollers too.)
-    const VERSION: u64 = 6;
+    /// 5: the wake-up semaphores' `waiters` count pollers too (a
+    /// WaitSet's registration; posts then wake everyone). 6: the
+    /// sleepers registers hold a pollers' bit (`wake::POLLER`, bit 16): a
+    /// WaitSet's helper is a poller, no longer a sleeper taking permits,
+    /// and a commit that finds the bit clears it and wakes every sleeper.
+    /// 7: layout 5 (origins in the records and the header, claims).
+    const VERSION: u64 = 7;
     type Layout = Geometry;
 
     fn size(g: &Geometry) -> usize {

@@ -108,6 +108,11 @@
 //! its spin) registers as a sleeper, looks once more, and P()s; a commit
 //! that makes a slot or a message available V()s when a sleeper is
 //! registered and not every registered sleeper already has a permit.
+//! A [`WaitSet`](crate::waitset::WaitSet) watching the queue registers
+//! as a *poller* instead, which takes nothing: a commit that finds a
+//! poller asleep wakes every sleeper (and the poller), so the poller
+//! never takes the wake-up a blocked receiver needed (`wake.rs`, with its
+//! loom models in `loom_wake.rs`).
 //! Registration (a SeqCst add, then a SeqCst fence) and commit (a SeqCst
 //! CAS) each come before the other side's word is read with SeqCst
 //! (Dekker), so either the commit sees the sleeper or the sleeper's last
@@ -228,6 +233,7 @@ mod layout;
 mod ops;
 mod poll;
 pub(crate) mod slots;
+mod wake;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::SeqCst;

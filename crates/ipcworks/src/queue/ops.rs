@@ -5,15 +5,15 @@
 //! leaves).
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
-use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
 use super::slots::{self, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, WRITING};
-use super::{MAX_PRIORITY, Queue, SLICE, Side};
+use super::{MAX_PRIORITY, Queue, SLICE, Side, wake};
 use crate::message::Deadline;
 use crate::primitive::{AtomicU32, AtomicU64};
 use crate::process::watch::Watched;
 use crate::sync::Acquired;
+use crate::sync::semaphore::FutexEnv;
 use crate::sys::proc::{self, Identity, Status};
 use crate::{Error, Result};
 
@@ -487,10 +487,9 @@ impl Queue {
     /// without a wake-up.
     fn sleep(&self, side: Side, until: Deadline) -> Result<bool> {
         let n = self.sleepers(side);
-        n.fetch_add(1, SeqCst);
         // Dekker with `wake`: either a commit after this fence sees us
         // registered, or our look below sees that commit.
-        fence(SeqCst);
+        wake::register(n);
         let res = match self.anything(side) {
             true => Ok(false),
             false => {
@@ -506,31 +505,32 @@ impl Queue {
                 }
             }
         };
-        let _ = n.fetch_update(SeqCst, Relaxed, |v| Some(v.saturating_sub(1)));
+        wake::deregister(n);
         res
     }
 
     /// After a commit: posts a wake-up permit for `side`'s sleepers if one
-    /// is registered and not every registered sleeper has a permit yet.
-    /// Never fails the operation that committed: a broken semaphore is
-    /// reported to the sleepers themselves (`check_permits`), which also
-    /// look at the slots every slice.
+    /// is registered and not every registered sleeper has a permit yet,
+    /// and wakes the pollers (WaitSet helpers) that may be asleep,
+    /// posting nothing for them (see `wake.rs`). Never fails the
+    /// operation that committed: a broken semaphore is reported to the
+    /// sleepers themselves (`check_permits`), which also look at the
+    /// slots every slice.
+    #[inline]
     pub(super) fn wake(&self, side: Side) {
-        // Every caller has just made its change with a SeqCst CAS, and this
-        // load is SeqCst too; the sleeper's side has a SeqCst RMW and a
-        // SeqCst fence before its look. In the single total order of these
-        // operations, the commit comes before the register's load, the
-        // sleeper's fence before its look; if our load missed the
-        // registration and its look missed our commit, the order would
-        // have a cycle. So one of the two sees the other.
-        let sleepers = self.sleepers(side).load(SeqCst);
-        if sleepers == 0 || sleepers as usize > MAX_EXCESS {
-            return;
-        }
-        let sem = self.sem(side);
-        if sem.value().is_ok_and(|v| v < sleepers) {
-            let _ = sem.post();
-        }
+        // Every caller has just made its change with a SeqCst CAS, and the
+        // register's load is SeqCst too; the sleeper's side has a SeqCst
+        // RMW and a SeqCst fence before its look. In the single total
+        // order of these operations, the commit comes before the
+        // register's load, the sleeper's fence before its look; if our
+        // load missed the registration and its look missed our commit,
+        // the order would have a cycle. So one of the two sees the other.
+        let h = self.header();
+        let sem = match side {
+            Side::Send => &h.free,
+            Side::Recv => &h.filled,
+        };
+        wake::wake(self.sleepers(side), sem, &FutexEnv);
     }
 
     /// Fails when `side`'s semaphore holds far more permits than sleepers

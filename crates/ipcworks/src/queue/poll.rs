@@ -1,46 +1,59 @@
 //! The queue's side of a [`WaitSet`](crate::waitset::WaitSet) (a helper
-//! thread that waits, as one more registered receive sleeper, until a
-//! message may be there), and the pidfd watch of a busy slot's owner that
-//! lets a sleeper recover a killed claimant's slot at once.
+//! thread that waits, registered as a *poller*, until a message is
+//! there, taking nothing: see `wake.rs`), and the pidfd watch of a busy
+//! slot's owner that lets a sleeper recover a killed claimant's slot at
+//! once.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, SeqCst};
 
-use super::{Queue, Side, slots};
-use crate::primitive::fence;
+use super::{Queue, Side, slots, wake};
 use crate::process::watch::{self, Outcome, Watched};
 use crate::sync::semaphore::raw;
+use crate::sys::futex::{self, Wake};
 use crate::sys::proc::Identity;
+use crate::sys::time::Deadline;
 
 impl Queue {
+    /// Whether a message is there to receive now, or the segment is
+    /// found truncated (the owner's own call reports that): the
+    /// non-consuming look a [`WaitSet`](crate::waitset::WaitSet) makes
+    /// (its helper before each sleep, and `wait` itself before it
+    /// blocks). A hint: another receiver may take the message first.
+    pub(crate) fn poll_ready(&self) -> bool {
+        self.anything(Side::Recv) || self.seg.check_intact().is_err()
+    }
+
     /// A [`WaitSet`](crate::waitset::WaitSet) helper's wait: registers as
-    /// a receive sleeper (so every commit posts a wake-up permit for it,
-    /// as for any sleeper), looks, and sleeps on the `filled` semaphore
-    /// until it takes a permit (`true`: a message was committed since, a
-    /// hint: another receiver may take it first) or `stop` is set and
-    /// [`poll_interrupt`](Self::poll_interrupt) called (`false`).
+    /// a poller (so the next commit wakes it, and every post on `filled`
+    /// wakes every sleeper), looks, and sleeps on `filled`'s futex word
+    /// until a message is there (`true`, nothing taken: neither the
+    /// message nor a wake-up permit, which are the receivers') or `stop`
+    /// is set and [`poll_interrupt`](Self::poll_interrupt) called
+    /// (`false`). A truncated segment ends it with `true` (noticed within
+    /// a `raw::POLL_SLICE`): the owner's own call reports it.
     ///
-    /// A helper is a sleeper like a blocked `recv`, and takes its wake-up
-    /// like one: a commit wakes one sleeper per message, so when the
-    /// helper took the permit its owner is the one told (and another
-    /// process's blocked `recv` sleeps on until the next commit, or its
-    /// 50 ms slice, if the owner leaves the message where it is).
+    /// A commit that finds the helper registered wakes every sleeper, so
+    /// the helper never takes the wake-up of another process's blocked
+    /// `recv`; and a message left where it is makes the helper report at
+    /// once each time it is armed (level-triggered), with no CPU used
+    /// in between (it rests until the set's next `wait`).
     pub(crate) fn poll_wait(&self, stop: &AtomicBool) -> bool {
-        let n = self.sleepers(Side::Recv);
-        n.fetch_add(1, SeqCst);
-        // Dekker with `wake`, as in `sleep`.
-        fence(SeqCst);
-        // A broken semaphore counts as ready: the owner's own call
-        // reports it.
-        let ready = self.anything(Side::Recv)
-            || raw::wait_or_stop(
-                &self.header().filled,
-                &crate::sync::semaphore::FutexEnv,
-                stop,
-            )
-            .unwrap_or(true);
-        let _ = n.fetch_update(SeqCst, Relaxed, |v| Some(v.saturating_sub(1)));
-        ready
+        let h = self.header();
+        wake::poll_wait(
+            &h.recv_sleepers,
+            &h.filled,
+            stop,
+            || self.poll_ready(),
+            |word, v| match futex::wait(word, v, Deadline::after(raw::POLL_SLICE)) {
+                Wake::Fault => false,
+                // A cut wakes no futex (and a sleeper on a page it took
+                // away cannot be interrupted): look at the size now and
+                // then, and at `stop` (the loop does).
+                Wake::TimedOut => self.seg.check_size().is_ok(),
+                Wake::Retry => self.seg.check_intact().is_ok(),
+            },
+        )
     }
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.

@@ -28,8 +28,13 @@ mod server_fds;
 mod shm;
 mod sigbus;
 mod socket;
+#[cfg(feature = "tokio")]
+mod tokio;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 mod truncate;
 mod unix_bind;
 mod waitset;
+mod waitset_queue;
 #[cfg(feature = "zenoh")]
 mod zenoh;

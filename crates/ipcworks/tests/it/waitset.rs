@@ -546,8 +546,10 @@ fn pipes_fifos_and_sockets_are_reported_through_their_descriptors() {
             .unwrap()
             .is_empty()
     );
-    // One shell writes to all three, a moment apart.
-    let mut sh = std::process::Command::new("sh");
+    // One shell writes to all three, a moment apart (bash: dash refuses
+    // `>&N` for N above 9, and with other tests' descriptors open at once
+    // the numbers often are).
+    let mut sh = std::process::Command::new("bash");
     let p = ipcworks::pipe::pass_fd(&mut sh, pipe_w).unwrap();
     let s = ipcworks::pipe::pass_fd(&mut sh, theirs).unwrap();
     sh.arg("-c").arg(format!(

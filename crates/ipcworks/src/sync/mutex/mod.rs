@@ -48,6 +48,14 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Async code
+//!
+//! The holder is a *thread*, and a task moves between threads at every
+//! `.await`, so there is no async lock: lock only in code that does not
+//! await while it holds the guard, and for mutual exclusion across awaits
+//! use a semaphore of one permit (`ipcworks::tokio::AsyncSemaphore`,
+//! feature `tokio`), whose permits belong to the process.
 
 pub(crate) mod raw;
 

@@ -350,15 +350,42 @@ impl Semaphore {
     /// A [`WaitSet`](crate::waitset::WaitSet) helper's wait: until a
     /// permit is there (`true`, nothing taken) or `stop` is set and
     /// [`poll_interrupt`](Self::poll_interrupt) called (`false`). A
-    /// truncated segment ends it with `true`: the owner's `try_wait`
-    /// reports it.
+    /// truncated segment ends it with `true` (noticed within a
+    /// `raw::POLL_SLICE`): the owner's `try_wait` reports it.
+    ///
+    /// It watches the holders' pidfds as a sleeping `acquire` does: a
+    /// holder killed with its permit ends the wait with `true` at once
+    /// (the owner's `try_acquire` then gives the permit back and takes
+    /// it), where a plain futex sleep would wait for a post that never
+    /// comes.
     pub(crate) fn poll_wait(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
-        super::raw::poll_wait(self.state(), stop, |word, v| {
-            match futex::wait(word, v, Deadline::Never) {
-                Wake::Fault => false,
-                _ => self.seg.check_intact().is_ok(),
-            }
-        })
+        let holders = HolderWatch::new(self.state(), self.pool().slots);
+        super::raw::poll_wait(
+            self.state(),
+            stop,
+            || self.poll_ready(),
+            |word, v| {
+                if holders.take_dead() {
+                    return false;
+                }
+                let until = Deadline::after(super::raw::POLL_SLICE).min(holders.before_sleep());
+                match futex::wait(word, v, until) {
+                    Wake::Fault => false,
+                    _ if holders.take_dead() => false,
+                    // A cut wakes no futex: look at the size now and then.
+                    Wake::TimedOut => self.seg.check_size().is_ok(),
+                    Wake::Retry => self.seg.check_intact().is_ok(),
+                }
+            },
+        )
+    }
+
+    /// Whether a permit is there now (a hint: nothing taken), or the
+    /// segment is found truncated (the owner's `try_wait` reports that):
+    /// the look a [`WaitSet`](crate::waitset::WaitSet) makes, its helper
+    /// before each sleep and `wait` itself before it blocks.
+    pub(crate) fn poll_ready(&self) -> bool {
+        super::raw::poll_ready(self.state()) || self.seg.check_intact().is_err()
     }
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.

@@ -46,7 +46,10 @@
 //! while any poller is registered, a post wakes all sleepers on `seq`
 //! (`wake_one` reads one word to tell). The loom model
 //! `a_poller_registering_while_a_post_publishes_is_woken_with_the_waiters`
-//! checks both halves.
+//! checks both halves. The native queue's `filled` semaphore has pollers
+//! too (a WaitSet's helper watching for a message, not a permit); the
+//! queue's commits also wake them without posting ([`wake_all`]; see
+//! `queue/wake.rs`).
 //!
 //! Sleepers sleep without a timer (cheapest) unless the holder table
 //! records someone: then they wake every 100 ms to look for dead holders
@@ -212,9 +215,12 @@ impl SemaphoreState {
 
     /// How many threads sleep (or are about to) waiting for a permit: a
     /// snapshot for monitoring. A waiter killed while asleep stays counted
-    /// (it only costs later posts a `FUTEX_WAKE`).
+    /// (it only costs later posts a `FUTEX_WAKE`). A
+    /// [`WaitSet`](crate::waitset::WaitSet) watching the state is not
+    /// counted: it waits for no permit.
     pub fn waiters(&self) -> u32 {
-        self.waiters.load(SeqCst)
+        // Pollers (a WaitSet's registration) wait for no permit.
+        self.waiters.load(SeqCst) % POLLER
     }
 
     /// The current count (permits available).
@@ -368,6 +374,28 @@ pub(super) fn wake_one<E: Env>(st: &SemaphoreState, env: &E) {
     }
 }
 
+/// Wakes every sleeper on `seq` without posting a permit, if anyone is
+/// registered: the native queue's commit telling its pollers (WaitSet
+/// helpers, which take no permit) that a message is there. The same
+/// store-then-load argument as [`wake_one`]'s: a poller that registered
+/// after this load saw nothing here, and its look comes after the
+/// caller's change.
+pub(crate) fn wake_all<E: Env>(st: &SemaphoreState, env: &E) {
+    loom_fence();
+    if st.waiters.load(SeqCst) != 0 {
+        st.seq.fetch_add(1, SeqCst);
+        env.wake_all(&st.seq);
+    }
+}
+
+/// How long a poller (a [`WaitSet`](crate::waitset::WaitSet)'s helper
+/// thread) sleeps before it looks at its segment's size and its `stop`
+/// itself: a peer that truncates the segment wakes no futex, and takes
+/// away the page a sleeping helper would be interrupted on. One wake-up
+/// a second: no measurable CPU.
+#[cfg(not(loom))]
+pub(crate) const POLL_SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a poller adds to `waiters` (see "Pollers" in the module docs):
 /// waiters proper stay far below it (a process has fewer threads).
 pub(crate) const POLLER: u32 = 1 << 16;
@@ -401,6 +429,12 @@ pub(crate) fn poll_ready(st: &SemaphoreState) -> bool {
     st.value().is_ok_and(|c| c > 0)
 }
 
+/// The futex word sleepers sleep on (for another module's pollers: the
+/// native queue's, see `queue/wake.rs`).
+pub(crate) fn futex_word(st: &SemaphoreState) -> &AtomicU32 {
+    &st.seq
+}
+
 /// Ends a poller's registration.
 pub(crate) fn poll_disarm(st: &SemaphoreState) {
     let _ = st
@@ -408,9 +442,10 @@ pub(crate) fn poll_disarm(st: &SemaphoreState) {
         .fetch_update(SeqCst, SeqCst, |w| Some(w.saturating_sub(POLLER)));
 }
 
-/// Interrupts a [`poll_wait`] (or [`wait_or_stop`]) after its `stop` was
-/// set: moves `seq` (so a sleeper about to sleep on the old value does
-/// not) and wakes every sleeper on it (the others look and sleep again).
+/// Interrupts a [`poll_wait`] (the semaphore's or the queue's) after its
+/// `stop` was set: moves `seq` (so a sleeper about to sleep on the old
+/// value does not) and wakes every sleeper on it (the others look and
+/// sleep again).
 #[cfg(not(loom))]
 pub(crate) fn interrupt(st: &SemaphoreState) {
     st.seq.fetch_add(1, SeqCst);
@@ -418,21 +453,23 @@ pub(crate) fn interrupt(st: &SemaphoreState) {
 }
 
 /// A poller's wait (see "Pollers" in the module docs): registered with
-/// [`POLLER`], sleeps on `seq` until a permit is there (`true`; nothing
-/// taken) or `stop` is set and [`interrupt`] called (`false`). `sleep`
-/// sleeps on the word while it holds the value and returns false when
-/// the semaphore's memory is gone (then this returns `true`: the owner's
-/// own call reports it).
+/// [`POLLER`], sleeps on `seq` until `ready` says so (`true`; nothing
+/// taken) or `stop` is set and [`interrupt`] called (`false`). `ready` is
+/// the poller's non-consuming look ([`poll_ready`], or also "the segment
+/// is gone"). `sleep` sleeps on the word while it holds the value and
+/// returns false when the memory is gone (then this returns `true`: the
+/// owner's own call reports it).
 #[cfg(not(loom))]
 pub(crate) fn poll_wait(
     st: &SemaphoreState,
     stop: &std::sync::atomic::AtomicBool,
+    ready: impl Fn() -> bool,
     sleep: impl Fn(&AtomicU32, u32) -> bool,
 ) -> bool {
     let seen = poll_arm(st);
     let mut seq = seen;
     let ready = loop {
-        if poll_ready(st) {
+        if ready() {
             break true;
         }
         if stop.load(SeqCst) {
@@ -445,28 +482,6 @@ pub(crate) fn poll_wait(
     };
     poll_disarm(st);
     ready
-}
-
-/// A sleeper's wait for a permit that [`interrupt`] can end: `Ok(true)`
-/// with a permit taken, `Ok(false)` when `stop` was set (a wake-up it may
-/// have swallowed is passed on, as by every waiter that leaves empty).
-#[cfg(not(loom))]
-pub(crate) fn wait_or_stop<E: Env>(
-    st: &SemaphoreState,
-    env: &E,
-    stop: &std::sync::atomic::AtomicBool,
-) -> Result<bool> {
-    let r = block(st, env, Deadline::Never, &|| false, || match try_take(st) {
-        Ok(()) => Ok(Some(())),
-        Err(Try::Err(e)) => Err(e),
-        Err(Try::Empty) if stop.load(SeqCst) => Err(Error::Timeout),
-        Err(Try::Empty) => Ok(None),
-    });
-    match r {
-        Ok(()) => Ok(true),
-        Err(Error::Timeout) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// Sleeps until `ready` returns something other than `Ok(None)`, or the

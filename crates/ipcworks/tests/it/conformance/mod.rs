@@ -11,6 +11,9 @@
 //! layer (`shm:NAME`, `queue:NAME`, …) or, for an anonymous pipe, from an
 //! inherited descriptor.
 //!
+//! With the feature `tokio`, each mechanism also runs through its async
+//! form (`async_round_trip_and_timeout`).
+//!
 //! To add a mechanism: implement [`Mechanism`] in `mechs.rs`, add it to
 //! [`by_name`], and add its line below.
 
@@ -421,6 +424,49 @@ pub fn iter_yields_errors(mech: &dyn Mechanism) {
     assert!(it.next().is_none(), "the iterator went on after an error");
 }
 
+/// The async form ([`ipcworks::tokio::Async`] over the boxed ends, as
+/// `ipcworks::tokio::open_receiver` makes for every kind without a form of
+/// its own): a receive with nothing coming times out under
+/// `tokio::time::timeout`; then 300 messages from a producer task arrive
+/// whole and in order (multi-threaded runtime).
+#[cfg(feature = "tokio")]
+pub fn async_round_trip_and_timeout(mech: &dyn Mechanism) {
+    use ipcworks::tokio::{Async, AsyncMessageSenderExt};
+    const COUNT: u64 = 300;
+    let Pair {
+        tx,
+        rx,
+        keep: _keep,
+    } = mech.pair();
+    let max = mech.max_message();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut tx = Async::sender(tx).unwrap();
+        let mut rx = Async::receiver(rx).unwrap();
+        let idle = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
+        assert!(idle.is_err(), "a receive with nothing sent: {idle:?}");
+        let producer = tokio::spawn(async move {
+            for seq in 0..COUNT {
+                tx.send(&message(7, seq, size_of(seq, max))).await.unwrap();
+            }
+            tx
+        });
+        for seq in 0..COUNT {
+            let (m, _meta) = tokio::time::timeout(LIMIT, rx.recv())
+                .await
+                .expect("a receive hung")
+                .unwrap();
+            assert_eq!(m.len(), size_of(seq, max), "message {seq}");
+            assert_eq!(parse(&m), (7, seq));
+        }
+        drop(producer.await.unwrap());
+    });
+}
+
 /// One line per mechanism: its module name, the mechanism, and the
 /// optional tests its capabilities allow.
 macro_rules! conformance {
@@ -438,6 +484,9 @@ macro_rules! conformance {
             fn timeout_elapses() { super::timeout_elapses(&$mech) }
             #[test]
             fn try_iter_takes_what_is_there() { super::try_iter_takes_what_is_there(&$mech) }
+            #[cfg(feature = "tokio")]
+            #[test]
+            fn async_round_trip_and_timeout() { super::async_round_trip_and_timeout(&$mech) }
             $(
                 #[test]
                 fn $cap() { super::$cap(&$mech) }
