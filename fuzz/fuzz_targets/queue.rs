@@ -1,7 +1,9 @@
 //! A hostile peer scribbling over a native queue's segment (header,
 //! semaphores, recovery mutex, slot words, records and payloads) between
-//! operations: any input must give only `Ok` with a plausible result, or
-//! errors — never a crash, a hang or an out-of-bounds access.
+//! operations — and while this process holds a two-phase receive's claim
+//! (a READING slot), before it commits or releases it: any input must give
+//! only `Ok` with a plausible result, or errors — never a crash, a hang or
+//! an out-of-bounds access.
 //!
 //! `cargo +nightly fuzz run queue -- -max_total_time=600`
 #![no_main]
@@ -9,7 +11,8 @@
 use std::time::Duration;
 
 use ipcworks::Error;
-use ipcworks::queue::{MAX_PRIORITY, Queue};
+use ipcworks::message::Deadline;
+use ipcworks::queue::{MAX_PRIORITY, MessageId, Queue};
 use ipcworks::shm::Segment;
 use libfuzzer_sys::fuzz_target;
 
@@ -66,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
             }
             continue;
         };
-        match op % 10 {
+        match op % 13 {
             // Scribble 8 bytes anywhere in the segment.
             0 | 1 => {
                 let off = (arg * 8) % room;
@@ -97,6 +100,36 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             8 => expected(queue.recover()),
+            // A two-phase receive: claim, let the peer scribble 8 bytes
+            // while the slot is claimed, then commit (even arg) or release
+            // (odd arg, or by dropping the claim: arg % 4 == 3).
+            9 | 10 => match queue.try_recv_claim() {
+                Ok(c) => {
+                    assert!(c.message().len() <= MAX && c.priority() <= MAX_PRIORITY);
+                    let off = (arg * 8) % room;
+                    for i in 0..8.min(room - off) {
+                        let b = next().unwrap_or(0);
+                        // SAFETY: off + i < the segment's length.
+                        unsafe { evil.as_ptr().add(off + i).write_volatile(b) };
+                    }
+                    match arg % 4 {
+                        0 | 2 => match c.commit() {
+                            Ok(m) => assert!(m.len() <= MAX),
+                            r => expected(r),
+                        },
+                        1 => expected(c.release()),
+                        _ => drop(c),
+                    }
+                }
+                r => expected(r),
+            },
+            11 => {
+                let id = MessageId {
+                    origin: arg as u64,
+                    seq: u64::from(op),
+                };
+                expected(queue.send_relayed(&payload[..len], prio, id, Deadline::Now))
+            }
             _ if reopens < 3 => {
                 // Another process opening it: the header's checks.
                 reopens += 1;

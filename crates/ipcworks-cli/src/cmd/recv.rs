@@ -110,15 +110,21 @@ pub(crate) fn open(
         return Ok((rx, None));
     }
     let _ = who;
-    let queue = matches!(ep, Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_));
     open_receiver_listening(ep, opts)
-        .map_err(|e| match e {
-            Error::NotFound { .. } if queue && !opts.create_queue => {
-                anyhow::anyhow!("{e} (--create makes it; or send to it first, which creates it)")
-            }
-            e => e.into(),
-        })
+        .map_err(|e| not_found_hint(ep, opts, e))
         .with_context(|| format!("opening {ep} for receiving"))
+}
+
+/// `e`, saying how to make the queue when `ep` is a queue that does not
+/// exist.
+pub(crate) fn not_found_hint(ep: &Endpoint, opts: &Options, e: Error) -> anyhow::Error {
+    let queue = matches!(ep, Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_));
+    match e {
+        Error::NotFound { .. } if queue && !opts.create_queue => {
+            anyhow::anyhow!("{e} (--create makes it; or send to it first, which creates it)")
+        }
+        e => e.into(),
+    }
 }
 
 /// For an endpoint whose file this process is about to create (a FIFO

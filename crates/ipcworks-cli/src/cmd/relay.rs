@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ipcworks::Error;
+use ipcworks::endpoint::relay::{Dest, Relay, Source};
 use ipcworks::endpoint::{Endpoint, Options, open_sender};
-use ipcworks::message::{Deadline, Meta};
 
 /// Arguments of `ipcworks relay`.
 #[derive(Debug, clap::Args)]
@@ -20,9 +19,17 @@ send would (a missing queue is created). Stops when FROM's stream
 ends (or after --count messages); priorities and types are carried across.
 A relay to zenoh: opens its publisher (waiting for a subscriber) before it takes
 anything from FROM, so a failure there leaves FROM's messages where they are.
-A message TO refuses (too large, …) goes back into FROM when FROM is a queue
-(mq:, queue:, sysv:; with its priority or type, behind the others of its kind),
-and the relay stops with the error.
+
+Store and forward: from a native queue (queue:) a message is taken without
+being removed, sent to TO, and removed only once TO accepted it. A relay killed
+at any moment (even kill -9) loses nothing: restarted, it sends the message it
+held again (a kill between TO's acceptance and the removal can deliver that one
+message twice). A message TO refuses (too large, …) stays first in FROM, and the
+relay stops with the error.
+From POSIX (mq:) and System V (sysv:) queues the kernel removes a message when
+it is received and has no peek-and-acknowledge: ONE MESSAGE IN THE RELAY'S HANDS
+WHEN IT IS KILLED CAN BE LOST (at most one per kill). A message TO refuses goes
+back into FROM (with its priority or type, behind the others of its kind).
 
 ", super::zenoh::help!()))]
 pub struct Args {
@@ -60,40 +67,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     super::recv::remove_on_signal(&from, true);
     super::recv::remove_on_signal(&to, false);
-    let (mut rx, local) = super::recv::open(&from, &opts, "ipcworks relay")?;
-    if let Some(addr) = local {
-        eprintln!("ipcworks relay: listening on {addr}");
-    }
-    let mut tx = open_sender(&to, &opts).with_context(|| format!("opening {to} for sending"))?;
-    let mut n = 0u64;
-    while args.count.is_none_or(|c| n < c) {
-        let (msg, meta) = match rx.recv_until(Deadline::Never) {
-            Ok(x) => x,
-            Err(Error::Disconnected) => break,
-            Err(e) => return Err(e).with_context(|| format!("receiving from {from}")),
-        };
-        if let Err(e) = tx.send_with(&msg, meta) {
-            let back = give_back(&from, &opts, &msg, meta);
-            return Err(e).with_context(|| format!("sending to {to}{back}"));
+    let source = match &from {
+        // A native queue is taken from in two phases (see relay::Source).
+        Endpoint::Queue(_) => Source::open(&from, &opts)
+            .map_err(|e| super::recv::not_found_hint(&from, &opts, e))
+            .with_context(|| format!("opening {from} for receiving"))?,
+        _ => {
+            let (rx, local) = super::recv::open(&from, &opts, "ipcworks relay")?;
+            if let Some(addr) = local {
+                eprintln!("ipcworks relay: listening on {addr}");
+            }
+            Source::receiver(rx, &from, &opts)
         }
-        n += 1;
+    };
+    if source.recovered() > 0 {
+        eprintln!(
+            "ipcworks relay: {} message(s) a killed process had taken from {from} are back in \
+             line",
+            source.recovered()
+        );
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Puts a message TO refused back into FROM when FROM is a queue, so that
-/// nothing taken from it is lost; says what happened, for the error.
-fn give_back(from: &Endpoint, opts: &Options, msg: &[u8], meta: Meta) -> String {
-    if !matches!(
-        from,
-        Endpoint::Mq(_) | Endpoint::Queue(_) | Endpoint::Sysv(_)
-    ) {
-        return String::new();
+    let dest = match &to {
+        Endpoint::Queue(_) => Dest::open(&to, &opts),
+        _ => open_sender(&to, &opts).map(Dest::Sender),
     }
-    // The room the message left, unless another sender took it meanwhile.
-    let deadline = Deadline::after(std::time::Duration::from_secs(5));
-    match open_sender(from, opts).and_then(|mut q| q.send_until(msg, meta, deadline)) {
-        Ok(()) => format!(" (the message went back into {from})"),
-        Err(e) => format!(" (the message could not go back into {from}: {e})"),
+    .with_context(|| format!("opening {to} for sending"))?;
+    match Relay::new(source, dest).run(args.count) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(f) if f.sending => Err(anyhow::anyhow!("sending to {to}: {f}")),
+        Err(f) => Err(anyhow::anyhow!("receiving from {from}: {f}")),
     }
 }

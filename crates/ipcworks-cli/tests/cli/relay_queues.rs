@@ -125,3 +125,67 @@ fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
     // The receiver created the channel and removed it.
     assert!(!std::path::Path::new(&chan_file).exists());
 }
+
+/// `relay queue:A queue:B` killed (SIGKILL, at its abort point right
+/// after it took a message) loses nothing: the next relay moves all three
+/// messages, in priority order, and A is left empty. `relay --help` says
+/// what a kernel queue source can lose.
+#[test]
+fn native_queue_relay_killed_after_taking_a_message_loses_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = std::process::id();
+    let (a, b) = (
+        format!("ipcworks-test-relay-ka-{pid}"),
+        format!("ipcworks-test-relay-kb-{pid}"),
+    );
+    let _c = Cleanup {
+        mq: String::new(),
+        queue: a.clone(),
+        chan: String::new(),
+    };
+    let _d = Cleanup {
+        mq: String::new(),
+        queue: b.clone(),
+        chan: String::new(),
+    };
+    let (qa, qb) = (format!("queue:{a}"), format!("queue:{b}"));
+    for (msg, prio) in [("low", "1"), ("high", "9"), ("mid", "5")] {
+        let st = ipcworks()
+            .args(["send", &qa, msg, "--priority", prio])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let back = "1 message(s) a killed process had taken from";
+    for (point, told) in [("relay-received:1", false), ("relay-sent:1", true)] {
+        let out = ipcworks()
+            .args(["relay", &qa, &qb])
+            .env("IPCWORKS_ABORT_AT", point)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(9), "{point}: {out:?}");
+        // The relay after a killed one says it took its message back.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.contains(back), told, "{point}: {err}");
+    }
+    let out = ipcworks()
+        .args(["relay", &qa, &qb, "-n", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(back));
+    let out = ipcworks()
+        .args(["recv", &qb, "-n", "4", "-t", "1"])
+        .output()
+        .unwrap();
+    // The kill after the send left "high" in both: B holds it twice.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "high\nhigh\nmid\nlow\n"
+    );
+    assert_eq!(queued(&qa), (Some(0), Some(0)), "A is empty");
+    assert_eq!(queued(&qb), (Some(0), Some(0)), "nothing more in B");
+    let help = ipcworks().args(["relay", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("CAN BE LOST"), "{help}");
+}

@@ -40,6 +40,7 @@ use crate::{Error, Result, name};
 pub mod mq;
 pub mod multi;
 pub mod queue;
+pub mod relay;
 pub mod shm;
 pub mod stream;
 pub mod sysv;

@@ -1,16 +1,18 @@
 //! The queue's segment layout: a header, then one slot per message, each
-//! a 32-byte record followed by its payload. Every field is an atomic
+//! a 48-byte record followed by its payload. Every field is an atomic
 //! (peers write them), and every value read from it is checked before
 //! use.
 //!
 //! ```text
 //! 0      Header (192 bytes). Line 0: magic, geometry, the recovery mutex,
 //!        the recovery counters; line 1: the commit sequence (senders
-//!        only); line 2: registered sleepers and the two wake-up
-//!        semaphores (written only around sleeps)
-//! 192    slot 0: record (word, owner, sequence, priority, length), then
-//!        the payload; `stride` bytes per slot (32 + max message, rounded
-//!        up to 64 so each slot starts a cache line)
+//!        only) and the queue's origin id (written once, at creation);
+//!        line 2: registered sleepers and the two wake-up semaphores
+//!        (written only around sleeps)
+//! 192    slot 0: record (word, owner, sequence, priority, length, the
+//!        message's origin and origin sequence), then the payload;
+//!        `stride` bytes per slot (48 + max message, rounded up to 64 so
+//!        each slot starts a cache line)
 //! …      slot 1, …
 //! ```
 //!
@@ -26,7 +28,7 @@ use crate::{Error, Result};
 
 pub(super) const HEADER_SIZE: usize = 192;
 /// Bytes of a slot's record, before its payload.
-pub(super) const RECORD_SIZE: usize = 32;
+pub(super) const RECORD_SIZE: usize = 48;
 
 /// Most slots a queue may have.
 pub const MAX_CAPACITY: usize = 1 << 16;
@@ -52,7 +54,11 @@ pub(crate) struct Header {
     /// The commit sequence: each send takes the next number (on its own
     /// line: only senders touch it).
     pub next_seq: AtomicU64,
-    pub _pad: [AtomicU64; 7],
+    /// The queue's origin id: 64 random bits chosen at creation (never
+    /// 0), naming the messages first sent into this queue (see
+    /// [`MessageId`](super::MessageId)).
+    pub origin: AtomicU64,
+    pub _pad: [AtomicU64; 6],
     /// Receivers asleep (or about to sleep) on `filled` (bits 0..16),
     /// and bit 16 (`wake::POLLER`) while a WaitSet watching for a message
     /// may be asleep (see `wake.rs`).
@@ -83,22 +89,27 @@ unsafe impl shm::Header for Header {
     const PREFIX: &'static str = "ipcworks.queue.";
     const KIND: &'static str = "queue";
     const ADDRESS: &'static str = "queue";
-    /// "ipcwQUE4": written last by the creator; openers wait for it.
-    /// Layout 4: the recovery mutex's lock word holds its holder's full
-    /// identity (see `sync/mutex/raw.rs`).
-    const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE4");
-    /// The magics of layouts 1 to 3, refused with a message that says so.
+    /// "ipcwQUE5": written last by the creator; openers wait for it.
+    /// Layout 5: 48-byte slot records carrying each message's origin and
+    /// origin sequence, the header the queue's origin id, and a READING
+    /// slot may be held by a claim (two-phase receive) for as long as its
+    /// claimant lives. (Layout 4: the recovery mutex's lock word holds its
+    /// holder's full identity, see `sync/mutex/raw.rs`.)
+    const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE5");
+    /// The magics of layouts 1 to 4, refused with a message that says so.
     const OLD_MAGICS: &'static [u64] = &[
         u64::from_le_bytes(*b"ipcwQUE1"),
         u64::from_le_bytes(*b"ipcwQUE2"),
         u64::from_le_bytes(*b"ipcwQUE3"),
+        u64::from_le_bytes(*b"ipcwQUE4"),
     ];
     /// 5: the wake-up semaphores' `waiters` count pollers too (a
     /// WaitSet's registration; posts then wake everyone). 6: the
     /// sleepers registers hold a pollers' bit (`wake::POLLER`, bit 16): a
     /// WaitSet's helper is a poller, no longer a sleeper taking permits,
     /// and a commit that finds the bit clears it and wakes every sleeper.
-    const VERSION: u64 = 6;
+    /// 7: layout 5 (origins in the records and the header, claims).
+    const VERSION: u64 = 7;
     type Layout = Geometry;
 
     fn size(g: &Geometry) -> usize {
@@ -119,6 +130,8 @@ unsafe impl shm::Header for Header {
         self.max_message.store(g.max_message as u32, SeqCst);
         self.stride.store(g.stride as u32, SeqCst);
         self.layout.store(g.size as u64, SeqCst);
+        self.origin
+            .store(crate::sys::privdir::random_u64().max(1), SeqCst);
         self.free.init(0)?;
         self.filled.init(0)
     }
@@ -147,6 +160,12 @@ pub(super) struct Slot {
     pub seq: AtomicU64,
     pub priority: AtomicU32,
     pub len: AtomicU32,
+    /// The origin id of the queue the message was first sent into (this
+    /// queue's own for a plain send, the source's for a relayed one;
+    /// written while WRITING).
+    pub origin: AtomicU64,
+    /// The message's sequence number in that origin queue.
+    pub origin_seq: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Slot>() == RECORD_SIZE);

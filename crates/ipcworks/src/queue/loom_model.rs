@@ -377,3 +377,143 @@ fn direct_receivers_racing_a_refill_take_each_message_once_and_whole() {
         assert_eq!(count(t.words[0].load(Relaxed)), want.len() as u64);
     });
 }
+
+/// A two-phase receive's first step, as `claim::Queue::recv_claim_until`
+/// takes it: the best READY message claimed (`READY → READING`, never
+/// direct) and its payload copied out; the slot stays claimed.
+fn claim(t: &Table, start: usize, pid: u32) -> Option<(usize, u64, u64)> {
+    let (c, claimed) = match claim_ready(t, start, pid, u32::MAX, |_| false).unwrap() {
+        Look::Found(c) => c,
+        Look::Nothing { .. } => return None,
+    };
+    assert_eq!(state(claimed), READING);
+    let value = t.payloads[c.i].with(|p| {
+        // SAFETY: slot i is READING by us.
+        unsafe { *p }
+    });
+    Some((c.i, claimed, value))
+}
+
+/// A claimant holds a message, then gives it back (`READING → READY`,
+/// record untouched) while another receiver takes messages: each message
+/// is received exactly once, whole (the released payload is read after
+/// the release, without a data race), and the receive counts agree.
+#[test]
+fn a_released_claim_is_received_once_and_whole() {
+    loom::model(|| {
+        let t = table(2);
+        send(&t, 0, 1, 10, 3);
+        send(&t, 1, 1, 20, 3);
+        let holder = {
+            let t = t.clone();
+            loom::thread::spawn(move || {
+                // Whichever is first when it looks (the other receiver may
+                // have taken 10 already).
+                if let Some((i, w, _)) = claim(&t, 0, 2) {
+                    assert!(commit(&*t, i, w, slots::released(w)));
+                }
+            })
+        };
+        let mut got = vec![recv(&t, 0, 3).0];
+        holder.join().unwrap();
+        got.push(recv(&t, 0, 3).0);
+        got.sort_unstable();
+        assert_eq!(got, [10, 20]);
+        assert_eq!(try_recv(&t, 0, 3), None);
+        let receives: u64 = t.words.iter().map(|w| count(w.load(Relaxed))).sum();
+        assert_eq!(receives, 2);
+    });
+}
+
+/// The claim's commit (`READING(c) → FREE(c + 1)`, SeqCst) against a
+/// sender refilling the freed slot at once: the claimant's copy happens
+/// before the refill's write (else loom reports a data race on the
+/// payload), every message is taken once, whole. With `commit` made
+/// `Relaxed`, loom fails this model: see
+/// `planted_bug_a_relaxed_claim_commit_races_the_refill`.
+fn claim_commit_races_a_refill(commit_claim: fn(&Table, usize, u64) -> bool) {
+    loom::model(move || {
+        let t = table(1);
+        send(&t, 0, 1, 100, 0);
+        let s = {
+            let t = t.clone();
+            loom::thread::spawn(move || {
+                (0..2)
+                    .find_map(|_| try_claim(&t, 0, 1))
+                    .map(|c| fill_and_commit(&t, c, 200, 0))
+                    .is_some()
+            })
+        };
+        let (i, w, v) = claim(&t, 0, 2).unwrap();
+        assert_eq!(v, 100);
+        assert!(commit_claim(&t, i, w));
+        let refilled = s.join().unwrap();
+        let rest: Vec<u64> = try_recv(&t, 0, 3).into_iter().map(|m| m.0).collect();
+        let want: &[u64] = if refilled { &[200] } else { &[] };
+        assert_eq!(rest, want);
+    });
+}
+
+#[test]
+fn a_claims_commit_orders_its_copy_before_a_refill() {
+    claim_commit_races_a_refill(|t, i, w| commit(t, i, w, slots::received(w)));
+}
+
+/// The model above with a planted bug: the claim's commit as a `Relaxed`
+/// compare-and-swap, which does not order the claimant's copy before the
+/// next sender's write. Loom must find the data race (this test passes
+/// only if the model panics).
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn planted_bug_a_relaxed_claim_commit_races_the_refill() {
+    claim_commit_races_a_refill(|t, i, w| {
+        t.words[i]
+            .compare_exchange(w, slots::received(w), Relaxed, Relaxed)
+            .is_ok()
+    });
+}
+
+/// A claimant killed while holding its claim (process 1) and a live one
+/// (process 2) holding another: recovery, judging by pid, undoes only the
+/// dead one's (one CAS from the word it judged), the live claimant's
+/// commit still succeeds, and the dead one's message goes to the next
+/// receiver whole: each message received exactly once.
+#[test]
+fn a_dead_claimants_claim_is_undone_never_a_live_ones() {
+    loom::model(|| {
+        let t = table(2);
+        send(&t, 0, 1, 10, 3);
+        send(&t, 1, 1, 20, 3);
+        // Process 1 claims the first message and dies holding it.
+        let (_, dead, _) = claim(&t, 0, 1).unwrap();
+        assert_eq!(slots::pid(dead), 1);
+        let live = {
+            let t = t.clone();
+            loom::thread::spawn(move || match claim(&t, 0, 2) {
+                Some((i, w, v)) => {
+                    assert!(commit(&*t, i, w, slots::received(w)), "a live claim undone");
+                    Some(v)
+                }
+                None => None,
+            })
+        };
+        let rec = {
+            let t = t.clone();
+            loom::thread::spawn(move || {
+                for i in 0..2 {
+                    let w = t.words[i].load(Relaxed);
+                    if slots::busy(w) && slots::pid(w) == 1 {
+                        commit(&*t, i, w, undone(w).unwrap());
+                    }
+                }
+            })
+        };
+        let mut got: Vec<u64> = live.join().unwrap().into_iter().collect();
+        rec.join().unwrap();
+        while let Some((v, _)) = try_recv(&t, 0, 3) {
+            got.push(v);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [10, 20]);
+    });
+}

@@ -14,12 +14,13 @@
 //!
 //! # How it works
 //!
-//! The segment holds one slot per message: a 32-byte record (a state word,
-//! the owner, the sequence, priority and length) followed by the payload,
+//! The segment holds one slot per message: a 48-byte record (a state word,
+//! the owner, the sequence, priority, length and the message's origin)
+//! followed by the payload,
 //! each slot starting a cache line, so a message and its state travel
 //! between the cores together. The state word (see `slots.rs`) holds the
 //! state — `FREE`, `WRITING` (a sender copies in), `READY`, `READING` (a
-//! receiver copies out) — with the owner's pid and the slot's count of
+//! receiver copies out, or holds a two-phase receive's claim) — with the owner's pid and the slot's count of
 //! completed receives, so every step is one atomic operation:
 //!
 //! - send: find a `FREE` slot (each handle goes round the slots like a
@@ -41,6 +42,25 @@
 //!   compare-and-swap fewer per message: in alternating bench runs, 64 B
 //!   messages/s rose from 3.4–3.7 M to 4.1–4.4 M and the poll round trip
 //!   fell by about 5 %.
+//!
+//! - a *two-phase* receive ([`Queue::recv_claim`]): find the message as
+//!   above → CAS `READY → READING(me)` → record my identity → copy out,
+//!   and stop there: the message stays in its slot, claimed, while the
+//!   caller works with the copy (a relay hands it to its destination).
+//!   [`Claim::commit`] is the receive's commit, `READING(me) → FREE`,
+//!   receive count + 1; [`Claim::release`] (or dropping the claim) gives
+//!   it back, `READING(me) → READY` with its record untouched, so it is
+//!   again the first of its priority. A claimant killed while it holds
+//!   the claim is a receiver killed mid-receive: recovery (below) makes
+//!   the message ready again, at once for a waiter watching its pidfd.
+//!
+//! Every message also carries a [`MessageId`]: the origin id of the
+//! queue it was first sent into (64 random bits chosen when that queue
+//! was created) and its sequence number there. Both live in the slot's
+//! record, so they survive the death of any process, and a relay that
+//! forwards a message into another native queue
+//! ([`Queue::send_relayed`]) passes them on: a far side can tell a
+//! message it already has from a new one.
 //!
 //! A receiver's look reads the slot words round from the slot after the
 //! last one it took. One pass is not a snapshot (it could read slot A
@@ -208,6 +228,7 @@
 //! # }
 //! ```
 
+mod claim;
 mod layout;
 mod ops;
 mod poll;
@@ -219,6 +240,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
+pub use claim::{Claim, MessageId};
 pub(crate) use layout::Header;
 use layout::{Geometry, Slot};
 pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
@@ -279,6 +301,9 @@ pub struct Queue {
     quiet: AtomicU64,
     /// `try_` receives answered that way since the last look.
     quiet_polls: AtomicU32,
+    /// The queue's origin id, read from the header when this handle was
+    /// made (see [`MessageId`]).
+    origin: u64,
 }
 
 /// Options for creating or opening a [`Queue`].
@@ -315,7 +340,8 @@ pub struct Stats {
     pub bytes: u64,
     /// Slots a sender is filling right now.
     pub writing: usize,
-    /// Slots a receiver is emptying right now.
+    /// Slots a receiver is emptying right now, or holds as a two-phase
+    /// receive's [`Claim`] (not counted in `depth`).
     pub reading: usize,
     /// Senders asleep waiting for a free slot.
     pub blocked_senders: u32,
@@ -520,7 +546,9 @@ impl Queue {
     /// geometry, plus the per-handle state, fresh. `unnamed` is what it is
     /// called if it has no name.
     fn handle(seg: Named<Header>, unnamed: &str, spin: Duration) -> Queue {
+        let origin = seg.header().origin.load(SeqCst);
         Queue {
+            origin,
             name: seg.bare_name().unwrap_or(unnamed).to_string(),
             geo: *seg.layout(),
             seg,

@@ -55,10 +55,13 @@ pub(super) enum Want<'a> {
     /// A FREE slot to write a message into.
     Send,
     /// The next message, of at most `limit` bytes (a longer one is left in
-    /// place); a direct receive copies it into `scratch`.
+    /// place); a direct receive copies it into `scratch`. Without
+    /// `direct` the message is always claimed (READING), as a two-phase
+    /// receive ([`Claim`](super::Claim)) needs.
     Recv {
         limit: usize,
         scratch: &'a mut Scratch,
+        direct: bool,
     },
 }
 
@@ -103,6 +106,7 @@ impl Me {
 
 /// A slot claimed by this process: its index, its word after the claim,
 /// and (receive side) the message's priority and length.
+#[derive(Debug)]
 pub(super) struct Claimed {
     pub i: usize,
     pub word: u64,
@@ -163,12 +167,18 @@ impl Queue {
     /// queue's maximum, on the very value returned here (what a peer
     /// writes into the record afterwards is never read), so the copy stays
     /// inside the slot and the caller's buffer.
-    fn look_ready(&self, me: Me, limit: usize, scratch: &mut Scratch) -> Result<Look<Claimed>> {
+    fn look_ready(
+        &self,
+        me: Me,
+        limit: usize,
+        scratch: &mut Scratch,
+        direct: bool,
+    ) -> Result<Look<Claimed>> {
         let start = self.next_ready.load(Relaxed) % self.geo.capacity;
         self.prefetch_payload(start);
         let cap = u32::try_from(limit.min(self.geo.max_message)).unwrap_or(u32::MAX);
         let copy = |c: &slots::Candidate| {
-            if c.len as usize > DIRECT_MAX {
+            if !direct || c.len as usize > DIRECT_MAX {
                 return false;
             }
             self.load_payload(c.i, c.len as usize, scratch);
@@ -288,7 +298,11 @@ impl Queue {
     fn look(&self, want: &mut Want<'_>, me: Me) -> Result<Look<Claimed>> {
         match want {
             Want::Send => Ok(self.look_free(me)),
-            Want::Recv { limit, scratch } => self.look_ready(me, *limit, scratch),
+            Want::Recv {
+                limit,
+                scratch,
+                direct,
+            } => self.look_ready(me, *limit, scratch, *direct),
         }
     }
 
@@ -607,7 +621,7 @@ impl Queue {
     /// Commits a claimed slot: `from → to` in one compare-and-swap (which
     /// also publishes our payload writes), failing if somebody took the
     /// slot from us (only recovery does, and only from the dead).
-    fn commit(&self, c: &Claimed, to: u64) -> Result<()> {
+    pub(super) fn commit(&self, c: &Claimed, to: u64) -> Result<()> {
         self.slot(c.i).owner.store(0, Relaxed);
         if !slots::commit(self, c.i, c.word, to) {
             return Err(self.stolen(c.i));
@@ -625,6 +639,19 @@ impl Queue {
     /// The one send: every send method and the message interface's
     /// `send_until` are this with a deadline.
     pub(super) fn send_at(&self, msg: &[u8], priority: u32, until: Deadline) -> Result<()> {
+        self.send_from(msg, priority, None, until)
+    }
+
+    /// [`send_at`](Self::send_at), recording `from` as the message's
+    /// origin (a relayed message keeps its source's), or this queue's
+    /// origin and the message's own sequence number when `None`.
+    pub(super) fn send_from(
+        &self,
+        msg: &[u8],
+        priority: u32,
+        from: Option<super::MessageId>,
+        until: Deadline,
+    ) -> Result<()> {
         if msg.len() > self.geo.max_message {
             return Err(Error::MessageTooLarge {
                 len: msg.len(),
@@ -658,6 +685,12 @@ impl Queue {
         s.seq.store(seq, Relaxed);
         s.priority.store(priority, Relaxed);
         s.len.store(msg.len() as u32, Relaxed);
+        let from = from.unwrap_or(super::MessageId {
+            origin: self.origin,
+            seq,
+        });
+        s.origin.store(from.origin, Relaxed);
+        s.origin_seq.store(from.seq, Relaxed);
         self.store_payload(c.i, msg);
         // The commit point: the message exists from this CAS on.
         let r = self.commit(&c, slots::word(READY, 0, slots::count(c.word)));
@@ -708,6 +741,7 @@ impl Queue {
         let want = Want::Recv {
             limit,
             scratch: &mut scratch,
+            direct: true,
         };
         let c = self.claim(want, until)?;
         let dst = sink(c.len);
@@ -735,8 +769,7 @@ impl Queue {
         }
         // The commit point: the message is received from this CAS on (the
         // slot's receive count goes up in the same word).
-        let count = slots::count(c.word).wrapping_add(1);
-        let r = self.commit(&c, slots::word(FREE, 0, count));
+        let r = self.commit(&c, slots::received(c.word));
         self.or_truncated(r)?;
         self.wake(Side::Send);
         Ok(c.prio)

@@ -36,7 +36,9 @@ pub(crate) const WRITING: u32 = 1;
 /// A complete message waits to be received.
 pub(crate) const READY: u32 = 2;
 /// A receiver owns the slot and is copying its payload out (a message
-/// longer than a direct receive takes; see [`claim_ready`]).
+/// longer than a direct receive takes; see [`claim_ready`]), or holds it
+/// as a two-phase receive's claim until it commits ([`received`]) or
+/// gives it back ([`released`]).
 pub(crate) const READING: u32 = 3;
 
 const STATE_SHIFT: u32 = 62;
@@ -278,6 +280,23 @@ pub(crate) fn commit<S: Slots>(s: &S, i: usize, from: u64, to: u64) -> bool {
         .is_ok()
 }
 
+/// The word that commits a receive from a READING word `w`:
+/// `READING(pid, c) → FREE(c + 1)` — the message is gone, and the slot's
+/// receive count says so in the same store. A two-phase receive's
+/// [`commit`](super::Claim::commit) and a claimed (long) receive's end.
+pub(crate) fn received(w: u64) -> u64 {
+    word(FREE, 0, count(w).wrapping_add(1))
+}
+
+/// The word that gives a claimed message back from a READING word `w`:
+/// `READING(pid, c) → READY(c)`, its record (sequence, priority, origin)
+/// untouched, so it is again the first of its priority. A two-phase
+/// receive's [`release`](super::Claim::release), and recovery's undo of
+/// a dead claimant's receive: the same step.
+pub(crate) fn released(w: u64) -> u64 {
+    word(READY, 0, count(w))
+}
+
 /// The word that undoes a busy word's operation: a WRITING slot goes back
 /// to FREE (the send never committed), a READING one back to READY with
 /// its message untouched (the receive never committed). `None` if `w` is
@@ -285,7 +304,7 @@ pub(crate) fn commit<S: Slots>(s: &S, i: usize, from: u64, to: u64) -> bool {
 pub(crate) fn undone(w: u64) -> Option<u64> {
     match state(w) {
         WRITING => Some(word(FREE, 0, count(w))),
-        READING => Some(word(READY, 0, count(w))),
+        READING => Some(released(w)),
         _ => None,
     }
 }

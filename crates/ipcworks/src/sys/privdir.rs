@@ -45,7 +45,7 @@ pub const TRIES: u32 = 16;
 
 /// 64 bits nobody else can predict: SipHash under std's per-process random
 /// keys (seeded from `getrandom`), over a counter so no two calls repeat.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher, RandomState};
     static N: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();

@@ -19,6 +19,15 @@ pub fn pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
+/// `kill(getpid(), SIGKILL)`: ends this process at once, as `kill -9`
+/// from outside would (no unwinding, no exit handlers, no core dump).
+#[doc(alias = "kill")]
+pub fn kill_self() -> ! {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    // SIGKILL cannot be caught or ignored; this is never reached.
+    std::process::abort()
+}
+
 /// `gettid()`.
 #[doc(alias = "gettid")]
 pub fn tid() -> u32 {

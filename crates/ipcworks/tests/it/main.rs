@@ -22,6 +22,7 @@ mod process;
 mod queue;
 mod readme;
 mod regions;
+mod relay;
 mod semaphore;
 mod server_fds;
 mod shm;
