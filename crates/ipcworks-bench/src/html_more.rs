@@ -5,9 +5,9 @@
 
 use std::fmt::Write;
 
-use crate::html::{LogAxis, decade_label, esc};
 use crate::run::human_size;
 use crate::schema::{Metric, Results};
+use crate::svg::{LogAxis, decade_label, esc};
 use crate::table::{
     fan_in_figure, fan_in_lines, human_msgs, human_ns, human_ratio, producer_counts, rtt_size_rows,
     x_bare,

@@ -162,6 +162,7 @@ pub mod peer;
 pub mod run;
 pub mod schema;
 pub mod stats;
+pub mod svg;
 pub mod system;
 pub mod table;
 
