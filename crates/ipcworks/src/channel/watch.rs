@@ -13,8 +13,8 @@ use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 
 /// How long a WaitSet helper sleeps before it looks at the segment's size
-/// (a cut wakes no futex).
-const POLL_SLICE: std::time::Duration = std::time::Duration::from_secs(1);
+/// (a cut wakes no futex): the same slice as the semaphore's and queue's.
+use crate::sync::semaphore::raw::POLL_SLICE;
 
 /// No generation watched yet.
 const NONE: u64 = u64::MAX;
