@@ -34,7 +34,7 @@ pub fn label(clients: u32) -> String {
     format!(
         "{NAME} echo {clients} client{} {}",
         if clients == 1 { "" } else { "s" },
-        crate::run::human_size(SIZE as u64)
+        crate::units::human_size(SIZE as u64)
     )
 }
 

@@ -1,9 +1,9 @@
 //! `ipcworks bench --compare OLD NEW`: figure by figure, how much slower
 //! or faster the new run is.
 
-use crate::run::human_size;
 use crate::schema::{Figure, Metric, Results};
 use crate::table::{human_ns, human_rate};
+use crate::units::human_size;
 
 /// One figure present in both runs.
 #[derive(Debug, Clone, PartialEq)]

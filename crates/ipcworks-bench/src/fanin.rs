@@ -13,7 +13,7 @@
 //!
 //! The receiver (a thread of the parent) counts what arrives per producer:
 //! every message carries its producer's number and a sequence number, and
-//! a producer's last message ([`harness::STOP`]) says how many it sent. A
+//! a producer's last message ([`harness::STOP`](crate::harness::STOP)) says how many it sent. A
 //! message lost, repeated or out of order, or a count that does not add
 //! up, fails the case ([`Tally`]): the total is only reported when every
 //! message arrived exactly once.
@@ -154,7 +154,7 @@ pub fn label(kind: &str, producers: u32, size: usize) -> String {
     format!(
         "{kind} fan-in {producers} producer{} {}",
         if producers == 1 { "" } else { "s" },
-        crate::run::human_size(size as u64)
+        crate::units::human_size(size as u64)
     )
 }
 

@@ -55,6 +55,10 @@ use rustix::io::Errno;
 use crate::schema::{Metric, Wait};
 use crate::stats::Recorder;
 
+/// Message size of the round trips every mechanism gets (`--rtt-sizes`
+/// adds others).
+pub const RTT_SIZE: usize = 64;
+
 /// Tag flag: the receiver of a throughput stream answers this message
 /// with one message (the pipeline is drained).
 pub const SYNC: u32 = 1;

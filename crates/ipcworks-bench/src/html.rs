@@ -3,11 +3,11 @@
 
 use std::fmt::Write;
 
-use crate::run::human_size;
 use crate::schema::{Figure, Metric, Results, Wait};
 pub use crate::svg::{LogAxis, decade_label, esc};
 use crate::svg::{NS_UNITS, RATE_UNITS};
 use crate::table::{human_ns, human_rate, human_ratio, is_main_rtt, latency_order, x_bare};
+use crate::units::human_size;
 
 /// Colours for mechanisms in the throughput chart, cycled.
 const PALETTE: &[&str] = &[

@@ -5,13 +5,13 @@
 
 use std::fmt::Write;
 
-use crate::run::human_size;
 use crate::schema::{Metric, Results};
 use crate::svg::{LogAxis, decade_label, esc};
 use crate::table::{
     fan_in_figure, fan_in_lines, human_msgs, human_ns, human_ratio, producer_counts, rtt_size_rows,
     x_bare,
 };
+use crate::units::human_size;
 
 /// Colours of the lines, cycled.
 const PALETTE: &[&str] = &[

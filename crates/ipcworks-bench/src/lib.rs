@@ -159,13 +159,16 @@ pub mod html;
 pub mod html_more;
 pub mod mechs;
 pub mod peer;
+pub mod peer_entry;
 pub mod run;
 pub mod schema;
 pub mod stats;
 pub mod svg;
 pub mod system;
 pub mod table;
+pub mod units;
 
+pub use peer_entry::{run_if_peer, run_if_peer_status};
 pub use run::{Options, run};
 pub use schema::{Figure, Metric, Results, Skipped, Wait};
 pub use system::Placement;

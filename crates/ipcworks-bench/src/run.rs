@@ -16,13 +16,12 @@ use crate::{clients, fanin};
 mod case;
 mod plan;
 
+pub use crate::harness::RTT_SIZE;
+pub use crate::units::{human_size, parse_size};
 use case::{Round, detect, measure, throughput_figure};
-pub use plan::{PEER_NAMES, PEERS_BUILT, human_size, label, parse_size, select};
+pub use plan::{PEER_NAMES, PEERS_BUILT, label, select};
 use plan::{Planned, Who, plan};
 
-/// Message size of the round trips every mechanism gets (`--rtt-sizes`
-/// adds others).
-pub const RTT_SIZE: usize = 64;
 /// Round-trip sizes of `--rtt-sizes` in `--full`.
 pub const FULL_RTT_SIZES: &[usize] = &[32, 64, 4096, 65536, 1 << 20];
 /// The loan curve: round trips at these sizes in every run for the rows

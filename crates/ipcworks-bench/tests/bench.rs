@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ipcworks_bench::compare::{compare, render};
-use ipcworks_bench::peer::{self, Launcher};
+use ipcworks_bench::peer::Launcher;
 use ipcworks_bench::schema::SCHEMA_VERSION;
 use ipcworks_bench::{Metric, Options, Placement, Results, Wait, html, table};
 
@@ -23,7 +23,7 @@ const MAIN: &str = include_str!("data/main-post19.json");
 /// once in a normal test run.
 #[test]
 fn peer_entry() {
-    if let Some(code) = peer::run_if_peer_status() {
+    if let Some(code) = ipcworks_bench::run_if_peer_status() {
         std::process::exit(code);
     }
 }

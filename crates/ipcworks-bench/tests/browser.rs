@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipcworks_bench::peer::{self, Launcher};
+use ipcworks_bench::peer::Launcher;
 use ipcworks_bench::{Metric, Options, Placement, Results, html, table};
 use ipcworks_test_support::need;
 
@@ -31,7 +31,7 @@ const BROWSER_LIMIT: Duration = Duration::from_secs(60);
 /// once in a normal test run.
 #[test]
 fn peer_entry() {
-    if let Some(code) = peer::run_if_peer_status() {
+    if let Some(code) = ipcworks_bench::run_if_peer_status() {
         std::process::exit(code);
     }
 }

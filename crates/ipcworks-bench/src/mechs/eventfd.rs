@@ -41,7 +41,7 @@ impl Mechanism for Eventfd {
     }
 
     fn supports(&self, case: &Case) -> Result<(), String> {
-        if case.metric == Metric::Rtt && case.size != crate::run::RTT_SIZE {
+        if case.metric == Metric::Rtt && case.size != crate::harness::RTT_SIZE {
             return Err(
                 "an eventfd carries an 8-byte counter: its round trip is the same at every size"
                     .into(),

@@ -34,7 +34,7 @@ impl Mechanism for Floor {
     }
 
     fn supports(&self, case: &Case) -> Result<(), String> {
-        if case.metric == Metric::Rtt && case.size != crate::run::RTT_SIZE {
+        if case.metric == Metric::Rtt && case.size != crate::harness::RTT_SIZE {
             return Err(
                 "the floor carries no payload: its round trip is the same at every size".into(),
             );

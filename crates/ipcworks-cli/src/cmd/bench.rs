@@ -109,7 +109,7 @@ pub struct Args {
 /// Runs `ipcworks bench`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A copy of this binary started by the harness as the peer.
-    if let Some(code) = peer::run_if_peer() {
+    if let Some(code) = ipcworks_bench::run_if_peer() {
         return Ok(code);
     }
     if let Some(files) = &args.compare {
