@@ -251,7 +251,7 @@ impl ReceiverBuilder {
     }
 
     /// How many samples wait here for a `recv` before publishers are held
-    /// back (default [`DEFAULT_CAPACITY`]).
+    /// back (default 256 samples).
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
         self

@@ -256,6 +256,7 @@ impl Sender {
     /// `/proc`, and the segment's size), for a send that waits elsewhere
     /// (the async sender, between naps): [`Error::Disconnected`] when the
     /// receiver closed or died.
+    #[cfg(feature = "tokio")]
     pub(crate) fn look_at_receiver(&self) -> Result<()> {
         self.shared().check(true)?;
         let rx = self.ring.memory().header().peers.0.receiver.load(Acquire);

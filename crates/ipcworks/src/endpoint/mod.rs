@@ -10,7 +10,7 @@
 //! means, what `--create` does — lives in its own file: [`shm`] (the
 //! channel), [`queue`] (the native queue), [`mq`] (POSIX queues),
 //! [`sysv`] (System V queues), [`stream`] (FIFOs, Unix and TCP
-//! streams, stdio) and [`zenoh`](self::zenoh) (publish/subscribe across hosts,
+//! streams, stdio) and [`zenoh`] (publish/subscribe across hosts,
 //! feature `zenoh`). The
 //! mechanisms below know nothing of endpoints: dispatch happens here, on
 //! top, and nothing below imports this module.
@@ -77,7 +77,7 @@ pub enum Endpoint {
     /// `-` — standard input/output.
     Stdio,
     /// `zenoh:KEYEXPR` — Zenoh publication/subscription on a key
-    /// expression, across hosts (feature `zenoh`; see [`zenoh`](self::zenoh)).
+    /// expression, across hosts (feature `zenoh`; see [`zenoh`]).
     Zenoh(String),
 }
 

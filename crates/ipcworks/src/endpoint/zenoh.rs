@@ -17,8 +17,8 @@
 //!   none appears it fails with
 //!   [`Error::NoSubscriber`](crate::Error::NoSubscriber) and nothing was
 //!   sent. A **receiver** subscribes; it has no end of stream.
-//! - [`Options::max_message`] bounds the message size on both ends;
-//!   [`Options::capacity`] is the receiver's queue of samples.
+//! - [`Options::max_message`](super::Options::max_message) bounds the message size on both ends;
+//!   [`Options::capacity`](super::Options::capacity) is the receiver's queue of samples.
 //! - [`Meta`](crate::message::Meta) (priority, System V type) travels in
 //!   the sample's attachment; plain Zenoh programs' samples are messages
 //!   with the default metadata (see the `bridge` module).

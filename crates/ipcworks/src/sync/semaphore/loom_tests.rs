@@ -9,6 +9,7 @@ use loom::sync::atomic::{AtomicBool, AtomicU32 as LAtomicU32};
 
 use super::*;
 use crate::primitive::fence;
+use crate::sync::semaphore::robust::Pool;
 
 struct Shared {
     st: SemaphoreState,

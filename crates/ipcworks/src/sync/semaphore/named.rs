@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use super::env::Futex;
-use super::raw::{self, Env, MAX_HOLDERS, Pool, SemaphoreState};
+use super::raw::{self, Env, MAX_HOLDERS, SemaphoreState};
+use super::robust::Pool;
 use super::watch::HolderWatch;
 use crate::primitive::AtomicU32 as RawU32;
 use crate::shm::{self, Named, Segment, SegmentOptions};

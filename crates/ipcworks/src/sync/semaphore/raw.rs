@@ -551,8 +551,6 @@ pub(crate) fn wait<E: Env>(
     })
 }
 
-pub(crate) use super::robust::Pool;
-
 #[cfg(all(test, loom))]
 #[path = "loom_tests.rs"]
 mod loom_tests;
