@@ -387,6 +387,31 @@ fn a_killed_waitset_costs_the_senders_one_wake_up_not_one_per_send() {
     assert_eq!(register.load(SeqCst), 0);
 }
 
+/// Starts the child `role` over the object `name`, waits for its
+/// "ready" line, gives its wait time to block (its helper asleep), then
+/// truncates `/dev/shm/ipcworks.{prefix}.{name}` to nothing, as a hostile
+/// peer would; returns the child and the rest of its output lines.
+fn truncate_under_a_waiting_child(
+    role: &str,
+    name: &str,
+    prefix: &str,
+) -> (KillOnDrop, impl Iterator<Item = String>) {
+    let mut cmd = support::child("waitset_queue::child", role, name);
+    cmd.stdout(Stdio::piped());
+    let mut child = KillOnDrop::spawn(cmd);
+    let out = child.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines().map_while(Result::ok);
+    assert!(lines.any(|l| l == "ready"), "the child ended early");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/ipcworks.{prefix}.{name}"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    (child, lines)
+}
+
 /// A peer truncates a queue (to nothing: `ftruncate`) while a WaitSet
 /// over it is blocked in `wait`, its helper asleep: that wait reports it
 /// within the helper's one-second look at the size (a cut wakes no
@@ -399,20 +424,7 @@ fn a_truncated_queue_is_reported_by_the_waitset() {
     let name = support::unique_name("wsqtrunc");
     let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
     let _q = Queue::options().remove_on_drop(true).create(&name).unwrap();
-    let mut cmd = support::child("waitset_queue::child", "truncated", &name);
-    cmd.stdout(Stdio::piped());
-    let mut child = KillOnDrop::spawn(cmd);
-    let out = child.0.as_mut().unwrap().stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(out).lines().map_while(Result::ok);
-    assert!(lines.any(|l| l == "ready"), "the child ended early");
-    // Its wait blocked, its helper asleep.
-    std::thread::sleep(Duration::from_millis(300));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm/ipcworks.queue.{name}"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    let (mut child, lines) = truncate_under_a_waiting_child("truncated", &name, "queue");
     let got: Vec<String> = lines
         .filter(|l| l.starts_with("WAIT ") || l.starts_with("TRY "))
         .collect();
@@ -542,20 +554,7 @@ fn a_truncated_channel_is_reported_and_its_waitset_can_be_dropped() {
     let name = support::unique_name("wsctrunc");
     let _cleanup = ShmCleanup(vec![format!("ipcworks.chan.{name}")]);
     let chan = Channel::builder().capacity(4).create(&name).unwrap();
-    let mut cmd = support::child("waitset_queue::child", "truncated-channel", &name);
-    cmd.stdout(Stdio::piped());
-    let mut child = KillOnDrop::spawn(cmd);
-    let out = child.0.as_mut().unwrap().stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(out).lines().map_while(Result::ok);
-    assert!(lines.any(|l| l == "ready"), "the child ended early");
-    // Its wait blocked, its helper asleep.
-    std::thread::sleep(Duration::from_millis(300));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm/ipcworks.chan.{name}"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    let (mut child, lines) = truncate_under_a_waiting_child("truncated-channel", &name, "chan");
     // Its few lines fit the pipe: wait first, so a hang fails the test
     // (the child is killed) instead of blocking the read.
     let status = child.wait_for(Duration::from_secs(60));
