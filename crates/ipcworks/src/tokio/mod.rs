@@ -12,6 +12,7 @@
 //! | [`mq::sysv`](crate::mq::sysv) queues | [`Async`] | `IPC_NOWAIT` retried on tokio's timer |
 //! | pipe and FIFO ends, [`UnixStream`](crate::socket::UnixStream), `std::net::TcpStream` | [`AsyncStream`] (`AsyncRead`/`AsyncWrite`) | `AsyncFd` on the stream's own descriptor |
 //! | [`UnixListener`](crate::socket::UnixListener), `std::net::TcpListener` | [`AsyncListener`] | `AsyncFd` on the listening descriptor |
+//! | [`socket::Server`](crate::socket::Server) (feature `server`) | [`AsyncServer`] (each client a task) | `AsyncFd` on the listening and the connected descriptors |
 //!
 //! ```no_run
 //! use ipcworks::channel::Channel;
@@ -132,6 +133,8 @@ mod endpoint;
 mod fd;
 mod queue;
 mod semaphore;
+#[cfg(feature = "server")]
+mod server;
 mod stream;
 mod traits;
 
@@ -145,6 +148,9 @@ pub use endpoint::{open_receiver, open_sender};
 pub use fd::Async;
 pub use queue::AsyncQueue;
 pub use semaphore::AsyncSemaphore;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use server::{AsyncHandler, AsyncServer, AsyncShutdown};
 pub use stream::{AsyncListener, AsyncStream, Listener, ReadStream, Stream, WriteStream};
 
 /// Fails unless called inside a tokio runtime.

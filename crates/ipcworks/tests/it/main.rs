@@ -32,6 +32,8 @@ mod socket;
 mod tokio;
 #[cfg(feature = "tokio")]
 mod tokio_io;
+#[cfg(feature = "tokio")]
+mod tokio_server;
 mod truncate;
 mod unix_bind;
 mod waitset;
