@@ -5,8 +5,8 @@
 //! | blocking | async | readiness source |
 //! |---|---|---|
 //! | [`channel::Receiver`](crate::channel::Receiver) | [`AsyncReceiver`] | a helper thread on the futex word + eventfd in `AsyncFd` |
-//! | [`channel::Sender`](crate::channel::Sender) | [`AsyncSender`] | retry on tokio's timer (room is back-pressure) |
-//! | [`queue::Queue`](crate::queue::Queue) | [`AsyncQueue`] | a helper thread (one per queue per process) + eventfd |
+//! | [`channel::Sender`](crate::channel::Sender) | [`AsyncSender`] (waiting for room) | a helper thread on the producers' futex word + eventfd (started at the first full channel) |
+//! | [`queue::Queue`](crate::queue::Queue) | [`AsyncQueue`] | a helper thread (one per queue per process) + eventfd; a second one for room, started at the first full queue |
 //! | [`sync::Semaphore`](crate::sync::Semaphore) | [`AsyncSemaphore`] | a helper thread (one per semaphore per process) + eventfd |
 //! | [`mq::posix::Queue`](crate::mq::posix::Queue), framed streams | [`Async`] | `AsyncFd` on the object's own descriptor |
 //! | [`mq::sysv`](crate::mq::sysv) queues | [`Async`] | `IPC_NOWAIT` retried on tokio's timer |
@@ -80,6 +80,19 @@
 //! message or nothing. A framed byte stream's receive keeps a partial frame
 //! buffered between polls; its send, once the stream took the first bytes
 //! of a message, writes the rest in the same poll (see [`Async`]).
+//!
+//! # Waiting for room
+//!
+//! A send that finds a channel or a native queue full parks the same way:
+//! a helper thread sleeps on the senders' side of the object (a
+//! channel's producers' futex word, which the receiver's release wakes;
+//! a queue's `free` semaphore as a poller, which a receive's commit
+//! wakes) and signals an eventfd. It looks for room for the waiting
+//! message before each sleep, takes nothing, and never eats a blocked
+//! send's wake-up. A report that finds no room after all (another
+//! sender took it) costs a nap of 1-8 ms on tokio's timer before the
+//! wait goes on. The timer alone remains only where there is no
+//! descriptor and no futex to watch: System V queues.
 //!
 //! # System V queues
 //!
@@ -230,8 +243,8 @@ impl Notifier {
     }
 }
 
-/// Backoff of the timer-driven waits (a sender for room, System V): first
-/// and longest nap.
+/// Backoff of the timer-driven waits (System V; a sender whose report of
+/// room came to nothing): first and longest nap.
 pub(crate) const NAP_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
 pub(crate) const NAP_MAX: std::time::Duration = std::time::Duration::from_millis(8);
 

@@ -285,6 +285,7 @@ impl<L: Listener> AsyncListener<L> {
 
     /// One non-blocking `accept4`, without tokio's readiness
     /// (`WouldBlock` when nobody waits).
+    #[cfg(feature = "server")]
     pub(crate) fn accept_now(&self) -> io::Result<L::Stream> {
         self.fd.get_ref().0.accept_once()
     }

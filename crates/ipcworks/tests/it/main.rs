@@ -33,6 +33,8 @@ mod tokio;
 #[cfg(feature = "tokio")]
 mod tokio_io;
 #[cfg(feature = "tokio")]
+mod tokio_room;
+#[cfg(feature = "tokio")]
 mod tokio_server;
 mod truncate;
 mod unix_bind;
