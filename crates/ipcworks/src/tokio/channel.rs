@@ -5,7 +5,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use super::{Backoff, Notifier};
-use crate::channel::{Loan, Receiver, RoomWatch, Sender, WaitStrategy};
+use crate::channel::{Loan, MessageRef, Receiver, RoomWatch, Sender, WaitStrategy};
 use crate::message::{Deadline, MessageReceiver, TrySendError};
 use crate::waitset::Object;
 use crate::{Error, Result};
@@ -91,6 +91,30 @@ impl AsyncReceiver {
     /// reusing its allocation), waiting asynchronously. Cancel-safe.
     pub async fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
         std::future::poll_fn(|cx| self.poll_recv_into(cx, buf)).await
+    }
+
+    /// Borrows the next message in place (zero copy), waiting
+    /// asynchronously while the channel is empty: the async form of
+    /// [`Receiver::recv_ref`], with the same [`MessageRef`] and the same
+    /// contract. Its accessors copy out ([`MessageRef::copy_to`],
+    /// [`read_at`](MessageRef::read_at), [`to_vec`](MessageRef::to_vec),
+    /// [`read_pod`](MessageRef::read_pod)); a `&[u8]` over the ring is
+    /// only the `unsafe` [`MessageRef::as_slice`], since a hostile sender
+    /// process could write the bytes while they are borrowed. The space
+    /// goes back to the senders when the `MessageRef` drops.
+    ///
+    /// The `MessageRef` borrows this receiver, so no other receive can
+    /// run while it lives; it may be held across an `.await` (it holds no
+    /// lock, only the ring space, which senders then wait for: keep it
+    /// short).
+    ///
+    /// Cancel-safe: the waiting takes nothing (the message stays at the
+    /// head until a `MessageRef` of it is dropped); a `MessageRef` is made
+    /// by the poll that finds the message.
+    #[doc(alias = "zero-copy")]
+    pub async fn recv_ref(&mut self) -> Result<MessageRef<'_>> {
+        let slot = std::future::poll_fn(|cx| self.poll_with(cx, |rx| rx.peek_now())).await?;
+        Ok(self.rx.ref_of(slot))
     }
 
     /// Spins up to [`SPIN_SLICE`] probing the head; whether a record may

@@ -11,6 +11,9 @@
 //! | [`mq::posix::Queue`](crate::mq::posix::Queue), framed streams | [`Async`] | `AsyncFd` on the object's own descriptor |
 //! | [`mq::sysv`](crate::mq::sysv) queues | [`Async`] | `IPC_NOWAIT` retried on tokio's timer |
 //! | pipe and FIFO ends, [`UnixStream`](crate::socket::UnixStream), `std::net::TcpStream` | [`AsyncStream`] (`AsyncRead`/`AsyncWrite`) | `AsyncFd` on the stream's own descriptor |
+//! | [`pipe::Duplex`](crate::pipe::Duplex) | [`AsyncDuplex`] (`AsyncRead`/`AsyncWrite`) | `AsyncFd` on each pipe end |
+//! | standard input and output | [`stdin`], [`stdout`] ([`AsyncStream`]) | `AsyncFd` on duplicates of descriptors 0 and 1 (see [`stdin`] on the shared `O_NONBLOCK`) |
+//! | [`UnixDatagram`](crate::socket::UnixDatagram), [`UnixSeqpacket`](crate::socket::UnixSeqpacket) | [`AsyncPacket`] (one send = one message) | `AsyncFd` on the socket's own descriptor |
 //! | [`UnixListener`](crate::socket::UnixListener), `std::net::TcpListener` | [`AsyncListener`] | `AsyncFd` on the listening descriptor |
 //! | [`socket::Server`](crate::socket::Server) (feature `server`) | [`AsyncServer`] (each client a task) | `AsyncFd` on the listening and the connected descriptors |
 //!
@@ -144,10 +147,12 @@ use crate::{Error, Result};
 mod channel;
 mod endpoint;
 mod fd;
+mod packet;
 mod queue;
 mod semaphore;
 #[cfg(feature = "server")]
 mod server;
+mod stdio;
 mod stream;
 mod traits;
 
@@ -159,11 +164,13 @@ pub use crate::message::{
 pub use channel::{AsyncReceiver, AsyncSender};
 pub use endpoint::{open_receiver, open_sender};
 pub use fd::Async;
+pub use packet::{AsyncPacket, PacketSocket};
 pub use queue::AsyncQueue;
 pub use semaphore::AsyncSemaphore;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use server::{AsyncHandler, AsyncServer, AsyncShutdown};
+pub use stdio::{AsyncDuplex, Stdin, Stdout, stdin, stdout};
 pub use stream::{AsyncListener, AsyncStream, Listener, ReadStream, Stream, WriteStream};
 
 /// Fails unless called inside a tokio runtime.

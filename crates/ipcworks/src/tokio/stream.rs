@@ -14,7 +14,7 @@ use crate::socket::{UnixListener, UnixStream};
 use crate::sys::fdio;
 use crate::{Error, Result};
 
-mod sealed {
+pub(super) mod sealed {
     /// A type that owns exactly one descriptor and never changes it.
     pub trait Sealed: std::os::fd::AsFd {}
 }

@@ -31,6 +31,8 @@ mod socket;
 #[cfg(feature = "tokio")]
 mod tokio;
 #[cfg(feature = "tokio")]
+mod tokio_ends;
+#[cfg(feature = "tokio")]
 mod tokio_io;
 #[cfg(feature = "tokio")]
 mod tokio_room;
