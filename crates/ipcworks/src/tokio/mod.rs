@@ -81,8 +81,12 @@
 //! `tokio::time::timeout` that fired) leaves the message in its queue or
 //! channel, takes no permit and sends nothing. A send sent the whole
 //! message or nothing. A framed byte stream's receive keeps a partial frame
-//! buffered between polls; its send, once the stream took the first bytes
-//! of a message, writes the rest in the same poll (see [`Async`]).
+//! buffered between polls; its send writes the frame as the stream takes
+//! it, over several polls, never blocking the thread. A byte stream
+//! cannot take half a message back, so the one exception is a framed send
+//! cancelled after the stream took part of its frame: that message is
+//! finished by the next send (or [`Async::flush`]) and arrives whole; the
+//! framing is never corrupted (see [`Async`], "Framed sends").
 //!
 //! # Waiting for room
 //!

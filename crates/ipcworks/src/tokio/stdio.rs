@@ -20,7 +20,7 @@ use crate::{Error, Result};
 /// `AsyncWrite` stream: its reading half and its writing half each an
 /// [`AsyncStream`] (`AsyncFd` on each pipe end, non-blocking).
 ///
-/// [`shutdown`](::tokio::io::AsyncWriteExt::shutdown) closes the writing
+/// `shutdown` ([`AsyncWrite::poll_shutdown`]) closes the writing
 /// half (a pipe has no half-close: closing its write end is how the
 /// reader learns of the end), so the peer reads end of stream while this
 /// end goes on reading; a write after it is `BrokenPipe`.

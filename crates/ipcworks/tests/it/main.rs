@@ -33,6 +33,8 @@ mod tokio;
 #[cfg(feature = "tokio")]
 mod tokio_ends;
 #[cfg(feature = "tokio")]
+mod tokio_framed;
+#[cfg(feature = "tokio")]
 mod tokio_io;
 #[cfg(feature = "tokio")]
 mod tokio_room;
