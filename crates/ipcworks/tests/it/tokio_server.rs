@@ -106,6 +106,29 @@ fn child() {
                 }
             }
         }
+        // "ADDR,LEN": sends one length-prefixed frame of LEN bytes (none
+        // when LEN is "none"), then prints "reply N" for a frame of N
+        // bytes back, or "closed" at the end of the stream.
+        "frame" => {
+            let (addr, len) = arg.rsplit_once(',').unwrap();
+            let mut s = connect(addr);
+            if let Ok(len) = len.parse::<usize>() {
+                let mut f = (len as u32).to_le_bytes().to_vec();
+                f.extend(std::iter::repeat_n(b'x', len));
+                let _ = s.write_all(&f);
+            }
+            let mut head = [0u8; 4];
+            match s.read_exact(&mut head) {
+                Ok(()) => {
+                    // The whole reply, so it leaves nothing unread (a Unix
+                    // socket closed with unread bytes resets the peer).
+                    let mut body = vec![0u8; u32::from_le_bytes(head) as usize];
+                    s.read_exact(&mut body).unwrap();
+                    println!("reply {}", body.len());
+                }
+                Err(_) => println!("closed"),
+            }
+        }
         // "PATH,WAIT_MS": the async echo server at PATH, out of
         // descriptors after ROOM more (`server_fds`'s child, async).
         "fd-limited-echo" => {
@@ -585,5 +608,71 @@ fn async_server_closes_clients_beyond_its_descriptors_when_nobody_leaves() {
     assert!(
         served >= 1 && closed >= 1,
         "served {served}, closed {closed}"
+    );
+}
+
+/// A client process's answer to one frame (or to none).
+fn frame_client(addr: &str, len: &str) -> String {
+    let mut cmd = support::child("tokio_server::child", "frame", &format!("{addr},{len}"));
+    cmd.stdout(Stdio::piped());
+    let out = finish(KillOnDrop::spawn(cmd));
+    out.lines()
+        .find(|l| l.starts_with("reply") || l.starts_with("closed"))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The limits, with length-prefixed frames: a frame over `max_message`
+/// drops its client, a client that sends nothing is dropped after the
+/// idle timeout, a client within the limits gets its reply; the counts
+/// say so.
+#[test]
+fn async_server_drops_clients_over_its_message_and_idle_limits() {
+    let path = TmpPath::new("asrv-lim.sock");
+    let rt = runtime();
+    let stats = rt.block_on(async {
+        let server = AsyncServer::bind_unix(
+            ServerOptions::new()
+                .framing(ipcworks::frame::Framing::Frames)
+                .max_message(16)
+                .idle_timeout(Some(Duration::from_millis(300)))
+                .log(false),
+            &path.0,
+        )
+        .unwrap();
+        let stop = server.shutdown_handle();
+        let run = tokio::spawn(server.run(|_p: &Peer, m: Vec<u8>| async move { Some(m) }));
+        let addr = format!("unix:{}", path.0.display());
+        let answers = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let idle = frame_client(&addr, "none");
+            let idle_for = started.elapsed();
+            (
+                frame_client(&addr, "100"),
+                idle,
+                idle_for,
+                frame_client(&addr, "5"),
+            )
+        });
+        let (big, idle, idle_for, fine) =
+            tokio::time::timeout(LIMIT, answers).await.unwrap().unwrap();
+        assert_eq!(big, "closed", "a frame over max_message");
+        assert_eq!(idle, "closed", "a client that sends nothing");
+        assert!(
+            idle_for >= Duration::from_millis(300),
+            "dropped after {idle_for:?}"
+        );
+        assert_eq!(fine, "reply 5");
+        stop.shutdown();
+        tokio::time::timeout(LIMIT, run)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(
+        (stats.accepted, stats.dropped, stats.messages),
+        (3, 2, 1),
+        "{stats:?}"
     );
 }
