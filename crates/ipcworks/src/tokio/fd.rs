@@ -48,10 +48,14 @@ enum Source {
 ///
 /// A framed byte stream's send never blocks the task's thread: the
 /// stream's descriptor is put in non-blocking mode (`O_NONBLOCK`, on the
-/// open file description its duplicates share; blocking again when the
-/// `Async` is dropped or [`into_inner`](Self::into_inner) is called), the
-/// message's frame is written as far as the stream takes it, and the rest
-/// is kept here and written by later polls as a slow reader makes room.
+/// open file description its duplicates share; the mode it had is put
+/// back when the `Async` is dropped or [`into_inner`](Self::into_inner)
+/// is called), the message's frame is written as far as the stream takes
+/// it, and the rest is kept here and written by later polls as a slow
+/// reader makes room. The description is shared: for standard output
+/// (the `-` endpoint) that is std's `io::stdout()` too, whose writes may
+/// then fail with `WouldBlock` (see [`stdout`](super::stdout)); do not
+/// wrap one stream in two `Async`s.
 ///
 /// A byte stream cannot take half a message back. So a send cancelled
 /// *before* the stream took any byte of its frame sent nothing; one
@@ -94,13 +98,16 @@ struct Partial {
     payload: std::ops::Range<usize>,
 }
 
-/// Puts blocking mode back on its descriptor when dropped.
+/// Puts back, when dropped, the blocking mode its descriptor had.
 #[derive(Debug)]
-struct NonBlocking(OwnedFd);
+struct NonBlocking {
+    fd: OwnedFd,
+    was: bool,
+}
 
 impl Drop for NonBlocking {
     fn drop(&mut self) {
-        let _ = fdio::set_nonblocking(self.0.as_fd(), false);
+        let _ = fdio::set_nonblocking(self.fd.as_fd(), self.was);
     }
 }
 
@@ -211,11 +218,13 @@ impl<S: MessageSender> Async<S> {
         let stream = match (&fd, tx.frame(b"")) {
             (Some(fd), Some(_)) => {
                 let dup = fd.try_clone().map_err(|e| Error::io("dup", e))?;
+                let was = fdio::is_nonblocking(dup.as_fd())
+                    .map_err(|e| Error::io("fcntl(F_GETFL)", e))?;
                 fdio::set_nonblocking(dup.as_fd(), true)
                     .map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
                 let socket = fdio::is_socket(dup.as_fd()).map_err(|e| Error::io("fstat", e))?;
                 Some(StreamState {
-                    fd: NonBlocking(dup),
+                    fd: NonBlocking { fd: dup, was },
                     socket,
                     partial: None,
                 })
@@ -245,8 +254,8 @@ impl<S: MessageSender> Async<S> {
             }
             let rest = &p.bytes[p.at..];
             let r = match st.socket {
-                true => fdio::send(st.fd.0.as_fd(), rest),
-                false => fdio::write(st.fd.0.as_fd(), rest),
+                true => fdio::send(st.fd.fd.as_fd(), rest),
+                false => fdio::write(st.fd.fd.as_fd(), rest),
             };
             match r {
                 Ok(n) => p.at += n,
