@@ -57,6 +57,23 @@ fn child() {
                             println!("sent");
                         }
                     }
+                    // The queue opened as `Box<dyn AsyncMessageSender>`
+                    // (the poll-based path): filled by sends that time
+                    // out (each one cancelled: nothing sent), then awaited.
+                    "dyn-queue" => {
+                        use ipcworks::tokio::AsyncMessageSenderExt;
+                        let ep: ipcworks::endpoint::Endpoint =
+                            format!("queue:{name}").parse().unwrap();
+                        let opts = ipcworks::endpoint::Options::default();
+                        let mut tx = ipcworks::tokio::open_sender(&ep, &opts).unwrap();
+                        for i in 0..ROUNDS {
+                            let wait = Duration::from_millis(20);
+                            while tokio::time::timeout(wait, tx.send(b"fill")).await.is_ok() {}
+                            println!("full");
+                            tx.send(format!("last{i}").as_bytes()).await.unwrap();
+                            println!("sent");
+                        }
+                    }
                     other => panic!("kind {other}"),
                 }
             });
@@ -194,4 +211,21 @@ fn an_awaiting_send_on_a_full_queue_is_woken_by_the_consumer() {
         .create(&name)
         .unwrap();
     rounds("queue", &name, || q.try_recv().ok().map(|(m, _)| m));
+}
+
+/// The same through `ipcworks::tokio::open_sender` (a `Box<dyn
+/// AsyncMessageSender>`, the poll-based path), whose fill ends with sends
+/// cancelled by a timeout: they sent nothing (the "lastI" come in order,
+/// once each, after the fills).
+#[test]
+fn an_awaiting_dyn_send_on_a_full_queue_is_woken_by_the_consumer() {
+    let name = support::unique_name("adynroom");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let q = Queue::options()
+        .capacity(2)
+        .max_message(8)
+        .remove_on_drop(true)
+        .create(&name)
+        .unwrap();
+    rounds("dyn-queue", &name, || q.try_recv().ok().map(|(m, _)| m));
 }
