@@ -1,7 +1,9 @@
 //! An async echo server over a Unix socket and TCP at once (feature
-//! `tokio`): `ipcworks::tokio::AsyncListener` accepts, each connection is
-//! an `AsyncStream` (tokio's `AsyncRead`/`AsyncWrite`) served by a task of
-//! its own.
+//! `tokio`): `ipcworks::tokio::AsyncServer`, the async twin of
+//! `socket::Server` with the same options (line framing, connection
+//! limit, idle timeout, uid allow-list, out-of-descriptors behaviour),
+//! each client served by a task of its own; stopped gracefully by a
+//! shutdown handle or Ctrl-C.
 //!
 //! ```text
 //! cargo run -p ipcworks --features tokio --example async_echo_server          # serves, then talks to itself and exits
@@ -9,33 +11,9 @@
 //! socat - UNIX-CONNECT:/tmp/ipcworks-async-echo.sock     # or: nc 127.0.0.1 PORT
 //! ```
 
-use std::time::Duration;
-
-use ipcworks::socket::UnixListener;
-use ipcworks::tokio::{AsyncListener, AsyncStream, Listener};
+use ipcworks::socket::{Peer, ServerOptions};
+use ipcworks::tokio::{AsyncServer, AsyncStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Accepts for ever; each connection gets a task that echoes until the
-/// client closes its side.
-async fn serve<L: Listener + 'static>(server: AsyncListener<L>, kind: &'static str) {
-    loop {
-        let mut conn = match server.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{kind}: accept failed: {e}");
-                continue;
-            }
-        };
-        tokio::spawn(async move {
-            let (mut r, mut w) = tokio::io::split(&mut conn);
-            match tokio::io::copy(&mut r, &mut w).await {
-                Ok(n) => println!("{kind}: echoed {n} bytes"),
-                Err(e) => eprintln!("{kind}: {e}"),
-            }
-            let _ = conn.shutdown().await;
-        });
-    }
-}
 
 /// A client: sends `line`, closes its side, reads the echo back.
 async fn client<S: ipcworks::tokio::ReadStream + ipcworks::tokio::WriteStream>(
@@ -53,18 +31,21 @@ async fn client<S: ipcworks::tokio::ReadStream + ipcworks::tokio::WriteStream>(
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let path = std::env::temp_dir().join("ipcworks-async-echo.sock");
-    // The socket file is created 0600 and removed when the listener drops;
+    let mut opts = ServerOptions::new();
+    opts.max_connections(100);
+    // The socket file is created 0600 and removed when the server is done;
     // a stale one left by a dead server is replaced.
-    let unix = AsyncListener::new(UnixListener::bind(&path)?)?;
-    let tcp = AsyncListener::new(std::net::TcpListener::bind("127.0.0.1:0")?)?;
-    let port = tcp.get_ref().local_addr()?.port();
+    let unix = AsyncServer::bind_unix(&opts, &path)?;
+    let tcp = AsyncServer::bind_tcp(&opts, "127.0.0.1:0")?;
+    let port = tcp.local_addr().map_or(0, |a| a.port());
     println!(
         "echo server on unix:{} and tcp:127.0.0.1:{port}",
         path.display()
     );
-    let servers = tokio::spawn(async move {
-        tokio::join!(serve(unix, "unix"), serve(tcp, "tcp"));
-    });
+    let (stop_unix, stop_tcp) = (unix.shutdown_handle(), tcp.shutdown_handle());
+    // Each line a client sends comes back to it.
+    let echo = |_peer: &Peer, line: Vec<u8>| async move { Some(line) };
+    let servers = tokio::spawn(async move { tokio::join!(unix.run(echo), tcp.run(echo)) });
 
     if std::env::args().nth(1).as_deref() == Some("serve") {
         let _ = tokio::signal::ctrl_c().await;
@@ -85,8 +66,18 @@ async fn main() -> std::io::Result<()> {
         while let Some(r) = clients.join_next().await {
             print!("got back: {}", r.expect("client task")?);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    servers.abort();
+    // A graceful stop: no new clients, every client's task finishes the
+    // message in hand, and each server returns its counts.
+    stop_unix.shutdown();
+    stop_tcp.shutdown();
+    let (u, t) = servers.await.expect("server task");
+    let (u, t) = (u?, t?);
+    println!(
+        "served {} unix and {} tcp clients, {} messages",
+        u.accepted,
+        t.accepted,
+        u.messages + t.messages
+    );
     Ok(())
 }

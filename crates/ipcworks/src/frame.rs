@@ -430,6 +430,11 @@ impl<W: Write> FrameWriter<W> {
         self.max
     }
 
+    /// How messages are delimited.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
     /// Whether [`write_frame`](Self::write_frame) would take `msg`:
     /// [`Error::MessageTooLarge`] above the maximum, and in line mode
     /// [`Error::InvalidArgument`] for a message containing `\n` (it would

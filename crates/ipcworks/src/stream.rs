@@ -125,6 +125,17 @@ impl<W: Write + AsFd + Send> MessageSender for FramedSender<W> {
     fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.w.get_ref().as_fd())
     }
+
+    /// The message's frame (checked as [`send_until`](Self::send_until)
+    /// checks it), for an async wrapper that writes it piecemeal.
+    fn frame(&self, msg: &[u8]) -> Option<Result<Vec<u8>>> {
+        let framed = self.w.check(msg).and_then(|()| {
+            let mut out = Vec::with_capacity(msg.len() + crate::frame::HEADER);
+            crate::frame::encode(msg, self.w.framing(), &mut out)?;
+            Ok(out)
+        });
+        Some(framed)
+    }
 }
 
 /// Receives messages, framed, from a readable byte stream `R` (see the

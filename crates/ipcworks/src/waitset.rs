@@ -118,6 +118,12 @@ pub(crate) enum Object {
     Channel(Arc<crate::channel::SenderWatch>),
     Queue(Queue),
     Semaphore(Semaphore),
+    /// Room in a channel for a waiting async send (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    ChannelRoom(Arc<crate::channel::RoomWatch>),
+    /// A free slot in a native queue for a waiting async send.
+    #[cfg(feature = "tokio")]
+    QueueRoom(Queue),
 }
 
 impl Object {
@@ -128,6 +134,10 @@ impl Object {
             Object::Channel(w) => w.poll_wait(stop),
             Object::Queue(q) => q.poll_wait(stop),
             Object::Semaphore(s) => s.poll_wait(stop),
+            #[cfg(feature = "tokio")]
+            Object::ChannelRoom(w) => w.poll_wait(stop),
+            #[cfg(feature = "tokio")]
+            Object::QueueRoom(q) => q.poll_room_wait(stop),
         }
     }
 
@@ -138,6 +148,10 @@ impl Object {
             Object::Channel(w) => w.ready(),
             Object::Queue(q) => q.poll_ready(),
             Object::Semaphore(s) => s.poll_ready(),
+            #[cfg(feature = "tokio")]
+            Object::ChannelRoom(w) => w.ready(),
+            #[cfg(feature = "tokio")]
+            Object::QueueRoom(q) => q.poll_room_ready(),
         }
     }
 
@@ -146,6 +160,10 @@ impl Object {
             Object::Channel(w) => w.poll_interrupt(),
             Object::Queue(q) => q.poll_interrupt(),
             Object::Semaphore(s) => s.poll_interrupt(),
+            #[cfg(feature = "tokio")]
+            Object::ChannelRoom(w) => w.poll_interrupt(),
+            #[cfg(feature = "tokio")]
+            Object::QueueRoom(q) => q.poll_room_interrupt(),
         }
     }
 }

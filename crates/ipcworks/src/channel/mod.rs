@@ -167,10 +167,14 @@ use crate::{Error, Result};
 
 mod receiver;
 mod ring;
+#[cfg(feature = "tokio")]
+mod room;
 mod sender;
 mod shared;
 mod wait;
 mod watch;
+#[cfg(feature = "tokio")]
+pub(crate) use room::RoomWatch;
 pub(crate) use watch::SenderWatch;
 
 pub use receiver::{Iter, MessageRef, Receiver, TryIter};

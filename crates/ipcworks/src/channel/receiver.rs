@@ -312,6 +312,20 @@ impl Receiver {
         Ok(MessageRef { rx: self, slot })
     }
 
+    /// The message at the head, if one is ready now, without taking it
+    /// (`WouldBlock` when empty): for the async `recv_ref`, which then
+    /// makes it a [`MessageRef`] with [`ref_of`](Self::ref_of).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn peek_now(&self) -> Result<Slot> {
+        self.slot_at(Deadline::Now)
+    }
+
+    /// The [`MessageRef`] of a slot [`peek_now`](Self::peek_now) found.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn ref_of(&mut self, slot: Slot) -> MessageRef<'_> {
+        MessageRef { rx: self, slot }
+    }
+
     /// The message a `try_` receive takes, if one is ready now.
     fn poll_slot(&self) -> Result<Slot> {
         if let Some(slot) = self.ring.peek_fast() {

@@ -511,6 +511,32 @@ impl<M: Memory> Ring<M> {
         &self.ctl().wait.tx.0
     }
 
+    /// Whether a record of `len` payload bytes would fit now, taking
+    /// nothing: [`reserve_locked`](Self::reserve_locked)'s arithmetic on
+    /// the current `reserve` and `head` (a waiting producer's look before
+    /// it sleeps). A hint; values that make no sense say `true`, so the
+    /// reservation that follows reports them.
+    #[cfg(feature = "tokio")]
+    pub fn room_for(&self, len: u64) -> bool {
+        let r = self.ctl().producer.0.reserve.load(Acquire);
+        let head = self.ctl().head.0.load(Acquire);
+        let Some(span) = span(len) else {
+            return true;
+        };
+        let off = r & self.mask;
+        let pad = if off + span > self.cap {
+            self.cap - off
+        } else {
+            0
+        };
+        match (r.checked_sub(head), pad.checked_add(span)) {
+            (Some(used), Some(total)) if used <= self.cap && total <= self.cap => {
+                used <= self.cap - total
+            }
+            _ => true,
+        }
+    }
+
     // ----- consumer side -----
 
     /// The consumer's fast path: a committed message with a sound length

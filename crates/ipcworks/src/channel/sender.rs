@@ -266,6 +266,13 @@ impl Sender {
         Ok(())
     }
 
+    /// A watch for room in this sender's ring (and its receiver's death),
+    /// for a helper thread an async send parks on.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn room_watch(&self) -> Arc<super::RoomWatch> {
+        super::RoomWatch::new(self.shared().clone())
+    }
+
     /// The loan of a slot [`reserve_now`](Self::reserve_now) reserved.
     pub(crate) fn loan_of(&mut self, slot: Slot) -> Loan<'_> {
         Loan {

@@ -145,6 +145,10 @@ impl MessageSender for StreamSender {
     fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
         self.tx.pollable_fd()
     }
+
+    fn frame(&self, msg: &[u8]) -> Option<Result<Vec<u8>>> {
+        self.tx.frame(msg)
+    }
 }
 
 enum Source {

@@ -191,6 +191,17 @@ pub trait MessageSender: Send {
     fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+
+    /// For the mechanisms that write a byte stream (framed streams): the
+    /// bytes `msg` travels as (its frame: length prefix or newline
+    /// added), checked as a send would check it, so an async wrapper can
+    /// write them as the stream takes them, over several polls, without
+    /// blocking; the stream is [`pollable_fd`](Self::pollable_fd). `None`
+    /// (the default) for a mechanism that takes each message whole in
+    /// one call.
+    fn frame(&self, _msg: &[u8]) -> Option<Result<Vec<u8>>> {
+        None
+    }
 }
 
 /// The receiving end of any message mechanism (see the [module docs](self)).
@@ -284,6 +295,9 @@ impl<S: MessageSender + ?Sized> MessageSender for Box<S> {
     fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
         (**self).pollable_fd()
     }
+    fn frame(&self, msg: &[u8]) -> Option<Result<Vec<u8>>> {
+        (**self).frame(msg)
+    }
 }
 
 impl<S: MessageSender + ?Sized> MessageSender for &mut S {
@@ -292,6 +306,9 @@ impl<S: MessageSender + ?Sized> MessageSender for &mut S {
     }
     fn pollable_fd(&self) -> Option<BorrowedFd<'_>> {
         (**self).pollable_fd()
+    }
+    fn frame(&self, msg: &[u8]) -> Option<Result<Vec<u8>>> {
+        (**self).frame(msg)
     }
 }
 

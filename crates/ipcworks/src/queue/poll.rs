@@ -39,17 +39,31 @@ impl Queue {
     /// once each time it is armed (level-triggered), with no CPU used
     /// in between (it rests until the set's next `wait`).
     pub(crate) fn poll_wait(&self, stop: &AtomicBool) -> bool {
+        self.poll_wait_side(Side::Recv, stop)
+    }
+
+    /// [`poll_wait`](Self::poll_wait) on `side`: registered as a poller of
+    /// the receivers' `filled` or the senders' `free`.
+    fn poll_wait_side(&self, side: Side, stop: &AtomicBool) -> bool {
         let h = self.header();
+        let (sleepers, sem) = match side {
+            Side::Recv => (&h.recv_sleepers, &h.filled),
+            Side::Send => (&h.send_sleepers, &h.free),
+        };
         wake::poll_wait(
-            &h.recv_sleepers,
-            &h.filled,
+            sleepers,
+            sem,
             stop,
-            || self.poll_ready(),
+            || self.anything(side) || self.seg.check_intact().is_err(),
             |word, v| match futex::wait(word, v, Deadline::after(raw::POLL_SLICE)) {
                 Wake::Fault => false,
                 // A cut wakes no futex (and a sleeper on a page it took
                 // away cannot be interrupted): look at the size now and
                 // then, and at `stop` (the loop does).
+                // Waiting for room, a slot may stay claimed by a process
+                // killed mid-send, which no commit will free: report each
+                // slice, so the sender's own call looks (and recovers it).
+                Wake::TimedOut if side == Side::Send => false,
                 Wake::TimedOut => self.seg.check_size().is_ok(),
                 Wake::Retry => self.seg.check_intact().is_ok(),
             },
@@ -59,6 +73,30 @@ impl Queue {
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
     pub(crate) fn poll_interrupt(&self) {
         raw::interrupt(&self.header().filled);
+    }
+
+    /// Whether a slot is free to send into now (or the segment is found
+    /// truncated): the non-consuming look of a helper that an async send
+    /// parks on while the queue is full. A hint, as
+    /// [`poll_ready`](Self::poll_ready).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_room_ready(&self) -> bool {
+        self.anything(Side::Send) || self.seg.check_intact().is_err()
+    }
+
+    /// [`poll_wait`](Self::poll_wait) for room: registered as a poller on
+    /// the senders' side (`free`, `send_sleepers`), so a receive's commit
+    /// wakes it (and, while it is registered, every blocked `send` of
+    /// any process, so it never takes theirs), taking nothing.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_room_wait(&self, stop: &AtomicBool) -> bool {
+        self.poll_wait_side(Side::Send, stop)
+    }
+
+    /// Ends a [`poll_room_wait`](Self::poll_room_wait) whose `stop` was set.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_room_interrupt(&self) {
+        raw::interrupt(&self.header().free);
     }
 
     /// Before a sleep with slot `i` busy (word `w`): watches its owner's

@@ -83,15 +83,16 @@ pub struct ServerStats {
 /// Limits and behaviour of a [`Server`] (a builder).
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    framing: Framing,
-    max_message: usize,
-    max_connections: usize,
-    idle_timeout: Option<Duration>,
-    max_buffered: usize,
-    allowed_uids: Option<Vec<u32>>,
-    unix_mode: u32,
-    log: bool,
-    out_of_fds_wait: Duration,
+    // Read by the async server too (`ipcworks::tokio::AsyncServer`).
+    pub(crate) framing: Framing,
+    pub(crate) max_message: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_buffered: usize,
+    pub(crate) allowed_uids: Option<Vec<u32>>,
+    pub(crate) unix_mode: u32,
+    pub(crate) log: bool,
+    pub(crate) out_of_fds_wait: Duration,
     raise_fd_limit: bool,
 }
 
@@ -184,7 +185,7 @@ impl ServerOptions {
 
     /// [`raise_fd_limit`](Self::raise_fd_limit), if asked: best effort, as
     /// documented there.
-    fn apply_fd_limit(&self) {
+    pub(crate) fn apply_fd_limit(&self) {
         if self.raise_fd_limit {
             let _ = fdio::raise_fd_limit();
         }

@@ -1,10 +1,11 @@
 //! The shared-memory channel's async ends.
 
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use super::{Backoff, Notifier};
-use crate::channel::{Loan, Receiver, Sender, WaitStrategy};
+use crate::channel::{Loan, MessageRef, Receiver, RoomWatch, Sender, WaitStrategy};
 use crate::message::{Deadline, MessageReceiver, TrySendError};
 use crate::waitset::Object;
 use crate::{Error, Result};
@@ -92,6 +93,30 @@ impl AsyncReceiver {
         std::future::poll_fn(|cx| self.poll_recv_into(cx, buf)).await
     }
 
+    /// Borrows the next message in place (zero copy), waiting
+    /// asynchronously while the channel is empty: the async form of
+    /// [`Receiver::recv_ref`], with the same [`MessageRef`] and the same
+    /// contract. Its accessors copy out ([`MessageRef::copy_to`],
+    /// [`read_at`](MessageRef::read_at), [`to_vec`](MessageRef::to_vec),
+    /// [`read_pod`](MessageRef::read_pod)); a `&[u8]` over the ring is
+    /// only the `unsafe` [`MessageRef::as_slice`], since a hostile sender
+    /// process could write the bytes while they are borrowed. The space
+    /// goes back to the senders when the `MessageRef` drops.
+    ///
+    /// The `MessageRef` borrows this receiver, so no other receive can
+    /// run while it lives; it may be held across an `.await` (it holds no
+    /// lock, only the ring space, which senders then wait for: keep it
+    /// short).
+    ///
+    /// Cancel-safe: the waiting takes nothing (the message stays at the
+    /// head until a `MessageRef` of it is dropped); a `MessageRef` is made
+    /// by the poll that finds the message.
+    #[doc(alias = "zero-copy")]
+    pub async fn recv_ref(&mut self) -> Result<MessageRef<'_>> {
+        let slot = std::future::poll_fn(|cx| self.poll_with(cx, |rx| rx.peek_now())).await?;
+        Ok(self.rx.ref_of(slot))
+    }
+
     /// Spins up to [`SPIN_SLICE`] probing the head; whether a record may
     /// be there.
     fn spin_slice(&self) -> bool {
@@ -154,54 +179,96 @@ impl AsyncReceiver {
     }
 }
 
-/// Waits one nap for room, then, about every 20 ms of waiting (the
-/// blocking send's cadence), looks at the receiver: a receiver killed with
-/// SIGKILL leaves a full channel full and rings nothing, and only this look
-/// turns the wait into [`Error::Disconnected`].
-fn poll_room(
-    tx: &Sender,
-    backoff: &mut Backoff,
-    looked: &mut Option<Instant>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<()>> {
-    ready!(backoff.poll_nap(cx));
-    let last = *looked.get_or_insert_with(Instant::now);
-    if last.elapsed() >= LOOK_EVERY {
-        *looked = Some(Instant::now());
-        tx.look_at_receiver()?;
-    }
-    Poll::Ready(Ok(()))
+/// How a full channel's async send waits for room: parked on a helper
+/// thread that sleeps on the producers' futex word (started at the first
+/// wait), with a timer nap only after a report that found no room after
+/// all.
+struct Room {
+    watch: Arc<RoomWatch>,
+    /// The helper and its eventfd, started when a send first waits.
+    notifier: Option<Notifier>,
+    /// The helper reported since the last attempt.
+    reported: bool,
+    /// Naps after a report that found no room (another sender took it
+    /// first, or held the producers' lock), doubling up to 8 ms.
+    backoff: Backoff,
 }
 
-/// How often a waiting async send looks at its receiver through `/proc`.
-const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+impl Room {
+    fn new(tx: &Sender) -> Room {
+        Room {
+            watch: tx.room_watch(),
+            notifier: None,
+            reported: false,
+            backoff: Backoff::default(),
+        }
+    }
+
+    fn done(&mut self) {
+        self.reported = false;
+        self.backoff.reset();
+    }
+
+    /// After an attempt found the ring full: waits for the helper's
+    /// report that a record of `len` bytes may fit (or that the receiver
+    /// closed or died). A report that came to nothing (the attempt after
+    /// it found no room) is followed by a look at the receiver through
+    /// `/proc` (a receiver killed with SIGKILL: [`Error::Disconnected`])
+    /// and a nap on the timer before the helper is armed again, so a
+    /// report that keeps coming to nothing cannot spin.
+    fn poll_room(&mut self, tx: &Sender, len: usize, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.reported {
+            tx.look_at_receiver()?;
+            ready!(self.backoff.poll_nap(cx));
+            self.reported = false;
+            return Poll::Ready(Ok(()));
+        }
+        if self.notifier.is_none() {
+            self.notifier = Some(Notifier::new(Object::ChannelRoom(self.watch.clone()))?);
+        }
+        let Some(n) = self.notifier.as_ref() else {
+            return Poll::Ready(Ok(()));
+        };
+        self.watch.want(len);
+        ready!(n.poll_ready(cx))?;
+        self.reported = true;
+        if self.watch.receiver_died() {
+            tx.look_at_receiver()?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
 
 /// The async form of a channel [`Sender`]: `tx.send(msg).await`.
 ///
-/// A send that finds the channel full retries on tokio's timer (1 ms,
-/// doubling up to 8 ms): room is back-pressure, and the receiver rings
-/// no descriptor when it frees some. While it waits it looks at the
-/// receiver every 20 ms, as the blocking send does: a receiver killed with
-/// SIGKILL ends the wait with [`Error::Disconnected`]. Cancel-safe: the message is written
-/// whole by the `try_send` of the poll that returns `Ready`, or not at
-/// all.
-#[derive(Debug)]
+/// A send that finds the channel full parks on a descriptor: a helper
+/// thread (started at the first such wait, one per `AsyncSender`) sleeps
+/// on the producers' futex word as a blocked send would, and signals an
+/// eventfd in tokio's reactor when the receiver frees room for the
+/// message (its release wakes the sleepers on that word), or closes, or
+/// dies (its pidfd is watched: a receiver killed with SIGKILL ends the
+/// wait with [`Error::Disconnected`] at once). An idle awaiting send uses
+/// no CPU. A report that finds no room after all (another sender took it
+/// first) is followed by a short nap on tokio's timer before the wait
+/// goes on. Cancel-safe: the message is written whole by the `try_send`
+/// of the poll that returns `Ready`, or not at all.
 pub struct AsyncSender {
     tx: Sender,
-    backoff: Backoff,
-    /// When this wait last looked at the receiver through `/proc`.
-    looked: Option<Instant>,
+    room: Room,
+}
+
+impl std::fmt::Debug for AsyncSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncSender").field("tx", &self.tx).finish()
+    }
 }
 
 impl AsyncSender {
     /// Makes `tx` awaitable.
     pub fn new(tx: Sender) -> Result<AsyncSender> {
         super::in_runtime()?;
-        Ok(AsyncSender {
-            tx,
-            backoff: Backoff::default(),
-            looked: None,
-        })
+        let room = Room::new(&tx);
+        Ok(AsyncSender { tx, room })
     }
 
     /// The sender.
@@ -219,11 +286,6 @@ impl AsyncSender {
         self.tx
     }
 
-    fn done(&mut self) {
-        self.backoff.reset();
-        self.looked = None;
-    }
-
     /// Polls to send `msg`: `Ready(Ok)` once it is in the channel,
     /// `Pending` while the channel is full; [`Error::Disconnected`] when
     /// the receiver is gone, [`Error::MessageTooLarge`] when `msg` never
@@ -232,14 +294,14 @@ impl AsyncSender {
         loop {
             match self.tx.try_send(msg) {
                 Ok(()) => {
-                    self.done();
+                    self.room.done();
                     return Poll::Ready(Ok(()));
                 }
                 Err(TrySendError::Full) => {}
                 Err(TrySendError::Disconnected) => return Poll::Ready(Err(Error::Disconnected)),
                 Err(TrySendError::Other(e)) => return Poll::Ready(Err(e)),
             }
-            ready!(poll_room(&self.tx, &mut self.backoff, &mut self.looked, cx))?;
+            ready!(self.room.poll_room(&self.tx, msg.len(), cx))?;
         }
     }
 
@@ -256,20 +318,18 @@ impl AsyncSender {
     /// the loan; a loan dropped unpublished is given back.
     pub async fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         let tx = &mut self.tx;
-        let backoff = &mut self.backoff;
-        let looked = &mut self.looked;
+        let room = &mut self.room;
         let slot = std::future::poll_fn(|cx| {
             loop {
                 match tx.reserve_now(len) {
                     Ok(slot) => {
-                        backoff.reset();
-                        *looked = None;
+                        room.done();
                         return Poll::Ready(Ok(slot));
                     }
                     Err(Error::WouldBlock) => {}
                     Err(e) => return Poll::Ready(Err(e)),
                 }
-                ready!(poll_room(tx, backoff, looked, cx))?;
+                ready!(room.poll_room(tx, len, cx))?;
             }
         })
         .await?;

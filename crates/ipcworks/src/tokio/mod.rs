@@ -5,13 +5,17 @@
 //! | blocking | async | readiness source |
 //! |---|---|---|
 //! | [`channel::Receiver`](crate::channel::Receiver) | [`AsyncReceiver`] | a helper thread on the futex word + eventfd in `AsyncFd` |
-//! | [`channel::Sender`](crate::channel::Sender) | [`AsyncSender`] | retry on tokio's timer (room is back-pressure) |
-//! | [`queue::Queue`](crate::queue::Queue) | [`AsyncQueue`] | a helper thread (one per queue per process) + eventfd |
+//! | [`channel::Sender`](crate::channel::Sender) | [`AsyncSender`] (waiting for room) | a helper thread on the producers' futex word + eventfd (started at the first full channel) |
+//! | [`queue::Queue`](crate::queue::Queue) | [`AsyncQueue`] | a helper thread (one per queue per process) + eventfd; a second one for room, started at the first full queue |
 //! | [`sync::Semaphore`](crate::sync::Semaphore) | [`AsyncSemaphore`] | a helper thread (one per semaphore per process) + eventfd |
 //! | [`mq::posix::Queue`](crate::mq::posix::Queue), framed streams | [`Async`] | `AsyncFd` on the object's own descriptor |
 //! | [`mq::sysv`](crate::mq::sysv) queues | [`Async`] | `IPC_NOWAIT` retried on tokio's timer |
 //! | pipe and FIFO ends, [`UnixStream`](crate::socket::UnixStream), `std::net::TcpStream` | [`AsyncStream`] (`AsyncRead`/`AsyncWrite`) | `AsyncFd` on the stream's own descriptor |
+//! | [`pipe::Duplex`](crate::pipe::Duplex) | [`AsyncDuplex`] (`AsyncRead`/`AsyncWrite`) | `AsyncFd` on each pipe end |
+//! | standard input and output | [`stdin`], [`stdout`] ([`AsyncStream`]) | `AsyncFd` on duplicates of descriptors 0 and 1 (see [`stdin`] on the shared `O_NONBLOCK`) |
+//! | [`UnixDatagram`](crate::socket::UnixDatagram), [`UnixSeqpacket`](crate::socket::UnixSeqpacket) | [`AsyncPacket`] (one send = one message) | `AsyncFd` on the socket's own descriptor |
 //! | [`UnixListener`](crate::socket::UnixListener), `std::net::TcpListener` | [`AsyncListener`] | `AsyncFd` on the listening descriptor |
+//! | [`socket::Server`](crate::socket::Server) (feature `server`) | [`AsyncServer`] (each client a task) | `AsyncFd` on the listening and the connected descriptors |
 //!
 //! ```no_run
 //! use ipcworks::channel::Channel;
@@ -77,8 +81,25 @@
 //! `tokio::time::timeout` that fired) leaves the message in its queue or
 //! channel, takes no permit and sends nothing. A send sent the whole
 //! message or nothing. A framed byte stream's receive keeps a partial frame
-//! buffered between polls; its send, once the stream took the first bytes
-//! of a message, writes the rest in the same poll (see [`Async`]).
+//! buffered between polls; its send writes the frame as the stream takes
+//! it, over several polls, never blocking the thread. A byte stream
+//! cannot take half a message back, so the one exception is a framed send
+//! cancelled after the stream took part of its frame: that message is
+//! finished by the next send (or [`Async::flush`]) and arrives whole; the
+//! framing is never corrupted (see [`Async`], "Framed sends").
+//!
+//! # Waiting for room
+//!
+//! A send that finds a channel or a native queue full parks the same way:
+//! a helper thread sleeps on the senders' side of the object (a
+//! channel's producers' futex word, which the receiver's release wakes;
+//! a queue's `free` semaphore as a poller, which a receive's commit
+//! wakes) and signals an eventfd. It looks for room for the waiting
+//! message before each sleep, takes nothing, and never eats a blocked
+//! send's wake-up. A report that finds no room after all (another
+//! sender took it) costs a nap of 1-8 ms on tokio's timer before the
+//! wait goes on. The timer alone remains only where there is no
+//! descriptor and no futex to watch: System V queues.
 //!
 //! # System V queues
 //!
@@ -130,8 +151,12 @@ use crate::{Error, Result};
 mod channel;
 mod endpoint;
 mod fd;
+mod packet;
 mod queue;
 mod semaphore;
+#[cfg(feature = "server")]
+mod server;
+mod stdio;
 mod stream;
 mod traits;
 
@@ -143,8 +168,13 @@ pub use crate::message::{
 pub use channel::{AsyncReceiver, AsyncSender};
 pub use endpoint::{open_receiver, open_sender};
 pub use fd::Async;
+pub use packet::{AsyncPacket, PacketSocket};
 pub use queue::AsyncQueue;
 pub use semaphore::AsyncSemaphore;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub use server::{AsyncHandler, AsyncServer, AsyncShutdown};
+pub use stdio::{AsyncDuplex, Stdin, Stdout, stdin, stdout};
 pub use stream::{AsyncListener, AsyncStream, Listener, ReadStream, Stream, WriteStream};
 
 /// Fails unless called inside a tokio runtime.
@@ -224,8 +254,8 @@ impl Notifier {
     }
 }
 
-/// Backoff of the timer-driven waits (a sender for room, System V): first
-/// and longest nap.
+/// Backoff of the timer-driven waits (System V; a sender whose report of
+/// room came to nothing): first and longest nap.
 pub(crate) const NAP_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
 pub(crate) const NAP_MAX: std::time::Duration = std::time::Duration::from_millis(8);
 

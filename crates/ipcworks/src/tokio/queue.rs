@@ -18,9 +18,33 @@ struct Inner {
     /// Of this process's tasks receiving, the one holding the gate waits
     /// on the helper; the others wait for the gate, in order.
     gate: ::tokio::sync::Mutex<()>,
+    /// The senders' helper (waiting for a free slot), started when a send
+    /// first finds the queue full.
+    room: std::sync::Mutex<Option<Arc<Notifier>>>,
+    /// The senders' gate, as the receivers'.
+    send_gate: ::tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    /// The senders' helper, started on first use.
+    fn room(&self) -> Result<Arc<Notifier>> {
+        let mut room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = room.as_ref() {
+            return Ok(n.clone());
+        }
+        let fd = self
+            .queue
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("dup", e))?;
+        let n = Arc::new(Notifier::new(Object::QueueRoom(Queue::from_fd(fd)?))?);
+        *room = Some(n.clone());
+        Ok(n)
+    }
 }
 
 type RecvFuture = Pin<Box<dyn Future<Output = Result<(Vec<u8>, u32)>> + Send>>;
+type SendFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// The async form of a native [`Queue`]: `q.recv().await`,
 /// `q.send(msg, prio).await`.
@@ -29,15 +53,28 @@ type RecvFuture = Pin<Box<dyn Future<Output = Result<(Vec<u8>, u32)>> + Send>>;
 /// gate (see the [module docs](super)), so any number of tasks can
 /// receive from one `AsyncQueue` at the cost of one thread. Receives are
 /// cancel-safe (a message is taken only by the `try_recv` of the poll that
-/// returns it), and so are sends (a full queue is retried on tokio's timer,
-/// 1 ms doubling to 8 ms; the message goes in whole or not at all).
+/// returns it), and so are sends (the message goes in whole or not at
+/// all).
+///
+/// A send that finds the queue full parks on a descriptor, as a receive
+/// does on an empty one: a second helper thread (started at the first
+/// such wait, shared by the clones) is registered as a *poller* on the
+/// senders' side (`free`), so a receive's commit wakes it without it
+/// taking anything (no slot, no wake-up meant for a blocked `send` of
+/// another process); one task of this process at a time waits on it, the
+/// others for a gate, in order. An idle awaiting send uses no CPU. A
+/// report that finds no slot after all (another sender took it) is
+/// followed by a short nap on tokio's timer before the wait goes on.
 pub struct AsyncQueue {
     inner: Arc<Inner>,
     /// The pending receive of [`AsyncMessageReceiver::poll_recv`](super::AsyncMessageReceiver::poll_recv)
     /// (in a `Mutex` only to keep `AsyncQueue` `Sync`; reached through
     /// `&mut self`, so never locked).
     pending: std::sync::Mutex<Option<RecvFuture>>,
-    backoff: Backoff,
+    /// The pending send of [`AsyncMessageSender::poll_send`](super::AsyncMessageSender::poll_send),
+    /// with a copy of its message and priority (made only once the queue
+    /// was found full).
+    pending_send: std::sync::Mutex<Option<(Vec<u8>, u32, SendFuture)>>,
 }
 
 impl std::fmt::Debug for AsyncQueue {
@@ -53,7 +90,7 @@ impl Clone for AsyncQueue {
         AsyncQueue {
             inner: self.inner.clone(),
             pending: std::sync::Mutex::new(None),
-            backoff: Backoff::default(),
+            pending_send: std::sync::Mutex::new(None),
         }
     }
 }
@@ -96,9 +133,11 @@ impl AsyncQueue {
                 queue,
                 notifier,
                 gate: ::tokio::sync::Mutex::new(()),
+                room: std::sync::Mutex::new(None),
+                send_gate: ::tokio::sync::Mutex::new(()),
             }),
             pending: std::sync::Mutex::new(None),
-            backoff: Backoff::default(),
+            pending_send: std::sync::Mutex::new(None),
         })
     }
 
@@ -116,9 +155,7 @@ impl AsyncQueue {
     /// Sends `msg` with `priority`, waiting (asynchronously) while the
     /// queue is full. Cancel-safe.
     pub async fn send(&self, msg: &[u8], priority: u32) -> Result<()> {
-        let mut backoff = Backoff::default();
-        std::future::poll_fn(|cx| poll_send(&self.inner.queue, &mut backoff, cx, msg, priority))
-            .await
+        send_inner(&self.inner, msg, priority).await
     }
 
     pub(crate) fn poll_recv_meta(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Vec<u8>, Meta)>> {
@@ -138,26 +175,68 @@ impl AsyncQueue {
         msg: &[u8],
         meta: Meta,
     ) -> Poll<Result<()>> {
-        poll_send(&self.inner.queue, &mut self.backoff, cx, msg, meta.priority)
+        let pending = self
+            .pending_send
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner());
+        // A different message than the pending one's (against the trait's
+        // rule): the pending send is given up (it sent nothing).
+        if pending
+            .as_ref()
+            .is_some_and(|(m, p, _)| m != msg || *p != meta.priority)
+        {
+            *pending = None;
+        }
+        if pending.is_none() {
+            match try_send_once(&self.inner.queue, msg, meta.priority)? {
+                true => return Poll::Ready(Ok(())),
+                false => {
+                    let (inner, m) = (self.inner.clone(), msg.to_vec());
+                    let fut: SendFuture =
+                        Box::pin(async move { send_inner(&inner, &m, meta.priority).await });
+                    *pending = Some((msg.to_vec(), meta.priority, fut));
+                }
+            }
+        }
+        let Some((_, _, fut)) = pending.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = ready!(fut.as_mut().poll(cx));
+        *pending = None;
+        Poll::Ready(r)
     }
 }
 
-fn poll_send(
-    queue: &Queue,
-    backoff: &mut Backoff,
-    cx: &mut Context<'_>,
-    msg: &[u8],
-    priority: u32,
-) -> Poll<Result<()>> {
+/// One non-blocking send: `false` when the queue is full.
+fn try_send_once(queue: &Queue, msg: &[u8], priority: u32) -> Result<bool> {
+    match queue.try_send(msg, priority) {
+        Ok(()) => Ok(true),
+        Err(TrySendError::Full) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A send: at once if there is room, else (holding the senders' gate)
+/// waiting on the senders' helper; after a report that found no slot, a
+/// nap before the next wait.
+async fn send_inner(inner: &Inner, msg: &[u8], priority: u32) -> Result<()> {
+    if try_send_once(&inner.queue, msg, priority)? {
+        return Ok(());
+    }
+    let _leader = inner.send_gate.lock().await;
+    let room = inner.room()?;
+    let mut backoff = Backoff::default();
+    let mut reported = false;
     loop {
-        match queue.try_send(msg, priority) {
-            Ok(()) => {
-                backoff.reset();
-                return Poll::Ready(Ok(()));
-            }
-            Err(TrySendError::Full) => {}
-            Err(e) => return Poll::Ready(Err(e.into())),
+        if try_send_once(&inner.queue, msg, priority)? {
+            return Ok(());
         }
-        ready!(backoff.poll_nap(cx));
+        if reported {
+            std::future::poll_fn(|cx| backoff.poll_nap(cx)).await;
+            reported = false;
+            continue;
+        }
+        room.ready().await?;
+        reported = true;
     }
 }

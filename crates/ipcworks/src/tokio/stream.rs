@@ -14,7 +14,7 @@ use crate::socket::{UnixListener, UnixStream};
 use crate::sys::fdio;
 use crate::{Error, Result};
 
-mod sealed {
+pub(super) mod sealed {
     /// A type that owns exactly one descriptor and never changes it.
     pub trait Sealed: std::os::fd::AsFd {}
 }
@@ -226,7 +226,11 @@ impl sealed::Sealed for std::net::TcpListener {}
 impl Listener for UnixListener {
     type Stream = UnixStream;
     fn accept_once(&self) -> io::Result<UnixStream> {
-        self.accept().map_err(Into::into)
+        // The kernel's error itself, so a caller can tell `EMFILE`.
+        self.accept().map_err(|e| match e {
+            Error::Io { error, .. } => error,
+            e => e.into(),
+        })
     }
 }
 
@@ -261,13 +265,28 @@ impl<L: Listener> AsyncListener<L> {
     }
 
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Result<L::Stream>> {
+        self.poll_accept_io(cx).map_err(|e| Error::io("accept4", e))
+    }
+
+    /// [`accept`](Self::accept)'s poll, with the kernel's error as it
+    /// came (the server tells `EMFILE` from the rest). An error other
+    /// than `WouldBlock` leaves tokio's readiness set: a caller that
+    /// cannot act on it at once must wait otherwise (the server waits for
+    /// a client to leave, or a tick) and call [`accept_now`](Self::accept_now).
+    pub(crate) fn poll_accept_io(&self, cx: &mut Context<'_>) -> Poll<io::Result<L::Stream>> {
         loop {
-            let mut guard =
-                ready!(self.fd.poll_read_ready(cx)).map_err(|e| Error::io("tokio readiness", e))?;
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
             match guard.try_io(|fd| fd.get_ref().0.accept_once()) {
-                Ok(r) => return Poll::Ready(r.map_err(|e| Error::io("accept4", e))),
+                Ok(r) => return Poll::Ready(r),
                 Err(_would_block) => continue,
             }
         }
+    }
+
+    /// One non-blocking `accept4`, without tokio's readiness
+    /// (`WouldBlock` when nobody waits).
+    #[cfg(feature = "server")]
+    pub(crate) fn accept_now(&self) -> io::Result<L::Stream> {
+        self.fd.get_ref().0.accept_once()
     }
 }

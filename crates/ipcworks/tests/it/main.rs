@@ -31,7 +31,15 @@ mod socket;
 #[cfg(feature = "tokio")]
 mod tokio;
 #[cfg(feature = "tokio")]
+mod tokio_ends;
+#[cfg(feature = "tokio")]
+mod tokio_framed;
+#[cfg(feature = "tokio")]
 mod tokio_io;
+#[cfg(feature = "tokio")]
+mod tokio_room;
+#[cfg(feature = "tokio")]
+mod tokio_server;
 mod truncate;
 mod unix_bind;
 mod waitset;
