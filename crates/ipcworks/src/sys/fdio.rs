@@ -128,17 +128,20 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
 
 /// `fcntl(fd, F_GETFL)`: whether `O_NONBLOCK` is set on `fd`'s open file
 /// description.
+#[cfg(feature = "tokio")]
 pub fn is_nonblocking(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     Ok(rustix::fs::fcntl_getfl(fd)?.contains(OFlags::NONBLOCK))
 }
 
 /// `fstat(fd)`: whether `fd` is a regular file (which epoll refuses).
+#[cfg(feature = "tokio")]
 pub fn is_regular_file(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     let st = rustix::fs::fstat(fd)?;
     Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
 }
 
 /// `fstat(fd)`: whether `fd` is a socket.
+#[cfg(feature = "tokio")]
 pub fn is_socket(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     let st = rustix::fs::fstat(fd)?;
     Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket)
