@@ -23,9 +23,11 @@ anything from FROM, so a failure there leaves FROM's messages where they are.
 Store and forward: from a native queue (queue:) a message is taken without
 being removed, sent to TO, and removed only once TO accepted it. A relay killed
 at any moment (even kill -9) loses nothing: restarted, it sends the message it
-held again (a kill between TO's acceptance and the removal can deliver that one
-message twice). A message TO refuses (too large, …) stays first in FROM, and the
-relay stops with the error.
+held again, and a native queue TO (queue:) recognises it by its id and keeps
+one copy: queue to queue is EXACTLY ONCE. Into other kinds of TO, a kill between
+TO's acceptance and the removal can deliver that one message twice. A message
+TO refuses (too large, …) stays first in FROM, and the relay stops with the
+error.
 From POSIX (mq:) and System V (sysv:) queues the kernel removes a message when
 it is received and has no peek-and-acknowledge: ONE MESSAGE IN THE RELAY'S HANDS
 WHEN IT IS KILLED CAN BE LOST (at most one per kill). A message TO refuses goes
