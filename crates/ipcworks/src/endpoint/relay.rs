@@ -374,3 +374,76 @@ fn give_back(from: &Endpoint, opts: &Options, msg: &[u8], meta: Meta) -> GivenBa
         Err(e) => GivenBack::Failed(e),
     }
 }
+
+/// The two ends of a relay pair over Zenoh (`ipcworks relay queue:jobs
+/// zenoh:site/jobs` and `ipcworks relay zenoh:site/jobs queue:jobs`):
+/// each opened from endpoints, with its Zenoh session as `opts.zenoh`
+/// says (see [`bridge::relay`](crate::bridge::relay) for what they
+/// guarantee).
+#[cfg(feature = "zenoh")]
+pub mod pair {
+    use super::{Endpoint, Options};
+    use crate::bridge::relay::{Destination, Events, QueueToZenoh, RelayOptions, ZenohToQueue};
+    use crate::{Error, Result};
+
+    /// The near relay from the native queue `from` (which must exist,
+    /// unless `opts.create_queue`) to the far relay on `key`.
+    pub fn near(
+        from: &Endpoint,
+        key: &str,
+        opts: &Options,
+        relay: RelayOptions,
+        events: Events,
+    ) -> Result<QueueToZenoh> {
+        let Endpoint::Queue(name) = from else {
+            return Err(Error::InvalidArgument(format!(
+                "a relay pair takes from a native queue (queue:NAME), not {from}"
+            )));
+        };
+        let queue = super::super::queue::open(name, opts, opts.create_queue)?;
+        let session = super::super::zenoh::session(opts)?;
+        QueueToZenoh::open(queue, session, key, relay, events)
+    }
+
+    /// The far relay on `key` into `to`: a native queue (created if
+    /// missing), or a POSIX or System V queue with a native queue
+    /// `relay-state-mq-NAME` / `relay-state-sysv-KEY` keeping the ids
+    /// delivered into it.
+    pub fn far(
+        key: &str,
+        to: &Endpoint,
+        opts: &Options,
+        relay: RelayOptions,
+        events: Events,
+    ) -> Result<ZenohToQueue> {
+        let dest = || {
+            Ok(match to {
+                Endpoint::Queue(name) => {
+                    Destination::Queue(super::super::queue::open(name, opts, true)?)
+                }
+                Endpoint::Mq(_) | Endpoint::Sysv(_) => {
+                    let state = match to {
+                        Endpoint::Mq(n) => format!("relay-state-mq-{n}"),
+                        _ => format!("relay-state-sysv-{to}").replace("sysv:", ""),
+                    };
+                    let state = crate::queue::Queue::options()
+                        .capacity(1)
+                        .max_message(1)
+                        .open_or_create(&state)?
+                        .0;
+                    Destination::Kernel {
+                        tx: super::open_sender(to, opts)?,
+                        state,
+                    }
+                }
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "a relay pair delivers into a queue (queue:, mq:, sysv:), not {other}"
+                    )));
+                }
+            })
+        };
+        let session = super::super::zenoh::session(opts)?;
+        ZenohToQueue::open_with(session, key, relay, events, dest)
+    }
+}

@@ -326,6 +326,35 @@ impl Queue {
         self.forget_relayed(&gone)
     }
 
+    /// Whether the relayed-message table holds `id` (delivered by
+    /// [`send_relayed`](Self::send_relayed), or recorded by
+    /// [`remember_relayed`](Self::remember_relayed)).
+    pub fn relayed_contains(&self, id: MessageId) -> Result<bool> {
+        let _t = self.lock_table(Deadline::after(TRY_LOCK))?;
+        Ok(dedup::find(self, id.origin, id.seq).is_some())
+    }
+
+    /// Records `id` (come through `via`) in the relayed-message table
+    /// without sending anything: for a relay that delivers into something
+    /// that keeps no ids (a POSIX or System V queue) and keeps them here,
+    /// in a queue of its own. Does nothing if the id is there already.
+    /// Waits while the table is full, as
+    /// [`send_relayed`](Self::send_relayed) does.
+    pub fn remember_relayed(&self, id: MessageId, via: u64, until: Deadline) -> Result<()> {
+        loop {
+            let t = self.lock_table(until)?;
+            if dedup::find(self, id.origin, id.seq).is_some() {
+                return Ok(());
+            }
+            if let Some(k) = dedup::vacant(self) {
+                dedup::enter(self, k, (id.origin, id.seq), via, dedup::HELD);
+                return Ok(());
+            }
+            drop(t);
+            self.wait_for_entry(until)?;
+        }
+    }
+
     /// Entries of the relayed-message table (see
     /// [`QueueOptions::relay_window`](super::QueueOptions::relay_window)).
     pub fn relay_window(&self) -> usize {

@@ -23,16 +23,16 @@ use crate::support::{self, KillOnDrop};
 
 /// Data priorities 1..=3; the end marker has priority (or type) 0/1 and
 /// comes out last.
-fn prio_of(seq: u32) -> u32 {
+pub(crate) fn prio_of(seq: u32) -> u32 {
     seq % 3 + 1
 }
 
 /// The end marker's number.
-const END: u32 = u32::MAX;
+pub(crate) const END: u32 = u32::MAX;
 
 /// Message `seq`: its number, priority and length, a checksum, then a
 /// filler derived from the number; 16 to ~1800 bytes.
-fn message(seq: u32) -> Vec<u8> {
+pub(crate) fn message(seq: u32) -> Vec<u8> {
     let len = if seq == END {
         16
     } else {
@@ -57,7 +57,7 @@ fn checksum(b: &[u8]) -> u32 {
 }
 
 /// The number and priority of a received message, after checking it whole.
-fn unmessage(m: &[u8]) -> (u32, u32) {
+pub(crate) fn unmessage(m: &[u8]) -> (u32, u32) {
     assert!(m.len() >= 16, "a message of {} bytes", m.len());
     let w = |i: usize| u32::from_le_bytes(m[i * 4..i * 4 + 4].try_into().unwrap());
     assert_eq!(w(2) as usize, m.len(), "length of message {}", w(0));
@@ -141,10 +141,10 @@ fn child() {
 
 /// A small xorshift generator, seeded from the clock (the seed is printed
 /// so a failing run can be repeated).
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new() -> Rng {
+    pub(crate) fn new() -> Rng {
         let seed = std::env::var("IPCWORKS_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -159,7 +159,7 @@ impl Rng {
         Rng(seed)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -271,7 +271,7 @@ impl Run {
 /// What arrived, judged against messages `0..n`: how many twice (or more)
 /// and which never; asserts the first arrivals keep the order within each
 /// priority.
-fn judge(arrived: &[(u32, u32)], n: u32) -> (usize, Vec<u32>) {
+pub(crate) fn judge(arrived: &[(u32, u32)], n: u32) -> (usize, Vec<u32>) {
     let mut seen = HashSet::new();
     let mut last: HashMap<u32, u32> = HashMap::new();
     let mut dups = 0;
