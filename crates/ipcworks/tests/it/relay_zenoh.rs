@@ -20,7 +20,12 @@ use ipcworks::bridge::relay::{Destination, QueueToZenoh, RelayOptions, ZenohToQu
 use ipcworks::bridge::{Config, Session};
 use ipcworks::queue::Queue;
 
-use crate::relay::{END, Rng, judge, message, prio_of};
+use ipcworks::endpoint::relay::pair;
+use ipcworks::endpoint::{Endpoint, Options, open_receiver};
+use ipcworks::message::MessageReceiver;
+
+use crate::mq::{MqCleanup, new_sysv_queue};
+use crate::relay::{END, Rng, judge, message, prio_of, unmessage};
 use crate::support::{self, KillOnDrop};
 
 /// Most memory a relay (or the proxy) may use: generous, to catch
@@ -65,6 +70,30 @@ fn child() {
             let mut r = QueueToZenoh::open(q, s, a[1], options(), quiet()).unwrap();
             println!("ready");
             r.run(None).unwrap();
+        }
+        // far-kernel KEY ENDPOINT PORT: the far relay into a kernel queue.
+        "far-kernel" => {
+            let mut opts = Options::default();
+            opts.zenoh.listen = vec![format!("tcp/127.0.0.1:{}", a[2])];
+            let to: Endpoint = a[1].parse().unwrap();
+            let mut r = pair::far(a[0], &to, &opts, options(), quiet()).unwrap();
+            println!("ready");
+            r.run(None).unwrap();
+        }
+        // consume-any ENDPOINT LOG: as relay's consume, from any endpoint.
+        "consume-any" => {
+            let ep: Endpoint = a[0].parse().unwrap();
+            let mut rx = open_receiver(&ep, &Options::default()).unwrap();
+            let mut log = String::new();
+            loop {
+                let (m, _) = rx.recv_with_meta().unwrap();
+                let (seq, prio) = unmessage(&m);
+                if seq == END {
+                    break;
+                }
+                log.push_str(&format!("{seq} {prio}\n"));
+            }
+            std::fs::write(a[1], log).unwrap();
         }
         // proxy PORT TARGET: forwards every TCP connection to TARGET.
         "proxy" => proxy(a[0].parse().unwrap(), a[1].parse().unwrap()),
@@ -376,4 +405,81 @@ fn relay_zenoh_link_cut_and_20_random_kills_lose_and_duplicate_nothing() {
     );
     drop((near, far, proxy));
     p.judge(&arrived, N);
+}
+
+/// queue → Zenoh → a kernel queue (`to`): the far relay records each id
+/// in its relay-state queue after the kernel's send, so a kill right
+/// between the two (the abort point `relay-kernel-sent`) delivers that
+/// one message twice, and random kills of the far relay at most one each;
+/// nothing is lost. Returns (duplicates, kills).
+fn into_kernel_queue(to: Endpoint, state: &str) -> (usize, usize) {
+    const N: u32 = 1000;
+    const KILLS: usize = 5;
+    let mut rng = Rng::new();
+    let p = Pair::new(1024, false);
+    let _state = StateCleanup(state.to_string());
+    let mut producer = p.producer(N);
+    assert!(producer.wait_for(Duration::from_secs(120)).success());
+    let far_arg = format!("{} {to} {}", p.key, p.far_port);
+    let mut far = spawn("far-kernel", &far_arg, Some("relay-kernel-sent:100"));
+    let _near = p.near(None);
+    let log = p.log.display().to_string();
+    let mut consumer = KillOnDrop::spawn(support::child(
+        "relay_zenoh::child",
+        "consume-any",
+        &format!("{to} {log}"),
+    ));
+    let st = far.wait_for(Duration::from_secs(120));
+    assert_eq!(st.signal(), Some(9), "far relay-kernel-sent: {st:?}");
+    for _ in 0..KILLS {
+        let mut far = spawn("far-kernel", &far_arg, None);
+        std::thread::sleep(Duration::from_millis(100 + rng.below(300)));
+        far.kill9();
+    }
+    let _far = spawn("far-kernel", &far_arg, None);
+    let arrived = p.arrived(&mut consumer);
+    let (dups, missing) = judge(&arrived, N);
+    println!("queue -> zenoh -> {to}: 1 abort + {KILLS} kills: {dups} duplicates");
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    assert!(
+        dups >= 1,
+        "the abort between send and record duplicated nothing"
+    );
+    assert!(
+        dups <= 1 + KILLS,
+        "{dups} duplicates for {} kills",
+        1 + KILLS
+    );
+    (dups, KILLS + 1)
+}
+
+/// Removes a far relay's relay-state queue.
+struct StateCleanup(String);
+
+impl Drop for StateCleanup {
+    fn drop(&mut self) {
+        let _ = Queue::remove(&self.0);
+    }
+}
+
+#[test]
+fn relay_zenoh_into_a_posix_queue_duplicates_at_most_one_per_far_kill() {
+    let name = support::unique_name("zmq");
+    let _guard = MqCleanup(vec![name.clone()]);
+    ipcworks::mq::posix::Queue::options()
+        .capacity(8)
+        .max_message(2048)
+        .create(&name)
+        .unwrap();
+    into_kernel_queue(
+        Endpoint::Mq(name.clone()),
+        &format!("relay-state-mq-{name}"),
+    );
+}
+
+#[test]
+fn relay_zenoh_into_a_system_v_queue_duplicates_at_most_one_per_far_kill() {
+    let (q, _guard) = new_sysv_queue();
+    let state = format!("relay-state-sysv-{:#x}", q.key() as u32);
+    into_kernel_queue(Endpoint::Sysv(q.key()), &state);
 }

@@ -77,6 +77,7 @@ impl Destination {
                 tx.send_until(&item.bytes, item.meta, until)?;
                 // A kill here delivers this message twice (the only
                 // window the kernel leaves).
+                abort_point("relay-kernel-sent");
                 state.remember_relayed(item.id, via, Deadline::Never)?;
                 Ok(Delivery::Delivered)
             }

@@ -75,7 +75,8 @@
 //! (removed locally) in the near relay, and `relay-far-received` (a query
 //! decoded), `relay-stored` (the batch in the destination, not replied
 //! yet) in the far relay (and `relayed-pending`, `relayed-published`
-//! inside the queue's relayed send).
+//! inside the queue's relayed send; `relay-kernel-sent` between a kernel
+//! queue's send and the record of its id).
 
 mod far;
 mod near;
