@@ -138,9 +138,18 @@ pub(crate) fn find<E: Entries>(e: &E, origin: u64, seq: u64) -> Option<usize> {
     })
 }
 
-/// An unused entry, if any.
-pub(crate) fn vacant<E: Entries>(e: &E) -> Option<usize> {
-    (0..e.entries()).find(|&k| e.state(k).load(SeqCst) == EMPTY)
+/// One pass over the table: `Ok(k)`, the entry (pending or held) for id
+/// `(origin, seq)`, or `Err(v)`, the first unused entry if any.
+pub(crate) fn lookup<E: Entries>(e: &E, origin: u64, seq: u64) -> Result<usize, Option<usize>> {
+    let mut vacant = None;
+    for k in 0..e.entries() {
+        if e.state(k).load(SeqCst) == EMPTY {
+            vacant = vacant.or(Some(k));
+        } else if e.origin(k).load(SeqCst) == origin && e.seq(k).load(SeqCst) == seq {
+            return Ok(k);
+        }
+    }
+    Err(vacant)
 }
 
 /// Writes entry `k` (vacant) as pending: the id first, the state last.

@@ -186,13 +186,14 @@ impl Queue {
         loop {
             {
                 let _t = self.lock_table(until)?;
-                if dedup::find(self, id.origin, id.seq).is_some() {
-                    return Ok(Delivery::AlreadyDelivered);
-                }
-                if dedup::vacant(self).is_none() {
-                    drop(_t);
-                    self.wait_for_entry(until)?;
-                    continue;
+                match dedup::lookup(self, id.origin, id.seq) {
+                    Ok(_) => return Ok(Delivery::AlreadyDelivered),
+                    Err(Some(_)) => {}
+                    Err(None) => {
+                        drop(_t);
+                        self.wait_for_entry(until)?;
+                        continue;
+                    }
                 }
             }
             let c = self.claim(Want::Send, until)?;
@@ -203,16 +204,19 @@ impl Queue {
                     return Err(e);
                 }
             };
-            if dedup::find(self, id.origin, id.seq).is_some() {
-                drop(t);
-                self.unclaim(&c);
-                return Ok(Delivery::AlreadyDelivered);
-            }
-            let Some(k) = dedup::vacant(self) else {
-                drop(t);
-                self.unclaim(&c);
-                self.wait_for_entry(until)?;
-                continue;
+            let k = match dedup::lookup(self, id.origin, id.seq) {
+                Ok(_) => {
+                    drop(t);
+                    self.unclaim(&c);
+                    return Ok(Delivery::AlreadyDelivered);
+                }
+                Err(Some(k)) => k,
+                Err(None) => {
+                    drop(t);
+                    self.unclaim(&c);
+                    self.wait_for_entry(until)?;
+                    continue;
+                }
             };
             let pending = dedup::pending(c.i, slots::count(c.word));
             dedup::enter(self, k, (id.origin, id.seq), via, pending);
@@ -343,12 +347,13 @@ impl Queue {
     pub fn remember_relayed(&self, id: MessageId, via: u64, until: Deadline) -> Result<()> {
         loop {
             let t = self.lock_table(until)?;
-            if dedup::find(self, id.origin, id.seq).is_some() {
-                return Ok(());
-            }
-            if let Some(k) = dedup::vacant(self) {
-                dedup::enter(self, k, (id.origin, id.seq), via, dedup::HELD);
-                return Ok(());
+            match dedup::lookup(self, id.origin, id.seq) {
+                Ok(_) => return Ok(()),
+                Err(Some(k)) => {
+                    dedup::enter(self, k, (id.origin, id.seq), via, dedup::HELD);
+                    return Ok(());
+                }
+                Err(None) => {}
             }
             drop(t);
             self.wait_for_entry(until)?;
