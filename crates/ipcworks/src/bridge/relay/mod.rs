@@ -49,7 +49,7 @@
 //!
 //! The far relay declares a Zenoh liveliness token on
 //! `KEY/@ipcworks/relay-far` and refuses to start when one is already
-//! there ([`Error::Refused`](crate::Error::Refused)): two far relays on
+//! there ([`crate::Error::Refused`]): two far relays on
 //! one key would split the batches between two queues and break the
 //! de-duplication. (Zenoh can only see a token across a link that is up:
 //! two far relays on networks that do not reach each other cannot be
