@@ -1,7 +1,8 @@
 //! A hostile peer scribbling over a native queue's segment (header,
 //! semaphores, recovery mutex, slot words, records and payloads) between
 //! operations — and while this process holds a two-phase receive's claim
-//! (a READING slot), before it commits or releases it: any input must give
+//! (a READING slot), before it commits or releases it; relayed sends, the
+//! relayed-message table (scribbled too) and forgetting its ids: any input must give
 //! only `Ok` with a plausible result, or errors — never a crash, a hang or
 //! an out-of-bounds access.
 //!
@@ -21,6 +22,11 @@ const SLOTS: usize = 4;
 
 fn expected<T, E: Into<Error>>(r: Result<T, E>) {
     match r.map_err(Into::into) {
+        // The peer may have scribbled this very thread's identity into
+        // the recovery mutex's lock word (which relayed sends and recovery
+        // take): the mutex then says it is "already locked by this
+        // thread" rather than wait for ever. A clean error.
+        Err(Error::InvalidArgument(m)) if m.contains("already locked by this thread") => {}
         Ok(_)
         | Err(Error::WouldBlock)
         | Err(Error::Timeout)
@@ -44,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
     let q = Queue::options()
         .capacity(SLOTS)
         .max_message(MAX)
+        .relay_window(4)
         .spin(Duration::ZERO)
         .anonymous()
         .unwrap();
@@ -69,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
             }
             continue;
         };
-        match op % 13 {
+        match op % 15 {
             // Scribble 8 bytes anywhere in the segment.
             0 | 1 => {
                 let off = (arg * 8) % room;
@@ -99,14 +106,8 @@ fuzz_target!(|data: &[u8]| {
                     assert!(s.bytes <= (SLOTS * MAX) as u64);
                 }
             }
-            // The peer may have scribbled this very thread's identity into
-            // the recovery mutex's lock word: the mutex then says it is
-            // "already locked by this thread" (InvalidArgument) rather than
-            // wait for ever. A clean error, which is all a scribble may get.
-            8 => match queue.recover() {
-                Err(Error::InvalidArgument(m)) if m.contains("already locked by this thread") => {}
-                r => expected(r),
-            },
+            // (A scribbled lock word naming this thread: see `expected`.)
+            8 => expected(queue.recover()),
             // A two-phase receive: claim, let the peer scribble 8 bytes
             // while the slot is claimed, then commit (even arg) or release
             // (odd arg, or by dropping the claim: arg % 4 == 3).
@@ -130,12 +131,34 @@ fuzz_target!(|data: &[u8]| {
                 }
                 r => expected(r),
             },
+            // Relayed sends of a few ids (so that duplicates happen), the
+            // table's queries and forgetting.
             11 => {
                 let id = MessageId {
-                    origin: arg as u64,
-                    seq: u64::from(op),
+                    origin: (arg % 3) as u64,
+                    seq: u64::from(op) % 5,
                 };
-                expected(queue.send_relayed(&payload[..len], prio, id, Deadline::Now))
+                expected(queue.send_relayed(&payload[..len], prio, id, 7, Deadline::Now))
+            }
+            12 => {
+                let id = MessageId {
+                    origin: (arg % 3) as u64,
+                    seq: (arg as u64 >> 2) % 5,
+                };
+                match queue.forget_relayed(&[id]) {
+                    Ok(n) => assert!(n <= 1),
+                    r => expected(r),
+                }
+            }
+            13 => {
+                match queue.relayed_via(7) {
+                    Ok(ids) => assert!(ids.len() <= queue.relay_window()),
+                    r => expected(r),
+                }
+                match queue.message_ids() {
+                    Ok(ids) => assert!(ids.len() <= SLOTS),
+                    r => expected(r),
+                }
             }
             _ if reopens < 3 => {
                 // Another process opening it: the header's checks.

@@ -110,6 +110,7 @@ pub mod queue;
 /// built, with loom's atomics.
 #[cfg(loom)]
 pub mod queue {
+    pub(crate) mod dedup;
     #[cfg(test)]
     mod loom_model;
     #[cfg(test)]

@@ -126,10 +126,11 @@ fn mq_to_native_queue_to_shm_channel_keeps_priority_order() {
     assert!(!std::path::Path::new(&chan_file).exists());
 }
 
-/// `relay queue:A queue:B` killed (SIGKILL, at its abort point right
-/// after it took a message) loses nothing: the next relay moves all three
-/// messages, in priority order, and A is left empty. `relay --help` says
-/// what a kernel queue source can lose.
+/// `relay queue:A queue:B` killed (SIGKILL, at its abort points right
+/// after it took a message and right after B accepted it) loses nothing
+/// and duplicates nothing: the next relay moves all three messages once,
+/// in priority order, and A is left empty. `relay --help` says what a
+/// kernel queue source can lose, and that queue to queue is exactly once.
 #[test]
 fn native_queue_relay_killed_after_taking_a_message_loses_nothing() {
     use std::os::unix::process::ExitStatusExt;
@@ -178,14 +179,13 @@ fn native_queue_relay_killed_after_taking_a_message_loses_nothing() {
         .args(["recv", &qb, "-n", "4", "-t", "1"])
         .output()
         .unwrap();
-    // The kill after the send left "high" in both: B holds it twice.
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "high\nhigh\nmid\nlow\n"
-    );
+    // The kill after the send left "high" in both A and B; B remembered
+    // its id and refused it when the next relay sent it again: once.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "high\nmid\nlow\n");
     assert_eq!(queued(&qa), (Some(0), Some(0)), "A is empty");
     assert_eq!(queued(&qb), (Some(0), Some(0)), "nothing more in B");
     let help = ipcworks().args(["relay", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("CAN BE LOST"), "{help}");
+    assert!(help.contains("EXACTLY ONCE"), "{help}");
 }

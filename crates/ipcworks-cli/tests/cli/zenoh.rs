@@ -287,6 +287,7 @@ fn relays_carry_priorities_into_and_out_of_zenoh() {
         "relay",
         &format!("queue:{q_out}"),
         &ep_a,
+        "--publish",
         "--connect",
         &at,
         "-n",
@@ -479,7 +480,8 @@ fn a_relay_that_cannot_publish_takes_nothing_from_its_queue() {
             .unwrap(),
     );
     let ep = format!("zenoh:{}", key("relay-keep"));
-    // Nobody at the address; then somebody there but no subscriber.
+    // Nobody at the address (the relay pair and a publishing relay); then
+    // somebody there but no subscriber.
     fails(
         &["relay", &queue, &ep, "--connect", &closed_port()],
         &[],
@@ -487,7 +489,27 @@ fn a_relay_that_cannot_publish_takes_nothing_from_its_queue() {
         "cannot reach",
     );
     fails(
-        &["relay", &queue, &ep, "--listen", "tcp/127.0.0.1:0"],
+        &[
+            "relay",
+            &queue,
+            &ep,
+            "--publish",
+            "--connect",
+            &closed_port(),
+        ],
+        &[],
+        1,
+        "cannot reach",
+    );
+    fails(
+        &[
+            "relay",
+            &queue,
+            &ep,
+            "--publish",
+            "--listen",
+            "tcp/127.0.0.1:0",
+        ],
         &[],
         1,
         "no subscriber",
@@ -503,7 +525,16 @@ fn a_relay_that_cannot_publish_takes_nothing_from_its_queue() {
         "--json",
     ]);
     fails(
-        &["relay", &queue, &ep, "--connect", &at, "--max-message", "4"],
+        &[
+            "relay",
+            &queue,
+            &ep,
+            "--publish",
+            "--connect",
+            &at,
+            "--max-message",
+            "4",
+        ],
         &[],
         1,
         "larger than the maximum of 4",
@@ -516,6 +547,7 @@ fn a_relay_that_cannot_publish_takes_nothing_from_its_queue() {
             "relay",
             &queue,
             &ep,
+            "--publish",
             "--connect",
             &at,
             "-n",
@@ -617,4 +649,96 @@ fn zenoh_endpoints_use_no_address_but_the_ones_given() {
             log.display()
         );
     }
+}
+
+/// The relay pair from the command line: `relay zenoh:K queue:B` (far)
+/// and `relay queue:A zenoh:K` (near) move A's messages into B, priorities
+/// kept; a second far relay on the same key is refused; a message the far
+/// side refuses (over its --max-message) stops the near relay and stays
+/// first in A; one line per connect, and per far relay reached.
+#[test]
+fn relay_zenoh_pair_moves_a_queue_and_refuses_a_second_far_relay() {
+    let mut c = Cleanup::default();
+    let (a, b, b2) = (unique("pair-a"), unique("pair-b"), unique("pair-b2"));
+    c.queue.extend([a.clone(), b.clone(), b2.clone()]);
+    let (qa, qb) = (format!("queue:{a}"), format!("queue:{b}"));
+    let ep = format!("zenoh:{}", key("pair"));
+    for (m, p) in [("low", "1"), ("high", "9"), ("mid", "5")] {
+        succeeded(
+            "send",
+            &ipcworks(&["send", &qa, m, "-p", p]).output().unwrap(),
+        );
+    }
+    let (far, at) = listening(&[
+        "relay",
+        &ep,
+        &qb,
+        "--listen",
+        "tcp/127.0.0.1:0",
+        "--max-message",
+        "100",
+        "-n",
+        "3",
+    ]);
+    fails(
+        &["relay", &ep, &format!("queue:{b2}"), "--connect", &at],
+        &[],
+        1,
+        "another relay already delivers",
+    );
+    let near = Guard::spawn(ipcworks(&["relay", &qa, &ep, "--connect", &at, "-n", "3"])).finish();
+    succeeded("near relay", &near);
+    let said = stderr(&near);
+    assert!(said.contains("connected to Zenoh peer"), "{said}");
+    assert!(said.contains("far relay reached"), "{said}");
+    succeeded("far relay", &far.finish());
+    let out = ipcworks(&["recv", &qb, "-n", "3", "-t", "10", "--json"])
+        .output()
+        .unwrap();
+    succeeded("recv", &out);
+    let got: Vec<(String, i64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                r["payload"].as_str().unwrap().to_string(),
+                r["priority"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("high".into(), 9), ("mid".into(), 5), ("low".into(), 1)]
+    );
+    // Too large for the far side: refused, and still first in A.
+    succeeded(
+        "send",
+        &ipcworks(&["send", &qa, &"x".repeat(200), "-p", "2"])
+            .output()
+            .unwrap(),
+    );
+    let (far, at) = listening(&[
+        "relay",
+        &ep,
+        &qb,
+        "--listen",
+        "tcp/127.0.0.1:0",
+        "--max-message",
+        "100",
+    ]);
+    let near = Guard::spawn(ipcworks(&["relay", &qa, &ep, "--connect", &at])).finish();
+    let said = stderr(&near);
+    assert_eq!(near.status.code(), Some(1), "{said}");
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("ipcworks: ") && last.contains("refused a message"),
+        "{said}"
+    );
+    drop(far);
+    let out = ipcworks(&["recv", &qa, "-n", "1", "-t", "10"])
+        .output()
+        .unwrap();
+    succeeded("recv", &out);
+    assert_eq!(out.stdout.len(), 201);
 }

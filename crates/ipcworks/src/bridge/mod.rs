@@ -94,6 +94,7 @@ use crate::{Error, Result};
 pub mod attachment;
 pub mod config;
 mod pubsub;
+pub mod relay;
 
 pub use config::Config;
 pub use pubsub::{Receiver, ReceiverBuilder, Sender, SenderBuilder};

@@ -10,13 +10,21 @@
 //!   ([`Queue::recv_claim`]): the message stays in its slot, claimed by
 //!   the relay, until the destination accepted it (for a native, POSIX or
 //!   System V queue: its send returned); only then does the relay commit.
-//!   A relay killed at any moment loses nothing: before the send, the
-//!   message goes back into the source (the next receiver recovers the
-//!   dead relay's claim, at its place within its priority); between the
-//!   send and the commit it is in both, and the restarted relay sends it
-//!   again — one duplicate, at most one per kill, carrying the same
-//!   [`MessageId`] (a destination native queue records it,
-//!   [`Queue::send_relayed`], so a far side can drop the duplicate).
+//!   A relay killed at any moment loses nothing and duplicates nothing:
+//!   before the send, the message goes back into the source (the next
+//!   receiver recovers the dead relay's claim, at its place within its
+//!   priority); between the send and the commit it is in both, and the
+//!   restarted relay offers it again with the same [`MessageId`] — a
+//!   native queue destination remembers the ids relays delivered into it
+//!   ([`Queue::send_relayed`], written in the very step that publishes
+//!   the message) and refuses it ([`Delivery::AlreadyDelivered`]). After
+//!   the commit the relay tells the destination to forget the id
+//!   ([`Queue::forget_relayed`]); a relay killed just before that leaves
+//!   the id behind, and the next relay over the same two queues forgets it
+//!   when it starts ([`Queue::forget_relayed_from`]).
+//!   Into a POSIX or System V queue (no ids there) a kill between the
+//!   destination's send and the source's commit still delivers that one
+//!   message twice (at most one per kill).
 //!   A message the destination refuses (too large, …) is released: it
 //!   stays first in line and the relay stops with the error.
 //! - **From a POSIX (`mq:`) or System V (`sysv:`) queue** the kernel
@@ -29,8 +37,9 @@
 //!   takes the message; a relay killed before its send loses it.
 //!
 //! Abort points (`IPCWORKS_ABORT_AT=relay-received:N`, `relay-sent:N`,
-//! `relay-committed:N`, see the hidden `fault` module) let tests kill a
-//! relay exactly after a step.
+//! `relay-committed:N`, and inside a native destination's relayed send
+//! `relayed-pending:N`, `relayed-published:N`; see the hidden `fault`
+//! module) let tests kill a relay exactly after a step.
 //!
 //! ```no_run
 //! use ipcworks::endpoint::relay::{Dest, Relay, Source};
@@ -52,6 +61,8 @@ use std::time::Duration;
 use super::{Endpoint, Options, open_receiver, open_sender};
 use crate::fault::abort_point;
 use crate::message::{Deadline, MessageReceiver, MessageSender, Meta};
+#[cfg(doc)]
+use crate::queue::Delivery;
 use crate::queue::{MessageId, Queue};
 use crate::{Error, Result};
 
@@ -142,6 +153,8 @@ impl Source {
 }
 
 /// Where a [`Relay`] puts its messages.
+// One per relay: the size of a queue handle does not matter here.
+#[allow(clippy::large_enum_variant)]
 pub enum Dest {
     /// A native queue: relayed messages keep their [`MessageId`].
     Queue(Queue),
@@ -169,10 +182,14 @@ impl Dest {
     }
 
     /// Sends one message, waiting for room; returns once the destination
-    /// accepted it.
-    fn send(&mut self, msg: &[u8], meta: Meta, id: Option<MessageId>) -> Result<()> {
+    /// holds it. A native queue given the message's id (and the relay's
+    /// source, `via`) refuses one it already has (see
+    /// [`Queue::send_relayed`]): that too means it holds it.
+    fn send(&mut self, msg: &[u8], meta: Meta, id: Option<(MessageId, u64)>) -> Result<()> {
         match (self, id) {
-            (Dest::Queue(q), Some(id)) => q.send_relayed(msg, meta.priority, id, Deadline::Never),
+            (Dest::Queue(q), Some((id, via))) => q
+                .send_relayed(msg, meta.priority, id, via, Deadline::Never)
+                .map(|_| ()),
             (Dest::Queue(q), None) => Queue::send(q, msg, meta.priority),
             (Dest::Sender(tx), _) => tx.send_with(msg, meta),
         }
@@ -182,6 +199,9 @@ impl Dest {
 /// What became of a message the destination refused.
 #[derive(Debug)]
 pub enum GivenBack {
+    /// Nothing to give back: the destination has it (the step that
+    /// failed came after).
+    Delivered,
     /// Released in the source native queue: first in line again.
     Released,
     /// Sent back into the source kernel queue (behind the others of its
@@ -215,7 +235,7 @@ impl fmt::Display for Failure {
             Some(GivenBack::Failed(e)) => {
                 write!(f, " (the message could not go back into the source: {e})")
             }
-            Some(GivenBack::NotAQueue) | None => Ok(()),
+            Some(GivenBack::NotAQueue | GivenBack::Delivered) | None => Ok(()),
         }
     }
 }
@@ -226,12 +246,32 @@ impl fmt::Display for Failure {
 pub struct Relay {
     from: Source,
     to: Dest,
+    /// Whether the destination forgot what an earlier relay over the same
+    /// queues left behind (done before the first message).
+    tidied: bool,
 }
 
 impl Relay {
     /// A relay from `from` to `to`.
     pub fn new(from: Source, to: Dest) -> Relay {
-        Relay { from, to }
+        Relay {
+            from,
+            to,
+            tidied: false,
+        }
+    }
+
+    /// Queue to queue: forgets in the destination the ids a relay killed
+    /// between its commit and its `forget` left behind (see
+    /// [`Queue::forget_relayed_from`]). Once, before the first message.
+    fn tidy(&mut self) -> Result<()> {
+        if !self.tidied
+            && let (Source::Queue { queue: a, .. }, Dest::Queue(b)) = (&self.from, &self.to)
+        {
+            b.forget_relayed_from(a)?;
+        }
+        self.tidied = true;
+        Ok(())
     }
 
     /// Relays messages, one at a time, until `count` messages have gone
@@ -272,14 +312,20 @@ impl Relay {
                 relayed: 0,
             })
         };
+        if let Err(e) = self.tidy() {
+            return Err(Box::new(Failure {
+                error: e,
+                sending: true,
+                given_back: None,
+                relayed: 0,
+            }));
+        }
         match &mut self.from {
             Source::Queue { queue: q, .. } => {
                 let claim = q.recv_claim_until(until).map_err(recv_err)?;
                 abort_point("relay-received");
-                if let Err(e) = self
-                    .to
-                    .send(claim.message(), claim.meta(), Some(claim.id()))
-                {
+                let (id, via) = (claim.id(), q.origin());
+                if let Err(e) = self.to.send(claim.message(), claim.meta(), Some((id, via))) {
                     let back = match claim.release() {
                         Ok(()) => GivenBack::Released,
                         Err(e) => GivenBack::Failed(e),
@@ -289,6 +335,11 @@ impl Relay {
                 abort_point("relay-sent");
                 claim.commit().map_err(recv_err)?;
                 abort_point("relay-committed");
+                // Gone from the source: never offered again.
+                if let Dest::Queue(b) = &self.to {
+                    b.forget_relayed(&[id])
+                        .map_err(|e| send_err(e, GivenBack::Delivered))?;
+                }
             }
             Source::Receiver { rx, ep, opts } => {
                 let (msg, meta) = match rx.recv_until(until) {
@@ -321,5 +372,78 @@ fn give_back(from: &Endpoint, opts: &Options, msg: &[u8], meta: Meta) -> GivenBa
     match open_sender(from, opts).and_then(|mut q| q.send_until(msg, meta, deadline)) {
         Ok(()) => GivenBack::Returned,
         Err(e) => GivenBack::Failed(e),
+    }
+}
+
+/// The two ends of a relay pair over Zenoh (`ipcworks relay queue:jobs
+/// zenoh:site/jobs` and `ipcworks relay zenoh:site/jobs queue:jobs`):
+/// each opened from endpoints, with its Zenoh session as `opts.zenoh`
+/// says (see [`bridge::relay`](crate::bridge::relay) for what they
+/// guarantee).
+#[cfg(feature = "zenoh")]
+pub mod pair {
+    use super::{Endpoint, Options};
+    use crate::bridge::relay::{Destination, Events, QueueToZenoh, RelayOptions, ZenohToQueue};
+    use crate::{Error, Result};
+
+    /// The near relay from the native queue `from` (which must exist,
+    /// unless `opts.create_queue`) to the far relay on `key`.
+    pub fn near(
+        from: &Endpoint,
+        key: &str,
+        opts: &Options,
+        relay: RelayOptions,
+        events: Events,
+    ) -> Result<QueueToZenoh> {
+        let Endpoint::Queue(name) = from else {
+            return Err(Error::InvalidArgument(format!(
+                "a relay pair takes from a native queue (queue:NAME), not {from}"
+            )));
+        };
+        let queue = super::super::queue::open(name, opts, opts.create_queue)?;
+        let session = super::super::zenoh::session(opts)?;
+        QueueToZenoh::open(queue, session, key, relay, events)
+    }
+
+    /// The far relay on `key` into `to`: a native queue (created if
+    /// missing), or a POSIX or System V queue with a native queue
+    /// `relay-state-mq-NAME` / `relay-state-sysv-KEY` keeping the ids
+    /// delivered into it.
+    pub fn far(
+        key: &str,
+        to: &Endpoint,
+        opts: &Options,
+        relay: RelayOptions,
+        events: Events,
+    ) -> Result<ZenohToQueue> {
+        let dest = || {
+            Ok(match to {
+                Endpoint::Queue(name) => {
+                    Destination::Queue(super::super::queue::open(name, opts, true)?)
+                }
+                Endpoint::Mq(_) | Endpoint::Sysv(_) => {
+                    let state = match to {
+                        Endpoint::Mq(n) => format!("relay-state-mq-{n}"),
+                        _ => format!("relay-state-sysv-{to}").replace("sysv:", ""),
+                    };
+                    let state = crate::queue::Queue::options()
+                        .capacity(1)
+                        .max_message(1)
+                        .open_or_create(&state)?
+                        .0;
+                    Destination::Kernel {
+                        tx: super::open_sender(to, opts)?,
+                        state,
+                    }
+                }
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "a relay pair delivers into a queue (queue:, mq:, sysv:), not {other}"
+                    )));
+                }
+            })
+        };
+        let session = super::super::zenoh::session(opts)?;
+        ZenohToQueue::open_with(session, key, relay, events, dest)
     }
 }

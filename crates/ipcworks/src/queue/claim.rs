@@ -139,21 +139,6 @@ impl Queue {
         Ok(claim)
     }
 
-    /// Sends `msg` as [`send`](Self::send) does, waiting at most until
-    /// `until` for room, recording `id` as the message's identity instead
-    /// of a new one: what a relay does with a message it took from
-    /// another native queue (see [`Claim::id`]), so that the message is
-    /// the same one wherever it travels.
-    pub fn send_relayed(
-        &self,
-        msg: &[u8],
-        priority: u32,
-        id: MessageId,
-        until: Deadline,
-    ) -> Result<()> {
-        self.send_from(msg, priority, Some(id), until)
-    }
-
     /// This queue's origin id (see [`MessageId`]).
     pub fn origin(&self) -> u64 {
         self.origin
@@ -311,8 +296,8 @@ mod tests {
         assert_ne!(a.origin(), 0);
         a.send(b"m", 9).unwrap();
         let c = a.recv_claim().unwrap();
-        b.send_relayed(c.message(), c.priority(), c.id(), Deadline::Now)
-            .unwrap();
+        let d = b.send_relayed(c.message(), c.priority(), c.id(), a.origin(), Deadline::Now);
+        assert_eq!(d.unwrap(), crate::queue::Delivery::Delivered);
         let id = c.id();
         c.commit().unwrap();
         b.send(b"plain", 0).unwrap();

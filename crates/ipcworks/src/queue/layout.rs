@@ -14,6 +14,9 @@
 //!        `stride` bytes per slot (48 + max message, rounded up to 64 so
 //!        each slot starts a cache line)
 //! …      slot 1, …
+//! end    the relayed-message table: `relay_window` entries of 32 bytes
+//!        (origin, sequence, the relaying source's origin, state; see
+//!        `dedup.rs`)
 //! ```
 //!
 //! The slot word (state, owner pid, receive count) and the steps over it
@@ -34,6 +37,13 @@ pub(super) const RECORD_SIZE: usize = 48;
 pub const MAX_CAPACITY: usize = 1 << 16;
 /// Largest message a queue may be created for (16 MiB).
 pub const MAX_MESSAGE: usize = 16 << 20;
+/// Most entries a queue's relayed-message table may have.
+pub const MAX_RELAY_WINDOW: usize = 1 << 14;
+/// Default entries of a queue's relayed-message table (see
+/// [`QueueOptions::relay_window`](super::QueueOptions::relay_window)).
+pub const DEFAULT_RELAY_WINDOW: usize = 256;
+/// Bytes of a relayed-message table entry.
+pub(super) const ENTRY_SIZE: usize = 32;
 /// Largest segment a queue may use (1 GiB).
 const MAX_SEGMENT: usize = 1 << 30;
 
@@ -58,7 +68,9 @@ pub(crate) struct Header {
     /// 0), naming the messages first sent into this queue (see
     /// [`MessageId`](super::MessageId)).
     pub origin: AtomicU64,
-    pub _pad: [AtomicU64; 6],
+    /// Entries of the relayed-message table (written once, at creation).
+    pub relay_window: AtomicU64,
+    pub _pad: [AtomicU64; 5],
     /// Receivers asleep (or about to sleep) on `filled` (bits 0..16),
     /// and bit 16 (`wake::POLLER`) while a WaitSet watching for a message
     /// may be asleep (see `wake.rs`).
@@ -89,19 +101,21 @@ unsafe impl shm::Header for Header {
     const PREFIX: &'static str = "ipcworks.queue.";
     const KIND: &'static str = "queue";
     const ADDRESS: &'static str = "queue";
-    /// "ipcwQUE5": written last by the creator; openers wait for it.
-    /// Layout 5: 48-byte slot records carrying each message's origin and
+    /// "ipcwQUE6": written last by the creator; openers wait for it.
+    /// Layout 6: the relayed-message table after the slots (exactly-once
+    /// relays, see `dedup.rs`), its size in the header. Layout 5: 48-byte slot records carrying each message's origin and
     /// origin sequence, the header the queue's origin id, and a READING
     /// slot may be held by a claim (two-phase receive) for as long as its
     /// claimant lives. (Layout 4: the recovery mutex's lock word holds its
     /// holder's full identity, see `sync/mutex/raw.rs`.)
-    const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE5");
-    /// The magics of layouts 1 to 4, refused with a message that says so.
+    const MAGIC: u64 = u64::from_le_bytes(*b"ipcwQUE6");
+    /// The magics of layouts 1 to 5, refused with a message that says so.
     const OLD_MAGICS: &'static [u64] = &[
         u64::from_le_bytes(*b"ipcwQUE1"),
         u64::from_le_bytes(*b"ipcwQUE2"),
         u64::from_le_bytes(*b"ipcwQUE3"),
         u64::from_le_bytes(*b"ipcwQUE4"),
+        u64::from_le_bytes(*b"ipcwQUE5"),
     ];
     /// 5: the wake-up semaphores' `waiters` count pollers too (a
     /// WaitSet's registration; posts then wake everyone). 6: the
@@ -109,7 +123,8 @@ unsafe impl shm::Header for Header {
     /// WaitSet's helper is a poller, no longer a sleeper taking permits,
     /// and a commit that finds the bit clears it and wakes every sleeper.
     /// 7: layout 5 (origins in the records and the header, claims).
-    const VERSION: u64 = 7;
+    /// 8: layout 6 (the relayed-message table).
+    const VERSION: u64 = 8;
     type Layout = Geometry;
 
     fn size(g: &Geometry) -> usize {
@@ -130,6 +145,7 @@ unsafe impl shm::Header for Header {
         self.max_message.store(g.max_message as u32, SeqCst);
         self.stride.store(g.stride as u32, SeqCst);
         self.layout.store(g.size as u64, SeqCst);
+        self.relay_window.store(g.window as u64, SeqCst);
         self.origin
             .store(crate::sys::privdir::random_u64().max(1), SeqCst);
         self.free.init(0)?;
@@ -142,6 +158,7 @@ unsafe impl shm::Header for Header {
             self.max_message.load(SeqCst),
             self.stride.load(SeqCst),
             self.layout.load(SeqCst),
+            self.relay_window.load(SeqCst),
             len,
         )
     }
@@ -170,18 +187,33 @@ pub(super) struct Slot {
 
 const _: () = assert!(std::mem::size_of::<Slot>() == RECORD_SIZE);
 
+/// One entry of the relayed-message table (see `dedup.rs`).
+#[repr(C)]
+pub(super) struct Entry {
+    pub origin: AtomicU64,
+    pub seq: AtomicU64,
+    /// The origin id of the queue the relay took the message from.
+    pub via: AtomicU64,
+    pub state: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == ENTRY_SIZE);
+
 /// The geometry of one queue, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub capacity: usize,
     pub max_message: usize,
     pub stride: usize,
+    /// Entries of the relayed-message table.
+    pub window: usize,
     pub size: usize,
 }
 
 impl Geometry {
-    /// The layout for `capacity` slots of `max_message` bytes, or why not.
-    pub fn new(capacity: usize, max_message: usize) -> Result<Geometry> {
+    /// The layout for `capacity` slots of `max_message` bytes and a
+    /// relayed-message table of `window` entries, or why not.
+    pub fn new(capacity: usize, max_message: usize, window: usize) -> Result<Geometry> {
         if capacity == 0 || capacity > MAX_CAPACITY {
             return Err(Error::InvalidArgument(format!(
                 "queue capacity {capacity} must be between 1 and {MAX_CAPACITY} messages"
@@ -192,10 +224,15 @@ impl Geometry {
                 "queue max message size {max_message} must be between 1 and {MAX_MESSAGE} bytes"
             )));
         }
+        if window == 0 || window > MAX_RELAY_WINDOW {
+            return Err(Error::InvalidArgument(format!(
+                "queue relay window {window} must be between 1 and {MAX_RELAY_WINDOW} messages"
+            )));
+        }
         let stride = (RECORD_SIZE + max_message).div_ceil(64) * 64;
         let size = stride
             .checked_mul(capacity)
-            .and_then(|p| p.checked_add(HEADER_SIZE))
+            .and_then(|p| p.checked_add(HEADER_SIZE + window * ENTRY_SIZE))
             .filter(|&s| s <= MAX_SEGMENT)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
@@ -207,6 +244,7 @@ impl Geometry {
             capacity,
             max_message,
             stride,
+            window,
             size,
         })
     }
@@ -217,15 +255,18 @@ impl Geometry {
         max_message: u32,
         stride: u32,
         layout: u64,
+        window: u64,
         len: usize,
     ) -> Result<Geometry> {
         let bad = || {
             Error::corrupted(format!(
-                "queue header says {capacity} slots of {max_message} bytes (stride {stride}) in \
-                 {layout} bytes; the segment has {len}"
+                "queue header says {capacity} slots of {max_message} bytes (stride {stride}) and \
+                 {window} relay entries in {layout} bytes; the segment has {len}"
             ))
         };
-        let g = Geometry::new(capacity as usize, max_message as usize).map_err(|_| bad())?;
+        let window = usize::try_from(window).map_err(|_| bad())?;
+        let g =
+            Geometry::new(capacity as usize, max_message as usize, window).map_err(|_| bad())?;
         if g.stride != stride as usize || g.size as u64 != layout || g.size > len {
             return Err(bad());
         }
@@ -241,6 +282,11 @@ impl Geometry {
     pub fn payload(&self, i: usize) -> usize {
         self.slot_off(i) + RECORD_SIZE
     }
+
+    /// Byte offset of relayed-message table entry `k` (< window).
+    pub fn entry_off(&self, k: usize) -> usize {
+        HEADER_SIZE + self.stride * self.capacity + ENTRY_SIZE * k
+    }
 }
 
 #[cfg(test)]
@@ -249,18 +295,24 @@ mod tests {
 
     #[test]
     fn geometry_checks_its_bounds() {
-        let g = Geometry::new(64, 8192).unwrap();
+        let g = Geometry::new(64, 8192, 16).unwrap();
         assert_eq!(g.slot_off(0) % 64, 0);
         assert_eq!(g.slot_off(1) % 64, 0);
-        assert!(g.size >= g.payload(63) + 8192);
-        assert!(Geometry::new(0, 1).is_err());
-        assert!(Geometry::new(1, 0).is_err());
-        assert!(Geometry::new(MAX_CAPACITY + 1, 1).is_err());
-        assert!(Geometry::new(MAX_CAPACITY, MAX_MESSAGE).is_err());
+        assert!(g.entry_off(0) >= g.payload(63) + 8192);
+        assert_eq!(g.size, g.entry_off(15) + ENTRY_SIZE);
+        assert!(Geometry::new(0, 1, 1).is_err());
+        assert!(Geometry::new(1, 0, 1).is_err());
+        assert!(Geometry::new(1, 1, 0).is_err());
+        assert!(Geometry::new(1, 1, MAX_RELAY_WINDOW + 1).is_err());
+        assert!(Geometry::new(MAX_CAPACITY + 1, 1, 1).is_err());
+        assert!(Geometry::new(MAX_CAPACITY, MAX_MESSAGE, 1).is_err());
         let st = g.stride as u32;
-        assert!(Geometry::from_header(64, 8192, st, g.size as u64, g.size).is_ok());
-        assert!(Geometry::from_header(64, 8192, st, g.size as u64, g.size - 1).is_err());
-        assert!(Geometry::from_header(64, 8192, 8, g.size as u64, g.size).is_err());
-        assert!(Geometry::from_header(u32::MAX, u32::MAX, 8, 0, g.size).is_err());
+        let sz = g.size as u64;
+        assert!(Geometry::from_header(64, 8192, st, sz, 16, g.size).is_ok());
+        assert!(Geometry::from_header(64, 8192, st, sz, 16, g.size - 1).is_err());
+        assert!(Geometry::from_header(64, 8192, st, sz, 17, g.size + 64).is_err());
+        assert!(Geometry::from_header(64, 8192, st, sz, u64::MAX, g.size).is_err());
+        assert!(Geometry::from_header(64, 8192, 8, sz, 16, g.size).is_err());
+        assert!(Geometry::from_header(u32::MAX, u32::MAX, 8, 0, 1, g.size).is_err());
     }
 }

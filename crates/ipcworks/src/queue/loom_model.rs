@@ -6,11 +6,12 @@
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipcworks
 //! --lib --release queue`.
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 
+use super::dedup;
 use super::slots::{
     self, FREE, Look, READING, READY, Slots, WRITING, claim_free, claim_ready, commit, count,
     state, undone, word,
@@ -515,5 +516,131 @@ fn a_dead_claimants_claim_is_undone_never_a_live_ones() {
         }
         got.sort_unstable();
         assert_eq!(got, [10, 20]);
+    });
+}
+
+/// The relayed-message table of `dedup.rs`, one entry per id.
+struct Book {
+    origin: Vec<AtomicU64>,
+    seq: Vec<AtomicU64>,
+    via: Vec<AtomicU64>,
+    state: Vec<AtomicU64>,
+}
+
+impl dedup::Entries for Book {
+    fn entries(&self) -> usize {
+        self.state.len()
+    }
+    fn origin(&self, k: usize) -> &AtomicU64 {
+        &self.origin[k]
+    }
+    fn seq(&self, k: usize) -> &AtomicU64 {
+        &self.seq[k]
+    }
+    fn via(&self, k: usize) -> &AtomicU64 {
+        &self.via[k]
+    }
+    fn state(&self, k: usize) -> &AtomicU64 {
+        &self.state[k]
+    }
+}
+
+fn book(n: usize) -> Book {
+    let v = || (0..n).map(|_| AtomicU64::new(0)).collect();
+    Book {
+        origin: v(),
+        seq: v(),
+        via: v(),
+        state: v(),
+    }
+}
+
+/// A relayed send (`relayed.rs`: claim, entry pending, publish, entry
+/// held) killed after `steps` of those steps while a receiver (another
+/// process) tries to take the message; then the recovery mutex's next
+/// holder (this thread again: the mutex's hand-over orders the dead
+/// holder's writes before it) settles the entry with `settle` and undoes
+/// the dead sender's slot. The entry must end held exactly when the
+/// message was published: received by the racing receiver, or still
+/// there for the next one. Otherwise a retry of the send would deliver it
+/// twice (published, not held) or never (held, not published).
+fn relayed_send_killed_after(steps: u32, settle: fn(&Book, &Table)) {
+    loom::model(move || {
+        let t = table(1);
+        let b = Arc::new(book(1));
+        // A receiver (another process) racing the send and the settling:
+        // a few looks.
+        let r = {
+            let t = t.clone();
+            loom::thread::spawn(move || {
+                (0..2).find_map(|_| {
+                    let m = try_recv(&t, 0, 2);
+                    loom::thread::yield_now();
+                    m.map(|m| m.0)
+                })
+            })
+        };
+        let c = try_claim(&t, 0, 1).unwrap();
+        if steps >= 1 {
+            dedup::enter(&*b, 0, (5, 1), 9, dedup::pending(c.0, count(c.1)));
+        }
+        if steps >= 2 {
+            fill_and_commit(&t, c, 100, 0);
+        }
+        if steps >= 3 {
+            b.state[0].store(dedup::HELD, SeqCst);
+        }
+        // Killed here. The next holder of the recovery mutex (another
+        // process) settles the entry, then undoes the dead sender's slot.
+        let s = {
+            let (t, b) = (t.clone(), b.clone());
+            loom::thread::spawn(move || {
+                settle(&b, &t);
+                let w = t.words[0].load(Acquire);
+                if state(w) == WRITING {
+                    assert!(commit(&*t, 0, w, undone(w).unwrap()));
+                }
+            })
+        };
+        s.join().unwrap();
+        let taken = r.join().unwrap();
+        let later = try_recv(&t, 0, 3).map(|m| m.0);
+        let published = taken.or(later);
+        let held = dedup::find(&*b, 5, 1).is_some();
+        assert_eq!(
+            published.is_some(),
+            held,
+            "after {steps} steps the entry is held: {held}, but the message was published: \
+             {published:?}"
+        );
+        if let Some(v) = published {
+            assert_eq!(v, 100);
+        }
+    });
+}
+
+#[test]
+fn a_dead_relayed_senders_entry_says_what_was_published() {
+    for steps in 0..=3 {
+        relayed_send_killed_after(steps, |b, t| {
+            dedup::resolve(b, t);
+        });
+    }
+}
+
+/// The model above with a planted bug: settling a pending entry as held
+/// only when its slot is still READY forgets a message a receiver took
+/// before the settling (the slot then FREE at the next count): a retry
+/// would deliver it twice. Loom must find that interleaving.
+#[test]
+#[should_panic(expected = "the entry is held: false, but the message was published: Some(100)")]
+fn planted_bug_settling_by_ready_alone_forgets_a_received_message() {
+    relayed_send_killed_after(2, |b, t| {
+        let w = b.state[0].load(SeqCst);
+        if let dedup::State::Pending { slot, count: c } = dedup::decode(w, 1) {
+            let sw = t.words[slot].load(SeqCst);
+            let ready = state(sw) == READY && count(sw) == c;
+            b.state[0].store(if ready { dedup::HELD } else { dedup::EMPTY }, SeqCst);
+        }
     });
 }

@@ -60,7 +60,14 @@
 //! record, so they survive the death of any process, and a relay that
 //! forwards a message into another native queue
 //! ([`Queue::send_relayed`]) passes them on: a far side can tell a
-//! message it already has from a new one.
+//! message it already has from a new one. A queue remembers the ids relays
+//! delivered into it, in a bounded table in its own segment
+//! ([`QueueOptions::relay_window`]) updated in the same step that
+//! publishes the message, so a relayed send of an id it already has is
+//! refused ([`Delivery::AlreadyDelivered`]) even after the sender was
+//! killed between the two; the table's protocol and why it is exactly
+//! once are in `dedup.rs` and `relayed.rs`, with a loom model
+//! (`a_dead_relayed_senders_entry_says_what_was_published`).
 //!
 //! A receiver's look reads the slot words round from the slot after the
 //! last one it took. One pass is not a snapshot (it could read slot A
@@ -229,9 +236,11 @@
 //! ```
 
 mod claim;
+pub(crate) mod dedup;
 mod layout;
 mod ops;
 mod poll;
+mod relayed;
 pub(crate) mod slots;
 mod wake;
 
@@ -242,8 +251,9 @@ use std::time::Duration;
 
 pub use claim::{Claim, MessageId};
 pub(crate) use layout::Header;
+pub use layout::{DEFAULT_RELAY_WINDOW, MAX_CAPACITY, MAX_MESSAGE, MAX_RELAY_WINDOW};
 use layout::{Geometry, Slot};
-pub use layout::{MAX_CAPACITY, MAX_MESSAGE};
+pub use relayed::Delivery;
 pub use slots::MAX_PRIORITY;
 
 #[cfg(doc)]
@@ -314,6 +324,7 @@ pub struct QueueOptions {
     mode: u32,
     remove_on_drop: bool,
     spin: Duration,
+    relay_window: usize,
 }
 
 impl Default for QueueOptions {
@@ -321,6 +332,7 @@ impl Default for QueueOptions {
         QueueOptions {
             capacity: DEFAULT_CAPACITY,
             max_message: DEFAULT_MAX_MESSAGE,
+            relay_window: DEFAULT_RELAY_WINDOW,
             mode: 0o600,
             remove_on_drop: false,
             spin: DEFAULT_SPIN,
@@ -419,6 +431,18 @@ impl QueueOptions {
         self
     }
 
+    /// How many relayed messages a created queue remembers at once
+    /// (1 ..= [`MAX_RELAY_WINDOW`], default [`DEFAULT_RELAY_WINDOW`]): the
+    /// size of its table of ids delivered by relays
+    /// ([`Queue::send_relayed`]), which refuses a message delivered twice.
+    /// Relays into the queue keep at most this many messages in flight
+    /// between them; a full table makes relayed sends wait (32 bytes of
+    /// shared memory per entry).
+    pub fn relay_window(&mut self, messages: usize) -> &mut Self {
+        self.relay_window = messages;
+        self
+    }
+
     fn segment(&self) -> SegmentOptions {
         let mut o = Segment::options();
         o.mode(self.mode).persist(!self.remove_on_drop);
@@ -429,7 +453,7 @@ impl QueueOptions {
     /// [`Error::AlreadyExists`] if the name is taken.
     pub fn create(&self, name: &str) -> Result<Queue> {
         name::validate(name)?;
-        let geo = Geometry::new(self.capacity, self.max_message)?;
+        let geo = Geometry::new(self.capacity, self.max_message, self.relay_window)?;
         let seg = Named::create(&self.segment(), name, geo, |_| Ok(()))?;
         Ok(Queue::handle(seg, "", self.spin))
     }
@@ -451,7 +475,7 @@ impl QueueOptions {
     /// Creates an anonymous queue (memfd) for threads, or for child
     /// processes that inherit it ([`Queue::inheritable_fd`]).
     pub fn anonymous(&self) -> Result<Queue> {
-        let geo = Geometry::new(self.capacity, self.max_message)?;
+        let geo = Geometry::new(self.capacity, self.max_message, self.relay_window)?;
         let seg = Named::anonymous(&self.segment(), geo, |_| Ok(()))?;
         Ok(Queue::handle(seg, "(anonymous)", self.spin))
     }

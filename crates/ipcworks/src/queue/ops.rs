@@ -652,6 +652,14 @@ impl Queue {
         from: Option<super::MessageId>,
         until: Deadline,
     ) -> Result<()> {
+        self.check_send(msg, priority)?;
+        let c = self.claim(Want::Send, until)?;
+        self.write_message(&c, msg, priority, from);
+        self.publish(&c)
+    }
+
+    /// Refuses a message too large or a priority out of range.
+    pub(super) fn check_send(&self, msg: &[u8], priority: u32) -> Result<()> {
         if msg.len() > self.geo.max_message {
             return Err(Error::MessageTooLarge {
                 len: msg.len(),
@@ -664,13 +672,25 @@ impl Queue {
                 self.what()
             )));
         }
-        let c = self.claim(Want::Send, until)?;
+        Ok(())
+    }
+
+    /// Writes a checked message into the slot `c` this process claimed
+    /// for sending: its sequence number, record and payload.
+    pub(super) fn write_message(
+        &self,
+        c: &Claimed,
+        msg: &[u8],
+        priority: u32,
+        from: Option<super::MessageId>,
+    ) {
         let s = self.slot(c.i);
-        // The sequence number at once after the claim (release: a receiver
-        // that reads the new `next_seq` sees the slot claimed, which is
-        // what lets polling receivers trust an unchanged `next_seq`, see
-        // `still_empty`; and a receiver that polls sees this send, and a
-        // sender killed mid-copy, at once).
+        // The sequence number (release: a receiver that reads the new
+        // `next_seq` sees the slot claimed, which is what lets polling
+        // receivers trust an unchanged `next_seq`, see `still_empty`; and
+        // a receiver that polls sees this send, and a sender killed
+        // mid-copy, at once). A plain send takes it at once after its
+        // claim.
         //
         // An atomic add, not a load and a store: with a plain store, a
         // sender delayed between its load and its store writes back a
@@ -692,8 +712,12 @@ impl Queue {
         s.origin.store(from.origin, Relaxed);
         s.origin_seq.store(from.seq, Relaxed);
         self.store_payload(c.i, msg);
-        // The commit point: the message exists from this CAS on.
-        let r = self.commit(&c, slots::word(READY, 0, slots::count(c.word)));
+    }
+
+    /// Commits a written slot (`WRITING → READY`, the send's commit
+    /// point: the message exists from this CAS on) and wakes a receiver.
+    pub(super) fn publish(&self, c: &Claimed) -> Result<()> {
+        let r = self.commit(c, slots::word(READY, 0, slots::count(c.word)));
         self.or_truncated(r)?;
         self.wake(Side::Recv);
         // Copied or committed into pages a peer truncated: reached nobody.
@@ -788,6 +812,12 @@ impl Queue {
             Ok(Acquired::OwnerDead) => true,
             Err(e) => return Err(e.into_error(&self.what())),
         };
+        // A relayed send killed holding the lock left its table entry
+        // pending: settle it by its slot's word before any slot is undone
+        // (see `dedup.rs`).
+        if repaired {
+            self.resolve_relayed();
+        }
         let res = self.recover_slots();
         if repaired && res.is_ok() {
             m.make_consistent();

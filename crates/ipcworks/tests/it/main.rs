@@ -23,6 +23,8 @@ mod queue;
 mod readme;
 mod regions;
 mod relay;
+#[cfg(feature = "zenoh")]
+mod relay_zenoh;
 mod semaphore;
 mod server_fds;
 mod shm;
