@@ -229,10 +229,20 @@ pub(crate) fn watch(fd: OwnedFd) -> Arc<AtomicBool> {
     flag
 }
 
+/// How long [`window`] waits for the first message after the warm-up.
+const FIRST_WAIT: Duration = Duration::from_secs(10);
+
 /// Reads the count twice, `budget` apart after a `warm` warm-up: the
 /// messages counted between, and the seconds.
 pub(crate) fn window(count: &AtomicU64, warm: Duration, budget: Duration) -> (u64, f64) {
     std::thread::sleep(warm);
+    // On a busy machine the producers may not have sent anything yet:
+    // the window opens once messages flow (or after `FIRST_WAIT`, when a
+    // window of nothing is what there is to say).
+    let first = Instant::now() + FIRST_WAIT;
+    while count.load(Ordering::Relaxed) == 0 && Instant::now() < first {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let (c0, t0) = (count.load(Ordering::Relaxed), Instant::now());
     std::thread::sleep(budget);
     let (c1, t1) = (count.load(Ordering::Relaxed), Instant::now());

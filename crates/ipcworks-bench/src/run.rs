@@ -335,7 +335,14 @@ fn measure_rounds(
         .zip(&gathered)
         .filter(|(_, g)| !g.failed)
         .filter_map(|(p, g)| {
-            let mut f = g.figure(p.name, &p.case)?;
+            let Some(mut f) = g.figure(p.name, &p.case) else {
+                // Nothing crossed in any round: said, never silently left out.
+                skipped.push(p.skip(
+                    "no message crossed in the time measured (a busy machine? give it more --time)"
+                        .into(),
+                ));
+                return None;
+            };
             f.producers = p.producers();
             f.clients = p.clients();
             Some(f)
