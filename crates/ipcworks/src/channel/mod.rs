@@ -165,11 +165,15 @@ use std::time::{Duration, Instant};
 use crate::shm::SegmentOptions;
 use crate::{Error, Result};
 
+mod fault;
+mod publish;
 mod receiver;
+mod recovery;
 mod ring;
 mod sender;
 mod shared;
 mod wait;
+mod wake;
 mod watch;
 pub(crate) use watch::SenderWatch;
 
