@@ -94,7 +94,7 @@ impl<M: Memory> Ring<M> {
     /// still this producer's solo lock, `busy = 0`. `None` (and solo mode
     /// left) when a revoker took the lock: the caller takes the lock the
     /// usual way.
-    #[inline]
+    #[inline(always)]
     pub(super) fn solo_section<T>(
         &self,
         id: u64,

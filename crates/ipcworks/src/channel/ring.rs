@@ -367,7 +367,7 @@ impl<M: Memory> Ring<M> {
     /// value read looks wrong): the caller then takes the general path,
     /// [`try_reserve`](Self::try_reserve), which also reports what went
     /// wrong. Same effect as `try_reserve` when it succeeds.
-    #[inline]
+    #[inline(always)]
     pub fn try_reserve_fast(&self, len: u64, id: u64, me: &SenderWords) -> Option<Slot> {
         debug_assert!(self.fits_one_lap(len) && id != 0);
         let span = span(len)?;
@@ -393,7 +393,7 @@ impl<M: Memory> Ring<M> {
     /// Under the lock: `try_reserve_fast`'s reservation of `span` bytes
     /// (`len` noted), if it needs no padding and the last `head` seen
     /// leaves room.
-    #[inline]
+    #[inline(always)]
     fn reserve_fast_locked(&self, span: u64, len: u64, me: &SenderWords) -> Option<u64> {
         let r = self.ctl().producer.0.reserve.load(Relaxed);
         let off = r & self.mask;
@@ -452,6 +452,7 @@ impl<M: Memory> Ring<M> {
     /// before committing), then moves `reserve` to `end`. Release: the
     /// note, and a PAD stamp written before, are visible to whoever sees
     /// the new `reserve`.
+    #[inline(always)]
     fn note_reservation(&self, me: &SenderWords, pos: u64, len: u64, end: u64) {
         me.inflight_len.store(len, Relaxed);
         me.inflight.store(pos + 1, Relaxed);
@@ -520,6 +521,7 @@ impl<M: Memory> Ring<M> {
     }
 
     /// Publishes a reserved slot and wakes the consumer if it sleeps.
+    #[inline(always)]
     pub fn commit(&self, slot: &Slot) {
         self.finish(slot, MESSAGE);
     }
@@ -529,6 +531,7 @@ impl<M: Memory> Ring<M> {
         self.finish(slot, SKIP);
     }
 
+    #[inline(always)]
     pub(super) fn finish(&self, slot: &Slot, state: u64) {
         let o = slot.pos & self.mask;
         self.mem.word(o + 8).store(slot.len, Relaxed);
@@ -552,7 +555,7 @@ impl<M: Memory> Ring<M> {
     /// at the head. `None` for anything else (nothing yet, padding, a
     /// skipped record, a bad length): the caller then takes
     /// [`peek`](Self::peek), which handles and reports those.
-    #[inline]
+    #[inline(always)]
     pub fn peek_fast(&self) -> Option<Slot> {
         let h = self.cached.get();
         let o = h & self.mask;
@@ -722,10 +725,12 @@ impl<M: Memory> Ring<M> {
     }
 
     /// Hands a consumed message's space back to producers.
+    #[inline(always)]
     pub fn release(&self, msg: &Slot) {
         self.advance(msg.pos.wrapping_add(span(msg.len).unwrap_or(self.cap)));
     }
 
+    #[inline(always)]
     pub(super) fn advance(&self, new_head: u64) {
         self.cached.set(new_head);
         self.publish(&self.ctl().head.0, new_head);

@@ -209,6 +209,7 @@ impl Sender {
         self.fill_and_commit(slot, msg)
     }
 
+    #[inline(always)]
     fn fill_and_commit(&mut self, slot: Slot, msg: &[u8]) -> Result<()> {
         if let Err(e) = self.ring.write(&slot, 0, msg) {
             self.ring.abandon(&slot);
@@ -383,7 +384,7 @@ impl Sender {
     /// The common case of [`reserve`](Self::reserve) in a few instructions:
     /// the receiver is there and the ring has room now. `None` sends the
     /// caller down the general path (which also reports errors).
-    #[inline]
+    #[inline(always)]
     fn reserve_fast(&self, len: usize) -> Option<Slot> {
         if len as u64 > self.ring.max() {
             return None;
@@ -393,7 +394,7 @@ impl Sender {
 
     /// [`reserve_fast`](Self::reserve_fast) of `len` bytes after the first
     /// header, checked by the caller to fit one lap.
-    #[inline]
+    #[inline(always)]
     fn reserve_fast_len(&self, len: u64) -> Option<Slot> {
         let header = self.ring.memory().header();
         if header.peers.0.receiver.load(Acquire) == RX_CLOSED {

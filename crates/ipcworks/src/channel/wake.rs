@@ -46,7 +46,7 @@ impl<M: Memory> Ring<M> {
     /// ([`store_then_fence`]). Under loom the plain store is followed by a
     /// `SeqCst` fence: that is where the sleeper's `membarrier` puts a
     /// barrier into this thread, in the interleavings where it matters.
-    #[inline]
+    #[inline(always)]
     pub(super) fn publish(&self, word: &AtomicU64, v: u64) {
         if self.plain {
             word.store(v, Release);
@@ -62,7 +62,7 @@ impl<M: Memory> Ring<M> {
 
     /// Clears the "someone sleeps" bit of `word` and wakes its sleepers,
     /// if the bit is set (the publication's wake check).
-    #[inline]
+    #[inline(always)]
     pub(super) fn wake_if_flagged(&self, word: &AtomicU32) {
         if clear_flag(word) && !self.mem.fault(Fault::SkipWake) {
             self.mem.wake(word);
@@ -127,7 +127,7 @@ impl<M: Memory> Ring<M> {
 /// here) it was the quicker of the two. Loom treats `SeqCst`
 /// read-modify-writes as only `AcqRel`, so under loom this is the plain
 /// store and the fence, which loom models exactly.
-#[inline]
+#[inline(always)]
 fn store_then_fence(word: &AtomicU64, v: u64) {
     #[cfg(not(loom))]
     word.swap(v, SeqCst);
@@ -140,6 +140,7 @@ fn store_then_fence(word: &AtomicU64, v: u64) {
 
 /// Clears the "someone sleeps" bit (advancing the epoch) if set; returns
 /// whether the caller must wake.
+#[inline(always)]
 fn clear_flag(word: &AtomicU32) -> bool {
     let mut v = word.load(SeqCst);
     while v & 1 == 1 {
