@@ -314,9 +314,12 @@ impl Sender {
         len: usize,
         timeout: Duration,
     ) -> Result<Loan<'_>, SendTimeoutError> {
-        let slot = self
-            .reserve(len, Deadline::after(timeout))
-            .map_err(SendTimeoutError::from)?;
+        let slot = match self.reserve_fast(len) {
+            Some(slot) => slot,
+            None => self
+                .reserve(len, Deadline::after(timeout))
+                .map_err(SendTimeoutError::from)?,
+        };
         Ok(Loan {
             sender: self,
             slot,
@@ -327,10 +330,7 @@ impl Sender {
     /// Like [`loan`](Self::loan), if there is room now:
     /// [`TrySendError::Full`] if not.
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, TrySendError> {
-        let slot = match self.reserve_fast(len) {
-            Some(slot) => slot,
-            None => self.reserve_now(len).map_err(TrySendError::from)?,
-        };
+        let slot = self.reserve_now(len).map_err(TrySendError::from)?;
         Ok(self.loan_of(slot))
     }
 
@@ -338,6 +338,9 @@ impl Sender {
     /// room now): the async loan's poll, which makes the [`Loan`] with
     /// [`loan_of`](Self::loan_of) once it has the slot.
     pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Slot> {
+        if let Some(slot) = self.reserve_fast(len) {
+            return Ok(slot);
+        }
         self.reserve(len, Deadline::Now)
     }
 
