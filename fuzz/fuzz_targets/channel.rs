@@ -44,10 +44,13 @@ fuzz_target!(|data: &[u8]| {
     while let Some(op) = next() {
         let arg = usize::from(next().unwrap_or(0)) | usize::from(next().unwrap_or(0)) << 8;
         match op % 8 {
-            // Scribble 8 bytes: header (first 512 bytes) or ring.
+            // Scribble 8 bytes: header (first 512 bytes: parameters, peers,
+            // the first senders' slots with their solo `busy` words; every
+            // 4th time the whole header, with the lock word, `reserve` and
+            // `head`) or ring.
             0 | 1 => {
                 let (base, room) = if op % 2 == 0 {
-                    (0, 512)
+                    (0, if op % 4 == 0 { data_at } else { 512 })
                 } else {
                     (data_at, chan.capacity_bytes())
                 };
@@ -94,6 +97,18 @@ fuzz_target!(|data: &[u8]| {
                             let mut buf = vec![0; m.len()];
                             m.copy_to(&mut buf).unwrap();
                         }
+                        r => expected(r),
+                    }
+                }
+            }
+            // A batch of 1-4 messages (one publication: whole or not at
+            // all), without waiting.
+            6 if arg & 0x300 == 0x300 => {
+                if let Some(tx) = &mut tx {
+                    let lens = [arg % (MAX + 1), arg % 61, 0, (arg >> 4) % (MAX + 1)];
+                    let msgs: Vec<&[u8]> = lens[..1 + arg % 4].iter().map(|&n| &payload[..n]).collect();
+                    match tx.try_send_batch(&msgs) {
+                        Ok(n) => assert!(n >= 1 && n <= msgs.len()),
                         r => expected(r),
                     }
                 }

@@ -29,7 +29,10 @@ pub const BARE_TEXT: &str = "<p><b>x bare</b> reads a figure against <b>bare</b>
  these two cores (its cache lines and two copies, nothing else), so x bare is the price of \
  everything else a mechanism does: checks of what the peer wrote, wake-ups, dead-peer \
  detection, several senders. The table below has it for every figure with a bare beside \
- it.</p>";
+ it. <b>shm-batch</b> is <b>shm-spin</b>'s stream sent with <code>Sender::send_batch</code>: \
+ up to 32 messages published with one store and one look at whether the receiver sleeps, \
+ where <b>shm-spin</b> (one <code>send</code> per message) pays those per message; streams \
+ only, up to 4 KiB.</p>";
 
 const LOAN_TEXT: &str = "<p>Round trips at several message sizes. <b>shm-loan</b> is the \
  shared-memory channel's zero-copy API: each side borrows a slot in the ring \

@@ -78,7 +78,7 @@
 //!   "config": { "time_budget_s", "mechanisms": [..], "sizes": [..], "rtt_size": 64,
 //!               "rounds": N (1 when absent: older files) },
 //!   "figures": [ {
-//!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm-loan|shm|shm-block|shm-async|
+//!       "mechanism": "floor|bare|futex|eventfd|memcpy|shm-spin|shm-batch|shm-loan|shm|shm-block|shm-async|
 //!                     shm-async-park|queue|mq|sysv|pipe|fifo|unix|unix-dgram|unix-seqpacket|
 //!                     unix-async|tcp|iceoryx2|iceoryx2-loan|
 //!                     ipc-channel|unix-server|zenoh",

@@ -84,9 +84,13 @@ pub mod channel;
 /// Under `--cfg loom` only the ring protocol is built, with loom's atomics.
 #[cfg(loom)]
 pub mod channel {
+    mod fault;
     #[cfg(test)]
     mod loom_model;
+    mod publish;
+    mod recovery;
     mod ring;
+    mod wake;
 }
 #[cfg(not(loom))]
 pub mod endpoint;

@@ -44,6 +44,7 @@ pub static ALL: &[&dyn Mechanism] = &[
     &floor::Floor,
     &bare::Bare,
     &shm::SPIN,
+    &shm::BATCH_SPIN,
     &shm::LOAN,
     &shm::DEFAULT,
     &shm::BLOCK,

@@ -23,13 +23,22 @@
 //! size, so its round trip should barely grow with the message. Round
 //! trips only (poll), at [`LOAN_SIZES`](crate::run::LOAN_SIZES) beside
 //! `shm-spin` and iceoryx2's loan API (`iceoryx2-loan`).
+//!
+//! `shm-batch` is `shm-spin`'s stream sent with [`Sender::send_batch`]:
+//! the sender collects up to [`BATCH`] messages and publishes them with
+//! one store and one look at whether the receiver sleeps (`shm-spin` pays
+//! those per message, `send` by `send`); the receiver takes them one by
+//! one as usual. Collecting costs one copy of each message into the
+//! batch's buffer (a program that batches has its messages at hand
+//! already), so the row runs at the sizes where batching matters, up to
+//! 4 KiB. Throughput only: a round trip has one message in flight.
 
 use std::io;
 
 use ipcworks::channel::{Channel, Receiver, Sender, WaitStrategy};
 
 use super::message::Messages;
-use crate::harness::{Case, Handoff, Link, Mechanism, Setup};
+use crate::harness::{Case, Handoff, Link, Mechanism, STOP, SYNC, Setup, tag};
 use crate::schema::Wait;
 
 /// One flavour of the channel.
@@ -37,8 +46,19 @@ pub struct Shm {
     name: &'static str,
     strategy: fn() -> WaitStrategy,
     waits: &'static [Wait],
+    /// How a message is sent and received.
+    kind: Kind,
+}
+
+/// How a flavour sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `send` and `recv_into`: one copy in, one out.
+    Copy,
     /// Zero-copy: loans and references instead of `send`/`recv`.
-    loan: bool,
+    Loan,
+    /// `send_batch` of up to [`BATCH`] messages, `recv_into` one by one.
+    Batch,
 }
 
 /// Busy-waiting ends.
@@ -46,7 +66,7 @@ pub static SPIN: Shm = Shm {
     name: "shm-spin",
     strategy: || WaitStrategy::Spin,
     waits: &[Wait::Poll],
-    loan: false,
+    kind: Kind::Copy,
 };
 
 /// The default: spin briefly, then sleep.
@@ -54,7 +74,7 @@ pub static DEFAULT: Shm = Shm {
     name: "shm",
     strategy: WaitStrategy::default,
     waits: &[Wait::Block],
-    loan: false,
+    kind: Kind::Copy,
 };
 
 /// Sleep on the futex at once.
@@ -62,7 +82,7 @@ pub static BLOCK: Shm = Shm {
     name: "shm-block",
     strategy: || WaitStrategy::Block,
     waits: &[Wait::Block],
-    loan: false,
+    kind: Kind::Copy,
 };
 
 /// Busy-waiting ends, zero-copy: loans and references.
@@ -70,11 +90,76 @@ pub static LOAN: Shm = Shm {
     name: "shm-loan",
     strategy: || WaitStrategy::Spin,
     waits: &[Wait::Poll],
-    loan: true,
+    kind: Kind::Loan,
 };
+
+/// Busy-waiting ends, the sender publishing in batches.
+pub static BATCH_SPIN: Shm = Shm {
+    name: "shm-batch",
+    strategy: || WaitStrategy::Spin,
+    waits: &[Wait::Poll],
+    kind: Kind::Batch,
+};
+
+/// Most messages `shm-batch` publishes at once.
+pub const BATCH: usize = 32;
+/// Largest message `shm-batch` runs at.
+const BATCH_MAX_SIZE: usize = 4096;
 
 /// A cache line.
 const LINE: usize = 64;
+
+/// `shm-batch`'s ends: messages are collected and sent with `send_batch`
+/// when [`BATCH`] are waiting, when one is the harness's sync or stop
+/// message (the other side answers those), and before this side receives,
+/// so nothing the other side waits for stays behind.
+struct Batched {
+    tx: Sender,
+    rx: Receiver,
+    /// Collected messages (`len` of them), buffers reused.
+    pending: Vec<Vec<u8>>,
+    len: usize,
+    _keep: (Channel, Channel),
+}
+
+impl Batched {
+    fn flush(&mut self) -> io::Result<()> {
+        if self.len > 0 {
+            let n = std::mem::take(&mut self.len);
+            self.tx.send_batch(&self.pending[..n]).map_err(to_io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Link for Batched {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        if self.pending.len() == self.len {
+            self.pending.push(Vec::with_capacity(msg.len()));
+        }
+        let b = &mut self.pending[self.len];
+        b.clear();
+        b.extend_from_slice(msg);
+        self.len += 1;
+        if self.len == BATCH || tag(msg) & (SYNC | STOP) != 0 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        self.flush()?;
+        let want = buf.len();
+        self.rx.recv_into(buf).map_err(to_io)?;
+        if buf.len() != want {
+            return Err(io::Error::other(format!(
+                "received {} bytes, expected {want}",
+                buf.len()
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// `shm-loan`'s ends: the first and last cache line of each message are
 /// written into a loaned slot and read from a borrowed message.
@@ -171,15 +256,23 @@ impl Shm {
         let mut rx = inn.receiver().map_err(to_io)?;
         tx.set_wait_strategy((self.strategy)());
         rx.set_wait_strategy((self.strategy)());
-        Ok(if self.loan {
-            Box::new(Loaned {
+        Ok(match self.kind {
+            Kind::Loan => Box::new(Loaned {
                 tx,
                 rx,
                 _keep: (ping, pong),
-            })
-        } else {
-            let ends: Ends = Messages::new(tx, rx, wait, (ping, pong));
-            Box::new(ends)
+            }),
+            Kind::Batch => Box::new(Batched {
+                tx,
+                rx,
+                pending: Vec::new(),
+                len: 0,
+                _keep: (ping, pong),
+            }),
+            Kind::Copy => {
+                let ends: Ends = Messages::new(tx, rx, wait, (ping, pong));
+                Box::new(ends)
+            }
         })
     }
 }
@@ -190,7 +283,17 @@ impl Mechanism for Shm {
     }
 
     fn supports(&self, case: &Case) -> Result<(), String> {
-        if self.loan && case.metric == crate::schema::Metric::Throughput {
+        if self.kind == Kind::Batch && case.metric == crate::schema::Metric::Rtt {
+            return Err(
+                "shm-batch measures streams only: a round trip has one message in flight".into(),
+            );
+        }
+        if self.kind == Kind::Batch && case.size > BATCH_MAX_SIZE {
+            return Err(format!(
+                "shm-batch runs up to {BATCH_MAX_SIZE} B: a larger message is a publication of its own"
+            ));
+        }
+        if self.kind == Kind::Loan && case.metric == crate::schema::Metric::Throughput {
             return Err(
                 "shm-loan measures round trips only: the loan curve beside shm-spin and iceoryx2-loan"
                     .into(),
@@ -200,7 +303,7 @@ impl Mechanism for Shm {
             Ok(())
         } else {
             Err(match self.name {
-                "shm-spin" | "shm-loan" => {
+                "shm-spin" | "shm-loan" | "shm-batch" => {
                     format!("{} only spins: its figures are the poll rows", self.name)
                 }
                 _ => format!(
@@ -216,8 +319,9 @@ impl Mechanism for Shm {
     }
 
     fn detects_death(&self) -> bool {
-        // shm-loan's ends are shm-spin's: one detection figure for both.
-        !self.loan
+        // shm-loan's and shm-batch's ends are shm-spin's: one detection
+        // figure for all three.
+        self.kind == Kind::Copy
     }
 
     fn setup(&self, case: &Case) -> io::Result<Setup> {

@@ -268,7 +268,7 @@ mod tests {
         );
         let all = select(None, false).unwrap();
         assert!(all.iter().all(|n| !PEER_NAMES.contains(n)));
-        assert_eq!(all.len(), 21);
+        assert_eq!(all.len(), 22);
         if PEERS_BUILT {
             let with = select(None, true).unwrap();
             assert!(with.contains(&"iceoryx2") && with.contains(&"ipc-channel"));

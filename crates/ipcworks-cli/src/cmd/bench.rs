@@ -35,6 +35,11 @@ for a round trip its median / bare's median (1.10x: 10% slower than bare,
 lower is better); for throughput its bytes/s / bare's bytes/s (0.60x: 60% of
 bare's pace, higher is better).
 
+shm-batch is shm-spin's stream sent with Sender::send_batch: up to 32
+messages published with one store and one look at whether the receiver
+sleeps (shm-spin's rows stay one send per message); streams only, up to
+4 KiB, read against bare like shm-spin.
+
 shm-loan is the channel's zero-copy API: each side loans a slot, writes the
 message's first and last cache line in place and publishes it; the other
 reads the same two lines by reference (recv_ref). Its round trips run at

@@ -24,6 +24,24 @@
 //! `copy_to`, and `same_thread_send_recv_slice_64b` beside
 //! `same_thread_send_recv_64b`).
 //!
+//! # Small messages at a bare ring's pace
+//!
+//! - **One sender**: a sender that attaches alone reserves without the
+//!   reservation lock's compare-and-swap (it holds the lock in *solo
+//!   mode*); a second sender takes the lock over on its first send and
+//!   both then share it (`channel/publish.rs` has the protocol and why it
+//!   is safe).
+//! - **No fence per message**: where the kernel has
+//!   `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux 4.16+), a
+//!   process registers once and its publications are plain stores; a
+//!   sleeper calls `membarrier` before its last look, which puts the
+//!   fence into the publishers instead (`channel/wake.rs`). Without it,
+//!   each publication is a store and a full fence, as before.
+//! - **Batches**: [`Sender::send_batch`] (and
+//!   [`Sender::try_send_batch`]) publish many messages with one store and
+//!   one look at whether the receiver sleeps; they arrive as separate
+//!   messages, each publication whole or not at all.
+//!
 //! # Who creates, who removes
 //!
 //! - Named channel `NAME` (endpoint `shm:NAME`) lives in the segment
@@ -165,13 +183,17 @@ use std::time::{Duration, Instant};
 use crate::shm::SegmentOptions;
 use crate::{Error, Result};
 
+mod fault;
+mod publish;
 mod receiver;
+mod recovery;
 mod ring;
 #[cfg(feature = "tokio")]
 mod room;
 mod sender;
 mod shared;
 mod wait;
+mod wake;
 mod watch;
 #[cfg(feature = "tokio")]
 pub(crate) use room::RoomWatch;

@@ -72,20 +72,14 @@
 //!
 //! # Waiting without lost wake-ups
 //!
-//! Each side has a futex word whose bit 0 is "someone sleeps" and whose
-//! other bits are an epoch. A waiter sets the bit (`fetch_or`), issues a
-//! `SeqCst` fence, re-checks the ring, and sleeps only while the word still
-//! holds the value it saw. The other side publishes with a `SeqCst` swap
-//! (a store and a full fence in one instruction, `store_then_fence`),
-//! and only if the bit is set bumps the word (clearing the bit, advancing
-//! the epoch) and wakes. The fence and the swap guarantee that either the
-//! waiter's re-check sees the publication or the publisher sees the bit;
-//! when nobody sleeps, the publisher makes no system call.
+//! See `channel/wake.rs`: the futex hand-shake, and the asymmetric fence
+//! that lets publications be plain stores.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use crate::primitive::{AtomicU32, AtomicU64, fence};
+use super::fault::{self, Fault};
+use crate::primitive::{AtomicU32, AtomicU64};
 use crate::{Error, Result};
 
 /// Records start at multiples of this many bytes (a cache line).
@@ -94,10 +88,10 @@ pub const RECORD_ALIGN: u64 = 64;
 /// line, so that the payload starts on a line of its own).
 pub const HEADER: u64 = 64;
 
-const STATE_MASK: u64 = 7;
-const MESSAGE: u64 = 2;
-const SKIP: u64 = 3;
-const PAD: u64 = 4;
+pub(super) const STATE_MASK: u64 = 7;
+pub(super) const MESSAGE: u64 = 2;
+pub(super) const SKIP: u64 = 3;
+pub(super) const PAD: u64 = 4;
 
 /// Bytes a record of `len` payload bytes occupies (header + payload, rounded
 /// up to [`RECORD_ALIGN`]); `None` on overflow.
@@ -132,8 +126,14 @@ pub struct SenderWords {
     pub id: AtomicU64,
     /// Position + 1 of the producer's last reservation (0: none).
     pub inflight: AtomicU64,
-    /// Payload length of that reservation.
+    /// Payload length of that reservation; for a batch, the bytes of the
+    /// whole reservation after its first header (see
+    /// [`Ring::skip_dead`]).
     pub inflight_len: AtomicU64,
+    /// 1 while this producer, in solo mode, is between its look at the
+    /// lock and the end of its reservation; 0 otherwise (see
+    /// `channel/publish.rs`).
+    pub busy: AtomicU64,
 }
 
 /// The futex words both sides sleep on, each on its own cache line: a
@@ -205,6 +205,27 @@ pub unsafe trait Memory {
     /// `off` (`off < capacity`); ask for it in exclusive state. Never
     /// touches memory in the language's sense.
     fn prefetch_write(&self, _off: u64) {}
+    /// Whether this process may publish with plain stores (no full fence
+    /// between its store and its look at the sleeper's flag), because
+    /// every sleeper issues [`fence_others`](Memory::fence_others) before
+    /// its re-check and reaches this process with it. By default no.
+    fn plain_publish(&self) -> bool {
+        false
+    }
+    /// The sleeper's half of the asymmetric fence: a full barrier in every
+    /// thread of every process that publishes with plain stores, before
+    /// this returns (`membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` between
+    /// processes; the loom model issues a `SeqCst` fence). Returns whether
+    /// it was issued. By default nothing is needed: nobody publishes
+    /// plainly.
+    fn fence_others(&self) -> bool {
+        true
+    }
+    /// Whether the planted bug `fault` is switched on (tests only; see
+    /// `channel/fault.rs`). By default, as the process's environment says.
+    fn fault(&self, fault: Fault) -> bool {
+        fault::from_env(fault)
+    }
 }
 
 /// Space reserved by a producer: write `len` bytes at `off`, then commit.
@@ -242,13 +263,18 @@ pub enum Peek {
 /// One end's view of a ring. Parameters are copied in at creation and never
 /// re-read from shared memory.
 pub struct Ring<M> {
-    mem: M,
-    cap: u64,
-    mask: u64,
-    max: u64,
-    key: u64,
+    pub(super) mem: M,
+    pub(super) cap: u64,
+    pub(super) mask: u64,
+    pub(super) max: u64,
+    pub(super) key: u64,
     /// Producer: last `head` seen. Consumer: its own head.
-    cached: Cell<u64>,
+    pub(super) cached: Cell<u64>,
+    /// This process publishes with plain stores ([`Memory::plain_publish`]).
+    pub(super) plain: bool,
+    /// Producer: this view holds the reservation lock in solo mode (see
+    /// `channel/publish.rs`).
+    pub(super) solo: Cell<bool>,
 }
 
 impl<M: Memory> Ring<M> {
@@ -266,12 +292,14 @@ impl<M: Memory> Ring<M> {
             )));
         }
         Ok(Ring {
-            mem,
             cap,
             mask: cap - 1,
             max,
             key,
             cached: Cell::new(head),
+            plain: mem.plain_publish(),
+            solo: Cell::new(false),
+            mem,
         })
     }
 
@@ -285,11 +313,11 @@ impl<M: Memory> Ring<M> {
         self.max
     }
 
-    fn stamp(&self, pos: u64, state: u64) -> u64 {
+    pub(super) fn stamp(&self, pos: u64, state: u64) -> u64 {
         ((pos ^ self.key) & !STATE_MASK) | state
     }
 
-    fn ctl(&self) -> &Control {
+    pub(super) fn ctl(&self) -> &Control {
         self.mem.control()
     }
 
@@ -306,8 +334,14 @@ impl<M: Memory> Ring<M> {
         me: &SenderWords,
         steal: Option<u64>,
     ) -> Result<Reserve> {
-        debug_assert!(len <= self.max && id != 0);
+        debug_assert!(self.fits_one_lap(len) && id != 0);
         let lock = &self.ctl().producer.0.lock;
+        if self.solo.get()
+            && steal.is_none()
+            && let Some(r) = self.solo_section(id, me, || self.reserve_locked(len, me))
+        {
+            return r;
+        }
         if let Err(owner) = lock.compare_exchange(steal.unwrap_or(0), id, Acquire, Relaxed) {
             return Ok(Reserve::Busy(owner));
         }
@@ -319,56 +353,56 @@ impl<M: Memory> Ring<M> {
         r
     }
 
-    /// The producer's fast path: the lock is free, the record fits before
-    /// the ring's end, and the last `head` seen leaves room. `None` when
-    /// any of that fails (or a value read looks wrong): the caller then
-    /// takes the general path, [`try_reserve`](Self::try_reserve), which
-    /// also reports what went wrong. Same effect as `try_reserve` when it
-    /// succeeds.
-    #[inline]
+    /// Whether a record of `len` payload bytes (or a batch of that many
+    /// bytes after its first header) may be reserved: at most half the
+    /// ring, so that with the padding before it it never needs more than
+    /// the ring.
+    pub(super) fn fits_one_lap(&self, len: u64) -> bool {
+        span(len).is_some_and(|s| s <= self.cap / 2)
+    }
+
+    /// The producer's fast path: the lock is free (or this producer holds
+    /// it in solo mode), the record fits before the ring's end, and the
+    /// last `head` seen leaves room. `None` when any of that fails (or a
+    /// value read looks wrong): the caller then takes the general path,
+    /// [`try_reserve`](Self::try_reserve), which also reports what went
+    /// wrong. Same effect as `try_reserve` when it succeeds.
+    #[inline(always)]
     pub fn try_reserve_fast(&self, len: u64, id: u64, me: &SenderWords) -> Option<Slot> {
-        debug_assert!(len <= self.max && id != 0);
-        // len <= max and span(max) * 2 <= cap: the span fits the ring.
+        debug_assert!(self.fits_one_lap(len) && id != 0);
         let span = span(len)?;
-        let p = &self.ctl().producer.0;
-        if p.lock.compare_exchange(0, id, Acquire, Relaxed).is_err() {
-            return None;
-        }
-        let r = p.reserve.load(Relaxed);
-        let off = r & self.mask;
-        let fits = r.is_multiple_of(RECORD_ALIGN)
-            && off + span <= self.cap
-            && r.wrapping_sub(self.cached.get()) <= self.cap - span;
-        let end = r.checked_add(span).filter(|_| fits);
-        if let Some(end) = end {
-            self.note_reservation(me, r, len, end);
-        }
-        p.lock.store(0, Release);
-        end.map(|_| Slot {
-            pos: r,
-            off: off + HEADER,
+        let pos = if self.solo.get() {
+            self.solo_section(id, me, || self.reserve_fast_locked(span, len, me))
+                .flatten()
+        } else {
+            let p = &self.ctl().producer.0;
+            if p.lock.compare_exchange(0, id, Acquire, Relaxed).is_err() {
+                return None;
+            }
+            let pos = self.reserve_fast_locked(span, len, me);
+            p.lock.store(0, Release);
+            pos
+        }?;
+        Some(Slot {
+            pos,
+            off: (pos & self.mask) + HEADER,
             len,
         })
     }
 
-    /// Called with the lock taken over from `dead`, which died holding it:
-    /// whatever it wrote at `reserve` without advancing `reserve` is void.
-    fn repair_after(&self, dead: u64) {
+    /// Under the lock: `try_reserve_fast`'s reservation of `span` bytes
+    /// (`len` noted), if it needs no padding and the last `head` seen
+    /// leaves room.
+    #[inline(always)]
+    fn reserve_fast_locked(&self, span: u64, len: u64, me: &SenderWords) -> Option<u64> {
         let r = self.ctl().producer.0.reserve.load(Relaxed);
-        if !r.is_multiple_of(RECORD_ALIGN) {
-            return; // reserve_locked reports it
-        }
-        // A PAD stamp it may have written at `r` must not be taken for ours.
-        let _ =
-            self.mem
-                .word(r & self.mask)
-                .compare_exchange(self.stamp(r, PAD), 0, Relaxed, Relaxed);
-        for s in self.mem.senders() {
-            let s = &s.0;
-            if s.id.load(Relaxed) == dead && s.inflight.load(Relaxed) == r.wrapping_add(1) {
-                s.inflight.store(0, Relaxed);
-            }
-        }
+        let off = r & self.mask;
+        let fits = r.is_multiple_of(RECORD_ALIGN)
+            && off + span <= self.cap
+            && r.wrapping_sub(self.cached.get()) <= self.cap - span;
+        let end = r.checked_add(span).filter(|_| fits)?;
+        self.note_reservation(me, r, len, end);
+        Some(r)
     }
 
     fn reserve_locked(&self, len: u64, me: &SenderWords) -> Result<Reserve> {
@@ -418,6 +452,7 @@ impl<M: Memory> Ring<M> {
     /// before committing), then moves `reserve` to `end`. Release: the
     /// note, and a PAD stamp written before, are visible to whoever sees
     /// the new `reserve`.
+    #[inline(always)]
     fn note_reservation(&self, me: &SenderWords, pos: u64, len: u64, end: u64) {
         me.inflight_len.store(len, Relaxed);
         me.inflight.store(pos + 1, Relaxed);
@@ -463,6 +498,22 @@ impl<M: Memory> Ring<M> {
         }
     }
 
+    /// The data-area offset of position `pos`.
+    pub(super) fn offset_of(&self, pos: u64) -> u64 {
+        pos & self.mask
+    }
+
+    /// Writes a record's length and its `MESSAGE` stamp with plain
+    /// (`Relaxed`) stores: a batch's records after its first, which the
+    /// first's publication makes visible (`channel/publish.rs`).
+    pub(super) fn stamp_quietly(&self, slot: &Slot) {
+        let o = slot.pos & self.mask;
+        self.mem.word(o + 8).store(slot.len, Relaxed);
+        self.mem
+            .word(o)
+            .store(self.stamp(slot.pos, MESSAGE), Relaxed);
+    }
+
     /// Raw address of a reserved slot's payload, for [`Memory`]
     /// implementations that have one.
     pub fn slot_offset(&self, slot: &Slot) -> u64 {
@@ -470,6 +521,7 @@ impl<M: Memory> Ring<M> {
     }
 
     /// Publishes a reserved slot and wakes the consumer if it sleeps.
+    #[inline(always)]
     pub fn commit(&self, slot: &Slot) {
         self.finish(slot, MESSAGE);
     }
@@ -479,10 +531,11 @@ impl<M: Memory> Ring<M> {
         self.finish(slot, SKIP);
     }
 
-    fn finish(&self, slot: &Slot, state: u64) {
+    #[inline(always)]
+    pub(super) fn finish(&self, slot: &Slot, state: u64) {
         let o = slot.pos & self.mask;
         self.mem.word(o + 8).store(slot.len, Relaxed);
-        store_then_fence(self.mem.word(o), self.stamp(slot.pos, state));
+        self.publish(self.mem.word(o), self.stamp(slot.pos, state));
         // Ask for the payload's first line back in exclusive state at once.
         // An empirical finding, not a derived one: on the machine this was
         // written on it took a spinning round trip of 64-byte messages from
@@ -493,22 +546,7 @@ impl<M: Memory> Ring<M> {
         if slot.len > 0 {
             self.mem.prefetch_write(slot.off);
         }
-        let rx = &self.ctl().wait.rx.0;
-        if clear_flag(rx) {
-            self.mem.wake(rx);
-        }
-    }
-
-    /// Announces that a producer is about to sleep on the full ring: returns
-    /// the futex value to sleep on. Re-check with `try_reserve` before
-    /// sleeping.
-    pub fn prepare_tx_wait(&self) -> u32 {
-        prepare(&self.ctl().wait.tx.0)
-    }
-
-    /// The producers' futex word.
-    pub fn tx_word(&self) -> &AtomicU32 {
-        &self.ctl().wait.tx.0
+        self.wake_if_flagged(&self.ctl().wait.rx.0);
     }
 
     /// Whether a record of `len` payload bytes would fit now, taking
@@ -543,7 +581,7 @@ impl<M: Memory> Ring<M> {
     /// at the head. `None` for anything else (nothing yet, padding, a
     /// skipped record, a bad length): the caller then takes
     /// [`peek`](Self::peek), which handles and reports those.
-    #[inline]
+    #[inline(always)]
     pub fn peek_fast(&self) -> Option<Slot> {
         let h = self.cached.get();
         let o = h & self.mask;
@@ -598,7 +636,7 @@ impl<M: Memory> Ring<M> {
                     len,
                 }));
             } else if s == self.stamp(h, SKIP) {
-                let len = self.checked_len(h, o)?;
+                let len = self.checked_len_within(h, o, self.skip_max())?;
                 self.advance(h.wrapping_add(span(len).unwrap_or(self.cap)));
             } else if s == self.stamp(h, PAD) {
                 // Written before `reserve` moved: do not pass `reserve`, and
@@ -638,25 +676,43 @@ impl<M: Memory> Ring<M> {
     /// if the header and that many bytes fit before the ring's end and the
     /// length is within the maximum; `None` for anything a peer could have
     /// scribbled there.
+    #[inline]
     fn sound_len(&self, o: u64) -> Option<u64> {
+        self.sound_len_within(o, self.max)
+    }
+
+    /// [`sound_len`](Self::sound_len) with `limit` for the maximum.
+    #[inline]
+    fn sound_len_within(&self, o: u64, limit: u64) -> Option<u64> {
         if o + HEADER > self.cap {
             return None;
         }
         let len = self.mem.word(o + 8).load(Relaxed);
-        (len <= self.max && o + HEADER + len <= self.cap).then_some(len)
+        (len <= limit && o + HEADER + len <= self.cap).then_some(len)
+    }
+
+    /// The longest length a `SKIP` record may carry: an abandoned or
+    /// dead producer's batch is skipped as one record
+    /// ([`fits_one_lap`](Self::fits_one_lap)).
+    pub(super) fn skip_max(&self) -> u64 {
+        (self.cap / 2 - HEADER).max(self.max)
     }
 
     /// [`sound_len`](Self::sound_len) of the record at position `h`
     /// (offset `o`), or what is wrong with it.
-    fn checked_len(&self, h: u64, o: u64) -> Result<u64> {
-        self.sound_len(o).ok_or_else(|| {
+    pub(super) fn checked_len(&self, h: u64, o: u64) -> Result<u64> {
+        self.checked_len_within(h, o, self.max)
+    }
+
+    /// [`checked_len`](Self::checked_len) with `limit` for the maximum.
+    pub(super) fn checked_len_within(&self, h: u64, o: u64, limit: u64) -> Result<u64> {
+        self.sound_len_within(o, limit).ok_or_else(|| {
             if o + HEADER > self.cap {
                 return Error::corrupted(format!("record header at {h} crosses the ring's end"));
             }
             let len = self.mem.word(o + 8).load(Relaxed);
             Error::corrupted(format!(
-                "record at {h} claims {len} bytes (max {}, {} left before the ring's end)",
-                self.max,
+                "record at {h} claims {len} bytes (max {limit}, {} left before the ring's end)",
                 self.cap - o - HEADER
             ))
         })
@@ -695,186 +751,20 @@ impl<M: Memory> Ring<M> {
     }
 
     /// Hands a consumed message's space back to producers.
+    #[inline(always)]
     pub fn release(&self, msg: &Slot) {
         self.advance(msg.pos.wrapping_add(span(msg.len).unwrap_or(self.cap)));
     }
 
-    fn advance(&self, new_head: u64) {
+    #[inline(always)]
+    pub(super) fn advance(&self, new_head: u64) {
         self.cached.set(new_head);
-        store_then_fence(&self.ctl().head.0, new_head);
-        let tx = &self.ctl().wait.tx.0;
-        if clear_flag(tx) {
-            self.mem.wake(tx);
-        }
-    }
-
-    /// Looks whether the record at the head was reserved by a producer that
-    /// `is_dead` says died before committing it, and if so skips it (its
-    /// space is handed back, nothing is delivered). Returns whether it
-    /// skipped.
-    pub fn skip_dead(&self, is_dead: impl Fn(u64) -> bool) -> Result<bool> {
-        let h = self.cached.get();
-        let o = h & self.mask;
-        let s = self.mem.word(o).load(Acquire);
-        if [MESSAGE, SKIP, PAD]
-            .iter()
-            .any(|&st| s == self.stamp(h, st))
-        {
-            return Ok(false);
-        }
-        let r = self.ctl().producer.0.reserve.load(Acquire);
-        if r.wrapping_sub(h) == 0 || r.wrapping_sub(h) > self.cap {
-            return Ok(false);
-        }
-        for slot in self.mem.senders() {
-            let w = &slot.0;
-            if w.inflight.load(Relaxed) != h.wrapping_add(1) {
-                continue;
-            }
-            let id = w.id.load(Relaxed);
-            if id == 0 || !is_dead(id) {
-                continue;
-            }
-            let len = w.inflight_len.load(Relaxed);
-            let span = span(len).filter(|_| len <= self.max).ok_or_else(|| {
-                Error::corrupted(format!("in-flight record at {h} claims {len} bytes"))
-            })?;
-            if o + span > self.cap {
-                return Err(Error::corrupted(format!(
-                    "in-flight record at {h} of {len} bytes crosses the ring's end"
-                )));
-            }
-            let end = h.wrapping_add(span);
-            if r.wrapping_sub(h) < span {
-                return Ok(false);
-            }
-            // Mark it skipped (a CAS: never undo a commit that raced us).
-            self.mem.word(o + 8).store(len, Relaxed);
-            if self
-                .mem
-                .word(o)
-                .compare_exchange(s, self.stamp(h, SKIP), AcqRel, Acquire)
-                .is_err()
-            {
-                return Ok(false);
-            }
-            w.inflight.store(0, Relaxed);
-            self.advance(end);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    /// How many committed messages lie between the consumer's head and
-    /// the producers' `reserve`, read from shared memory by either side: a
-    /// snapshot, out of date as soon as it is taken. Walks the records
-    /// (at most `capacity / 64` of them); a record still being written is
-    /// stepped over by the length its producer noted in its slot, and the
-    /// count stops at one it cannot measure. Then [`Memory::check`].
-    pub fn queued(&self) -> Result<usize> {
-        let ctl = self.ctl();
-        let head = ctl.head.0.load(Acquire);
-        let reserve = ctl.producer.0.reserve.load(Acquire);
-        if !head.is_multiple_of(RECORD_ALIGN) || reserve < head || reserve - head > self.cap {
-            self.mem.check()?;
-            return Err(Error::corrupted(format!(
-                "ring head {head} does not fit reserve {reserve} (capacity {})",
-                self.cap
-            )));
-        }
-        let (mut pos, mut n) = (head, 0);
-        // Bounded: every step moves `pos` on by at least one record line,
-        // and `pos` stays below `reserve`, at most `cap` past `head`.
-        while pos < reserve {
-            let o = pos & self.mask;
-            let s = self.mem.word(o).load(Acquire);
-            let len =
-                if s == self.stamp(pos, PAD) {
-                    pos = pos.saturating_add(self.cap - o);
-                    continue;
-                } else if s == self.stamp(pos, MESSAGE) || s == self.stamp(pos, SKIP) {
-                    n += usize::from(s & STATE_MASK == MESSAGE);
-                    self.checked_len(pos, o)?
-                } else {
-                    // Reserved, not yet committed (or consumed meanwhile).
-                    let writer =
-                        self.mem.senders().iter().map(|w| &w.0).find(|w| {
-                            w.id.load(Relaxed) != 0 && w.inflight.load(Relaxed) == pos + 1
-                        });
-                    match writer.map(|w| w.inflight_len.load(Relaxed)) {
-                        Some(len) if len <= self.max => len,
-                        _ => break,
-                    }
-                };
-            pos = pos.saturating_add(span(len).unwrap_or(self.cap));
-        }
-        self.mem.check()?;
-        Ok(n)
+        self.publish(&self.ctl().head.0, new_head);
+        self.wake_if_flagged(&self.ctl().wait.tx.0);
     }
 
     /// The consumer's position.
     pub fn head(&self) -> u64 {
         self.cached.get()
     }
-
-    /// Announces that the consumer is about to sleep on the empty ring:
-    /// returns the futex value to sleep on. Re-check with `peek` first.
-    pub fn prepare_rx_wait(&self) -> u32 {
-        prepare(&self.ctl().wait.rx.0)
-    }
-
-    /// The consumer's futex word.
-    pub fn rx_word(&self) -> &AtomicU32 {
-        &self.ctl().wait.rx.0
-    }
-
-    /// Bumps a futex word unconditionally and wakes its sleepers: used when
-    /// an end closes, so sleepers re-check the peer.
-    pub fn kick(&self, word: &AtomicU32) {
-        word.fetch_add(2, SeqCst);
-        self.mem.wake(word);
-    }
-}
-
-/// Sets the "someone sleeps" bit and fences; returns the value to sleep on.
-fn prepare(word: &AtomicU32) -> u32 {
-    let v = word.fetch_or(1, SeqCst) | 1;
-    fence(SeqCst);
-    v
-}
-
-/// A waker's publication: stores `v` into `word`, then acts as a `SeqCst`
-/// fence before the caller looks at the sleeper's flag
-/// ([`clear_flag`]'s `SeqCst` load). A `SeqCst` swap does both: the swap
-/// and the flag load are `SeqCst` operations, and the waiter's fence comes
-/// after its flag is set and before its re-check, so either the waiter's
-/// re-check sees `v` or the flag load sees the flag (C++20's rules for `SeqCst`
-/// fences and operations). On x86 the swap is one `xchg` instead of
-/// `mov` + `mfence`; in paired process round trips measured while this
-/// was written (scratch runs, figures in the issue notes, no benchmark kept
-/// here) it was the quicker of the two. Loom treats `SeqCst`
-/// read-modify-writes as only `AcqRel`, so under loom this is the plain
-/// store and the fence, which loom models exactly.
-#[inline]
-fn store_then_fence(word: &AtomicU64, v: u64) {
-    #[cfg(not(loom))]
-    word.swap(v, SeqCst);
-    #[cfg(loom)]
-    {
-        word.store(v, Release);
-        fence(SeqCst);
-    }
-}
-
-/// Clears the "someone sleeps" bit (advancing the epoch) if set; returns
-/// whether the caller must wake.
-fn clear_flag(word: &AtomicU32) -> bool {
-    let mut v = word.load(SeqCst);
-    while v & 1 == 1 {
-        match word.compare_exchange_weak(v, v.wrapping_add(1), SeqCst, Relaxed) {
-            Ok(_) => return true,
-            Err(now) => v = now,
-        }
-    }
-    false
 }

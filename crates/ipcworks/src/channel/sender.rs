@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use super::WaitStrategy;
-use super::ring::{Memory, Reserve, Ring, Slot};
+use super::publish::SOLO;
+use super::ring::{HEADER, Memory, Reserve, Ring, Slot, span};
 use super::shared::{RX_CLOSED, Shared, ShmMemory};
 use super::wait::block_on;
 use crate::message::{Deadline, MessageSender, Meta, SendTimeoutError, TrySendError};
@@ -60,6 +61,7 @@ impl Sender {
         for (i, s) in h.senders.iter().enumerate() {
             if s.0.id.compare_exchange(0, me, Release, Relaxed).is_ok() {
                 s.0.inflight.store(0, Relaxed);
+                s.0.busy.store(0, Relaxed);
                 slot = Some(i);
                 break;
             }
@@ -74,6 +76,16 @@ impl Sender {
         h.peers.0.senders_ever.store(1, Release);
         h.peers.0.generation.fetch_add(1, Release);
         let ring = shared.ring()?;
+        // Alone on the channel: reserve without the lock's compare-and-swap
+        // until a second sender comes (channel/publish.rs).
+        let alone = h
+            .senders
+            .iter()
+            .enumerate()
+            .all(|(i, s)| i == slot || s.0.id.load(Acquire) == 0);
+        if alone {
+            ring.try_enter_solo(me);
+        }
         // Wake a receiver that may be waiting for its first sender.
         ring.kick(ring.rx_word());
         Ok(Sender {
@@ -197,6 +209,7 @@ impl Sender {
         self.fill_and_commit(slot, msg)
     }
 
+    #[inline(always)]
     fn fill_and_commit(&mut self, slot: Slot, msg: &[u8]) -> Result<()> {
         if let Err(e) = self.ring.write(&slot, 0, msg) {
             self.ring.abandon(&slot);
@@ -208,12 +221,85 @@ impl Sender {
         self.ring.memory().check()
     }
 
+    /// Sends `msgs` in order, several per publication: as many as fit in
+    /// half the ring are reserved at once, written, and published with one
+    /// store and one look at whether the receiver sleeps (where
+    /// [`send`](Self::send) pays those per message). The receiver gets them
+    /// as separate messages, in order, each with its own
+    /// [`recv`](super::Receiver::recv). Waits while the channel is full, as
+    /// `send` does.
+    ///
+    /// Each publication is whole or nothing: a sender killed while writing
+    /// one delivers none of its messages. On an error, the messages of
+    /// earlier publications were sent and the rest were not; a message
+    /// longer than [`max_message`](Self::max_message) is refused
+    /// ([`Error::MessageTooLarge`]) before anything is sent.
+    pub fn send_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<()> {
+        self.send_batch_at(msgs, Deadline::Never).map(|_| ())
+    }
+
+    /// [`send_batch`](Self::send_batch) of what fits now: as many whole
+    /// publications as there is room for, without waiting. Returns how
+    /// many of `msgs` (a prefix) were sent; [`TrySendError::Full`] when
+    /// not even the first publication fits.
+    pub fn try_send_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize, TrySendError> {
+        self.send_batch_at(msgs, Deadline::Now)
+            .map_err(TrySendError::from)
+    }
+
+    /// The batch send: publications of as many messages as fit in half
+    /// the ring, each reserved (fast path first) and published at once;
+    /// returns how many messages were sent. With [`Deadline::Now`], stops
+    /// at the first publication that does not fit ([`Error::WouldBlock`]
+    /// if that is the first).
+    fn send_batch_at<B: AsRef<[u8]>>(&mut self, msgs: &[B], deadline: Deadline) -> Result<usize> {
+        let max = self.ring.max();
+        if let Some(m) = msgs.iter().find(|m| m.as_ref().len() as u64 > max) {
+            return Err(Error::MessageTooLarge {
+                len: m.as_ref().len(),
+                max: max as usize,
+            });
+        }
+        let half = self.ring.memory().capacity() / 2;
+        let mut sent = 0;
+        // Bounded: every turn sends at least one message, or returns.
+        while sent < msgs.len() {
+            let rest = &msgs[sent..];
+            let (mut n, mut total) = (0, 0u64);
+            for m in rest {
+                // A message's span is at most half the ring (layout check).
+                let s = span(m.as_ref().len() as u64).unwrap_or(half);
+                if n > 0 && total + s > half {
+                    break;
+                }
+                total += s;
+                n += 1;
+            }
+            let len = total - HEADER;
+            let region = match self.reserve_fast_len(len) {
+                Some(slot) => slot,
+                None => match self.reserve_len(len, deadline) {
+                    Ok(slot) => slot,
+                    Err(Error::WouldBlock) if sent > 0 => return Ok(sent),
+                    Err(e) => return Err(e),
+                },
+            };
+            self.ring.commit_batch(&region, &rest[..n])?;
+            self.ring.memory().check()?;
+            sent += n;
+        }
+        Ok(sent)
+    }
+
     /// Borrows a writable slot of `len` bytes in shared memory: write the
     /// message in place with [`Loan`]'s methods, then
     /// [`publish`](Loan::publish) it — no copy on the sending side.
     #[doc(alias = "zero-copy")]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        let slot = self.reserve(len, Deadline::Never)?;
+        let slot = match self.reserve_fast(len) {
+            Some(slot) => slot,
+            None => self.reserve(len, Deadline::Never)?,
+        };
         Ok(Loan {
             sender: self,
             slot,
@@ -228,9 +314,12 @@ impl Sender {
         len: usize,
         timeout: Duration,
     ) -> Result<Loan<'_>, SendTimeoutError> {
-        let slot = self
-            .reserve(len, Deadline::after(timeout))
-            .map_err(SendTimeoutError::from)?;
+        let slot = match self.reserve_fast(len) {
+            Some(slot) => slot,
+            None => self
+                .reserve(len, Deadline::after(timeout))
+                .map_err(SendTimeoutError::from)?,
+        };
         Ok(Loan {
             sender: self,
             slot,
@@ -249,6 +338,9 @@ impl Sender {
     /// room now): the async loan's poll, which makes the [`Loan`] with
     /// [`loan_of`](Self::loan_of) once it has the slot.
     pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Slot> {
+        if let Some(slot) = self.reserve_fast(len) {
+            return Ok(slot);
+        }
         self.reserve(len, Deadline::Now)
     }
 
@@ -303,23 +395,29 @@ impl Sender {
     /// The common case of [`reserve`](Self::reserve) in a few instructions:
     /// the receiver is there and the ring has room now. `None` sends the
     /// caller down the general path (which also reports errors).
-    #[inline]
+    #[inline(always)]
     fn reserve_fast(&self, len: usize) -> Option<Slot> {
         if len as u64 > self.ring.max() {
             return None;
         }
+        self.reserve_fast_len(len as u64)
+    }
+
+    /// [`reserve_fast`](Self::reserve_fast) of `len` bytes after the first
+    /// header, checked by the caller to fit one lap.
+    #[inline(always)]
+    fn reserve_fast_len(&self, len: u64) -> Option<Slot> {
         let header = self.ring.memory().header();
         if header.peers.0.receiver.load(Acquire) == RX_CLOSED {
             return None;
         }
         let words = &header.senders.get(self.slot)?.0;
-        self.ring.try_reserve_fast(len as u64, self.me, words)
+        self.ring.try_reserve_fast(len, self.me, words)
     }
 
     /// Reserves room for `len` bytes, as the wait strategy says, at most
     /// until `deadline` ([`Deadline::Now`]: one attempt, `WouldBlock`).
     fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<Slot> {
-        let once = deadline.is_now();
         let max = self.ring.max();
         if len as u64 > max {
             return Err(Error::MessageTooLarge {
@@ -327,7 +425,13 @@ impl Sender {
                 max: max as usize,
             });
         }
-        let len = len as u64;
+        self.reserve_len(len as u64, deadline)
+    }
+
+    /// [`reserve`](Self::reserve) of `len` bytes after the first header,
+    /// checked by the caller to fit one lap (a message, or a batch).
+    fn reserve_len(&mut self, len: u64, deadline: Deadline) -> Result<Slot> {
+        let once = deadline.is_now();
         let ring = &self.ring;
         let header = ring.memory().header();
         let peers = &header.peers.0;
@@ -353,6 +457,16 @@ impl Sender {
                     Reserve::Ok(slot) => return Ok(Some(slot)),
                     Reserve::Full => return Ok(None),
                     Reserve::Busy(owner) => {
+                        // A sender alone until now holds the lock for
+                        // good: take it over once it is out of its
+                        // section (or dead), then reserve the usual way.
+                        if owner & SOLO != 0
+                            && ring.revoke_solo(owner, me, |id| {
+                                id != me && !Identity::from_raw(id).is_alive()
+                            })
+                        {
+                            continue;
+                        }
                         // Another producer is inside its few-nanosecond
                         // critical section; if it stays there, it may
                         // have died in it.
@@ -365,7 +479,10 @@ impl Sender {
                         }
                         if since.elapsed() > Duration::from_millis(2) {
                             busy_since = None;
-                            if owner != me && !Identity::from_raw(owner).is_alive() {
+                            if owner & SOLO == 0
+                                && owner != me
+                                && !Identity::from_raw(owner).is_alive()
+                            {
                                 steal = Some(owner);
                                 continue;
                             }
@@ -404,6 +521,7 @@ impl MessageSender for Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
+        self.ring.leave_solo(self.me);
         let h = self.shared().header();
         let _ = h.senders[self.slot]
             .0

@@ -80,7 +80,7 @@ unsafe impl shm::Header for Header {
     /// `"IPCWCHAN"`, little-endian.
     const MAGIC: u64 = u64::from_le_bytes(*b"IPCWCHAN");
     /// Bump on any change of [`Header`].
-    const VERSION: u64 = 4;
+    const VERSION: u64 = 5;
     type Layout = Layout;
 
     fn size(l: &Layout) -> usize {
@@ -430,5 +430,20 @@ unsafe impl Memory for ShmMemory {
         if off < self.cap {
             crate::sys::mem::prefetch_write(self.ptr(off));
         }
+    }
+
+    /// Registered for `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: this
+    /// process publishes with plain stores.
+    fn plain_publish(&self) -> bool {
+        crate::sys::membarrier::register()
+    }
+
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: a barrier in every
+    /// running thread of every registered process (the publishers).
+    fn fence_others(&self) -> bool {
+        if self.fault(super::fault::Fault::SkipBarrier) {
+            return true;
+        }
+        crate::sys::membarrier::fence_others()
     }
 }

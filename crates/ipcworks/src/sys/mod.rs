@@ -7,6 +7,7 @@ pub(crate) mod child;
 pub mod fdio;
 pub mod futex;
 pub mod mem;
+pub(crate) mod membarrier;
 pub mod mq;
 pub mod pipe;
 pub mod poll;

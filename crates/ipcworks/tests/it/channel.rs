@@ -24,7 +24,7 @@ fn anon(capacity: usize, max: usize) -> Channel {
 }
 
 /// A 64-bit mix (splitmix64) for sizes and payload patterns.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -33,7 +33,7 @@ fn mix(mut x: u64) -> u64 {
 
 /// Size of message `seq` of stream `id`: mostly small, every ~50th up to
 /// `max`, some exactly 0 and `max`.
-fn size_of(id: u64, seq: u64, max: usize) -> usize {
+pub(crate) fn size_of(id: u64, seq: u64, max: usize) -> usize {
     let h = mix(seq ^ (id << 48));
     match h % 50 {
         0 => max,
@@ -48,11 +48,11 @@ fn size_of(id: u64, seq: u64, max: usize) -> usize {
 /// byte is detected.
 /// Sizes for the several-producer test: at least 16 bytes, so every
 /// message names its stream.
-fn named_size(id: u64, seq: u64, max: usize) -> usize {
+pub(crate) fn named_size(id: u64, seq: u64, max: usize) -> usize {
     16 + size_of(id, seq, max - 16)
 }
 
-fn fill(buf: &mut Vec<u8>, id: u64, seq: u64, len: usize) {
+pub(crate) fn fill(buf: &mut Vec<u8>, id: u64, seq: u64, len: usize) {
     buf.clear();
     let head = [seq.to_le_bytes(), id.to_le_bytes()].concat();
     let seed = mix(seq.wrapping_mul(31) ^ id);
@@ -75,13 +75,13 @@ fn check(got: &[u8], id: u64, seq: u64, max: usize, scratch: &mut Vec<u8>) {
     );
 }
 
-fn fd_arg(chan: &Channel) -> (OwnedFd, String) {
+pub(crate) fn fd_arg(chan: &Channel) -> (OwnedFd, String) {
     let fd = chan.inheritable_fd().unwrap();
     let s = fd.as_raw_fd().to_string();
     (fd, s)
 }
 
-fn chan_from_arg(arg: &str) -> Channel {
+pub(crate) fn chan_from_arg(arg: &str) -> Channel {
     let fd: i32 = arg.parse().unwrap();
     // SAFETY: the parent passed us this inherited descriptor number.
     Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap()

@@ -9,6 +9,7 @@ mod support;
 mod channel;
 mod channel_corrupt;
 mod channel_ends;
+mod channel_publish;
 mod conformance;
 mod dead_peer;
 mod frame;

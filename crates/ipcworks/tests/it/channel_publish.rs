@@ -1,0 +1,269 @@
+//! The channel's cheaper publication paths between real processes: a
+//! sender alone on a channel (solo mode, no lock compare-and-swap) whose
+//! lock a second sender process takes over mid-stream, batches
+//! (`send_batch`), loans on the fast path, and the asymmetric fence
+//! (`membarrier`) that lets a publisher store without a full fence —
+//! checked by counting every message, and by a planted missing wake-up
+//! that the ping-pong test must catch.
+
+use std::time::{Duration, Instant};
+
+use ipcworks::channel::{Channel, WaitStrategy};
+use ipcworks::message::RecvTimeoutError;
+
+use crate::channel::{chan_from_arg, fd_arg, fill, named_size};
+use crate::support::{self, KillOnDrop};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn anon(capacity: usize, max: usize) -> Channel {
+    Channel::builder()
+        .capacity_bytes(capacity)
+        .max_message(max)
+        .anonymous()
+        .unwrap()
+}
+
+/// Sends messages `0..count` of stream `id` on `chan`: single sends,
+/// loans and batches of up to five, mixed by sequence number.
+fn send_mixed(chan: &Channel, id: u64, count: u64) {
+    let mut tx = chan.sender().unwrap();
+    let max = tx.max_message();
+    let mut seq = 0;
+    let mut buf = Vec::new();
+    while seq < count {
+        match seq % 7 {
+            0 | 4 => {
+                let n = (1 + seq % 5).min(count - seq);
+                let batch: Vec<Vec<u8>> = (seq..seq + n)
+                    .map(|s| {
+                        let mut b = Vec::new();
+                        fill(&mut b, id, s, named_size(id, s, max));
+                        b
+                    })
+                    .collect();
+                tx.send_batch(&batch).unwrap();
+                seq += n;
+            }
+            3 => {
+                fill(&mut buf, id, seq, named_size(id, seq, max));
+                let mut loan = tx.loan(buf.len()).unwrap();
+                loan.copy_from_slice(&buf).unwrap();
+                loan.publish().unwrap();
+                seq += 1;
+            }
+            _ => {
+                fill(&mut buf, id, seq, named_size(id, seq, max));
+                tx.send(&buf).unwrap();
+                seq += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn child() {
+    let Some((role, arg)) = support::role() else {
+        return;
+    };
+    let parts: Vec<&str> = arg.split(',').collect();
+    match role.as_str() {
+        // fd,id,count: send `count` messages of stream `id`, mixed.
+        "send-mixed" => {
+            let chan = chan_from_arg(parts[0]);
+            send_mixed(&chan, parts[1].parse().unwrap(), parts[2].parse().unwrap());
+        }
+        // ping-fd,pong-fd,count: answer `count` pings, blocking waits
+        // (run with IPCWORKS_FAULT set to plant a bug in this process).
+        "pong" => {
+            let ping = chan_from_arg(parts[0]);
+            let pong = chan_from_arg(parts[1]);
+            let count: u64 = parts[2].parse().unwrap();
+            let mut rx = ping.receiver().unwrap();
+            let mut tx = pong.sender().unwrap();
+            rx.set_wait_strategy(WaitStrategy::Block);
+            tx.set_wait_strategy(WaitStrategy::Block);
+            let mut buf = [0u8; 64];
+            for i in 0..count {
+                let n = rx.recv_slice(&mut buf).unwrap();
+                // Every other answer comes late, when the parent surely
+                // sleeps; the others race with its going to sleep.
+                if i % 2 == 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                tx.send(&buf[..n]).unwrap();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// Receives `total` messages of `streams` streams and checks that each
+/// stream's arrive exactly once, whole and in order; returns how many
+/// each stream delivered.
+fn receive_counted(
+    rx: &mut ipcworks::channel::Receiver,
+    streams: usize,
+    total: u64,
+    max: usize,
+) -> Vec<u64> {
+    receive_counted_from(rx, &mut vec![0; streams], total, max)
+}
+
+/// A sender process alone on the channel (solo mode) streams mixed sends,
+/// loans and batches through a small ring; a second sender process
+/// attaches mid-stream and takes the reservation lock over, a third
+/// later: every message of the three arrives exactly once, in order per
+/// sender, and the receiver sees the disconnection after the last.
+#[test]
+fn a_solo_sender_process_handed_over_to_two_more_delivers_exactly_once_in_order() {
+    const EACH: u64 = 60_000;
+    const MAX: usize = 512;
+    let chan = anon(8192, MAX);
+    let mut rx = chan.receiver().unwrap();
+    rx.set_wait_strategy(WaitStrategy::Block);
+    let (fd, arg) = fd_arg(&chan);
+    let mut children = vec![KillOnDrop::spawn(support::child(
+        "channel_publish::child",
+        "send-mixed",
+        &format!("{arg},0,{EACH}"),
+    ))];
+    // Stream 0 alone first, then the others join while it still sends.
+    let early = receive_counted(&mut rx, 1, 2_000, MAX);
+    assert_eq!(early, [2_000]);
+    for id in 1..3u64 {
+        children.push(KillOnDrop::spawn(support::child(
+            "channel_publish::child",
+            "send-mixed",
+            &format!("{arg},{id},{EACH}"),
+        )));
+    }
+    drop(fd);
+    let mut next = vec![2_000u64, 0, 0];
+    let rest = receive_counted_from(&mut rx, &mut next, 3 * EACH - 2_000, MAX);
+    assert_eq!(rest, [EACH, EACH, EACH]);
+    for c in &mut children {
+        assert!(c.wait_for(LIMIT).success());
+    }
+    assert!(matches!(
+        rx.recv_timeout(LIMIT),
+        Err(RecvTimeoutError::Disconnected)
+    ));
+}
+
+/// [`receive_counted`] continuing from `next`.
+fn receive_counted_from(
+    rx: &mut ipcworks::channel::Receiver,
+    next: &mut [u64],
+    total: u64,
+    max: usize,
+) -> Vec<u64> {
+    let mut scratch = Vec::new();
+    let mut buf = Vec::new();
+    for _ in 0..total {
+        rx.recv_into(&mut buf).unwrap();
+        assert!(
+            buf.len() >= 16,
+            "a message of {} bytes names no stream",
+            buf.len()
+        );
+        let seq = u64::from_le_bytes(buf[0..8].try_into().unwrap());
+        let id = u64::from_le_bytes(buf[8..16].try_into().unwrap()) as usize;
+        assert!(id < next.len(), "stream {id} does not exist");
+        assert_eq!(
+            seq, next[id],
+            "stream {id}: message {seq} where {} was due (lost or repeated)",
+            next[id]
+        );
+        fill(
+            &mut scratch,
+            id as u64,
+            seq,
+            named_size(id as u64, seq, max),
+        );
+        assert!(buf == scratch, "stream {id} message {seq}: content differs");
+        next[id] += 1;
+    }
+    next.to_vec()
+}
+
+/// Bounces a 64-byte message `count` times with a child that answers
+/// (every other time after a millisecond), both ends blocking (every wait
+/// sleeps on the futex, so every publication meets a sleeper or one about
+/// to sleep), the child started
+/// with `IPCWORKS_FAULT=fault`. Returns the round trips that took longer
+/// than 15 ms: a lost wake-up leaves its sleeper to the end of its 20 ms
+/// liveness slice.
+fn stalled_round_trips(count: u64, fault: &str) -> u64 {
+    let ping = anon(4096, 64);
+    let pong = anon(4096, 64);
+    let mut tx = ping.sender().unwrap();
+    let mut rx = pong.receiver().unwrap();
+    tx.set_wait_strategy(WaitStrategy::Block);
+    rx.set_wait_strategy(WaitStrategy::Block);
+    let (fd1, a1) = fd_arg(&ping);
+    let (fd2, a2) = fd_arg(&pong);
+    let mut cmd = support::child(
+        "channel_publish::child",
+        "pong",
+        &format!("{a1},{a2},{count}"),
+    );
+    cmd.env("IPCWORKS_FAULT", fault);
+    let mut c = KillOnDrop::spawn(cmd);
+    drop((fd1, fd2));
+    let mut stalls = 0;
+    let mut buf = [0u8; 64];
+    for i in 0..count {
+        let msg = [i as u8; 64];
+        let t = Instant::now();
+        tx.send(&msg).unwrap();
+        let n = rx.recv_slice_timeout(&mut buf, LIMIT).unwrap();
+        assert_eq!(
+            &buf[..n],
+            &msg[..],
+            "round trip {i}: another message came back"
+        );
+        if t.elapsed() > Duration::from_millis(15) {
+            stalls += 1;
+        }
+    }
+    assert!(c.wait_for(LIMIT).success());
+    stalls
+}
+
+/// The real protocol: publications with plain stores, the sleepers'
+/// `membarrier` before their re-check; no wake-up is lost (a round trip
+/// may stall now and then on a loaded machine, not most of them).
+#[test]
+fn blocking_round_trips_between_processes_lose_no_wake_up() {
+    let stalls = stalled_round_trips(200, "");
+    assert!(
+        stalls < 40,
+        "{stalls} of 200 round trips stalled: wake-ups are lost"
+    );
+}
+
+/// Planted: the child publishes without waking its sleeping peer
+/// (`IPCWORKS_FAULT=skip-wake`); the round-trip check above must see
+/// it, or it could not see a real loss either.
+#[test]
+fn a_planted_missing_wake_up_is_caught_by_the_round_trip_check() {
+    let stalls = stalled_round_trips(100, "skip-wake");
+    eprintln!("{stalls} of 100 round trips stalled with the wake-up removed");
+    assert!(
+        stalls >= 40,
+        "only {stalls} of 100 round trips stalled with the wake-up removed: the check is blind"
+    );
+}
+
+/// Planted: the child's sleeps skip `membarrier` (`skip-barrier`), so the
+/// parent's plain publications can slip past its re-check. The window is
+/// a store-buffer drain wide, so this rarely shows; it prints what it saw
+/// (run by hand: `-- --ignored a_planted_missing_barrier --nocapture`).
+#[test]
+#[ignore = "reports, does not assert: the window is nanoseconds wide"]
+fn a_planted_missing_barrier_is_reported() {
+    let stalls = stalled_round_trips(20_000, "skip-barrier");
+    eprintln!("skip-barrier: {stalls} of 20000 blocking round trips stalled");
+}
