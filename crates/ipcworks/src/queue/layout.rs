@@ -9,15 +9,21 @@
 //!        only) and the queue's origin id (written once, at creation);
 //!        line 2: registered sleepers and the two wake-up semaphores
 //!        (written only around sleeps)
-//! 192    slot 0: record (word, owner, sequence, priority, length, the
+//! 192    the relayed-message table: `relay_window` entries of 32 bytes
+//!        (origin, sequence, the relaying source's origin, state; see
+//!        `dedup.rs`), rounded up to 64 bytes
+//! …      slot 0: record (word, owner, sequence, priority, length, the
 //!        message's origin and origin sequence), then the payload;
 //!        `stride` bytes per slot (48 + max message, rounded up to 64 so
 //!        each slot starts a cache line)
-//! …      slot 1, …
-//! end    the relayed-message table: `relay_window` entries of 32 bytes
-//!        (origin, sequence, the relaying source's origin, state; see
-//!        `dedup.rs`)
+//! …      slot 1, …, the last slot at the segment's end
 //! ```
+//!
+//! The table lies before the slots, not after them: a peer that cuts the
+//! segment's tail takes slot pages, which every receive's look reads, so
+//! the cut is noticed (SIGBUS caught, `Truncated`) by the queue's users at
+//! once; a table at the end would be cut away unnoticed by everything but
+//! a relayed send.
 //!
 //! The slot word (state, owner pid, receive count) and the steps over it
 //! are in `slots.rs`.
@@ -102,8 +108,8 @@ unsafe impl shm::Header for Header {
     const KIND: &'static str = "queue";
     const ADDRESS: &'static str = "queue";
     /// "ipcwQUE6": written last by the creator; openers wait for it.
-    /// Layout 6: the relayed-message table after the slots (exactly-once
-    /// relays, see `dedup.rs`), its size in the header. Layout 5: 48-byte slot records carrying each message's origin and
+    /// Layout 6: the relayed-message table between the header and the
+    /// slots (exactly-once relays, see `dedup.rs`), its size in the header. Layout 5: 48-byte slot records carrying each message's origin and
     /// origin sequence, the header the queue's origin id, and a READING
     /// slot may be held by a claim (two-phase receive) for as long as its
     /// claimant lives. (Layout 4: the recovery mutex's lock word holds its
@@ -232,7 +238,7 @@ impl Geometry {
         let stride = (RECORD_SIZE + max_message).div_ceil(64) * 64;
         let size = stride
             .checked_mul(capacity)
-            .and_then(|p| p.checked_add(HEADER_SIZE + window * ENTRY_SIZE))
+            .and_then(|p| p.checked_add(HEADER_SIZE + table_bytes(window)))
             .filter(|&s| s <= MAX_SEGMENT)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
@@ -275,7 +281,7 @@ impl Geometry {
 
     /// Byte offset of slot record `i` (< capacity).
     pub fn slot_off(&self, i: usize) -> usize {
-        HEADER_SIZE + self.stride * i
+        HEADER_SIZE + table_bytes(self.window) + self.stride * i
     }
 
     /// Byte offset of slot `i`'s payload (< capacity).
@@ -285,8 +291,14 @@ impl Geometry {
 
     /// Byte offset of relayed-message table entry `k` (< window).
     pub fn entry_off(&self, k: usize) -> usize {
-        HEADER_SIZE + self.stride * self.capacity + ENTRY_SIZE * k
+        HEADER_SIZE + ENTRY_SIZE * k
     }
+}
+
+/// Bytes of a relayed-message table of `window` entries, rounded up to a
+/// cache line (so the slots after it start on one).
+fn table_bytes(window: usize) -> usize {
+    (window * ENTRY_SIZE).div_ceil(64) * 64
 }
 
 #[cfg(test)]
@@ -298,8 +310,13 @@ mod tests {
         let g = Geometry::new(64, 8192, 16).unwrap();
         assert_eq!(g.slot_off(0) % 64, 0);
         assert_eq!(g.slot_off(1) % 64, 0);
-        assert!(g.entry_off(0) >= g.payload(63) + 8192);
-        assert_eq!(g.size, g.entry_off(15) + ENTRY_SIZE);
+        // The table between the header and the slots; the last slot ends
+        // the segment.
+        assert_eq!(g.entry_off(0), HEADER_SIZE);
+        assert!(g.entry_off(15) + ENTRY_SIZE <= g.slot_off(0));
+        assert!(g.payload(63) + 8192 <= g.size);
+        assert_eq!(g.size, g.slot_off(63) + g.stride);
+        assert_eq!(Geometry::new(64, 8192, 17).unwrap().slot_off(0) % 64, 0);
         assert!(Geometry::new(0, 1, 1).is_err());
         assert!(Geometry::new(1, 0, 1).is_err());
         assert!(Geometry::new(1, 1, 0).is_err());

@@ -36,15 +36,15 @@ fn child() {
         // White-box: claims slot 0 of queue `arg` as a sender does (FREE →
         // WRITING by this pid, then the owner record), says so, and waits
         // to be killed before it commits. Offsets: queue/layout.rs (slot 0
-        // at 192: state word +0, owner +8).
+        // at support::QUEUE_SLOT0: state word +0, owner +8).
         "claim-hang" => {
             let seg = Segment::open(&format!("ipcworks.queue.{arg}")).unwrap();
-            // SAFETY: slot 0's record lies at 192..224 (word, then owner),
+            // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
             // 8-aligned; atomics.
             let (word, owner) = unsafe {
                 (
-                    &*(seg.as_ptr().add(192) as *const AtomicU64),
-                    &*(seg.as_ptr().add(192 + 8) as *const AtomicU64),
+                    &*(seg.as_ptr().add(support::QUEUE_SLOT0) as *const AtomicU64),
+                    &*(seg.as_ptr().add(support::QUEUE_SLOT0 + 8) as *const AtomicU64),
                 )
             };
             let pid = std::process::id() as u64;

@@ -209,19 +209,19 @@ fn child() {
         // White-box: does what a sender does up to its claim (P(free), lock,
         // slot 0 WRITING by this process), then waits to be killed holding
         // the lock. Offsets: layout.rs (mutex at 32, free semaphore at 48,
-        // slot 0 at 192: state +0, owner +24).
+        // slot 0 at support::QUEUE_SLOT0: state +0, owner +8).
         "die-holding-lock" => {
             let seg = Segment::open(&format!("ipcworks.queue.{name}")).unwrap();
             // SAFETY: the mutex lies at offset 32 of the queue's header (192
             // bytes), 8-aligned; MutexState is atomics only.
             let m = unsafe { &*(seg.as_ptr().add(32) as *const MutexState) };
             assert!(matches!(RawMutex::new(m).lock(), Ok(Acquired::Consistent)));
-            // SAFETY: slot 0's record lies at 192..224 (word, then owner),
+            // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
             // 8-aligned; atomics.
             let (word, owner) = unsafe {
                 (
-                    &*(seg.as_ptr().add(192) as *const AtomicU64),
-                    &*(seg.as_ptr().add(192 + 8) as *const AtomicU64),
+                    &*(seg.as_ptr().add(support::QUEUE_SLOT0) as *const AtomicU64),
+                    &*(seg.as_ptr().add(support::QUEUE_SLOT0 + 8) as *const AtomicU64),
                 )
             };
             // Claim slot 0 as a sender does: FREE → WRITING by our pid

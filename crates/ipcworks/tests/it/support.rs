@@ -161,3 +161,8 @@ pub fn default_sigpipe() {
     };
     assert_eq!(rc, 0, "sigaction: {}", std::io::Error::last_os_error());
 }
+
+/// Byte offset of slot 0's record in a native queue made with the default
+/// relay window (white-box tests; see `queue/layout.rs`): the 192-byte
+/// header, then the relayed-message table of 256 entries of 32 bytes.
+pub const QUEUE_SLOT0: usize = 192 + 256 * 32;
