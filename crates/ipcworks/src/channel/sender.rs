@@ -252,6 +252,26 @@ impl Sender {
         self.reserve(len, Deadline::Now)
     }
 
+    /// [`try_send`](Self::try_send) that takes the producers' lock over
+    /// from a dead holder ([`Error::WouldBlock`]: no room now, or the lock
+    /// is held by a live producer): the async send's attempt after a
+    /// report of room that came to nothing, so a producer killed inside
+    /// the lock cannot keep it from sending for ever (a blocking send
+    /// takes the lock over after 2 ms busy).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_send_taking_over(&mut self, msg: &[u8]) -> Result<()> {
+        let slot = self.reserve_with(msg.len(), Deadline::Now, true)?;
+        self.fill_and_commit(slot, msg)
+    }
+
+    /// [`reserve_now`](Self::reserve_now) that takes the producers' lock
+    /// over from a dead holder (see
+    /// [`try_send_taking_over`](Self::try_send_taking_over)).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn reserve_now_taking_over(&mut self, len: usize) -> Result<Slot> {
+        self.reserve_with(len, Deadline::Now, true)
+    }
+
     /// The blocking send's slow look at the receiver (its identity through
     /// `/proc`, and the segment's size), for a send that waits elsewhere
     /// (the async sender, between naps): [`Error::Disconnected`] when the
@@ -319,6 +339,14 @@ impl Sender {
     /// Reserves room for `len` bytes, as the wait strategy says, at most
     /// until `deadline` ([`Deadline::Now`]: one attempt, `WouldBlock`).
     fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<Slot> {
+        self.reserve_with(len, deadline, false)
+    }
+
+    /// [`reserve`](Self::reserve); with `take_over`, a single attempt
+    /// ([`Deadline::Now`]) that finds the producers' lock held by a dead
+    /// process takes it over, as a blocked reservation does after 2 ms
+    /// busy (the async send's attempt after a wait that came to nothing).
+    fn reserve_with(&mut self, len: usize, deadline: Deadline, take_over: bool) -> Result<Slot> {
         let once = deadline.is_now();
         let max = self.ring.max();
         if len as u64 > max {
@@ -357,6 +385,10 @@ impl Sender {
                         // critical section; if it stays there, it may
                         // have died in it.
                         if once {
+                            if take_over && owner != me && !Identity::from_raw(owner).is_alive() {
+                                steal = Some(owner);
+                                continue;
+                            }
                             return Err(Error::WouldBlock);
                         }
                         let since = *busy_since.get_or_insert_with(Instant::now);

@@ -35,6 +35,8 @@ mod tokio_ends;
 #[cfg(feature = "tokio")]
 mod tokio_framed;
 #[cfg(feature = "tokio")]
+mod tokio_hostile;
+#[cfg(feature = "tokio")]
 mod tokio_io;
 #[cfg(feature = "tokio")]
 mod tokio_room;

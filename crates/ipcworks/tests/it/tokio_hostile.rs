@@ -1,0 +1,386 @@
+//! An outside audit of the async pieces of issue 21 against hostile or
+//! dying peers: a peer truncating the segment (the `truncate` program)
+//! while an async send awaits room or an async receive awaits a message,
+//! a receiver killed with SIGKILL while a send awaits room, a producer
+//! killed while it holds the channel's producers' lock, and a `dyn` send
+//! or receive of an [`AsyncQueue`] given up (its future dropped) while it
+//! waited. Each must end with an error or complete, never hang (generous
+//! bounds, 10 s), and dropping the async end afterwards must return
+//! promptly (no helper-thread join that waits for ever).
+
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ipcworks::Error;
+use ipcworks::channel::{Channel, Receiver, Sender, WaitStrategy};
+use ipcworks::queue::Queue;
+use ipcworks::tokio::{
+    AsyncMessageReceiverExt, AsyncMessageSenderExt, AsyncQueue, AsyncReceiver, AsyncSender,
+};
+
+use crate::support::{self, KillOnDrop, ShmCleanup};
+
+/// Generous: catches a hang, not slowness.
+const LIMIT: Duration = Duration::from_secs(10);
+/// Long enough for an awaiting call to have parked on its helper.
+const PARK: Duration = Duration::from_millis(200);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn child() {
+    let Some((role, arg)) = support::role() else {
+        return;
+    };
+    match role.as_str() {
+        // Opens the channel NAME's receiver, says ready, and sleeps (to be
+        // killed).
+        "receiver" => {
+            let _rx = Receiver::open(&arg).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        // Fills the channel NAME with `try_send`: started with the abort
+        // point `channel-producer-locked` set, it dies (SIGKILL) inside
+        // the producers' lock at its first slow-path reservation.
+        "locked-sender" => {
+            let mut tx = Sender::open(&arg).unwrap();
+            for _ in 0..10_000 {
+                let _ = tx.try_send(b"fill");
+            }
+            panic!("the abort point did not fire");
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// `truncate -s SIZE PATH`: the outside program a careless or hostile
+/// user would run.
+fn truncate(path: &str, size: u64) {
+    let st = Command::new("truncate")
+        .args(["-s", &size.to_string(), path])
+        .status()
+        .expect("run truncate");
+    assert!(st.success(), "truncate -s {size} {path}: {st}");
+}
+
+/// Runs `f` on a thread of its own and waits at most [`LIMIT`] for it:
+/// a drop that joins a helper for ever fails the test instead of hanging
+/// it.
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(LIMIT)
+        .unwrap_or_else(|_| panic!("{what} did not return within {LIMIT:?}"))
+}
+
+/// The size a cut leaves: 0, or half, down to a page boundary (so no
+/// page is kept with zeroed words in it, which a call could not tell from
+/// a peer writing zeros: see `truncate.rs`).
+fn cut_size(cut: &str, size: u64) -> u64 {
+    match cut {
+        "zero" => 0,
+        _ => size / 2 / 4096 * 4096,
+    }
+}
+
+fn is_truncated(e: &Error) -> bool {
+    matches!(e, Error::Truncated { .. })
+}
+
+/// A channel of `cap` messages NAME, its receiver held (never receiving)
+/// and an async sender that filled it.
+fn full_channel(name: &str) -> (Channel, Receiver, AsyncSender) {
+    let chan = Channel::builder().capacity(4).create(name).unwrap();
+    let rx = chan.receiver().unwrap();
+    let mut tx = AsyncSender::new(chan.sender().unwrap()).unwrap();
+    while tx.get_mut().try_send(b"fill").is_ok() {}
+    (chan, rx, tx)
+}
+
+/// 1. An async send awaiting room in a channel whose segment a peer cuts
+///    (to zero, to half): ends with `Truncated`, and the sender drops
+///    promptly.
+#[test]
+fn tokio_hostile_a_send_awaiting_room_in_a_truncated_channel_ends_truncated() {
+    for cut in ["zero", "half"] {
+        let name = support::unique_name("hostroom");
+        let seg = format!("ipcworks.chan.{name}");
+        let _cleanup = ShmCleanup(vec![seg.clone()]);
+        let rt = runtime();
+        let (chan, rx, tx) = rt.block_on(async { full_channel(&name) });
+        let path = format!("/dev/shm/{seg}");
+        let size = std::fs::metadata(&path).unwrap().len();
+        let task = rt.spawn(async move {
+            let mut tx = tx;
+            let r = tokio::time::timeout(LIMIT, tx.send(b"last")).await;
+            (r, tx)
+        });
+        std::thread::sleep(PARK);
+        truncate(&path, cut_size(cut, size));
+        let (r, tx) = rt.block_on(task).unwrap();
+        match r {
+            Err(_) => panic!("cut to {cut}: the awaiting send hung (no error within {LIMIT:?})"),
+            Ok(Ok(())) => panic!("cut to {cut}: the send reported success into a cut segment"),
+            Ok(Err(e)) => assert!(is_truncated(&e), "cut to {cut}: {e:?}"),
+        }
+        bounded("dropping the AsyncSender", move || drop(tx));
+        bounded("dropping the runtime", move || drop(rt));
+        drop((rx, chan));
+    }
+}
+
+/// 1. The same for a native queue.
+#[test]
+fn tokio_hostile_a_send_awaiting_room_in_a_truncated_queue_ends_truncated() {
+    for cut in ["zero", "half"] {
+        let name = support::unique_name("hostqroom");
+        let seg = format!("ipcworks.queue.{name}");
+        let _cleanup = ShmCleanup(vec![seg.clone()]);
+        let rt = runtime();
+        let q = Queue::options().capacity(4).create(&name).unwrap();
+        let aq = rt.block_on(async { AsyncQueue::new(q).unwrap() });
+        while aq.get_ref().try_send(b"fill", 0).is_ok() {}
+        let path = format!("/dev/shm/{seg}");
+        let size = std::fs::metadata(&path).unwrap().len();
+        let task = rt.spawn(async move {
+            let r = tokio::time::timeout(LIMIT, aq.send(b"last", 0)).await;
+            (r, aq)
+        });
+        std::thread::sleep(PARK);
+        truncate(&path, cut_size(cut, size));
+        let (r, aq) = rt.block_on(task).unwrap();
+        match r {
+            Err(_) => panic!("cut to {cut}: the awaiting send hung (no error within {LIMIT:?})"),
+            Ok(Ok(())) => panic!("cut to {cut}: the send reported success into a cut segment"),
+            Ok(Err(e)) => assert!(is_truncated(&e), "cut to {cut}: {e:?}"),
+        }
+        bounded("dropping the AsyncQueue", move || drop(aq));
+        bounded("dropping the runtime", move || drop(rt));
+    }
+}
+
+/// 1. An async receive awaiting a message (parked: `WaitStrategy::Block`)
+///    in a channel cut to zero or half, then one holding a `recv_ref`
+///    while the cut comes: errors (`Truncated`), and prompt drops.
+#[test]
+fn tokio_hostile_an_async_receive_in_a_truncated_channel_ends_truncated() {
+    for cut in ["zero", "half"] {
+        let name = support::unique_name("hostrecv");
+        let seg = format!("ipcworks.chan.{name}");
+        let _cleanup = ShmCleanup(vec![seg.clone()]);
+        let rt = runtime();
+        let chan = Channel::builder()
+            .capacity(4)
+            .wait(WaitStrategy::Block)
+            .create(&name)
+            .unwrap();
+        let tx = chan.sender().unwrap();
+        let rx = rt.block_on(async { AsyncReceiver::new(chan.receiver().unwrap()).unwrap() });
+        let path = format!("/dev/shm/{seg}");
+        let size = std::fs::metadata(&path).unwrap().len();
+        let task = rt.spawn(async move {
+            let mut rx = rx;
+            let r = tokio::time::timeout(LIMIT, rx.recv()).await;
+            (r, rx)
+        });
+        std::thread::sleep(PARK);
+        truncate(&path, cut_size(cut, size));
+        let (r, rx) = rt.block_on(task).unwrap();
+        match r {
+            Err(_) => panic!("cut to {cut}: the awaiting recv hung"),
+            Ok(r) => assert!(
+                r.as_ref().is_err_and(is_truncated),
+                "cut to {cut}: the awaiting recv gave {r:?}"
+            ),
+        }
+        bounded("dropping the AsyncReceiver", move || drop(rx));
+        drop((tx, chan));
+
+        // A `recv_ref` held across the cut.
+        let name = support::unique_name("hostref");
+        let seg = format!("ipcworks.chan.{name}");
+        let _cleanup = ShmCleanup(vec![seg.clone()]);
+        let chan = Channel::builder().capacity(4).create(&name).unwrap();
+        let mut tx = chan.sender().unwrap();
+        tx.send(b"held").unwrap();
+        tx.send(b"next").unwrap();
+        let path = format!("/dev/shm/{seg}");
+        let size = std::fs::metadata(&path).unwrap().len();
+        let rx = rt.block_on(async move {
+            let mut rx = AsyncReceiver::new(chan.receiver().unwrap()).unwrap();
+            {
+                let m = rx.recv_ref().await.unwrap();
+                truncate(&path, cut_size(cut, size));
+                let mut buf = [0u8; 4];
+                // The copy may find the bytes or zeros; never a SIGBUS.
+                let _ = m.copy_to(&mut buf);
+            }
+            let r = tokio::time::timeout(LIMIT, rx.recv()).await;
+            match r {
+                Err(_) => panic!("cut to {cut} under a recv_ref: the next recv hung"),
+                // A message in the part the cut kept is still a
+                // message (the helper never looked: nothing to wait for).
+                Ok(Ok(m)) if cut == "half" => assert_eq!(m, b"next"),
+                Ok(Ok(m)) => panic!("cut to {cut} under a recv_ref: received {m:?}"),
+                Ok(Err(e)) => assert!(is_truncated(&e), "cut to {cut} under a recv_ref: {e:?}"),
+            }
+            rx
+        });
+        bounded("dropping the AsyncReceiver", move || drop(rx));
+        drop(tx);
+        bounded("dropping the runtime", move || drop(rt));
+    }
+}
+
+/// 3. A receiver killed with SIGKILL while an async send awaits room:
+///    `Disconnected`, promptly.
+#[test]
+fn tokio_hostile_a_receiver_killed_while_a_send_awaits_room_disconnects_it() {
+    let name = support::unique_name("hostkill");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.chan.{name}")]);
+    let chan = Channel::builder().capacity(4).create(&name).unwrap();
+    let mut child =
+        KillOnDrop::spawn_ready(support::child("tokio_hostile::child", "receiver", &name));
+    let rt = runtime();
+    let mut tx = rt.block_on(async { AsyncSender::new(chan.sender().unwrap()).unwrap() });
+    while tx.get_mut().try_send(b"fill").is_ok() {}
+    let task = rt.spawn(async move {
+        let r = tokio::time::timeout(LIMIT, tx.send(b"last")).await;
+        (r, tx)
+    });
+    std::thread::sleep(PARK);
+    child.kill9();
+    let (r, tx) = rt.block_on(task).unwrap();
+    match r {
+        Err(_) => panic!("the awaiting send hung after its receiver was killed"),
+        Ok(r) => assert!(
+            matches!(r, Err(Error::Disconnected)),
+            "the awaiting send gave {r:?}"
+        ),
+    }
+    bounded("dropping the AsyncSender", move || drop(tx));
+    bounded("dropping the runtime", move || drop(rt));
+}
+
+/// 3. A producer killed (SIGKILL, at the abort point
+///    `channel-producer-locked`) while it holds the producers' lock: a
+///    blocking send takes the lock over from the dead holder (after 2 ms
+///    busy), and so must an async one, instead of napping for ever.
+#[test]
+fn tokio_hostile_an_async_send_takes_over_a_dead_producers_lock() {
+    let name = support::unique_name("hostlock");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.chan.{name}")]);
+    let chan = Channel::builder().capacity(4).create(&name).unwrap();
+    let mut rx = chan.receiver().unwrap();
+    let mut cmd = support::child("tokio_hostile::child", "locked-sender", &name);
+    cmd.env(ipcworks::fault::ABORT_VAR, "channel-producer-locked:1");
+    let mut child = KillOnDrop::spawn(cmd);
+    let st = child.wait_for(LIMIT);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        st.signal(),
+        Some(9),
+        "the child did not die in the lock: {st}"
+    );
+    // Room again; the lock is still the dead child's.
+    let mut got = 0;
+    while rx.try_recv().is_ok() {
+        got += 1;
+    }
+    assert!(got > 0, "the child sent nothing before it died");
+    let rt = runtime();
+    let r = rt.block_on(async {
+        let mut tx = AsyncSender::new(chan.sender().unwrap()).unwrap();
+        tokio::time::timeout(LIMIT, tx.send(b"after")).await
+    });
+    match r {
+        Err(_) => panic!("the async send never took over the dead producer's lock"),
+        Ok(r) => r.unwrap(),
+    }
+    assert_eq!(rx.try_recv().unwrap(), b"after");
+    // The blocking send's rule, for comparison (now that the lock is free
+    // this only checks the channel still works).
+    let mut tx = chan.sender().unwrap();
+    tx.send_timeout(b"sync", LIMIT).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), b"sync");
+}
+
+/// 6. A `dyn` send of an [`AsyncQueue`] given up (its future dropped by
+///    a timeout) while it waited for room must not keep the senders' gate:
+///    a clone's send that waits for room is woken when room comes.
+#[test]
+fn tokio_hostile_a_given_up_dyn_send_does_not_block_a_clone() {
+    let name = support::unique_name("hostgate");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let q = Queue::options().capacity(4).create(&name).unwrap();
+    let taker = Queue::open(&name).unwrap();
+    let rt = runtime();
+    rt.block_on(async move {
+        let mut a = AsyncQueue::new(q).unwrap();
+        let b = a.clone();
+        while a.get_ref().try_send(b"fill", 0).is_ok() {}
+        // Through the dyn interface, given up while the queue is full.
+        let r = tokio::time::timeout(
+            Duration::from_millis(50),
+            AsyncMessageSenderExt::send(&mut a, b"given-up"),
+        )
+        .await;
+        assert!(r.is_err(), "the dyn send found room in a full queue: {r:?}");
+        let clone = tokio::spawn(async move { b.send(b"clone", 0).await });
+        tokio::time::sleep(PARK).await;
+        taker.try_recv().unwrap();
+        let r = tokio::time::timeout(LIMIT, clone).await;
+        assert!(
+            r.is_ok(),
+            "a clone's send stayed blocked behind a given-up dyn send"
+        );
+        r.unwrap().unwrap().unwrap();
+        drop(a);
+        let mut all = Vec::new();
+        while let Ok((m, _)) = taker.try_recv() {
+            all.push(m);
+        }
+        assert!(all.iter().any(|m| m == b"clone"), "{all:?}");
+        assert!(!all.iter().any(|m| m == b"given-up"), "{all:?}");
+    });
+}
+
+/// 6. The same for a `dyn` receive given up while the queue was empty.
+#[test]
+fn tokio_hostile_a_given_up_dyn_recv_does_not_block_a_clone() {
+    let name = support::unique_name("hostrgate");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let q = Queue::options().capacity(4).create(&name).unwrap();
+    let sender = Queue::open(&name).unwrap();
+    let rt = runtime();
+    rt.block_on(async move {
+        let mut a = AsyncQueue::new(q).unwrap();
+        let b = a.clone();
+        let r = tokio::time::timeout(
+            Duration::from_millis(50),
+            AsyncMessageReceiverExt::recv(&mut a),
+        )
+        .await;
+        assert!(r.is_err(), "the dyn recv found a message: {r:?}");
+        let clone = tokio::spawn(async move { b.recv().await });
+        tokio::time::sleep(PARK).await;
+        sender.try_send(b"one", 0).unwrap();
+        let r = tokio::time::timeout(LIMIT, clone).await;
+        assert!(
+            r.is_ok(),
+            "a clone's recv stayed blocked behind a given-up dyn recv"
+        );
+        assert_eq!(r.unwrap().unwrap().unwrap().0, b"one");
+    });
+}
