@@ -57,9 +57,207 @@ fn child() {
             }
             panic!("the abort point did not fire");
         }
+        // "chan,NAME" or "queue,NAME": fills it, says "full", awaits a
+        // send for at most SCRIBBLED_WAIT (a peer scribbles meanwhile),
+        // prints "RESULT ok|err ...|pending", drops the async end and
+        // prints "DROPPED <ms>".
+        "room-waiter" => {
+            let (kind, name) = arg.split_once(',').unwrap();
+            let rt = runtime();
+            let (r, end): (_, Box<dyn Send>) = rt.block_on(async {
+                match kind {
+                    "chan" => {
+                        let mut tx = AsyncSender::new(Sender::open(name).unwrap()).unwrap();
+                        while tx.get_mut().try_send(b"fill").is_ok() {}
+                        println!("full");
+                        let r = tokio::time::timeout(SCRIBBLED_WAIT, tx.send(b"last")).await;
+                        (r, Box::new(tx) as Box<dyn Send>)
+                    }
+                    _ => {
+                        let q = AsyncQueue::new(Queue::open(name).unwrap()).unwrap();
+                        while q.get_ref().try_send(b"fill", 0).is_ok() {}
+                        println!("full");
+                        let r = tokio::time::timeout(SCRIBBLED_WAIT, q.send(b"last", 0)).await;
+                        (r, Box::new(q) as Box<dyn Send>)
+                    }
+                }
+            });
+            match r {
+                Ok(Ok(())) => println!("RESULT ok"),
+                Ok(Err(e)) => println!("RESULT err {e}"),
+                Err(_) => println!("RESULT pending"),
+            }
+            let t = std::time::Instant::now();
+            drop(end);
+            drop(rt);
+            println!("DROPPED {}", t.elapsed().as_millis());
+        }
+        // "PATH,OFFSET,HEX": writes the bytes HEX at OFFSET of PATH
+        // (`pwrite`: the page every mapping of the segment shares).
+        "scribble" => {
+            use std::os::unix::fs::FileExt;
+            let mut it = arg.split(',');
+            let (path, off, hex) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            f.write_all_at(&bytes, off.parse().unwrap()).unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// How long a child's send awaits room after a scribble before it gives
+/// up (an error is expected sooner; a scribble that leaves a sound-looking
+/// full ring may leave it waiting, idle).
+const SCRIBBLED_WAIT: Duration = Duration::from_secs(3);
+
+/// utime + stime of process `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+}
+
+/// Runs a `room-waiter` child on `kind` NAME (whose segment is `path`)
+/// once per scribble (offset, bytes), each a child process of its own
+/// writing the bytes while the send awaits room; checks that the send
+/// ends with an error or waits idle (bounded CPU, no spin), and that the
+/// async end drops promptly.
+fn scribbled(kind: &str, make: impl Fn(&str), scribbles: &[(&str, u64, Vec<u8>)]) {
+    use std::io::BufRead;
+    for (what, off, bytes) in scribbles {
+        let name = support::unique_name("hostscrib");
+        let prefix = if kind == "chan" { "chan" } else { "queue" };
+        let seg = format!("ipcworks.{prefix}.{name}");
+        let _cleanup = ShmCleanup(vec![seg.clone()]);
+        make(&name);
+        let path = format!("/dev/shm/{seg}");
+        let mut cmd = support::child(
+            "tokio_hostile::child",
+            "room-waiter",
+            &format!("{kind},{name}"),
+        );
+        cmd.stdout(std::process::Stdio::piped());
+        let mut child = KillOnDrop::spawn(cmd);
+        let pid = child.pid();
+        let out = child.0.as_mut().unwrap().stdout.take().unwrap();
+        let (ltx, lrx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(|l| l.ok()) {
+                let _ = ltx.send(l);
+            }
+        });
+        let next = |want: &str| loop {
+            match lrx.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) if l.starts_with(want) => return l,
+                Ok(_) => continue,
+                Err(_) => panic!("{kind} {what}: no {want:?} line from the child"),
+            }
+        };
+        next("full");
+        std::thread::sleep(PARK);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let st = support::child(
+            "tokio_hostile::child",
+            "scribble",
+            &format!("{path},{off},{hex}"),
+        )
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+        assert!(st.success(), "the scribbler failed");
+        let cpu0 = cpu_seconds(pid);
+        let t0 = std::time::Instant::now();
+        let result = next("RESULT ");
+        // CPU while the send awaited after the scribble: a spin burns the
+        // whole window (at least one core); an idle wait next to nothing.
+        let (cpu, wall) = (cpu_seconds(pid) - cpu0, t0.elapsed().as_secs_f64());
+        let dropped: u64 = next("DROPPED ")["DROPPED ".len()..].parse().unwrap();
+        let status = child.wait_for(Duration::from_secs(30));
+        eprintln!(
+            "{kind} {what}: {result}, {cpu:.2} s CPU in {wall:.2} s, dropped in {dropped} ms"
+        );
+        assert!(status.success(), "{kind} {what}: the child died: {status}");
+        // A scribble that makes a sound-looking state (a `reserve` or
+        // slots zeroed: room again) may let the send through: a peer
+        // writing words the protocol allows cannot be told from one
+        // following it.
+        assert!(
+            ["RESULT ok", "RESULT pending"].contains(&result.as_str())
+                || result.starts_with("RESULT err "),
+            "{kind} {what}: {result}"
+        );
+        assert!(
+            wall < 0.5 || cpu < wall * 0.5,
+            "{kind} {what}: the awaiting send spun ({cpu:.2} s CPU in {wall:.2} s)"
+        );
+        assert!(
+            dropped < 10_000,
+            "{kind} {what}: dropping took {dropped} ms"
+        );
+    }
+}
+
+/// 2. A peer scribbles the channel's header words the room helper reads
+///    (the ring's `reserve` and `head`, the producers' lock and futex
+///    word, the receiver's identity, the geometry) while an async send
+///    awaits room in another process: an error or an idle wait, never a
+///    spin, a panic or a drop that hangs.
+#[test]
+fn tokio_hostile_scribbled_channel_words_under_an_awaiting_send() {
+    // Offsets in the header (`channel/shared.rs`, `ring.rs`): params 0,
+    // peers 64, 32 sender lines, then the control lines.
+    const CONTROL: u64 = 64 + 64 + 32 * 64;
+    let ff = vec![0xffu8; 8];
+    let scribbles = [
+        ("reserve=MAX", CONTROL, ff.clone()),
+        ("reserve=0", CONTROL, vec![0u8; 8]),
+        ("lock=garbage", CONTROL + 8, vec![0x5au8; 8]),
+        ("head=MAX", CONTROL + 64, ff.clone()),
+        ("tx futex word", CONTROL + 192, vec![0xffu8; 4]),
+        ("receiver=garbage", 64, vec![0x33u8; 8]),
+        ("params", 8, vec![0xffu8; 24]),
+    ];
+    let keep = std::sync::Mutex::new(Vec::new());
+    scribbled(
+        "chan",
+        |name| {
+            let chan = Channel::builder().capacity(4).create(name).unwrap();
+            let rx = chan.receiver().unwrap();
+            keep.lock().unwrap().push((chan, rx));
+        },
+        &scribbles,
+    );
+}
+
+/// 2. The same for a native queue: its geometry, the senders' sleepers
+///    word and `free` semaphore the room helper polls, and the first
+///    slots' records.
+#[test]
+fn tokio_hostile_scribbled_queue_words_under_an_awaiting_send() {
+    let scribbles = [
+        ("capacity", 12, vec![0xffu8; 4]),
+        ("stride", 20, vec![0xffu8; 4]),
+        ("send_sleepers", 132, vec![0xffu8; 4]),
+        ("free semaphore", 136, vec![0xffu8; 24]),
+        ("free=0", 136, vec![0u8; 24]),
+        ("slots", 192, vec![0xffu8; 512]),
+        ("slots=0", 192, vec![0u8; 512]),
+    ];
+    let keep = std::sync::Mutex::new(Vec::new());
+    scribbled(
+        "queue",
+        |name| {
+            let q = Queue::options().capacity(4).create(name).unwrap();
+            keep.lock().unwrap().push(q);
+        },
+        &scribbles,
+    );
 }
 
 /// `truncate -s SIZE PATH`: the outside program a careless or hostile
