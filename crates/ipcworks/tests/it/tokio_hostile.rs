@@ -105,9 +105,78 @@ fn child() {
             let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
             f.write_all_at(&bytes, off.parse().unwrap()).unwrap();
         }
+        #[cfg(feature = "server")]
+        "server" => server_child(&arg),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// Open descriptors and threads of this process.
+fn fds_and_threads() -> (usize, usize) {
+    let n = |d: &str| std::fs::read_dir(d).unwrap().count();
+    (n("/proc/self/fd"), n("/proc/self/task"))
+}
+
+/// An `AsyncServer` on the socket PATH (frames, at most 4 clients, echo,
+/// no idle timeout;
+/// a message "slow" is answered after 300 ms): prints its descriptors,
+/// threads and the runtime's live tasks before it binds ("BEFORE"),
+/// "ready", stops when a line comes on standard input, then prints how
+/// long the stop took ("STOPPED ms"), the same counts ("AFTER") and its
+/// stats.
+#[cfg(feature = "server")]
+fn server_child(path: &str) {
+    use ipcworks::socket::{Peer, ServerOptions};
+    use ipcworks::tokio::AsyncServer;
+    let rt = runtime();
+    rt.block_on(async {
+        // The stop line is read on a thread of its own, started (and
+        // kept) before the counts.
+        let (said, told) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut l = String::new();
+            let _ = std::io::stdin().read_line(&mut l);
+            let _ = said.send(());
+            std::thread::sleep(Duration::from_secs(120));
+        });
+        // Let the runtime's threads start before counting.
+        tokio::task::yield_now().await;
+        let tasks0 = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let (fds0, threads0) = fds_and_threads();
+        let mut opts = ServerOptions::new();
+        opts.log(false)
+            .max_connections(4)
+            .framing(ipcworks::frame::Framing::Frames);
+        let server = AsyncServer::bind_unix(&opts, path).unwrap();
+        let stop = server.shutdown_handle();
+        let handler = |_p: &Peer, m: Vec<u8>| async move {
+            if m == b"slow" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Some(m)
+        };
+        let run = tokio::spawn(server.run(handler));
+        println!("BEFORE {fds0} {threads0} {tasks0}");
+        println!("ready");
+        let _ = told.await;
+        let t = std::time::Instant::now();
+        stop.shutdown();
+        let stats = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the server did not stop")
+            .unwrap()
+            .unwrap();
+        println!("STOPPED {}", t.elapsed().as_millis());
+        let tasks1 = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let (fds1, threads1) = fds_and_threads();
+        println!("AFTER {fds1} {threads1} {tasks1}");
+        println!("STATS {stats:?}");
+    });
 }
 
 /// How long a child's send awaits room after a scribble before it gives
@@ -581,4 +650,97 @@ fn tokio_hostile_a_given_up_dyn_recv_does_not_block_a_clone() {
         );
         assert_eq!(r.unwrap().unwrap().unwrap().0, b"one");
     });
+}
+
+/// 4. An `AsyncServer` (a child process) against hostile clients: some
+///    send half a frame and stall, one sends requests and never reads
+///    its replies, then closes mid-reply, a flood of connections beyond
+///    the limit of 4, and a stop while clients are mid-message. The stop
+///    is bounded, and the server process is left with the descriptors,
+///    threads and tasks it had before it bound.
+#[cfg(feature = "server")]
+#[test]
+fn tokio_hostile_async_server_under_stalling_and_flooding_clients() {
+    use ipcworks::frame::{self, Framing};
+    use std::io::{BufRead, Write};
+    use std::os::unix::net::UnixStream as StdUnix;
+    let path = crate::pipe::TmpPath::new("hostsrv.sock");
+    let mut cmd = support::child("tokio_hostile::child", "server", path.0.to_str().unwrap());
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = KillOnDrop::spawn(cmd);
+    let mut stdin = child.0.as_mut().unwrap().stdin.take().unwrap();
+    let out = child.0.as_mut().unwrap().stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines().map_while(|l| l.ok());
+    let before = lines.find(|l| l.starts_with("BEFORE ")).expect("BEFORE");
+    assert!(lines.any(|l| l == "ready"));
+    let framed = |m: &[u8]| {
+        let mut v = Vec::new();
+        frame::encode(m, Framing::Frames, &mut v).unwrap();
+        v
+    };
+    // Two clients that send half a frame and stall.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut c = StdUnix::connect(&path.0).unwrap();
+        let f = framed(&[7u8; 100]);
+        c.write_all(&f[..f.len() / 2]).unwrap();
+        stalled.push(c);
+    }
+    // One that sends "slow" requests and reads nothing, then closes while
+    // the server is replying.
+    {
+        let mut c = StdUnix::connect(&path.0).unwrap();
+        for _ in 0..3 {
+            c.write_all(&framed(b"slow")).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        drop(c);
+    }
+    // A flood of connections beyond the limit, each closed at once or
+    // kept; then one more stalled client mid-message, kept to the stop.
+    let mut kept = Vec::new();
+    for i in 0..60 {
+        if let Ok(mut c) = StdUnix::connect(&path.0) {
+            let _ = c.write_all(&framed(b"flood")[..3]);
+            if i % 2 == 0 {
+                kept.push(c);
+            }
+        }
+    }
+    // A well-behaved client is answered once the flood is refused.
+    std::thread::sleep(Duration::from_millis(200));
+    kept.truncate(0);
+    let answered = support::wait_until(LIMIT, || {
+        let Ok(mut c) = StdUnix::connect(&path.0) else {
+            return false;
+        };
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        if c.write_all(&framed(b"hello")).is_err() {
+            return false;
+        }
+        let mut got = [0u8; 9];
+        std::io::Read::read_exact(&mut c, &mut got).is_ok() && &got[4..] == b"hello"
+    });
+    // Stop with the two stalled clients mid-message.
+    writeln!(stdin, "stop").unwrap();
+    let stopped = lines.find(|l| l.starts_with("STOPPED ")).expect("STOPPED");
+    let after = lines.find(|l| l.starts_with("AFTER ")).expect("AFTER");
+    let stats = lines.find(|l| l.starts_with("STATS ")).expect("STATS");
+    let status = child.wait_for(LIMIT);
+    drop(stalled);
+    eprintln!("{before} / {after} / {stopped} / {stats}");
+    assert!(status.success(), "the server child failed: {status}");
+    assert!(
+        answered,
+        "a well-behaved client was never answered: {stats}"
+    );
+    let ms: u64 = stopped["STOPPED ".len()..].parse().unwrap();
+    assert!(ms < 10_000, "the stop took {ms} ms");
+    assert_eq!(
+        before["BEFORE ".len()..],
+        after["AFTER ".len()..],
+        "descriptors, threads, tasks before the server / after it stopped: {stats}"
+    );
 }
