@@ -107,9 +107,59 @@ fn child() {
         }
         #[cfg(feature = "server")]
         "server" => server_child(&arg),
+        // Standard input and output are one socket: the async stdin and
+        // stdout made and dropped in both orders, dropped in a panicking
+        // task, and after a cancelled read; prints the O_NONBLOCK flag of
+        // descriptor 0 after each ("STEP name flag") on standard error.
+        "stdio-shared" => stdio_child(),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
+}
+
+/// Whether descriptor `fd`'s open file description is non-blocking.
+fn nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    // SAFETY: F_GETFL reads the flags of a descriptor the caller keeps open.
+    let fl = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_GETFL) };
+    assert!(fl >= 0, "fcntl: {}", std::io::Error::last_os_error());
+    fl & libc::O_NONBLOCK != 0
+}
+
+fn stdio_child() {
+    use std::os::fd::AsFd;
+    use tokio::io::AsyncReadExt;
+    let fd0 = || nonblocking(std::io::stdin().as_fd());
+    let step = |name: &str, nb: bool| eprintln!("STEP {name} {nb}");
+    runtime().block_on(async {
+        step("start", fd0());
+        let i = ipcworks::tokio::stdin().unwrap();
+        let o = ipcworks::tokio::stdout().unwrap();
+        drop(i);
+        // The stdout still in use needs the shared description as it was.
+        step("stdout-alive", fd0());
+        drop(o);
+        step("in-then-out", fd0());
+        let i = ipcworks::tokio::stdin().unwrap();
+        let o = ipcworks::tokio::stdout().unwrap();
+        drop(o);
+        step("stdin-alive", fd0());
+        drop(i);
+        step("out-then-in", fd0());
+        let r = tokio::spawn(async {
+            let _i = ipcworks::tokio::stdin().unwrap();
+            let _o = ipcworks::tokio::stdout().unwrap();
+            panic!("a task panics holding the async stdin and stdout");
+        })
+        .await;
+        assert!(r.is_err());
+        step("panic", fd0());
+        let mut i = ipcworks::tokio::stdin().unwrap();
+        let mut buf = [0u8; 8];
+        let r = tokio::time::timeout(Duration::from_millis(20), i.read(&mut buf)).await;
+        assert!(r.is_err(), "read something: {r:?}");
+        drop(i);
+        step("cancelled", fd0());
+    });
 }
 
 /// Open descriptors and threads of this process.
@@ -742,5 +792,50 @@ fn tokio_hostile_async_server_under_stalling_and_flooding_clients() {
         before["BEFORE ".len()..],
         after["AFTER ".len()..],
         "descriptors, threads, tasks before the server / after it stopped: {stats}"
+    );
+}
+
+/// 5. The async stdin and stdout over one shared open file description
+///    (a socket that is both descriptor 0 and 1 of a child, as a terminal
+///    or an inetd-style socket is): while one of them is in use the
+///    description stays non-blocking, and once both are dropped — in
+///    either order, in a task that panicked, after a cancelled read — it
+///    is blocking again as it was. The test checks the flag in the child
+///    and, after it exits, on its own duplicate of the description.
+#[test]
+fn tokio_hostile_stdin_and_stdout_on_one_description_restore_its_blocking_mode() {
+    use std::io::BufRead;
+    use std::os::fd::{AsFd, OwnedFd};
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let theirs = OwnedFd::from(theirs);
+    let watch = theirs.try_clone().unwrap();
+    assert!(!nonblocking(watch.as_fd()));
+    let mut cmd = support::child("tokio_hostile::child", "stdio-shared", "");
+    cmd.stdin(std::process::Stdio::from(theirs.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(theirs))
+        .stderr(std::process::Stdio::piped());
+    let mut child = KillOnDrop::spawn(cmd);
+    let err = child.0.as_mut().unwrap().stderr.take().unwrap();
+    let steps: Vec<String> = std::io::BufReader::new(err)
+        .lines()
+        .map_while(|l| l.ok())
+        .filter(|l| l.starts_with("STEP "))
+        .collect();
+    let status = child.wait_for(LIMIT);
+    drop(mine);
+    assert!(status.success(), "the child failed: {status} {steps:?}");
+    let want = [
+        "STEP start false",
+        "STEP stdout-alive true",
+        "STEP in-then-out false",
+        "STEP stdin-alive true",
+        "STEP out-then-in false",
+        "STEP panic false",
+        "STEP cancelled false",
+    ];
+    assert_eq!(steps, want, "O_NONBLOCK of the shared description");
+    assert!(
+        !nonblocking(watch.as_fd()),
+        "the child left the description non-blocking"
     );
 }
