@@ -105,6 +105,14 @@ fn child() {
             let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
             f.write_all_at(&bytes, off.parse().unwrap()).unwrap();
         }
+        // Claims a message of the queue NAME (its slot stays busy), says
+        // ready and sleeps, to be killed with the claim held.
+        "claimant" => {
+            let q = Queue::open(&arg).unwrap();
+            let _claim = q.recv_claim().unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(120));
+        }
         #[cfg(feature = "server")]
         "server" => server_child(&arg),
         // Standard input and output are one socket: the async stdin and
@@ -587,6 +595,40 @@ fn tokio_hostile_a_receiver_killed_while_a_send_awaits_room_disconnects_it() {
         ),
     }
     bounded("dropping the AsyncSender", move || drop(tx));
+    bounded("dropping the runtime", move || drop(rt));
+}
+
+/// 3. A claimant killed (SIGKILL) holding a slot of a full native queue
+///    while an async send awaits room: the claimed message is recovered
+///    (nothing lost), the send goes on waiting without spinning, and
+///    completes once a message is taken; every message arrives once.
+#[test]
+fn tokio_hostile_a_claimant_killed_while_a_send_awaits_room() {
+    let name = support::unique_name("hostclaim");
+    let _cleanup = ShmCleanup(vec![format!("ipcworks.queue.{name}")]);
+    let q = Queue::options().capacity(4).create(&name).unwrap();
+    for i in 0..4u8 {
+        q.try_send(&[i], 0).unwrap();
+    }
+    let mut child =
+        KillOnDrop::spawn_ready(support::child("tokio_hostile::child", "claimant", &name));
+    let rt = runtime();
+    let aq = rt.block_on(async { AsyncQueue::new(Queue::open(&name).unwrap()).unwrap() });
+    let task = rt.spawn(async move { tokio::time::timeout(LIMIT, aq.send(b"last", 0)).await });
+    std::thread::sleep(PARK);
+    child.kill9();
+    std::thread::sleep(PARK);
+    assert!(!task.is_finished(), "the send completed into a full queue");
+    let mut got = vec![q.recv_timeout(LIMIT).unwrap().0];
+    let r = rt.block_on(task).unwrap();
+    assert!(r.is_ok(), "the awaiting send hung after room came");
+    r.unwrap().unwrap();
+    while let Ok((m, _)) = q.try_recv() {
+        got.push(m);
+    }
+    got.sort();
+    let want: Vec<Vec<u8>> = vec![vec![0], vec![1], vec![2], vec![3], b"last".to_vec()];
+    assert_eq!(got, want, "each message once");
     bounded("dropping the runtime", move || drop(rt));
 }
 
