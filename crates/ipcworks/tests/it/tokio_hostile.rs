@@ -613,10 +613,7 @@ fn tokio_hostile_queue_recv_semaphore_acquire_and_loan_in_truncated_segments() {
         let path = format!("/dev/shm/{seg}");
         let size = std::fs::metadata(&path).unwrap().len();
         let task = rt.spawn(async move {
-            let r = tokio::time::timeout(LIMIT, async {
-                asem.acquire().await.map(|p| std::mem::forget(p))
-            })
-            .await;
+            let r = tokio::time::timeout(LIMIT, async { asem.acquire().await.map(drop) }).await;
             (r, asem)
         });
         std::thread::sleep(PARK);
