@@ -177,7 +177,7 @@ fn fds_and_threads() -> (usize, usize) {
 }
 
 /// An `AsyncServer` on the socket PATH (frames, at most 4 clients, echo,
-/// no idle timeout;
+/// the default idle timeout of 60 s, which the test never reaches;
 /// a message "slow" is answered after 300 ms): prints its descriptors,
 /// threads and the runtime's live tasks before it binds ("BEFORE"),
 /// "ready", stops when a line comes on standard input, then prints how
