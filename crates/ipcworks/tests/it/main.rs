@@ -37,6 +37,8 @@ mod tokio_framed;
 #[cfg(feature = "tokio")]
 mod tokio_hostile;
 #[cfg(feature = "tokio")]
+mod tokio_hostile_io;
+#[cfg(feature = "tokio")]
 mod tokio_io;
 #[cfg(feature = "tokio")]
 mod tokio_room;
