@@ -345,6 +345,8 @@ impl<M: Memory> Ring<M> {
         if let Err(owner) = lock.compare_exchange(steal.unwrap_or(0), id, Acquire, Relaxed) {
             return Ok(Reserve::Busy(owner));
         }
+        // Tests kill a producer here, holding the lock (a dead holder).
+        crate::fault::abort_point("channel-producer-locked");
         if let Some(dead) = steal {
             self.repair_after(dead);
         }

@@ -278,7 +278,7 @@ impl Sender {
             let len = total - HEADER;
             let region = match self.reserve_fast_len(len) {
                 Some(slot) => slot,
-                None => match self.reserve_len(len, deadline) {
+                None => match self.reserve_len(len, deadline, false) {
                     Ok(slot) => slot,
                     Err(Error::WouldBlock) if sent > 0 => return Ok(sent),
                     Err(e) => return Err(e),
@@ -342,6 +342,26 @@ impl Sender {
             return Ok(slot);
         }
         self.reserve(len, Deadline::Now)
+    }
+
+    /// [`try_send`](Self::try_send) that takes the producers' lock over
+    /// from a dead holder ([`Error::WouldBlock`]: no room now, or the lock
+    /// is held by a live producer): the async send's attempt after a
+    /// report of room that came to nothing, so a producer killed inside
+    /// the lock cannot keep it from sending for ever (a blocking send
+    /// takes the lock over after 2 ms busy).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_send_taking_over(&mut self, msg: &[u8]) -> Result<()> {
+        let slot = self.reserve_with(msg.len(), Deadline::Now, true)?;
+        self.fill_and_commit(slot, msg)
+    }
+
+    /// [`reserve_now`](Self::reserve_now) that takes the producers' lock
+    /// over from a dead holder (see
+    /// [`try_send_taking_over`](Self::try_send_taking_over)).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn reserve_now_taking_over(&mut self, len: usize) -> Result<Slot> {
+        self.reserve_with(len, Deadline::Now, true)
     }
 
     /// The blocking send's slow look at the receiver (its identity through
@@ -418,6 +438,14 @@ impl Sender {
     /// Reserves room for `len` bytes, as the wait strategy says, at most
     /// until `deadline` ([`Deadline::Now`]: one attempt, `WouldBlock`).
     fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<Slot> {
+        self.reserve_with(len, deadline, false)
+    }
+
+    /// [`reserve`](Self::reserve); with `take_over`, a single attempt
+    /// ([`Deadline::Now`]) that finds the producers' lock held by a dead
+    /// process takes it over, as a blocked reservation does after 2 ms
+    /// busy (the async send's attempt after a wait that came to nothing).
+    fn reserve_with(&mut self, len: usize, deadline: Deadline, take_over: bool) -> Result<Slot> {
         let max = self.ring.max();
         if len as u64 > max {
             return Err(Error::MessageTooLarge {
@@ -425,12 +453,12 @@ impl Sender {
                 max: max as usize,
             });
         }
-        self.reserve_len(len as u64, deadline)
+        self.reserve_len(len as u64, deadline, take_over)
     }
 
     /// [`reserve`](Self::reserve) of `len` bytes after the first header,
     /// checked by the caller to fit one lap (a message, or a batch).
-    fn reserve_len(&mut self, len: u64, deadline: Deadline) -> Result<Slot> {
+    fn reserve_len(&mut self, len: u64, deadline: Deadline, take_over: bool) -> Result<Slot> {
         let once = deadline.is_now();
         let ring = &self.ring;
         let header = ring.memory().header();
@@ -471,6 +499,14 @@ impl Sender {
                         // critical section; if it stays there, it may
                         // have died in it.
                         if once {
+                            if take_over
+                                && owner & SOLO == 0
+                                && owner != me
+                                && !Identity::from_raw(owner).is_alive()
+                            {
+                                steal = Some(owner);
+                                continue;
+                            }
                             return Err(Error::WouldBlock);
                         }
                         let since = *busy_since.get_or_insert_with(Instant::now);

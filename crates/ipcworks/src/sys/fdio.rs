@@ -140,6 +140,13 @@ pub fn is_regular_file(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
 }
 
+/// `fstat(fd)`: the file `fd` is, as its device and inode numbers.
+#[cfg(feature = "tokio")]
+pub fn file_id(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// `fstat(fd)`: whether `fd` is a socket.
 #[cfg(feature = "tokio")]
 pub fn is_socket(fd: BorrowedFd<'_>) -> Result<bool, Errno> {

@@ -189,6 +189,9 @@ struct Room {
     notifier: Option<Notifier>,
     /// The helper reported since the last attempt.
     reported: bool,
+    /// This send has waited (a report of room came): its attempts take
+    /// the producers' lock over from a dead holder.
+    waited: bool,
     /// Naps after a report that found no room (another sender took it
     /// first, or held the producers' lock), doubling up to 8 ms.
     backoff: Backoff,
@@ -200,12 +203,14 @@ impl Room {
             watch: tx.room_watch(),
             notifier: None,
             reported: false,
+            waited: false,
             backoff: Backoff::default(),
         }
     }
 
     fn done(&mut self) {
         self.reported = false;
+        self.waited = false;
         self.backoff.reset();
     }
 
@@ -232,6 +237,7 @@ impl Room {
         self.watch.want(len);
         ready!(n.poll_ready(cx))?;
         self.reported = true;
+        self.waited = true;
         if self.watch.receiver_died() {
             tx.look_at_receiver()?;
         }
@@ -292,7 +298,17 @@ impl AsyncSender {
     /// fits.
     pub fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8]) -> Poll<Result<()>> {
         loop {
-            match self.tx.try_send(msg) {
+            // After a wait that came to nothing, the attempt also takes the
+            // producers' lock over from a dead holder (as a blocked send
+            // does), so a producer killed inside it cannot stop us.
+            let r = match self.room.waited {
+                true => self
+                    .tx
+                    .try_send_taking_over(msg)
+                    .map_err(TrySendError::from),
+                false => self.tx.try_send(msg),
+            };
+            match r {
                 Ok(()) => {
                     self.room.done();
                     return Poll::Ready(Ok(()));
@@ -321,7 +337,11 @@ impl AsyncSender {
         let room = &mut self.room;
         let slot = std::future::poll_fn(|cx| {
             loop {
-                match tx.reserve_now(len) {
+                let r = match room.waited {
+                    true => tx.reserve_now_taking_over(len),
+                    false => tx.reserve_now(len),
+                };
+                match r {
                     Ok(slot) => {
                         room.done();
                         return Poll::Ready(Ok(slot));

@@ -132,7 +132,12 @@
 //! add `recv().await` and `send(msg).await` returning `Send` futures.
 //! [`open_receiver`] and [`open_sender`] open an
 //! [endpoint](crate::endpoint) as a `Box<dyn AsyncMessageReceiver>` or
-//! `Box<dyn AsyncMessageSender>`.
+//! `Box<dyn AsyncMessageSender>`. A pending `dyn` receive or send that
+//! is given up (its `recv()`/`send()` future dropped before `Ready`) lets
+//! go of what it held between polls through
+//! [`abandon_recv`](AsyncMessageReceiver::abandon_recv) and
+//! [`abandon_send`](AsyncMessageSender::abandon_send) (an
+//! [`AsyncQueue`]'s place at the gate its clones wait behind).
 //!
 //! Everything here must be created inside a tokio runtime (with its I/O
 //! and time drivers: `Runtime::new()`, `Builder::enable_all`); outside one

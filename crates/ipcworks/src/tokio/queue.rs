@@ -65,6 +65,17 @@ type SendFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// others for a gate, in order. An idle awaiting send uses no CPU. A
 /// report that finds no slot after all (another sender took it) is
 /// followed by a short nap on tokio's timer before the wait goes on.
+///
+/// Through the `dyn` interface ([`AsyncMessageReceiver::poll_recv`](super::AsyncMessageReceiver::poll_recv),
+/// [`AsyncMessageSender::poll_send`](super::AsyncMessageSender::poll_send))
+/// a waiting receive or send is kept in this `AsyncQueue` between polls,
+/// with its place at the gate, which the clones wait behind. The futures
+/// of [`AsyncMessageReceiverExt`](super::AsyncMessageReceiverExt) and
+/// [`AsyncMessageSenderExt`](super::AsyncMessageSenderExt) give it up
+/// when they are dropped unfinished (a timeout, a `select!` branch that
+/// lost); a caller of the poll methods who stops polling before `Ready`
+/// must call `abandon_recv`/`abandon_send` (or drop this `AsyncQueue`),
+/// else the clones' waits stay behind it.
 pub struct AsyncQueue {
     inner: Arc<Inner>,
     /// The pending receive of [`AsyncMessageReceiver::poll_recv`](super::AsyncMessageReceiver::poll_recv)
@@ -167,6 +178,19 @@ impl AsyncQueue {
         let r = ready!(fut.as_mut().poll(cx));
         *pending = None;
         Poll::Ready(r.map(|(m, p)| (m, Meta::with_priority(p))))
+    }
+
+    /// Drops the pending `dyn` receive (and the gate it may hold).
+    pub(crate) fn abandon_recv_meta(&mut self) {
+        *self.pending.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Drops the pending `dyn` send (and the senders' gate it may hold).
+    pub(crate) fn abandon_send_meta(&mut self) {
+        *self
+            .pending_send
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub(crate) fn poll_send_meta(

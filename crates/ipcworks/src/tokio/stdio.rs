@@ -107,28 +107,80 @@ impl AsyncWrite for AsyncDuplex {
     }
 }
 
-/// How many [`Stdin`]/[`Stdout`] of this process use descriptor 0 and 1,
-/// and whether each was blocking before the first.
-static STDIO: Mutex<[(usize, bool); 2]> = Mutex::new([(0, false); 2]);
+/// One standard descriptor's users in this process.
+#[derive(Clone, Copy)]
+struct Users {
+    /// How many [`Stdin`]s (or [`Stdout`]s) use it.
+    count: usize,
+    /// Whether it was non-blocking before the first.
+    was_nonblocking: bool,
+    /// The file it is (`fstat`'s device and inode), to tell whether
+    /// descriptors 0 and 1 may share one open file description (a
+    /// terminal, a socket given as both): its `O_NONBLOCK` is then shared.
+    file: Option<(u64, u64)>,
+    /// Its last user left while the other descriptor, the same file,
+    /// was in use: its mode is put back when the other's last user
+    /// leaves.
+    deferred: bool,
+}
+
+const NOBODY: Users = Users {
+    count: 0,
+    was_nonblocking: false,
+    file: None,
+    deferred: false,
+};
+
+/// The users of descriptors 0 and 1.
+static STDIO: Mutex<[Users; 2]> = Mutex::new([NOBODY; 2]);
 
 /// Counts one more user of standard descriptor `which` (0 or 1); the
-/// first notes whether it was non-blocking.
+/// first notes whether it was non-blocking — or, when the other standard
+/// descriptor is the same file and in use (so perhaps the same
+/// description, which that user made non-blocking), what the other noted.
 fn enter(which: usize, fd: BorrowedFd<'_>) -> Result<()> {
     let mut s = STDIO.lock().unwrap_or_else(|p| p.into_inner());
-    if s[which].0 == 0 {
-        s[which].1 = fdio::is_nonblocking(fd).map_err(|e| Error::io("fcntl(F_GETFL)", e))?;
+    let other = s[1 - which];
+    let u = &mut s[which];
+    if u.count == 0 {
+        let file = fdio::file_id(fd).ok();
+        u.was_nonblocking = match file.is_some() && other.count > 0 && other.file == file {
+            true => other.was_nonblocking,
+            false => fdio::is_nonblocking(fd).map_err(|e| Error::io("fcntl(F_GETFL)", e))?,
+        };
+        u.file = file;
+        u.deferred = false;
     }
-    s[which].0 += 1;
+    u.count += 1;
     Ok(())
 }
 
 /// One user of descriptor `which` less; the last puts back the blocking
-/// mode it found.
+/// mode it found — unless the other standard descriptor is the same file
+/// and still in use (it may share the description, which its user needs
+/// non-blocking): then the other's last user puts back both.
 fn leave(which: usize, fd: BorrowedFd<'_>) {
     let mut s = STDIO.lock().unwrap_or_else(|p| p.into_inner());
-    s[which].0 = s[which].0.saturating_sub(1);
-    if s[which].0 == 0 {
-        let _ = fdio::set_nonblocking(fd, s[which].1);
+    let other = s[1 - which];
+    let u = &mut s[which];
+    u.count = u.count.saturating_sub(1);
+    if u.count > 0 {
+        return;
+    }
+    if other.count > 0 && u.file.is_some() && other.file == u.file {
+        u.deferred = true;
+        return;
+    }
+    let _ = fdio::set_nonblocking(fd, u.was_nonblocking);
+    if other.count == 0 && other.deferred && other.file == u.file {
+        let was = other.was_nonblocking;
+        s[1 - which].deferred = false;
+        // The process's own descriptor `1 - which`: the same description
+        // as the dropped duplicate was.
+        let _ = match which {
+            0 => fdio::set_nonblocking(io::stdout().as_fd(), was),
+            _ => fdio::set_nonblocking(io::stdin().as_fd(), was),
+        };
     }
 }
 
@@ -211,7 +263,11 @@ impl WriteStream for Stdout {}
 /// the first `Stdin` of this process is put back when the last one is
 /// dropped (or [`AsyncStream::into_inner`] is called), so keep it only as
 /// long as you read, and do not read descriptor 0 otherwise meanwhile.
-/// std's `io::stdin()` buffers: bytes it has taken are not seen here.
+/// When descriptors 0 and 1 are the same file (a terminal, a socket
+/// given as both), they may share one description: then the mode is put
+/// back only when the last `Stdin` *and* the last [`Stdout`] are gone (in
+/// any order), so neither turns the other's description blocking under
+/// it. std's `io::stdin()` buffers: bytes it has taken are not seen here.
 pub fn stdin() -> Result<AsyncStream<Stdin>> {
     let fd0 = io::stdin();
     let fd = dup_std(0, fd0.as_fd())?;

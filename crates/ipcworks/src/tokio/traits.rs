@@ -26,11 +26,23 @@ impl AsyncMessageReceiver for AsyncQueue {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<(Vec<u8>, Meta)>> {
         self.poll_recv_meta(cx)
     }
+
+    /// Drops the pending receive, and with it this queue's place at the
+    /// receivers' gate (nothing was received).
+    fn abandon_recv(&mut self) {
+        self.abandon_recv_meta();
+    }
 }
 
 impl AsyncMessageSender for AsyncQueue {
     fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8], meta: Meta) -> Poll<Result<()>> {
         self.poll_send_meta(cx, msg, meta)
+    }
+
+    /// Drops the pending send, and with it this queue's place at the
+    /// senders' gate (nothing was sent).
+    fn abandon_send(&mut self) {
+        self.abandon_send_meta();
     }
 }
 

@@ -38,6 +38,10 @@ mod tokio_ends;
 #[cfg(feature = "tokio")]
 mod tokio_framed;
 #[cfg(feature = "tokio")]
+mod tokio_hostile;
+#[cfg(feature = "tokio")]
+mod tokio_hostile_io;
+#[cfg(feature = "tokio")]
 mod tokio_io;
 #[cfg(feature = "tokio")]
 mod tokio_room;
