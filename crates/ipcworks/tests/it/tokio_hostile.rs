@@ -49,10 +49,15 @@ fn child() {
         }
         // Fills the channel NAME with `try_send`: started with the abort
         // point `channel-producer-locked` set, it dies (SIGKILL) inside
-        // the producers' lock at its first slow-path reservation.
+        // the producers' lock at its first slow-path reservation. Two
+        // senders, so that the lock is taken per reservation (a sender
+        // alone keeps it for good and reserves without it: see
+        // `channel/publish.rs`).
         "locked-sender" => {
             let mut tx = Sender::open(&arg).unwrap();
+            let mut other = Sender::open(&arg).unwrap();
             for _ in 0..10_000 {
+                let _ = other.try_send(b"fill");
                 let _ = tx.try_send(b"fill");
             }
             panic!("the abort point did not fire");
@@ -599,7 +604,8 @@ fn tokio_hostile_an_async_send_takes_over_a_dead_producers_lock() {
     let chan = Channel::builder().capacity(4).create(&name).unwrap();
     let mut rx = chan.receiver().unwrap();
     let mut cmd = support::child("tokio_hostile::child", "locked-sender", &name);
-    cmd.env(ipcworks::fault::ABORT_VAR, "channel-producer-locked:1");
+    // The third reservation under the lock: two messages are in first.
+    cmd.env(ipcworks::fault::ABORT_VAR, "channel-producer-locked:3");
     let mut child = KillOnDrop::spawn(cmd);
     let st = child.wait_for(LIMIT);
     use std::os::unix::process::ExitStatusExt;
