@@ -31,12 +31,16 @@
 //!   mode*); a second sender takes the lock over on its first send and
 //!   both then share it (`channel/publish.rs` has the protocol and why it
 //!   is safe).
-//! - **No fence per message**: where the kernel has
-//!   `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux 4.16+), a
-//!   process registers once and its publications are plain stores; a
-//!   sleeper calls `membarrier` before its last look, which puts the
-//!   fence into the publishers instead (`channel/wake.rs`). Without it,
-//!   each publication is a store and a full fence, as before.
+//! - **No fence per message — built, measured, and off**: where the
+//!   kernel has `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux
+//!   4.16+), a process can register once and publish with plain stores
+//!   while every sleeper calls `membarrier` before its last look, which
+//!   puts the fence into the publishers instead (`channel/wake.rs`, model-
+//!   checked by loom). On the 2-core VM it was measured on, the spinning
+//!   round trip gained 10-20 ns while every sleeping async round trip
+//!   lost about 10 µs to the sleeper's barrier (an inter-processor
+//!   interrupt), so this build publishes with a store and a full fence
+//!   (`PLAIN_PUBLISH` in `channel/shared.rs`).
 //! - **Batches**: [`Sender::send_batch`] (and
 //!   [`Sender::try_send_batch`]) publish many messages with one store and
 //!   one look at whether the receiver sleeps; they arrive as separate

@@ -12,6 +12,19 @@ use super::ring::{self, CacheLine, Control, Memory, Ring, SenderWords};
 use crate::primitive::{AtomicU32, AtomicU64};
 use crate::shm::fault::Mark;
 use crate::shm::{self, Named, Segment, SegmentOptions};
+
+/// Whether publishers register for `membarrier` and publish with plain
+/// stores while every sleeper issues `membarrier(GLOBAL_EXPEDITED)` (see
+/// `channel/wake.rs`). Off: on the 2-core VM this was measured on, the
+/// sleeper's barrier (an inter-processor interrupt through the hypervisor)
+/// made every sleeping round trip of the async rows about 10 µs slower
+/// (`shm-async-park` 40-44 µs against 22-31 µs) while the plain store
+/// gained the spinning round trip little (its median moved within the
+/// run-to-run noise); with it off every publication is the `SeqCst` swap
+/// and no sleeper makes the call. The same for every process of one
+/// build (a sleeper that skips the barrier is only correct when no
+/// publisher uses plain stores), so a constant, not a setting.
+const PLAIN_PUBLISH: bool = false;
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
 
@@ -435,13 +448,13 @@ unsafe impl Memory for ShmMemory {
     /// Registered for `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: this
     /// process publishes with plain stores.
     fn plain_publish(&self) -> bool {
-        crate::sys::membarrier::register()
+        PLAIN_PUBLISH && crate::sys::membarrier::register()
     }
 
     /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: a barrier in every
     /// running thread of every registered process (the publishers).
     fn fence_others(&self) -> bool {
-        if self.fault(super::fault::Fault::SkipBarrier) {
+        if !PLAIN_PUBLISH || self.fault(super::fault::Fault::SkipBarrier) {
             return true;
         }
         crate::sys::membarrier::fence_others()
