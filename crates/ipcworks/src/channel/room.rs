@@ -20,10 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use super::shared::{RX_CLOSED, Shared};
 use crate::process::watch::{self, Outcome, Watched};
-use crate::sync::semaphore::raw::POLL_SLICE;
-use crate::sys::futex::{self, Wake};
+use crate::sys::futex;
 use crate::sys::proc::Identity;
-use crate::sys::time::Deadline;
 
 /// The room a sender waits for, and its receiver's pidfd watch; shared by
 /// an async sender and its helper thread.
@@ -101,26 +99,14 @@ impl RoomWatch {
     /// receiver's close or death wakes it (`true`), or `stop` is set and
     /// [`poll_interrupt`](Self::poll_interrupt) called (`false`).
     pub(crate) fn poll_wait(&self, stop: &AtomicBool) -> bool {
-        let word = &self.shared.header().control.wait.tx.0;
-        loop {
-            self.watch_receiver();
-            let v = match self.shared.ring() {
-                Ok(ring) => ring.prepare_tx_wait(),
-                Err(_) => return true,
-            };
-            if self.ready() {
-                return true;
-            }
-            if stop.load(SeqCst) {
-                return false;
-            }
-            // In slices: a cut wakes no futex (see `SenderWatch::poll_wait`).
-            match futex::wait(word, v, Deadline::after(POLL_SLICE)) {
-                Wake::Fault => return true,
-                Wake::TimedOut if self.shared.check(true).is_err() => return true,
-                _ => {}
-            }
-        }
+        super::watch::helper_wait(
+            &self.shared,
+            &self.shared.header().control.wait.tx.0,
+            stop,
+            || self.watch_receiver(),
+            |ring| ring.prepare_tx_wait(),
+            || self.ready(),
+        )
     }
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.

@@ -127,28 +127,14 @@ impl SenderWatch {
     /// protocol as a blocked receive's, so the senders' fast path is
     /// unchanged: they wake only when the flag is set.
     pub(crate) fn poll_wait(&self, stop: &AtomicBool) -> bool {
-        let word = &self.shared.header().control.wait.rx.0;
-        loop {
-            self.watch_senders();
-            let v = match self.shared.ring() {
-                Ok(ring) => ring.prepare_rx_wait(),
-                Err(_) => return true,
-            };
-            if self.ready() {
-                return true;
-            }
-            if stop.load(SeqCst) {
-                return false;
-            }
-            // Sleep in slices: a cut wakes no futex, and a helper asleep
-            // on a page the cut took could not be interrupted, so its
-            // WaitSet could not be dropped. Between slices, `fstat`.
-            match futex::wait(word, v, Deadline::after(POLL_SLICE)) {
-                Wake::Fault => return true,
-                Wake::TimedOut if self.shared.check(true).is_err() => return true,
-                _ => {}
-            }
-        }
+        helper_wait(
+            &self.shared,
+            &self.shared.header().control.wait.rx.0,
+            stop,
+            || self.watch_senders(),
+            |ring| ring.prepare_rx_wait(),
+            || self.ready(),
+        )
     }
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
@@ -156,5 +142,43 @@ impl SenderWatch {
         let word = &self.shared.header().control.wait.rx.0;
         word.fetch_add(2, SeqCst);
         futex::wake_all(word);
+    }
+}
+
+/// The wait of a helper thread (a WaitSet's, or an async end's) on one of
+/// the channel's futex words: `watch` (arm the pidfd watch), announce a
+/// sleeper with `prepare` (the protocol a blocked call uses, so the
+/// other side's fast path is unchanged), look (`ready`: `true` at once),
+/// then sleep until woken (`true`) or until `stop` is set and the word
+/// bumped (`false`). It sleeps in slices: a cut wakes no futex, and a
+/// helper asleep on a page the cut took could not be interrupted (its
+/// owner could not be dropped), so between slices it looks at the
+/// segment's size (`fstat`) and reports a cut as ready (the owner's call
+/// then says `Truncated`).
+pub(super) fn helper_wait(
+    shared: &Arc<Shared>,
+    word: &crate::primitive::AtomicU32,
+    stop: &AtomicBool,
+    watch: impl Fn(),
+    prepare: impl Fn(&super::ring::Ring<super::shared::ShmMemory>) -> u32,
+    ready: impl Fn() -> bool,
+) -> bool {
+    loop {
+        watch();
+        let v = match shared.ring() {
+            Ok(ring) => prepare(&ring),
+            Err(_) => return true,
+        };
+        if ready() {
+            return true;
+        }
+        if stop.load(SeqCst) {
+            return false;
+        }
+        match futex::wait(word, v, Deadline::after(POLL_SLICE)) {
+            Wake::Fault => return true,
+            Wake::TimedOut if shared.check(true).is_err() => return true,
+            _ => {}
+        }
     }
 }

@@ -107,7 +107,7 @@ fn start(path: &TmpPath, wait: Duration) -> KillOnDrop {
 }
 
 /// Connects `CLIENTS` clients, each sending one line.
-fn clients(path: &TmpPath) -> Vec<BufReader<UnixStream>> {
+pub(crate) fn clients(path: &TmpPath) -> Vec<BufReader<UnixStream>> {
     (0..CLIENTS)
         .map(|i| {
             let mut s = UnixStream::connect(&path.0).unwrap();
@@ -118,33 +118,22 @@ fn clients(path: &TmpPath) -> Vec<BufReader<UnixStream>> {
         .collect()
 }
 
-/// Issue 16 item 3: clients queued in the backlog while the server is out
-/// of descriptors are accepted once earlier clients leave, without a new
-/// connection to wake the server (its epoll is edge-triggered).
-#[test]
-fn clients_queued_while_out_of_descriptors_are_served_when_others_leave() {
-    let path = TmpPath::new("emfile.sock");
-    let _server = start(&path, Duration::from_secs(600));
-    let mut all = clients(&path);
+/// Each client in turn gets its echo, then leaves (the server gets a
+/// descriptor back, and must accept the next one queued in its backlog).
+pub(crate) fn served_as_others_leave(mut all: Vec<BufReader<UnixStream>>) {
     for (i, c) in all.iter_mut().enumerate() {
         let mut line = String::new();
         match c.read_line(&mut line) {
             Ok(_) => assert_eq!(line, format!("hello {i}\n"), "client {i}"),
             Err(e) => panic!("client {i} of {CLIENTS} got no reply within {HANG:?}: {e}"),
         }
-        // Leave: the server gets a descriptor back.
         c.get_ref().shutdown(std::net::Shutdown::Both).unwrap();
     }
 }
 
-/// Issue 16 item 3: when nobody leaves, clients waiting in the backlog are
-/// accepted and closed (cleanly: end of stream) after the server has been
-/// out of descriptors for the configured wait; none hangs.
-#[test]
-fn clients_beyond_the_descriptors_are_closed_cleanly_when_nobody_leaves() {
-    let path = TmpPath::new("emfile-shed.sock");
-    let _server = start(&path, Duration::from_millis(200));
-    let mut all = clients(&path);
+/// Nobody leaves: every client is either served or closed cleanly (end of
+/// stream or a reset), some of each; none hangs.
+pub(crate) fn served_or_closed_when_nobody_leaves(mut all: Vec<BufReader<UnixStream>>) {
     let (mut served, mut closed) = (0, 0);
     for (i, c) in all.iter_mut().enumerate() {
         let mut line = String::new();
@@ -163,4 +152,24 @@ fn clients_beyond_the_descriptors_are_closed_cleanly_when_nobody_leaves() {
         served >= 1 && closed >= 1,
         "served {served}, closed {closed}"
     );
+}
+
+/// Issue 16 item 3: clients queued in the backlog while the server is out
+/// of descriptors are accepted once earlier clients leave, without a new
+/// connection to wake the server (its epoll is edge-triggered).
+#[test]
+fn clients_queued_while_out_of_descriptors_are_served_when_others_leave() {
+    let path = TmpPath::new("emfile.sock");
+    let _server = start(&path, Duration::from_secs(600));
+    served_as_others_leave(clients(&path));
+}
+
+/// Issue 16 item 3: when nobody leaves, clients waiting in the backlog are
+/// accepted and closed (cleanly: end of stream) after the server has been
+/// out of descriptors for the configured wait; none hangs.
+#[test]
+fn clients_beyond_the_descriptors_are_closed_cleanly_when_nobody_leaves() {
+    let path = TmpPath::new("emfile-shed.sock");
+    let _server = start(&path, Duration::from_millis(200));
+    served_or_closed_when_nobody_leaves(clients(&path));
 }

@@ -166,3 +166,14 @@ pub fn default_sigpipe() {
 /// relay window (white-box tests; see `queue/layout.rs`): the 192-byte
 /// header, then the relayed-message table of 256 entries of 32 bytes.
 pub const QUEUE_SLOT0: usize = 192 + 256 * 32;
+
+/// A multi-threaded tokio runtime of two workers, as the async tests use
+/// (the machine has two cores).
+#[cfg(feature = "tokio")]
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

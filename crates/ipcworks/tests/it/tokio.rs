@@ -22,7 +22,7 @@ use ipcworks::tokio::{
 };
 use ipcworks::{Error, mq};
 
-use crate::support::{self, KillOnDrop, ShmCleanup};
+use crate::support::{self, KillOnDrop, ShmCleanup, runtime};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// Numbers the producer process sends.
@@ -30,15 +30,6 @@ const STREAM: u64 = 6000;
 /// Tasks per process on the semaphore, and its permits.
 const TASKS: u32 = 5000;
 const PERMITS: u32 = 8;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Three counters in a shared segment: inside now, the most ever inside,
 /// and tasks done.
 struct Counters {

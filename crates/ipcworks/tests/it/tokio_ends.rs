@@ -16,20 +16,11 @@ use ipcworks::tokio::{AsyncDuplex, AsyncPacket, AsyncReceiver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::pipe::TmpPath;
-use crate::support::{self, KillOnDrop, ShmCleanup};
+use crate::support::{self, KillOnDrop, ShmCleanup, runtime};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// Messages a producer sends.
 const COUNT: u64 = 3000;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Message `i` of a stream whose lengths vary (0-299 bytes), each byte
 /// saying which message it belongs to.
 fn message(i: u64) -> Vec<u8> {

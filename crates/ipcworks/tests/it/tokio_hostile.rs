@@ -19,21 +19,12 @@ use ipcworks::tokio::{
     AsyncMessageReceiverExt, AsyncMessageSenderExt, AsyncQueue, AsyncReceiver, AsyncSender,
 };
 
-use crate::support::{self, KillOnDrop, ShmCleanup};
+use crate::support::{self, KillOnDrop, ShmCleanup, runtime};
 
 /// Generous: catches a hang, not slowness.
 const LIMIT: Duration = Duration::from_secs(10);
 /// Long enough for an awaiting call to have parked on its helper.
 const PARK: Duration = Duration::from_millis(200);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn child() {
     let Some((role, arg)) = support::role() else {

@@ -6,19 +6,10 @@
 
 use std::time::Duration;
 
-use crate::support::{self, KillOnDrop};
+use crate::support::{self, KillOnDrop, runtime};
 
 /// Generous: catches a hang, not slowness.
 const LIMIT: Duration = Duration::from_secs(10);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn child() {
     let Some((role, _arg)) = support::role() else {

@@ -12,18 +12,9 @@ use ipcworks::tokio::{AsyncListener, AsyncStream, Listener};
 use ipcworks_test_support::{need, require};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{self, KillOnDrop};
+use crate::support::{self, KillOnDrop, runtime};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// 1 MiB through `cat` (our pipe's write end is its stdin, its stdout our
 /// pipe's read end), written and read at once by two tasks: every byte
 /// back, in order, and the end of the stream seen when `cat` exits.

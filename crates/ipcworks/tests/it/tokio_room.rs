@@ -12,20 +12,11 @@ use ipcworks::channel::{Channel, Sender};
 use ipcworks::queue::Queue;
 use ipcworks::tokio::{AsyncQueue, AsyncSender};
 
-use crate::support::{self, KillOnDrop, ShmCleanup};
+use crate::support::{self, KillOnDrop, ShmCleanup, runtime};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// Rounds of "take one, the awaiting send completes".
 const ROUNDS: usize = 7;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn child() {
     let Some((role, arg)) = support::role() else {

@@ -15,19 +15,10 @@ use ipcworks::tokio::{AsyncHandler, AsyncServer};
 use ipcworks_test_support::{need, require};
 
 use crate::pipe::TmpPath;
-use crate::support::{self, KillOnDrop};
+use crate::support::{self, KillOnDrop, runtime};
 
 /// Far beyond anything on a loaded machine: only a hang trips it.
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Connects to "unix:PATH" or "tcp:HOST:PORT".
 fn connect(addr: &str) -> Box<dyn ReadWrite> {
     match addr.split_once(':') {
@@ -543,8 +534,7 @@ fn async_server_shuts_down_gracefully() {
 
 /// Client slots the child leaves itself above what it has open.
 const ROOM: u64 = 8;
-/// Clients, well beyond the room.
-const CLIENTS: usize = 30;
+// The clients (`server_fds::clients`, 30) are well beyond the room.
 
 fn start_fd_limited(path: &TmpPath, wait: Duration) -> KillOnDrop {
     KillOnDrop::spawn_ready(support::child(
@@ -552,17 +542,6 @@ fn start_fd_limited(path: &TmpPath, wait: Duration) -> KillOnDrop {
         "fd-limited-echo",
         &format!("{},{}", path.0.display(), wait.as_millis()),
     ))
-}
-
-fn fd_clients(path: &TmpPath) -> Vec<BufReader<std::os::unix::net::UnixStream>> {
-    (0..CLIENTS)
-        .map(|i| {
-            let mut s = std::os::unix::net::UnixStream::connect(&path.0).unwrap();
-            s.set_read_timeout(Some(LIMIT)).unwrap();
-            s.write_all(format!("hello {i}\n").as_bytes()).unwrap();
-            BufReader::new(s)
-        })
-        .collect()
 }
 
 /// Out of descriptors (the async server in a child whose descriptor limit
@@ -573,15 +552,7 @@ fn fd_clients(path: &TmpPath) -> Vec<BufReader<std::os::unix::net::UnixStream>> 
 fn async_server_serves_clients_queued_while_out_of_descriptors_when_others_leave() {
     let path = TmpPath::new("asrv-emfile.sock");
     let _server = start_fd_limited(&path, Duration::from_secs(600));
-    let mut all = fd_clients(&path);
-    for (i, c) in all.iter_mut().enumerate() {
-        let mut line = String::new();
-        match c.read_line(&mut line) {
-            Ok(_) => assert_eq!(line, format!("hello {i}\n"), "client {i}"),
-            Err(e) => panic!("client {i} of {CLIENTS} got no reply within {LIMIT:?}: {e}"),
-        }
-        c.get_ref().shutdown(std::net::Shutdown::Both).unwrap();
-    }
+    crate::server_fds::served_as_others_leave(crate::server_fds::clients(&path));
 }
 
 /// Out of descriptors and nobody leaves: after `out_of_fds_wait` the
@@ -590,25 +561,7 @@ fn async_server_serves_clients_queued_while_out_of_descriptors_when_others_leave
 fn async_server_closes_clients_beyond_its_descriptors_when_nobody_leaves() {
     let path = TmpPath::new("asrv-shed.sock");
     let _server = start_fd_limited(&path, Duration::from_millis(200));
-    let mut all = fd_clients(&path);
-    let (mut served, mut closed) = (0, 0);
-    for (i, c) in all.iter_mut().enumerate() {
-        let mut line = String::new();
-        match c.read_line(&mut line) {
-            Ok(0) => closed += 1,
-            Ok(_) => {
-                assert_eq!(line, format!("hello {i}\n"), "client {i}");
-                served += 1;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
-            Err(e) => panic!("client {i} of {CLIENTS} got neither a reply nor a close: {e}"),
-        }
-    }
-    assert_eq!(served + closed, CLIENTS);
-    assert!(
-        served >= 1 && closed >= 1,
-        "served {served}, closed {closed}"
-    );
+    crate::server_fds::served_or_closed_when_nobody_leaves(crate::server_fds::clients(&path));
 }
 
 /// A client process's answer to one frame (or to none).
