@@ -297,7 +297,7 @@ impl Sender {
     #[doc(alias = "zero-copy")]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         let slot = match self.reserve_fast(len) {
-            Some(slot) => slot,
+            Some(slot) => self.intact(slot)?,
             None => self.reserve(len, Deadline::Never)?,
         };
         Ok(Loan {
@@ -315,7 +315,7 @@ impl Sender {
         timeout: Duration,
     ) -> Result<Loan<'_>, SendTimeoutError> {
         let slot = match self.reserve_fast(len) {
-            Some(slot) => slot,
+            Some(slot) => self.intact(slot).map_err(SendTimeoutError::from)?,
             None => self
                 .reserve(len, Deadline::after(timeout))
                 .map_err(SendTimeoutError::from)?,
@@ -339,9 +339,24 @@ impl Sender {
     /// [`loan_of`](Self::loan_of) once it has the slot.
     pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Slot> {
         if let Some(slot) = self.reserve_fast(len) {
-            return Ok(slot);
+            return self.intact(slot);
         }
         self.reserve(len, Deadline::Now)
+    }
+
+    /// `slot`, taken by the fast reservation, unless a peer truncated the
+    /// segment ([`Error::Truncated`]; the reservation is abandoned): the
+    /// fast path reads only the ring's words, which a cut turns into zeros
+    /// that look like room, and a loan is handed out before anything is
+    /// copied (a send looks after its copy instead).
+    fn intact(&mut self, slot: Slot) -> Result<Slot> {
+        match self.ring.memory().check() {
+            Ok(()) => Ok(slot),
+            Err(e) => {
+                self.ring.abandon(&slot);
+                Err(e)
+            }
+        }
     }
 
     /// [`try_send`](Self::try_send) that takes the producers' lock over
