@@ -55,8 +55,8 @@
 //! sleeps or watches), and signals an `eventfd` in the set's `epoll`
 //! when woken to something ready.
 //! The helper is armed by [`wait`](WaitSet::wait) and, after it reports,
-//! rests until the next `wait`; while armed it sleeps (a queue's or a
-//! semaphore's helper wakes once a second to look at its segment's size,
+//! rests until the next `wait`; while armed it sleeps (every helper
+//! wakes once a second to look at its segment's size,
 //! since a peer's `ftruncate` wakes no futex: no measurable CPU).
 //!
 //! The choice was measured (wake-up latency from a `FUTEX_WAKE` in one

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ipcworks::endpoint::relay::{Dest, Relay, Source};
-use ipcworks::endpoint::{Endpoint, Options, open_sender};
+use ipcworks::endpoint::{Endpoint, Options};
 
 /// Arguments of `ipcworks relay`.
 #[derive(Debug, clap::Args)]
@@ -129,11 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             source.recovered()
         );
     }
-    let dest = match &to {
-        Endpoint::Queue(_) => Dest::open(&to, &opts),
-        _ => open_sender(&to, &opts).map(Dest::Sender),
-    }
-    .with_context(|| format!("opening {to} for sending"))?;
+    let dest = Dest::open(&to, &opts).with_context(|| format!("opening {to} for sending"))?;
     match Relay::new(source, dest).run(args.count) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(f) if f.sending => Err(anyhow::anyhow!("sending to {to}: {f}")),

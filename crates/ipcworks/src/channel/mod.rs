@@ -26,11 +26,13 @@
 //!
 //! # Small messages at a bare ring's pace
 //!
-//! - **One sender**: a sender that attaches alone reserves without the
-//!   reservation lock's compare-and-swap (it holds the lock in *solo
-//!   mode*); a second sender takes the lock over on its first send and
-//!   both then share it (`channel/publish.rs` has the protocol and why it
-//!   is safe).
+//! - **One sender — built, and off with the next item**: a sender that
+//!   attaches alone could reserve without the reservation lock's
+//!   compare-and-swap (holding the lock in *solo mode*), a second sender
+//!   taking the lock over on its first send (`channel/publish.rs` has the
+//!   protocol). The take-over needs the asymmetric fence below, so solo
+//!   mode is entered only where plain publication is on — not in this
+//!   build: every sender takes the lock per reservation.
 //! - **No fence per message — built, measured, and off**: where the
 //!   kernel has `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux
 //!   4.16+), a process can register once and publish with plain stores

@@ -407,6 +407,18 @@ impl<M: Memory> Ring<M> {
         Some(r)
     }
 
+    /// The padding a record of `span` bytes reserved at position `r`
+    /// needs first: what is left before the ring's end when it would not
+    /// fit there (records never wrap), else none.
+    fn pad_before(&self, r: u64, span: u64) -> u64 {
+        let off = r & self.mask;
+        if off + span > self.cap {
+            self.cap - off
+        } else {
+            0
+        }
+    }
+
     fn reserve_locked(&self, len: u64, me: &SenderWords) -> Result<Reserve> {
         let p = &self.ctl().producer.0;
         let r = p.reserve.load(Relaxed);
@@ -415,12 +427,7 @@ impl<M: Memory> Ring<M> {
             return Err(bad());
         }
         let span = span(len).ok_or_else(bad)?;
-        let off = r & self.mask;
-        let pad = if off + span > self.cap {
-            self.cap - off
-        } else {
-            0
-        };
+        let pad = self.pad_before(r, span);
         let total = pad + span; // both ≤ cap: no overflow
         let end = r.checked_add(total).ok_or_else(bad)?;
         let mut head = self.cached.get();
@@ -438,7 +445,9 @@ impl<M: Memory> Ring<M> {
             }
         }
         if pad > 0 {
-            self.mem.word(off).store(self.stamp(r, PAD), Release);
+            self.mem
+                .word(r & self.mask)
+                .store(self.stamp(r, PAD), Release);
         }
         let pos = r + pad;
         self.note_reservation(me, pos, len, end);
@@ -563,12 +572,7 @@ impl<M: Memory> Ring<M> {
         let Some(span) = span(len) else {
             return true;
         };
-        let off = r & self.mask;
-        let pad = if off + span > self.cap {
-            self.cap - off
-        } else {
-            0
-        };
+        let pad = self.pad_before(r, span);
         match (r.checked_sub(head), pad.checked_add(span)) {
             (Some(used), Some(total)) if used <= self.cap && total <= self.cap => {
                 used <= self.cap - total

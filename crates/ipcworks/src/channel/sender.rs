@@ -385,9 +385,17 @@ impl Sender {
     /// receiver closed or died.
     #[cfg(feature = "tokio")]
     pub(crate) fn look_at_receiver(&self) -> Result<()> {
-        self.shared().check(true)?;
+        self.receiver_gone(true)
+    }
+
+    /// [`Error::Disconnected`] when the receiver closed (or, with `slow`,
+    /// died: its identity through `/proc`); the segment's mark checked
+    /// first (with `slow`, its size too), since zeros of a truncated
+    /// segment say nothing about the receiver.
+    fn receiver_gone(&self, slow: bool) -> Result<()> {
         let rx = self.ring.memory().header().peers.0.receiver.load(Acquire);
-        if rx == RX_CLOSED || (rx != 0 && !Identity::from_raw(rx).is_alive()) {
+        self.shared().check(slow)?;
+        if rx == RX_CLOSED || (slow && rx != 0 && !Identity::from_raw(rx).is_alive()) {
             return Err(Error::Disconnected);
         }
         Ok(())
@@ -477,18 +485,7 @@ impl Sender {
         let once = deadline.is_now();
         let ring = &self.ring;
         let header = ring.memory().header();
-        let peers = &header.peers.0;
-        let shared = ring.memory().shared();
-        let receiver_gone = |slow: bool| -> Result<()> {
-            let rx = peers.receiver.load(Acquire);
-            // Zeros of a truncated segment say nothing about the receiver;
-            // the size check catches a cut that removed no page we touch.
-            shared.check(slow)?;
-            if rx == RX_CLOSED || (slow && rx != 0 && !Identity::from_raw(rx).is_alive()) {
-                return Err(Error::Disconnected);
-            }
-            Ok(())
-        };
+        let receiver_gone = |slow: bool| self.receiver_gone(slow);
         receiver_gone(false)?;
         let me = self.me;
         let words = &header.senders[self.slot].0;

@@ -12,8 +12,8 @@ use crate::sys::futex::{self, Wake};
 use crate::sys::proc::Identity;
 use crate::sys::time::Deadline;
 
-/// How long a WaitSet helper sleeps before it looks at the segment's size
-/// (a cut wakes no futex): the same slice as the semaphore's and queue's.
+// How long a helper sleeps before it looks at the segment's size (a cut
+// wakes no futex): the same slice as the semaphore's and queue's.
 use crate::sync::semaphore::raw::POLL_SLICE;
 
 /// No generation watched yet.

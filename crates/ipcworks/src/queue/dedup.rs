@@ -66,7 +66,10 @@ use crate::primitive::AtomicU64;
 const TAG_SHIFT: u32 = 62;
 const SLOT_SHIFT: u32 = 40;
 const SLOT_MASK: u64 = (1 << 17) - 1;
-const COUNT_MASK: u64 = (1 << SLOT_SHIFT) - 1;
+/// The slot word's receive count, as `slots.rs` lays it out: an entry
+/// keeps exactly those bits, so `published` compares like with like.
+const COUNT_MASK: u64 = slots::COUNT_MASK;
+const _: () = assert!(SLOT_SHIFT >= slots::PID_SHIFT);
 
 /// Tag of an unused entry (all zero).
 pub(crate) const EMPTY: u64 = 0;

@@ -42,10 +42,10 @@ pub(crate) const READY: u32 = 2;
 pub(crate) const READING: u32 = 3;
 
 const STATE_SHIFT: u32 = 62;
-const PID_SHIFT: u32 = 40;
+pub(super) const PID_SHIFT: u32 = 40;
 /// Process ids fit in 22 bits (the kernel's `PID_MAX_LIMIT` is 2^22).
 pub(crate) const PID_LIMIT: u32 = 1 << 22;
-const COUNT_MASK: u64 = (1 << PID_SHIFT) - 1;
+pub(super) const COUNT_MASK: u64 = (1 << PID_SHIFT) - 1;
 
 /// The word for `state`, owner `pid` (0 for none) and receive count.
 pub(crate) fn word(state: u32, pid: u32, count: u64) -> u64 {

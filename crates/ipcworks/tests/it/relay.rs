@@ -255,17 +255,27 @@ impl Run {
     /// What the consumer logged, once it has ended: `(seq, prio)` in
     /// arrival order.
     fn arrived(&self, consumer: &mut KillOnDrop) -> Vec<(u32, u32)> {
-        let st = consumer.wait_for(Duration::from_secs(300));
-        assert!(st.success(), "the consumer failed: {st:?}");
-        std::fs::read_to_string(&self.log)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let (s, p) = l.split_once(' ').unwrap();
-                (s.parse().unwrap(), p.parse().unwrap())
-            })
-            .collect()
+        consumed(consumer, &self.log, Duration::from_secs(300))
     }
+}
+
+/// What a `consume` child logged to `log` once it has ended (within
+/// `limit`): `(seq, prio)` in arrival order.
+pub(crate) fn consumed(
+    consumer: &mut KillOnDrop,
+    log: &std::path::Path,
+    limit: Duration,
+) -> Vec<(u32, u32)> {
+    let st = consumer.wait_for(limit);
+    assert!(st.success(), "the consumer failed: {st:?}");
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (s, p) = l.split_once(' ').unwrap();
+            (s.parse().unwrap(), p.parse().unwrap())
+        })
+        .collect()
 }
 
 /// What arrived, judged against messages `0..n`: how many twice (or more)

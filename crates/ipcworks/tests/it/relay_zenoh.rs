@@ -25,7 +25,7 @@ use ipcworks::endpoint::{Endpoint, Options, open_receiver};
 use ipcworks::message::MessageReceiver;
 
 use crate::mq::{MqCleanup, new_sysv_queue};
-use crate::relay::{END, Rng, judge, message, prio_of, unmessage};
+use crate::relay::{END, Rng, consumed, judge, message, prio_of, unmessage};
 use crate::support::{self, KillOnDrop};
 
 /// Most memory a relay (or the proxy) may use: generous, to catch
@@ -241,16 +241,7 @@ impl Pair {
 
     /// What the consumer logged once it ended: `(seq, prio)`.
     fn arrived(&self, consumer: &mut KillOnDrop) -> Vec<(u32, u32)> {
-        let st = consumer.wait_for(Duration::from_secs(240));
-        assert!(st.success(), "the consumer failed: {st:?}");
-        std::fs::read_to_string(&self.log)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let (s, p) = l.split_once(' ').unwrap();
-                (s.parse().unwrap(), p.parse().unwrap())
-            })
-            .collect()
+        consumed(consumer, &self.log, Duration::from_secs(240))
     }
 
     /// Everything once, in order within each priority; A empty, B's
