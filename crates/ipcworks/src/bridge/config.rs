@@ -257,6 +257,15 @@ fn read_file(path: &Path) -> Result<(zenoh::Config, Written)> {
     Ok((z, Written(written)))
 }
 
+/// Maps a Zenoh error of the operation `op` to [`Error::Zenoh`], its
+/// message on one line.
+pub(crate) fn zenoh_error(op: &'static str) -> impl FnOnce(zenoh::Error) -> Error {
+    move |e| Error::Zenoh {
+        op,
+        reason: one_line(&e.to_string()),
+    }
+}
+
 /// A Zenoh error message on one line (its parse errors can span several),
 /// without the source locations Zenoh appends (` at /…/file.rs:123.`).
 pub(crate) fn one_line(s: &str) -> String {

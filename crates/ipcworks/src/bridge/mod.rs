@@ -199,10 +199,7 @@ impl Session {
             })
             .background()
             .wait()
-            .map_err(|e| Error::Zenoh {
-                op: "declare link events listener",
-                reason: config::one_line(&e.to_string()),
-            })
+            .map_err(config::zenoh_error("declare link events listener"))
     }
 
     /// A sender publishing on `key` (a key expression such as

@@ -12,6 +12,7 @@ use zenoh::qos::{CongestionControl, Reliability};
 use zenoh::sample::{Sample, SampleKind};
 
 use super::attachment::{self, Decoded};
+use super::config::zenoh_error;
 use super::{DEFAULT_MAX_MESSAGE, Session, check_key};
 use crate::message::{Deadline, MessageReceiver, MessageSender, Meta};
 use crate::{Error, Result};
@@ -23,13 +24,6 @@ pub const DEFAULT_SUBSCRIBER_WAIT: Duration = Duration::from_secs(5);
 /// The samples a [`Receiver`] holds before its publishers wait, unless
 /// told otherwise.
 pub const DEFAULT_CAPACITY: usize = 256;
-
-fn zenoh_error(op: &'static str) -> impl FnOnce(zenoh::Error) -> Error {
-    move |e| Error::Zenoh {
-        op,
-        reason: super::config::one_line(&e.to_string()),
-    }
-}
 
 fn checked_key(key: &str) -> Result<String> {
     check_key(key).map_err(|why| {

@@ -228,11 +228,9 @@ impl Room {
             self.reported = false;
             return Poll::Ready(Ok(()));
         }
-        if self.notifier.is_none() {
-            self.notifier = Some(Notifier::new(Object::ChannelRoom(self.watch.clone()))?);
-        }
-        let Some(n) = self.notifier.as_ref() else {
-            return Poll::Ready(Ok(()));
+        let n = match &mut self.notifier {
+            Some(n) => n,
+            none => none.insert(Notifier::new(Object::ChannelRoom(self.watch.clone()))?),
         };
         self.watch.want(len);
         ready!(n.poll_ready(cx))?;

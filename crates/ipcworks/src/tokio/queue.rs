@@ -211,19 +211,17 @@ impl AsyncQueue {
         {
             *pending = None;
         }
-        if pending.is_none() {
-            match try_send_once(&self.inner.queue, msg, meta.priority)? {
-                true => return Poll::Ready(Ok(())),
-                false => {
-                    let (inner, m) = (self.inner.clone(), msg.to_vec());
-                    let fut: SendFuture =
-                        Box::pin(async move { send_inner(&inner, &m, meta.priority).await });
-                    *pending = Some((msg.to_vec(), meta.priority, fut));
+        let fut = match pending {
+            Some((_, _, fut)) => fut,
+            None => {
+                if try_send_once(&self.inner.queue, msg, meta.priority)? {
+                    return Poll::Ready(Ok(()));
                 }
+                let (inner, m) = (self.inner.clone(), msg.to_vec());
+                let fut: SendFuture =
+                    Box::pin(async move { send_inner(&inner, &m, meta.priority).await });
+                &mut pending.insert((msg.to_vec(), meta.priority, fut)).2
             }
-        }
-        let Some((_, _, fut)) = pending.as_mut() else {
-            return Poll::Ready(Ok(()));
         };
         let r = ready!(fut.as_mut().poll(cx));
         *pending = None;

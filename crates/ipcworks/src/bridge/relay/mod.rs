@@ -90,6 +90,7 @@ pub use far::{Destination, ZenohToQueue};
 pub use near::QueueToZenoh;
 
 use super::LinkChange;
+use super::config::zenoh_error;
 use crate::{Error, Result};
 
 /// Messages the near relay keeps in flight by default.
@@ -236,13 +237,6 @@ fn plain_key(key: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn zenoh_error(op: &'static str) -> impl FnOnce(zenoh::Error) -> Error {
-    move |e| Error::Zenoh {
-        op,
-        reason: super::config::one_line(&e.to_string()),
-    }
 }
 
 #[cfg(test)]
