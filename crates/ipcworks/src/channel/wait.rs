@@ -39,6 +39,10 @@ impl Default for WaitStrategy {
     }
 }
 
+/// Spinning turns (a load and a pause each) after which a spinning waiter
+/// yields its core every 64th turn.
+const YIELD_AFTER: u32 = 256;
+
 /// How often a waiter looks at its peer's liveness (`/proc`) while it waits.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
@@ -104,10 +108,16 @@ pub(crate) fn block_on<T>(
                 if last_check.is_none_or(|t| t.elapsed() >= SLICE) {
                     last_check = Some(Instant::now());
                     check_peer(true)?;
-                    // Let other processes run on a crowded machine.
-                    std::thread::yield_now();
                 } else if spins.is_multiple_of(4096) {
                     check_peer(false)?;
+                }
+                // A wait that outlasts a few microseconds of spinning
+                // lets others run between looks: with more busy ends
+                // than cores (several senders into one receiver on two
+                // cores), the peer that would end it may be waiting for
+                // this core. Alone on its core, the call returns at once.
+                if spins >= YIELD_AFTER {
+                    std::thread::yield_now();
                 }
             }
             continue;
