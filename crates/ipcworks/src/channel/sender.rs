@@ -541,7 +541,7 @@ impl Sender {
                             continue;
                         }
                         std::thread::yield_now();
-                        if busy_turns % 16 != 0 {
+                        if !busy_turns.is_multiple_of(16) {
                             continue;
                         }
                         let since = *busy_since.get_or_insert_with(Instant::now);
