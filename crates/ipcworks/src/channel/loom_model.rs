@@ -12,7 +12,8 @@ use loom::sync::{Arc, Condvar, Mutex};
 use super::fault::Fault;
 use super::publish::SOLO;
 use super::ring::{
-    CacheLine, Control, Memory, Peek, ProducerWords, Reserve, Ring, SenderWords, Slot, WaitWords,
+    CacheLine, Control, Memory, Peek, ProducerWords, Reserve, Ring, RxWait, SenderWords, Slot,
+    WaitWords,
 };
 use crate::primitive::{AtomicU32, AtomicU64, fence};
 
@@ -46,7 +47,10 @@ impl Mem {
                 }),
                 head: CacheLine(AtomicU64::new(0)),
                 wait: WaitWords {
-                    rx: CacheLine(AtomicU32::new(0)),
+                    rx: CacheLine(RxWait {
+                        word: AtomicU32::new(0),
+                        mode: AtomicU32::new(0),
+                    }),
                     tx: CacheLine(AtomicU32::new(0)),
                 },
             },
@@ -332,7 +336,7 @@ fn loom_channel_a_dead_senders_kick_is_never_slept_through() {
         let (m2, d2) = (mem.clone(), dead.clone());
         let t = loom::thread::spawn(move || {
             d2.store(true, SeqCst);
-            let word = &m2.0.ctl.wait.rx.0;
+            let word = &m2.0.ctl.wait.rx.0.word;
             word.fetch_add(2, SeqCst);
             m2.wake(word);
         });

@@ -26,23 +26,25 @@
 //!
 //! # Small messages at a bare ring's pace
 //!
-//! - **One sender — built, and off with the next item**: a sender that
-//!   attaches alone could reserve without the reservation lock's
-//!   compare-and-swap (holding the lock in *solo mode*), a second sender
-//!   taking the lock over on its first send (`channel/publish.rs` has the
-//!   protocol). The take-over needs the asymmetric fence below, so solo
-//!   mode is entered only where plain publication is on — not in this
-//!   build: every sender takes the lock per reservation.
-//! - **No fence per message — built, measured, and off**: where the
-//!   kernel has `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux
-//!   4.16+), a process can register once and publish with plain stores
-//!   while every sleeper calls `membarrier` before its last look, which
-//!   puts the fence into the publishers instead (`channel/wake.rs`, model-
-//!   checked by loom). On the 2-core VM it was measured on, the spinning
-//!   round trip gained 10-20 ns while every sleeping async round trip
-//!   lost about 10 µs to the sleeper's barrier (an inter-processor
-//!   interrupt), so this build publishes with a store and a full fence
-//!   (`PLAIN_PUBLISH` in `channel/shared.rs`).
+//! - **One sender**: a sender that attaches alone reserves without the
+//!   reservation lock's compare-and-swap (it holds the lock in *solo
+//!   mode*); a second sender takes the lock over on its first send
+//!   (`channel/publish.rs` has the protocol, whose take-over issues the
+//!   barrier below). Where `membarrier` is missing, every sender takes the
+//!   lock per reservation.
+//! - **No fence per message**: where the kernel has
+//!   `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux 4.16+), a
+//!   process registers once and publishes with a plain store; the
+//!   consumer, when it starts sleeping, calls `membarrier` once (which
+//!   puts the fence into the publishers) and has them fence until it
+//!   lifts the request, every 1,024 messages it takes (`channel/wake.rs`,
+//!   model-checked by loom). A barrier before *every* sleep was measured
+//!   first and cost every sleeping async round trip about 10 µs (an
+//!   inter-processor interrupt on the 2-core VM); paid once per sleeping
+//!   spell, it costs them nothing measurable, while a spinning consumer
+//!   never asks for fences. The consumer's own publication (handing space
+//!   back) stays a store with a full fence, so producers that sleep for
+//!   room never call `membarrier`.
 //! - **Batches**: [`Sender::send_batch`] (and
 //!   [`Sender::try_send_batch`]) publish many messages with one store and
 //!   one look at whether the receiver sleeps; they arrive as separate

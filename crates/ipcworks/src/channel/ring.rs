@@ -79,6 +79,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::fault::{self, Fault};
+use super::wake::store_then_fence;
 use crate::primitive::{AtomicU32, AtomicU64};
 use crate::{Error, Result};
 
@@ -136,6 +137,20 @@ pub struct SenderWords {
     pub busy: AtomicU64,
 }
 
+/// The consumer's futex word and beside it, on the same line (the
+/// publisher reads both with one miss at most), the mode that says whether
+/// publishers must fence (see "Fencing only while the consumer sleeps" in
+/// `channel/wake.rs`).
+#[repr(C)]
+#[derive(Default)]
+pub struct RxWait {
+    /// The futex word: bit 0 "the consumer sleeps", the rest an epoch.
+    pub word: AtomicU32,
+    /// [`FENCED`](super::wake::FENCED), [`BARRIERED`](super::wake::BARRIERED)
+    /// and an episode count above them.
+    pub mode: AtomicU32,
+}
+
 /// The futex words both sides sleep on, each on its own cache line: a
 /// waker clears the flag in one while its own side's word stays in its
 /// cache (sharing a line cost a cache miss on every blocking hand-off).
@@ -143,7 +158,7 @@ pub struct SenderWords {
 #[derive(Default)]
 pub struct WaitWords {
     /// The consumer sleeps here while the ring is empty.
-    pub rx: CacheLine<AtomicU32>,
+    pub rx: CacheLine<RxWait>,
     /// Producers sleep here while the ring is full.
     pub tx: CacheLine<AtomicU32>,
 }
@@ -275,6 +290,9 @@ pub struct Ring<M> {
     /// Producer: this view holds the reservation lock in solo mode (see
     /// `channel/publish.rs`).
     pub(super) solo: Cell<bool>,
+    /// Consumer: messages released since it last looked at the mode word
+    /// (see [`Ring::relax_mode`]).
+    pub(super) calm: Cell<u32>,
 }
 
 impl<M: Memory> Ring<M> {
@@ -299,6 +317,7 @@ impl<M: Memory> Ring<M> {
             cached: Cell::new(head),
             plain: mem.plain_publish(),
             solo: Cell::new(false),
+            calm: Cell::new(0),
             mem,
         })
     }
@@ -547,6 +566,7 @@ impl<M: Memory> Ring<M> {
         let o = slot.pos & self.mask;
         self.mem.word(o + 8).store(slot.len, Relaxed);
         self.publish(self.mem.word(o), self.stamp(slot.pos, state));
+        // (`publish` has looked at the consumer's mode: fenced if asked.)
         // Ask for the payload's first line back in exclusive state at once.
         // An empirical finding, not a derived one: on the machine this was
         // written on it took a spinning round trip of 64-byte messages from
@@ -557,7 +577,7 @@ impl<M: Memory> Ring<M> {
         if slot.len > 0 {
             self.mem.prefetch_write(slot.off);
         }
-        self.wake_if_flagged(&self.ctl().wait.rx.0);
+        self.wake_if_flagged(&self.ctl().wait.rx.0.word);
     }
 
     /// Whether a record of `len` payload bytes would fit now, taking
@@ -765,8 +785,11 @@ impl<M: Memory> Ring<M> {
     #[inline(always)]
     pub(super) fn advance(&self, new_head: u64) {
         self.cached.set(new_head);
-        self.publish(&self.ctl().head.0, new_head);
+        // Always a fenced publication: producers sleeping for room need no
+        // barrier of their own (see `channel/wake.rs`).
+        store_then_fence(&self.ctl().head.0, new_head);
         self.wake_if_flagged(&self.ctl().wait.tx.0);
+        self.relax_mode();
     }
 
     /// The consumer's position.

@@ -14,17 +14,16 @@ use crate::shm::fault::Mark;
 use crate::shm::{self, Named, Segment, SegmentOptions};
 
 /// Whether publishers register for `membarrier` and publish with plain
-/// stores while every sleeper issues `membarrier(GLOBAL_EXPEDITED)` (see
-/// `channel/wake.rs`). Off: on the 2-core VM this was measured on, the
-/// sleeper's barrier (an inter-processor interrupt through the hypervisor)
-/// made every sleeping round trip of the async rows about 10 µs slower
-/// (`shm-async-park` 40-44 µs against 22-31 µs) while the plain store
-/// gained the spinning round trip little (its median moved within the
-/// run-to-run noise); with it off every publication is the `SeqCst` swap
-/// and no sleeper makes the call. The same for every process of one
-/// build (a sleeper that skips the barrier is only correct when no
-/// publisher uses plain stores), so a constant, not a setting.
-const PLAIN_PUBLISH: bool = false;
+/// stores while the consumer, when it starts sleeping, issues
+/// `membarrier(GLOBAL_EXPEDITED)` once and has the producers fence until
+/// it has taken [`CALM`](super::wake::CALM) messages (see
+/// `channel/wake.rs`). Turned off once (a barrier before *every* sleep made
+/// an awaiting receiver that parks on every message about 10 µs slower a
+/// round trip on the 2-core VM this was measured on), on again with the
+/// barrier paid only when the consumer starts sleeping. The same for every
+/// process of one build (a sleeper that skips the barrier is only correct
+/// when no publisher uses plain stores), so a constant, not a setting.
+const PLAIN_PUBLISH: bool = true;
 use crate::sys::proc::Identity;
 use crate::{Error, Result};
 
@@ -93,7 +92,7 @@ unsafe impl shm::Header for Header {
     /// `"IPCWCHAN"`, little-endian.
     const MAGIC: u64 = u64::from_le_bytes(*b"IPCWCHAN");
     /// Bump on any change of [`Header`].
-    const VERSION: u64 = 5;
+    const VERSION: u64 = 6;
     type Layout = Layout;
 
     fn size(l: &Layout) -> usize {

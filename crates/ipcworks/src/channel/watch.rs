@@ -89,7 +89,7 @@ impl SenderWatch {
             let (shared, flag) = (self.shared.clone(), self.dead_seen.clone());
             let on_exit: watch::OnExit = Arc::new(move || {
                 flag.store(true, SeqCst);
-                let word = &shared.header().control.wait.rx.0;
+                let word = &shared.header().control.wait.rx.0.word;
                 word.fetch_add(2, SeqCst);
                 futex::wake_all(word);
             });
@@ -129,7 +129,7 @@ impl SenderWatch {
     pub(crate) fn poll_wait(&self, stop: &AtomicBool) -> bool {
         helper_wait(
             &self.shared,
-            &self.shared.header().control.wait.rx.0,
+            &self.shared.header().control.wait.rx.0.word,
             stop,
             || self.watch_senders(),
             |ring| ring.prepare_rx_wait(),
@@ -139,7 +139,7 @@ impl SenderWatch {
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
     pub(crate) fn poll_interrupt(&self) {
-        let word = &self.shared.header().control.wait.rx.0;
+        let word = &self.shared.header().control.wait.rx.0.word;
         word.fetch_add(2, SeqCst);
         futex::wake_all(word);
     }

@@ -94,6 +94,24 @@ fn child() {
                 tx.send(&buf[..n]).unwrap();
             }
         }
+        // ping-fd,pong-fd,count: answer `count` pings with the default
+        // waits; a ping whose first byte is 1 is answered a millisecond
+        // late (its sender's receive then sleeps).
+        "echo-late" => {
+            let ping = chan_from_arg(parts[0]);
+            let pong = chan_from_arg(parts[1]);
+            let count: u64 = parts[2].parse().unwrap();
+            let mut rx = ping.receiver().unwrap();
+            let mut tx = pong.sender().unwrap();
+            let mut buf = [0u8; 64];
+            for _ in 0..count {
+                let n = rx.recv_slice(&mut buf).unwrap();
+                if buf[0] == 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                tx.send(&buf[..n]).unwrap();
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -266,4 +284,63 @@ fn a_planted_missing_wake_up_is_caught_by_the_round_trip_check() {
 fn a_planted_missing_barrier_is_reported() {
     let stalls = stalled_round_trips(20_000, "skip-barrier");
     eprintln!("skip-barrier: {stalls} of 20000 blocking round trips stalled");
+}
+
+/// The consumer's mode switches (`channel/wake.rs`, "Fencing only while
+/// the consumer sleeps") between processes, many times over: each cycle
+/// is 1,100 quick round trips (each consumer takes more than `CALM` =
+/// 1,024 messages without sleeping, so it clears the mode and the
+/// producers publish with plain stores again), then round trips answered
+/// a millisecond late, whose receives sleep (the first sleep of the
+/// cycle issues the barrier, the next ones rely on the producers
+/// fencing). No late round trip may stall to the end of its sleeper's
+/// 20 ms slice more than now and then, and every answer is the ping.
+#[test]
+fn sleeping_after_plain_publication_loses_no_wake_up_across_mode_switches() {
+    const CYCLES: u64 = 40;
+    const QUICK: u64 = 1_100;
+    const LATE: u64 = 4;
+    let ping = anon(4096, 64);
+    let pong = anon(4096, 64);
+    let mut tx = ping.sender().unwrap();
+    let mut rx = pong.receiver().unwrap();
+    let (fd1, a1) = fd_arg(&ping);
+    let (fd2, a2) = fd_arg(&pong);
+    let count = CYCLES * (QUICK + LATE);
+    let cmd = support::child(
+        "channel_publish::child",
+        "echo-late",
+        &format!("{a1},{a2},{count}"),
+    );
+    let mut c = KillOnDrop::spawn(cmd);
+    drop((fd1, fd2));
+    let mut buf = [0u8; 64];
+    let mut stalls = 0;
+    for cycle in 0..CYCLES {
+        for i in 0..QUICK + LATE {
+            let late = i >= QUICK;
+            rx.set_wait_strategy(if late {
+                WaitStrategy::Block
+            } else {
+                WaitStrategy::default()
+            });
+            let mut msg = [(cycle as u8) ^ (i as u8); 64];
+            msg[0] = late as u8;
+            msg[1..9].copy_from_slice(&(cycle * 10_000 + i).to_le_bytes());
+            let t = Instant::now();
+            tx.send(&msg).unwrap();
+            let n = rx.recv_slice_timeout(&mut buf, LIMIT).unwrap();
+            assert_eq!(&buf[..n], &msg[..], "cycle {cycle}, round trip {i}");
+            if late && t.elapsed() > Duration::from_millis(15) {
+                stalls += 1;
+            }
+        }
+    }
+    assert!(c.wait_for(LIMIT).success());
+    eprintln!("{stalls} of {} late round trips stalled", CYCLES * LATE);
+    assert!(
+        stalls < CYCLES * LATE / 5,
+        "{stalls} of {} late round trips stalled: wake-ups are lost across mode switches",
+        CYCLES * LATE
+    );
 }
