@@ -480,7 +480,7 @@ pub fn render(r: &Results) -> String {
             x_bare(r, f).map_or(String::new(), human_ratio),
         );
     }
-    s.push_str("</table>\n<p>ratio: round trips, median ÷ floor median (lower is better); throughput, bytes/s ÷ memcpy bytes/s at the same size (higher is better). x bare: the same figure over <b>bare</b>'s at the same size (round trips: lower is better; throughput: higher is better).</p>\n");
+    s.push_str("</table>\n<p>ratio: round trips, median ÷ floor median (lower is better); throughput, bytes/s ÷ memcpy bytes/s at the same size (higher is better). x bare: the same figure over <b>bare</b>'s at the same size, the median of the rounds' ratios (round trips: lower is better; throughput: higher is better).</p>\n");
     if !r.detection.is_empty() {
         s.push_str("\n<h2>Dead-peer detection</h2>\n<p>The peer is killed with SIGKILL while the parent waits in a receive; the time from the kill to the receive's error.</p>\n<table class=\"figures\"><tr><th>mechanism</th><th>wait</th><th>kills</th><th>median</th><th>max</th></tr>\n");
         for d in &r.detection {

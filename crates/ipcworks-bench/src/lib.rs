@@ -61,7 +61,9 @@
 //! "x bare" (the table and the report, not stored: [`table::x_bare`]) is a
 //! figure over `bare`'s at the same size in the same run: a round trip's
 //! median over bare's (1.10x is 10 % slower than bare), a throughput's
-//! bytes/s over bare's (0.60x is 60 % of bare's pace).
+//! bytes/s over bare's (0.60x is 60 % of bare's pace), taken round by
+//! round (the median of round 1 over bare's round 1, round 2 over round 2,
+//! …), so that a slow spell of the machine in one round does not move it.
 //!
 //! # `results.json`, schema version 1
 //!

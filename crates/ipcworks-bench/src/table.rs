@@ -45,16 +45,50 @@ pub fn human_msgs(mps: f64) -> String {
 /// than bare; lower is better). Throughput: its bytes/s / bare's bytes/s
 /// (0.6 = 60 % of bare's pace; higher is better). `None` without a bare
 /// figure at that size (or for fan-in and server figures).
+///
+/// Taken round by round where both have their rounds: the median of the
+/// ratios of round 1 to bare's round 1, round 2 to round 2, and so on
+/// (the rounds are interleaved, so each pair was measured seconds apart).
+/// A slow spell of the machine that hits one mechanism's cases in one
+/// round (on the 2-core VM this was written on, cross-core hand-offs
+/// sometimes cost three to four times as much for a few seconds) then
+/// spoils one pair, which the median sets aside, instead of moving one of
+/// the two medians the plain ratio divides.
 pub fn x_bare(r: &Results, f: &Figure) -> Option<f64> {
     if !f.is_plain() {
         return None;
     }
     let b = r.find("bare", f.metric, Wait::Poll, f.size_bytes)?;
-    let x = match f.metric {
+    let paired = paired_ratio(&f.per_round, &b.per_round);
+    let x = paired.unwrap_or(match f.metric {
         Metric::Rtt => f.median_ns? as f64 / b.median_ns? as f64,
         Metric::Throughput => f.bytes_per_sec? / b.bytes_per_sec?,
-    };
+    });
     x.is_finite().then_some(x)
+}
+
+/// The median of `ours[i] / theirs[i]`, when both have the same number
+/// (two or more) of rounds and every figure is positive.
+fn paired_ratio(ours: &[f64], theirs: &[f64]) -> Option<f64> {
+    if ours.len() < 2 || ours.len() != theirs.len() {
+        return None;
+    }
+    let mut ratios: Vec<f64> = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| a / b)
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .collect();
+    if ratios.len() != ours.len() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    Some(if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    })
 }
 
 /// Whether `f` is a round trip of the run's main size (`rtt_size`, 64 B),
@@ -497,5 +531,28 @@ fn server(s: &mut String, r: &Results) {
             human_msgs(mps),
             human_msgs(mps / f64::from(n))
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired_ratio;
+
+    /// A slow spell in bare's second round and in our third: the plain
+    /// ratio of the medians says 0.9, the rounds say 1.0 (two of three
+    /// pairs are equal).
+    #[test]
+    fn x_bare_takes_the_median_of_the_rounds_ratios() {
+        let ours = [1.0, 0.2, 0.9];
+        let bare = [1.0, 1.0, 0.3];
+        assert_eq!(paired_ratio(&ours, &bare), Some(1.0));
+        assert_eq!(paired_ratio(&[2.0, 3.0], &[1.0, 1.0]), Some(2.5));
+    }
+
+    #[test]
+    fn x_bare_falls_back_without_matching_rounds() {
+        assert_eq!(paired_ratio(&[1.0], &[1.0]), None);
+        assert_eq!(paired_ratio(&[1.0, 2.0], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(paired_ratio(&[1.0, 2.0], &[0.0, 2.0]), None);
     }
 }

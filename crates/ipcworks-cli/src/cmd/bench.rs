@@ -33,7 +33,9 @@ least any mechanism can cost at each size (the channel's safety costs its
 distance from `bare`). \"x bare\" is a figure over bare's at the same size:
 for a round trip its median / bare's median (1.10x: 10% slower than bare,
 lower is better); for throughput its bytes/s / bare's bytes/s (0.60x: 60% of
-bare's pace, higher is better).
+bare's pace, higher is better), taken round by round (the median of each
+round's ratio to bare's same round: a slow spell of the machine in one round
+does not move it).
 
 shm-batch is shm-spin's stream sent with Sender::send_batch: up to 32
 messages published with one store and one look at whether the receiver
