@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -200,12 +201,31 @@ fn dup_std(which: usize, fd: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd> {
 /// This process's standard input, for [`stdin`] (a duplicate of
 /// descriptor 0).
 #[derive(Debug)]
-pub struct Stdin(PipeReader);
+pub struct Stdin(PipeReader, User);
 
 /// This process's standard output, for [`stdout`] (a duplicate of
 /// descriptor 1).
 #[derive(Debug)]
-pub struct Stdout(PipeWriter);
+pub struct Stdout(PipeWriter, User);
+
+/// Whether a [`Stdin`]/[`Stdout`] still counts among its descriptor's
+/// users: it stops when [`AsyncStream::into_inner`] hands it back (then,
+/// and not again when it drops, it [`leave`]s).
+#[derive(Debug)]
+struct User(AtomicBool);
+
+impl User {
+    fn new() -> User {
+        User(AtomicBool::new(true))
+    }
+
+    /// Leaves the users of standard descriptor `which` once.
+    fn leave(&self, which: usize, fd: BorrowedFd<'_>) {
+        if self.0.swap(false, Ordering::AcqRel) {
+            leave(which, fd);
+        }
+    }
+}
 
 impl AsFd for Stdin {
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -232,16 +252,29 @@ impl Write for Stdout {
 }
 impl Drop for Stdin {
     fn drop(&mut self) {
-        leave(0, self.0.as_fd());
+        self.1.leave(0, self.0.as_fd());
     }
 }
 impl Drop for Stdout {
     fn drop(&mut self) {
-        leave(1, self.0.as_fd());
+        self.1.leave(1, self.0.as_fd());
     }
 }
-impl sealed::Sealed for Stdin {}
-impl sealed::Sealed for Stdout {}
+impl sealed::Sealed for Stdin {
+    /// One async user of descriptor 0 less: the description turns
+    /// blocking again only if it was the last (see [`stdin`]).
+    fn leave_async(&self) -> io::Result<()> {
+        self.1.leave(0, self.0.as_fd());
+        Ok(())
+    }
+}
+impl sealed::Sealed for Stdout {
+    /// As [`Stdin`]'s, for descriptor 1.
+    fn leave_async(&self) -> io::Result<()> {
+        self.1.leave(1, self.0.as_fd());
+        Ok(())
+    }
+}
 impl Stream for Stdin {}
 impl Stream for Stdout {}
 impl ReadStream for Stdin {}
@@ -272,7 +305,7 @@ pub fn stdin() -> Result<AsyncStream<Stdin>> {
     let fd0 = io::stdin();
     let fd = dup_std(0, fd0.as_fd())?;
     enter(0, fd.as_fd())?;
-    AsyncStream::new(Stdin(PipeReader(fd)))
+    AsyncStream::new(Stdin(PipeReader(fd), User::new()))
 }
 
 /// This process's standard output as an [`AsyncStream`] (`AsyncWrite`):
@@ -286,5 +319,5 @@ pub fn stdout() -> Result<AsyncStream<Stdout>> {
     let fd1 = io::stdout();
     let fd = dup_std(1, fd1.as_fd())?;
     enter(1, fd.as_fd())?;
-    AsyncStream::new(Stdout(PipeWriter(fd)))
+    AsyncStream::new(Stdout(PipeWriter(fd), User::new()))
 }

@@ -16,7 +16,15 @@ use crate::{Error, Result};
 
 pub(super) mod sealed {
     /// A type that owns exactly one descriptor and never changes it.
-    pub trait Sealed: std::os::fd::AsFd {}
+    pub trait Sealed: std::os::fd::AsFd {
+        /// Its descriptor leaves async use ([`AsyncStream::into_inner`](super::AsyncStream::into_inner)):
+        /// blocking again. The standard descriptors override it: their
+        /// open file description may still be needed non-blocking by
+        /// another async user (see `tokio/stdio.rs`).
+        fn leave_async(&self) -> std::io::Result<()> {
+            crate::sys::fdio::set_nonblocking(self.as_fd(), false).map_err(Into::into)
+        }
+    }
 }
 
 /// The byte streams [`AsyncStream`] takes: each owns one descriptor and
@@ -126,10 +134,14 @@ impl<T: Stream> AsyncStream<T> {
         &self.fd.get_ref().0
     }
 
-    /// The stream back, in blocking mode again.
+    /// The stream back, in blocking mode again — but for [`stdin`](super::stdin)
+    /// and [`stdout`](super::stdout), whose open file description other
+    /// async users in this process may share: it turns blocking again
+    /// only when the last of them is gone (until then reads of the
+    /// returned stream may fail with `WouldBlock`).
     pub fn into_inner(self) -> Result<T> {
         let io = self.fd.into_inner().0;
-        fdio::set_nonblocking(io.as_fd(), false).map_err(|e| Error::io("fcntl", e))?;
+        io.leave_async().map_err(|e| Error::io("fcntl", e))?;
         Ok(io)
     }
 }

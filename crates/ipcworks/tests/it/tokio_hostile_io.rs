@@ -70,6 +70,20 @@ fn stdio_child() {
         assert!(r.is_err(), "read something: {r:?}");
         drop(i);
         step("cancelled", fd0());
+        // One of two async stdins handed back: the other still needs the
+        // description non-blocking; the one handed back does not count
+        // again when it drops.
+        let a = ipcworks::tokio::stdin().unwrap();
+        let b = ipcworks::tokio::stdin().unwrap();
+        let inner = a.into_inner().unwrap();
+        step("into-inner-other-alive", fd0());
+        drop(b);
+        step("into-inner-last-gone", fd0());
+        let c = ipcworks::tokio::stdin().unwrap();
+        drop(inner);
+        step("inner-dropped-new-alive", fd0());
+        drop(c);
+        step("all-gone", fd0());
     });
 }
 
@@ -281,6 +295,10 @@ fn tokio_hostile_stdin_and_stdout_on_one_description_restore_its_blocking_mode()
         "STEP out-then-in false",
         "STEP panic false",
         "STEP cancelled false",
+        "STEP into-inner-other-alive true",
+        "STEP into-inner-last-gone false",
+        "STEP inner-dropped-new-alive true",
+        "STEP all-gone false",
     ];
     assert_eq!(steps, want, "O_NONBLOCK of the shared description");
     assert!(
