@@ -456,6 +456,17 @@ pub fn fan_in_figure<'a>(
     })
 }
 
+/// How `hi` producers' total compares with `lo` producers' (the fan-in
+/// table's last column): like [`x_bare`], the median of the rounds'
+/// ratios where both have their rounds, else the ratio of the figures.
+pub fn fan_in_scaling(r: &Results, mechanism: &str, size: u64, lo: u32, hi: u32) -> Option<f64> {
+    let a = fan_in_figure(r, mechanism, size, lo)?;
+    let b = fan_in_figure(r, mechanism, size, hi)?;
+    let x = paired_ratio(&b.per_round, &a.per_round)
+        .or_else(|| Some(b.msgs_per_sec? / a.msgs_per_sec?))?;
+    (x.is_finite() && x > 0.0).then_some(x)
+}
+
 /// Fan-in: total messages/s by producer count, and the most producers'
 /// figure over one producer's.
 fn fan_in(s: &mut String, r: &Results) {
@@ -468,7 +479,8 @@ fn fan_in(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
         "Fan-in: producer processes into one receiver, total messages/s (default waits, not \
-         pinned: {} cores; every message counted once per producer)",
+         pinned: {} cores; every message counted once per producer; the last column is the \
+         median of the rounds' ratios)",
         r.system.cores
     );
     let _ = write!(s, "  {:<16} {:<8}", "mechanism", "size");
@@ -491,10 +503,7 @@ fn fan_in(s: &mut String, r: &Results) {
             let _ = write!(s, " {:>13}", rate(n).map_or("-".into(), human_msgs));
         }
         if hi > lo {
-            let cell = match (rate(lo), rate(hi)) {
-                (Some(a), Some(b)) if a > 0.0 => human_ratio(b / a),
-                _ => "-".into(),
-            };
+            let cell = fan_in_scaling(r, &m, size, lo, hi).map_or("-".into(), human_ratio);
             let _ = write!(s, " {cell:>8}");
         }
         let _ = writeln!(s);
