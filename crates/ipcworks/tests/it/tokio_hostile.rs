@@ -132,9 +132,23 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// writing the bytes while the send awaits room; checks that the send
 /// ends with an error or waits idle (bounded CPU, no spin), and that the
 /// async end drops promptly.
-fn scribbled(kind: &str, make: impl Fn(&str), scribbles: &[(&str, u64, Vec<u8>)]) {
+/// One scribble: what it is, where it goes, its bytes, and the outcome
+/// the awaiting send must have (the start of its `RESULT` line).
+type Scribble = (&'static str, u64, Vec<u8>, &'static str);
+
+/// What a scribble that makes a state the checks refuse must give.
+const CORRUPTED: &str = "RESULT err shared memory is corrupted";
+/// A scribble that looks like a full ring, a held lock or a busy state:
+/// the send keeps waiting, idle, to the end of the window.
+const PENDING: &str = "RESULT pending";
+/// A scribble that looks like room (a `reserve` or slots zeroed): a peer
+/// writing words the protocol allows cannot be told from one following
+/// it, so the send goes through.
+const THROUGH: &str = "RESULT ok";
+
+fn scribbled(kind: &str, make: impl Fn(&str), scribbles: &[Scribble]) {
     use std::io::BufRead;
-    for (what, off, bytes) in scribbles {
+    for (what, off, bytes, expect) in scribbles {
         let name = support::unique_name("hostscrib");
         let prefix = if kind == "chan" { "chan" } else { "queue" };
         let seg = format!("ipcworks.{prefix}.{name}");
@@ -187,14 +201,9 @@ fn scribbled(kind: &str, make: impl Fn(&str), scribbles: &[(&str, u64, Vec<u8>)]
             "{kind} {what}: {result}, {cpu:.2} s CPU in {wall:.2} s, dropped in {dropped} ms"
         );
         assert!(status.success(), "{kind} {what}: the child died: {status}");
-        // A scribble that makes a sound-looking state (a `reserve` or
-        // slots zeroed: room again) may let the send through: a peer
-        // writing words the protocol allows cannot be told from one
-        // following it.
         assert!(
-            ["RESULT ok", "RESULT pending"].contains(&result.as_str())
-                || result.starts_with("RESULT err "),
-            "{kind} {what}: {result}"
+            result.starts_with(expect),
+            "{kind} {what}: {result}, expected {expect}"
         );
         assert!(
             wall < 0.5 || cpu < wall * 0.5,
@@ -219,13 +228,23 @@ fn tokio_hostile_scribbled_channel_words_under_an_awaiting_send() {
     const CONTROL: u64 = 64 + 64 + 32 * 64;
     let ff = vec![0xffu8; 8];
     let scribbles = [
-        ("reserve=MAX", CONTROL, ff.clone()),
-        ("reserve=0", CONTROL, vec![0u8; 8]),
-        ("lock=garbage", CONTROL + 8, vec![0x5au8; 8]),
-        ("head=MAX", CONTROL + 64, ff.clone()),
-        ("tx futex word", CONTROL + 192, vec![0xffu8; 4]),
-        ("receiver=garbage", 64, vec![0x33u8; 8]),
-        ("params", 8, vec![0xffu8; 24]),
+        ("reserve=MAX", CONTROL, ff.clone(), CORRUPTED),
+        ("reserve=0", CONTROL, vec![0u8; 8], THROUGH),
+        // A holder that is no process: busy, not dead (the send takes a
+        // lock over only from an identity it can see died).
+        ("lock=garbage", CONTROL + 8, vec![0x5au8; 8], PENDING),
+        ("head=MAX", CONTROL + 64, ff.clone(), CORRUPTED),
+        ("tx futex word", CONTROL + 192, vec![0xffu8; 4], PENDING),
+        // Not the receiver that was there: it is gone.
+        (
+            "receiver=garbage",
+            64,
+            vec![0x33u8; 8],
+            "RESULT err disconnected",
+        ),
+        // The geometry is read once, at open: the live ends never look
+        // at it again.
+        ("params", 8, vec![0xffu8; 24], PENDING),
     ];
     let keep = std::sync::Mutex::new(Vec::new());
     scribbled(
@@ -245,13 +264,25 @@ fn tokio_hostile_scribbled_channel_words_under_an_awaiting_send() {
 #[test]
 fn tokio_hostile_scribbled_queue_words_under_an_awaiting_send() {
     let scribbles = [
-        ("capacity", 12, vec![0xffu8; 4]),
-        ("stride", 20, vec![0xffu8; 4]),
-        ("send_sleepers", 132, vec![0xffu8; 4]),
-        ("free semaphore", 136, vec![0xffu8; 24]),
-        ("free=0", 136, vec![0u8; 24]),
-        ("slots", support::QUEUE_SLOT0 as u64, vec![0xffu8; 512]),
-        ("slots=0", support::QUEUE_SLOT0 as u64, vec![0u8; 512]),
+        // The geometry is read once, at open.
+        ("capacity", 12, vec![0xffu8; 4], PENDING),
+        ("stride", 20, vec![0xffu8; 4], PENDING),
+        ("send_sleepers", 132, vec![0xffu8; 4], PENDING),
+        ("free semaphore", 136, vec![0xffu8; 24], CORRUPTED),
+        ("free=0", 136, vec![0u8; 24], PENDING),
+        // Slots that read as busy (claimed) are waited for.
+        (
+            "slots",
+            support::QUEUE_SLOT0 as u64,
+            vec![0xffu8; 512],
+            PENDING,
+        ),
+        (
+            "slots=0",
+            support::QUEUE_SLOT0 as u64,
+            vec![0u8; 512],
+            THROUGH,
+        ),
     ];
     let keep = std::sync::Mutex::new(Vec::new());
     scribbled(
