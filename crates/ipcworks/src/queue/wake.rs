@@ -59,8 +59,8 @@
 //! `FUTEX_WAIT` on the value it read then returns at once or is woken.
 //! (A poller that set the bit again after the commit cleared it comes
 //! after the commit in that order too, and its look sees the message.)
-//! The loom models in `loom_wake.rs` check this, and fail with the old
-//! protocol.
+//! The loom models in `loom_wake.rs` check this (no planted-bug model
+//! keeps the old protocol's failure reproducible there).
 //!
 //! A register a peer scribbled can only cost wake-ups (at most 65,535
 //! permits, and sleepers look every slice).
