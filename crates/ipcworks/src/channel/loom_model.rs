@@ -198,13 +198,14 @@ fn recv_fast(ring: &Ring<Mem>) -> u64 {
     recv(ring)
 }
 
-/// One producer sends 1, 2, 3 through a 256-byte ring of 8-byte messages
-/// (128-byte records) with `send`, the consumer receives them with `recv`:
+/// One producer sends 1, 2, 3 through a 128-byte ring of 8-byte messages
+/// (64-byte records, the payload in the header's line) with `send`, the
+/// consumer receives them with `recv`:
 /// the third message needs the space of the first, so the producer may
 /// sleep on a full ring, and the records wrap.
 fn spsc_three_messages(send: fn(&Ring<Mem>, u64, u64), recv: fn(&Ring<Mem>) -> u64) {
     loom::model(move || {
-        let mem = Mem::new(256);
+        let mem = Mem::new(128);
         let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
         let t = loom::thread::spawn(move || {
             for v in 1..=3 {
@@ -350,9 +351,9 @@ fn loom_channel_a_dead_senders_kick_is_never_slept_through() {
 fn send_batch(ring: &Ring<Mem>, me: u64, values: &[u64]) {
     let words = &ring.memory().0.senders[me as usize - 1].0;
     let msgs: Vec<[u8; 8]> = values.iter().map(|v| v.to_le_bytes()).collect();
-    // Records of 8 bytes span 128 bytes each; the region's length is the
-    // bytes after its first header.
-    let len = 128 * msgs.len() as u64 - 64;
+    // Records of 8 bytes span one line each (inline payloads); the
+    // region's length is the bytes after its first header.
+    let len = 64 * msgs.len() as u64 - 64;
     let region = loop {
         if let Some(slot) = ring.try_reserve_fast(len, me, words) {
             break slot;

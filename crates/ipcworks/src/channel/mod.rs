@@ -75,9 +75,10 @@
 //! a power of two ([`Builder::capacity_bytes`] sets it directly, default
 //! 1 MiB; [`Channel::capacity_bytes`] reads it): a message of `len` bytes
 //! takes a 64-byte header line plus `len` bytes, rounded up to whole
-//! 64-byte cache lines (the ring's layout is described in its source,
-//! `channel/ring.rs`), so a ring holds more small messages than its
-//! capacity counts.
+//! 64-byte cache lines — one line in all up to 48 bytes, which share the
+//! header's line and cross between the cores with it (the ring's layout
+//! is described in its source, `channel/ring.rs`) — so a ring holds more
+//! small messages than its capacity counts.
 //!
 //! # Dead peers and hostile peers
 //!

@@ -55,7 +55,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::compiler_fence;
 
 use super::fault::Fault;
-use super::ring::{HEADER, Memory, Ring, SenderWords, Slot, span};
+use super::ring::{Memory, Ring, SenderWords, Slot, payload_at, span};
 use crate::Result;
 #[cfg(loom)]
 use crate::primitive::fence;
@@ -199,7 +199,7 @@ impl<M: Memory> Ring<M> {
             }
             let slot = Slot {
                 pos,
-                off: self.offset_of(pos) + HEADER,
+                off: self.offset_of(pos) + payload_at(len),
                 len,
             };
             if let Err(e) = self.write(&slot, 0, m) {

@@ -18,12 +18,22 @@
 //!  <------ header: one cache line ------>
 //! ```
 //!
-//! Records own whole cache lines, and every payload starts on a line of its
-//! own: two records never share a line (the producer writing one never
-//! takes a line from under the consumer reading the one before), and big
-//! copies run line-aligned. Measured against 16-byte headers at 8-byte
-//! alignment: 64-byte messages stream 30–50% faster, round trips and big
-//! messages are unchanged.
+//! or, for a payload of at most [`INLINE`] (48) bytes, one line in all:
+//!
+//! ```text
+//! +--------+--------+----------------------+---------+
+//! | stamp  |  len   | payload (len bytes)  | padding |  (to 64 bytes)
+//! +--------+--------+----------------------+---------+
+//! ```
+//!
+//! Records own whole cache lines: two records never share a line (the
+//! producer writing one never takes a line from under the consumer reading
+//! the one before). A payload longer than [`INLINE`] starts on a line of
+//! its own, so big copies run line-aligned (measured against 16-byte
+//! headers at 8-byte alignment: 64-byte messages stream 30–50% faster,
+//! round trips and big messages are unchanged); a shorter one shares the
+//! header's line, so that it crosses between the cores with the stamp as
+//! one line ([`payload_at`]).
 //!
 //! `stamp = ((pos ^ key) & !7) | state`: the record's own position mixed
 //! with a per-channel random key, plus a state in the low three bits. A
@@ -88,6 +98,17 @@ pub const RECORD_ALIGN: u64 = 64;
 /// Bytes of a record header (stamp, length, then unused to the end of the
 /// line, so that the payload starts on a line of its own).
 pub const HEADER: u64 = 64;
+/// The longest payload kept in the header's line, after the stamp and the
+/// length (see [`payload_at`]).
+pub const INLINE: u64 = HEADER - 16;
+
+/// Where a record's payload of `len` bytes starts, from the record's
+/// start: in the header's line after the stamp and the length for at most
+/// [`INLINE`] bytes, else on the next line.
+#[inline(always)]
+pub fn payload_at(len: u64) -> u64 {
+    if len <= INLINE { 16 } else { HEADER }
+}
 
 pub(super) const STATE_MASK: u64 = 7;
 pub(super) const MESSAGE: u64 = 2;
@@ -95,9 +116,11 @@ pub(super) const SKIP: u64 = 3;
 pub(super) const PAD: u64 = 4;
 
 /// Bytes a record of `len` payload bytes occupies (header + payload, rounded
-/// up to [`RECORD_ALIGN`]); `None` on overflow.
+/// up to [`RECORD_ALIGN`]: one line for at most [`INLINE`] bytes); `None`
+/// on overflow.
+#[inline(always)]
 pub fn span(len: u64) -> Option<u64> {
-    len.checked_add(HEADER + RECORD_ALIGN - 1)
+    len.checked_add(payload_at(len) + RECORD_ALIGN - 1)
         .map(|n| n & !(RECORD_ALIGN - 1))
 }
 
@@ -406,7 +429,7 @@ impl<M: Memory> Ring<M> {
         }?;
         Some(Slot {
             pos,
-            off: (pos & self.mask) + HEADER,
+            off: (pos & self.mask) + payload_at(len),
             len,
         })
     }
@@ -472,7 +495,7 @@ impl<M: Memory> Ring<M> {
         self.note_reservation(me, pos, len, end);
         Ok(Reserve::Ok(Slot {
             pos,
-            off: (pos & self.mask) + HEADER,
+            off: (pos & self.mask) + payload_at(len),
             len,
         }))
     }
@@ -617,7 +640,7 @@ impl<M: Memory> Ring<M> {
         let len = self.sound_len(o)?;
         Some(Slot {
             pos: h,
-            off: o + HEADER,
+            off: o + payload_at(len),
             len,
         })
     }
@@ -658,7 +681,7 @@ impl<M: Memory> Ring<M> {
                 let len = self.checked_len(h, o)?;
                 return Ok(Peek::Message(Slot {
                     pos: h,
-                    off: o + HEADER,
+                    off: o + payload_at(len),
                     len,
                 }));
             } else if s == self.stamp(h, SKIP) {
@@ -714,7 +737,7 @@ impl<M: Memory> Ring<M> {
             return None;
         }
         let len = self.mem.word(o + 8).load(Relaxed);
-        (len <= limit && o + HEADER + len <= self.cap).then_some(len)
+        (len <= limit && o + payload_at(len) + len <= self.cap).then_some(len)
     }
 
     /// The longest length a `SKIP` record may carry: an abandoned or
@@ -763,7 +786,7 @@ impl<M: Memory> Ring<M> {
             let lead = (msg.off + at - base) as usize;
             let mut first = [0u8; 8];
             let n = dst.len().min(8 - lead);
-            // SAFETY: base >= msg.off - HEADER (in the record) and
+            // SAFETY: base >= msg.off - 8 (in the record's header) and
             // base + lead + n <= msg.off + msg.len <= cap.
             unsafe { self.mem.read(base, &mut first[..lead + n]) };
             dst[..n].copy_from_slice(&first[lead..lead + n]);
