@@ -398,7 +398,7 @@ fn against_bare(s: &mut String, r: &Results) {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "Shared memory against bare (x bare = bytes/s / bare's bytes/s at that size; higher is better)"
+        "Shared memory against bare (x bare = bytes/s / bare's bytes/s at that size, the median of the rounds' ratios; higher is better)"
     );
     let _ = write!(s, "  {:<16} {:<6}", "mechanism", "wait");
     for &size in &r.config.sizes {
