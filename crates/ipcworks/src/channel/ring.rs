@@ -89,7 +89,6 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::fault::{self, Fault};
-use super::wake::store_then_fence;
 use crate::primitive::{AtomicU32, AtomicU64};
 use crate::{Error, Result};
 
@@ -818,5 +817,28 @@ impl<M: Memory> Ring<M> {
     /// The consumer's position.
     pub fn head(&self) -> u64 {
         self.cached.get()
+    }
+}
+
+/// A waker's publication: stores `v` into `word`, then acts as a `SeqCst`
+/// fence before the caller looks at the sleeper's flag
+/// (`wake.rs`'s `clear_flag`, a `SeqCst` load). A `SeqCst` swap does both: the swap
+/// and the flag load are `SeqCst` operations, and the waiter's fence comes
+/// after its flag is set and before its re-check, so either the waiter's
+/// re-check sees `v` or the flag load sees the flag (C++20's rules for `SeqCst`
+/// fences and operations). On x86 the swap is one `xchg` instead of
+/// `mov` + `mfence`; in paired process round trips measured while this
+/// was written (scratch runs, figures in the issue notes, no benchmark kept
+/// here) it was the quicker of the two. Loom treats `SeqCst`
+/// read-modify-writes as only `AcqRel`, so under loom this is the plain
+/// store and the fence, which loom models exactly.
+#[inline(always)]
+pub(super) fn store_then_fence(word: &AtomicU64, v: u64) {
+    #[cfg(not(loom))]
+    word.swap(v, std::sync::atomic::Ordering::SeqCst);
+    #[cfg(loom)]
+    {
+        word.store(v, Release);
+        crate::primitive::fence(std::sync::atomic::Ordering::SeqCst);
     }
 }

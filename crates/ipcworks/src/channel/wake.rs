@@ -84,7 +84,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::compiler_fence;
 
 use super::fault::Fault;
-use super::ring::{Memory, Ring, RxWait};
+use super::ring::{Memory, Ring, RxWait, store_then_fence};
 
 /// `mode` bit: publishers fence before they look at the consumer's flag.
 pub const FENCED: u32 = 1;
@@ -230,29 +230,6 @@ impl<M: Memory> Ring<M> {
     pub fn kick(&self, word: &AtomicU32) {
         word.fetch_add(2, SeqCst);
         self.mem.wake(word);
-    }
-}
-
-/// A waker's publication: stores `v` into `word`, then acts as a `SeqCst`
-/// fence before the caller looks at the sleeper's flag
-/// ([`clear_flag`]'s `SeqCst` load). A `SeqCst` swap does both: the swap
-/// and the flag load are `SeqCst` operations, and the waiter's fence comes
-/// after its flag is set and before its re-check, so either the waiter's
-/// re-check sees `v` or the flag load sees the flag (C++20's rules for `SeqCst`
-/// fences and operations). On x86 the swap is one `xchg` instead of
-/// `mov` + `mfence`; in paired process round trips measured while this
-/// was written (scratch runs, figures in the issue notes, no benchmark kept
-/// here) it was the quicker of the two. Loom treats `SeqCst`
-/// read-modify-writes as only `AcqRel`, so under loom this is the plain
-/// store and the fence, which loom models exactly.
-#[inline(always)]
-pub(super) fn store_then_fence(word: &AtomicU64, v: u64) {
-    #[cfg(not(loom))]
-    word.swap(v, SeqCst);
-    #[cfg(loom)]
-    {
-        word.store(v, Release);
-        fence(SeqCst);
     }
 }
 
