@@ -42,7 +42,7 @@ mod address;
 mod file;
 mod listener;
 #[cfg(feature = "server")]
-mod server;
+pub(crate) mod server;
 mod unix;
 
 pub use address::Address;

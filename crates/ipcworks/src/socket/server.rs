@@ -25,7 +25,7 @@ use crate::sys::fdio;
 use crate::sys::socket::Kind;
 use crate::{Error, Result};
 
-mod accept;
+pub(crate) mod accept;
 mod conn;
 
 const LISTENER: Token = Token(0);

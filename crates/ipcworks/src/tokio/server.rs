@@ -14,6 +14,7 @@ use ::tokio::sync::{Notify, watch};
 use ::tokio::task::JoinSet;
 
 use super::stream::{AsyncListener, Listener};
+use crate::socket::server::accept::{is_shortage, refusal};
 use crate::socket::{
     Address, Peer, PeerCred, ServerOptions, ServerStats, UnixListener, UnixStream,
 };
@@ -171,14 +172,6 @@ impl Shared {
     fn count(&self, f: impl FnOnce(&mut ServerStats)) {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
     }
-}
-
-/// `accept` failed for want of a descriptor or kernel memory.
-fn is_shortage(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 /// A connected client as the server sees it: who it is.
@@ -481,24 +474,4 @@ fn shed<L: Listener>(listener: &AsyncListener<L>, reserve: &mut Option<OwnedFd>)
     };
     *reserve = fdio::reserve().ok();
     (closed, emptied)
-}
-
-/// Why a client just accepted must be closed at once, if it must: too
-/// many served already, or a Unix client whose uid is not allowed (or
-/// cannot be read). The blocking server's rule.
-fn refusal(
-    opts: &ServerOptions,
-    served: usize,
-    unix: bool,
-    cred: Option<PeerCred>,
-) -> Option<String> {
-    if served >= opts.max_connections {
-        return Some(format!("too many clients (max {})", opts.max_connections));
-    }
-    let allowed = opts.allowed_uids.as_ref().filter(|_| unix)?;
-    match cred {
-        Some(c) if allowed.contains(&c.uid) => None,
-        Some(c) => Some(format!("uid {} is not allowed", c.uid)),
-        None => Some("its credentials could not be read".into()),
-    }
 }

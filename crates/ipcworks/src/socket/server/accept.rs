@@ -9,11 +9,13 @@ use mio::{Interest, Token};
 
 use super::conn::Conn;
 use super::{Clients, Handler, Listener, Peer, Server, ServerStats, Stream};
+use crate::socket::ServerOptions;
 use crate::socket::unix::{PeerCred, peer_cred};
 use crate::sys::fdio;
 
-/// `accept` failed for want of a descriptor or kernel memory.
-fn is_shortage(e: &io::Error) -> bool {
+/// `accept` failed for want of a descriptor or kernel memory (the async
+/// server's rule too).
+pub(crate) fn is_shortage(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
@@ -149,24 +151,9 @@ impl Server {
         }
     }
 
-    /// Why a client just accepted must be closed at once, if it must: too
-    /// many served already (`served` of `max_connections`), or a Unix
-    /// client whose uid is not allowed (or cannot be read).
+    /// [`refusal`] of a client on `stream`.
     fn refusal(&self, served: usize, stream: &Stream, cred: Option<PeerCred>) -> Option<String> {
-        if served >= self.opts.max_connections {
-            Some(format!(
-                "too many clients (max {})",
-                self.opts.max_connections
-            ))
-        } else if let (Some(allowed), Stream::Unix(_)) = (&self.opts.allowed_uids, stream) {
-            match cred {
-                Some(c) if allowed.contains(&c.uid) => None,
-                Some(c) => Some(format!("uid {} is not allowed", c.uid)),
-                None => Some("its credentials could not be read".into()),
-            }
-        } else {
-            None
-        }
+        refusal(&self.opts, served, matches!(stream, Stream::Unix(_)), cred)
     }
 
     /// Watches an accepted client (readable and writable, edge-triggered)
@@ -226,5 +213,26 @@ impl Server {
                 closing: false,
             },
         );
+    }
+}
+
+/// Why a client just accepted must be closed at once, if it must: too
+/// many served already (`served` of `max_connections`), or a Unix client
+/// (`unix`) whose uid is not allowed (or cannot be read). The blocking
+/// and the async server's rule.
+pub(crate) fn refusal(
+    opts: &ServerOptions,
+    served: usize,
+    unix: bool,
+    cred: Option<PeerCred>,
+) -> Option<String> {
+    if served >= opts.max_connections {
+        return Some(format!("too many clients (max {})", opts.max_connections));
+    }
+    let allowed = opts.allowed_uids.as_ref().filter(|_| unix)?;
+    match cred {
+        Some(c) if allowed.contains(&c.uid) => None,
+        Some(c) => Some(format!("uid {} is not allowed", c.uid)),
+        None => Some("its credentials could not be read".into()),
     }
 }
