@@ -136,22 +136,19 @@ pub fn is_nonblocking(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
 /// `fstat(fd)`: whether `fd` is a regular file (which epoll refuses).
 #[cfg(feature = "tokio")]
 pub fn is_regular_file(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+    Ok(super::pipe::fstat(fd)?.kind == rustix::fs::FileType::RegularFile)
 }
 
 /// `fstat(fd)`: the file `fd` is, as its device and inode numbers.
 #[cfg(feature = "tokio")]
 pub fn file_id(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok((st.st_dev, st.st_ino))
+    Ok(super::pipe::fstat(fd)?.dev_ino)
 }
 
 /// `fstat(fd)`: whether `fd` is a socket.
 #[cfg(feature = "tokio")]
 pub fn is_socket(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket)
+    Ok(super::pipe::fstat(fd)?.kind == rustix::fs::FileType::Socket)
 }
 
 /// `fcntl(fd, F_DUPFD_CLOEXEC, 3)`: a duplicate, close-on-exec, numbered 3
