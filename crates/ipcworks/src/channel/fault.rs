@@ -7,7 +7,9 @@
 //! [`Fault::name`]s), read once per process; the loom model sets its own
 //! per model ([`Memory::fault`](super::ring::Memory::fault)). Each point
 //! is looked at only off the hot path (after a sleeper's flag was seen,
-//! before a sleep, during a solo revocation).
+//! before a sleep). `skip-drain`, `skip-solo-fence` and
+//! `batch-first-early` are planted in the loom models only: a real build
+//! never looks them up.
 
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};

@@ -140,7 +140,8 @@ impl<M: Memory> Ring<M> {
         }
         self.memory().fence_others();
         let solo = owner & !SOLO;
-        let skip = self.memory().fault(Fault::SkipDrain);
+        // Loom-only planted bugs: never looked up in a real build.
+        let skip = cfg!(loom) && self.memory().fault(Fault::SkipDrain);
         // Bounded: a live solo sender leaves its section within a few
         // instructions of running; after SPINS + YIELDS turns the lock
         // goes back to it.
@@ -186,7 +187,7 @@ impl<M: Memory> Ring<M> {
         let end = region.pos.wrapping_add(span(region.len).unwrap_or(0));
         let mut pos = region.pos;
         let mut first = None;
-        let early = self.memory().fault(Fault::BatchFirstEarly);
+        let early = cfg!(loom) && self.memory().fault(Fault::BatchFirstEarly);
         for m in msgs {
             let m = m.as_ref();
             let len = m.len() as u64;

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 
 use super::shared::{RX_CLOSED, Shared};
 use crate::process::watch::{self, Outcome, Watched};
-use crate::sys::futex;
 use crate::sys::proc::Identity;
 
 /// The room a sender waits for, and its receiver's pidfd watch; shared by
@@ -61,9 +60,7 @@ impl RoomWatch {
         let (shared, flag) = (self.shared.clone(), self.dead_seen.clone());
         let on_exit: watch::OnExit = Arc::new(move || {
             flag.store(true, SeqCst);
-            let word = &shared.header().control.wait.tx.0;
-            word.fetch_add(2, SeqCst);
-            futex::wake_all(word);
+            super::watch::kick(&shared.header().control.wait.tx.0);
         });
         // Untrusted: a garbage identity is reported dead, and the send's
         // own look at the receiver then judges it.
@@ -111,9 +108,7 @@ impl RoomWatch {
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
     pub(crate) fn poll_interrupt(&self) {
-        let word = &self.shared.header().control.wait.tx.0;
-        word.fetch_add(2, SeqCst);
-        futex::wake_all(word);
+        super::watch::kick(&self.shared.header().control.wait.tx.0);
     }
 
     /// Whether the watched receiver was reported dead (not cleared).

@@ -301,10 +301,7 @@ impl Sender {
     /// [`publish`](Loan::publish) it — no copy on the sending side.
     #[doc(alias = "zero-copy")]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        let slot = match self.reserve_fast(len) {
-            Some(slot) => self.intact(slot)?,
-            None => self.reserve(len, Deadline::Never)?,
-        };
+        let slot = self.reserve_loan(len, Deadline::Never)?;
         Ok(Loan {
             sender: self,
             slot,
@@ -319,12 +316,9 @@ impl Sender {
         len: usize,
         timeout: Duration,
     ) -> Result<Loan<'_>, SendTimeoutError> {
-        let slot = match self.reserve_fast(len) {
-            Some(slot) => self.intact(slot).map_err(SendTimeoutError::from)?,
-            None => self
-                .reserve(len, Deadline::after(timeout))
-                .map_err(SendTimeoutError::from)?,
-        };
+        let slot = self
+            .reserve_loan(len, Deadline::after(timeout))
+            .map_err(SendTimeoutError::from)?;
         Ok(Loan {
             sender: self,
             slot,
@@ -343,10 +337,16 @@ impl Sender {
     /// room now): the async loan's poll, which makes the [`Loan`] with
     /// [`loan_of`](Self::loan_of) once it has the slot.
     pub(crate) fn reserve_now(&mut self, len: usize) -> Result<Slot> {
-        if let Some(slot) = self.reserve_fast(len) {
-            return self.intact(slot);
+        self.reserve_loan(len, Deadline::Now)
+    }
+
+    /// A loan's reservation: the fast path (checked [`intact`](Self::intact))
+    /// first, else [`reserve`](Self::reserve) until `deadline`.
+    fn reserve_loan(&mut self, len: usize, deadline: Deadline) -> Result<Slot> {
+        match self.reserve_fast(len) {
+            Some(slot) => self.intact(slot),
+            None => self.reserve(len, deadline),
         }
-        self.reserve(len, Deadline::Now)
     }
 
     /// `slot`, taken by the fast reservation, unless a peer truncated the
@@ -494,6 +494,10 @@ impl Sender {
         receiver_gone(false)?;
         let me = self.me;
         let words = &header.senders[self.slot].0;
+        // A holder of the lock (not a solo sender's) that is not this
+        // sender and died: its lock may be taken over.
+        let dead_holder =
+            |owner: u64| owner & SOLO == 0 && owner != me && !Identity::from_raw(owner).is_alive();
         let mut steal = None;
         let mut busy_since: Option<Instant> = None;
         let mut busy_turns: u32 = 0;
@@ -520,11 +524,7 @@ impl Sender {
                         // critical section; if it stays there, it may
                         // have died in it.
                         if once {
-                            if take_over
-                                && owner & SOLO == 0
-                                && owner != me
-                                && !Identity::from_raw(owner).is_alive()
-                            {
+                            if take_over && dead_holder(owner) {
                                 steal = Some(owner);
                                 continue;
                             }
@@ -551,10 +551,7 @@ impl Sender {
                         if since.elapsed() > Duration::from_millis(2) {
                             busy_since = None;
                             busy_turns = 0;
-                            if owner & SOLO == 0
-                                && owner != me
-                                && !Identity::from_raw(owner).is_alive()
-                            {
+                            if dead_holder(owner) {
                                 steal = Some(owner);
                                 continue;
                             }

@@ -89,9 +89,7 @@ impl SenderWatch {
             let (shared, flag) = (self.shared.clone(), self.dead_seen.clone());
             let on_exit: watch::OnExit = Arc::new(move || {
                 flag.store(true, SeqCst);
-                let word = &shared.header().control.wait.rx.0.word;
-                word.fetch_add(2, SeqCst);
-                futex::wake_all(word);
+                kick(&shared.header().control.wait.rx.0.word);
             });
             match watch::watch(Identity::from_raw(id), on_exit) {
                 Outcome::Watching(w) => watching.push(w),
@@ -139,10 +137,16 @@ impl SenderWatch {
 
     /// Ends a [`poll_wait`](Self::poll_wait) whose `stop` was set.
     pub(crate) fn poll_interrupt(&self) {
-        let word = &self.shared.header().control.wait.rx.0.word;
-        word.fetch_add(2, SeqCst);
-        futex::wake_all(word);
+        kick(&self.shared.header().control.wait.rx.0.word);
     }
+}
+
+/// Bumps a futex word of the channel's and wakes its sleepers (what
+/// [`Ring::kick`](super::ring::Ring::kick) does, for a helper that has the
+/// segment but no ring view): a sleeper re-checks.
+pub(super) fn kick(word: &crate::primitive::AtomicU32) {
+    word.fetch_add(2, SeqCst);
+    futex::wake_all(word);
 }
 
 /// The wait of a helper thread (a WaitSet's, or an async end's) on one of
