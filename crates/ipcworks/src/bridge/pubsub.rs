@@ -25,7 +25,8 @@ pub const DEFAULT_SUBSCRIBER_WAIT: Duration = Duration::from_secs(5);
 /// told otherwise.
 pub const DEFAULT_CAPACITY: usize = 256;
 
-fn checked_key(key: &str) -> Result<String> {
+/// `key`, checked to be a key expression Zenoh accepts.
+pub(super) fn checked_key(key: &str) -> Result<String> {
     check_key(key).map_err(|why| {
         Error::InvalidArgument(format!("invalid Zenoh key expression {key:?}: {why}"))
     })?;

@@ -134,11 +134,7 @@ pub(crate) trait Entries {
 
 /// The entry (pending or held) for id `(origin, seq)`, if any.
 pub(crate) fn find<E: Entries>(e: &E, origin: u64, seq: u64) -> Option<usize> {
-    (0..e.entries()).find(|&k| {
-        e.state(k).load(SeqCst) != EMPTY
-            && e.origin(k).load(SeqCst) == origin
-            && e.seq(k).load(SeqCst) == seq
-    })
+    lookup(e, origin, seq).ok()
 }
 
 /// One pass over the table: `Ok(k)`, the entry (pending or held) for id

@@ -109,7 +109,8 @@ unsafe impl shm::Header for Header {
     const ADDRESS: &'static str = "queue";
     /// "ipcwQUE6": written last by the creator; openers wait for it.
     /// Layout 6: the relayed-message table between the header and the
-    /// slots (exactly-once relays, see `dedup.rs`), its size in the header. Layout 5: 48-byte slot records carrying each message's origin and
+    /// slots (exactly-once relays, see `dedup.rs`), its size in the header.
+    /// Layout 5: 48-byte slot records carrying each message's origin and
     /// origin sequence, the header the queue's origin id, and a READING
     /// slot may be held by a claim (two-phase receive) for as long as its
     /// claimant lives. (Layout 4: the recovery mutex's lock word holds its

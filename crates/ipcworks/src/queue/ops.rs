@@ -717,10 +717,15 @@ impl Queue {
     /// Commits a written slot (`WRITING → READY`, the send's commit
     /// point: the message exists from this CAS on) and wakes a receiver.
     pub(super) fn publish(&self, c: &Claimed) -> Result<()> {
-        let r = self.commit(c, slots::word(READY, 0, slots::count(c.word)));
+        self.published(self.commit(c, slots::word(READY, 0, slots::count(c.word))))
+    }
+
+    /// After a send's commit `r`: its error explained, a receiver woken,
+    /// and the segment checked (a copy or a commit into pages a peer
+    /// truncated reached nobody).
+    pub(super) fn published(&self, r: Result<()>) -> Result<()> {
         self.or_truncated(r)?;
         self.wake(Side::Recv);
-        // Copied or committed into pages a peer truncated: reached nobody.
         self.seg.check_intact()
     }
 

@@ -229,10 +229,7 @@ impl Queue {
                 .state
                 .store(if r.is_ok() { dedup::HELD } else { dedup::EMPTY }, SeqCst);
             drop(t);
-            self.or_truncated(r)?;
-            self.wake(Side::Recv);
-            // Copied or committed into pages a peer truncated: reached nobody.
-            self.seg.check_intact()?;
+            self.published(r)?;
             return Ok(Delivery::Delivered);
         }
     }
@@ -317,17 +314,27 @@ impl Queue {
     /// relay from `source` into this queue does when it starts. Returns
     /// how many were forgotten.
     pub fn forget_relayed_from(&self, source: &Queue) -> Result<usize> {
-        let remembered = self.relayed_via(source.origin())?;
-        if remembered.is_empty() {
+        let gone = source.absent(&self.relayed_via(source.origin())?)?;
+        if gone.is_empty() {
             return Ok(0);
         }
-        let present: std::collections::HashSet<MessageId> =
-            source.message_ids()?.into_iter().collect();
-        let gone: Vec<MessageId> = remembered
-            .into_iter()
-            .filter(|id| !present.contains(id))
-            .collect();
         self.forget_relayed(&gone)
+    }
+
+    /// Those of `ids` that no message in this queue carries (none looked
+    /// for, and no slot read, when `ids` is empty): what a relay from this
+    /// queue remembered delivering and has since committed.
+    pub(crate) fn absent(&self, ids: &[MessageId]) -> Result<Vec<MessageId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let present: std::collections::HashSet<MessageId> =
+            self.message_ids()?.into_iter().collect();
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !present.contains(id))
+            .collect())
     }
 
     /// Whether the relayed-message table holds `id` (delivered by

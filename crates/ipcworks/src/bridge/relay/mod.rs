@@ -106,7 +106,7 @@ pub struct RelayOptions {
     pub window: usize,
     /// Near: how long a batch waits for its reply before it is sent again
     /// (a link cut, a far relay killed); the far relay stores for at most
-    /// most of it and acknowledges what it stored.
+    /// three quarters of it and acknowledges what it stored.
     pub reply_timeout: Duration,
     /// Largest message (far: larger ones are refused, and the near relay
     /// stops with the error, the message first in its source).
@@ -227,9 +227,7 @@ const REFUSAL: &str = "ipcworks relay refused: ";
 
 /// Checks that `key` names one key (a pair needs one: no wildcards).
 fn plain_key(key: &str) -> Result<()> {
-    super::check_key(key).map_err(|why| {
-        Error::InvalidArgument(format!("invalid Zenoh key expression {key:?}: {why}"))
-    })?;
+    super::pubsub::checked_key(key)?;
     if key.contains('*') || key.contains('$') || key.split('/').any(|c| c.starts_with('@')) {
         return Err(Error::InvalidArgument(format!(
             "a relay pair needs one plain Zenoh key, not {key:?} (no wildcards, no @ chunks): \

@@ -1,7 +1,6 @@
 //! The near relay: a native queue's messages to the far relay over Zenoh
 //! (see the [module docs](super)).
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use zenoh::Wait;
@@ -137,13 +136,7 @@ impl QueueToZenoh {
         loop {
             match self.query(payload.clone())? {
                 Outcome::Answered(Reply::Hello { window, remembered }) => {
-                    let present: HashSet<MessageId> =
-                        self.queue.message_ids()?.into_iter().collect();
-                    let gone: Vec<MessageId> = remembered
-                        .iter()
-                        .copied()
-                        .filter(|id| !present.contains(id))
-                        .collect();
+                    let gone = self.queue.absent(&remembered)?;
                     (self.events)(&Event::FarRelayReached {
                         remembered: remembered.len(),
                         forgotten: gone.len(),
