@@ -59,11 +59,13 @@ pub fn x_bare(r: &Results, f: &Figure) -> Option<f64> {
         return None;
     }
     let b = r.find("bare", f.metric, Wait::Poll, f.size_bytes)?;
-    let paired = paired_ratio(&f.per_round, &b.per_round);
-    let x = paired.unwrap_or(match f.metric {
-        Metric::Rtt => f.median_ns? as f64 / b.median_ns? as f64,
-        Metric::Throughput => f.bytes_per_sec? / b.bytes_per_sec?,
-    });
+    let x = match paired_ratio(&f.per_round, &b.per_round) {
+        Some(x) => x,
+        None => match f.metric {
+            Metric::Rtt => f.median_ns? as f64 / b.median_ns? as f64,
+            Metric::Throughput => f.bytes_per_sec? / b.bytes_per_sec?,
+        },
+    };
     x.is_finite().then_some(x)
 }
 

@@ -85,8 +85,12 @@ pub struct AsyncQueue {
     /// The pending send of [`AsyncMessageSender::poll_send`](super::AsyncMessageSender::poll_send),
     /// with a copy of its message and priority (made only once the queue
     /// was found full).
-    pending_send: std::sync::Mutex<Option<(Vec<u8>, u32, SendFuture)>>,
+    pending_send: std::sync::Mutex<Option<PendingSend>>,
 }
+
+/// A pending send: its message (shared with its future), its priority
+/// and the future.
+type PendingSend = (Arc<[u8]>, u32, SendFuture);
 
 impl std::fmt::Debug for AsyncQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -207,7 +211,7 @@ impl AsyncQueue {
         // rule): the pending send is given up (it sent nothing).
         if pending
             .as_ref()
-            .is_some_and(|(m, p, _)| m != msg || *p != meta.priority)
+            .is_some_and(|(m, p, _)| &m[..] != msg || *p != meta.priority)
         {
             *pending = None;
         }
@@ -217,10 +221,14 @@ impl AsyncQueue {
                 if try_send_once(&self.inner.queue, msg, meta.priority)? {
                     return Poll::Ready(Ok(()));
                 }
-                let (inner, m) = (self.inner.clone(), msg.to_vec());
+                // One copy, shared by the future and the check above;
+                // the queue was just found full, so the future starts at
+                // the gate.
+                let m: Arc<[u8]> = msg.into();
+                let (inner, mine) = (self.inner.clone(), m.clone());
                 let fut: SendFuture =
-                    Box::pin(async move { send_inner(&inner, &m, meta.priority).await });
-                &mut pending.insert((msg.to_vec(), meta.priority, fut)).2
+                    Box::pin(async move { send_gated(&inner, &mine, meta.priority).await });
+                &mut pending.insert((m, meta.priority, fut)).2
             }
         };
         let r = ready!(fut.as_mut().poll(cx));
@@ -245,6 +253,12 @@ async fn send_inner(inner: &Inner, msg: &[u8], priority: u32) -> Result<()> {
     if try_send_once(&inner.queue, msg, priority)? {
         return Ok(());
     }
+    send_gated(inner, msg, priority).await
+}
+
+/// [`send_inner`] past its first look: holding the senders' gate, a look
+/// and a wait on the senders' helper in turn.
+async fn send_gated(inner: &Inner, msg: &[u8], priority: u32) -> Result<()> {
     let _leader = inner.send_gate.lock().await;
     let room = inner.room()?;
     let mut backoff = Backoff::default();

@@ -15,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// An anonymous channel of `capacity` ring bytes for messages of at most
 /// `max` bytes.
-fn anon(capacity: usize, max: usize) -> Channel {
+pub(crate) fn anon(capacity: usize, max: usize) -> Channel {
     Channel::builder()
         .capacity_bytes(capacity)
         .max_message(max)

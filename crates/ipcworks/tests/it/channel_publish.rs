@@ -11,18 +11,10 @@ use std::time::{Duration, Instant};
 use ipcworks::channel::{Channel, WaitStrategy};
 use ipcworks::message::RecvTimeoutError;
 
-use crate::channel::{chan_from_arg, fd_arg, fill, named_size};
+use crate::channel::{anon, chan_from_arg, fd_arg, fill, named_size};
 use crate::support::{self, KillOnDrop};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn anon(capacity: usize, max: usize) -> Channel {
-    Channel::builder()
-        .capacity_bytes(capacity)
-        .max_message(max)
-        .anonymous()
-        .unwrap()
-}
 
 /// Sends messages `0..count` of stream `id` on `chan`: single sends,
 /// loans and batches of up to five, mixed by sequence number.

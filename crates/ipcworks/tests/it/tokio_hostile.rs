@@ -127,11 +127,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
 }
 
-/// Runs a `room-waiter` child on `kind` NAME (whose segment is `path`)
-/// once per scribble (offset, bytes), each a child process of its own
-/// writing the bytes while the send awaits room; checks that the send
-/// ends with an error or waits idle (bounded CPU, no spin), and that the
-/// async end drops promptly.
 /// One scribble: what it is, where it goes, its bytes, and the outcome
 /// the awaiting send must have (the start of its `RESULT` line).
 type Scribble = (&'static str, u64, Vec<u8>, &'static str);
@@ -146,12 +141,16 @@ const PENDING: &str = "RESULT pending";
 /// it, so the send goes through.
 const THROUGH: &str = "RESULT ok";
 
+/// Runs a `room-waiter` child on `kind` NAME (whose segment is
+/// `ipcworks.{kind}.NAME`) once per scribble, each written by a child
+/// process of its own while the send awaits room; checks that the send
+/// ends as the scribble says, waits idle (bounded CPU, no spin), and that
+/// the async end drops promptly.
 fn scribbled(kind: &str, make: impl Fn(&str), scribbles: &[Scribble]) {
     use std::io::BufRead;
     for (what, off, bytes, expect) in scribbles {
         let name = support::unique_name("hostscrib");
-        let prefix = if kind == "chan" { "chan" } else { "queue" };
-        let seg = format!("ipcworks.{prefix}.{name}");
+        let seg = format!("ipcworks.{kind}.{name}");
         let _cleanup = ShmCleanup(vec![seg.clone()]);
         make(&name);
         let path = format!("/dev/shm/{seg}");

@@ -30,10 +30,9 @@ fn child() {
 
 /// Whether descriptor `fd`'s open file description is non-blocking.
 fn nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    // SAFETY: F_GETFL reads the flags of a descriptor the caller keeps open.
-    let fl = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_GETFL) };
-    assert!(fl >= 0, "fcntl: {}", std::io::Error::last_os_error());
-    fl & libc::O_NONBLOCK != 0
+    rustix::fs::fcntl_getfl(fd)
+        .expect("fcntl(F_GETFL)")
+        .contains(rustix::fs::OFlags::NONBLOCK)
 }
 
 fn stdio_child() {

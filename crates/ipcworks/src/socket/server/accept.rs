@@ -95,7 +95,8 @@ impl Server {
     pub(super) fn accept_all(&mut self, clients: &mut Clients, handler: &mut impl Handler) {
         let mut other_errors = 0;
         while let Some((stream, addr, cred)) = self.accept_next(&mut other_errors, clients) {
-            if let Some(why) = self.refusal(clients.conns.len(), &stream, cred) {
+            let unix = matches!(stream, Stream::Unix(_));
+            if let Some(why) = refusal(&self.opts, clients.conns.len(), unix, cred) {
                 clients.stats.refused += 1;
                 if self.opts.log {
                     eprintln!("ipcworks server: refused client {addr}: {why}");
@@ -149,11 +150,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// [`refusal`] of a client on `stream`.
-    fn refusal(&self, served: usize, stream: &Stream, cred: Option<PeerCred>) -> Option<String> {
-        refusal(&self.opts, served, matches!(stream, Stream::Unix(_)), cred)
     }
 
     /// Watches an accepted client (readable and writable, edge-triggered)
