@@ -686,3 +686,40 @@ impl Drop for Loan<'_> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::super::Channel;
+
+    /// The README's "a lone sender sends without a locked instruction":
+    /// a sender alone on a channel holds the lock in solo mode; a second
+    /// sender's first send takes it over, and the first then reserves
+    /// under the lock like any other; all three messages arrive in order.
+    #[test]
+    fn a_lone_sender_is_in_solo_mode_until_a_second_sender_sends() {
+        if !crate::sys::membarrier::register() {
+            eprintln!(
+                "SKIPPED a_lone_sender_is_in_solo_mode…: this kernel (or a seccomp filter) \
+                 refuses membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)"
+            );
+            return;
+        }
+        let ch = Channel::builder().capacity(16).anonymous().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        let mut a = ch.sender().unwrap();
+        assert!(a.ring.solo.get(), "a lone sender did not enter solo mode");
+        a.send(b"1").unwrap();
+        assert!(a.ring.solo.get(), "a lone sender left solo mode by sending");
+        let mut b = ch.sender().unwrap();
+        assert!(!b.ring.solo.get(), "a second sender entered solo mode");
+        b.send(b"2").unwrap();
+        a.send(b"3").unwrap();
+        assert!(
+            !a.ring.solo.get(),
+            "the first sender stayed in solo mode after a second one sent"
+        );
+        for want in [b"1", b"2", b"3"] {
+            assert_eq!(rx.recv().unwrap(), want);
+        }
+    }
+}
