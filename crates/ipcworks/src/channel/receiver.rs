@@ -245,7 +245,7 @@ impl Receiver {
     /// [`recv_at`](Self::recv_at) into `buf`, resized to the message's
     /// length (only the part beyond its old length is zeroed first, so a
     /// buffer that already has the length is written once).
-    #[inline]
+    #[inline(always)]
     fn recv_into_at(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
         let slot = self.slot_at(deadline)?;
         buf.resize(slot.len as usize, 0);
@@ -264,7 +264,7 @@ impl Receiver {
 
     /// Copies a peeked message into the front of `buf` and hands its space
     /// back; a message longer than `buf` stays where it is.
-    #[inline]
+    #[inline(always)]
     fn take_into(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         let n = slot.len as usize;
         let Some(dst) = buf.get_mut(..n) else {
@@ -288,6 +288,7 @@ impl Receiver {
     /// Borrows the next message in place (zero-copy), waiting while empty.
     /// Its space goes back to the senders when the [`MessageRef`] drops.
     #[doc(alias = "zero-copy")]
+    #[inline]
     pub fn recv_ref(&mut self) -> Result<MessageRef<'_>> {
         let slot = self.slot_at(Deadline::Never)?;
         Ok(MessageRef { rx: self, slot })
@@ -560,6 +561,7 @@ impl MessageRef<'_> {
     }
 
     /// Copies `dst.len()` bytes starting at `offset` of the message.
+    #[inline]
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         self.rx.ring.read(&self.slot, offset as u64, dst)
     }
@@ -621,6 +623,7 @@ impl MessageRef<'_> {
 }
 
 impl Drop for MessageRef<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.rx.ring.release(&self.slot);
     }

@@ -300,6 +300,12 @@ impl Sender {
     /// message in place with [`Loan`]'s methods, then
     /// [`publish`](Loan::publish) it — no copy on the sending side.
     #[doc(alias = "zero-copy")]
+    // Inlined into the caller, as are `Loan::write_at`/`publish` and the
+    // receiver's `recv_ref`/`read_at`/`MessageRef` drop: called out of
+    // line, a 64-byte loan round trip measured 1.42-1.53x a copying one
+    // (two threads pinned to two cores, 400 interleaved blocks); inlined,
+    // 1.05-1.10x.
+    #[inline]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         let slot = self.reserve_loan(len, Deadline::Never)?;
         Ok(Loan {
@@ -342,6 +348,7 @@ impl Sender {
 
     /// A loan's reservation: the fast path (checked [`intact`](Self::intact))
     /// first, else [`reserve`](Self::reserve) until `deadline`.
+    #[inline(always)]
     fn reserve_loan(&mut self, len: usize, deadline: Deadline) -> Result<Slot> {
         match self.reserve_fast(len) {
             Some(slot) => self.intact(slot),
@@ -354,6 +361,7 @@ impl Sender {
     /// fast path reads only the ring's words, which a cut turns into zeros
     /// that look like room, and a loan is handed out before anything is
     /// copied (a send looks after its copy instead).
+    #[inline(always)]
     fn intact(&mut self, slot: Slot) -> Result<Slot> {
         match self.ring.memory().check() {
             Ok(()) => Ok(slot),
@@ -637,6 +645,7 @@ impl Loan<'_> {
 
     /// Copies `bytes` into the slot at `offset`. [`Error::Truncated`] if
     /// a peer truncated the segment (the bytes reached nobody).
+    #[inline]
     pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
         self.sender.ring.write(&self.slot, offset as u64, bytes)?;
         self.sender.ring.memory().check()
@@ -672,6 +681,7 @@ impl Loan<'_> {
     /// [`Error::Truncated`] if a peer truncated the segment meanwhile (what
     /// was written, through [`as_mut_ptr`](Self::as_mut_ptr) too, and the
     /// publication reached nobody).
+    #[inline]
     pub fn publish(mut self) -> Result<()> {
         self.done = true;
         self.sender.ring.commit(&self.slot);
