@@ -483,3 +483,64 @@ fn relay_zenoh_into_a_system_v_queue_duplicates_at_most_one_per_far_kill() {
     let state = format!("relay-state-sysv-{:#x}", q.key() as u32);
     into_kernel_queue(Endpoint::Sysv(q.key()), &state);
 }
+
+/// A batch query as a near relay encodes it (`bridge/relay/wire.rs`):
+/// "IPCR", version 1, kind 2, via, deadline, the ids to forget, no
+/// messages.
+fn forget_query(via: u64, ids: u64) -> Vec<u8> {
+    let mut q = b"IPCR\x01\x02".to_vec();
+    q.extend_from_slice(&via.to_le_bytes());
+    q.extend_from_slice(&1000u32.to_le_bytes());
+    q.extend_from_slice(&u32::try_from(ids).unwrap().to_le_bytes());
+    for seq in 0..ids {
+        q.extend_from_slice(&via.to_le_bytes());
+        q.extend_from_slice(&seq.to_le_bytes());
+    }
+    q.extend_from_slice(&0u32.to_le_bytes());
+    q
+}
+
+/// A hostile near relay's batch that asks the far relay to forget more
+/// ids than its queue's table holds (each id a look under the table's
+/// lock, which the queue's relayed sends wait for) is refused with the
+/// reason, before anything is looked up; one as long as the table is
+/// answered as usual.
+#[test]
+fn relay_zenoh_far_refuses_a_forget_list_longer_than_its_table() {
+    use ipcworks::bridge::zenoh::Wait;
+    let p = Pair::new(64, false);
+    let _far = p.far(None);
+    let mut c = Config::new();
+    c.connect(format!("tcp/127.0.0.1:{}", p.far_port));
+    let s = Session::open(&c).unwrap();
+    let window = Queue::open(&p.b).unwrap().relay_window() as u64;
+    // The far relay's answer to `payload`: Ok(reply bytes) or Err(the
+    // refusal's text), retried while the route to it is still forming.
+    let ask = |payload: Vec<u8>| -> Result<Vec<u8>, String> {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let replies = s
+                .zenoh()
+                .get(format!("{}/@ipcworks/relay", p.key))
+                .payload(payload.clone())
+                .timeout(Duration::from_secs(5))
+                .wait()
+                .unwrap();
+            if let Ok(r) = replies.recv() {
+                return match r.result() {
+                    Ok(sample) => Ok(sample.payload().to_bytes().into_owned()),
+                    Err(e) => Err(String::from_utf8_lossy(&e.payload().to_bytes()).into_owned()),
+                };
+            }
+            assert!(Instant::now() < until, "the far relay never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let ok = ask(forget_query(7, window)).expect("a forget list as long as the table");
+    assert!(ok.starts_with(b"IPCR\x01\x02"), "{ok:?}");
+    let why = ask(forget_query(7, 100_000)).expect_err("a forget list of 100,000 ids");
+    assert!(
+        why.contains("forget 100000 ids") && why.contains(&format!("({window})")),
+        "{why}"
+    );
+}

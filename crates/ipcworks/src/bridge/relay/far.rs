@@ -271,7 +271,8 @@ impl ZenohToQueue {
     /// most `left`).
     fn answer(&mut self, q: &Query, left: u64) -> Result<u64> {
         let payload = q.payload().map(|p| p.to_bytes()).unwrap_or_default();
-        let req = match Request::decode(&payload, self.opts.max_message) {
+        let window = self.dest.table().relay_window();
+        let req = match Request::decode(&payload, self.opts.max_message, window) {
             Ok(r) => r,
             Err(why) => {
                 refuse(q, &why);
@@ -283,7 +284,7 @@ impl ZenohToQueue {
             Request::Hello { via } => {
                 let table = self.dest.table();
                 let reply = Reply::Hello {
-                    window: u32::try_from(table.relay_window()).unwrap_or(u32::MAX),
+                    window: u32::try_from(window).unwrap_or(u32::MAX),
                     remembered: table.relayed_via(via)?,
                 };
                 (reply, 0)

@@ -131,8 +131,12 @@ impl Request {
         }
     }
 
-    /// A query's payload, checked; messages over `max` bytes refused.
-    pub fn decode(b: &[u8], max: usize) -> Result<Request, String> {
+    /// A query's payload, checked; messages over `max` bytes refused, and
+    /// a batch that asks to forget more than `max_forget` ids (the far
+    /// queue's table: a near relay never has more to forget than the far
+    /// side can remember, and each id costs a look under the table's
+    /// lock).
+    pub fn decode(b: &[u8], max: usize, max_forget: usize) -> Result<Request, String> {
         let mut r = Reader::new(b)?;
         let via = r.u64()?;
         let req = match r.kind {
@@ -140,6 +144,13 @@ impl Request {
             BATCH => {
                 let deadline_ms = r.u32()?;
                 let forget = r.ids()?;
+                if forget.len() > max_forget {
+                    return Err(format!(
+                        "the batch asks to forget {} ids, more than the far queue's table \
+                         holds ({max_forget})",
+                        forget.len()
+                    ));
+                }
                 let n = r.count(8 + 8 + 4 + 8 + 4)?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -318,7 +329,7 @@ mod tests {
             },
         ];
         for r in reqs {
-            assert_eq!(Request::decode(&r.encode(), 5).unwrap(), r);
+            assert_eq!(Request::decode(&r.encode(), 5, 2).unwrap(), r);
         }
         let replies = [
             Reply::Hello {
@@ -348,20 +359,39 @@ mod tests {
         };
         let b = r.encode();
         for cut in 0..b.len() {
-            assert!(Request::decode(&b[..cut], 100).is_err(), "cut at {cut}");
+            assert!(Request::decode(&b[..cut], 100, 8).is_err(), "cut at {cut}");
         }
         let mut long = b.clone();
         long.push(0);
-        assert!(Request::decode(&long, 100).is_err());
-        assert!(Request::decode(&b, 9).unwrap_err().contains("larger than"));
+        assert!(Request::decode(&long, 100, 8).is_err());
+        assert!(
+            Request::decode(&b, 9, 8)
+                .unwrap_err()
+                .contains("larger than")
+        );
         let mut huge = Request::Hello { via: 1 }.encode();
         huge[5] = BATCH;
         huge.extend_from_slice(&0u32.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(Request::decode(&huge, 100).is_err());
+        assert!(Request::decode(&huge, 100, 8).is_err());
         let mut v2 = b.clone();
         v2[4] = 2;
-        assert!(Request::decode(&v2, 100).unwrap_err().contains("version"));
+        assert!(
+            Request::decode(&v2, 100, 8)
+                .unwrap_err()
+                .contains("version")
+        );
+        // A forget list longer than the far table is refused whole: as
+        // long as the table, accepted.
+        let forget = |n: u64| Request::Batch {
+            via: 1,
+            deadline_ms: 1,
+            forget: (0..n).map(mid).collect(),
+            items: vec![],
+        };
+        assert!(Request::decode(&forget(8).encode(), 100, 8).is_ok());
+        let why = Request::decode(&forget(9).encode(), 100, 8).unwrap_err();
+        assert!(why.contains("forget 9 ids") && why.contains("(8)"), "{why}");
         assert!(Reply::decode(b"IPCR\x01\x09").is_err());
         assert!(Reply::decode(b"nope").is_err());
     }
