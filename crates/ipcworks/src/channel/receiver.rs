@@ -245,7 +245,7 @@ impl Receiver {
     /// [`recv_at`](Self::recv_at) into `buf`, resized to the message's
     /// length (only the part beyond its old length is zeroed first, so a
     /// buffer that already has the length is written once).
-    #[inline(always)]
+    #[inline]
     fn recv_into_at(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
         let slot = self.slot_at(deadline)?;
         buf.resize(slot.len as usize, 0);
@@ -264,7 +264,7 @@ impl Receiver {
 
     /// Copies a peeked message into the front of `buf` and hands its space
     /// back; a message longer than `buf` stays where it is.
-    #[inline(always)]
+    #[inline]
     fn take_into(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         let n = slot.len as usize;
         let Some(dst) = buf.get_mut(..n) else {
