@@ -10,7 +10,8 @@
 //! hello reply     window (u32): entries of the far queue's table;
 //!                 n (u32), n × id: what it remembers via that source
 //! batch query     via (u64); deadline (u32, ms the far side may take);
-//!                 n (u32), n × id to forget (left their source);
+//!                 n (u32), n × id to forget (left their source; at
+//!                 most the far queue's table entries);
 //!                 m (u32), m × message: id, priority (u32), type (i64),
 //!                 length (u32), the bytes
 //! batch reply     done (u32): the first `done` messages of the batch are
