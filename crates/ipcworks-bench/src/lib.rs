@@ -24,7 +24,7 @@
 //! `--fan-in`); **the socket server's echo** with 1, 10 and 100 clients
 //! ([`clients`], `--clients`). `--full` asks for all of it.
 //!
-//! Every case runs in rounds (`--rounds`, 3 by default): the run goes
+//! Every case runs in rounds (`--rounds`, 5 by default): the run goes
 //! through all cases, then through all of them again, each time with a
 //! fresh peer, and a figure combines its rounds with each counting alike:
 //! a round trip's median, p99 and p99.9 are the median of the rounds' own,
