@@ -123,6 +123,11 @@ pub mod queue {
     pub(crate) mod wake;
 }
 pub mod registry;
+/// The relay pair's wire format (`bridge::relay`), built without Zenoh too
+/// so that its decoders can be fuzzed.
+#[cfg(not(loom))]
+#[path = "bridge/relay/wire.rs"]
+pub(crate) mod relay_wire;
 pub mod shm;
 pub mod socket;
 pub mod stream;
@@ -137,5 +142,27 @@ pub mod waitset;
 #[doc(hidden)]
 #[path = "bench_support.rs"]
 pub mod __bench;
+
+/// What `fuzz/` drives: parsers of bytes that a peer sends, reached
+/// without the features that carry them.
+///
+/// **No stability promise**: hidden from the documentation; not for use
+/// outside this workspace.
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub mod __fuzz {
+    /// Decodes `b` as a relay query (a near relay's, as the far relay
+    /// does: messages over `max` bytes and forget lists over `max_forget`
+    /// ids refused) and, if it decodes, encodes it again.
+    pub fn relay_request(b: &[u8], max: usize, max_forget: usize) -> Result<Vec<u8>, String> {
+        crate::relay_wire::Request::decode(b, max, max_forget).map(|r| r.encode())
+    }
+
+    /// Decodes `b` as a relay reply (the far relay's, as the near relay
+    /// does) and, if it decodes, encodes it again.
+    pub fn relay_reply(b: &[u8]) -> Result<Vec<u8>, String> {
+        crate::relay_wire::Reply::decode(b).map(|r| r.encode())
+    }
+}
 
 pub use error::{Error, Result};

@@ -80,7 +80,9 @@
 
 mod far;
 mod near;
-mod wire;
+// The wire format is built without the `zenoh` feature too, for its fuzz
+// target (`crate::__fuzz`).
+use crate::relay_wire as wire;
 
 use std::fmt;
 use std::sync::Arc;
