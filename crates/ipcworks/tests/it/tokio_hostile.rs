@@ -330,6 +330,39 @@ fn is_truncated(e: &Error) -> bool {
     matches!(e, Error::Truncated { .. })
 }
 
+/// What an awaiting call gives back: `Ok(())` for anything but an error.
+type Awaited<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
+/// Awaits `op` on `end` in a task on `rt` (at most [`LIMIT`]), cuts the
+/// segment `/dev/shm/SEG` with `truncate` (as `cut` says) once the call
+/// is parked, and checks that the call ended with `Truncated`: not hung,
+/// not a success. Returns `end` for the caller's bounded drop.
+fn awaited_across_a_cut<E: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    seg: &str,
+    cut: &str,
+    what: &str,
+    end: E,
+    op: impl for<'a> FnOnce(&'a mut E) -> Awaited<'a> + Send + 'static,
+) -> E {
+    let path = format!("/dev/shm/{seg}");
+    let size = std::fs::metadata(&path).unwrap().len();
+    let task = rt.spawn(async move {
+        let mut end = end;
+        let r = tokio::time::timeout(LIMIT, op(&mut end)).await;
+        (r, end)
+    });
+    std::thread::sleep(PARK);
+    truncate(&path, cut_size(cut, size));
+    let (r, end) = rt.block_on(task).unwrap();
+    match r {
+        Err(_) => panic!("cut to {cut}: the awaiting {what} hung (no error within {LIMIT:?})"),
+        Ok(Ok(())) => panic!("cut to {cut}: the {what} reported success in a cut segment"),
+        Ok(Err(e)) => assert!(is_truncated(&e), "cut to {cut}: the {what} gave {e:?}"),
+    }
+    end
+}
+
 /// A channel of `cap` messages NAME, its receiver held (never receiving)
 /// and an async sender that filled it.
 fn full_channel(name: &str) -> (Channel, Receiver, AsyncSender) {
@@ -351,21 +384,7 @@ fn tokio_hostile_a_send_awaiting_room_in_a_truncated_channel_ends_truncated() {
         let _cleanup = ShmCleanup(vec![seg.clone()]);
         let rt = runtime();
         let (chan, rx, tx) = rt.block_on(async { full_channel(&name) });
-        let path = format!("/dev/shm/{seg}");
-        let size = std::fs::metadata(&path).unwrap().len();
-        let task = rt.spawn(async move {
-            let mut tx = tx;
-            let r = tokio::time::timeout(LIMIT, tx.send(b"last")).await;
-            (r, tx)
-        });
-        std::thread::sleep(PARK);
-        truncate(&path, cut_size(cut, size));
-        let (r, tx) = rt.block_on(task).unwrap();
-        match r {
-            Err(_) => panic!("cut to {cut}: the awaiting send hung (no error within {LIMIT:?})"),
-            Ok(Ok(())) => panic!("cut to {cut}: the send reported success into a cut segment"),
-            Ok(Err(e)) => assert!(is_truncated(&e), "cut to {cut}: {e:?}"),
-        }
+        let tx = awaited_across_a_cut(&rt, &seg, cut, "send", tx, |tx| Box::pin(tx.send(b"last")));
         bounded("dropping the AsyncSender", move || drop(tx));
         bounded("dropping the runtime", move || drop(rt));
         drop((rx, chan));
@@ -383,20 +402,9 @@ fn tokio_hostile_a_send_awaiting_room_in_a_truncated_queue_ends_truncated() {
         let q = Queue::options().capacity(4).create(&name).unwrap();
         let aq = rt.block_on(async { AsyncQueue::new(q).unwrap() });
         while aq.get_ref().try_send(b"fill", 0).is_ok() {}
-        let path = format!("/dev/shm/{seg}");
-        let size = std::fs::metadata(&path).unwrap().len();
-        let task = rt.spawn(async move {
-            let r = tokio::time::timeout(LIMIT, aq.send(b"last", 0)).await;
-            (r, aq)
+        let aq = awaited_across_a_cut(&rt, &seg, cut, "send", aq, |aq| {
+            Box::pin(AsyncQueue::send(aq, b"last", 0))
         });
-        std::thread::sleep(PARK);
-        truncate(&path, cut_size(cut, size));
-        let (r, aq) = rt.block_on(task).unwrap();
-        match r {
-            Err(_) => panic!("cut to {cut}: the awaiting send hung (no error within {LIMIT:?})"),
-            Ok(Ok(())) => panic!("cut to {cut}: the send reported success into a cut segment"),
-            Ok(Err(e)) => assert!(is_truncated(&e), "cut to {cut}: {e:?}"),
-        }
         bounded("dropping the AsyncQueue", move || drop(aq));
         bounded("dropping the runtime", move || drop(rt));
     }
@@ -419,23 +427,9 @@ fn tokio_hostile_an_async_receive_in_a_truncated_channel_ends_truncated() {
             .unwrap();
         let tx = chan.sender().unwrap();
         let rx = rt.block_on(async { AsyncReceiver::new(chan.receiver().unwrap()).unwrap() });
-        let path = format!("/dev/shm/{seg}");
-        let size = std::fs::metadata(&path).unwrap().len();
-        let task = rt.spawn(async move {
-            let mut rx = rx;
-            let r = tokio::time::timeout(LIMIT, rx.recv()).await;
-            (r, rx)
+        let rx = awaited_across_a_cut(&rt, &seg, cut, "recv", rx, |rx| {
+            Box::pin(async { rx.recv().await.map(drop) })
         });
-        std::thread::sleep(PARK);
-        truncate(&path, cut_size(cut, size));
-        let (r, rx) = rt.block_on(task).unwrap();
-        match r {
-            Err(_) => panic!("cut to {cut}: the awaiting recv hung"),
-            Ok(r) => assert!(
-                r.as_ref().is_err_and(is_truncated),
-                "cut to {cut}: the awaiting recv gave {r:?}"
-            ),
-        }
         bounded("dropping the AsyncReceiver", move || drop(rx));
         drop((tx, chan));
 
@@ -489,19 +483,9 @@ fn tokio_hostile_queue_recv_semaphore_acquire_and_loan_in_truncated_segments() {
         let _c1 = ShmCleanup(vec![seg.clone()]);
         let q = Queue::options().capacity(4).create(&name).unwrap();
         let aq = rt.block_on(async { AsyncQueue::new(q).unwrap() });
-        let path = format!("/dev/shm/{seg}");
-        let size = std::fs::metadata(&path).unwrap().len();
-        let task = rt.spawn(async move {
-            let r = tokio::time::timeout(LIMIT, aq.recv()).await;
-            (r.map(|r| r.map(drop)), aq)
+        let aq = awaited_across_a_cut(&rt, &seg, cut, "queue recv", aq, |aq| {
+            Box::pin(async { aq.recv().await.map(drop) })
         });
-        std::thread::sleep(PARK);
-        truncate(&path, cut_size(cut, size));
-        let (r, aq) = rt.block_on(task).unwrap();
-        match r {
-            Err(_) => panic!("cut to {cut}: the awaiting queue recv hung"),
-            Ok(r) => assert!(r.as_ref().is_err_and(is_truncated), "cut to {cut}: {r:?}"),
-        }
         bounded("dropping the AsyncQueue", move || drop(aq));
         // The semaphore.
         let name = support::unique_name("hostsem");
@@ -509,41 +493,20 @@ fn tokio_hostile_queue_recv_semaphore_acquire_and_loan_in_truncated_segments() {
         let _c2 = ShmCleanup(vec![seg.clone()]);
         let sem = ipcworks::sync::Semaphore::create(&name, 0).unwrap();
         let asem = rt.block_on(async { ipcworks::tokio::AsyncSemaphore::new(sem).unwrap() });
-        let path = format!("/dev/shm/{seg}");
-        let size = std::fs::metadata(&path).unwrap().len();
-        let task = rt.spawn(async move {
-            let r = tokio::time::timeout(LIMIT, async { asem.acquire().await.map(drop) }).await;
-            (r, asem)
+        // A segment of one page cut to half keeps its page: zeros, which
+        // the waiting acquire sees by the size.
+        let asem = awaited_across_a_cut(&rt, &seg, cut, "acquire", asem, |s| {
+            Box::pin(async { s.acquire().await.map(drop) })
         });
-        std::thread::sleep(PARK);
-        truncate(&path, cut_size(cut, size));
-        let (r, asem) = rt.block_on(task).unwrap();
-        match r {
-            Err(_) => panic!("cut to {cut}: the awaiting acquire hung"),
-            // A segment of one page cut to half keeps its page: zeros,
-            // which the waiting acquire sees by the size.
-            Ok(r) => assert!(r.as_ref().is_err_and(is_truncated), "cut to {cut}: {r:?}"),
-        }
         bounded("dropping the AsyncSemaphore", move || drop(asem));
         // The channel loan.
         let name = support::unique_name("hostloan");
         let seg = format!("ipcworks.chan.{name}");
         let _c3 = ShmCleanup(vec![seg.clone()]);
         let (chan, rx, tx) = rt.block_on(async { full_channel(&name) });
-        let path = format!("/dev/shm/{seg}");
-        let size = std::fs::metadata(&path).unwrap().len();
-        let task = rt.spawn(async move {
-            let mut tx = tx;
-            let r = tokio::time::timeout(LIMIT, async { tx.loan(4).await.map(drop) }).await;
-            (r, tx)
+        let tx = awaited_across_a_cut(&rt, &seg, cut, "loan", tx, |tx| {
+            Box::pin(async { tx.loan(4).await.map(drop) })
         });
-        std::thread::sleep(PARK);
-        truncate(&path, cut_size(cut, size));
-        let (r, tx) = rt.block_on(task).unwrap();
-        match r {
-            Err(_) => panic!("cut to {cut}: the awaiting loan hung"),
-            Ok(r) => assert!(r.as_ref().is_err_and(is_truncated), "cut to {cut}: {r:?}"),
-        }
         bounded("dropping the AsyncSender", move || drop(tx));
         drop((rx, chan));
         bounded("dropping the runtime", move || drop(rt));
