@@ -297,19 +297,8 @@ fn relays_carry_priorities_into_and_out_of_zenoh() {
     succeeded("relay", &relay);
     let out = recv.finish();
     succeeded("recv", &out);
-    let got: Vec<(String, i64)> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let r: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                r["payload"].as_str().unwrap().to_string(),
-                r["priority"].as_i64().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        payloads_and_priorities(&out.stdout),
         [("high".into(), 9), ("mid".into(), 5), ("low".into(), 1)]
     );
     // zenoh -> queue: two messages land in a queue with their priorities.
@@ -696,19 +685,8 @@ fn relay_zenoh_pair_moves_a_queue_and_refuses_a_second_far_relay() {
         .output()
         .unwrap();
     succeeded("recv", &out);
-    let got: Vec<(String, i64)> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let r: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                r["payload"].as_str().unwrap().to_string(),
-                r["priority"].as_i64().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        payloads_and_priorities(&out.stdout),
         [("high".into(), 9), ("mid".into(), 5), ("low".into(), 1)]
     );
     // Too large for the far side: refused, and still first in A.
@@ -741,4 +719,19 @@ fn relay_zenoh_pair_moves_a_queue_and_refuses_a_second_far_relay() {
         .unwrap();
     succeeded("recv", &out);
     assert_eq!(out.stdout.len(), 201);
+}
+
+/// `recv --json`'s lines as (payload, priority) pairs.
+fn payloads_and_priorities(stdout: &[u8]) -> Vec<(String, i64)> {
+    std::str::from_utf8(stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                r["payload"].as_str().unwrap().to_string(),
+                r["priority"].as_i64().unwrap(),
+            )
+        })
+        .collect()
 }
