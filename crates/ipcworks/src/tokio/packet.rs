@@ -2,21 +2,15 @@
 //! send one whole message, each receive one whole message.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 use std::task::{Context, Poll, ready};
 
-use ::tokio::io::Interest;
 use ::tokio::io::unix::AsyncFd;
 
+use super::stream::{Owned, register, sealed};
 use crate::socket::{UnixDatagram, UnixSeqpacket};
 use crate::sys::fdio;
 use crate::{Error, Result};
-
-mod sealed {
-    /// A message socket that owns exactly one descriptor.
-    pub trait Sealed: std::os::fd::AsFd {}
-}
 
 /// The sockets [`AsyncPacket`] takes: [`UnixDatagram`] and
 /// [`UnixSeqpacket`]. Sealed.
@@ -47,17 +41,6 @@ impl PacketSocket for UnixSeqpacket {
         self.recv(buf)
     }
 }
-
-/// `T`'s descriptor for tokio (always the one it owns).
-struct Owned<T>(T);
-
-impl<T: AsFd> AsRawFd for Owned<T> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-impl<T: sealed::Sealed> super::OwnsFd for Owned<T> {}
 
 /// A Unix datagram or seqpacket socket made awaitable (`AsyncFd` on its
 /// descriptor, which is put in non-blocking mode): `send(msg).await`
@@ -102,12 +85,9 @@ impl<T: PacketSocket> AsyncPacket<T> {
     /// Makes `socket` awaitable (its descriptor turns non-blocking). Must
     /// be called inside a tokio runtime.
     pub fn new(socket: T) -> Result<AsyncPacket<T>> {
-        super::in_runtime()?;
-        fdio::set_nonblocking(socket.as_fd(), true)
-            .map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
-        let fd = super::register(Owned(socket), Interest::READABLE.add(Interest::WRITABLE))
-            .map_err(|e| Error::io("register a descriptor with tokio", e))?;
-        Ok(AsyncPacket { fd })
+        Ok(AsyncPacket {
+            fd: register(socket)?,
+        })
     }
 
     /// The socket.

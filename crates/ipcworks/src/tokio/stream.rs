@@ -15,7 +15,8 @@ use crate::sys::fdio;
 use crate::{Error, Result};
 
 pub(super) mod sealed {
-    /// A type that owns exactly one descriptor and never changes it.
+    /// A type that owns exactly one descriptor and never changes it (the
+    /// streams, the standard descriptors, and `AsyncPacket`'s sockets).
     pub trait Sealed: std::os::fd::AsFd {
         /// Its descriptor leaves async use ([`AsyncStream::into_inner`](super::AsyncStream::into_inner)):
         /// blocking again. The standard descriptors override it: their
@@ -66,8 +67,9 @@ impl WriteStream for std::net::TcpStream {
     }
 }
 
-/// `T`'s descriptor for tokio (always the one it owns).
-struct Owned<T>(T);
+/// `T`'s descriptor for tokio (always the one it owns): the inner value
+/// of [`AsyncStream`]'s and [`AsyncPacket`](super::AsyncPacket)'s `AsyncFd`.
+pub(super) struct Owned<T>(pub(super) T);
 
 impl<T: AsFd> AsRawFd for Owned<T> {
     fn as_raw_fd(&self) -> RawFd {
@@ -78,7 +80,7 @@ impl<T: AsFd> AsRawFd for Owned<T> {
 impl<T: sealed::Sealed> super::OwnsFd for Owned<T> {}
 
 /// Puts `io`'s descriptor in non-blocking mode and into tokio's reactor.
-fn register<T: sealed::Sealed>(io: T) -> Result<AsyncFd<Owned<T>>> {
+pub(super) fn register<T: sealed::Sealed>(io: T) -> Result<AsyncFd<Owned<T>>> {
     super::in_runtime()?;
     fdio::set_nonblocking(io.as_fd(), true).map_err(|e| Error::io("fcntl(O_NONBLOCK)", e))?;
     super::register(Owned(io), Interest::READABLE.add(Interest::WRITABLE))
