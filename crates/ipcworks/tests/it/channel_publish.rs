@@ -53,6 +53,30 @@ fn send_mixed(chan: &Channel, id: u64, count: u64) {
     }
 }
 
+/// Answers `count` pings (`parts`: ping-fd, pong-fd, count) with each
+/// ping's bytes, both ends waiting as `wait` says (their default when
+/// `None`); the `i`th answer comes a millisecond late where `late(i,
+/// ping)` says.
+fn answer_pings(parts: &[&str], wait: Option<WaitStrategy>, late: impl Fn(u64, &[u8]) -> bool) {
+    let ping = chan_from_arg(parts[0]);
+    let pong = chan_from_arg(parts[1]);
+    let count: u64 = parts[2].parse().unwrap();
+    let mut rx = ping.receiver().unwrap();
+    let mut tx = pong.sender().unwrap();
+    if let Some(w) = wait {
+        rx.set_wait_strategy(w);
+        tx.set_wait_strategy(w);
+    }
+    let mut buf = [0u8; 64];
+    for i in 0..count {
+        let n = rx.recv_slice(&mut buf).unwrap();
+        if late(i, &buf[..n]) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tx.send(&buf[..n]).unwrap();
+    }
+}
+
 #[test]
 fn child() {
     let Some((role, arg)) = support::role() else {
@@ -67,43 +91,13 @@ fn child() {
         }
         // ping-fd,pong-fd,count: answer `count` pings, blocking waits
         // (run with IPCWORKS_FAULT set to plant a bug in this process).
-        "pong" => {
-            let ping = chan_from_arg(parts[0]);
-            let pong = chan_from_arg(parts[1]);
-            let count: u64 = parts[2].parse().unwrap();
-            let mut rx = ping.receiver().unwrap();
-            let mut tx = pong.sender().unwrap();
-            rx.set_wait_strategy(WaitStrategy::Block);
-            tx.set_wait_strategy(WaitStrategy::Block);
-            let mut buf = [0u8; 64];
-            for i in 0..count {
-                let n = rx.recv_slice(&mut buf).unwrap();
-                // Every other answer comes late, when the parent surely
-                // sleeps; the others race with its going to sleep.
-                if i % 2 == 1 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                tx.send(&buf[..n]).unwrap();
-            }
-        }
+        // Every other answer comes late, when the parent surely sleeps;
+        // the others race with its going to sleep.
+        "pong" => answer_pings(&parts, Some(WaitStrategy::Block), |i, _| i % 2 == 1),
         // ping-fd,pong-fd,count: answer `count` pings with the default
         // waits; a ping whose first byte is 1 is answered a millisecond
         // late (its sender's receive then sleeps).
-        "echo-late" => {
-            let ping = chan_from_arg(parts[0]);
-            let pong = chan_from_arg(parts[1]);
-            let count: u64 = parts[2].parse().unwrap();
-            let mut rx = ping.receiver().unwrap();
-            let mut tx = pong.sender().unwrap();
-            let mut buf = [0u8; 64];
-            for _ in 0..count {
-                let n = rx.recv_slice(&mut buf).unwrap();
-                if buf[0] == 1 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                tx.send(&buf[..n]).unwrap();
-            }
-        }
+        "echo-late" => answer_pings(&parts, None, |_, ping| ping[0] == 1),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
