@@ -100,6 +100,10 @@ struct Gathered {
     secs: f64,
     /// Each round's own figure (median ns, or bytes/s).
     per_round: Vec<f64>,
+    /// A round gave no figure (a round trip without samples): `per_round`
+    /// no longer lines up with the other cases' rounds, so it is not
+    /// published (and `x bare` falls back to the plain ratio).
+    gap: bool,
     /// Set when a round failed: the case is skipped from then on.
     failed: bool,
 }
@@ -111,6 +115,8 @@ impl Gathered {
                 if let Some(s) = rec.summary() {
                     self.per_round.push(s.median_ns as f64);
                     self.rounds.push(s);
+                } else {
+                    self.gap = true;
                 }
             }
             Round::Throughput { msgs, secs } => {
@@ -139,7 +145,7 @@ impl Gathered {
             }
             Metric::Throughput => return None,
         };
-        if self.per_round.len() > 1 {
+        if self.per_round.len() > 1 && !self.gap {
             f.per_round = self.per_round.clone();
         }
         Some(f)

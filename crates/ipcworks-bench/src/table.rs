@@ -461,7 +461,7 @@ pub fn fan_in_figure<'a>(
 /// How `hi` producers' total compares with `lo` producers' (the fan-in
 /// table's last column): like [`x_bare`], the median of the rounds'
 /// ratios where both have their rounds, else the ratio of the figures.
-pub fn fan_in_scaling(r: &Results, mechanism: &str, size: u64, lo: u32, hi: u32) -> Option<f64> {
+fn fan_in_scaling(r: &Results, mechanism: &str, size: u64, lo: u32, hi: u32) -> Option<f64> {
     let a = fan_in_figure(r, mechanism, size, lo)?;
     let b = fan_in_figure(r, mechanism, size, hi)?;
     let x = paired_ratio(&b.per_round, &a.per_round)
@@ -549,9 +549,9 @@ fn server(s: &mut String, r: &Results) {
 mod tests {
     use super::paired_ratio;
 
-    /// A slow spell in bare's second round and in our third: the plain
-    /// ratio of the medians says 0.9, the rounds say 1.0 (two of three
-    /// pairs are equal).
+    /// A slow spell in our second round and in bare's third: the pairs'
+    /// ratios are 1.0, 0.2 and 3.0, whose median is 1.0, where the plain
+    /// ratio of the medians says 0.9.
     #[test]
     fn x_bare_takes_the_median_of_the_rounds_ratios() {
         let ours = [1.0, 0.2, 0.9];
