@@ -9,7 +9,6 @@ use ::tokio::io::unix::AsyncFd;
 
 use super::stream::{Owned, register, sealed};
 use crate::socket::{UnixDatagram, UnixSeqpacket};
-use crate::sys::fdio;
 use crate::{Error, Result};
 
 /// The sockets [`AsyncPacket`] takes: [`UnixDatagram`] and
@@ -98,7 +97,7 @@ impl<T: PacketSocket> AsyncPacket<T> {
     /// The socket back, in blocking mode again.
     pub fn into_inner(self) -> Result<T> {
         let s = self.fd.into_inner().0;
-        fdio::set_nonblocking(s.as_fd(), false).map_err(|e| Error::io("fcntl", e))?;
+        s.leave_async().map_err(|e| Error::io("fcntl", e))?;
         Ok(s)
     }
 

@@ -282,10 +282,9 @@ impl ZenohToQueue {
         abort_point("relay-far-received");
         let (reply, new) = match req {
             Request::Hello { via } => {
-                let table = self.dest.table();
                 let reply = Reply::Hello {
                     window: u32::try_from(window).unwrap_or(u32::MAX),
-                    remembered: table.relayed_via(via)?,
+                    remembered: self.dest.table().relayed_via(via)?,
                 };
                 (reply, 0)
             }

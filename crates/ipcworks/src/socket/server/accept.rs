@@ -90,8 +90,6 @@ impl Server {
 
     /// Accepts every waiting client: each one refused ([`refusal`]) is
     /// closed, each other one admitted.
-    ///
-    /// [`refusal`]: Self::refusal
     pub(super) fn accept_all(&mut self, clients: &mut Clients, handler: &mut impl Handler) {
         let mut other_errors = 0;
         while let Some((stream, addr, cred)) = self.accept_next(&mut other_errors, clients) {
