@@ -1,4 +1,4 @@
-//! The relay pair's wire format (`bridge/relay/wire.rs`) over arbitrary
+//! The relay pair's wire format (`crates/ipcworks/src/relay_wire.rs`) over arbitrary
 //! bytes, as a hostile near relay's query reaches the far relay and a
 //! hostile far relay's reply reaches the near relay: decoding must give
 //! an error or a value, never a panic, a hang or a huge allocation; and a

@@ -126,7 +126,6 @@ pub mod registry;
 /// The relay pair's wire format (`bridge::relay`), built without Zenoh too
 /// so that its decoders can be fuzzed.
 #[cfg(not(loom))]
-#[path = "bridge/relay/wire.rs"]
 pub(crate) mod relay_wire;
 pub mod shm;
 pub mod socket;

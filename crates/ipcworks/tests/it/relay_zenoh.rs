@@ -483,7 +483,7 @@ fn relay_zenoh_into_a_system_v_queue_duplicates_at_most_one_per_far_kill() {
     into_kernel_queue(Endpoint::Sysv(q.key()), &state);
 }
 
-/// A batch query as a near relay encodes it (`bridge/relay/wire.rs`):
+/// A batch query as a near relay encodes it (`src/relay_wire.rs`):
 /// "IPCR", version 1, kind 2, via, deadline, the ids to forget, no
 /// messages.
 fn forget_query(via: u64, ids: u64) -> Vec<u8> {

@@ -80,8 +80,9 @@
 
 mod far;
 mod near;
-// The wire format is built without the `zenoh` feature too, for its fuzz
-// target (`crate::__fuzz`).
+// The wire format lives at the crate's root (`src/relay_wire.rs`): it is
+// built without the `zenoh` feature too, for its fuzz target
+// (`crate::__fuzz`).
 use crate::relay_wire as wire;
 
 use std::fmt;
