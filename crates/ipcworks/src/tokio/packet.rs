@@ -96,7 +96,7 @@ impl<T: PacketSocket> AsyncPacket<T> {
 
     /// The socket back, in blocking mode again.
     pub fn into_inner(self) -> Result<T> {
-        let s = self.fd.into_inner().0;
+        let mut s = self.fd.into_inner().0;
         s.leave_async().map_err(|e| Error::io("fcntl", e))?;
         Ok(s)
     }

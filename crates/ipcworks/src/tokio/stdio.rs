@@ -5,7 +5,6 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -210,18 +209,19 @@ pub struct Stdout(PipeWriter, User);
 
 /// Whether a [`Stdin`]/[`Stdout`] still counts among its descriptor's
 /// users: it stops when [`AsyncStream::into_inner`] hands it back (then,
-/// and not again when it drops, it [`leave`]s).
+/// and not again when it drops, it [`leave`]s). Both run on an owned or
+/// `&mut` value, so a plain flag.
 #[derive(Debug)]
-struct User(AtomicBool);
+struct User(bool);
 
 impl User {
     fn new() -> User {
-        User(AtomicBool::new(true))
+        User(true)
     }
 
     /// Leaves the users of standard descriptor `which` once.
-    fn leave(&self, which: usize, fd: BorrowedFd<'_>) {
-        if self.0.swap(false, Ordering::AcqRel) {
+    fn leave(&mut self, which: usize, fd: BorrowedFd<'_>) {
+        if std::mem::replace(&mut self.0, false) {
             leave(which, fd);
         }
     }
@@ -263,14 +263,14 @@ impl Drop for Stdout {
 impl sealed::Sealed for Stdin {
     /// One async user of descriptor 0 less: the description turns
     /// blocking again only if it was the last (see [`stdin`]).
-    fn leave_async(&self) -> io::Result<()> {
+    fn leave_async(&mut self) -> io::Result<()> {
         self.1.leave(0, self.0.as_fd());
         Ok(())
     }
 }
 impl sealed::Sealed for Stdout {
     /// As [`Stdin`]'s, for descriptor 1.
-    fn leave_async(&self) -> io::Result<()> {
+    fn leave_async(&mut self) -> io::Result<()> {
         self.1.leave(1, self.0.as_fd());
         Ok(())
     }

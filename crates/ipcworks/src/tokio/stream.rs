@@ -22,7 +22,7 @@ pub(super) mod sealed {
         /// blocking again. The standard descriptors override it: their
         /// open file description may still be needed non-blocking by
         /// another async user (see `tokio/stdio.rs`).
-        fn leave_async(&self) -> std::io::Result<()> {
+        fn leave_async(&mut self) -> std::io::Result<()> {
             crate::sys::fdio::set_nonblocking(self.as_fd(), false).map_err(Into::into)
         }
     }
@@ -142,7 +142,7 @@ impl<T: Stream> AsyncStream<T> {
     /// only when the last of them is gone (until then reads of the
     /// returned stream may fail with `WouldBlock`).
     pub fn into_inner(self) -> Result<T> {
-        let io = self.fd.into_inner().0;
+        let mut io = self.fd.into_inner().0;
         io.leave_async().map_err(|e| Error::io("fcntl", e))?;
         Ok(io)
     }
