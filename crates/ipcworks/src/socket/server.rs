@@ -25,7 +25,7 @@ use crate::sys::fdio;
 use crate::sys::socket::Kind;
 use crate::{Error, Result};
 
-pub(crate) mod accept;
+mod accept;
 mod conn;
 
 const LISTENER: Token = Token(0);
@@ -232,6 +232,36 @@ impl ServerOptions {
             Address::Tcp { .. } => self.bind_tcp(&addr.authority()),
             Address::Unix(p) => self.bind_unix(p),
         }
+    }
+}
+
+/// `accept` failed for want of a descriptor or kernel memory (the async
+/// server's rule too).
+pub(crate) fn is_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Why a client just accepted must be closed at once, if it must: too
+/// many served already (`served` of `max_connections`), or a Unix client
+/// (`unix`) whose uid is not allowed (or cannot be read). The blocking
+/// and the async server's rule.
+pub(crate) fn refusal(
+    opts: &ServerOptions,
+    served: usize,
+    unix: bool,
+    cred: Option<PeerCred>,
+) -> Option<String> {
+    if served >= opts.max_connections {
+        return Some(format!("too many clients (max {})", opts.max_connections));
+    }
+    let allowed = opts.allowed_uids.as_ref().filter(|_| unix)?;
+    match cred {
+        Some(c) if allowed.contains(&c.uid) => None,
+        Some(c) => Some(format!("uid {} is not allowed", c.uid)),
+        None => Some("its credentials could not be read".into()),
     }
 }
 

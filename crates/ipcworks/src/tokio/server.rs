@@ -14,7 +14,7 @@ use ::tokio::sync::{Notify, watch};
 use ::tokio::task::JoinSet;
 
 use super::stream::{AsyncListener, Listener};
-use crate::socket::server::accept::{is_shortage, refusal};
+use crate::socket::server::{is_shortage, refusal};
 use crate::socket::{
     Address, Peer, PeerCred, ServerOptions, ServerStats, UnixListener, UnixStream,
 };

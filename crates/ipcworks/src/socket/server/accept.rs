@@ -8,19 +8,9 @@ use std::time::Instant;
 use mio::{Interest, Token};
 
 use super::conn::Conn;
-use super::{Clients, Handler, Listener, Peer, Server, ServerStats, Stream};
-use crate::socket::ServerOptions;
+use super::{Clients, Handler, Listener, Peer, Server, ServerStats, Stream, is_shortage, refusal};
 use crate::socket::unix::{PeerCred, peer_cred};
 use crate::sys::fdio;
-
-/// `accept` failed for want of a descriptor or kernel memory (the async
-/// server's rule too).
-pub(crate) fn is_shortage(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
 
 impl Server {
     /// One `accept4` on the listener: the client, its address for the log,
@@ -207,26 +197,5 @@ impl Server {
                 closing: false,
             },
         );
-    }
-}
-
-/// Why a client just accepted must be closed at once, if it must: too
-/// many served already (`served` of `max_connections`), or a Unix client
-/// (`unix`) whose uid is not allowed (or cannot be read). The blocking
-/// and the async server's rule.
-pub(crate) fn refusal(
-    opts: &ServerOptions,
-    served: usize,
-    unix: bool,
-    cred: Option<PeerCred>,
-) -> Option<String> {
-    if served >= opts.max_connections {
-        return Some(format!("too many clients (max {})", opts.max_connections));
-    }
-    let allowed = opts.allowed_uids.as_ref().filter(|_| unix)?;
-    match cred {
-        Some(c) if allowed.contains(&c.uid) => None,
-        Some(c) => Some(format!("uid {} is not allowed", c.uid)),
-        None => Some("its credentials could not be read".into()),
     }
 }
