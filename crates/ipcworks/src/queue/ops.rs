@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
-use super::slots::{self, FREE, Look, PID_LIMIT, READING, READY, Refused, Slots, WRITING};
+use super::slots::{self, FREE, Look, PID_LIMIT, READING, Refused, Slots, WRITING};
 use super::{MAX_PRIORITY, Queue, SLICE, Side, wake};
 use crate::message::Deadline;
 use crate::primitive::{AtomicU32, AtomicU64};
@@ -717,7 +717,7 @@ impl Queue {
     /// Commits a written slot (`WRITING → READY`, the send's commit
     /// point: the message exists from this CAS on) and wakes a receiver.
     pub(super) fn publish(&self, c: &Claimed) -> Result<()> {
-        self.published(self.commit(c, slots::word(READY, 0, slots::count(c.word))))
+        self.published(self.commit(c, slots::commit_ready(c.word)))
     }
 
     /// After a send's commit `r`: its error explained, a receiver woken,

@@ -223,7 +223,7 @@ impl Queue {
             abort_point("relayed-pending");
             self.write_message(&c, msg, priority, Some(id));
             // The commit point of the send, and of the entry.
-            let r = self.commit(&c, slots::word(slots::READY, 0, slots::count(c.word)));
+            let r = self.commit(&c, slots::commit_ready(c.word));
             abort_point("relayed-published");
             self.entry(k)
                 .state

@@ -280,6 +280,14 @@ pub(crate) fn commit<S: Slots>(s: &S, i: usize, from: u64, to: u64) -> bool {
         .is_ok()
 }
 
+/// The word that commits a send from a WRITING word `w`:
+/// `WRITING(pid, c) → READY(c)` — the message exists from this store on.
+/// A plain send's [`publish`](super::Queue::publish) and a relayed send's
+/// commit.
+pub(crate) fn commit_ready(w: u64) -> u64 {
+    word(READY, 0, count(w))
+}
+
 /// The word that commits a receive from a READING word `w`:
 /// `READING(pid, c) → FREE(c + 1)` — the message is gone, and the slot's
 /// receive count says so in the same store. A two-phase receive's
