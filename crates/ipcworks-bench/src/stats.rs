@@ -33,21 +33,35 @@ impl Summary {
         let max_ns = rounds.iter().map(|s| s.max_ns).max()?;
         let mid = |f: fn(&Summary) -> u64| {
             let mut v: Vec<u64> = rounds.iter().map(f).collect();
-            v.sort_unstable();
-            let n = v.len();
-            match n % 2 {
-                1 => v[n / 2],
-                _ => (v[n / 2 - 1] + v[n / 2]).div_ceil(2),
-            }
+            median(&mut v, Ord::cmp, |a, b| (a + b).div_ceil(2))
         };
         Some(Summary {
             count: rounds.iter().map(|s| s.count).sum(),
-            median_ns: mid(|s| s.median_ns),
-            p99_ns: mid(|s| s.p99_ns),
-            p999_ns: mid(|s| s.p999_ns),
+            median_ns: mid(|s| s.median_ns)?,
+            p99_ns: mid(|s| s.p99_ns)?,
+            p999_ns: mid(|s| s.p999_ns)?,
             max_ns,
         })
     }
+}
+
+/// The median of `v` (sorted in place by `cmp`): its middle value, or
+/// `mean` of the two middle ones with an even number. `None` when empty.
+/// [`Summary::of_rounds`]'s and the tables' paired ratios'.
+pub(crate) fn median<T: Copy>(
+    v: &mut [T],
+    cmp: impl FnMut(&T, &T) -> std::cmp::Ordering,
+    mean: impl FnOnce(T, T) -> T,
+) -> Option<T> {
+    v.sort_unstable_by(cmp);
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    Some(match n % 2 {
+        1 => v[n / 2],
+        _ => mean(v[n / 2 - 1], v[n / 2]),
+    })
 }
 
 /// A latency recorder: an HdrHistogram from 1 ns to 100 s, 3 significant

@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use crate::run::human_size;
 use crate::schema::{Figure, Metric, Results, Wait};
+use crate::stats::median;
 
 /// Nanoseconds for people: `312 ns`, `4.2 µs`, `1.3 ms`.
 pub fn human_ns(ns: u64) -> String {
@@ -84,13 +85,7 @@ fn paired_ratio(ours: &[f64], theirs: &[f64]) -> Option<f64> {
     if ratios.len() != ours.len() {
         return None;
     }
-    ratios.sort_by(f64::total_cmp);
-    let n = ratios.len();
-    Some(if n % 2 == 1 {
-        ratios[n / 2]
-    } else {
-        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
-    })
+    median(&mut ratios, f64::total_cmp, |a, b| (a + b) / 2.0)
 }
 
 /// Whether `f` is a round trip of the run's main size (`rtt_size`, 64 B),
