@@ -133,16 +133,12 @@ pub fn is_nonblocking(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     Ok(rustix::fs::fcntl_getfl(fd)?.contains(OFlags::NONBLOCK))
 }
 
-/// `fstat(fd)`: whether `fd` is a regular file (which epoll refuses).
+/// One `fstat(fd)`: whether `fd` is a regular file (which epoll refuses),
+/// and the file it is, as its device and inode numbers.
 #[cfg(feature = "tokio")]
-pub fn is_regular_file(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
-    Ok(super::pipe::fstat(fd)?.kind == rustix::fs::FileType::RegularFile)
-}
-
-/// `fstat(fd)`: the file `fd` is, as its device and inode numbers.
-#[cfg(feature = "tokio")]
-pub fn file_id(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
-    Ok(super::pipe::fstat(fd)?.dev_ino)
+pub fn regular_file_and_id(fd: BorrowedFd<'_>) -> Result<(bool, (u64, u64)), Errno> {
+    let st = super::pipe::fstat(fd)?;
+    Ok((st.kind == rustix::fs::FileType::RegularFile, st.dev_ino))
 }
 
 /// `fstat(fd)`: whether `fd` is a socket.

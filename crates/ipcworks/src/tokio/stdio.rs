@@ -134,17 +134,18 @@ const NOBODY: Users = Users {
 /// The users of descriptors 0 and 1.
 static STDIO: Mutex<[Users; 2]> = Mutex::new([NOBODY; 2]);
 
-/// Counts one more user of standard descriptor `which` (0 or 1); the
-/// first notes whether it was non-blocking — or, when the other standard
-/// descriptor is the same file and in use (so perhaps the same
-/// description, which that user made non-blocking), what the other noted.
-fn enter(which: usize, fd: BorrowedFd<'_>) -> Result<()> {
+/// Counts one more user of standard descriptor `which` (0 or 1), the
+/// file `file` ([`dup_std`]'s device and inode); the first notes whether
+/// it was non-blocking — or, when the other standard descriptor is the
+/// same file and in use (so perhaps the same description, which that user
+/// made non-blocking), what the other noted.
+fn enter(which: usize, fd: BorrowedFd<'_>, file: (u64, u64)) -> Result<()> {
     let mut s = STDIO.lock().unwrap_or_else(|p| p.into_inner());
     let other = s[1 - which];
     let u = &mut s[which];
     if u.count == 0 {
-        let file = fdio::file_id(fd).ok();
-        u.was_nonblocking = match file.is_some() && other.count > 0 && other.file == file {
+        let file = Some(file);
+        u.was_nonblocking = match other.count > 0 && other.file == file {
             true => other.was_nonblocking,
             false => fdio::is_nonblocking(fd).map_err(|e| Error::io("fcntl(F_GETFL)", e))?,
         };
@@ -185,16 +186,20 @@ fn leave(which: usize, fd: BorrowedFd<'_>) {
 }
 
 /// Duplicates standard descriptor `which` for an [`AsyncStream`]: refuses
-/// a regular file (epoll cannot watch one; read it with `tokio::fs`).
-fn dup_std(which: usize, fd: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd> {
+/// a regular file (epoll cannot watch one; read it with `tokio::fs`). The
+/// duplicate, and the file it is (device and inode, for [`enter`]), from
+/// one `fstat`.
+fn dup_std(which: usize, fd: BorrowedFd<'_>) -> Result<(std::os::fd::OwnedFd, (u64, u64))> {
     let name = ["standard input", "standard output"][which];
-    if fdio::is_regular_file(fd).map_err(|e| Error::io("fstat", e))? {
+    let (regular, file) = fdio::regular_file_and_id(fd).map_err(|e| Error::io("fstat", e))?;
+    if regular {
         return Err(Error::InvalidArgument(format!(
             "{name} is a regular file, which epoll cannot watch (it never blocks: use \
              std::io or tokio::fs on it)"
         )));
     }
-    fdio::dup(fd).map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", e))
+    let dup = fdio::dup(fd).map_err(|e| Error::io("fcntl(F_DUPFD_CLOEXEC)", e))?;
+    Ok((dup, file))
 }
 
 /// This process's standard input, for [`stdin`] (a duplicate of
@@ -303,8 +308,8 @@ impl WriteStream for Stdout {}
 /// it. std's `io::stdin()` buffers: bytes it has taken are not seen here.
 pub fn stdin() -> Result<AsyncStream<Stdin>> {
     let fd0 = io::stdin();
-    let fd = dup_std(0, fd0.as_fd())?;
-    enter(0, fd.as_fd())?;
+    let (fd, file) = dup_std(0, fd0.as_fd())?;
+    enter(0, fd.as_fd(), file)?;
     AsyncStream::new(Stdin(PipeReader(fd), User::new()))
 }
 
@@ -317,7 +322,7 @@ pub fn stdin() -> Result<AsyncStream<Stdin>> {
 /// first).
 pub fn stdout() -> Result<AsyncStream<Stdout>> {
     let fd1 = io::stdout();
-    let fd = dup_std(1, fd1.as_fd())?;
-    enter(1, fd.as_fd())?;
+    let (fd, file) = dup_std(1, fd1.as_fd())?;
+    enter(1, fd.as_fd(), file)?;
     AsyncStream::new(Stdout(PipeWriter(fd), User::new()))
 }
