@@ -198,6 +198,16 @@ fn recv_fast(ring: &Ring<Mem>) -> u64 {
     recv(ring)
 }
 
+/// `recv` after the quick spin, as `Receiver`'s blocking receives do
+/// (`Ring::spin_for_message`; two looks here, enough for the message to
+/// land between them).
+fn recv_quick(ring: &Ring<Mem>) -> u64 {
+    if let Some(slot) = ring.spin_for_message(2) {
+        return take(ring, &slot);
+    }
+    recv(ring)
+}
+
 /// One producer sends 1, 2, 3 through a 128-byte ring of 8-byte messages
 /// (64-byte records, the payload in the header's line) with `send`, the
 /// consumer receives them with `recv`:
@@ -224,6 +234,12 @@ fn spsc_three_messages(send: fn(&Ring<Mem>, u64, u64), recv: fn(&Ring<Mem>) -> u
 #[test]
 fn loom_channel_fast_paths_wrap_and_never_lose_a_wakeup() {
     spsc_three_messages(send_fast, recv_fast);
+}
+
+/// The receives spin briefly first, as the blocking receives do.
+#[test]
+fn loom_channel_quick_spin_wraps_and_never_loses_a_wakeup() {
+    spsc_three_messages(send_fast, recv_quick);
 }
 
 #[test]
@@ -374,6 +390,11 @@ fn send_batch(ring: &Ring<Mem>, me: u64, values: &[u64]) {
 /// is woken (a consumer arriving mid-batch finds either nothing, or the
 /// whole batch). `faults`: planted bugs the model must reject.
 fn batch_of_three(faults: &'static [Fault]) {
+    batch_of_three_with(faults, recv);
+}
+
+/// [`batch_of_three`], received with `recv`.
+fn batch_of_three_with(faults: &'static [Fault], recv: fn(&Ring<Mem>) -> u64) {
     loom::model(move || {
         let mem = Mem::with_faults(512, faults);
         let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
@@ -389,6 +410,13 @@ fn batch_of_three(faults: &'static [Fault]) {
 #[test]
 fn loom_channel_a_batch_arrives_whole_in_order_and_wakes_its_sleeper() {
     batch_of_three(&[]);
+}
+
+/// The same, received after the quick spin: a batch's later records are
+/// stamped with plain stores, made visible by the first one's publication.
+#[test]
+fn loom_channel_a_batch_received_with_the_quick_spin_arrives_whole_in_order() {
+    batch_of_three_with(&[], recv_quick);
 }
 
 /// Planted: the batch's first record is stamped before the others are

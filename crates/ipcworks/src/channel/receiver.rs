@@ -252,13 +252,18 @@ impl Receiver {
         self.take_into(slot, buf).map(|_| ())
     }
 
-    /// The next message's slot: a look now for [`Deadline::Now`], else a
+    /// The next message's slot: a look now for [`Deadline::Now`]; else a
+    /// quick spin in line ([`Ring::spin_for_message`], as many turns as
+    /// [`WaitStrategy::quick_turns`] allows, none for `Block`), then the
     /// wait as the wait strategy says.
-    #[inline]
+    #[inline(always)]
     fn slot_at(&self, deadline: Deadline) -> Result<Slot> {
         match deadline {
             Deadline::Now => self.poll_slot(),
-            d => self.wait_slot(d),
+            d => match self.ring.spin_for_message(self.wait.quick_turns()) {
+                Some(slot) => Ok(slot),
+                None => self.wait_slot(d),
+            },
         }
     }
 
@@ -478,7 +483,9 @@ impl Receiver {
     /// The next message, waiting as the wait strategy says (at most until
     /// `deadline`). A spinning turn is one load ([`Ring::head_ready`]), and
     /// every look tries the fast peek first (`block_on`'s first look is
-    /// the no-wait fast path).
+    /// the no-wait fast path). Out of line: the receive methods inline
+    /// the quick spin and the copy, and call this only to wait.
+    #[inline(never)]
     fn wait_slot(&self, deadline: Deadline) -> Result<Slot> {
         let ring = &self.ring;
         let attempt = || -> Result<Option<Slot>> {

@@ -644,6 +644,51 @@ impl<M: Memory> Ring<M> {
         })
     }
 
+    /// The consumer's quick spin, before a wait: up to `turns` looks at
+    /// the stamp at the head (a load, and a pause between looks, pulling in
+    /// the line after it meanwhile as [`head_ready`](Self::head_ready)
+    /// does); the first committed message with a sound length is returned,
+    /// as [`peek_fast`](Self::peek_fast) would return it. `None` after
+    /// `turns` looks, and at once for anything else at the head (padding,
+    /// a skipped record, a length that fails the check): the general wait
+    /// handles and reports those.
+    ///
+    /// Why it exists: the stamp's address and value are worked out once,
+    /// before the first look, so that when the message lands only the
+    /// length's check stands between the look that sees it and the copy
+    /// (inlined into the receive: no call returning the slot through
+    /// memory in between, as the general wait's `block_on` has). Measured
+    /// between two pinned processes, 64-byte round trips in a scratch
+    /// harness alternating builds (trimmed means, ten pairs): about 10 ns
+    /// a round trip (6%) less than without it.
+    #[inline(always)]
+    pub fn spin_for_message(&self, turns: u32) -> Option<Slot> {
+        let h = self.cached.get();
+        let o = h & self.mask;
+        if turns == 0 || o + HEADER > self.cap {
+            return None;
+        }
+        let stamp = self.mem.word(o);
+        let want = self.stamp(h, MESSAGE);
+        for _ in 0..turns {
+            let s = stamp.load(Acquire);
+            if s == want {
+                let len = self.sound_len(o)?;
+                return Some(Slot {
+                    pos: h,
+                    off: o + payload_at(len),
+                    len,
+                });
+            }
+            if (s ^ want) & !STATE_MASK == 0 {
+                return None;
+            }
+            self.touch_ahead(o);
+            std::hint::spin_loop();
+        }
+        None
+    }
+
     /// Whether the word at the consumer's head carries the head's own tag
     /// (a message, a skipped record or padding is there: [`peek`](Self::peek)
     /// has work), from one load; while it does not, pulls in the lines after

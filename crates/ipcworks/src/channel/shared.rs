@@ -394,6 +394,10 @@ unsafe impl Memory for ShmMemory {
         self.cap
     }
 
+    // Always inlined, as the copies and hints below: once the receive's
+    // quick spin was inlined into it, the compiler left this a call, the
+    // one between the look that sees a message and its length's check.
+    #[inline(always)]
     fn word(&self, off: u64) -> &AtomicU64 {
         assert!(
             off.is_multiple_of(8) && off + 8 <= self.cap,
@@ -404,6 +408,7 @@ unsafe impl Memory for ShmMemory {
         unsafe { &*(self.ptr(off) as *const AtomicU64) }
     }
 
+    #[inline(always)]
     unsafe fn write(&self, off: u64, src: &[u8]) {
         // SAFETY: the caller guarantees off + src.len() <= cap; the source is
         // private memory, so the ranges do not overlap. The destination is
@@ -413,6 +418,7 @@ unsafe impl Memory for ShmMemory {
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr(off), src.len()) };
     }
 
+    #[inline(always)]
     unsafe fn read(&self, off: u64, dst: &mut [u8]) {
         // SAFETY: as in `write`, in the other direction: a raw source in
         // the mapping, a private destination; what a racing peer can do to
@@ -420,7 +426,7 @@ unsafe impl Memory for ShmMemory {
         unsafe { std::ptr::copy_nonoverlapping(self.ptr(off), dst.as_mut_ptr(), dst.len()) };
     }
 
-    #[inline]
+    #[inline(always)]
     fn check(&self) -> Result<()> {
         if self.mark.is_set() {
             return Err(self.shared.seg.truncated());
@@ -432,12 +438,14 @@ unsafe impl Memory for ShmMemory {
         crate::sys::futex::wake_all(word);
     }
 
+    #[inline(always)]
     fn prefetch(&self, off: u64) {
         if off < self.cap {
             crate::sys::mem::prefetch_read(self.ptr(off));
         }
     }
 
+    #[inline(always)]
     fn prefetch_write(&self, off: u64) {
         if off < self.cap {
             crate::sys::mem::prefetch_write(self.ptr(off));

@@ -39,6 +39,36 @@ impl Default for WaitStrategy {
     }
 }
 
+/// The most turns of a receive's quick spin ([`WaitStrategy::quick_turns`]):
+/// as many as [`block_on`] spins between two looks at the clock.
+const QUICK_TURNS: u32 = 64;
+
+impl WaitStrategy {
+    /// How many turns (a load and a pause each) a receive spins in line,
+    /// before its general wait ([`block_on`]) starts: none for `Block`;
+    /// [`QUICK_TURNS`] for `Spin`; for `SpinThenBlock`, at most one per
+    /// 100 ns of its spin (a pause takes 3-40 ns on current x86 cores), so
+    /// that a short spin stays short. The general wait then spins (and
+    /// times its spin) as before: the quick spin adds at most that many
+    /// turns before its first look at the clock, the deadline and the
+    /// peer, the same cadence it keeps while spinning.
+    #[inline(always)]
+    pub(crate) fn quick_turns(self) -> u32 {
+        match self {
+            WaitStrategy::Block => 0,
+            WaitStrategy::Spin => QUICK_TURNS,
+            WaitStrategy::SpinThenBlock { spin } => {
+                if spin >= Duration::from_nanos(100 * QUICK_TURNS as u64) {
+                    QUICK_TURNS
+                } else {
+                    // Under a second (the branch above): the nanoseconds.
+                    spin.subsec_nanos() / 100
+                }
+            }
+        }
+    }
+}
+
 /// Spinning turns (a load and a pause each) after which a spinning waiter
 /// yields its core every 64th turn.
 const YIELD_AFTER: u32 = 256;
@@ -166,5 +196,32 @@ pub(crate) fn block_on<T>(
             last_check = Some(Instant::now());
             check_peer(true)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receive's quick spin: none for `Block`, the most for `Spin`, and
+    /// for `SpinThenBlock` one turn per 100 ns of its spin, so that a short
+    /// spin stays short.
+    #[test]
+    fn quick_turns_follow_the_strategy_and_keep_a_short_spin_short() {
+        let spin = |ns: u64| WaitStrategy::SpinThenBlock {
+            spin: Duration::from_nanos(ns),
+        };
+        assert_eq!(WaitStrategy::Block.quick_turns(), 0);
+        assert_eq!(WaitStrategy::Spin.quick_turns(), QUICK_TURNS);
+        assert_eq!(WaitStrategy::default().quick_turns(), QUICK_TURNS);
+        assert_eq!(spin(0).quick_turns(), 0);
+        assert_eq!(spin(99).quick_turns(), 0);
+        assert_eq!(spin(1_000).quick_turns(), 10);
+        assert_eq!(spin(6_399).quick_turns(), 63);
+        assert_eq!(spin(6_400).quick_turns(), QUICK_TURNS);
+        let long = WaitStrategy::SpinThenBlock {
+            spin: Duration::MAX,
+        };
+        assert_eq!(long.quick_turns(), QUICK_TURNS);
     }
 }
