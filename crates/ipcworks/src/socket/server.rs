@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use self::conn::{Conn, Outcome, flush, serve};
 use super::address::Address;
 use super::file::{SocketFile, bind_path};
 use super::unix::PeerCred;
-use crate::frame::{self, Framing};
+use crate::frame::{self, Framing, Parsed};
 use crate::sys::fdio;
 use crate::sys::socket::Kind;
 use crate::{Error, Result};
@@ -263,6 +264,106 @@ pub(crate) fn refusal(
         Some(c) => Some(format!("uid {} is not allowed", c.uid)),
         None => Some("its credentials could not be read".into()),
     }
+}
+
+/// Out of descriptors for too long: frees the spare descriptor `reserve`,
+/// accepts (`accept_now`) and closes every waiting client (each closed one
+/// gives its descriptor back for the next), and takes the spare again.
+/// Returns how many were closed and whether the backlog was emptied
+/// (`accept` said `WouldBlock`). The blocking and the async server's rule.
+pub(crate) fn shed<T>(
+    reserve: &mut Option<OwnedFd>,
+    mut accept_now: impl FnMut() -> io::Result<T>,
+) -> (u64, bool) {
+    *reserve = None;
+    let mut closed = 0u64;
+    let emptied = loop {
+        match accept_now() {
+            Ok(client) => {
+                drop(client);
+                closed += 1;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => break e.kind() == io::ErrorKind::WouldBlock,
+        }
+    };
+    *reserve = fdio::reserve().ok();
+    (closed, emptied)
+}
+
+/// The next whole message in a client's unparsed input `input`: where its
+/// payload is in `input` and how many bytes it takes up, `None` until more
+/// arrives, or why the client must be dropped. `scanned` (bytes known to
+/// hold no newline, lines) is taken, and set to all of `input` when the
+/// message is incomplete. The blocking and the async server's rule.
+pub(crate) fn next_message(
+    input: &[u8],
+    opts: &ServerOptions,
+    scanned: &mut usize,
+) -> std::result::Result<Option<(Range<usize>, usize)>, String> {
+    let parsed = frame::parse_after(
+        input,
+        opts.framing,
+        opts.max_message,
+        std::mem::take(scanned),
+    );
+    match parsed {
+        Err(Error::MessageTooLarge { len, max }) => Err(format!(
+            "message of {len} bytes or more is over the limit of {max}"
+        )),
+        Err(e) => Err(e.to_string()),
+        Ok(Parsed::Incomplete { .. }) => {
+            *scanned = input.len();
+            Ok(None)
+        }
+        Ok(Parsed::Message {
+            start,
+            end,
+            consumed,
+        }) => Ok(Some((start..end, consumed))),
+    }
+}
+
+/// Makes room in a client's input buffer `buf`, whose unparsed bytes are
+/// `buf[*pos..*end]`, before the next read: moves them to the front and
+/// grows the buffer by a step, but never past `msg_cap` (the largest
+/// message plus its header). `false` when it is full all the same (the
+/// message in it is over the size limit). The blocking and the async
+/// server's rule.
+pub(crate) fn make_room(
+    buf: &mut Vec<u8>,
+    pos: &mut usize,
+    end: &mut usize,
+    msg_cap: usize,
+) -> bool {
+    if *pos > 0 {
+        buf.copy_within(*pos..*end, 0);
+        *end -= *pos;
+        *pos = 0;
+    }
+    if buf.len() - *end < STEP.min(msg_cap) {
+        let new_len = (*end + STEP).min(msg_cap).max(buf.len());
+        buf.resize(new_len, 0);
+    }
+    *end < buf.len()
+}
+
+/// Why a client that closed its sending side in the middle of a frame
+/// (`rest`, not empty, is what it sent of it) is dropped. The blocking and
+/// the async server's rule.
+pub(crate) fn cut_short(rest: &[u8], max_message: usize) -> String {
+    let needed = match frame::parse(rest, Framing::Frames, max_message) {
+        Ok(Parsed::Incomplete { needed }) => needed,
+        _ => rest.len(),
+    };
+    format!(
+        "disconnected mid-message: {} of {needed} bytes missing",
+        needed - rest.len()
+    )
 }
 
 enum Listener {

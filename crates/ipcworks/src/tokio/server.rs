@@ -14,7 +14,7 @@ use ::tokio::sync::{Notify, watch};
 use ::tokio::task::JoinSet;
 
 use super::stream::{AsyncListener, Listener};
-use crate::socket::server::{is_shortage, refusal};
+use crate::socket::server::{is_shortage, refusal, shed};
 use crate::socket::{
     Address, Peer, PeerCred, ServerOptions, ServerStats, UnixListener, UnixStream,
 };
@@ -380,18 +380,17 @@ where
                 short_logged = true;
                 let since = *starved.get_or_insert_with(Instant::now);
                 if since.elapsed() >= opts.out_of_fds_wait {
-                    let closed = shed(listener, ctx.reserve);
-                    if closed.1 {
+                    let (closed, emptied) = shed(ctx.reserve, || listener.accept_now());
+                    if emptied {
                         starved = None;
                         short_logged = false;
                     }
-                    shared.count(|s| s.refused += closed.0);
-                    if opts.log && closed.0 > 0 {
+                    shared.count(|s| s.refused += closed);
+                    if opts.log && closed > 0 {
                         eprintln!(
-                            "ipcworks server: out of file descriptors for {} ms: closed {} \
-                             waiting client(s)",
-                            since.elapsed().as_millis(),
-                            closed.0
+                            "ipcworks server: out of file descriptors for {} ms: closed \
+                             {closed} waiting client(s)",
+                            since.elapsed().as_millis()
                         );
                     }
                 }
@@ -449,29 +448,4 @@ where
             shared.left.notify_one();
         });
     }
-}
-
-/// Out of descriptors for too long: frees the spare, accepts and closes
-/// every waiting client (each closed one gives its descriptor back for the
-/// next), takes the spare again. Returns how many were closed and whether
-/// the backlog was emptied.
-fn shed<L: Listener>(listener: &AsyncListener<L>, reserve: &mut Option<OwnedFd>) -> (u64, bool) {
-    *reserve = None;
-    let mut closed = 0u64;
-    let emptied = loop {
-        match listener.accept_now() {
-            Ok(client) => {
-                drop(client);
-                closed += 1;
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) => {}
-            Err(e) => break e.kind() == io::ErrorKind::WouldBlock,
-        }
-    };
-    *reserve = fdio::reserve().ok();
-    (closed, emptied)
 }

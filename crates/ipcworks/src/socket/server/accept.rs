@@ -8,9 +8,10 @@ use std::time::Instant;
 use mio::{Interest, Token};
 
 use super::conn::Conn;
-use super::{Clients, Handler, Listener, Peer, Server, ServerStats, Stream, is_shortage, refusal};
+use super::{
+    Clients, Handler, Listener, Peer, Server, ServerStats, Stream, is_shortage, refusal, shed,
+};
 use crate::socket::unix::{PeerCred, peer_cred};
-use crate::sys::fdio;
 
 impl Server {
     /// One `accept4` on the listener: the client, its address for the log,
@@ -48,26 +49,13 @@ impl Server {
         }
         // Free the spare, then accept and close every waiting client: each
         // closed one gives its descriptor back for the next.
-        self.reserve = None;
-        let mut closed = 0u64;
-        loop {
-            match self.accept_one() {
-                Ok(client) => {
-                    drop(client);
-                    closed += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        self.starved = None;
-                        self.short_logged = false;
-                    }
-                    break;
-                }
-            }
+        let mut reserve = self.reserve.take();
+        let (closed, emptied) = shed(&mut reserve, || self.accept_one());
+        self.reserve = reserve;
+        if emptied {
+            self.starved = None;
+            self.short_logged = false;
         }
-        self.reserve = fdio::reserve().ok();
         stats.refused += closed;
         if self.opts.log && closed > 0 {
             eprintln!(

@@ -4,9 +4,11 @@
 use std::io;
 use std::time::Instant;
 
-use super::{Handler, Peer, READ_BUDGET, STEP, ServerOptions, ServerStats, Stream};
-use crate::Error;
-use crate::frame::{self, Framing, Parsed};
+use super::{
+    Handler, Peer, READ_BUDGET, ServerOptions, ServerStats, Stream, cut_short, make_room,
+    next_message,
+};
+use crate::frame::{self, Framing};
 use crate::sys::Errno;
 use crate::sys::fdio;
 
@@ -70,41 +72,22 @@ pub(super) fn serve(
     loop {
         // Handle every whole message in the buffer.
         while !c.paused {
-            let parsed = frame::parse_after(
-                &c.inbuf[c.in_pos..c.in_end],
-                opts.framing,
-                opts.max_message,
-                c.scanned,
-            );
-            c.scanned = 0;
-            match parsed {
-                Err(Error::MessageTooLarge { len, max }) => {
-                    return Outcome::Drop(format!(
-                        "message of {len} bytes or more is over the limit of {max}"
-                    ));
-                }
-                Err(e) => return Outcome::Drop(e.to_string()),
-                Ok(Parsed::Incomplete { .. }) => {
-                    c.scanned = c.in_end - c.in_pos;
-                    break;
-                }
-                Ok(Parsed::Message {
-                    start,
-                    end,
-                    consumed,
-                }) => {
-                    let msg = &c.inbuf[c.in_pos + start..c.in_pos + end];
-                    stats.messages += 1;
-                    if let Some(reply) = handler.on_message(&c.peer, msg)
-                        && let Err(e) = frame::encode(&reply, opts.framing, &mut c.out)
-                    {
-                        return Outcome::Drop(format!("the reply could not be framed: {e}"));
-                    }
-                    c.in_pos += consumed;
-                    if c.out.len() - c.out_pos > opts.max_buffered {
-                        c.paused = true;
-                    }
-                }
+            let input = &c.inbuf[c.in_pos..c.in_end];
+            let (at, consumed) = match next_message(input, opts, &mut c.scanned) {
+                Ok(Some(found)) => found,
+                Ok(None) => break,
+                Err(why) => return Outcome::Drop(why),
+            };
+            let msg = &input[at];
+            stats.messages += 1;
+            if let Some(reply) = handler.on_message(&c.peer, msg)
+                && let Err(e) = frame::encode(&reply, opts.framing, &mut c.out)
+            {
+                return Outcome::Drop(format!("the reply could not be framed: {e}"));
+            }
+            c.in_pos += consumed;
+            if c.out.len() - c.out_pos > opts.max_buffered {
+                c.paused = true;
             }
         }
         if c.in_pos == c.in_end {
@@ -123,16 +106,7 @@ pub(super) fn serve(
         }
         // Make room: move the partial message to the front, grow by a step
         // but never past the largest message plus its header.
-        if c.in_pos > 0 {
-            c.inbuf.copy_within(c.in_pos..c.in_end, 0);
-            c.in_end -= c.in_pos;
-            c.in_pos = 0;
-        }
-        if c.inbuf.len() - c.in_end < STEP.min(msg_cap) {
-            let new_len = (c.in_end + STEP).min(msg_cap).max(c.inbuf.len());
-            c.inbuf.resize(new_len, 0);
-        }
-        if c.in_end == c.inbuf.len() {
+        if !make_room(&mut c.inbuf, &mut c.in_pos, &mut c.in_end, msg_cap) {
             return Outcome::Drop("message over the size limit".into());
         }
         let room = (c.inbuf.len() - c.in_end).min(budget);
@@ -164,16 +138,7 @@ fn at_eof(
     let rest = &c.inbuf[c.in_pos..c.in_end];
     if !rest.is_empty() {
         match opts.framing {
-            Framing::Frames => {
-                let needed = match frame::parse(rest, opts.framing, opts.max_message) {
-                    Ok(Parsed::Incomplete { needed }) => needed,
-                    _ => rest.len(),
-                };
-                return Outcome::Drop(format!(
-                    "disconnected mid-message: {} of {needed} bytes missing",
-                    needed - rest.len()
-                ));
-            }
+            Framing::Frames => return Outcome::Drop(cut_short(rest, opts.max_message)),
             Framing::Lines => {
                 stats.messages += 1;
                 if let Some(reply) = handler.on_message(&c.peer, rest) {

@@ -12,13 +12,11 @@ use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::sync::watch;
 
 use super::{AsyncHandler, Client, Shared};
-use crate::Error;
-use crate::frame::{self, Framing, Parsed};
+use crate::frame::{self, Framing};
 use crate::socket::Peer;
+use crate::socket::server::{cut_short, make_room, next_message};
 use crate::tokio::AsyncStream;
 
-/// Buffer growth step.
-const STEP: usize = 16 * 1024;
 /// After shutdown, how long a client may take none of its last replies
 /// before it is closed anyway.
 const GRACE: Duration = Duration::from_secs(1);
@@ -117,32 +115,15 @@ async fn serve_loop<S: Client, H: AsyncHandler>(
     loop {
         // Every whole message in the buffer, one after the other.
         loop {
-            let parsed =
-                frame::parse_after(&inbuf[pos..end], opts.framing, opts.max_message, scanned);
-            scanned = 0;
-            match parsed {
-                Err(Error::MessageTooLarge { len, max }) => {
-                    return Err(format!(
-                        "message of {len} bytes or more is over the limit of {max}"
-                    ));
-                }
-                Err(e) => return Err(e.to_string()),
-                Ok(Parsed::Incomplete { .. }) => {
-                    scanned = end - pos;
-                    break;
-                }
-                Ok(Parsed::Message {
-                    start,
-                    end: stop_at,
-                    consumed,
-                }) => {
-                    let msg = inbuf[pos + start..pos + stop_at].to_vec();
-                    pos += consumed;
-                    reply(handler, peer, msg, shared, &mut out).await?;
-                    if out.len() > opts.max_buffered {
-                        write_out(io, &mut out, shared, stop).await?;
-                    }
-                }
+            let input = &inbuf[pos..end];
+            let Some((at, consumed)) = next_message(input, opts, &mut scanned)? else {
+                break;
+            };
+            let msg = input[at].to_vec();
+            pos += consumed;
+            reply(handler, peer, msg, shared, &mut out).await?;
+            if out.len() > opts.max_buffered {
+                write_out(io, &mut out, shared, stop).await?;
             }
         }
         write_out(io, &mut out, shared, stop).await?;
@@ -151,16 +132,7 @@ async fn serve_loop<S: Client, H: AsyncHandler>(
         }
         // Make room: the partial message to the front, grow by a step but
         // never past the largest message plus its header.
-        if pos > 0 {
-            inbuf.copy_within(pos..end, 0);
-            end -= pos;
-            pos = 0;
-        }
-        if inbuf.len() - end < STEP.min(msg_cap) {
-            let new_len = (end + STEP).min(msg_cap).max(inbuf.len());
-            inbuf.resize(new_len, 0);
-        }
-        if end == inbuf.len() {
+        if !make_room(&mut inbuf, &mut pos, &mut end, msg_cap) {
             return Err("message over the size limit".into());
         }
         let n = ::tokio::select! {
@@ -207,16 +179,7 @@ async fn at_eof<S: Client, H: AsyncHandler>(
     let mut out = Vec::new();
     if !rest.is_empty() {
         match shared.opts.framing {
-            Framing::Frames => {
-                let needed = match frame::parse(rest, Framing::Frames, shared.opts.max_message) {
-                    Ok(Parsed::Incomplete { needed }) => needed,
-                    _ => rest.len(),
-                };
-                return Err(format!(
-                    "disconnected mid-message: {} of {needed} bytes missing",
-                    needed - rest.len()
-                ));
-            }
+            Framing::Frames => return Err(cut_short(rest, shared.opts.max_message)),
             Framing::Lines => reply(handler, peer, rest.to_vec(), shared, &mut out).await?,
         }
     }
