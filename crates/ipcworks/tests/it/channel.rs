@@ -89,85 +89,83 @@ pub(crate) fn chan_from_arg(arg: &str) -> Channel {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let parts: Vec<&str> = arg.split(',').collect();
-    match role.as_str() {
-        // fd,id,count: send `count` messages of stream `id`, then exit.
-        "send" => {
-            let chan = chan_from_arg(parts[0]);
-            let id: u64 = parts[1].parse().unwrap();
-            let count: u64 = parts[2].parse().unwrap();
-            let mut tx = chan.sender().unwrap();
-            let max = tx.max_message();
-            let mut buf = Vec::new();
-            for seq in 0..count {
-                fill(&mut buf, id, seq, size_of(id, seq, max));
-                tx.send(&buf).unwrap();
-            }
-        }
-        // name,id,count: the same over a named channel.
-        "send-named" => {
-            let mut tx = Sender::open(parts[0]).unwrap();
-            let id: u64 = parts[1].parse().unwrap();
-            let count: u64 = parts[2].parse().unwrap();
-            let max = tx.max_message();
-            let mut buf = Vec::new();
-            for seq in 0..count {
-                fill(&mut buf, id, seq, named_size(id, seq, max));
-                tx.send(&buf).unwrap();
-            }
-        }
-        // fd: send for ever (until killed), every 4th message large, half
-        // of them through a loan written in pieces.
-        "send-forever" => {
-            let chan = chan_from_arg(parts[0]);
-            let mut tx = chan.sender().unwrap();
-            let max = tx.max_message();
-            let mut buf = Vec::new();
-            for seq in 0.. {
-                fill(&mut buf, 9, seq, size_of(9, seq, max));
-                if seq % 2 == 0 {
+    support::as_child!(|role, arg| {
+        let parts: Vec<&str> = arg.split(',').collect();
+        match role {
+            // fd,id,count: send `count` messages of stream `id`, then exit.
+            "send" => {
+                let chan = chan_from_arg(parts[0]);
+                let id: u64 = parts[1].parse().unwrap();
+                let count: u64 = parts[2].parse().unwrap();
+                let mut tx = chan.sender().unwrap();
+                let max = tx.max_message();
+                let mut buf = Vec::new();
+                for seq in 0..count {
+                    fill(&mut buf, id, seq, size_of(id, seq, max));
                     tx.send(&buf).unwrap();
-                } else {
-                    let mut loan = tx.loan(buf.len()).unwrap();
-                    // Slowly, so that many kills land mid-write.
-                    for (i, piece) in buf.chunks(1000).enumerate() {
-                        loan.write_at(i * 1000, piece).unwrap();
-                        if i % 16 == 15 {
-                            std::thread::sleep(Duration::from_micros(50));
-                        }
-                    }
-                    loan.publish().unwrap();
                 }
             }
+            // name,id,count: the same over a named channel.
+            "send-named" => {
+                let mut tx = Sender::open(parts[0]).unwrap();
+                let id: u64 = parts[1].parse().unwrap();
+                let count: u64 = parts[2].parse().unwrap();
+                let max = tx.max_message();
+                let mut buf = Vec::new();
+                for seq in 0..count {
+                    fill(&mut buf, id, seq, named_size(id, seq, max));
+                    tx.send(&buf).unwrap();
+                }
+            }
+            // fd: send for ever (until killed), every 4th message large, half
+            // of them through a loan written in pieces.
+            "send-forever" => {
+                let chan = chan_from_arg(parts[0]);
+                let mut tx = chan.sender().unwrap();
+                let max = tx.max_message();
+                let mut buf = Vec::new();
+                for seq in 0.. {
+                    fill(&mut buf, 9, seq, size_of(9, seq, max));
+                    if seq % 2 == 0 {
+                        tx.send(&buf).unwrap();
+                    } else {
+                        let mut loan = tx.loan(buf.len()).unwrap();
+                        // Slowly, so that many kills land mid-write.
+                        for (i, piece) in buf.chunks(1000).enumerate() {
+                            loan.write_at(i * 1000, piece).unwrap();
+                            if i % 16 == 15 {
+                                std::thread::sleep(Duration::from_micros(50));
+                            }
+                        }
+                        loan.publish().unwrap();
+                    }
+                }
+            }
+            // fd: reserve room for a message through a loan, say so, then wait
+            // to be killed without ever publishing it.
+            "hold-loan" => {
+                let chan = chan_from_arg(parts[0]);
+                let mut tx = chan.sender().unwrap();
+                let _loan = tx.loan(40).unwrap();
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            // fd: take the receiver seat, say so, then wait to be killed.
+            "hold-receiver" => {
+                let chan = chan_from_arg(parts[0]);
+                let _rx = chan.receiver().unwrap();
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            // name: try to become a second receiver; exit 0 if refused.
+            "second-receiver" => {
+                let e = Receiver::open(parts[0]).unwrap_err();
+                assert!(matches!(e, Error::Refused { .. }), "{e}");
+                assert!(e.to_string().contains("already has a receiver"), "{e}");
+            }
+            other => support::unknown_role(other),
         }
-        // fd: reserve room for a message through a loan, say so, then wait
-        // to be killed without ever publishing it.
-        "hold-loan" => {
-            let chan = chan_from_arg(parts[0]);
-            let mut tx = chan.sender().unwrap();
-            let _loan = tx.loan(40).unwrap();
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        // fd: take the receiver seat, say so, then wait to be killed.
-        "hold-receiver" => {
-            let chan = chan_from_arg(parts[0]);
-            let _rx = chan.receiver().unwrap();
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        // name: try to become a second receiver; exit 0 if refused.
-        "second-receiver" => {
-            let e = Receiver::open(parts[0]).unwrap_err();
-            assert!(matches!(e, Error::Refused { .. }), "{e}");
-            assert!(e.to_string().contains("already has a receiver"), "{e}");
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 #[test]

@@ -20,50 +20,48 @@ const FD_VAR: &str = "IPCWORKS_TEST_CHANNEL_FD";
 
 #[test]
 fn child() {
-    let Some((role, _arg)) = support::role() else {
-        return;
-    };
-    // SAFETY: the parent passed this descriptor to us with pass_fd_env,
-    // and nothing else in this process takes it.
-    let fd = unsafe { ipcworks::pipe::take_inherited(FD_VAR) }.unwrap();
-    let chan = Channel::from_fd(fd).unwrap();
-    match role.as_str() {
-        // Attaches late, then sends COUNT numbered messages.
-        "send" => {
-            std::thread::sleep(Duration::from_millis(200));
-            let mut tx = chan.sender().unwrap();
-            for i in 0..COUNT {
-                tx.send(&i.to_le_bytes()).unwrap();
-            }
-        }
-        // Attaches late, receives until the parent's sender is gone, and
-        // says how many came in order.
-        "recv" => {
-            std::thread::sleep(Duration::from_millis(200));
-            let mut rx = chan.receiver().unwrap();
-            let mut next = 0u64;
-            loop {
-                match rx.recv_timeout(LIMIT) {
-                    Ok(m) => {
-                        assert_eq!(m, next.to_le_bytes(), "message {next} out of order");
-                        next += 1;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                    Err(e) => panic!("{e}"),
+    support::as_child!(|role, _arg| {
+        // SAFETY: the parent passed this descriptor to us with pass_fd_env,
+        // and nothing else in this process takes it.
+        let fd = unsafe { ipcworks::pipe::take_inherited(FD_VAR) }.unwrap();
+        let chan = Channel::from_fd(fd).unwrap();
+        match role {
+            // Attaches late, then sends COUNT numbered messages.
+            "send" => {
+                std::thread::sleep(Duration::from_millis(200));
+                let mut tx = chan.sender().unwrap();
+                for i in 0..COUNT {
+                    tx.send(&i.to_le_bytes()).unwrap();
                 }
             }
-            println!("GOT {next}");
+            // Attaches late, receives until the parent's sender is gone, and
+            // says how many came in order.
+            "recv" => {
+                std::thread::sleep(Duration::from_millis(200));
+                let mut rx = chan.receiver().unwrap();
+                let mut next = 0u64;
+                loop {
+                    match rx.recv_timeout(LIMIT) {
+                        Ok(m) => {
+                            assert_eq!(m, next.to_le_bytes(), "message {next} out of order");
+                            next += 1;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                println!("GOT {next}");
+            }
+            // Sends one message, says so, and waits to be killed.
+            "send-hang" => {
+                let mut tx = chan.sender().unwrap();
+                tx.send(b"one").unwrap();
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            other => support::unknown_role(other),
         }
-        // Sends one message, says so, and waits to be killed.
-        "send-hang" => {
-            let mut tx = chan.sender().unwrap();
-            tx.send(b"one").unwrap();
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// Starts this test binary as the child `role`, handing it `fd`.

@@ -79,28 +79,26 @@ fn answer_pings(parts: &[&str], wait: Option<WaitStrategy>, late: impl Fn(u64, &
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let parts: Vec<&str> = arg.split(',').collect();
-    match role.as_str() {
-        // fd,id,count: send `count` messages of stream `id`, mixed.
-        "send-mixed" => {
-            let chan = chan_from_arg(parts[0]);
-            send_mixed(&chan, parts[1].parse().unwrap(), parts[2].parse().unwrap());
+    support::as_child!(|role, arg| {
+        let parts: Vec<&str> = arg.split(',').collect();
+        match role {
+            // fd,id,count: send `count` messages of stream `id`, mixed.
+            "send-mixed" => {
+                let chan = chan_from_arg(parts[0]);
+                send_mixed(&chan, parts[1].parse().unwrap(), parts[2].parse().unwrap());
+            }
+            // ping-fd,pong-fd,count: answer `count` pings, blocking waits
+            // (run with IPCWORKS_FAULT set to plant a bug in this process).
+            // Every other answer comes late, when the parent surely sleeps;
+            // the others race with its going to sleep.
+            "pong" => answer_pings(&parts, Some(WaitStrategy::Block), |i, _| i % 2 == 1),
+            // ping-fd,pong-fd,count: answer `count` pings with the default
+            // waits; a ping whose first byte is 1 is answered a millisecond
+            // late (its sender's receive then sleeps).
+            "echo-late" => answer_pings(&parts, None, |_, ping| ping[0] == 1),
+            other => support::unknown_role(other),
         }
-        // ping-fd,pong-fd,count: answer `count` pings, blocking waits
-        // (run with IPCWORKS_FAULT set to plant a bug in this process).
-        // Every other answer comes late, when the parent surely sleeps;
-        // the others race with its going to sleep.
-        "pong" => answer_pings(&parts, Some(WaitStrategy::Block), |i, _| i % 2 == 1),
-        // ping-fd,pong-fd,count: answer `count` pings with the default
-        // waits; a ping whose first byte is 1 is answered a millisecond
-        // late (its sender's receive then sleeps).
-        "echo-late" => answer_pings(&parts, None, |_, ping| ping[0] == 1),
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// Receives `total` messages of `streams` streams and checks that each

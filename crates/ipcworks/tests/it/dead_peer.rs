@@ -21,62 +21,60 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Attaches a sender to channel `arg`, sends one message, says so,
-        // and waits to be killed.
-        "send-hang" => {
-            let mut tx = Sender::open(&arg).unwrap();
-            tx.send(b"one").unwrap();
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        // White-box: claims slot 0 of queue `arg` as a sender does (FREE →
-        // WRITING by this pid, then the owner record), says so, and waits
-        // to be killed before it commits. Offsets: queue/layout.rs (slot 0
-        // at support::QUEUE_SLOT0: state word +0, owner +8).
-        "claim-hang" => {
-            let seg = Segment::open(&format!("ipcworks.queue.{arg}")).unwrap();
-            // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
-            // 8-aligned; atomics.
-            let (word, owner) = unsafe {
-                (
-                    &*(seg.as_ptr().add(support::QUEUE_SLOT0) as *const AtomicU64),
-                    &*(seg.as_ptr().add(support::QUEUE_SLOT0 + 8) as *const AtomicU64),
-                )
-            };
-            let pid = std::process::id() as u64;
-            assert_eq!(word.load(SeqCst) >> 62, 0, "slot 0 is FREE");
-            word.store((1 << 62) | (pid << 40), SeqCst);
-            owner.store(Identity::process().raw(), SeqCst);
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        // Locks mutex `arg` in a thread of its own (not the main one: the
-        // holder is a thread), says so, and waits to be killed.
-        "mutex-hold" => {
-            let m = Mutex::<u64>::open(&arg).unwrap();
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let _g = m.lock().unwrap();
-                    println!("ready");
-                    std::thread::sleep(Duration::from_secs(60));
+    support::as_child!(|role, arg| {
+        match role {
+            // Attaches a sender to channel `arg`, sends one message, says so,
+            // and waits to be killed.
+            "send-hang" => {
+                let mut tx = Sender::open(&arg).unwrap();
+                tx.send(b"one").unwrap();
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            // White-box: claims slot 0 of queue `arg` as a sender does (FREE →
+            // WRITING by this pid, then the owner record), says so, and waits
+            // to be killed before it commits. Offsets: queue/layout.rs (slot 0
+            // at support::QUEUE_SLOT0: state word +0, owner +8).
+            "claim-hang" => {
+                let seg = Segment::open(&format!("ipcworks.queue.{arg}")).unwrap();
+                // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
+                // 8-aligned; atomics.
+                let (word, owner) = unsafe {
+                    (
+                        &*(seg.as_ptr().add(support::QUEUE_SLOT0) as *const AtomicU64),
+                        &*(seg.as_ptr().add(support::QUEUE_SLOT0 + 8) as *const AtomicU64),
+                    )
+                };
+                let pid = std::process::id() as u64;
+                assert_eq!(word.load(SeqCst) >> 62, 0, "slot 0 is FREE");
+                word.store((1 << 62) | (pid << 40), SeqCst);
+                owner.store(Identity::process().raw(), SeqCst);
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            // Locks mutex `arg` in a thread of its own (not the main one: the
+            // holder is a thread), says so, and waits to be killed.
+            "mutex-hold" => {
+                let m = Mutex::<u64>::open(&arg).unwrap();
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        let _g = m.lock().unwrap();
+                        println!("ready");
+                        std::thread::sleep(Duration::from_secs(60));
+                    });
                 });
-            });
+            }
+            // Takes a permit of semaphore `arg` (recorded under this process),
+            // says so, and waits to be killed holding it.
+            "sem-hold" => {
+                let sem = Semaphore::open(&arg).unwrap();
+                let _permit = sem.acquire().unwrap();
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            other => support::unknown_role(other),
         }
-        // Takes a permit of semaphore `arg` (recorded under this process),
-        // says so, and waits to be killed holding it.
-        "sem-hold" => {
-            let sem = Semaphore::open(&arg).unwrap();
-            let _permit = sem.acquire().unwrap();
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// One round: a sender in a child process, the receiver blocked (sleeping

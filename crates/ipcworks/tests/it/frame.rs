@@ -13,28 +13,26 @@ const VAR: &str = "IPCWORKS_TEST_FRAME_FD";
 
 #[test]
 fn child() {
-    let Some((role, _arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Three frames, a typed value, then half of a frame, then exits.
-        "frames-then-cut" => {
-            // SAFETY: the parent passed this pipe end for this role to own;
-            // nothing else takes VAR.
-            let fd = unsafe { pipe::take_inherited(VAR) }.unwrap();
-            let mut w = FrameWriter::new(PipeWriter::from(fd), Framing::Frames);
-            for m in [&b"one"[..], b"", b"three"] {
-                w.write_frame(m).unwrap();
+    support::as_child!(|role, _arg| {
+        match role {
+            // Three frames, a typed value, then half of a frame, then exits.
+            "frames-then-cut" => {
+                // SAFETY: the parent passed this pipe end for this role to own;
+                // nothing else takes VAR.
+                let fd = unsafe { pipe::take_inherited(VAR) }.unwrap();
+                let mut w = FrameWriter::new(PipeWriter::from(fd), Framing::Frames);
+                for m in [&b"one"[..], b"", b"three"] {
+                    w.write_frame(m).unwrap();
+                }
+                w.send_value(&("typed".to_string(), 42u64)).unwrap();
+                let raw = w.get_mut();
+                use std::io::Write;
+                raw.write_all(&100u32.to_le_bytes()).unwrap();
+                raw.write_all(&[7u8; 40]).unwrap();
             }
-            w.send_value(&("typed".to_string(), 42u64)).unwrap();
-            let raw = w.get_mut();
-            use std::io::Write;
-            raw.write_all(&100u32.to_le_bytes()).unwrap();
-            raw.write_all(&[7u8; 40]).unwrap();
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 #[test]

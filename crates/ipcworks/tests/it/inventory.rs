@@ -9,15 +9,13 @@ use crate::support::{self, KillOnDrop, ShmCleanup};
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    if role == "create-and-sleep" {
-        let _seg = Segment::create(&arg, 4096).unwrap();
-        println!("ready");
-        std::thread::sleep(Duration::from_secs(60));
-    }
-    std::process::exit(0);
+    support::as_child!(|role, arg| {
+        if role == "create-and-sleep" {
+            let _seg = Segment::create(&arg, 4096).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    });
 }
 
 #[test]

@@ -31,106 +31,104 @@ pub(crate) fn seg_name(name: &str) -> String {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // "NAME,COUNT": COUNT locked increments of a named Mutex<u64>.
-        "inc-named" => {
-            let (name, count) = arg.split_once(',').unwrap();
-            let m = Mutex::<u64>::open(name).unwrap();
-            for _ in 0..count.parse::<u64>().unwrap() {
-                m.lock().unwrap().update(|n| *n += 1).unwrap();
-            }
-        }
-        // "FD,COUNT": the same on an inherited anonymous mutex.
-        "inc-fd" => {
-            let (fd, count) = arg.split_once(',').unwrap();
-            // SAFETY: the parent passed us this open descriptor number.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd.parse().unwrap()) };
-            let m = Mutex::<u64>::from_fd(fd).unwrap();
-            for _ in 0..count.parse::<u64>().unwrap() {
-                m.lock().unwrap().update(|n| *n += 1).unwrap();
-            }
-        }
-        // Locks normally and finds the pair consistent.
-        "lock-pair" => {
-            let m = Mutex::<Pair>::open(&arg).unwrap();
-            let g = m.lock().unwrap();
-            assert!(g.is_consistent());
-            let [a, b] = g.get().unwrap();
-            assert_eq!(a, b);
-        }
-        // Locks, breaks the invariant, says READY, and waits to be killed.
-        "hold" => {
-            let m = Mutex::<Pair>::open(&arg).unwrap();
-            let mut g = m.lock().unwrap();
-            g.update(|p| p[0] += 1).unwrap();
-            println!("READY");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        // Expects OwnerDead, says so, and dies before making it consistent.
-        "recover-and-hang" => {
-            let m = Mutex::<Pair>::open(&arg).unwrap();
-            match m.lock() {
-                Err(LockError::OwnerDead(mut g)) => {
-                    g.update(|p| p[1] = 999).unwrap(); // half a repair
-                    println!("OWNERDEAD");
-                    // Holding the guard: the kill comes while we recover.
-                    std::thread::sleep(Duration::from_secs(60));
-                }
-                other => {
-                    println!("UNEXPECTED {other:?}");
-                    std::process::exit(3);
+    support::as_child!(|role, arg| {
+        match role {
+            // "NAME,COUNT": COUNT locked increments of a named Mutex<u64>.
+            "inc-named" => {
+                let (name, count) = arg.split_once(',').unwrap();
+                let m = Mutex::<u64>::open(name).unwrap();
+                for _ in 0..count.parse::<u64>().unwrap() {
+                    m.lock().unwrap().update(|n| *n += 1).unwrap();
                 }
             }
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        // Locks and unlocks for ever, keeping pair[0] == pair[1] in several
-        // steps (repairing after a dead predecessor).
-        "churn" => {
-            let m = Mutex::<Pair>::open(&arg).unwrap();
-            let mut said = false;
-            loop {
-                let mut g = match m.lock() {
-                    Ok(g) => g,
-                    Err(LockError::OwnerDead(mut g)) => {
-                        g.update(|p| p[1] = p[0]).unwrap();
-                        g.make_consistent();
-                        g
-                    }
-                    Err(LockError::Failed(e)) => panic!("{e}"),
-                };
-                // Two separate writes to shared memory, with time between.
+            // "FD,COUNT": the same on an inherited anonymous mutex.
+            "inc-fd" => {
+                let (fd, count) = arg.split_once(',').unwrap();
+                // SAFETY: the parent passed us this open descriptor number.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd.parse().unwrap()) };
+                let m = Mutex::<u64>::from_fd(fd).unwrap();
+                for _ in 0..count.parse::<u64>().unwrap() {
+                    m.lock().unwrap().update(|n| *n += 1).unwrap();
+                }
+            }
+            // Locks normally and finds the pair consistent.
+            "lock-pair" => {
+                let m = Mutex::<Pair>::open(&arg).unwrap();
+                let g = m.lock().unwrap();
+                assert!(g.is_consistent());
+                let [a, b] = g.get().unwrap();
+                assert_eq!(a, b);
+            }
+            // Locks, breaks the invariant, says READY, and waits to be killed.
+            "hold" => {
+                let m = Mutex::<Pair>::open(&arg).unwrap();
+                let mut g = m.lock().unwrap();
                 g.update(|p| p[0] += 1).unwrap();
-                for i in 0..200u32 {
-                    std::hint::black_box(i);
+                println!("READY");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            // Expects OwnerDead, says so, and dies before making it consistent.
+            "recover-and-hang" => {
+                let m = Mutex::<Pair>::open(&arg).unwrap();
+                match m.lock() {
+                    Err(LockError::OwnerDead(mut g)) => {
+                        g.update(|p| p[1] = 999).unwrap(); // half a repair
+                        println!("OWNERDEAD");
+                        // Holding the guard: the kill comes while we recover.
+                        std::thread::sleep(Duration::from_secs(60));
+                    }
+                    other => {
+                        println!("UNEXPECTED {other:?}");
+                        std::process::exit(3);
+                    }
                 }
-                g.update(|p| p[1] = p[0]).unwrap();
-                drop(g);
-                if !said {
-                    println!("READY");
-                    said = true;
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            // Locks and unlocks for ever, keeping pair[0] == pair[1] in several
+            // steps (repairing after a dead predecessor).
+            "churn" => {
+                let m = Mutex::<Pair>::open(&arg).unwrap();
+                let mut said = false;
+                loop {
+                    let mut g = match m.lock() {
+                        Ok(g) => g,
+                        Err(LockError::OwnerDead(mut g)) => {
+                            g.update(|p| p[1] = p[0]).unwrap();
+                            g.make_consistent();
+                            g
+                        }
+                        Err(LockError::Failed(e)) => panic!("{e}"),
+                    };
+                    // Two separate writes to shared memory, with time between.
+                    g.update(|p| p[0] += 1).unwrap();
+                    for i in 0..200u32 {
+                        std::hint::black_box(i);
+                    }
+                    g.update(|p| p[1] = p[0]).unwrap();
+                    drop(g);
+                    if !said {
+                        println!("READY");
+                        said = true;
+                    }
                 }
             }
-        }
-        // "NAME,COUNT": COUNT fetch_adds on the value's first atomic,
-        // without taking the lock, through a plain mapping of the segment.
-        "atomic-add-unlocked" => {
-            let (name, count) = arg.split_once(',').unwrap();
-            let seg = Segment::open(&seg_name(name)).unwrap();
-            // SAFETY: offset 64 (the value) is 8-aligned and inside the
-            // mapped segment, which outlives the reference; atomics
-            // tolerate the other processes' writes.
-            let hits = unsafe { &*(seg.as_ptr().add(VALUE_OFFSET) as *const AtomicU64) };
-            for _ in 0..count.parse::<u64>().unwrap() {
-                hits.fetch_add(1, Ordering::Relaxed);
+            // "NAME,COUNT": COUNT fetch_adds on the value's first atomic,
+            // without taking the lock, through a plain mapping of the segment.
+            "atomic-add-unlocked" => {
+                let (name, count) = arg.split_once(',').unwrap();
+                let seg = Segment::open(&seg_name(name)).unwrap();
+                // SAFETY: offset 64 (the value) is 8-aligned and inside the
+                // mapped segment, which outlives the reference; atomics
+                // tolerate the other processes' writes.
+                let hits = unsafe { &*(seg.as_ptr().add(VALUE_OFFSET) as *const AtomicU64) };
+                for _ in 0..count.parse::<u64>().unwrap() {
+                    hits.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            "timeout-under-signals" => timeout_under_signals(),
+            other => support::unknown_role(other),
         }
-        "timeout-under-signals" => timeout_under_signals(),
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// Reads the child's stdout until a line equal to `want` (the test harness

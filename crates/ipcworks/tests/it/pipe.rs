@@ -109,75 +109,73 @@ fn result_writer() -> PipeWriter {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Talks over stdin/stdout: READY, then "echo:<line>" for each line.
-        "duplex-echo" => {
-            let mut io = Duplex::from_stdio().unwrap();
-            io.write_all(b"READY\n").unwrap();
-            let (r, mut w) = io.into_parts();
-            for line in BufReader::new(r).lines() {
-                let line = line.unwrap();
-                w.write_all(format!("echo:{line}\n").as_bytes()).unwrap();
+    support::as_child!(|role, arg| {
+        match role {
+            // Talks over stdin/stdout: READY, then "echo:<line>" for each line.
+            "duplex-echo" => {
+                let mut io = Duplex::from_stdio().unwrap();
+                io.write_all(b"READY\n").unwrap();
+                let (r, mut w) = io.into_parts();
+                for line in BufReader::new(r).lines() {
+                    let line = line.unwrap();
+                    w.write_all(format!("echo:{line}\n").as_bytes()).unwrap();
+                }
             }
-        }
-        // Sums an inherited pipe to its end, reports on the result pipe.
-        "sum-pipe" => {
-            // SAFETY: the parent passed this pipe end for this role to own;
-            // nothing else takes DATA_VAR.
-            let mut r = PipeReader::from(unsafe { pipe::take_inherited(DATA_VAR) }.unwrap());
-            let sum = sum_all(&mut r);
-            result_writer().write_all(sum.as_bytes()).unwrap();
-        }
-        // Opens a FIFO by path, sums it, reports.
-        "sum-fifo" => {
-            let mut r = Fifo::open_read(&arg, Some(Duration::from_secs(30))).unwrap();
-            let sum = sum_all(&mut r);
-            result_writer().write_all(sum.as_bytes()).unwrap();
-        }
-        // With the default (fatal) SIGPIPE restored, calls ignore_sigpipe
-        // and writes to a pipe without readers: must get an error and live.
-        "broken-pipe" => {
-            support::default_sigpipe();
-            pipe::ignore_sigpipe().unwrap();
-            let (r, mut w) = pipe::pipe().unwrap();
-            drop(r);
-            let e = w.write(b"x").unwrap_err();
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
-            std::process::exit(42);
-        }
-        // Creates a FIFO under the given umask with the default mode.
-        "fifo-umask" => {
-            let mask: u32 = arg.split(':').next().unwrap().parse().unwrap();
-            let path = arg.split_once(':').unwrap().1;
-            rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
-            let mut f = Fifo::create(path).unwrap();
-            f.persist();
-        }
-        "eintr" => eintr_storm(),
-        // Runs as another user than the FIFO's owner (root): a root-owned
-        // FIFO looser than asked is refused; asking for its mode accepts it.
-        "fifo-open-as-other" => {
-            let t = Some(Duration::from_millis(10));
-            for e in [
-                Fifo::open_write(&arg, t).map(drop).unwrap_err(),
-                Fifo::open_read(&arg, t).map(drop).unwrap_err(),
-                FifoOptions::new()
-                    .open_or_create(&arg)
-                    .map(drop)
-                    .unwrap_err(),
-            ] {
-                assert!(matches!(e, Error::Refused { .. }), "{e}");
-                assert!(e.to_string().contains("0666"), "{e}");
+            // Sums an inherited pipe to its end, reports on the result pipe.
+            "sum-pipe" => {
+                // SAFETY: the parent passed this pipe end for this role to own;
+                // nothing else takes DATA_VAR.
+                let mut r = PipeReader::from(unsafe { pipe::take_inherited(DATA_VAR) }.unwrap());
+                let sum = sum_all(&mut r);
+                result_writer().write_all(sum.as_bytes()).unwrap();
             }
-            let (_f, created) = FifoOptions::new().mode(0o666).open_or_create(&arg).unwrap();
-            assert!(!created);
+            // Opens a FIFO by path, sums it, reports.
+            "sum-fifo" => {
+                let mut r = Fifo::open_read(&arg, Some(Duration::from_secs(30))).unwrap();
+                let sum = sum_all(&mut r);
+                result_writer().write_all(sum.as_bytes()).unwrap();
+            }
+            // With the default (fatal) SIGPIPE restored, calls ignore_sigpipe
+            // and writes to a pipe without readers: must get an error and live.
+            "broken-pipe" => {
+                support::default_sigpipe();
+                pipe::ignore_sigpipe().unwrap();
+                let (r, mut w) = pipe::pipe().unwrap();
+                drop(r);
+                let e = w.write(b"x").unwrap_err();
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+                std::process::exit(42);
+            }
+            // Creates a FIFO under the given umask with the default mode.
+            "fifo-umask" => {
+                let mask: u32 = arg.split(':').next().unwrap().parse().unwrap();
+                let path = arg.split_once(':').unwrap().1;
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+                let mut f = Fifo::create(path).unwrap();
+                f.persist();
+            }
+            "eintr" => eintr_storm(),
+            // Runs as another user than the FIFO's owner (root): a root-owned
+            // FIFO looser than asked is refused; asking for its mode accepts it.
+            "fifo-open-as-other" => {
+                let t = Some(Duration::from_millis(10));
+                for e in [
+                    Fifo::open_write(&arg, t).map(drop).unwrap_err(),
+                    Fifo::open_read(&arg, t).map(drop).unwrap_err(),
+                    FifoOptions::new()
+                        .open_or_create(&arg)
+                        .map(drop)
+                        .unwrap_err(),
+                ] {
+                    assert!(matches!(e, Error::Refused { .. }), "{e}");
+                    assert!(e.to_string().contains("0666"), "{e}");
+                }
+                let (_f, created) = FifoOptions::new().mode(0o666).open_or_create(&arg).unwrap();
+                assert!(!created);
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 static SIGNALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

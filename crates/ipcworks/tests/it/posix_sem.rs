@@ -47,37 +47,35 @@ fn every_op_is_refused(s: &PosixSemaphore) {
 
 #[test]
 fn child() {
-    let Some((role, name)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // The file is bad before we open it: refused at open, or (if it
-        // looks right at open) at every operation.
-        "open-bad" => match PosixSemaphore::open(&name) {
-            Err(e) => assert!(matches!(e, Error::Corrupted { .. }), "{e}"),
-            Ok(s) => every_op_is_refused(&s),
-        },
-        // A good semaphore, scribbled by a "peer" once open: value and
-        // waiter count all ones, the futex flag garbage (glibc aborts on
-        // the futex error that flag causes).
-        "scribble-after-open" => {
-            let s = PosixSemaphore::open(&name).unwrap();
-            s.post().unwrap();
-            assert_eq!(s.value().unwrap(), 2);
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("/dev/shm/sem.{name}"))
-                .unwrap();
-            f.write_all_at(&[0x5A; SEM_SIZE], 0).unwrap();
-            every_op_is_refused(&s);
-            // Repaired by the peer: usable again.
-            f.write_all_at(&sem_bytes(1, 0, 128), 0).unwrap();
-            s.try_wait().unwrap();
-            assert_eq!(s.value().unwrap(), 0);
+    support::as_child!(|role, name| {
+        match role {
+            // The file is bad before we open it: refused at open, or (if it
+            // looks right at open) at every operation.
+            "open-bad" => match PosixSemaphore::open(&name) {
+                Err(e) => assert!(matches!(e, Error::Corrupted { .. }), "{e}"),
+                Ok(s) => every_op_is_refused(&s),
+            },
+            // A good semaphore, scribbled by a "peer" once open: value and
+            // waiter count all ones, the futex flag garbage (glibc aborts on
+            // the futex error that flag causes).
+            "scribble-after-open" => {
+                let s = PosixSemaphore::open(&name).unwrap();
+                s.post().unwrap();
+                assert_eq!(s.value().unwrap(), 2);
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(format!("/dev/shm/sem.{name}"))
+                    .unwrap();
+                f.write_all_at(&[0x5A; SEM_SIZE], 0).unwrap();
+                every_op_is_refused(&s);
+                // Repaired by the peer: usable again.
+                f.write_all_at(&sem_bytes(1, 0, 128), 0).unwrap();
+                s.try_wait().unwrap();
+                assert_eq!(s.value().unwrap(), 0);
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// Runs `role` on semaphore `name` in a child; fails naming the signal if

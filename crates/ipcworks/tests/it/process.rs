@@ -25,41 +25,39 @@ const HANG: Duration = Duration::from_secs(20);
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Makes segment ARG, arranges its removal on SIGINT, starts a
-        // worker (`sleep`), prints "ready PID" with the worker's pid, and
-        // waits to be interrupted.
-        "worker-under-sigint" => {
-            remove_on_terminate(&[(Kind::Shm, &arg)]).unwrap();
-            let _seg = Segment::create(&arg, 4096).unwrap();
-            let mut sleep = Command::new("sleep");
-            sleep.arg("60");
-            let worker = spawn_worker(sleep).unwrap();
-            println!("ready {}", worker.id());
-            std::thread::sleep(HANG);
-            // Not reached when SIGINT ends the process, as it should.
-            drop(worker);
-        }
-        // The limits of remove_on_terminate, in a process of its own (the
-        // list is process-wide).
-        "remove-limits" => {
-            let e = remove_on_terminate(&[(Kind::SysvQueue, "not-a-key")]).unwrap_err();
-            assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
-            for i in 0..16 {
-                let path = format!("/tmp/ipcworks-test-never-made-{i}");
-                remove_on_terminate(&[(Kind::Fifo, &path)]).unwrap();
+    support::as_child!(|role, arg| {
+        match role {
+            // Makes segment ARG, arranges its removal on SIGINT, starts a
+            // worker (`sleep`), prints "ready PID" with the worker's pid, and
+            // waits to be interrupted.
+            "worker-under-sigint" => {
+                remove_on_terminate(&[(Kind::Shm, &arg)]).unwrap();
+                let _seg = Segment::create(&arg, 4096).unwrap();
+                let mut sleep = Command::new("sleep");
+                sleep.arg("60");
+                let worker = spawn_worker(sleep).unwrap();
+                println!("ready {}", worker.id());
+                std::thread::sleep(HANG);
+                // Not reached when SIGINT ends the process, as it should.
+                drop(worker);
             }
-            let e = remove_on_terminate(&[(Kind::Fifo, "/tmp/ipcworks-test-never-made-16")])
-                .unwrap_err();
-            assert!(matches!(e, Error::LimitExceeded { .. }), "{e:?}");
-            println!("limits hold");
+            // The limits of remove_on_terminate, in a process of its own (the
+            // list is process-wide).
+            "remove-limits" => {
+                let e = remove_on_terminate(&[(Kind::SysvQueue, "not-a-key")]).unwrap_err();
+                assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+                for i in 0..16 {
+                    let path = format!("/tmp/ipcworks-test-never-made-{i}");
+                    remove_on_terminate(&[(Kind::Fifo, &path)]).unwrap();
+                }
+                let e = remove_on_terminate(&[(Kind::Fifo, "/tmp/ipcworks-test-never-made-16")])
+                    .unwrap_err();
+                assert!(matches!(e, Error::LimitExceeded { .. }), "{e:?}");
+                println!("limits hold");
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// A private registry directory (0700) for a child, removed on drop.

@@ -107,157 +107,155 @@ fn read_records(path: &Path) -> Vec<(u32, u32, u32)> {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let mut args = arg.split(',');
-    let name = args.next().unwrap().to_string();
-    match role.as_str() {
-        "recv-one-later" => {
-            let q = Queue::open(&name).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            let (m, p) = q.recv().unwrap();
-            println!("@ {} {p}", String::from_utf8(m).unwrap());
-        }
-        "send-one-later" => {
-            let q = Queue::open(&name).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            q.send(b"late", 7).unwrap();
-        }
-        // produce,NAME,ID,COUNT,LEN[,LOGSEG]: sends (ID, seq) for seq in
-        // 0..COUNT; with a log segment, stores the number of completed sends
-        // in its first word right after each send returned.
-        "produce" => {
-            let id: u32 = args.next().unwrap().parse().unwrap();
-            let count: u32 = args.next().unwrap().parse().unwrap();
-            let len: usize = args.next().unwrap().parse().unwrap();
-            let log = args.next().map(|n| Segment::open(n).unwrap());
-            let q = Queue::open(&name).unwrap();
-            println!("ready");
-            for seq in 0..count {
-                q.send(&msg(id, seq, len), prio_of(seq)).unwrap();
-                if let Some(l) = &log {
-                    word(l, 0).store(seq as u64 + 1, SeqCst);
-                }
+    support::as_child!(|role, arg| {
+        let mut args = arg.split(',');
+        let name = args.next().unwrap().to_string();
+        match role {
+            "recv-one-later" => {
+                let q = Queue::open(&name).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                let (m, p) = q.recv().unwrap();
+                println!("@ {} {p}", String::from_utf8(m).unwrap());
             }
-        }
-        // consume,NAME,LOG,KIND: receives until a priority-0 stop, logging
-        // (producer, seq, prio) per message: KIND "file" buffers 12-byte
-        // records into the file LOG; "file-poll" likewise, receiving with
-        // `try_recv` in a loop (yielding when it finds nothing); "seg"
-        // stores each record into the segment LOG right after its recv
-        // returned (word 0: the count).
-        "consume" => {
-            let path = args.next().unwrap();
-            let kind = args.next();
-            let seg = kind == Some("seg");
-            let poll = kind == Some("file-poll");
-            let mut file =
-                (!seg).then(|| BufWriter::with_capacity(1 << 20, File::create(path).unwrap()));
-            let log = seg.then(|| Segment::open(path).unwrap());
-            let q = Queue::open(&name).unwrap();
-            println!("ready");
-            let mut n = 0u64;
-            loop {
-                let (m, p) = if poll {
-                    loop {
-                        match q.try_recv() {
-                            Err(TryRecvError::Empty) => std::thread::yield_now(),
-                            r => break r.unwrap(),
-                        }
+            "send-one-later" => {
+                let q = Queue::open(&name).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                q.send(b"late", 7).unwrap();
+            }
+            // produce,NAME,ID,COUNT,LEN[,LOGSEG]: sends (ID, seq) for seq in
+            // 0..COUNT; with a log segment, stores the number of completed sends
+            // in its first word right after each send returned.
+            "produce" => {
+                let id: u32 = args.next().unwrap().parse().unwrap();
+                let count: u32 = args.next().unwrap().parse().unwrap();
+                let len: usize = args.next().unwrap().parse().unwrap();
+                let log = args.next().map(|n| Segment::open(n).unwrap());
+                let q = Queue::open(&name).unwrap();
+                println!("ready");
+                for seq in 0..count {
+                    q.send(&msg(id, seq, len), prio_of(seq)).unwrap();
+                    if let Some(l) = &log {
+                        word(l, 0).store(seq as u64 + 1, SeqCst);
                     }
-                } else {
-                    q.recv().unwrap()
+                }
+            }
+            // consume,NAME,LOG,KIND: receives until a priority-0 stop, logging
+            // (producer, seq, prio) per message: KIND "file" buffers 12-byte
+            // records into the file LOG; "file-poll" likewise, receiving with
+            // `try_recv` in a loop (yielding when it finds nothing); "seg"
+            // stores each record into the segment LOG right after its recv
+            // returned (word 0: the count).
+            "consume" => {
+                let path = args.next().unwrap();
+                let kind = args.next();
+                let seg = kind == Some("seg");
+                let poll = kind == Some("file-poll");
+                let mut file =
+                    (!seg).then(|| BufWriter::with_capacity(1 << 20, File::create(path).unwrap()));
+                let log = seg.then(|| Segment::open(path).unwrap());
+                let q = Queue::open(&name).unwrap();
+                println!("ready");
+                let mut n = 0u64;
+                loop {
+                    let (m, p) = if poll {
+                        loop {
+                            match q.try_recv() {
+                                Err(TryRecvError::Empty) => std::thread::yield_now(),
+                                r => break r.unwrap(),
+                            }
+                        }
+                    } else {
+                        q.recv().unwrap()
+                    };
+                    if p == 0 {
+                        break;
+                    }
+                    if let Some(l) = &log {
+                        // Log first (the window a kill can fall into stays a
+                        // few instructions), check the payload after.
+                        let id = u32::from_le_bytes(m[..4].try_into().unwrap());
+                        let seq = u32::from_le_bytes(m[4..8].try_into().unwrap());
+                        word(l, 1 + n as usize).store(record(id, seq, p), SeqCst);
+                        n += 1;
+                        word(l, 0).store(n, SeqCst);
+                    }
+                    let (id, seq) = unmsg(&m);
+                    if let Some(f) = file.as_mut() {
+                        let mut rec = [0u8; 12];
+                        rec[..4].copy_from_slice(&id.to_le_bytes());
+                        rec[4..8].copy_from_slice(&seq.to_le_bytes());
+                        rec[8..].copy_from_slice(&p.to_le_bytes());
+                        f.write_all(&rec).unwrap();
+                    }
+                }
+                if let Some(mut f) = file {
+                    f.flush().unwrap();
+                }
+            }
+            // send-big,NAME,TAG / recv-big,NAME,TAG: one BIG message.
+            "send-big" => {
+                let tag: u8 = args.next().unwrap().parse().unwrap();
+                let q = Queue::open(&name).unwrap();
+                q.send(&big(tag), 3).unwrap();
+            }
+            "recv-big" => {
+                let tag: u8 = args.next().unwrap().parse().unwrap();
+                let q = Queue::open(&name).unwrap();
+                let (m, p) = q.recv().unwrap();
+                assert!(p == 3 && m == big(tag), "torn big message");
+            }
+            // White-box: does what a sender does up to its claim (P(free), lock,
+            // slot 0 WRITING by this process), then waits to be killed holding
+            // the lock. Offsets: layout.rs (mutex at 32, free semaphore at 48,
+            // slot 0 at support::QUEUE_SLOT0: state +0, owner +8).
+            "die-holding-lock" => {
+                let seg = Segment::open(&format!("ipcworks.queue.{name}")).unwrap();
+                // SAFETY: the mutex lies at offset 32 of the queue's header (192
+                // bytes), 8-aligned; MutexState is atomics only.
+                let m = unsafe { &*(seg.as_ptr().add(32) as *const MutexState) };
+                assert!(matches!(RawMutex::new(m).lock(), Ok(Acquired::Consistent)));
+                // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
+                // 8-aligned; atomics.
+                let (word, owner) = unsafe {
+                    (
+                        &*(seg.as_ptr().add(support::QUEUE_SLOT0) as *const AtomicU64),
+                        &*(seg.as_ptr().add(support::QUEUE_SLOT0 + 8) as *const AtomicU64),
+                    )
                 };
-                if p == 0 {
-                    break;
-                }
-                if let Some(l) = &log {
-                    // Log first (the window a kill can fall into stays a
-                    // few instructions), check the payload after.
-                    let id = u32::from_le_bytes(m[..4].try_into().unwrap());
-                    let seq = u32::from_le_bytes(m[4..8].try_into().unwrap());
-                    word(l, 1 + n as usize).store(record(id, seq, p), SeqCst);
-                    n += 1;
-                    word(l, 0).store(n, SeqCst);
-                }
-                let (id, seq) = unmsg(&m);
-                if let Some(f) = file.as_mut() {
-                    let mut rec = [0u8; 12];
-                    rec[..4].copy_from_slice(&id.to_le_bytes());
-                    rec[4..8].copy_from_slice(&seq.to_le_bytes());
-                    rec[8..].copy_from_slice(&p.to_le_bytes());
-                    f.write_all(&rec).unwrap();
-                }
+                // Claim slot 0 as a sender does: FREE → WRITING by our pid
+                // (state in bits 62..64, pid in bits 40..62), then the record.
+                let pid = std::process::id() as u64;
+                assert_eq!(word.load(SeqCst) >> 62, 0, "slot 0 is FREE");
+                word.store((1 << 62) | (pid << 40), SeqCst);
+                owner.store(Identity::process().raw(), SeqCst);
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(60));
             }
-            if let Some(mut f) = file {
-                f.flush().unwrap();
+            // An anonymous queue inherited by descriptor number.
+            "send-inherited" => {
+                let fd: i32 = name.parse().unwrap();
+                // SAFETY: the parent passed us this descriptor number, open and
+                // owned by nobody else in this process.
+                let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+                let q = Queue::from_fd(fd).unwrap();
+                q.send(b"from the child", 4).unwrap();
             }
-        }
-        // send-big,NAME,TAG / recv-big,NAME,TAG: one BIG message.
-        "send-big" => {
-            let tag: u8 = args.next().unwrap().parse().unwrap();
-            let q = Queue::open(&name).unwrap();
-            q.send(&big(tag), 3).unwrap();
-        }
-        "recv-big" => {
-            let tag: u8 = args.next().unwrap().parse().unwrap();
-            let q = Queue::open(&name).unwrap();
-            let (m, p) = q.recv().unwrap();
-            assert!(p == 3 && m == big(tag), "torn big message");
-        }
-        // White-box: does what a sender does up to its claim (P(free), lock,
-        // slot 0 WRITING by this process), then waits to be killed holding
-        // the lock. Offsets: layout.rs (mutex at 32, free semaphore at 48,
-        // slot 0 at support::QUEUE_SLOT0: state +0, owner +8).
-        "die-holding-lock" => {
-            let seg = Segment::open(&format!("ipcworks.queue.{name}")).unwrap();
-            // SAFETY: the mutex lies at offset 32 of the queue's header (192
-            // bytes), 8-aligned; MutexState is atomics only.
-            let m = unsafe { &*(seg.as_ptr().add(32) as *const MutexState) };
-            assert!(matches!(RawMutex::new(m).lock(), Ok(Acquired::Consistent)));
-            // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
-            // 8-aligned; atomics.
-            let (word, owner) = unsafe {
-                (
-                    &*(seg.as_ptr().add(support::QUEUE_SLOT0) as *const AtomicU64),
-                    &*(seg.as_ptr().add(support::QUEUE_SLOT0 + 8) as *const AtomicU64),
+            "endpoint-send" => {
+                let ep: Endpoint = format!("queue:{name}").parse().unwrap();
+                let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
+                tx.send_with(
+                    b"hello",
+                    Meta {
+                        priority: 9,
+                        ..Meta::default()
+                    },
                 )
-            };
-            // Claim slot 0 as a sender does: FREE → WRITING by our pid
-            // (state in bits 62..64, pid in bits 40..62), then the record.
-            let pid = std::process::id() as u64;
-            assert_eq!(word.load(SeqCst) >> 62, 0, "slot 0 is FREE");
-            word.store((1 << 62) | (pid << 40), SeqCst);
-            owner.store(Identity::process().raw(), SeqCst);
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(60));
+                .unwrap();
+                tx.send_with(b"low", Meta::default()).unwrap();
+            }
+            other => support::unknown_role(other),
         }
-        // An anonymous queue inherited by descriptor number.
-        "send-inherited" => {
-            let fd: i32 = name.parse().unwrap();
-            // SAFETY: the parent passed us this descriptor number, open and
-            // owned by nobody else in this process.
-            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-            let q = Queue::from_fd(fd).unwrap();
-            q.send(b"from the child", 4).unwrap();
-        }
-        "endpoint-send" => {
-            let ep: Endpoint = format!("queue:{name}").parse().unwrap();
-            let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
-            tx.send_with(
-                b"hello",
-                Meta {
-                    priority: 9,
-                    ..Meta::default()
-                },
-            )
-            .unwrap();
-            tx.send_with(b"low", Meta::default()).unwrap();
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 #[test]

@@ -8,23 +8,21 @@ use crate::support::{self, KillOnDrop};
 
 #[test]
 fn child() {
-    let Some((role, _)) = support::role() else {
-        return;
-    };
-    if role == "threads" {
-        let mut hs = Vec::new();
-        for name in ["worker-a", "worker-b", "worker-c"] {
-            hs.push(
-                std::thread::Builder::new()
-                    .name(name.into())
-                    .spawn(|| std::thread::sleep(Duration::from_secs(60)))
-                    .unwrap(),
-            );
+    support::as_child!(|role, _| {
+        if role == "threads" {
+            let mut hs = Vec::new();
+            for name in ["worker-a", "worker-b", "worker-c"] {
+                hs.push(
+                    std::thread::Builder::new()
+                        .name(name.into())
+                        .spawn(|| std::thread::sleep(Duration::from_secs(60)))
+                        .unwrap(),
+                );
+            }
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
         }
-        println!("ready");
-        std::thread::sleep(Duration::from_secs(60));
-    }
-    std::process::exit(0);
+    });
 }
 
 #[test]

@@ -77,66 +77,64 @@ fn meta_for(ep: &Endpoint, seq: u32) -> Meta {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let args: Vec<&str> = arg.split(' ').collect();
-    match role.as_str() {
-        // produce FROM N: messages 0..N, then the end marker.
-        "produce" => {
-            let ep: Endpoint = args[0].parse().unwrap();
-            let n: u32 = args[1].parse().unwrap();
-            let mut tx = open_sender(&ep, &Options::default()).unwrap();
-            for seq in (0..n).chain([END]) {
-                tx.send_with(&message(seq), meta_for(&ep, seq)).unwrap();
-            }
-        }
-        // relay FROM TO: for ever (the test kills it), or until an abort
-        // point named by IPCWORKS_ABORT_AT kills it.
-        "relay" => {
-            let opts = Options::default();
-            let from = Source::open(&args[0].parse().unwrap(), &opts).unwrap();
-            let to = Dest::open(&args[1].parse().unwrap(), &opts).unwrap();
-            println!("ready");
-            Relay::new(from, to).run(None).unwrap();
-        }
-        // consume B LOG: receives until the end marker, checking each
-        // message, then writes "seq prio" lines to LOG.
-        "consume" => {
-            let q = Queue::open(args[0]).unwrap();
-            let mut got = Vec::new();
-            loop {
-                let (m, p) = q.recv().unwrap();
-                let (seq, prio) = unmessage(&m);
-                if seq == END {
-                    break;
+    support::as_child!(|role, arg| {
+        let args: Vec<&str> = arg.split(' ').collect();
+        match role {
+            // produce FROM N: messages 0..N, then the end marker.
+            "produce" => {
+                let ep: Endpoint = args[0].parse().unwrap();
+                let n: u32 = args[1].parse().unwrap();
+                let mut tx = open_sender(&ep, &Options::default()).unwrap();
+                for seq in (0..n).chain([END]) {
+                    tx.send_with(&message(seq), meta_for(&ep, seq)).unwrap();
                 }
-                // The priority travels with the message (B gets a System V
-                // type as priority 0).
-                assert!(
-                    p == prio || p == 0,
-                    "message {seq}: priority {p}, sent {prio}"
-                );
-                got.push((seq, prio));
             }
-            let mut f = std::io::BufWriter::new(std::fs::File::create(args[1]).unwrap());
-            for (s, p) in got {
-                writeln!(f, "{s} {p}").unwrap();
+            // relay FROM TO: for ever (the test kills it), or until an abort
+            // point named by IPCWORKS_ABORT_AT kills it.
+            "relay" => {
+                let opts = Options::default();
+                let from = Source::open(&args[0].parse().unwrap(), &opts).unwrap();
+                let to = Dest::open(&args[1].parse().unwrap(), &opts).unwrap();
+                println!("ready");
+                Relay::new(from, to).run(None).unwrap();
             }
-            f.flush().unwrap();
+            // consume B LOG: receives until the end marker, checking each
+            // message, then writes "seq prio" lines to LOG.
+            "consume" => {
+                let q = Queue::open(args[0]).unwrap();
+                let mut got = Vec::new();
+                loop {
+                    let (m, p) = q.recv().unwrap();
+                    let (seq, prio) = unmessage(&m);
+                    if seq == END {
+                        break;
+                    }
+                    // The priority travels with the message (B gets a System V
+                    // type as priority 0).
+                    assert!(
+                        p == prio || p == 0,
+                        "message {seq}: priority {p}, sent {prio}"
+                    );
+                    got.push((seq, prio));
+                }
+                let mut f = std::io::BufWriter::new(std::fs::File::create(args[1]).unwrap());
+                for (s, p) in got {
+                    writeln!(f, "{s} {p}").unwrap();
+                }
+                f.flush().unwrap();
+            }
+            // claim-and-hang QUEUE: claims the next message and waits, holding
+            // it, to be killed.
+            "claim-and-hang" => {
+                let q = Queue::open(args[0]).unwrap();
+                let c = q.recv_claim().unwrap();
+                println!("ready {}", String::from_utf8_lossy(c.message()));
+                std::thread::sleep(Duration::from_secs(60));
+                drop(c);
+            }
+            other => support::unknown_role(other),
         }
-        // claim-and-hang QUEUE: claims the next message and waits, holding
-        // it, to be killed.
-        "claim-and-hang" => {
-            let q = Queue::open(args[0]).unwrap();
-            let c = q.recv_claim().unwrap();
-            println!("ready {}", String::from_utf8_lossy(c.message()));
-            std::thread::sleep(Duration::from_secs(60));
-            drop(c);
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// A small xorshift generator, seeded from the clock (the seed is printed

@@ -45,71 +45,69 @@ fn quiet() -> ipcworks::bridge::relay::Events {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let a: Vec<&str> = arg.split(' ').collect();
-    match role.as_str() {
-        // far KEY B PORT: listens on 127.0.0.1:PORT, delivers into B.
-        "far" => {
-            let mut c = Config::new();
-            c.listen(format!("tcp/127.0.0.1:{}", a[2]));
-            let s = Session::open(&c).unwrap();
-            let q = Queue::open(a[1]).unwrap();
-            let mut r =
-                ZenohToQueue::open(Destination::Queue(q), s, a[0], options(), quiet()).unwrap();
-            println!("ready");
-            r.run(None).unwrap();
-        }
-        // near A KEY PORT: connects to 127.0.0.1:PORT, relays A.
-        "near" => {
-            let mut c = Config::new();
-            c.connect(format!("tcp/127.0.0.1:{}", a[2]));
-            let s = Session::open(&c).unwrap();
-            let q = Queue::open(a[0]).unwrap();
-            let mut r = QueueToZenoh::open(q, s, a[1], options(), quiet()).unwrap();
-            println!("ready");
-            r.run(None).unwrap();
-        }
-        // far-kernel KEY ENDPOINT PORT: the far relay into a kernel queue.
-        "far-kernel" => {
-            let mut opts = Options::default();
-            opts.zenoh.listen = vec![format!("tcp/127.0.0.1:{}", a[2])];
-            let to: Endpoint = a[1].parse().unwrap();
-            let mut r = pair::far(a[0], &to, &opts, options(), quiet()).unwrap();
-            println!("ready");
-            r.run(None).unwrap();
-        }
-        // consume-any ENDPOINT LOG: as relay's consume, from any endpoint.
-        "consume-any" => {
-            let ep: Endpoint = a[0].parse().unwrap();
-            let mut rx = open_receiver(&ep, &Options::default()).unwrap();
-            let mut log = String::new();
-            loop {
-                let (m, _) = rx.recv_with_meta().unwrap();
-                let (seq, prio) = unmessage(&m);
-                if seq == END {
-                    break;
+    support::as_child!(|role, arg| {
+        let a: Vec<&str> = arg.split(' ').collect();
+        match role {
+            // far KEY B PORT: listens on 127.0.0.1:PORT, delivers into B.
+            "far" => {
+                let mut c = Config::new();
+                c.listen(format!("tcp/127.0.0.1:{}", a[2]));
+                let s = Session::open(&c).unwrap();
+                let q = Queue::open(a[1]).unwrap();
+                let mut r =
+                    ZenohToQueue::open(Destination::Queue(q), s, a[0], options(), quiet()).unwrap();
+                println!("ready");
+                r.run(None).unwrap();
+            }
+            // near A KEY PORT: connects to 127.0.0.1:PORT, relays A.
+            "near" => {
+                let mut c = Config::new();
+                c.connect(format!("tcp/127.0.0.1:{}", a[2]));
+                let s = Session::open(&c).unwrap();
+                let q = Queue::open(a[0]).unwrap();
+                let mut r = QueueToZenoh::open(q, s, a[1], options(), quiet()).unwrap();
+                println!("ready");
+                r.run(None).unwrap();
+            }
+            // far-kernel KEY ENDPOINT PORT: the far relay into a kernel queue.
+            "far-kernel" => {
+                let mut opts = Options::default();
+                opts.zenoh.listen = vec![format!("tcp/127.0.0.1:{}", a[2])];
+                let to: Endpoint = a[1].parse().unwrap();
+                let mut r = pair::far(a[0], &to, &opts, options(), quiet()).unwrap();
+                println!("ready");
+                r.run(None).unwrap();
+            }
+            // consume-any ENDPOINT LOG: as relay's consume, from any endpoint.
+            "consume-any" => {
+                let ep: Endpoint = a[0].parse().unwrap();
+                let mut rx = open_receiver(&ep, &Options::default()).unwrap();
+                let mut log = String::new();
+                loop {
+                    let (m, _) = rx.recv_with_meta().unwrap();
+                    let (seq, prio) = unmessage(&m);
+                    if seq == END {
+                        break;
+                    }
+                    log.push_str(&format!("{seq} {prio}\n"));
                 }
-                log.push_str(&format!("{seq} {prio}\n"));
+                std::fs::write(a[1], log).unwrap();
             }
-            std::fs::write(a[1], log).unwrap();
-        }
-        // proxy PORT TARGET: forwards every TCP connection to TARGET.
-        "proxy" => proxy(a[0].parse().unwrap(), a[1].parse().unwrap()),
-        // paced A N: messages 0..N into A, a millisecond apart, then END.
-        "paced" => {
-            let q = Queue::open(a[0]).unwrap();
-            let n: u32 = a[1].parse().unwrap();
-            for seq in 0..n {
-                q.send(&message(seq), prio_of(seq)).unwrap();
-                std::thread::sleep(Duration::from_millis(1));
+            // proxy PORT TARGET: forwards every TCP connection to TARGET.
+            "proxy" => proxy(a[0].parse().unwrap(), a[1].parse().unwrap()),
+            // paced A N: messages 0..N into A, a millisecond apart, then END.
+            "paced" => {
+                let q = Queue::open(a[0]).unwrap();
+                let n: u32 = a[1].parse().unwrap();
+                for seq in 0..n {
+                    q.send(&message(seq), prio_of(seq)).unwrap();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                q.send(&message(END), 0).unwrap();
             }
-            q.send(&message(END), 0).unwrap();
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// A TCP forwarder on 127.0.0.1:`port` to 127.0.0.1:`target`.

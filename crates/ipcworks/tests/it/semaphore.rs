@@ -56,60 +56,58 @@ fn rng() -> impl FnMut() -> u64 {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let parts: Vec<&str> = arg.split(',').collect();
-    match role.as_str() {
-        // Takes a permit and holds it until killed.
-        "hold" => {
-            let sem = Semaphore::open(parts[0]).unwrap();
-            let _p = sem.acquire().unwrap();
-            println!("held");
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        // Acquires and releases in a loop, counting cycles, until killed.
-        "churn" => {
-            let sem = Semaphore::open(parts[0]).unwrap();
-            let ctr = Segment::open(parts[1]).unwrap();
-            let slot: usize = parts[2].parse().unwrap();
-            loop {
-                let p = sem.acquire().unwrap();
-                word(&ctr, slot).fetch_add(1, SeqCst);
-                drop(p);
-            }
-        }
-        // K rounds of acquire; inside, count concurrency; count completions.
-        "hammer" => {
-            let sem = Semaphore::open(parts[0]).unwrap();
-            let ctr = Segment::open(parts[1]).unwrap();
-            let rounds: u64 = parts[2].parse().unwrap();
-            for _ in 0..rounds {
+    support::as_child!(|role, arg| {
+        let parts: Vec<&str> = arg.split(',').collect();
+        match role {
+            // Takes a permit and holds it until killed.
+            "hold" => {
+                let sem = Semaphore::open(parts[0]).unwrap();
                 let _p = sem.acquire().unwrap();
-                let now = word(&ctr, 0).fetch_add(1, SeqCst) + 1;
-                word(&ctr, 1).fetch_max(now, SeqCst);
-                for _ in 0..200 {
-                    std::hint::spin_loop();
+                println!("held");
+                std::thread::sleep(Duration::from_secs(60));
+            }
+            // Acquires and releases in a loop, counting cycles, until killed.
+            "churn" => {
+                let sem = Semaphore::open(parts[0]).unwrap();
+                let ctr = Segment::open(parts[1]).unwrap();
+                let slot: usize = parts[2].parse().unwrap();
+                loop {
+                    let p = sem.acquire().unwrap();
+                    word(&ctr, slot).fetch_add(1, SeqCst);
+                    drop(p);
                 }
-                std::thread::yield_now();
-                word(&ctr, 0).fetch_sub(1, SeqCst);
-                word(&ctr, 2).fetch_add(1, SeqCst);
             }
-        }
-        // Uses an inherited anonymous semaphore: waits for a post, posts 3.
-        "inherited" => {
-            // SAFETY: the parent passed us this open descriptor number.
-            let fd = unsafe { OwnedFd::from_raw_fd(parts[0].parse().unwrap()) };
-            let sem = Semaphore::from_fd(fd).unwrap();
-            sem.wait_timeout(HANG).unwrap();
-            for _ in 0..3 {
-                sem.post().unwrap();
+            // K rounds of acquire; inside, count concurrency; count completions.
+            "hammer" => {
+                let sem = Semaphore::open(parts[0]).unwrap();
+                let ctr = Segment::open(parts[1]).unwrap();
+                let rounds: u64 = parts[2].parse().unwrap();
+                for _ in 0..rounds {
+                    let _p = sem.acquire().unwrap();
+                    let now = word(&ctr, 0).fetch_add(1, SeqCst) + 1;
+                    word(&ctr, 1).fetch_max(now, SeqCst);
+                    for _ in 0..200 {
+                        std::hint::spin_loop();
+                    }
+                    std::thread::yield_now();
+                    word(&ctr, 0).fetch_sub(1, SeqCst);
+                    word(&ctr, 2).fetch_add(1, SeqCst);
+                }
             }
+            // Uses an inherited anonymous semaphore: waits for a post, posts 3.
+            "inherited" => {
+                // SAFETY: the parent passed us this open descriptor number.
+                let fd = unsafe { OwnedFd::from_raw_fd(parts[0].parse().unwrap()) };
+                let sem = Semaphore::from_fd(fd).unwrap();
+                sem.wait_timeout(HANG).unwrap();
+                for _ in 0..3 {
+                    sem.post().unwrap();
+                }
+            }
+            "signals" => signal_storm(parts[0]),
+            other => support::unknown_role(other),
         }
-        "signals" => signal_storm(parts[0]),
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 #[test]

@@ -21,62 +21,60 @@ const HANG: Duration = Duration::from_secs(30);
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // "PATH,WAIT_MS": an echo server at PATH that runs out of
-        // descriptors after ROOM more, shedding waiting clients after
-        // WAIT_MS out of them.
-        "fd-limited-echo" => {
-            let (path, wait) = arg.split_once(',').unwrap();
-            let wait = Duration::from_millis(wait.parse().unwrap());
-            let server = ServerOptions::new()
-                .idle_timeout(None)
-                .out_of_fds_wait(wait)
-                .bind_unix(path)
+    support::as_child!(|role, arg| {
+        match role {
+            // "PATH,WAIT_MS": an echo server at PATH that runs out of
+            // descriptors after ROOM more, shedding waiting clients after
+            // WAIT_MS out of them.
+            "fd-limited-echo" => {
+                let (path, wait) = arg.split_once(',').unwrap();
+                let wait = Duration::from_millis(wait.parse().unwrap());
+                let server = ServerOptions::new()
+                    .idle_timeout(None)
+                    .out_of_fds_wait(wait)
+                    .bind_unix(path)
+                    .unwrap();
+                let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+                use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+                let hard = getrlimit(Resource::Nofile).maximum;
+                setrlimit(
+                    Resource::Nofile,
+                    Rlimit {
+                        current: Some(open + ROOM),
+                        maximum: hard,
+                    },
+                )
                 .unwrap();
-            let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-            use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-            let hard = getrlimit(Resource::Nofile).maximum;
-            setrlimit(
-                Resource::Nofile,
-                Rlimit {
-                    current: Some(open + ROOM),
-                    maximum: hard,
-                },
-            )
-            .unwrap();
-            println!("ready");
-            server.run(|_p: &Peer, m: &[u8]| Some(m.to_vec())).unwrap();
-        }
-        // With the soft descriptor limit lowered to 64: a server bound
-        // without `raise_fd_limit` leaves it, one bound with it raises it
-        // to the hard limit. Prints both soft limits.
-        "raise-limit" => {
-            use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-            let hard = getrlimit(Resource::Nofile).maximum;
-            setrlimit(
-                Resource::Nofile,
-                Rlimit {
-                    current: Some(64),
-                    maximum: hard,
-                },
-            )
-            .unwrap();
-            let plain = ServerOptions::new().bind_tcp("127.0.0.1:0").unwrap();
-            let kept = getrlimit(Resource::Nofile).current;
-            let raised = ServerOptions::new()
-                .raise_fd_limit(true)
-                .bind_tcp("127.0.0.1:0")
+                println!("ready");
+                server.run(|_p: &Peer, m: &[u8]| Some(m.to_vec())).unwrap();
+            }
+            // With the soft descriptor limit lowered to 64: a server bound
+            // without `raise_fd_limit` leaves it, one bound with it raises it
+            // to the hard limit. Prints both soft limits.
+            "raise-limit" => {
+                use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+                let hard = getrlimit(Resource::Nofile).maximum;
+                setrlimit(
+                    Resource::Nofile,
+                    Rlimit {
+                        current: Some(64),
+                        maximum: hard,
+                    },
+                )
                 .unwrap();
-            let now = getrlimit(Resource::Nofile).current;
-            println!("limits {kept:?} {now:?} {hard:?}");
-            drop((plain, raised));
+                let plain = ServerOptions::new().bind_tcp("127.0.0.1:0").unwrap();
+                let kept = getrlimit(Resource::Nofile).current;
+                let raised = ServerOptions::new()
+                    .raise_fd_limit(true)
+                    .bind_tcp("127.0.0.1:0")
+                    .unwrap();
+                let now = getrlimit(Resource::Nofile).current;
+                println!("limits {kept:?} {now:?} {hard:?}");
+                drop((plain, raised));
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// `ServerOptions::raise_fd_limit` (what `ipcworks serve` asks for) raises

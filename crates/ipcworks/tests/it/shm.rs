@@ -17,27 +17,25 @@ fn word(seg: &Segment, i: usize) -> &AtomicU64 {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Opens a named segment and writes a marker.
-        "write-named" => {
-            let seg = Segment::open(&arg).unwrap();
-            word(&seg, 1).store(0xC0FFEE, Ordering::SeqCst);
+    support::as_child!(|role, arg| {
+        match role {
+            // Opens a named segment and writes a marker.
+            "write-named" => {
+                let seg = Segment::open(&arg).unwrap();
+                word(&seg, 1).store(0xC0FFEE, Ordering::SeqCst);
+            }
+            // Maps an inherited anonymous segment by descriptor number.
+            "write-inherited" => {
+                let fd: i32 = arg.parse().unwrap();
+                // SAFETY: the parent passed us this descriptor number, open and
+                // owned by nobody else in this process.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                let seg = Segment::from_fd(fd).unwrap();
+                word(&seg, 0).store(0xBEEF, Ordering::SeqCst);
+            }
+            other => support::unknown_role(other),
         }
-        // Maps an inherited anonymous segment by descriptor number.
-        "write-inherited" => {
-            let fd: i32 = arg.parse().unwrap();
-            // SAFETY: the parent passed us this descriptor number, open and
-            // owned by nobody else in this process.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let seg = Segment::from_fd(fd).unwrap();
-            word(&seg, 0).store(0xBEEF, Ordering::SeqCst);
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 #[test]

@@ -116,96 +116,94 @@ fn set_sigbus(handler: usize, flags: libc::c_int) {
 
 #[test]
 fn child() {
-    let Some((role, name)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Our own segment, cut to 5000 bytes by "a peer": the first page
-        // and the start of the second stay, the third is gone.
-        "own" => {
-            let seg = Segment::create(&name, 3 * 4096).unwrap();
-            let p = seg.as_ptr();
-            // SAFETY: in bounds; nobody else writes the segment yet.
-            unsafe { p.add(100).write_volatile(7) };
-            std::fs::File::options()
-                .write(true)
-                .open(format!("/dev/shm/{name}"))
-                .unwrap()
-                .set_len(5000)
-                .unwrap();
-            // SAFETY: in bounds of the mapping.
-            let (kept, zeroed) = unsafe { (p.add(100), p.add(4096 + 1000)) };
-            println!("kept {} zeroed {}", read_byte(kept), read_byte(zeroed));
-            println!("before any fault: {:?}", seg.check_intact());
-            // SAFETY: in bounds of the mapping (its third page is gone).
-            let lost = unsafe { p.add(2 * 4096 + 8) };
-            println!("lost page reads {}", read_byte(lost));
-            // SAFETY: as above; the write goes to a private zero page.
-            unsafe { lost.write_volatile(9) };
-            println!("lost page after a write {}", read_byte(lost));
-            match seg.check_intact() {
-                Err(e) => {
-                    println!("after the fault: {e:?}");
-                    println!("message: {e}");
-                    println!("io kind: {:?}", std::io::Error::from(e).kind());
+    support::as_child!(|role, name| {
+        match role {
+            // Our own segment, cut to 5000 bytes by "a peer": the first page
+            // and the start of the second stay, the third is gone.
+            "own" => {
+                let seg = Segment::create(&name, 3 * 4096).unwrap();
+                let p = seg.as_ptr();
+                // SAFETY: in bounds; nobody else writes the segment yet.
+                unsafe { p.add(100).write_volatile(7) };
+                std::fs::File::options()
+                    .write(true)
+                    .open(format!("/dev/shm/{name}"))
+                    .unwrap()
+                    .set_len(5000)
+                    .unwrap();
+                // SAFETY: in bounds of the mapping.
+                let (kept, zeroed) = unsafe { (p.add(100), p.add(4096 + 1000)) };
+                println!("kept {} zeroed {}", read_byte(kept), read_byte(zeroed));
+                println!("before any fault: {:?}", seg.check_intact());
+                // SAFETY: in bounds of the mapping (its third page is gone).
+                let lost = unsafe { p.add(2 * 4096 + 8) };
+                println!("lost page reads {}", read_byte(lost));
+                // SAFETY: as above; the write goes to a private zero page.
+                unsafe { lost.write_volatile(9) };
+                println!("lost page after a write {}", read_byte(lost));
+                match seg.check_intact() {
+                    Err(e) => {
+                        println!("after the fault: {e:?}");
+                        println!("message: {e}");
+                        println!("io kind: {:?}", std::io::Error::from(e).kind());
+                    }
+                    Ok(()) => println!("after the fault: Ok"),
                 }
-                Ok(()) => println!("after the fault: Ok"),
             }
+            // A fault on a file that is not ours, with our handler installed:
+            // std's handler (installed at start-up) and then the default action.
+            "foreign" => {
+                let _seg = Segment::create(&name, 4096).unwrap();
+                let p = foreign_truncated_page();
+                println!("reading the foreign page");
+                read_byte(p);
+                println!("survived a foreign fault");
+            }
+            // The application's handler was there first: ours takes the fault
+            // on our segment, the application's the foreign one.
+            "app-first" => {
+                set_sigbus(
+                    app_handler as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void)
+                        as usize,
+                    libc::SA_SIGINFO,
+                );
+                let (seg, lost) = own_truncated_segment(&name);
+                read_byte(lost);
+                println!("own fault handled: {:?}", seg.check_intact());
+                let p = foreign_truncated_page();
+                raw_print(b"foreign at ", p as usize);
+                read_byte(p);
+                println!("survived a foreign fault");
+            }
+            // SIGBUS sent by a process goes to std's handler, which resets the
+            // disposition and returns, as without ipcworks; our handler comes
+            // back for our own faults, and a foreign fault still kills.
+            "sent-then-own" => {
+                let (seg, lost) = own_truncated_segment(&name);
+                // SAFETY: raise(3): tgkill(2) to this thread, delivered before
+                // it returns (kill(2) to the process could be taken by another
+                // thread, after this one printed).
+                unsafe { libc::raise(libc::SIGBUS) };
+                println!("survived a sent SIGBUS");
+                read_byte(lost);
+                println!("own fault handled: {:?}", seg.check_intact());
+                let p = foreign_truncated_page();
+                read_byte(p);
+                println!("survived a foreign fault");
+            }
+            // With the default disposition before ours, a sent SIGBUS kills.
+            "sent-default" => {
+                set_sigbus(libc::SIG_DFL, 0);
+                let _seg = Segment::create(&name, 4096).unwrap();
+                // SAFETY: raise(3): tgkill(2) to this thread, delivered before
+                // it returns (kill(2) to the process could be taken by another
+                // thread, after this one printed).
+                unsafe { libc::raise(libc::SIGBUS) };
+                println!("survived a sent SIGBUS");
+            }
+            other => support::unknown_role(other),
         }
-        // A fault on a file that is not ours, with our handler installed:
-        // std's handler (installed at start-up) and then the default action.
-        "foreign" => {
-            let _seg = Segment::create(&name, 4096).unwrap();
-            let p = foreign_truncated_page();
-            println!("reading the foreign page");
-            read_byte(p);
-            println!("survived a foreign fault");
-        }
-        // The application's handler was there first: ours takes the fault
-        // on our segment, the application's the foreign one.
-        "app-first" => {
-            set_sigbus(
-                app_handler as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void)
-                    as usize,
-                libc::SA_SIGINFO,
-            );
-            let (seg, lost) = own_truncated_segment(&name);
-            read_byte(lost);
-            println!("own fault handled: {:?}", seg.check_intact());
-            let p = foreign_truncated_page();
-            raw_print(b"foreign at ", p as usize);
-            read_byte(p);
-            println!("survived a foreign fault");
-        }
-        // SIGBUS sent by a process goes to std's handler, which resets the
-        // disposition and returns, as without ipcworks; our handler comes
-        // back for our own faults, and a foreign fault still kills.
-        "sent-then-own" => {
-            let (seg, lost) = own_truncated_segment(&name);
-            // SAFETY: raise(3): tgkill(2) to this thread, delivered before
-            // it returns (kill(2) to the process could be taken by another
-            // thread, after this one printed).
-            unsafe { libc::raise(libc::SIGBUS) };
-            println!("survived a sent SIGBUS");
-            read_byte(lost);
-            println!("own fault handled: {:?}", seg.check_intact());
-            let p = foreign_truncated_page();
-            read_byte(p);
-            println!("survived a foreign fault");
-        }
-        // With the default disposition before ours, a sent SIGBUS kills.
-        "sent-default" => {
-            set_sigbus(libc::SIG_DFL, 0);
-            let _seg = Segment::create(&name, 4096).unwrap();
-            // SAFETY: raise(3): tgkill(2) to this thread, delivered before
-            // it returns (kill(2) to the process could be taken by another
-            // thread, after this one printed).
-            unsafe { libc::raise(libc::SIGBUS) };
-            println!("survived a sent SIGBUS");
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// Runs `role` in a child; its exit status and everything it printed.

@@ -25,76 +25,74 @@ use crate::support::{self, KillOnDrop};
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Connects to ARG, receives a segment fd and a pipe end, writes a
-        // marker into each, then says "done".
-        "take-fds" => {
-            let mut s = UnixStream::connect(&arg).unwrap();
-            let mut buf = [0u8; 16];
-            let (n, mut fds) = s.recv_fds(&mut buf).unwrap();
-            assert_eq!(&buf[..n], b"fds");
-            assert_eq!(fds.len(), 2);
-            let pipe_end = fds.pop().unwrap();
-            let seg = Segment::from_fd(fds.pop().unwrap()).unwrap();
-            // SAFETY: in bounds (segment of at least 8 bytes), page aligned.
-            let word = unsafe { &*(seg.as_ptr() as *const std::sync::atomic::AtomicU64) };
-            word.store(0xFEED, Ordering::SeqCst);
-            PipeWriter::from(pipe_end)
-                .write_all(b"through the passed pipe")
-                .unwrap();
-            s.write_all(b"done").unwrap();
-        }
-        // Binds a Unix listener at PATH under umask MASK ("MASK:PATH") and
-        // leaves the file for the parent to inspect.
-        "bind-umask" => {
-            let (mask, path) = arg.split_once(':').unwrap();
-            rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask.parse().unwrap()));
-            let mut l = UnixListener::bind(path).unwrap();
-            l.persist();
-        }
-        // With the fatal SIGPIPE default restored: writes to a Unix socket
-        // and to a TCP connection whose peers are gone; must get errors.
-        "socket-peer-gone" => {
-            support::default_sigpipe();
-            let (a, b) = UnixStream::pair().unwrap();
-            drop(b);
-            let e = (&a).write(b"x").unwrap_err();
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = l.local_addr().unwrap().port();
-            let ep = Endpoint::Tcp {
-                host: "127.0.0.1".into(),
-                port,
-            };
-            let mut tx = open_sender(&ep, &Options::default()).unwrap();
-            drop(l.accept().unwrap());
-            drop(l);
-            let mut failed = None;
-            for _ in 0..1000 {
-                if let Err(e) = tx.send_with(&[b'x'; 1000], Meta::default()) {
-                    failed = Some(e);
-                    break;
+    support::as_child!(|role, arg| {
+        match role {
+            // Connects to ARG, receives a segment fd and a pipe end, writes a
+            // marker into each, then says "done".
+            "take-fds" => {
+                let mut s = UnixStream::connect(&arg).unwrap();
+                let mut buf = [0u8; 16];
+                let (n, mut fds) = s.recv_fds(&mut buf).unwrap();
+                assert_eq!(&buf[..n], b"fds");
+                assert_eq!(fds.len(), 2);
+                let pipe_end = fds.pop().unwrap();
+                let seg = Segment::from_fd(fds.pop().unwrap()).unwrap();
+                // SAFETY: in bounds (segment of at least 8 bytes), page aligned.
+                let word = unsafe { &*(seg.as_ptr() as *const std::sync::atomic::AtomicU64) };
+                word.store(0xFEED, Ordering::SeqCst);
+                PipeWriter::from(pipe_end)
+                    .write_all(b"through the passed pipe")
+                    .unwrap();
+                s.write_all(b"done").unwrap();
+            }
+            // Binds a Unix listener at PATH under umask MASK ("MASK:PATH") and
+            // leaves the file for the parent to inspect.
+            "bind-umask" => {
+                let (mask, path) = arg.split_once(':').unwrap();
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask.parse().unwrap()));
+                let mut l = UnixListener::bind(path).unwrap();
+                l.persist();
+            }
+            // With the fatal SIGPIPE default restored: writes to a Unix socket
+            // and to a TCP connection whose peers are gone; must get errors.
+            "socket-peer-gone" => {
+                support::default_sigpipe();
+                let (a, b) = UnixStream::pair().unwrap();
+                drop(b);
+                let e = (&a).write(b"x").unwrap_err();
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                let ep = Endpoint::Tcp {
+                    host: "127.0.0.1".into(),
+                    port,
+                };
+                let mut tx = open_sender(&ep, &Options::default()).unwrap();
+                drop(l.accept().unwrap());
+                drop(l);
+                let mut failed = None;
+                for _ in 0..1000 {
+                    if let Err(e) = tx.send_with(&[b'x'; 1000], Meta::default()) {
+                        failed = Some(e);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                std::thread::sleep(Duration::from_millis(1));
+                assert!(matches!(failed, Some(Error::Disconnected)), "{failed:?}");
+                std::process::exit(42);
             }
-            assert!(matches!(failed, Some(Error::Disconnected)), "{failed:?}");
-            std::process::exit(42);
-        }
-        // Typed requests over a Unix stream: replies (n + 1, upper-cased).
-        "typed-echo" => {
-            let s = UnixStream::connect(&arg).unwrap();
-            let mut r = FrameReader::new(&s, Framing::Frames);
-            let mut w = FrameWriter::new(&s, Framing::Frames);
-            while let Some((n, text)) = r.recv_value::<(u32, String)>().unwrap() {
-                w.send_value(&(n + 1, text.to_uppercase())).unwrap();
+            // Typed requests over a Unix stream: replies (n + 1, upper-cased).
+            "typed-echo" => {
+                let s = UnixStream::connect(&arg).unwrap();
+                let mut r = FrameReader::new(&s, Framing::Frames);
+                let mut w = FrameWriter::new(&s, Framing::Frames);
+                while let Some((n, text)) = r.recv_value::<(u32, String)>().unwrap() {
+                    w.send_value(&(n + 1, text.to_uppercase())).unwrap();
+                }
             }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 #[test]

@@ -29,6 +29,32 @@ pub fn role() -> Option<(String, String)> {
     Some((role, arg))
 }
 
+/// A test file's `child` test: `as_child!(|role, arg| { … })` does nothing
+/// in the normal test run; in a process started by [`child`] it runs the
+/// statements in the braces (`role` a `&str`, `arg` the argument as a
+/// `String`), then exits 0. Not a closure: the statements run in the test
+/// function itself, so what they still hold when they end is not dropped
+/// before the exit (a closure would drop it on returning). A role they do
+/// not know goes to [`unknown_role`].
+macro_rules! as_child {
+    (|$role:ident, $arg:pat_param| { $($body:tt)* }) => {
+        let Some(($role, $arg)) = $crate::support::role() else {
+            return;
+        };
+        let $role: &str = &$role;
+        $($body)*
+        std::process::exit(0);
+    };
+}
+pub(crate) use as_child;
+
+/// A child started for a role its `child` test does not know: panics
+/// (`unknown role …`, at the caller's line).
+#[track_caller]
+pub fn unknown_role(role: &str) -> ! {
+    panic!("unknown role {role}")
+}
+
 /// A command that runs this test binary as a child, executing only the test
 /// `test_path` (e.g. `"shm::child"`) with the given role and argument.
 pub fn child(test_path: &str, role: &str, arg: &str) -> Command {

@@ -47,68 +47,66 @@ impl Counters {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Sends 0..STREAM (u64, little-endian) on channel `arg`, in bursts
-        // with pauses of 0-150 µs (so receives find it empty as often as
-        // not), then leaves (the receiver then sees Disconnected).
-        "produce-chan" => {
-            let mut tx = Sender::open(&arg).unwrap();
-            let mut rng = Rng(7);
-            for i in 0..STREAM {
-                tx.send(&i.to_le_bytes()).unwrap();
-                pause(&mut rng);
+    support::as_child!(|role, arg| {
+        match role {
+            // Sends 0..STREAM (u64, little-endian) on channel `arg`, in bursts
+            // with pauses of 0-150 µs (so receives find it empty as often as
+            // not), then leaves (the receiver then sees Disconnected).
+            "produce-chan" => {
+                let mut tx = Sender::open(&arg).unwrap();
+                let mut rng = Rng(7);
+                for i in 0..STREAM {
+                    tx.send(&i.to_le_bytes()).unwrap();
+                    pause(&mut rng);
+                }
             }
-        }
-        // The same into native queue `arg`, all at one priority (FIFO).
-        "produce-queue" => {
-            let q = Queue::open(&arg).unwrap();
-            let mut rng = Rng(11);
-            for i in 0..STREAM {
-                q.send(&i.to_le_bytes(), 1).unwrap();
-                pause(&mut rng);
+            // The same into native queue `arg`, all at one priority (FIFO).
+            "produce-queue" => {
+                let q = Queue::open(&arg).unwrap();
+                let mut rng = Rng(11);
+                for i in 0..STREAM {
+                    q.send(&i.to_le_bytes(), 1).unwrap();
+                    pause(&mut rng);
+                }
             }
-        }
-        // The same into POSIX queue `/arg`.
-        "produce-mq" => {
-            let q = mq::posix::Queue::open(&arg).unwrap();
-            let mut rng = Rng(13);
-            for i in 0..STREAM {
-                q.send(&i.to_le_bytes(), 1).unwrap();
-                pause(&mut rng);
+            // The same into POSIX queue `/arg`.
+            "produce-mq" => {
+                let q = mq::posix::Queue::open(&arg).unwrap();
+                let mut rng = Rng(13);
+                for i in 0..STREAM {
+                    q.send(&i.to_le_bytes(), 1).unwrap();
+                    pause(&mut rng);
+                }
             }
-        }
-        // Posts STREAM permits to semaphore `arg`, with the same pauses.
-        "post-sem" => {
-            let sem = Semaphore::open(&arg).unwrap();
-            let mut rng = Rng(17);
-            for _ in 0..STREAM {
-                sem.post().unwrap();
-                pause(&mut rng);
+            // Posts STREAM permits to semaphore `arg`, with the same pauses.
+            "post-sem" => {
+                let sem = Semaphore::open(&arg).unwrap();
+                let mut rng = Rng(17);
+                for _ in 0..STREAM {
+                    sem.post().unwrap();
+                    pause(&mut rng);
+                }
             }
+            // TASKS tasks on semaphore `arg` (counters in segment `arg`-cnt).
+            "sem-tasks" => {
+                runtime().block_on(sem_tasks(&arg));
+            }
+            "idle" => idle_child(&arg),
+            // Creates channel `arg` (room for 2 messages of 8 bytes) and its
+            // receiver, says so, and waits to be killed without receiving.
+            "recv-hang" => {
+                let chan = Channel::builder()
+                    .capacity(2)
+                    .max_message(8)
+                    .create(&arg)
+                    .unwrap();
+                let _rx = chan.receiver().unwrap();
+                println!("ready");
+                std::thread::sleep(LIMIT);
+            }
+            other => support::unknown_role(other),
         }
-        // TASKS tasks on semaphore `arg` (counters in segment `arg`-cnt).
-        "sem-tasks" => {
-            runtime().block_on(sem_tasks(&arg));
-        }
-        "idle" => idle_child(&arg),
-        // Creates channel `arg` (room for 2 messages of 8 bytes) and its
-        // receiver, says so, and waits to be killed without receiving.
-        "recv-hang" => {
-            let chan = Channel::builder()
-                .capacity(2)
-                .max_message(8)
-                .create(&arg)
-                .unwrap();
-            let _rx = chan.receiver().unwrap();
-            println!("ready");
-            std::thread::sleep(LIMIT);
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// A tiny deterministic generator (xorshift), so a failure can be replayed.

@@ -57,70 +57,68 @@ async fn cancelling<F: std::future::Future>(turn: u64, fut: F) -> Option<F::Outp
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Sends 0..COUNT (u64) on channel `arg`, pausing now and then.
-        "produce-chan" => {
-            let mut tx = Sender::open(&arg).unwrap();
-            for i in 0..COUNT {
-                tx.send(&i.to_le_bytes()).unwrap();
-                if i % 4 != 0 {
-                    std::thread::sleep(Duration::from_micros(50));
+    support::as_child!(|role, arg| {
+        match role {
+            // Sends 0..COUNT (u64) on channel `arg`, pausing now and then.
+            "produce-chan" => {
+                let mut tx = Sender::open(&arg).unwrap();
+                for i in 0..COUNT {
+                    tx.send(&i.to_le_bytes()).unwrap();
+                    if i % 4 != 0 {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
                 }
             }
-        }
-        // Connects to the seqpacket listener at `arg` and sends
-        // message(0..COUNT), then closes.
-        "seqpacket-send" => {
-            let s = UnixSeqpacket::connect(&arg).unwrap();
-            for i in 0..COUNT {
-                s.send(&message(i)).unwrap();
-                if i % 10 == 0 {
-                    std::thread::sleep(Duration::from_micros(100));
+            // Connects to the seqpacket listener at `arg` and sends
+            // message(0..COUNT), then closes.
+            "seqpacket-send" => {
+                let s = UnixSeqpacket::connect(&arg).unwrap();
+                for i in 0..COUNT {
+                    s.send(&message(i)).unwrap();
+                    if i % 10 == 0 {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
                 }
             }
-        }
-        // Binds a datagram socket at `arg`, says "ready", waits for a
-        // line on stdin, then receives datagrams until "end": each must
-        // be a whole message(i); prints "got N SUM" (count, sum of i).
-        "datagram-count" => {
-            let (s, _file) = UnixDatagram::bind(&arg).unwrap();
-            println!("ready");
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).unwrap();
-            let (mut n, mut sum) = (0u64, 0u64);
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let len = s.recv(&mut buf).unwrap();
-                let m = &buf[..len];
-                if m == b"end" {
-                    break;
+            // Binds a datagram socket at `arg`, says "ready", waits for a
+            // line on stdin, then receives datagrams until "end": each must
+            // be a whole message(i); prints "got N SUM" (count, sum of i).
+            "datagram-count" => {
+                let (s, _file) = UnixDatagram::bind(&arg).unwrap();
+                println!("ready");
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).unwrap();
+                let (mut n, mut sum) = (0u64, 0u64);
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let len = s.recv(&mut buf).unwrap();
+                    let m = &buf[..len];
+                    if m == b"end" {
+                        break;
+                    }
+                    let i = u64::from_le_bytes(m[..8].try_into().unwrap());
+                    assert_eq!(&m[8..], &message(i)[..], "datagram {i} changed");
+                    n += 1;
+                    sum += i;
                 }
-                let i = u64::from_le_bytes(m[..8].try_into().unwrap());
-                assert_eq!(&m[8..], &message(i)[..], "datagram {i} changed");
-                n += 1;
-                sum += i;
+                println!("got {n} {sum}");
             }
-            println!("got {n} {sum}");
+            // Copies standard input to standard output as async streams, then
+            // says on stderr whether descriptor 0 is non-blocking afterwards.
+            "stdio-echo" => {
+                runtime().block_on(async {
+                    let mut i = ipcworks::tokio::stdin().unwrap();
+                    let mut o = ipcworks::tokio::stdout().unwrap();
+                    tokio::io::copy(&mut i, &mut o).await.unwrap();
+                });
+                let nb = rustix::fs::fcntl_getfl(std::io::stdin())
+                    .unwrap()
+                    .contains(rustix::fs::OFlags::NONBLOCK);
+                eprintln!("stdin non-blocking after: {nb}");
+            }
+            other => support::unknown_role(other),
         }
-        // Copies standard input to standard output as async streams, then
-        // says on stderr whether descriptor 0 is non-blocking afterwards.
-        "stdio-echo" => {
-            runtime().block_on(async {
-                let mut i = ipcworks::tokio::stdin().unwrap();
-                let mut o = ipcworks::tokio::stdout().unwrap();
-                tokio::io::copy(&mut i, &mut o).await.unwrap();
-            });
-            let nb = rustix::fs::fcntl_getfl(std::io::stdin())
-                .unwrap()
-                .contains(rustix::fs::OFlags::NONBLOCK);
-            eprintln!("stdin non-blocking after: {nb}");
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// The zero-copy receive, awaited: a producer process sends 0..COUNT; a

@@ -28,41 +28,39 @@ fn message(i: u64, len: usize) -> Vec<u8> {
 
 #[test]
 fn child() {
-    let Some((role, _arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Reads length-prefixed frames from stdin slowly (4 KiB, then a
-        // pause of 1 ms); checks each message against `message`; prints
-        // "msg I" for each, and at the end "end N" with N the bytes of an
-        // unfinished frame.
-        "slow-frames" => {
-            let mut input = std::io::stdin().lock();
-            let mut buf: Vec<u8> = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = input.read(&mut chunk).unwrap();
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                while buf.len() >= 4 {
-                    let len = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
-                    if buf.len() < 4 + len {
+    support::as_child!(|role, _arg| {
+        match role {
+            // Reads length-prefixed frames from stdin slowly (4 KiB, then a
+            // pause of 1 ms); checks each message against `message`; prints
+            // "msg I" for each, and at the end "end N" with N the bytes of an
+            // unfinished frame.
+            "slow-frames" => {
+                let mut input = std::io::stdin().lock();
+                let mut buf: Vec<u8> = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = input.read(&mut chunk).unwrap();
+                    if n == 0 {
                         break;
                     }
-                    let m: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
-                    let i = u64::from_le_bytes(m[..8].try_into().unwrap());
-                    assert!(m == message(i, len - 8), "message {i} changed");
-                    println!("msg {i}");
+                    buf.extend_from_slice(&chunk[..n]);
+                    while buf.len() >= 4 {
+                        let len = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+                        if buf.len() < 4 + len {
+                            break;
+                        }
+                        let m: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+                        let i = u64::from_le_bytes(m[..8].try_into().unwrap());
+                        assert!(m == message(i, len - 8), "message {i} changed");
+                        println!("msg {i}");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                std::thread::sleep(Duration::from_millis(1));
+                println!("end {}", buf.len());
             }
-            println!("end {}", buf.len());
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// A slow reader process with our pipe's read end as its stdin; the write

@@ -27,91 +27,89 @@ const LIMIT: Duration = Duration::from_secs(10);
 const PARK: Duration = Duration::from_millis(200);
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // Opens the channel NAME's receiver, says ready, and sleeps (to be
-        // killed).
-        "receiver" => {
-            let _rx = Receiver::open(&arg).unwrap();
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(120));
-        }
-        // Fills the channel NAME with `try_send`: started with the abort
-        // point `channel-producer-locked` set, it dies (SIGKILL) inside
-        // the producers' lock at its first slow-path reservation. Two
-        // senders, so that the lock is taken per reservation (a sender
-        // alone keeps it for good and reserves without it: see
-        // `channel/publish.rs`).
-        "locked-sender" => {
-            let mut tx = Sender::open(&arg).unwrap();
-            let mut other = Sender::open(&arg).unwrap();
-            for _ in 0..10_000 {
-                let _ = other.try_send(b"fill");
-                let _ = tx.try_send(b"fill");
+    support::as_child!(|role, arg| {
+        match role {
+            // Opens the channel NAME's receiver, says ready, and sleeps (to be
+            // killed).
+            "receiver" => {
+                let _rx = Receiver::open(&arg).unwrap();
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(120));
             }
-            panic!("the abort point did not fire");
-        }
-        // "chan,NAME" or "queue,NAME": fills it, says "full", awaits a
-        // send for at most SCRIBBLED_WAIT (a peer scribbles meanwhile),
-        // prints "RESULT ok|err ...|pending", drops the async end and
-        // prints "DROPPED <ms>".
-        "room-waiter" => {
-            let (kind, name) = arg.split_once(',').unwrap();
-            let rt = runtime();
-            let (r, end): (_, Box<dyn Send>) = rt.block_on(async {
-                match kind {
-                    "chan" => {
-                        let mut tx = AsyncSender::new(Sender::open(name).unwrap()).unwrap();
-                        while tx.get_mut().try_send(b"fill").is_ok() {}
-                        println!("full");
-                        let r = tokio::time::timeout(SCRIBBLED_WAIT, tx.send(b"last")).await;
-                        (r, Box::new(tx) as Box<dyn Send>)
-                    }
-                    _ => {
-                        let q = AsyncQueue::new(Queue::open(name).unwrap()).unwrap();
-                        while q.get_ref().try_send(b"fill", 0).is_ok() {}
-                        println!("full");
-                        let r = tokio::time::timeout(SCRIBBLED_WAIT, q.send(b"last", 0)).await;
-                        (r, Box::new(q) as Box<dyn Send>)
-                    }
+            // Fills the channel NAME with `try_send`: started with the abort
+            // point `channel-producer-locked` set, it dies (SIGKILL) inside
+            // the producers' lock at its first slow-path reservation. Two
+            // senders, so that the lock is taken per reservation (a sender
+            // alone keeps it for good and reserves without it: see
+            // `channel/publish.rs`).
+            "locked-sender" => {
+                let mut tx = Sender::open(&arg).unwrap();
+                let mut other = Sender::open(&arg).unwrap();
+                for _ in 0..10_000 {
+                    let _ = other.try_send(b"fill");
+                    let _ = tx.try_send(b"fill");
                 }
-            });
-            match r {
-                Ok(Ok(())) => println!("RESULT ok"),
-                Ok(Err(e)) => println!("RESULT err {e}"),
-                Err(_) => println!("RESULT pending"),
+                panic!("the abort point did not fire");
             }
-            let t = std::time::Instant::now();
-            drop(end);
-            drop(rt);
-            println!("DROPPED {}", t.elapsed().as_millis());
+            // "chan,NAME" or "queue,NAME": fills it, says "full", awaits a
+            // send for at most SCRIBBLED_WAIT (a peer scribbles meanwhile),
+            // prints "RESULT ok|err ...|pending", drops the async end and
+            // prints "DROPPED <ms>".
+            "room-waiter" => {
+                let (kind, name) = arg.split_once(',').unwrap();
+                let rt = runtime();
+                let (r, end): (_, Box<dyn Send>) = rt.block_on(async {
+                    match kind {
+                        "chan" => {
+                            let mut tx = AsyncSender::new(Sender::open(name).unwrap()).unwrap();
+                            while tx.get_mut().try_send(b"fill").is_ok() {}
+                            println!("full");
+                            let r = tokio::time::timeout(SCRIBBLED_WAIT, tx.send(b"last")).await;
+                            (r, Box::new(tx) as Box<dyn Send>)
+                        }
+                        _ => {
+                            let q = AsyncQueue::new(Queue::open(name).unwrap()).unwrap();
+                            while q.get_ref().try_send(b"fill", 0).is_ok() {}
+                            println!("full");
+                            let r = tokio::time::timeout(SCRIBBLED_WAIT, q.send(b"last", 0)).await;
+                            (r, Box::new(q) as Box<dyn Send>)
+                        }
+                    }
+                });
+                match r {
+                    Ok(Ok(())) => println!("RESULT ok"),
+                    Ok(Err(e)) => println!("RESULT err {e}"),
+                    Err(_) => println!("RESULT pending"),
+                }
+                let t = std::time::Instant::now();
+                drop(end);
+                drop(rt);
+                println!("DROPPED {}", t.elapsed().as_millis());
+            }
+            // "PATH,OFFSET,HEX": writes the bytes HEX at OFFSET of PATH
+            // (`pwrite`: the page every mapping of the segment shares).
+            "scribble" => {
+                use std::os::unix::fs::FileExt;
+                let mut it = arg.split(',');
+                let (path, off, hex) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+                let bytes: Vec<u8> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                    .collect();
+                let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+                f.write_all_at(&bytes, off.parse().unwrap()).unwrap();
+            }
+            // Claims a message of the queue NAME (its slot stays busy), says
+            // ready and sleeps, to be killed with the claim held.
+            "claimant" => {
+                let q = Queue::open(&arg).unwrap();
+                let _claim = q.recv_claim().unwrap();
+                println!("ready");
+                std::thread::sleep(Duration::from_secs(120));
+            }
+            other => support::unknown_role(other),
         }
-        // "PATH,OFFSET,HEX": writes the bytes HEX at OFFSET of PATH
-        // (`pwrite`: the page every mapping of the segment shares).
-        "scribble" => {
-            use std::os::unix::fs::FileExt;
-            let mut it = arg.split(',');
-            let (path, off, hex) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
-            let bytes: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect();
-            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-            f.write_all_at(&bytes, off.parse().unwrap()).unwrap();
-        }
-        // Claims a message of the queue NAME (its slot stays busy), says
-        // ready and sleeps, to be killed with the claim held.
-        "claimant" => {
-            let q = Queue::open(&arg).unwrap();
-            let _claim = q.recv_claim().unwrap();
-            println!("ready");
-            std::thread::sleep(Duration::from_secs(120));
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// How long a child's send awaits room after a scribble before it gives

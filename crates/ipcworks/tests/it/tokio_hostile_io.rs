@@ -12,20 +12,18 @@ use crate::support::{self, KillOnDrop, runtime};
 const LIMIT: Duration = Duration::from_secs(10);
 #[test]
 fn child() {
-    let Some((role, _arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        #[cfg(feature = "server")]
-        "server" => server_child(&_arg),
-        // Standard input and output are one socket: the async stdin and
-        // stdout made and dropped in both orders, dropped in a panicking
-        // task, and after a cancelled read; prints the O_NONBLOCK flag of
-        // descriptor 0 after each ("STEP name flag") on standard error.
-        "stdio-shared" => stdio_child(),
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    support::as_child!(|role, _arg| {
+        match role {
+            #[cfg(feature = "server")]
+            "server" => server_child(&_arg),
+            // Standard input and output are one socket: the async stdin and
+            // stdout made and dropped in both orders, dropped in a panicking
+            // task, and after a cancelled read; prints the O_NONBLOCK flag of
+            // descriptor 0 after each ("STEP name flag") on standard error.
+            "stdio-shared" => stdio_child(),
+            other => support::unknown_role(other),
+        }
+    });
 }
 
 /// Whether descriptor `fd`'s open file description is non-blocking.

@@ -19,59 +19,57 @@ const LIMIT: Duration = Duration::from_secs(60);
 const ROUNDS: usize = 7;
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // "chan,NAME" or "queue,NAME": ROUNDS times, fills the channel or
-        // queue NAME (try_send until full), prints "full", awaits a send
-        // of "lastI", prints "sent".
-        "room-sender" => {
-            let (kind, name) = arg.split_once(',').unwrap();
-            runtime().block_on(async {
-                match kind {
-                    "chan" => {
-                        let mut tx = AsyncSender::new(Sender::open(name).unwrap()).unwrap();
-                        for i in 0..ROUNDS {
-                            while tx.get_mut().try_send(b"fill").is_ok() {}
-                            println!("full");
-                            tx.send(format!("last{i}").as_bytes()).await.unwrap();
-                            println!("sent");
+    support::as_child!(|role, arg| {
+        match role {
+            // "chan,NAME" or "queue,NAME": ROUNDS times, fills the channel or
+            // queue NAME (try_send until full), prints "full", awaits a send
+            // of "lastI", prints "sent".
+            "room-sender" => {
+                let (kind, name) = arg.split_once(',').unwrap();
+                runtime().block_on(async {
+                    match kind {
+                        "chan" => {
+                            let mut tx = AsyncSender::new(Sender::open(name).unwrap()).unwrap();
+                            for i in 0..ROUNDS {
+                                while tx.get_mut().try_send(b"fill").is_ok() {}
+                                println!("full");
+                                tx.send(format!("last{i}").as_bytes()).await.unwrap();
+                                println!("sent");
+                            }
                         }
-                    }
-                    "queue" => {
-                        let q = AsyncQueue::new(Queue::open(name).unwrap()).unwrap();
-                        for i in 0..ROUNDS {
-                            while q.get_ref().try_send(b"fill", 0).is_ok() {}
-                            println!("full");
-                            q.send(format!("last{i}").as_bytes(), 0).await.unwrap();
-                            println!("sent");
+                        "queue" => {
+                            let q = AsyncQueue::new(Queue::open(name).unwrap()).unwrap();
+                            for i in 0..ROUNDS {
+                                while q.get_ref().try_send(b"fill", 0).is_ok() {}
+                                println!("full");
+                                q.send(format!("last{i}").as_bytes(), 0).await.unwrap();
+                                println!("sent");
+                            }
                         }
-                    }
-                    // The queue opened as `Box<dyn AsyncMessageSender>`
-                    // (the poll-based path): filled by sends that time
-                    // out (each one cancelled: nothing sent), then awaited.
-                    "dyn-queue" => {
-                        use ipcworks::tokio::AsyncMessageSenderExt;
-                        let ep: ipcworks::endpoint::Endpoint =
-                            format!("queue:{name}").parse().unwrap();
-                        let opts = ipcworks::endpoint::Options::default();
-                        let mut tx = ipcworks::tokio::open_sender(&ep, &opts).unwrap();
-                        for i in 0..ROUNDS {
-                            let wait = Duration::from_millis(20);
-                            while tokio::time::timeout(wait, tx.send(b"fill")).await.is_ok() {}
-                            println!("full");
-                            tx.send(format!("last{i}").as_bytes()).await.unwrap();
-                            println!("sent");
+                        // The queue opened as `Box<dyn AsyncMessageSender>`
+                        // (the poll-based path): filled by sends that time
+                        // out (each one cancelled: nothing sent), then awaited.
+                        "dyn-queue" => {
+                            use ipcworks::tokio::AsyncMessageSenderExt;
+                            let ep: ipcworks::endpoint::Endpoint =
+                                format!("queue:{name}").parse().unwrap();
+                            let opts = ipcworks::endpoint::Options::default();
+                            let mut tx = ipcworks::tokio::open_sender(&ep, &opts).unwrap();
+                            for i in 0..ROUNDS {
+                                let wait = Duration::from_millis(20);
+                                while tokio::time::timeout(wait, tx.send(b"fill")).await.is_ok() {}
+                                println!("full");
+                                tx.send(format!("last{i}").as_bytes()).await.unwrap();
+                                println!("sent");
+                            }
                         }
+                        other => panic!("kind {other}"),
                     }
-                    other => panic!("kind {other}"),
-                }
-            });
+                });
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// Voluntary context switches of every thread of `pid` so far: each is a

@@ -51,109 +51,107 @@ impl ReadWrite for std::net::TcpStream {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // "ADDR,N": sends N numbered lines, reads N replies, checks each,
-        // prints "ok N".
-        "lines" => {
-            let (addr, n) = arg.split_once(',').unwrap();
-            let n: usize = n.parse().unwrap();
-            let s = connect(addr);
-            let mut r = BufReader::new(s.try_clone_box());
-            let mut w = s;
-            for i in 0..n {
-                w.write_all(format!("line {i} from {}\n", std::process::id()).as_bytes())
-                    .unwrap();
-                let mut back = String::new();
-                r.read_line(&mut back).unwrap();
-                assert_eq!(back, format!("line {i} from {}\n", std::process::id()));
+    support::as_child!(|role, arg| {
+        match role {
+            // "ADDR,N": sends N numbered lines, reads N replies, checks each,
+            // prints "ok N".
+            "lines" => {
+                let (addr, n) = arg.split_once(',').unwrap();
+                let n: usize = n.parse().unwrap();
+                let s = connect(addr);
+                let mut r = BufReader::new(s.try_clone_box());
+                let mut w = s;
+                for i in 0..n {
+                    w.write_all(format!("line {i} from {}\n", std::process::id()).as_bytes())
+                        .unwrap();
+                    let mut back = String::new();
+                    r.read_line(&mut back).unwrap();
+                    assert_eq!(back, format!("line {i} from {}\n", std::process::id()));
+                }
+                println!("ok {n}");
             }
-            println!("ok {n}");
-        }
-        // "ADDR,LINE": sends LINE; prints "reply: …" or "closed"; then
-        // stays connected until its stdin ends (it then closes) or the
-        // server closes (it prints "eof").
-        "hold" => {
-            let (addr, line) = arg.rsplit_once(',').unwrap();
-            let s = connect(addr);
-            let mut w = s.try_clone_box();
-            let _ = w.write_all(format!("{line}\n").as_bytes());
-            let closer = s.try_clone_box();
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-                closer.close();
-            });
-            let mut r = BufReader::new(s);
-            let mut line = String::new();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => println!("closed"),
-                Ok(_) => {
-                    println!("reply: {}", line.trim_end());
-                    let mut rest = Vec::new();
-                    let _ = r.read_to_end(&mut rest);
-                    println!("eof");
+            // "ADDR,LINE": sends LINE; prints "reply: …" or "closed"; then
+            // stays connected until its stdin ends (it then closes) or the
+            // server closes (it prints "eof").
+            "hold" => {
+                let (addr, line) = arg.rsplit_once(',').unwrap();
+                let s = connect(addr);
+                let mut w = s.try_clone_box();
+                let _ = w.write_all(format!("{line}\n").as_bytes());
+                let closer = s.try_clone_box();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+                    closer.close();
+                });
+                let mut r = BufReader::new(s);
+                let mut line = String::new();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => println!("closed"),
+                    Ok(_) => {
+                        println!("reply: {}", line.trim_end());
+                        let mut rest = Vec::new();
+                        let _ = r.read_to_end(&mut rest);
+                        println!("eof");
+                    }
                 }
             }
-        }
-        // "ADDR,LEN": sends one length-prefixed frame of LEN bytes (none
-        // when LEN is "none"), then prints "reply N" for a frame of N
-        // bytes back, or "closed" at the end of the stream.
-        "frame" => {
-            let (addr, len) = arg.rsplit_once(',').unwrap();
-            let mut s = connect(addr);
-            if let Ok(len) = len.parse::<usize>() {
-                let mut f = (len as u32).to_le_bytes().to_vec();
-                f.extend(std::iter::repeat_n(b'x', len));
-                let _ = s.write_all(&f);
-            }
-            let mut head = [0u8; 4];
-            match s.read_exact(&mut head) {
-                Ok(()) => {
-                    // The whole reply, so it leaves nothing unread (a Unix
-                    // socket closed with unread bytes resets the peer).
-                    let mut body = vec![0u8; u32::from_le_bytes(head) as usize];
-                    s.read_exact(&mut body).unwrap();
-                    println!("reply {}", body.len());
+            // "ADDR,LEN": sends one length-prefixed frame of LEN bytes (none
+            // when LEN is "none"), then prints "reply N" for a frame of N
+            // bytes back, or "closed" at the end of the stream.
+            "frame" => {
+                let (addr, len) = arg.rsplit_once(',').unwrap();
+                let mut s = connect(addr);
+                if let Ok(len) = len.parse::<usize>() {
+                    let mut f = (len as u32).to_le_bytes().to_vec();
+                    f.extend(std::iter::repeat_n(b'x', len));
+                    let _ = s.write_all(&f);
                 }
-                Err(_) => println!("closed"),
+                let mut head = [0u8; 4];
+                match s.read_exact(&mut head) {
+                    Ok(()) => {
+                        // The whole reply, so it leaves nothing unread (a Unix
+                        // socket closed with unread bytes resets the peer).
+                        let mut body = vec![0u8; u32::from_le_bytes(head) as usize];
+                        s.read_exact(&mut body).unwrap();
+                        println!("reply {}", body.len());
+                    }
+                    Err(_) => println!("closed"),
+                }
             }
-        }
-        // "PATH,WAIT_MS": the async echo server at PATH, out of
-        // descriptors after ROOM more (`server_fds`'s child, async).
-        "fd-limited-echo" => {
-            let (path, wait) = arg.split_once(',').unwrap();
-            let wait = Duration::from_millis(wait.parse().unwrap());
-            runtime().block_on(async {
-                let server = AsyncServer::bind_unix(
-                    ServerOptions::new()
-                        .idle_timeout(None)
-                        .out_of_fds_wait(wait),
-                    path,
-                )
-                .unwrap();
-                let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-                use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-                let hard = getrlimit(Resource::Nofile).maximum;
-                setrlimit(
-                    Resource::Nofile,
-                    Rlimit {
-                        current: Some(open + ROOM),
-                        maximum: hard,
-                    },
-                )
-                .unwrap();
-                println!("ready");
-                server
-                    .run(|_p: &Peer, m: Vec<u8>| async move { Some(m) })
-                    .await
+            // "PATH,WAIT_MS": the async echo server at PATH, out of
+            // descriptors after ROOM more (`server_fds`'s child, async).
+            "fd-limited-echo" => {
+                let (path, wait) = arg.split_once(',').unwrap();
+                let wait = Duration::from_millis(wait.parse().unwrap());
+                runtime().block_on(async {
+                    let server = AsyncServer::bind_unix(
+                        ServerOptions::new()
+                            .idle_timeout(None)
+                            .out_of_fds_wait(wait),
+                        path,
+                    )
                     .unwrap();
-            });
+                    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+                    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+                    let hard = getrlimit(Resource::Nofile).maximum;
+                    setrlimit(
+                        Resource::Nofile,
+                        Rlimit {
+                            current: Some(open + ROOM),
+                            maximum: hard,
+                        },
+                    )
+                    .unwrap();
+                    println!("ready");
+                    server
+                        .run(|_p: &Peer, m: Vec<u8>| async move { Some(m) })
+                        .await
+                        .unwrap();
+                });
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 fn lines_client(addr: &str, n: usize) -> KillOnDrop {

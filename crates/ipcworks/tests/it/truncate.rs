@@ -75,35 +75,33 @@ fn ended(e: &Error) -> String {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let (base, rounds) = arg.split_once(' ').expect("BASE ROUNDS");
-    let rounds: usize = rounds.parse().unwrap();
-    std::thread::spawn(|| {
-        for line in std::io::stdin().lines().map_while(Result::ok) {
-            if let Some(n) = line.strip_prefix("stop ") {
-                STOP.fetch_max(n.parse::<usize>().unwrap() + 1, Relaxed);
+    support::as_child!(|role, arg| {
+        let (base, rounds) = arg.split_once(' ').expect("BASE ROUNDS");
+        let rounds: usize = rounds.parse().unwrap();
+        std::thread::spawn(|| {
+            for line in std::io::stdin().lines().map_while(Result::ok) {
+                if let Some(n) = line.strip_prefix("stop ") {
+                    STOP.fetch_max(n.parse::<usize>().unwrap() + 1, Relaxed);
+                }
             }
+        });
+        for round in 0..rounds {
+            let name = format!("{base}-{round}");
+            let how = match role {
+                "chan-both" => chan_both(&name, round),
+                "chan-blocked-recv" => chan_blocked_recv(&name, round),
+                "chan-blocked-send" => chan_blocked_send(&name, round),
+                "chan-timed-recv" => chan_timed_recv(&name, round),
+                "queue-both" => queue_both(&name, round),
+                "queue-blocked-recv" => queue_blocked_recv(&name, round),
+                "sem-both" => sem_both(&name, round),
+                "sem-blocked-wait" => sem_blocked_wait(&name, round),
+                "mutex-both" => mutex_both(&name, round),
+                other => support::unknown_role(other),
+            };
+            println!("TRUNC result {round} {how}");
         }
     });
-    for round in 0..rounds {
-        let name = format!("{base}-{round}");
-        let how = match role.as_str() {
-            "chan-both" => chan_both(&name, round),
-            "chan-blocked-recv" => chan_blocked_recv(&name, round),
-            "chan-blocked-send" => chan_blocked_send(&name, round),
-            "chan-timed-recv" => chan_timed_recv(&name, round),
-            "queue-both" => queue_both(&name, round),
-            "queue-blocked-recv" => queue_blocked_recv(&name, round),
-            "sem-both" => sem_both(&name, round),
-            "sem-blocked-wait" => sem_blocked_wait(&name, round),
-            "mutex-both" => mutex_both(&name, round),
-            other => panic!("unknown role {other}"),
-        };
-        println!("TRUNC result {round} {how}");
-    }
-    std::process::exit(0);
 }
 
 /// Sender and receiver threads of one channel, messages of 1 byte to

@@ -19,28 +19,26 @@ use crate::support::{self, KillOnDrop};
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // With a handler that ends the process on SIGTERM (as the CLI
-        // installs), binds at ARG and gets SIGTERM the moment the socket
-        // file is in place. The signal is sent to this thread: in a
-        // single-threaded program like the CLI, Ctrl-C lands there too.
-        "bind-then-sigterm" => {
-            ipcworks::process::remove_on_terminate(&[]).unwrap();
-            fault::on(Point::SocketPlaced, || {
-                // SAFETY: pthread_self names this live thread.
-                let r = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGTERM) };
-                assert_eq!(r, 0);
-            });
-            let _l = UnixListener::bind(&arg).unwrap();
-            // The held signal ends the process as the bind returns.
-            std::thread::sleep(HANG);
+    support::as_child!(|role, arg| {
+        match role {
+            // With a handler that ends the process on SIGTERM (as the CLI
+            // installs), binds at ARG and gets SIGTERM the moment the socket
+            // file is in place. The signal is sent to this thread: in a
+            // single-threaded program like the CLI, Ctrl-C lands there too.
+            "bind-then-sigterm" => {
+                ipcworks::process::remove_on_terminate(&[]).unwrap();
+                fault::on(Point::SocketPlaced, || {
+                    // SAFETY: pthread_self names this live thread.
+                    let r = unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGTERM) };
+                    assert_eq!(r, 0);
+                });
+                let _l = UnixListener::bind(&arg).unwrap();
+                // The held signal ends the process as the bind returns.
+                std::thread::sleep(HANG);
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// Far beyond what a bind takes on a loaded machine: only a hang trips it.

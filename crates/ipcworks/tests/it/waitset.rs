@@ -44,75 +44,73 @@ fn names(base: &str) -> Vec<String> {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // stress: BASE,P — makes the objects ready in producer P's order.
-        "stress" => {
-            let (base, p) = arg.split_once(',').unwrap();
-            let p: u64 = p.parse().unwrap();
-            let n = names(base);
-            let mut tx: Vec<Sender> = (0..CHANNELS)
-                .map(|i| Sender::open(&n[i]).unwrap())
-                .collect();
-            let qs: Vec<Queue> = (0..QUEUES)
-                .map(|i| Queue::open(&n[CHANNELS + i]).unwrap())
-                .collect();
-            let sems: Vec<Semaphore> = (0..SEMS)
-                .map(|i| Semaphore::open(&n[CHANNELS + QUEUES + i]).unwrap())
-                .collect();
-            let mqs: Vec<PosixQueue> = (0..MQS)
-                .map(|i| PosixQueue::open(&n[CHANNELS + QUEUES + SEMS + i]).unwrap())
-                .collect();
-            println!("ready");
-            for (i, &o) in plan(p).iter().enumerate() {
-                let msg = ((p << 32) | i as u64).to_le_bytes();
-                match o {
-                    o if o < CHANNELS => tx[o].send(&msg).unwrap(),
-                    o if o < CHANNELS + QUEUES => qs[o - CHANNELS].send(&msg, 1).unwrap(),
-                    o if o < CHANNELS + QUEUES + SEMS => {
-                        sems[o - CHANNELS - QUEUES].post().unwrap()
+    support::as_child!(|role, arg| {
+        match role {
+            // stress: BASE,P — makes the objects ready in producer P's order.
+            "stress" => {
+                let (base, p) = arg.split_once(',').unwrap();
+                let p: u64 = p.parse().unwrap();
+                let n = names(base);
+                let mut tx: Vec<Sender> = (0..CHANNELS)
+                    .map(|i| Sender::open(&n[i]).unwrap())
+                    .collect();
+                let qs: Vec<Queue> = (0..QUEUES)
+                    .map(|i| Queue::open(&n[CHANNELS + i]).unwrap())
+                    .collect();
+                let sems: Vec<Semaphore> = (0..SEMS)
+                    .map(|i| Semaphore::open(&n[CHANNELS + QUEUES + i]).unwrap())
+                    .collect();
+                let mqs: Vec<PosixQueue> = (0..MQS)
+                    .map(|i| PosixQueue::open(&n[CHANNELS + QUEUES + SEMS + i]).unwrap())
+                    .collect();
+                println!("ready");
+                for (i, &o) in plan(p).iter().enumerate() {
+                    let msg = ((p << 32) | i as u64).to_le_bytes();
+                    match o {
+                        o if o < CHANNELS => tx[o].send(&msg).unwrap(),
+                        o if o < CHANNELS + QUEUES => qs[o - CHANNELS].send(&msg, 1).unwrap(),
+                        o if o < CHANNELS + QUEUES + SEMS => {
+                            sems[o - CHANNELS - QUEUES].post().unwrap()
+                        }
+                        o => mqs[o - CHANNELS - QUEUES - SEMS].send(&msg, 1).unwrap(),
                     }
-                    o => mqs[o - CHANNELS - QUEUES - SEMS].send(&msg, 1).unwrap(),
                 }
             }
-        }
-        "idle" => idle_child(&arg),
-        // A process asleep in `wait` on semaphore `arg`; counts its
-        // permits, ends after 2 s without one.
-        "sem-sleeper" => {
-            let sem = Semaphore::open(&arg).unwrap();
-            println!("ready");
-            let mut took = 0;
-            while sem.wait_timeout(Duration::from_secs(2)).is_ok() {
-                took += 1;
-            }
-            println!("TOOK {took}");
-        }
-        // A WaitSet on semaphore `arg` whose owner is slow: 50 ms from the
-        // report to its `try_wait`. Ends after 2 s without a report.
-        "sem-poller" => {
-            let sem = Semaphore::open(&arg).unwrap();
-            let mut set = WaitSet::new().unwrap();
-            set.add_semaphore(0, &sem).unwrap();
-            println!("ready");
-            let mut took = 0;
-            while !set
-                .wait(Deadline::after(Duration::from_secs(2)))
-                .unwrap()
-                .is_empty()
-            {
-                std::thread::sleep(Duration::from_millis(50));
-                while sem.try_wait().is_ok() {
+            "idle" => idle_child(&arg),
+            // A process asleep in `wait` on semaphore `arg`; counts its
+            // permits, ends after 2 s without one.
+            "sem-sleeper" => {
+                let sem = Semaphore::open(&arg).unwrap();
+                println!("ready");
+                let mut took = 0;
+                while sem.wait_timeout(Duration::from_secs(2)).is_ok() {
                     took += 1;
                 }
+                println!("TOOK {took}");
             }
-            println!("TOOK {took}");
+            // A WaitSet on semaphore `arg` whose owner is slow: 50 ms from the
+            // report to its `try_wait`. Ends after 2 s without a report.
+            "sem-poller" => {
+                let sem = Semaphore::open(&arg).unwrap();
+                let mut set = WaitSet::new().unwrap();
+                set.add_semaphore(0, &sem).unwrap();
+                println!("ready");
+                let mut took = 0;
+                while !set
+                    .wait(Deadline::after(Duration::from_secs(2)))
+                    .unwrap()
+                    .is_empty()
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                    while sem.try_wait().is_ok() {
+                        took += 1;
+                    }
+                }
+                println!("TOOK {took}");
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// A dozen objects of four kinds (shm channels, native queues, native

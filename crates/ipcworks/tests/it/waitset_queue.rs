@@ -39,105 +39,103 @@ fn number(m: &[u8]) -> u64 {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    match role.as_str() {
-        // A: a WaitSet on queue `arg` whose owner is slow: it says when it
-        // waits and when the set reported, takes what is there only 50 ms
-        // later, and ends after 3 s without a report.
-        "poller" => {
-            let q = Queue::open(&arg).unwrap();
-            let mut set = WaitSet::new().unwrap();
-            set.add_queue(0, &q).unwrap();
-            println!("ready");
-            loop {
-                println!("waiting");
-                let r = set.wait(Deadline::after(Duration::from_secs(3))).unwrap();
-                if r.is_empty() {
-                    break;
+    support::as_child!(|role, arg| {
+        match role {
+            // A: a WaitSet on queue `arg` whose owner is slow: it says when it
+            // waits and when the set reported, takes what is there only 50 ms
+            // later, and ends after 3 s without a report.
+            "poller" => {
+                let q = Queue::open(&arg).unwrap();
+                let mut set = WaitSet::new().unwrap();
+                set.add_queue(0, &q).unwrap();
+                println!("ready");
+                loop {
+                    println!("waiting");
+                    let r = set.wait(Deadline::after(Duration::from_secs(3))).unwrap();
+                    if r.is_empty() {
+                        break;
+                    }
+                    println!("report");
+                    std::thread::sleep(Duration::from_millis(50));
+                    while let Ok((m, _)) = q.try_recv() {
+                        println!("got {}", number(&m));
+                    }
                 }
-                println!("report");
-                std::thread::sleep(Duration::from_millis(50));
-                while let Ok((m, _)) = q.try_recv() {
-                    println!("got {}", number(&m));
-                }
+                println!("done");
             }
-            println!("done");
-        }
-        // B: a process blocked in `recv` on queue `arg` (no spin: it
-        // sleeps at once), saying when it waits and what it got; ends
-        // after 3 s without a message.
-        "sleeper" => {
-            let q = Queue::options().spin(Duration::ZERO).open(&arg).unwrap();
-            println!("ready");
-            loop {
-                println!("waiting");
-                match q.recv_timeout(Duration::from_secs(3)) {
-                    Ok((m, _)) => println!("got {}", number(&m)),
-                    Err(_) => break,
+            // B: a process blocked in `recv` on queue `arg` (no spin: it
+            // sleeps at once), saying when it waits and what it got; ends
+            // after 3 s without a message.
+            "sleeper" => {
+                let q = Queue::options().spin(Duration::ZERO).open(&arg).unwrap();
+                println!("ready");
+                loop {
+                    println!("waiting");
+                    match q.recv_timeout(Duration::from_secs(3)) {
+                        Ok((m, _)) => println!("got {}", number(&m)),
+                        Err(_) => break,
+                    }
                 }
+                println!("done");
             }
-            println!("done");
-        }
-        // A WaitSet over queue `arg` holding one message its owner leaves
-        // there: reported by every wait, and no CPU between them; then,
-        // the message taken, a stale wake-up permit (as a receiver that
-        // found its message by itself leaves one) is neither reported nor
-        // taken, and costs no CPU either.
-        "untaken" => untaken_child(&arg),
-        // A WaitSet on queue `arg`, blocked in `wait` when the parent
-        // truncates the queue to nothing: that wait and the next report
-        // it, and `try_recv` says why.
-        "truncated" => {
-            let q = Queue::open(&arg).unwrap();
-            let mut set = WaitSet::new().unwrap();
-            set.add_queue(6, &q).unwrap();
-            println!("ready");
-            for _ in 0..2 {
+            // A WaitSet over queue `arg` holding one message its owner leaves
+            // there: reported by every wait, and no CPU between them; then,
+            // the message taken, a stale wake-up permit (as a receiver that
+            // found its message by itself leaves one) is neither reported nor
+            // taken, and costs no CPU either.
+            "untaken" => untaken_child(&arg),
+            // A WaitSet on queue `arg`, blocked in `wait` when the parent
+            // truncates the queue to nothing: that wait and the next report
+            // it, and `try_recv` says why.
+            "truncated" => {
+                let q = Queue::open(&arg).unwrap();
+                let mut set = WaitSet::new().unwrap();
+                set.add_queue(6, &q).unwrap();
+                println!("ready");
+                for _ in 0..2 {
+                    let t = Instant::now();
+                    let r = set.wait(Deadline::after(Duration::from_secs(10))).unwrap();
+                    println!("WAIT {r:?} {}", t.elapsed().as_millis());
+                }
+                let e = q.try_recv().unwrap_err();
+                println!(
+                    "TRY {}",
+                    matches!(e, TryRecvError::Other(Error::Truncated { .. }))
+                );
+            }
+            // A WaitSet on channel `arg`'s receiver, blocked in `wait` when the
+            // parent truncates the channel to nothing: the wait reports it,
+            // `try_recv` says why, and the set can be dropped (its helper,
+            // asleep on a page the cut took, wakes at its next slice).
+            "truncated-channel" => {
+                let mut rx = ipcworks::channel::Receiver::open(&arg).unwrap();
+                let mut set = WaitSet::new().unwrap();
+                set.add_channel(7, &rx).unwrap();
+                println!("ready");
                 let t = Instant::now();
                 let r = set.wait(Deadline::after(Duration::from_secs(10))).unwrap();
                 println!("WAIT {r:?} {}", t.elapsed().as_millis());
+                let e = rx.try_recv().unwrap_err();
+                println!(
+                    "TRY {}",
+                    matches!(e, TryRecvError::Other(Error::Truncated { .. }))
+                );
+                let t = Instant::now();
+                drop(set);
+                println!("DROPPED {}", t.elapsed().as_millis());
             }
-            let e = q.try_recv().unwrap_err();
-            println!(
-                "TRY {}",
-                matches!(e, TryRecvError::Other(Error::Truncated { .. }))
-            );
+            // A WaitSet armed on queue `arg`, waiting to be killed.
+            "armed" => {
+                let q = Queue::open(&arg).unwrap();
+                let mut set = WaitSet::new().unwrap();
+                set.add_queue(0, &q).unwrap();
+                assert!(set.wait(Deadline::Now).unwrap().is_empty());
+                println!("ready");
+                set.wait(Deadline::after(Duration::from_secs(60))).unwrap();
+            }
+            other => support::unknown_role(other),
         }
-        // A WaitSet on channel `arg`'s receiver, blocked in `wait` when the
-        // parent truncates the channel to nothing: the wait reports it,
-        // `try_recv` says why, and the set can be dropped (its helper,
-        // asleep on a page the cut took, wakes at its next slice).
-        "truncated-channel" => {
-            let mut rx = ipcworks::channel::Receiver::open(&arg).unwrap();
-            let mut set = WaitSet::new().unwrap();
-            set.add_channel(7, &rx).unwrap();
-            println!("ready");
-            let t = Instant::now();
-            let r = set.wait(Deadline::after(Duration::from_secs(10))).unwrap();
-            println!("WAIT {r:?} {}", t.elapsed().as_millis());
-            let e = rx.try_recv().unwrap_err();
-            println!(
-                "TRY {}",
-                matches!(e, TryRecvError::Other(Error::Truncated { .. }))
-            );
-            let t = Instant::now();
-            drop(set);
-            println!("DROPPED {}", t.elapsed().as_millis());
-        }
-        // A WaitSet armed on queue `arg`, waiting to be killed.
-        "armed" => {
-            let q = Queue::open(&arg).unwrap();
-            let mut set = WaitSet::new().unwrap();
-            set.add_queue(0, &q).unwrap();
-            assert!(set.wait(Deadline::Now).unwrap().is_empty());
-            println!("ready");
-            set.wait(Deadline::after(Duration::from_secs(60))).unwrap();
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// What a child's reader thread saw: whether its last line said it waits,

@@ -218,27 +218,25 @@ fn an_unreachable_peer_and_a_taken_port_are_errors() {
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let (key, at) = arg.split_once('#').unwrap();
-    match role.as_str() {
-        // COUNT messages, then exit at once: closing the session must
-        // flush what is still queued.
-        "burst" => {
-            let mut tx = connected(at)
-                .sender(key)
-                .wait_for_subscriber(Some(LIMIT))
-                .open()
-                .unwrap();
-            for i in 0..1000u32 {
-                tx.send_with(&i.to_le_bytes().repeat(64), Meta::with_priority(i))
+    support::as_child!(|role, arg| {
+        let (key, at) = arg.split_once('#').unwrap();
+        match role {
+            // COUNT messages, then exit at once: closing the session must
+            // flush what is still queued.
+            "burst" => {
+                let mut tx = connected(at)
+                    .sender(key)
+                    .wait_for_subscriber(Some(LIMIT))
+                    .open()
                     .unwrap();
+                for i in 0..1000u32 {
+                    tx.send_with(&i.to_le_bytes().repeat(64), Meta::with_priority(i))
+                        .unwrap();
+                }
             }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 #[test]

@@ -143,49 +143,47 @@ fn spawn(role: &str, mech: &dyn Mechanism, shared: &Shared, rest: &str) -> KillO
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let parts: Vec<&str> = arg.split('|').collect();
-    let mech = by_name(parts[0]);
-    let mut tx = mech.child_sender(parts[1]);
-    match role.as_str() {
-        // id|count: `count` messages of producer `id`.
-        "produce" => {
-            let id: u64 = parts[2].parse().unwrap();
-            let count: u64 = parts[3].parse().unwrap();
-            let max = mech.max_message().min(1000);
-            for seq in 0..count {
-                tx.send(&message(id, seq, size_of(seq, max))).unwrap();
+    support::as_child!(|role, arg| {
+        let parts: Vec<&str> = arg.split('|').collect();
+        let mech = by_name(parts[0]);
+        let mut tx = mech.child_sender(parts[1]);
+        match role {
+            // id|count: `count` messages of producer `id`.
+            "produce" => {
+                let id: u64 = parts[2].parse().unwrap();
+                let count: u64 = parts[3].parse().unwrap();
+                let max = mech.max_message().min(1000);
+                for seq in 0..count {
+                    tx.send(&message(id, seq, size_of(seq, max))).unwrap();
+                }
             }
-        }
-        // One message, then wait to be killed.
-        "hold" => {
-            tx.send(b"hello").unwrap();
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        "send-priorities" => {
-            for (m, p) in [("a", 1), ("b", 5), ("c", 3), ("d", 5)] {
-                tx.send_with(m.as_bytes(), Meta::with_priority(p)).unwrap();
+            // One message, then wait to be killed.
+            "hold" => {
+                tx.send(b"hello").unwrap();
+                std::thread::sleep(Duration::from_secs(60));
             }
-        }
-        // The worked example of msgrcv(2)'s three rules.
-        "send-types" => {
-            for (m, t) in [
-                ("c1", 3),
-                ("a1", 1),
-                ("b1", 2),
-                ("a2", 1),
-                ("e1", 5),
-                ("b2", 2),
-            ] {
-                tx.send_with(m.as_bytes(), Meta::with_type(t)).unwrap();
+            "send-priorities" => {
+                for (m, p) in [("a", 1), ("b", 5), ("c", 3), ("d", 5)] {
+                    tx.send_with(m.as_bytes(), Meta::with_priority(p)).unwrap();
+                }
             }
+            // The worked example of msgrcv(2)'s three rules.
+            "send-types" => {
+                for (m, t) in [
+                    ("c1", 3),
+                    ("a1", 1),
+                    ("b1", 2),
+                    ("a2", 1),
+                    ("e1", 5),
+                    ("b2", 2),
+                ] {
+                    tx.send_with(m.as_bytes(), Meta::with_type(t)).unwrap();
+                }
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    drop(tx);
-    std::process::exit(0);
+        drop(tx);
+    });
 }
 
 /// Round trip and order: 500 messages of sizes up to the maximum, from a

@@ -19,126 +19,124 @@ const HANG: Duration = Duration::from_secs(30);
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let mut args = arg.split(',');
-    let name = args.next().unwrap().to_string();
-    match role.as_str() {
-        // Sleeps, then receives one message and prints it.
-        "recv-one-later" => {
-            let q = Queue::open(&name).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            let (m, p) = q.recv().unwrap();
-            println!("@ {} {p}", String::from_utf8(m).unwrap());
-        }
-        // Sleeps, then sends one message.
-        "send-one-later" => {
-            let q = Queue::open(&name).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            q.send(b"late", 7).unwrap();
-        }
-        "produce" => {
-            let producer: u32 = args.next().unwrap().parse().unwrap();
-            let count: u64 = args.next().unwrap().parse().unwrap();
-            let q = Queue::open(&name).unwrap();
-            for seq in 0..count {
-                q.send(&stress_msg(producer, seq), 1 + (seq % 3) as u32)
-                    .unwrap();
+    support::as_child!(|role, arg| {
+        let mut args = arg.split(',');
+        let name = args.next().unwrap().to_string();
+        match role {
+            // Sleeps, then receives one message and prints it.
+            "recv-one-later" => {
+                let q = Queue::open(&name).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                let (m, p) = q.recv().unwrap();
+                println!("@ {} {p}", String::from_utf8(m).unwrap());
             }
-        }
-        // Receives until a priority-0 "stop", printing `producer seq prio`.
-        "consume" => {
-            let q = Queue::open(&name).unwrap();
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut buf = vec![0u8; q.max_message()];
-            loop {
-                let (n, prio) = q.recv_into(&mut buf).unwrap();
-                if prio == 0 {
-                    break;
+            // Sleeps, then sends one message.
+            "send-one-later" => {
+                let q = Queue::open(&name).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                q.send(b"late", 7).unwrap();
+            }
+            "produce" => {
+                let producer: u32 = args.next().unwrap().parse().unwrap();
+                let count: u64 = args.next().unwrap().parse().unwrap();
+                let q = Queue::open(&name).unwrap();
+                for seq in 0..count {
+                    q.send(&stress_msg(producer, seq), 1 + (seq % 3) as u32)
+                        .unwrap();
                 }
-                let (p, seq) = parse_stress_msg(&buf[..n]);
-                writeln!(out, "@ {p} {seq} {prio}").unwrap();
             }
-            out.flush().unwrap();
-        }
-        // Opens, says so, waits for the name to vanish, then receives.
-        "hold-through-unlink" => {
-            let q = Queue::open(&name).unwrap();
-            println!("@ opened");
-            assert!(support::wait_until(HANG, || matches!(
-                Queue::open(&name),
-                Err(Error::NotFound { .. })
-            )));
-            let (m, p) = q.recv_timeout(HANG).unwrap();
-            assert_eq!((m.as_slice(), p), (&b"after unlink"[..], 4));
-            q.send(b"reply", 2).unwrap();
-        }
-        // Drops to uid 65534 (this thread's credentials, which the kernel
-        // checks) and tries to open the queue: must be refused.
-        "open-as-nobody" => {
-            use rustix::process::Uid;
-            let nobody = Uid::from_raw(65534);
-            rustix::thread::set_thread_res_uid(nobody, nobody, nobody).unwrap();
-            let e = Queue::open(&name).unwrap_err();
-            assert!(matches!(e, Error::PermissionDenied { .. }), "{e}");
-            assert!(e.to_string().contains(&name), "{e}");
-        }
-        // Blocking calls under a storm of signals: EINTR is retried with
-        // the time left, so a timeout still takes its full time and a plain
-        // receive still gets the message.
-        "recv-under-signals" => {
-            let q = Queue::open(&name).unwrap();
-            let t = Instant::now();
-            let (r, n) = super::under_signal_storm(Duration::from_millis(400), || {
-                q.recv_timeout(Duration::from_millis(250))
-            });
-            assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
-            assert!(t.elapsed() >= Duration::from_millis(250));
-            assert!(n > 0, "no signal arrived");
-            println!("@ ready");
-            let (r, n2) = super::under_signal_storm(Duration::from_millis(600), || q.recv());
-            assert_eq!(r.unwrap(), (b"through signals".to_vec(), 3));
-            assert!(n2 > n, "no signal arrived while blocked");
-        }
-        // With RLIMIT_MSGQUEUE at 1000 bytes (no capability lifts it),
-        // creating a queue of 10 × 1024 bytes must name that limit.
-        "create-under-low-rlimit" => {
-            use rustix::process::{Resource, Rlimit, setrlimit};
-            let low = Rlimit {
-                current: Some(1000),
-                maximum: Some(1000),
-            };
-            setrlimit(Resource::Msgqueue, low).unwrap();
-            let e = Queue::options()
-                .capacity(10)
-                .max_message(1024)
-                .create(&name)
-                .unwrap_err();
-            match &e {
-                Error::LimitExceeded { limit, value, hint } => {
-                    assert!(limit.contains("RLIMIT_MSGQUEUE"), "{e}");
-                    assert_eq!(value, "1000", "{e}");
-                    assert!(hint.contains(&name), "{e}");
+            // Receives until a priority-0 "stop", printing `producer seq prio`.
+            "consume" => {
+                let q = Queue::open(&name).unwrap();
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let mut buf = vec![0u8; q.max_message()];
+                loop {
+                    let (n, prio) = q.recv_into(&mut buf).unwrap();
+                    if prio == 0 {
+                        break;
+                    }
+                    let (p, seq) = parse_stress_msg(&buf[..n]);
+                    writeln!(out, "@ {p} {seq} {prio}").unwrap();
                 }
-                _ => panic!("expected LimitExceeded, got {e}"),
+                out.flush().unwrap();
             }
-        }
-        // Opens `mq:NAME` as an endpoint (creating it) and sends two.
-        "endpoint-send" => {
-            let ep: Endpoint = format!("mq:{name}").parse().unwrap();
-            let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
-            for (m, priority) in [("hi", 3), ("urgent", 9)] {
-                let meta = Meta {
-                    priority,
-                    msg_type: 0,
+            // Opens, says so, waits for the name to vanish, then receives.
+            "hold-through-unlink" => {
+                let q = Queue::open(&name).unwrap();
+                println!("@ opened");
+                assert!(support::wait_until(HANG, || matches!(
+                    Queue::open(&name),
+                    Err(Error::NotFound { .. })
+                )));
+                let (m, p) = q.recv_timeout(HANG).unwrap();
+                assert_eq!((m.as_slice(), p), (&b"after unlink"[..], 4));
+                q.send(b"reply", 2).unwrap();
+            }
+            // Drops to uid 65534 (this thread's credentials, which the kernel
+            // checks) and tries to open the queue: must be refused.
+            "open-as-nobody" => {
+                use rustix::process::Uid;
+                let nobody = Uid::from_raw(65534);
+                rustix::thread::set_thread_res_uid(nobody, nobody, nobody).unwrap();
+                let e = Queue::open(&name).unwrap_err();
+                assert!(matches!(e, Error::PermissionDenied { .. }), "{e}");
+                assert!(e.to_string().contains(&name), "{e}");
+            }
+            // Blocking calls under a storm of signals: EINTR is retried with
+            // the time left, so a timeout still takes its full time and a plain
+            // receive still gets the message.
+            "recv-under-signals" => {
+                let q = Queue::open(&name).unwrap();
+                let t = Instant::now();
+                let (r, n) = super::under_signal_storm(Duration::from_millis(400), || {
+                    q.recv_timeout(Duration::from_millis(250))
+                });
+                assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
+                assert!(t.elapsed() >= Duration::from_millis(250));
+                assert!(n > 0, "no signal arrived");
+                println!("@ ready");
+                let (r, n2) = super::under_signal_storm(Duration::from_millis(600), || q.recv());
+                assert_eq!(r.unwrap(), (b"through signals".to_vec(), 3));
+                assert!(n2 > n, "no signal arrived while blocked");
+            }
+            // With RLIMIT_MSGQUEUE at 1000 bytes (no capability lifts it),
+            // creating a queue of 10 × 1024 bytes must name that limit.
+            "create-under-low-rlimit" => {
+                use rustix::process::{Resource, Rlimit, setrlimit};
+                let low = Rlimit {
+                    current: Some(1000),
+                    maximum: Some(1000),
                 };
-                tx.send_with(m.as_bytes(), meta).unwrap();
+                setrlimit(Resource::Msgqueue, low).unwrap();
+                let e = Queue::options()
+                    .capacity(10)
+                    .max_message(1024)
+                    .create(&name)
+                    .unwrap_err();
+                match &e {
+                    Error::LimitExceeded { limit, value, hint } => {
+                        assert!(limit.contains("RLIMIT_MSGQUEUE"), "{e}");
+                        assert_eq!(value, "1000", "{e}");
+                        assert!(hint.contains(&name), "{e}");
+                    }
+                    _ => panic!("expected LimitExceeded, got {e}"),
+                }
             }
+            // Opens `mq:NAME` as an endpoint (creating it) and sends two.
+            "endpoint-send" => {
+                let ep: Endpoint = format!("mq:{name}").parse().unwrap();
+                let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
+                for (m, priority) in [("hi", 3), ("urgent", 9)] {
+                    let meta = Meta {
+                        priority,
+                        msg_type: 0,
+                    };
+                    tx.send_with(m.as_bytes(), meta).unwrap();
+                }
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 fn new_queue(what: &str, capacity: usize, max_message: usize) -> (Queue, MqCleanup) {

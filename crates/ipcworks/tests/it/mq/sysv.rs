@@ -24,169 +24,167 @@ const HANG: Duration = Duration::from_secs(30);
 
 #[test]
 fn child() {
-    let Some((role, arg)) = support::role() else {
-        return;
-    };
-    let mut args = arg.split(',');
-    let key: i32 = args.next().unwrap().parse().unwrap();
-    match role.as_str() {
-        "send-types" => {
-            let q = Queue::open(key).unwrap();
-            for (t, m) in [
-                (3, "c1"),
-                (1, "a1"),
-                (2, "b1"),
-                (1, "a2"),
-                (5, "e1"),
-                (2, "b2"),
-            ] {
-                q.send(m.as_bytes(), t).unwrap();
+    support::as_child!(|role, arg| {
+        let mut args = arg.split(',');
+        let key: i32 = args.next().unwrap().parse().unwrap();
+        match role {
+            "send-types" => {
+                let q = Queue::open(key).unwrap();
+                for (t, m) in [
+                    (3, "c1"),
+                    (1, "a1"),
+                    (2, "b1"),
+                    (1, "a2"),
+                    (5, "e1"),
+                    (2, "b2"),
+                ] {
+                    q.send(m.as_bytes(), t).unwrap();
+                }
             }
-        }
-        "recv-one-later" => {
-            let q = Queue::open(key).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            let (m, t) = q.recv(0).unwrap();
-            println!("@ {} {t}", m.len());
-        }
-        "send-one-later" => {
-            let q = Queue::open(key).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            q.send(b"late", 7).unwrap();
-        }
-        "produce" => {
-            let producer: u32 = args.next().unwrap().parse().unwrap();
-            let count: u64 = args.next().unwrap().parse().unwrap();
-            let q = Queue::open(key).unwrap();
-            for seq in 0..count {
-                q.send(&stress_msg(producer, seq), 1 + (seq % 3) as i64)
-                    .unwrap();
-            }
-        }
-        // Receives in FIFO order (type 0) until a type-9 "stop".
-        "consume" => {
-            let q = Queue::open(key).unwrap();
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            loop {
+            "recv-one-later" => {
+                let q = Queue::open(key).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
                 let (m, t) = q.recv(0).unwrap();
-                if t == 9 {
-                    break;
+                println!("@ {} {t}", m.len());
+            }
+            "send-one-later" => {
+                let q = Queue::open(key).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                q.send(b"late", 7).unwrap();
+            }
+            "produce" => {
+                let producer: u32 = args.next().unwrap().parse().unwrap();
+                let count: u64 = args.next().unwrap().parse().unwrap();
+                let q = Queue::open(key).unwrap();
+                for seq in 0..count {
+                    q.send(&stress_msg(producer, seq), 1 + (seq % 3) as i64)
+                        .unwrap();
                 }
-                let (p, seq) = parse_stress_msg(&m);
-                writeln!(out, "@ {p} {seq} 0").unwrap();
             }
-            out.flush().unwrap();
-        }
-        "recv-until-removed" => {
-            let q = Queue::open(key).unwrap();
-            println!("@ opened");
-            let e = q.recv(0).unwrap_err();
-            assert!(matches!(e, Error::Removed { .. }), "{e}");
-            assert!(e.to_string().contains("removed by someone else"), "{e}");
-        }
-        "open-as-nobody" => {
-            use rustix::process::Uid;
-            let nobody = Uid::from_raw(65534);
-            rustix::thread::set_thread_res_uid(nobody, nobody, nobody).unwrap();
-            let e = Queue::open(key).unwrap_err();
-            assert!(matches!(e, Error::PermissionDenied { .. }), "{e}");
-            assert!(
-                e.to_string().contains(&format!("{:#010x}", key as u32)),
-                "{e}"
-            );
-        }
-        // As in the POSIX test: EINTR retried, timeouts keep their length.
-        "recv-under-signals" => {
-            let q = Queue::open(key).unwrap();
-            let t = Instant::now();
-            let (r, n) = super::under_signal_storm(Duration::from_millis(400), || {
-                q.recv_timeout(0, Duration::from_millis(250))
-            });
-            assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
-            assert!(t.elapsed() >= Duration::from_millis(250));
-            assert!(n > 0, "no signal arrived");
-            println!("@ ready");
-            let (r, n2) = super::under_signal_storm(Duration::from_millis(600), || q.recv(0));
-            assert_eq!(r.unwrap(), (b"through signals".to_vec(), 3));
-            assert!(n2 > n, "no signal arrived while blocked");
-        }
-        // Opens `sysv:KEY` as an endpoint (creating it) and sends: type 0
-        // in Meta means "not given", sent as type 1.
-        "endpoint-send" => {
-            let ep: Endpoint = format!("sysv:{key}").parse().unwrap();
-            let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
-            tx.send_with(b"plain", Meta::default()).unwrap();
-            let typed = Meta {
-                priority: 0,
-                msg_type: 4,
-            };
-            tx.send_with(b"typed", typed).unwrap();
-            let bad = Meta {
-                priority: 0,
-                msg_type: -1,
-            };
-            let e = tx.send_with(b"bad", bad).unwrap_err();
-            assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
-        }
-        // Runs as the squatter (uid/gid SQUATTER): creates the queue
-        // exclusively, then hands ownership to the victim (IPC_SET uid and
-        // gid VICTIM, mode 0600), keeping the creator's owner-level access.
-        "squat-create" => {
-            // SAFETY: plain integers in; `ds` is a live msqid_ds that
-            // IPC_STAT fills and IPC_SET reads.
-            unsafe {
-                let id = libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
-                assert!(id >= 0, "msgget: {}", std::io::Error::last_os_error());
-                let mut ds: libc::msqid_ds = std::mem::zeroed();
-                assert_eq!(libc::msgctl(id, libc::IPC_STAT, &mut ds), 0);
-                ds.msg_perm.uid = VICTIM;
-                ds.msg_perm.gid = VICTIM;
-                ds.msg_perm.mode = 0o600;
-                let r = libc::msgctl(id, libc::IPC_SET, &mut ds);
-                assert_eq!(r, 0, "IPC_SET: {}", std::io::Error::last_os_error());
-            }
-        }
-        // Runs as the victim: every way of opening the planted queue is
-        // refused, naming its creator; nothing is sent.
-        "victim-open" => {
-            let creator = format!("uid {SQUATTER}");
-            let e = Queue::open(key).unwrap_err();
-            assert!(matches!(e, Error::Refused { .. }), "{e}");
-            assert!(e.to_string().contains(&creator), "{e}");
-            let e = Queue::open_or_create(key).unwrap_err();
-            assert!(e.to_string().contains(&creator), "{e}");
-            let ep: Endpoint = format!("sysv:{key}").parse().unwrap();
-            match endpoint::open_sender(&ep, &Options::default()) {
-                Ok(mut tx) => {
-                    tx.send_with(b"secret", Meta::default()).unwrap();
-                    panic!("the victim opened a squatted queue and sent its secret");
+            // Receives in FIFO order (type 0) until a type-9 "stop".
+            "consume" => {
+                let q = Queue::open(key).unwrap();
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                loop {
+                    let (m, t) = q.recv(0).unwrap();
+                    if t == 9 {
+                        break;
+                    }
+                    let (p, seq) = parse_stress_msg(&m);
+                    writeln!(out, "@ {p} {seq} 0").unwrap();
                 }
-                Err(e) => assert!(e.to_string().contains(&creator), "{e}"),
+                out.flush().unwrap();
             }
-        }
-        // Runs as the victim, in none of root's groups: a queue root made
-        // (mode 0660) and handed over is refused when group access is
-        // asked for, as root's group would share it; 0600 is fine.
-        "victim-open-group" => {
-            let e = Queue::options().mode(0o660).open(key).unwrap_err();
-            assert!(matches!(e, Error::Refused { .. }), "{e}");
-            assert!(e.to_string().contains("group root (gid 0)"), "{e}");
-        }
-        // Runs as the squatter: reads whatever the victim sent.
-        "squat-read" => {
-            // SAFETY: plain integers; the kernel fills at most 64 text bytes
-            // after the type in a buffer of 1 + 8 longs.
-            unsafe {
-                let id = libc::msgget(key, 0);
-                assert!(id >= 0, "msgget: {}", std::io::Error::last_os_error());
-                let mut buf = [0 as libc::c_long; 9];
-                let n = libc::msgrcv(id, buf.as_mut_ptr().cast(), 64, 0, libc::IPC_NOWAIT);
-                assert!(n < 0, "the squatter read {n} bytes the victim sent");
+            "recv-until-removed" => {
+                let q = Queue::open(key).unwrap();
+                println!("@ opened");
+                let e = q.recv(0).unwrap_err();
+                assert!(matches!(e, Error::Removed { .. }), "{e}");
+                assert!(e.to_string().contains("removed by someone else"), "{e}");
             }
+            "open-as-nobody" => {
+                use rustix::process::Uid;
+                let nobody = Uid::from_raw(65534);
+                rustix::thread::set_thread_res_uid(nobody, nobody, nobody).unwrap();
+                let e = Queue::open(key).unwrap_err();
+                assert!(matches!(e, Error::PermissionDenied { .. }), "{e}");
+                assert!(
+                    e.to_string().contains(&format!("{:#010x}", key as u32)),
+                    "{e}"
+                );
+            }
+            // As in the POSIX test: EINTR retried, timeouts keep their length.
+            "recv-under-signals" => {
+                let q = Queue::open(key).unwrap();
+                let t = Instant::now();
+                let (r, n) = super::under_signal_storm(Duration::from_millis(400), || {
+                    q.recv_timeout(0, Duration::from_millis(250))
+                });
+                assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
+                assert!(t.elapsed() >= Duration::from_millis(250));
+                assert!(n > 0, "no signal arrived");
+                println!("@ ready");
+                let (r, n2) = super::under_signal_storm(Duration::from_millis(600), || q.recv(0));
+                assert_eq!(r.unwrap(), (b"through signals".to_vec(), 3));
+                assert!(n2 > n, "no signal arrived while blocked");
+            }
+            // Opens `sysv:KEY` as an endpoint (creating it) and sends: type 0
+            // in Meta means "not given", sent as type 1.
+            "endpoint-send" => {
+                let ep: Endpoint = format!("sysv:{key}").parse().unwrap();
+                let mut tx = endpoint::open_sender(&ep, &Options::default()).unwrap();
+                tx.send_with(b"plain", Meta::default()).unwrap();
+                let typed = Meta {
+                    priority: 0,
+                    msg_type: 4,
+                };
+                tx.send_with(b"typed", typed).unwrap();
+                let bad = Meta {
+                    priority: 0,
+                    msg_type: -1,
+                };
+                let e = tx.send_with(b"bad", bad).unwrap_err();
+                assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+            }
+            // Runs as the squatter (uid/gid SQUATTER): creates the queue
+            // exclusively, then hands ownership to the victim (IPC_SET uid and
+            // gid VICTIM, mode 0600), keeping the creator's owner-level access.
+            "squat-create" => {
+                // SAFETY: plain integers in; `ds` is a live msqid_ds that
+                // IPC_STAT fills and IPC_SET reads.
+                unsafe {
+                    let id = libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
+                    assert!(id >= 0, "msgget: {}", std::io::Error::last_os_error());
+                    let mut ds: libc::msqid_ds = std::mem::zeroed();
+                    assert_eq!(libc::msgctl(id, libc::IPC_STAT, &mut ds), 0);
+                    ds.msg_perm.uid = VICTIM;
+                    ds.msg_perm.gid = VICTIM;
+                    ds.msg_perm.mode = 0o600;
+                    let r = libc::msgctl(id, libc::IPC_SET, &mut ds);
+                    assert_eq!(r, 0, "IPC_SET: {}", std::io::Error::last_os_error());
+                }
+            }
+            // Runs as the victim: every way of opening the planted queue is
+            // refused, naming its creator; nothing is sent.
+            "victim-open" => {
+                let creator = format!("uid {SQUATTER}");
+                let e = Queue::open(key).unwrap_err();
+                assert!(matches!(e, Error::Refused { .. }), "{e}");
+                assert!(e.to_string().contains(&creator), "{e}");
+                let e = Queue::open_or_create(key).unwrap_err();
+                assert!(e.to_string().contains(&creator), "{e}");
+                let ep: Endpoint = format!("sysv:{key}").parse().unwrap();
+                match endpoint::open_sender(&ep, &Options::default()) {
+                    Ok(mut tx) => {
+                        tx.send_with(b"secret", Meta::default()).unwrap();
+                        panic!("the victim opened a squatted queue and sent its secret");
+                    }
+                    Err(e) => assert!(e.to_string().contains(&creator), "{e}"),
+                }
+            }
+            // Runs as the victim, in none of root's groups: a queue root made
+            // (mode 0660) and handed over is refused when group access is
+            // asked for, as root's group would share it; 0600 is fine.
+            "victim-open-group" => {
+                let e = Queue::options().mode(0o660).open(key).unwrap_err();
+                assert!(matches!(e, Error::Refused { .. }), "{e}");
+                assert!(e.to_string().contains("group root (gid 0)"), "{e}");
+            }
+            // Runs as the squatter: reads whatever the victim sent.
+            "squat-read" => {
+                // SAFETY: plain integers; the kernel fills at most 64 text bytes
+                // after the type in a buffer of 1 + 8 longs.
+                unsafe {
+                    let id = libc::msgget(key, 0);
+                    assert!(id >= 0, "msgget: {}", std::io::Error::last_os_error());
+                    let mut buf = [0 as libc::c_long; 9];
+                    let n = libc::msgrcv(id, buf.as_mut_ptr().cast(), 64, 0, libc::IPC_NOWAIT);
+                    assert!(n < 0, "the squatter read {n} bytes the victim sent");
+                }
+            }
+            other => support::unknown_role(other),
         }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
+    });
 }
 
 /// The squatter's and the victim's user ids (an unused uid, and `nobody`).
