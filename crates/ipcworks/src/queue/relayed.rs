@@ -184,17 +184,10 @@ impl Queue {
     ) -> Result<Delivery> {
         self.check_send(msg, priority)?;
         loop {
-            {
-                let _t = self.lock_table(until)?;
-                match dedup::lookup(self, id.origin, id.seq) {
-                    Ok(_) => return Ok(Delivery::AlreadyDelivered),
-                    Err(Some(_)) => {}
-                    Err(None) => {
-                        drop(_t);
-                        self.wait_for_entry(until)?;
-                        continue;
-                    }
-                }
+            // A first look, before claiming a slot: delivered already, or
+            // (waiting while the table is full) there is an entry for it.
+            if self.lock_free_entry(id, until)?.is_none() {
+                return Ok(Delivery::AlreadyDelivered);
             }
             let c = self.claim(Want::Send, until)?;
             let t = match self.lock_table(until) {
@@ -231,6 +224,27 @@ impl Queue {
             drop(t);
             self.published(r)?;
             return Ok(Delivery::Delivered);
+        }
+    }
+
+    /// Locks the table and looks `id` up, waiting (unlocked) while the
+    /// table is full: `None` when the table holds `id` already, else the
+    /// lock, held, and the free entry `id` would take.
+    fn lock_free_entry(
+        &self,
+        id: MessageId,
+        until: Deadline,
+    ) -> Result<Option<(TableLock<'_>, usize)>> {
+        loop {
+            let t = self.lock_table(until)?;
+            match dedup::lookup(self, id.origin, id.seq) {
+                Ok(_) => return Ok(None),
+                Err(Some(k)) => return Ok(Some((t, k))),
+                Err(None) => {
+                    drop(t);
+                    self.wait_for_entry(until)?;
+                }
+            }
         }
     }
 
@@ -352,19 +366,10 @@ impl Queue {
     /// Waits while the table is full, as
     /// [`send_relayed`](Self::send_relayed) does.
     pub fn remember_relayed(&self, id: MessageId, via: u64, until: Deadline) -> Result<()> {
-        loop {
-            let t = self.lock_table(until)?;
-            match dedup::lookup(self, id.origin, id.seq) {
-                Ok(_) => return Ok(()),
-                Err(Some(k)) => {
-                    dedup::enter(self, k, (id.origin, id.seq), via, dedup::HELD);
-                    return Ok(());
-                }
-                Err(None) => {}
-            }
-            drop(t);
-            self.wait_for_entry(until)?;
+        if let Some((_t, k)) = self.lock_free_entry(id, until)? {
+            dedup::enter(self, k, (id.origin, id.seq), via, dedup::HELD);
         }
+        Ok(())
     }
 
     /// Entries of the relayed-message table (see
