@@ -5,12 +5,10 @@
 //! a native-queue slot claimed by a process killed before it committed is
 //! recovered as soon as the kill, not at the next 50 ms slice.
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use ipcworks::channel::{Channel, Sender, WaitStrategy};
 use ipcworks::message::RecvTimeoutError;
-use ipcworks::process::Identity;
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
 use ipcworks::sync::{LockError, Mutex, Semaphore};
@@ -37,18 +35,7 @@ fn child() {
             // at support::QUEUE_SLOT0: state word +0, owner +8).
             "claim-hang" => {
                 let seg = Segment::open(&format!("ipcworks.queue.{arg}")).unwrap();
-                // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
-                // 8-aligned; atomics.
-                let (word, owner) = unsafe {
-                    (
-                        &*(seg.as_ptr().add(support::QUEUE_SLOT0) as *const AtomicU64),
-                        &*(seg.as_ptr().add(support::QUEUE_SLOT0 + 8) as *const AtomicU64),
-                    )
-                };
-                let pid = std::process::id() as u64;
-                assert_eq!(word.load(SeqCst) >> 62, 0, "slot 0 is FREE");
-                word.store((1 << 62) | (pid << 40), SeqCst);
-                owner.store(Identity::process().raw(), SeqCst);
+                support::claim_queue_slot0(&seg);
                 println!("ready");
                 std::thread::sleep(Duration::from_secs(60));
             }

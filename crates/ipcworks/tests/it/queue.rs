@@ -15,7 +15,6 @@ use ipcworks::endpoint::{self, Endpoint, Options};
 use ipcworks::message::{
     Deadline, Meta, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use ipcworks::process::Identity;
 use ipcworks::queue::Queue;
 use ipcworks::shm::Segment;
 use ipcworks::sync::{Acquired, MutexState, RawMutex};
@@ -214,20 +213,7 @@ fn child() {
                 // bytes), 8-aligned; MutexState is atomics only.
                 let m = unsafe { &*(seg.as_ptr().add(32) as *const MutexState) };
                 assert!(matches!(RawMutex::new(m).lock(), Ok(Acquired::Consistent)));
-                // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
-                // 8-aligned; atomics.
-                let (word, owner) = unsafe {
-                    (
-                        &*(seg.as_ptr().add(support::QUEUE_SLOT0) as *const AtomicU64),
-                        &*(seg.as_ptr().add(support::QUEUE_SLOT0 + 8) as *const AtomicU64),
-                    )
-                };
-                // Claim slot 0 as a sender does: FREE → WRITING by our pid
-                // (state in bits 62..64, pid in bits 40..62), then the record.
-                let pid = std::process::id() as u64;
-                assert_eq!(word.load(SeqCst) >> 62, 0, "slot 0 is FREE");
-                word.store((1 << 62) | (pid << 40), SeqCst);
-                owner.store(Identity::process().raw(), SeqCst);
+                support::claim_queue_slot0(&seg);
                 println!("ready");
                 std::thread::sleep(Duration::from_secs(60));
             }

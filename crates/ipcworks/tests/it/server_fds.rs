@@ -34,17 +34,7 @@ fn child() {
                     .out_of_fds_wait(wait)
                     .bind_unix(path)
                     .unwrap();
-                let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-                use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-                let hard = getrlimit(Resource::Nofile).maximum;
-                setrlimit(
-                    Resource::Nofile,
-                    Rlimit {
-                        current: Some(open + ROOM),
-                        maximum: hard,
-                    },
-                )
-                .unwrap();
+                support::limit_open_files(ROOM);
                 println!("ready");
                 server.run(|_p: &Peer, m: &[u8]| Some(m.to_vec())).unwrap();
             }

@@ -193,6 +193,43 @@ pub fn default_sigpipe() {
 /// header, then the relayed-message table of 256 entries of 32 bytes.
 pub const QUEUE_SLOT0: usize = 192 + 256 * 32;
 
+/// Claims slot 0 of the native queue mapped at `seg` as a sender does
+/// (white-box; offsets as [`QUEUE_SLOT0`] says): FREE → WRITING by this
+/// process (state in bits 62..64, pid in bits 40..62), then the owner
+/// record. Panics if the slot is not free.
+pub fn claim_queue_slot0(seg: &ipcworks::shm::Segment) {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    // SAFETY: slot 0's record lies at QUEUE_SLOT0 (word, then owner),
+    // 8-aligned in the mapping; atomics.
+    let (word, owner) = unsafe {
+        (
+            &*(seg.as_ptr().add(QUEUE_SLOT0) as *const AtomicU64),
+            &*(seg.as_ptr().add(QUEUE_SLOT0 + 8) as *const AtomicU64),
+        )
+    };
+    let pid = std::process::id() as u64;
+    assert_eq!(word.load(SeqCst) >> 62, 0, "slot 0 is FREE");
+    word.store((1 << 62) | (pid << 40), SeqCst);
+    owner.store(ipcworks::process::Identity::process().raw(), SeqCst);
+}
+
+/// Lowers this process's limit on open descriptors to those open now
+/// plus `room` (the hard limit unchanged): a server child then runs out
+/// of descriptors after `room` more.
+pub fn limit_open_files(room: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let hard = getrlimit(Resource::Nofile).maximum;
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(open + room),
+            maximum: hard,
+        },
+    )
+    .unwrap();
+}
+
 /// A multi-threaded tokio runtime of two workers, as the async tests use
 /// (the machine has two cores).
 #[cfg(feature = "tokio")]

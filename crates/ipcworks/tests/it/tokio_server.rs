@@ -131,17 +131,7 @@ fn child() {
                         path,
                     )
                     .unwrap();
-                    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-                    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-                    let hard = getrlimit(Resource::Nofile).maximum;
-                    setrlimit(
-                        Resource::Nofile,
-                        Rlimit {
-                            current: Some(open + ROOM),
-                            maximum: hard,
-                        },
-                    )
-                    .unwrap();
+                    support::limit_open_files(ROOM);
                     println!("ready");
                     server
                         .run(|_p: &Peer, m: Vec<u8>| async move { Some(m) })
