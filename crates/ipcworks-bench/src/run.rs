@@ -491,4 +491,35 @@ mod tests {
         assert_eq!(v[3].ratio_to_floor, Some(0.25));
         assert_eq!(v[4].ratio_to_floor, None);
     }
+
+    /// A round trip's rounds are published one by one only while every
+    /// round gave a figure: a round without samples would shift the
+    /// others against the `bare` rounds they are paired with.
+    #[test]
+    fn per_round_is_published_only_without_a_gap() {
+        let case = Case {
+            metric: Metric::Rtt,
+            wait: Wait::Poll,
+            size: 64,
+        };
+        let round = |ns: &[u64]| {
+            let mut r = crate::stats::Recorder::new();
+            ns.iter().for_each(|&n| r.record(n));
+            case::Round::Rtt(r)
+        };
+        let mut whole = Gathered::default();
+        for ns in [100, 200, 300] {
+            whole.add(round(&[ns]), 64);
+        }
+        let f = whole.figure("shm-spin", &case).unwrap();
+        assert_eq!(f.per_round.len(), 3);
+        assert!((f.per_round[1] - 200.0).abs() < 1.0, "{:?}", f.per_round);
+        let mut gapped = Gathered::default();
+        gapped.add(round(&[100]), 64);
+        gapped.add(round(&[]), 64);
+        gapped.add(round(&[300]), 64);
+        let f = gapped.figure("shm-spin", &case).unwrap();
+        assert!(f.per_round.is_empty(), "{:?}", f.per_round);
+        assert!(f.median_ns.is_some(), "the figure itself is still there");
+    }
 }
