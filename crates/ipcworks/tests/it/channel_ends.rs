@@ -39,18 +39,7 @@ fn child() {
             "recv" => {
                 std::thread::sleep(Duration::from_millis(200));
                 let mut rx = chan.receiver().unwrap();
-                let mut next = 0u64;
-                loop {
-                    match rx.recv_timeout(LIMIT) {
-                        Ok(m) => {
-                            assert_eq!(m, next.to_le_bytes(), "message {next} out of order");
-                            next += 1;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-                println!("GOT {next}");
+                println!("GOT {}", in_order_until_disconnected(&mut rx));
             }
             // Sends one message, says so, and waits to be killed.
             "send-hang" => {
@@ -62,6 +51,22 @@ fn child() {
             other => support::unknown_role(other),
         }
     });
+}
+
+/// Receives until the senders are gone, checking that message `n` is
+/// `n` as 8 little-endian bytes; returns how many came.
+fn in_order_until_disconnected(rx: &mut channel::Receiver) -> u64 {
+    let mut next = 0u64;
+    loop {
+        match rx.recv_timeout(LIMIT) {
+            Ok(m) => {
+                assert_eq!(m, next.to_le_bytes(), "message {next} out of order");
+                next += 1;
+            }
+            Err(RecvTimeoutError::Disconnected) => return next,
+            Err(e) => panic!("after {next} messages: {e}"),
+        }
+    }
 }
 
 /// Starts this test binary as the child `role`, handing it `fd`.
@@ -224,17 +229,7 @@ fn pair_hands_the_sending_end_to_a_child() {
     // it, not report the handed-over sender as gone.
     let mut child = spawn("send", tx.into_inheritable_fd().unwrap(), false);
     let start = Instant::now();
-    let mut next = 0u64;
-    loop {
-        match rx.recv_timeout(LIMIT) {
-            Ok(m) => {
-                assert_eq!(m, next.to_le_bytes(), "message {next} out of order");
-                next += 1;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(e) => panic!("after {next} messages: {e}"),
-        }
-    }
+    let next = in_order_until_disconnected(&mut rx);
     assert_eq!(next, COUNT, "every message exactly once, then Disconnected");
     assert!(
         start.elapsed() > Duration::from_millis(150),
