@@ -55,7 +55,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::compiler_fence;
 
 use super::fault::Fault;
-use super::ring::{Memory, Ring, SenderWords, Slot, payload_at, span};
+use super::ring::{Memory, Ring, SenderWords, Slot, span};
 use crate::Result;
 #[cfg(loom)]
 use crate::primitive::fence;
@@ -198,11 +198,7 @@ impl<M: Memory> Ring<M> {
                     "batch does not fit its reservation".into(),
                 ));
             }
-            let slot = Slot {
-                pos,
-                off: self.offset_of(pos) + payload_at(len),
-                len,
-            };
+            let slot = self.record_slot(pos, len);
             if let Err(e) = self.write(&slot, 0, m) {
                 self.abandon(region);
                 return Err(e);

@@ -426,11 +426,7 @@ impl<M: Memory> Ring<M> {
             p.lock.store(0, Release);
             pos
         }?;
-        Some(Slot {
-            pos,
-            off: (pos & self.mask) + payload_at(len),
-            len,
-        })
+        Some(self.record_slot(pos, len))
     }
 
     /// Under the lock: `try_reserve_fast`'s reservation of `span` bytes
@@ -492,11 +488,7 @@ impl<M: Memory> Ring<M> {
         }
         let pos = r + pad;
         self.note_reservation(me, pos, len, end);
-        Ok(Reserve::Ok(Slot {
-            pos,
-            off: (pos & self.mask) + payload_at(len),
-            len,
-        }))
+        Ok(Reserve::Ok(self.record_slot(pos, len)))
     }
 
     /// Under the lock: notes the record at `pos` of `len` bytes in the
@@ -550,9 +542,15 @@ impl<M: Memory> Ring<M> {
         }
     }
 
-    /// The data-area offset of position `pos`.
-    pub(super) fn offset_of(&self, pos: u64) -> u64 {
-        pos & self.mask
+    /// The slot of a record at position `pos` with a payload of `len`
+    /// bytes: its payload's offset follows from both ([`payload_at`]).
+    #[inline(always)]
+    pub(super) fn record_slot(&self, pos: u64, len: u64) -> Slot {
+        Slot {
+            pos,
+            off: (pos & self.mask) + payload_at(len),
+            len,
+        }
     }
 
     /// Writes a record's length and its `MESSAGE` stamp with plain
@@ -636,12 +634,7 @@ impl<M: Memory> Ring<M> {
         if self.mem.word(o).load(Acquire) != self.stamp(h, MESSAGE) {
             return None;
         }
-        let len = self.sound_len(o)?;
-        Some(Slot {
-            pos: h,
-            off: o + payload_at(len),
-            len,
-        })
+        self.sound_len(o).map(|len| self.record_slot(h, len))
     }
 
     /// The consumer's quick spin, before a wait: up to `turns` looks at
@@ -673,12 +666,7 @@ impl<M: Memory> Ring<M> {
         for _ in 0..turns {
             let s = stamp.load(Acquire);
             if s == want {
-                let len = self.sound_len(o)?;
-                return Some(Slot {
-                    pos: h,
-                    off: o + payload_at(len),
-                    len,
-                });
+                return self.sound_len(o).map(|len| self.record_slot(h, len));
             }
             if (s ^ want) & !STATE_MASK == 0 {
                 return None;
@@ -723,11 +711,7 @@ impl<M: Memory> Ring<M> {
             let s = self.mem.word(o).load(Acquire);
             if s == self.stamp(h, MESSAGE) {
                 let len = self.checked_len(h, o)?;
-                return Ok(Peek::Message(Slot {
-                    pos: h,
-                    off: o + payload_at(len),
-                    len,
-                }));
+                return Ok(Peek::Message(self.record_slot(h, len)));
             } else if s == self.stamp(h, SKIP) {
                 let len = self.checked_len_within(h, o, self.skip_max())?;
                 self.advance(h.wrapping_add(span(len).unwrap_or(self.cap)));
