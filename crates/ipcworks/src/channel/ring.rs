@@ -651,9 +651,11 @@ impl<M: Memory> Ring<M> {
     /// length's check stands between the look that sees it and the copy
     /// (inlined into the receive: no call returning the slot through
     /// memory in between, as the general wait's `block_on` has). Measured
-    /// between two pinned processes, 64-byte round trips in a scratch
-    /// harness alternating builds (trimmed means, ten pairs): about 10 ns
-    /// a round trip (6%) less than without it.
+    /// on the 2-core virtual machine this was written on, with
+    /// `ipcworks bench --only bare,shm-spin`, four runs of each build
+    /// alternating: shm-spin's 64-byte round trip went from a median of
+    /// 1.52x `bare` to 1.45x (a pinned scratch harness, not kept, put the
+    /// gain at about 10 ns, 6%).
     #[inline(always)]
     pub fn spin_for_message(&self, turns: u32) -> Option<Slot> {
         let h = self.cached.get();

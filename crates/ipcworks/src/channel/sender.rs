@@ -302,9 +302,11 @@ impl Sender {
     #[doc(alias = "zero-copy")]
     // Inlined into the caller, as are `Loan::write_at`/`publish` and the
     // receiver's `recv_ref`/`read_at`/`MessageRef` drop: called out of
-    // line, a 64-byte loan round trip measured 1.42-1.53x a copying one
-    // (two threads pinned to two cores, 400 interleaved blocks); inlined,
-    // 1.05-1.10x.
+    // line, the benchmark's shm-loan 64-byte round trip was 301-321 ns,
+    // inlined 220-230 ns (three default `ipcworks bench` runs of each, on
+    // the 2-core virtual machine this was written on; a scratch harness
+    // of two pinned threads, not kept, gave 1.42-1.53x a copying round
+    // trip before, 1.05-1.10x after).
     #[inline]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         let slot = self.reserve_loan(len, Deadline::Never)?;
