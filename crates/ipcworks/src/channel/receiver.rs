@@ -29,6 +29,8 @@ pub struct Receiver {
     /// 0 (free, no receiver yet) when it was handed to a child.
     leave: u64,
     wait: WaitStrategy,
+    /// [`WaitStrategy::quick_turns`] of `wait`, worked out when it is set.
+    quick: u32,
     skipped: std::cell::Cell<u64>,
     /// `try_` receives: when the senders were last judged through `/proc`
     /// (coarse clock, ms; see `poll_slot`).
@@ -83,6 +85,7 @@ impl Receiver {
             me,
             leave: RX_CLOSED,
             wait,
+            quick: wait.quick_turns(),
             skipped: std::cell::Cell::new(0),
             last_check: std::cell::Cell::new(None),
             senders_seen: std::cell::Cell::new(None),
@@ -152,6 +155,7 @@ impl Receiver {
     /// Changes the wait strategy.
     pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
         self.wait = wait;
+        self.quick = wait.quick_turns();
     }
 
     /// Receives the next message, waiting while the channel is empty.
@@ -210,8 +214,11 @@ impl Receiver {
     /// [`MessageRef`] in between). A message longer than `buf` is
     /// [`Error::MessageTooLarge`] and stays first in line.
     pub fn recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let slot = self.slot_at(Deadline::Never)?;
-        self.take_into(slot, buf)
+        self.receive(
+            Deadline::Never,
+            #[inline(always)]
+            |rx, slot| rx.take_into(slot, buf),
+        )
     }
 
     /// [`recv_slice`](Self::recv_slice) if a message is ready now, else
@@ -247,9 +254,48 @@ impl Receiver {
     /// buffer that already has the length is written once).
     #[inline]
     fn recv_into_at(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
-        let slot = self.slot_at(deadline)?;
-        buf.resize(slot.len as usize, 0);
-        self.take_into(slot, buf).map(|_| ())
+        self.receive(
+            deadline,
+            #[inline(always)]
+            |rx, slot| {
+                let n = slot.len as usize;
+                // A reused buffer mostly has the length already: no call.
+                if buf.len() != n {
+                    buf.resize(n, 0);
+                }
+                rx.take_into(slot, buf).map(|_| ())
+            },
+        )
+    }
+
+    /// The receive's one shape: a message the quick spin finds is taken
+    /// by `take` in line; the wait is out of line ([`wait_slot`]), its
+    /// message taken by `take` after it. `take` is written out twice so
+    /// that the fast path does not join the wait's return: the slot stays
+    /// in registers from the look that sees the message to the copy.
+    #[inline(always)]
+    fn receive<T>(
+        &mut self,
+        deadline: Deadline,
+        mut take: impl FnMut(&mut Self, Slot) -> Result<T>,
+    ) -> Result<T> {
+        if !matches!(deadline, Deadline::Now)
+            && let Some(slot) = self.ring.spin_for_message(self.quick)
+        {
+            return take(self, slot);
+        }
+        let slot = self.slot_waiting(deadline)?;
+        take(self, slot)
+    }
+
+    /// The next message's slot past the quick spin: a look now for
+    /// [`Deadline::Now`], else the wait.
+    #[inline(never)]
+    fn slot_waiting(&self, deadline: Deadline) -> Result<Slot> {
+        match deadline {
+            Deadline::Now => self.poll_slot(),
+            d => self.wait_slot(d),
+        }
     }
 
     /// The next message's slot: a look now for [`Deadline::Now`]; else a
@@ -260,7 +306,7 @@ impl Receiver {
     fn slot_at(&self, deadline: Deadline) -> Result<Slot> {
         match deadline {
             Deadline::Now => self.poll_slot(),
-            d => match self.ring.spin_for_message(self.wait.quick_turns()) {
+            d => match self.ring.spin_for_message(self.quick) {
                 Some(slot) => Ok(slot),
                 None => self.wait_slot(d),
             },
@@ -269,7 +315,7 @@ impl Receiver {
 
     /// Copies a peeked message into the front of `buf` and hands its space
     /// back; a message longer than `buf` stays where it is.
-    #[inline]
+    #[inline(always)]
     fn take_into(&mut self, slot: Slot, buf: &mut [u8]) -> Result<usize> {
         let n = slot.len as usize;
         let Some(dst) = buf.get_mut(..n) else {

@@ -235,12 +235,14 @@ pub unsafe trait Memory {
     fn check(&self) -> Result<()> {
         Ok(())
     }
-    /// A hint: the cache line holding data-area byte `off` (`off < capacity`)
-    /// will be read soon. Never reads memory in the language's sense.
+    /// A hint: the cache line holding data-area byte `off` will be read
+    /// soon; an `off` at or past the capacity is passed over. Never reads
+    /// memory in the language's sense.
     fn prefetch(&self, _off: u64) {}
     /// A hint: this side will write the cache line holding data-area byte
-    /// `off` (`off < capacity`); ask for it in exclusive state. Never
-    /// touches memory in the language's sense.
+    /// `off`; ask for it in exclusive state. An `off` at or past the
+    /// capacity is passed over. Never touches memory in the language's
+    /// sense.
     fn prefetch_write(&self, _off: u64) {}
     /// Whether this process may publish with plain stores (no full fence
     /// between its store and its look at the sleeper's flag), because
@@ -665,6 +667,7 @@ impl<M: Memory> Ring<M> {
         }
         let stamp = self.mem.word(o);
         let want = self.stamp(h, MESSAGE);
+        let [first, second] = self.lines_ahead(o);
         for _ in 0..turns {
             let s = stamp.load(Acquire);
             if s == want {
@@ -673,7 +676,8 @@ impl<M: Memory> Ring<M> {
             if (s ^ want) & !STATE_MASK == 0 {
                 return None;
             }
-            self.touch_ahead(o);
+            self.mem.prefetch(first);
+            self.mem.prefetch(second);
             std::hint::spin_loop();
         }
         None
@@ -742,13 +746,23 @@ impl<M: Memory> Ring<M> {
     /// parallel with the stamp's), so a small message costs one cache-line
     /// transfer on the critical path, not two or three.
     fn touch_ahead(&self, o: u64) {
-        let line = o & !63;
-        let reach = span(self.max).unwrap_or(self.cap).min(128);
-        let mut next = line + 64;
-        while next < self.cap && next < o + reach {
-            self.mem.prefetch(next);
-            next += 64;
+        for line in self.lines_ahead(o) {
+            self.mem.prefetch(line);
         }
+    }
+
+    /// The lines [`touch_ahead`](Self::touch_ahead) pulls in for a stamp
+    /// at offset `o`: the one or two after the stamp's own that the
+    /// largest record's payload reaches, before the ring's end; `cap`
+    /// (which [`Memory::prefetch`] passes over) for each one it does not.
+    #[inline(always)]
+    fn lines_ahead(&self, o: u64) -> [u64; 2] {
+        let line = o & !63;
+        let end = o
+            .saturating_add(span(self.max).unwrap_or(self.cap).min(128))
+            .min(self.cap);
+        let within = |next: u64| if next < end { next } else { self.cap };
+        [within(line + 64), within(line + 128)]
     }
 
     /// The payload length in the record header at data-area offset `o`,
