@@ -80,7 +80,8 @@ pub struct Options {
     pub launcher: Launcher,
     /// Rounds (at least 1): every case runs this many times, each time
     /// with a fresh peer and an equal share of its time, and the rounds go
-    /// through the whole plan in turn (all cases, then all again). A load
+    /// through the whole plan in turn (all cases, then all again; within
+    /// a round, a size's cases side by side: `plan::round_order`). A load
     /// burst on a shared machine then falls on every mechanism alike
     /// instead of on whichever ran at that moment, so ratios within one
     /// run (to the floor, between two mechanisms) hold steadier. A round
@@ -303,7 +304,8 @@ fn detectors(names: &[&'static str]) -> Vec<&'static dyn Mechanism> {
 }
 
 /// Every round of every planned case, the rounds in turn (all cases, then
-/// all again); a case whose round fails is skipped from then on. Returns
+/// all again, each round in [`plan::round_order`]); a case whose round
+/// fails is skipped from then on. Returns
 /// the figures of the cases that never failed.
 fn measure_rounds(
     plan: &Plan<'_>,
@@ -313,8 +315,10 @@ fn measure_rounds(
 ) -> Vec<Figure> {
     let (planned, rounds) = (plan.planned, plan.rounds);
     let mut gathered: Vec<Gathered> = planned.iter().map(|_| Gathered::default()).collect();
+    let order = plan::round_order(planned);
     for round in 0..rounds {
-        for (i, p) in planned.iter().enumerate() {
+        for (k, &i) in order.iter().enumerate() {
+            let p = &planned[i];
             if gathered[i].failed {
                 continue;
             }
@@ -324,7 +328,7 @@ fn measure_rounds(
                 _ => format!("{label}, round {}/{rounds}", round + 1),
             };
             progress(Step {
-                done: round * planned.len() + i,
+                done: round * planned.len() + k,
                 total,
                 label: &shown,
             });

@@ -49,7 +49,8 @@ pub fn human_msgs(mps: f64) -> String {
 ///
 /// Taken round by round where both have their rounds: the median of the
 /// ratios of round 1 to bare's round 1, round 2 to round 2, and so on
-/// (the rounds are interleaved, so each pair was measured seconds apart).
+/// (the rounds are interleaved, and within a round a size's cases run
+/// side by side, so each pair was measured moments apart).
 /// A slow spell of the machine that hits one mechanism's cases in one
 /// round (on the 2-core VM this was written on, cross-core hand-offs
 /// sometimes cost three to four times as much for a few seconds) then

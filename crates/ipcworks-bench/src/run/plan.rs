@@ -187,6 +187,30 @@ pub(super) fn plan(
     out
 }
 
+/// The order a round runs `planned` in (indices into it): the cases a
+/// ratio pairs side by side. Cases of one metric and size go together,
+/// in run order, so `bare`'s case at a size is followed at once by the
+/// shared-memory flavours' cases at that size (and `memcpy`'s stream by
+/// the streams it is read against). "x bare" divides one round's figure
+/// by bare's in the same round: on the 2-core virtual machine this was
+/// written on, slow spells (every cross-core hand-off three to four times
+/// dearer for a few seconds) hit a pair whose halves ran seconds apart in
+/// one half only, and an eight-case stretch of one mechanism's other
+/// sizes lay between them. The unpinned cases (fan-in, the server's
+/// clients) come last, in plan order: their ratios pair among themselves.
+pub(super) fn round_order(planned: &[Planned]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..planned.len()).collect();
+    // Stable: run order within a group.
+    order.sort_by_key(|&i| {
+        let p = &planned[i];
+        match p.unpinned() {
+            true => (true, false, 0),
+            false => (false, p.case.metric == Metric::Throughput, p.case.size),
+        }
+    });
+    order
+}
+
 /// Fan-in cases of the mechanisms among `names` that have them.
 fn plan_fan_in(names: &[&'static str], out: &mut Vec<Planned>, skipped: &mut Vec<Skipped>) {
     for &kind in fanin::KINDS {
@@ -382,5 +406,63 @@ mod tests {
         assert_eq!(fan.len(), 4 * 2 * 3);
         let cl: Vec<_> = planned.iter().filter_map(|p| p.clients()).collect();
         assert_eq!(cl, [1, 10, 100]);
+    }
+
+    /// A round runs every case once, and the cases "x bare" pairs side by
+    /// side: bare's case at a metric and size, then shm-spin's.
+    #[test]
+    fn a_round_runs_the_cases_a_ratio_pairs_side_by_side() {
+        let names = select(None, false).unwrap();
+        let opts = Options {
+            only: None,
+            sizes: vec![64, 1024, 4096, 1 << 16, 1 << 20],
+            rtt_sizes: vec![RTT_SIZE],
+            fan_in: true,
+            clients: true,
+            time: std::time::Duration::from_secs(1),
+            placement: crate::Placement::Cross,
+            peers: false,
+            launcher: crate::peer::Launcher::current_exe(&[]).unwrap(),
+            rounds: 1,
+        };
+        let planned = plan(&names, &opts, &mut Vec::new());
+        let order = round_order(&planned);
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..planned.len()).collect::<Vec<_>>(),
+            "not a permutation"
+        );
+        let at = |name: &str, metric: Metric, size: usize| {
+            order
+                .iter()
+                .position(|&i| {
+                    let p = &planned[i];
+                    p.name == name
+                        && p.case.metric == metric
+                        && p.case.size == size
+                        && p.case.wait == Wait::Poll
+                        && !p.unpinned()
+                })
+                .unwrap_or_else(|| panic!("{name} {metric:?} {size}"))
+        };
+        for size in [64, 1024, 4096, 1 << 16, 1 << 20] {
+            let (b, s) = (
+                at("bare", Metric::Throughput, size),
+                at("shm-spin", Metric::Throughput, size),
+            );
+            assert_eq!(s, b + 1, "stream at {size}: bare at {b}, shm-spin at {s}");
+        }
+        let (b, s) = (
+            at("bare", Metric::Rtt, RTT_SIZE),
+            at("shm-spin", Metric::Rtt, RTT_SIZE),
+        );
+        assert_eq!(s, b + 1, "round trip: bare at {b}, shm-spin at {s}");
+        // The unpinned cases last, in plan order (1, 2, 4 producers of a
+        // mechanism and size in a row).
+        let first = order.iter().position(|&i| planned[i].unpinned()).unwrap();
+        assert!(order[first..].iter().all(|&i| planned[i].unpinned()));
+        assert!(order[first..].windows(2).all(|w| w[0] < w[1]));
     }
 }

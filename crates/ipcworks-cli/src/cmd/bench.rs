@@ -89,7 +89,8 @@ pub struct Args {
     #[arg(long, value_name = "S")]
     time: Option<f64>,
     /// Run every case this many times, interleaved (all cases, then all
-    /// again), sharing its time: load bursts then hit every mechanism alike.
+    /// again; a size's cases side by side), sharing its time: load bursts
+    /// then hit every mechanism alike.
     #[arg(long, value_name = "N", default_value_t = bench_run::DEFAULT_ROUNDS)]
     rounds: u32,
     /// Cores: cross (one each), same (both on one), none (not pinned).
