@@ -30,7 +30,10 @@ pub const BARE_TEXT: &str = "<p><b>x bare</b> reads a figure against <b>bare</b>
  these two cores (its cache lines and two copies, nothing else), so x bare is the price of \
  everything else a mechanism does: checks of what the peer wrote, wake-ups, dead-peer \
  detection, several senders. The table below has it for every figure with a bare beside \
- it. <b>shm-batch</b> is <b>shm-spin</b>'s stream sent with <code>Sender::send_batch</code>: \
+ it. A round trip's x bare also depends on the machine: what a mechanism adds to bare is \
+ about the same number of nanoseconds whether a cross-core hand-off is quick or slow, so \
+ the ratio is largest where the hand-off is quickest; read it beside the run's floor. \
+ <b>shm-batch</b> is <b>shm-spin</b>'s stream sent with <code>Sender::send_batch</code>: \
  up to 32 messages published with one store and one look at whether the receiver sleeps, \
  where <b>shm-spin</b> (one <code>send</code> per message) pays those per message; streams \
  only, up to 4 KiB.</p>";
