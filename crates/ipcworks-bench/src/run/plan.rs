@@ -192,20 +192,21 @@ pub(super) fn plan(
 /// in run order, so `bare`'s case at a size is followed at once by the
 /// shared-memory flavours' cases at that size (and `memcpy`'s stream by
 /// the streams it is read against). "x bare" divides one round's figure
-/// by bare's in the same round: on the 2-core virtual machine this was
+/// by bare's in the same round. On the 2-core virtual machine this was
 /// written on, slow spells (every cross-core hand-off three to four times
-/// dearer for a few seconds) hit a pair whose halves ran seconds apart in
-/// one half only, and an eight-case stretch of one mechanism's other
-/// sizes lay between them. The unpinned cases (fan-in, the server's
-/// clients) come last, in plan order: their ratios pair among themselves.
+/// dearer for a few seconds) hit one half of a pair and not the other
+/// while the halves ran seconds apart, with eight or more other cases
+/// between them. The unpinned cases (fan-in, the server's clients) come
+/// last, in plan order: their ratios pair among themselves.
 pub(super) fn round_order(planned: &[Planned]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..planned.len()).collect();
     // Stable: run order within a group.
     order.sort_by_key(|&i| {
         let p = &planned[i];
-        match p.unpinned() {
-            true => (true, false, 0),
-            false => (false, p.case.metric == Metric::Throughput, p.case.size),
+        if p.unpinned() {
+            (true, false, 0)
+        } else {
+            (false, p.case.metric == Metric::Throughput, p.case.size)
         }
     });
     order
