@@ -33,7 +33,7 @@ pub struct Receiver {
     quick: u32,
     skipped: std::cell::Cell<u64>,
     /// `try_` receives: when the senders were last judged through `/proc`
-    /// (coarse clock, ms; see `poll_slot`).
+    /// (coarse clock, ms; see `poll_slow`).
     last_check: std::cell::Cell<Option<u64>>,
     /// The senders' generation word when they were last seen attached
     /// (see `check_peer`).
@@ -268,48 +268,55 @@ impl Receiver {
         )
     }
 
-    /// The receive's one shape: a message the quick spin finds is taken
-    /// by `take` in line; the wait is out of line ([`wait_slot`]), its
-    /// message taken by `take` after it. `take` is written out twice so
-    /// that the fast path does not join the wait's return: the slot stays
-    /// in registers from the look that sees the message to the copy.
+    /// [`slot_at`](Self::slot_at) with the message taken by `take`, which
+    /// is written out twice: in line after the fast look, and after the
+    /// out-of-line rest. So the fast path does not join the slow one's
+    /// return, and the slot stays in registers from the look that sees
+    /// the message to the copy (the copying receives into a caller's
+    /// buffer use it; with `slot_at` the slot went through the stack).
     #[inline(always)]
     fn receive<T>(
         &mut self,
         deadline: Deadline,
         mut take: impl FnMut(&mut Self, Slot) -> Result<T>,
     ) -> Result<T> {
-        if !matches!(deadline, Deadline::Now)
-            && let Some(slot) = self.ring.spin_for_message(self.quick)
-        {
+        if let Some(slot) = self.fast_slot(deadline) {
             return take(self, slot);
         }
-        let slot = self.slot_waiting(deadline)?;
+        let slot = self.slow_slot(deadline)?;
         take(self, slot)
     }
 
-    /// The next message's slot past the quick spin: a look now for
-    /// [`Deadline::Now`], else the wait.
-    #[inline(never)]
-    fn slot_waiting(&self, deadline: Deadline) -> Result<Slot> {
-        match deadline {
-            Deadline::Now => self.poll_slot(),
-            d => self.wait_slot(d),
+    /// The next message's slot: [`fast_slot`](Self::fast_slot) in line,
+    /// else [`slow_slot`](Self::slow_slot).
+    #[inline(always)]
+    fn slot_at(&self, deadline: Deadline) -> Result<Slot> {
+        match self.fast_slot(deadline) {
+            Some(slot) => Ok(slot),
+            None => self.slow_slot(deadline),
         }
     }
 
-    /// The next message's slot: a look now for [`Deadline::Now`]; else a
-    /// quick spin in line ([`Ring::spin_for_message`], as many turns as
-    /// [`WaitStrategy::quick_turns`] allows, none for `Block`), then the
-    /// wait as the wait strategy says.
+    /// The fast look, in line: for [`Deadline::Now`] a committed message
+    /// at the head ([`Ring::peek_fast`]); else the quick spin
+    /// ([`Ring::spin_for_message`], as many turns as
+    /// [`WaitStrategy::quick_turns`] allows, none for `Block`).
     #[inline(always)]
-    fn slot_at(&self, deadline: Deadline) -> Result<Slot> {
+    fn fast_slot(&self, deadline: Deadline) -> Option<Slot> {
         match deadline {
-            Deadline::Now => self.poll_slot(),
-            d => match self.ring.spin_for_message(self.quick) {
-                Some(slot) => Ok(slot),
-                None => self.wait_slot(d),
-            },
+            Deadline::Now => self.ring.peek_fast(),
+            _ => self.ring.spin_for_message(self.quick),
+        }
+    }
+
+    /// The rest, out of line: for [`Deadline::Now`] the general look and
+    /// the senders' check ([`poll_slow`](Self::poll_slow)); else the
+    /// wait as the wait strategy says ([`wait_slot`](Self::wait_slot)).
+    #[inline(never)]
+    fn slow_slot(&self, deadline: Deadline) -> Result<Slot> {
+        match deadline {
+            Deadline::Now => self.shared().or_truncated(self.poll_slow()),
+            d => self.wait_slot(d),
         }
     }
 
@@ -378,15 +385,8 @@ impl Receiver {
         MessageRef { rx: self, slot }
     }
 
-    /// The message a `try_` receive takes, if one is ready now.
-    fn poll_slot(&self) -> Result<Slot> {
-        if let Some(slot) = self.ring.peek_fast() {
-            return Ok(slot);
-        }
-        self.shared().or_truncated(self.poll_slow())
-    }
-
-    /// [`poll_slot`](Self::poll_slot) past its fast path.
+    /// The message a `try_` receive takes, if one is ready now, past the
+    /// fast look ([`fast_slot`](Self::fast_slot)).
     fn poll_slow(&self) -> Result<Slot> {
         if let Some(slot) = self.attempt()? {
             return Ok(slot);
@@ -529,9 +529,8 @@ impl Receiver {
     /// The next message, waiting as the wait strategy says (at most until
     /// `deadline`). A spinning turn is one load ([`Ring::head_ready`]), and
     /// every look tries the fast peek first (`block_on`'s first look is
-    /// the no-wait fast path). Out of line: the receive methods inline
-    /// the quick spin and the copy, and call this only to wait.
-    #[inline(never)]
+    /// the no-wait fast path). Reached through
+    /// [`slow_slot`](Self::slow_slot), which keeps it out of line.
     fn wait_slot(&self, deadline: Deadline) -> Result<Slot> {
         let ring = &self.ring;
         let attempt = || -> Result<Option<Slot>> {
