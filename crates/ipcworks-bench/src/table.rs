@@ -89,6 +89,39 @@ fn paired_ratio(ours: &[f64], theirs: &[f64]) -> Option<f64> {
     median(&mut ratios, f64::total_cmp, |a, b| (a + b) / 2.0)
 }
 
+/// How far apart the floor's rounds may lie before the table says the
+/// machine's hand-offs changed speed: the largest 1.5 times the smallest.
+/// Rounds of a steady machine lie within a few percent; the 2-core VM
+/// this was written on switches between a quick state (floor about
+/// 120 ns) and a slow one (about 400 ns) by itself, even within a run.
+const HAND_OFF_SHIFT: f64 = 0.5;
+
+/// A line for under the round-trip table when the floor's rounds lie
+/// far apart ([`HAND_OFF_SHIFT`]): the run's cross-core hand-offs
+/// changed speed, which moves every round trip, and a round trip's
+/// x bare with them (what a mechanism adds to bare is about the same
+/// number of nanoseconds in either state, so the ratio is larger where
+/// hand-offs are quick). `None` for a steady run, or one round.
+pub fn hand_off_note(r: &Results) -> Option<String> {
+    let floor = r.find("floor", Metric::Rtt, Wait::Poll, r.config.rtt_size)?;
+    if floor.spread()? < HAND_OFF_SHIFT {
+        return None;
+    }
+    let lo = floor
+        .per_round
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let hi = floor.per_round.iter().copied().fold(0.0, f64::max);
+    Some(format!(
+        "  The floor's rounds ran from {} to {}: cross-core hand-offs changed speed during \
+         this run. x bare pairs each round with bare's same round; a round trip's x bare \
+         is larger where hand-offs are quick.",
+        human_ns(lo as u64),
+        human_ns(hi as u64)
+    ))
+}
+
 /// Whether `f` is a round trip of the run's main size (`rtt_size`, 64 B),
 /// one sender and one receiver: the rows of the latency table and chart.
 pub fn is_main_rtt(r: &Results, f: &Figure) -> bool {
@@ -235,6 +268,9 @@ pub fn render(r: &Results) -> String {
                 .map_or("-".into(), |x| format!("±{:.0}%", x * 50.0)),
             x_bare(r, f).map_or("-".into(), human_ratio),
         );
+    }
+    if let Some(note) = hand_off_note(r) {
+        let _ = writeln!(s, "{note}");
     }
     rtt_by_size(&mut s, r);
     if !r.config.sizes.is_empty() {
@@ -543,7 +579,41 @@ fn server(s: &mut String, r: &Results) {
 
 #[cfg(test)]
 mod tests {
-    use super::paired_ratio;
+    use super::{hand_off_note, paired_ratio, render};
+    use crate::{Metric, Results, Wait};
+
+    /// The floor's rounds 120 and 431 ns apart: the table says the
+    /// hand-offs changed speed, with both figures; rounds within a few
+    /// percent, or a single round, say nothing.
+    #[test]
+    fn a_floor_whose_rounds_lie_far_apart_is_pointed_out() {
+        let mut r = Results::from_json(include_str!("../tests/data/new.json")).unwrap();
+        let set = |r: &mut Results, rounds: &[f64]| {
+            let size = r.config.rtt_size;
+            let f = r
+                .figures
+                .iter_mut()
+                .find(|f| {
+                    f.mechanism == "floor"
+                        && f.metric == Metric::Rtt
+                        && f.wait == Wait::Poll
+                        && f.size_bytes == size
+                })
+                .unwrap();
+            f.per_round = rounds.to_vec();
+        };
+        assert_eq!(hand_off_note(&r), None, "one round");
+        set(&mut r, &[120.0, 121.0, 431.0]);
+        let note = hand_off_note(&r).unwrap();
+        assert!(note.contains("from 120 ns to 431 ns"), "{note}");
+        assert!(render(&r).contains(&note));
+        assert!(
+            crate::html::render(&r).contains("<p>The floor's rounds ran from 120 ns to 431 ns")
+        );
+        set(&mut r, &[120.0, 125.0, 130.0]);
+        assert_eq!(hand_off_note(&r), None);
+        assert!(!render(&r).contains("changed speed"));
+    }
 
     /// A slow spell in our second round and in bare's third: the pairs'
     /// ratios are 1.0, 0.2 and 3.0, whose median is 1.0, where the plain
