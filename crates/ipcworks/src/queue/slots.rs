@@ -282,9 +282,8 @@ pub(crate) fn commit<S: Slots>(s: &S, i: usize, from: u64, to: u64) -> bool {
 
 /// The word that commits a send from a WRITING word `w`:
 /// `WRITING(pid, c) → READY(c)` — the message exists from the CAS that
-/// stores it on.
-/// A plain send's [`publish`](super::Queue::publish) and a relayed send's
-/// commit.
+/// stores it on. A plain send's [`publish`](super::Queue::publish) and a
+/// relayed send's commit.
 pub(crate) fn commit_ready(w: u64) -> u64 {
     word(READY, 0, count(w))
 }
