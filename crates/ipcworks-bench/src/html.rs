@@ -449,7 +449,7 @@ pub fn render(r: &Results) -> String {
     s.push('\n');
     s.push_str(&latency_text(r));
     if let Some(note) = crate::table::hand_off_note(r) {
-        s.push_str(&format!("\n<p>{}</p>", esc(note.trim())));
+        s.push_str(&format!("\n<p>{}</p>", esc(&note)));
     }
     s.push_str("\n<h2>Throughput</h2>\n");
     s.push_str(&throughput_svg(r));

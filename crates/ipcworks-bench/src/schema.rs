@@ -152,12 +152,18 @@ impl Figure {
     /// smallest, minus one (0.04 = the rounds differ by 4 %). `None` with
     /// fewer than two rounds.
     pub fn spread(&self) -> Option<f64> {
+        self.round_range().map(|(lo, hi)| hi / lo - 1.0)
+    }
+
+    /// The smallest and the largest of this figure's rounds. `None` with
+    /// fewer than two rounds, or a round of zero or less.
+    pub fn round_range(&self) -> Option<(f64, f64)> {
         if self.per_round.len() < 2 {
             return None;
         }
         let lo = self.per_round.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = self.per_round.iter().copied().fold(0.0, f64::max);
-        (lo > 0.0).then(|| hi / lo - 1.0)
+        (lo > 0.0).then_some((lo, hi))
     }
 }
 

@@ -89,32 +89,29 @@ fn paired_ratio(ours: &[f64], theirs: &[f64]) -> Option<f64> {
     median(&mut ratios, f64::total_cmp, |a, b| (a + b) / 2.0)
 }
 
-/// How far apart the floor's rounds may lie before the table says the
-/// machine's hand-offs changed speed: the largest 1.5 times the smallest.
-/// Rounds of a steady machine lie within a few percent; the 2-core VM
-/// this was written on switches between a quick state (floor about
-/// 120 ns) and a slow one (about 400 ns) by itself, even within a run.
+/// How far apart the floor's rounds may lie ([`Figure::spread`]) before
+/// the table says the machine's hand-offs changed speed: 0.5, the largest
+/// round 1.5 times the smallest. Rounds of a steady machine lie within a
+/// few percent; the 2-core VM this was written on switches between a
+/// quick state (floor about 120 ns) and a slow one (about 400 ns) by
+/// itself, even within a run.
 const HAND_OFF_SHIFT: f64 = 0.5;
 
-/// A line for under the round-trip table when the floor's rounds lie
-/// far apart ([`HAND_OFF_SHIFT`]): the run's cross-core hand-offs
-/// changed speed, which moves every round trip, and a round trip's
-/// x bare with them (what a mechanism adds to bare is about the same
-/// number of nanoseconds in either state, so the ratio is larger where
-/// hand-offs are quick). `None` for a steady run, or one round.
+/// What to say under the round-trip table (and the report's latency
+/// chart) when the floor's rounds lie far apart ([`HAND_OFF_SHIFT`]): the
+/// run's cross-core hand-offs changed speed, which moves every round
+/// trip, and a round trip's x bare with them (what a mechanism adds to
+/// bare is about the same number of nanoseconds in either state, so the
+/// ratio is larger where hand-offs are quick). `None` for a steady run,
+/// or one round.
 pub fn hand_off_note(r: &Results) -> Option<String> {
     let floor = r.find("floor", Metric::Rtt, Wait::Poll, r.config.rtt_size)?;
     if floor.spread()? < HAND_OFF_SHIFT {
         return None;
     }
-    let lo = floor
-        .per_round
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min);
-    let hi = floor.per_round.iter().copied().fold(0.0, f64::max);
+    let (lo, hi) = floor.round_range()?;
     Some(format!(
-        "  The floor's rounds ran from {} to {}: cross-core hand-offs changed speed during \
+        "The floor's rounds ran from {} to {}: cross-core hand-offs changed speed during \
          this run. x bare pairs each round with bare's same round; a round trip's x bare \
          is larger where hand-offs are quick.",
         human_ns(lo as u64),
@@ -270,7 +267,7 @@ pub fn render(r: &Results) -> String {
         );
     }
     if let Some(note) = hand_off_note(r) {
-        let _ = writeln!(s, "{note}");
+        let _ = writeln!(s, "  {note}");
     }
     rtt_by_size(&mut s, r);
     if !r.config.sizes.is_empty() {
