@@ -465,7 +465,7 @@ impl Channel {
     /// How many messages wait to be received (a snapshot, racy by nature;
     /// see [`Receiver::len`]).
     pub fn len(&self) -> Result<usize> {
-        self.shared.or_truncated(self.shared.ring()?.queued())
+        self.shared.or_truncated(self.shared.looking()?.queued())
     }
 
     /// Whether no message waits to be received (a snapshot).

@@ -324,6 +324,22 @@ impl<M: Memory> Ring<M> {
     /// The consumer starts at `head` (read once from shared memory by the
     /// caller and validated here).
     pub fn new(mem: M, max: u64, key: u64, head: u64) -> Result<Self> {
+        let plain = mem.plain_publish();
+        Self::build(mem, max, key, head, plain)
+    }
+
+    /// A view that only looks and announces sleepers (a helper's
+    /// [`head_ready`](Self::head_ready), [`room_for`](Self::room_for),
+    /// [`queued`](Self::queued), `prepare_*_wait`): it never publishes,
+    /// so it does not ask [`Memory::plain_publish`], whose first answer
+    /// in a process registers it for `membarrier` and whose every answer
+    /// costs a `getpid` (a fork must register again). Publishing through
+    /// it is correct, only fenced.
+    pub fn looking(mem: M, max: u64, key: u64, head: u64) -> Result<Self> {
+        Self::build(mem, max, key, head, false)
+    }
+
+    fn build(mem: M, max: u64, key: u64, head: u64, plain: bool) -> Result<Self> {
         let cap = mem.capacity();
         let big_enough = span(max)
             .and_then(|s| s.checked_mul(2))
@@ -339,7 +355,7 @@ impl<M: Memory> Ring<M> {
             max,
             key,
             cached: Cell::new(head),
-            plain: mem.plain_publish(),
+            plain,
             solo: Cell::new(false),
             calm: Cell::new(0),
             mem,

@@ -85,7 +85,7 @@ impl RoomWatch {
         if self.shared.header().peers.0.receiver.load(Acquire) == RX_CLOSED {
             return true;
         }
-        match self.shared.ring() {
+        match self.shared.looking() {
             Ok(ring) => ring.room_for(self.want.load(SeqCst)),
             Err(_) => true,
         }

@@ -299,10 +299,25 @@ impl Shared {
         r.map_err(|e| self.seg.explain(e))
     }
 
-    /// A ring view over this segment; the consumer's head is read once.
+    /// A ring view over this segment, for an end that publishes (a
+    /// sender's, a receiver's); the consumer's head is read once.
     pub fn ring(self: &Arc<Self>) -> Result<Ring<ShmMemory>> {
+        self.view(Ring::new)
+    }
+
+    /// A ring view that only looks and announces sleepers
+    /// ([`Ring::looking`]): what helpers build for each look, with no
+    /// system call.
+    pub fn looking(self: &Arc<Self>) -> Result<Ring<ShmMemory>> {
+        self.view(Ring::looking)
+    }
+
+    fn view(
+        self: &Arc<Self>,
+        make: fn(ShmMemory, u64, u64, u64) -> Result<Ring<ShmMemory>>,
+    ) -> Result<Ring<ShmMemory>> {
         let head = self.header().control.head.0.load(Acquire);
-        Ring::new(
+        make(
             ShmMemory {
                 shared: self.clone(),
                 header: self.header() as *const Header,

@@ -107,7 +107,7 @@ impl SenderWatch {
         if self.dead_seen() {
             return true;
         }
-        let Ok(ring) = self.shared.ring() else {
+        let Ok(ring) = self.shared.looking() else {
             return true;
         };
         if ring.head_ready() {
@@ -169,7 +169,7 @@ pub(super) fn helper_wait(
 ) -> bool {
     loop {
         watch();
-        let v = match shared.ring() {
+        let v = match shared.looking() {
             Ok(ring) => prepare(&ring),
             Err(_) => return true,
         };
