@@ -98,7 +98,7 @@ fn paired_ratio(ours: &[f64], theirs: &[f64]) -> Option<f64> {
 const HAND_OFF_SHIFT: f64 = 0.5;
 
 /// What to say under the round-trip table (and the report's latency
-/// chart) when the floor's rounds lie far apart ([`HAND_OFF_SHIFT`]): the
+/// chart) when the floor's rounds lie far apart (`HAND_OFF_SHIFT`): the
 /// run's cross-core hand-offs changed speed, which moves every round
 /// trip, and a round trip's x bare with them (what a mechanism adds to
 /// bare is about the same number of nanoseconds in either state, so the

@@ -143,7 +143,7 @@ struct Record {
     name: Option<String>,
 }
 
-/// Parses an entry file: "IDENTITY PERSISTENT [OBJECT]", then for a long
+/// Parses an entry file: "IDENTITY PERSISTENT \[OBJECT\]", then for a long
 /// name "name HEX".
 fn parse_record(text: &str) -> Record {
     let mut lines = text.lines();

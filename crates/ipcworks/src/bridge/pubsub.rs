@@ -147,7 +147,7 @@ impl SenderBuilder {
 
 /// The publishing end of a `zenoh:` endpoint: each message is one sample
 /// on its key, the payload the message's bytes, the [`Meta`] in the
-/// attachment (see [`attachment`](super::attachment)).
+/// attachment (see [`attachment`]).
 pub struct Sender {
     // Dropped in this order: the listener and the publisher before the
     // session they were declared on.

@@ -329,7 +329,7 @@ impl<M: Memory> Ring<M> {
     }
 
     /// A view that only looks and announces sleepers (a helper's
-    /// [`head_ready`](Self::head_ready), [`room_for`](Self::room_for),
+    /// [`head_ready`](Self::head_ready), `room_for` (feature `tokio`),
     /// [`queued`](Self::queued), `prepare_*_wait`): it never publishes,
     /// so it does not ask [`Memory::plain_publish`], whose first answer
     /// in a process registers it for `membarrier` and whose every answer

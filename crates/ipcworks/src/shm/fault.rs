@@ -12,7 +12,7 @@
 //! wrote the segment then looks at the mark ([`Mark::is_set`], one relaxed
 //! load of a word in this process's own memory that only the handler
 //! writes) before it trusts what it copied or reports success, and turns a
-//! set mark into [`Error::Truncated`](crate::Error::Truncated).
+//! set mark into [`Error::Truncated`].
 //!
 //! The table is a fixed array of [`SLOTS`] entries in static memory, each
 //! on its own cache line: the handler reads it with atomics only (no
