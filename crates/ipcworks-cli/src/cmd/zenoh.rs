@@ -8,9 +8,6 @@ use ipcworks::Error;
 use ipcworks::endpoint::{Endpoint, ZenohOptions};
 
 /// `--connect`, `--listen`, `--zenoh-config`.
-// The fields' docs are their `--help` text, where `tcp/[::1]:PORT` is
-// written as users type it (not as a rustdoc link).
-#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Zenoh (zenoh: endpoints; a build with --features zenoh)")]
 pub struct ZenohArgs {
