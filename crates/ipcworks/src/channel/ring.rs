@@ -611,7 +611,11 @@ impl<M: Memory> Ring<M> {
         // 1.17-1.32x the bare two-line hand-off (`ipcworks bench`'s `bare`
         // row) to 0.99-1.15x (eleven alternating runs), with streams
         // unchanged; a read prefetch of the same line instead made round
-        // trips a third slower.
+        // trips a third slower. Measured again on today's code (five
+        // alternating pairs of `bench --only bare,shm-spin`), a build
+        // without it gave the same round trips (190-221 ns against
+        // 190-230, 49 ns over bare's same round against 50): kept, as it
+        // costs nothing measurable either way.
         if slot.len > 0 {
             self.mem.prefetch_write(slot.off);
         }
