@@ -276,16 +276,21 @@ fn same_thread_send_recv_slice_64b(b: Bencher) {
 /// their difference is the channel's own work, without the cross-core
 /// transfers of a round trip.
 ///
-/// Measured while this was written (2-core AMD EPYC VM): 28-31 ns per
-/// send and receive for the channel (`same_thread_send_recv_*`) against
-/// 9-10 ns here; a scratch copy of both loops gave 26-28 against 10-11,
+/// Measured while this was written (2-core AMD EPYC VM, medians of four
+/// runs): 21-32 ns per send and receive for the channel
+/// (`same_thread_send_recv_*`) against 7.8-10.3 ns here, the two moving
+/// together with the machine's state (a ratio of 2.7-3.4); a scratch copy of both loops gave 26-28 against 10-11,
 /// and 18-19 against 9 in a quicker spell of the machine. Counted with
 /// `valgrind --tool=callgrind` (built with `RUSTFLAGS="--cfg
 /// rustix_use_libc"`: rustix's own start-up reads the vDSO in a way
 /// valgrind stops): about 320 instructions per send and receive against
-/// 86, loop included. Twice that time difference, 20-35 ns, is what the
-/// channel's instructions can add to a two-process round trip, most of
-/// its 30-60 ns distance to `bare` there.
+/// 86, loop included. Not all of it lies on a two-process round trip's
+/// path: the receive's set-up runs while it waits, and what a send does
+/// after its stamp store follows the publication. What does (the
+/// receive's tail after the look that sees the message, the send up to
+/// its stamp) is about 120 instructions per direction more than bare's,
+/// 20-25 ns a round trip by this rate: most of the channel's 30-60 ns
+/// distance to `bare` there.
 #[divan::bench(sample_count = 100, sample_size = 1000)]
 fn same_thread_bare_64b(b: Bencher) {
     const RECORDS: u64 = 32;
@@ -294,10 +299,10 @@ fn same_thread_bare_64b(b: Bencher) {
     struct Line([AtomicU64; 8]);
     // Line 0: the reader's count; then per record a flag's line and a
     // payload's line.
-    let lines: Vec<Line> = (0..1 + RECORDS as usize * 2)
+    let mut lines: Vec<Line> = (0..1 + RECORDS as usize * 2)
         .map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0))))
         .collect();
-    let base = lines.as_ptr() as *mut u8;
+    let base = lines.as_mut_ptr().cast::<u8>();
     let record = |n: u64| 64 + (n % RECORDS) as usize * STRIDE;
     let word = |at: usize| {
         // SAFETY: `at` is a line's start inside `lines` (line 0, or a

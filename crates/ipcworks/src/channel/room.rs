@@ -4,8 +4,10 @@
 //!
 //! The helper sleeps on the producers' futex word (`wait.tx`) exactly as
 //! a blocked [`Sender::send`](super::Sender::send) does: it sets the
-//! "someone sleeps" bit ([`Ring::prepare_tx_wait`](super::ring::Ring::prepare_tx_wait)), looks whether a
-//! record of the wanted length fits now ([`Ring::room_for`](super::ring::Ring::room_for)), and sleeps.
+//! "someone sleeps" bit
+//! ([`Ring::prepare_tx_wait`](super::ring::Ring::prepare_tx_wait)), looks
+//! whether a record of the wanted length fits now
+//! ([`Ring::room_for`](super::ring::Ring::room_for)), and sleeps.
 //! The receiver's release of a record clears the bit and wakes every
 //! sleeper on the word (`advance`), the helper among them: the
 //! receiver's fast path is unchanged (no system call while nobody
