@@ -376,3 +376,29 @@ fn binary_name() -> String {
     })
     .clone()
 }
+
+/// A stale Unix socket file at `path`, as a server that died leaves it: a
+/// stream socket file that nobody listens on, so `connect` to it is
+/// refused.
+///
+/// The socket is bound and closed without ever calling `listen`. Binding a
+/// listener and dropping it (`drop(UnixListener::bind(path))`) does not make
+/// a stale file reliably: a test thread that spawns a child process in the
+/// same instant gives the child a copy of the descriptor table, and until
+/// the child's `exec` closes it the listener is alive and the file live.
+/// Tests run side by side in one process, so some test is usually spawning.
+///
+/// # Panics
+/// If the socket cannot be made (a path that is not free, or too long).
+pub fn stale_socket(path: &Path) {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(path).expect("a socket path of at most 107 bytes");
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socket(AF_UNIX, SOCK_STREAM)");
+    rustix::net::bind(&fd, &addr).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+}

@@ -297,7 +297,7 @@ fn serve_on_a_live_unix_socket_is_refused_and_a_stale_one_replaced() {
     require!(need::SOCAT);
     let p = TmpPath::new("serve.sock");
     // A stale socket file left by a dead server.
-    drop(std::os::unix::net::UnixListener::bind(&p.0).unwrap());
+    ipcworks_test_support::stale_socket(&p.0);
     let mut c = ipcworks();
     c.args(["serve", &format!("unix:{}", p.s()), "--echo"])
         .stderr(Stdio::null());

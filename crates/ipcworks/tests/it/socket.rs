@@ -161,8 +161,8 @@ fn socket_file_is_0600_under_any_umask() {
 #[test]
 fn stale_socket_is_replaced_live_one_never_displaced() {
     let path = TmpPath::new("stale.sock");
-    // A stale file: bound, then the listener closed without removing it.
-    drop(std::os::unix::net::UnixListener::bind(&path.0).unwrap());
+    // A stale file, as a dead server leaves it.
+    ipcworks_test_support::stale_socket(&path.0);
     assert!(path.0.exists());
     let live = UnixListener::bind(&path.0).expect("stale socket replaced");
     // A second server is refused while the first listens.

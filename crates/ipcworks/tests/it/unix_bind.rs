@@ -133,11 +133,6 @@ fn pre_created_private_directory_names_do_not_stop_a_bind() {
     assert_eq!(left, 1024);
 }
 
-/// A stale socket file at `path`: bound, then closed without removal.
-fn stale_socket(path: &Path) {
-    drop(std::os::unix::net::UnixListener::bind(path).unwrap());
-}
-
 /// The socket at `path` reaches `listener`: a client connects and the
 /// listener has it to accept.
 fn reaches(path: &Path, listener: &UnixListener) -> bool {
@@ -154,7 +149,7 @@ fn reaches(path: &Path, listener: &UnixListener) -> bool {
 #[test]
 fn a_second_binder_inside_the_stale_window_keeps_its_socket() {
     let path = TmpPath::new("race.sock");
-    stale_socket(&path.0);
+    ipcworks_test_support::stale_socket(&path.0);
     let second: Rc<RefCell<Option<ipcworks::Result<UnixListener>>>> = Rc::default();
     fault::on(Point::StaleSocketBeforeReplace, {
         let (p, second) = (path.0.clone(), second.clone());
@@ -187,7 +182,7 @@ fn a_second_binder_inside_the_stale_window_keeps_its_socket() {
 fn two_binders_racing_over_a_stale_socket_never_both_win() {
     let path = TmpPath::new("race-loop.sock");
     for round in 0..200 {
-        stale_socket(&path.0);
+        ipcworks_test_support::stale_socket(&path.0);
         let start = Arc::new(Barrier::new(2));
         let bind = |start: Arc<Barrier>| {
             let p = path.0.clone();
