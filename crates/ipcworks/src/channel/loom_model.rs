@@ -5,7 +5,7 @@
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipcworks
 //! --lib --release channel`.
 
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 
 use loom::sync::{Arc, Condvar, Mutex};
 
@@ -308,19 +308,33 @@ fn loom_channel_a_dead_producers_reservation_is_skipped() {
 }
 
 /// A WaitSet's helper thread for the channel (`channel/watch.rs`'s
-/// `poll_wait`): a fresh read-only view of the ring at the consumer's
-/// published head, the "someone sleeps" flag set, a look, then a sleep on
-/// the consumer's futex word until `done` says so. Returns once it would
-/// report the channel ready.
+/// `helper_wait`, as `poll_wait` calls it), step for step: a read-only
+/// view (`Shared::looking`: the published head read with `Acquire`)
+/// announces the sleeper (`prepare_rx_wait`), then the look
+/// (`ChannelWatch::ready`) builds a second view, reading the head again
+/// after the announcement, and asks `done` of it; then a sleep on the
+/// consumer's futex word. Returns once it would report the channel ready.
 fn helper_wait(mem: &Mem, done: impl Fn(&Ring<Mem>) -> bool) {
+    helper_wait_with(mem, false, done);
+}
+
+/// [`helper_wait`]; with `look_first` (a planted bug), the look comes
+/// before the announcement instead of after it.
+fn helper_wait_with(mem: &Mem, look_first: bool, done: impl Fn(&Ring<Mem>) -> bool) {
+    let looking = || {
+        let head = mem.0.ctl.head.0.load(Acquire);
+        Ring::looking(mem.clone(), 8, KEY, head).unwrap()
+    };
     loop {
-        let head = mem.0.ctl.head.0.load(SeqCst);
-        let view = Ring::new(mem.clone(), 8, KEY, head).unwrap();
-        let v = view.prepare_rx_wait();
-        if done(&view) {
+        if look_first && done(&looking()) {
             return;
         }
-        mem.futex_wait(view.rx_word(), v);
+        let announcer = looking();
+        let v = announcer.prepare_rx_wait();
+        if !look_first && done(&looking()) {
+            return;
+        }
+        mem.futex_wait(announcer.rx_word(), v);
     }
 }
 
@@ -336,6 +350,21 @@ fn loom_channel_a_waitset_helper_registering_while_a_sender_publishes_is_woken()
         helper_wait(&mem, |view| view.head_ready());
         let c = Ring::new(mem, 8, KEY, 0).unwrap();
         assert_eq!(recv(&c), 7);
+        t.join().unwrap();
+    });
+}
+
+/// Planted: the helper looks before it announces itself. A sender that
+/// publishes between the look and the announcement sees no sleeper and
+/// wakes nobody: the helper sleeps for ever (loom reports the deadlock).
+#[test]
+#[ignore = "a planted bug: run by loom_channel_planted_bugs_are_caught"]
+fn loom_channel_planted_helper_that_looks_before_it_announces_is_caught() {
+    loom::model(|| {
+        let mem = Mem::new(256);
+        let p = Ring::new(mem.clone(), 8, KEY, 0).unwrap();
+        let t = loom::thread::spawn(move || send_fast(&p, 1, 7));
+        helper_wait_with(&mem, true, |view| view.head_ready());
         t.join().unwrap();
     });
 }
@@ -497,6 +526,7 @@ fn loom_channel_planted_bugs_are_caught() {
         "loom_channel_planted_sleeper_without_its_barrier_loses_a_wakeup",
         "loom_channel_planted_revoker_that_does_not_wait_is_caught",
         "loom_channel_planted_solo_section_without_the_barrier_is_caught",
+        "loom_channel_planted_helper_that_looks_before_it_announces_is_caught",
     ];
     let exe = std::env::current_exe().unwrap();
     for name in planted {
