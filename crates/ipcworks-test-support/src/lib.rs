@@ -402,3 +402,56 @@ pub fn stale_socket(path: &Path) {
     .expect("socket(AF_UNIX, SOCK_STREAM)");
     rustix::net::bind(&fd, &addr).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
 }
+
+/// A TCP port on 127.0.0.1 where every connection is refused, for as long
+/// as this value lives: a socket bound to it that never listens.
+///
+/// Binding a listener only to learn a free port and closing it at once
+/// leaves the port to whoever binds next, and, like
+/// [`stale_socket`]'s listener, keeps it listening in any child that
+/// another test thread spawns in that instant, until the child's `exec`.
+/// A bound socket that never listens answers a connection with a reset
+/// (`ECONNREFUSED`) wherever a copy of it lives, and holds the port.
+#[derive(Debug)]
+pub struct RefusedPort {
+    _socket: std::os::fd::OwnedFd,
+    port: u16,
+}
+
+impl RefusedPort {
+    /// Binds a fresh port on 127.0.0.1.
+    ///
+    /// # Panics
+    /// If no socket can be made or bound.
+    pub fn new() -> RefusedPort {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let socket = rustix::net::socket_with(
+            AddressFamily::INET,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .expect("socket(AF_INET, SOCK_STREAM)");
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        rustix::net::bind(&socket, &any).expect("bind 127.0.0.1:0");
+        let port = match rustix::net::getsockname(&socket).map(std::net::SocketAddr::try_from) {
+            Ok(Ok(addr)) => addr.port(),
+            other => panic!("getsockname: {other:?}"),
+        };
+        RefusedPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Default for RefusedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}

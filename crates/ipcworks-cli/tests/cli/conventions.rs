@@ -187,12 +187,9 @@ fn recv_on_a_missing_queue_fails_unless_create_and_leaves_nothing_behind() {
 #[test]
 fn a_refused_connection_names_the_os_error_once_as_nc_does() {
     require!(need::NC);
-    // A port nobody listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on.
+    let refused = ipcworks_test_support::RefusedPort::new();
+    let port = refused.port();
     let out = run(&["send", &format!("tcp:127.0.0.1:{port}"), "hi"], b"");
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);

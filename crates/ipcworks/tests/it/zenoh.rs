@@ -191,12 +191,9 @@ fn a_sender_waits_for_a_subscriber_and_says_when_none_came() {
 
 #[test]
 fn an_unreachable_peer_and_a_taken_port_are_errors() {
-    // A port nobody listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on.
+    let refused = ipcworks_test_support::RefusedPort::new();
+    let port = refused.port();
     let mut c = Config::new();
     c.connect(format!("tcp/127.0.0.1:{port}"))
         .connect_timeout(Duration::from_millis(300));
