@@ -293,7 +293,9 @@ mod tests {
         );
         let all = select(None, false).unwrap();
         assert!(all.iter().all(|n| !PEER_NAMES.contains(n)));
-        assert_eq!(all.len(), 22);
+        // 22 rows, and the zenoh row when that feature is built.
+        assert_eq!(all.len(), 22 + usize::from(cfg!(feature = "zenoh")));
+        assert_eq!(all.contains(&"zenoh"), cfg!(feature = "zenoh"));
         if PEERS_BUILT {
             let with = select(None, true).unwrap();
             assert!(with.contains(&"iceoryx2") && with.contains(&"ipc-channel"));
