@@ -448,7 +448,11 @@ pub fn render(r: &Results) -> String {
     s.push_str(&latency_svg(r));
     s.push('\n');
     s.push_str(&latency_text(r));
-    if let Some(note) = crate::table::hand_off_note(r) {
+    let notes = [
+        crate::table::hand_off_note(r),
+        crate::table::left_out_note(r),
+    ];
+    for note in notes.into_iter().flatten() {
         s.push_str(&format!("\n<p>{}</p>", esc(&note)));
     }
     s.push_str("\n<h2>Throughput</h2>\n");

@@ -26,7 +26,10 @@ pub const BARE_TEXT: &str = "<p><b>x bare</b> reads a figure against <b>bare</b>
  same size, measured in the same run: for a round trip its median ÷ bare's median (1.10x is 10 % \
  slower than bare; lower is better), for throughput its bytes/s ÷ bare's bytes/s (0.60x is 60 % \
  of bare's pace; higher is better), taken round by round: the median of each round's ratio to \
- bare's same round, so that a slow spell of the machine in one round does not move it. bare is the least a message of that size can cost between \
+ bare's same round, so that a slow spell of the machine in one round does not move it; a pair \
+ whose halves ran in different states of the machine (a probe of the cross-core hand-off before \
+ and after each case disagrees by more than 1.5x) is left out, and the page says how many. \
+ bare is the least a message of that size can cost between \
  these two cores (its cache lines and two copies, nothing else), so x bare is the price of \
  everything else a mechanism does: checks of what the peer wrote, wake-ups, dead-peer \
  detection, several senders. The table below has it for every figure with a bare beside \

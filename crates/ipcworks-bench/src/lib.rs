@@ -64,6 +64,11 @@
 //! bytes/s over bare's (0.60x is 60 % of bare's pace), taken round by
 //! round (the median of round 1 over bare's round 1, round 2 over round 2,
 //! …), so that a slow spell of the machine in one round does not move it.
+//! A pair whose two halves ran in different states of the machine is left
+//! out: a probe ([`probe`]: two threads bouncing a cache line for a few
+//! milliseconds) runs before and after every case, and the pairs whose
+//! four probes disagree by more than 1.5x do not count, when at least two
+//! pairs remain. The table says how many it left out.
 //!
 //! # `results.json`, schema version 1
 //!
@@ -90,6 +95,9 @@
 //!       "ratio_to_floor": number (absent when the baseline is missing)
 //!       "per_round": [ each round's median_ns (rtt) or bytes_per_sec (throughput) ]
 //!                    (absent with one round and in older files)
+//!       "per_round_hand_off_ns": [ [before, after] for each round: the hand-off
+//!                    probe just before and just after it, ns (absent with
+//!                    "per_round", when a probe could not say, and in older files) ]
 //!       "producers": N (fan-in only: producer processes into one receiver; the
 //!                    figure is their total)
 //!       "clients": N   (the server's echo only: clients at once; echoes of all)
@@ -162,6 +170,7 @@ pub mod html_more;
 pub mod mechs;
 pub mod peer;
 pub mod peer_entry;
+pub mod probe;
 pub mod run;
 pub mod schema;
 pub mod stats;

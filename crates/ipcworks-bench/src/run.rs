@@ -107,10 +107,17 @@ struct Gathered {
     gap: bool,
     /// Set when a round failed: the case is skipped from then on.
     failed: bool,
+    /// Each round's hand-off probes, before and after it
+    /// ([`crate::probe`]), beside `per_round`.
+    probes: Vec<[f64; 2]>,
+    /// A round without both probes: `probes` is not published.
+    probe_gap: bool,
 }
 
 impl Gathered {
-    fn add(&mut self, round: Round, size: usize) {
+    /// Adds a round, with the hand-off probes taken just before and just
+    /// after it (`None`: a probe could not say).
+    fn add(&mut self, round: Round, size: usize, probes: [Option<f64>; 2]) {
         match round {
             Round::Rtt(rec) => {
                 if let Some(s) = rec.summary() {
@@ -118,6 +125,7 @@ impl Gathered {
                     self.rounds.push(s);
                 } else {
                     self.gap = true;
+                    return;
                 }
             }
             Round::Throughput { msgs, secs } => {
@@ -126,6 +134,10 @@ impl Gathered {
                 self.msgs += msgs;
                 self.secs += secs;
             }
+        }
+        match probes {
+            [Some(a), Some(b)] => self.probes.push([a, b]),
+            _ => self.probe_gap = true,
         }
     }
 
@@ -148,6 +160,9 @@ impl Gathered {
         };
         if self.per_round.len() > 1 && !self.gap {
             f.per_round = self.per_round.clone();
+            if !self.probe_gap {
+                f.per_round_hand_off_ns = self.probes.clone();
+            }
         }
         Some(f)
     }
@@ -316,6 +331,10 @@ fn measure_rounds(
     let (planned, rounds) = (plan.planned, plan.rounds);
     let mut gathered: Vec<Gathered> = planned.iter().map(|_| Gathered::default()).collect();
     let order = plan::round_order(planned);
+    // One probe between two cases: the one after a case is the one before
+    // the next.
+    let probe = || crate::probe::hand_off_ns(plan.parent_cpu, plan.peer_cpu);
+    let mut before = probe();
     for round in 0..rounds {
         for (k, &i) in order.iter().enumerate() {
             let p = &planned[i];
@@ -332,8 +351,12 @@ fn measure_rounds(
                 total,
                 label: &shown,
             });
-            match measure_round(p, plan, &label) {
-                Ok(r) => gathered[i].add(r, p.case.size),
+            let measured = measure_round(p, plan, &label);
+            let after = probe();
+            let probes = [before, after];
+            before = after;
+            match measured {
+                Ok(r) => gathered[i].add(r, p.case.size, probes),
                 Err(e) => {
                     gathered[i].failed = true;
                     let why = match rounds {
@@ -511,19 +534,43 @@ mod tests {
             ns.iter().for_each(|&n| r.record(n));
             case::Round::Rtt(r)
         };
+        let probes = [Some(120.0), Some(125.0)];
         let mut whole = Gathered::default();
         for ns in [100, 200, 300] {
-            whole.add(round(&[ns]), 64);
+            whole.add(round(&[ns]), 64, probes);
         }
         let f = whole.figure("shm-spin", &case).unwrap();
         assert_eq!(f.per_round.len(), 3);
         assert!((f.per_round[1] - 200.0).abs() < 1.0, "{:?}", f.per_round);
+        assert_eq!(f.per_round_hand_off_ns, vec![[120.0, 125.0]; 3]);
         let mut gapped = Gathered::default();
-        gapped.add(round(&[100]), 64);
-        gapped.add(round(&[]), 64);
-        gapped.add(round(&[300]), 64);
+        gapped.add(round(&[100]), 64, probes);
+        gapped.add(round(&[]), 64, probes);
+        gapped.add(round(&[300]), 64, probes);
         let f = gapped.figure("shm-spin", &case).unwrap();
         assert!(f.per_round.is_empty(), "{:?}", f.per_round);
+        assert!(f.per_round_hand_off_ns.is_empty());
         assert!(f.median_ns.is_some(), "the figure itself is still there");
+    }
+
+    /// The rounds go out with their probes only when every round has both
+    /// (else the probes would not line up with `per_round`).
+    #[test]
+    fn probes_are_published_only_when_every_round_has_both() {
+        let case = Case {
+            metric: Metric::Throughput,
+            wait: Wait::Poll,
+            size: 64,
+        };
+        let round = || case::Round::Throughput {
+            msgs: 10,
+            secs: 1.0,
+        };
+        let mut g = Gathered::default();
+        g.add(round(), 64, [Some(120.0), Some(130.0)]);
+        g.add(round(), 64, [Some(130.0), None]);
+        let f = g.figure("shm-spin", &case).unwrap();
+        assert_eq!(f.per_round.len(), 2);
+        assert!(f.per_round_hand_off_ns.is_empty());
     }
 }

@@ -91,6 +91,14 @@ pub struct Figure {
     /// older files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_round: Vec<f64>,
+    /// Beside `per_round`: the cross-core hand-off probe's figure just
+    /// before and just after each round, in ns ([`crate::probe`]). Rounds
+    /// of two figures whose probes disagree ran in different states of
+    /// the machine, and "x bare" leaves that pair out. Absent when
+    /// `per_round` is, when a probe could not say (one core, pinned
+    /// together) and in older files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_round_hand_off_ns: Vec<[f64; 2]>,
     /// Fan-in (`--fan-in`): how many producer processes sent into the one
     /// receiver; the figure is their total (absent in every other figure
     /// and in older files).
@@ -137,6 +145,7 @@ impl Figure {
             bytes_per_sec: None,
             ratio_to_floor: None,
             per_round: Vec::new(),
+            per_round_hand_off_ns: Vec::new(),
             producers: None,
             clients: None,
         }

@@ -55,13 +55,15 @@ pub fn human_msgs(mps: f64) -> String {
 /// round (on the 2-core VM this was written on, cross-core hand-offs
 /// sometimes cost three to four times as much for a few seconds) then
 /// spoils one pair, which the median sets aside, instead of moving one of
-/// the two medians the plain ratio divides.
+/// the two medians the plain ratio divides. When both figures carry the
+/// hand-off probes taken around their rounds, the pairs whose probes
+/// disagree are left out first ([`same_state_rounds`]).
 pub fn x_bare(r: &Results, f: &Figure) -> Option<f64> {
     if !f.is_plain() {
         return None;
     }
     let b = r.find("bare", f.metric, Wait::Poll, f.size_bytes)?;
-    let x = match paired_ratio(&f.per_round, &b.per_round) {
+    let x = match paired_figures(f, b) {
         Some(x) => x,
         None => match f.metric {
             Metric::Rtt => f.median_ns? as f64 / b.median_ns? as f64,
@@ -87,6 +89,74 @@ fn paired_ratio(ours: &[f64], theirs: &[f64]) -> Option<f64> {
         return None;
     }
     median(&mut ratios, f64::total_cmp, |a, b| (a + b) / 2.0)
+}
+
+/// [`paired_ratio`] of two figures' rounds: those in one state of the
+/// machine ([`same_state_rounds`]), else all.
+fn paired_figures(ours: &Figure, theirs: &Figure) -> Option<f64> {
+    match same_state_rounds(ours, theirs) {
+        Some(keep) => {
+            let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+            paired_ratio(&pick(&ours.per_round), &pick(&theirs.per_round))
+        }
+        None => paired_ratio(&ours.per_round, &theirs.per_round),
+    }
+}
+
+/// The rounds in which `a` and `b` both ran in one state of the machine:
+/// the four hand-off probes around round `i` of each (before and after
+/// it, [`crate::probe`]) agree within [`HAND_OFF_SHIFT`]. `None` when
+/// every round is to be paired: a figure without its probes, rounds that
+/// do not line up, every round agreeing, or fewer than two agreeing (too
+/// few to judge by; the median of all rounds then stands).
+pub fn same_state_rounds(a: &Figure, b: &Figure) -> Option<Vec<usize>> {
+    let n = a.per_round.len();
+    if n < 2
+        || b.per_round.len() != n
+        || a.per_round_hand_off_ns.len() != n
+        || b.per_round_hand_off_ns.len() != n
+    {
+        return None;
+    }
+    let keep: Vec<usize> = (0..n)
+        .filter(|&i| {
+            let ([p, q], [u, v]) = (a.per_round_hand_off_ns[i], b.per_round_hand_off_ns[i]);
+            crate::probe::agree(&[p, q, u, v], HAND_OFF_SHIFT)
+        })
+        .collect();
+    (keep.len() >= 2 && keep.len() < n).then_some(keep)
+}
+
+/// How many round pairs "x bare" left out over the run's figures
+/// ([`same_state_rounds`]), and how many it looked at.
+fn pairs_left_out(r: &Results) -> (usize, usize) {
+    let (mut out, mut all) = (0, 0);
+    for f in r.figures.iter().filter(|f| f.mechanism != "bare") {
+        if x_bare(r, f).is_none() {
+            continue;
+        }
+        let Some(b) = r.find("bare", f.metric, Wait::Poll, f.size_bytes) else {
+            continue;
+        };
+        if f.per_round.len() >= 2 && f.per_round.len() == b.per_round.len() {
+            all += f.per_round.len();
+            out += same_state_rounds(f, b).map_or(0, |k| f.per_round.len() - k.len());
+        }
+    }
+    (out, all)
+}
+
+/// What to say under the tables when "x bare" left pairs out: how many,
+/// and why. `None` when it left none out.
+pub fn left_out_note(r: &Results) -> Option<String> {
+    let (out, all) = pairs_left_out(r);
+    (out > 0).then(|| {
+        format!(
+            "x bare left out {out} of {all} round pairs whose two halves ran at different \
+             cross-core hand-off speeds (a probe before and after each case; \
+             per_round_hand_off_ns in results.json)."
+        )
+    })
 }
 
 /// How far apart the floor's rounds may lie ([`Figure::spread`]) before
@@ -266,7 +336,7 @@ pub fn render(r: &Results) -> String {
             x_bare(r, f).map_or("-".into(), human_ratio),
         );
     }
-    if let Some(note) = hand_off_note(r) {
+    for note in [hand_off_note(r), left_out_note(r)].into_iter().flatten() {
         let _ = writeln!(s, "  {note}");
     }
     rtt_by_size(&mut s, r);
@@ -493,8 +563,7 @@ pub fn fan_in_figure<'a>(
 fn fan_in_scaling(r: &Results, mechanism: &str, size: u64, lo: u32, hi: u32) -> Option<f64> {
     let a = fan_in_figure(r, mechanism, size, lo)?;
     let b = fan_in_figure(r, mechanism, size, hi)?;
-    let x = paired_ratio(&b.per_round, &a.per_round)
-        .or_else(|| Some(b.msgs_per_sec? / a.msgs_per_sec?))?;
+    let x = paired_figures(b, a).or_else(|| Some(b.msgs_per_sec? / a.msgs_per_sec?))?;
     (x.is_finite() && x > 0.0).then_some(x)
 }
 
@@ -576,8 +645,8 @@ fn server(s: &mut String, r: &Results) {
 
 #[cfg(test)]
 mod tests {
-    use super::{hand_off_note, paired_ratio, render};
-    use crate::{Metric, Results, Wait};
+    use super::{hand_off_note, left_out_note, paired_ratio, render, same_state_rounds, x_bare};
+    use crate::{Figure, Metric, Results, Wait};
 
     /// The floor's rounds 120 and 431 ns apart: the table says the
     /// hand-offs changed speed, with both figures; rounds within a few
@@ -621,6 +690,80 @@ mod tests {
         let bare = [1.0, 1.0, 0.3];
         assert_eq!(paired_ratio(&ours, &bare), Some(1.0));
         assert_eq!(paired_ratio(&[2.0, 3.0], &[1.0, 1.0]), Some(2.5));
+    }
+
+    /// A 1 KiB stream, five rounds; in the third, bare ran in a quick
+    /// spell and shm-spin just after it in a slow one (the probes: 120
+    /// then 400 ns). That pair is left out, and said to be; so is the
+    /// fifth, where bare's probes saw the state change. Without probes
+    /// (older files) every pair counts, as before.
+    #[test]
+    fn x_bare_leaves_out_pairs_whose_probes_disagree() {
+        let mut r = Results::from_json(include_str!("../tests/data/new.json")).unwrap();
+        let stream = |name: &str, rounds: [f64; 5], probes: [[f64; 2]; 5]| {
+            let mut f = Figure::new(name, Metric::Throughput, Wait::Poll, 1024);
+            f.bytes_per_sec = Some(rounds.iter().sum::<f64>() / 5.0);
+            f.per_round = rounds.to_vec();
+            f.per_round_hand_off_ns = probes.to_vec();
+            f
+        };
+        r.figures.retain(|f| f.size_bytes != 1024);
+        let q = [120.0, 125.0];
+        let bare = stream("bare", [5.0; 5], [q, q, q, q, [400.0, 130.0]]);
+        let ours = stream(
+            "shm-spin",
+            [4.5, 4.6, 1.3, 4.7, 2.5],
+            [q, q, [120.0, 400.0], q, q],
+        );
+        assert_eq!(same_state_rounds(&ours, &bare), Some(vec![0, 1, 3]));
+        r.figures.push(bare.clone());
+        r.figures.push(ours.clone());
+        let x = x_bare(&r, &ours).unwrap();
+        // 0.90, 0.92, 0.94 kept: 0.92. All five pairs' median is 0.90,
+        // with 0.26 and 0.50 among them.
+        assert!((x - 0.92).abs() < 1e-9, "{x}");
+        let note = left_out_note(&r).unwrap();
+        assert!(note.contains("left out 2 of"), "{note}");
+        assert!(render(&r).contains(&note));
+        assert!(crate::html::render(&r).contains("x bare left out 2 of"));
+        // No probes: all five pairs, as in files from before them.
+        for f in r.figures.iter_mut().filter(|f| f.size_bytes == 1024) {
+            f.per_round_hand_off_ns.clear();
+        }
+        let ours = r.figures.last().unwrap().clone();
+        assert!((x_bare(&r, &ours).unwrap() - 0.90).abs() < 1e-9);
+        assert_eq!(left_out_note(&r), None);
+    }
+
+    /// Probes that agree everywhere, or in fewer than two rounds, leave
+    /// every pair in.
+    #[test]
+    fn x_bare_keeps_every_pair_when_the_probes_cannot_tell() {
+        let f = |probes: Vec<[f64; 2]>| {
+            let mut f = Figure::new("x", Metric::Rtt, Wait::Poll, 64);
+            f.per_round = vec![100.0; probes.len()];
+            f.per_round_hand_off_ns = probes;
+            f
+        };
+        let q = [120.0, 125.0];
+        let s = [400.0, 410.0];
+        assert_eq!(
+            same_state_rounds(&f(vec![q, q, q]), &f(vec![q, q, q])),
+            None
+        );
+        assert_eq!(
+            same_state_rounds(&f(vec![q, s, s]), &f(vec![q, q, q])),
+            None
+        );
+        assert_eq!(
+            same_state_rounds(&f(vec![q, s, s]), &f(vec![q, s, s])),
+            None
+        );
+        assert_eq!(
+            same_state_rounds(&f(vec![q, q, s]), &f(vec![q, q])),
+            None,
+            "rounds that do not line up"
+        );
     }
 
     #[test]

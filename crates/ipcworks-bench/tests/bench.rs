@@ -399,6 +399,17 @@ fn smoke_run_of_every_mechanism() {
             assert!((v - (lo + hi) / 2.0).abs() <= 1.0, "{f:?}");
         }
         assert!(f.spread().unwrap() >= 0.0);
+        // The hand-off probes around each round, when every one of them
+        // could say: a pair each, beside the rounds.
+        let probes = &f.per_round_hand_off_ns;
+        assert!(probes.is_empty() || probes.len() == 2, "{f:?}");
+        assert!(
+            probes
+                .iter()
+                .flatten()
+                .all(|&ns| ns > 0.0 && ns.is_finite()),
+            "{f:?}"
+        );
     }
     assert!(!r.system.cpu_model.is_empty() && r.system.cores >= 1 && !r.system.kernel.is_empty());
     assert_eq!(r.system.pinning.placement, "cross");
@@ -592,6 +603,7 @@ fn schema_doc_matches_what_is_written() {
         // The optional fields of fan-in and server figures.
         r.figures[0].producers = Some(2);
         r.figures[0].clients = Some(10);
+        r.figures[0].per_round_hand_off_ns = vec![[120.0, 125.0]];
         if let Some(k) = r.skipped.first_mut() {
             k.producers = Some(2);
             k.clients = Some(10);

@@ -35,7 +35,9 @@ for a round trip its median / bare's median (1.10x: 10% slower than bare,
 lower is better); for throughput its bytes/s / bare's bytes/s (0.60x: 60% of
 bare's pace, higher is better), taken round by round (the median of each
 round's ratio to bare's same round: a slow spell of the machine in one round
-does not move it). What a mechanism adds to bare is about the same number of
+does not move it; a pair whose halves ran while cross-core hand-offs had
+changed speed, as a probe before and after each case shows, is left out, and
+the table says so). What a mechanism adds to bare is about the same number of
 nanoseconds whether a cross-core hand-off is quick or slow, so a round trip's
 x bare is largest where the floor is lowest: read it beside the floor.
 
