@@ -105,7 +105,7 @@ fn paired_figures(ours: &Figure, theirs: &Figure) -> Option<f64> {
 
 /// The rounds in which `a` and `b` both ran in one state of the machine:
 /// the four hand-off probes around round `i` of each (before and after
-/// it, [`crate::probe`]) agree within [`HAND_OFF_SHIFT`]. `None` when
+/// it, [`crate::probe`]) agree within 1.5x (`HAND_OFF_SHIFT`). `None` when
 /// every round is to be paired: a figure without its probes, rounds that
 /// do not line up, every round agreeing, or fewer than two agreeing (too
 /// few to judge by; the median of all rounds then stands).
