@@ -1,6 +1,6 @@
-//! How dear a cross-core hand-off is at this moment: a few milliseconds of
-//! two threads of this process bouncing one cache line, taken before and
-//! after every case of a run (`run::measure_rounds`).
+//! How dear a cross-core hand-off is at this moment: about half a
+//! millisecond of two threads of this process bouncing one cache line, taken
+//! before and after every case of a run (`run::measure_rounds`).
 //!
 //! Why: "x bare" pairs each round of a mechanism with `bare`'s same round,
 //! measured moments apart. Some machines change the price of every
