@@ -288,9 +288,11 @@ fn same_thread_send_recv_slice_64b(b: Bencher) {
 /// path: the receive's set-up runs while it waits, and what a send does
 /// after its stamp store follows the publication. What does (the
 /// receive's tail after the look that sees the message, the send up to
-/// its stamp) is about 120 instructions per direction more than bare's,
-/// 20-25 ns a round trip by this rate: most of the channel's 30-60 ns
-/// distance to `bare` there.
+/// its stamp) is about 120 instructions per direction more than bare's.
+/// They do not account for the round trip's distance to `bare`, though: a
+/// later bisection in two processes (see the README's x-bare entry) found
+/// a receive with the hand-written ring's few operations, built into the
+/// library, as slow as the full one.
 #[divan::bench(sample_count = 100, sample_size = 1000)]
 fn same_thread_bare_64b(b: Bencher) {
     const RECORDS: u64 = 32;
