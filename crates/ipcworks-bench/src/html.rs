@@ -448,11 +448,7 @@ pub fn render(r: &Results) -> String {
     s.push_str(&latency_svg(r));
     s.push('\n');
     s.push_str(&latency_text(r));
-    let notes = [
-        crate::table::hand_off_note(r),
-        crate::table::left_out_note(r),
-    ];
-    for note in notes.into_iter().flatten() {
+    for note in crate::table::round_trip_notes(r) {
         s.push_str(&format!("\n<p>{}</p>", esc(&note)));
     }
     s.push_str("\n<h2>Throughput</h2>\n");

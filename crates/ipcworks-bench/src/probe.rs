@@ -106,17 +106,15 @@ pub fn hand_off_ns(here: Option<usize>, peer_cpu: Option<usize>) -> Option<f64> 
             }
             batches.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
         }
-        batches.sort_by(f64::total_cmp);
-        Some(batches[batches.len() / 2])
+        crate::stats::median(&mut batches, f64::total_cmp, |a, b| (a + b) / 2.0)
     })
 }
 
 /// Whether `probes` (hand-off figures, each positive) lie within a factor
 /// of `1 + shift` of each other: taken in one state of the machine.
 pub fn agree(probes: &[f64], shift: f64) -> bool {
-    let lo = probes.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = probes.iter().copied().fold(0.0, f64::max);
-    lo > 0.0 && hi <= lo * (1.0 + shift)
+    crate::stats::positive_range(probes.iter().copied())
+        .is_some_and(|(lo, hi)| hi <= lo * (1.0 + shift))
 }
 
 #[cfg(test)]

@@ -107,11 +107,10 @@ struct Gathered {
     gap: bool,
     /// Set when a round failed: the case is skipped from then on.
     failed: bool,
-    /// Each round's hand-off probes, before and after it
-    /// ([`crate::probe`]), beside `per_round`.
+    /// The hand-off probes before and after each round that had both
+    /// ([`crate::probe`]): published only when every round had them (as
+    /// many as `per_round`), so that they line up with the rounds.
     probes: Vec<[f64; 2]>,
-    /// A round without both probes: `probes` is not published.
-    probe_gap: bool,
 }
 
 impl Gathered {
@@ -135,9 +134,8 @@ impl Gathered {
                 self.secs += secs;
             }
         }
-        match probes {
-            [Some(a), Some(b)] => self.probes.push([a, b]),
-            _ => self.probe_gap = true,
+        if let [Some(a), Some(b)] = probes {
+            self.probes.push([a, b]);
         }
     }
 
@@ -160,7 +158,7 @@ impl Gathered {
         };
         if self.per_round.len() > 1 && !self.gap {
             f.per_round = self.per_round.clone();
-            if !self.probe_gap {
+            if self.probes.len() == self.per_round.len() {
                 f.per_round_hand_off_ns = self.probes.clone();
             }
         }
@@ -332,8 +330,12 @@ fn measure_rounds(
     let mut gathered: Vec<Gathered> = planned.iter().map(|_| Gathered::default()).collect();
     let order = plan::round_order(planned);
     // One probe between two cases: the one after a case is the one before
-    // the next.
-    let probe = || crate::probe::hand_off_ns(plan.parent_cpu, plan.peer_cpu);
+    // the next. With one round there are no pairs of rounds to judge.
+    let probe = || {
+        (rounds > 1)
+            .then(|| crate::probe::hand_off_ns(plan.parent_cpu, plan.peer_cpu))
+            .flatten()
+    };
     let mut before = probe();
     for round in 0..rounds {
         for (k, &i) in order.iter().enumerate() {

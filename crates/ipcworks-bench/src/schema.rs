@@ -170,9 +170,7 @@ impl Figure {
         if self.per_round.len() < 2 {
             return None;
         }
-        let lo = self.per_round.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = self.per_round.iter().copied().fold(0.0, f64::max);
-        (lo > 0.0).then_some((lo, hi))
+        crate::stats::positive_range(self.per_round.iter().copied())
     }
 }
 

@@ -64,6 +64,20 @@ pub(crate) fn median<T: Copy>(
     })
 }
 
+/// The smallest and the largest of `values` (times or paces), when there
+/// is one and the smallest is positive: [`Figure::round_range`]'s and the
+/// hand-off probes' ([`crate::probe::agree`]).
+///
+/// [`Figure::round_range`]: crate::schema::Figure::round_range
+pub(crate) fn positive_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .into_iter()
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    (lo > 0.0 && lo.is_finite()).then_some((lo, hi))
+}
+
 /// A latency recorder: an HdrHistogram from 1 ns to 100 s, 3 significant
 /// digits (values are exact to 0.1 %).
 #[derive(Debug, Clone)]
