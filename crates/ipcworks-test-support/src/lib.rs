@@ -391,16 +391,27 @@ fn binary_name() -> String {
 /// # Panics
 /// If the socket cannot be made (a path that is not free, or too long).
 pub fn stale_socket(path: &Path) {
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let addr = SocketAddrUnix::new(path).expect("a socket path of at most 107 bytes");
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .expect("socket(AF_UNIX, SOCK_STREAM)");
-    rustix::net::bind(&fd, &addr).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+    let addr = rustix::net::SocketAddrUnix::new(path).expect("a socket path of at most 107 bytes");
+    let at = path.display().to_string();
+    drop(bound_stream(rustix::net::AddressFamily::UNIX, &addr, &at));
+}
+
+/// A stream socket of `family` bound to `addr` (`at` names it in a panic)
+/// that never listens: what [`stale_socket`] leaves and [`RefusedPort`]
+/// holds.
+///
+/// # Panics
+/// If the socket cannot be made or bound.
+fn bound_stream(
+    family: rustix::net::AddressFamily,
+    addr: &impl rustix::net::addr::SocketAddrArg,
+    at: &str,
+) -> std::os::fd::OwnedFd {
+    use rustix::net::{SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+        .unwrap_or_else(|e| panic!("socket({family:?}, SOCK_STREAM): {e}"));
+    rustix::net::bind(&fd, addr).unwrap_or_else(|e| panic!("bind {at}: {e}"));
+    fd
 }
 
 /// A TCP port on 127.0.0.1 where every connection is refused, for as long
@@ -424,16 +435,8 @@ impl RefusedPort {
     /// # Panics
     /// If no socket can be made or bound.
     pub fn new() -> RefusedPort {
-        use rustix::net::{AddressFamily, SocketFlags, SocketType};
-        let socket = rustix::net::socket_with(
-            AddressFamily::INET,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .expect("socket(AF_INET, SOCK_STREAM)");
         let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        rustix::net::bind(&socket, &any).expect("bind 127.0.0.1:0");
+        let socket = bound_stream(rustix::net::AddressFamily::INET, &any, "127.0.0.1:0");
         let port = match rustix::net::getsockname(&socket).map(std::net::SocketAddr::try_from) {
             Ok(Ok(addr)) => addr.port(),
             other => panic!("getsockname: {other:?}"),
