@@ -279,8 +279,9 @@ fn same_thread_send_recv_slice_64b(b: Bencher) {
 /// Measured while this was written (2-core AMD EPYC VM, medians of four
 /// runs): 21-32 ns per send and receive for the channel
 /// (`same_thread_send_recv_*`) against 7.8-10.3 ns here, the two moving
-/// together with the machine's state (a ratio of 2.7-3.4); a scratch copy of both loops gave 26-28 against 10-11,
-/// and 18-19 against 9 in a quicker spell of the machine. Counted with
+/// together with the machine's state (a ratio of 2.7-3.4); a scratch copy
+/// of both loops gave 26-28 against 10-11, and 18-19 against 9 in a
+/// quicker spell of the machine. Counted with
 /// `valgrind --tool=callgrind` (built with `RUSTFLAGS="--cfg
 /// rustix_use_libc"`: rustix's own start-up reads the vDSO in a way
 /// valgrind stops): about 320 instructions per send and receive against
@@ -289,10 +290,9 @@ fn same_thread_send_recv_slice_64b(b: Bencher) {
 /// after its stamp store follows the publication. What does (the
 /// receive's tail after the look that sees the message, the send up to
 /// its stamp) is about 120 instructions per direction more than bare's.
-/// They do not account for the round trip's distance to `bare`, though: a
-/// later bisection in two processes (see the README's x-bare entry) found
-/// a receive with the hand-written ring's few operations, built into the
-/// library, as slow as the full one.
+/// What they cost a round trip between two processes is not shown here
+/// (a scratch bisection found a receive without them, built into the
+/// library, no quicker: issue 24's notes).
 #[divan::bench(sample_count = 100, sample_size = 1000)]
 fn same_thread_bare_64b(b: Bencher) {
     const RECORDS: u64 = 32;

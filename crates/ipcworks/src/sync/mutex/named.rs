@@ -167,9 +167,9 @@ fn data_offset<T>() -> usize {
 /// atomics ([`MutexGuard::atomics`]). This replaces the `Deref`/`DerefMut`
 /// of earlier versions: `*g` becomes `g.get()?`, `*g += 1` becomes
 /// `g.update(|v| *v += 1)?` (each copy checks that no peer truncated the
-/// segment: [`Error::Truncated`]). A peer that writes without locking can make the
-/// value wrong, never invalid: any bit pattern is a valid `T`. `T`'s
-/// destructor never runs on the shared value.
+/// segment: [`Error::Truncated`]). A peer that writes without locking can
+/// make the value wrong, never invalid: any bit pattern is a valid `T`.
+/// `T`'s destructor never runs on the shared value.
 ///
 /// ```
 /// use ipcworks::sync::Mutex;
@@ -620,8 +620,7 @@ impl<T: FromBytes + IntoBytes> MutexGuard<'_, T> {
     /// A peer that writes without holding the lock can make the copy a mix
     /// of its bytes and the old ones: a wrong value, never an invalid one
     /// (any bytes are a valid `T`). A peer that truncated the segment makes
-    /// it [`Error::Truncated`]: the copy read
-    /// zeros, not the value.
+    /// it [`Error::Truncated`]: the copy read zeros, not the value.
     pub fn get(&self) -> Result<T> {
         let mut value = T::new_zeroed();
         // SAFETY: the source is the value's `size_of::<T>()` bytes in the
@@ -643,8 +642,8 @@ impl<T: FromBytes + IntoBytes> MutexGuard<'_, T> {
 
     /// Copies `value` into shared memory. `value` moves into the segment:
     /// its destructor does not run (nor does the old value's). A peer that
-    /// truncated the segment makes it [`Error::Truncated`]:
-    /// the value went to zero pages of ours, not to the mutex.
+    /// truncated the segment makes it [`Error::Truncated`]: the value went
+    /// to zero pages of ours, not to the mutex.
     pub fn set(&mut self, value: T) -> Result<()> {
         let value = std::mem::ManuallyDrop::new(value);
         // SAFETY: the source is our own `value`, all of whose bytes are
