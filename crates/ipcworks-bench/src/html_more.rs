@@ -8,8 +8,8 @@ use std::fmt::Write;
 use crate::schema::{Metric, Results};
 use crate::svg::{LogAxis, decade_label, esc};
 use crate::table::{
-    fan_in_figure, fan_in_lines, human_msgs, human_ns, human_ratio, producer_counts, rtt_size_rows,
-    x_bare,
+    fan_in_figure, fan_in_lines, growth_of, human_msgs, human_ns, human_ratio, producer_counts,
+    rtt_size_rows, rtt_sizes, x_bare,
 };
 use crate::units::human_size;
 
@@ -274,6 +274,47 @@ pub fn fan_in_svg(r: &Results) -> Option<String> {
     ))
 }
 
+/// Under the loan curve: each row's round trip as a multiple of its own
+/// at the main size, paired round by round ([`crate::table::growth`]).
+fn growth_table(s: &mut String, r: &Results) {
+    let sizes: Vec<u64> = rtt_sizes(r)
+        .into_iter()
+        .filter(|&size| size != r.config.rtt_size)
+        .collect();
+    let rows: Vec<_> = rtt_size_rows(r)
+        .into_iter()
+        .filter(|(m, w)| {
+            sizes
+                .iter()
+                .any(|&size| growth_of(r, m, *w, size).is_some())
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = write!(
+        s,
+        "<p>Growth with the message: each row's round trip as a multiple of its own {} round \
+         trip, round by round; rounds whose two cases ran at different cross-core hand-off \
+         speeds (the probes around them disagree) are left out, as for x bare.</p>\n\
+         <table class=\"figures\"><tr><th>mechanism</th><th>wait</th>",
+        human_size(r.config.rtt_size)
+    );
+    for &size in &sizes {
+        let _ = write!(s, "<th>{}</th>", human_size(size));
+    }
+    s.push_str("</tr>\n");
+    for (m, w) in rows {
+        let _ = write!(s, "<tr><td>{}</td><td>{}</td>", esc(&m), w.as_str());
+        for &size in &sizes {
+            let cell = growth_of(r, &m, w, size).map_or("-".into(), human_ratio);
+            let _ = write!(s, "<td>{cell}</td>");
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</table>\n");
+}
+
 /// The sections the run has figures for: round trips by size, fan-in,
 /// the socket server.
 pub fn sections(s: &mut String, r: &Results) {
@@ -282,6 +323,7 @@ pub fn sections(s: &mut String, r: &Results) {
         s.push_str(&svg);
         s.push('\n');
         s.push_str(LOAN_TEXT);
+        growth_table(s, r);
     }
     if let Some(svg) = fan_in_svg(r) {
         s.push_str("\n<h2>Fan-in</h2>\n");

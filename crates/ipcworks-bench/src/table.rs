@@ -73,6 +73,25 @@ pub fn x_bare(r: &Results, f: &Figure) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
+/// A round trip's growth with its message: its rounds over the same row's
+/// rounds at the run's main round-trip size (`rtt_size`, 64 B by
+/// default), paired round by round and in one state of the machine as
+/// [`x_bare`] pairs them (1.36 = 36 % slower than the row's own 64 B
+/// round trip). The two cases run seconds apart within a round, so a
+/// switch of the machine's hand-off speed between them would otherwise
+/// read as growth. `None` at the main size, or without a figure there.
+pub fn growth(r: &Results, f: &Figure) -> Option<f64> {
+    if !f.is_plain() || f.metric != Metric::Rtt || f.size_bytes == r.config.rtt_size {
+        return None;
+    }
+    let base = r.find(&f.mechanism, Metric::Rtt, f.wait, r.config.rtt_size)?;
+    let x = match paired_figures(f, base) {
+        Some(x) => x,
+        None => f.median_ns? as f64 / base.median_ns? as f64,
+    };
+    x.is_finite().then_some(x)
+}
+
 /// The median of `ours[i] / theirs[i]`, when both have the same number
 /// (two or more) of rounds and every figure is positive.
 fn paired_ratio(ours: &[f64], theirs: &[f64]) -> Option<f64> {
@@ -489,6 +508,42 @@ fn rtt_by_size(s: &mut String, r: &Results) {
         }
         let _ = writeln!(s);
     }
+    growth_by_size(s, r, &sizes);
+}
+
+/// Under the round trips by size: each row's growth over its own round
+/// trip at the main size ([`growth`]), for the rows that have one.
+fn growth_by_size(s: &mut String, r: &Results, sizes: &[u64]) {
+    let rows: Vec<(String, Wait)> = rtt_size_rows(r)
+        .into_iter()
+        .filter(|(m, w)| {
+            sizes
+                .iter()
+                .any(|&size| growth_of(r, m, *w, size).is_some())
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "  Growth: x the row's own {} round trip, round by round (pairs whose hand-off probes \
+         disagree left out, as for x bare)",
+        human_size(r.config.rtt_size)
+    );
+    for (m, w) in rows {
+        let _ = write!(s, "  {:<16} {:<6}", m, w.as_str());
+        for &size in sizes {
+            let cell = growth_of(r, &m, w, size).map_or("-".into(), human_ratio);
+            let _ = write!(s, " {cell:>18}");
+        }
+        let _ = writeln!(s);
+    }
+}
+
+/// [`growth`] of the row `m`, `w` at `size`.
+pub fn growth_of(r: &Results, m: &str, w: Wait, size: u64) -> Option<f64> {
+    growth(r, r.find(m, Metric::Rtt, w, size)?)
 }
 
 /// The shared-memory rows' throughput as a fraction of `bare`'s.
@@ -655,7 +710,10 @@ fn server(s: &mut String, r: &Results) {
 
 #[cfg(test)]
 mod tests {
-    use super::{hand_off_note, left_out_note, paired_ratio, render, same_state_rounds, x_bare};
+    use super::{
+        growth, hand_off_note, human_ratio, left_out_note, paired_ratio, render, same_state_rounds,
+        x_bare,
+    };
     use crate::{Figure, Metric, Results, Wait};
 
     /// The floor's rounds 120 and 431 ns apart: the table says the
@@ -743,6 +801,59 @@ mod tests {
         let ours = r.figures.last().unwrap().clone();
         assert!((x_bare(&r, &ours).unwrap() - 0.90).abs() < 1e-9);
         assert_eq!(left_out_note(&r), None);
+    }
+
+    /// shm-loan's curve in a run where the machine's state switched: its
+    /// 64 B rounds ran in the quick state but the first, its 1 MiB rounds
+    /// in the slow one but the third, so the medians say 962 / 295 = 3.3x
+    /// and so does the median of all five pairs (980 / 300). Paired in one
+    /// state (rounds 1 and 3: 1.13 and 1.30x), it grows 1.22x. The table
+    /// and the report say so; the main size has no growth of its own.
+    #[test]
+    fn growth_pairs_a_rows_rounds_in_one_state() {
+        let mut r = Results::from_json(include_str!("../tests/data/new.json")).unwrap();
+        let rtt = |size: u64, rounds: [f64; 5], probes: [[f64; 2]; 5]| {
+            let mut f = Figure::new("shm-loan", Metric::Rtt, Wait::Poll, size);
+            f.median_ns = Some(
+                crate::stats::median(&mut rounds.to_vec(), f64::total_cmp, |a, b| (a + b) / 2.0)
+                    .unwrap() as u64,
+            );
+            f.per_round = rounds.to_vec();
+            f.per_round_hand_off_ns = probes.to_vec();
+            f
+        };
+        let (q, slow) = ([120.0, 125.0], [420.0, 430.0]);
+        let small = rtt(64, [850.0, 290.0, 280.0, 295.0, 300.0], [slow, q, q, q, q]);
+        let big = rtt(
+            1 << 20,
+            [960.0, 962.0, 365.0, 990.0, 980.0],
+            [slow, slow, q, slow, slow],
+        );
+        r.figures.push(small.clone());
+        r.figures.push(big.clone());
+        assert_eq!((small.median_ns, big.median_ns), (Some(295), Some(962)));
+        let g = growth(&r, &big).unwrap();
+        let kept = (960.0 / 850.0 + 365.0 / 280.0) / 2.0;
+        assert!((g - kept).abs() < 1e-9, "{g}");
+        assert_eq!(growth(&r, &small), None, "the main size is the base");
+        let text = render(&r);
+        assert!(
+            text.contains("Growth: x the row's own 64 B round trip"),
+            "{text}"
+        );
+        assert!(text.contains(&human_ratio(g)), "{text}");
+        let html = crate::html::render(&r);
+        assert!(html.contains("Growth with the message"), "{html}");
+        assert!(
+            html.contains(&format!("<td>{}</td>", human_ratio(g))),
+            "{html}"
+        );
+        // Without probes: all five pairs, as in files from before them.
+        for f in r.figures.iter_mut().filter(|f| f.mechanism == "shm-loan") {
+            f.per_round_hand_off_ns.clear();
+        }
+        let big = r.figures.last().unwrap().clone();
+        assert!((growth(&r, &big).unwrap() - 980.0 / 300.0).abs() < 1e-9);
     }
 
     /// Probes that agree everywhere, or in fewer than two rounds, leave
