@@ -4,7 +4,8 @@
 //! (`send_batch`), loans on the fast path, and the asymmetric fence
 //! (`membarrier`) that lets a publisher store without a full fence —
 //! checked by counting every message, and by a planted missing wake-up
-//! that the ping-pong test must catch.
+//! that the ping-pong test must catch; and the producers' wake-up when a
+//! full ring gets room, with its own planted check.
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,21 @@ fn child() {
             // waits; a ping whose first byte is 1 is answered a millisecond
             // late (its sender's receive then sleeps).
             "echo-late" => answer_pings(&parts, None, |_, ping| ping[0] == 1),
+            // fd,count: send messages `0..count`, sleeping at once for room.
+            "room-producer" => {
+                let chan = chan_from_arg(parts[0]);
+                let mut tx = chan.sender().unwrap();
+                tx.set_wait_strategy(WaitStrategy::Block);
+                for seq in 0..parts[1].parse::<u64>().unwrap() {
+                    tx.send(&room_message(seq)).unwrap();
+                }
+            }
+            // fd,cycles: receive and count room stalls (`drain_in_cycles`).
+            "room-consumer" => {
+                let chan = chan_from_arg(parts[0]);
+                let stalls = drain_in_cycles(&chan, parts[1].parse().unwrap());
+                println!("room-stalls: {stalls}");
+            }
             other => support::unknown_role(other),
         }
     });
@@ -326,5 +342,132 @@ fn sleeping_after_plain_publication_loses_no_wake_up_across_mode_switches() {
         stalls < CYCLES * LATE / 5,
         "{stalls} of {} late round trips stalled: wake-ups are lost across mode switches",
         CYCLES * LATE
+    );
+}
+
+/// Messages the room consumer takes at full speed per cycle, while the
+/// producer keeps up (sleeping for room now and then, or not at all).
+const ROOM_QUICK: u64 = 1_100;
+/// Late steps per cycle: the consumer pauses until the ring is full and
+/// the producer sleeps for room, then frees one record.
+const ROOM_LATE: u64 = 4;
+/// Messages sent after the last cycle's, and taken at full speed: more
+/// than the ring holds, so that the last late steps find a producer with
+/// messages left to send (without them, those steps could not refill).
+const ROOM_TAIL: u64 = 100;
+
+/// The room producer's message `seq`: 64 bytes, `seq` first.
+fn room_message(seq: u64) -> [u8; 64] {
+    let mut m = [seq as u8; 64];
+    m[..8].copy_from_slice(&seq.to_le_bytes());
+    m
+}
+
+/// The consumer's side of the room tests, on `chan` (a ring of a few
+/// dozen 64-byte records; the producer sends with blocking waits): per
+/// cycle, [`ROOM_QUICK`] messages at full speed, then [`ROOM_LATE`] late
+/// steps. A late step lets the ring fill and the producer go to sleep
+/// (2 ms), takes one message, and waits until the producer has filled
+/// the freed record: a woken producer does so at once, one whose
+/// wake-up was lost sleeps to the end of its 20 ms liveness slice.
+/// Every message must arrive once, in order. Returns the late steps
+/// whose refill took longer than 15 ms.
+fn drain_in_cycles(chan: &Channel, cycles: u64) -> u64 {
+    let mut rx = chan.receiver().unwrap();
+    rx.set_wait_strategy(WaitStrategy::Block);
+    let mut buf = [0u8; 64];
+    let mut seq = 0;
+    let mut take = |rx: &mut ipcworks::channel::Receiver| {
+        let n = rx.recv_slice_timeout(&mut buf, LIMIT).unwrap();
+        assert_eq!(&buf[..n], &room_message(seq)[..], "message {seq}");
+        seq += 1;
+    };
+    let mut stalls = 0;
+    for _ in 0..cycles {
+        for _ in 0..ROOM_QUICK {
+            take(&mut rx);
+        }
+        for _ in 0..ROOM_LATE {
+            std::thread::sleep(Duration::from_millis(2));
+            let full = rx.len().unwrap();
+            take(&mut rx);
+            let t = Instant::now();
+            while rx.len().unwrap() < full && t.elapsed() < Duration::from_millis(50) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            if t.elapsed() > Duration::from_millis(15) {
+                stalls += 1;
+            }
+        }
+    }
+    for _ in 0..ROOM_TAIL {
+        take(&mut rx);
+    }
+    stalls
+}
+
+/// Runs a producer process and a consumer process on one small channel
+/// for `cycles` of [`drain_in_cycles`], the consumer with
+/// `IPCWORKS_FAULT=consumer_fault`; returns its stalled late steps.
+fn room_stalls(cycles: u64, consumer_fault: &str) -> u64 {
+    let chan = anon(4096, 64);
+    let (fd, arg) = fd_arg(&chan);
+    let count = cycles * (ROOM_QUICK + ROOM_LATE) + ROOM_TAIL;
+    let mut producer = KillOnDrop::spawn(support::child(
+        "channel_publish::child",
+        "room-producer",
+        &format!("{arg},{count}"),
+    ));
+    let mut consumer = support::child(
+        "channel_publish::child",
+        "room-consumer",
+        &format!("{arg},{cycles}"),
+    );
+    consumer.env("IPCWORKS_FAULT", consumer_fault);
+    let out = consumer.output().unwrap();
+    drop(fd);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the consumer failed: {text}");
+    assert!(producer.wait_for(LIMIT).success());
+    text.lines()
+        .find_map(|l| l.strip_prefix("room-stalls: "))
+        .unwrap_or_else(|| panic!("no count from the consumer: {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The producers' side of the futex hand-shake (`channel/wake.rs`), which
+/// the ping-pong tests above never reach (their rings never fill):
+/// between two processes, a producer asleep for room is woken when the
+/// consumer frees a record, not at the end of its slice, cycle after
+/// cycle, and every message arrives once and in order.
+#[test]
+fn a_producer_asleep_for_room_is_woken_when_a_record_is_freed() {
+    const CYCLES: u64 = 25;
+    let stalls = room_stalls(CYCLES, "");
+    eprintln!("{stalls} of {} late steps stalled", CYCLES * ROOM_LATE);
+    assert!(
+        stalls < CYCLES * ROOM_LATE / 5,
+        "{stalls} of {} late steps stalled: wake-ups for room are lost",
+        CYCLES * ROOM_LATE
+    );
+}
+
+/// Planted: the consumer frees records without waking the producer
+/// asleep for room (`skip-wake`): the check above must see it.
+#[test]
+fn a_planted_missing_room_wake_up_is_caught_by_the_refill_check() {
+    const CYCLES: u64 = 5;
+    let stalls = room_stalls(CYCLES, "skip-wake");
+    eprintln!(
+        "skip-wake: {stalls} of {} late steps stalled",
+        CYCLES * ROOM_LATE
+    );
+    assert!(
+        stalls >= CYCLES * ROOM_LATE / 2,
+        "only {stalls} of {} late steps stalled with the wake-up removed: the check is blind",
+        CYCLES * ROOM_LATE
     );
 }
