@@ -8,8 +8,8 @@ use std::fmt::Write;
 use crate::schema::{Metric, Results};
 use crate::svg::{LogAxis, decade_label, esc};
 use crate::table::{
-    fan_in_figure, fan_in_lines, growth_of, human_msgs, human_ns, human_ratio, producer_counts,
-    rtt_size_rows, rtt_sizes, x_bare,
+    fan_in_figure, fan_in_lines, growth_of, growth_rows, human_msgs, human_ns, human_ratio,
+    producer_counts, rtt_size_rows, rtt_sizes, x_bare,
 };
 use crate::units::human_size;
 
@@ -281,14 +281,7 @@ fn growth_table(s: &mut String, r: &Results) {
         .into_iter()
         .filter(|&size| size != r.config.rtt_size)
         .collect();
-    let rows: Vec<_> = rtt_size_rows(r)
-        .into_iter()
-        .filter(|(m, w)| {
-            sizes
-                .iter()
-                .any(|&size| growth_of(r, m, *w, size).is_some())
-        })
-        .collect();
+    let rows = growth_rows(r, &sizes);
     if rows.is_empty() {
         return;
     }

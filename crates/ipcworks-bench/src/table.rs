@@ -514,14 +514,7 @@ fn rtt_by_size(s: &mut String, r: &Results) {
 /// Under the round trips by size: each row's growth over its own round
 /// trip at the main size ([`growth`]), for the rows that have one.
 fn growth_by_size(s: &mut String, r: &Results, sizes: &[u64]) {
-    let rows: Vec<(String, Wait)> = rtt_size_rows(r)
-        .into_iter()
-        .filter(|(m, w)| {
-            sizes
-                .iter()
-                .any(|&size| growth_of(r, m, *w, size).is_some())
-        })
-        .collect();
+    let rows = growth_rows(r, sizes);
     if rows.is_empty() {
         return;
     }
@@ -539,6 +532,18 @@ fn growth_by_size(s: &mut String, r: &Results, sizes: &[u64]) {
         }
         let _ = writeln!(s);
     }
+}
+
+/// The rows of [`rtt_size_rows`] with a [`growth`] at one of `sizes`.
+pub fn growth_rows(r: &Results, sizes: &[u64]) -> Vec<(String, Wait)> {
+    rtt_size_rows(r)
+        .into_iter()
+        .filter(|(m, w)| {
+            sizes
+                .iter()
+                .any(|&size| growth_of(r, m, *w, size).is_some())
+        })
+        .collect()
 }
 
 /// [`growth`] of the row `m`, `w` at `size`.
