@@ -65,8 +65,8 @@
 //! round (the median of round 1 over bare's round 1, round 2 over round 2,
 //! …), so that a slow spell of the machine in one round does not move it.
 //! A pair whose two halves ran in different states of the machine is left
-//! out: a probe ([`probe`]: two threads bouncing a cache line for a few
-//! milliseconds) runs before and after every case, and the pairs whose
+//! out: a probe ([`probe`]: two threads bouncing a cache line for about
+//! half a millisecond) runs before and after every case, and the pairs whose
 //! four probes disagree by more than 1.5x do not count, when at least two
 //! pairs remain. The table says how many it left out.
 //!

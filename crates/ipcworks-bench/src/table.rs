@@ -63,14 +63,7 @@ pub fn x_bare(r: &Results, f: &Figure) -> Option<f64> {
         return None;
     }
     let b = r.find("bare", f.metric, Wait::Poll, f.size_bytes)?;
-    let x = match paired_figures(f, b) {
-        Some(x) => x,
-        None => match f.metric {
-            Metric::Rtt => f.median_ns? as f64 / b.median_ns? as f64,
-            Metric::Throughput => f.bytes_per_sec? / b.bytes_per_sec?,
-        },
-    };
-    x.is_finite().then_some(x)
+    ratio(f, b)
 }
 
 /// A round trip's growth with its message: its rounds over the same row's
@@ -85,9 +78,20 @@ pub fn growth(r: &Results, f: &Figure) -> Option<f64> {
         return None;
     }
     let base = r.find(&f.mechanism, Metric::Rtt, f.wait, r.config.rtt_size)?;
-    let x = match paired_figures(f, base) {
+    ratio(f, base)
+}
+
+/// `ours` over `theirs` (figures of one metric): round by round
+/// ([`paired_figures`]) where both have their rounds, else the ratio of
+/// their medians (round trip) or paces (throughput); `None` when that is
+/// not a number.
+fn ratio(ours: &Figure, theirs: &Figure) -> Option<f64> {
+    let x = match paired_figures(ours, theirs) {
         Some(x) => x,
-        None => f.median_ns? as f64 / base.median_ns? as f64,
+        None => match ours.metric {
+            Metric::Rtt => ours.median_ns? as f64 / theirs.median_ns? as f64,
+            Metric::Throughput => ours.bytes_per_sec? / theirs.bytes_per_sec?,
+        },
     };
     x.is_finite().then_some(x)
 }
@@ -190,8 +194,8 @@ pub fn left_out_note(r: &Results) -> Option<String> {
 /// How far apart the floor's rounds may lie ([`Figure::spread`]) before
 /// the table says the machine's hand-offs changed speed, and the hand-off
 /// probes around a pair of rounds before x bare leaves the pair out
-/// ([`same_state_rounds`]): 0.5, the largest 1.5 times the smallest. Rounds of a steady machine lie within a
-/// few percent; the 2-core VM this was written on switches between a
+/// ([`same_state_rounds`]): 0.5, the largest 1.5 times the smallest.
+/// Rounds of a steady machine lie within a few percent; the 2-core VM this was written on switches between a
 /// quick state (floor about 120 ns) and a slow one (about 400 ns) by
 /// itself, even within a run.
 const HAND_OFF_SHIFT: f64 = 0.5;

@@ -52,12 +52,12 @@ reads the same two lines by reference (recv_ref). Its round trips run at
 64 B, 4 KiB, 64 KiB and 1 MiB in every run, beside the copying shm-spin (and
 iceoryx2-loan, iceoryx2's loan API used the same way, with --peers): the
 loan curve. Its Growth line is each row's round trip over its own 64 B one,
-paired round by round like x bare. --fan-in adds 1, 2 and 4 producer processes into one receiver
-(shm, queue, mq, unix: one connection per producer into one server), 64 B
-and 4 KiB, total messages/s, default waits, nobody pinned; every message is
-counted per producer and a lost or repeated one fails the case. --clients
-adds the socket server's echo (ipcworks serve --echo over a Unix socket)
-with 1, 10 and 100 clients at once, echoes/s.
+paired round by round like x bare. --fan-in adds 1, 2 and 4 producer
+processes into one receiver (shm, queue, mq, unix: one connection per
+producer into one server), 64 B and 4 KiB, total messages/s, default waits,
+nobody pinned; every message is counted per producer and a lost or repeated
+one fails the case. --clients adds the socket server's echo (ipcworks serve
+--echo over a Unix socket) with 1, 10 and 100 clients at once, echoes/s.
 
 shm-async and shm-async-park are the channel awaited on tokio (a
 current-thread runtime at each end): spinning briefly then parking, as shm

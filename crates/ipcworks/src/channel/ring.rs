@@ -875,13 +875,14 @@ impl<M: Memory> Ring<M> {
     pub(super) fn advance(&self, new_head: u64) {
         self.cached.set(new_head);
         // Always a fenced publication: producers sleeping for room need no
-        // barrier of their own (see `channel/wake.rs`). Tried and measured
-        // slower: a plain store here, with a mode word beside the
-        // producers' futex word and their sleeps issuing `membarrier`, as
-        // the producers' own publication does (`ipcworks bench --only
-        // shm-spin`, ten alternating pairs on the 2-core VM: round trip
-        // 1.42x bare against 1.31x, 1 KiB stream 0.79x against 0.85x,
-        // 64 B 0.55x against 0.67x).
+        // barrier of their own (see `channel/wake.rs`). Tried in a scratch
+        // build (not kept here; issue 24's notes) and measured slower: a
+        // plain store here, with a mode word beside the producers' futex
+        // word and their sleeps issuing `membarrier`, as the producers' own
+        // publication does (`ipcworks bench --only shm-spin`, ten
+        // alternating pairs on the 2-core VM: round trip 1.42x bare
+        // against 1.31x, 1 KiB stream 0.79x against 0.85x, 64 B 0.55x
+        // against 0.67x).
         store_then_fence(&self.ctl().head.0, new_head);
         self.wake_if_flagged(&self.ctl().wait.tx.0);
         self.relax_mode();
